@@ -1,0 +1,20 @@
+// The one place where absl::Status becomes grpc::Status (the gRPC edge).
+#ifndef QSIGN_COMMON_GRPC_STATUS_H_
+#define QSIGN_COMMON_GRPC_STATUS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace qsign {
+
+// Same code, same message. INTERNAL and UNKNOWN messages are replaced by a generic text (the
+// detail is logged by the caller) so that internals never reach a client.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The reverse, for clients of other qsign services.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace qsign
+
+#endif  // QSIGN_COMMON_GRPC_STATUS_H_
