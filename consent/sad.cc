@@ -1,0 +1,220 @@
+#include "consent/sad.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "qsign/v1/sad.pb.h"
+
+namespace qsign::consent {
+namespace {
+
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+struct EvpMdCtxDeleter {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  timespec spec = absl::ToTimespec(t);
+  ts.set_seconds(spec.tv_sec);
+  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
+  return ts;
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+absl::StatusOr<std::string> Sha256(std::string_view data) {
+  std::string out(32, '\0');
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                 EVP_sha256(), nullptr) != 1) {
+    return absl::InternalError("EVP_Digest(SHA-256) failed");
+  }
+  return out;
+}
+
+absl::StatusOr<EvpPkeyPtr> ParseP256Spki(std::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  if (key == nullptr) return absl::InvalidArgumentError("SAD key: not a SubjectPublicKeyInfo");
+  if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC || EVP_PKEY_get_bits(key.get()) != 256) {
+    return absl::InvalidArgumentError("SAD key: must be EC P-256");
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SadMinter>> SadMinter::New(hsm::Hsm* hsm, std::string key_id) {
+  auto pub = hsm->GetPublicKey(key_id);
+  if (!pub.ok()) return pub.status();
+  if (pub->type != hsm::KeyType::kEcP256) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SAD key ", key_id, " must be EC_P256, is ", hsm::KeyTypeName(pub->type)));
+  }
+  return std::unique_ptr<SadMinter>(
+      new SadMinter(hsm, std::move(key_id), std::move(pub->spki_der)));
+}
+
+absl::StatusOr<std::string> SadMinter::Mint(SadGrant grant, absl::Time now,
+                                            absl::Duration lifetime) const {
+  if (grant.account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (grant.credential_id.empty()) return absl::InvalidArgumentError("credential_id: required");
+  if (grant.hash_algorithm_oid.empty()) {
+    return absl::InvalidArgumentError("hash_algorithm_oid: required");
+  }
+  if (grant.hashes.empty() || grant.hashes.size() > kMaxSadHashes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hashes: between 1 and ", kMaxSadHashes, " required"));
+  }
+  if (lifetime <= absl::ZeroDuration()) return absl::InvalidArgumentError("lifetime: positive");
+  if (grant.num_signatures == 0) grant.num_signatures = static_cast<uint32_t>(grant.hashes.size());
+
+  qsign::v1::SadClaims claims;
+  std::string id(16, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(id.data()), 16) != 1) {
+    return absl::InternalError("RAND_bytes failed");
+  }
+  claims.set_sad_id(id);
+  claims.set_account_id(grant.account_id);
+  claims.set_credential_id(grant.credential_id);
+  claims.set_hash_algorithm_oid(grant.hash_algorithm_oid);
+  for (const auto& h : grant.hashes) claims.add_hashes(h);
+  claims.set_num_signatures(grant.num_signatures);
+  *claims.mutable_issued_at() = ToProto(now);
+  *claims.mutable_expires_at() = ToProto(now + lifetime);
+  claims.set_consent_request_id(grant.consent_request_id);
+
+  qsign::v1::SignedSad signed_sad;
+  if (!claims.SerializeToString(signed_sad.mutable_claims())) {
+    return absl::InternalError("SadClaims serialization failed");
+  }
+  auto digest = Sha256(signed_sad.claims());
+  if (!digest.ok()) return digest.status();
+  auto sig = hsm_->SignDigest(key_id_, {.scheme = hsm::SignScheme::kEcdsa,
+                                        .hash = hsm::HashAlgorithm::kSha256,
+                                        .ecdsa_der = true},
+                              *std::move(digest));
+  if (!sig.ok()) return sig.status();
+  signed_sad.set_key_id(key_id_);
+  signed_sad.set_signature(*std::move(sig));
+  return absl::WebSafeBase64Escape(signed_sad.SerializeAsString());
+}
+
+struct SadVerifier::Key {
+  EvpPkeyPtr pkey;
+};
+
+SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys) {
+  for (auto& [id, key] : keys) keys_.emplace(id, std::move(key));
+}
+SadVerifier::~SadVerifier() = default;
+
+absl::StatusOr<std::unique_ptr<SadVerifier>> SadVerifier::New(
+    const std::map<std::string, std::string>& trusted_keys) {
+  if (trusted_keys.empty()) return absl::InvalidArgumentError("SAD verifier: no trusted keys");
+  std::map<std::string, std::unique_ptr<Key>> keys;
+  for (const auto& [id, spki] : trusted_keys) {
+    auto pkey = ParseP256Spki(spki);
+    if (!pkey.ok()) return pkey.status();
+    keys[id] = std::make_unique<Key>(Key{*std::move(pkey)});
+  }
+  return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys)));
+}
+
+absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time now) const {
+  if (sad.empty()) return absl::InvalidArgumentError("sad: required");
+  std::string raw;
+  qsign::v1::SignedSad signed_sad;
+  if (sad.size() > 1 << 20 || !absl::WebSafeBase64Unescape(sad, &raw) ||
+      !signed_sad.ParseFromString(raw) || signed_sad.claims().empty() ||
+      signed_sad.signature().empty()) {
+    return absl::InvalidArgumentError("sad: not a SAD issued by this service");
+  }
+  auto it = keys_.find(signed_sad.key_id());
+  if (it == keys_.end()) {
+    return absl::PermissionDeniedError("sad: signed by an unknown key");
+  }
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (ctx == nullptr ||
+      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, it->second->pkey.get()) !=
+          1) {
+    return absl::InternalError("EVP_DigestVerifyInit failed");
+  }
+  const auto& sig = signed_sad.signature();
+  const auto& claims_bytes = signed_sad.claims();
+  if (EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                       reinterpret_cast<const unsigned char*>(claims_bytes.data()),
+                       claims_bytes.size()) != 1) {
+    return absl::PermissionDeniedError("sad: signature does not verify");
+  }
+  qsign::v1::SadClaims claims;
+  if (!claims.ParseFromString(claims_bytes) || claims.sad_id().size() != 16) {
+    return absl::InvalidArgumentError("sad: claims are malformed");
+  }
+  SadGrant grant;
+  grant.sad_id = claims.sad_id();
+  grant.account_id = claims.account_id();
+  grant.credential_id = claims.credential_id();
+  grant.hash_algorithm_oid = claims.hash_algorithm_oid();
+  grant.hashes.assign(claims.hashes().begin(), claims.hashes().end());
+  grant.num_signatures = claims.num_signatures();
+  grant.issued_at = FromProto(claims.issued_at());
+  grant.expires_at = FromProto(claims.expires_at());
+  grant.consent_request_id = claims.consent_request_id();
+  if (now >= grant.expires_at) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("sad: expired at ", absl::FormatTime(grant.expires_at, absl::UTCTimeZone())));
+  }
+  // Tolerate small clock skew between replicas, no more.
+  if (grant.issued_at > now + absl::Seconds(30)) {
+    return absl::PermissionDeniedError("sad: issued in the future");
+  }
+  return grant;
+}
+
+absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
+                            std::string_view credential_id, std::string_view hash_algorithm_oid,
+                            const std::vector<std::string>& hashes) {
+  if (grant.credential_id != credential_id) {
+    return absl::PermissionDeniedError("sad: issued for another credential");
+  }
+  if (grant.account_id != account_id) {
+    return absl::PermissionDeniedError("sad: issued for another account");
+  }
+  if (grant.hash_algorithm_oid != hash_algorithm_oid) {
+    return absl::PermissionDeniedError(absl::StrCat("sad: issued for hash algorithm ",
+                                                    grant.hash_algorithm_oid, ", not ",
+                                                    hash_algorithm_oid));
+  }
+  if (hashes.size() > grant.num_signatures) {
+    return absl::PermissionDeniedError(absl::StrCat("sad: authorizes ", grant.num_signatures,
+                                                    " signatures, ", hashes.size(),
+                                                    " requested"));
+  }
+  std::set<std::string_view> allowed(grant.hashes.begin(), grant.hashes.end());
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    if (!allowed.contains(hashes[i])) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("sad: hashes[", i, "] is not one the user approved"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qsign::consent

@@ -1,0 +1,266 @@
+#include "services/signer/signer.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/signer/algorithms.h"
+
+namespace qsign::signer {
+namespace {
+
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+
+absl::Time Asn1ToTime(const ASN1_TIME* t) {
+  struct tm tm = {};
+  ASN1_TIME_to_tm(t, &tm);
+  return absl::FromTM(tm, absl::UTCTimeZone());
+}
+
+db::AuditEvent Audit(const Actor& actor, std::string action, std::string_view credential_id,
+                     std::string details = "") {
+  return db::AuditEvent{.actor = actor.name,
+                        .action = std::move(action),
+                        .target = std::string(credential_id),
+                        .client_address = actor.address,
+                        .outcome = "ok",
+                        .details = std::move(details)};
+}
+
+bool AlgorithmFitsKey(hsm::SignScheme scheme, hsm::KeyType key) {
+  return hsm::IsEc(key) == (scheme == hsm::SignScheme::kEcdsa);
+}
+
+}  // namespace
+
+absl::Status ValidateCredentialId(std::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError("credential_id: required");
+  if (id.size() > 64) return absl::InvalidArgumentError("credential_id: at most 64 characters");
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError("credential_id: only letters, digits, '.', '_' and '-'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+Signer::Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sad_verifier,
+               const Clock* clock, SignerConfig config)
+    : hsm_(hsm), store_(store), sad_verifier_(sad_verifier), clock_(clock), config_(config) {}
+
+absl::StatusOr<std::vector<Credential>> Signer::ListCredentials(std::string_view account_id,
+                                                                bool only_active) {
+  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (account_id.size() > 128) return absl::InvalidArgumentError("account_id: too long");
+  return store_->ListCredentials(account_id, only_active);
+}
+
+absl::StatusOr<Credential> Signer::GetCredentialInfo(std::string_view credential_id) {
+  if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
+  return store_->GetCredential(credential_id);
+}
+
+absl::StatusOr<Signer::KeyRef> Signer::LookupKey(std::string_view credential_id) {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = keys_.find(credential_id);
+    if (it != keys_.end()) return it->second;
+  }
+  auto cred = store_->GetCredential(credential_id);
+  if (!cred.ok()) return cred.status();
+  KeyRef ref{cred->account_id, cred->key_type};
+  absl::MutexLock lock(&mu_);
+  keys_.emplace(credential_id, ref);
+  return ref;
+}
+
+absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& in) {
+  // 1. The request on its own.
+  if (auto s = ValidateCredentialId(in.credential_id); !s.ok()) return s;
+  if (in.hashes.empty()) return absl::InvalidArgumentError("hashes: at least one hash required");
+  if (static_cast<int>(in.hashes.size()) > config_.max_batch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hashes: at most ", config_.max_batch, " per request, got ",
+                     in.hashes.size()));
+  }
+  auto hash = ParseHashOid(in.hash_algorithm_oid);
+  if (!hash.ok()) return hash.status();
+  const size_t digest_len = hsm::DigestLength(*hash);
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < in.hashes.size(); ++i) {
+    if (in.hashes[i].size() != digest_len) {
+      return absl::InvalidArgumentError(absl::StrCat("hashes[", i, "]: ", in.hashes[i].size(),
+                                                     " bytes, the hash algorithm needs ",
+                                                     digest_len));
+    }
+    if (!seen.insert(in.hashes[i]).second) {
+      return absl::InvalidArgumentError(absl::StrCat("hashes[", i, "]: duplicate"));
+    }
+  }
+  auto algo = ParseSignOid(in.sign_algorithm_oid);
+  if (!algo.ok()) return algo.status();
+  if (algo->hash.has_value() && *algo->hash != *hash) {
+    return absl::InvalidArgumentError(
+        "sign_algorithm_oid: its hash differs from hash_algorithm_oid");
+  }
+  if (in.sad.empty()) return absl::InvalidArgumentError("sad: required");
+
+  // 2. The credential.
+  auto key = LookupKey(in.credential_id);
+  if (!key.ok()) return key.status();
+  if (!AlgorithmFitsKey(algo->scheme, key->key_type)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sign_algorithm_oid: does not fit the credential's ",
+                     hsm::KeyTypeName(key->key_type), " key"));
+  }
+
+  // 3. The SAD: genuine, current, and covering exactly this request.
+  const absl::Time now = clock_->Now();
+  auto grant = sad_verifier_->Verify(in.sad, now);
+  if (!grant.ok()) return grant.status();
+  if (auto s = consent::CheckSadCovers(*grant, key->account_id, in.credential_id,
+                                       in.hash_algorithm_oid, in.hashes);
+      !s.ok()) {
+    return s;
+  }
+
+  // 4. Used once, by any replica; also refuses a credential that is no longer active.
+  if (auto s = store_->ConsumeSad({.sad_id = grant->sad_id,
+                                   .credential_id = in.credential_id,
+                                   .account_id = key->account_id,
+                                   .consent_request_id = grant->consent_request_id,
+                                   .num_hashes = static_cast<int>(in.hashes.size()),
+                                   .used_at = now,
+                                   .sad_expires_at = grant->expires_at,
+                                   .caller = in.caller});
+      !s.ok()) {
+    return s;
+  }
+
+  // 5. Only now the key.
+  return hsm_->SignDigests(
+      in.credential_id,
+      {.scheme = algo->scheme, .hash = *hash, .ecdsa_der = !in.ecdsa_raw_signature}, in.hashes);
+}
+
+absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
+                                             std::string_view account_id, hsm::KeyType key_type,
+                                             const Actor& actor) {
+  if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
+  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (account_id.size() > 128) return absl::InvalidArgumentError("account_id: too long");
+  // A retried CreateKey for the same account finds the credential it created.
+  if (auto existing = store_->GetCredential(credential_id); existing.ok()) {
+    if (existing->account_id != account_id || existing->key_type != key_type) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("credential_id: ", credential_id, " exists with other parameters"));
+    }
+    return existing;
+  } else if (existing.status().code() != absl::StatusCode::kNotFound) {
+    return existing.status();
+  }
+
+  auto pub = hsm_->GenerateKeyPair(credential_id, key_type);
+  if (pub.status().code() == absl::StatusCode::kAlreadyExists) {
+    // A key from an attempt that crashed before it was recorded: never reuse it.
+    if (auto s = hsm_->DestroyKeyPair(credential_id); !s.ok()) return s;
+    pub = hsm_->GenerateKeyPair(credential_id, key_type);
+  }
+  if (!pub.ok()) return pub.status();
+  Credential cred{.credential_id = std::string(credential_id),
+                  .account_id = std::string(account_id),
+                  .status = CredentialStatus::kPending,
+                  .key_type = key_type,
+                  .public_key_spki = pub->spki_der,
+                  .created_at = clock_->Now()};
+  auto s = store_->CreateCredential(
+      cred, Audit(actor, "signer.create_key", credential_id,
+                  absl::StrCat("account=", account_id, " key=", hsm::KeyTypeName(key_type))));
+  if (!s.ok()) {
+    // Nothing half-written: a key without its record is removed.
+    (void)hsm_->DestroyKeyPair(credential_id);
+    return s;
+  }
+  return cred;
+}
+
+absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id,
+                                                  std::vector<std::string> chain_der,
+                                                  const Actor& actor) {
+  if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
+  if (chain_der.empty()) {
+    return absl::InvalidArgumentError("certificate_chain_der: the end-entity certificate first");
+  }
+  auto cred = store_->GetCredential(credential_id);
+  if (!cred.ok()) return cred.status();
+  if (cred->status == CredentialStatus::kDisabled) {
+    return absl::FailedPreconditionError("credential is disabled; its key is destroyed");
+  }
+  for (size_t i = 0; i < chain_der.size(); ++i) {
+    const auto* p = reinterpret_cast<const unsigned char*>(chain_der[i].data());
+    X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
+    if (cert == nullptr || p != reinterpret_cast<const unsigned char*>(chain_der[i].data()) +
+                                    chain_der[i].size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("certificate_chain_der[", i, "]: not a DER certificate"));
+    }
+    if (i > 0) continue;
+    // The end-entity certificate must certify this credential's key.
+    const auto* k = reinterpret_cast<const unsigned char*>(cred->public_key_spki.data());
+    EvpPkeyPtr key(d2i_PUBKEY(nullptr, &k, static_cast<long>(cred->public_key_spki.size())));
+    if (key == nullptr || EVP_PKEY_eq(X509_get0_pubkey(cert.get()), key.get()) != 1) {
+      return absl::InvalidArgumentError(
+          "certificate_chain_der[0]: its public key is not the credential's key");
+    }
+    cred->valid_from = Asn1ToTime(X509_get0_notBefore(cert.get()));
+    cred->valid_to = Asn1ToTime(X509_get0_notAfter(cert.get()));
+  }
+  if (auto s = store_->ActivateCredential(
+          credential_id, chain_der, *cred->valid_from, *cred->valid_to,
+          Audit(actor, "signer.set_certificate", credential_id,
+                absl::StrCat("valid_to=", absl::FormatTime(absl::RFC3339_sec, *cred->valid_to, absl::UTCTimeZone()))));
+      !s.ok()) {
+    return s;
+  }
+  return store_->GetCredential(credential_id);
+}
+
+absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id,
+                                              const Actor& actor) {
+  if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
+  auto cred = store_->GetCredential(credential_id);
+  if (!cred.ok()) return cred.status();
+  // Disable first: from here no replica consumes a SAD for it, even if the HSM call fails.
+  if (cred->status != CredentialStatus::kDisabled) {
+    if (auto s = store_->DisableCredential(credential_id,
+                                           Audit(actor, "signer.destroy_key", credential_id));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (auto s = hsm_->DestroyKeyPair(credential_id);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    return s;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    keys_.erase(credential_id);
+  }
+  return store_->GetCredential(credential_id);
+}
+
+}  // namespace qsign::signer

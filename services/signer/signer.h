@@ -1,0 +1,95 @@
+// The signing core (signature activation module): the only code that asks the HSM to sign with
+// a user's key, and it does so only for hashes a valid, unused SAD covers. No gRPC types here.
+#ifndef QSIGN_SERVICES_SIGNER_SIGNER_H_
+#define QSIGN_SERVICES_SIGNER_SIGNER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "consent/sad.h"
+#include "hsm/hsm.h"
+#include "services/signer/signer_store.h"
+
+namespace qsign::signer {
+
+struct SignerConfig {
+  // Most hashes one SignHash call may carry.
+  int max_batch = 100;
+  // Most hashes one authorization (SAD) may cover; reported to clients as "multisign".
+  int max_hashes_per_authorization = 100;
+};
+
+struct SignHashInput {
+  std::string credential_id;
+  std::string hash_algorithm_oid;
+  std::string sign_algorithm_oid;
+  std::vector<std::string> hashes;
+  std::string sad;
+  bool ecdsa_raw_signature = false;
+  // Who asked (peer address), for the signing journal.
+  std::string caller;
+};
+
+// Who performs an administrative act (lifecycle's identity), for the audit record.
+struct Actor {
+  std::string name;
+  std::string address;
+};
+
+class Signer {
+ public:
+  // None of the pointers is owned; all must outlive the Signer.
+  Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sad_verifier,
+         const Clock* clock, SignerConfig config);
+
+  absl::StatusOr<std::vector<Credential>> ListCredentials(std::string_view account_id,
+                                                          bool only_active);
+  absl::StatusOr<Credential> GetCredentialInfo(std::string_view credential_id);
+
+  // Every check of the SAD and the request happens before the key is touched; the SAD is
+  // consumed (recorded as used, for every replica) just before signing.
+  absl::StatusOr<std::vector<std::string>> SignHash(const SignHashInput& input);
+
+  absl::StatusOr<Credential> CreateKey(std::string_view credential_id,
+                                       std::string_view account_id, hsm::KeyType key_type,
+                                       const Actor& actor);
+  absl::StatusOr<Credential> SetCertificate(std::string_view credential_id,
+                                            std::vector<std::string> chain_der,
+                                            const Actor& actor);
+  absl::StatusOr<Credential> DestroyKey(std::string_view credential_id, const Actor& actor);
+
+  const SignerConfig& config() const { return config_; }
+
+ private:
+  // The immutable part of a credential, cached so that signing needs no credential query.
+  struct KeyRef {
+    std::string account_id;
+    hsm::KeyType key_type;
+  };
+  absl::StatusOr<KeyRef> LookupKey(std::string_view credential_id);
+
+  hsm::Hsm* hsm_;                                // Not owned.
+  SignerStore* store_;                           // Not owned.
+  const consent::SadVerifier* sad_verifier_;     // Not owned.
+  const Clock* clock_;                           // Not owned.
+  const SignerConfig config_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, KeyRef> keys_ ABSL_GUARDED_BY(mu_);
+};
+
+// "credential_id: ..." unless 1..64 characters of [A-Za-z0-9._-].
+absl::Status ValidateCredentialId(std::string_view credential_id);
+
+}  // namespace qsign::signer
+
+#endif  // QSIGN_SERVICES_SIGNER_SIGNER_H_

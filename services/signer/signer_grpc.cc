@@ -1,0 +1,167 @@
+#include "services/signer/signer_grpc.h"
+
+#include <string>
+#include <utility>
+
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "services/signer/algorithms.h"
+
+namespace qsign::signer {
+namespace {
+
+namespace pb = ::qsign::v1;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  timespec spec = absl::ToTimespec(t);
+  ts.set_seconds(spec.tv_sec);
+  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
+  return ts;
+}
+
+pb::KeyAlgorithm ToProto(hsm::KeyType type) {
+  switch (type) {
+    case hsm::KeyType::kEcP256:
+      return pb::KEY_ALGORITHM_EC_P256;
+    case hsm::KeyType::kEcP384:
+      return pb::KEY_ALGORITHM_EC_P384;
+    case hsm::KeyType::kRsa2048:
+      return pb::KEY_ALGORITHM_RSA_2048;
+    case hsm::KeyType::kRsa3072:
+      return pb::KEY_ALGORITHM_RSA_3072;
+    case hsm::KeyType::kRsa4096:
+      return pb::KEY_ALGORITHM_RSA_4096;
+  }
+  return pb::KEY_ALGORITHM_UNSPECIFIED;
+}
+
+absl::StatusOr<hsm::KeyType> FromProto(pb::KeyAlgorithm algorithm) {
+  switch (algorithm) {
+    case pb::KEY_ALGORITHM_EC_P256:
+      return hsm::KeyType::kEcP256;
+    case pb::KEY_ALGORITHM_EC_P384:
+      return hsm::KeyType::kEcP384;
+    case pb::KEY_ALGORITHM_RSA_2048:
+      return hsm::KeyType::kRsa2048;
+    case pb::KEY_ALGORITHM_RSA_3072:
+      return hsm::KeyType::kRsa3072;
+    case pb::KEY_ALGORITHM_RSA_4096:
+      return hsm::KeyType::kRsa4096;
+    default:
+      return absl::InvalidArgumentError("key_algorithm: required (EC_P256, EC_P384, RSA_*)");
+  }
+}
+
+pb::CredentialStatus ToProto(CredentialStatus status) {
+  switch (status) {
+    case CredentialStatus::kPending:
+      return pb::CREDENTIAL_STATUS_PENDING;
+    case CredentialStatus::kActive:
+      return pb::CREDENTIAL_STATUS_ACTIVE;
+    case CredentialStatus::kDisabled:
+      return pb::CREDENTIAL_STATUS_DISABLED;
+  }
+  return pb::CREDENTIAL_STATUS_UNSPECIFIED;
+}
+
+void ToProto(const Credential& c, int max_hashes, pb::CredentialInfo* out) {
+  out->set_credential_id(c.credential_id);
+  out->set_account_id(c.account_id);
+  out->set_status(ToProto(c.status));
+  out->set_key_algorithm(ToProto(c.key_type));
+  out->set_key_bits(hsm::KeyBits(c.key_type));
+  for (auto& oid : SignOidsFor(c.key_type)) out->add_sign_algorithm_oids(std::move(oid));
+  out->set_public_key_spki(c.public_key_spki);
+  for (const auto& der : c.chain_der) out->add_certificate_chain_der(der);
+  out->set_scal("2");
+  out->set_max_hashes_per_authorization(max_hashes);
+  *out->mutable_created_at() = ToProto(c.created_at);
+  if (c.valid_from) *out->mutable_valid_from() = ToProto(*c.valid_from);
+  if (c.valid_to) *out->mutable_valid_to() = ToProto(*c.valid_to);
+}
+
+// Logs what the client does not get to see, then converts.
+grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kInternal ||
+      status.code() == absl::StatusCode::kUnknown ||
+      status.code() == absl::StatusCode::kUnavailable) {
+    Log(LogLevel::kError, "signer", "rpc failed",
+        {{"rpc", rpc}, {"status", status.ToString()}});
+  }
+  return ToGrpcStatus(status);
+}
+
+Actor ActorOf(const grpc::ServerContext* ctx) {
+  // Until mTLS identities exist, the peer address is what the audit trail can name.
+  return Actor{.name = "lifecycle", .address = ctx->peer()};
+}
+
+}  // namespace
+
+grpc::Status SignerGrpc::ListCredentials(grpc::ServerContext*,
+                                         const pb::ListCredentialsRequest* req,
+                                         pb::ListCredentialsResponse* resp) {
+  auto creds = signer_->ListCredentials(req->account_id(), req->only_active());
+  if (!creds.ok()) return Reply("ListCredentials", creds.status());
+  for (const auto& c : *creds) {
+    ToProto(c, signer_->config().max_hashes_per_authorization, resp->add_credentials());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SignerGrpc::GetCredentialInfo(grpc::ServerContext*,
+                                           const pb::GetCredentialInfoRequest* req,
+                                           pb::CredentialInfo* resp) {
+  auto cred = signer_->GetCredentialInfo(req->credential_id());
+  if (!cred.ok()) return Reply("GetCredentialInfo", cred.status());
+  ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status SignerGrpc::SignHash(grpc::ServerContext* ctx, const pb::SignHashRequest* req,
+                                  pb::SignHashResponse* resp) {
+  SignHashInput in{.credential_id = req->credential_id(),
+                   .hash_algorithm_oid = req->hash_algorithm_oid(),
+                   .sign_algorithm_oid = req->sign_algorithm_oid(),
+                   .hashes = {req->hashes().begin(), req->hashes().end()},
+                   .sad = req->sad(),
+                   .ecdsa_raw_signature = req->ecdsa_raw_signature(),
+                   .caller = ctx->peer()};
+  auto sigs = signer_->SignHash(in);
+  if (!sigs.ok()) return Reply("SignHash", sigs.status());
+  resp->mutable_signatures()->Reserve(static_cast<int>(sigs->size()));
+  for (auto& s : *sigs) resp->add_signatures(std::move(s));
+  return grpc::Status::OK;
+}
+
+grpc::Status SignerGrpc::CreateKey(grpc::ServerContext* ctx, const pb::CreateKeyRequest* req,
+                                   pb::CredentialInfo* resp) {
+  auto type = FromProto(req->key_algorithm());
+  if (!type.ok()) return Reply("CreateKey", type.status());
+  auto cred = signer_->CreateKey(req->credential_id(), req->account_id(), *type, ActorOf(ctx));
+  if (!cred.ok()) return Reply("CreateKey", cred.status());
+  ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status SignerGrpc::SetCertificate(grpc::ServerContext* ctx,
+                                        const pb::SetCertificateRequest* req,
+                                        pb::CredentialInfo* resp) {
+  auto cred = signer_->SetCertificate(
+      req->credential_id(),
+      {req->certificate_chain_der().begin(), req->certificate_chain_der().end()}, ActorOf(ctx));
+  if (!cred.ok()) return Reply("SetCertificate", cred.status());
+  ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status SignerGrpc::DestroyKey(grpc::ServerContext* ctx, const pb::DestroyKeyRequest* req,
+                                    pb::CredentialInfo* resp) {
+  auto cred = signer_->DestroyKey(req->credential_id(), ActorOf(ctx));
+  if (!cred.ok()) return Reply("DestroyKey", cred.status());
+  ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
+  return grpc::Status::OK;
+}
+
+}  // namespace qsign::signer

@@ -1,0 +1,78 @@
+// The signer's own tables: credentials and the journal of used SADs. PostgreSQL schema "signer".
+#ifndef QSIGN_SERVICES_SIGNER_SIGNER_STORE_H_
+#define QSIGN_SERVICES_SIGNER_SIGNER_STORE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/db/audit.h"
+#include "common/db/pg.h"
+#include "hsm/hsm.h"
+
+namespace qsign::signer {
+
+enum class CredentialStatus { kPending, kActive, kDisabled };
+std::string_view CredentialStatusName(CredentialStatus status);
+
+struct Credential {
+  std::string credential_id;
+  std::string account_id;
+  CredentialStatus status = CredentialStatus::kPending;
+  hsm::KeyType key_type = hsm::KeyType::kEcP256;
+  std::string public_key_spki;
+  // End-entity first; empty while pending.
+  std::vector<std::string> chain_der;
+  absl::Time created_at;
+  std::optional<absl::Time> valid_from;
+  std::optional<absl::Time> valid_to;
+};
+
+// One SignHash call's use of a SAD: the signing journal, append-only.
+struct SadUse {
+  std::string sad_id;
+  std::string credential_id;
+  std::string account_id;
+  std::string consent_request_id;
+  int num_hashes = 0;
+  absl::Time used_at;
+  absl::Time sad_expires_at;
+  std::string caller;
+};
+
+class SignerStore {
+ public:
+  virtual ~SignerStore() = default;
+  // NOT_FOUND naming the credential.
+  virtual absl::StatusOr<Credential> GetCredential(std::string_view credential_id) = 0;
+  virtual absl::StatusOr<std::vector<Credential>> ListCredentials(std::string_view account_id,
+                                                                  bool only_active) = 0;
+  // ALREADY_EXISTS when the id is taken. Writes `audit` in the same transaction.
+  virtual absl::Status CreateCredential(const Credential& credential,
+                                        const db::AuditEvent& audit) = 0;
+  // Attaches the chain and makes a PENDING credential ACTIVE.
+  virtual absl::Status ActivateCredential(std::string_view credential_id,
+                                          const std::vector<std::string>& chain_der,
+                                          absl::Time valid_from, absl::Time valid_to,
+                                          const db::AuditEvent& audit) = 0;
+  virtual absl::Status DisableCredential(std::string_view credential_id,
+                                         const db::AuditEvent& audit) = 0;
+  // Records the use of a SAD, atomically with the check that the credential is ACTIVE.
+  // FAILED_PRECONDITION "sad: already used" when any replica recorded it before;
+  // FAILED_PRECONDITION naming the state when the credential is not active.
+  virtual absl::Status ConsumeSad(const SadUse& use) = 0;
+};
+
+// Migrations of the "signer" schema.
+absl::Status MigrateSignerSchema(db::Pool& pool);
+
+// `pool` must outlive the store.
+std::unique_ptr<SignerStore> NewPostgresSignerStore(db::Pool* pool);
+
+}  // namespace qsign::signer
+
+#endif  // QSIGN_SERVICES_SIGNER_SIGNER_STORE_H_
