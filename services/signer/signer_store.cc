@@ -1,0 +1,259 @@
+#include "services/signer/signer_store.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/db/migrate.h"
+
+namespace qsign::signer {
+namespace {
+
+using db::Param;
+
+constexpr std::string_view kSchema = "signer";
+
+absl::StatusOr<CredentialStatus> ParseStatus(std::string_view s) {
+  if (s == "PENDING") return CredentialStatus::kPending;
+  if (s == "ACTIVE") return CredentialStatus::kActive;
+  if (s == "DISABLED") return CredentialStatus::kDisabled;
+  return absl::InternalError(absl::StrCat("signer.credentials: unknown status ", s));
+}
+
+constexpr char kCredentialColumns[] =
+    "credential_id, account_id, status, key_type, public_key_spki, created_at, valid_from, "
+    "valid_to";
+
+class PostgresSignerStore final : public SignerStore {
+ public:
+  explicit PostgresSignerStore(db::Pool* pool) : pool_(pool) {}
+
+  absl::StatusOr<Credential> GetCredential(std::string_view credential_id) override {
+    auto res = pool_->Exec(absl::StrCat("SELECT ", kCredentialColumns,
+                                        " FROM signer.credentials WHERE credential_id = $1"),
+                           {Param::Text(credential_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("credential_id: no credential ", credential_id));
+    }
+    return ReadCredential(*res, 0);
+  }
+
+  absl::StatusOr<std::vector<Credential>> ListCredentials(std::string_view account_id,
+                                                          bool only_active) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kCredentialColumns,
+                     " FROM signer.credentials WHERE account_id = $1 AND "
+                     "($2 = false OR status = 'ACTIVE') ORDER BY created_at, credential_id"),
+        {Param::Text(account_id), Param::Bool(only_active)});
+    if (!res.ok()) return res.status();
+    std::vector<Credential> out;
+    for (int i = 0; i < res->rows(); ++i) {
+      auto cred = ReadCredential(*res, i);
+      if (!cred.ok()) return cred.status();
+      out.push_back(*std::move(cred));
+    }
+    return out;
+  }
+
+  absl::Status CreateCredential(const Credential& c, const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "INSERT INTO signer.credentials (credential_id, account_id, status, key_type, "
+          "public_key_spki, created_at) VALUES ($1, $2, 'PENDING', $3, $4, $5)",
+          {Param::Text(c.credential_id), Param::Text(c.account_id),
+           Param::Text(hsm::KeyTypeName(c.key_type)), Param::Bytes(c.public_key_spki),
+           Param::Time(c.created_at)});
+      if (!res.ok()) {
+        if (res.status().code() == absl::StatusCode::kAlreadyExists) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("credential_id: ", c.credential_id, " exists"));
+        }
+        return res.status();
+      }
+      return db::AppendAudit(tx, kSchema, audit, c.created_at);
+    });
+  }
+
+  absl::Status ActivateCredential(std::string_view credential_id,
+                                  const std::vector<std::string>& chain_der,
+                                  absl::Time valid_from, absl::Time valid_to,
+                                  const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "UPDATE signer.credentials SET status = 'ACTIVE', valid_from = $2, valid_to = $3 "
+          "WHERE credential_id = $1 AND status <> 'DISABLED' RETURNING now()",
+          {Param::Text(credential_id), Param::Time(valid_from), Param::Time(valid_to)});
+      if (!res.ok()) return res.status();
+      if (res->rows() == 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("credential ", credential_id, " is disabled or gone"));
+      }
+      auto at = res->GetTime(0, 0);
+      if (!at.ok()) return at.status();
+      if (auto del = tx.Exec("DELETE FROM signer.credential_certificates WHERE credential_id = $1",
+                             {Param::Text(credential_id)});
+          !del.ok()) {
+        return del.status();
+      }
+      for (size_t i = 0; i < chain_der.size(); ++i) {
+        auto ins = tx.Exec(
+            "INSERT INTO signer.credential_certificates (credential_id, position, der) "
+            "VALUES ($1, $2, $3)",
+            {Param::Text(credential_id), Param::Int(static_cast<int64_t>(i)),
+             Param::Bytes(chain_der[i])});
+        if (!ins.ok()) return ins.status();
+      }
+      return db::AppendAudit(tx, kSchema, audit, *at);
+    });
+  }
+
+  absl::Status DisableCredential(std::string_view credential_id,
+                                 const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "UPDATE signer.credentials SET status = 'DISABLED', disabled_at = now() "
+          "WHERE credential_id = $1 RETURNING disabled_at",
+          {Param::Text(credential_id)});
+      if (!res.ok()) return res.status();
+      if (res->rows() == 0) {
+        return absl::NotFoundError(absl::StrCat("credential_id: no credential ", credential_id));
+      }
+      auto at = res->GetTime(0, 0);
+      if (!at.ok()) return at.status();
+      return db::AppendAudit(tx, kSchema, audit, *at);
+    });
+  }
+
+  absl::Status ConsumeSad(const SadUse& u) override {
+    // One round trip: the journal row is written only if the credential is active and the SAD
+    // was never recorded; the primary key makes that hold across replicas.
+    auto res = pool_->Exec(
+        "INSERT INTO signer.sad_uses (sad_id, credential_id, account_id, consent_request_id, "
+        "num_hashes, used_at, sad_expires_at, caller) "
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM signer.credentials "
+        "WHERE credential_id = $2 AND status = 'ACTIVE') "
+        "ON CONFLICT (sad_id) DO NOTHING RETURNING 1",
+        {Param::Bytes(u.sad_id), Param::Text(u.credential_id), Param::Text(u.account_id),
+         Param::Text(u.consent_request_id), Param::Int(u.num_hashes), Param::Time(u.used_at),
+         Param::Time(u.sad_expires_at), Param::Text(u.caller)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 1) return absl::OkStatus();
+    // Slow path: say which rule refused it.
+    auto used = pool_->Exec("SELECT 1 FROM signer.sad_uses WHERE sad_id = $1",
+                            {Param::Bytes(u.sad_id)});
+    if (!used.ok()) return used.status();
+    if (used->rows() > 0) return absl::FailedPreconditionError("sad: already used");
+    auto cred = GetCredential(u.credential_id);
+    if (!cred.ok()) return cred.status();
+    return absl::FailedPreconditionError(
+        absl::StrCat("credential_id: credential is ", CredentialStatusName(cred->status),
+                     cred->status == CredentialStatus::kPending ? " (no certificate yet)"
+                                                                : " (revoked; key destroyed)"));
+  }
+
+ private:
+  absl::StatusOr<Credential> ReadCredential(const db::Result& r, int row) {
+    Credential c;
+    c.credential_id = std::string(r.Get(row, 0));
+    c.account_id = std::string(r.Get(row, 1));
+    auto status = ParseStatus(r.Get(row, 2));
+    if (!status.ok()) return status.status();
+    c.status = *status;
+    auto type = hsm::ParseKeyType(r.Get(row, 3));
+    if (!type.ok()) return absl::InternalError(type.status().message());
+    c.key_type = *type;
+    auto spki = r.GetBytes(row, 4);
+    if (!spki.ok()) return spki.status();
+    c.public_key_spki = *std::move(spki);
+    auto created = r.GetTime(row, 5);
+    if (!created.ok()) return created.status();
+    c.created_at = *created;
+    if (!r.IsNull(row, 6)) {
+      auto t = r.GetTime(row, 6);
+      if (!t.ok()) return t.status();
+      c.valid_from = *t;
+    }
+    if (!r.IsNull(row, 7)) {
+      auto t = r.GetTime(row, 7);
+      if (!t.ok()) return t.status();
+      c.valid_to = *t;
+    }
+    if (c.status != CredentialStatus::kPending) {
+      auto certs = pool_->Exec(
+          "SELECT der FROM signer.credential_certificates WHERE credential_id = $1 "
+          "ORDER BY position",
+          {Param::Text(c.credential_id)});
+      if (!certs.ok()) return certs.status();
+      for (int i = 0; i < certs->rows(); ++i) {
+        auto der = certs->GetBytes(i, 0);
+        if (!der.ok()) return der.status();
+        c.chain_der.push_back(*std::move(der));
+      }
+    }
+    return c;
+  }
+
+  db::Pool* pool_;  // Not owned.
+};
+
+constexpr char kV1[] = R"sql(
+CREATE TABLE credentials (
+  credential_id   text PRIMARY KEY,
+  account_id      text NOT NULL,
+  status          text NOT NULL CHECK (status IN ('PENDING', 'ACTIVE', 'DISABLED')),
+  key_type        text NOT NULL,
+  public_key_spki bytea NOT NULL,
+  created_at      timestamptz NOT NULL,
+  valid_from      timestamptz,
+  valid_to        timestamptz,
+  disabled_at     timestamptz
+);
+CREATE INDEX credentials_account ON credentials (account_id);
+
+CREATE TABLE credential_certificates (
+  credential_id text NOT NULL REFERENCES credentials (credential_id),
+  position      int NOT NULL,
+  der           bytea NOT NULL,
+  PRIMARY KEY (credential_id, position)
+);
+
+-- The signing journal: one row per SignHash call, keyed by the SAD it used (single use).
+CREATE TABLE sad_uses (
+  sad_id             bytea PRIMARY KEY,
+  credential_id      text NOT NULL,
+  account_id         text NOT NULL,
+  consent_request_id text NOT NULL,
+  num_hashes         int NOT NULL,
+  used_at            timestamptz NOT NULL,
+  sad_expires_at     timestamptz NOT NULL,
+  caller             text NOT NULL
+);
+CREATE INDEX sad_uses_credential ON sad_uses (credential_id, used_at);
+)sql";
+
+}  // namespace
+
+std::string_view CredentialStatusName(CredentialStatus status) {
+  switch (status) {
+    case CredentialStatus::kPending:
+      return "PENDING";
+    case CredentialStatus::kActive:
+      return "ACTIVE";
+    case CredentialStatus::kDisabled:
+      return "DISABLED";
+  }
+  return "UNKNOWN";
+}
+
+absl::Status MigrateSignerSchema(db::Pool& pool) {
+  static const std::string v1 = absl::StrCat(kV1, db::AuditTableSql());
+  const db::Migration migrations[] = {{1, "credentials, sad journal, audit log", v1}};
+  return db::ApplyMigrations(pool, kSchema, migrations);
+}
+
+std::unique_ptr<SignerStore> NewPostgresSignerStore(db::Pool* pool) {
+  return std::make_unique<PostgresSignerStore>(pool);
+}
+
+}  // namespace qsign::signer

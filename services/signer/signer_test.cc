@@ -1,0 +1,586 @@
+// The signer over real gRPC on loopback, with a real SoftHSM2 token and a real PostgreSQL.
+#include <grpcpp/grpcpp.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "common/clock.h"
+#include "common/db/audit.h"
+#include "common/db/pg.h"
+#include "common/db/testing/pg_server.h"
+#include "common/grpc_server.h"
+#include "consent/sad.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
+#include "qsign/v1/sad.pb.h"
+#include "qsign/v1/signer.grpc.pb.h"
+#include "services/signer/algorithms.h"
+#include "services/signer/signer.h"
+#include "services/signer/signer_grpc.h"
+#include "services/signer/signer_store.h"
+
+namespace qsign::signer {
+namespace {
+
+namespace pb = ::qsign::v1;
+using ::testing::HasSubstr;
+
+constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
+constexpr char kEcdsaSha384[] = "1.2.840.10045.4.3.3";
+constexpr char kRsaSha256[] = "1.2.840.113549.1.1.11";
+constexpr char kRsaPss[] = "1.2.840.113549.1.1.10";
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+struct EvpPkeyCtxDeleter {
+  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
+};
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+
+// Counts the signing calls that reach the HSM, to prove that refused requests never do.
+class CountingHsm final : public hsm::Hsm {
+ public:
+  explicit CountingHsm(hsm::Hsm* inner) : inner_(inner) {}
+  absl::StatusOr<hsm::PublicKey> GenerateKeyPair(std::string_view id, hsm::KeyType t) override {
+    return inner_->GenerateKeyPair(id, t);
+  }
+  absl::StatusOr<hsm::PublicKey> GetPublicKey(std::string_view id) override {
+    return inner_->GetPublicKey(id);
+  }
+  absl::Status DestroyKeyPair(std::string_view id) override { return inner_->DestroyKeyPair(id); }
+  absl::StatusOr<std::vector<std::string>> SignDigests(
+      std::string_view id, const hsm::SignParams& p, std::span<const std::string> d) override {
+    ++sign_calls;
+    return inner_->SignDigests(id, p, d);
+  }
+  std::atomic<int> sign_calls{0};
+
+ private:
+  hsm::Hsm* inner_;  // Not owned.
+};
+
+EvpPkeyPtr ParseSpki(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  return EvpPkeyPtr(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+}
+
+// Verifies a signature over a pre-computed digest with OpenSSL, as a relying party would.
+bool VerifyDigest(const std::string& spki, const std::string& digest, const std::string& sig,
+                  const EVP_MD* md, int rsa_padding = RSA_PKCS1_PADDING) {
+  EvpPkeyPtr key = ParseSpki(spki);
+  if (key == nullptr) return false;
+  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+  if (EVP_PKEY_verify_init(ctx.get()) != 1) return false;
+  if (EVP_PKEY_get_base_id(key.get()) == EVP_PKEY_RSA) {
+    EVP_PKEY_CTX_set_rsa_padding(ctx.get(), rsa_padding);
+    if (rsa_padding == RSA_PKCS1_PSS_PADDING) {
+      EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST);
+      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md);
+    }
+  }
+  EVP_PKEY_CTX_set_signature_md(ctx.get(), md);
+  return EVP_PKEY_verify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                         sig.size(), reinterpret_cast<const unsigned char*>(digest.data()),
+                         digest.size()) == 1;
+}
+
+std::string RawToDerEcdsa(const std::string& raw) {
+  size_t half = raw.size() / 2;
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  ECDSA_SIG_set0(sig,
+                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()), half, nullptr),
+                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()) + half, half,
+                           nullptr));
+  unsigned char* der = nullptr;
+  int len = i2d_ECDSA_SIG(sig, &der);
+  std::string out(reinterpret_cast<char*>(der), len);
+  OPENSSL_free(der);
+  ECDSA_SIG_free(sig);
+  return out;
+}
+
+// A certificate for the credential's public key, signed by a throwaway software CA.
+std::string CertificateFor(const std::string& spki) {
+  EvpPkeyPtr subject_key = ParseSpki(spki);
+  EvpPkeyPtr ca_key(EVP_EC_gen("P-256"));
+  std::unique_ptr<X509, X509Deleter> cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 42);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("Test"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509_time_adj_ex(X509_getm_notBefore(cert.get()), 0, 0, nullptr);
+  X509_time_adj_ex(X509_getm_notAfter(cert.get()), 5 * 365, 0, nullptr);
+  X509_set_pubkey(cert.get(), subject_key.get());
+  X509_sign(cert.get(), ca_key.get(), EVP_sha256());
+  unsigned char* der = nullptr;
+  int len = i2d_X509(cert.get(), &der);
+  std::string out(reinterpret_cast<char*>(der), len);
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string Hash(char fill, size_t len = 32) { return std::string(len, fill); }
+
+class SignerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto pg = db::testing::PgServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = pg->release();
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+
+  void SetUp() override { StartSigner(SignerConfig{.max_batch = 8}); }
+
+  void StartSigner(SignerConfig config) {
+    auto token = hsm::testing::SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = *std::move(hsm);
+    counting_ = std::make_unique<CountingHsm>(hsm_.get());
+
+    auto db = pg_->CreateDatabase();
+    ASSERT_TRUE(db.ok()) << db.status();
+    conninfo_ = *db;
+    auto pool = db::Pool::New({.conninfo = conninfo_, .size = 4});
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    pool_ = *std::move(pool);
+    ASSERT_TRUE(MigrateSignerSchema(*pool_).ok());
+    store_ = NewPostgresSignerStore(pool_.get());
+
+    ASSERT_TRUE(hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    auto minter = consent::SadMinter::New(hsm_.get(), "sad-key");
+    ASSERT_TRUE(minter.ok()) << minter.status();
+    minter_ = *std::move(minter);
+    auto verifier = consent::SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
+    ASSERT_TRUE(verifier.ok());
+    verifier_ = *std::move(verifier);
+
+    signer_ = std::make_unique<Signer>(counting_.get(), store_.get(), verifier_.get(), &clock_,
+                                       config);
+    grpc_ = std::make_unique<SignerGrpc>(signer_.get());
+    auto server = GrpcServer::Start({}, {grpc_.get()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    stub_ = pb::Signer::NewStub(
+        grpc::CreateChannel(server_->local_target(), grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(absl::ZeroDuration());
+  }
+
+  // CreateKey + SetCertificate over gRPC: an ACTIVE credential.
+  pb::CredentialInfo ActiveCredential(const std::string& id, const std::string& account,
+                                      pb::KeyAlgorithm algorithm = pb::KEY_ALGORITHM_EC_P256) {
+    pb::CreateKeyRequest create;
+    create.set_credential_id(id);
+    create.set_account_id(account);
+    create.set_key_algorithm(algorithm);
+    pb::CredentialInfo created;
+    grpc::ClientContext ctx1;
+    grpc::Status s = stub_->CreateKey(&ctx1, create, &created);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    pb::SetCertificateRequest set;
+    set.set_credential_id(id);
+    set.add_certificate_chain_der(CertificateFor(created.public_key_spki()));
+    pb::CredentialInfo active;
+    grpc::ClientContext ctx2;
+    s = stub_->SetCertificate(&ctx2, set, &active);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return active;
+  }
+
+  std::string Sad(const std::string& account, const std::string& credential,
+                  std::vector<std::string> hashes, uint32_t num_signatures = 0,
+                  const std::string& hash_oid = kSha256Oid) {
+    consent::SadGrant grant{.account_id = account,
+                            .credential_id = credential,
+                            .hash_algorithm_oid = hash_oid,
+                            .hashes = std::move(hashes),
+                            .num_signatures = num_signatures,
+                            .consent_request_id = "req-1"};
+    auto sad = minter_->Mint(grant, clock_.Now());
+    EXPECT_TRUE(sad.ok()) << sad.status();
+    return sad.value_or("");
+  }
+
+  pb::SignHashRequest Request(const std::string& credential, std::vector<std::string> hashes,
+                              const std::string& sad, const std::string& sign_oid = kEcdsaSha256,
+                              const std::string& hash_oid = kSha256Oid) {
+    pb::SignHashRequest req;
+    req.set_credential_id(credential);
+    req.set_hash_algorithm_oid(hash_oid);
+    req.set_sign_algorithm_oid(sign_oid);
+    for (auto& h : hashes) req.add_hashes(h);
+    req.set_sad(sad);
+    return req;
+  }
+
+  grpc::Status Sign(const pb::SignHashRequest& req, pb::SignHashResponse* resp) {
+    grpc::ClientContext ctx;
+    return stub_->SignHash(&ctx, req, resp);
+  }
+
+  // Expects a refusal with `code` and `message_part`, and that no key was touched.
+  void ExpectRefused(const pb::SignHashRequest& req, grpc::StatusCode code,
+                     const std::string& message_part) {
+    int before = counting_->sign_calls.load();
+    pb::SignHashResponse resp;
+    grpc::Status s = Sign(req, &resp);
+    EXPECT_EQ(s.error_code(), code) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(message_part));
+    EXPECT_EQ(resp.signatures_size(), 0);
+    EXPECT_EQ(counting_->sign_calls.load(), before) << "a refused request reached the HSM";
+  }
+
+  static db::testing::PgServer* pg_;
+  FakeClock clock_{kStart};
+  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
+  std::unique_ptr<hsm::Hsm> hsm_;
+  std::unique_ptr<CountingHsm> counting_;
+  std::string conninfo_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<SignerStore> store_;
+  std::unique_ptr<consent::SadMinter> minter_;
+  std::unique_ptr<consent::SadVerifier> verifier_;
+  std::unique_ptr<Signer> signer_;
+  std::unique_ptr<SignerGrpc> grpc_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<pb::Signer::Stub> stub_;
+};
+
+db::testing::PgServer* SignerTest::pg_ = nullptr;
+
+TEST_F(SignerTest, NewCredentialIsPendingThenActiveWithItsChain) {
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-1");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  pb::CredentialInfo created;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->CreateKey(&ctx, create, &created).ok());
+  EXPECT_EQ(created.status(), pb::CREDENTIAL_STATUS_PENDING);
+  EXPECT_EQ(created.key_bits(), 256u);
+  EXPECT_NE(ParseSpki(created.public_key_spki()), nullptr);
+
+  pb::CredentialInfo active = ActiveCredential("cred-1", "alice");
+  EXPECT_EQ(active.status(), pb::CREDENTIAL_STATUS_ACTIVE);
+  EXPECT_EQ(active.certificate_chain_der_size(), 1);
+  EXPECT_EQ(active.scal(), "2");
+  EXPECT_EQ(active.max_hashes_per_authorization(), 100u);
+  EXPECT_GT(active.valid_to().seconds(), active.valid_from().seconds());
+  EXPECT_EQ(active.public_key_spki(), created.public_key_spki());
+
+  pb::ListCredentialsRequest list;
+  list.set_account_id("alice");
+  pb::ListCredentialsResponse listed;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(stub_->ListCredentials(&ctx2, list, &listed).ok());
+  ASSERT_EQ(listed.credentials_size(), 1);
+  EXPECT_EQ(listed.credentials(0).credential_id(), "cred-1");
+  EXPECT_EQ(listed.credentials(0).certificate_chain_der(0), active.certificate_chain_der(0));
+}
+
+TEST_F(SignerTest, RetriedCreateKeyReturnsTheSameKey) {
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-1");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  pb::CredentialInfo first, second;
+  grpc::ClientContext c1, c2, c3;
+  ASSERT_TRUE(stub_->CreateKey(&c1, create, &first).ok());
+  ASSERT_TRUE(stub_->CreateKey(&c2, create, &second).ok());
+  EXPECT_EQ(first.public_key_spki(), second.public_key_spki());
+  create.set_account_id("mallory");
+  pb::CredentialInfo third;
+  EXPECT_EQ(stub_->CreateKey(&c3, create, &third).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(SignerTest, SetCertificateRefusesACertificateForAnotherKey) {
+  pb::CredentialInfo a = ActiveCredential("cred-a", "alice");
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-b");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  pb::CredentialInfo b;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(stub_->CreateKey(&c1, create, &b).ok());
+  pb::SetCertificateRequest set;
+  set.set_credential_id("cred-b");
+  set.add_certificate_chain_der(a.certificate_chain_der(0));
+  pb::CredentialInfo out;
+  grpc::Status s = stub_->SetCertificate(&c2, set, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("not the credential's key"));
+}
+
+TEST_F(SignerTest, SignsABatchOfHashesInOrderAndEachVerifies) {
+  pb::CredentialInfo cred = ActiveCredential("cred-1", "alice");
+  std::vector<std::string> hashes = {Hash('a'), Hash('b'), Hash('c')};
+  pb::SignHashResponse resp;
+  grpc::Status s = Sign(Request("cred-1", hashes, Sad("alice", "cred-1", hashes)), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.signatures_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), hashes[i], resp.signatures(i), EVP_sha256()))
+        << i;
+  }
+  // In input order: signature 0 is not a signature over hash 1.
+  EXPECT_FALSE(VerifyDigest(cred.public_key_spki(), hashes[1], resp.signatures(0), EVP_sha256()));
+  EXPECT_EQ(counting_->sign_calls.load(), 1);
+}
+
+TEST_F(SignerTest, SignsASubsetOfTheApprovedHashes) {
+  pb::CredentialInfo cred = ActiveCredential("cred-1", "alice");
+  std::string sad = Sad("alice", "cred-1", {Hash('a'), Hash('b'), Hash('c')});
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(Request("cred-1", {Hash('b')}, sad), &resp).ok());
+  ASSERT_EQ(resp.signatures_size(), 1);
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('b'), resp.signatures(0), EVP_sha256()));
+}
+
+TEST_F(SignerTest, EcdsaRawSignatureIsRAndS) {
+  pb::CredentialInfo cred = ActiveCredential("cred-1", "alice");
+  auto req = Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')}));
+  req.set_ecdsa_raw_signature(true);
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(req, &resp).ok());
+  ASSERT_EQ(resp.signatures(0).size(), 64u);
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('a'), RawToDerEcdsa(resp.signatures(0)),
+                           EVP_sha256()));
+}
+
+TEST_F(SignerTest, P384WithSha384) {
+  pb::CredentialInfo cred = ActiveCredential("cred-384", "alice", pb::KEY_ALGORITHM_EC_P384);
+  EXPECT_EQ(cred.key_bits(), 384u);
+  std::string h = Hash('q', 48);
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(Request("cred-384", {h}, Sad("alice", "cred-384", {h}, 0, kSha384Oid),
+                           kEcdsaSha384, kSha384Oid),
+                   &resp)
+                  .ok());
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), h, resp.signatures(0), EVP_sha384()));
+}
+
+TEST_F(SignerTest, Rsa3072Pkcs1AndPss) {
+  pb::CredentialInfo cred = ActiveCredential("cred-rsa", "alice", pb::KEY_ALGORITHM_RSA_3072);
+  EXPECT_EQ(cred.key_bits(), 3072u);
+  pb::SignHashResponse pkcs1, pss;
+  ASSERT_TRUE(Sign(Request("cred-rsa", {Hash('r')}, Sad("alice", "cred-rsa", {Hash('r')}),
+                           kRsaSha256),
+                   &pkcs1)
+                  .ok());
+  EXPECT_EQ(pkcs1.signatures(0).size(), 384u);
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('r'), pkcs1.signatures(0), EVP_sha256()));
+  grpc::Status s =
+      Sign(Request("cred-rsa", {Hash('p')}, Sad("alice", "cred-rsa", {Hash('p')}), kRsaPss),
+           &pss);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('p'), pss.signatures(0), EVP_sha256(),
+                           RSA_PKCS1_PSS_PADDING));
+  // An ECDSA algorithm does not fit an RSA key.
+  ExpectRefused(Request("cred-rsa", {Hash('e')}, Sad("alice", "cred-rsa", {Hash('e')})),
+                grpc::StatusCode::INVALID_ARGUMENT, "does not fit the credential's RSA_3072 key");
+}
+
+TEST_F(SignerTest, RefusesRequestWithoutSad) {
+  ActiveCredential("cred-1", "alice");
+  ExpectRefused(Request("cred-1", {Hash('a')}, ""), grpc::StatusCode::INVALID_ARGUMENT,
+                "sad: required");
+}
+
+TEST_F(SignerTest, RefusesSadWithInvalidSignature) {
+  ActiveCredential("cred-1", "alice");
+  std::string raw;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(Sad("alice", "cred-1", {Hash('a')}), &raw));
+  pb::SignedSad signed_sad;
+  ASSERT_TRUE(signed_sad.ParseFromString(raw));
+  std::string sig = signed_sad.signature();
+  sig[sig.size() - 1] ^= 0x01;
+  signed_sad.set_signature(sig);
+  ExpectRefused(
+      Request("cred-1", {Hash('a')}, absl::WebSafeBase64Escape(signed_sad.SerializeAsString())),
+      grpc::StatusCode::PERMISSION_DENIED, "sad: signature does not verify");
+  ExpectRefused(Request("cred-1", {Hash('a')}, "garbage!"), grpc::StatusCode::INVALID_ARGUMENT,
+                "sad: not a SAD");
+}
+
+TEST_F(SignerTest, RefusesExpiredSad) {
+  ActiveCredential("cred-1", "alice");
+  std::string sad = Sad("alice", "cred-1", {Hash('a')});
+  clock_.Advance(consent::kDefaultSadLifetime);
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad), grpc::StatusCode::PERMISSION_DENIED,
+                "sad: expired");
+}
+
+TEST_F(SignerTest, RefusesSadForAnotherCredentialOrAccount) {
+  ActiveCredential("cred-1", "alice");
+  ActiveCredential("cred-2", "bob");
+  ExpectRefused(Request("cred-1", {Hash('a')}, Sad("bob", "cred-2", {Hash('a')})),
+                grpc::StatusCode::PERMISSION_DENIED, "sad: issued for another credential");
+  // A SAD naming alice's credential but minted for bob's account.
+  ExpectRefused(Request("cred-1", {Hash('a')}, Sad("bob", "cred-1", {Hash('a')})),
+                grpc::StatusCode::PERMISSION_DENIED, "sad: issued for another account");
+}
+
+TEST_F(SignerTest, RefusesHashNotInSad) {
+  ActiveCredential("cred-1", "alice");
+  ExpectRefused(Request("cred-1", {Hash('b')}, Sad("alice", "cred-1", {Hash('a')})),
+                grpc::StatusCode::PERMISSION_DENIED, "sad: hashes[0] is not one the user approved");
+}
+
+TEST_F(SignerTest, RefusesMoreHashesThanAuthorized) {
+  ActiveCredential("cred-1", "alice");
+  ExpectRefused(
+      Request("cred-1", {Hash('a'), Hash('b')}, Sad("alice", "cred-1", {Hash('a'), Hash('b')}, 1)),
+      grpc::StatusCode::PERMISSION_DENIED, "sad: authorizes 1 signatures, 2 requested");
+}
+
+TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
+  ActiveCredential("cred-1", "alice");
+  std::string sad = Sad("alice", "cred-1", {Hash('a'), Hash('b')});
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(Request("cred-1", {Hash('a')}, sad), &resp).ok());
+  ExpectRefused(Request("cred-1", {Hash('b')}, sad), grpc::StatusCode::FAILED_PRECONDITION,
+                "sad: already used");
+
+  // A second replica: its own HSM session pool, DB pool, store and server, same database.
+  auto pool = db::Pool::New({.conninfo = conninfo_, .size = 2});
+  ASSERT_TRUE(pool.ok());
+  auto store = NewPostgresSignerStore(pool->get());
+  Signer replica(counting_.get(), store.get(), verifier_.get(), &clock_, SignerConfig{});
+  int before = counting_->sign_calls.load();
+  auto result = replica.SignHash({.credential_id = "cred-1",
+                                  .hash_algorithm_oid = kSha256Oid,
+                                  .sign_algorithm_oid = kEcdsaSha256,
+                                  .hashes = {Hash('b')},
+                                  .sad = sad});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(result.status().message(), "sad: already used");
+  EXPECT_EQ(counting_->sign_calls.load(), before);
+}
+
+TEST_F(SignerTest, ARefusedRequestDoesNotUseUpTheSad) {
+  ActiveCredential("cred-1", "alice");
+  std::string sad = Sad("alice", "cred-1", {Hash('a')});
+  ExpectRefused(Request("cred-1", {Hash('a', 31)}, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "hashes[0]: 31 bytes, the hash algorithm needs 32");
+  pb::SignHashResponse resp;
+  EXPECT_TRUE(Sign(Request("cred-1", {Hash('a')}, sad), &resp).ok());
+}
+
+TEST_F(SignerTest, RefusesMalformedRequests) {
+  ActiveCredential("cred-1", "alice");
+  std::string sad = Sad("alice", "cred-1", {Hash('a')});
+  ExpectRefused(Request("cred-1", {}, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "hashes: at least one hash required");
+  ExpectRefused(Request("cred-1", {Hash('a'), Hash('a')}, sad),
+                grpc::StatusCode::INVALID_ARGUMENT, "hashes[1]: duplicate");
+  std::vector<std::string> nine;
+  for (char c = 'a'; c < 'a' + 9; ++c) nine.push_back(Hash(c));
+  ExpectRefused(Request("cred-1", nine, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "hashes: at most 8 per request, got 9");
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad, kEcdsaSha256, "1.2.3"),
+                grpc::StatusCode::INVALID_ARGUMENT, "hash_algorithm_oid: '1.2.3' is not supported");
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad, "1.2.3"), grpc::StatusCode::INVALID_ARGUMENT,
+                "sign_algorithm_oid: '1.2.3' is not supported");
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad, kEcdsaSha384),
+                grpc::StatusCode::INVALID_ARGUMENT, "its hash differs from hash_algorithm_oid");
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad, kRsaSha256),
+                grpc::StatusCode::INVALID_ARGUMENT, "does not fit the credential's EC_P256 key");
+  ExpectRefused(Request("", {Hash('a')}, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "credential_id: required");
+  ExpectRefused(Request("no such/cred", {Hash('a')}, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "credential_id: only letters");
+  // None of these used the SAD up.
+  pb::SignHashResponse resp;
+  EXPECT_TRUE(Sign(Request("cred-1", {Hash('a')}, sad), &resp).ok());
+}
+
+TEST_F(SignerTest, RefusesUnknownAndPendingCredentials) {
+  ExpectRefused(Request("cred-x", {Hash('a')}, Sad("alice", "cred-x", {Hash('a')})),
+                grpc::StatusCode::NOT_FOUND, "credential_id: no credential cred-x");
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-p");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  pb::CredentialInfo created;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->CreateKey(&ctx, create, &created).ok());
+  ExpectRefused(Request("cred-p", {Hash('a')}, Sad("alice", "cred-p", {Hash('a')})),
+                grpc::StatusCode::FAILED_PRECONDITION, "credential is PENDING");
+}
+
+TEST_F(SignerTest, DestroyedKeyNeverSignsAgain) {
+  ActiveCredential("cred-1", "alice");
+  pb::DestroyKeyRequest destroy;
+  destroy.set_credential_id("cred-1");
+  pb::CredentialInfo out;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(stub_->DestroyKey(&c1, destroy, &out).ok());
+  EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_EQ(hsm_->GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
+  // Idempotent.
+  EXPECT_TRUE(stub_->DestroyKey(&c2, destroy, &out).ok());
+  ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
+                grpc::StatusCode::FAILED_PRECONDITION, "credential is DISABLED");
+}
+
+TEST_F(SignerTest, AdministrativeActsAreInTheAuditChain) {
+  ActiveCredential("cred-1", "alice");
+  pb::DestroyKeyRequest destroy;
+  destroy.set_credential_id("cred-1");
+  pb::CredentialInfo out;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->DestroyKey(&ctx, destroy, &out).ok());
+  auto rows = pool_->Exec("SELECT action, target FROM signer.audit_log ORDER BY seq");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->rows(), 3);
+  EXPECT_EQ(rows->Get(0, 0), "signer.create_key");
+  EXPECT_EQ(rows->Get(1, 0), "signer.set_certificate");
+  EXPECT_EQ(rows->Get(2, 0), "signer.destroy_key");
+  EXPECT_EQ(rows->Get(2, 1), "cred-1");
+  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "signer").ok());
+}
+
+TEST_F(SignerTest, EverySignatureIsJournaledWithItsSad) {
+  ActiveCredential("cred-1", "alice");
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(Request("cred-1", {Hash('a'), Hash('b')},
+                           Sad("alice", "cred-1", {Hash('a'), Hash('b')})),
+                   &resp)
+                  .ok());
+  auto rows = pool_->Exec(
+      "SELECT account_id, num_hashes, consent_request_id FROM signer.sad_uses "
+      "WHERE credential_id = 'cred-1'");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 1);
+  EXPECT_EQ(rows->Get(0, 0), "alice");
+  EXPECT_EQ(rows->Get(0, 1), "2");
+  EXPECT_EQ(rows->Get(0, 2), "req-1");
+}
+
+}  // namespace
+}  // namespace qsign::signer
