@@ -16,6 +16,7 @@
 #include "common/db/pg.h"
 #include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
+#include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -44,12 +45,6 @@ struct EvpPkeyDeleter {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
 };
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-struct EvpPkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
 
 // Counts the signing calls that reach the HSM, to prove that refused requests never do.
 class CountingHsm final : public hsm::Hsm {
@@ -78,61 +73,12 @@ EvpPkeyPtr ParseSpki(const std::string& der) {
   return EvpPkeyPtr(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
 }
 
-// Verifies a signature over a pre-computed digest with OpenSSL, as a relying party would.
+using ::qsign::testing::CertificateFor;
+using ::qsign::testing::VerifyDigestSignature;
+
 bool VerifyDigest(const std::string& spki, const std::string& digest, const std::string& sig,
                   const EVP_MD* md, int rsa_padding = RSA_PKCS1_PADDING) {
-  EvpPkeyPtr key = ParseSpki(spki);
-  if (key == nullptr) return false;
-  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
-  if (EVP_PKEY_verify_init(ctx.get()) != 1) return false;
-  if (EVP_PKEY_get_base_id(key.get()) == EVP_PKEY_RSA) {
-    EVP_PKEY_CTX_set_rsa_padding(ctx.get(), rsa_padding);
-    if (rsa_padding == RSA_PKCS1_PSS_PADDING) {
-      EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST);
-      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md);
-    }
-  }
-  EVP_PKEY_CTX_set_signature_md(ctx.get(), md);
-  return EVP_PKEY_verify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
-                         sig.size(), reinterpret_cast<const unsigned char*>(digest.data()),
-                         digest.size()) == 1;
-}
-
-std::string RawToDerEcdsa(const std::string& raw) {
-  size_t half = raw.size() / 2;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig,
-                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()), half, nullptr),
-                 BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()) + half, half,
-                           nullptr));
-  unsigned char* der = nullptr;
-  int len = i2d_ECDSA_SIG(sig, &der);
-  std::string out(reinterpret_cast<char*>(der), len);
-  OPENSSL_free(der);
-  ECDSA_SIG_free(sig);
-  return out;
-}
-
-// A certificate for the credential's public key, signed by a throwaway software CA.
-std::string CertificateFor(const std::string& spki) {
-  EvpPkeyPtr subject_key = ParseSpki(spki);
-  EvpPkeyPtr ca_key(EVP_EC_gen("P-256"));
-  std::unique_ptr<X509, X509Deleter> cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 42);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("Test"), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), name);
-  X509_time_adj_ex(X509_getm_notBefore(cert.get()), 0, 0, nullptr);
-  X509_time_adj_ex(X509_getm_notAfter(cert.get()), 5 * 365, 0, nullptr);
-  X509_set_pubkey(cert.get(), subject_key.get());
-  X509_sign(cert.get(), ca_key.get(), EVP_sha256());
-  unsigned char* der = nullptr;
-  int len = i2d_X509(cert.get(), &der);
-  std::string out(reinterpret_cast<char*>(der), len);
-  OPENSSL_free(der);
-  return out;
+  return VerifyDigestSignature(spki, digest, sig, md, rsa_padding);
 }
 
 std::string Hash(char fill, size_t len = 32) { return std::string(len, fill); }
@@ -368,7 +314,7 @@ TEST_F(SignerTest, EcdsaRawSignatureIsRAndS) {
   pb::SignHashResponse resp;
   ASSERT_TRUE(Sign(req, &resp).ok());
   ASSERT_EQ(resp.signatures(0).size(), 64u);
-  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('a'), RawToDerEcdsa(resp.signatures(0)),
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('a'), ::qsign::testing::EcdsaRawToDer(resp.signatures(0)),
                            EVP_sha256()));
 }
 

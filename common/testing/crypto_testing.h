@@ -1,0 +1,27 @@
+// Test helpers that play the relying party and a throwaway CA with plain OpenSSL.
+#ifndef QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
+#define QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include <string>
+
+namespace qsign::testing {
+
+// Verifies a signature over a pre-computed digest against a SubjectPublicKeyInfo.
+// ECDSA signatures are DER; for RSA, `rsa_padding` selects PKCS#1 v1.5 or PSS (salt = digest).
+bool VerifyDigestSignature(const std::string& spki_der, const std::string& digest,
+                           const std::string& signature, const EVP_MD* md,
+                           int rsa_padding = RSA_PKCS1_PADDING);
+
+// ECDSA raw r||s -> DER Ecdsa-Sig-Value.
+std::string EcdsaRawToDer(const std::string& raw);
+
+// A DER certificate (CN=Test, valid from now for 5 years) for the key in `spki_der`, signed
+// by a fresh software CA key.
+std::string CertificateFor(const std::string& spki_der);
+
+}  // namespace qsign::testing
+
+#endif  // QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
