@@ -1,0 +1,198 @@
+#include "common/db/audit.h"
+
+#include <openssl/evp.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/db/absl_compat.h"
+
+namespace qsign::db {
+namespace {
+
+using internal::Sv;
+
+constexpr size_t kHashSize = 32;
+constexpr int kVerifyBatch = 1000;
+constexpr char kHashTag[] = "qsign.audit.v1";
+
+constexpr char kAuditTableSql[] = R"sql(
+CREATE TABLE audit_log (
+  seq bigint PRIMARY KEY CHECK (seq > 0),
+  at timestamptz NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL,
+  target text NOT NULL,
+  client_address text NOT NULL,
+  outcome text NOT NULL,
+  details text NOT NULL,
+  prev_hash bytea NOT NULL CHECK (octet_length(prev_hash) = 32),
+  hash bytea NOT NULL CHECK (octet_length(hash) = 32)
+);
+CREATE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+)sql";
+
+void AppendU64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
+}
+
+void AppendField(std::string& out, std::string_view field) {
+  AppendU64(out, field.size());
+  out.append(field);
+}
+
+absl::Time TruncateToMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
+
+absl::Status DataLoss(std::string_view schema, int64_t seq, std::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("audit log ", Sv(schema), ".audit_log is corrupt at seq ", seq, ": ", Sv(what)));
+}
+
+}  // namespace
+
+std::string_view AuditTableSql() { return kAuditTableSql; }
+
+std::string AuditRecordHash(std::string_view prev_hash, int64_t seq, const AuditEvent& event,
+                            absl::Time at) {
+  std::string msg(kHashTag);
+  msg.append(prev_hash);
+  AppendU64(msg, static_cast<uint64_t>(seq));
+  AppendU64(msg, static_cast<uint64_t>(absl::ToUnixMicros(at)));
+  AppendField(msg, event.actor);
+  AppendField(msg, event.action);
+  AppendField(msg, event.target);
+  AppendField(msg, event.client_address);
+  AppendField(msg, event.outcome);
+  AppendField(msg, event.details);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(msg.data(), msg.size(), md, &md_len, EVP_sha256(), nullptr) != 1 ||
+      md_len != kHashSize) {
+    // SHA-256 over a memory buffer cannot fail short of a broken OpenSSL.
+    std::abort();
+  }
+  return std::string(reinterpret_cast<const char*>(md), md_len);
+}
+
+absl::Status AppendAudit(Tx& tx, std::string_view schema, const AuditEvent& event, absl::Time at) {
+  if (absl::Status st = ValidateIdentifier(schema); !st.ok()) return st;
+  if (event.actor.empty()) return absl::InvalidArgumentError("audit event needs an actor");
+  if (event.action.empty()) return absl::InvalidArgumentError("audit event needs an action");
+  if (at == absl::InfiniteFuture() || at == absl::InfinitePast()) {
+    return absl::InvalidArgumentError("audit event time must be finite");
+  }
+  at = TruncateToMicros(at);
+
+  absl::StatusOr<Result> lock = tx.Exec("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                        {Param::Text(absl::StrCat(Sv(schema), ".audit_log"))});
+  if (!lock.ok()) return lock.status();
+  absl::StatusOr<Result> last = tx.Exec(
+      absl::StrCat("SELECT seq, hash FROM ", Sv(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
+  if (!last.ok()) return last.status();
+  int64_t seq = 1;
+  std::string prev_hash(kHashSize, '\0');
+  if (last->rows() == 1) {
+    absl::StatusOr<int64_t> last_seq = last->GetInt64(0, 0);
+    if (!last_seq.ok()) return last_seq.status();
+    absl::StatusOr<std::string> last_hash = last->GetBytes(0, 1);
+    if (!last_hash.ok()) return last_hash.status();
+    seq = *last_seq + 1;
+    prev_hash = *std::move(last_hash);
+  }
+  std::string hash = AuditRecordHash(prev_hash, seq, event, at);
+  absl::StatusOr<Result> inserted = tx.Exec(
+      absl::StrCat("INSERT INTO ", Sv(schema),
+                   ".audit_log (seq, at, actor, action, target, client_address, outcome, "
+                   "details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+      {Param::Int(seq), Param::Time(at), Param::Text(event.actor), Param::Text(event.action),
+       Param::Text(event.target), Param::Text(event.client_address), Param::Text(event.outcome),
+       Param::Text(event.details), Param::Bytes(prev_hash), Param::Bytes(hash)});
+  if (!inserted.ok()) {
+    // Only a snapshot older than the lock (REPEATABLE READ / SERIALIZABLE) can miss the latest
+    // record and collide on seq: retry the transaction with a fresh snapshot.
+    if (inserted.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AbortedError(absl::StrCat("concurrent audit append to ", Sv(schema), ": ",
+                                             inserted.status().message()));
+    }
+    return inserted.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VerifyAuditChain(Pool& pool, std::string_view schema) {
+  if (absl::Status st = ValidateIdentifier(schema); !st.ok()) return st;
+  const std::string sql = absl::StrCat(
+      "SELECT seq, at, actor, action, target, client_address, outcome, details, prev_hash, hash "
+      "FROM ",
+      Sv(schema), ".audit_log WHERE seq >= $1 ORDER BY seq LIMIT ", kVerifyBatch);
+  return pool.InTransaction(
+      [&](Tx& tx) -> absl::Status {
+        int64_t expected = 1;
+        std::string prev_hash(kHashSize, '\0');
+        for (;;) {
+          absl::StatusOr<Result> r = tx.Exec(sql, {Param::Int(expected)});
+          if (!r.ok()) return r.status();
+          for (int row = 0; row < r->rows(); ++row) {
+            absl::StatusOr<int64_t> seq = r->GetInt64(row, 0);
+            if (!seq.ok()) return seq.status();
+            if (*seq != expected) {
+              return DataLoss(schema, expected,
+                              absl::StrCat("record missing (next is ", *seq, ")"));
+            }
+            absl::StatusOr<absl::Time> at = r->GetTime(row, 1);
+            if (!at.ok()) return at.status();
+            AuditEvent event{
+                .actor = std::string(r->Get(row, 2)),
+                .action = std::string(r->Get(row, 3)),
+                .target = std::string(r->Get(row, 4)),
+                .client_address = std::string(r->Get(row, 5)),
+                .outcome = std::string(r->Get(row, 6)),
+                .details = std::string(r->Get(row, 7)),
+            };
+            absl::StatusOr<std::string> stored_prev = r->GetBytes(row, 8);
+            if (!stored_prev.ok()) return stored_prev.status();
+            absl::StatusOr<std::string> stored_hash = r->GetBytes(row, 9);
+            if (!stored_hash.ok()) return stored_hash.status();
+            if (*stored_prev != prev_hash) {
+              return DataLoss(schema, expected,
+                              "prev_hash differs from the previous record's hash");
+            }
+            if (AuditRecordHash(prev_hash, expected, event, *at) != *stored_hash) {
+              return DataLoss(schema, expected, "hash does not match the record's content");
+            }
+            prev_hash = *std::move(stored_hash);
+            ++expected;
+          }
+          if (r->rows() < kVerifyBatch) return absl::OkStatus();
+        }
+      },
+      TxOptions{.isolation = Isolation::kRepeatableRead, .read_only = true});
+}
+
+absl::StatusOr<AuditHead> AuditChainHead(Pool& pool, std::string_view schema) {
+  if (absl::Status st = ValidateIdentifier(schema); !st.ok()) return st;
+  absl::StatusOr<Result> r = pool.Exec(
+      absl::StrCat("SELECT seq, hash FROM ", Sv(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
+  if (!r.ok()) return r.status();
+  AuditHead head;
+  head.hash.assign(kHashSize, '\0');
+  if (r->rows() == 0) return head;
+  absl::StatusOr<int64_t> seq = r->GetInt64(0, 0);
+  if (!seq.ok()) return seq.status();
+  absl::StatusOr<std::string> hash = r->GetBytes(0, 1);
+  if (!hash.ok()) return hash.status();
+  head.seq = *seq;
+  head.hash = *std::move(hash);
+  return head;
+}
+
+}  // namespace qsign::db

@@ -1,0 +1,679 @@
+// Against a real PostgreSQL started by PgServer.
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/barrier.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/db/audit.h"
+#include "common/db/migrate.h"
+#include "common/db/pg.h"
+#include "common/db/testing/pg_test.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace qsign::db {
+namespace {
+
+using ::testing::HasSubstr;
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    absl::Status _st = (expr);                     \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                               \
+  auto _so_##lhs = (expr);                                            \
+  ASSERT_TRUE(_so_##lhs.ok()) << #expr << ": " << _so_##lhs.status(); \
+  auto lhs = *std::move(_so_##lhs)
+
+TEST(SqlstateToStatusTest, MapsClasses) {
+  struct Case {
+    const char* sqlstate;
+    absl::StatusCode code;
+  } cases[] = {
+      {"23505", absl::StatusCode::kAlreadyExists},
+      {"23503", absl::StatusCode::kFailedPrecondition},
+      {"23514", absl::StatusCode::kFailedPrecondition},
+      {"23502", absl::StatusCode::kFailedPrecondition},
+      {"40001", absl::StatusCode::kAborted},
+      {"40P01", absl::StatusCode::kAborted},
+      {"55P03", absl::StatusCode::kAborted},
+      {"08006", absl::StatusCode::kUnavailable},
+      {"08001", absl::StatusCode::kUnavailable},
+      {"57P01", absl::StatusCode::kUnavailable},
+      {"57P03", absl::StatusCode::kUnavailable},
+      {"57014", absl::StatusCode::kDeadlineExceeded},
+      {"53300", absl::StatusCode::kResourceExhausted},
+      {"53100", absl::StatusCode::kResourceExhausted},
+      {"22012", absl::StatusCode::kInvalidArgument},
+      {"22P02", absl::StatusCode::kInvalidArgument},
+      {"42601", absl::StatusCode::kInternal},
+      {"42P01", absl::StatusCode::kInternal},
+      {"XX000", absl::StatusCode::kInternal},
+      {"P0001", absl::StatusCode::kInternal},
+  };
+  for (const Case& c : cases) {
+    absl::Status st = SqlstateToStatus(c.sqlstate, "boom");
+    EXPECT_EQ(st.code(), c.code) << c.sqlstate;
+    EXPECT_THAT(st.message(), HasSubstr("boom")) << c.sqlstate;
+    EXPECT_THAT(st.message(), HasSubstr(c.sqlstate));
+  }
+}
+
+TEST(ValidateIdentifierTest, AcceptsOnlyPlainLowercaseNames) {
+  EXPECT_TRUE(ValidateIdentifier("signer").ok());
+  EXPECT_TRUE(ValidateIdentifier("_x9").ok());
+  for (const char* bad : {"", "Signer", "9x", "a-b", "a b", "a;drop", "pg_catalog", "\"x\""}) {
+    EXPECT_EQ(ValidateIdentifier(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(ValidateIdentifier(std::string(64, 'a')).ok());
+}
+
+TEST(PoolConfigTest, RejectsBadConfigAndUnreachableServer) {
+  EXPECT_EQ(Pool::New({.conninfo = "host=/nonexistent", .size = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pool::New({.conninfo = "nonsense"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pool::New({.conninfo = "host=/nonexistent-qsign dbname=x"}).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+class DbTest : public testing::PgTest {};
+
+TEST_F(DbTest, ServerErrorsMapThroughSqlstate) {
+  ASSERT_OK(pool()
+                .Exec("CREATE TABLE accounts (id bigint PRIMARY KEY, email text UNIQUE, "
+                      "age int CHECK (age >= 0))")
+                .status());
+  ASSERT_OK(pool()
+                .Exec("INSERT INTO accounts VALUES ($1, $2, 30)",
+                      {Param::Int(1), Param::Text("a@example.rs")})
+                .status());
+
+  absl::Status dup = pool()
+                         .Exec("INSERT INTO accounts VALUES ($1, $2, 30)",
+                               {Param::Int(2), Param::Text("a@example.rs")})
+                         .status();
+  EXPECT_EQ(dup.code(), absl::StatusCode::kAlreadyExists) << dup;
+  EXPECT_THAT(dup.message(), HasSubstr("23505"));
+  EXPECT_THAT(dup.message(), HasSubstr("accounts_email_key"));
+  // The DETAIL, which quotes the duplicate value, is not in the status.
+  EXPECT_THAT(dup.message(), ::testing::Not(HasSubstr("a@example.rs")));
+
+  EXPECT_EQ(pool().Exec("INSERT INTO accounts VALUES (3, 'b', -1)").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool().Exec("SELECT 1 / 0").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool().Exec("SELEC 1").status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(pool().Exec("SELECT * FROM missing_table").status().code(),
+            absl::StatusCode::kInternal);
+
+  absl::Status timeout = pool().InTransaction([](Tx& tx) -> absl::Status {
+    if (absl::Status st = tx.ExecScript("SET LOCAL statement_timeout = '50ms'"); !st.ok()) {
+      return st;
+    }
+    return tx.Exec("SELECT pg_sleep(5)").status();
+  });
+  EXPECT_EQ(timeout.code(), absl::StatusCode::kDeadlineExceeded) << timeout;
+}
+
+TEST_F(DbTest, ParamsRoundTrip) {
+  std::string bytes;
+  for (int i = 0; i < 256; ++i) bytes.push_back(static_cast<char>(i));
+  bytes += std::string("\0\0tail\0", 7);
+  const absl::Time t = absl::FromUnixMicros(1700000000123456);
+  const absl::Time before_epoch = absl::FromUnixMicros(-86400LL * 365 * 1000000 - 7);
+
+  ASSERT_OK_AND_ASSIGN(
+      r, pool().Exec("SELECT $1::text, $2, $3, $4, $5, $6::text, $7, $8, $9, $10, $11",
+                     {Param::Text("Ђорђе Šćepanović ✓"), Param::Bytes(bytes), Param::Int(-42),
+                      Param::Bool(true), Param::Time(t), Param::Null(), Param::Bytes(""),
+                      Param::Time(before_epoch), Param::Time(absl::InfiniteFuture()),
+                      Param::Int(INT64_MAX), Param::Bool(false)}));
+  ASSERT_EQ(r.rows(), 1);
+  ASSERT_EQ(r.columns(), 11);
+  EXPECT_EQ(r.Get(0, 0), "Ђорђе Šćepanović ✓");
+  EXPECT_EQ(r.GetBytes(0, 1).value(), bytes);
+  EXPECT_EQ(r.GetInt64(0, 2).value(), -42);
+  EXPECT_TRUE(r.GetBool(0, 3).value());
+  EXPECT_EQ(r.GetTime(0, 4).value(), t);
+  EXPECT_TRUE(r.IsNull(0, 5));
+  EXPECT_EQ(r.Get(0, 5), "");
+  EXPECT_EQ(r.GetInt64(0, 5).status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(r.GetBytes(0, 6).value(), "");
+  EXPECT_EQ(r.GetTime(0, 7).value(), before_epoch);
+  EXPECT_EQ(r.GetTime(0, 8).value(), absl::InfiniteFuture());
+  EXPECT_EQ(r.GetInt64(0, 9).value(), INT64_MAX);
+  EXPECT_FALSE(r.GetBool(0, 10).value());
+  // Wrong-type reads are errors, not garbage.
+  EXPECT_FALSE(r.GetBytes(0, 0).ok());
+  EXPECT_FALSE(r.GetTime(0, 0).ok());
+  EXPECT_FALSE(r.GetBool(0, 2).ok());
+
+  // Through a table, and sub-microsecond parts truncated.
+  ASSERT_OK(pool()
+                .Exec("CREATE TABLE blobs (id bigint, data bytea, at timestamptz, "
+                      "at_us bigint)")
+                .status());
+  const absl::Time fine = t + absl::Nanoseconds(999);
+  ASSERT_OK(pool()
+                .Exec("INSERT INTO blobs VALUES ($1, $2, $3, $4)",
+                      {Param::Int(1), Param::Bytes(bytes), Param::Time(fine),
+                       Param::Int(absl::ToUnixMicros(t))})
+                .status());
+  ASSERT_OK_AND_ASSIGN(
+      back, pool().Exec("SELECT data, at, at_us FROM blobs WHERE id = $1", {Param::Int(1)}));
+  ASSERT_EQ(back.rows(), 1);
+  EXPECT_EQ(back.GetBytes(0, 0).value(), bytes);
+  EXPECT_EQ(back.GetTime(0, 1).value(), t);
+  EXPECT_EQ(back.GetTime(0, 2).value(), t);
+
+  // Text parameters cannot carry NUL (libpq would cut them short): refused up front.
+  EXPECT_EQ(pool().Exec("SELECT $1::text", {Param::Text(std::string("a\0b", 3))}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DbTest, TransactionRollsBackOnError) {
+  ASSERT_OK(pool().Exec("CREATE TABLE items (id bigint PRIMARY KEY)").status());
+
+  absl::Status st = pool().InTransaction([](Tx& tx) -> absl::Status {
+    if (absl::Status s = tx.Exec("INSERT INTO items VALUES (1)").status(); !s.ok()) return s;
+    return absl::FailedPreconditionError("changed my mind");
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+
+  // A database error the function ignores still rolls back, and is what the caller sees.
+  st = pool().InTransaction([](Tx& tx) -> absl::Status {
+    tx.Exec("INSERT INTO items VALUES (2)").status().IgnoreError();
+    tx.Exec("INSERT INTO items VALUES (2)").status().IgnoreError();
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT count(*) FROM items"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 0);
+
+  ASSERT_OK(pool().InTransaction(
+      [](Tx& tx) -> absl::Status { return tx.Exec("INSERT INTO items VALUES (3)").status(); }));
+  ASSERT_OK_AND_ASSIGN(r2, pool().Exec("SELECT id FROM items"));
+  ASSERT_EQ(r2.rows(), 1);
+  EXPECT_EQ(r2.GetInt64(0, 0).value(), 3);
+  EXPECT_EQ(pool().Stats().in_use, 0);
+}
+
+TEST_F(DbTest, SerializationFailureIsRetried) {
+  // Write skew: each transaction reads the total and inserts; under SERIALIZABLE one of the two
+  // overlapping first attempts must fail with 40001 and run again.
+  ASSERT_OK(pool().Exec("CREATE TABLE shifts (doctor text, on_call bool)").status());
+  ASSERT_OK(pool().Exec("INSERT INTO shifts VALUES ('a', true), ('b', true)").status());
+
+  absl::Barrier* both_read = new absl::Barrier(2);
+  std::atomic<int> attempts{0};
+  std::vector<absl::Status> results(2);
+  auto go_off_call = [&](int i, const char* doctor) {
+    bool first = true;
+    results[i] = pool().InTransaction(
+        [&](Tx& tx) -> absl::Status {
+          ++attempts;
+          absl::StatusOr<Result> r = tx.Exec("SELECT count(*) FROM shifts WHERE on_call");
+          if (!r.ok()) return r.status();
+          if (first) {
+            first = false;
+            if (both_read->Block()) delete both_read;
+          }
+          if (r->GetInt64(0, 0).value() < 2) return absl::OkStatus();  // Someone must stay.
+          return tx
+              .Exec("UPDATE shifts SET on_call = false WHERE doctor = $1", {Param::Text(doctor)})
+              .status();
+        },
+        {.isolation = Isolation::kSerializable});
+  };
+  std::thread t1(go_off_call, 0, "a");
+  std::thread t2(go_off_call, 1, "b");
+  t1.join();
+  t2.join();
+  ASSERT_OK(results[0]);
+  ASSERT_OK(results[1]);
+  EXPECT_GE(attempts.load(), 3);
+  EXPECT_GE(pool().Stats().retries, 1);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT count(*) FROM shifts WHERE on_call"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 1);
+}
+
+TEST_F(DbTest, DeadlockIsRetried) {
+  ASSERT_OK(pool().Exec("CREATE TABLE counters (id int PRIMARY KEY, n int)").status());
+  ASSERT_OK(pool().Exec("INSERT INTO counters VALUES (1, 0), (2, 0)").status());
+  absl::Barrier* both_locked = new absl::Barrier(2);
+  std::atomic<int> attempts{0};
+  std::vector<absl::Status> results(2);
+  auto bump = [&](int i, int first_id, int second_id) {
+    bool first = true;
+    results[i] = pool().InTransaction([&](Tx& tx) -> absl::Status {
+      ++attempts;
+      const char* sql = "UPDATE counters SET n = n + 1 WHERE id = $1";
+      if (absl::Status s = tx.Exec(sql, {Param::Int(first_id)}).status(); !s.ok()) return s;
+      if (first) {
+        first = false;
+        if (both_locked->Block()) delete both_locked;
+      }
+      return tx.Exec(sql, {Param::Int(second_id)}).status();
+    });
+  };
+  std::thread t1(bump, 0, 1, 2);
+  std::thread t2(bump, 1, 2, 1);
+  t1.join();
+  t2.join();
+  ASSERT_OK(results[0]);
+  ASSERT_OK(results[1]);
+  EXPECT_GE(attempts.load(), 3);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT sum(n) FROM counters"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 4);
+}
+
+TEST_F(DbTest, RetriesStopAfterMaxRetries) {
+  int calls = 0;
+  absl::Status st = pool().InTransaction(
+      [&](Tx&) -> absl::Status {
+        ++calls;
+        return absl::AbortedError("always conflicting");
+      },
+      {.max_retries = 3});
+  EXPECT_EQ(st.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(calls, 4);
+
+  calls = 0;
+  st = pool().InTransaction([&](Tx&) -> absl::Status {
+    ++calls;
+    return absl::NotFoundError("no such thing");
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(DbTest, PoolServesSixteenThreads) {
+  ASSERT_OK(pool().Exec("CREATE TABLE hits (id int PRIMARY KEY, n bigint NOT NULL)").status());
+  ASSERT_OK(pool().Exec("INSERT INTO hits VALUES (1, 0)").status());
+  ASSERT_OK(pool().Exec("CREATE TABLE log (thread int, i int)").status());
+  constexpr int kThreads = 16;
+  constexpr int kIterations = 100;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kIterations; ++i) {
+        absl::Status st = pool().InTransaction([&](Tx& tx) -> absl::Status {
+          if (absl::Status s = tx.Exec("UPDATE hits SET n = n + 1 WHERE id = 1").status();
+              !s.ok()) {
+            return s;
+          }
+          return tx.Exec("INSERT INTO log VALUES ($1, $2)", {Param::Int(t), Param::Int(i)})
+              .status();
+        });
+        if (!st.ok()) ++failures;
+        if (!pool().Exec("SELECT n FROM hits WHERE id = $1", {Param::Int(1)}).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT n, (SELECT count(*) FROM log) FROM hits"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), kThreads * kIterations);
+  EXPECT_EQ(r.GetInt64(0, 1).value(), kThreads * kIterations);
+  PoolStats stats = pool().Stats();
+  EXPECT_EQ(stats.size, 8);
+  EXPECT_LE(stats.open, 8);
+  EXPECT_EQ(stats.in_use, 0);
+}
+
+TEST_F(DbTest, AcquireTimesOutWhenPoolIsExhausted) {
+  ASSERT_OK_AND_ASSIGN(small, Pool::New({.conninfo = database().conninfo,
+                                         .size = 1,
+                                         .acquire_timeout = absl::Milliseconds(100)}));
+  absl::Notification holding, release;
+  std::thread holder([&] {
+    small
+        ->InTransaction([&](Tx&) -> absl::Status {
+          holding.Notify();
+          release.WaitForNotification();
+          return absl::OkStatus();
+        })
+        .IgnoreError();
+  });
+  holding.WaitForNotification();
+  EXPECT_EQ(small->Stats().in_use, 1);
+  absl::Status st = small->Exec("SELECT 1").status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_EQ(small->Stats().acquire_timeouts, 1);
+  release.Notify();
+  holder.join();
+  ASSERT_OK(small->Exec("SELECT 1").status());
+}
+
+TEST_F(DbTest, ConnectionKilledByServerIsReplaced) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK_AND_ASSIGN(pid, single->Exec("SELECT pg_backend_pid()"));
+  // Terminate it from another connection and wait until the backend is gone.
+  ASSERT_OK_AND_ASSIGN(killed, pool().Exec("SELECT pg_terminate_backend($1::int, 5000)",
+                                           {Param::Int(pid.GetInt64(0, 0).value())}));
+  ASSERT_TRUE(killed.GetBool(0, 0).value());
+  ASSERT_OK_AND_ASSIGN(again, single->Exec("SELECT pg_backend_pid()"));
+  EXPECT_NE(again.Get(0, 0), pid.Get(0, 0));
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
+TEST_F(DbTest, CachedStatementSurvivesSchemaChange) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE things (a int)").status());
+  ASSERT_OK(single->Exec("INSERT INTO things VALUES (1)").status());
+  ASSERT_OK_AND_ASSIGN(before, single->Exec("SELECT * FROM things"));
+  EXPECT_EQ(before.columns(), 1);
+  ASSERT_OK(pool().Exec("ALTER TABLE things ADD COLUMN b int DEFAULT 7").status());
+  ASSERT_OK_AND_ASSIGN(after, single->Exec("SELECT * FROM things"));
+  EXPECT_EQ(after.columns(), 2);
+  EXPECT_EQ(after.GetInt64(0, 1).value(), 7);
+}
+
+// ---- migrations ----
+
+constexpr Migration kV1{1, "create widgets", "CREATE TABLE widgets (id bigint PRIMARY KEY);"};
+constexpr Migration kV2{2, "widget names",
+                        "ALTER TABLE widgets ADD COLUMN name text; "
+                        "CREATE INDEX widgets_name ON widgets (name);"};
+constexpr Migration kV3{3, "gadgets", "CREATE TABLE gadgets (id bigint PRIMARY KEY);"};
+
+TEST_F(DbTest, MigrationsApplyOnceAndAreIdempotent) {
+  const Migration two[] = {kV1, kV2};
+  EXPECT_EQ(SchemaVersion(pool(), "shop").value(), 0);
+  ASSERT_OK(ApplyMigrations(pool(), "shop", two));
+  EXPECT_EQ(SchemaVersion(pool(), "shop").value(), 2);
+  ASSERT_OK(pool().Exec("INSERT INTO shop.widgets VALUES (1, 'w')").status());
+  ASSERT_OK_AND_ASSIGN(first, pool().Exec("SELECT version, name, applied_at FROM "
+                                          "shop.schema_migrations ORDER BY version"));
+  ASSERT_EQ(first.rows(), 2);
+  EXPECT_EQ(first.Get(1, 1), "widget names");
+
+  ASSERT_OK(ApplyMigrations(pool(), "shop", two));  // Nothing to do.
+  ASSERT_OK_AND_ASSIGN(second, pool().Exec("SELECT version, name, applied_at FROM "
+                                           "shop.schema_migrations ORDER BY version"));
+  ASSERT_EQ(second.rows(), 2);
+  EXPECT_EQ(second.Get(1, 2), first.Get(1, 2));
+
+  const Migration three[] = {kV1, kV2, kV3};
+  ASSERT_OK(ApplyMigrations(pool(), "shop", three));
+  EXPECT_EQ(SchemaVersion(pool(), "shop").value(), 3);
+  ASSERT_OK(pool().Exec("SELECT * FROM shop.gadgets").status());
+  // The tables went into the schema, not into public.
+  ASSERT_OK_AND_ASSIGN(public_tables,
+                       pool().Exec("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"));
+  EXPECT_EQ(public_tables.GetInt64(0, 0).value(), 0);
+}
+
+TEST_F(DbTest, MigrationsRefuseNewerDatabase) {
+  const Migration three[] = {kV1, kV2, kV3};
+  ASSERT_OK(ApplyMigrations(pool(), "shop", three));
+  const Migration two[] = {kV1, kV2};
+  absl::Status st = ApplyMigrations(pool(), "shop", two);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("newer"));
+
+  const Migration renamed[] = {kV1, {2, "something else", kV2.sql}, kV3};
+  st = ApplyMigrations(pool(), "shop", renamed);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+
+  const Migration gap[] = {kV1, kV3};
+  EXPECT_EQ(ApplyMigrations(pool(), "shop", gap).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DbTest, FailedMigrationRollsBackAndNamesItself) {
+  const Migration bad[] = {kV1, {2, "broken", "CREATE TABLE half (id int); SELEC oops;"}};
+  absl::Status st = ApplyMigrations(pool(), "shop", bad);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(st.message(), HasSubstr("migration 2 (broken)"));
+  EXPECT_EQ(SchemaVersion(pool(), "shop").value(), 1);
+  EXPECT_FALSE(pool().Exec("SELECT * FROM shop.half").ok());
+}
+
+TEST_F(DbTest, MigrationArgumentsAreValidated) {
+  const Migration ok[] = {kV1};
+  EXPECT_EQ(ApplyMigrations(pool(), "Shop", ok).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplyMigrations(pool(), "shop; DROP", ok).code(), absl::StatusCode::kInvalidArgument);
+  const Migration unordered[] = {kV2, kV1};
+  EXPECT_EQ(ApplyMigrations(pool(), "shop", unordered).code(), absl::StatusCode::kInvalidArgument);
+  const Migration zero[] = {{0, "zero", "SELECT 1"}};
+  EXPECT_EQ(ApplyMigrations(pool(), "shop", zero).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DbTest, ConcurrentReplicasMigrateSafely) {
+  // CREATE TABLE without IF NOT EXISTS: applying any version twice would fail.
+  const Migration all[] = {kV1, kV2, kV3};
+  constexpr int kReplicas = 4;
+  std::vector<std::unique_ptr<Pool>> pools;
+  for (int i = 0; i < kReplicas; ++i) {
+    ASSERT_OK_AND_ASSIGN(p, NewPool(2));
+    pools.push_back(std::move(p));
+  }
+  absl::Barrier* start = new absl::Barrier(kReplicas);
+  std::vector<absl::Status> results(kReplicas);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] {
+      if (start->Block()) delete start;
+      results[i] = ApplyMigrations(*pools[i], "shop", all);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& st : results) EXPECT_TRUE(st.ok()) << st;
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT count(*), max(version) FROM shop.schema_migrations"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 3);
+  EXPECT_EQ(r.GetInt64(0, 1).value(), 3);
+}
+
+// ---- audit log ----
+
+class AuditTest : public testing::PgTest {
+ protected:
+  void SetUp() override {
+    testing::PgTest::SetUp();
+    if (HasFatalFailure()) return;
+    static const std::string sql =
+        absl::StrCat(std::string(AuditTableSql()),
+                     "CREATE TABLE certs (serial text PRIMARY KEY, status text NOT NULL);");
+    const Migration migrations[] = {{1, "audit and certs", sql}};
+    ASSERT_OK(ApplyMigrations(pool(), "ca", migrations));
+  }
+
+  absl::Status Append(int i, TxOptions options = {}) {
+    return pool().InTransaction(
+        [&](Tx& tx) {
+          return AppendAudit(tx, "ca",
+                             {.actor = absl::StrCat("operator-", i),
+                              .action = "certificate.revoke",
+                              .target = absl::StrCat("serial-", i),
+                              .client_address = "10.0.0.7:5123",
+                              .outcome = "ok",
+                              .details = "{\"reason\":\"keyCompromise\"}"},
+                             absl::FromUnixMicros(1700000000000000 + i) + absl::Nanoseconds(5));
+        },
+        options);
+  }
+};
+
+TEST_F(AuditTest, AppendsAChainThatVerifies) {
+  ASSERT_OK(VerifyAuditChain(pool(), "ca"));  // Empty is fine.
+  for (int i = 1; i <= 5; ++i) ASSERT_OK(Append(i));
+  ASSERT_OK(VerifyAuditChain(pool(), "ca"));
+
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT seq, prev_hash, hash, at, actor, target "
+                                      "FROM ca.audit_log ORDER BY seq"));
+  ASSERT_EQ(r.rows(), 5);
+  std::string prev(32, '\0');
+  for (int row = 0; row < 5; ++row) {
+    EXPECT_EQ(r.GetInt64(row, 0).value(), row + 1);
+    EXPECT_EQ(r.GetBytes(row, 1).value(), prev);
+    AuditEvent e{.actor = std::string(r.Get(row, 4)),
+                 .action = "certificate.revoke",
+                 .target = std::string(r.Get(row, 5)),
+                 .client_address = "10.0.0.7:5123",
+                 .outcome = "ok",
+                 .details = "{\"reason\":\"keyCompromise\"}"};
+    EXPECT_EQ(r.GetTime(row, 3).value(), absl::FromUnixMicros(1700000000000000 + row + 1));
+    EXPECT_EQ(r.GetBytes(row, 2).value(),
+              AuditRecordHash(prev, row + 1, e, absl::FromUnixMicros(1700000000000001 + row)));
+    prev = r.GetBytes(row, 2).value();
+  }
+  ASSERT_OK_AND_ASSIGN(head, AuditChainHead(pool(), "ca"));
+  EXPECT_EQ(head.seq, 5);
+  EXPECT_EQ(head.hash, prev);
+}
+
+TEST_F(AuditTest, StateChangeAndAuditCommitOrRollBackTogether) {
+  absl::Status st = pool().InTransaction([&](Tx& tx) -> absl::Status {
+    if (absl::Status s = tx.Exec("INSERT INTO ca.certs VALUES ('01', 'active')").status();
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            AppendAudit(tx, "ca", {.actor = "ra-1", .action = "certificate.issue"}, absl::Now());
+        !s.ok()) {
+      return s;
+    }
+    return absl::InternalError("HSM fell over");
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT (SELECT count(*) FROM ca.certs), "
+                                      "(SELECT count(*) FROM ca.audit_log)"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 0);
+  EXPECT_EQ(r.GetInt64(0, 1).value(), 0);
+}
+
+TEST_F(AuditTest, RejectsIncompleteEvents) {
+  absl::Status st = pool().InTransaction(
+      [&](Tx& tx) { return AppendAudit(tx, "ca", {.actor = "", .action = "x"}, absl::Now()); });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  st = pool().InTransaction(
+      [&](Tx& tx) { return AppendAudit(tx, "ca", {.actor = "a"}, absl::Now()); });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuditTest, UpdateDeleteAndTruncateAreRefused) {
+  ASSERT_OK(Append(1));
+  absl::Status st = pool().Exec("UPDATE ca.audit_log SET outcome = 'denied'").status();
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("append-only"));
+  EXPECT_FALSE(pool().Exec("DELETE FROM ca.audit_log").ok());
+  EXPECT_FALSE(pool().Exec("TRUNCATE ca.audit_log").ok());
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT count(*), min(outcome) FROM ca.audit_log"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 1);
+  EXPECT_EQ(r.Get(0, 1), "ok");
+  ASSERT_OK(VerifyAuditChain(pool(), "ca"));
+}
+
+TEST_F(AuditTest, TamperedRecordIsDataLoss) {
+  for (int i = 1; i <= 5; ++i) ASSERT_OK(Append(i));
+  // A superuser can switch the trigger off; the chain still tells.
+  ASSERT_OK(pool().InTransaction([](Tx& tx) {
+    return tx.ExecScript(
+        "ALTER TABLE ca.audit_log DISABLE TRIGGER audit_log_no_update_delete; "
+        "UPDATE ca.audit_log SET outcome = 'denied' WHERE seq = 3; "
+        "ALTER TABLE ca.audit_log ENABLE TRIGGER audit_log_no_update_delete;");
+  }));
+  absl::Status st = VerifyAuditChain(pool(), "ca");
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(st.message(), HasSubstr("seq 3"));
+}
+
+TEST_F(AuditTest, RemovedRecordIsDataLoss) {
+  for (int i = 1; i <= 5; ++i) ASSERT_OK(Append(i));
+  ASSERT_OK(pool().InTransaction([](Tx& tx) {
+    return tx.ExecScript(
+        "ALTER TABLE ca.audit_log DISABLE TRIGGER audit_log_no_update_delete; "
+        "DELETE FROM ca.audit_log WHERE seq = 2; "
+        "ALTER TABLE ca.audit_log ENABLE TRIGGER audit_log_no_update_delete;");
+  }));
+  absl::Status st = VerifyAuditChain(pool(), "ca");
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(st.message(), HasSubstr("seq 2"));
+}
+
+TEST_F(AuditTest, RehashedRecordBreaksTheNextLink) {
+  for (int i = 1; i <= 4; ++i) ASSERT_OK(Append(i));
+  // Edit record 2 and fix up its own hash: record 3's prev_hash no longer matches.
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT prev_hash, at FROM ca.audit_log WHERE seq = 2"));
+  AuditEvent forged{.actor = "operator-2",
+                    .action = "certificate.revoke",
+                    .target = "serial-999",
+                    .client_address = "10.0.0.7:5123",
+                    .outcome = "ok",
+                    .details = "{\"reason\":\"keyCompromise\"}"};
+  std::string hash = AuditRecordHash(r.GetBytes(0, 0).value(), 2, forged, r.GetTime(0, 1).value());
+  ASSERT_OK(pool().InTransaction([&](Tx& tx) -> absl::Status {
+    if (absl::Status s =
+            tx.ExecScript("ALTER TABLE ca.audit_log DISABLE TRIGGER audit_log_no_update_delete");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = tx.Exec("UPDATE ca.audit_log SET target = $1, hash = $2 WHERE seq = 2",
+                                 {Param::Text(forged.target), Param::Bytes(hash)})
+                             .status();
+        !s.ok()) {
+      return s;
+    }
+    return tx.ExecScript("ALTER TABLE ca.audit_log ENABLE TRIGGER audit_log_no_update_delete");
+  }));
+  absl::Status st = VerifyAuditChain(pool(), "ca");
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(st.message(), HasSubstr("seq 3"));
+}
+
+TEST_F(AuditTest, ConcurrentAppendsKeepOneChain) {
+  constexpr int kThreads = 8;
+  constexpr int kEach = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!Append(t * 1000 + i).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK(VerifyAuditChain(pool(), "ca"));
+  ASSERT_OK_AND_ASSIGN(head, AuditChainHead(pool(), "ca"));
+  EXPECT_EQ(head.seq, kThreads * kEach);
+}
+
+TEST_F(AuditTest, SerializableAppendsRetryOnConflict) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 5;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        absl::Status st =
+            Append(t * 1000 + i, {.isolation = Isolation::kSerializable, .max_retries = 50});
+        if (!st.ok()) {
+          ++failures;
+          ADD_FAILURE() << st;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK(VerifyAuditChain(pool(), "ca"));
+  ASSERT_OK_AND_ASSIGN(head, AuditChainHead(pool(), "ca"));
+  EXPECT_EQ(head.seq, kThreads * kEach);
+}
+
+}  // namespace
+}  // namespace qsign::db

@@ -1,0 +1,331 @@
+#include "common/db/testing/pg_server.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/db/pg.h"
+
+extern char** environ;
+
+#ifndef QSIGN_PG_BIN_DIR
+#error "QSIGN_PG_BIN_DIR must name the PostgreSQL server bin directory"
+#endif
+
+namespace qsign::db::testing {
+namespace {
+
+constexpr char kPgBinDir[] = QSIGN_PG_BIN_DIR;
+constexpr int kPort = 5432;  // Only names the socket file; there is no TCP listener.
+
+std::string PgBin(const char* name) { return absl::StrCat(kPgBinDir, "/", name); }
+
+absl::Status ErrnoError(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// The last `max` bytes of a file, for error messages.
+std::string Tail(const std::string& path, size_t max = 3000) {
+  std::ifstream in(path, std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(in)), {});
+  if (s.size() > max) s = "..." + s.substr(s.size() - max);
+  return s;
+}
+
+// Somewhere short (the socket path must fit in sockaddr_un) and plain (the path goes through
+// pg_ctl's shell): $TMPDIR if it qualifies, else /tmp.
+std::string BaseDir() {
+  const char* env = std::getenv("TMPDIR");
+  if (env == nullptr || *env != '/' || std::strlen(env) > 60) return "/tmp";
+  for (const char* p = env; *p; ++p) {
+    char c = *p;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+          c == '.' || c == '_' || c == '-')) {
+      return "/tmp";
+    }
+  }
+  std::string base(env);
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  return base;
+}
+
+// Who owns and runs the server: ourselves, or "postgres" when we are root.
+struct RunAs {
+  bool via_runuser = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+absl::StatusOr<RunAs> ServerUser() {
+  RunAs as;
+  if (geteuid() != 0) {
+    as.uid = geteuid();
+    as.gid = getegid();
+    return as;
+  }
+  struct passwd pw;
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwnam_r("postgres", &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return absl::FailedPreconditionError(
+        "running as root, but there is no \"postgres\" user to run PostgreSQL as (initdb and "
+        "postgres refuse root); install the postgresql package or run as another user");
+  }
+  as.via_runuser = true;
+  as.uid = pw.pw_uid;
+  as.gid = pw.pw_gid;
+  return as;
+}
+
+std::string RunuserPath() {
+  for (const char* p : {"/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"}) {
+    if (access(p, X_OK) == 0) return p;
+  }
+  return "runuser";
+}
+
+std::vector<std::string> AsServerUser(const RunAs& as, std::vector<std::string> argv) {
+  if (!as.via_runuser) return argv;
+  std::vector<std::string> out = {RunuserPath(), "-u", "postgres", "--"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+// Runs argv (PATH is searched) in `cwd` with stdout and stderr appended to `log`; OK on exit 0.
+absl::Status Run(const std::vector<std::string>& argv, const std::string& cwd,
+                 const std::string& log) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  std::string cmd = absl::StrJoin(argv, " ");
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("cannot run ", cmd, ": ", std::strerror(rc)));
+  }
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0) {
+    if (errno != EINTR) return ErrnoError(absl::StrCat("waitpid for ", cmd));
+  }
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("`", cmd, "` failed (wait status ", wstatus, "); output:\n", Tail(log)));
+}
+
+// runuser'd binaries need to reach the directory: add search (x, not read) permission for others
+// on each ancestor that lacks it.
+absl::Status MakeAncestorsTraversable(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::path(dir).parent_path();
+  for (; !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0) return ErrnoError(absl::StrCat("stat ", p.string()));
+    if ((st.st_mode & S_IXOTH) == 0 && chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0) {
+      return ErrnoError(absl::StrCat("chmod o+x ", p.string()));
+    }
+    if (p == p.root_path()) break;
+  }
+  return absl::OkStatus();
+}
+
+std::string CommandLog(const std::string& dir) { return dir + "/commands.log"; }
+
+absl::Status Initdb(const RunAs& as, const std::string& dir, const std::string& data) {
+  return Run(AsServerUser(as, {PgBin("initdb"), "-D", data, "-A", "trust", "-U", "postgres",
+                               "--no-sync", "-E", "UTF8", "--locale=C", "--no-instructions"}),
+             dir, CommandLog(dir));
+}
+
+// initdb takes ~1.2 s; a copy of its output ~0.1 s. The first server of a user and PostgreSQL
+// build leaves a template data directory next to the test directories (under an flock) and
+// later ones copy it. QSIGN_PG_NO_TEMPLATE=1 turns this off.
+absl::Status MakeDataDir(const RunAs& as, const std::string& base, const std::string& dir,
+                         const std::string& data) {
+  if (std::getenv("QSIGN_PG_NO_TEMPLATE") != nullptr) return Initdb(as, dir, data);
+  const std::string tmpl = absl::StrCat(base, "/qsign-pg-template-", geteuid(), "-",
+                                        absl::Hex(std::hash<std::string>()(kPgBinDir)));
+  int lock_fd = open((tmpl + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock_fd < 0) return Initdb(as, dir, data);
+  struct Unlock {
+    int fd;
+    ~Unlock() { close(fd); }  // Also releases the flock.
+  } unlock{lock_fd};
+  struct stat lock_st;
+  if (fstat(lock_fd, &lock_st) != 0 || lock_st.st_uid != geteuid() ||
+      flock(lock_fd, LOCK_EX) != 0) {
+    return Initdb(as, dir, data);
+  }
+
+  struct stat st;
+  bool exists = lstat(tmpl.c_str(), &st) == 0;
+  bool usable = exists && S_ISDIR(st.st_mode) && st.st_uid == as.uid && (st.st_mode & 077) == 0 &&
+                access((tmpl + "/PG_VERSION").c_str(), F_OK) == 0;
+  if (!usable) {
+    // Never touch a path someone else owns.
+    if (exists && st.st_uid != as.uid && st.st_uid != geteuid()) return Initdb(as, dir, data);
+    std::error_code ec;
+    std::filesystem::remove_all(tmpl, ec);
+    const std::string build = dir + "/template-build";
+    if (absl::Status s = Initdb(as, dir, build); !s.ok()) return s;
+    if (rename(build.c_str(), tmpl.c_str()) != 0) {
+      return ErrnoError(absl::StrCat("rename ", build, " to ", tmpl));
+    }
+  }
+  // cp -a keeps the owner (we are root, or the owner) and the 0700 mode postgres insists on.
+  return Run({"cp", "-a", tmpl, data}, dir, CommandLog(dir));
+}
+
+// Starts `sh` in its own session, reading a pipe whose only writer is this process. When this
+// process exits, however it dies, the read sees EOF and the shell stops the server and removes
+// the directory.
+absl::Status StartWatchdog(const std::vector<std::string>& stop_argv, const std::string& dir,
+                           int* write_fd, pid_t* pid) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2");
+  std::vector<std::string> argv = {
+      "/bin/sh", "-c", "cat >/dev/null; d=$1; shift; \"$@\" >/dev/null 2>&1; rm -rf -- \"$d\"",
+      "qsign-pg-watchdog", dir};
+  argv.insert(argv.end(), stop_argv.begin(), stop_argv.end());
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addchdir_np(&actions, "/");
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Its own session: a Ctrl-C or a kill of the test's process group must not take it along.
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  int rc = posix_spawn(pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[0]);
+  if (rc != 0) {
+    close(fds[1]);
+    return absl::InternalError(absl::StrCat("cannot start the watchdog: ", std::strerror(rc)));
+  }
+  *write_fd = fds[1];
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start() {
+  std::string path = BaseDir() + "/qsign-pg-XXXXXX";
+  if (mkdtemp(path.data()) == nullptr) return ErrnoError(absl::StrCat("mkdtemp ", path));
+  std::unique_ptr<PgServer> server(new PgServer(path));
+  // On failure the destructor stops whatever started and removes the directory.
+  if (absl::Status st = server->Init(); !st.ok()) return st;
+  return server;
+}
+
+absl::Status PgServer::Init() {
+  absl::StatusOr<RunAs> as = ServerUser();
+  if (!as.ok()) return as.status();
+  if (as->via_runuser) {
+    if (chown(dir_.c_str(), as->uid, as->gid) != 0) return ErrnoError(absl::StrCat("chown ", dir_));
+    if (absl::Status st = MakeAncestorsTraversable(dir_); !st.ok()) return st;
+  }
+  const std::string data = dir_ + "/data";
+  std::vector<std::string> stop =
+      AsServerUser(*as, {PgBin("pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"});
+  if (absl::Status st = StartWatchdog(stop, dir_, &watchdog_fd_, &watchdog_pid_); !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = MakeDataDir(*as, BaseDir(), dir_, data); !st.ok()) return st;
+
+  const std::string options = absl::StrCat(
+      "-k ", dir_, " -p ", kPort,
+      " -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+      " -c max_connections=200 -c deadlock_timeout=100ms");
+  started_ = true;
+  absl::Status st =
+      Run(AsServerUser(*as, {PgBin("pg_ctl"), "-D", data, "-l", dir_ + "/postgres.log", "-w", "-t",
+                             "60", "-o", options, "start"}),
+          dir_, CommandLog(dir_));
+  if (!st.ok()) {
+    return absl::Status(
+        st.code(), absl::StrCat(st.message(), "\nserver log:\n", Tail(dir_ + "/postgres.log")));
+  }
+  // pg_ctl -w has waited for "ready"; prove it with a connection.
+  absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(AdminConninfo());
+  return conn.status();
+}
+
+PgServer::~PgServer() {
+  if (started_) {
+    absl::StatusOr<RunAs> as = ServerUser();
+    if (as.ok()) {
+      Run(AsServerUser(*as,
+                       {PgBin("pg_ctl"), "-D", dir_ + "/data", "-m", "immediate", "-w", "stop"}),
+          dir_, CommandLog(dir_))
+          .IgnoreError();
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  if (watchdog_pid_ > 0) {
+    kill(watchdog_pid_, SIGKILL);  // Its cat sees EOF below and exits.
+    if (watchdog_fd_ >= 0) close(watchdog_fd_);
+    while (waitpid(watchdog_pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  } else if (watchdog_fd_ >= 0) {
+    close(watchdog_fd_);
+  }
+}
+
+std::string PgServer::Conninfo(const std::string& dbname) const {
+  return absl::StrCat("host=", dir_, " port=", kPort, " dbname=", dbname, " user=postgres");
+}
+
+std::string PgServer::AdminConninfo() const { return Conninfo("postgres"); }
+
+absl::StatusOr<PgServer::Database> PgServer::CreateDatabase() {
+  int n;
+  {
+    absl::MutexLock lock(&mu_);
+    n = ++next_database_;
+  }
+  Database db;
+  db.name = absl::StrCat("test_", n);
+  db.conninfo = Conninfo(db.name);
+  absl::StatusOr<std::unique_ptr<Connection>> admin = Connection::Open(AdminConninfo());
+  if (!admin.ok()) return admin.status();
+  if (absl::Status st = (*admin)->ExecScript(absl::StrCat("CREATE DATABASE ", db.name)); !st.ok()) {
+    return st;
+  }
+  return db;
+}
+
+}  // namespace qsign::db::testing

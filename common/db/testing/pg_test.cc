@@ -1,0 +1,57 @@
+#include "common/db/testing/pg_test.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace qsign::db::testing {
+namespace {
+
+absl::Mutex server_mu;
+// Started by the first test that asks, stopped by the environment after the last test.
+std::unique_ptr<PgServer>* server ABSL_GUARDED_BY(server_mu) = nullptr;
+absl::Status* server_error ABSL_GUARDED_BY(server_mu) = nullptr;
+
+class PgServerEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    absl::MutexLock lock(&server_mu);
+    if (server != nullptr) server->reset();
+  }
+};
+
+[[maybe_unused]] ::testing::Environment* const environment =
+    ::testing::AddGlobalTestEnvironment(new PgServerEnvironment);
+
+}  // namespace
+
+absl::StatusOr<PgServer*> PgTest::Server() {
+  absl::MutexLock lock(&server_mu);
+  if (server_error != nullptr) return *server_error;
+  if (server == nullptr) {
+    absl::StatusOr<std::unique_ptr<PgServer>> started = PgServer::Start();
+    if (!started.ok()) {
+      server_error = new absl::Status(started.status());
+      return *server_error;
+    }
+    server = new std::unique_ptr<PgServer>(*std::move(started));
+  }
+  if (*server == nullptr) return absl::FailedPreconditionError("the test PostgreSQL is stopped");
+  return server->get();
+}
+
+void PgTest::SetUp() {
+  absl::StatusOr<PgServer*> srv = Server();
+  ASSERT_TRUE(srv.ok()) << "cannot start PostgreSQL: " << srv.status();
+  absl::StatusOr<PgServer::Database> db = (*srv)->CreateDatabase();
+  ASSERT_TRUE(db.ok()) << db.status();
+  database_ = *std::move(db);
+  absl::StatusOr<std::unique_ptr<Pool>> pool = NewPool();
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  pool_ = *std::move(pool);
+}
+
+absl::StatusOr<std::unique_ptr<Pool>> PgTest::NewPool(int size) {
+  return Pool::New(PoolConfig{.conninfo = database_.conninfo, .size = size});
+}
+
+}  // namespace qsign::db::testing
