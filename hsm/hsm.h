@@ -28,9 +28,9 @@ enum class HashAlgorithm { kSha256, kSha384, kSha512 };
 size_t DigestLength(HashAlgorithm hash);
 
 enum class SignScheme {
-  kEcdsa,      // ECDSA over the digest.
-  kRsaPkcs1,   // RSASSA-PKCS1-v1_5: DigestInfo(hash, digest) built by hsm/, then CKM_RSA_PKCS.
-  kRsaPss,     // RSASSA-PSS with MGF1(hash), salt length = digest length.
+  kEcdsa,     // ECDSA over the digest.
+  kRsaPkcs1,  // RSASSA-PKCS1-v1_5: DigestInfo(hash, digest) built by hsm/, then CKM_RSA_PKCS.
+  kRsaPss,    // RSASSA-PSS with MGF1(hash), salt length = digest length.
 };
 
 struct SignParams {
@@ -66,8 +66,7 @@ class Hsm {
   // DigestLength(params.hash) bytes (INVALID_ARGUMENT otherwise); the scheme must fit the key
   // type (FAILED_PRECONDITION otherwise). One session is used for the whole batch.
   virtual absl::StatusOr<std::vector<std::string>> SignDigests(
-      std::string_view key_id, const SignParams& params,
-      std::span<const std::string> digests) = 0;
+      std::string_view key_id, const SignParams& params, std::span<const std::string> digests) = 0;
 
   // Convenience for one digest.
   absl::StatusOr<std::string> SignDigest(std::string_view key_id, const SignParams& params,

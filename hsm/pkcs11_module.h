@@ -1,0 +1,84 @@
+// A loaded, initialised PKCS#11 module and the small object helpers hsm/ builds on.
+// Internal to hsm/: only hsm/ includes the PKCS#11 header.
+#ifndef QSIGN_HSM_PKCS11_MODULE_H_
+#define QSIGN_HSM_PKCS11_MODULE_H_
+
+#include <p11-kit/pkcs11.h>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace qsign::hsm {
+
+// Lets a test replace entries of the function list (fault injection). It is applied to
+// the module's own copy before C_Initialize.
+using FunctionListPatch = std::function<void(CK_FUNCTION_LIST*)>;
+
+class Pkcs11Module {
+ public:
+  enum class InitMode {
+    // This object initialises the module and finalises it on destruction; a module some other
+    // code already initialised is FAILED_PRECONDITION.
+    kExclusive,
+    // Joins a module that is already initialised in this process (and then never finalises it).
+    kShared,
+  };
+
+  // dlopen + C_GetFunctionList + C_Initialize(CKF_OS_LOCKING_OK).
+  static absl::StatusOr<std::unique_ptr<Pkcs11Module>> Load(std::string_view path, InitMode mode,
+                                                            FunctionListPatch patch = nullptr);
+
+  Pkcs11Module(const Pkcs11Module&) = delete;
+  Pkcs11Module& operator=(const Pkcs11Module&) = delete;
+  // C_Finalize (when this object initialised the module), then dlclose.
+  ~Pkcs11Module();
+
+  // The (possibly patched) function list; valid while this object lives.
+  const CK_FUNCTION_LIST& fns() const { return functions_; }
+  const std::string& path() const { return path_; }
+
+  // The slot holding the initialised token with this label. NOT_FOUND names the label and the
+  // labels that are there.
+  absl::StatusOr<CK_SLOT_ID> FindSlotByLabel(std::string_view label) const;
+
+ private:
+  explicit Pkcs11Module(std::string path) : path_(std::move(path)) {}
+
+  std::string path_;
+  void* dl_handle_ = nullptr;  // Owned: dlclose in the destructor.
+  bool initialized_by_us_ = false;
+  CK_FUNCTION_LIST functions_{};  // A copy of the module's list, so patches stay local.
+};
+
+// Logs the application in as CKU_USER through `session`; already being logged in is fine.
+absl::Status LoginUser(const CK_FUNCTION_LIST& fns, CK_SESSION_HANDLE session,
+                       std::string_view pin);
+
+// Opens a R/W serial session on the slot.
+absl::StatusOr<CK_SESSION_HANDLE> OpenSession(const CK_FUNCTION_LIST& fns, CK_SLOT_ID slot);
+
+// Objects matching the template, at most `max_objects` of them.
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindObjects(const CK_FUNCTION_LIST& fns,
+                                                          CK_SESSION_HANDLE session,
+                                                          std::span<CK_ATTRIBUTE> match,
+                                                          size_t max_objects);
+
+// One attribute's bytes (two-call form of C_GetAttributeValue).
+absl::StatusOr<std::string> GetAttributeBytes(const CK_FUNCTION_LIST& fns,
+                                              CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                                              CK_ATTRIBUTE_TYPE type);
+absl::StatusOr<CK_ULONG> GetAttributeUlong(const CK_FUNCTION_LIST& fns, CK_SESSION_HANDLE session,
+                                           CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type);
+absl::StatusOr<bool> GetAttributeBool(const CK_FUNCTION_LIST& fns, CK_SESSION_HANDLE session,
+                                      CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type);
+
+}  // namespace qsign::hsm
+
+#endif  // QSIGN_HSM_PKCS11_MODULE_H_
