@@ -28,6 +28,10 @@
 namespace qsign::hsm {
 namespace {
 
+using ::qsign::hsm::testing::BarePkcs11SignRate;
+using ::qsign::hsm::testing::CountPrivateKeys;
+using ::qsign::hsm::testing::PrivateKeyCensus;
+using ::qsign::hsm::testing::SoftHsmToken;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;

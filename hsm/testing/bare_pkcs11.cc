@@ -17,7 +17,7 @@
 #include "hsm/pkcs11_status.h"
 #include "hsm/string_view_compat.h"
 
-namespace qsign::hsm {
+namespace qsign::hsm::testing {
 namespace {
 
 // A module joined in shared mode plus `count` logged-in sessions, closed on destruction.
@@ -164,4 +164,4 @@ absl::StatusOr<PrivateKeyCensus> CountPrivateKeys(const Pkcs11Config& config) {
   return census;
 }
 
-}  // namespace qsign::hsm
+}  // namespace qsign::hsm::testing

@@ -10,7 +10,7 @@
 #include "absl/time/time.h"
 #include "hsm/hsm.h"
 
-namespace qsign::hsm {
+namespace qsign::hsm::testing {
 
 // The ceiling under Pkcs11Hsm: `threads` threads, one session each, each looping
 // C_SignInit + C_Sign for `duration` on a fixed digest (CKM_ECDSA on 32 bytes for EC keys,
@@ -30,6 +30,6 @@ struct PrivateKeyCensus {
 };
 absl::StatusOr<PrivateKeyCensus> CountPrivateKeys(const Pkcs11Config& config);
 
-}  // namespace qsign::hsm
+}  // namespace qsign::hsm::testing
 
 #endif  // QSIGN_HSM_TESTING_BARE_PKCS11_H_

@@ -22,7 +22,7 @@
 
 extern char** environ;
 
-namespace qsign::hsm {
+namespace qsign::hsm::testing {
 namespace {
 
 absl::StatusOr<SecretString> RandomDigits(int count) {
@@ -180,4 +180,4 @@ Pkcs11Config SoftHsmToken::config(int session_pool_size) const {
   return config;
 }
 
-}  // namespace qsign::hsm
+}  // namespace qsign::hsm::testing

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "hsm/hsm.h"
 
-namespace qsign::hsm {
+namespace qsign::hsm::testing {
 
 class SoftHsmToken {
  public:
@@ -47,6 +47,6 @@ class SoftHsmToken {
   std::optional<std::string> previous_conf_;  // SOFTHSM2_CONF before Create.
 };
 
-}  // namespace qsign::hsm
+}  // namespace qsign::hsm::testing
 
 #endif  // QSIGN_HSM_TESTING_SOFTHSM_TOKEN_H_
