@@ -46,8 +46,8 @@ class PgServer {
   std::string Conninfo(const std::string& dbname) const;
 
   const std::string dir_;  // Holds data/, the socket and the logs.
-  bool started_ = false;
-  int watchdog_fd_ = -1;  // Write end of the pipe whose EOF tells the watchdog to clean up.
+  pid_t server_pid_ = -1;  // postgres, or runuser running it.
+  int watchdog_fd_ = -1;   // Write end of the pipe whose EOF tells the watchdog to clean up.
   pid_t watchdog_pid_ = -1;
   absl::Mutex mu_;
   int next_database_ ABSL_GUARDED_BY(mu_) = 0;
