@@ -84,7 +84,7 @@ int Main(int argc, char** argv) {
   const auto hsm_config = token->config(absl::GetFlag(FLAGS_hsm_sessions));
   auto hsm = Unwrap(hsm::NewPkcs11Hsm(hsm_config), "hsm");
   auto pg = Unwrap(db::testing::PgServer::Start(), "postgresql");
-  auto pool = Unwrap(db::Pool::New({.conninfo = Unwrap(pg->CreateDatabase(), "createdb"),
+  auto pool = Unwrap(db::Pool::New({.conninfo = Unwrap(pg->CreateDatabase(), "createdb").conninfo,
                                     .size = concurrency + 2}),
                      "pool");
   CHECK_OK(signer::MigrateSignerSchema(*pool));

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace qsign {
 
@@ -38,7 +39,7 @@ absl::StatusOr<SecretString> ReadSecretFile(std::string_view path) {
   std::ifstream in{std::string(path), std::ios::binary};
   if (!in) {
     int err = errno;
-    std::string msg = absl::StrCat("cannot read secret file ", path, ": ", std::strerror(err));
+    std::string msg = absl::StrCat("cannot read secret file ", Av(path), ": ", std::strerror(err));
     if (err == EACCES) return absl::PermissionDeniedError(msg);
     return absl::NotFoundError(msg);
   }
@@ -47,7 +48,7 @@ absl::StatusOr<SecretString> ReadSecretFile(std::string_view path) {
   size_t len = v.size();
   if (len > 0 && v[len - 1] == '\n') --len;
   if (len > 0 && v[len - 1] == '\r') --len;
-  if (len == 0) return absl::InvalidArgumentError(absl::StrCat("secret file ", path, " is empty"));
+  if (len == 0) return absl::InvalidArgumentError(absl::StrCat("secret file ", Av(path), " is empty"));
   if (len == v.size()) return secret;
   return SecretString(std::string(v.substr(0, len)));
 }

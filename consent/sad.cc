@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/strings.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "qsign/v1/sad.pb.h"
 
@@ -65,7 +66,7 @@ absl::StatusOr<std::unique_ptr<SadMinter>> SadMinter::New(hsm::Hsm* hsm, std::st
   if (!pub.ok()) return pub.status();
   if (pub->type != hsm::KeyType::kEcP256) {
     return absl::FailedPreconditionError(
-        absl::StrCat("SAD key ", key_id, " must be EC_P256, is ", hsm::KeyTypeName(pub->type)));
+        absl::StrCat("SAD key ", key_id, " must be EC_P256, is ", Av(hsm::KeyTypeName(pub->type))));
   }
   return std::unique_ptr<SadMinter>(
       new SadMinter(hsm, std::move(key_id), std::move(pub->spki_der)));
@@ -141,7 +142,7 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
   if (sad.empty()) return absl::InvalidArgumentError("sad: required");
   std::string raw;
   qsign::v1::SignedSad signed_sad;
-  if (sad.size() > 1 << 20 || !absl::WebSafeBase64Unescape(sad, &raw) ||
+  if (sad.size() > 1 << 20 || !absl::WebSafeBase64Unescape(Av(sad), &raw) ||
       !signed_sad.ParseFromString(raw) || signed_sad.claims().empty() ||
       signed_sad.signature().empty()) {
     return absl::InvalidArgumentError("sad: not a SAD issued by this service");
@@ -200,7 +201,7 @@ absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
   if (grant.hash_algorithm_oid != hash_algorithm_oid) {
     return absl::PermissionDeniedError(absl::StrCat("sad: issued for hash algorithm ",
                                                     grant.hash_algorithm_oid, ", not ",
-                                                    hash_algorithm_oid));
+                                                    Av(hash_algorithm_oid)));
   }
   if (hashes.size() > grant.num_signatures) {
     return absl::PermissionDeniedError(absl::StrCat("sad: authorizes ", grant.num_signatures,

@@ -99,7 +99,7 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   ASSERT_TRUE(token.ok()) << token.status();
   const hsm::Pkcs11Config config = (*token)->config(4);
 
-  QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + *conninfo,
+  QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
                         "--pkcs11_module=" + config.module_path,
                         "--token_label=" + config.token_label, "--pin_file=" + config.pin_file,
                         "--create_missing_keys"},

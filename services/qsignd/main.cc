@@ -74,12 +74,13 @@ absl::Status Run() {
   if (auto s = signer::MigrateSignerSchema(**pool); !s.ok()) return Fail("migrations", s);
 
   std::map<std::string, std::string> sad_keys;
-  for (std::string_view id : absl::StrSplit(absl::GetFlag(FLAGS_sad_key_ids), ',',
+  for (absl::string_view id_view : absl::StrSplit(absl::GetFlag(FLAGS_sad_key_ids), ',',
                                             absl::SkipEmpty())) {
+    const std::string id(id_view);
     auto pub = (*hsm)->GetPublicKey(id);
     if (pub.status().code() == absl::StatusCode::kNotFound &&
         absl::GetFlag(FLAGS_create_missing_keys)) {
-      Log(LogLevel::kInfo, "qsignd", "generating SAD key in the HSM", {{"key_id", id}});
+      Log(LogLevel::kInfo, "qsignd", "generating SAD key in the HSM", {{"key_id", std::string_view(id)}});
       pub = (*hsm)->GenerateKeyPair(id, hsm::KeyType::kEcP256);
     }
     if (!pub.ok()) return Fail(absl::StrCat("SAD key ", id), pub.status());

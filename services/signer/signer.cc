@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "services/signer/algorithms.h"
 
 namespace qsign::signer {
@@ -77,14 +78,14 @@ absl::StatusOr<Credential> Signer::GetCredentialInfo(std::string_view credential
 absl::StatusOr<Signer::KeyRef> Signer::LookupKey(std::string_view credential_id) {
   {
     absl::ReaderMutexLock lock(&mu_);
-    auto it = keys_.find(credential_id);
+    auto it = keys_.find(Av(credential_id));
     if (it != keys_.end()) return it->second;
   }
   auto cred = store_->GetCredential(credential_id);
   if (!cred.ok()) return cred.status();
   KeyRef ref{cred->account_id, cred->key_type};
   absl::MutexLock lock(&mu_);
-  keys_.emplace(credential_id, ref);
+  keys_.emplace(std::string(credential_id), ref);
   return ref;
 }
 
@@ -125,7 +126,7 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
   if (!AlgorithmFitsKey(algo->scheme, key->key_type)) {
     return absl::InvalidArgumentError(
         absl::StrCat("sign_algorithm_oid: does not fit the credential's ",
-                     hsm::KeyTypeName(key->key_type), " key"));
+                     Av(hsm::KeyTypeName(key->key_type)), " key"));
   }
 
   // 3. The SAD: genuine, current, and covering exactly this request.
@@ -167,7 +168,7 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
   if (auto existing = store_->GetCredential(credential_id); existing.ok()) {
     if (existing->account_id != account_id || existing->key_type != key_type) {
       return absl::AlreadyExistsError(
-          absl::StrCat("credential_id: ", credential_id, " exists with other parameters"));
+          absl::StrCat("credential_id: ", Av(credential_id), " exists with other parameters"));
     }
     return existing;
   } else if (existing.status().code() != absl::StatusCode::kNotFound) {
@@ -189,7 +190,7 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
                   .created_at = clock_->Now()};
   auto s = store_->CreateCredential(
       cred, Audit(actor, "signer.create_key", credential_id,
-                  absl::StrCat("account=", account_id, " key=", hsm::KeyTypeName(key_type))));
+                  absl::StrCat("account=", Av(account_id), " key=", Av(hsm::KeyTypeName(key_type)))));
   if (!s.ok()) {
     // Nothing half-written: a key without its record is removed.
     (void)hsm_->DestroyKeyPair(credential_id);
@@ -258,7 +259,7 @@ absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id,
   }
   {
     absl::MutexLock lock(&mu_);
-    keys_.erase(credential_id);
+    keys_.erase(std::string(credential_id));
   }
   return store_->GetCredential(credential_id);
 }

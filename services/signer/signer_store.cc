@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "common/db/migrate.h"
 
 namespace qsign::signer {
@@ -17,7 +18,7 @@ absl::StatusOr<CredentialStatus> ParseStatus(std::string_view s) {
   if (s == "PENDING") return CredentialStatus::kPending;
   if (s == "ACTIVE") return CredentialStatus::kActive;
   if (s == "DISABLED") return CredentialStatus::kDisabled;
-  return absl::InternalError(absl::StrCat("signer.credentials: unknown status ", s));
+  return absl::InternalError(absl::StrCat("signer.credentials: unknown status ", Av(s)));
 }
 
 constexpr char kCredentialColumns[] =
@@ -34,7 +35,7 @@ class PostgresSignerStore final : public SignerStore {
                            {Param::Text(credential_id)});
     if (!res.ok()) return res.status();
     if (res->rows() == 0) {
-      return absl::NotFoundError(absl::StrCat("credential_id: no credential ", credential_id));
+      return absl::NotFoundError(absl::StrCat("credential_id: no credential ", Av(credential_id)));
     }
     return ReadCredential(*res, 0);
   }
@@ -87,7 +88,7 @@ class PostgresSignerStore final : public SignerStore {
       if (!res.ok()) return res.status();
       if (res->rows() == 0) {
         return absl::FailedPreconditionError(
-            absl::StrCat("credential ", credential_id, " is disabled or gone"));
+            absl::StrCat("credential ", Av(credential_id), " is disabled or gone"));
       }
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();
@@ -117,7 +118,7 @@ class PostgresSignerStore final : public SignerStore {
           {Param::Text(credential_id)});
       if (!res.ok()) return res.status();
       if (res->rows() == 0) {
-        return absl::NotFoundError(absl::StrCat("credential_id: no credential ", credential_id));
+        return absl::NotFoundError(absl::StrCat("credential_id: no credential ", Av(credential_id)));
       }
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();
@@ -147,7 +148,7 @@ class PostgresSignerStore final : public SignerStore {
     auto cred = GetCredential(u.credential_id);
     if (!cred.ok()) return cred.status();
     return absl::FailedPreconditionError(
-        absl::StrCat("credential_id: credential is ", CredentialStatusName(cred->status),
+        absl::StrCat("credential_id: credential is ", Av(CredentialStatusName(cred->status)),
                      cred->status == CredentialStatus::kPending ? " (no certificate yet)"
                                                                 : " (revoked; key destroyed)"));
   }
@@ -247,7 +248,7 @@ std::string_view CredentialStatusName(CredentialStatus status) {
 }
 
 absl::Status MigrateSignerSchema(db::Pool& pool) {
-  static const std::string v1 = absl::StrCat(kV1, db::AuditTableSql());
+  static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   const db::Migration migrations[] = {{1, "credentials, sad journal, audit log", v1}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }

@@ -108,7 +108,7 @@ class SignerTest : public ::testing::Test {
 
     auto db = pg_->CreateDatabase();
     ASSERT_TRUE(db.ok()) << db.status();
-    conninfo_ = *db;
+    conninfo_ = db->conninfo;
     auto pool = db::Pool::New({.conninfo = conninfo_, .size = 4});
     ASSERT_TRUE(pool.ok()) << pool.status();
     pool_ = *std::move(pool);

@@ -1,0 +1,94 @@
+#include "services/identity/consent_client_grpc.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+
+namespace qsign::identity {
+namespace {
+
+namespace pb = ::qsign::v1;
+
+// Time for one CreateRequest, and what AwaitRequest may take beyond its max_wait.
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(nanos / 1'000'000'000);
+  out.set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+  return out;
+}
+
+absl::StatusOr<ConsentRequestStatus> FromProto(const pb::ConsentRequestStatus& s) {
+  ConsentRequestStatus out;
+  out.request_id = s.request_id();
+  out.account_id = s.account_id();
+  out.expires_at = FromProto(s.expires_at());
+  if (s.has_decided_at()) out.decided_at = FromProto(s.decided_at());
+  switch (s.state()) {
+    case pb::CONSENT_REQUEST_STATE_PENDING:
+      out.state = ConsentState::kPending;
+      break;
+    case pb::CONSENT_REQUEST_STATE_APPROVED:
+      out.state = ConsentState::kApproved;
+      break;
+    case pb::CONSENT_REQUEST_STATE_DENIED:
+      out.state = ConsentState::kDenied;
+      break;
+    case pb::CONSENT_REQUEST_STATE_EXPIRED:
+      out.state = ConsentState::kExpired;
+      break;
+    case pb::CONSENT_REQUEST_STATE_CANCELLED:
+      out.state = ConsentState::kCancelled;
+      break;
+    default:
+      return absl::InternalError(
+          absl::StrCat("consent: request ", s.request_id(), " has no state"));
+  }
+  return out;
+}
+
+}  // namespace
+
+GrpcConsentClient::GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel,
+                                     std::string_view client_id, const SecretString& secret)
+    : stub_(pb::Consent::NewStub(std::move(channel))),
+      authorization_(absl::StrCat("Service ", client_id, ".", secret.value())) {}
+
+absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
+    const LoginRequestParams& params) {
+  pb::CreateRequestRequest req;
+  req.set_account_id(params.account_id);
+  req.set_kind(pb::CONSENT_REQUEST_KIND_LOGIN);
+  *req.mutable_lifetime() = ToProto(params.lifetime);
+  req.mutable_login()->set_verification_code(params.verification_code);
+  req.mutable_login()->set_client_description(params.client_description);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string(authorization_.value()));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  pb::ConsentRequestStatus resp;
+  if (grpc::Status s = stub_->CreateRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  return FromProto(resp);
+}
+
+absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::AwaitRequest(std::string_view request_id,
+                                                                     absl::Duration max_wait) {
+  pb::AwaitRequestRequest req;
+  req.set_request_id(std::string(request_id));
+  *req.mutable_max_wait() = ToProto(max_wait);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string(authorization_.value()));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + max_wait + kCallTimeout));
+  pb::ConsentRequestStatus resp;
+  if (grpc::Status s = stub_->AwaitRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  return FromProto(resp);
+}
+
+}  // namespace qsign::identity

@@ -1,0 +1,646 @@
+#include "services/identity/identity.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <map>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "services/identity/validation.h"
+
+namespace qsign::identity {
+namespace {
+
+constexpr std::string_view kCrockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+constexpr size_t kActivationCodeSymbols = 16;
+constexpr size_t kLoginIdChars = 43;  // 32 bytes, base64url without padding.
+constexpr int kRevocationPageSize = 1000;
+// A StartLogin for an unknown username never waits longer than this to mimic a real one.
+constexpr absl::Duration kMaxLatencyPadding = absl::Milliseconds(500);
+constexpr std::string_view kHandedOut =
+    "login_id: this login completed before; its session token is handed out only once";
+
+absl::StatusOr<std::string> RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    return absl::InternalError("RAND_bytes failed");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> NewAccountId() {
+  auto b = RandomBytes(16);
+  if (!b.ok()) return b.status();
+  // UUID version 4, variant 1.
+  (*b)[6] = static_cast<char>((static_cast<uint8_t>((*b)[6]) & 0x0F) | 0x40);
+  (*b)[8] = static_cast<char>((static_cast<uint8_t>((*b)[8]) & 0x3F) | 0x80);
+  const std::string hex = absl::BytesToHexString(*b);
+  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-",
+                      hex.substr(16, 4), "-", hex.substr(20));
+}
+
+absl::StatusOr<std::string> NewSessionId() {
+  auto b = RandomBytes(16);
+  if (!b.ok()) return b.status();
+  return absl::BytesToHexString(*b);
+}
+
+absl::StatusOr<std::string> NewLoginId() {
+  auto b = RandomBytes(32);
+  if (!b.ok()) return b.status();
+  return absl::WebSafeBase64Escape(*b);
+}
+
+// Four digits, uniform: two random bytes below 60000 (a multiple of 10000), else draw again.
+absl::StatusOr<std::string> NewVerificationCode() {
+  for (;;) {
+    auto b = RandomBytes(2);
+    if (!b.ok()) return b.status();
+    unsigned v = (static_cast<uint8_t>((*b)[0]) << 8) | static_cast<uint8_t>((*b)[1]);
+    if (v < 60000) return absl::StrFormat("%04u", v % 10000);
+  }
+}
+
+// 80 random bits as 16 Crockford base32 symbols.
+absl::StatusOr<SecretString> NewActivationCodeSymbols() {
+  auto b = RandomBytes(10);
+  if (!b.ok()) return b.status();
+  std::string symbols;
+  symbols.reserve(kActivationCodeSymbols);
+  for (size_t group = 0; group < 2; ++group) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < 5; ++i) v = (v << 8) | static_cast<uint8_t>((*b)[group * 5 + i]);
+    for (int shift = 35; shift >= 0; shift -= 5) symbols.push_back(kCrockford[(v >> shift) & 31]);
+  }
+  SecretString wiped(*std::move(b));  // Wipes the random bytes on return.
+  return SecretString(std::move(symbols));
+}
+
+absl::Time TruncateToMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
+
+std::string ActorName(const Caller& caller) {
+  switch (caller.kind) {
+    case CallerKind::kAnonymous:
+      return "anonymous";
+    case CallerKind::kUser:
+      return absl::StrCat("account:", caller.id);
+    case CallerKind::kOperator:
+      return absl::StrCat("operator:", caller.id);
+    case CallerKind::kService:
+      return absl::StrCat("service:", caller.id);
+  }
+  return "unknown";
+}
+
+std::string AddressOf(const ClientInfo& client) {
+  if (client.client_address.empty()) return client.peer;
+  if (client.peer.empty()) return client.client_address;
+  return absl::StrCat(client.client_address, " via ", client.peer);
+}
+
+db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
+                     const ClientInfo& client, std::string outcome = "ok",
+                     std::string details = "") {
+  return db::AuditEvent{.actor = ActorName(caller),
+                        .action = std::move(action),
+                        .target = std::move(target),
+                        .client_address = AddressOf(client),
+                        .outcome = std::move(outcome),
+                        .details = std::move(details)};
+}
+
+// "<who> only" when the caller is of another kind; UNAUTHENTICATED without credentials.
+absl::Status Require(const Caller& caller, std::initializer_list<CallerKind> allowed,
+                     std::string_view who) {
+  if (caller.kind == CallerKind::kAnonymous) {
+    return absl::UnauthenticatedError(absl::StrCat("authorization: ", who, " credentials required"));
+  }
+  for (CallerKind k : allowed) {
+    if (caller.kind == k) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("this call is for ", who, " only"));
+}
+
+// What the phone shows about where the login was started.
+std::string DescribeClient(const ClientInfo& client) {
+  std::string where = client.client_address.empty() ? client.peer : client.client_address;
+  std::string agent = client.user_agent.substr(0, 100);
+  if (!IsValidUtf8(agent)) agent.clear();
+  if (agent.empty()) return where;
+  return absl::StrCat(where, ", ", agent);
+}
+
+}  // namespace
+
+std::string FormatActivationCode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && i % 4 == 0) out.push_back('-');
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+std::string NormalizeActivationCode(std::string_view typed) {
+  std::string out;
+  for (char c : typed) {
+    if (c == '-' || c == ' ') continue;
+    c = absl::ascii_toupper(static_cast<unsigned char>(c));
+    if (c == 'O') c = '0';
+    if (c == 'I' || c == 'L') c = '1';
+    if (kCrockford.find(c) == std::string_view::npos) return "";
+    out.push_back(c);
+  }
+  if (out.size() != kActivationCodeSymbols) return "";
+  return out;
+}
+
+Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* clock,
+                   CredentialTable operators, CredentialTable services, IdentityConfig config,
+                   std::unique_ptr<SessionTokenMinter> minter,
+                   std::unique_ptr<SessionTokenVerifier> verifier,
+                   std::vector<SessionKeyInfo> keys)
+    : store_(store),
+      consent_(consent),
+      clock_(clock),
+      operators_(std::move(operators)),
+      services_(std::move(services)),
+      config_(std::move(config)),
+      minter_(std::move(minter)),
+      verifier_(std::move(verifier)),
+      keys_(std::move(keys)) {}
+
+absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityStore* store,
+                                                        ConsentClient* consent,
+                                                        const Clock* clock,
+                                                        CredentialTable operators,
+                                                        CredentialTable services,
+                                                        IdentityConfig config) {
+  if (config.session_key_ids.empty()) {
+    return absl::InvalidArgumentError("identity: at least one session key id required");
+  }
+  if (config.session_lifetime <= absl::ZeroDuration() ||
+      config.login_lifetime <= absl::ZeroDuration() ||
+      config.activation_code_lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("identity: lifetimes must be positive");
+  }
+  auto minter = SessionTokenMinter::New(hsm, config.session_key_ids.front());
+  if (!minter.ok()) return minter.status();
+  std::map<std::string, std::string> trusted;
+  std::vector<SessionKeyInfo> keys;
+  for (const auto& id : config.session_key_ids) {
+    auto pub = hsm->GetPublicKey(id);
+    if (!pub.ok()) return pub.status();
+    if (pub->type != hsm::KeyType::kEcP256) {
+      return absl::FailedPreconditionError(absl::StrCat("session key ", id, " must be EC_P256"));
+    }
+    trusted[id] = pub->spki_der;
+    keys.push_back({.key_id = id, .public_key_spki = pub->spki_der});
+  }
+  auto verifier = SessionTokenVerifier::New(trusted);
+  if (!verifier.ok()) return verifier.status();
+  return std::unique_ptr<Identity>(new Identity(
+      store, consent, clock, std::move(operators), std::move(services), std::move(config),
+      *std::move(minter), *std::move(verifier), std::move(keys)));
+}
+
+absl::StatusOr<SessionClaims> Identity::CheckToken(std::string_view token, bool allow_revoked) {
+  auto claims = verifier_->Verify(token, clock_->Now());
+  if (!claims.ok()) return claims.status();
+  if (allow_revoked) return claims;
+  auto revoked = store_->IsSessionRevoked(*claims);
+  if (!revoked.ok()) return revoked.status();
+  if (*revoked) {
+    return absl::UnauthenticatedError("session token: revoked (logged out); log in again");
+  }
+  return claims;
+}
+
+absl::StatusOr<Caller> Identity::Authenticate(std::string_view authorization, bool allow_revoked) {
+  auto cred = ParseAuthorization(authorization);
+  if (!cred.ok()) return cred.status();
+  Caller caller;
+  switch (cred->scheme) {
+    case PresentedCredential::Scheme::kNone:
+      return caller;
+    case PresentedCredential::Scheme::kBearer: {
+      auto claims = CheckToken(cred->secret.value(), allow_revoked);
+      if (!claims.ok()) return claims.status();
+      caller.kind = CallerKind::kUser;
+      caller.id = claims->account_id;
+      caller.session = *std::move(claims);
+      return caller;
+    }
+    case PresentedCredential::Scheme::kOperator:
+    case PresentedCredential::Scheme::kService: {
+      const bool is_operator = cred->scheme == PresentedCredential::Scheme::kOperator;
+      const CredentialTable& table = is_operator ? operators_ : services_;
+      if (!table.Check(cred->id, cred->secret.value())) {
+        Log(LogLevel::kWarning, "identity", "credentials refused",
+            {{"kind", is_operator ? "operator" : "service"}, {"id", cred->id}});
+        return absl::UnauthenticatedError(absl::StrCat(
+            "authorization: ", is_operator ? "operator" : "service", " credentials not valid"));
+      }
+      caller.kind = is_operator ? CallerKind::kOperator : CallerKind::kService;
+      caller.id = cred->id;
+      return caller;
+    }
+  }
+  return absl::InternalError("unreachable credential scheme");
+}
+
+absl::StatusOr<Account> Identity::RegisterAccount(const RegisterAccountInput& in,
+                                                  const ClientInfo& client) {
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  if (auto s = ValidateEmail("username", in.username); !s.ok()) return s;
+  if (auto s = ValidatePersonName("given_name", in.given_name); !s.ok()) return s;
+  if (auto s = ValidatePersonName("surname", in.surname); !s.ok()) return s;
+  if (auto s = ValidateCommonNameLength(in.given_name, in.surname); !s.ok()) return s;
+  if (auto s = ValidateNationalId(in.national_id, absl::ToCivilDay(now, absl::UTCTimeZone()));
+      !s.ok()) {
+    return s;
+  }
+  if (!in.certificate_email.empty()) {
+    if (auto s = ValidateEmail("certificate_email", in.certificate_email); !s.ok()) return s;
+  }
+  auto id = NewAccountId();
+  if (!id.ok()) return id.status();
+  Account account{.account_id = *id,
+                  .username = NormalizeUsername(in.username),
+                  .given_name = in.given_name,
+                  .surname = in.surname,
+                  .national_id = in.national_id,
+                  .certificate_email = in.certificate_email,
+                  .assurance_level = AssuranceLevel::kLow,
+                  .created_at = now};
+  if (auto s = store_->CreateAccount(
+          account, Audit(Caller{}, "identity.account.register", account.account_id, client, "ok",
+                         absl::StrCat("username=", account.username)));
+      !s.ok()) {
+    return s;
+  }
+  return account;
+}
+
+absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller,
+                                                            const ProofIdentityInput& in,
+                                                            const ClientInfo& client) {
+  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
+  if (in.account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (in.account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  if (in.assurance_level != AssuranceLevel::kSubstantial &&
+      in.assurance_level != AssuranceLevel::kHigh) {
+    return absl::InvalidArgumentError(
+        "assurance_level: SUBSTANTIAL or HIGH (HIGH for in-person proofing)");
+  }
+  if (in.document_type == DocumentType::kUnspecified) {
+    return absl::InvalidArgumentError(
+        "evidence.document_type: required (NATIONAL_ID_CARD or PASSPORT)");
+  }
+  if (in.document_number.empty() || in.document_number.size() > 32) {
+    return absl::InvalidArgumentError("evidence.document_number: 1..32 characters");
+  }
+  for (char c : in.document_number) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '/') {
+      return absl::InvalidArgumentError(
+          "evidence.document_number: letters, digits, '-' and '/' only");
+    }
+  }
+  if (auto s = ValidateFreeText("evidence.note", in.note, 500); !s.ok()) return s;
+
+  auto symbols = NewActivationCodeSymbols();
+  if (!symbols.ok()) return symbols.status();
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  const absl::Time code_expires = now + config_.activation_code_lifetime;
+  ProofingRecord record{.account_id = in.account_id,
+                        .operator_id = caller.id,
+                        .assurance_level = in.assurance_level,
+                        .document_type = in.document_type,
+                        .document_number = in.document_number,
+                        .note = in.note,
+                        .proofed_at = now,
+                        .activation_code_sha256 = Sha256(symbols->value()),
+                        .activation_code_expires_at = code_expires};
+  auto account = store_->RecordProofing(
+      record,
+      [&](const Account& current) -> absl::Status {
+        if (static_cast<int>(in.assurance_level) < static_cast<int>(current.assurance_level)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "assurance_level: ", AssuranceLevelName(in.assurance_level),
+              " is below the account's current level ",
+              AssuranceLevelName(current.assurance_level)));
+        }
+        return absl::OkStatus();
+      },
+      Audit(caller, "identity.proof", in.account_id, client, "ok",
+            absl::StrCat("level=", AssuranceLevelName(in.assurance_level),
+                         " document=", DocumentTypeName(in.document_type),
+                         " number=", in.document_number, in.note.empty() ? "" : " note=",
+                         in.note)));
+  if (!account.ok()) return account.status();
+  return ProofIdentityResult{.account = *std::move(account),
+                             .activation_code = SecretString(FormatActivationCode(symbols->value())),
+                             .activation_code_expires_at = code_expires};
+}
+
+absl::StatusOr<Account> Identity::GetAccount(const Caller& caller, std::string_view account_id,
+                                             std::string_view username) {
+  if (auto s = Require(caller, {CallerKind::kUser, CallerKind::kOperator, CallerKind::kService},
+                       "a session token, operator or service");
+      !s.ok()) {
+    return s;
+  }
+  if (caller.kind == CallerKind::kUser) {
+    auto own = store_->GetAccountById(caller.id);
+    if (!own.ok()) return own.status();
+    // Another account answers as if it did not exist.
+    if ((!account_id.empty() && account_id != own->account_id) ||
+        (!username.empty() && NormalizeUsername(username) != own->username)) {
+      return absl::NotFoundError("no such account");
+    }
+    return own;
+  }
+  if (account_id.empty() == username.empty()) {
+    return absl::InvalidArgumentError("account_id, username: set exactly one");
+  }
+  if (!account_id.empty()) return store_->GetAccountById(account_id);
+  return store_->GetAccountByUsername(NormalizeUsername(username));
+}
+
+void Identity::RecordConsentLatency(absl::Duration d) {
+  d = std::min(d, kMaxLatencyPadding);
+  absl::MutexLock lock(&mu_);
+  consent_latency_ = (consent_latency_ * 7 + d) / 8;
+}
+
+absl::Duration Identity::TypicalConsentLatency() {
+  absl::MutexLock lock(&mu_);
+  return consent_latency_;
+}
+
+absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
+                                                const ClientInfo& client) {
+  if (username.empty()) return absl::InvalidArgumentError("username: required");
+  if (username.size() > 254) return absl::InvalidArgumentError("username: at most 254 characters");
+  auto login_id = NewLoginId();
+  if (!login_id.ok()) return login_id.status();
+  auto code = NewVerificationCode();
+  if (!code.ok()) return code.status();
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  LoginRecord login{.login_id_sha256 = Sha256(*login_id),
+                    .state = LoginState::kPending,
+                    .created_at = now,
+                    .expires_at = now + config_.login_lifetime};
+
+  std::string target, outcome;
+  auto account = store_->GetAccountByUsername(NormalizeUsername(username));
+  if (account.ok()) {
+    target = account->account_id;
+    const absl::Time started = absl::Now();
+    auto request = consent_->CreateLoginRequest({.account_id = account->account_id,
+                                                 .verification_code = *code,
+                                                 .client_description = DescribeClient(client),
+                                                 .lifetime = config_.login_lifetime});
+    if (request.ok() || request.status().code() == absl::StatusCode::kFailedPrecondition) {
+      RecordConsentLatency(absl::Now() - started);
+    }
+    if (request.ok()) {
+      login.account_id = account->account_id;
+      login.consent_request_id = request->request_id;
+      outcome = "ok";
+    } else if (request.status().code() == absl::StatusCode::kFailedPrecondition) {
+      outcome = "no_active_device";
+    } else {
+      // The caller gets a login that ends EXPIRED, as for an unknown username: an error here
+      // would tell that the account exists.
+      Log(LogLevel::kError, "identity", "consent CreateRequest failed",
+          {{"account_id", account->account_id}, {"status", request.status().ToString()}});
+      outcome = absl::StrCat("consent_error:", absl::StatusCodeToString(request.status().code()));
+    }
+  } else if (account.status().code() == absl::StatusCode::kNotFound) {
+    absl::SleepFor(TypicalConsentLatency());
+    outcome = "unknown_username";
+  } else {
+    return account.status();
+  }
+  if (auto s = store_->CreateLogin(login, Audit(Caller{}, "identity.login.start", target, client,
+                                                outcome, DescribeClient(client)));
+      !s.ok()) {
+    return s;
+  }
+  return LoginStart{.login_id = *std::move(login_id),
+                    .verification_code = *std::move(code),
+                    .expires_at = login.expires_at};
+}
+
+absl::StatusOr<LoginOutcome> Identity::CompletedLogin(std::string_view login_id_sha256) {
+  auto login = store_->GetLogin(login_id_sha256);
+  if (!login.ok()) return login.status();
+  if (login->state == LoginState::kApproved) return absl::FailedPreconditionError(kHandedOut);
+  LoginOutcome out;
+  out.state = login->state;
+  return out;
+}
+
+absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, LoginState state,
+                                                   const ConsentRequestStatus* approval) {
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  Caller owner;
+  if (!login.account_id.empty()) {
+    owner = Caller{.kind = CallerKind::kUser, .id = login.account_id};
+  }
+  if (state == LoginState::kApproved) {
+    auto account = store_->GetAccountById(login.account_id);
+    if (!account.ok()) return account.status();
+    auto session_id = NewSessionId();
+    if (!session_id.ok()) return session_id.status();
+    SessionClaims claims{
+        .session_id = *session_id,
+        .account_id = login.account_id,
+        .issued_at = now,
+        .auth_time = TruncateToMicros(approval->decided_at.value_or(now)),
+        .assurance_level = static_cast<int>(account->assurance_level)};
+    // The session runs from the approval on the phone: a token picked up late is shorter-lived.
+    claims.expires_at = claims.auth_time + config_.session_lifetime;
+    if (claims.expires_at > now) {
+      auto token = minter_->Mint(claims);
+      if (!token.ok()) return token.status();
+      SessionRecord record{.session_id = claims.session_id,
+                           .account_id = claims.account_id,
+                           .key_id = minter_->key_id(),
+                           .issued_at = claims.issued_at,
+                           .auth_time = claims.auth_time,
+                           .expires_at = claims.expires_at,
+                           .assurance_level = account->assurance_level};
+      auto s = store_->FinishLogin(
+          login.login_id_sha256, LoginState::kApproved, now, &record,
+          Audit(owner, "identity.session.issue", login.account_id, ClientInfo{}, "ok",
+                absl::StrCat("session=", claims.session_id,
+                             " consent_request=", login.consent_request_id)));
+      if (s.code() == absl::StatusCode::kFailedPrecondition) {
+        return CompletedLogin(login.login_id_sha256);
+      }
+      if (!s.ok()) return s;
+      LoginOutcome out;
+      out.state = LoginState::kApproved;
+      out.session_token = SecretString(*std::move(token));
+      out.session_expires_at = claims.expires_at;
+      out.account_id = login.account_id;
+      return out;
+    }
+    state = LoginState::kExpired;
+  }
+  auto s = store_->FinishLogin(
+      login.login_id_sha256, state, now, nullptr,
+      Audit(owner, "identity.login.finish", login.account_id, ClientInfo{},
+            absl::AsciiStrToLower(LoginStateName(state)),
+            login.consent_request_id.empty() ? ""
+                                             : absl::StrCat("consent_request=",
+                                                            login.consent_request_id)));
+  if (s.code() == absl::StatusCode::kFailedPrecondition) {
+    return CompletedLogin(login.login_id_sha256);
+  }
+  if (!s.ok()) return s;
+  LoginOutcome out;
+  out.state = state;
+  return out;
+}
+
+absl::StatusOr<LoginOutcome> Identity::AwaitLogin(std::string_view login_id,
+                                                  absl::Duration max_wait) {
+  if (login_id.empty()) return absl::InvalidArgumentError("login_id: required");
+  if (login_id.size() != kLoginIdChars) {
+    return absl::InvalidArgumentError("login_id: not a login id from StartLogin");
+  }
+  max_wait = std::clamp(max_wait, absl::ZeroDuration(), config_.max_await);
+  auto login = store_->GetLogin(Sha256(login_id));
+  if (!login.ok()) return login.status();
+  if (login->state == LoginState::kApproved) return absl::FailedPreconditionError(kHandedOut);
+  if (login->state != LoginState::kPending) {
+    LoginOutcome out;
+    out.state = login->state;
+    return out;
+  }
+
+  const absl::Duration remaining = login->expires_at - clock_->Now();
+  if (login->consent_request_id.empty()) {
+    // Nobody can approve this login. Wait as a real one would, then let it expire.
+    const absl::Duration wait = std::min(max_wait, remaining);
+    if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
+    if (clock_->Now() >= login->expires_at) {
+      return FinishLogin(*login, LoginState::kExpired, nullptr);
+    }
+    return LoginOutcome{};
+  }
+
+  auto status = consent_->AwaitRequest(login->consent_request_id,
+                                       std::clamp(remaining, absl::ZeroDuration(), max_wait));
+  if (!status.ok()) return status.status();
+  if (!status->account_id.empty() && status->account_id != login->account_id) {
+    return absl::InternalError(absl::StrCat("consent request ", login->consent_request_id,
+                                            " belongs to another account"));
+  }
+  switch (status->state) {
+    case ConsentState::kApproved:
+      return FinishLogin(*login, LoginState::kApproved, &*status);
+    case ConsentState::kDenied:
+    case ConsentState::kCancelled:
+      return FinishLogin(*login, LoginState::kDenied, nullptr);
+    case ConsentState::kExpired:
+      return FinishLogin(*login, LoginState::kExpired, nullptr);
+    case ConsentState::kPending:
+      // Consent decides expiry; this only guards against a consent service that never does.
+      if (clock_->Now() >= login->expires_at + kMaxClockSkew) {
+        return FinishLogin(*login, LoginState::kExpired, nullptr);
+      }
+      return LoginOutcome{};
+  }
+  return absl::InternalError("unreachable consent state");
+}
+
+absl::Status Identity::Logout(const Caller& caller, const ClientInfo& client) {
+  if (auto s = Require(caller, {CallerKind::kUser}, "a user session"); !s.ok()) return s;
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  auto ended = store_->EndSession(
+      caller.session.session_id, now, caller.session.expires_at,
+      Audit(caller, "identity.session.logout", caller.id, client, "ok",
+            absl::StrCat("session=", caller.session.session_id)));
+  return ended.status();
+}
+
+absl::StatusOr<SessionInfo> Identity::ValidateSession(const Caller& caller,
+                                                      std::string_view token) {
+  if (auto s = Require(caller, {CallerKind::kService}, "service"); !s.ok()) return s;
+  if (token.empty()) return absl::InvalidArgumentError("session_token: required");
+  auto claims = CheckToken(token, /*allow_revoked=*/false);
+  if (!claims.ok()) return claims.status();
+  SessionInfo info;
+  info.fresh = IsFresh(*claims, clock_->Now(), config_.fresh_login_window);
+  info.claims = *std::move(claims);
+  return info;
+}
+
+absl::StatusOr<int> Identity::RevokeSessions(const Caller& caller, std::string_view account_id,
+                                             const ClientInfo& client) {
+  if (auto s = Require(caller, {CallerKind::kService}, "service"); !s.ok()) return s;
+  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  // Every token it covers was issued by now, so expires by now + session_lifetime.
+  return store_->RevokeAccountSessions(
+      account_id, now, now + config_.session_lifetime + kMaxClockSkew,
+      Audit(caller, "identity.session.revoke_all", std::string(account_id), client));
+}
+
+absl::StatusOr<std::vector<SessionKeyInfo>> Identity::GetSessionKeys(const Caller& caller) {
+  if (auto s = Require(caller, {CallerKind::kService}, "service"); !s.ok()) return s;
+  // Every configured key stays trusted for one session lifetime after this answer.
+  const absl::Time not_after = clock_->Now() + config_.session_lifetime;
+  std::vector<SessionKeyInfo> keys = keys_;
+  for (auto& k : keys) k.not_after = not_after;
+  return keys;
+}
+
+absl::StatusOr<RevocationPage> Identity::ListSessionRevocations(const Caller& caller,
+                                                                uint64_t after_sequence) {
+  if (auto s = Require(caller, {CallerKind::kService}, "service"); !s.ok()) return s;
+  auto entries = store_->ListRevocations(after_sequence, clock_->Now(), kRevocationPageSize);
+  if (!entries.ok()) return entries.status();
+  RevocationPage page;
+  page.last_sequence = entries->empty() ? after_sequence : entries->back().sequence;
+  page.revocations = *std::move(entries);
+  return page;
+}
+
+absl::StatusOr<RedeemedActivationCode> Identity::RedeemActivationCode(
+    const Caller& caller, std::string_view activation_code, std::string_view device_key_sha256,
+    const ClientInfo& client) {
+  if (auto s = Require(caller, {CallerKind::kService}, "the consent service"); !s.ok()) return s;
+  if (caller.id != config_.consent_client_id) {
+    return absl::PermissionDeniedError("this call is for the consent service only");
+  }
+  if (activation_code.empty()) return absl::InvalidArgumentError("activation_code: required");
+  if (device_key_sha256.size() != 32) {
+    return absl::InvalidArgumentError(
+        "device_key_sha256: 32 bytes (SHA-256 of the device key's SubjectPublicKeyInfo)");
+  }
+  SecretString normalized(NormalizeActivationCode(activation_code));
+  if (normalized.empty()) {
+    return absl::NotFoundError("activation_code: unknown, already used or expired");
+  }
+  return store_->RedeemActivationCode(
+      Sha256(normalized.value()), device_key_sha256, TruncateToMicros(clock_->Now()),
+      Audit(caller, "identity.activation_code.redeem", "", client, "ok",
+            absl::StrCat("device_key_sha256=", absl::BytesToHexString(device_key_sha256))));
+}
+
+}  // namespace qsign::identity

@@ -1,0 +1,241 @@
+// The identity service: accounts, registration-authority proofing, push-approved login and
+// sessions. No gRPC types here; identity_grpc.h is the edge.
+//
+// Security contract: the service never stores an activation code or a login id, only their
+// SHA-256; session tokens are signed by a key that stays in the HSM; the answer to StartLogin does
+// not depend on whether the username exists; every state change is written with its audit record
+// in one transaction.
+#ifndef QSIGN_SERVICES_IDENTITY_IDENTITY_H_
+#define QSIGN_SERVICES_IDENTITY_IDENTITY_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/secret.h"
+#include "hsm/hsm.h"
+#include "services/identity/credential_table.h"
+#include "services/identity/identity_store.h"
+#include "services/identity/session_token.h"
+
+namespace qsign::identity {
+
+// ---- The consent service, as identity uses it (Consent.CreateRequest / AwaitRequest). ----
+
+enum class ConsentState { kPending, kApproved, kDenied, kExpired, kCancelled };
+
+struct ConsentRequestStatus {
+  std::string request_id;
+  std::string account_id;
+  ConsentState state = ConsentState::kPending;
+  absl::Time expires_at;
+  // APPROVED or DENIED only.
+  std::optional<absl::Time> decided_at;
+};
+
+struct LoginRequestParams {
+  std::string account_id;
+  // Shown by the portal and by the app next to the request.
+  std::string verification_code;
+  // Where the login was started, shown so that the user can spot a stranger.
+  std::string client_description;
+  absl::Duration lifetime;
+};
+
+class ConsentClient {
+ public:
+  virtual ~ConsentClient() = default;
+  // Creates a LOGIN request for the account's active device. FAILED_PRECONDITION when the
+  // account has no active device.
+  virtual absl::StatusOr<ConsentRequestStatus> CreateLoginRequest(
+      const LoginRequestParams& params) = 0;
+  // Waits up to `max_wait` for the request to leave PENDING and answers its state.
+  virtual absl::StatusOr<ConsentRequestStatus> AwaitRequest(std::string_view request_id,
+                                                            absl::Duration max_wait) = 0;
+};
+
+// ---- Callers. ----
+
+enum class CallerKind { kAnonymous, kUser, kOperator, kService };
+
+struct Caller {
+  CallerKind kind = CallerKind::kAnonymous;
+  // Operator or service client id; the account id for a user.
+  std::string id;
+  // kUser only.
+  SessionClaims session;
+};
+
+// Where a call came from, for the audit trail.
+struct ClientInfo {
+  // ClientContext.client_address: the end user's address as the front end saw it.
+  std::string client_address;
+  std::string user_agent;
+  // The gRPC peer.
+  std::string peer;
+};
+
+// ---- Inputs and results. ----
+
+struct RegisterAccountInput {
+  std::string username;
+  std::string given_name;
+  std::string surname;
+  std::string national_id;
+  std::string certificate_email;
+};
+
+struct ProofIdentityInput {
+  std::string account_id;
+  AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
+  DocumentType document_type = DocumentType::kUnspecified;
+  std::string document_number;
+  std::string note;
+};
+
+struct ProofIdentityResult {
+  Account account;
+  // Grouped Crockford base32, "XXXX-XXXX-XXXX-XXXX" (80 bits). A secret.
+  SecretString activation_code;
+  absl::Time activation_code_expires_at;
+};
+
+struct LoginStart {
+  // 43 base64url characters (256 bits); the bearer of it receives the session token.
+  std::string login_id;
+  // Four digits.
+  std::string verification_code;
+  absl::Time expires_at;
+};
+
+struct LoginOutcome {
+  LoginState state = LoginState::kPending;
+  // APPROVED only.
+  SecretString session_token;
+  absl::Time session_expires_at;
+  std::string account_id;
+};
+
+struct SessionInfo {
+  SessionClaims claims;
+  bool fresh = false;
+};
+
+struct SessionKeyInfo {
+  std::string key_id;
+  std::string public_key_spki;
+  absl::Time not_after;
+};
+
+struct RevocationPage {
+  std::vector<SessionRevocation> revocations;
+  uint64_t last_sequence = 0;
+};
+
+struct IdentityConfig {
+  // HSM key ids (EC P-256) of the session-token keys; the first one signs, all verify.
+  std::vector<std::string> session_key_ids;
+  absl::Duration session_lifetime = absl::Minutes(15);
+  absl::Duration fresh_login_window = kDefaultFreshLoginWindow;
+  absl::Duration login_lifetime = absl::Minutes(2);
+  absl::Duration activation_code_lifetime = absl::Hours(72);
+  // Longest AwaitLogin wait.
+  absl::Duration max_await = absl::Seconds(30);
+  // The service client id of the consent service: the only caller of RedeemActivationCode.
+  std::string consent_client_id = "consent";
+};
+
+class Identity {
+ public:
+  // None of the pointers is owned; all must outlive the Identity. Every session key must exist
+  // in the HSM and be EC P-256.
+  static absl::StatusOr<std::unique_ptr<Identity>> New(hsm::Hsm* hsm, IdentityStore* store,
+                                                       ConsentClient* consent, const Clock* clock,
+                                                       CredentialTable operators,
+                                                       CredentialTable services,
+                                                       IdentityConfig config);
+
+  // Who is calling, from the `authorization` header value. Empty: kAnonymous. A Bearer token is
+  // checked fully (signature, expiry, not revoked, authoritative from the database) unless
+  // `allow_revoked`. Bad credentials of any kind: UNAUTHENTICATED.
+  absl::StatusOr<Caller> Authenticate(std::string_view authorization, bool allow_revoked = false);
+
+  // Anyone.
+  absl::StatusOr<Account> RegisterAccount(const RegisterAccountInput& input,
+                                          const ClientInfo& client);
+  // Operators.
+  absl::StatusOr<ProofIdentityResult> ProofIdentity(const Caller& caller,
+                                                    const ProofIdentityInput& input,
+                                                    const ClientInfo& client);
+  // A user (own account), operators and services (exactly one of account_id, username).
+  absl::StatusOr<Account> GetAccount(const Caller& caller, std::string_view account_id,
+                                     std::string_view username);
+  // Anyone. Same answer shape and timing whether or not the username exists.
+  absl::StatusOr<LoginStart> StartLogin(std::string_view username, const ClientInfo& client);
+  // Whoever holds the login id. Waits at most min(max_wait, config max_await).
+  absl::StatusOr<LoginOutcome> AwaitLogin(std::string_view login_id, absl::Duration max_wait);
+  // A user (authenticated with allow_revoked, so that a repeated logout succeeds).
+  absl::Status Logout(const Caller& caller, const ClientInfo& client);
+  // Services.
+  absl::StatusOr<SessionInfo> ValidateSession(const Caller& caller, std::string_view token);
+  absl::StatusOr<int> RevokeSessions(const Caller& caller, std::string_view account_id,
+                                     const ClientInfo& client);
+  absl::StatusOr<std::vector<SessionKeyInfo>> GetSessionKeys(const Caller& caller);
+  absl::StatusOr<RevocationPage> ListSessionRevocations(const Caller& caller,
+                                                        uint64_t after_sequence);
+  // The consent service only.
+  absl::StatusOr<RedeemedActivationCode> RedeemActivationCode(const Caller& caller,
+                                                              std::string_view activation_code,
+                                                              std::string_view device_key_sha256,
+                                                              const ClientInfo& client);
+
+  // Public keys of the session-token keys, for a local SessionTokenVerifier.
+  const SessionTokenVerifier& verifier() const { return *verifier_; }
+  const IdentityConfig& config() const { return config_; }
+
+ private:
+  Identity(IdentityStore* store, ConsentClient* consent, const Clock* clock,
+           CredentialTable operators, CredentialTable services, IdentityConfig config,
+           std::unique_ptr<SessionTokenMinter> minter,
+           std::unique_ptr<SessionTokenVerifier> verifier, std::vector<SessionKeyInfo> keys);
+
+  absl::StatusOr<SessionClaims> CheckToken(std::string_view token, bool allow_revoked);
+  absl::StatusOr<LoginOutcome> FinishLogin(const LoginRecord& login, LoginState state,
+                                           const ConsentRequestStatus* approval);
+  // The final state of a login another call completed first.
+  absl::StatusOr<LoginOutcome> CompletedLogin(std::string_view login_id_sha256);
+  void RecordConsentLatency(absl::Duration d);
+  absl::Duration TypicalConsentLatency();
+
+  IdentityStore* store_;     // Not owned.
+  ConsentClient* consent_;   // Not owned.
+  const Clock* clock_;       // Not owned.
+  const CredentialTable operators_;
+  const CredentialTable services_;
+  const IdentityConfig config_;
+  std::unique_ptr<SessionTokenMinter> minter_;
+  std::unique_ptr<SessionTokenVerifier> verifier_;
+  std::vector<SessionKeyInfo> keys_;  // Without not_after; filled per call.
+
+  absl::Mutex mu_;
+  // Moving average of Consent.CreateRequest's latency: a StartLogin for an unknown username
+  // waits this long, so that timing does not tell the two apart.
+  absl::Duration consent_latency_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(2);
+};
+
+// "XXXX-XXXX-XXXX-XXXX" from 80 random bits; and the canonical form of what a user typed (upper
+// case, separators and spaces dropped, O->0, I/L->1), empty when it cannot be a code.
+std::string FormatActivationCode(std::string_view sixteen_symbols);
+std::string NormalizeActivationCode(std::string_view typed);
+
+}  // namespace qsign::identity
+
+#endif  // QSIGN_SERVICES_IDENTITY_IDENTITY_H_

@@ -1,0 +1,51 @@
+// gRPC edge of the identity service: reads the `authorization` metadata and the peer, converts
+// proto <-> Identity, absl::Status -> grpc::Status. No rules live here.
+#ifndef QSIGN_SERVICES_IDENTITY_IDENTITY_GRPC_H_
+#define QSIGN_SERVICES_IDENTITY_IDENTITY_GRPC_H_
+
+#include "qsign/v1/identity.grpc.pb.h"
+#include "services/identity/identity.h"
+
+namespace qsign::identity {
+
+class IdentityGrpc final : public qsign::v1::Identity::Service {
+ public:
+  // `identity` is not owned and must outlive this service.
+  explicit IdentityGrpc(Identity* identity) : identity_(identity) {}
+
+  grpc::Status RegisterAccount(grpc::ServerContext* ctx,
+                               const qsign::v1::RegisterAccountRequest* req,
+                               qsign::v1::Account* resp) override;
+  grpc::Status ProofIdentity(grpc::ServerContext* ctx, const qsign::v1::ProofIdentityRequest* req,
+                             qsign::v1::ProofIdentityResponse* resp) override;
+  grpc::Status GetAccount(grpc::ServerContext* ctx, const qsign::v1::GetAccountRequest* req,
+                          qsign::v1::Account* resp) override;
+  grpc::Status StartLogin(grpc::ServerContext* ctx, const qsign::v1::StartLoginRequest* req,
+                          qsign::v1::StartLoginResponse* resp) override;
+  grpc::Status AwaitLogin(grpc::ServerContext* ctx, const qsign::v1::AwaitLoginRequest* req,
+                          qsign::v1::AwaitLoginResponse* resp) override;
+  grpc::Status Logout(grpc::ServerContext* ctx, const qsign::v1::LogoutRequest* req,
+                      qsign::v1::LogoutResponse* resp) override;
+  grpc::Status ValidateSession(grpc::ServerContext* ctx,
+                               const qsign::v1::ValidateSessionRequest* req,
+                               qsign::v1::SessionInfo* resp) override;
+  grpc::Status RevokeSessions(grpc::ServerContext* ctx,
+                              const qsign::v1::RevokeSessionsRequest* req,
+                              qsign::v1::RevokeSessionsResponse* resp) override;
+  grpc::Status GetSessionKeys(grpc::ServerContext* ctx,
+                              const qsign::v1::GetSessionKeysRequest* req,
+                              qsign::v1::GetSessionKeysResponse* resp) override;
+  grpc::Status ListSessionRevocations(grpc::ServerContext* ctx,
+                                      const qsign::v1::ListSessionRevocationsRequest* req,
+                                      qsign::v1::ListSessionRevocationsResponse* resp) override;
+  grpc::Status RedeemActivationCode(grpc::ServerContext* ctx,
+                                    const qsign::v1::RedeemActivationCodeRequest* req,
+                                    qsign::v1::RedeemActivationCodeResponse* resp) override;
+
+ private:
+  Identity* identity_;  // Not owned.
+};
+
+}  // namespace qsign::identity
+
+#endif  // QSIGN_SERVICES_IDENTITY_IDENTITY_GRPC_H_
