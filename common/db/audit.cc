@@ -5,12 +5,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/db/absl_compat.h"
+#include "common/strings.h"
 
 namespace qsign::db {
 namespace {
-
-using internal::Sv;
 
 constexpr size_t kHashSize = 32;
 constexpr int kVerifyBatch = 1000;
@@ -54,7 +52,7 @@ absl::Time TruncateToMicros(absl::Time t) { return absl::FromUnixMicros(absl::To
 
 absl::Status DataLoss(std::string_view schema, int64_t seq, std::string_view what) {
   return absl::DataLossError(
-      absl::StrCat("audit log ", Sv(schema), ".audit_log is corrupt at seq ", seq, ": ", Sv(what)));
+      absl::StrCat("audit log ", Av(schema), ".audit_log is corrupt at seq ", seq, ": ", Av(what)));
 }
 
 }  // namespace
@@ -93,10 +91,10 @@ absl::Status AppendAudit(Tx& tx, std::string_view schema, const AuditEvent& even
   at = TruncateToMicros(at);
 
   absl::StatusOr<Result> lock = tx.Exec("SELECT pg_advisory_xact_lock(hashtext($1))",
-                                        {Param::Text(absl::StrCat(Sv(schema), ".audit_log"))});
+                                        {Param::Text(absl::StrCat(Av(schema), ".audit_log"))});
   if (!lock.ok()) return lock.status();
   absl::StatusOr<Result> last = tx.Exec(
-      absl::StrCat("SELECT seq, hash FROM ", Sv(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
+      absl::StrCat("SELECT seq, hash FROM ", Av(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
   if (!last.ok()) return last.status();
   int64_t seq = 1;
   std::string prev_hash(kHashSize, '\0');
@@ -110,7 +108,7 @@ absl::Status AppendAudit(Tx& tx, std::string_view schema, const AuditEvent& even
   }
   std::string hash = AuditRecordHash(prev_hash, seq, event, at);
   absl::StatusOr<Result> inserted = tx.Exec(
-      absl::StrCat("INSERT INTO ", Sv(schema),
+      absl::StrCat("INSERT INTO ", Av(schema),
                    ".audit_log (seq, at, actor, action, target, client_address, outcome, "
                    "details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
       {Param::Int(seq), Param::Time(at), Param::Text(event.actor), Param::Text(event.action),
@@ -120,7 +118,7 @@ absl::Status AppendAudit(Tx& tx, std::string_view schema, const AuditEvent& even
     // Only a snapshot older than the lock (REPEATABLE READ / SERIALIZABLE) can miss the latest
     // record and collide on seq: retry the transaction with a fresh snapshot.
     if (inserted.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AbortedError(absl::StrCat("concurrent audit append to ", Sv(schema), ": ",
+      return absl::AbortedError(absl::StrCat("concurrent audit append to ", Av(schema), ": ",
                                              inserted.status().message()));
     }
     return inserted.status();
@@ -133,7 +131,7 @@ absl::Status VerifyAuditChain(Pool& pool, std::string_view schema) {
   const std::string sql = absl::StrCat(
       "SELECT seq, at, actor, action, target, client_address, outcome, details, prev_hash, hash "
       "FROM ",
-      Sv(schema), ".audit_log WHERE seq >= $1 ORDER BY seq LIMIT ", kVerifyBatch);
+      Av(schema), ".audit_log WHERE seq >= $1 ORDER BY seq LIMIT ", kVerifyBatch);
   return pool.InTransaction(
       [&](Tx& tx) -> absl::Status {
         int64_t expected = 1;
@@ -181,7 +179,7 @@ absl::Status VerifyAuditChain(Pool& pool, std::string_view schema) {
 absl::StatusOr<AuditHead> AuditChainHead(Pool& pool, std::string_view schema) {
   if (absl::Status st = ValidateIdentifier(schema); !st.ok()) return st;
   absl::StatusOr<Result> r = pool.Exec(
-      absl::StrCat("SELECT seq, hash FROM ", Sv(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
+      absl::StrCat("SELECT seq, hash FROM ", Av(schema), ".audit_log ORDER BY seq DESC LIMIT 1"));
   if (!r.ok()) return r.status();
   AuditHead head;
   head.hash.assign(kHashSize, '\0');

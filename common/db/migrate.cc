@@ -3,12 +3,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/db/absl_compat.h"
+#include "common/strings.h"
 
 namespace qsign::db {
 namespace {
-
-using internal::Sv;
 
 // Advisory locks taken with two int4 keys live apart from single-bigint keys (the audit log's);
 // the first key says "migrations", the second is the schema.
@@ -37,16 +35,16 @@ absl::Status Unexpected(std::string_view schema, std::span<const Migration> migr
   int latest = migrations.empty() ? 0 : migrations.back().version;
   if (version > latest) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "schema ", Sv(schema), " is at migration ", version, " (", Sv(name),
+        "schema ", Av(schema), " is at migration ", version, " (", Av(name),
         "), newer than this binary's latest (", latest, "); refusing to run against it"));
   }
   if (migrations[next].version < version) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "schema ", Sv(schema), " lacks migration ", migrations[next].version,
+        "schema ", Av(schema), " lacks migration ", migrations[next].version,
         " although the later migration ", version, " is applied; refusing to apply out of order"));
   }
-  return absl::FailedPreconditionError(absl::StrCat("schema ", Sv(schema), " has migration ",
-                                                    version, " (", Sv(name),
+  return absl::FailedPreconditionError(absl::StrCat("schema ", Av(schema), " has migration ",
+                                                    version, " (", Av(name),
                                                     ") applied, which this binary does not know"));
 }
 
@@ -67,12 +65,12 @@ absl::Status Bootstrap(Pool& pool, std::string_view schema) {
     if (!has_schema.ok()) return has_schema.status();
     if (!has_table.ok()) return has_table.status();
     if (!*has_schema) {
-      if (absl::Status st = tx.ExecScript(absl::StrCat("CREATE SCHEMA ", Sv(schema))); !st.ok()) {
+      if (absl::Status st = tx.ExecScript(absl::StrCat("CREATE SCHEMA ", Av(schema))); !st.ok()) {
         return st;
       }
     }
     if (!*has_table) {
-      return tx.ExecScript(absl::StrCat("CREATE TABLE ", Sv(schema),
+      return tx.ExecScript(absl::StrCat("CREATE TABLE ", Av(schema),
                                         ".schema_migrations ("
                                         "version integer PRIMARY KEY, "
                                         "name text NOT NULL, "
@@ -91,10 +89,10 @@ absl::Status ApplyMigrations(Pool& pool, std::string_view schema,
   if (absl::Status st = Bootstrap(pool, schema); !st.ok()) return st;
 
   const std::string list_sql =
-      absl::StrCat("SELECT version, name FROM ", Sv(schema), ".schema_migrations ORDER BY version");
-  const std::string record_sql = absl::StrCat("INSERT INTO ", Sv(schema),
+      absl::StrCat("SELECT version, name FROM ", Av(schema), ".schema_migrations ORDER BY version");
+  const std::string record_sql = absl::StrCat("INSERT INTO ", Av(schema),
                                               ".schema_migrations (version, name) VALUES ($1, $2)");
-  const std::string search_path_sql = absl::StrCat("SET LOCAL search_path TO ", Sv(schema));
+  const std::string search_path_sql = absl::StrCat("SET LOCAL search_path TO ", Av(schema));
 
   // One transaction per migration; each re-reads the applied versions under the lock, so
   // replicas racing here apply every version exactly once between them.
@@ -118,8 +116,8 @@ absl::Status ApplyMigrations(Pool& pool, std::string_view schema,
         }
         if (migrations[next].name != name) {
           return absl::FailedPreconditionError(absl::StrCat(
-              "schema ", Sv(schema), " migration ", *version, " was applied as \"", Sv(name),
-              "\" but this binary calls it \"", Sv(migrations[next].name), "\""));
+              "schema ", Av(schema), " migration ", *version, " was applied as \"", Av(name),
+              "\" but this binary calls it \"", Av(migrations[next].name), "\""));
         }
         ++next;
       }
@@ -137,8 +135,8 @@ absl::Status ApplyMigrations(Pool& pool, std::string_view schema,
     if (!st.ok()) {
       if (applying == nullptr) return st;
       return absl::Status(
-          st.code(), absl::StrCat("schema ", Sv(schema), " migration ", applying->version, " (",
-                                  Sv(applying->name), ") failed: ", st.message()));
+          st.code(), absl::StrCat("schema ", Av(schema), " migration ", applying->version, " (",
+                                  Av(applying->name), ") failed: ", st.message()));
     }
     if (done) return absl::OkStatus();
   }
@@ -157,7 +155,7 @@ absl::StatusOr<int> SchemaVersion(Pool& pool, std::string_view schema) {
         if (!has_table.ok()) return has_table.status();
         if (!*has_table) return absl::OkStatus();
         absl::StatusOr<Result> r = tx.Exec(absl::StrCat("SELECT coalesce(max(version), 0) FROM ",
-                                                        Sv(schema), ".schema_migrations"));
+                                                        Av(schema), ".schema_migrations"));
         if (!r.ok()) return r.status();
         absl::StatusOr<int64_t> v = r->GetInt64(0, 0);
         if (!v.ok()) return v.status();

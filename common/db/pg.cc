@@ -12,12 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "common/db/absl_compat.h"
+#include "common/strings.h"
 
 namespace qsign::db {
 namespace {
-
-using internal::Sv;
 
 // Type OIDs from the server's catalog/pg_type.dat; they never change.
 constexpr Oid kBoolOid = 16;
@@ -156,7 +154,7 @@ const char* BeginSql(const TxOptions& options) {
 }  // namespace
 
 absl::Status SqlstateToStatus(std::string_view sqlstate, std::string_view message) {
-  std::string msg = absl::StrCat(Sv(message), " [SQLSTATE ", Sv(sqlstate), "]");
+  std::string msg = absl::StrCat(Av(message), " [SQLSTATE ", Av(sqlstate), "]");
   auto cls = [&](std::string_view prefix) { return sqlstate.starts_with(prefix); };
   if (sqlstate == "23505") return absl::AlreadyExistsError(msg);
   if (cls("23")) return absl::FailedPreconditionError(msg);
@@ -178,7 +176,7 @@ absl::Status ValidateIdentifier(std::string_view name) {
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("invalid SQL identifier \"", Sv(name),
+      absl::StrCat("invalid SQL identifier \"", Av(name),
                    "\": must match [a-z_][a-z0-9_]*, be at most 63 bytes and not start with pg_"));
 }
 
@@ -203,7 +201,7 @@ void Result::CheckIndex(int row, int col) const {
 absl::Status Result::ValueError(int row, int col, std::string_view what) const {
   const char* name = PQfname(res_.get(), col);
   return absl::InternalError(
-      absl::StrCat("column ", name ? name : "?", " (row ", row, "): ", Sv(what)));
+      absl::StrCat("column ", name ? name : "?", " (row ", row, "): ", Av(what)));
 }
 
 std::string_view Result::Get(int row, int col) const {
@@ -220,7 +218,7 @@ bool Result::IsNull(int row, int col) const {
 absl::StatusOr<int64_t> Result::GetInt64(int row, int col) const {
   if (IsNull(row, col)) return ValueError(row, col, "is NULL, expected an integer");
   int64_t v;
-  if (!absl::SimpleAtoi(Sv(Get(row, col)), &v)) {
+  if (!absl::SimpleAtoi(Av(Get(row, col)), &v)) {
     return ValueError(row, col, "is not a 64-bit integer");
   }
   return v;
@@ -267,7 +265,7 @@ absl::StatusOr<absl::Time> Result::GetTime(int row, int col) const {
   std::optional<absl::Time> t = ParseTimestamptz(Get(row, col));
   if (!t) {
     return ValueError(row, col,
-                      absl::StrCat("cannot parse timestamptz \"", Sv(Get(row, col)), "\""));
+                      absl::StrCat("cannot parse timestamptz \"", Av(Get(row, col)), "\""));
   }
   return *t;
 }

@@ -131,6 +131,7 @@ std::vector<std::string> AsServerUser(const RunAs& as, std::vector<std::string> 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& cwd,
                             const std::string& log) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
@@ -255,6 +256,7 @@ rm -rf -- "$d"
 )sh",
                                    "qsign-pg-watchdog", dir};
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
