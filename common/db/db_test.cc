@@ -368,6 +368,27 @@ TEST_F(DbTest, ConnectionKilledByServerIsReplaced) {
   EXPECT_EQ(single->Stats().open, 1);
 }
 
+TEST_F(DbTest, TransactionWhoseConnectionDiesBeforeCommitIsRetried) {
+  ASSERT_OK(pool().Exec("CREATE TABLE notes (attempt int)").status());
+  int attempts = 0;
+  ASSERT_OK(pool().InTransaction([&](Tx& tx) -> absl::Status {
+    ++attempts;
+    if (absl::Status s = tx.Exec("INSERT INTO notes VALUES ($1)", {Param::Int(attempts)}).status();
+        !s.ok()) {
+      return s;
+    }
+    if (attempts == 1) {
+      // The server ends this session: the transaction is rolled back, nothing was committed.
+      return tx.Exec("SELECT pg_terminate_backend(pg_backend_pid())").status();
+    }
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(attempts, 2);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT attempt FROM notes"));
+  ASSERT_EQ(r.rows(), 1);
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 2);
+}
+
 TEST_F(DbTest, CachedStatementSurvivesSchemaChange) {
   ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
   ASSERT_OK(single->Exec("CREATE TABLE things (a int)").status());

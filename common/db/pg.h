@@ -15,6 +15,8 @@
 //    from the context (text, uuid, jsonb, ...). Cast ($1::uuid) where the context is ambiguous.
 //  - Statements are prepared once per connection (keyed by SQL text and parameter types) and then
 //    executed by name, so write SQL with $1..$n placeholders, never with values pasted in.
+//    A cached statement invalidated by a schema change is dropped and the attempt reported as
+//    ABORTED, which Pool::Exec and Pool::InTransaction retry. Never DISCARD ALL or DEALLOCATE.
 //  - Errors: every server error goes through SqlstateToStatus. A lost connection is UNAVAILABLE.
 //    Status messages carry the server's primary message and SQLSTATE, never the DETAIL (which
 //    may quote row values).
@@ -56,7 +58,8 @@ namespace qsign::db {
 absl::Status SqlstateToStatus(std::string_view sqlstate, std::string_view message);
 
 // OK if `name` can be pasted into SQL unquoted as a schema or table name: [a-z_][a-z0-9_]*, at
-// most 63 bytes, not starting with "pg_". INVALID_ARGUMENT otherwise.
+// most 63 bytes, not starting with "pg_". INVALID_ARGUMENT otherwise. (A reserved word such as
+// "user" passes here and then fails as a syntax error: don't name a schema that.)
 absl::Status ValidateIdentifier(std::string_view name);
 
 struct PgConnDeleter {
@@ -158,7 +161,10 @@ class Connection {
   int64_t next_statement_ = 0;
 };
 
-// A transaction in progress, handed to the function given to Pool::InTransaction.
+// A transaction in progress, handed to the function given to Pool::InTransaction. Any database
+// error ends the transaction's usefulness (PostgreSQL aborts it; there are no savepoints here):
+// return the error. If fn returns OK anyway, InTransaction still rolls back and returns that
+// first error.
 class Tx {
  public:
   Tx(const Tx&) = delete;

@@ -7,15 +7,17 @@ namespace qsign::db::testing {
 namespace {
 
 absl::Mutex server_mu;
-// Started by the first test that asks, stopped by the environment after the last test.
-std::unique_ptr<PgServer>* server ABSL_GUARDED_BY(server_mu) = nullptr;
+// Started by the first test that asks, stopped by the environment after the last test (and
+// started again if tests run after that, as with --gtest_recreate_environments_when_repeating).
+PgServer* server ABSL_GUARDED_BY(server_mu) = nullptr;
 absl::Status* server_error ABSL_GUARDED_BY(server_mu) = nullptr;
 
 class PgServerEnvironment : public ::testing::Environment {
  public:
   void TearDown() override {
     absl::MutexLock lock(&server_mu);
-    if (server != nullptr) server->reset();
+    delete server;
+    server = nullptr;
   }
 };
 
@@ -26,6 +28,7 @@ class PgServerEnvironment : public ::testing::Environment {
 
 absl::StatusOr<PgServer*> PgTest::Server() {
   absl::MutexLock lock(&server_mu);
+  // A server that failed to start once fails every test quickly instead of retrying each time.
   if (server_error != nullptr) return *server_error;
   if (server == nullptr) {
     absl::StatusOr<std::unique_ptr<PgServer>> started = PgServer::Start();
@@ -33,10 +36,9 @@ absl::StatusOr<PgServer*> PgTest::Server() {
       server_error = new absl::Status(started.status());
       return *server_error;
     }
-    server = new std::unique_ptr<PgServer>(*std::move(started));
+    server = started->release();
   }
-  if (*server == nullptr) return absl::FailedPreconditionError("the test PostgreSQL is stopped");
-  return server->get();
+  return server;
 }
 
 void PgTest::SetUp() {
