@@ -1,7 +1,7 @@
 #include "hsm/hsm.h"
 
 #include "absl/strings/str_cat.h"
-#include "hsm/string_view_compat.h"
+#include "common/strings.h"
 
 namespace qsign::hsm {
 
@@ -27,7 +27,7 @@ absl::StatusOr<KeyType> ParseKeyType(std::string_view name) {
     if (name == KeyTypeName(type)) return type;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown key type \"", AbslView(name),
+      absl::StrCat("unknown key type \"", Av(name),
                    "\": expected one of EC_P256, EC_P384, RSA_2048, RSA_3072, RSA_4096"));
 }
 

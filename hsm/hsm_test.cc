@@ -211,6 +211,7 @@ TEST_F(HsmTest, BatchKeepsInputOrder) {
   const PublicKey key = Generate("batch", KeyType::kEcP256);
   const SignParams params;
   std::vector<std::string> digests;
+  digests.reserve(10);
   for (int i = 0; i < 10; ++i) digests.push_back(Digest(params.hash, absl::StrCat("doc ", i)));
   absl::StatusOr<std::vector<std::string>> signatures = hsm_->SignDigests("batch", params, digests);
   ASSERT_TRUE(signatures.ok()) << signatures.status();
@@ -452,6 +453,7 @@ TEST_F(HsmTest, ConcurrentSigningThroughSmallPoolAllVerifies) {
   constexpr int kPerThread = 20;
   std::atomic<int> verified{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {

@@ -5,8 +5,8 @@
 #include <openssl/x509.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "hsm/ossl.h"
-#include "hsm/string_view_compat.h"
 
 namespace qsign::hsm {
 namespace {
@@ -75,8 +75,8 @@ absl::StatusOr<std::string> UnwrapEcPoint(KeyType type, std::string_view ec_poin
     point.assign(ec_point_attribute);
   }
   if (point.size() != point_len || point[0] != '\x04') {
-    return absl::InvalidArgumentError(absl::StrCat("CKA_EC_POINT is not an uncompressed ",
-                                                   AbslView(KeyTypeName(type)), " point"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CKA_EC_POINT is not an uncompressed ", Av(KeyTypeName(type)), " point"));
   }
   return point;
 }
@@ -125,7 +125,7 @@ std::string DigestInfoDer(HashAlgorithm hash, std::string_view digest) {
       prefix = {kSha512Prefix, sizeof(kSha512Prefix) - 1};
       break;
   }
-  return absl::StrCat(AbslView(prefix), AbslView(digest));
+  return absl::StrCat(Av(prefix), Av(digest));
 }
 
 absl::StatusOr<std::string> EcdsaRawToDer(std::string_view raw) {

@@ -4,9 +4,9 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 #include "hsm/key_encoding.h"
 #include "hsm/pkcs11_status.h"
-#include "hsm/string_view_compat.h"
 
 namespace qsign::hsm {
 namespace {
@@ -111,13 +111,13 @@ Pkcs11Hsm::~Pkcs11Hsm() {
 }
 
 absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& config,
-                                                          FunctionListPatch patch) {
+                                                          const FunctionListPatch& patch) {
   absl::Status status = ValidateConfig(config);
   if (!status.ok()) return status;
   absl::StatusOr<SecretString> pin = ReadSecretFile(config.pin_file);
   if (!pin.ok()) return AnnotateStatus(pin.status(), "reading the HSM user PIN");
   absl::StatusOr<std::unique_ptr<Pkcs11Module>> module =
-      Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive, std::move(patch));
+      Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive, patch);
   if (!module.ok()) return module.status();
   absl::StatusOr<CK_SLOT_ID> slot = (*module)->FindSlotByLabel(config.token_label);
   if (!slot.ok()) return slot.status();
@@ -135,14 +135,14 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
 
 void Pkcs11Hsm::ForgetKey(std::string_view key_id) {
   absl::MutexLock lock(&keys_mu_);
-  keys_.erase(AbslView(key_id));
+  keys_.erase(Av(key_id));
 }
 
 absl::StatusOr<Pkcs11Hsm::KeyInfo> Pkcs11Hsm::ResolveKey(CK_SESSION_HANDLE session,
                                                          std::string_view key_id) {
   {
     absl::ReaderMutexLock lock(&keys_mu_);
-    auto it = keys_.find(AbslView(key_id));
+    auto it = keys_.find(Av(key_id));
     if (it != keys_.end()) return it->second;
   }
   absl::StatusOr<KeyInfo> key = FindKey(session, key_id);
@@ -164,12 +164,12 @@ absl::StatusOr<Pkcs11Hsm::KeyInfo> Pkcs11Hsm::FindKey(CK_SESSION_HANDLE session,
   if (!found.ok()) return found.status();
   if (found->empty()) {
     return absl::NotFoundError(
-        absl::StrCat("no key \"", AbslView(key_id), "\" in token \"", token_label_, "\""));
+        absl::StrCat("no key \"", Av(key_id), "\" in token \"", token_label_, "\""));
   }
   if (found->size() > 1) {
     return absl::FailedPreconditionError(
         absl::StrCat("token \"", token_label_, "\" holds several private keys with CKA_ID \"",
-                     AbslView(key_id), "\""));
+                     Av(key_id), "\""));
   }
   KeyInfo key;
   key.private_key = found->front();
@@ -184,7 +184,7 @@ absl::StatusOr<Pkcs11Hsm::KeyInfo> Pkcs11Hsm::FindKey(CK_SESSION_HANDLE session,
     absl::StatusOr<KeyType> type = EcKeyTypeFromParams(*params);
     if (!type.ok()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("key \"", AbslView(key_id), "\": ", type.status().message()));
+          absl::StrCat("key \"", Av(key_id), "\": ", type.status().message()));
     }
     key.type = *type;
   } else if (*key_type == CKK_RSA) {
@@ -201,12 +201,12 @@ absl::StatusOr<Pkcs11Hsm::KeyInfo> Pkcs11Hsm::FindKey(CK_SESSION_HANDLE session,
     } else if (bits == 4096) {
       key.type = KeyType::kRsa4096;
     } else {
-      return absl::FailedPreconditionError(absl::StrCat("key \"", AbslView(key_id), "\" is RSA-",
-                                                        bits, "; qsign uses 2048, 3072 or 4096"));
+      return absl::FailedPreconditionError(absl::StrCat("key \"", Av(key_id), "\" is RSA-", bits,
+                                                        "; qsign uses 2048, 3072 or 4096"));
     }
   } else {
     return absl::FailedPreconditionError(
-        absl::StrCat("key \"", AbslView(key_id), "\" has CKA_KEY_TYPE 0x", absl::Hex(*key_type),
+        absl::StrCat("key \"", Av(key_id), "\" has CKA_KEY_TYPE 0x", absl::Hex(*key_type),
                      "; qsign uses EC and RSA keys"));
   }
 
@@ -259,7 +259,7 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GenerateKeyPair(std::string_view key_id, Ke
   absl::Status status = ValidateKeyId(key_id);
   if (!status.ok()) return status;
   const std::string context =
-      absl::StrCat("generating ", AbslView(KeyTypeName(type)), " key \"", AbslView(key_id), "\"");
+      absl::StrCat("generating ", Av(KeyTypeName(type)), " key \"", Av(key_id), "\"");
   {
     absl::MutexLock lock(&keys_mu_);
     if (!generating_.insert(std::string(key_id)).second) {
@@ -269,7 +269,7 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GenerateKeyPair(std::string_view key_id, Ke
   }
   absl::Cleanup done = [this, key_id] {
     absl::MutexLock lock(&keys_mu_);
-    generating_.erase(AbslView(key_id));
+    generating_.erase(Av(key_id));
   };
 
   std::string id(key_id);
@@ -318,25 +318,27 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GenerateKeyPair(std::string_view key_id, Ke
                             0};
 
   PublicKey result{type, ""};
+  KeyInfo key;
+  key.type = type;
+  bool generated = false;  // A retry after a lost session must not generate (or refuse) again.
   status = pool_->Run([&](CK_SESSION_HANDLE session) -> absl::Status {
-    // Any object with this id, public or private, means the id is taken.
-    CK_ATTRIBUTE match[] = {{CKA_ID, id.data(), id.size()}};
-    absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> existing = FindObjects(fns(), session, match, 1);
-    if (!existing.ok()) return existing.status();
-    if (!existing->empty()) {
-      return absl::AlreadyExistsError(absl::StrCat("a key with id \"", AbslView(key_id),
-                                                   "\" already exists in token \"", token_label_,
-                                                   "\""));
-    }
-    KeyInfo key;
-    key.type = type;
-    absl::Status generated = CkrToStatus(
-        "C_GenerateKeyPair",
-        fns().C_GenerateKeyPair(session, &mechanism, public_template.data(), public_template.size(),
-                                private_template, std::size(private_template), &key.public_key,
-                                &key.private_key));
-    if (!generated.ok()) return generated;
-    {
+    if (!generated) {
+      // Any object with this id, public or private, means the id is taken.
+      CK_ATTRIBUTE match[] = {{CKA_ID, id.data(), id.size()}};
+      absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> existing =
+          FindObjects(fns(), session, match, 1);
+      if (!existing.ok()) return existing.status();
+      if (!existing->empty()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "a key with id \"", Av(key_id), "\" already exists in token \"", token_label_, "\""));
+      }
+      absl::Status generate_status = CkrToStatus(
+          "C_GenerateKeyPair",
+          fns().C_GenerateKeyPair(session, &mechanism, public_template.data(),
+                                  public_template.size(), private_template,
+                                  std::size(private_template), &key.public_key, &key.private_key));
+      if (!generate_status.ok()) return generate_status;
+      generated = true;
       absl::MutexLock lock(&keys_mu_);
       keys_.insert_or_assign(id, key);
     }
@@ -363,7 +365,7 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GetPublicKey(std::string_view key_id) {
     });
   });
   if (!status.ok()) {
-    return WithContext(status, absl::StrCat("reading public key \"", AbslView(key_id), "\""));
+    return WithContext(status, absl::StrCat("reading public key \"", Av(key_id), "\""));
   }
   return result;
 }
@@ -390,13 +392,13 @@ absl::Status Pkcs11Hsm::DestroyKeyPair(std::string_view key_id) {
     }
     if (destroyed == 0) {
       return absl::NotFoundError(
-          absl::StrCat("no key \"", AbslView(key_id), "\" in token \"", token_label_, "\""));
+          absl::StrCat("no key \"", Av(key_id), "\" in token \"", token_label_, "\""));
     }
     return absl::OkStatus();
   });
   // A signer racing with us may have cached the handles again in between.
   ForgetKey(key_id);
-  return WithContext(status, absl::StrCat("destroying key \"", AbslView(key_id), "\""));
+  return WithContext(status, absl::StrCat("destroying key \"", Av(key_id), "\""));
 }
 
 absl::Status Pkcs11Hsm::SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key,
@@ -470,15 +472,15 @@ absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::SignDigests(
     return WithKey(session, key_id, [&](const KeyInfo& key) -> absl::Status {
       if (IsEc(key.type) != (params.scheme == SignScheme::kEcdsa)) {
         return absl::FailedPreconditionError(
-            absl::StrCat("key \"", AbslView(key_id), "\" is ", AbslView(KeyTypeName(key.type)),
-                         "; scheme ", AbslView(SchemeName(params.scheme)), " needs ",
+            absl::StrCat("key \"", Av(key_id), "\" is ", Av(KeyTypeName(key.type)), "; scheme ",
+                         Av(SchemeName(params.scheme)), " needs ",
                          params.scheme == SignScheme::kEcdsa ? "an EC" : "an RSA", " key"));
       }
       return SignBatch(session, key, params, digests, &signatures);
     });
   });
   if (!status.ok())
-    return WithContext(status, absl::StrCat("signing with key \"", AbslView(key_id), "\""));
+    return WithContext(status, absl::StrCat("signing with key \"", Av(key_id), "\""));
   return signatures;
 }
 

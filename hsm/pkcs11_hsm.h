@@ -32,7 +32,7 @@ class Pkcs11Hsm final : public Hsm {
   // See NewPkcs11Hsm. `patch`, if set, may replace entries of the module's function list
   // before it is initialised (tests only).
   static absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> New(const Pkcs11Config& config,
-                                                        FunctionListPatch patch = nullptr);
+                                                        const FunctionListPatch& patch = nullptr);
 
   Pkcs11Hsm(const Pkcs11Hsm&) = delete;
   Pkcs11Hsm& operator=(const Pkcs11Hsm&) = delete;

@@ -5,34 +5,33 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/strings.h"
 #include "hsm/pkcs11_status.h"
-#include "hsm/string_view_compat.h"
 
 namespace qsign::hsm {
 
 absl::StatusOr<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(std::string_view path,
                                                                  InitMode mode,
-                                                                 FunctionListPatch patch) {
+                                                                 const FunctionListPatch& patch) {
   std::unique_ptr<Pkcs11Module> module(new Pkcs11Module(std::string(path)));
   module->dl_handle_ = dlopen(module->path_.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (module->dl_handle_ == nullptr) {
     const char* error = dlerror();
-    return absl::FailedPreconditionError(absl::StrCat("cannot load PKCS#11 module ", AbslView(path),
-                                                      ": ",
+    return absl::FailedPreconditionError(absl::StrCat("cannot load PKCS#11 module ", Av(path), ": ",
                                                       error != nullptr ? error : "dlopen failed"));
   }
   auto get_function_list =
       reinterpret_cast<CK_C_GetFunctionList>(dlsym(module->dl_handle_, "C_GetFunctionList"));
   if (get_function_list == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat("PKCS#11 module ", AbslView(path), " has no C_GetFunctionList"));
+        absl::StrCat("PKCS#11 module ", Av(path), " has no C_GetFunctionList"));
   }
   CK_FUNCTION_LIST* module_functions = nullptr;  // Not owned: static data inside the module.
   absl::Status status = CkrToStatus("C_GetFunctionList", get_function_list(&module_functions));
-  if (!status.ok()) return AnnotateStatus(status, absl::StrCat("PKCS#11 module ", AbslView(path)));
+  if (!status.ok()) return AnnotateStatus(status, absl::StrCat("PKCS#11 module ", Av(path)));
   if (module_functions == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat("PKCS#11 module ", AbslView(path), " returned no function list"));
+        absl::StrCat("PKCS#11 module ", Av(path), " returned no function list"));
   }
   module->functions_ = *module_functions;
   if (patch) patch(&module->functions_);
@@ -43,11 +42,11 @@ absl::StatusOr<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(std::string_vie
   if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED && mode == InitMode::kShared) return module;
   if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "PKCS#11 module ", AbslView(path),
+        "PKCS#11 module ", Av(path),
         " is already initialised in this process; only one Pkcs11Hsm per module may exist"));
   }
   status = CkrToStatus("C_Initialize", rv);
-  if (!status.ok()) return AnnotateStatus(status, absl::StrCat("PKCS#11 module ", AbslView(path)));
+  if (!status.ok()) return AnnotateStatus(status, absl::StrCat("PKCS#11 module ", Av(path)));
   module->initialized_by_us_ = true;
   return module;
 }
@@ -61,7 +60,7 @@ absl::StatusOr<CK_SLOT_ID> Pkcs11Module::FindSlotByLabel(std::string_view label)
   CK_TOKEN_INFO info;
   if (label.empty() || label.size() > sizeof(info.label)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("token label \"", AbslView(label), "\" must be 1 to 32 bytes long"));
+        absl::StrCat("token label \"", Av(label), "\" must be 1 to 32 bytes long"));
   }
   std::vector<CK_SLOT_ID> slots;
   CK_RV rv;
@@ -85,10 +84,10 @@ absl::StatusOr<CK_SLOT_ID> Pkcs11Module::FindSlotByLabel(std::string_view label)
       token_label.remove_suffix(1);
     }
     if (token_label == label) return slot;
-    seen.push_back(absl::StrCat("\"", AbslView(token_label), "\""));
+    seen.push_back(absl::StrCat("\"", Av(token_label), "\""));
   }
   return absl::NotFoundError(
-      absl::StrCat("no token labelled \"", AbslView(label), "\" in PKCS#11 module ", path_,
+      absl::StrCat("no token labelled \"", Av(label), "\" in PKCS#11 module ", path_,
                    " (tokens present: ", seen.empty() ? "none" : absl::StrJoin(seen, ", "), ")"));
 }
 

@@ -32,8 +32,8 @@ class Pkcs11Module {
   };
 
   // dlopen + C_GetFunctionList + C_Initialize(CKF_OS_LOCKING_OK).
-  static absl::StatusOr<std::unique_ptr<Pkcs11Module>> Load(std::string_view path, InitMode mode,
-                                                            FunctionListPatch patch = nullptr);
+  static absl::StatusOr<std::unique_ptr<Pkcs11Module>> Load(
+      std::string_view path, InitMode mode, const FunctionListPatch& patch = nullptr);
 
   Pkcs11Module(const Pkcs11Module&) = delete;
   Pkcs11Module& operator=(const Pkcs11Module&) = delete;

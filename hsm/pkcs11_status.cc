@@ -5,7 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/optional.h"
-#include "hsm/string_view_compat.h"
+#include "common/strings.h"
 
 namespace qsign::hsm {
 namespace {
@@ -236,14 +236,14 @@ std::string CkrName(CK_RV rv) {
 
 absl::Status CkrToStatus(std::string_view function, CK_RV rv) {
   if (rv == CKR_OK) return absl::OkStatus();
-  absl::Status status(CkrCode(rv), absl::StrCat(AbslView(function), " failed: ", CkrName(rv),
-                                                " (0x", absl::Hex(rv), ")"));
-  status.SetPayload(AbslView(kCkrPayloadUrl), absl::Cord(absl::StrCat(rv)));
+  absl::Status status(CkrCode(rv), absl::StrCat(Av(function), " failed: ", CkrName(rv), " (0x",
+                                                absl::Hex(rv), ")"));
+  status.SetPayload(Av(kCkrPayloadUrl), absl::Cord(absl::StrCat(rv)));
   return status;
 }
 
 std::optional<CK_RV> CkrFromStatus(const absl::Status& status) {
-  absl::optional<absl::Cord> payload = status.GetPayload(AbslView(kCkrPayloadUrl));
+  absl::optional<absl::Cord> payload = status.GetPayload(Av(kCkrPayloadUrl));
   if (!payload.has_value()) return std::nullopt;
   std::string text(*payload);
   CK_RV rv = 0;
@@ -254,7 +254,7 @@ std::optional<CK_RV> CkrFromStatus(const absl::Status& status) {
 
 absl::Status AnnotateStatus(const absl::Status& status, std::string_view context) {
   if (status.ok()) return status;
-  absl::Status annotated(status.code(), absl::StrCat(AbslView(context), ": ", status.message()));
+  absl::Status annotated(status.code(), absl::StrCat(Av(context), ": ", status.message()));
   status.ForEachPayload([&annotated](absl::string_view url, const absl::Cord& payload) {
     annotated.SetPayload(url, payload);
   });

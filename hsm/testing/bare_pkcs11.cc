@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/secret.h"
+#include "common/strings.h"
 #include "hsm/key_encoding.h"
 #include "hsm/pkcs11_module.h"
 #include "hsm/pkcs11_status.h"
-#include "hsm/string_view_compat.h"
 
 namespace qsign::hsm::testing {
 namespace {
@@ -78,7 +78,7 @@ absl::StatusOr<double> BarePkcs11SignRate(const Pkcs11Config& config, std::strin
       FindObjects(fns, (*sessions)->session(0), match, 1);
   if (!found.ok()) return found.status();
   if (found->empty())
-    return absl::NotFoundError(absl::StrCat("no private key \"", AbslView(key_id), "\""));
+    return absl::NotFoundError(absl::StrCat("no private key \"", Av(key_id), "\""));
   const CK_OBJECT_HANDLE key = found->front();
   absl::StatusOr<CK_ULONG> key_type =
       GetAttributeUlong(fns, (*sessions)->session(0), key, CKA_KEY_TYPE);
@@ -92,6 +92,7 @@ absl::StatusOr<double> BarePkcs11SignRate(const Pkcs11Config& config, std::strin
   absl::Status first_error;
   std::atomic<int64_t> total{0};
   std::vector<std::thread> workers;
+  workers.reserve(static_cast<size_t>(threads));
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + duration;
   for (int t = 0; t < threads; ++t) {

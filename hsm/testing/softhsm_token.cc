@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/secret.h"
-#include "hsm/string_view_compat.h"
+#include "common/strings.h"
 
 extern char** environ;
 
@@ -66,6 +66,7 @@ std::string ReadLog(const std::string& path) {
 // Runs argv[0] with stdout and stderr going to `log_path`; the exit status, or an error.
 absl::StatusOr<int> Run(const std::vector<std::string>& args, const std::string& log_path) {
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
@@ -153,7 +154,7 @@ absl::StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(std::string l
     return absl::InternalError(absl::StrCat("softhsm2-util --init-token exited with ", *exit_code,
                                             ": ", ReadLog(log_path)));
   }
-  status = WriteFile(token->pin_file_, absl::StrCat(AbslView(user_pin->value()), "\n"), 0600);
+  status = WriteFile(token->pin_file_, absl::StrCat(Av(user_pin->value()), "\n"), 0600);
   if (!status.ok()) return status;
   return token;
 }
