@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -426,6 +427,37 @@ TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(result.status().message(), "sad: already used");
   EXPECT_EQ(counting_->sign_calls.load(), before);
+}
+
+TEST_F(SignerTest, ConcurrentUsesOfOneSadSignExactlyOnce) {
+  ActiveCredential("cred-1", "alice");
+  ActiveCredential("cred-2", "bob");
+  const std::string contested = Sad("alice", "cred-1", {Hash('a')});
+  std::vector<std::string> fresh;
+  for (int i = 0; i < 8; ++i) fresh.push_back(Sad("bob", "cred-2", {Hash('0' + i)}));
+  // 8 threads race on one SAD while 8 others use their own: the group commit must record the
+  // contested SAD once and every fresh one once.
+  std::atomic<int> contested_ok{0}, contested_used{0}, fresh_ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      pb::SignHashResponse resp;
+      grpc::Status s = Sign(Request("cred-1", {Hash('a')}, contested), &resp);
+      if (s.ok()) ++contested_ok;
+      if (s.error_message() == "sad: already used") ++contested_used;
+    });
+    threads.emplace_back([&, i] {
+      pb::SignHashResponse resp;
+      if (Sign(Request("cred-2", {Hash('0' + i)}, fresh[i]), &resp).ok()) ++fresh_ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(contested_ok.load(), 1);
+  EXPECT_EQ(contested_used.load(), 7);
+  EXPECT_EQ(fresh_ok.load(), 8);
+  auto rows = pool_->Exec("SELECT count(*) FROM signer.sad_uses");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->Get(0, 0), "9");
 }
 
 TEST_F(SignerTest, ARefusedRequestDoesNotUseUpTheSad) {
