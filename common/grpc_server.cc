@@ -1,5 +1,8 @@
 #include "common/grpc_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -8,6 +11,8 @@ namespace qsign {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const GrpcServerOptions& options, const std::vector<grpc::Service*>& services) {
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   // TLS and client allow-lists arrive with the operations issue; until then loopback only.
@@ -37,6 +42,12 @@ void GrpcServer::Shutdown(absl::Duration grace) {
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
   server_.reset();
+}
+
+void GrpcServer::SetServing(bool serving) {
+  if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(serving);
+  }
 }
 
 void GrpcServer::Wait() {

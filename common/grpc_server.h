@@ -20,6 +20,8 @@ struct GrpcServerOptions {
   int max_receive_message_bytes = 4 << 20;
   // Worker threads of the synchronous server (0 = gRPC's default).
   int max_threads = 0;
+  // Server reflection (grpcurl and friends); off unless asked for.
+  bool reflection = false;
 };
 
 class GrpcServer {
@@ -34,6 +36,8 @@ class GrpcServer {
   std::string local_target() const;
   // Stops accepting, lets in-flight calls finish until `grace` has passed, then cancels them.
   void Shutdown(absl::Duration grace);
+  // grpc.health.v1 status of the server as a whole ("" service) and of every service on it.
+  void SetServing(bool serving);
   void Wait();
 
  private:

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 
 namespace qsign {
@@ -108,6 +109,16 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   ASSERT_GT(port, 0);
   auto stub = pb::Signer::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                                                       grpc::InsecureChannelCredentials()));
+
+  {
+    auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
 
   // The consent service's part, played by the test: mint a SAD with the key qsignd created.
   auto hsm = hsm::NewPkcs11Hsm(config);

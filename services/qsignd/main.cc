@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
+#include "common/health.h"
 #include "common/log.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
@@ -34,6 +35,7 @@ ABSL_FLAG(std::string, sad_key_ids, "qsign-sad-1",
 ABSL_FLAG(bool, create_missing_keys, false,
           "generate the service keys (SAD key) in the HSM when absent (first start)");
 ABSL_FLAG(int, max_batch, 100, "most hashes in one SignHash call");
+ABSL_FLAG(bool, reflection, false, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(int, grace_seconds, 10, "how long in-flight calls may finish on SIGTERM");
 
 namespace qsign {
@@ -94,9 +96,17 @@ absl::Status Run() {
                         {.max_batch = absl::GetFlag(FLAGS_max_batch)});
   signer::SignerGrpc signer_grpc(&signer);
 
-  auto server = GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen)},
+  auto server = GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen),
+                                   .reflection = absl::GetFlag(FLAGS_reflection)},
                                   {&signer_grpc});
   if (!server.ok()) return Fail("listen", server.status());
+  const std::string health_key = sad_keys.begin()->first;
+  auto health = std::make_unique<HealthProber>(
+      server->get(),
+      std::vector<HealthCheck>
+      {{"postgresql", [&] { return (*pool)->Exec("SELECT 1").status(); }},
+       {"hsm", [&] { return (*hsm)->GetPublicKey(health_key).status(); }}},
+      absl::Seconds(2));
 
   Log(LogLevel::kInfo, "qsignd", "ready",
       {{"listen", absl::GetFlag(FLAGS_listen)}, {"services", "qsign.v1.Signer"}});
@@ -104,6 +114,7 @@ absl::Status Run() {
   int sig = 0;
   sigwait(&StopSignals(), &sig);
   Log(LogLevel::kInfo, "qsignd", "stopping: finishing in-flight calls");
+  health.reset();  // Before the server goes away: the prober updates its health status.
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_grace_seconds)));
   Log(LogLevel::kInfo, "qsignd", "stopped");
   return absl::OkStatus();
