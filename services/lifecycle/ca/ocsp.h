@@ -1,0 +1,82 @@
+// RFC 6960 OCSP responder logic: request DER in, response DER out, BasicOCSPResponse signed by
+// the delegated responder of the certificate's CA through the HSM. No HTTP here.
+#ifndef QSIGN_SERVICES_LIFECYCLE_CA_OCSP_H_
+#define QSIGN_SERVICES_LIFECYCLE_CA_OCSP_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "services/lifecycle/ca/ca_setup.h"
+
+namespace qsign::lifecycle {
+
+struct CertStatus {
+  enum class Kind { kGood, kRevoked, kUnknown };
+  Kind kind = Kind::kUnknown;
+  absl::Time revoked_at;  // kRevoked only.
+  int reason = 0;         // kRevoked only; RFC 5280 CRLReason, 0 = none given.
+};
+
+// Where the responder learns a certificate's status.
+class CertStatusSource {
+ public:
+  virtual ~CertStatusSource() = default;
+  // Status of the certificate `ca_name` issued with this serial (upper-case hex). kUnknown when
+  // the CA never issued it.
+  virtual absl::StatusOr<CertStatus> Status(std::string_view ca_name,
+                                            std::string_view serial_hex) = 0;
+};
+
+struct OcspConfig {
+  // nextUpdate = thisUpdate + validity: how long a relying party may cache a response.
+  absl::Duration validity = absl::Hours(1);
+  // Most certificates one request may ask about.
+  int max_requests = 16;
+};
+
+// OCSPResponseStatus values (RFC 6960 4.2.1).
+enum class OcspResponseStatus {
+  kSuccessful = 0,
+  kMalformedRequest = 1,
+  kInternalError = 2,
+  kTryLater = 3,
+  kUnauthorized = 6,
+};
+
+class OcspResponder {
+ public:
+  // None of the pointers is owned; all must outlive the responder.
+  OcspResponder(const CaSet* cas, CertStatusSource* source, const Clock* clock,
+                OcspConfig config = {});
+
+  // Always a DER OCSPResponse: successful (a BasicOCSPResponse signed by the responder of the
+  // first request's CA, the request's nonce echoed, good / revoked / unknown per certificate),
+  // malformedRequest for anything that does not parse, unauthorized when no certificate asked
+  // about is from our CAs, internalError / tryLater when the store or the HSM fails.
+  std::string Respond(std::string_view request_der);
+
+  // The bare error response.
+  static std::string ErrorResponse(OcspResponseStatus status);
+
+ private:
+  struct IssuerHashes {
+    const Ca* ca;
+    int hash_nid;
+    std::string name_hash;
+    std::string key_hash;
+  };
+
+  const CaSet* cas_;          // Not owned.
+  CertStatusSource* source_;  // Not owned.
+  const Clock* clock_;        // Not owned.
+  const OcspConfig config_;
+  std::vector<IssuerHashes> issuers_;
+};
+
+}  // namespace qsign::lifecycle
+
+#endif  // QSIGN_SERVICES_LIFECYCLE_CA_OCSP_H_
