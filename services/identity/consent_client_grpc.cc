@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
@@ -60,7 +61,7 @@ absl::StatusOr<ConsentRequestStatus> FromProto(const pb::ConsentRequestStatus& s
 GrpcConsentClient::GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel,
                                      std::string_view client_id, const SecretString& secret)
     : stub_(pb::Consent::NewStub(std::move(channel))),
-      authorization_(absl::StrCat("Service ", client_id, ".", secret.value())) {}
+      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
 absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
     const LoginRequestParams& params) {

@@ -14,15 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
 
-constexpr std::string_view kExpectedForms =
+constexpr char kExpectedForms[] =
     "authorization: expected \"Bearer <session token>\", \"Operator <id>.<secret>\" or "
     "\"Service <id>.<secret>\"";
 
-bool IsLowerHex(std::string_view s) {
+bool IsLowerHex(absl::string_view s) {
   for (char c : s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
@@ -84,8 +85,8 @@ absl::StatusOr<PresentedCredential> ParseAuthorization(std::string_view value) {
 
 absl::Status CredentialTable::Add(std::string_view id, std::string hash) {
   if (auto s = ValidateCredentialId(id); !s.ok()) return s;
-  if (!hashes_.emplace(id, std::move(hash)).second) {
-    return absl::InvalidArgumentError(absl::StrCat("credential id ", id, " listed twice"));
+  if (!hashes_.emplace(std::string(id), std::move(hash)).second) {
+    return absl::InvalidArgumentError(absl::StrCat("credential id ", Av(id), " listed twice"));
   }
   return absl::OkStatus();
 }
@@ -98,16 +99,16 @@ absl::Status CredentialTable::AddSecret(std::string_view id, std::string_view se
 absl::StatusOr<CredentialTable> CredentialTable::Parse(std::string_view text) {
   CredentialTable table;
   int line_no = 0;
-  for (std::string_view line : absl::StrSplit(text, '\n')) {
+  for (absl::string_view line : absl::StrSplit(Av(text), '\n')) {
     ++line_no;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line.front() == '#') continue;
-    std::vector<std::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
     if (parts.size() != 2 || parts[1].size() != 64 || !IsLowerHex(parts[1])) {
       return absl::InvalidArgumentError(absl::StrCat(
           "credential table line ", line_no, ": expected \"<id> <sha256 of the secret, hex>\""));
     }
-    if (auto s = table.Add(parts[0], absl::HexStringToBytes(parts[1])); !s.ok()) {
+    if (auto s = table.Add(Sv(parts[0]), absl::HexStringToBytes(parts[1])); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("credential table line ", line_no, ": ", s.message()));
     }
@@ -117,11 +118,11 @@ absl::StatusOr<CredentialTable> CredentialTable::Parse(std::string_view text) {
 
 absl::StatusOr<CredentialTable> CredentialTable::FromFile(std::string_view path) {
   std::ifstream in{std::string(path)};
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read credential table ", path));
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read credential table ", Av(path)));
   std::string text(std::istreambuf_iterator<char>(in), {});
   auto table = Parse(text);
   if (!table.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", table.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(Av(path), ": ", table.status().message()));
   }
   return table;
 }
@@ -129,7 +130,7 @@ absl::StatusOr<CredentialTable> CredentialTable::FromFile(std::string_view path)
 bool CredentialTable::Check(std::string_view id, std::string_view secret) const {
   static const std::string kNoSuchId(32, '\0');
   const std::string presented = Sha256(secret);
-  auto it = hashes_.find(id);
+  auto it = hashes_.find(Av(id));
   const bool match = ConstantTimeEquals(presented, it == hashes_.end() ? kNoSuchId : it->second);
   return match && it != hashes_.end();
 }

@@ -15,6 +15,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "services/identity/validation.h"
 
 namespace qsign::identity {
@@ -26,7 +27,7 @@ constexpr size_t kLoginIdChars = 43;  // 32 bytes, base64url without padding.
 constexpr int kRevocationPageSize = 1000;
 // A StartLogin for an unknown username never waits longer than this to mimic a real one.
 constexpr absl::Duration kMaxLatencyPadding = absl::Milliseconds(500);
-constexpr std::string_view kHandedOut =
+constexpr char kHandedOut[] =
     "login_id: this login completed before; its session token is handed out only once";
 
 absl::StatusOr<std::string> RandomBytes(size_t n) {
@@ -122,12 +123,13 @@ db::AuditEvent Audit(const Caller& caller, std::string action, std::string targe
 absl::Status Require(const Caller& caller, std::initializer_list<CallerKind> allowed,
                      std::string_view who) {
   if (caller.kind == CallerKind::kAnonymous) {
-    return absl::UnauthenticatedError(absl::StrCat("authorization: ", who, " credentials required"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("authorization: ", Av(who), " credentials required"));
   }
   for (CallerKind k : allowed) {
     if (caller.kind == k) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat("this call is for ", who, " only"));
+  return absl::PermissionDeniedError(absl::StrCat("this call is for ", Av(who), " only"));
 }
 
 // What the phone shows about where the login was started.
@@ -167,8 +169,7 @@ std::string NormalizeActivationCode(std::string_view typed) {
 Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* clock,
                    CredentialTable operators, CredentialTable services, IdentityConfig config,
                    std::unique_ptr<SessionTokenMinter> minter,
-                   std::unique_ptr<SessionTokenVerifier> verifier,
-                   std::vector<SessionKeyInfo> keys)
+                   std::unique_ptr<SessionTokenVerifier> verifier, std::vector<SessionKeyInfo> keys)
     : store_(store),
       consent_(consent),
       clock_(clock),
@@ -180,8 +181,7 @@ Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* cl
       keys_(std::move(keys)) {}
 
 absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityStore* store,
-                                                        ConsentClient* consent,
-                                                        const Clock* clock,
+                                                        ConsentClient* consent, const Clock* clock,
                                                         CredentialTable operators,
                                                         CredentialTable services,
                                                         IdentityConfig config) {
@@ -208,9 +208,9 @@ absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityS
   }
   auto verifier = SessionTokenVerifier::New(trusted);
   if (!verifier.ok()) return verifier.status();
-  return std::unique_ptr<Identity>(new Identity(
-      store, consent, clock, std::move(operators), std::move(services), std::move(config),
-      *std::move(minter), *std::move(verifier), std::move(keys)));
+  return std::unique_ptr<Identity>(
+      new Identity(store, consent, clock, std::move(operators), std::move(services),
+                   std::move(config), *std::move(minter), *std::move(verifier), std::move(keys)));
 }
 
 absl::StatusOr<SessionClaims> Identity::CheckToken(std::string_view token, bool allow_revoked) {
@@ -334,22 +334,22 @@ absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller
       record,
       [&](const Account& current) -> absl::Status {
         if (static_cast<int>(in.assurance_level) < static_cast<int>(current.assurance_level)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "assurance_level: ", AssuranceLevelName(in.assurance_level),
-              " is below the account's current level ",
-              AssuranceLevelName(current.assurance_level)));
+          return absl::FailedPreconditionError(
+              absl::StrCat("assurance_level: ", Av(AssuranceLevelName(in.assurance_level)),
+                           " is below the account's current level ",
+                           Av(AssuranceLevelName(current.assurance_level))));
         }
         return absl::OkStatus();
       },
       Audit(caller, "identity.proof", in.account_id, client, "ok",
-            absl::StrCat("level=", AssuranceLevelName(in.assurance_level),
-                         " document=", DocumentTypeName(in.document_type),
-                         " number=", in.document_number, in.note.empty() ? "" : " note=",
-                         in.note)));
+            absl::StrCat("level=", Av(AssuranceLevelName(in.assurance_level)), " document=",
+                         Av(DocumentTypeName(in.document_type)), " number=", in.document_number,
+                         in.note.empty() ? "" : " note=", in.note)));
   if (!account.ok()) return account.status();
-  return ProofIdentityResult{.account = *std::move(account),
-                             .activation_code = SecretString(FormatActivationCode(symbols->value())),
-                             .activation_code_expires_at = code_expires};
+  return ProofIdentityResult{
+      .account = *std::move(account),
+      .activation_code = SecretString(FormatActivationCode(symbols->value())),
+      .activation_code_expires_at = code_expires};
 }
 
 absl::StatusOr<Account> Identity::GetAccount(const Caller& caller, std::string_view account_id,
@@ -463,12 +463,11 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
     if (!account.ok()) return account.status();
     auto session_id = NewSessionId();
     if (!session_id.ok()) return session_id.status();
-    SessionClaims claims{
-        .session_id = *session_id,
-        .account_id = login.account_id,
-        .issued_at = now,
-        .auth_time = TruncateToMicros(approval->decided_at.value_or(now)),
-        .assurance_level = static_cast<int>(account->assurance_level)};
+    SessionClaims claims{.session_id = *session_id,
+                         .account_id = login.account_id,
+                         .issued_at = now,
+                         .auth_time = TruncateToMicros(approval->decided_at.value_or(now)),
+                         .assurance_level = static_cast<int>(account->assurance_level)};
     // The session runs from the approval on the phone: a token picked up late is shorter-lived.
     claims.expires_at = claims.auth_time + config_.session_lifetime;
     if (claims.expires_at > now) {
@@ -499,13 +498,13 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
     }
     state = LoginState::kExpired;
   }
-  auto s = store_->FinishLogin(
-      login.login_id_sha256, state, now, nullptr,
-      Audit(owner, "identity.login.finish", login.account_id, ClientInfo{},
-            absl::AsciiStrToLower(LoginStateName(state)),
-            login.consent_request_id.empty() ? ""
-                                             : absl::StrCat("consent_request=",
-                                                            login.consent_request_id)));
+  auto s =
+      store_->FinishLogin(login.login_id_sha256, state, now, nullptr,
+                          Audit(owner, "identity.login.finish", login.account_id, ClientInfo{},
+                                absl::AsciiStrToLower(Av(LoginStateName(state))),
+                                login.consent_request_id.empty()
+                                    ? ""
+                                    : absl::StrCat("consent_request=", login.consent_request_id)));
   if (s.code() == absl::StatusCode::kFailedPrecondition) {
     return CompletedLogin(login.login_id_sha256);
   }
@@ -546,8 +545,8 @@ absl::StatusOr<LoginOutcome> Identity::AwaitLogin(std::string_view login_id,
                                        std::clamp(remaining, absl::ZeroDuration(), max_wait));
   if (!status.ok()) return status.status();
   if (!status->account_id.empty() && status->account_id != login->account_id) {
-    return absl::InternalError(absl::StrCat("consent request ", login->consent_request_id,
-                                            " belongs to another account"));
+    return absl::InternalError(
+        absl::StrCat("consent request ", login->consent_request_id, " belongs to another account"));
   }
   switch (status->state) {
     case ConsentState::kApproved:
@@ -570,10 +569,9 @@ absl::StatusOr<LoginOutcome> Identity::AwaitLogin(std::string_view login_id,
 absl::Status Identity::Logout(const Caller& caller, const ClientInfo& client) {
   if (auto s = Require(caller, {CallerKind::kUser}, "a user session"); !s.ok()) return s;
   const absl::Time now = TruncateToMicros(clock_->Now());
-  auto ended = store_->EndSession(
-      caller.session.session_id, now, caller.session.expires_at,
-      Audit(caller, "identity.session.logout", caller.id, client, "ok",
-            absl::StrCat("session=", caller.session.session_id)));
+  auto ended = store_->EndSession(caller.session.session_id, now, caller.session.expires_at,
+                                  Audit(caller, "identity.session.logout", caller.id, client, "ok",
+                                        absl::StrCat("session=", caller.session.session_id)));
   return ended.status();
 }
 
@@ -640,7 +638,7 @@ absl::StatusOr<RedeemedActivationCode> Identity::RedeemActivationCode(
   return store_->RedeemActivationCode(
       Sha256(normalized.value()), device_key_sha256, TruncateToMicros(clock_->Now()),
       Audit(caller, "identity.activation_code.redeem", "", client, "ok",
-            absl::StrCat("device_key_sha256=", absl::BytesToHexString(device_key_sha256))));
+            absl::StrCat("device_key_sha256=", absl::BytesToHexString(Av(device_key_sha256)))));
 }
 
 }  // namespace qsign::identity

@@ -215,9 +215,9 @@ class Identity {
   void RecordConsentLatency(absl::Duration d);
   absl::Duration TypicalConsentLatency();
 
-  IdentityStore* store_;     // Not owned.
-  ConsentClient* consent_;   // Not owned.
-  const Clock* clock_;       // Not owned.
+  IdentityStore* store_;    // Not owned.
+  ConsentClient* consent_;  // Not owned.
+  const Clock* clock_;      // Not owned.
   const CredentialTable operators_;
   const CredentialTable services_;
   const IdentityConfig config_;

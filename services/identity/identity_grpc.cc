@@ -79,8 +79,7 @@ ClientInfo ClientOf(const grpc::ServerContext* ctx, const pb::ClientContext& cli
 
 // Logs what the client does not get to see, then converts.
 grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal ||
-      status.code() == absl::StatusCode::kUnknown ||
+  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
       status.code() == absl::StatusCode::kUnavailable ||
       status.code() == absl::StatusCode::kDataLoss) {
     Log(LogLevel::kError, "identity", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
@@ -109,14 +108,14 @@ grpc::Status IdentityGrpc::ProofIdentity(grpc::ServerContext* ctx,
                                          pb::ProofIdentityResponse* resp) {
   auto caller = identity_->Authenticate(Authorization(ctx));
   if (!caller.ok()) return Reply("ProofIdentity", caller.status());
-  auto result = identity_->ProofIdentity(
-      *caller,
-      {.account_id = req->account_id(),
-       .assurance_level = FromProto(req->assurance_level()),
-       .document_type = FromProto(req->evidence().document_type()),
-       .document_number = req->evidence().document_number(),
-       .note = req->evidence().note()},
-      ClientOf(ctx, req->client()));
+  auto result =
+      identity_->ProofIdentity(*caller,
+                               {.account_id = req->account_id(),
+                                .assurance_level = FromProto(req->assurance_level()),
+                                .document_type = FromProto(req->evidence().document_type()),
+                                .document_number = req->evidence().document_number(),
+                                .note = req->evidence().note()},
+                               ClientOf(ctx, req->client()));
   if (!result.ok()) return Reply("ProofIdentity", result.status());
   ToProto(result->account, resp->mutable_account());
   resp->set_activation_code(std::string(result->activation_code.value()));
@@ -149,8 +148,8 @@ grpc::Status IdentityGrpc::AwaitLogin(grpc::ServerContext* ctx, const pb::AwaitL
   absl::Duration max_wait =
       absl::Seconds(req->max_wait().seconds()) + absl::Nanoseconds(req->max_wait().nanos());
   if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-    max_wait = std::min(max_wait, absl::FromChrono(ctx->deadline()) - absl::Now() -
-                                      kDeadlineMargin);
+    max_wait =
+        std::min(max_wait, absl::FromChrono(ctx->deadline()) - absl::Now() - kDeadlineMargin);
   }
   auto outcome = identity_->AwaitLogin(req->login_id(), max_wait);
   if (!outcome.ok()) return Reply("AwaitLogin", outcome.status());
@@ -238,9 +237,9 @@ grpc::Status IdentityGrpc::RedeemActivationCode(grpc::ServerContext* ctx,
                                                 pb::RedeemActivationCodeResponse* resp) {
   auto caller = identity_->Authenticate(Authorization(ctx));
   if (!caller.ok()) return Reply("RedeemActivationCode", caller.status());
-  auto redeemed = identity_->RedeemActivationCode(*caller, req->activation_code(),
-                                                  req->device_key_sha256(),
-                                                  ClientOf(ctx, pb::ClientContext()));
+  auto redeemed =
+      identity_->RedeemActivationCode(*caller, req->activation_code(), req->device_key_sha256(),
+                                      ClientOf(ctx, pb::ClientContext()));
   if (!redeemed.ok()) return Reply("RedeemActivationCode", redeemed.status());
   resp->set_account_id(redeemed->account_id);
   resp->set_assurance_level(ToProto(redeemed->assurance_level));

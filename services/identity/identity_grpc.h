@@ -29,11 +29,9 @@ class IdentityGrpc final : public qsign::v1::Identity::Service {
   grpc::Status ValidateSession(grpc::ServerContext* ctx,
                                const qsign::v1::ValidateSessionRequest* req,
                                qsign::v1::SessionInfo* resp) override;
-  grpc::Status RevokeSessions(grpc::ServerContext* ctx,
-                              const qsign::v1::RevokeSessionsRequest* req,
+  grpc::Status RevokeSessions(grpc::ServerContext* ctx, const qsign::v1::RevokeSessionsRequest* req,
                               qsign::v1::RevokeSessionsResponse* resp) override;
-  grpc::Status GetSessionKeys(grpc::ServerContext* ctx,
-                              const qsign::v1::GetSessionKeysRequest* req,
+  grpc::Status GetSessionKeys(grpc::ServerContext* ctx, const qsign::v1::GetSessionKeysRequest* req,
                               qsign::v1::GetSessionKeysResponse* resp) override;
   grpc::Status ListSessionRevocations(grpc::ServerContext* ctx,
                                       const qsign::v1::ListSessionRevocationsRequest* req,

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/db/migrate.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
@@ -20,7 +21,7 @@ constexpr char kAccountColumns[] =
     "assurance_level, proofed_at, created_at";
 
 absl::Status Invariant(std::string_view what) {
-  return absl::InternalError(absl::StrCat("identity store: ", what));
+  return absl::InternalError(absl::StrCat("identity store: ", Av(what)));
 }
 
 absl::StatusOr<AssuranceLevel> ParseLevel(int64_t v) {
@@ -33,7 +34,7 @@ absl::StatusOr<LoginState> ParseLoginState(std::string_view s) {
   if (s == "APPROVED") return LoginState::kApproved;
   if (s == "DENIED") return LoginState::kDenied;
   if (s == "EXPIRED") return LoginState::kExpired;
-  return Invariant(absl::StrCat("unknown login state ", s));
+  return Invariant(absl::StrCat("unknown login state ", Av(s)));
 }
 
 absl::StatusOr<Account> ReadAccount(const db::Result& r, int row) {
@@ -61,7 +62,7 @@ absl::StatusOr<Account> ReadAccount(const db::Result& r, int row) {
 }
 
 absl::Status NoAccount(std::string_view account_id) {
-  return absl::NotFoundError(absl::StrCat("account_id: no account ", account_id));
+  return absl::NotFoundError(absl::StrCat("account_id: no account ", Av(account_id)));
 }
 
 absl::Status CodeNotValid() {
@@ -70,8 +71,8 @@ absl::Status CodeNotValid() {
 
 // Publishes one feed entry. The counter row is locked until COMMIT, so entries become visible in
 // sequence order: a poller that has seen N never misses N-1.
-absl::Status AppendRevocation(db::Tx& tx, std::string_view session_id,
-                              std::string_view account_id, absl::Time at, absl::Time keep_until) {
+absl::Status AppendRevocation(db::Tx& tx, std::string_view session_id, std::string_view account_id,
+                              absl::Time at, absl::Time keep_until) {
   auto seq = tx.Exec("UPDATE identity.revocation_sequence SET last = last + 1 RETURNING last");
   if (!seq.ok()) return seq.status();
   auto next = seq->GetInt64(0, 0);
@@ -83,8 +84,8 @@ absl::Status AppendRevocation(db::Tx& tx, std::string_view session_id,
        Param::Text(account_id), Param::Time(at), Param::Time(keep_until)});
   if (!ins.ok()) return ins.status();
   // Entries nobody needs any more.
-  auto purge = tx.Exec("DELETE FROM identity.session_revocations WHERE keep_until < $1",
-                       {Param::Time(at)});
+  auto purge =
+      tx.Exec("DELETE FROM identity.session_revocations WHERE keep_until < $1", {Param::Time(at)});
   return purge.status();
 }
 
@@ -155,35 +156,34 @@ class PostgresIdentityStore final : public IdentityStore {
       const auto level = Param::Int(static_cast<int>(p.assurance_level));
       const auto at = Param::Time(p.proofed_at);
       const auto id = Param::Text(p.account_id);
-      if (auto r = tx.Exec(
-              "UPDATE identity.accounts SET assurance_level = $2, proofed_at = $3 "
-              "WHERE account_id = $1",
-              {id, level, at});
+      if (auto r = tx.Exec("UPDATE identity.accounts SET assurance_level = $2, proofed_at = $3 "
+                           "WHERE account_id = $1",
+                           {id, level, at});
           !r.ok()) {
         return r.status();
       }
-      if (auto r = tx.Exec(
-              "INSERT INTO identity.proofings (account_id, operator_id, assurance_level, "
-              "document_type, document_number, note, proofed_at) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-              {id, Param::Text(p.operator_id), level, Param::Text(DocumentTypeName(p.document_type)),
-               Param::Text(p.document_number), Param::Text(p.note), at});
+      if (auto r =
+              tx.Exec("INSERT INTO identity.proofings (account_id, operator_id, assurance_level, "
+                      "document_type, document_number, note, proofed_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      {id, Param::Text(p.operator_id), level,
+                       Param::Text(DocumentTypeName(p.document_type)),
+                       Param::Text(p.document_number), Param::Text(p.note), at});
           !r.ok()) {
         return r.status();
       }
       // Earlier codes stop working, used or not: only the newest code enrols (or re-enrols).
-      if (auto r = tx.Exec(
-              "UPDATE identity.activation_codes SET cancelled_at = $2 "
-              "WHERE account_id = $1 AND cancelled_at IS NULL",
-              {id, at});
+      if (auto r = tx.Exec("UPDATE identity.activation_codes SET cancelled_at = $2 "
+                           "WHERE account_id = $1 AND cancelled_at IS NULL",
+                           {id, at});
           !r.ok()) {
         return r.status();
       }
-      if (auto r = tx.Exec(
-              "INSERT INTO identity.activation_codes (code_sha256, account_id, created_at, "
-              "expires_at) VALUES ($1, $2, $3, $4)",
-              {Param::Bytes(p.activation_code_sha256), id, at,
-               Param::Time(p.activation_code_expires_at)});
+      if (auto r =
+              tx.Exec("INSERT INTO identity.activation_codes (code_sha256, account_id, created_at, "
+                      "expires_at) VALUES ($1, $2, $3, $4)",
+                      {Param::Bytes(p.activation_code_sha256), id, at,
+                       Param::Time(p.activation_code_expires_at)});
           !r.ok()) {
         return r.status();
       }
@@ -283,6 +283,13 @@ class PostgresIdentityStore final : public IdentityStore {
   absl::Status FinishLogin(std::string_view login_id_sha256, LoginState state, absl::Time at,
                            const SessionRecord* session, const db::AuditEvent& audit) override {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      if (session != nullptr) {
+        // Ordered against RevokeAccountSessions, which locks the row FOR UPDATE: either the
+        // revocation sees this session, or this login is already DENIED when we get here.
+        auto lock = tx.Exec("SELECT 1 FROM identity.accounts WHERE account_id = $1 FOR SHARE",
+                            {Param::Text(session->account_id)});
+        if (!lock.ok()) return lock.status();
+      }
       auto r = tx.Exec(
           "UPDATE identity.logins SET state = $2, completed_at = $3, session_id = $4 "
           "WHERE login_id_sha256 = $1 AND state = 'PENDING' RETURNING 1",
@@ -304,8 +311,8 @@ class PostgresIdentityStore final : public IdentityStore {
     });
   }
 
-  absl::StatusOr<bool> EndSession(std::string_view session_id, absl::Time at,
-                                  absl::Time keep_until, const db::AuditEvent& audit) override {
+  absl::StatusOr<bool> EndSession(std::string_view session_id, absl::Time at, absl::Time keep_until,
+                                  const db::AuditEvent& audit) override {
     bool ended = false;
     auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
       ended = false;
@@ -338,15 +345,25 @@ class PostgresIdentityStore final : public IdentityStore {
       if (acc->rows() == 0) return NoAccount(account_id);
       auto sessions = tx.Exec(
           "UPDATE identity.sessions SET ended_at = $2, ended_by = 'revoke-all' "
-          "WHERE account_id = $1 AND ended_at IS NULL AND expires_at > $2",
+          "WHERE account_id = $1 AND ended_at IS NULL AND expires_at > $2 "
+          "RETURNING session_id, expires_at",
           {id, when});
       if (!sessions.ok()) return sessions.status();
-      ended = static_cast<int>(sessions->affected_rows());
+      ended = sessions->rows();
+      // One exact entry per session, so that a verifier need not trust replicas' clocks ...
+      for (int i = 0; i < sessions->rows(); ++i) {
+        auto expires = sessions->GetTime(i, 1);
+        if (!expires.ok()) return expires.status();
+        if (auto a = AppendRevocation(tx, sessions->Get(i, 0), account_id, at, *expires); !a.ok()) {
+          return a;
+        }
+      }
       auto logins = tx.Exec(
           "UPDATE identity.logins SET state = 'DENIED', completed_at = $2 "
           "WHERE account_id = $1 AND state = 'PENDING'",
           {id, when});
       if (!logins.ok()) return logins.status();
+      // ... and one for the account, by time, for any token the rows above do not show.
       if (auto a = AppendRevocation(tx, "", account_id, at, keep_until); !a.ok()) return a;
       db::AuditEvent event = audit;
       absl::StrAppend(&event.details, event.details.empty() ? "" : " ", "sessions_ended=", ended,
@@ -530,7 +547,7 @@ std::string_view LoginStateName(LoginState state) {
 }
 
 absl::Status MigrateIdentitySchema(db::Pool& pool) {
-  static const std::string v1 = absl::StrCat(kV1, db::AuditTableSql());
+  static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   const db::Migration migrations[] = {
       {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1}};
   return db::ApplyMigrations(pool, kSchema, migrations);

@@ -121,8 +121,9 @@ class IdentityStore {
   // ended before.
   virtual absl::StatusOr<bool> EndSession(std::string_view session_id, absl::Time at,
                                           absl::Time keep_until, const db::AuditEvent& audit) = 0;
-  // Ends every session of the account, denies its pending logins and publishes an account-wide
-  // revocation (every token issued at or before `at`). Answers how many live sessions ended.
+  // Ends every session of the account, denies its pending logins and publishes a revocation for
+  // each session ended plus an account-wide one (every token issued at or before `at`, kept until
+  // `keep_until`). Answers how many live sessions ended.
   // NOT_FOUND when there is no such account.
   virtual absl::StatusOr<int> RevokeAccountSessions(std::string_view account_id, absl::Time at,
                                                     absl::Time keep_until,

@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
@@ -28,7 +29,7 @@ struct EvpMdCtxDeleter {
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
 
 absl::Status Unauthenticated(std::string_view why) {
-  return absl::UnauthenticatedError(absl::StrCat("session token: ", why));
+  return absl::UnauthenticatedError(absl::StrCat("session token: ", Av(why)));
 }
 
 void PutField(std::string& out, std::string_view field) {
@@ -106,9 +107,8 @@ absl::StatusOr<std::unique_ptr<SessionTokenMinter>> SessionTokenMinter::New(hsm:
   auto pub = hsm->GetPublicKey(key_id);
   if (!pub.ok()) return pub.status();
   if (pub->type != hsm::KeyType::kEcP256) {
-    return absl::FailedPreconditionError(absl::StrCat("session key ", key_id,
-                                                      " must be EC_P256, is ",
-                                                      hsm::KeyTypeName(pub->type)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session key ", key_id, " must be EC_P256, is ", Av(hsm::KeyTypeName(pub->type))));
   }
   return std::unique_ptr<SessionTokenMinter>(
       new SessionTokenMinter(hsm, std::move(key_id), std::move(pub->spki_der)));
@@ -137,11 +137,10 @@ absl::StatusOr<std::string> SessionTokenMinter::Mint(SessionClaims claims) const
   payload.push_back(static_cast<char>(claims.assurance_level));
   auto digest = Sha256(payload);
   if (!digest.ok()) return digest.status();
-  auto sig = hsm_->SignDigest(key_id_,
-                              {.scheme = hsm::SignScheme::kEcdsa,
-                               .hash = hsm::HashAlgorithm::kSha256,
-                               .ecdsa_der = true},
-                              *std::move(digest));
+  auto sig = hsm_->SignDigest(
+      key_id_,
+      {.scheme = hsm::SignScheme::kEcdsa, .hash = hsm::HashAlgorithm::kSha256, .ecdsa_der = true},
+      *std::move(digest));
   if (!sig.ok()) return sig.status();
   return absl::StrCat(absl::WebSafeBase64Escape(payload), ".", absl::WebSafeBase64Escape(*sig));
 }
@@ -155,8 +154,8 @@ void SessionRevocationList::Apply(std::span<const SessionRevocation> entries) {
       sessions_[e.session_id] = e.keep_until;
       continue;
     }
-    auto [it, inserted] = accounts_.try_emplace(e.account_id, AccountCutoff{e.revoked_at,
-                                                                            e.keep_until});
+    auto [it, inserted] =
+        accounts_.try_emplace(e.account_id, AccountCutoff{e.revoked_at, e.keep_until});
     if (!inserted) {
       it->second.revoked_at = std::max(it->second.revoked_at, e.revoked_at);
       it->second.keep_until = std::max(it->second.keep_until, e.keep_until);
@@ -228,9 +227,9 @@ absl::StatusOr<SessionClaims> SessionTokenVerifier::Verify(
   const size_t dot = token.find('.');
   std::string payload, sig;
   if (token.size() > kMaxTokenChars || dot == std::string_view::npos ||
-      !absl::WebSafeBase64Unescape(token.substr(0, dot), &payload) ||
-      !absl::WebSafeBase64Unescape(token.substr(dot + 1), &sig) || sig.empty() ||
-      !absl::StartsWith(payload, kMagic)) {
+      !absl::WebSafeBase64Unescape(Av(token.substr(0, dot)), &payload) ||
+      !absl::WebSafeBase64Unescape(Av(token.substr(dot + 1)), &sig) || sig.empty() ||
+      !std::string_view(payload).starts_with(kMagic)) {
     return Unauthenticated("malformed");
   }
   SessionClaims c;
@@ -262,7 +261,7 @@ absl::StatusOr<SessionClaims> SessionTokenVerifier::Verify(
 
 absl::StatusOr<std::string_view> BearerToken(std::string_view authorization) {
   constexpr std::string_view kScheme = "Bearer ";
-  if (!absl::StartsWith(authorization, kScheme) || authorization.size() == kScheme.size()) {
+  if (!authorization.starts_with(kScheme) || authorization.size() == kScheme.size()) {
     return absl::UnauthenticatedError("authorization: \"Bearer <session token>\" required");
   }
   return authorization.substr(kScheme.size());

@@ -54,8 +54,7 @@ bool IsFresh(const SessionClaims& claims, absl::Time now,
 class SessionTokenMinter {
  public:
   // `hsm` is not owned and must outlive the minter. The key must exist and be EC P-256.
-  static absl::StatusOr<std::unique_ptr<SessionTokenMinter>> New(hsm::Hsm* hsm,
-                                                                 std::string key_id);
+  static absl::StatusOr<std::unique_ptr<SessionTokenMinter>> New(hsm::Hsm* hsm, std::string key_id);
 
   // Signs `claims` (key_id is overwritten with this minter's). INVALID_ARGUMENT for claims that
   // do not fit the format (empty ids, expiry not after issue).

@@ -126,8 +126,9 @@ TEST_F(SessionTokenTest, RefusesMalformedTokens) {
   // Trailing bytes after the payload.
   std::string payload;
   ASSERT_TRUE(absl::WebSafeBase64Unescape(token.substr(0, token.find('.')), &payload));
-  ExpectRefused(absl::StrCat(absl::WebSafeBase64Escape(payload + "x"), token.substr(token.find('.'))),
-                kNow, "malformed");
+  ExpectRefused(
+      absl::StrCat(absl::WebSafeBase64Escape(payload + "x"), token.substr(token.find('.'))), kNow,
+      "malformed");
 }
 
 TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
@@ -138,8 +139,8 @@ TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
   ASSERT_TRUE(token.ok());
   ExpectRefused(*token, kNow, "session token: signed by an unknown key");
   // Trusting both keys (a rotation) accepts both.
-  auto both = SessionTokenVerifier::New({{"session-1", minter_->public_key_spki()},
-                                         {"session-2", (*other)->public_key_spki()}});
+  auto both = SessionTokenVerifier::New(
+      {{"session-1", minter_->public_key_spki()}, {"session-2", (*other)->public_key_spki()}});
   ASSERT_TRUE(both.ok());
   EXPECT_TRUE((*both)->Verify(*token, kNow).ok());
   EXPECT_TRUE((*both)->Verify(Mint(), kNow).ok());
@@ -233,8 +234,8 @@ TEST(BearerTokenTest, ParsesTheHeader) {
 }
 
 TEST(CredentialTableTest, ChecksSecretsByHash) {
-  auto table = CredentialTable::Parse(absl::StrCat(
-      "# operators\n\nra-ana ", absl::BytesToHexString(Sha256("s3cret-ana")), "\n"));
+  auto table = CredentialTable::Parse(
+      absl::StrCat("# operators\n\nra-ana ", absl::BytesToHexString(Sha256("s3cret-ana")), "\n"));
   ASSERT_TRUE(table.ok()) << table.status();
   EXPECT_TRUE(table->Check("ra-ana", "s3cret-ana"));
   EXPECT_FALSE(table->Check("ra-ana", "s3cret-anA"));

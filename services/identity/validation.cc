@@ -8,12 +8,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
 
 absl::Status Invalid(std::string_view field, std::string_view rule) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", rule));
+  return absl::InvalidArgumentError(absl::StrCat(Av(field), ": ", Av(rule)));
 }
 
 int Digit(char c) { return c - '0'; }
@@ -97,8 +98,8 @@ absl::Status ValidateNationalId(std::string_view id, absl::CivilDay today) {
   constexpr std::string_view kField = "national_id";
   if (id.empty()) return Invalid(kField, "required");
   if (id.size() != 13) {
-    return Invalid(kField, absl::StrCat("exactly 13 digits required, got ", id.size(),
-                                        " characters"));
+    return Invalid(kField,
+                   absl::StrCat("exactly 13 digits required, got ", id.size(), " characters"));
   }
   for (char c : id) {
     if (c < '0' || c > '9') return Invalid(kField, "digits only (13 digits, no separators)");
@@ -120,8 +121,9 @@ absl::Status ValidateNationalId(std::string_view id, absl::CivilDay today) {
   }
   const absl::CivilDay birth(year, month, day);
   if (day < 1 || birth.day() != day || birth.month() != month) {
-    return Invalid(kField, absl::StrCat("digits 1-7 are not a real date of birth (", id.substr(0, 2),
-                                        ".", id.substr(2, 2), ".", year, ")"));
+    return Invalid(
+        kField, absl::StrCat("digits 1-7 are not a real date of birth (", Av(id.substr(0, 2)), ".",
+                             Av(id.substr(2, 2)), ".", year, ")"));
   }
   if (birth > today) return Invalid(kField, "the date of birth (digits 1-7) is in the future");
   const int check = NationalIdCheckDigit(id.substr(0, 12));
@@ -152,28 +154,28 @@ absl::Status ValidateEmail(std::string_view field, std::string_view email) {
                      "the part before '@' allows letters, digits and !#$%&'*+/=?^_`{|}~.- only");
     }
   }
-  if (local.front() == '.' || local.back() == '.' ||
-      local.find("..") != std::string_view::npos) {
+  if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) {
     return Invalid(field, "the part before '@' has no leading, trailing or doubled '.'");
   }
-  std::vector<std::string_view> labels = absl::StrSplit(domain, '.');
+  std::vector<absl::string_view> labels = absl::StrSplit(Av(domain), '.');
   if (labels.size() < 2) {
     return Invalid(field, "the domain needs at least two labels, e.g. example.rs");
   }
-  for (std::string_view label : labels) {
+  for (absl::string_view label : labels) {
     if (label.empty() || label.size() > 63) {
       return Invalid(field, "each domain label has 1..63 characters");
     }
     for (char c : label) {
       if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') {
-        return Invalid(field, "the domain allows letters, digits, '-' and '.' only (IDN in punycode)");
+        return Invalid(field,
+                       "the domain allows letters, digits, '-' and '.' only (IDN in punycode)");
       }
     }
     if (label.front() == '-' || label.back() == '-') {
       return Invalid(field, "a domain label does not begin or end with '-'");
     }
   }
-  const std::string_view tld = labels.back();
+  const absl::string_view tld = labels.back();
   bool alphabetic = tld.size() >= 2;
   for (char c : tld) alphabetic = alphabetic && absl::ascii_isalpha(static_cast<unsigned char>(c));
   if (!alphabetic && !absl::StartsWithIgnoreCase(tld, "xn--")) {
@@ -182,7 +184,9 @@ absl::Status ValidateEmail(std::string_view field, std::string_view email) {
   return absl::OkStatus();
 }
 
-std::string NormalizeUsername(std::string_view username) { return absl::AsciiStrToLower(username); }
+std::string NormalizeUsername(std::string_view username) {
+  return absl::AsciiStrToLower(Av(username));
+}
 
 absl::Status ValidatePersonName(std::string_view field, std::string_view name) {
   if (name.empty()) return Invalid(field, "required");
@@ -193,8 +197,7 @@ absl::Status ValidatePersonName(std::string_view field, std::string_view name) {
   }
   for (char32_t c : *chars) {
     if (!IsNameLetter(c) && !IsNameSeparator(c)) {
-      return Invalid(field,
-                     "letters (Latin or Cyrillic) with spaces, '-', ''' and '.' only");
+      return Invalid(field, "letters (Latin or Cyrillic) with spaces, '-', ''' and '.' only");
     }
   }
   if (!IsNameLetter(chars->front())) return Invalid(field, "begins with a letter");

@@ -1,6 +1,7 @@
 #include "services/identity/testing/fake_consent_client.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace qsign::identity {
 
@@ -35,7 +36,7 @@ absl::Status FakeConsentClient::Decide(std::string_view request_id, ConsentState
     if (state != ConsentState::kCancelled) c.status.decided_at = clock_->Now();
     return absl::OkStatus();
   }
-  return absl::NotFoundError(absl::StrCat("no request ", request_id));
+  return absl::NotFoundError(absl::StrCat("no request ", Av(request_id)));
 }
 
 std::vector<FakeConsentClient::Created> FakeConsentClient::created() const {
@@ -73,7 +74,7 @@ absl::StatusOr<ConsentRequestStatus> FakeConsentClient::AwaitRequest(std::string
   for (auto& c : created_) {
     if (c.status.request_id == request_id) found = &c;
   }
-  if (found == nullptr) return absl::NotFoundError(absl::StrCat("no request ", request_id));
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("no request ", Av(request_id)));
   const size_t index = found - created_.data();
   auto decided = [this, index]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return created_[index].status.state != ConsentState::kPending;
