@@ -1,0 +1,305 @@
+#include "consent/app_simulator.h"
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+
+namespace qsign::consent {
+
+namespace pb = ::qsign::v1;
+
+struct ConsentAppSimulator::Key {
+  struct Deleter {
+    void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+  };
+  std::unique_ptr<EVP_PKEY, Deleter> pkey;
+};
+
+namespace {
+
+struct EvpMdCtxDeleter {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+constexpr absl::Duration kReconnectDelay = absl::Milliseconds(200);
+
+void SetDeadline(grpc::ClientContext* ctx) {
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+}
+
+// The app shows what it signs: the statement must say what the request message says.
+absl::Status CheckStatement(const pb::ConsentRequest& r) {
+  auto s = DecodeStatement(r.statement());
+  if (!s.ok()) return absl::FailedPreconditionError("app: the statement does not decode");
+  const bool same_header = s->request_id == r.request_id() &&
+                           static_cast<int>(s->kind) == static_cast<int>(r.kind()) &&
+                           s->display_text == r.display_text();
+  bool same_details = true;
+  if (s->kind == RequestKind::kLogin) {
+    same_details = r.has_login() && s->login.verification_code == r.login().verification_code();
+  } else {
+    same_details = r.has_sign() && s->sign.credential_id == r.sign().credential_id() &&
+                   std::equal(s->sign.hashes.begin(), s->sign.hashes.end(),
+                              r.sign().hashes().begin(), r.sign().hashes().end());
+  }
+  if (!same_header || !same_details) {
+    return absl::FailedPreconditionError("app: the statement does not match the request shown");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
+    std::shared_ptr<grpc::ChannelInterface> channel) {
+  auto key = std::make_unique<Key>();
+  key->pkey.reset(EVP_EC_gen("P-256"));
+  if (!key->pkey) return absl::InternalError("app: P-256 key generation failed");
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(key->pkey.get(), &der);
+  if (len <= 0) return absl::InternalError("app: SPKI encoding failed");
+  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return std::unique_ptr<ConsentAppSimulator>(
+      new ConsentAppSimulator(std::move(channel), std::move(key), std::move(spki)));
+}
+
+ConsentAppSimulator::ConsentAppSimulator(std::shared_ptr<grpc::ChannelInterface> channel,
+                                         std::unique_ptr<Key> key, std::string spki_der)
+    : stub_(pb::Consent::NewStub(std::move(channel))),
+      key_(std::move(key)),
+      spki_der_(std::move(spki_der)) {}
+
+ConsentAppSimulator::~ConsentAppSimulator() { StopWatching(); }
+
+absl::StatusOr<std::string> ConsentAppSimulator::Sign(std::string_view data) const {
+  std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter> ctx(EVP_MD_CTX_new());
+  size_t len = 0;
+  if (!ctx ||
+      EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_->pkey.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
+                     data.size()) != 1) {
+    return absl::InternalError("app: signing failed");
+  }
+  std::string sig(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                     reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1) {
+    return absl::InternalError("app: signing failed");
+  }
+  sig.resize(len);
+  return sig;
+}
+
+absl::Status ConsentAppSimulator::Enroll(std::string_view activation_code,
+                                         std::string_view device_name, std::string_view pin,
+                                         std::string_view push_token) {
+  pb::EnrollDeviceRequest req;
+  req.set_activation_code(std::string(activation_code));
+  req.set_device_public_key(spki_der_);
+  req.set_device_name(std::string(device_name));
+  req.set_pin(std::string(pin));
+  req.set_push_token(std::string(push_token));
+  req.mutable_client()->set_user_agent("qsign-consent-app-simulator");
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  pb::EnrollDeviceResponse resp;
+  if (grpc::Status s = stub_->EnrollDevice(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  device_id_ = resp.device_id();
+  account_id_ = resp.account_id();
+  certificate_chain_.assign(resp.device_certificate_chain_der().begin(),
+                            resp.device_certificate_chain_der().end());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<grpc::ClientReader<pb::ConsentRequest>>>
+ConsentAppSimulator::OpenStream(grpc::ClientContext* ctx) {
+  pb::GetChallengeRequest creq;
+  creq.set_device_id(device_id_);
+  grpc::ClientContext cctx;
+  SetDeadline(&cctx);
+  pb::GetChallengeResponse challenge;
+  if (grpc::Status s = stub_->GetChallenge(&cctx, creq, &challenge); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  auto sig = Sign(challenge.challenge());
+  if (!sig.ok()) return sig.status();
+  pb::WatchRequestsRequest wreq;
+  wreq.set_device_id(device_id_);
+  wreq.set_challenge(challenge.challenge());
+  wreq.set_signature(*sig);
+  auto reader = stub_->WatchRequests(ctx, wreq);
+  // Wait until the server has accepted (or refused) the stream.
+  reader->WaitForInitialMetadata();
+  const auto& md = ctx->GetServerInitialMetadata();
+  if (md.find(std::string(kWatchOpenMetadata)) == md.end()) {
+    absl::Status st = FromGrpcStatus(reader->Finish());
+    return st.ok() ? absl::UnknownError("app: the stream closed before opening") : st;
+  }
+  return reader;
+}
+
+absl::Status ConsentAppSimulator::StartWatching() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (watching_) return absl::FailedPreconditionError("app: already watching");
+  }
+  if (device_id_.empty()) return absl::FailedPreconditionError("app: not enrolled");
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  auto reader = OpenStream(ctx.get());
+  if (!reader.ok()) return reader.status();
+  {
+    absl::MutexLock lock(&mu_);
+    watching_ = true;
+    stopping_ = false;
+    watch_status_ = absl::OkStatus();
+    stream_ctx_ = ctx.get();
+  }
+  thread_ = std::thread([this, c = std::move(ctx), r = *std::move(reader)]() mutable {
+    ReadLoop(std::move(c), std::move(r));
+  });
+  return absl::OkStatus();
+}
+
+void ConsentAppSimulator::ReadLoop(std::unique_ptr<grpc::ClientContext> ctx,
+                                   std::unique_ptr<grpc::ClientReader<pb::ConsentRequest>> reader) {
+  while (true) {
+    pb::ConsentRequest msg;
+    while (reader->Read(&msg)) {
+      std::optional<Decision> decision;
+      std::string pin;
+      {
+        absl::MutexLock lock(&mu_);
+        if (!seen_.insert(msg.request_id()).second) continue;
+        decision = auto_decision_;
+        pin = auto_pin_;
+        if (!decision) queue_.push_back(msg);
+      }
+      if (decision) {
+        auto out = *decision == Decision::kApprove ? Approve(msg, pin) : Deny(msg);
+        absl::MutexLock lock(&mu_);
+        if (out.ok()) ++auto_decisions_;
+      }
+    }
+    absl::Status st = FromGrpcStatus(reader->Finish());
+    bool retry = false;
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ctx_ = nullptr;
+      // A dropped connection is reopened; a refusal (deactivated, unauthenticated) is final.
+      retry = !stopping_ && st.code() == absl::StatusCode::kUnavailable;
+      if (!retry) {
+        watch_status_ = st.ok() ? absl::CancelledError("app: stream ended") : st;
+        watching_ = false;
+        return;
+      }
+    }
+    absl::SleepFor(kReconnectDelay);
+    ctx = std::make_unique<grpc::ClientContext>();
+    auto reopened = OpenStream(ctx.get());
+    if (!reopened.ok()) {
+      // Try again after the delay, unless told to stop.
+      reader.reset();
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        watch_status_ = absl::CancelledError("app: stopped");
+        watching_ = false;
+        return;
+      }
+      continue;
+    }
+    reader = *std::move(reopened);
+    absl::MutexLock lock(&mu_);
+    if (stopping_) ctx->TryCancel();
+    stream_ctx_ = ctx.get();
+  }
+}
+
+void ConsentAppSimulator::StopWatching() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+  absl::MutexLock lock(&mu_);
+  watching_ = false;
+}
+
+absl::StatusOr<pb::ConsentRequest> ConsentAppSimulator::NextRequest(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]()
+                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || !watching_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (!queue_.empty()) {
+    pb::ConsentRequest r = std::move(queue_.front());
+    queue_.pop_front();
+    return r;
+  }
+  if (!watching_)
+    return watch_status_.ok() ? absl::FailedPreconditionError("app: not watching") : watch_status_;
+  return absl::DeadlineExceededError("app: no request arrived in time");
+}
+
+absl::Status ConsentAppSimulator::watch_status() const {
+  absl::MutexLock lock(&mu_);
+  return watch_status_;
+}
+
+void ConsentAppSimulator::SetAutoDecision(std::optional<Decision> decision, std::string pin) {
+  absl::MutexLock lock(&mu_);
+  auto_decision_ = decision;
+  auto_pin_ = std::move(pin);
+}
+
+int ConsentAppSimulator::auto_decisions() const {
+  absl::MutexLock lock(&mu_);
+  return auto_decisions_;
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::Approve(const pb::ConsentRequest& request,
+                                                                 std::string_view pin) {
+  if (auto s = CheckStatement(request); !s.ok()) return s;
+  return Decide(request.request_id(), request.statement(), Decision::kApprove, pin);
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::Deny(const pb::ConsentRequest& request) {
+  if (auto s = CheckStatement(request); !s.ok()) return s;
+  return Decide(request.request_id(), request.statement(), Decision::kDeny, "");
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::Decide(std::string_view request_id,
+                                                                std::string_view statement,
+                                                                Decision decision,
+                                                                std::string_view pin) {
+  auto sig = Sign(DecisionMessage(statement, decision));
+  if (!sig.ok()) return sig.status();
+  return SendApprove(request_id, device_id_, decision, pin, *sig);
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(std::string_view request_id,
+                                                                     std::string_view device_id,
+                                                                     Decision decision,
+                                                                     std::string_view pin,
+                                                                     std::string_view signature) {
+  pb::ApproveRequest req;
+  req.set_request_id(std::string(request_id));
+  req.set_device_id(std::string(device_id));
+  req.set_decision(decision == Decision::kApprove ? pb::CONSENT_DECISION_APPROVE
+                                                  : pb::CONSENT_DECISION_DENY);
+  req.set_pin(std::string(pin));
+  req.set_device_signature(std::string(signature));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  pb::ApproveResponse resp;
+  if (grpc::Status s = stub_->Approve(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+}  // namespace qsign::consent

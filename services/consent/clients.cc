@@ -1,0 +1,80 @@
+#include "services/consent/clients.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/strings.h"
+
+namespace qsign::consent {
+namespace {
+
+namespace pb = ::qsign::v1;
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+
+void Prepare(grpc::ClientContext* ctx, const SecretString& authorization) {
+  ctx->AddMetadata("authorization", std::string(authorization.value()));
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+}
+
+}  // namespace
+
+GrpcIdentityDirectory::GrpcIdentityDirectory(std::shared_ptr<grpc::ChannelInterface> channel,
+                                             std::string_view client_id, const SecretString& secret)
+    : stub_(pb::Identity::NewStub(std::move(channel))),
+      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
+
+absl::StatusOr<std::string> GrpcIdentityDirectory::RedeemActivationCode(
+    std::string_view activation_code, std::string_view device_key_sha256) {
+  pb::RedeemActivationCodeRequest req;
+  req.set_activation_code(std::string(activation_code));
+  req.set_device_key_sha256(std::string(device_key_sha256));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, authorization_);
+  pb::RedeemActivationCodeResponse resp;
+  if (grpc::Status s = stub_->RedeemActivationCode(&ctx, req, &resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  if (resp.account_id().empty()) {
+    return absl::InternalError("identity: RedeemActivationCode answered no account");
+  }
+  return resp.account_id();
+}
+
+absl::StatusOr<std::optional<absl::Time>> GrpcIdentityDirectory::LastProofedAt(
+    std::string_view account_id) {
+  pb::GetAccountRequest req;
+  req.set_account_id(std::string(account_id));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, authorization_);
+  pb::Account resp;
+  if (grpc::Status s = stub_->GetAccount(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  if (!resp.has_proofed_at()) return std::optional<absl::Time>();
+  return std::optional<absl::Time>(absl::FromUnixSeconds(resp.proofed_at().seconds()) +
+                                   absl::Nanoseconds(resp.proofed_at().nanos()));
+}
+
+GrpcCredentialDirectory::GrpcCredentialDirectory(std::shared_ptr<grpc::ChannelInterface> channel,
+                                                 std::string_view client_id,
+                                                 const SecretString& secret)
+    : stub_(pb::Signer::NewStub(std::move(channel))),
+      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
+
+absl::StatusOr<CredentialSummary> GrpcCredentialDirectory::Lookup(std::string_view credential_id) {
+  pb::GetCredentialInfoRequest req;
+  req.set_credential_id(std::string(credential_id));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, authorization_);
+  pb::CredentialInfo resp;
+  if (grpc::Status s = stub_->GetCredentialInfo(&ctx, req, &resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return CredentialSummary{
+      .account_id = resp.account_id(),
+      .active = resp.status() == pb::CREDENTIAL_STATUS_ACTIVE,
+      .max_hashes_per_authorization = static_cast<int>(resp.max_hashes_per_authorization())};
+}
+
+}  // namespace qsign::consent

@@ -1,0 +1,49 @@
+// The consent service's view of identity and signer, over their gRPC APIs, authenticated as the
+// consent service (`authorization: Service <client id>.<secret>`).
+#ifndef QSIGN_SERVICES_CONSENT_CLIENTS_H_
+#define QSIGN_SERVICES_CONSENT_CLIENTS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/secret.h"
+#include "qsign/v1/identity.grpc.pb.h"
+#include "qsign/v1/signer.grpc.pb.h"
+#include "services/consent/consent.h"
+
+namespace qsign::consent {
+
+// Identity.RedeemActivationCode and Identity.GetAccount.
+class GrpcIdentityDirectory final : public IdentityDirectory {
+ public:
+  GrpcIdentityDirectory(std::shared_ptr<grpc::ChannelInterface> channel, std::string_view client_id,
+                        const SecretString& secret);
+
+  absl::StatusOr<std::string> RedeemActivationCode(std::string_view activation_code,
+                                                   std::string_view device_key_sha256) override;
+  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account_id) override;
+
+ private:
+  std::unique_ptr<qsign::v1::Identity::Stub> stub_;
+  SecretString authorization_;  // "Service <id>.<secret>".
+};
+
+// Signer.GetCredentialInfo.
+class GrpcCredentialDirectory final : public CredentialDirectory {
+ public:
+  GrpcCredentialDirectory(std::shared_ptr<grpc::ChannelInterface> channel,
+                          std::string_view client_id, const SecretString& secret);
+
+  absl::StatusOr<CredentialSummary> Lookup(std::string_view credential_id) override;
+
+ private:
+  std::unique_ptr<qsign::v1::Signer::Stub> stub_;
+  SecretString authorization_;
+};
+
+}  // namespace qsign::consent
+
+#endif  // QSIGN_SERVICES_CONSENT_CLIENTS_H_

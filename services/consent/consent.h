@@ -1,0 +1,284 @@
+// The consent service: the authorization engine. It pushes requests (login, sign) to the
+// account's one active device, verifies the approval (device signature over the statement the
+// server rebuilt from its own record, then the PIN) and, for a sign request, mints the SAD bound
+// to exactly the approved hashes. No gRPC types here; consent_grpc.h is the edge.
+//
+// Security contract: only the stored statement is ever checked (never a client's copy); a
+// request is decided once; five wrong PINs in a row block approvals until an operator, after
+// re-proofing, sets a new PIN; PINs and activation codes are never stored, logged or echoed;
+// every state change is written with its audit record in one transaction.
+#ifndef QSIGN_SERVICES_CONSENT_CONSENT_H_
+#define QSIGN_SERVICES_CONSENT_CONSENT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/secret.h"
+#include "consent/sad.h"
+#include "consent/statement.h"
+#include "services/consent/consent_store.h"
+#include "services/consent/credentials.h"
+#include "services/consent/device_certificate.h"
+#include "services/consent/notifier.h"
+#include "services/consent/pin.h"
+#include "services/consent/push.h"
+
+namespace qsign::consent {
+
+// ---- What consent needs from other services (services/consent/clients.h: over gRPC). ----
+
+// The identity service.
+class IdentityDirectory {
+ public:
+  virtual ~IdentityDirectory() = default;
+  // Identity.RedeemActivationCode: consumes the code and answers its account id. NOT_FOUND when
+  // the code is unknown, used or expired.
+  virtual absl::StatusOr<std::string> RedeemActivationCode(std::string_view activation_code,
+                                                           std::string_view device_key_sha256) = 0;
+  // Identity.GetAccount's proofed_at; nullopt while never proofed. NOT_FOUND for no account.
+  virtual absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account_id) = 0;
+};
+
+struct CredentialSummary {
+  std::string account_id;
+  bool active = false;
+  int max_hashes_per_authorization = 0;
+};
+
+// The signer's view of a credential (Signer.GetCredentialInfo).
+class CredentialDirectory {
+ public:
+  virtual ~CredentialDirectory() = default;
+  // NOT_FOUND when there is no such credential.
+  virtual absl::StatusOr<CredentialSummary> Lookup(std::string_view credential_id) = 0;
+};
+
+// Checks an end user's session token (identity's session tokens; common/auth once it exists).
+class SessionVerifier {
+ public:
+  virtual ~SessionVerifier() = default;
+  // The token's account id; UNAUTHENTICATED when not valid.
+  virtual absl::StatusOr<std::string> Verify(std::string_view session_token) = 0;
+};
+
+// ---- Callers. ----
+
+enum class CallerKind { kAnonymous, kUser, kOperator, kService };
+
+struct Caller {
+  CallerKind kind = CallerKind::kAnonymous;
+  // The account id of a user; the operator or service client id otherwise.
+  std::string id;
+};
+
+struct ClientInfo {
+  std::string client_address;  // ClientContext.client_address.
+  std::string user_agent;
+  std::string peer;  // The gRPC peer.
+};
+
+// ---- Inputs and results. ----
+
+struct ConsentConfig {
+  absl::Duration login_lifetime = absl::Minutes(2);
+  absl::Duration sign_lifetime = absl::Minutes(5);
+  // Longest lifetime a CreateRequest caller may ask for.
+  absl::Duration max_lifetime = absl::Minutes(10);
+  absl::Duration challenge_lifetime = absl::Seconds(60);
+  // Longest AwaitRequest / AwaitAuthorization wait.
+  absl::Duration max_await = absl::Seconds(30);
+  // How often a waiter re-reads the database when no notification came (a safety net: commits
+  // of this process and, through LISTEN/NOTIFY, of every replica wake waiters at once).
+  absl::Duration poll_interval = absl::Seconds(1);
+  // An operator's UnblockPin needs a proofing at most this old.
+  absl::Duration reproof_window = absl::Hours(1);
+  int max_pin_failures = 5;
+  absl::Duration sad_lifetime = kDefaultSadLifetime;
+};
+
+struct EnrollInput {
+  SecretString activation_code;
+  std::string device_public_key;  // SPKI DER.
+  std::string device_name;
+  SecretString pin;
+  std::string push_token;
+};
+
+struct EnrollResult {
+  std::string device_id;
+  std::string account_id;
+  std::vector<std::string> certificate_chain_der;
+};
+
+struct ChallengeResult {
+  std::string challenge;
+  absl::Time expires_at;
+};
+
+// One request as the app receives it: the statement and its decoded content.
+struct PendingRequest {
+  std::string statement_bytes;
+  Statement statement;
+};
+
+struct ApproveInput {
+  std::string request_id;
+  std::string device_id;
+  std::optional<Decision> decision;  // nullopt: not given.
+  SecretString pin;
+  std::string device_signature;
+};
+
+enum class ApproveResult { kApproved, kDenied, kPinWrong, kPinBlocked };
+
+struct ApproveOutcome {
+  ApproveResult result = ApproveResult::kDenied;
+  int remaining_pin_attempts = 0;  // kPinWrong only.
+  RequestState state = RequestState::kPending;
+};
+
+struct RequestStatus {
+  std::string request_id;
+  std::string account_id;
+  RequestKind kind = RequestKind::kLogin;
+  RequestState state = RequestState::kPending;  // PENDING past expires_at reads EXPIRED.
+  absl::Time created_at;
+  absl::Time expires_at;
+  std::optional<absl::Time> decided_at;  // APPROVED or DENIED only.
+  std::string device_id;                 // APPROVED or DENIED by a device only.
+};
+
+struct LoginRequestInput {
+  std::string account_id;
+  LoginDetails login;
+  absl::Duration lifetime = absl::ZeroDuration();  // Zero: the default.
+};
+
+struct AuthorizeInput {
+  std::string credential_id;
+  std::string hash_algorithm_oid;
+  std::vector<std::string> hashes;
+  uint32_t num_signatures = 0;
+  std::vector<DocumentInfo> documents;
+  std::string relying_party_name;
+};
+
+struct AuthorizeResult {
+  std::string request_id;
+  absl::Time expires_at;
+};
+
+struct AuthorizationOutcome {
+  RequestState state = RequestState::kPending;
+  std::string sad;  // APPROVED and not yet expired only.
+  std::optional<absl::Time> sad_expires_at;
+};
+
+struct ConsentDeps {
+  ConsentStore* store = nullptr;
+  AccountNotifier* notifier = nullptr;
+  const PinHasher* pins = nullptr;
+  const SadMinter* sad_minter = nullptr;
+  DeviceCertificateIssuer* certificates = nullptr;
+  IdentityDirectory* identity = nullptr;
+  CredentialDirectory* credentials = nullptr;
+  // Optional: without it Bearer tokens are refused.
+  SessionVerifier* sessions = nullptr;
+  // Optional: without it no push wake-ups are sent (the outbox still fills).
+  PushDispatcher* push = nullptr;
+  const Clock* clock = nullptr;
+};
+
+class Consent {
+ public:
+  // None of the pointers in `deps` is owned; all must outlive the Consent.
+  static absl::StatusOr<std::unique_ptr<Consent>> New(ConsentDeps deps, CredentialTable operators,
+                                                      CredentialTable services,
+                                                      ConsentConfig config);
+
+  // Who is calling, from the `authorization` header value. Empty: kAnonymous. Bad credentials of
+  // any kind: UNAUTHENTICATED.
+  absl::StatusOr<Caller> Authenticate(std::string_view authorization);
+
+  // The consent app (authenticated by the activation code).
+  absl::StatusOr<EnrollResult> EnrollDevice(const EnrollInput& input, const ClientInfo& client);
+  absl::StatusOr<ChallengeResult> GetChallenge(std::string_view device_id);
+  // Once the device is authenticated calls `opened()`, then sends every pending request and each
+  // new one through `send` (false: the client is gone) until `cancelled()`, the device is
+  // deactivated (PERMISSION_DENIED) or Shutdown (UNAVAILABLE). Authentication failures are
+  // UNAUTHENTICATED.
+  absl::Status WatchRequests(std::string_view device_id, std::string_view challenge,
+                             std::string_view signature, absl::FunctionRef<void()> opened,
+                             absl::FunctionRef<bool(const PendingRequest&)> send,
+                             absl::FunctionRef<bool()> cancelled);
+  absl::StatusOr<ApproveOutcome> Approve(const ApproveInput& input, const ClientInfo& client);
+
+  // Services.
+  absl::StatusOr<RequestStatus> CreateLoginRequest(const Caller& caller,
+                                                   const LoginRequestInput& input,
+                                                   const ClientInfo& client);
+  absl::StatusOr<RequestStatus> GetRequest(const Caller& caller, std::string_view request_id);
+  absl::StatusOr<RequestStatus> AwaitRequest(const Caller& caller, std::string_view request_id,
+                                             absl::Duration max_wait,
+                                             absl::FunctionRef<bool()> cancelled);
+  absl::StatusOr<Deactivation> DeactivateDevices(const Caller& caller, std::string_view account_id,
+                                                 std::string_view reason, const ClientInfo& client);
+
+  // Users (their own credentials) and services.
+  absl::StatusOr<AuthorizeResult> Authorize(const Caller& caller, const AuthorizeInput& input,
+                                            const ClientInfo& client);
+  absl::StatusOr<AuthorizationOutcome> AwaitAuthorization(const Caller& caller,
+                                                          std::string_view request_id,
+                                                          absl::Duration max_wait,
+                                                          absl::FunctionRef<bool()> cancelled);
+
+  // Operators.
+  absl::Status UnblockPin(const Caller& caller, std::string_view account_id,
+                          const SecretString& new_pin, std::string_view note,
+                          const ClientInfo& client);
+
+  // Ends open streams and waits (server shutdown).
+  void Shutdown();
+
+  const ConsentConfig& config() const { return config_; }
+
+ private:
+  Consent(ConsentDeps deps, CredentialTable operators, CredentialTable services,
+          ConsentConfig config)
+      : deps_(deps),
+        operators_(std::move(operators)),
+        services_(std::move(services)),
+        config_(config) {}
+
+  absl::Time Now() const;
+  RequestState EffectiveState(const RequestRecord& r, absl::Time now) const;
+  RequestStatus StatusOf(const RequestRecord& r, absl::Time now) const;
+  // Builds, stores and announces a request for the account's active device.
+  absl::StatusOr<RequestRecord> CreateRequest(Statement statement, const DeviceRecord& device,
+                                              std::string requester, const Caller& caller,
+                                              const ClientInfo& client);
+  // Calls `look` now and again whenever the account is notified or poll_interval passes, until it
+  // answers true, `deadline` (real time) passes, `cancelled()` or Shutdown.
+  absl::Status WaitOnAccount(std::string_view account_id, absl::Time deadline,
+                             absl::FunctionRef<bool()> cancelled,
+                             absl::FunctionRef<absl::StatusOr<bool>()> look);
+  absl::StatusOr<RequestRecord> AwaitDecision(
+      std::string_view request_id, absl::Duration max_wait, absl::FunctionRef<bool()> cancelled,
+      absl::FunctionRef<absl::Status(const RequestRecord&)> may_see);
+
+  const ConsentDeps deps_;
+  const CredentialTable operators_;
+  const CredentialTable services_;
+  const ConsentConfig config_;
+};
+
+}  // namespace qsign::consent
+
+#endif  // QSIGN_SERVICES_CONSENT_CONSENT_H_

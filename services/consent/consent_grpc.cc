@@ -1,0 +1,295 @@
+#include "services/consent/consent_grpc.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+
+namespace qsign::consent {
+namespace {
+
+namespace pb = ::qsign::v1;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  timespec spec = absl::ToTimespec(t);
+  ts.set_seconds(spec.tv_sec);
+  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
+  return ts;
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+pb::ConsentRequestKind ToProto(RequestKind kind) {
+  return kind == RequestKind::kSign ? pb::CONSENT_REQUEST_KIND_SIGN
+                                    : pb::CONSENT_REQUEST_KIND_LOGIN;
+}
+
+pb::ConsentRequestState ToProto(RequestState state) {
+  switch (state) {
+    case RequestState::kPending:
+      return pb::CONSENT_REQUEST_STATE_PENDING;
+    case RequestState::kApproved:
+      return pb::CONSENT_REQUEST_STATE_APPROVED;
+    case RequestState::kDenied:
+      return pb::CONSENT_REQUEST_STATE_DENIED;
+    case RequestState::kExpired:
+      return pb::CONSENT_REQUEST_STATE_EXPIRED;
+    case RequestState::kCancelled:
+      return pb::CONSENT_REQUEST_STATE_CANCELLED;
+  }
+  return pb::CONSENT_REQUEST_STATE_UNSPECIFIED;
+}
+
+void ToProto(const RequestStatus& s, pb::ConsentRequestStatus* out) {
+  out->set_request_id(s.request_id);
+  out->set_account_id(s.account_id);
+  out->set_kind(ToProto(s.kind));
+  out->set_state(ToProto(s.state));
+  *out->mutable_created_at() = ToProto(s.created_at);
+  *out->mutable_expires_at() = ToProto(s.expires_at);
+  if (s.decided_at) *out->mutable_decided_at() = ToProto(*s.decided_at);
+  out->set_device_id(s.device_id);
+}
+
+void ToProto(const PendingRequest& p, pb::ConsentRequest* out) {
+  const Statement& s = p.statement;
+  out->set_request_id(s.request_id);
+  out->set_kind(ToProto(s.kind));
+  out->set_statement(p.statement_bytes);
+  out->set_display_text(s.display_text);
+  *out->mutable_created_at() = ToProto(s.created_at);
+  *out->mutable_expires_at() = ToProto(s.expires_at);
+  if (s.kind == RequestKind::kLogin) {
+    out->mutable_login()->set_verification_code(s.login.verification_code);
+    out->mutable_login()->set_client_description(s.login.client_description);
+  } else {
+    pb::SignDetails* sign = out->mutable_sign();
+    sign->set_credential_id(s.sign.credential_id);
+    sign->set_relying_party_name(s.sign.relying_party_name);
+    sign->set_hash_algorithm_oid(s.sign.hash_algorithm_oid);
+    for (const auto& h : s.sign.hashes) sign->add_hashes(h);
+    for (const auto& d : s.sign.documents) {
+      pb::DocumentInfo* doc = sign->add_documents();
+      doc->set_label(d.label);
+      doc->set_document_name(d.document_name);
+      doc->set_document_digest(d.document_digest);
+    }
+  }
+}
+
+ClientInfo ClientOf(const grpc::ServerContext* ctx, const pb::ClientContext& client) {
+  return ClientInfo{.client_address = client.client_address(),
+                    .user_agent = client.user_agent(),
+                    .peer = ctx->peer()};
+}
+
+// Logs what the client does not get to see, then converts.
+grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
+      status.code() == absl::StatusCode::kUnavailable) {
+    Log(LogLevel::kError, "consent", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
+  }
+  return ToGrpcStatus(status);
+}
+
+absl::StatusOr<Caller> CallerOf(Consent* consent, const grpc::ServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return Caller{};
+  return consent->Authenticate(std::string_view(it->second.data(), it->second.size()));
+}
+
+// max_wait, shortened so that the answer still reaches the caller before its deadline.
+absl::Duration WaitWithin(const grpc::ServerContext* ctx, absl::Duration max_wait) {
+  if (ctx->deadline() == std::chrono::system_clock::time_point::max()) return max_wait;
+  const absl::Time deadline = absl::FromChrono(ctx->deadline());
+  const absl::Duration left = deadline - absl::Now() - absl::Milliseconds(50);
+  return std::max(absl::ZeroDuration(), std::min(max_wait, left));
+}
+
+}  // namespace
+
+grpc::Status ConsentGrpc::EnrollDevice(grpc::ServerContext* ctx, const pb::EnrollDeviceRequest* req,
+                                       pb::EnrollDeviceResponse* resp) {
+  EnrollInput in{.activation_code = SecretString(req->activation_code()),
+                 .device_public_key = req->device_public_key(),
+                 .device_name = req->device_name(),
+                 .pin = SecretString(req->pin()),
+                 .push_token = req->push_token()};
+  auto out = consent_->EnrollDevice(in, ClientOf(ctx, req->client()));
+  if (!out.ok()) return Reply("EnrollDevice", out.status());
+  resp->set_device_id(out->device_id);
+  resp->set_account_id(out->account_id);
+  for (auto& der : out->certificate_chain_der) resp->add_device_certificate_chain_der(der);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::GetChallenge(grpc::ServerContext*, const pb::GetChallengeRequest* req,
+                                       pb::GetChallengeResponse* resp) {
+  auto out = consent_->GetChallenge(req->device_id());
+  if (!out.ok()) return Reply("GetChallenge", out.status());
+  resp->set_challenge(out->challenge);
+  *resp->mutable_expires_at() = ToProto(out->expires_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::WatchRequests(grpc::ServerContext* ctx,
+                                        const pb::WatchRequestsRequest* req,
+                                        grpc::ServerWriter<pb::ConsentRequest>* writer) {
+  absl::Status st = consent_->WatchRequests(
+      req->device_id(), req->challenge(), req->signature(),
+      [&] {
+        // Tells the app at once that the stream is open (consent/app_simulator.h relies on it).
+        ctx->AddInitialMetadata(std::string(kWatchOpenMetadata), "open");
+        writer->SendInitialMetadata();
+      },
+      [&](const PendingRequest& p) {
+        pb::ConsentRequest msg;
+        ToProto(p, &msg);
+        return writer->Write(msg);
+      },
+      [&] { return ctx->IsCancelled(); });
+  return Reply("WatchRequests", st);
+}
+
+grpc::Status ConsentGrpc::Approve(grpc::ServerContext* ctx, const pb::ApproveRequest* req,
+                                  pb::ApproveResponse* resp) {
+  ApproveInput in{.request_id = req->request_id(),
+                  .device_id = req->device_id(),
+                  .pin = SecretString(req->pin()),
+                  .device_signature = req->device_signature()};
+  if (req->decision() == pb::CONSENT_DECISION_APPROVE) in.decision = Decision::kApprove;
+  if (req->decision() == pb::CONSENT_DECISION_DENY) in.decision = Decision::kDeny;
+  auto out = consent_->Approve(in, ClientOf(ctx, req->client()));
+  if (!out.ok()) return Reply("Approve", out.status());
+  switch (out->result) {
+    case ApproveResult::kApproved:
+      resp->set_result(pb::APPROVE_RESULT_APPROVED);
+      break;
+    case ApproveResult::kDenied:
+      resp->set_result(pb::APPROVE_RESULT_DENIED);
+      break;
+    case ApproveResult::kPinWrong:
+      resp->set_result(pb::APPROVE_RESULT_PIN_WRONG);
+      resp->set_remaining_pin_attempts(static_cast<uint32_t>(out->remaining_pin_attempts));
+      break;
+    case ApproveResult::kPinBlocked:
+      resp->set_result(pb::APPROVE_RESULT_PIN_BLOCKED);
+      break;
+  }
+  resp->set_state(ToProto(out->state));
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::CreateRequest(grpc::ServerContext* ctx,
+                                        const pb::CreateRequestRequest* req,
+                                        pb::ConsentRequestStatus* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("CreateRequest", caller.status());
+  if (req->kind() != pb::CONSENT_REQUEST_KIND_LOGIN) {
+    return Reply("CreateRequest", absl::InvalidArgumentError(
+                                      "kind: LOGIN only (SIGN requests come from Authorize)"));
+  }
+  if (!req->has_login()) {
+    return Reply("CreateRequest", absl::InvalidArgumentError("login: required"));
+  }
+  LoginRequestInput in{.account_id = req->account_id(),
+                       .login = {.verification_code = req->login().verification_code(),
+                                 .client_description = req->login().client_description()}};
+  if (req->has_lifetime()) in.lifetime = FromProto(req->lifetime());
+  auto out = consent_->CreateLoginRequest(*caller, in, ClientOf(ctx, pb::ClientContext()));
+  if (!out.ok()) return Reply("CreateRequest", out.status());
+  ToProto(*out, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::GetRequest(grpc::ServerContext* ctx, const pb::GetRequestRequest* req,
+                                     pb::ConsentRequestStatus* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("GetRequest", caller.status());
+  auto out = consent_->GetRequest(*caller, req->request_id());
+  if (!out.ok()) return Reply("GetRequest", out.status());
+  ToProto(*out, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::AwaitRequest(grpc::ServerContext* ctx, const pb::AwaitRequestRequest* req,
+                                       pb::ConsentRequestStatus* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("AwaitRequest", caller.status());
+  const absl::Duration max_wait = FromProto(req->max_wait());
+  auto out =
+      consent_->AwaitRequest(*caller, req->request_id(),
+                             max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
+                             [&] { return ctx->IsCancelled(); });
+  if (!out.ok()) return Reply("AwaitRequest", out.status());
+  ToProto(*out, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::AuthorizeRequest* req,
+                                    pb::AuthorizeResponse* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("Authorize", caller.status());
+  AuthorizeInput in{.credential_id = req->credential_id(),
+                    .hash_algorithm_oid = req->hash_algorithm_oid(),
+                    .hashes = {req->hashes().begin(), req->hashes().end()},
+                    .num_signatures = req->num_signatures(),
+                    .relying_party_name = req->relying_party_name()};
+  for (const auto& d : req->documents()) {
+    in.documents.push_back({.label = d.label(),
+                            .document_name = d.document_name(),
+                            .document_digest = d.document_digest()});
+  }
+  auto out = consent_->Authorize(*caller, in, ClientOf(ctx, req->client()));
+  if (!out.ok()) return Reply("Authorize", out.status());
+  resp->set_request_id(out->request_id);
+  *resp->mutable_expires_at() = ToProto(out->expires_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::AwaitAuthorization(grpc::ServerContext* ctx,
+                                             const pb::AwaitAuthorizationRequest* req,
+                                             pb::AwaitAuthorizationResponse* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("AwaitAuthorization", caller.status());
+  const absl::Duration max_wait = FromProto(req->max_wait());
+  auto out = consent_->AwaitAuthorization(
+      *caller, req->request_id(),
+      max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
+      [&] { return ctx->IsCancelled(); });
+  if (!out.ok()) return Reply("AwaitAuthorization", out.status());
+  resp->set_state(ToProto(out->state));
+  resp->set_sad(out->sad);
+  if (out->sad_expires_at) *resp->mutable_sad_expires_at() = ToProto(*out->sad_expires_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::UnblockPinRequest* req,
+                                     pb::UnblockPinResponse*) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("UnblockPin", caller.status());
+  SecretString pin(req->new_pin());
+  return Reply("UnblockPin", consent_->UnblockPin(*caller, req->account_id(), pin, req->note(),
+                                                  ClientOf(ctx, req->client())));
+}
+
+grpc::Status ConsentGrpc::DeactivateDevices(grpc::ServerContext* ctx,
+                                            const pb::DeactivateDevicesRequest* req,
+                                            pb::DeactivateDevicesResponse* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("DeactivateDevices", caller.status());
+  auto out = consent_->DeactivateDevices(*caller, req->account_id(), req->reason(),
+                                         ClientOf(ctx, pb::ClientContext()));
+  if (!out.ok()) return Reply("DeactivateDevices", out.status());
+  for (auto& id : out->device_ids) resp->add_device_ids(id);
+  resp->set_requests_cancelled(static_cast<uint32_t>(out->requests_cancelled));
+  return grpc::Status::OK;
+}
+
+}  // namespace qsign::consent

@@ -1,0 +1,47 @@
+// gRPC edge of the consent service: metadata -> Caller, proto <-> Consent, absl::Status ->
+// grpc::Status, nothing else.
+#ifndef QSIGN_SERVICES_CONSENT_CONSENT_GRPC_H_
+#define QSIGN_SERVICES_CONSENT_CONSENT_GRPC_H_
+
+#include "qsign/v1/consent.grpc.pb.h"
+#include "services/consent/consent.h"
+
+namespace qsign::consent {
+
+class ConsentGrpc final : public qsign::v1::Consent::Service {
+ public:
+  // `consent` is not owned and must outlive this service.
+  explicit ConsentGrpc(Consent* consent) : consent_(consent) {}
+
+  grpc::Status EnrollDevice(grpc::ServerContext* ctx, const qsign::v1::EnrollDeviceRequest* req,
+                            qsign::v1::EnrollDeviceResponse* resp) override;
+  grpc::Status GetChallenge(grpc::ServerContext* ctx, const qsign::v1::GetChallengeRequest* req,
+                            qsign::v1::GetChallengeResponse* resp) override;
+  grpc::Status WatchRequests(grpc::ServerContext* ctx, const qsign::v1::WatchRequestsRequest* req,
+                             grpc::ServerWriter<qsign::v1::ConsentRequest>* writer) override;
+  grpc::Status Approve(grpc::ServerContext* ctx, const qsign::v1::ApproveRequest* req,
+                       qsign::v1::ApproveResponse* resp) override;
+  grpc::Status CreateRequest(grpc::ServerContext* ctx, const qsign::v1::CreateRequestRequest* req,
+                             qsign::v1::ConsentRequestStatus* resp) override;
+  grpc::Status GetRequest(grpc::ServerContext* ctx, const qsign::v1::GetRequestRequest* req,
+                          qsign::v1::ConsentRequestStatus* resp) override;
+  grpc::Status AwaitRequest(grpc::ServerContext* ctx, const qsign::v1::AwaitRequestRequest* req,
+                            qsign::v1::ConsentRequestStatus* resp) override;
+  grpc::Status Authorize(grpc::ServerContext* ctx, const qsign::v1::AuthorizeRequest* req,
+                         qsign::v1::AuthorizeResponse* resp) override;
+  grpc::Status AwaitAuthorization(grpc::ServerContext* ctx,
+                                  const qsign::v1::AwaitAuthorizationRequest* req,
+                                  qsign::v1::AwaitAuthorizationResponse* resp) override;
+  grpc::Status UnblockPin(grpc::ServerContext* ctx, const qsign::v1::UnblockPinRequest* req,
+                          qsign::v1::UnblockPinResponse* resp) override;
+  grpc::Status DeactivateDevices(grpc::ServerContext* ctx,
+                                 const qsign::v1::DeactivateDevicesRequest* req,
+                                 qsign::v1::DeactivateDevicesResponse* resp) override;
+
+ private:
+  Consent* consent_;  // Not owned.
+};
+
+}  // namespace qsign::consent
+
+#endif  // QSIGN_SERVICES_CONSENT_CONSENT_GRPC_H_

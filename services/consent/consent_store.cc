@@ -1,0 +1,511 @@
+#include "services/consent/consent_store.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/db/migrate.h"
+#include "common/strings.h"
+
+namespace qsign::consent {
+namespace {
+
+using db::Param;
+
+constexpr std::string_view kSchema = "consent";
+
+std::string_view KindName(RequestKind kind) {
+  return kind == RequestKind::kSign ? "SIGN" : "LOGIN";
+}
+
+absl::StatusOr<RequestKind> ParseKind(std::string_view s) {
+  if (s == "LOGIN") return RequestKind::kLogin;
+  if (s == "SIGN") return RequestKind::kSign;
+  return absl::InternalError(absl::StrCat("consent.requests: unknown kind ", Av(s)));
+}
+
+absl::StatusOr<RequestState> ParseState(std::string_view s) {
+  if (s == "PENDING") return RequestState::kPending;
+  if (s == "APPROVED") return RequestState::kApproved;
+  if (s == "DENIED") return RequestState::kDenied;
+  if (s == "EXPIRED") return RequestState::kExpired;
+  if (s == "CANCELLED") return RequestState::kCancelled;
+  return absl::InternalError(absl::StrCat("consent.requests: unknown state ", Av(s)));
+}
+
+absl::Status Notify(db::Tx& tx, std::string_view account_id) {
+  // Delivered at COMMIT to every replica listening (consent_notifier.h).
+  auto res =
+      tx.Exec("SELECT pg_notify($1, $2)", {Param::Text(kNotifyChannel), Param::Text(account_id)});
+  return res.status();
+}
+
+constexpr char kDeviceColumns[] =
+    "device_id, account_id, name, public_key_spki, push_token, certificate_der, active, "
+    "enrolled_at";
+
+absl::StatusOr<DeviceRecord> ReadDevice(const db::Result& r, int row, int col = 0) {
+  DeviceRecord d;
+  d.device_id = std::string(r.Get(row, col + 0));
+  d.account_id = std::string(r.Get(row, col + 1));
+  d.name = std::string(r.Get(row, col + 2));
+  auto spki = r.GetBytes(row, col + 3);
+  if (!spki.ok()) return spki.status();
+  d.public_key_spki = *std::move(spki);
+  d.push_token = std::string(r.Get(row, col + 4));
+  auto cert = r.GetBytes(row, col + 5);
+  if (!cert.ok()) return cert.status();
+  d.certificate_der = *std::move(cert);
+  auto active = r.GetBool(row, col + 6);
+  if (!active.ok()) return active.status();
+  d.active = *active;
+  auto at = r.GetTime(row, col + 7);
+  if (!at.ok()) return at.status();
+  d.enrolled_at = *at;
+  return d;
+}
+
+constexpr char kRequestColumns[] =
+    "request_id, account_id, kind, state, statement, created_at, expires_at, requester, "
+    "decided_at, decided_by_device, sad, sad_expires_at";
+
+constexpr char kRequestColumnsOfR[] =
+    "r.request_id, r.account_id, r.kind, r.state, r.statement, r.created_at, r.expires_at, "
+    "r.requester, r.decided_at, r.decided_by_device, r.sad, r.sad_expires_at";
+
+absl::StatusOr<RequestRecord> ReadRequest(const db::Result& r, int row, int col = 0) {
+  RequestRecord q;
+  q.request_id = std::string(r.Get(row, col + 0));
+  q.account_id = std::string(r.Get(row, col + 1));
+  auto kind = ParseKind(r.Get(row, col + 2));
+  if (!kind.ok()) return kind.status();
+  q.kind = *kind;
+  auto state = ParseState(r.Get(row, col + 3));
+  if (!state.ok()) return state.status();
+  q.state = *state;
+  auto statement = r.GetBytes(row, col + 4);
+  if (!statement.ok()) return statement.status();
+  q.statement = *std::move(statement);
+  auto created = r.GetTime(row, col + 5);
+  if (!created.ok()) return created.status();
+  q.created_at = *created;
+  auto expires = r.GetTime(row, col + 6);
+  if (!expires.ok()) return expires.status();
+  q.expires_at = *expires;
+  q.requester = std::string(r.Get(row, col + 7));
+  if (!r.IsNull(row, col + 8)) {
+    auto t = r.GetTime(row, col + 8);
+    if (!t.ok()) return t.status();
+    q.decided_at = *t;
+  }
+  q.decided_by_device = std::string(r.Get(row, col + 9));
+  q.sad = std::string(r.Get(row, col + 10));
+  if (!r.IsNull(row, col + 11)) {
+    auto t = r.GetTime(row, col + 11);
+    if (!t.ok()) return t.status();
+    q.sad_expires_at = *t;
+  }
+  return q;
+}
+
+// Deactivates the account's active devices and cancels their pending requests, inside `tx`.
+absl::StatusOr<Deactivation> DeactivateIn(db::Tx& tx, std::string_view account_id, absl::Time at) {
+  Deactivation out;
+  auto devices = tx.Exec(
+      "UPDATE consent.devices SET active = false, deactivated_at = $2 "
+      "WHERE account_id = $1 AND active RETURNING device_id",
+      {Param::Text(account_id), Param::Time(at)});
+  if (!devices.ok()) return devices.status();
+  for (int i = 0; i < devices->rows(); ++i) out.device_ids.emplace_back(devices->Get(i, 0));
+  auto cancelled = tx.Exec(
+      "UPDATE consent.requests SET state = 'CANCELLED', decided_at = $2 "
+      "WHERE account_id = $1 AND state = 'PENDING' AND expires_at > $2",
+      {Param::Text(account_id), Param::Time(at)});
+  if (!cancelled.ok()) return cancelled.status();
+  out.requests_cancelled = static_cast<int>(cancelled->affected_rows());
+  return out;
+}
+
+class PostgresConsentStore final : public ConsentStore {
+ public:
+  explicit PostgresConsentStore(db::Pool* pool) : pool_(pool) {}
+
+  absl::StatusOr<Deactivation> EnrollDevice(const DeviceRecord& d, std::string_view verifier,
+                                            const db::AuditEvent& audit) override {
+    Deactivation out;
+    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto deactivated = DeactivateIn(tx, d.account_id, d.enrolled_at);
+      if (!deactivated.ok()) return deactivated.status();
+      out = *std::move(deactivated);
+      auto ins = tx.Exec(
+          "INSERT INTO consent.devices (device_id, account_id, name, public_key_spki, "
+          "push_token, certificate_der, active, enrolled_at) "
+          "VALUES ($1, $2, $3, $4, $5, $6, true, $7)",
+          {Param::Text(d.device_id), Param::Text(d.account_id), Param::Text(d.name),
+           Param::Bytes(d.public_key_spki), Param::Text(d.push_token),
+           Param::Bytes(d.certificate_der), Param::Time(d.enrolled_at)});
+      if (!ins.ok()) {
+        // A concurrent enrolment of the same account won the one active slot: start over.
+        if (ins.status().code() == absl::StatusCode::kAlreadyExists) {
+          return absl::AbortedError("concurrent enrolment");
+        }
+        return ins.status();
+      }
+      auto pin = tx.Exec(
+          "INSERT INTO consent.pins (account_id, verifier, failures, blocked, updated_at) "
+          "VALUES ($1, $2, 0, false, $3) ON CONFLICT (account_id) DO UPDATE SET "
+          "verifier = EXCLUDED.verifier, failures = 0, blocked = false, "
+          "updated_at = EXCLUDED.updated_at",
+          {Param::Text(d.account_id), Param::Text(verifier), Param::Time(d.enrolled_at)});
+      if (!pin.ok()) return pin.status();
+      if (auto s = db::AppendAudit(tx, kSchema, audit, d.enrolled_at); !s.ok()) return s;
+      return Notify(tx, d.account_id);
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<DeviceRecord> GetDevice(std::string_view device_id) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kDeviceColumns, " FROM consent.devices WHERE device_id = $1"),
+        {Param::Text(device_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("device_id: no such device");
+    return ReadDevice(*res, 0);
+  }
+
+  absl::StatusOr<std::optional<DeviceRecord>> GetActiveDevice(
+      std::string_view account_id) override {
+    auto res = pool_->Exec(absl::StrCat("SELECT ", kDeviceColumns,
+                                        " FROM consent.devices WHERE account_id = $1 AND active"),
+                           {Param::Text(account_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return std::optional<DeviceRecord>();
+    auto d = ReadDevice(*res, 0);
+    if (!d.ok()) return d.status();
+    return std::optional<DeviceRecord>(*std::move(d));
+  }
+
+  absl::StatusOr<Deactivation> DeactivateDevices(std::string_view account_id, absl::Time at,
+                                                 const db::AuditEvent& audit) override {
+    Deactivation out;
+    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto deactivated = DeactivateIn(tx, account_id, at);
+      if (!deactivated.ok()) return deactivated.status();
+      out = *std::move(deactivated);
+      if (out.device_ids.empty() && out.requests_cancelled == 0) return absl::OkStatus();
+      db::AuditEvent event = audit;
+      event.details =
+          absl::StrCat(event.details, event.details.empty() ? "" : "; ", "devices ",
+                       out.device_ids.size(), ", requests cancelled ", out.requests_cancelled);
+      if (auto s = db::AppendAudit(tx, kSchema, event, at); !s.ok()) return s;
+      return Notify(tx, account_id);
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::Status AddChallenge(std::string_view challenge_sha256, std::string_view device_id,
+                            absl::Time expires_at, absl::Time now) override {
+    // Expired challenges go with the next one issued; the index keeps that cheap.
+    auto res = pool_->Exec(
+        "WITH gone AS (DELETE FROM consent.challenges WHERE expires_at < $4) "
+        "INSERT INTO consent.challenges (challenge_sha256, device_id, expires_at) "
+        "VALUES ($1, $2, $3)",
+        {Param::Bytes(challenge_sha256), Param::Text(device_id), Param::Time(expires_at),
+         Param::Time(now)});
+    return res.status();
+  }
+
+  absl::StatusOr<absl::Time> TakeChallenge(std::string_view challenge_sha256,
+                                           std::string_view device_id) override {
+    auto res = pool_->Exec(
+        "DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 "
+        "RETURNING expires_at",
+        {Param::Bytes(challenge_sha256), Param::Text(device_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("challenge: not issued or used before");
+    return res->GetTime(0, 0);
+  }
+
+  absl::Status CreateRequest(const RequestRecord& q, std::string_view push_token,
+                             const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto ins = tx.Exec(
+          "INSERT INTO consent.requests (request_id, account_id, kind, state, statement, "
+          "created_at, expires_at, requester) VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7)",
+          {Param::Text(q.request_id), Param::Text(q.account_id), Param::Text(KindName(q.kind)),
+           Param::Bytes(q.statement), Param::Time(q.created_at), Param::Time(q.expires_at),
+           Param::Text(q.requester)});
+      if (!ins.ok()) return ins.status();
+      if (!push_token.empty()) {
+        auto push = tx.Exec(
+            "INSERT INTO consent.push_outbox (push_token, request_id, kind, attempts, "
+            "next_attempt_at) VALUES ($1, $2, $3, 0, $4)",
+            {Param::Text(push_token), Param::Text(q.request_id), Param::Text(KindName(q.kind)),
+             Param::Time(q.created_at)});
+        if (!push.ok()) return push.status();
+      }
+      if (auto s = db::AppendAudit(tx, kSchema, audit, q.created_at); !s.ok()) return s;
+      return Notify(tx, q.account_id);
+    });
+  }
+
+  absl::StatusOr<RequestRecord> GetRequest(std::string_view request_id) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kRequestColumns, " FROM consent.requests WHERE request_id = $1"),
+        {Param::Text(request_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("request_id: no such request");
+    return ReadRequest(*res, 0);
+  }
+
+  absl::StatusOr<WatchSnapshot> Watch(std::string_view device_id, absl::Time now) override {
+    // One round trip: the device's state, then its account's pending requests (if any).
+    auto res =
+        pool_->Exec(absl::StrCat("SELECT d.active, ", kRequestColumnsOfR,
+                                 " FROM consent.devices d LEFT JOIN consent.requests r "
+                                 "ON r.account_id = d.account_id AND r.state = 'PENDING' AND "
+                                 "r.expires_at > $2 WHERE d.device_id = $1 ORDER BY r.seq"),
+                    {Param::Text(device_id), Param::Time(now)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("device_id: no such device");
+    WatchSnapshot out;
+    auto active = res->GetBool(0, 0);
+    if (!active.ok()) return active.status();
+    out.device_active = *active;
+    for (int i = 0; i < res->rows(); ++i) {
+      if (res->IsNull(i, 1)) continue;
+      auto q = ReadRequest(*res, i, 1);
+      if (!q.ok()) return q.status();
+      out.pending.push_back(*std::move(q));
+    }
+    return out;
+  }
+
+  absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
+                             const RequestDecision& d, const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto upd = tx.Exec(
+          "UPDATE consent.requests SET state = $2, decided_at = $3, decided_by_device = $4, "
+          "sad = $5, sad_expires_at = $6 WHERE request_id = $1 AND state = 'PENDING' "
+          "RETURNING 1",
+          {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
+           Param::Time(d.decided_at), Param::Text(d.device_id),
+           d.sad.empty() ? Param::Null() : Param::Text(d.sad),
+           d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null()});
+      if (!upd.ok()) return upd.status();
+      if (upd->rows() == 0) return absl::FailedPreconditionError("request_id: already decided");
+      if (d.reset_pin_verifier) {
+        auto pin = tx.Exec(
+            "UPDATE consent.pins SET failures = 0 WHERE account_id = $1 AND verifier = $2 AND "
+            "NOT blocked RETURNING 1",
+            {Param::Text(account_id), Param::Text(*d.reset_pin_verifier)});
+        if (!pin.ok()) return pin.status();
+        if (pin->rows() == 0) return absl::AbortedError("pin changed");
+      }
+      if (auto s = db::AppendAudit(tx, kSchema, audit, d.decided_at); !s.ok()) return s;
+      return Notify(tx, account_id);
+    });
+  }
+
+  absl::StatusOr<PinRecord> GetPin(std::string_view account_id) override {
+    auto res =
+        pool_->Exec("SELECT verifier, failures, blocked FROM consent.pins WHERE account_id = $1",
+                    {Param::Text(account_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
+    PinRecord p;
+    p.verifier = std::string(res->Get(0, 0));
+    auto failures = res->GetInt64(0, 1);
+    if (!failures.ok()) return failures.status();
+    p.failures = static_cast<int>(*failures);
+    auto blocked = res->GetBool(0, 2);
+    if (!blocked.ok()) return blocked.status();
+    p.blocked = *blocked;
+    return p;
+  }
+
+  absl::StatusOr<PinFailure> RecordPinFailure(std::string_view account_id,
+                                              std::string_view request_id, int max_failures,
+                                              absl::Time at, const db::AuditEvent& audit) override {
+    PinFailure out;
+    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      out = PinFailure{};
+      auto upd = tx.Exec(
+          "UPDATE consent.pins SET failures = failures + 1, blocked = failures + 1 >= $2, "
+          "updated_at = $3 WHERE account_id = $1 AND NOT blocked RETURNING failures, blocked",
+          {Param::Text(account_id), Param::Int(max_failures), Param::Time(at)});
+      if (!upd.ok()) return upd.status();
+      db::AuditEvent event = audit;
+      if (upd->rows() == 0) {
+        // Blocked by a concurrent attempt: nothing more to count.
+        out.blocked = true;
+        out.failures = max_failures;
+      } else {
+        auto failures = upd->GetInt64(0, 0);
+        if (!failures.ok()) return failures.status();
+        out.failures = static_cast<int>(*failures);
+        auto blocked = upd->GetBool(0, 1);
+        if (!blocked.ok()) return blocked.status();
+        out.blocked = *blocked;
+      }
+      if (out.blocked) {
+        auto deny = tx.Exec(
+            "UPDATE consent.requests SET state = 'DENIED', decided_at = $2 "
+            "WHERE request_id = $1 AND state = 'PENDING' RETURNING 1",
+            {Param::Text(request_id), Param::Time(at)});
+        if (!deny.ok()) return deny.status();
+        out.request_denied = deny->rows() > 0;
+      }
+      event.details = absl::StrCat("failures ", out.failures, out.blocked ? ", blocked" : "",
+                                   out.request_denied ? ", request denied" : "");
+      if (auto s = db::AppendAudit(tx, kSchema, event, at); !s.ok()) return s;
+      return Notify(tx, account_id);
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::Status SetPin(std::string_view account_id, std::string_view verifier, absl::Time at,
+                      const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto upd = tx.Exec(
+          "UPDATE consent.pins SET verifier = $2, failures = 0, blocked = false, updated_at = $3 "
+          "WHERE account_id = $1 RETURNING 1",
+          {Param::Text(account_id), Param::Text(verifier), Param::Time(at)});
+      if (!upd.ok()) return upd.status();
+      if (upd->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
+      return db::AppendAudit(tx, kSchema, audit, at);
+    });
+  }
+
+  absl::StatusOr<std::vector<PushJob>> ClaimPushJobs(absl::Time now, absl::Time retry_at,
+                                                     int limit) override {
+    auto res = pool_->Exec(
+        "UPDATE consent.push_outbox SET attempts = attempts + 1, next_attempt_at = $2 "
+        "WHERE id IN (SELECT id FROM consent.push_outbox WHERE next_attempt_at <= $1 "
+        "ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, push_token, request_id, kind, attempts",
+        {Param::Time(now), Param::Time(retry_at), Param::Int(limit)});
+    if (!res.ok()) return res.status();
+    std::vector<PushJob> out;
+    for (int i = 0; i < res->rows(); ++i) {
+      PushJob job;
+      auto id = res->GetInt64(i, 0);
+      if (!id.ok()) return id.status();
+      job.id = *id;
+      job.push_token = std::string(res->Get(i, 1));
+      job.request_id = std::string(res->Get(i, 2));
+      auto kind = ParseKind(res->Get(i, 3));
+      if (!kind.ok()) return kind.status();
+      job.kind = *kind;
+      auto attempts = res->GetInt64(i, 4);
+      if (!attempts.ok()) return attempts.status();
+      job.attempts = static_cast<int>(*attempts);
+      out.push_back(std::move(job));
+    }
+    return out;
+  }
+
+  absl::Status DeletePushJob(int64_t id) override {
+    return pool_->Exec("DELETE FROM consent.push_outbox WHERE id = $1", {Param::Int(id)}).status();
+  }
+
+ private:
+  db::Pool* pool_;  // Not owned.
+};
+
+constexpr char kV1[] = R"sql(
+-- One active device per account; older ones stay for the record.
+CREATE TABLE devices (
+  device_id       text PRIMARY KEY,
+  account_id      text NOT NULL,
+  name            text NOT NULL,
+  public_key_spki bytea NOT NULL,
+  push_token      text NOT NULL,
+  certificate_der bytea NOT NULL,
+  active          boolean NOT NULL,
+  enrolled_at     timestamptz NOT NULL,
+  deactivated_at  timestamptz
+);
+CREATE UNIQUE INDEX devices_one_active ON devices (account_id) WHERE active;
+CREATE INDEX devices_account ON devices (account_id);
+
+-- The PIN verifier (pin.h): never the PIN, never anything guessable without the pepper.
+CREATE TABLE pins (
+  account_id text PRIMARY KEY,
+  verifier   text NOT NULL,
+  failures   int NOT NULL,
+  blocked    boolean NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+
+CREATE TABLE requests (
+  request_id        text PRIMARY KEY,
+  seq               bigint GENERATED ALWAYS AS IDENTITY,  -- Creation order.
+  account_id        text NOT NULL,
+  kind              text NOT NULL CHECK (kind IN ('LOGIN', 'SIGN')),
+  state             text NOT NULL
+                    CHECK (state IN ('PENDING', 'APPROVED', 'DENIED', 'EXPIRED', 'CANCELLED')),
+  statement         bytea NOT NULL,
+  created_at        timestamptz NOT NULL,
+  expires_at        timestamptz NOT NULL,
+  requester         text NOT NULL,
+  decided_at        timestamptz,
+  decided_by_device text,
+  sad               text,
+  sad_expires_at    timestamptz
+);
+CREATE INDEX requests_pending ON requests (account_id, seq) WHERE state = 'PENDING';
+
+-- Single-use WatchRequests challenges, by SHA-256.
+CREATE TABLE challenges (
+  challenge_sha256 bytea PRIMARY KEY,
+  device_id        text NOT NULL,
+  expires_at       timestamptz NOT NULL
+);
+CREATE INDEX challenges_expiry ON challenges (expires_at);
+
+-- Wake-ups to send through the push gateway, written with the request they announce.
+CREATE TABLE push_outbox (
+  id              bigserial PRIMARY KEY,
+  push_token      text NOT NULL,
+  request_id      text NOT NULL,
+  kind            text NOT NULL,
+  attempts        int NOT NULL,
+  next_attempt_at timestamptz NOT NULL
+);
+CREATE INDEX push_outbox_due ON push_outbox (next_attempt_at);
+)sql";
+
+}  // namespace
+
+std::string_view RequestStateName(RequestState state) {
+  switch (state) {
+    case RequestState::kPending:
+      return "PENDING";
+    case RequestState::kApproved:
+      return "APPROVED";
+    case RequestState::kDenied:
+      return "DENIED";
+    case RequestState::kExpired:
+      return "EXPIRED";
+    case RequestState::kCancelled:
+      return "CANCELLED";
+  }
+  return "UNKNOWN";
+}
+
+absl::Status MigrateConsentSchema(db::Pool& pool) {
+  static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
+  const db::Migration migrations[] = {
+      {1, "devices, pins, requests, challenges, push outbox, audit log", v1}};
+  return db::ApplyMigrations(pool, kSchema, migrations);
+}
+
+std::unique_ptr<ConsentStore> NewPostgresConsentStore(db::Pool* pool) {
+  return std::make_unique<PostgresConsentStore>(pool);
+}
+
+}  // namespace qsign::consent

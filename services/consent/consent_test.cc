@@ -1,0 +1,1027 @@
+// The consent service over real gRPC on loopback, with a real SoftHSM2 token, a real PostgreSQL
+// and the real signer; consent apps are consent/app_simulator (real gRPC clients with P-256
+// keys). Fakes: identity (activation codes, proofing) and session tokens, which belong to the
+// identity service, and nothing else.
+#include "services/consent/consent.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/db/audit.h"
+#include "common/db/pg.h"
+#include "common/db/testing/pg_server.h"
+#include "common/grpc_server.h"
+#include "common/testing/crypto_testing.h"
+#include "consent/app_simulator.h"
+#include "consent/sad.h"
+#include "consent/statement.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
+#include "qsign/v1/consent.grpc.pb.h"
+#include "qsign/v1/signer.grpc.pb.h"
+#include "services/consent/clients.h"
+#include "services/consent/consent_grpc.h"
+#include "services/consent/consent_store.h"
+#include "services/consent/credentials.h"
+#include "services/consent/device_certificate.h"
+#include "services/consent/notifier.h"
+#include "services/consent/pin.h"
+#include "services/consent/push.h"
+#include "services/signer/signer.h"
+#include "services/signer/signer_grpc.h"
+#include "services/signer/signer_store.h"
+
+namespace qsign::consent {
+namespace {
+
+namespace pb = ::qsign::v1;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+constexpr char kPin[] = "240913";
+constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
+constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
+constexpr char kIdentityAuth[] = "Service identity.identity-secret";
+constexpr char kGatewayAuth[] = "Service gateway.gateway-secret";
+constexpr char kOperatorAuth[] = "Operator op-7.operator-secret";
+constexpr absl::Duration kArrival = absl::Seconds(5);
+
+// Identity's side, faked: activation codes and proofing times.
+class FakeIdentityDirectory final : public IdentityDirectory {
+ public:
+  std::string NewCode(const std::string& account) {
+    absl::MutexLock lock(&mu_);
+    std::string code = absl::StrCat("CODE-", ++next_);
+    codes_[code] = account;
+    return code;
+  }
+  void SetProofedAt(const std::string& account, absl::Time at) {
+    absl::MutexLock lock(&mu_);
+    proofed_[account] = at;
+  }
+  int redemptions() {
+    absl::MutexLock lock(&mu_);
+    return redemptions_;
+  }
+  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
+                                                   std::string_view key_sha256) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(key_sha256.size(), 32u);
+    auto it = codes_.find(std::string(code));
+    if (it == codes_.end()) return absl::NotFoundError("activation_code: not valid");
+    std::string account = it->second;
+    codes_.erase(it);
+    ++redemptions_;
+    return account;
+  }
+  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
+    absl::MutexLock lock(&mu_);
+    auto it = proofed_.find(std::string(account));
+    if (it == proofed_.end()) return std::optional<absl::Time>();
+    return std::optional<absl::Time>(it->second);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int next_ = 0;
+  int redemptions_ = 0;
+  std::map<std::string, std::string> codes_;
+  std::map<std::string, absl::Time> proofed_;
+};
+
+class FakeSessionVerifier final : public SessionVerifier {
+ public:
+  absl::StatusOr<std::string> Verify(std::string_view token) override {
+    if (token == "alice-token") return std::string("alice");
+    if (token == "bob-token") return std::string("bob");
+    return absl::UnauthenticatedError("bad token");
+  }
+};
+
+std::string Hash(char fill) { return std::string(32, fill); }
+
+struct X509Deleter {
+  void operator()(X509* p) const { X509_free(p); }
+};
+
+std::unique_ptr<X509, X509Deleter> ParseCert(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  return std::unique_ptr<X509, X509Deleter>(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+}
+
+class ConsentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto pg = db::testing::PgServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = pg->release();
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+
+  void SetUp() override {
+    auto token = hsm::testing::SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = *std::move(hsm);
+    ASSERT_TRUE(hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    ASSERT_TRUE(hsm_->GenerateKeyPair("device-ca", hsm::KeyType::kEcP256).ok());
+
+    auto db = pg_->CreateDatabase();
+    ASSERT_TRUE(db.ok()) << db.status();
+    conninfo_ = db->conninfo;
+    auto pool = db::Pool::New({.conninfo = conninfo_, .size = 8});
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    pool_ = *std::move(pool);
+    ASSERT_TRUE(MigrateConsentSchema(*pool_).ok());
+    ASSERT_TRUE(signer::MigrateSignerSchema(*pool_).ok());
+
+    // The signer, in its own server as in production.
+    auto minter = SadMinter::New(hsm_.get(), "sad-key");
+    ASSERT_TRUE(minter.ok()) << minter.status();
+    minter_ = *std::move(minter);
+    auto verifier = SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
+    ASSERT_TRUE(verifier.ok());
+    sad_verifier_ = *std::move(verifier);
+    signer_store_ = signer::NewPostgresSignerStore(pool_.get());
+    signer_ = std::make_unique<signer::Signer>(
+        hsm_.get(), signer_store_.get(), sad_verifier_.get(), &clock_,
+        signer::SignerConfig{.max_hashes_per_authorization = 3});
+    signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
+    auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
+    ASSERT_TRUE(signer_server.ok()) << signer_server.status();
+    signer_server_ = *std::move(signer_server);
+    auto signer_channel =
+        grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
+    signer_stub_ = pb::Signer::NewStub(signer_channel);
+    credentials_ = std::make_unique<GrpcCredentialDirectory>(signer_channel, "consent",
+                                                             SecretString("consent-secret"));
+
+    // The consent service.
+    auto ca = SelfSignedDeviceCaCertificate(hsm_.get(), "device-ca", "qsign test device CA",
+                                            clock_.Now());
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_cert_ = *ca;
+    auto issuer = HsmDeviceCertificateIssuer::New(hsm_.get(), "device-ca", ca_cert_);
+    ASSERT_TRUE(issuer.ok()) << issuer.status();
+    issuer_ = *std::move(issuer);
+    // Cheap hashing parameters keep the suite fast; PinHasherCost measures the real ones.
+    auto pins = PinHasher::New("k1", SecretString(std::string(32, 'p')),
+                               {.time_cost = 1, .memory_kib = 256, .parallelism = 1}, 4);
+    ASSERT_TRUE(pins.ok()) << pins.status();
+    pins_ = *std::move(pins);
+    store_ = NewPostgresConsentStore(pool_.get());
+    auto listener = PgAccountListener::Start(conninfo_, std::string(kNotifyChannel), &notifier_);
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = *std::move(listener);
+
+    CredentialTable operators, services;
+    ASSERT_TRUE(operators.AddSecret("op-7", "operator-secret").ok());
+    ASSERT_TRUE(services.AddSecret("identity", "identity-secret").ok());
+    ASSERT_TRUE(services.AddSecret("gateway", "gateway-secret").ok());
+    auto consent = Consent::New({.store = store_.get(),
+                                 .notifier = &notifier_,
+                                 .pins = pins_.get(),
+                                 .sad_minter = minter_.get(),
+                                 .certificates = issuer_.get(),
+                                 .identity = &identity_,
+                                 .credentials = credentials_.get(),
+                                 .sessions = &sessions_,
+                                 .push = nullptr,
+                                 .clock = &clock_},
+                                std::move(operators), std::move(services),
+                                ConsentConfig{.poll_interval = absl::Milliseconds(500)});
+    ASSERT_TRUE(consent.ok()) << consent.status();
+    consent_ = *std::move(consent);
+    grpc_ = std::make_unique<ConsentGrpc>(consent_.get());
+    auto server = GrpcServer::Start({}, {grpc_.get()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(server_->local_target(), grpc::InsecureChannelCredentials());
+    stub_ = pb::Consent::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (consent_) consent_->Shutdown();
+    if (server_) server_->Shutdown(absl::Seconds(2));
+    if (signer_server_) signer_server_->Shutdown(absl::ZeroDuration());
+  }
+
+  // An app enrolled for `account` with `pin`, watching.
+  std::unique_ptr<ConsentAppSimulator> EnrolledApp(const std::string& account,
+                                                   const std::string& pin = kPin,
+                                                   bool watch = true) {
+    auto app = ConsentAppSimulator::New(channel_);
+    EXPECT_TRUE(app.ok()) << app.status();
+    if (!app.ok()) return nullptr;
+    absl::Status s = (*app)->Enroll(identity_.NewCode(account), "Ana's Pixel 8", pin);
+    EXPECT_TRUE(s.ok()) << s;
+    if (watch) {
+      s = (*app)->StartWatching();
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    return *std::move(app);
+  }
+
+  static void Auth(grpc::ClientContext* ctx, const char* authorization) {
+    ctx->AddMetadata("authorization", authorization);
+  }
+
+  grpc::Status CreateLogin(const std::string& account, pb::ConsentRequestStatus* out,
+                           const std::string& code = "4721") {
+    pb::CreateRequestRequest req;
+    req.set_account_id(account);
+    req.set_kind(pb::CONSENT_REQUEST_KIND_LOGIN);
+    req.mutable_login()->set_verification_code(code);
+    req.mutable_login()->set_client_description("Firefox on Linux, 192.0.2.10");
+    grpc::ClientContext ctx;
+    Auth(&ctx, kIdentityAuth);
+    return stub_->CreateRequest(&ctx, req, out);
+  }
+
+  pb::ConsentRequestStatus Login(const std::string& account) {
+    pb::ConsentRequestStatus status;
+    grpc::Status s = CreateLogin(account, &status);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return status;
+  }
+
+  pb::ConsentRequestStatus GetRequest(const std::string& id) {
+    pb::GetRequestRequest req;
+    req.set_request_id(id);
+    grpc::ClientContext ctx;
+    Auth(&ctx, kIdentityAuth);
+    pb::ConsentRequestStatus out;
+    grpc::Status s = stub_->GetRequest(&ctx, req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  // Receives the next request on `app` and checks it is `request_id`.
+  pb::ConsentRequest Receive(ConsentAppSimulator& app, const std::string& request_id) {
+    auto r = app.NextRequest(kArrival);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return {};
+    EXPECT_EQ(r->request_id(), request_id);
+    return *r;
+  }
+
+  grpc::Status UnblockPin(const std::string& account, const std::string& pin,
+                          const char* authorization = kOperatorAuth) {
+    pb::UnblockPinRequest req;
+    req.set_account_id(account);
+    req.set_new_pin(pin);
+    req.set_note("blocked after 5 failures, re-proofed with ID card");
+    grpc::ClientContext ctx;
+    if (authorization) Auth(&ctx, authorization);
+    pb::UnblockPinResponse resp;
+    return stub_->UnblockPin(&ctx, req, &resp);
+  }
+
+  // An ACTIVE signer credential of `account`.
+  pb::CredentialInfo Credential(const std::string& id, const std::string& account) {
+    pb::CreateKeyRequest create;
+    create.set_credential_id(id);
+    create.set_account_id(account);
+    create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+    pb::CredentialInfo created;
+    grpc::ClientContext c1;
+    EXPECT_TRUE(signer_stub_->CreateKey(&c1, create, &created).ok());
+    pb::SetCertificateRequest set;
+    set.set_credential_id(id);
+    set.add_certificate_chain_der(testing::CertificateFor(created.public_key_spki()));
+    pb::CredentialInfo active;
+    grpc::ClientContext c2;
+    EXPECT_TRUE(signer_stub_->SetCertificate(&c2, set, &active).ok());
+    return active;
+  }
+
+  grpc::Status Authorize(const std::string& credential, std::vector<std::string> hashes,
+                         pb::AuthorizeResponse* out, const char* authorization = kGatewayAuth) {
+    pb::AuthorizeRequest req;
+    req.set_credential_id(credential);
+    req.set_hash_algorithm_oid(kSha256Oid);
+    for (auto& h : hashes) {
+      req.add_hashes(h);
+      pb::DocumentInfo* d = req.add_documents();
+      d->set_label(absl::StrCat("Contract ", h.substr(0, 1)));
+      d->set_document_name("ugovor.pdf");
+    }
+    req.set_relying_party_name("e-Uprava");
+    grpc::ClientContext ctx;
+    if (authorization) Auth(&ctx, authorization);
+    return stub_->Authorize(&ctx, req, out);
+  }
+
+  grpc::Status AwaitAuthorization(const std::string& id, pb::AwaitAuthorizationResponse* out,
+                                  const char* authorization = kGatewayAuth,
+                                  absl::Duration max_wait = absl::ZeroDuration()) {
+    pb::AwaitAuthorizationRequest req;
+    req.set_request_id(id);
+    req.mutable_max_wait()->set_seconds(absl::ToInt64Seconds(max_wait));
+    grpc::ClientContext ctx;
+    if (authorization) Auth(&ctx, authorization);
+    return stub_->AwaitAuthorization(&ctx, req, out);
+  }
+
+  grpc::Status SignHash(const std::string& credential, const std::string& hash,
+                        const std::string& sad, pb::SignHashResponse* out) {
+    pb::SignHashRequest req;
+    req.set_credential_id(credential);
+    req.set_hash_algorithm_oid(kSha256Oid);
+    req.set_sign_algorithm_oid(kEcdsaSha256);
+    req.add_hashes(hash);
+    req.set_sad(sad);
+    grpc::ClientContext ctx;
+    return signer_stub_->SignHash(&ctx, req, out);
+  }
+
+  static db::testing::PgServer* pg_;
+  FakeClock clock_{kStart};
+  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
+  std::unique_ptr<hsm::Hsm> hsm_;
+  std::string conninfo_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<SadMinter> minter_;
+  std::unique_ptr<SadVerifier> sad_verifier_;
+  std::unique_ptr<signer::SignerStore> signer_store_;
+  std::unique_ptr<signer::Signer> signer_;
+  std::unique_ptr<signer::SignerGrpc> signer_grpc_;
+  std::unique_ptr<GrpcServer> signer_server_;
+  std::unique_ptr<pb::Signer::Stub> signer_stub_;
+  std::unique_ptr<GrpcCredentialDirectory> credentials_;
+  std::string ca_cert_;
+  std::unique_ptr<HsmDeviceCertificateIssuer> issuer_;
+  std::unique_ptr<PinHasher> pins_;
+  std::unique_ptr<ConsentStore> store_;
+  AccountNotifier notifier_;
+  std::unique_ptr<PgAccountListener> listener_;
+  FakeIdentityDirectory identity_;
+  FakeSessionVerifier sessions_;
+  std::unique_ptr<Consent> consent_;
+  std::unique_ptr<ConsentGrpc> grpc_;
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Consent::Stub> stub_;
+};
+
+db::testing::PgServer* ConsentTest::pg_ = nullptr;
+
+// ---- Enrolment. ----
+
+TEST_F(ConsentTest, EnrolmentIssuesADeviceCertificateFromTheDeviceCa) {
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->account_id(), "alice");
+  EXPECT_THAT(app->device_id(), HasSubstr("dev-"));
+  ASSERT_THAT(app->certificate_chain(), SizeIs(2));
+  EXPECT_EQ(app->certificate_chain()[1], ca_cert_);
+  auto cert = ParseCert(app->certificate_chain()[0]);
+  auto ca = ParseCert(ca_cert_);
+  ASSERT_TRUE(cert && ca);
+  EXPECT_EQ(X509_verify(cert.get(), X509_get0_pubkey(ca.get())), 1);
+  // The certificate is for the device's own key.
+  unsigned char* spki = nullptr;
+  int len = i2d_PUBKEY(X509_get0_pubkey(cert.get()), &spki);
+  ASSERT_GT(len, 0);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(spki), len), app->public_key_spki());
+  OPENSSL_free(spki);
+  char cn[128] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
+  EXPECT_STREQ(cn, "Ana's Pixel 8");
+}
+
+TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  const std::string code = identity_.NewCode("alice");
+  for (const char* pin : {"111111", "123456", "98765432", "12345", "123456789", "12a456"}) {
+    absl::Status s = (*app)->Enroll(code, "Phone", pin);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << pin;
+    EXPECT_THAT(s.message(), HasSubstr("pin:"));
+    EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr(pin)));
+  }
+  EXPECT_EQ((*app)->Enroll(code, "", kPin).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*app)->Enroll(code, std::string(65, 'x'), kPin).code(),
+            absl::StatusCode::kInvalidArgument);
+  // A P-384 key is not a device key.
+  pb::EnrollDeviceRequest req;
+  req.set_activation_code(code);
+  req.set_device_name("Phone");
+  req.set_pin(kPin);
+  {
+    EVP_PKEY* p384 = EVP_EC_gen("P-384");
+    unsigned char* der = nullptr;
+    int len = i2d_PUBKEY(p384, &der);
+    req.set_device_public_key(std::string(reinterpret_cast<char*>(der), len));
+    OPENSSL_free(der);
+    EVP_PKEY_free(p384);
+  }
+  grpc::ClientContext ctx;
+  pb::EnrollDeviceResponse resp;
+  grpc::Status gs = stub_->EnrollDevice(&ctx, req, &resp);
+  EXPECT_EQ(gs.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(gs.error_message(), HasSubstr("device_public_key"));
+  EXPECT_EQ(identity_.redemptions(), 0);
+
+  EXPECT_EQ((*app)->Enroll("NOT-A-CODE", "Phone", kPin).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE((*app)->Enroll(code, "Phone", "240913").ok());
+  EXPECT_EQ((*app)->Enroll(code, "Phone", "240913").code(), absl::StatusCode::kNotFound)
+      << "an activation code works once";
+}
+
+// ---- Login. ----
+
+TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  // Someone waits for the outcome, as identity's AwaitLogin does.
+  pb::ConsentRequestStatus created;
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(CreateLogin("alice", &created, "4721").ok());
+  pb::ConsentRequest pushed = Receive(*app, created.request_id());
+  const absl::Duration push_latency = absl::Now() - t0;
+  std::cout << "CreateRequest -> request on the app's stream: " << push_latency << "\n";
+  EXPECT_LT(push_latency, absl::Milliseconds(100));
+  EXPECT_EQ(pushed.kind(), pb::CONSENT_REQUEST_KIND_LOGIN);
+  EXPECT_EQ(pushed.display_text(), "Log in to eID portal, code 4721");
+  EXPECT_EQ(pushed.login().verification_code(), "4721");
+  EXPECT_EQ(created.state(), pb::CONSENT_REQUEST_STATE_PENDING);
+  EXPECT_EQ(created.expires_at().seconds() - created.created_at().seconds(), 120);
+
+  pb::ConsentRequestStatus awaited;
+  std::thread waiter([&] {
+    pb::AwaitRequestRequest req;
+    req.set_request_id(created.request_id());
+    req.mutable_max_wait()->set_seconds(10);
+    grpc::ClientContext ctx;
+    Auth(&ctx, kIdentityAuth);
+    EXPECT_TRUE(stub_->AwaitRequest(&ctx, req, &awaited).ok());
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  const absl::Time approved_at = absl::Now();
+  auto out = app->Approve(pushed, kPin);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->result(), pb::APPROVE_RESULT_APPROVED);
+  EXPECT_EQ(out->state(), pb::CONSENT_REQUEST_STATE_APPROVED);
+  waiter.join();
+  EXPECT_LT(absl::Now() - approved_at, absl::Seconds(1)) << "AwaitRequest woke late";
+  EXPECT_EQ(awaited.state(), pb::CONSENT_REQUEST_STATE_APPROVED);
+  EXPECT_EQ(awaited.device_id(), app->device_id());
+  EXPECT_EQ(awaited.account_id(), "alice");
+  EXPECT_TRUE(awaited.has_decided_at());
+  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+}
+
+TEST_F(ConsentTest, PendingRequestsAreSentOnConnectAndAgainOnReconnect) {
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  pb::ConsentRequestStatus first = Login("alice");
+  pb::ConsentRequestStatus second = Login("alice");
+  ASSERT_TRUE(app->StartWatching().ok());
+  Receive(*app, first.request_id());
+  pb::ConsentRequest r2 = Receive(*app, second.request_id());
+  ASSERT_TRUE(app->Deny(r2).ok());
+  app->StopWatching();
+
+  // The simulator deduplicates by request id, as the app must; a fresh app sees the resend.
+  auto again = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(again.ok());
+  pb::GetChallengeRequest creq;
+  creq.set_device_id(app->device_id());
+  pb::GetChallengeResponse challenge;
+  grpc::ClientContext c1;
+  ASSERT_TRUE(stub_->GetChallenge(&c1, creq, &challenge).ok());
+  pb::WatchRequestsRequest wreq;
+  wreq.set_device_id(app->device_id());
+  wreq.set_challenge(challenge.challenge());
+  wreq.set_signature(*app->Sign(challenge.challenge()));
+  grpc::ClientContext c2;
+  auto reader = stub_->WatchRequests(&c2, wreq);
+  pb::ConsentRequest msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.request_id(), first.request_id()) << "only the still pending one is resent";
+  c2.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(ConsentTest, DeniedLoginIsDeniedAndCannotBeApprovedAfter) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequestStatus created = Login("alice");
+  pb::ConsentRequest pushed = Receive(*app, created.request_id());
+  auto denied = app->Deny(pushed);
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_EQ(denied->result(), pb::APPROVE_RESULT_DENIED);
+  EXPECT_EQ(GetRequest(created.request_id()).state(), pb::CONSENT_REQUEST_STATE_DENIED);
+  auto late = app->Approve(pushed, kPin);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("already decided"));
+}
+
+TEST_F(ConsentTest, ExpiredLoginCannotBeApproved) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequestStatus created = Login("alice");
+  pb::ConsentRequest pushed = Receive(*app, created.request_id());
+  clock_.Advance(absl::Minutes(2) + absl::Seconds(1));
+  EXPECT_EQ(GetRequest(created.request_id()).state(), pb::CONSENT_REQUEST_STATE_EXPIRED);
+  auto late = app->Approve(pushed, kPin);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("expired"));
+  // A sign request lives 5 minutes by default.
+  Credential("cred-1", "alice");
+  pb::AuthorizeResponse auth;
+  ASSERT_TRUE(Authorize("cred-1", {Hash('a')}, &auth).ok());
+  EXPECT_EQ(auth.expires_at().seconds() - absl::ToUnixSeconds(clock_.Now()), 300);
+}
+
+TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  // A success resets the count.
+  pb::ConsentRequest warmup = Receive(*app, Login("alice").request_id());
+  ASSERT_EQ(app->Approve(warmup, "999999")->remaining_pin_attempts(), 4u);
+  ASSERT_EQ(app->Approve(warmup, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  for (uint32_t left = 4; left >= 1; --left) {
+    auto out = app->Approve(pushed, "999999");
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->result(), pb::APPROVE_RESULT_PIN_WRONG);
+    EXPECT_EQ(out->remaining_pin_attempts(), left);
+    EXPECT_EQ(out->state(), pb::CONSENT_REQUEST_STATE_PENDING);
+  }
+  auto fifth = app->Approve(pushed, "999999");
+  ASSERT_TRUE(fifth.ok());
+  EXPECT_EQ(fifth->result(), pb::APPROVE_RESULT_PIN_BLOCKED);
+  EXPECT_EQ(fifth->state(), pb::CONSENT_REQUEST_STATE_DENIED);
+
+  // Blocked: even the right PIN approves nothing.
+  pb::ConsentRequest next = Receive(*app, Login("alice").request_id());
+  auto right = app->Approve(next, kPin);
+  ASSERT_TRUE(right.ok());
+  EXPECT_EQ(right->result(), pb::APPROVE_RESULT_PIN_BLOCKED);
+  EXPECT_EQ(GetRequest(next.request_id()).state(), pb::CONSENT_REQUEST_STATE_DENIED);
+
+  // Only an operator, only after re-proofing, only with a good PIN.
+  EXPECT_EQ(UnblockPin("alice", "802514", nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(UnblockPin("alice", "802514", kIdentityAuth).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(UnblockPin("alice", "802514", "Operator op-7.wrong").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status s = UnblockPin("alice", "802514");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("re-proof first"));
+  identity_.SetProofedAt("alice", clock_.Now() - absl::Hours(2));
+  EXPECT_EQ(UnblockPin("alice", "802514").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  identity_.SetProofedAt("alice", clock_.Now() - absl::Minutes(10));
+  EXPECT_EQ(UnblockPin("alice", "654321").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = UnblockPin("alice", "802514");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  pb::ConsentRequest after = Receive(*app, Login("alice").request_id());
+  EXPECT_EQ(app->Approve(after, kPin)->result(), pb::APPROVE_RESULT_PIN_WRONG)
+      << "the old PIN is gone";
+  EXPECT_EQ(app->Approve(after, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
+  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+}
+
+TEST_F(ConsentTest, ApprovalSignedByAnotherDevicesKeyIsRefused) {
+  auto alice = EnrolledApp("alice");
+  auto mallory = EnrolledApp("mallory", "580317");
+  ASSERT_TRUE(alice && mallory);
+  pb::ConsentRequest pushed = Receive(*alice, Login("alice").request_id());
+  // Mallory signs Alice's statement with her own key and claims to be Alice's device.
+  auto sig = mallory->Sign(DecisionMessage(pushed.statement(), Decision::kApprove));
+  ASSERT_TRUE(sig.ok());
+  auto out =
+      mallory->SendApprove(pushed.request_id(), alice->device_id(), Decision::kApprove, kPin, *sig);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(out.status().message(), HasSubstr("device_signature"));
+  EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_PENDING);
+}
+
+TEST_F(ConsentTest, RequestOfAnotherAccountIsNotFound) {
+  auto alice = EnrolledApp("alice");
+  auto mallory = EnrolledApp("mallory", "580317");
+  ASSERT_TRUE(alice && mallory);
+  pb::ConsentRequest pushed = Receive(*alice, Login("alice").request_id());
+  // Mallory's own device, her own valid signature, Alice's request.
+  auto out = mallory->Decide(pushed.request_id(), pushed.statement(), Decision::kApprove, "580317");
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_PENDING);
+  // And she never saw it.
+  EXPECT_EQ(mallory->NextRequest(absl::Milliseconds(200)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ConsentTest, ReplayedApprovalIsRefusedAndADenyIsNotAnApproval) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  auto deny_sig = app->Sign(DecisionMessage(pushed.statement(), Decision::kDeny));
+  auto approve_sig = app->Sign(DecisionMessage(pushed.statement(), Decision::kApprove));
+  ASSERT_TRUE(deny_sig.ok() && approve_sig.ok());
+  // A captured DENY signature does not approve.
+  auto swapped =
+      app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin, *deny_sig);
+  EXPECT_EQ(swapped.status().code(), absl::StatusCode::kPermissionDenied);
+
+  auto first = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                                *approve_sig);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->result(), pb::APPROVE_RESULT_APPROVED);
+  auto replay = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                                 *approve_sig);
+  EXPECT_EQ(replay.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(replay.status().message(), HasSubstr("already decided"));
+  // Nor does it approve a later request: the statement names the request.
+  pb::ConsentRequest later = Receive(*app, Login("alice").request_id());
+  auto moved = app->SendApprove(later.request_id(), app->device_id(), Decision::kApprove, kPin,
+                                *approve_sig);
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(ConsentTest, AStatementAlteredByTheClientDoesNotHelp) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  auto statement = DecodeStatement(pushed.statement());
+  ASSERT_TRUE(statement.ok()) << statement.status();
+  statement->login.verification_code = "0000";
+  statement->expires_at += absl::Hours(1);
+  const std::string altered = EncodeStatement(*statement);
+  auto out = app->Decide(pushed.request_id(), altered, Decision::kApprove, kPin);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kPermissionDenied);
+  // The app itself refuses a statement that says something else than the request it shows.
+  pb::ConsentRequest shown = pushed;
+  shown.set_statement(altered);
+  EXPECT_EQ(app->Approve(shown, kPin).status().code(), absl::StatusCode::kFailedPrecondition);
+  // A challenge signature is no approval either.
+  EXPECT_EQ(
+      app->Decide(pushed.request_id(), kChallengeLabel, Decision::kApprove, kPin).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_PENDING);
+}
+
+TEST_F(ConsentTest, ReEnrolmentDeactivatesTheOldDeviceAndCancelsItsRequests) {
+  auto old_app = EnrolledApp("alice");
+  ASSERT_TRUE(old_app);
+  pb::ConsentRequest pending = Receive(*old_app, Login("alice").request_id());
+  auto new_app = EnrolledApp("alice", "731904");
+  ASSERT_TRUE(new_app);
+  // The old stream ends, refused.
+  auto ended = old_app->NextRequest(kArrival);
+  EXPECT_EQ(ended.status().code(), absl::StatusCode::kPermissionDenied) << ended.status();
+  EXPECT_EQ(GetRequest(pending.request_id()).state(), pb::CONSENT_REQUEST_STATE_CANCELLED);
+  auto late = old_app->Approve(pending, kPin);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kPermissionDenied);
+  // New requests go to the new device, with the new PIN.
+  pb::ConsentRequest fresh = Receive(*new_app, Login("alice").request_id());
+  EXPECT_EQ(new_app->Approve(fresh, "731904")->result(), pb::APPROVE_RESULT_APPROVED);
+  // The old device cannot open a stream any more.
+  EXPECT_EQ(old_app->StartWatching().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(ConsentTest, DeactivateDevicesEndsStreamsAndCancelsRequests) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequestStatus pending = Login("alice");
+  Receive(*app, pending.request_id());
+  pb::DeactivateDevicesRequest req;
+  req.set_account_id("alice");
+  req.set_reason("revoke-all");
+  pb::DeactivateDevicesResponse resp;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub_->DeactivateDevices(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  grpc::ClientContext ctx;
+  Auth(&ctx, kIdentityAuth);
+  ASSERT_TRUE(stub_->DeactivateDevices(&ctx, req, &resp).ok());
+  EXPECT_THAT(resp.device_ids(), ::testing::ElementsAre(app->device_id()));
+  EXPECT_EQ(resp.requests_cancelled(), 1u);
+  EXPECT_EQ(app->NextRequest(kArrival).status().code(), absl::StatusCode::kPermissionDenied);
+  pb::ConsentRequestStatus none;
+  EXPECT_EQ(CreateLogin("alice", &none).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::ClientContext again;
+  Auth(&again, kIdentityAuth);
+  pb::DeactivateDevicesResponse resp2;
+  ASSERT_TRUE(stub_->DeactivateDevices(&again, req, &resp2).ok());
+  EXPECT_EQ(resp2.device_ids_size(), 0);
+}
+
+TEST_F(ConsentTest, WatchRequestsNeedsAFreshSingleUseChallengeSignedByTheDevice) {
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  auto other = EnrolledApp("bob", "580317", /*watch=*/false);
+  ASSERT_TRUE(app && other);
+  auto open = [&](const std::string& challenge, const std::string& sig) {
+    pb::WatchRequestsRequest wreq;
+    wreq.set_device_id(app->device_id());
+    wreq.set_challenge(challenge);
+    wreq.set_signature(sig);
+    grpc::ClientContext ctx;
+    auto reader = stub_->WatchRequests(&ctx, wreq);
+    pb::ConsentRequest msg;
+    reader->WaitForInitialMetadata();
+    if (ctx.GetServerInitialMetadata().count("qsign-watch")) {
+      ctx.TryCancel();
+      reader->Finish();
+      return grpc::StatusCode::OK;
+    }
+    return reader->Finish().error_code();
+  };
+  auto challenge = [&] {
+    pb::GetChallengeRequest req;
+    req.set_device_id(app->device_id());
+    pb::GetChallengeResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub_->GetChallenge(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.challenge().starts_with(kChallengeLabel));
+    return resp.challenge();
+  };
+  const std::string c1 = challenge();
+  EXPECT_EQ(open(c1, *other->Sign(c1)), grpc::StatusCode::UNAUTHENTICATED) << "another key";
+  EXPECT_EQ(open(c1, *app->Sign(c1)), grpc::StatusCode::UNAUTHENTICATED) << "used up";
+  const std::string c2 = challenge();
+  EXPECT_EQ(open(c2, *app->Sign(c2)), grpc::StatusCode::OK);
+  EXPECT_EQ(open(c2, *app->Sign(c2)), grpc::StatusCode::UNAUTHENTICATED) << "single use";
+  const std::string c3 = challenge();
+  clock_.Advance(absl::Seconds(61));
+  EXPECT_EQ(open(c3, *app->Sign(c3)), grpc::StatusCode::UNAUTHENTICATED) << "expired";
+}
+
+// ---- Signing. ----
+
+TEST_F(ConsentTest, SadFromAnApprovedAuthorizationSignsHashAAndIsRefusedForHashB) {
+  pb::CredentialInfo cred = Credential("cred-1", "alice");
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  const std::string hash_a = Hash('a'), hash_b = Hash('b');
+  pb::AuthorizeResponse auth;
+  grpc::Status s = Authorize("cred-1", {hash_a}, &auth);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  pb::AwaitAuthorizationResponse waiting;
+  ASSERT_TRUE(AwaitAuthorization(auth.request_id(), &waiting).ok());
+  EXPECT_EQ(waiting.state(), pb::CONSENT_REQUEST_STATE_PENDING);
+  EXPECT_TRUE(waiting.sad().empty());
+
+  pb::ConsentRequest pushed = Receive(*app, auth.request_id());
+  EXPECT_EQ(pushed.kind(), pb::CONSENT_REQUEST_KIND_SIGN);
+  EXPECT_EQ(pushed.display_text(), "Sign \"Contract a\" for e-Uprava");
+  ASSERT_EQ(pushed.sign().hashes_size(), 1);
+  EXPECT_EQ(pushed.sign().hashes(0), hash_a);
+  EXPECT_EQ(pushed.sign().documents(0).document_name(), "ugovor.pdf");
+  ASSERT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+
+  pb::AwaitAuthorizationResponse approved;
+  ASSERT_TRUE(
+      AwaitAuthorization(auth.request_id(), &approved, kGatewayAuth, absl::Seconds(5)).ok());
+  EXPECT_EQ(approved.state(), pb::CONSENT_REQUEST_STATE_APPROVED);
+  ASSERT_FALSE(approved.sad().empty());
+  EXPECT_EQ(approved.sad_expires_at().seconds(), absl::ToUnixSeconds(clock_.Now()) + 300);
+  // Only the caller that asked gets it.
+  pb::AwaitAuthorizationResponse stranger;
+  EXPECT_EQ(AwaitAuthorization(auth.request_id(), &stranger, kIdentityAuth).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  pb::SignHashResponse refused;
+  grpc::Status b = SignHash("cred-1", hash_b, approved.sad(), &refused);
+  EXPECT_EQ(b.error_code(), grpc::StatusCode::PERMISSION_DENIED) << b.error_message();
+  pb::SignHashResponse signed_a;
+  grpc::Status a = SignHash("cred-1", hash_a, approved.sad(), &signed_a);
+  ASSERT_TRUE(a.ok()) << a.error_message();
+  ASSERT_EQ(signed_a.signatures_size(), 1);
+  EXPECT_TRUE(testing::VerifyDigestSignature(cred.public_key_spki(), hash_a, signed_a.signatures(0),
+                                             EVP_sha256()));
+  pb::SignHashResponse again;
+  EXPECT_EQ(SignHash("cred-1", hash_a, approved.sad(), &again).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION)
+      << "a SAD is used once";
+}
+
+TEST_F(ConsentTest, DeniedAndExpiredAuthorizationsYieldNoSad) {
+  Credential("cred-1", "alice");
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::AuthorizeResponse denied, expired;
+  ASSERT_TRUE(Authorize("cred-1", {Hash('a')}, &denied).ok());
+  ASSERT_TRUE(app->Deny(Receive(*app, denied.request_id())).ok());
+  ASSERT_TRUE(Authorize("cred-1", {Hash('b')}, &expired).ok());
+  Receive(*app, expired.request_id());
+  clock_.Advance(absl::Minutes(5));
+  pb::AwaitAuthorizationResponse out;
+  ASSERT_TRUE(AwaitAuthorization(denied.request_id(), &out).ok());
+  EXPECT_EQ(out.state(), pb::CONSENT_REQUEST_STATE_DENIED);
+  EXPECT_TRUE(out.sad().empty());
+  ASSERT_TRUE(AwaitAuthorization(expired.request_id(), &out).ok());
+  EXPECT_EQ(out.state(), pb::CONSENT_REQUEST_STATE_EXPIRED);
+  EXPECT_TRUE(out.sad().empty());
+}
+
+TEST_F(ConsentTest, AuthorizeChecksTheCredentialAndTheHashes) {
+  Credential("cred-1", "alice");
+  Credential("cred-bob", "bob");
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  pb::AuthorizeResponse out;
+  EXPECT_EQ(Authorize("cred-1", {Hash('a')}, &out, nullptr).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Authorize("cred-1", {Hash('a')}, &out, kOperatorAuth).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Authorize("no-such", {Hash('a')}, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+  // A user may use only their own credential; another's does not exist for them.
+  EXPECT_TRUE(Authorize("cred-1", {Hash('a')}, &out, "Bearer alice-token").ok());
+  EXPECT_EQ(Authorize("cred-bob", {Hash('a')}, &out, "Bearer alice-token").error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Authorize("cred-bob", {Hash('a')}, &out).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION)
+      << "bob has no consent app";
+  EXPECT_EQ(Authorize("cred-1", {}, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Authorize("cred-1", {Hash('a'), Hash('a')}, &out).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Authorize("cred-1", {std::string(31, 'a')}, &out).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status many = Authorize("cred-1", {Hash('a'), Hash('b'), Hash('c'), Hash('d')}, &out);
+  EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(many.error_message(), HasSubstr("at most 3"));
+}
+
+// ---- Push wake-ups. ----
+
+TEST_F(ConsentTest, PushWakeUpReachesTheWebhook) {
+  httplib::Server hook;
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, std::string>> received;  // (authorization, body)
+  hook.Post("/push", [&](const httplib::Request& req, httplib::Response& res) {
+    absl::MutexLock lock(&mu);
+    received.emplace_back(req.get_header_value("Authorization"), req.body);
+    res.status = 204;
+  });
+  const int port = hook.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread hook_thread([&] { hook.listen_after_bind(); });
+
+  auto gateway = HttpWebhookPushGateway::New(absl::StrCat("http://127.0.0.1:", port, "/push"),
+                                             SecretString("hook-secret"), absl::Seconds(2));
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  PushDispatcher dispatcher(store_.get(), gateway->get(), &clock_,
+                            {.poll_interval = absl::Milliseconds(50)});
+
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  ASSERT_TRUE((*app)->Enroll(identity_.NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
+  pb::ConsentRequestStatus created = Login("alice");
+  const absl::Time until = absl::Now() + absl::Seconds(5);
+  bool arrived = false;
+  while (!arrived && absl::Now() < until) {
+    {
+      absl::MutexLock lock(&mu);
+      arrived = !received.empty();
+    }
+    if (!arrived) absl::SleepFor(absl::Milliseconds(10));
+  }
+  hook.stop();
+  hook_thread.join();
+  ASSERT_TRUE(arrived);
+  absl::MutexLock lock(&mu);
+  ASSERT_THAT(received, SizeIs(1));
+  EXPECT_EQ(received[0].first, "Bearer hook-secret");
+  EXPECT_THAT(received[0].second, HasSubstr("\"push_token\":\"fcm-token-1\""));
+  EXPECT_THAT(received[0].second, HasSubstr(created.request_id()));
+  EXPECT_THAT(received[0].second, ::testing::Not(HasSubstr("4721"))) << "no content in a push";
+}
+
+TEST_F(ConsentTest, FailedPushIsRetriedLater) {
+  // Nothing listens on this port: the job stays and is retried after retry_after.
+  httplib::Server probe;
+  const int port = probe.bind_to_any_port("127.0.0.1");
+  probe.stop();
+  auto gateway = HttpWebhookPushGateway::New(absl::StrCat("http://127.0.0.1:", port, "/push"),
+                                             SecretString(), absl::Milliseconds(500));
+  ASSERT_TRUE(gateway.ok());
+  PushDispatcher dispatcher(store_.get(), gateway->get(), &clock_,
+                            {.poll_interval = absl::Hours(1)});
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE((*app)->Enroll(identity_.NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
+  Login("alice");
+  EXPECT_EQ(*dispatcher.RunOnce(), 0);
+  auto due = store_->ClaimPushJobs(clock_.Now(), clock_.Now(), 10);
+  ASSERT_TRUE(due.ok());
+  EXPECT_THAT(*due, SizeIs(0)) << "not due again before retry_after";
+  clock_.Advance(absl::Seconds(11));
+  auto later = store_->ClaimPushJobs(clock_.Now(), clock_.Now() + absl::Seconds(10), 10);
+  ASSERT_TRUE(later.ok());
+  ASSERT_THAT(*later, SizeIs(1));
+  EXPECT_EQ((*later)[0].attempts, 2);
+}
+
+// ---- Pieces. ----
+
+TEST(StatementTest, RoundTripsAndRefusesAnythingNonCanonical) {
+  Statement s{
+      .kind = RequestKind::kSign,
+      .request_id = "req-1",
+      .account_id = "alice",
+      .created_at = kStart,
+      .expires_at = kStart + absl::Minutes(5),
+      .display_text = "Sign 2 documents",
+      .sign = {.credential_id = "cred-1",
+               .hash_algorithm_oid = kSha256Oid,
+               .hashes = {Hash('a'), Hash('b')},
+               .documents = {{.label = "A"}, {.label = "B", .document_digest = Hash('c')}}}};
+  const std::string bytes = EncodeStatement(s);
+  ASSERT_TRUE(bytes.starts_with(kStatementLabel));
+  auto back = DecodeStatement(bytes);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, s);
+  EXPECT_FALSE(DecodeStatement(bytes + "x").ok());
+  EXPECT_FALSE(DecodeStatement(bytes.substr(0, bytes.size() - 1)).ok());
+  std::string relabelled = bytes;
+  relabelled[0] = 'X';
+  EXPECT_FALSE(DecodeStatement(relabelled).ok());
+  // One document for two hashes is not a statement.
+  s.sign.documents.pop_back();
+  EXPECT_FALSE(DecodeStatement(EncodeStatement(s)).ok());
+  EXPECT_NE(DecisionMessage(bytes, Decision::kApprove), DecisionMessage(bytes, Decision::kDeny));
+}
+
+TEST(PinTest, RulesAndVerifier) {
+  for (const char* ok : {"240913", "1357924", "13572468", "112233"}) {
+    EXPECT_TRUE(ValidateNewPin(ok, "pin").ok()) << ok;
+  }
+  for (const char* bad : {"", "12345", "123456789", "000000", "99999999", "012345", "876543",
+                          "45678901", "210987", "12 456"}) {
+    EXPECT_FALSE(ValidateNewPin(bad, "pin").ok()) << bad;
+  }
+  auto hasher = PinHasher::New("k1", SecretString(std::string(32, 'x')),
+                               {.time_cost = 1, .memory_kib = 64}, 2);
+  ASSERT_TRUE(hasher.ok());
+  auto v = (*hasher)->Hash("240913");
+  ASSERT_TRUE(v.ok());
+  EXPECT_THAT(*v, HasSubstr("argon2id$t=1$m=64$p=1$k1$"));
+  EXPECT_THAT(*v, ::testing::Not(HasSubstr("240913")));
+  EXPECT_TRUE(*(*hasher)->Verify("240913", *v));
+  EXPECT_FALSE(*(*hasher)->Verify("240914", *v));
+  EXPECT_NE(*(*hasher)->Hash("240913"), *v) << "salted";
+  // The same verifier under another pepper is worthless.
+  auto other = PinHasher::New("k1", SecretString(std::string(32, 'y')),
+                              {.time_cost = 1, .memory_kib = 64}, 2);
+  EXPECT_FALSE(*(*other)->Verify("240913", *v));
+  EXPECT_FALSE(PinHasher::New("k1", SecretString("short"), {}, 1).ok());
+}
+
+// The production parameters' cost per PIN check (docs/consent.md quotes it).
+TEST(PinTest, PinHasherCost) {
+  auto hasher = PinHasher::New("k1", SecretString(std::string(32, 'x')), PinHashParams{}, 2);
+  ASSERT_TRUE(hasher.ok());
+  auto v = (*hasher)->Hash("240913");
+  ASSERT_TRUE(v.ok());
+  constexpr int kRounds = 10;
+  const absl::Time t0 = absl::Now();
+  for (int i = 0; i < kRounds; ++i) ASSERT_TRUE(*(*hasher)->Verify("240913", *v));
+  const absl::Duration per = (absl::Now() - t0) / kRounds;
+  const PinHashParams p;
+  std::cout << "PIN check (HMAC pepper + argon2id t=" << p.time_cost << " m=" << p.memory_kib
+            << "KiB p=" << p.parallelism << "): " << per << " per check\n";
+}
+
+TEST(CredentialTableTest, ParsesHashesAndChecksSecrets) {
+  const std::string hex = absl::BytesToHexString(Sha256("s3cret"));
+  auto t = CredentialTable::Parse(absl::StrCat("# operators\n\nop-1 ", hex, "\n"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->Check("op-1", "s3cret"));
+  EXPECT_FALSE(t->Check("op-1", "s3cret "));
+  EXPECT_FALSE(t->Check("op-2", "s3cret"));
+  EXPECT_FALSE(CredentialTable::Parse("op-1 abc\n").ok());
+  EXPECT_EQ(ParseAuthorization("Operator op-1.s3cret")->id, "op-1");
+  EXPECT_FALSE(ParseAuthorization("Basic xyz").ok());
+  EXPECT_FALSE(ParseAuthorization("Service .secret").ok());
+}
+
+}  // namespace
+}  // namespace qsign::consent

@@ -1,0 +1,156 @@
+#include "services/consent/notifier.h"
+
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/db/pg.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace qsign::consent {
+
+// ---- AccountNotifier ----
+
+struct AccountNotifier::Entry {
+  uint64_t seq = 0;
+  int subscribers = 0;
+  absl::CondVar cv;
+};
+
+AccountNotifier::AccountNotifier() = default;
+AccountNotifier::~AccountNotifier() = default;
+
+std::unique_ptr<AccountNotifier::Subscription> AccountNotifier::Subscribe(
+    std::string_view account_id) {
+  absl::MutexLock lock(&mu_);
+  auto& slot = entries_[Av(account_id)];
+  if (!slot) slot = std::make_unique<Entry>();
+  ++slot->subscribers;
+  return std::unique_ptr<Subscription>(
+      new Subscription(this, std::string(account_id), slot.get(), slot->seq));
+}
+
+AccountNotifier::Subscription::~Subscription() {
+  absl::MutexLock lock(&notifier_->mu_);
+  if (--entry_->subscribers == 0) notifier_->entries_.erase(account_id_);
+}
+
+bool AccountNotifier::Subscription::Wait(absl::Time deadline) {
+  absl::MutexLock lock(&notifier_->mu_);
+  while (entry_->seq == seen_ && !notifier_->closed_) {
+    if (entry_->cv.WaitWithDeadline(&notifier_->mu_, deadline)) break;  // Timed out.
+  }
+  const bool woken = entry_->seq != seen_ || notifier_->closed_;
+  seen_ = entry_->seq;
+  return woken;
+}
+
+void AccountNotifier::Notify(std::string_view account_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(Av(account_id));
+  if (it == entries_.end()) return;
+  it->second->seq = ++next_seq_;
+  it->second->cv.SignalAll();
+}
+
+void AccountNotifier::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  for (auto& [id, entry] : entries_) entry->cv.SignalAll();
+}
+
+bool AccountNotifier::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+// ---- PgAccountListener ----
+
+namespace {
+
+absl::StatusOr<PGconn*> ConnectAndListen(const std::string& conninfo, const std::string& channel) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+    std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
+    if (conn) PQfinish(conn);
+    return absl::UnavailableError(absl::StrCat("listener: cannot connect: ", msg));
+  }
+  PGresult* res = PQexec(conn, absl::StrCat("LISTEN ", channel).c_str());
+  const bool ok = res != nullptr && PQresultStatus(res) == PGRES_COMMAND_OK;
+  if (res) PQclear(res);
+  if (!ok) {
+    std::string msg = PQerrorMessage(conn);
+    PQfinish(conn);
+    return absl::UnavailableError(absl::StrCat("listener: LISTEN failed: ", msg));
+  }
+  return conn;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PgAccountListener>> PgAccountListener::Start(
+    std::string conninfo, std::string channel, AccountNotifier* notifier) {
+  if (auto s = db::ValidateIdentifier(channel); !s.ok()) return s;
+  auto first = ConnectAndListen(conninfo, channel);
+  if (!first.ok()) return first.status();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    PQfinish(*first);
+    return absl::InternalError("listener: pipe failed");
+  }
+  std::unique_ptr<PgAccountListener> listener(
+      new PgAccountListener(std::move(conninfo), std::move(channel), notifier, fds[0], fds[1]));
+  PGconn* conn = *first;
+  listener->thread_ = std::thread([l = listener.get(), conn] { l->Run(conn); });
+  return listener;
+}
+
+PgAccountListener::~PgAccountListener() {
+  const char byte = 0;
+  if (write(wake_write_, &byte, 1) != 1) {
+    Log(LogLevel::kError, "consent", "listener: cannot wake the listener thread");
+  }
+  if (thread_.joinable()) thread_.join();
+  close(wake_read_);
+  close(wake_write_);
+}
+
+void PgAccountListener::Run(void* first_conn) {
+  auto* conn = static_cast<PGconn*>(first_conn);  // Owned by this loop.
+  while (true) {
+    if (conn == nullptr) {
+      auto reconnected = ConnectAndListen(conninfo_, channel_);
+      if (reconnected.ok()) {
+        conn = *reconnected;
+      } else {
+        Log(LogLevel::kWarning, "consent", "listener: reconnect failed",
+            {{"status", reconnected.status().ToString()}});
+      }
+    }
+    pollfd fds[2] = {{.fd = wake_read_, .events = POLLIN, .revents = 0},
+                     {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN, .revents = 0}};
+    const int n = poll(fds, conn ? 2 : 1, 1000);
+    if (n > 0 && (fds[0].revents & POLLIN)) break;
+    if (conn == nullptr || n <= 0) continue;
+    if (PQconsumeInput(conn) == 0) {
+      Log(LogLevel::kWarning, "consent", "listener: connection lost; reconnecting",
+          {{"error", PQerrorMessage(conn)}});
+      PQfinish(conn);
+      conn = nullptr;
+      continue;
+    }
+    while (PGnotify* note = PQnotifies(conn)) {
+      notifier_->Notify(note->extra);
+      PQfreemem(note);
+    }
+  }
+  if (conn) PQfinish(conn);
+}
+
+}  // namespace qsign::consent
