@@ -13,15 +13,18 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "common/db/testing/pg_server.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
-#include "grpc/health/v1/health.grpc.pb.h"
+#include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
+#include "services/consent/credentials.h"
 
 namespace qsign {
 namespace {
@@ -100,15 +103,15 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   ASSERT_TRUE(token.ok()) << token.status();
   const hsm::Pkcs11Config config = (*token)->config(4);
 
-  QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
-                        "--pkcs11_module=" + config.module_path,
-                        "--token_label=" + config.token_label, "--pin_file=" + config.pin_file,
-                        "--create_missing_keys"},
-                       (*token)->dir() + "/qsignd.log");
+  QsigndProcess qsignd(
+      {QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
+       "--pkcs11_module=" + config.module_path, "--token_label=" + config.token_label,
+       "--pin_file=" + config.pin_file, "--create_missing_keys"},
+      (*token)->dir() + "/qsignd.log");
   int port = qsignd.WaitReady();
   ASSERT_GT(port, 0);
-  auto stub = pb::Signer::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                      grpc::InsecureChannelCredentials()));
+  auto stub = pb::Signer::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
 
   {
     auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
@@ -179,9 +182,8 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
     grpc::Status s = stub->SignHash(&ctx, req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_EQ(resp.signatures_size(), 1);
-    EXPECT_TRUE(
-        testing::VerifyDigestSignature(cred.public_key_spki(), hash, resp.signatures(0),
-                                       EVP_sha256()));
+    EXPECT_TRUE(testing::VerifyDigestSignature(cred.public_key_spki(), hash, resp.signatures(0),
+                                               EVP_sha256()));
     grpc::ClientContext again;
     EXPECT_EQ(stub->SignHash(&again, req, &resp).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
@@ -194,6 +196,87 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   while (!pin.empty() && pin.back() == '\n') pin.pop_back();
   EXPECT_EQ(qsignd.log().find(pin), std::string::npos);
   EXPECT_EQ(qsignd.log().find(*sad), std::string::npos);
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+TEST(QsigndTest, ServesConsentWhenConfigured) {
+  auto pg = db::testing::PgServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto conninfo = (*pg)->CreateDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  auto token = hsm::testing::SoftHsmToken::Create("qsign");
+  ASSERT_TRUE(token.ok()) << token.status();
+  const hsm::Pkcs11Config config = (*token)->config(4);
+  const std::string dir = (*token)->dir();
+  WriteFile(dir + "/pepper", std::string(32, 'p'));
+  WriteFile(dir + "/services",
+            "gateway " + absl::BytesToHexString(consent::Sha256("gateway-secret")) + "\n");
+
+  QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
+                        "--pkcs11_module=" + config.module_path,
+                        "--token_label=" + config.token_label, "--pin_file=" + config.pin_file,
+                        "--create_missing_keys", "--consent_pin_pepper_file=" + dir + "/pepper",
+                        "--consent_services_file=" + dir + "/services",
+                        "--device_ca_cert_file=" + dir + "/device-ca.der"},
+                       dir + "/qsignd.log");
+  int port = qsignd.WaitReady();
+  ASSERT_GT(port, 0);
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = pb::Consent::NewStub(channel);
+  EXPECT_FALSE(ReadFile(dir + "/device-ca.der").empty()) << "the device CA certificate is kept";
+  {
+    pb::GetChallengeRequest req;
+    req.set_device_id("dev-00112233445566778899aabbccddeeff");
+    pb::GetChallengeResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->GetChallenge(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.challenge().rfind("QSIGN-CONSENT-CHALLENGE-V1", 0), 0u);
+  }
+  // Authorize asks the signer (on the same port) about the credential.
+  pb::AuthorizeRequest auth;
+  auth.set_credential_id("cred-1");
+  auth.set_hash_algorithm_oid("2.16.840.1.101.3.4.2.1");
+  auth.add_hashes(std::string(32, 'a'));
+  {
+    pb::AuthorizeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service gateway.gateway-secret");
+    EXPECT_EQ(stub->Authorize(&ctx, auth, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  auto signer = pb::Signer::NewStub(channel);
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-1");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  pb::CredentialInfo cred;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(signer->CreateKey(&ctx, create, &cred).ok());
+  }
+  pb::SetCertificateRequest set;
+  set.set_credential_id("cred-1");
+  set.add_certificate_chain_der(testing::CertificateFor(cred.public_key_spki()));
+  {
+    grpc::ClientContext ctx;
+    pb::CredentialInfo active;
+    ASSERT_TRUE(signer->SetCertificate(&ctx, set, &active).ok());
+  }
+  {
+    pb::AuthorizeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service gateway.gateway-secret");
+    grpc::Status s = stub->Authorize(&ctx, auth, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_NE(s.error_message().find("no active consent app"), std::string::npos);
+  }
+  EXPECT_EQ(qsignd.Stop(), 0) << qsignd.log();
+  EXPECT_EQ(qsignd.log().find(std::string(32, 'p')), std::string::npos);
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
 // qsignd: every qsign service in one process on one port, for a laptop, a demo and the tests.
 #include <pthread.h>
 
+#include <atomic>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -17,8 +21,18 @@
 #include "common/grpc_server.h"
 #include "common/health.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
+#include "services/consent/clients.h"
+#include "services/consent/consent.h"
+#include "services/consent/consent_grpc.h"
+#include "services/consent/consent_store.h"
+#include "services/consent/credentials.h"
+#include "services/consent/device_certificate.h"
+#include "services/consent/notifier.h"
+#include "services/consent/pin.h"
+#include "services/consent/push.h"
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
@@ -35,6 +49,29 @@ ABSL_FLAG(std::string, sad_key_ids, "qsign-sad-1",
 ABSL_FLAG(bool, create_missing_keys, false,
           "generate the service keys (SAD key) in the HSM when absent (first start)");
 ABSL_FLAG(int, max_batch, 100, "most hashes in one SignHash call");
+ABSL_FLAG(std::string, consent_pin_pepper_file, "",
+          "file holding the PIN pepper (32+ random bytes, never in the database); empty: the "
+          "consent service is not started");
+ABSL_FLAG(std::string, consent_pin_pepper_id, "k1", "id of that pepper inside PIN verifiers");
+ABSL_FLAG(int, consent_pin_argon2_t, 1, "argon2id passes per PIN check (docs/consent.md)");
+ABSL_FLAG(int, consent_pin_argon2_m_kib, 1024, "argon2id memory per PIN check, KiB");
+ABSL_FLAG(std::string, consent_operators_file, "",
+          "operator credentials for the consent service: lines \"<id> <hex SHA-256 of secret>\"");
+ABSL_FLAG(std::string, consent_services_file, "",
+          "service client credentials for the consent service (identity, gateway), same format");
+ABSL_FLAG(std::string, consent_client_id, "consent",
+          "the consent service's own client id at identity and signer");
+ABSL_FLAG(std::string, consent_client_secret_file, "",
+          "file holding the consent service's own secret at identity and signer");
+ABSL_FLAG(std::string, device_ca_key_id, "qsign-device-ca-1",
+          "HSM key id (EC P-256) of the device CA that certifies consent apps");
+ABSL_FLAG(std::string, device_ca_cert_file, "",
+          "device CA certificate (DER); with --create_missing_keys a self-signed one is written "
+          "there when the file is absent");
+ABSL_FLAG(std::string, push_webhook_url, "",
+          "http(s) URL that receives push wake-ups for consent apps; empty: none are sent");
+ABSL_FLAG(std::string, push_webhook_secret_file, "",
+          "file holding the bearer secret for the push webhook");
 ABSL_FLAG(bool, reflection, false, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(int, grace_seconds, 10, "how long in-flight calls may finish on SIGTERM");
 
@@ -57,6 +94,185 @@ absl::Status Fail(std::string_view what, const absl::Status& status) {
   return status;
 }
 
+absl::StatusOr<std::string> ReadBinaryFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The consent service calls identity and signer through their gRPC APIs, here on this very
+// process's port, known only once the server listens: these forward to clients made then.
+class LateIdentityDirectory final : public consent::IdentityDirectory {
+ public:
+  void Connect(std::unique_ptr<consent::IdentityDirectory> target) {
+    owned_ = std::move(target);
+    target_.store(owned_.get(), std::memory_order_release);
+  }
+  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
+                                                   std::string_view key) override {
+    auto* t = target_.load(std::memory_order_acquire);
+    if (t == nullptr) return absl::UnavailableError("identity: not connected yet");
+    return t->RedeemActivationCode(code, key);
+  }
+  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
+    auto* t = target_.load(std::memory_order_acquire);
+    if (t == nullptr) return absl::UnavailableError("identity: not connected yet");
+    return t->LastProofedAt(account);
+  }
+
+ private:
+  std::unique_ptr<consent::IdentityDirectory> owned_;
+  std::atomic<consent::IdentityDirectory*> target_{nullptr};  // owned_, once connected.
+};
+
+class LateCredentialDirectory final : public consent::CredentialDirectory {
+ public:
+  void Connect(std::unique_ptr<consent::CredentialDirectory> target) {
+    owned_ = std::move(target);
+    target_.store(owned_.get(), std::memory_order_release);
+  }
+  absl::StatusOr<consent::CredentialSummary> Lookup(std::string_view credential_id) override {
+    auto* t = target_.load(std::memory_order_acquire);
+    if (t == nullptr) return absl::UnavailableError("signer: not connected yet");
+    return t->Lookup(credential_id);
+  }
+
+ private:
+  std::unique_ptr<consent::CredentialDirectory> owned_;
+  std::atomic<consent::CredentialDirectory*> target_{nullptr};  // owned_, once connected.
+};
+
+// The consent service and everything it owns.
+struct ConsentStack {
+  std::unique_ptr<consent::SadMinter> minter;
+  std::unique_ptr<consent::HsmDeviceCertificateIssuer> issuer;
+  std::unique_ptr<consent::PinHasher> pins;
+  std::unique_ptr<consent::ConsentStore> store;
+  consent::AccountNotifier notifier;
+  std::unique_ptr<consent::PgAccountListener> listener;
+  LateIdentityDirectory identity;
+  LateCredentialDirectory credentials;
+  std::unique_ptr<consent::HttpWebhookPushGateway> push_gateway;
+  std::unique_ptr<consent::PushDispatcher> push;
+  std::unique_ptr<consent::Consent> consent;
+  std::unique_ptr<consent::ConsentGrpc> grpc;
+  SecretString client_secret;
+};
+
+absl::StatusOr<std::unique_ptr<ConsentStack>> NewConsentStack(hsm::Hsm* hsm, db::Pool* pool,
+                                                              const std::string& sad_key_id) {
+  auto stack = std::make_unique<ConsentStack>();
+  if (auto s = consent::MigrateConsentSchema(*pool); !s.ok()) return s;
+  auto minter = consent::SadMinter::New(hsm, sad_key_id);
+  if (!minter.ok()) return minter.status();
+  stack->minter = *std::move(minter);
+
+  // The device CA: a key in the HSM and its certificate (self-signed until lifecycle runs it).
+  const std::string ca_key = absl::GetFlag(FLAGS_device_ca_key_id);
+  auto ca_pub = hsm->GetPublicKey(ca_key);
+  if (ca_pub.status().code() == absl::StatusCode::kNotFound &&
+      absl::GetFlag(FLAGS_create_missing_keys)) {
+    Log(LogLevel::kInfo, "qsignd", "generating device CA key in the HSM", {{"key_id", ca_key}});
+    ca_pub = hsm->GenerateKeyPair(ca_key, hsm::KeyType::kEcP256);
+  }
+  if (!ca_pub.ok()) return ca_pub.status();
+  const std::string ca_file = absl::GetFlag(FLAGS_device_ca_cert_file);
+  if (ca_file.empty()) return absl::InvalidArgumentError("--device_ca_cert_file: required");
+  auto ca_cert = ReadBinaryFile(ca_file);
+  if (ca_cert.status().code() == absl::StatusCode::kNotFound &&
+      absl::GetFlag(FLAGS_create_missing_keys)) {
+    ca_cert = consent::SelfSignedDeviceCaCertificate(hsm, ca_key, "qsign device CA", absl::Now());
+    if (ca_cert.ok()) {
+      std::ofstream out(ca_file, std::ios::binary);
+      out << *ca_cert;
+      if (!out) return absl::InternalError(absl::StrCat(ca_file, ": cannot write"));
+    }
+  }
+  if (!ca_cert.ok()) return ca_cert.status();
+  auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm, ca_key, *ca_cert);
+  if (!issuer.ok()) return issuer.status();
+  stack->issuer = *std::move(issuer);
+
+  auto pepper = ReadSecretFile(absl::GetFlag(FLAGS_consent_pin_pepper_file));
+  if (!pepper.ok()) return pepper.status();
+  auto pins = consent::PinHasher::New(
+      absl::GetFlag(FLAGS_consent_pin_pepper_id), *std::move(pepper),
+      {.time_cost = static_cast<uint32_t>(absl::GetFlag(FLAGS_consent_pin_argon2_t)),
+       .memory_kib = static_cast<uint32_t>(absl::GetFlag(FLAGS_consent_pin_argon2_m_kib)),
+       .parallelism = 1},
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (!pins.ok()) return pins.status();
+  stack->pins = *std::move(pins);
+
+  consent::CredentialTable operators, services;
+  if (!absl::GetFlag(FLAGS_consent_operators_file).empty()) {
+    auto t = consent::CredentialTable::FromFile(absl::GetFlag(FLAGS_consent_operators_file));
+    if (!t.ok()) return t.status();
+    operators = *std::move(t);
+  }
+  if (!absl::GetFlag(FLAGS_consent_services_file).empty()) {
+    auto t = consent::CredentialTable::FromFile(absl::GetFlag(FLAGS_consent_services_file));
+    if (!t.ok()) return t.status();
+    services = *std::move(t);
+  }
+  if (!absl::GetFlag(FLAGS_consent_client_secret_file).empty()) {
+    auto secret = ReadSecretFile(absl::GetFlag(FLAGS_consent_client_secret_file));
+    if (!secret.ok()) return secret.status();
+    stack->client_secret = *std::move(secret);
+  }
+
+  stack->store = consent::NewPostgresConsentStore(pool);
+  auto listener = consent::PgAccountListener::Start(
+      absl::GetFlag(FLAGS_db), std::string(consent::kNotifyChannel), &stack->notifier);
+  if (!listener.ok()) return listener.status();
+  stack->listener = *std::move(listener);
+  if (!absl::GetFlag(FLAGS_push_webhook_url).empty()) {
+    SecretString hook_secret;
+    if (!absl::GetFlag(FLAGS_push_webhook_secret_file).empty()) {
+      auto secret = ReadSecretFile(absl::GetFlag(FLAGS_push_webhook_secret_file));
+      if (!secret.ok()) return secret.status();
+      hook_secret = *std::move(secret);
+    }
+    auto gateway = consent::HttpWebhookPushGateway::New(absl::GetFlag(FLAGS_push_webhook_url),
+                                                        std::move(hook_secret), absl::Seconds(5));
+    if (!gateway.ok()) return gateway.status();
+    stack->push_gateway = *std::move(gateway);
+    stack->push = std::make_unique<consent::PushDispatcher>(
+        stack->store.get(), stack->push_gateway.get(), &RealClock::Get(),
+        consent::PushDispatcher::Options{});
+  }
+  // TODO(qsignd): pass identity's session-token verifier once identity runs here, so that users
+  // can call Authorize with their Bearer token.
+  auto service =
+      consent::Consent::New({.store = stack->store.get(),
+                             .notifier = &stack->notifier,
+                             .pins = stack->pins.get(),
+                             .sad_minter = stack->minter.get(),
+                             .certificates = stack->issuer.get(),
+                             .identity = &stack->identity,
+                             .credentials = &stack->credentials,
+                             .sessions = nullptr,
+                             .push = stack->push.get(),
+                             .clock = &RealClock::Get()},
+                            std::move(operators), std::move(services), consent::ConsentConfig{});
+  if (!service.ok()) return service.status();
+  stack->consent = *std::move(service);
+  stack->grpc = std::make_unique<consent::ConsentGrpc>(stack->consent.get());
+  return stack;
+}
+
+// Points consent's identity and signer clients at `target` (this process).
+void ConnectConsentStack(ConsentStack& stack, const std::string& target) {
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  const std::string id = absl::GetFlag(FLAGS_consent_client_id);
+  stack.identity.Connect(
+      std::make_unique<consent::GrpcIdentityDirectory>(channel, id, stack.client_secret));
+  stack.credentials.Connect(
+      std::make_unique<consent::GrpcCredentialDirectory>(channel, id, stack.client_secret));
+}
+
 absl::Status Run() {
   if (absl::GetFlag(FLAGS_db).empty()) {
     return Fail("config", absl::InvalidArgumentError("--db: required (libpq connection string)"));
@@ -76,17 +292,23 @@ absl::Status Run() {
   if (auto s = signer::MigrateSignerSchema(**pool); !s.ok()) return Fail("migrations", s);
 
   std::map<std::string, std::string> sad_keys;
-  for (absl::string_view id_view : absl::StrSplit(absl::GetFlag(FLAGS_sad_key_ids), ',',
-                                            absl::SkipEmpty())) {
+  std::vector<std::string> sad_keys_in_order;  // The first one mints.
+  for (absl::string_view id_view :
+       absl::StrSplit(absl::GetFlag(FLAGS_sad_key_ids), ',', absl::SkipEmpty())) {
     const std::string id(id_view);
     auto pub = (*hsm)->GetPublicKey(id);
     if (pub.status().code() == absl::StatusCode::kNotFound &&
         absl::GetFlag(FLAGS_create_missing_keys)) {
-      Log(LogLevel::kInfo, "qsignd", "generating SAD key in the HSM", {{"key_id", std::string_view(id)}});
+      Log(LogLevel::kInfo, "qsignd", "generating SAD key in the HSM",
+          {{"key_id", std::string_view(id)}});
       pub = (*hsm)->GenerateKeyPair(id, hsm::KeyType::kEcP256);
     }
     if (!pub.ok()) return Fail(absl::StrCat("SAD key ", id), pub.status());
     sad_keys[std::string(id)] = pub->spki_der;
+    sad_keys_in_order.push_back(id);
+  }
+  if (sad_keys_in_order.empty()) {
+    return Fail("config", absl::InvalidArgumentError("--sad_key_ids: at least one key id"));
   }
   auto verifier = consent::SadVerifier::New(sad_keys);
   if (!verifier.ok()) return Fail("SAD verifier", verifier.status());
@@ -95,26 +317,40 @@ absl::Status Run() {
   signer::Signer signer(hsm->get(), store.get(), verifier->get(), &RealClock::Get(),
                         {.max_batch = absl::GetFlag(FLAGS_max_batch)});
   signer::SignerGrpc signer_grpc(&signer);
+  std::vector<grpc::Service*> services = {&signer_grpc};
+  std::string service_names = "qsign.v1.Signer";
+
+  std::unique_ptr<ConsentStack> consent;
+  if (!absl::GetFlag(FLAGS_consent_pin_pepper_file).empty()) {
+    auto stack = NewConsentStack(hsm->get(), pool->get(), sad_keys_in_order.front());
+    if (!stack.ok()) return Fail("consent", stack.status());
+    consent = *std::move(stack);
+    services.push_back(consent->grpc.get());
+    service_names += ",qsign.v1.Consent";
+  } else {
+    Log(LogLevel::kInfo, "qsignd", "consent service off: --consent_pin_pepper_file not set");
+  }
 
   auto server = GrpcServer::Start({.listen_address = absl::GetFlag(FLAGS_listen),
                                    .reflection = absl::GetFlag(FLAGS_reflection)},
-                                  {&signer_grpc});
+                                  services);
   if (!server.ok()) return Fail("listen", server.status());
+  if (consent) ConnectConsentStack(*consent, (*server)->local_target());
   const std::string health_key = sad_keys.begin()->first;
   auto health = std::make_unique<HealthProber>(
       server->get(),
-      std::vector<HealthCheck>
-      {{"postgresql", [&] { return (*pool)->Exec("SELECT 1").status(); }},
-       {"hsm", [&] { return (*hsm)->GetPublicKey(health_key).status(); }}},
+      std::vector<HealthCheck>{{"postgresql", [&] { return (*pool)->Exec("SELECT 1").status(); }},
+                               {"hsm", [&] { return (*hsm)->GetPublicKey(health_key).status(); }}},
       absl::Seconds(2));
 
   Log(LogLevel::kInfo, "qsignd", "ready",
-      {{"listen", absl::GetFlag(FLAGS_listen)}, {"services", "qsign.v1.Signer"}});
+      {{"listen", absl::GetFlag(FLAGS_listen)}, {"services", service_names}});
   // SIGINT/SIGTERM are blocked in every thread (see main) and taken here synchronously.
   int sig = 0;
   sigwait(&StopSignals(), &sig);
   Log(LogLevel::kInfo, "qsignd", "stopping: finishing in-flight calls");
   health.reset();  // Before the server goes away: the prober updates its health status.
+  if (consent) consent->consent->Shutdown();  // Ends the apps' open streams.
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_grace_seconds)));
   Log(LogLevel::kInfo, "qsignd", "stopped");
   return absl::OkStatus();
