@@ -38,6 +38,7 @@ namespace pb = ::qsign::v1;
 
 constexpr char kOperator[] = "Operator ra-ana.operator-secret";
 constexpr char kPin[] = "240913";
+constexpr char kConsentOperator[] = "Operator ra-ana.consent-operator-secret";
 
 // Each service calls the other; the targets are known only once both servers listen.
 class DeferredIdentityDirectory final : public consent::IdentityDirectory {
@@ -144,6 +145,7 @@ class LoginTest : public ::testing::Test {
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = *std::move(listener);
     consent::CredentialTable consent_operators, consent_services;
+    ASSERT_TRUE(consent_operators.AddSecret("ra-ana", "consent-operator-secret").ok());
     ASSERT_TRUE(consent_services.AddSecret("identity", "identity-secret").ok());
     auto consent = consent::Consent::New({.store = consent_store_.get(),
                                           .notifier = &notifier_,
@@ -310,6 +312,37 @@ TEST_F(LoginTest, DeniedOnThePhoneIsADeniedLogin) {
   pb::AwaitLoginResponse done = AwaitLogin(start.login_id(), 10);
   EXPECT_EQ(done.state(), pb::LOGIN_STATE_DENIED);
   EXPECT_TRUE(done.session_token().empty());
+}
+
+TEST_F(LoginTest, BlockedPinIsUnblockedByAnOperatorOnIdentitysRecentProofing) {
+  std::string username;
+  auto app = Person(3, &username);
+  ASSERT_TRUE(app);
+  ASSERT_TRUE(app->StartWatching().ok());
+  pb::StartLoginResponse start = StartLogin(username);
+  auto pushed = app->NextRequest(absl::Seconds(5));
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(app->Approve(*pushed, "999999").ok());
+  EXPECT_EQ(AwaitLogin(start.login_id(), 5).state(), pb::LOGIN_STATE_DENIED);
+
+  auto consent_stub = pb::Consent::NewStub(consent_channel_);
+  auto unblock = [&] {
+    pb::UnblockPinRequest req;
+    req.set_account_id(app->account_id());
+    req.set_new_pin("802514");
+    grpc::ClientContext ctx;
+    pb::UnblockPinResponse resp;
+    return consent_stub->UnblockPin(Ctx(&ctx, kConsentOperator), req, &resp);
+  };
+  // Person() proofed the account at identity moments ago; consent reads that proofing time
+  // through Identity.GetAccount (GrpcIdentityDirectory) before it lets the operator unblock.
+  grpc::Status s = unblock();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  pb::StartLoginResponse again = StartLogin(username);
+  auto next = app->NextRequest(absl::Seconds(5));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(app->Approve(*next, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
+  EXPECT_EQ(AwaitLogin(again.login_id(), 10).state(), pb::LOGIN_STATE_APPROVED);
 }
 
 TEST_F(LoginTest, TwoHundredConcurrentLoginsAllSucceedWithNothingLeftPending) {
