@@ -68,14 +68,12 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
   std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
   OPENSSL_free(der);
   return std::unique_ptr<ConsentAppSimulator>(
-      new ConsentAppSimulator(std::move(channel), std::move(key), std::move(spki)));
+      new ConsentAppSimulator(channel, std::move(key), std::move(spki)));
 }
 
-ConsentAppSimulator::ConsentAppSimulator(std::shared_ptr<grpc::ChannelInterface> channel,
+ConsentAppSimulator::ConsentAppSimulator(const std::shared_ptr<grpc::ChannelInterface>& channel,
                                          std::unique_ptr<Key> key, std::string spki_der)
-    : stub_(pb::Consent::NewStub(std::move(channel))),
-      key_(std::move(key)),
-      spki_der_(std::move(spki_der)) {}
+    : stub_(pb::Consent::NewStub(channel)), key_(std::move(key)), spki_der_(std::move(spki_der)) {}
 
 ConsentAppSimulator::~ConsentAppSimulator() { StopWatching(); }
 

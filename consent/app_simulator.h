@@ -78,8 +78,8 @@ class ConsentAppSimulator {
 
  private:
   struct Key;
-  ConsentAppSimulator(std::shared_ptr<grpc::ChannelInterface> channel, std::unique_ptr<Key> key,
-                      std::string spki_der);
+  ConsentAppSimulator(const std::shared_ptr<grpc::ChannelInterface>& channel,
+                      std::unique_ptr<Key> key, std::string spki_der);
   void ReadLoop(std::unique_ptr<grpc::ClientContext> ctx,
                 std::unique_ptr<grpc::ClientReader<qsign::v1::ConsentRequest>> reader);
   absl::StatusOr<std::unique_ptr<grpc::ClientReader<qsign::v1::ConsentRequest>>> OpenStream(

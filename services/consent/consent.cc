@@ -135,7 +135,7 @@ EvpPkeyPtr ParseSpki(std::string_view der) {
 }
 
 absl::Status ValidateDeviceKey(std::string_view spki) {
-  const absl::Status bad =
+  absl::Status bad =
       absl::InvalidArgumentError("device_public_key: must be a P-256 SubjectPublicKeyInfo (DER)");
   if (spki.empty() || spki.size() > 512) return bad;
   EvpPkeyPtr key = ParseSpki(spki);
