@@ -36,11 +36,103 @@ CREATE TABLE crls (
 );
 )sql";
 
+constexpr char kV2[] = R"sql(
+-- Qualified and device certificates. A qualified one starts as an intent (PENDING: serial,
+-- validity and subject fixed, nothing signed), becomes ISSUED when signed and stored, REVOKED;
+-- an interrupted intent that is given up becomes ABANDONED.
+CREATE TABLE certificates (
+  certificate_id      text PRIMARY KEY,
+  -- Insertion order, to list newest first when created_at is the same second.
+  seq                 bigserial NOT NULL UNIQUE,
+  account_id          text NOT NULL,
+  kind                text NOT NULL CHECK (kind IN ('QUALIFIED', 'DEVICE')),
+  state               text NOT NULL CHECK (state IN ('PENDING', 'ISSUED', 'REVOKED', 'ABANDONED')),
+  ca_name             text NOT NULL REFERENCES cas (name),
+  serial_hex          text NOT NULL UNIQUE,
+  key_type            text NOT NULL,
+  client_request_id   text NOT NULL,
+  request_fingerprint text NOT NULL,
+  renewal_of          text REFERENCES certificates (certificate_id),
+  given_name          text NOT NULL,
+  surname             text NOT NULL,
+  national_id         text NOT NULL,
+  email               text NOT NULL,
+  legal_person_name   text,
+  legal_person_pib    text,
+  device_id           text NOT NULL,
+  device_name         text NOT NULL,
+  device_public_key   bytea,
+  certificate_der     bytea,
+  subject_dn          text NOT NULL,
+  not_before          timestamptz NOT NULL,
+  not_after           timestamptz NOT NULL,
+  created_at          timestamptz NOT NULL,
+  issued_at           timestamptz,
+  attached            boolean NOT NULL DEFAULT false,
+  revoked_at          timestamptz,
+  revocation_reason   int NOT NULL DEFAULT 0,
+  key_destroyed       boolean NOT NULL DEFAULT false,
+  abandoned_at        timestamptz,
+  reminder_queued_at  timestamptz,
+  CHECK (state = 'PENDING' OR state = 'ABANDONED' OR certificate_der IS NOT NULL),
+  CHECK (state <> 'REVOKED' OR revoked_at IS NOT NULL)
+);
+CREATE UNIQUE INDEX certificates_request ON certificates (account_id, client_request_id)
+  WHERE client_request_id <> '';
+CREATE UNIQUE INDEX certificates_renewal ON certificates (renewal_of) WHERE state <> 'ABANDONED';
+CREATE UNIQUE INDEX certificates_one_pending ON certificates (account_id) WHERE state = 'PENDING';
+CREATE INDEX certificates_account ON certificates (account_id, created_at, seq);
+CREATE INDEX certificates_revoked ON certificates (ca_name) WHERE state = 'REVOKED';
+
+CREATE TABLE contract_acceptances (
+  account_id     text NOT NULL,
+  version        text NOT NULL,
+  text_sha256    bytea NOT NULL,
+  accepted_at    timestamptz NOT NULL,
+  client_address text NOT NULL,
+  PRIMARY KEY (account_id, version)
+);
+
+CREATE TABLE legal_person_approvals (
+  approval_id       text PRIMARY KEY,
+  account_id        text NOT NULL,
+  organization_name text NOT NULL,
+  pib               text NOT NULL,
+  approved_by       text NOT NULL,
+  note              text NOT NULL,
+  approved_at       timestamptz NOT NULL
+);
+CREATE INDEX legal_person_approvals_account ON legal_person_approvals (account_id, pib);
+
+CREATE TABLE revoke_all_requests (
+  id          bigserial PRIMARY KEY,
+  account_id  text NOT NULL,
+  reason      int NOT NULL,
+  started_at  timestamptz NOT NULL,
+  finished_at timestamptz,
+  summary     text
+);
+
+-- Mail to send, written in the transaction of what causes it; a sender delivers and marks it.
+CREATE TABLE outbox (
+  id         bigserial PRIMARY KEY,
+  kind       text NOT NULL,
+  recipient  text NOT NULL,
+  subject    text NOT NULL,
+  body       text NOT NULL,
+  created_at timestamptz NOT NULL,
+  sent_at    timestamptz
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE sent_at IS NULL;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
-  const db::Migration migrations[] = {{1, "CAs, CRLs, audit log", v1}};
+  const db::Migration migrations[] = {
+      {1, "CAs, CRLs, audit log", v1},
+      {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

@@ -1,0 +1,246 @@
+// The lifecycle service's logic: contract acceptance, issuing, renewing and revoking qualified
+// certificates (keys through the signer, certificates from the qualified CA), revoke-all,
+// device certificates, CRLs. No gRPC types here; the identity, consent and signer services are
+// reached through the small interfaces below.
+#ifndef QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_H_
+#define QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "hsm/hsm.h"
+#include "services/lifecycle/ca/ca_setup.h"
+#include "services/lifecycle/ca/ocsp.h"
+#include "services/lifecycle/contracts.h"
+#include "services/lifecycle/lifecycle_store.h"
+
+namespace qsign::lifecycle {
+
+// --- What lifecycle needs from other services --------------------------------------------------
+
+enum class AssuranceLevel { kUnspecified, kLow, kSubstantial, kHigh };
+
+struct Account {
+  std::string account_id;
+  std::string username;  // The login e-mail: where mail goes.
+  std::string given_name;
+  std::string surname;
+  std::string national_id;
+  std::string certificate_email;  // Empty: no e-mail in certificates.
+  AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
+};
+
+struct Session {
+  std::string session_id;
+  std::string account_id;
+  absl::Time auth_time;  // When the login was approved on the phone.
+};
+
+// The identity service (Identity.GetAccount, ValidateSession, RevokeSessions).
+class IdentityClient {
+ public:
+  virtual ~IdentityClient() = default;
+  // NOT_FOUND for an unknown account.
+  virtual absl::StatusOr<Account> GetAccount(std::string_view account_id) = 0;
+  // UNAUTHENTICATED for a token that is not (or no longer) valid.
+  virtual absl::StatusOr<Session> ValidateSession(std::string_view session_token) = 0;
+  // Ends every session of the account; how many were live.
+  virtual absl::StatusOr<int> RevokeSessions(std::string_view account_id,
+                                             std::string_view client_address) = 0;
+};
+
+// The consent service (Consent.DeactivateDevices).
+class ConsentClient {
+ public:
+  virtual ~ConsentClient() = default;
+  // How many devices were active and are now deactivated.
+  virtual absl::StatusOr<int> DeactivateDevices(std::string_view account_id,
+                                                std::string_view reason) = 0;
+};
+
+// The signer, which owns users' keys (Signer.CreateKey, SetCertificate, DestroyKey). Lifecycle
+// never touches a user key in the HSM itself.
+class SignerClient {
+ public:
+  virtual ~SignerClient() = default;
+  // The new (or, on a retry, the existing) key's SubjectPublicKeyInfo.
+  virtual absl::StatusOr<std::string> CreateKey(std::string_view credential_id,
+                                                std::string_view account_id,
+                                                hsm::KeyType key_type) = 0;
+  virtual absl::Status SetCertificate(std::string_view credential_id,
+                                      const std::vector<std::string>& chain_der) = 0;
+  // Idempotent; NOT_FOUND when the signer never had the credential.
+  virtual absl::Status DestroyKey(std::string_view credential_id) = 0;
+};
+
+// --- Callers -----------------------------------------------------------------------------------
+
+enum class CallerKind { kUser, kOperator, kService };
+
+// Who calls, as the gRPC edge authenticated them.
+struct Caller {
+  CallerKind kind = CallerKind::kUser;
+  // kUser: the account id; kOperator: operator id; kService: client id.
+  std::string id;
+  // kUser only.
+  std::string session_id;
+  absl::Time auth_time;
+  // Peer address, for the audit trail.
+  std::string peer;
+};
+
+// --- Inputs and results ------------------------------------------------------------------------
+
+struct IssueInput {
+  std::string client_request_id;
+  std::optional<hsm::KeyType> key_type;  // Unset: EC_P256.
+  std::optional<LegalPersonSubject> legal_person;
+  std::string client_address;
+};
+
+struct RenewInput {
+  std::string client_request_id;
+  std::string certificate_id;
+  std::optional<hsm::KeyType> key_type;  // Unset: as the certificate renewed.
+  std::string client_address;
+};
+
+struct RevokeInput {
+  std::string certificate_id;  // Exactly one of these two.
+  std::string serial_hex;
+  int reason = 0;  // RFC 5280 CRLReason.
+  std::string client_address;
+};
+
+enum class CertStatusView { kActive, kRevoked, kExpired, kPending };
+
+// A certificate as callers see it.
+struct CertView {
+  CertRecord record;
+  CertStatusView status = CertStatusView::kPending;
+  std::vector<std::string> issuer_chain_der;
+  std::optional<absl::Time> renew_opens_at;  // QUALIFIED only.
+};
+
+struct RevokeAllResult {
+  std::vector<CertView> revoked;
+  int devices_deactivated = 0;
+  int sessions_ended = 0;
+};
+
+enum class AccountCertState { kNone, kActive, kRevoked, kExpired };
+
+struct AccountStatus {
+  AccountCertState state = AccountCertState::kNone;
+  std::optional<CertView> certificate;
+  std::optional<absl::Time> valid_until;
+  std::optional<absl::Time> renew_opens_at;
+  bool renewal_open = false;
+  std::string current_contract_version;
+  std::string accepted_contract_version;
+};
+
+struct LifecycleConfig {
+  // A user session is fresh while its login was approved at most this long ago.
+  absl::Duration fresh_session = absl::Minutes(5);
+  // Renew is accepted in [not_after - renew_window, not_after).
+  absl::Duration renew_window = absl::Hours(24 * 30);
+  // An issuance intent older than this that never finished may be abandoned by a new Issue.
+  absl::Duration stale_intent = absl::Minutes(2);
+  // nextUpdate of CRLs = thisUpdate + this.
+  absl::Duration crl_validity = absl::Hours(24);
+  int device_certificate_years = 3;
+  // QcPDS URL in qualified certificates.
+  std::string pds_url = "https://qsign.example/pds/en";
+};
+
+class Lifecycle {
+ public:
+  // None of the pointers is owned; all must outlive the Lifecycle.
+  Lifecycle(const CaSet* cas, LifecycleStore* store, SignerClient* signer, IdentityClient* identity,
+            ConsentClient* consent, const ContractRegistry* contracts, const Clock* clock,
+            LifecycleConfig config);
+
+  absl::StatusOr<ContractText> GetContract(std::string_view version) const;
+  absl::StatusOr<ContractAcceptance> AcceptContract(const Caller& caller, std::string_view version,
+                                                    std::string_view text_sha256,
+                                                    std::string_view client_address);
+  absl::StatusOr<CertView> Issue(const Caller& caller, const IssueInput& in);
+  absl::StatusOr<CertView> Renew(const Caller& caller, const RenewInput& in);
+  absl::StatusOr<CertView> Revoke(const Caller& caller, const RevokeInput& in);
+  absl::StatusOr<RevokeAllResult> RevokeAll(const Caller& caller, std::string_view account_id,
+                                            int reason, std::string_view client_address);
+  absl::StatusOr<AccountStatus> GetStatus(const Caller& caller, std::string_view account_id);
+  absl::StatusOr<std::vector<CertView>> ListCertificates(const Caller& caller,
+                                                         std::string_view account_id,
+                                                         bool include_device);
+  absl::StatusOr<LegalPersonApproval> ApproveLegalPerson(const Caller& caller,
+                                                         std::string_view account_id,
+                                                         const LegalPersonSubject& legal_person,
+                                                         std::string_view note,
+                                                         std::string_view client_address);
+  absl::StatusOr<CertView> IssueDeviceCertificate(const Caller& caller, std::string_view account_id,
+                                                  std::string_view device_id,
+                                                  std::string_view device_public_key,
+                                                  std::string_view device_name);
+
+  // Signs and stores a new CRL for `ca_name` (after every revocation, and on schedule).
+  absl::Status IssueCrl(std::string_view ca_name);
+  // The newest CRL of `ca_name`, issuing one first if there is none or it is past half its
+  // validity. NOT_FOUND for an unknown CA.
+  absl::StatusOr<std::string> CurrentCrl(std::string_view ca_name);
+  // Queues one reminder e-mail per qualified certificate whose renewal window has opened.
+  // Returns how many were queued.
+  absl::StatusOr<int> QueueRenewalReminders();
+
+  const ContractText& current_contract() const { return contracts_->current(); }
+
+  // The OCSP responder's view of the certificates table.
+  CertStatusSource* status_source() { return &status_source_; }
+
+ private:
+  class StoreStatusSource final : public CertStatusSource {
+   public:
+    explicit StoreStatusSource(LifecycleStore* store) : store_(store) {}
+    absl::StatusOr<CertStatus> Status(std::string_view ca_name,
+                                      std::string_view serial_hex) override;
+
+   private:
+    LifecycleStore* store_;  // Not owned.
+  };
+
+  absl::StatusOr<CertView> Complete(CertRecord record, const Caller& caller);
+  absl::StatusOr<std::string> ResolveAccount(const Caller& caller, std::string_view account_id);
+  absl::Status CheckFresh(const Caller& caller) const;
+  absl::Status CheckContractAccepted(std::string_view account_id);
+  absl::Status DestroyKey(const CertRecord& record);
+  CertView View(CertRecord record) const;
+  absl::Time Now() const;
+
+  const CaSet* cas_;                   // Not owned.
+  LifecycleStore* store_;              // Not owned.
+  SignerClient* signer_;               // Not owned.
+  IdentityClient* identity_;           // Not owned.
+  ConsentClient* consent_;             // Not owned.
+  const ContractRegistry* contracts_;  // Not owned.
+  const Clock* clock_;                 // Not owned.
+  const LifecycleConfig config_;
+  StoreStatusSource status_source_;
+};
+
+// "client_request_id: ..." unless 1..64 characters of [A-Za-z0-9._-].
+absl::Status ValidateRequestId(std::string_view id, std::string_view field);
+// INVALID_ARGUMENT for reasons Revoke never accepts; PERMISSION_DENIED for
+// privilegeWithdrawn from a user.
+absl::Status ValidateRevocationReason(int reason, CallerKind caller);
+std::string_view RevocationReasonName(int reason);
+
+}  // namespace qsign::lifecycle
+
+#endif  // QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_H_

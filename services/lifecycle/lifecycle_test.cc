@@ -1,0 +1,1144 @@
+// The lifecycle service over real gRPC on loopback, with the real signer service (over gRPC), a
+// real SoftHSM2 token and a real PostgreSQL; identity and consent are fakes (other services).
+// Independent tools check what relying parties see: openssl verify -crl_check, openssl ocsp.
+#include "services/lifecycle/lifecycle.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/db/audit.h"
+#include "common/db/testing/pg_test.h"
+#include "common/grpc_server.h"
+#include "common/strings.h"
+#include "consent/sad.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
+#include "qsign/v1/lifecycle.grpc.pb.h"
+#include "qsign/v1/signer.grpc.pb.h"
+#include "services/lifecycle/ca/ca_setup.h"
+#include "services/lifecycle/ca/ca_store.h"
+#include "services/lifecycle/ca/certificate.h"
+#include "services/lifecycle/ca/der.h"
+#include "services/lifecycle/ca/ocsp.h"
+#include "services/lifecycle/ca/ossl.h"
+#include "services/lifecycle/clients_grpc.h"
+#include "services/lifecycle/contracts.h"
+#include "services/lifecycle/lifecycle_grpc.h"
+#include "services/lifecycle/lifecycle_store.h"
+#include "services/lifecycle/schema.h"
+#include "services/lifecycle/status_http.h"
+#include "services/lifecycle/testing/cert_testing.h"
+#include "services/signer/signer.h"
+#include "services/signer/signer_grpc.h"
+#include "services/signer/signer_store.h"
+
+namespace qsign::lifecycle {
+namespace {
+
+namespace pb = ::qsign::v1;
+using ::testing::ElementsAre;
+using testing::FindExtension;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using testing::NameEntries;
+using ::testing::SizeIs;
+
+constexpr char kOperatorSecret[] = "operator-secret-1";
+constexpr char kConsentSecret[] = "consent-secret-1";
+
+// --- Fakes of the services lifecycle calls -----------------------------------------------------
+
+class FakeIdentity final : public IdentityClient {
+ public:
+  explicit FakeIdentity(const Clock* clock) : clock_(clock) {}
+
+  void AddAccount(Account a) {
+    absl::MutexLock lock(&mu_);
+    accounts_[a.account_id] = std::move(a);
+  }
+  void SetLevel(const std::string& id, AssuranceLevel level) {
+    absl::MutexLock lock(&mu_);
+    accounts_[id].assurance_level = level;
+  }
+  // A session approved on the phone now.
+  std::string Login(const std::string& account_id) {
+    absl::MutexLock lock(&mu_);
+    std::string token = absl::StrCat("token-", ++next_);
+    sessions_[token] = Session{.session_id = absl::StrCat("session-", next_),
+                               .account_id = account_id,
+                               .auth_time = clock_->Now()};
+    return token;
+  }
+
+  absl::StatusOr<Account> GetAccount(std::string_view account_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = accounts_.find(std::string(account_id));
+    if (it == accounts_.end()) return absl::NotFoundError("account_id: no such account");
+    return it->second;
+  }
+  absl::StatusOr<Session> ValidateSession(std::string_view token) override {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(std::string(token));
+    if (it == sessions_.end()) return absl::UnauthenticatedError("session: not valid");
+    return it->second;
+  }
+  absl::StatusOr<int> RevokeSessions(std::string_view account_id, std::string_view) override {
+    absl::MutexLock lock(&mu_);
+    int n = 0;
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second.account_id == account_id) {
+        sessions_.erase(it++);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+
+ private:
+  const Clock* clock_;
+  absl::Mutex mu_;
+  std::map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  int next_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The consent service as far as revoke-all goes: devices that can approve until deactivated.
+class FakeConsent final : public ConsentClient {
+ public:
+  void AddDevice(const std::string& account, const std::string& device) {
+    absl::MutexLock lock(&mu_);
+    active_[account].insert(device);
+  }
+  // What Consent.Approve checks first: the device must be active.
+  absl::Status Approve(const std::string& account, const std::string& device) {
+    absl::MutexLock lock(&mu_);
+    if (!active_[account].contains(device)) {
+      return absl::PermissionDeniedError("device: not active");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int> DeactivateDevices(std::string_view account_id, std::string_view) override {
+    absl::MutexLock lock(&mu_);
+    auto& devices = active_[std::string(account_id)];
+    const int n = static_cast<int>(devices.size());
+    devices.clear();
+    return n;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::set<std::string>> active_ ABSL_GUARDED_BY(mu_);
+};
+
+// The real signer client with injectable crashes.
+class FaultySigner final : public SignerClient {
+ public:
+  explicit FaultySigner(SignerClient* inner) : inner_(inner) {}
+  absl::StatusOr<std::string> CreateKey(std::string_view id, std::string_view account,
+                                        hsm::KeyType type) override {
+    auto spki = inner_->CreateKey(id, account, type);
+    // The key exists in the HSM now; the process "dies" before anything else is stored.
+    if (spki.ok() && crash_after_create_key.exchange(false)) {
+      return absl::UnavailableError("injected crash after CreateKey");
+    }
+    return spki;
+  }
+  absl::Status SetCertificate(std::string_view id, const std::vector<std::string>& chain) override {
+    if (fail_set_certificate.exchange(false)) {
+      return absl::UnavailableError("injected failure of SetCertificate");
+    }
+    return inner_->SetCertificate(id, chain);
+  }
+  absl::Status DestroyKey(std::string_view id) override {
+    if (fail_destroy_key.exchange(false)) {
+      return absl::UnavailableError("injected failure of DestroyKey");
+    }
+    return inner_->DestroyKey(id);
+  }
+  std::atomic<bool> crash_after_create_key{false};
+  std::atomic<bool> fail_set_certificate{false};
+  std::atomic<bool> fail_destroy_key{false};
+
+ private:
+  SignerClient* inner_;  // Not owned.
+};
+
+// --- Fixture -----------------------------------------------------------------------------------
+
+ContractRegistry TestContracts() {
+  return ContractRegistry({{"2024-01", "old terms\n", ""}, {"2025-01", "current terms\n", ""}});
+}
+
+class LifecycleTest : public db::testing::PgTest {
+ protected:
+  void SetUp() override {
+    PgTest::SetUp();
+    auto token = hsm::testing::SoftHsmToken::Create();
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = *std::move(hsm);
+    ASSERT_TRUE(MigrateLifecycleSchema(pool()).ok());
+    ASSERT_TRUE(signer::MigrateSignerSchema(pool()).ok());
+
+    // The signer service, for real, over gRPC.
+    auto sad_key = hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256);
+    ASSERT_TRUE(sad_key.ok());
+    auto verifier = consent::SadVerifier::New({{"sad-key", sad_key->spki_der}});
+    ASSERT_TRUE(verifier.ok());
+    sad_verifier_ = *std::move(verifier);
+    signer_store_ = signer::NewPostgresSignerStore(&pool());
+    signer_ = std::make_unique<signer::Signer>(hsm_.get(), signer_store_.get(), sad_verifier_.get(),
+                                               &clock_, signer::SignerConfig{});
+    signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
+    auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
+    ASSERT_TRUE(signer_server.ok()) << signer_server.status();
+    signer_server_ = *std::move(signer_server);
+    auto signer_channel =
+        grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
+    signer_stub_ = pb::Signer::NewStub(signer_channel);
+    signer_client_ = std::make_unique<GrpcSignerClient>(signer_channel, ServiceCredential{});
+    faulty_signer_ = std::make_unique<FaultySigner>(signer_client_.get());
+
+    // The CA.
+    ca_store_ = NewPostgresCaStore(&pool());
+    auto cas = CaSet::Init(hsm_.get(), ca_store_.get(), clock_, CaConfig{});
+    ASSERT_TRUE(cas.ok()) << cas.status();
+    cas_ = *std::move(cas);
+
+    // Lifecycle.
+    identity_.AddAccount({.account_id = "alice",
+                          .username = "alice@example.rs",
+                          .given_name = "Alisa",
+                          .surname = "Petrović",
+                          .national_id = "0101990710006",
+                          .certificate_email = "alisa@example.rs",
+                          .assurance_level = AssuranceLevel::kHigh});
+    identity_.AddAccount({.account_id = "bob",
+                          .username = "bob@example.rs",
+                          .given_name = "Bogdan",
+                          .surname = "Jovanović",
+                          .national_id = "0202985710011",
+                          .assurance_level = AssuranceLevel::kHigh});
+    store_ = NewPostgresLifecycleStore(&pool());
+    lifecycle_ = std::make_unique<Lifecycle>(cas_.get(), store_.get(), faulty_signer_.get(),
+                                             &identity_, &consent_, &contracts_, &clock_,
+                                             LifecycleConfig{.pds_url = "https://qsign.test/pds"});
+    CredentialHashes operators;
+    operators.Add("op1", kOperatorSecret);
+    CredentialHashes services;
+    services.Add("consent", kConsentSecret);
+    authenticator_ = std::make_unique<IdentityAuthenticator>(&identity_, std::move(operators),
+                                                             std::move(services));
+    grpc_ = std::make_unique<LifecycleGrpc>(lifecycle_.get(), authenticator_.get());
+    auto server = GrpcServer::Start({}, {grpc_.get()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    stub_ = pb::Lifecycle::NewStub(
+        grpc::CreateChannel(server_->local_target(), grpc::InsecureChannelCredentials()));
+
+    ocsp_ = std::make_unique<OcspResponder>(cas_.get(), lifecycle_->status_source(), &clock_);
+    auto http = StatusHttpServer::Start({}, ocsp_.get(), lifecycle_.get(), cas_.get());
+    ASSERT_TRUE(http.ok()) << http.status();
+    http_ = *std::move(http);
+  }
+
+  void TearDown() override {
+    http_.reset();
+    if (server_) server_->Shutdown(absl::ZeroDuration());
+    if (signer_server_) signer_server_->Shutdown(absl::ZeroDuration());
+    for (const std::string& f : temp_files_) unlink(f.c_str());
+  }
+
+  std::unique_ptr<grpc::ClientContext> As(const std::string& authorization) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
+    return ctx;
+  }
+  std::string Bearer(const std::string& account) {
+    return absl::StrCat("Bearer ", identity_.Login(account));
+  }
+  std::string Operator() { return absl::StrCat("Operator op1.", kOperatorSecret); }
+  std::string ConsentService() { return absl::StrCat("Service consent.", kConsentSecret); }
+
+  grpc::Status Accept(const std::string& auth, const std::string& version = "2025-01") {
+    pb::AcceptContractRequest req;
+    req.set_version(version);
+    auto contract = contracts_.Find(version);
+    req.set_text_sha256(contract.ok() ? (*contract)->sha256 : "");
+    req.mutable_client()->set_client_address("203.0.113.7");
+    pb::ContractAcceptance resp;
+    return stub_->AcceptContract(As(auth).get(), req, &resp);
+  }
+
+  grpc::Status Issue(const std::string& auth, const std::string& request_id, pb::Certificate* cert,
+                     pb::KeyAlgorithm algorithm = pb::KEY_ALGORITHM_UNSPECIFIED) {
+    pb::IssueRequest req;
+    req.set_client_request_id(request_id);
+    req.set_key_algorithm(algorithm);
+    return stub_->Issue(As(auth).get(), req, cert);
+  }
+
+  // Accepts the contract and issues: the happy path.
+  pb::Certificate IssueFor(const std::string& account, const std::string& request_id = "req-1") {
+    const std::string auth = Bearer(account);
+    grpc::Status s = Accept(auth);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    pb::Certificate cert;
+    s = Issue(auth, request_id, &cert);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return cert;
+  }
+
+  grpc::Status Revoke(const std::string& auth, const std::string& certificate_id,
+                      pb::RevocationReason reason, pb::Certificate* out) {
+    pb::RevokeRequest req;
+    req.set_certificate_id(certificate_id);
+    req.set_reason(reason);
+    return stub_->Revoke(As(auth).get(), req, out);
+  }
+
+  pb::GetStatusResponse Status(const std::string& auth) {
+    pb::GetStatusResponse resp;
+    grpc::Status s = stub_->GetStatus(As(auth).get(), pb::GetStatusRequest(), &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  pb::CredentialInfo Credential(const std::string& id) {
+    pb::GetCredentialInfoRequest req;
+    req.set_credential_id(id);
+    pb::CredentialInfo info;
+    grpc::ClientContext ctx;
+    grpc::Status s = signer_stub_->GetCredentialInfo(&ctx, req, &info);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return info;
+  }
+
+  std::string Temp(const std::string& data, const std::string& suffix) {
+    temp_files_.push_back(testing::WriteTempFile(data, suffix));
+    return temp_files_.back();
+  }
+  std::string Pem(const std::string& der, const std::string& suffix = ".pem") {
+    return Temp(testing::CertificatePem(der), suffix);
+  }
+  std::string HttpGet(const std::string& path, int* status = nullptr) {
+    httplib::Client client("127.0.0.1", http_->port());
+    auto res = client.Get(path);
+    if (!res) return "";
+    if (status != nullptr) *status = res->status;
+    return res->body;
+  }
+
+  // Real time, whole seconds: openssl checks certificate, CRL and OCSP times against its clock.
+  FakeClock clock_{absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()))};
+  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
+  std::unique_ptr<hsm::Hsm> hsm_;
+  std::unique_ptr<consent::SadVerifier> sad_verifier_;
+  std::unique_ptr<signer::SignerStore> signer_store_;
+  std::unique_ptr<signer::Signer> signer_;
+  std::unique_ptr<signer::SignerGrpc> signer_grpc_;
+  std::unique_ptr<GrpcServer> signer_server_;
+  std::unique_ptr<pb::Signer::Stub> signer_stub_;
+  std::unique_ptr<GrpcSignerClient> signer_client_;
+  std::unique_ptr<FaultySigner> faulty_signer_;
+  std::unique_ptr<CaStore> ca_store_;
+  std::unique_ptr<CaSet> cas_;
+  FakeIdentity identity_{&clock_};
+  FakeConsent consent_;
+  ContractRegistry contracts_ = TestContracts();
+  std::unique_ptr<LifecycleStore> store_;
+  std::unique_ptr<Lifecycle> lifecycle_;
+  std::unique_ptr<IdentityAuthenticator> authenticator_;
+  std::unique_ptr<LifecycleGrpc> grpc_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<pb::Lifecycle::Stub> stub_;
+  std::unique_ptr<OcspResponder> ocsp_;
+  std::unique_ptr<StatusHttpServer> http_;
+  std::vector<std::string> temp_files_;
+};
+
+// --- Contracts ---------------------------------------------------------------------------------
+
+TEST(ContractsTest, TheRepositoryContractIsCompiledIn) {
+  const ContractRegistry& builtin = ContractRegistry::BuiltIn();
+  EXPECT_EQ(builtin.current().version, "2025-01");
+  EXPECT_THAT(builtin.current().text, HasSubstr("Version 2025-01"));
+  EXPECT_THAT(builtin.current().text, HasSubstr("PNORS-"));
+  EXPECT_EQ(builtin.current().sha256, Sha256(builtin.current().text));
+  EXPECT_EQ(builtin.Find("1999-01").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LifecycleTest, GetContractNeedsNoCredential) {
+  pb::GetContractRequest req;
+  pb::Contract contract;
+  ASSERT_TRUE(stub_->GetContract(As("").get(), req, &contract).ok());
+  EXPECT_EQ(contract.version(), "2025-01");
+  EXPECT_EQ(contract.text(), "current terms\n");
+  EXPECT_EQ(contract.text_sha256(), Sha256("current terms\n"));
+  EXPECT_TRUE(contract.current());
+  req.set_version("2024-01");
+  ASSERT_TRUE(stub_->GetContract(As("").get(), req, &contract).ok());
+  EXPECT_FALSE(contract.current());
+}
+
+TEST_F(LifecycleTest, AcceptContractIsRecordedOnceAndMailed) {
+  const std::string auth = Bearer("alice");
+  pb::AcceptContractRequest req;
+  req.set_version("2025-01");
+  req.set_text_sha256(Sha256("something else"));
+  pb::ContractAcceptance first, second;
+  grpc::Status s = stub_->AcceptContract(As(auth).get(), req, &first);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("text_sha256"));
+
+  req.set_version("2024-01");
+  req.set_text_sha256(Sha256("old terms\n"));
+  s = stub_->AcceptContract(As(auth).get(), req, &first);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("accept 2025-01"));
+
+  req.set_version("2025-01");
+  req.set_text_sha256(Sha256("current terms\n"));
+  req.mutable_client()->set_client_address("203.0.113.7");
+  ASSERT_TRUE(stub_->AcceptContract(As(auth).get(), req, &first).ok());
+  EXPECT_EQ(first.account_id(), "alice");
+  EXPECT_EQ(first.version(), "2025-01");
+  EXPECT_EQ(first.text_sha256(), Sha256("current terms\n"));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(stub_->AcceptContract(As(auth).get(), req, &second).ok());
+  EXPECT_EQ(second.accepted_at().seconds(), first.accepted_at().seconds());
+
+  // One e-mail with the contract, to the login address.
+  auto mail = store_->PendingOutbox(10);
+  ASSERT_TRUE(mail.ok());
+  ASSERT_THAT(*mail, SizeIs(1));
+  EXPECT_EQ((*mail)[0].recipient, "alice@example.rs");
+  EXPECT_EQ((*mail)[0].body, "current terms\n");
+  EXPECT_THAT((*mail)[0].subject, HasSubstr("2025-01"));
+  auto recorded = store_->FindAcceptance("alice", "2025-01");
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_EQ((*recorded)->client_address, "203.0.113.7");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+}
+
+// --- Issue -------------------------------------------------------------------------------------
+
+TEST_F(LifecycleTest, IssueRefusesEachPreconditionClearly) {
+  pb::Certificate cert;
+  // No credential, wrong kind of credential.
+  EXPECT_EQ(Issue("", "r1", &cert).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Issue("Bearer nonsense", "r1", &cert).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Issue("Operator op1.wrong", "r1", &cert).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Issue(Operator(), "r1", &cert).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  std::string auth = Bearer("alice");
+  grpc::Status s = Issue(auth, "bad id!", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("client_request_id"));
+  s = Issue(auth, "r1", &cert, pb::KEY_ALGORITHM_RSA_2048);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("key_algorithm"));
+
+  identity_.SetLevel("alice", AssuranceLevel::kSubstantial);
+  s = Issue(auth, "r1", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("identity not proofed"));
+  identity_.SetLevel("alice", AssuranceLevel::kHigh);
+
+  s = Issue(auth, "r1", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("contract version 2025-01 not accepted"));
+  ASSERT_TRUE(Accept(auth, "2025-01").ok());
+
+  clock_.Advance(absl::Minutes(5) + absl::Seconds(1));
+  s = Issue(auth, "r1", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("log in again"));
+
+  auth = Bearer("alice");
+  ASSERT_TRUE(Issue(auth, "r1", &cert).ok());
+  s = Issue(auth, "r2", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("use Renew"));
+}
+
+TEST_F(LifecycleTest, IssuedCertificateIsQualifiedAndActiveInTheSigner) {
+  pb::Certificate cert = IssueFor("alice");
+  EXPECT_EQ(cert.kind(), pb::CERTIFICATE_KIND_QUALIFIED);
+  EXPECT_EQ(cert.status(), pb::CERTIFICATE_STATUS_ACTIVE);
+  EXPECT_EQ(cert.account_id(), "alice");
+  EXPECT_EQ(cert.key_algorithm(), pb::KEY_ALGORITHM_EC_P256);
+  ASSERT_THAT(cert.issuer_chain_der(), SizeIs(2));
+  EXPECT_EQ(cert.issuer_chain_der(0), cas_->qualified().cert_der());
+  EXPECT_EQ(cert.issuer_chain_der(1), cas_->root().cert_der());
+  EXPECT_EQ(cert.renew_opens_at().seconds(), cert.not_after().seconds() - 30 * 24 * 3600);
+
+  X509Ptr x = ParseCertificate(cert.certificate_der());
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(SerialHex(x.get()), cert.serial_hex());
+  EXPECT_EQ(Asn1TimeToAbsl(X509_get0_notBefore(x.get())), clock_.Now());
+  EXPECT_EQ(Asn1TimeToAbsl(X509_get0_notAfter(x.get())), AddYears(clock_.Now(), 5));
+  auto subject = NameEntries(X509_get_subject_name(x.get()));
+  ASSERT_THAT(subject, SizeIs(5));
+  EXPECT_EQ(subject[1].value, "Petrović");
+  EXPECT_EQ(subject[2].value, "Alisa");
+  EXPECT_EQ(subject[3].value, "PNORS-0101990710006");
+  EXPECT_EQ(subject[4].value, "Alisa Petrović");
+  EXPECT_TRUE(FindExtension(x.get(), "2.5.29.17").has_value());  // Asked for an e-mail.
+  auto qc = FindExtension(x.get(), "1.3.6.1.5.5.7.1.3");
+  ASSERT_TRUE(qc.has_value());
+  EXPECT_THAT(testing::FirstOids(qc->der),
+              ElementsAre("1.3.6.1.5.5.7.11.2", "0.4.0.1862.1.1", "0.4.0.1862.1.4",
+                          "0.4.0.1862.1.6", "0.4.0.1862.1.5"));
+
+  // The signer holds the key and this certificate: the credential is active.
+  pb::CredentialInfo info = Credential(cert.certificate_id());
+  EXPECT_EQ(info.status(), pb::CREDENTIAL_STATUS_ACTIVE);
+  EXPECT_EQ(info.account_id(), "alice");
+  ASSERT_THAT(info.certificate_chain_der(), SizeIs(3));
+  EXPECT_EQ(info.certificate_chain_der(0), cert.certificate_der());
+  EXPECT_EQ(ToDer(X509_get_X509_PUBKEY(x.get()), i2d_X509_PUBKEY), info.public_key_spki());
+
+  pb::GetStatusResponse status = Status(Bearer("alice"));
+  EXPECT_EQ(status.state(), pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE);
+  EXPECT_EQ(status.certificate().certificate_id(), cert.certificate_id());
+  EXPECT_EQ(status.valid_until().seconds(), cert.not_after().seconds());
+  EXPECT_FALSE(status.renewal_open());
+  EXPECT_EQ(status.accepted_contract_version(), "2025-01");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+}
+
+TEST_F(LifecycleTest, NoEmailAskedNoEmailInTheCertificate) {
+  pb::Certificate cert = IssueFor("bob");
+  X509Ptr x = ParseCertificate(cert.certificate_der());
+  ASSERT_NE(x, nullptr);
+  EXPECT_FALSE(FindExtension(x.get(), "2.5.29.17").has_value());
+}
+
+TEST_F(LifecycleTest, IssueWithRsa3072) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  pb::Certificate cert;
+  grpc::Status s = Issue(auth, "rsa", &cert, pb::KEY_ALGORITHM_RSA_3072);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(cert.key_algorithm(), pb::KEY_ALGORITHM_RSA_3072);
+  X509Ptr x = ParseCertificate(cert.certificate_der());
+  EXPECT_EQ(EVP_PKEY_get_bits(X509_get0_pubkey(x.get())), 3072);
+}
+
+TEST_F(LifecycleTest, IssueIsIdempotentOnTheClientRequestId) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  pb::Certificate first, again;
+  ASSERT_TRUE(Issue(auth, "same", &first).ok());
+  ASSERT_TRUE(Issue(auth, "same", &again).ok());
+  EXPECT_EQ(again.certificate_id(), first.certificate_id());
+  EXPECT_EQ(again.certificate_der(), first.certificate_der());
+  grpc::Status s = Issue(auth, "same", &again, pb::KEY_ALGORITHM_RSA_3072);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("other parameters"));
+  auto all = store_->ListCertificates("alice");
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(*all, SizeIs(1));
+}
+
+TEST_F(LifecycleTest, CrashBetweenKeyGenerationAndStorageLeavesNoActiveCertificate) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  faulty_signer_->crash_after_create_key = true;
+  pb::Certificate cert;
+  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // Nothing signed, nothing active: the intent is pending with its serial reserved, the
+  // signer's key cannot sign (no certificate).
+  EXPECT_EQ(Status(auth).state(), pb::ACCOUNT_CERTIFICATE_STATE_NONE);
+  auto records = store_->ListCertificates("alice");
+  ASSERT_TRUE(records.ok());
+  ASSERT_THAT(*records, SizeIs(1));
+  const CertRecord intent = (*records)[0];
+  EXPECT_EQ(intent.state, CertState::kPending);
+  EXPECT_TRUE(intent.certificate_der.empty());
+  EXPECT_EQ(Credential(intent.certificate_id).status(), pb::CREDENTIAL_STATUS_PENDING);
+  pb::ListCertificatesResponse listed;
+  ASSERT_TRUE(stub_->ListCertificates(As(auth).get(), pb::ListCertificatesRequest(), &listed).ok());
+  EXPECT_THAT(listed.certificates(), IsEmpty());
+
+  // Another request while it is fresh: refused as in progress.
+  grpc::Status s = Issue(auth, "other", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("in progress"));
+
+  // The retry finishes it: the reserved serial, the key generated before the crash.
+  ASSERT_TRUE(Issue(auth, "crashy", &cert).ok());
+  EXPECT_EQ(cert.certificate_id(), intent.certificate_id);
+  EXPECT_EQ(cert.serial_hex(), intent.serial_hex);
+  EXPECT_EQ(Credential(intent.certificate_id).status(), pb::CREDENTIAL_STATUS_ACTIVE);
+  records = store_->ListCertificates("alice");
+  ASSERT_TRUE(records.ok());
+  EXPECT_THAT(*records, SizeIs(1));
+}
+
+TEST_F(LifecycleTest, AStaleInterruptedIssuanceIsAbandonedAndItsKeyDestroyed) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  faulty_signer_->crash_after_create_key = true;
+  pb::Certificate cert;
+  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto records = store_->ListCertificates("alice");
+  ASSERT_TRUE(records.ok());
+  const std::string orphan = (*records)[0].certificate_id;
+
+  clock_.Advance(absl::Minutes(3));
+  const std::string auth2 = Bearer("alice");
+  ASSERT_TRUE(Issue(auth2, "fresh", &cert).ok());
+  EXPECT_NE(cert.certificate_id(), orphan);
+  EXPECT_EQ(Credential(orphan).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_EQ(hsm_->GetPublicKey(orphan).status().code(), absl::StatusCode::kNotFound);
+  // The abandoned request id is not reused.
+  grpc::Status s = Issue(auth2, "crashy", &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("abandoned"));
+}
+
+TEST_F(LifecycleTest, FailureAfterSigningIsFinishedByTheRetry) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  faulty_signer_->fail_set_certificate = true;
+  pb::Certificate cert;
+  EXPECT_EQ(Issue(auth, "r", &cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto records = store_->ListCertificates("alice");
+  ASSERT_TRUE(records.ok());
+  ASSERT_THAT(*records, SizeIs(1));
+  EXPECT_EQ((*records)[0].state, CertState::kIssued);
+  EXPECT_EQ(Credential((*records)[0].certificate_id).status(), pb::CREDENTIAL_STATUS_PENDING);
+  ASSERT_TRUE(Issue(auth, "r", &cert).ok());
+  EXPECT_EQ(cert.certificate_der(), (*records)[0].certificate_der);
+  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_ACTIVE);
+}
+
+// --- Legal person ------------------------------------------------------------------------------
+
+TEST_F(LifecycleTest, LegalPersonNeedsAnOperatorsApproval) {
+  const std::string auth = Bearer("alice");
+  ASSERT_TRUE(Accept(auth).ok());
+  pb::IssueRequest req;
+  req.set_client_request_id("lp-1");
+  req.mutable_legal_person()->set_organization_name("Primer d.o.o.");
+  req.mutable_legal_person()->set_pib("100000024");
+  pb::Certificate cert;
+  grpc::Status s = stub_->Issue(As(auth).get(), req, &cert);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no operator approval"));
+
+  pb::ApproveLegalPersonRequest approve;
+  approve.set_account_id("alice");
+  approve.mutable_legal_person()->set_organization_name("Primer d.o.o.");
+  approve.mutable_legal_person()->set_pib("100000025");
+  approve.set_note("power of attorney no. 17/2026 checked");
+  pb::LegalPersonApproval approval;
+  s = stub_->ApproveLegalPerson(As(Operator()).get(), approve, &approval);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("check digit"));
+  approve.mutable_legal_person()->set_pib("100000024");
+  EXPECT_EQ(stub_->ApproveLegalPerson(As(auth).get(), approve, &approval).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  s = stub_->ApproveLegalPerson(As(Operator()).get(), approve, &approval);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(approval.approved_by(), "op1");
+
+  s = stub_->Issue(As(auth).get(), req, &cert);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(cert.legal_person().pib(), "100000024");
+  X509Ptr x = ParseCertificate(cert.certificate_der());
+  auto subject = NameEntries(X509_get_subject_name(x.get()));
+  ASSERT_THAT(subject, SizeIs(7));
+  EXPECT_EQ(subject[1].oid, "2.5.4.10");
+  EXPECT_EQ(subject[1].value, "Primer d.o.o.");
+  EXPECT_EQ(subject[2].oid, "2.5.4.97");
+  EXPECT_EQ(subject[2].value, "VATRS-100000024");
+}
+
+// --- Renew -------------------------------------------------------------------------------------
+
+TEST_F(LifecycleTest, RenewWindowOpensThirtyDaysBeforeExpiryToTheSecond) {
+  pb::Certificate old = IssueFor("alice");
+  const absl::Time not_after = absl::FromUnixSeconds(old.not_after().seconds());
+  const absl::Time opens = not_after - absl::Hours(24 * 30);
+  pb::RenewRequest req;
+  req.set_certificate_id(old.certificate_id());
+  pb::Certificate renewed;
+
+  clock_.Set(opens - absl::Seconds(1));
+  req.set_client_request_id("renew-early");
+  grpc::Status s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr(absl::StrCat("renewal opens at ", absl::FormatTime(absl::RFC3339_sec, opens,
+                                                                           absl::UTCTimeZone()))));
+  pb::GetStatusResponse status = Status(Bearer("alice"));
+  EXPECT_FALSE(status.renewal_open());
+  EXPECT_EQ(status.renew_opens_at().seconds(), absl::ToUnixSeconds(opens));
+
+  clock_.Set(opens);
+  EXPECT_TRUE(Status(Bearer("alice")).renewal_open());
+  req.set_client_request_id("renew-1");
+  s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(renewed.certificate_id(), old.certificate_id());
+  EXPECT_NE(renewed.serial_hex(), old.serial_hex());
+  EXPECT_EQ(renewed.not_before().seconds(), absl::ToUnixSeconds(opens));
+  EXPECT_EQ(renewed.subject_dn(), old.subject_dn());
+  // A new key, in the signer; the old certificate stays valid: signing never stops.
+  EXPECT_NE(Credential(renewed.certificate_id()).public_key_spki(),
+            Credential(old.certificate_id()).public_key_spki());
+  EXPECT_EQ(Credential(old.certificate_id()).status(), pb::CREDENTIAL_STATUS_ACTIVE);
+  status = Status(Bearer("alice"));
+  EXPECT_EQ(status.certificate().certificate_id(), renewed.certificate_id());
+  pb::ListCertificatesResponse listed;
+  ASSERT_TRUE(
+      stub_->ListCertificates(As(Bearer("alice")).get(), pb::ListCertificatesRequest(), &listed)
+          .ok());
+  ASSERT_THAT(listed.certificates(), SizeIs(2));
+  EXPECT_EQ(listed.certificates(0).certificate_id(), renewed.certificate_id());  // Newest first.
+  EXPECT_EQ(listed.certificates(1).status(), pb::CERTIFICATE_STATUS_ACTIVE);
+
+  // Renewed once only.
+  req.set_client_request_id("renew-2");
+  s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("already renewed"));
+}
+
+TEST_F(LifecycleTest, RenewClosesAtExpiryToTheSecond) {
+  pb::Certificate old = IssueFor("alice");
+  const absl::Time not_after = absl::FromUnixSeconds(old.not_after().seconds());
+  pb::RenewRequest req;
+  req.set_certificate_id(old.certificate_id());
+  pb::Certificate renewed;
+
+  clock_.Set(not_after);
+  req.set_client_request_id("renew-late");
+  grpc::Status s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("use Issue"));
+  pb::GetStatusResponse status = Status(Bearer("alice"));
+  EXPECT_EQ(status.state(), pb::ACCOUNT_CERTIFICATE_STATE_EXPIRED);
+
+  clock_.Set(not_after - absl::Seconds(1));
+  req.set_client_request_id("renew-last-second");
+  s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(LifecycleTest, RenewChecksOwnershipAndState) {
+  pb::Certificate bobs = IssueFor("bob");
+  pb::RenewRequest req;
+  req.set_client_request_id("steal");
+  req.set_certificate_id(bobs.certificate_id());
+  pb::Certificate out;
+  EXPECT_EQ(stub_->Renew(As(Bearer("alice")).get(), req, &out).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  pb::Certificate revoked;
+  ASSERT_TRUE(Revoke(Bearer("bob"), bobs.certificate_id(),
+                     pb::REVOCATION_REASON_CESSATION_OF_OPERATION, &revoked)
+                  .ok());
+  clock_.Set(absl::FromUnixSeconds(bobs.not_after().seconds()) - absl::Hours(24));
+  grpc::Status s = stub_->Renew(As(Bearer("bob")).get(), req, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("revoked"));
+}
+
+// --- Revoke ------------------------------------------------------------------------------------
+
+TEST_F(LifecycleTest, RevokeDestroysTheKeyAndIsAnsweredClearlyTheSecondTime) {
+  pb::Certificate cert = IssueFor("alice");
+  pb::Certificate revoked;
+  // Not another account's certificate, not a reason Revoke never accepts.
+  EXPECT_EQ(
+      Revoke(Bearer("bob"), cert.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked)
+          .error_code(),
+      grpc::StatusCode::NOT_FOUND);
+  grpc::Status s = Revoke(Bearer("alice"), cert.certificate_id(),
+                          pb::REVOCATION_REASON_CERTIFICATE_HOLD, &revoked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("never suspended"));
+  EXPECT_EQ(Revoke(Bearer("alice"), cert.certificate_id(),
+                   pb::REVOCATION_REASON_PRIVILEGE_WITHDRAWN, &revoked)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  s = Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE,
+             &revoked);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(revoked.status(), pb::CERTIFICATE_STATUS_REVOKED);
+  EXPECT_EQ(revoked.revocation_reason(), pb::REVOCATION_REASON_KEY_COMPROMISE);
+  EXPECT_EQ(revoked.revoked_at().seconds(), absl::ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_EQ(hsm_->GetPublicKey(cert.certificate_id()).status().code(), absl::StatusCode::kNotFound);
+
+  pb::RevokeRequest by_serial;
+  by_serial.set_serial_hex(absl::AsciiStrToLower(cert.serial_hex()));
+  s = stub_->Revoke(As(Bearer("alice")).get(), by_serial, &revoked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("already revoked at"));
+  EXPECT_THAT(s.error_message(), HasSubstr("keyCompromise"));
+
+  EXPECT_EQ(Status(Bearer("alice")).state(), pb::ACCOUNT_CERTIFICATE_STATE_REVOKED);
+  // A new certificate may be issued after revocation.
+  pb::Certificate next;
+  ASSERT_TRUE(Issue(Bearer("alice"), "after-revoke", &next).ok());
+}
+
+TEST_F(LifecycleTest, OperatorRevokesAnyCertificate) {
+  pb::Certificate cert = IssueFor("bob");
+  pb::Certificate revoked;
+  grpc::Status s = Revoke(Operator(), cert.certificate_id(),
+                          pb::REVOCATION_REASON_PRIVILEGE_WITHDRAWN, &revoked);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(revoked.revocation_reason(), pb::REVOCATION_REASON_PRIVILEGE_WITHDRAWN);
+}
+
+TEST_F(LifecycleTest, InterruptedKeyDestructionIsFinishedByTheNextRevoke) {
+  pb::Certificate cert = IssueFor("alice");
+  faulty_signer_->fail_destroy_key = true;
+  pb::Certificate revoked;
+  EXPECT_EQ(
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_UNSPECIFIED, &revoked)
+          .error_code(),
+      grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_ACTIVE);
+  grpc::Status s =
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_UNSPECIFIED, &revoked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
+}
+
+// --- Device certificates and revoke-all --------------------------------------------------------
+
+std::string DeviceKey() {
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  return ToDer(key.get(), i2d_PUBKEY);
+}
+
+TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment) {
+  pb::IssueDeviceCertificateRequest req;
+  req.set_account_id("alice");
+  req.set_device_id("dev-1");
+  req.set_device_public_key(DeviceKey());
+  req.set_device_name("Alisa's phone");
+  pb::Certificate first, again, second;
+  EXPECT_EQ(stub_->IssueDeviceCertificate(As(Bearer("alice")).get(), req, &first).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status s = stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &first);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(first.kind(), pb::CERTIFICATE_KIND_DEVICE);
+  EXPECT_EQ(first.device_id(), "dev-1");
+  EXPECT_EQ(first.issuer_chain_der(0), cas_->device().cert_der());
+  X509Ptr x = ParseCertificate(first.certificate_der());
+  EXPECT_EQ(ToDer(X509_get_X509_PUBKEY(x.get()), i2d_X509_PUBKEY), req.device_public_key());
+  EXPECT_THAT(FindExtension(x.get(), "2.5.29.17")->der, HasSubstr("urn:qsign:device:dev-1"));
+  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &again).ok());
+  EXPECT_EQ(again.certificate_id(), first.certificate_id());
+
+  req.set_device_id("dev-2");
+  req.set_device_public_key(DeviceKey());
+  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &second).ok());
+  pb::ListCertificatesRequest list;
+  list.set_include_device(true);
+  pb::ListCertificatesResponse listed;
+  ASSERT_TRUE(stub_->ListCertificates(As(Bearer("alice")).get(), list, &listed).ok());
+  ASSERT_THAT(listed.certificates(), SizeIs(2));
+  EXPECT_EQ(listed.certificates(1).certificate_id(), first.certificate_id());
+  EXPECT_EQ(listed.certificates(1).status(), pb::CERTIFICATE_STATUS_REVOKED);
+  EXPECT_EQ(listed.certificates(1).revocation_reason(), pb::REVOCATION_REASON_SUPERSEDED);
+
+  req.set_device_public_key("not a key");
+  s = stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &second);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("device_public_key"));
+}
+
+TEST_F(LifecycleTest, RevokeAllEndsEverything) {
+  pb::Certificate qualified = IssueFor("alice");
+  pb::IssueDeviceCertificateRequest dev;
+  dev.set_account_id("alice");
+  dev.set_device_id("phone-1");
+  dev.set_device_public_key(DeviceKey());
+  pb::Certificate device;
+  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), dev, &device).ok());
+  consent_.AddDevice("alice", "phone-1");
+  ASSERT_TRUE(consent_.Approve("alice", "phone-1").ok());
+  const std::string other_session = Bearer("alice");
+
+  const std::string auth = Bearer("alice");
+  pb::RevokeAllRequest req;
+  req.set_reason(pb::REVOCATION_REASON_KEY_COMPROMISE);
+  pb::RevokeAllResponse resp;
+  grpc::Status s = stub_->RevokeAll(As(auth).get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_THAT(resp.revoked_certificates(), SizeIs(2));
+  std::set<std::string> ids;
+  for (const auto& c : resp.revoked_certificates()) {
+    ids.insert(c.certificate_id());
+    EXPECT_EQ(c.status(), pb::CERTIFICATE_STATUS_REVOKED);
+    EXPECT_EQ(c.revocation_reason(), pb::REVOCATION_REASON_KEY_COMPROMISE);
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{qualified.certificate_id(), device.certificate_id()}));
+  EXPECT_EQ(resp.devices_deactivated(), 1u);
+  EXPECT_GE(resp.sessions_ended(), 3u);  // Both of ours and the one IssueFor used.
+
+  // The old phone can approve nothing; the key is gone; every session ended.
+  EXPECT_EQ(consent_.Approve("alice", "phone-1").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Credential(qualified.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_EQ(hsm_->GetPublicKey(qualified.certificate_id()).status().code(),
+            absl::StatusCode::kNotFound);
+  pb::GetStatusResponse st;
+  EXPECT_EQ(stub_->GetStatus(As(other_session).get(), pb::GetStatusRequest(), &st).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  // An operator repeating it: nothing left to do.
+  req.set_account_id("alice");
+  pb::RevokeAllResponse again;
+  ASSERT_TRUE(stub_->RevokeAll(As(Operator()).get(), req, &again).ok());
+  EXPECT_THAT(again.revoked_certificates(), IsEmpty());
+  EXPECT_EQ(again.devices_deactivated(), 0u);
+  EXPECT_EQ(again.sessions_ended(), 0u);
+  req.set_account_id("nobody");
+  EXPECT_EQ(stub_->RevokeAll(As(Operator()).get(), req, &again).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+}
+
+// --- CRL and OCSP, checked with openssl ---------------------------------------------------------
+
+TEST_F(LifecycleTest, CrlIsServedAndOpensslVerifyUsesIt) {
+  pb::Certificate good = IssueFor("alice");
+  pb::Certificate bad = IssueFor("bob");
+  const std::string ca_file = Temp(testing::CertificatePem(cas_->root().cert_der()) +
+                                       testing::CertificatePem(cas_->qualified().cert_der()),
+                                   ".pem");
+
+  int http_status = 0;
+  std::string crl1 = HttpGet("/crl/qualified.crl", &http_status);
+  ASSERT_EQ(http_status, 200);
+  pb::Certificate revoked;
+  ASSERT_TRUE(
+      Revoke(Bearer("bob"), bad.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked)
+          .ok());
+  std::string crl2 = HttpGet("/crl/qualified.crl", &http_status);
+  ASSERT_EQ(http_status, 200);
+
+  // Parsed: issuer, numbers increasing, the revoked serial with its reason, nextUpdate.
+  auto parse = [](const std::string& der) {
+    const unsigned char* p = Bytes(der);
+    return X509CrlPtr(d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size())));
+  };
+  X509CrlPtr c1 = parse(crl1), c2 = parse(crl2);
+  ASSERT_NE(c1, nullptr);
+  ASSERT_NE(c2, nullptr);
+  EXPECT_EQ(X509_CRL_verify(c2.get(), X509_get0_pubkey(cas_->qualified().cert())), 1);
+  EXPECT_EQ(X509_CRL_get_version(c2.get()), 1);  // v2
+  auto number = [](X509_CRL* crl) {
+    Asn1IntegerPtr n(
+        static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr)));
+    return ASN1_INTEGER_get(n.get());
+  };
+  EXPECT_GT(number(c2.get()), number(c1.get()));
+  EXPECT_LE(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c1.get())), 0);  // No entries at all.
+  ASSERT_EQ(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c2.get())), 1);
+  X509_REVOKED* entry = sk_X509_REVOKED_value(X509_CRL_get_REVOKED(c2.get()), 0);
+  BignumPtr serial(ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(entry), nullptr));
+  OpensslString hex(BN_bn2hex(serial.get()));
+  EXPECT_EQ(std::string(hex.get()), bad.serial_hex());
+  std::unique_ptr<ASN1_ENUMERATED, decltype(&ASN1_ENUMERATED_free)> reason(
+      static_cast<ASN1_ENUMERATED*>(
+          X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr)),
+      ASN1_ENUMERATED_free);
+  ASSERT_NE(reason, nullptr);
+  EXPECT_EQ(ASN1_ENUMERATED_get(reason.get()), 1);
+  EXPECT_EQ(Asn1TimeToAbsl(X509_CRL_get0_nextUpdate(c2.get())) -
+                Asn1TimeToAbsl(X509_CRL_get0_lastUpdate(c2.get())),
+            absl::Hours(24));
+
+  // openssl verify -crl_check: the good one passes, the revoked one is refused.
+  const std::string crl_file = Temp(crl2, ".crl");
+  std::string out;
+  const std::string verify = absl::StrCat("openssl verify -crl_check -CAfile ", ca_file,
+                                          " -CRLfile ", crl_file, " -inform DER ");
+  EXPECT_EQ(testing::RunCommand(
+                absl::StrCat("openssl crl -inform DER -in ", crl_file, " -out ", crl_file,
+                             ".pem && openssl verify -crl_check -CAfile ", ca_file, " -CRLfile ",
+                             crl_file, ".pem ", Pem(good.certificate_der())),
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr(": OK"));
+  EXPECT_NE(
+      testing::RunCommand(absl::StrCat("openssl verify -crl_check -CAfile ", ca_file, " -CRLfile ",
+                                       crl_file, ".pem ", Pem(bad.certificate_der())),
+                          &out),
+      0);
+  EXPECT_THAT(out, HasSubstr("certificate revoked"));
+  temp_files_.push_back(crl_file + ".pem");
+
+  EXPECT_EQ(HttpGet("/ca/qualified.crt"), cas_->qualified().cert_der());
+  HttpGet("/crl/nonsense.crl", &http_status);
+  EXPECT_EQ(http_status, 404);
+}
+
+TEST_F(LifecycleTest, OpensslOcspSeesGoodThenRevoked) {
+  pb::Certificate cert = IssueFor("alice");
+  const std::string issuer = Pem(cas_->qualified().cert_der());
+  const std::string leaf = Pem(cert.certificate_der());
+  const std::string ca_file = Pem(cas_->root().cert_der());
+  const std::string command =
+      absl::StrCat("openssl ocsp -issuer ", issuer, " -cert ", leaf, " -url ", http_->base_url(),
+                   "/ocsp -CAfile ", ca_file, " -resp_text");
+  std::string out;
+  ASSERT_EQ(testing::RunCommand(command, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("Response verify OK"));
+  EXPECT_THAT(out, HasSubstr(": good"));
+  EXPECT_THAT(out, HasSubstr("OCSP Nonce"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("WARNING")));
+  EXPECT_THAT(out, HasSubstr("Responder Id"));
+
+  pb::Certificate revoked;
+  ASSERT_TRUE(Revoke(Bearer("alice"), cert.certificate_id(),
+                     pb::REVOCATION_REASON_CESSATION_OF_OPERATION, &revoked)
+                  .ok());
+  ASSERT_EQ(testing::RunCommand(command, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("Response verify OK"));
+  EXPECT_THAT(out, HasSubstr(": revoked"));
+  EXPECT_THAT(out, HasSubstr("Reason: cessationOfOperation"));
+}
+
+// A DER OCSP request for `serial` issued by the qualified CA, with a nonce.
+std::string OcspRequest(const CaSet& cas, const std::string& serial_bytes, bool nonce = true) {
+  BignumPtr bn(BN_bin2bn(Bytes(serial_bytes), static_cast<int>(serial_bytes.size()), nullptr));
+  Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  const X509* issuer = cas.qualified().cert();
+  OCSP_CERTID* id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(issuer),
+                                     X509_get0_pubkey_bitstr(issuer), serial.get());
+  OcspRequestPtr req(OCSP_REQUEST_new());
+  OCSP_request_add0_id(req.get(), id);
+  if (nonce) OCSP_request_add1_nonce(req.get(), nullptr, 16);
+  return ToDer(req.get(), i2d_OCSP_REQUEST);
+}
+
+int ResponseCertStatus(const std::string& request_der, const std::string& response_der,
+                       int* reason = nullptr) {
+  const unsigned char* p = Bytes(response_der);
+  OcspResponsePtr resp(d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(response_der.size())));
+  if (resp == nullptr) return -100;
+  if (OCSP_response_status(resp.get()) != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+    return -OCSP_response_status(resp.get());
+  }
+  OcspBasicRespPtr basic(OCSP_response_get1_basic(resp.get()));
+  const unsigned char* q = Bytes(request_der);
+  OcspRequestPtr req(d2i_OCSP_REQUEST(nullptr, &q, static_cast<long>(request_der.size())));
+  if (OCSP_check_nonce(req.get(), basic.get()) != 1) return -101;
+  int status = -1, r = -1;
+  OCSP_single_get0_status(OCSP_resp_get0(basic.get(), 0), &r, nullptr, nullptr, nullptr);
+  status = OCSP_single_get0_status(OCSP_resp_get0(basic.get(), 0), &r, nullptr, nullptr, nullptr);
+  if (reason != nullptr) *reason = r;
+  return status;
+}
+
+TEST_F(LifecycleTest, OcspOverGetAndPostAndMalformedRequests) {
+  pb::Certificate cert = IssueFor("alice");
+  std::string serial;
+  serial = absl::HexStringToBytes(cert.serial_hex());
+  const std::string req = OcspRequest(*cas_, serial);
+
+  httplib::Client client("127.0.0.1", http_->port());
+  auto post = client.Post("/ocsp", req, "application/ocsp-request");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->get_header_value("Content-Type"), "application/ocsp-response");
+  EXPECT_EQ(ResponseCertStatus(req, post->body), V_OCSP_CERTSTATUS_GOOD);
+
+  // GET: base64, URL-encoded (RFC 6960 A.1).
+  std::string b64;
+  absl::Base64Escape(req, &b64);
+  std::string encoded;
+  for (char c : b64) {
+    if (c == '+') {
+      encoded += "%2B";
+    } else if (c == '/') {
+      encoded += "%2F";
+    } else if (c == '=') {
+      encoded += "%3D";
+    } else {
+      encoded += c;
+    }
+  }
+  auto get = client.Get(absl::StrCat("/ocsp/", encoded));
+  ASSERT_TRUE(get);
+  EXPECT_EQ(ResponseCertStatus(req, get->body), V_OCSP_CERTSTATUS_GOOD);
+
+  // Unknown serial of our CA: unknown.
+  const std::string unknown = OcspRequest(*cas_, RandomSerial());
+  auto u = client.Post("/ocsp", unknown, "application/ocsp-request");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(ResponseCertStatus(unknown, u->body), V_OCSP_CERTSTATUS_UNKNOWN);
+
+  // Garbage: malformedRequest, and the server keeps serving.
+  auto bad = client.Post("/ocsp", "this is not DER", "application/ocsp-request");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(ResponseCertStatus("", bad->body), -OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+  auto bad_get = client.Get("/ocsp/%%%not-base64");
+  ASSERT_TRUE(bad_get);
+  EXPECT_EQ(ResponseCertStatus("", bad_get->body), -OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+
+  pb::Certificate revoked;
+  ASSERT_TRUE(
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked)
+          .ok());
+  auto after = client.Post("/ocsp", req, "application/ocsp-request");
+  ASSERT_TRUE(after);
+  int reason = -1;
+  EXPECT_EQ(ResponseCertStatus(req, after->body, &reason), V_OCSP_CERTSTATUS_REVOKED);
+  EXPECT_EQ(reason, OCSP_REVOKED_STATUS_KEYCOMPROMISE);
+}
+
+TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {
+  pb::Certificate cert = IssueFor("alice");
+  auto none = lifecycle_->QueueRenewalReminders();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+  clock_.Set(absl::FromUnixSeconds(cert.not_after().seconds()) - absl::Hours(24 * 30));
+  auto queued = lifecycle_->QueueRenewalReminders();
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(*queued, 1);
+  auto again = lifecycle_->QueueRenewalReminders();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  auto mail = store_->PendingOutbox(10);
+  ASSERT_TRUE(mail.ok());
+  ASSERT_THAT(*mail, SizeIs(2));  // The contract, then the reminder.
+  EXPECT_EQ((*mail)[1].kind, "renewal_reminder");
+  EXPECT_EQ((*mail)[1].recipient, "alice@example.rs");
+  EXPECT_THAT((*mail)[1].body, HasSubstr(cert.serial_hex()));
+}
+
+}  // namespace
+}  // namespace qsign::lifecycle
