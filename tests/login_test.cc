@@ -76,7 +76,8 @@ class NoCredentials final : public consent::CredentialDirectory {
 // A valid 13-digit national id: born 1 Jan 1990, serial `n`.
 std::string NationalId(int n) {
   for (int serial = n;; serial += 1000) {
-    std::string first12 = absl::StrFormat("010199071%03d", serial % 1000);
+    std::string first12 =
+        absl::StrFormat("0101990%02d%03d", 71 + serial / 1000 % 20, serial % 1000);
     const int check = identity::NationalIdCheckDigit(first12);
     if (check >= 0) return absl::StrCat(first12, check);
   }

@@ -480,24 +480,21 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   const bool approve = *in.decision == Decision::kApprove;
   if (approve && in.pin.empty()) return absl::InvalidArgumentError("pin: required to approve");
 
-  // 1. The request belongs to the device's account.
+  // 1. The request belongs to the device's account (one query brings request, device and PIN).
   const absl::Status not_found = absl::NotFoundError("request_id: no such request");
-  auto request = deps_.store->GetRequest(in.request_id);
-  if (!request.ok()) {
-    return request.status().code() == absl::StatusCode::kNotFound ? not_found : request.status();
+  auto context = deps_.store->GetApprovalContext(in.request_id, in.device_id);
+  if (!context.ok()) {
+    return context.status().code() == absl::StatusCode::kNotFound ? not_found : context.status();
   }
-  auto device = deps_.store->GetDevice(in.device_id);
-  if (!device.ok()) {
-    return device.status().code() == absl::StatusCode::kNotFound ? not_found : device.status();
-  }
-  if (device->account_id != request->account_id) return not_found;
+  const RequestRecord* request = &context->request;
+  if (context->device_account_id != request->account_id) return not_found;
 
   // 2. Signed by the account's active device, over the statement as we stored it.
   const std::string actor = absl::StrCat("device:", in.device_id);
-  if (!device->active) {
+  if (!context->device_active) {
     return absl::PermissionDeniedError("device_signature: not the account's active device");
   }
-  if (!VerifyDeviceSignature(device->public_key_spki,
+  if (!VerifyDeviceSignature(context->device_public_key_spki,
                              DecisionMessage(request->statement, *in.decision),
                              in.device_signature)) {
     return absl::PermissionDeniedError(
@@ -532,12 +529,9 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   }
 
   // 4. The PIN.
-  auto pin = deps_.store->GetPin(request->account_id);
-  if (!pin.ok()) {
-    if (pin.status().code() == absl::StatusCode::kNotFound) {
-      return absl::InternalError(absl::StrCat("account ", request->account_id, " has no PIN"));
-    }
-    return pin.status();
+  const std::optional<PinRecord>& pin = context->pin;
+  if (!pin.has_value()) {
+    return absl::InternalError(absl::StrCat("account ", request->account_id, " has no PIN"));
   }
   if (pin->blocked) {
     absl::Status s = deps_.store->DecideRequest(
@@ -598,9 +592,6 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   absl::Status s = deps_.store->DecideRequest(
       in.request_id, request->account_id, decision,
       Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "ok", details));
-  if (s.code() == absl::StatusCode::kAborted) {
-    return absl::FailedPreconditionError("pin: changed or blocked meanwhile; try again");
-  }
   if (!s.ok()) return s;
   deps_.notifier->Notify(request->account_id);
   return ApproveOutcome{.result = ApproveResult::kApproved, .state = RequestState::kApproved};
@@ -609,32 +600,24 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
 // ---- Requests. ----
 
 absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
-                                                     const DeviceRecord& device,
-                                                     std::string requester, const Caller& caller,
-                                                     const ClientInfo& client) {
+                                                     std::string_view account_id,
+                                                     std::string requester) {
   auto request_id = NewId(kRequestPrefix);
   if (!request_id.ok()) return request_id.status();
   statement.request_id = *request_id;
-  statement.account_id = device.account_id;
+  statement.account_id = std::string(account_id);
   RequestRecord record{.request_id = *request_id,
-                       .account_id = device.account_id,
+                       .account_id = std::string(account_id),
                        .kind = statement.kind,
                        .state = RequestState::kPending,
                        .statement = EncodeStatement(statement),
                        .created_at = statement.created_at,
                        .expires_at = statement.expires_at,
                        .requester = std::move(requester)};
-  const std::string action =
-      statement.kind == RequestKind::kSign ? "sign.request" : "login.request";
-  if (auto s = deps_.store->CreateRequest(
-          record, device.push_token,
-          Audit(ActorOf(caller), action, *request_id, client, "ok",
-                absl::StrCat("account ", device.account_id, ", device ", device.device_id)));
-      !s.ok()) {
-    return s;
-  }
-  deps_.notifier->Notify(device.account_id);
-  if (deps_.push != nullptr && !device.push_token.empty()) deps_.push->Kick();
+  auto pushed = deps_.store->CreateRequest(record);
+  if (!pushed.ok()) return pushed.status();
+  deps_.notifier->Notify(account_id);
+  if (*pushed && deps_.push != nullptr) deps_.push->Kick();
   return record;
 }
 
@@ -655,11 +638,6 @@ absl::StatusOr<RequestStatus> Consent::CreateLoginRequest(const Caller& caller,
     return absl::InvalidArgumentError(absl::StrCat("lifetime: between 0 (the default) and ",
                                                    absl::FormatDuration(config_.max_lifetime)));
   }
-  auto device = deps_.store->GetActiveDevice(in.account_id);
-  if (!device.ok()) return device.status();
-  if (!device->has_value()) {
-    return absl::FailedPreconditionError("account_id: the account has no active consent app");
-  }
   const absl::Time now = Now();
   Statement st{
       .kind = RequestKind::kLogin,
@@ -668,7 +646,7 @@ absl::StatusOr<RequestStatus> Consent::CreateLoginRequest(const Caller& caller,
           now + (in.lifetime == absl::ZeroDuration() ? config_.login_lifetime : in.lifetime)),
       .display_text = LoginDisplayText(in.login),
       .login = in.login};
-  auto record = CreateRequest(std::move(st), **device, RequesterOf(caller), caller, client);
+  auto record = CreateRequest(std::move(st), in.account_id, RequesterOf(caller));
   if (!record.ok()) return record.status();
   return StatusOf(*record, now);
 }
@@ -789,13 +767,6 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
                                                    credential->max_hashes_per_authorization,
                                                    " per authorization"));
   }
-  auto device = deps_.store->GetActiveDevice(credential->account_id);
-  if (!device.ok()) return device.status();
-  if (!device->has_value()) {
-    return absl::FailedPreconditionError(
-        "credential_id: the credential's owner has no active consent app");
-  }
-
   const absl::Time now = Now();
   Statement st{.kind = RequestKind::kSign,
                .created_at = now,
@@ -806,8 +777,14 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
                         .hashes = in.hashes,
                         .documents = in.documents}};
   st.display_text = SignDisplayText(st.sign);
-  auto record = CreateRequest(std::move(st), **device, RequesterOf(caller), caller, client);
-  if (!record.ok()) return record.status();
+  auto record = CreateRequest(std::move(st), credential->account_id, RequesterOf(caller));
+  if (!record.ok()) {
+    if (record.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::FailedPreconditionError(
+          "credential_id: the credential's owner has no active consent app");
+    }
+    return record.status();
+  }
   return AuthorizeResult{.request_id = record->request_id, .expires_at = record->expires_at};
 }
 

@@ -260,10 +260,10 @@ class Consent {
   absl::Time Now() const;
   RequestState EffectiveState(const RequestRecord& r, absl::Time now) const;
   RequestStatus StatusOf(const RequestRecord& r, absl::Time now) const;
-  // Builds, stores and announces a request for the account's active device.
-  absl::StatusOr<RequestRecord> CreateRequest(Statement statement, const DeviceRecord& device,
-                                              std::string requester, const Caller& caller,
-                                              const ClientInfo& client);
+  // Builds, stores and announces a request for the account's active device
+  // (FAILED_PRECONDITION when it has none).
+  absl::StatusOr<RequestRecord> CreateRequest(Statement statement, std::string_view account_id,
+                                              std::string requester);
   // Calls `look` now and again whenever the account is notified or poll_interval passes, until it
   // answers true, `deadline` (real time) passes, `cancelled()` or Shutdown.
   absl::Status WaitOnAccount(std::string_view account_id, absl::Time deadline,

@@ -228,27 +228,62 @@ class PostgresConsentStore final : public ConsentStore {
     return res->GetTime(0, 0);
   }
 
-  absl::Status CreateRequest(const RequestRecord& q, std::string_view push_token,
-                             const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      auto ins = tx.Exec(
-          "INSERT INTO consent.requests (request_id, account_id, kind, state, statement, "
-          "created_at, expires_at, requester) VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7)",
-          {Param::Text(q.request_id), Param::Text(q.account_id), Param::Text(KindName(q.kind)),
-           Param::Bytes(q.statement), Param::Time(q.created_at), Param::Time(q.expires_at),
-           Param::Text(q.requester)});
-      if (!ins.ok()) return ins.status();
-      if (!push_token.empty()) {
-        auto push = tx.Exec(
-            "INSERT INTO consent.push_outbox (push_token, request_id, kind, attempts, "
-            "next_attempt_at) VALUES ($1, $2, $3, 0, $4)",
-            {Param::Text(push_token), Param::Text(q.request_id), Param::Text(KindName(q.kind)),
-             Param::Time(q.created_at)});
-        if (!push.ok()) return push.status();
-      }
-      if (auto s = db::AppendAudit(tx, kSchema, audit, q.created_at); !s.ok()) return s;
-      return Notify(tx, q.account_id);
-    });
+  absl::StatusOr<bool> CreateRequest(const RequestRecord& q) override {
+    // One round trip: the insert happens only for an account with an active device, whose push
+    // token (if any) queues a wake-up; the NOTIFY goes out at COMMIT.
+    auto res = pool_->Exec(
+        "WITH dev AS (SELECT push_token FROM consent.devices WHERE account_id = $2 AND active), "
+        "ins AS (INSERT INTO consent.requests (request_id, account_id, kind, state, statement, "
+        "created_at, expires_at, requester) SELECT $1, $2, $3, 'PENDING', $4, $5, $6, $7 "
+        "FROM dev RETURNING request_id), "
+        "push AS (INSERT INTO consent.push_outbox (push_token, request_id, kind, attempts, "
+        "next_attempt_at) SELECT dev.push_token, ins.request_id, $3, 0, $5 FROM dev, ins "
+        "WHERE dev.push_token <> '' RETURNING 1) "
+        "SELECT (SELECT count(*) FROM push) > 0, pg_notify($8, $2) FROM ins",
+        {Param::Text(q.request_id), Param::Text(q.account_id), Param::Text(KindName(q.kind)),
+         Param::Bytes(q.statement), Param::Time(q.created_at), Param::Time(q.expires_at),
+         Param::Text(q.requester), Param::Text(kNotifyChannel)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) {
+      return absl::FailedPreconditionError("account_id: the account has no active consent app");
+    }
+    return res->GetBool(0, 0);
+  }
+
+  absl::StatusOr<ApprovalContext> GetApprovalContext(std::string_view request_id,
+                                                     std::string_view device_id) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kRequestColumnsOfR,
+                     ", d.account_id, d.public_key_spki, d.active, p.verifier, p.failures, "
+                     "p.blocked FROM consent.requests r JOIN consent.devices d ON d.device_id = $2 "
+                     "LEFT JOIN consent.pins p ON p.account_id = r.account_id "
+                     "WHERE r.request_id = $1"),
+        {Param::Text(request_id), Param::Text(device_id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError("request_id: no such request");
+    ApprovalContext out;
+    auto request = ReadRequest(*res, 0);
+    if (!request.ok()) return request.status();
+    out.request = *std::move(request);
+    out.device_account_id = std::string(res->Get(0, 12));
+    auto spki = res->GetBytes(0, 13);
+    if (!spki.ok()) return spki.status();
+    out.device_public_key_spki = *std::move(spki);
+    auto active = res->GetBool(0, 14);
+    if (!active.ok()) return active.status();
+    out.device_active = *active;
+    if (!res->IsNull(0, 15)) {
+      PinRecord pin;
+      pin.verifier = std::string(res->Get(0, 15));
+      auto failures = res->GetInt64(0, 16);
+      if (!failures.ok()) return failures.status();
+      pin.failures = static_cast<int>(*failures);
+      auto blocked = res->GetBool(0, 17);
+      if (!blocked.ok()) return blocked.status();
+      pin.blocked = *blocked;
+      out.pin = std::move(pin);
+    }
+    return out;
   }
 
   absl::StatusOr<RequestRecord> GetRequest(std::string_view request_id) override {
@@ -286,26 +321,30 @@ class PostgresConsentStore final : public ConsentStore {
   absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
                              const RequestDecision& d, const db::AuditEvent& audit) override {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      auto upd = tx.Exec(
-          "UPDATE consent.requests SET state = $2, decided_at = $3, decided_by_device = $4, "
-          "sad = $5, sad_expires_at = $6 WHERE request_id = $1 AND state = 'PENDING' "
-          "RETURNING 1",
+      // The decision, the PIN reset and the NOTIFY in one statement; the audit record follows.
+      auto res = tx.Exec(
+          "WITH upd AS (UPDATE consent.requests SET state = $2, decided_at = $3, "
+          "decided_by_device = $4, sad = $5, sad_expires_at = $6 "
+          "WHERE request_id = $1 AND state = 'PENDING' RETURNING 1), "
+          "pin AS (UPDATE consent.pins SET failures = 0 WHERE $7 AND account_id = $8 AND "
+          "verifier = $9 AND NOT blocked AND EXISTS (SELECT 1 FROM upd) RETURNING 1) "
+          "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), pg_notify($10, $8)",
           {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
            Param::Time(d.decided_at), Param::Text(d.device_id),
            d.sad.empty() ? Param::Null() : Param::Text(d.sad),
-           d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null()});
-      if (!upd.ok()) return upd.status();
-      if (upd->rows() == 0) return absl::FailedPreconditionError("request_id: already decided");
-      if (d.reset_pin_verifier) {
-        auto pin = tx.Exec(
-            "UPDATE consent.pins SET failures = 0 WHERE account_id = $1 AND verifier = $2 AND "
-            "NOT blocked RETURNING 1",
-            {Param::Text(account_id), Param::Text(*d.reset_pin_verifier)});
-        if (!pin.ok()) return pin.status();
-        if (pin->rows() == 0) return absl::AbortedError("pin changed");
+           d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
+           Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
+           Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel)});
+      if (!res.ok()) return res.status();
+      auto decided = res->GetInt64(0, 0);
+      if (!decided.ok()) return decided.status();
+      if (*decided == 0) return absl::FailedPreconditionError("request_id: already decided");
+      auto reset = res->GetInt64(0, 1);
+      if (!reset.ok()) return reset.status();
+      if (d.reset_pin_verifier && *reset == 0) {
+        return absl::FailedPreconditionError("pin: changed or blocked meanwhile; try again");
       }
-      if (auto s = db::AppendAudit(tx, kSchema, audit, d.decided_at); !s.ok()) return s;
-      return Notify(tx, account_id);
+      return db::AppendAudit(tx, kSchema, audit, d.decided_at);
     });
   }
 

@@ -63,6 +63,14 @@ struct RequestRecord {
   std::optional<absl::Time> sad_expires_at;
 };
 
+struct ApprovalContext {
+  RequestRecord request;
+  std::string device_account_id;
+  std::string device_public_key_spki;
+  bool device_active = false;
+  std::optional<PinRecord> pin;  // Of the request's account.
+};
+
 // What an open WatchRequests stream needs on each look.
 struct WatchSnapshot {
   bool device_active = false;
@@ -91,7 +99,7 @@ struct RequestDecision {
   std::optional<absl::Time> sad_expires_at;
   // APPROVE with a correct PIN: the failure count goes back to 0 unless the PIN (identified by
   // its verifier) was blocked or changed meanwhile, in which case nothing is written and the
-  // answer is ABORTED "pin changed".
+  // answer is FAILED_PRECONDITION "pin: changed or blocked meanwhile".
   std::optional<std::string> reset_pin_verifier;
 };
 
@@ -127,11 +135,17 @@ class ConsentStore {
   virtual absl::StatusOr<absl::Time> TakeChallenge(std::string_view challenge_sha256,
                                                    std::string_view device_id) = 0;
 
-  // Inserts the request (and a push job when `push_token` is not empty).
-  virtual absl::Status CreateRequest(const RequestRecord& request, std::string_view push_token,
-                                     const db::AuditEvent& audit) = 0;
+  // Inserts the request for the account's active device, and a push job when that device has a
+  // push token; answers whether a push job was queued. FAILED_PRECONDITION when the account has
+  // no active device. One statement, not audited: the requests table is the journal of
+  // requests (who asked, when, the statement); decisions are audited (docs/consent.md).
+  virtual absl::StatusOr<bool> CreateRequest(const RequestRecord& request) = 0;
   // NOT_FOUND "request_id: ..." when unknown.
   virtual absl::StatusOr<RequestRecord> GetRequest(std::string_view request_id) = 0;
+  // What Approve needs, in one query: the request, the device and the PIN of the request's
+  // account. NOT_FOUND when the request or the device is unknown.
+  virtual absl::StatusOr<ApprovalContext> GetApprovalContext(std::string_view request_id,
+                                                             std::string_view device_id) = 0;
   // The device's state and its account's PENDING requests unexpired at `now`, in one query.
   // NOT_FOUND when the device is unknown.
   virtual absl::StatusOr<WatchSnapshot> Watch(std::string_view device_id, absl::Time now) = 0;

@@ -1,0 +1,288 @@
+// Complete push-approved logins per second: StartLogin at identity -> LOGIN request pushed to a
+// consent-app simulator over WatchRequests -> the app approves with its PIN (device signature +
+// PIN check) -> AwaitLogin returns the session token. Identity and consent run in this process
+// on their own gRPC servers, calling each other over gRPC, with a throwaway PostgreSQL and a
+// SoftHSM2 token, as in tests/login_test.cc.
+//   bench_login --apps=64 --seconds=10 --pin_m_kib=1024
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/db/pg.h"
+#include "common/db/testing/pg_server.h"
+#include "common/grpc_server.h"
+#include "common/log.h"
+#include "consent/app_simulator.h"
+#include "consent/sad.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
+#include "qsign/v1/identity.grpc.pb.h"
+#include "services/consent/clients.h"
+#include "services/consent/consent.h"
+#include "services/consent/consent_grpc.h"
+#include "services/consent/consent_store.h"
+#include "services/identity/consent_client_grpc.h"
+#include "services/identity/identity.h"
+#include "services/identity/identity_grpc.h"
+#include "services/identity/validation.h"
+
+ABSL_FLAG(int, apps, 64, "simulated consent apps, each with its own account; one portal each");
+ABSL_FLAG(double, seconds, 10, "how long to run the closed loop");
+ABSL_FLAG(int, pin_t, 1, "argon2id passes of the PIN verifier");
+ABSL_FLAG(int, pin_m_kib, 1024, "argon2id memory of the PIN verifier, KiB");
+ABSL_FLAG(int, db_pool_size, 32, "PostgreSQL connections (shared by both services)");
+
+namespace qsign {
+namespace {
+
+namespace pb = ::qsign::v1;
+
+constexpr char kPin[] = "240913";
+
+class LateIdentityDirectory final : public consent::IdentityDirectory {
+ public:
+  consent::IdentityDirectory* target = nullptr;  // Set before any call.
+  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
+                                                   std::string_view key) override {
+    return target->RedeemActivationCode(code, key);
+  }
+  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
+    return target->LastProofedAt(account);
+  }
+};
+
+class LateConsentClient final : public identity::ConsentClient {
+ public:
+  identity::ConsentClient* target = nullptr;  // Set before any call.
+  absl::StatusOr<identity::ConsentRequestStatus> CreateLoginRequest(
+      const identity::LoginRequestParams& params) override {
+    return target->CreateLoginRequest(params);
+  }
+  absl::StatusOr<identity::ConsentRequestStatus> AwaitRequest(std::string_view id,
+                                                              absl::Duration max_wait) override {
+    return target->AwaitRequest(id, max_wait);
+  }
+};
+
+class NoCredentials final : public consent::CredentialDirectory {
+ public:
+  absl::StatusOr<consent::CredentialSummary> Lookup(std::string_view) override {
+    return absl::NotFoundError("no signer here");
+  }
+};
+
+std::string NationalId(int n) {
+  for (int serial = n;; serial += 1000) {
+    std::string first12 =
+        absl::StrFormat("0101990%02d%03d", 71 + serial / 1000 % 20, serial % 1000);
+    const int check = identity::NationalIdCheckDigit(first12);
+    if (check >= 0) return absl::StrCat(first12, check);
+  }
+}
+
+void Check(const absl::Status& s, std::string_view what) {
+  if (!s.ok()) {
+    std::cerr << what << ": " << s << "\n";
+    std::exit(1);
+  }
+}
+
+void Check(const grpc::Status& s, std::string_view what) {
+  if (!s.ok()) {
+    std::cerr << what << ": " << s.error_message() << "\n";
+    std::exit(1);
+  }
+}
+
+absl::Duration Percentile(std::vector<absl::Duration>& v, double p) {
+  if (v.empty()) return absl::ZeroDuration();
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+int Run() {
+  SetMinLogLevel(LogLevel::kError);
+  const int apps = absl::GetFlag(FLAGS_apps);
+  auto pg = db::testing::PgServer::Start();
+  Check(pg.status(), "postgresql");
+  auto db = (*pg)->CreateDatabase();
+  Check(db.status(), "database");
+  auto token = hsm::testing::SoftHsmToken::Create();
+  Check(token.status(), "softhsm");
+  auto hsm = hsm::NewPkcs11Hsm((*token)->config(8));
+  Check(hsm.status(), "hsm");
+  for (const char* key : {"session-key", "sad-key", "device-ca"}) {
+    Check((*hsm)->GenerateKeyPair(key, hsm::KeyType::kEcP256).status(), key);
+  }
+  auto pool = db::Pool::New({.conninfo = db->conninfo, .size = absl::GetFlag(FLAGS_db_pool_size)});
+  Check(pool.status(), "pool");
+  Check(identity::MigrateIdentitySchema(**pool), "identity schema");
+  Check(consent::MigrateConsentSchema(**pool), "consent schema");
+
+  LateConsentClient consent_client;
+  LateIdentityDirectory identity_directory;
+  NoCredentials no_credentials;
+  auto identity_store = identity::NewPostgresIdentityStore(pool->get());
+  identity::CredentialTable operators, services;
+  Check(operators.AddSecret("ra", "operator-secret"), "operators");
+  Check(services.AddSecret("consent", "consent-secret"), "services");
+  auto identity = identity::Identity::New(
+      hsm->get(), identity_store.get(), &consent_client, &RealClock::Get(), std::move(operators),
+      std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
+  Check(identity.status(), "identity");
+  identity::IdentityGrpc identity_grpc(identity->get());
+
+  auto minter = consent::SadMinter::New(hsm->get(), "sad-key");
+  Check(minter.status(), "sad minter");
+  auto ca = consent::SelfSignedDeviceCaCertificate(hsm->get(), "device-ca", "bench device CA",
+                                                   absl::Now());
+  Check(ca.status(), "device CA");
+  auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm->get(), "device-ca", *ca);
+  Check(issuer.status(), "issuer");
+  auto pins =
+      consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
+                              {.time_cost = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_t)),
+                               .memory_kib = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_m_kib))},
+                              static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  Check(pins.status(), "pins");
+  auto consent_store = consent::NewPostgresConsentStore(pool->get());
+  consent::AccountNotifier notifier;
+  auto listener = consent::PgAccountListener::Start(
+      db->conninfo, std::string(consent::kNotifyChannel), &notifier);
+  Check(listener.status(), "listener");
+  consent::CredentialTable consent_operators, consent_services;
+  Check(consent_services.AddSecret("identity", "identity-secret"), "consent services");
+  auto consent = consent::Consent::New({.store = consent_store.get(),
+                                        .notifier = &notifier,
+                                        .pins = pins->get(),
+                                        .sad_minter = minter->get(),
+                                        .certificates = issuer->get(),
+                                        .identity = &identity_directory,
+                                        .credentials = &no_credentials,
+                                        .clock = &RealClock::Get()},
+                                       std::move(consent_operators), std::move(consent_services),
+                                       consent::ConsentConfig{});
+  Check(consent.status(), "consent");
+  consent::ConsentGrpc consent_grpc(consent->get());
+
+  auto identity_server = GrpcServer::Start({}, {&identity_grpc});
+  Check(identity_server.status(), "identity server");
+  auto consent_server = GrpcServer::Start({}, {&consent_grpc});
+  Check(consent_server.status(), "consent server");
+  auto identity_channel =
+      grpc::CreateChannel((*identity_server)->local_target(), grpc::InsecureChannelCredentials());
+  auto consent_channel =
+      grpc::CreateChannel((*consent_server)->local_target(), grpc::InsecureChannelCredentials());
+  consent::GrpcIdentityDirectory grpc_identity(identity_channel, "consent",
+                                               SecretString("consent-secret"));
+  identity_directory.target = &grpc_identity;
+  identity::GrpcConsentClient grpc_consent(consent_channel, "identity",
+                                           SecretString("identity-secret"));
+  consent_client.target = &grpc_consent;
+  auto stub = pb::Identity::NewStub(identity_channel);
+
+  // People: registered, proofed, enrolled, watching with auto-approval.
+  std::vector<std::string> usernames;
+  std::vector<std::unique_ptr<consent::ConsentAppSimulator>> sims;
+  for (int i = 0; i < apps; ++i) {
+    usernames.push_back(absl::StrCat("person", i, "@example.rs"));
+    pb::RegisterAccountRequest reg;
+    reg.set_username(usernames.back());
+    reg.set_given_name("Ana");
+    reg.set_surname("Petrović");
+    reg.set_national_id(NationalId(i));
+    pb::Account account;
+    grpc::ClientContext c1;
+    Check(stub->RegisterAccount(&c1, reg, &account), "register");
+    pb::ProofIdentityRequest proof;
+    proof.set_account_id(account.account_id());
+    proof.set_assurance_level(pb::ASSURANCE_LEVEL_HIGH);
+    proof.mutable_evidence()->set_document_type(pb::IDENTITY_DOCUMENT_TYPE_NATIONAL_ID_CARD);
+    proof.mutable_evidence()->set_document_number("012345678");
+    pb::ProofIdentityResponse proofed;
+    grpc::ClientContext c2;
+    c2.AddMetadata("authorization", "Operator ra.operator-secret");
+    Check(stub->ProofIdentity(&c2, proof, &proofed), "proof");
+    auto sim = consent::ConsentAppSimulator::New(consent_channel);
+    Check(sim.status(), "app");
+    Check((*sim)->Enroll(proofed.activation_code(), "Phone", kPin), "enroll");
+    (*sim)->SetAutoDecision(consent::Decision::kApprove, kPin);
+    Check((*sim)->StartWatching(), "watch");
+    sims.push_back(*std::move(sim));
+  }
+
+  // Closed loop: one portal per person, StartLogin then AwaitLogin, again and again.
+  absl::Mutex mu;
+  std::vector<absl::Duration> latencies;
+  std::atomic<int64_t> failures{0};
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  std::vector<std::thread> portals;
+  for (int i = 0; i < apps; ++i) {
+    portals.emplace_back([&, i] {
+      std::vector<absl::Duration> mine;
+      while (absl::Now() < end) {
+        const absl::Time t0 = absl::Now();
+        pb::StartLoginRequest sreq;
+        sreq.set_username(usernames[i]);
+        pb::StartLoginResponse started;
+        grpc::ClientContext c1;
+        if (!stub->StartLogin(&c1, sreq, &started).ok()) {
+          ++failures;
+          continue;
+        }
+        pb::AwaitLoginRequest areq;
+        areq.set_login_id(started.login_id());
+        areq.mutable_max_wait()->set_seconds(30);
+        pb::AwaitLoginResponse done;
+        grpc::ClientContext c2;
+        if (!stub->AwaitLogin(&c2, areq, &done).ok() || done.state() != pb::LOGIN_STATE_APPROVED) {
+          ++failures;
+          continue;
+        }
+        mine.push_back(absl::Now() - t0);
+      }
+      absl::MutexLock lock(&mu);
+      latencies.insert(latencies.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : portals) t.join();
+  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  const size_t n = latencies.size();
+  absl::PrintF(
+      "bench_login: %d apps, PIN argon2id t=%d m=%d KiB: %d logins in %.1f s = %.0f logins/s; "
+      "start->token p50 %.1f ms, p99 %.1f ms; %d failures\n",
+      apps, absl::GetFlag(FLAGS_pin_t), absl::GetFlag(FLAGS_pin_m_kib), n, secs,
+      static_cast<double>(n) / secs, absl::ToDoubleMilliseconds(Percentile(latencies, 0.5)),
+      absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)), failures.load());
+  absl::PrintF(
+      "{\"bench\":\"login\",\"apps\":%d,\"logins_per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n",
+      apps, static_cast<double>(n) / secs, absl::ToDoubleMilliseconds(Percentile(latencies, 0.5)),
+      absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)));
+
+  for (auto& sim : sims) sim->StopWatching();
+  (*consent)->Shutdown();
+  (*consent_server)->Shutdown(absl::Seconds(1));
+  (*identity_server)->Shutdown(absl::Seconds(1));
+  return 0;
+}
+
+}  // namespace
+}  // namespace qsign
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return qsign::Run();
+}
