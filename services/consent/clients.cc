@@ -77,4 +77,31 @@ absl::StatusOr<CredentialSummary> GrpcCredentialDirectory::Lookup(std::string_vi
       .max_hashes_per_authorization = static_cast<int>(resp.max_hashes_per_authorization())};
 }
 
+GrpcLifecycleDeviceCertificateIssuer::GrpcLifecycleDeviceCertificateIssuer(
+    std::shared_ptr<grpc::ChannelInterface> channel, std::string_view client_id,
+    const SecretString& secret)
+    : stub_(pb::Lifecycle::NewStub(std::move(channel))),
+      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
+
+absl::StatusOr<std::vector<std::string>> GrpcLifecycleDeviceCertificateIssuer::Issue(
+    const DeviceCertificateRequest& r) {
+  pb::IssueDeviceCertificateRequest req;
+  req.set_account_id(r.account_id);
+  req.set_device_id(r.device_id);
+  req.set_device_public_key(r.public_key_spki);
+  req.set_device_name(r.device_name);
+  grpc::ClientContext ctx;
+  Prepare(&ctx, authorization_);
+  pb::Certificate resp;
+  if (grpc::Status s = stub_->IssueDeviceCertificate(&ctx, req, &resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  if (resp.certificate_der().empty()) {
+    return absl::InternalError("lifecycle: IssueDeviceCertificate answered no certificate");
+  }
+  std::vector<std::string> chain = {resp.certificate_der()};
+  chain.insert(chain.end(), resp.issuer_chain_der().begin(), resp.issuer_chain_der().end());
+  return chain;
+}
+
 }  // namespace qsign::consent

@@ -11,6 +11,7 @@
 
 #include "common/secret.h"
 #include "qsign/v1/identity.grpc.pb.h"
+#include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/consent.h"
 
@@ -41,6 +42,20 @@ class GrpcCredentialDirectory final : public CredentialDirectory {
 
  private:
   std::unique_ptr<qsign::v1::Signer::Stub> stub_;
+  SecretString authorization_;
+};
+
+// Lifecycle.IssueDeviceCertificate: the device CA run by lifecycle (which also revokes the
+// account's earlier device certificates).
+class GrpcLifecycleDeviceCertificateIssuer final : public DeviceCertificateIssuer {
+ public:
+  GrpcLifecycleDeviceCertificateIssuer(std::shared_ptr<grpc::ChannelInterface> channel,
+                                       std::string_view client_id, const SecretString& secret);
+
+  absl::StatusOr<std::vector<std::string>> Issue(const DeviceCertificateRequest& req) override;
+
+ private:
+  std::unique_ptr<qsign::v1::Lifecycle::Stub> stub_;
   SecretString authorization_;
 };
 

@@ -35,6 +35,7 @@
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
+#include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent_grpc.h"
@@ -938,6 +939,47 @@ TEST_F(ConsentTest, FailedPushIsRetriedLater) {
   ASSERT_TRUE(later.ok());
   ASSERT_THAT(*later, SizeIs(1));
   EXPECT_EQ((*later)[0].attempts, 2);
+}
+
+// Lifecycle's side of IssueDeviceCertificate, standing in for the real service.
+class StandInLifecycle final : public pb::Lifecycle::Service {
+ public:
+  grpc::Status IssueDeviceCertificate(grpc::ServerContext* ctx,
+                                      const pb::IssueDeviceCertificateRequest* req,
+                                      pb::Certificate* resp) override {
+    auto it = ctx->client_metadata().find("authorization");
+    if (it == ctx->client_metadata().end() ||
+        std::string_view(it->second.data(), it->second.size()) != "Service consent.s3cret") {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who are you");
+    }
+    last = *req;
+    resp->set_certificate_der("device-cert");
+    resp->add_issuer_chain_der("device-ca");
+    resp->add_issuer_chain_der("root-ca");
+    resp->set_device_id(req->device_id());
+    return grpc::Status::OK;
+  }
+  pb::IssueDeviceCertificateRequest last;
+};
+
+TEST(GrpcClientsTest, DeviceCertificatesFromLifecycle) {
+  StandInLifecycle lifecycle;
+  auto server = GrpcServer::Start({}, {&lifecycle});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel((*server)->local_target(), grpc::InsecureChannelCredentials());
+  GrpcLifecycleDeviceCertificateIssuer issuer(channel, "consent", SecretString("s3cret"));
+  auto chain = issuer.Issue({.device_id = "dev-1",
+                             .account_id = "alice",
+                             .device_name = "Phone",
+                             .public_key_spki = "spki"});
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_THAT(*chain, ::testing::ElementsAre("device-cert", "device-ca", "root-ca"));
+  EXPECT_EQ(lifecycle.last.account_id(), "alice");
+  EXPECT_EQ(lifecycle.last.device_public_key(), "spki");
+  GrpcLifecycleDeviceCertificateIssuer stranger(channel, "consent", SecretString("wrong"));
+  EXPECT_EQ(stranger.Issue({.device_id = "dev-1"}).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  (*server)->Shutdown(absl::ZeroDuration());
 }
 
 // ---- Pieces. ----
