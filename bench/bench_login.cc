@@ -164,16 +164,18 @@ int Run() {
   Check(listener.status(), "listener");
   consent::CredentialTable consent_operators, consent_services;
   Check(consent_services.AddSecret("identity", "identity-secret"), "consent services");
-  auto consent = consent::Consent::New({.store = consent_store.get(),
-                                        .notifier = &notifier,
-                                        .pins = pins->get(),
-                                        .sad_minter = minter->get(),
-                                        .certificates = issuer->get(),
-                                        .identity = &identity_directory,
-                                        .credentials = &no_credentials,
-                                        .clock = &RealClock::Get()},
-                                       std::move(consent_operators), std::move(consent_services),
-                                       consent::ConsentConfig{});
+  auto consent =
+      consent::Consent::New({.store = consent_store.get(),
+                             .notifier = &notifier,
+                             .pins = pins->get(),
+                             .sad_minter = minter->get(),
+                             .certificates = issuer->get(),
+                             .identity = &identity_directory,
+                             .credentials = &no_credentials,
+                             .clock = &RealClock::Get()},
+                            std::move(consent_operators), std::move(consent_services),
+                            // 127.0.0.1 enrols everyone here.
+                            consent::ConsentConfig{.enrollments_per_address_per_minute = 0});
   Check(consent.status(), "consent");
   consent::ConsentGrpc consent_grpc(consent->get());
 

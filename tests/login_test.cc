@@ -148,16 +148,18 @@ class LoginTest : public ::testing::Test {
     consent::CredentialTable consent_operators, consent_services;
     ASSERT_TRUE(consent_operators.AddSecret("ra-ana", "consent-operator-secret").ok());
     ASSERT_TRUE(consent_services.AddSecret("identity", "identity-secret").ok());
-    auto consent = consent::Consent::New({.store = consent_store_.get(),
-                                          .notifier = &notifier_,
-                                          .pins = pins_.get(),
-                                          .sad_minter = minter_.get(),
-                                          .certificates = issuer_.get(),
-                                          .identity = &identity_directory_,
-                                          .credentials = &no_credentials_,
-                                          .clock = &RealClock::Get()},
-                                         std::move(consent_operators), std::move(consent_services),
-                                         consent::ConsentConfig{});
+    auto consent =
+        consent::Consent::New({.store = consent_store_.get(),
+                               .notifier = &notifier_,
+                               .pins = pins_.get(),
+                               .sad_minter = minter_.get(),
+                               .certificates = issuer_.get(),
+                               .identity = &identity_directory_,
+                               .credentials = &no_credentials_,
+                               .clock = &RealClock::Get()},
+                              std::move(consent_operators), std::move(consent_services),
+                              // 127.0.0.1 enrols everyone here.
+                              consent::ConsentConfig{.enrollments_per_address_per_minute = 0});
     ASSERT_TRUE(consent.ok()) << consent.status();
     consent_ = *std::move(consent);
     consent_grpc_ = std::make_unique<consent::ConsentGrpc>(consent_.get());

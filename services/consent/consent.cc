@@ -304,6 +304,10 @@ absl::StatusOr<Caller> Consent::Authenticate(std::string_view authorization) {
 
 absl::StatusOr<EnrollResult> Consent::EnrollDevice(const EnrollInput& in,
                                                    const ClientInfo& client) {
+  if (!enroll_limiter_.Allow(PeerAddress(client.peer), Now())) {
+    return absl::ResourceExhaustedError(
+        "too many enrolment attempts from this address; try again in a minute");
+  }
   // Every check before the activation code is consumed.
   if (auto s = ValidateDeviceKey(in.device_public_key); !s.ok()) return s;
   if (auto s = ValidateText(in.device_name, "device_name", 1, 64); !s.ok()) return s;

@@ -29,6 +29,7 @@
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
+#include "services/consent/rate_limit.h"
 
 namespace qsign::consent {
 
@@ -100,6 +101,9 @@ struct ConsentConfig {
   // An operator's UnblockPin needs a proofing at most this old.
   absl::Duration reproof_window = absl::Hours(1);
   int max_pin_failures = 5;
+  // EnrollDevice attempts per client (gRPC peer) address per minute, counted before any check;
+  // 0: unlimited.
+  int enrollments_per_address_per_minute = 30;
   absl::Duration sad_lifetime = kDefaultSadLifetime;
 };
 
@@ -255,7 +259,8 @@ class Consent {
       : deps_(deps),
         operators_(std::move(operators)),
         services_(std::move(services)),
-        config_(config) {}
+        config_(config),
+        enroll_limiter_(config.enrollments_per_address_per_minute, absl::Minutes(1)) {}
 
   absl::Time Now() const;
   RequestState EffectiveState(const RequestRecord& r, absl::Time now) const;
@@ -277,6 +282,7 @@ class Consent {
   const CredentialTable operators_;
   const CredentialTable services_;
   const ConsentConfig config_;
+  RateLimiter enroll_limiter_;
 };
 
 }  // namespace qsign::consent

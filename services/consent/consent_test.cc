@@ -45,6 +45,7 @@
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
+#include "services/consent/rate_limit.h"
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
@@ -412,6 +413,24 @@ TEST_F(ConsentTest, EnrolmentIssuesADeviceCertificateFromTheDeviceCa) {
   char cn[128] = {};
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
   EXPECT_STREQ(cn, "Ana's Pixel 8");
+}
+
+TEST_F(ConsentTest, EnrolmentIsRateLimitedPerAddress) {
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  for (int i = 0; i < 30; ++i) {
+    EXPECT_EQ((*app)->Enroll("NOT-A-CODE", "Phone", kPin).code(), absl::StatusCode::kNotFound);
+  }
+  const std::string code = identity_.NewCode("alice");
+  EXPECT_EQ((*app)->Enroll(code, "Phone", kPin).code(), absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_TRUE((*app)->Enroll(code, "Phone", kPin).ok());
+}
+
+TEST(RateLimitTest, PeerAddresses) {
+  EXPECT_EQ(PeerAddress("ipv4:203.0.113.7:51234"), "203.0.113.7");
+  EXPECT_EQ(PeerAddress("ipv6:[2001:db8::1]:443"), "2001:db8::1");
+  EXPECT_EQ(PeerAddress("unix:/tmp/sock"), "unix:/tmp/sock");
 }
 
 TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
