@@ -149,6 +149,7 @@ absl::Status ConsentAppSimulator::StartWatching() {
     if (watching_) return absl::FailedPreconditionError("app: already watching");
   }
   if (device_id_.empty()) return absl::FailedPreconditionError("app: not enrolled");
+  if (thread_.joinable()) thread_.join();  // A stream that ended on its own.
   auto ctx = std::make_unique<grpc::ClientContext>();
   auto reader = OpenStream(ctx.get());
   if (!reader.ok()) return reader.status();
@@ -186,36 +187,34 @@ void ConsentAppSimulator::ReadLoop(std::unique_ptr<grpc::ClientContext> ctx,
       }
     }
     absl::Status st = FromGrpcStatus(reader->Finish());
-    bool retry = false;
-    {
-      absl::MutexLock lock(&mu_);
-      stream_ctx_ = nullptr;
-      // A dropped connection is reopened; a refusal (deactivated, unauthenticated) is final.
-      retry = !stopping_ && st.code() == absl::StatusCode::kUnavailable;
-      if (!retry) {
-        watch_status_ = st.ok() ? absl::CancelledError("app: stream ended") : st;
-        watching_ = false;
-        return;
+    reader.reset();  // Before its context.
+    // A dropped connection is reopened with a fresh challenge; a refusal (deactivated,
+    // unauthenticated) or StopWatching is final.
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        stream_ctx_ = nullptr;
+        if (stopping_ || st.code() != absl::StatusCode::kUnavailable) {
+          watch_status_ = stopping_ ? absl::CancelledError("app: stopped")
+                          : st.ok() ? absl::CancelledError("app: stream ended")
+                                    : st;
+          watching_ = false;
+          return;
+        }
       }
-    }
-    absl::SleepFor(kReconnectDelay);
-    ctx = std::make_unique<grpc::ClientContext>();
-    auto reopened = OpenStream(ctx.get());
-    if (!reopened.ok()) {
-      // Try again after the delay, unless told to stop.
-      reader.reset();
-      absl::MutexLock lock(&mu_);
-      if (stopping_) {
-        watch_status_ = absl::CancelledError("app: stopped");
-        watching_ = false;
-        return;
+      absl::SleepFor(kReconnectDelay);
+      ctx = std::make_unique<grpc::ClientContext>();
+      {
+        absl::MutexLock lock(&mu_);
+        stream_ctx_ = ctx.get();  // StopWatching may cancel the reopening stream.
       }
-      continue;
+      auto reopened = OpenStream(ctx.get());
+      if (reopened.ok()) {
+        reader = *std::move(reopened);
+        break;
+      }
+      st = reopened.status();
     }
-    reader = *std::move(reopened);
-    absl::MutexLock lock(&mu_);
-    if (stopping_) ctx->TryCancel();
-    stream_ctx_ = ctx.get();
   }
 }
 
