@@ -839,11 +839,16 @@ absl::StatusOr<std::string> Lifecycle::CurrentCrl(std::string_view ca_name) {
   if (ca_name != kRootCa && ca_name != kQualifiedCa && ca_name != kDeviceCa) {
     return absl::NotFoundError(absl::StrCat("no CRL issuer ", Av(ca_name)));
   }
+  auto fresh = [&](const std::optional<LifecycleStore::StoredCrl>& crl) {
+    return crl.has_value() && clock_->Now() < crl->this_update + config_.crl_validity / 2;
+  };
   auto latest = store_->LatestCrl(ca_name);
   if (!latest.ok()) return latest.status();
-  if (latest->has_value() && clock_->Now() < (*latest)->this_update + config_.crl_validity / 2) {
-    return (*latest)->der;
-  }
+  if (fresh(*latest)) return (*latest)->der;
+  absl::MutexLock lock(&crl_mu_);
+  latest = store_->LatestCrl(ca_name);  // Another thread may have issued it meanwhile.
+  if (!latest.ok()) return latest.status();
+  if (fresh(*latest)) return (*latest)->der;
   if (auto s = IssueCrl(ca_name); !s.ok()) {
     // A CRL still within its validity is better than none.
     if (latest->has_value() && clock_->Now() < (*latest)->next_update) return (*latest)->der;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "hsm/hsm.h"
@@ -232,6 +233,8 @@ class Lifecycle {
   const Clock* clock_;                 // Not owned.
   const LifecycleConfig config_;
   StoreStatusSource status_source_;
+  // One stale-CRL re-issue at a time when many relying parties fetch at once.
+  absl::Mutex crl_mu_;
 };
 
 // "client_request_id: ..." unless 1..64 characters of [A-Za-z0-9._-].

@@ -344,19 +344,6 @@ class PostgresLifecycleStore final : public LifecycleStore {
               "): use Renew in its last 30 days"));
         }
       }
-      if (!intent.renewal_of.empty()) {
-        auto successor = ReadOptionalCert(
-            tx.Exec(absl::StrCat("SELECT ", kCertColumns,
-                                 " FROM lifecycle.certificates WHERE renewal_of = $1 "
-                                 "AND state <> 'ABANDONED'"),
-                    {Param::Text(intent.renewal_of)}));
-        if (!successor.ok()) return successor.status();
-        if (successor->has_value()) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "certificate ", intent.renewal_of, " was already renewed by ",
-              (*successor)->certificate_id, " (serial ", (*successor)->serial_hex, ")"));
-        }
-      }
       // Another issuance of this account in flight, or left behind by a crash.
       auto pending = tx.Exec(absl::StrCat("SELECT ", kCertColumns,
                                           " FROM lifecycle.certificates WHERE account_id = $1 "
@@ -390,6 +377,20 @@ class PostgresLifecycleStore final : public LifecycleStore {
         }
         p.state = CertState::kAbandoned;
         out.abandoned.push_back(std::move(p));
+      }
+      // After the stale intents are abandoned: a crashed renewal does not block the next one.
+      if (!intent.renewal_of.empty()) {
+        auto successor = ReadOptionalCert(
+            tx.Exec(absl::StrCat("SELECT ", kCertColumns,
+                                 " FROM lifecycle.certificates WHERE renewal_of = $1 "
+                                 "AND state <> 'ABANDONED'"),
+                    {Param::Text(intent.renewal_of)}));
+        if (!successor.ok()) return successor.status();
+        if (successor->has_value()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "certificate ", intent.renewal_of, " was already renewed by ",
+              (*successor)->certificate_id, " (serial ", (*successor)->serial_hex, ")"));
+        }
       }
       std::vector<Param> params = CertParams(intent);
       auto ins = tx.Exec(kInsertCert, params);

@@ -755,6 +755,25 @@ TEST_F(LifecycleTest, RenewClosesAtExpiryToTheSecond) {
   ASSERT_TRUE(s.ok()) << s.error_message();
 }
 
+TEST_F(LifecycleTest, ACrashedRenewalDoesNotBlockTheNextOne) {
+  pb::Certificate old = IssueFor("alice");
+  clock_.Set(absl::FromUnixSeconds(old.not_after().seconds()) - absl::Hours(24 * 10));
+  pb::RenewRequest req;
+  req.set_certificate_id(old.certificate_id());
+  req.set_client_request_id("renew-crash");
+  pb::Certificate renewed;
+  faulty_signer_->crash_after_create_key = true;
+  EXPECT_EQ(stub_->Renew(As(Bearer("alice")).get(), req, &renewed).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  req.set_client_request_id("renew-again");
+  grpc::Status s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);  // Still fresh: in progress.
+  clock_.Advance(absl::Minutes(3));
+  s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(renewed.status(), pb::CERTIFICATE_STATUS_ACTIVE);
+}
+
 TEST_F(LifecycleTest, RenewChecksOwnershipAndState) {
   pb::Certificate bobs = IssueFor("bob");
   pb::RenewRequest req;
