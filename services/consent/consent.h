@@ -250,6 +250,7 @@ class Consent {
 
   // Ends open streams and waits (server shutdown).
   void Shutdown();
+  bool shutting_down() const { return deps_.notifier->closed(); }
 
   const ConsentConfig& config() const { return config_; }
 

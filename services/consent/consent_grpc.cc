@@ -154,6 +154,10 @@ grpc::Status ConsentGrpc::WatchRequests(grpc::ServerContext* ctx,
         return writer->Write(msg);
       },
       [&] { return ctx->IsCancelled(); });
+  // Streams ending because the server stops are expected: the app reconnects elsewhere.
+  if (st.code() == absl::StatusCode::kUnavailable && consent_->shutting_down()) {
+    return ToGrpcStatus(st);
+  }
   return Reply("WatchRequests", st);
 }
 
