@@ -1,0 +1,157 @@
+-- qsign: one PostgreSQL role and one schema per service, in the qsign database.
+--
+--   identity, consent, lifecycle, signer   login roles; each owns the schema of its name and
+--                                          nothing else. The gateway has no database role.
+--   qsign_audit                            NOLOGIN; owns every <schema>.audit_log, so that a
+--                                          service may only SELECT and INSERT its audit log.
+--
+-- Each service creates its tables itself: versioned migrations run at start-up, as the service's
+-- role, serialized across replicas by an advisory lock (common/db/migrate.h). This file only sets
+-- the stage, and installs two event triggers that keep the audit logs append-only:
+--
+--   * when a migration has created <schema>.audit_log with its two refusal triggers, the table
+--     and its trigger function are handed to qsign_audit; the service keeps SELECT and INSERT.
+--     Without ownership it can neither UPDATE, DELETE, TRUNCATE, ALTER (DISABLE TRIGGER) nor
+--     GRANT itself anything on it.
+--   * a schema owner may DROP any object in its schema, so drops of an audit log, its triggers
+--     or trigger function (also through DROP SCHEMA ... CASCADE) are refused to everyone but a
+--     superuser. Renaming the schema needs CREATE on the database, which no service has.
+--
+-- Run as a superuser, in the qsign database, once per database and again after every change to
+-- this file (it is idempotent, and hands over audit logs created before it was installed):
+--
+--   psql -v ON_ERROR_STOP=1 --single-transaction -d qsign -f roles.sql
+--
+-- Authentication is set where the deployment decides it: CloudNativePG's managed.roles
+-- (k8s/base/postgres.yaml: TLS client certificates, no password) or ALTER ROLE ... PASSWORD for
+-- a host install (docs/operations.md). The roles are created with LOGIN but without a password,
+-- so nobody logs in with a password before that.
+--
+-- k8s/base/postgres-roles.yaml carries this file as a ConfigMap (kustomize reads files only below
+-- its root): regenerate it with `python3 tests/k8s/check_manifests.py --sync-roles k8s`; the
+-- manifest test fails while the two differ.
+--
+-- Plain SQL only, no psql meta-commands: CloudNativePG runs this file at bootstrap.
+
+-- Roles. NOINHERIT and no attributes: a service role can do nothing beyond what is granted here.
+DO $roles$
+DECLARE
+  r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer'] LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                     'NOREPLICATION NOBYPASSRLS', r);
+    END IF;
+    EXECUTE format('COMMENT ON ROLE %I IS %L', r, 'qsign ' || r || ' service: owns schema ' || r);
+  END LOOP;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qsign_audit') THEN
+    CREATE ROLE qsign_audit NOLOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+      NOBYPASSRLS;
+  END IF;
+  COMMENT ON ROLE qsign_audit IS 'qsign: owns the append-only audit_log tables; never logs in';
+END
+$roles$;
+
+-- The database: services may connect, nobody else by default, nobody creates schemas.
+DO $database$
+BEGIN
+  EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer',
+                 current_database());
+END
+$database$;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+-- One schema per service, owned by its role; other roles have no access to it.
+DO $schemas$
+DECLARE
+  r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer'] LOOP
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', r, r);
+    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r, r);
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', r);
+  END LOOP;
+END
+$schemas$;
+
+-- The event-trigger functions live in a schema no service can use.
+CREATE SCHEMA IF NOT EXISTS qsign_admin;
+REVOKE ALL ON SCHEMA qsign_admin FROM PUBLIC;
+COMMENT ON SCHEMA qsign_admin IS 'qsign: superuser-owned guards of the service schemas';
+
+-- Hands every complete audit log still owned by its service to qsign_audit. Runs after each
+-- CREATE TABLE / CREATE TRIGGER (and once below); the service's first migration creates the table
+-- and then its two triggers, so the hand-over happens inside that migration's transaction.
+CREATE OR REPLACE FUNCTION qsign_admin.hand_over_audit_logs() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN
+    SELECT n.nspname AS schema_name, pg_get_userbyid(n.nspowner) AS service_role
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = 'audit_log' AND c.relkind = 'r'
+      AND n.nspname IN ('identity', 'consent', 'lifecycle', 'signer')
+      AND c.relowner <> 'qsign_audit'::regrole
+      AND (SELECT count(*) FROM pg_trigger g
+           WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+             AND g.tgname IN ('audit_log_no_update_delete', 'audit_log_no_truncate')) = 2
+  LOOP
+    EXECUTE format('ALTER TABLE %I.audit_log OWNER TO qsign_audit', t.schema_name);
+    IF to_regprocedure(format('%I.audit_log_refuse_change()', t.schema_name)) IS NOT NULL THEN
+      EXECUTE format('ALTER FUNCTION %I.audit_log_refuse_change() OWNER TO qsign_audit',
+                     t.schema_name);
+    END IF;
+    EXECUTE format('REVOKE ALL ON TABLE %I.audit_log FROM PUBLIC, %I', t.schema_name,
+                   t.service_role);
+    EXECUTE format('GRANT SELECT, INSERT ON TABLE %I.audit_log TO %I', t.schema_name,
+                   t.service_role);
+    RAISE NOTICE 'qsign: %.audit_log handed to qsign_audit; % keeps SELECT, INSERT',
+      t.schema_name, t.service_role;
+  END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION qsign_admin.hand_over_audit_logs() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION qsign_admin.on_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM qsign_admin.hand_over_audit_logs();
+END
+$fn$;
+
+-- Refuses, to everyone but a superuser, drops that would remove or defang an audit log.
+CREATE OR REPLACE FUNCTION qsign_admin.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  o record;
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+    RETURN;
+  END IF;
+  FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
+    -- Triggers carry no schema_name; their identity ends in "on <schema>.audit_log".
+    IF position('audit_log' IN o.object_identity) > 0
+       AND (o.schema_name IN ('identity', 'consent', 'lifecycle', 'signer')
+            OR o.object_identity ~ ' on (identity|consent|lifecycle|signer)\.audit_log$') THEN
+      RAISE EXCEPTION 'qsign: % % is part of the append-only audit log; only a superuser may drop it',
+        o.object_type, o.object_identity
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+  END LOOP;
+END
+$fn$;
+
+DROP EVENT TRIGGER IF EXISTS qsign_audit_log_hand_over;
+CREATE EVENT TRIGGER qsign_audit_log_hand_over ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'CREATE TRIGGER')
+  EXECUTE FUNCTION qsign_admin.on_ddl_end();
+
+DROP EVENT TRIGGER IF EXISTS qsign_audit_log_no_drop;
+CREATE EVENT TRIGGER qsign_audit_log_no_drop ON sql_drop
+  EXECUTE FUNCTION qsign_admin.on_sql_drop();
+
+-- Audit logs migrated before this file was installed (or by a superuser) are handed over now.
+SELECT qsign_admin.hand_over_audit_logs();

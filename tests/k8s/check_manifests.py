@@ -1,0 +1,921 @@
+#!/usr/bin/env python3
+"""Renders qsign's kustomizations and checks the invariants operations rely on.
+
+  check_manifests.py K8S_DIR              render K8S_DIR/base and every K8S_DIR/overlays/*,
+                                          check each rendering; exit 1 naming every violation
+  check_manifests.py --self-test          prove the checks catch broken manifests
+  check_manifests.py --sync-roles K8S_DIR write K8S_DIR/base/postgres-roles.yaml from
+                                          deploy/postgres/roles.sql
+
+Rendering uses `kubectl kustomize` ($KUBECTL overrides the binary). Works with Debian 12's
+kubectl 1.20 (kustomize v2) and current kubectl. Python 3 standard library plus PyYAML.
+
+The invariants:
+  * workloads (Deployments, CronJobs, ...): every container and init container has CPU and memory
+    requests and limits, runs as non-root with a read-only root filesystem, no privilege
+    escalation, no privileged mode, ALL capabilities dropped and seccomp RuntimeDefault; no host
+    namespaces; no service-account token; every Deployment container has gRPC readiness and
+    liveness probes on a declared port; every Deployment spreads its pods across nodes
+    (podAntiAffinity on kubernetes.io/hostname selecting its own pods);
+  * Secrets reach pods only as volumes: no env valueFrom.secretKeyRef, no envFrom.secretRef; no
+    Secret with data is part of the manifests;
+  * a default-deny NetworkPolicy (all pods, Ingress and Egress, no rules) exists in every
+    namespace with workloads; every Service selects pods, and those pods are selected by a
+    NetworkPolicy whose ingress rules admit each of the Service's ports; every workload's pods are
+    selected by some policy besides the default deny;
+  * HorizontalPodAutoscalers target existing Deployments whose containers request the scaled
+    resource; min <= max;
+  * PodDisruptionBudgets select existing pods and leave room for an eviction;
+  * ConfigMaps and ServiceAccounts that pods reference exist;
+  * the CloudNativePG Cluster has >= 3 instances, a managed role per service with a database
+    (identity, consent, lifecycle, signer; none for the gateway), and its bootstrap SQL is
+    deploy/postgres/roles.sql verbatim;
+  * overlays: one namespace for every namespaced object; every image pinned (a tag other than
+    "latest", or a digest).
+"""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - environment problem, reported plainly.
+    sys.exit("check_manifests: PyYAML is missing: apt-get install python3-yaml (scripts/setup)")
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer")
+# Kinds that live in a namespace (enough for what these manifests hold).
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PriorityClass", "StorageClass", "PersistentVolume")
+
+
+class RenderError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def kubectl():
+    binary = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if not binary:
+        raise RenderError("kubectl not found: install Debian's kubernetes-client (scripts/setup) "
+                          "or set KUBECTL")
+    return binary
+
+
+def render(directory):
+    """The objects `kubectl kustomize directory` produces."""
+    proc = subprocess.run([kubectl(), "kustomize", directory], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+    if proc.returncode != 0:
+        raise RenderError("kubectl kustomize %s failed:\n%s" % (directory, proc.stderr.strip()))
+    try:
+        return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    except yaml.YAMLError as e:
+        raise RenderError("kubectl kustomize %s produced invalid YAML: %s" % (directory, e))
+
+
+def kustomizations(k8s_dir):
+    """base and every overlay, as (label, path)."""
+    found = []
+    base = os.path.join(k8s_dir, "base")
+    if os.path.isfile(os.path.join(base, "kustomization.yaml")):
+        found.append(("base", base))
+    overlays = os.path.join(k8s_dir, "overlays")
+    if os.path.isdir(overlays):
+        for name in sorted(os.listdir(overlays)):
+            path = os.path.join(overlays, name)
+            if os.path.isfile(os.path.join(path, "kustomization.yaml")):
+                found.append(("overlays/" + name, path))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def ref(obj):
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    name = "%s/%s" % (obj.get("kind"), meta.get("name"))
+    return "%s (namespace %s)" % (name, ns) if ns else name
+
+
+def namespace(obj):
+    return (obj.get("metadata") or {}).get("namespace") or ""
+
+
+def pod_template(obj):
+    """(metadata, spec) of the pods a workload creates, or None."""
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        return obj.get("metadata") or {}, spec
+    if kind == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
+    template = spec.get("template")
+    if not template:
+        return None
+    return template.get("metadata") or {}, template.get("spec") or {}
+
+
+def workloads(objs):
+    out = []
+    for o in objs:
+        if o.get("kind") in WORKLOAD_KINDS:
+            t = pod_template(o)
+            if t:
+                out.append((o, t[0].get("labels") or {}, t[1]))
+    return out
+
+
+def containers(pod_spec):
+    """(kind, container) for init containers and containers."""
+    return ([("init container", c) for c in pod_spec.get("initContainers") or []] +
+            [("container", c) for c in pod_spec.get("containers") or []])
+
+
+def selector_matches(selector, labels):
+    """A LabelSelector ({matchLabels, matchExpressions}) against labels. Empty selects all."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def plain_selector_matches(selector, labels):
+    """A Service selector (a plain map)."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def is_empty_selector(selector):
+    return not (selector or {}).get("matchLabels") and not (selector or {}).get("matchExpressions")
+
+
+def quantity_present(resources, section, name):
+    return name in ((resources or {}).get(section) or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks. Each appends human-readable violations to `errors` and returns what it checked.
+
+
+def check_workload_security(objs, errors):
+    n = 0
+    for o, labels, pod in workloads(objs):
+        psc = pod.get("securityContext") or {}
+        for host in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(host):
+                errors.append("%s: %s is set" % (ref(o), host))
+        if pod.get("automountServiceAccountToken") is not False:
+            errors.append("%s: pods must not mount a service-account token "
+                          "(automountServiceAccountToken: false)" % ref(o))
+        if psc.get("runAsUser") == 0:
+            errors.append("%s: pod securityContext runAsUser is 0 (root)" % ref(o))
+        for what, c in containers(pod):
+            n += 1
+            where = "%s: %s %s" % (ref(o), what, c.get("name"))
+            sc = c.get("securityContext") or {}
+            res = c.get("resources") or {}
+            for section in ("requests", "limits"):
+                for q in ("cpu", "memory"):
+                    if not quantity_present(res, section, q):
+                        errors.append("%s has no %s.%s" % (where, section, q))
+            non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+            if non_root is not True:
+                errors.append("%s does not set runAsNonRoot: true" % where)
+            if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+                errors.append("%s runs as user 0" % where)
+            if sc.get("readOnlyRootFilesystem") is not True:
+                errors.append("%s does not set readOnlyRootFilesystem: true" % where)
+            if sc.get("allowPrivilegeEscalation") is not False:
+                errors.append("%s does not set allowPrivilegeEscalation: false" % where)
+            if sc.get("privileged"):
+                errors.append("%s is privileged" % where)
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []):
+                errors.append("%s does not drop ALL capabilities" % where)
+            if caps.get("add"):
+                errors.append("%s adds capabilities %s" % (where, caps.get("add")))
+            seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                errors.append("%s has no seccompProfile RuntimeDefault" % where)
+    return "%d containers: requests+limits, non-root, read-only root, no privilege escalation, " \
+           "ALL capabilities dropped, seccomp, no host namespaces, no token" % n
+
+
+def check_deployment_probes_and_spread(objs, errors):
+    n = 0
+    for o in objs:
+        if o.get("kind") != "Deployment":
+            continue
+        n += 1
+        meta, pod = pod_template(o)
+        labels = meta.get("labels") or {}
+        for c in pod.get("containers") or []:
+            where = "%s: container %s" % (ref(o), c.get("name"))
+            declared = {p.get("containerPort") for p in c.get("ports") or []}
+            for probe in ("readinessProbe", "livenessProbe"):
+                p = c.get(probe)
+                if not p:
+                    errors.append("%s has no %s" % (where, probe))
+                    continue
+                grpc = p.get("grpc")
+                if not grpc:
+                    errors.append("%s: %s is not a grpc probe (grpc.health.v1)" % (where, probe))
+                elif grpc.get("port") not in declared:
+                    errors.append("%s: %s port %s is not a declared containerPort" %
+                                  (where, probe, grpc.get("port")))
+        anti = ((pod.get("affinity") or {}).get("podAntiAffinity") or {})
+        terms = list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+        terms += [t.get("podAffinityTerm") or {}
+                  for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        if not any(t.get("topologyKey") == "kubernetes.io/hostname" and
+                   selector_matches(t.get("labelSelector"), labels) for t in terms):
+            errors.append("%s: no podAntiAffinity on kubernetes.io/hostname selecting its own "
+                          "pods" % ref(o))
+        if not selector_matches((o.get("spec") or {}).get("selector"), labels):
+            errors.append("%s: spec.selector does not match its pod template labels" % ref(o))
+    return "%d Deployments: gRPC readiness+liveness probes on declared ports, anti-affinity " \
+           "across nodes" % n
+
+
+def check_secrets(objs, errors):
+    n = 0
+    for o in objs:
+        if o.get("kind") == "Secret" and ((o.get("data") or o.get("stringData"))):
+            errors.append("%s carries data: Secrets are created out of band "
+                          "(docs/operations.md), never kept in the manifests" % ref(o))
+    for o, labels, pod in workloads(objs):
+        for what, c in containers(pod):
+            where = "%s: %s %s" % (ref(o), what, c.get("name"))
+            for e in c.get("env") or []:
+                n += 1
+                if "secretKeyRef" in (e.get("valueFrom") or {}):
+                    errors.append("%s takes Secret %s into env %s: mount it as a file instead" %
+                                  (where, e["valueFrom"]["secretKeyRef"].get("name"), e.get("name")))
+            for e in c.get("envFrom") or []:
+                n += 1
+                if "secretRef" in e:
+                    errors.append("%s takes Secret %s into its environment (envFrom): mount it as "
+                                  "a file instead" % (where, (e.get("secretRef") or {}).get("name")))
+    return "Secrets only as volumes (%d env entries checked), no Secret data in the manifests" % n
+
+
+def check_network_policies(objs, errors):
+    policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+    wl = workloads(objs)
+
+    def is_default_deny(p):
+        spec = p.get("spec") or {}
+        types = spec.get("policyTypes") or []
+        return (is_empty_selector(spec.get("podSelector")) and "Ingress" in types and
+                "Egress" in types and not spec.get("ingress") and not spec.get("egress"))
+
+    namespaces = {namespace(o) for o, _, _ in wl}
+    for ns in sorted(namespaces):
+        if not any(is_default_deny(p) and namespace(p) == ns for p in policies):
+            errors.append("no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and "
+                          "Egress, no rules) in namespace %s" % (ns or "(unset)"))
+
+    def selecting(labels, ns, direction):
+        return [p for p in policies
+                if namespace(p) == ns and not is_default_deny(p)
+                and direction in ((p.get("spec") or {}).get("policyTypes") or [])
+                and selector_matches((p.get("spec") or {}).get("podSelector"), labels)]
+
+    for o, labels, pod in wl:
+        if not (selecting(labels, namespace(o), "Ingress") or
+                selecting(labels, namespace(o), "Egress")):
+            errors.append("%s: its pods are selected by no NetworkPolicy besides the default deny"
+                          % ref(o))
+
+    n = 0
+    for s in objs:
+        if s.get("kind") != "Service":
+            continue
+        selector = (s.get("spec") or {}).get("selector")
+        if not selector:
+            continue  # Services without selectors point at external endpoints.
+        n += 1
+        matched = [(o, labels, pod) for o, labels, pod in wl
+                   if namespace(o) == namespace(s) and plain_selector_matches(selector, labels)]
+        if not matched:
+            errors.append("%s selects no pods (selector %s)" % (ref(s), selector))
+            continue
+        for o, labels, pod in matched:
+            allowing = selecting(labels, namespace(o), "Ingress")
+            if not allowing:
+                errors.append("%s: its pods (%s) are selected by no NetworkPolicy allowing ingress"
+                              % (ref(s), ref(o)))
+                continue
+            named = {}
+            for c in pod.get("containers") or []:
+                for p in c.get("ports") or []:
+                    if p.get("name"):
+                        named[p["name"]] = p.get("containerPort")
+            for sp in (s.get("spec") or {}).get("ports") or []:
+                target = sp.get("targetPort", sp.get("port"))
+                number = named.get(target, target) if isinstance(target, str) else target
+                if isinstance(target, str) and target not in named:
+                    errors.append("%s: targetPort %s is not a named port of %s" %
+                                  (ref(s), target, ref(o)))
+                    continue
+                if not any(rule_admits(rule, number, target)
+                           for p in allowing for rule in (p.get("spec") or {}).get("ingress") or []):
+                    errors.append("%s: port %s (pod port %s) of %s is admitted by no NetworkPolicy "
+                                  "ingress rule" % (ref(s), sp.get("port"), number, ref(o)))
+    return "default deny per namespace, %d Services' pods and ports admitted by NetworkPolicies, " \
+           "%d workloads covered" % (n, len(wl))
+
+
+def rule_admits(rule, number, name):
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    for p in ports:
+        port = p.get("port")
+        if port is None or port == number or (isinstance(name, str) and port == name):
+            return True
+        end = p.get("endPort")
+        if isinstance(port, int) and end and isinstance(number, int) and port <= number <= end:
+            return True
+    return False
+
+
+def check_hpas(objs, errors):
+    deployments = {(namespace(o), (o.get("metadata") or {}).get("name")): o
+                   for o in objs if o.get("kind") in ("Deployment", "StatefulSet")}
+    n = 0
+    for h in objs:
+        if h.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        n += 1
+        spec = h.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        d = deployments.get((namespace(h), target.get("name")))
+        if d is None or d.get("kind") != target.get("kind"):
+            errors.append("%s targets %s/%s, which does not exist" %
+                          (ref(h), target.get("kind"), target.get("name")))
+            continue
+        lo, hi = spec.get("minReplicas", 1), spec.get("maxReplicas")
+        if not isinstance(hi, int) or lo < 1 or lo > hi:
+            errors.append("%s: minReplicas %s / maxReplicas %s" % (ref(h), lo, hi))
+        _, pod = pod_template(d)
+        for m in spec.get("metrics") or []:
+            resource = (m.get("resource") or {}).get("name") if m.get("type") == "Resource" else None
+            if not resource:
+                continue
+            for c in pod.get("containers") or []:
+                if not quantity_present(c.get("resources"), "requests", resource):
+                    errors.append("%s scales on %s, but %s container %s requests none" %
+                                  (ref(h), resource, ref(d), c.get("name")))
+    return "%d HorizontalPodAutoscalers target existing Deployments" % n
+
+
+def check_pdbs(objs, errors):
+    wl = workloads(objs)
+    n = 0
+    for p in objs:
+        if p.get("kind") != "PodDisruptionBudget":
+            continue
+        n += 1
+        spec = p.get("spec") or {}
+        matched = [o for o, labels, _ in wl
+                   if namespace(o) == namespace(p) and selector_matches(spec.get("selector"), labels)]
+        if not matched:
+            errors.append("%s selects no pods (selector %s)" % (ref(p), spec.get("selector")))
+            continue
+        min_available = spec.get("minAvailable")
+        for o in matched:
+            replicas = (o.get("spec") or {}).get("replicas", 1)
+            if isinstance(min_available, int) and isinstance(replicas, int) and \
+                    min_available >= replicas:
+                errors.append("%s: minAvailable %d with %d replicas of %s blocks every eviction" %
+                              (ref(p), min_available, replicas, ref(o)))
+    return "%d PodDisruptionBudgets select existing pods" % n
+
+
+def check_references(objs, errors):
+    configmaps = {(namespace(o), (o.get("metadata") or {}).get("name"))
+                  for o in objs if o.get("kind") == "ConfigMap"}
+    accounts = {(namespace(o), (o.get("metadata") or {}).get("name"))
+                for o in objs if o.get("kind") == "ServiceAccount"}
+    secrets = set()
+    for o, labels, pod in workloads(objs):
+        ns = namespace(o)
+        for v in pod.get("volumes") or []:
+            if "configMap" in v and (ns, v["configMap"].get("name")) not in configmaps:
+                errors.append("%s: volume %s uses ConfigMap %s, which is not in the manifests" %
+                              (ref(o), v.get("name"), v["configMap"].get("name")))
+            if "secret" in v:
+                secrets.add(v["secret"].get("secretName"))
+        for _, c in containers(pod):
+            for e in c.get("envFrom") or []:
+                cm = (e.get("configMapRef") or {}).get("name")
+                if cm and (ns, cm) not in configmaps:
+                    errors.append("%s: container %s uses ConfigMap %s, which is not in the "
+                                  "manifests" % (ref(o), c.get("name"), cm))
+            mounts = {m.get("name") for m in c.get("volumeMounts") or []}
+            volumes = {v.get("name") for v in pod.get("volumes") or []}
+            for m in sorted(mounts - volumes):
+                errors.append("%s: container %s mounts %s, which is no volume of the pod" %
+                              (ref(o), c.get("name"), m))
+        sa = pod.get("serviceAccountName")
+        if sa and (ns, sa) not in accounts:
+            errors.append("%s: serviceAccountName %s is not in the manifests" % (ref(o), sa))
+    return "ConfigMaps and ServiceAccounts referenced by pods exist; Secrets the operator " \
+           "provides: %s" % (", ".join(sorted(secrets)) or "none")
+
+
+def check_database(objs, errors, roles_sql):
+    clusters = [o for o in objs if o.get("kind") == "Cluster" and
+                str(o.get("apiVersion", "")).startswith("postgresql.cnpg.io/")]
+    if not clusters:
+        errors.append("no CloudNativePG Cluster (postgresql.cnpg.io) in the manifests")
+        return "CloudNativePG Cluster"
+    for c in clusters:
+        spec = c.get("spec") or {}
+        if not isinstance(spec.get("instances"), int) or spec["instances"] < 3:
+            errors.append("%s: instances %s (< 3)" % (ref(c), spec.get("instances")))
+        roles = {r.get("name"): r for r in (spec.get("managed") or {}).get("roles") or []}
+        for svc in SERVICES_WITH_DATABASE:
+            r = roles.get(svc)
+            if not r or r.get("ensure", "present") != "present" or not r.get("login"):
+                errors.append("%s: no managed login role %s" % (ref(c), svc))
+            elif r.get("superuser") or r.get("createrole") or r.get("createdb") or \
+                    r.get("bypassrls") or r.get("replication"):
+                errors.append("%s: role %s has more than login" % (ref(c), svc))
+        if "gateway" in roles:
+            errors.append("%s: the gateway has a database role; it must have none" % ref(c))
+        refs = ((((spec.get("bootstrap") or {}).get("initdb") or {})
+                 .get("postInitApplicationSQLRefs") or {}).get("configMapRefs") or [])
+        if not refs:
+            errors.append("%s: bootstrap.initdb.postInitApplicationSQLRefs does not run "
+                          "deploy/postgres/roles.sql" % ref(c))
+        for r in refs:
+            cm = next((o for o in objs if o.get("kind") == "ConfigMap" and
+                       namespace(o) == namespace(c) and
+                       (o.get("metadata") or {}).get("name") == r.get("name")), None)
+            if cm is None:
+                errors.append("%s: bootstrap SQL ConfigMap %s is not in the manifests" %
+                              (ref(c), r.get("name")))
+            elif roles_sql is not None and (cm.get("data") or {}).get(r.get("key")) != roles_sql:
+                errors.append("%s: ConfigMap %s key %s differs from deploy/postgres/roles.sql; "
+                              "run tests/k8s/check_manifests.py --sync-roles k8s" %
+                              (ref(c), r.get("name"), r.get("key")))
+    return "%d CloudNativePG Cluster(s): >= 3 instances, a role per service, none for the " \
+           "gateway, bootstrap SQL = deploy/postgres/roles.sql" % len(clusters)
+
+
+def check_overlay(objs, errors):
+    namespaces = {namespace(o) for o in objs if o.get("kind") not in CLUSTER_SCOPED}
+    if len(namespaces) != 1 or "" in namespaces:
+        errors.append("namespaced objects must all be in one namespace set by the overlay; "
+                      "found %s" % sorted(n or "(unset)" for n in namespaces))
+    n = 0
+    for o, labels, pod in workloads(objs):
+        for what, c in containers(pod):
+            n += 1
+            image = c.get("image") or ""
+            name = image.split("@", 1)[0]
+            tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+            if "@sha256:" not in image and (not tag or tag == "latest"):
+                errors.append("%s: %s %s image %r is not pinned (a version tag or a digest)" %
+                              (ref(o), what, c.get("name"), image))
+    return "one namespace; %d container images pinned" % n
+
+
+def check_rendering(label, objs, roles_sql):
+    errors = []
+    report = [check_workload_security(objs, errors),
+              check_deployment_probes_and_spread(objs, errors),
+              check_secrets(objs, errors),
+              check_network_policies(objs, errors),
+              check_hpas(objs, errors),
+              check_pdbs(objs, errors),
+              check_references(objs, errors),
+              check_database(objs, errors, roles_sql)]
+    if label.startswith("overlays/"):
+        report.append(check_overlay(objs, errors))
+    return report, errors
+
+
+def check_tree(k8s_dir):
+    k8s_dir = os.path.abspath(k8s_dir)
+    found = kustomizations(k8s_dir)
+    if not found:
+        print("FAIL: no kustomization.yaml in %s/base or %s/overlays/*" % (k8s_dir, k8s_dir))
+        return 1
+    roles_path = os.path.join(os.path.dirname(k8s_dir), "deploy", "postgres", "roles.sql")
+    roles_sql = open(roles_path).read() if os.path.isfile(roles_path) else None
+    failed = False
+    for label, path in found:
+        try:
+            objs = render(path)
+        except RenderError as e:
+            print("FAIL %s: %s" % (label, e))
+            failed = True
+            continue
+        report, errors = check_rendering(label, objs, roles_sql)
+        print("%s: %d objects rendered by kubectl kustomize" % (label, len(objs)))
+        for line in report:
+            print("  checked: " + line)
+        for e in errors:
+            print("  FAIL %s: %s" % (label, e))
+        failed = failed or bool(errors)
+    print("k8s manifests: %s" % ("FAILED" if failed else "all invariants hold"))
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy/postgres/roles.sql as a ConfigMap
+
+
+def roles_configmap(sql):
+    header = ("# GENERATED from deploy/postgres/roles.sql by\n"
+              "#   python3 tests/k8s/check_manifests.py --sync-roles k8s\n"
+              "# Do not edit: change deploy/postgres/roles.sql and regenerate (the manifest test\n"
+              "# fails while the two differ). CloudNativePG runs it at bootstrap\n"
+              "# (postgres.yaml, postInitApplicationSQLRefs).\n")
+    body = "".join(("    " + line if line else "") + "\n" for line in sql.rstrip("\n").split("\n"))
+    return (header + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: qsign-db-roles\n"
+            "  labels:\n    app.kubernetes.io/name: qsign-db\n"
+            "    app.kubernetes.io/component: database\n    app.kubernetes.io/part-of: qsign\n"
+            "data:\n  roles.sql: |\n" + body)
+
+
+def sync_roles(k8s_dir):
+    k8s_dir = os.path.abspath(k8s_dir)
+    sql = open(os.path.join(os.path.dirname(k8s_dir), "deploy", "postgres", "roles.sql")).read()
+    text = roles_configmap(sql)
+    if yaml.safe_load(text)["data"]["roles.sql"] != sql:
+        print("FAIL: roles.sql does not survive a YAML block scalar (trailing spaces or tabs?)")
+        return 1
+    out = os.path.join(k8s_dir, "base", "postgres-roles.yaml")
+    with open(out, "w") as f:
+        f.write(text)
+    print("wrote " + out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-test: a small, correct kustomization passes; each breakage is caught and named.
+
+FIXTURE = {
+    "kustomization.yaml": """
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - app.yaml
+configMapGenerator:
+  - name: demo-config
+    literals:
+      - A=b
+""",
+    "app.yaml": """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app.kubernetes.io/name: demo}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: demo}
+    spec:
+      serviceAccountName: demo
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        seccompProfile: {type: RuntimeDefault}
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: 100
+              podAffinityTerm:
+                topologyKey: kubernetes.io/hostname
+                labelSelector:
+                  matchLabels: {app.kubernetes.io/name: demo}
+      containers:
+        - name: demo
+          image: demo:1.0
+          ports:
+            - {name: grpc, containerPort: 7443}
+            - {name: health, containerPort: 8081}
+          readinessProbe:
+            grpc: {port: 8081}
+          livenessProbe:
+            grpc: {port: 8081, service: liveness}
+          resources:
+            requests: {cpu: 100m, memory: 64Mi}
+            limits: {cpu: "1", memory: 128Mi}
+          securityContext:
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {drop: [ALL]}
+          volumeMounts:
+            - {name: config, mountPath: /etc/demo, readOnly: true}
+            - {name: key, mountPath: /run/secrets/demo, readOnly: true}
+      volumes:
+        - name: config
+          configMap: {name: demo-config}
+        - name: key
+          secret: {secretName: demo-key}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: demo-job
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          labels: {app.kubernetes.io/name: demo-job}
+        spec:
+          restartPolicy: Never
+          automountServiceAccountToken: false
+          securityContext:
+            runAsNonRoot: true
+            seccompProfile: {type: RuntimeDefault}
+          containers:
+            - name: job
+              image: demo:1.0
+              resources:
+                requests: {cpu: 10m, memory: 16Mi}
+                limits: {cpu: 100m, memory: 32Mi}
+              securityContext:
+                readOnlyRootFilesystem: true
+                allowPrivilegeEscalation: false
+                capabilities: {drop: [ALL]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+spec:
+  clusterIP: None
+  selector: {app.kubernetes.io/name: demo}
+  ports:
+    - {name: grpc, port: 7443, targetPort: grpc}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: demo
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: demo}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: demo
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: demo}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: demo
+spec:
+  podSelector:
+    matchExpressions:
+      - {key: app.kubernetes.io/name, operator: In, values: [demo, demo-job]}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - ports:
+        - {protocol: TCP, port: 7443}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: demo-roles
+data:
+  roles.sql: "SELECT 1;\\n"
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: demo-db
+spec:
+  instances: 3
+  bootstrap:
+    initdb:
+      postInitApplicationSQLRefs:
+        configMapRefs:
+          - {name: demo-roles, key: roles.sql}
+  managed:
+    roles:
+      - {name: identity, login: true}
+      - {name: consent, login: true}
+      - {name: lifecycle, login: true}
+      - {name: signer, login: true}
+""",
+}
+FIXTURE_ROLES_SQL = "SELECT 1;\n"
+
+
+def find(objs, kind, name=None):
+    for o in objs:
+        if o.get("kind") == kind and (name is None or o["metadata"]["name"] == name):
+            return o
+    raise KeyError("%s/%s" % (kind, name))
+
+
+def deployment_container(objs):
+    return find(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def cron_container(objs):
+    return find(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def drop_default_deny(objs):
+    objs.remove(find(objs, "NetworkPolicy", "default-deny"))
+
+
+def pdb_min_available_all(objs):
+    spec = find(objs, "PodDisruptionBudget")["spec"]
+    spec.pop("maxUnavailable")
+    spec["minAvailable"] = 2
+
+
+# (what is broken, how, a phrase the violation must contain)
+BREAKAGES = [
+    ("Deployment without a liveness probe",
+     lambda o: deployment_container(o).pop("livenessProbe"), "Deployment/demo: container demo has no livenessProbe"),
+    ("probe that is not gRPC",
+     lambda o: deployment_container(o).update(readinessProbe={"tcpSocket": {"port": 8081}}), "readinessProbe is not a grpc probe"),
+    ("probe on an undeclared port",
+     lambda o: deployment_container(o)["readinessProbe"]["grpc"].update(port=9999), "port 9999 is not a declared containerPort"),
+    ("container without limits",
+     lambda o: deployment_container(o)["resources"].pop("limits"), "container demo has no limits.cpu"),
+    ("CronJob container without requests",
+     lambda o: cron_container(o)["resources"].pop("requests"), "CronJob/demo-job: container job has no requests.memory"),
+    ("runAsNonRoot false",
+     lambda o: deployment_container(o)["securityContext"].update(runAsNonRoot=False), "does not set runAsNonRoot: true"),
+    ("writable root filesystem",
+     lambda o: deployment_container(o)["securityContext"].pop("readOnlyRootFilesystem"), "readOnlyRootFilesystem: true"),
+    ("privilege escalation allowed",
+     lambda o: cron_container(o)["securityContext"].update(allowPrivilegeEscalation=True), "CronJob/demo-job: container job does not set allowPrivilegeEscalation: false"),
+    ("capabilities kept",
+     lambda o: deployment_container(o)["securityContext"].pop("capabilities"), "does not drop ALL capabilities"),
+    ("no seccomp profile",
+     lambda o: find(o, "Deployment")["spec"]["template"]["spec"]["securityContext"].pop("seccompProfile"), "has no seccompProfile RuntimeDefault"),
+    ("no anti-affinity",
+     lambda o: find(o, "Deployment")["spec"]["template"]["spec"].pop("affinity"), "no podAntiAffinity on kubernetes.io/hostname"),
+    ("Secret in an environment variable",
+     lambda o: deployment_container(o).update(env=[{"name": "PIN", "valueFrom": {"secretKeyRef": {"name": "demo-key", "key": "pin"}}}]), "takes Secret demo-key into env PIN"),
+    ("Secret through envFrom",
+     lambda o: cron_container(o).update(envFrom=[{"secretRef": {"name": "demo-key"}}]), "CronJob/demo-job: container job takes Secret demo-key into its environment"),
+    ("Secret data committed",
+     lambda o: o.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "leak"}, "data": {"pin": "MTIzNA=="}}), "Secret/leak carries data"),
+    ("no default-deny policy",
+     drop_default_deny, "no default-deny NetworkPolicy"),
+    ("Service whose pods no policy selects",
+     lambda o: find(o, "NetworkPolicy", "demo")["spec"]["podSelector"]["matchExpressions"][0].update(values=["demo-job"]), "Service/demo: its pods (Deployment/demo) are selected by no NetworkPolicy allowing ingress"),
+    ("Service port no policy admits",
+     lambda o: find(o, "NetworkPolicy", "demo")["spec"]["ingress"][0]["ports"][0].update(port=7444), "Service/demo: port 7443 (pod port 7443) of Deployment/demo is admitted by no NetworkPolicy"),
+    ("Service selecting nothing",
+     lambda o: find(o, "Service")["spec"].update(selector={"app.kubernetes.io/name": "nothing"}), "Service/demo selects no pods"),
+    ("HPA for a missing Deployment",
+     lambda o: find(o, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].update(name="gone"), "HorizontalPodAutoscaler/demo targets Deployment/gone, which does not exist"),
+    ("PDB selecting nothing",
+     lambda o: find(o, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "gone"}), "PodDisruptionBudget/demo selects no pods"),
+    ("PDB that blocks every eviction",
+     pdb_min_available_all, "blocks every eviction"),
+    ("ConfigMap volume without its ConfigMap",
+     lambda o: find(o, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["configMap"].update(name="missing"), "uses ConfigMap missing, which is not in the manifests"),
+    ("database cluster of one",
+     lambda o: find(o, "Cluster")["spec"].update(instances=1), "Cluster/demo-db: instances 1"),
+    ("a service without its database role",
+     lambda o: find(o, "Cluster")["spec"]["managed"]["roles"].pop(), "no managed login role signer"),
+    ("a database role for the gateway",
+     lambda o: find(o, "Cluster")["spec"]["managed"]["roles"].append({"name": "gateway", "login": True}), "the gateway has a database role"),
+    ("bootstrap SQL out of date",
+     lambda o: find(o, "ConfigMap", "demo-roles")["data"].update({"roles.sql": "SELECT 2;\n"}), "differs from deploy/postgres/roles.sql"),
+]
+
+
+def self_test():
+    tmp = tempfile.mkdtemp(prefix="qsign-k8s-selftest-")
+    failures = 0
+    try:
+        fixture = os.path.join(tmp, "k8s", "base")
+        os.makedirs(fixture)
+        for name, text in FIXTURE.items():
+            with open(os.path.join(fixture, name), "w") as f:
+                f.write(text.lstrip("\n"))
+        objs = render(fixture)
+        _, errors = check_rendering("base", objs, FIXTURE_ROLES_SQL)
+        if errors:
+            print("FAIL self-test: the correct fixture is rejected:\n  " + "\n  ".join(errors))
+            return 1
+        print("ok   correct fixture passes (%d objects)" % len(objs))
+        for what, breakage, expected in BREAKAGES:
+            broken = copy.deepcopy(objs)
+            breakage(broken)
+            _, errors = check_rendering("base", broken, FIXTURE_ROLES_SQL)
+            if any(expected in e for e in errors):
+                print("ok   caught: %s" % what)
+            else:
+                failures += 1
+                print("FAIL not caught: %s (expected %r, got %s)" % (what, expected, errors or "no error"))
+        # Overlay-only checks.
+        unpinned = copy.deepcopy(objs)
+        deployment_container(unpinned)["image"] = "demo:latest"
+        _, errors = check_rendering("overlays/x", unpinned, FIXTURE_ROLES_SQL)
+        if any("image 'demo:latest' is not pinned" in e for e in errors) and \
+                any("one namespace set by the overlay" in e for e in errors):
+            print("ok   caught: overlay with an unpinned image and no namespace")
+        else:
+            failures += 1
+            print("FAIL not caught: overlay with an unpinned image and no namespace (%s)" % errors)
+        # End to end, as ctest runs it: a broken tree makes the program exit 1 naming the object.
+        with open(os.path.join(fixture, "app.yaml")) as f:
+            text = f.read()
+        with open(os.path.join(fixture, "app.yaml"), "w") as f:
+            f.write(text.replace("          livenessProbe:\n            grpc: {port: 8081, service: liveness}\n", ""))
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), os.path.join(tmp, "k8s")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True)
+        if proc.returncode == 1 and "Deployment/demo: container demo has no livenessProbe" in proc.stdout:
+            print("ok   end to end: a Deployment without a liveness probe fails the run (exit 1)")
+        else:
+            failures += 1
+            print("FAIL end to end: exit %d, output:\n%s" % (proc.returncode, proc.stdout))
+        # A kustomization that does not render fails plainly.
+        with open(os.path.join(fixture, "kustomization.yaml"), "a") as f:
+            f.write("patchesStrategicMerge:\n  - missing-patch.yaml\n")
+        try:
+            render(fixture)
+            failures += 1
+            print("FAIL a kustomization naming a missing file rendered")
+        except RenderError:
+            print("ok   caught: a kustomization that does not render")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("self-test: %s" % ("FAILED" if failures else "every breakage caught"))
+    return 1 if failures else 0
+
+
+def main(argv):
+    try:
+        if argv[1:] == ["--self-test"]:
+            return self_test()
+        if len(argv) == 3 and argv[1] == "--sync-roles":
+            return sync_roles(argv[2])
+        if len(argv) == 2 and not argv[1].startswith("-"):
+            return check_tree(argv[1])
+    except RenderError as e:
+        print("FAIL: %s" % e)
+        return 1
+    print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
