@@ -570,6 +570,7 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
             absl::StrCat("certificate_id=", record->certificate_id, " account=", record->account_id,
                          " reason=", Av(RevocationReasonName(in.reason)),
                          " client_address=", in.client_address)));
+  status_source_.Changed();
   if (revoked.status().code() == absl::StatusCode::kFailedPrecondition) {
     // Revoked concurrently: answer as for a second revocation.
     auto again = store_->GetCertificate(record->certificate_id);
@@ -628,6 +629,7 @@ absl::StatusOr<RevokeAllResult> Lifecycle::RevokeAll(const Caller& caller,
           Audit(caller, "certificate.revoke", c.serial_hex,
                 absl::StrCat("certificate_id=", c.certificate_id,
                              " revoke_all reason=", Av(RevocationReasonName(reason)))));
+      status_source_.Changed();
       if (revoked.ok()) {
         touched_cas.insert(revoked->ca_name);
         c = *revoked;
@@ -809,6 +811,7 @@ absl::StatusOr<CertView> Lifecycle::IssueDeviceCertificate(const Caller& caller,
                     absl::StrCat("account=", *account, " device_id=", Av(device_id))));
   if (!superseded.ok()) return superseded.status();
   if (!superseded->empty()) {
+    status_source_.Changed();
     if (auto s = IssueCrl(kDeviceCa); !s.ok()) {
       Log(LogLevel::kError, "lifecycle", "CRL after device re-enrolment failed",
           {{"status", s.ToString()}});

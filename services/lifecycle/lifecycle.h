@@ -5,6 +5,8 @@
 #ifndef QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_H_
 #define QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -211,9 +213,13 @@ class Lifecycle {
     explicit StoreStatusSource(LifecycleStore* store) : store_(store) {}
     absl::StatusOr<CertStatus> Status(std::string_view ca_name,
                                       std::string_view serial_hex) override;
+    uint64_t Generation() const override { return generation_.load(); }
+    // After a revocation here: OCSP answers cached before it are not served again.
+    void Changed() { generation_.fetch_add(1); }
 
    private:
     LifecycleStore* store_;  // Not owned.
+    std::atomic<uint64_t> generation_{0};
   };
 
   absl::StatusOr<CertView> Complete(CertRecord record, const Caller& caller);

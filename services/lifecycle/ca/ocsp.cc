@@ -87,16 +87,49 @@ std::string OcspResponder::Respond(std::string_view request_der) {
     ERR_clear_error();
     return ErrorResponse(OcspResponseStatus::kMalformedRequest);
   }
-  const int n = OCSP_request_onereq_count(req.get());
+  // Cacheable: one certificate, no extensions (a nonce makes every response unique).
+  const bool cacheable = config_.cache_ttl > absl::ZeroDuration() &&
+                         OCSP_request_onereq_count(req.get()) == 1 &&
+                         OCSP_REQUEST_get_ext_count(req.get()) == 0;
+  bool reusable = false;
+  if (!cacheable) return Build(req.get(), &reusable);
+  const std::string key =
+      ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID);
+  const uint64_t generation = source_->Generation();
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && it->second.generation == generation &&
+        now - it->second.produced_at < config_.cache_ttl) {
+      return it->second.response;
+    }
+  }
+  std::string response = Build(req.get(), &reusable);
+  // Errors may be transient and "unknown" may be a certificate being issued right now.
+  if (reusable) {
+    absl::MutexLock lock(&mu_);
+    if (cache_.size() >= config_.cache_max_entries) cache_.clear();
+    cache_[key] = Cached{.response = response, .produced_at = now, .generation = generation};
+  }
+  return response;
+}
+
+std::string OcspResponder::Build(const OCSP_REQUEST* request, bool* cacheable) {
+  *cacheable = false;
+  // OpenSSL 3.0's OCSP getters take non-const requests; nothing here modifies it.
+  OCSP_REQUEST* req = const_cast<OCSP_REQUEST*>(request);
+  const int n = OCSP_request_onereq_count(req);
   if (n <= 0 || n > config_.max_requests) {
     return ErrorResponse(OcspResponseStatus::kMalformedRequest);
   }
 
   const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(clock_->Now()));
   const Ca* signing_ca = nullptr;
+  bool all_known = true;
   std::vector<std::string> single_responses;
   for (int i = 0; i < n; ++i) {
-    OCSP_CERTID* cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), i));
+    OCSP_CERTID* cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req, i));
     ASN1_OCTET_STRING* name_hash = nullptr;
     ASN1_OBJECT* md = nullptr;
     ASN1_OCTET_STRING* key_hash = nullptr;
@@ -130,6 +163,7 @@ std::string OcspResponder::Respond(std::string_view request_der) {
         status = *looked_up;
       }
     }
+    if (status.kind == CertStatus::Kind::kUnknown) all_known = false;
     single_responses.push_back(der::Sequence({
         ToDer(cid, i2d_OCSP_CERTID),
         CertStatusDer(status),
@@ -142,11 +176,11 @@ std::string OcspResponder::Respond(std::string_view request_der) {
   if (responder == nullptr) return ErrorResponse(OcspResponseStatus::kUnauthorized);
 
   std::string extensions;
-  const int nonce_at = OCSP_REQUEST_get_ext_by_NID(req.get(), NID_id_pkix_OCSP_Nonce, -1);
+  const int nonce_at = OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1);
   if (nonce_at >= 0) {
     // Echoed as sent (RFC 6960 4.4.1), extnValue and all.
     extensions = der::Explicit(
-        1, der::Sequence({ToDer(OCSP_REQUEST_get_ext(req.get(), nonce_at), i2d_X509_EXTENSION)}));
+        1, der::Sequence({ToDer(OCSP_REQUEST_get_ext(req, nonce_at), i2d_X509_EXTENSION)}));
   }
   const std::string response_data = der::Sequence({
       // responderID byKey [2]: SHA-1 of the responder's public key bits.
@@ -161,6 +195,7 @@ std::string OcspResponder::Respond(std::string_view request_der) {
     Log(LogLevel::kError, "ocsp", "signing failed", {{"status", basic.status().ToString()}});
     return ErrorResponse(OcspResponseStatus::kTryLater);
   }
+  *cacheable = all_known;
   return der::Sequence({
       der::Enumerated(static_cast<int>(OcspResponseStatus::kSuccessful)),
       der::Explicit(0, der::Sequence({der::Oid(kIdPkixOcspBasic), der::OctetString(*basic)})),

@@ -3,11 +3,17 @@
 #ifndef QSIGN_SERVICES_LIFECYCLE_CA_OCSP_H_
 #define QSIGN_SERVICES_LIFECYCLE_CA_OCSP_H_
 
+#include <openssl/ocsp.h>
+
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "services/lifecycle/ca/ca_setup.h"
@@ -29,6 +35,9 @@ class CertStatusSource {
   // the CA never issued it.
   virtual absl::StatusOr<CertStatus> Status(std::string_view ca_name,
                                             std::string_view serial_hex) = 0;
+  // Changes whenever a status known to this process changes (a revocation here): cached
+  // responses from an older generation are not served again.
+  virtual uint64_t Generation() const { return 0; }
 };
 
 struct OcspConfig {
@@ -36,6 +45,11 @@ struct OcspConfig {
   absl::Duration validity = absl::Hours(1);
   // Most certificates one request may ask about.
   int max_requests = 16;
+  // A signed response to a request without a nonce for one certificate is served again for this
+  // long (RFC 5019 style pre-signed responses); 0 disables the cache. A revocation in this
+  // process takes effect at once; one made by another replica within this time.
+  absl::Duration cache_ttl = absl::Seconds(60);
+  size_t cache_max_entries = 100'000;
 };
 
 // OCSPResponseStatus values (RFC 6960 4.2.1).
@@ -70,11 +84,22 @@ class OcspResponder {
     std::string key_hash;
   };
 
+  struct Cached {
+    std::string response;
+    absl::Time produced_at;
+    uint64_t generation = 0;
+  };
+  // `cacheable` is set when the answer is successful and every status in it known.
+  std::string Build(const OCSP_REQUEST* req, bool* cacheable);
+
   const CaSet* cas_;          // Not owned.
   CertStatusSource* source_;  // Not owned.
   const Clock* clock_;        // Not owned.
   const OcspConfig config_;
   std::vector<IssuerHashes> issuers_;
+  absl::Mutex mu_;
+  // Key: the request's CertID, DER.
+  absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace qsign::lifecycle
