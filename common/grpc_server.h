@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 
 namespace qsign {
 
@@ -22,6 +23,8 @@ struct GrpcServerOptions {
   int max_threads = 0;
   // Server reflection (grpcurl and friends); off unless asked for.
   bool reflection = false;
+  // Where per-RPC counts and latencies go; nullptr: metrics::Registry::Global().
+  metrics::Registry* metrics = nullptr;
 };
 
 class GrpcServer {
