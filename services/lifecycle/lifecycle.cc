@@ -763,7 +763,7 @@ absl::StatusOr<CertView> Lifecycle::IssueDeviceCertificate(const Caller& caller,
                                                            std::string_view device_id,
                                                            std::string_view device_public_key,
                                                            std::string_view device_name) {
-  if (caller.kind != CallerKind::kService) {
+  if (caller.kind != CallerKind::kService || caller.id != config_.consent_client_id) {
     return absl::PermissionDeniedError("IssueDeviceCertificate: the consent service only");
   }
   if (auto s = ValidateRequestId(device_id, "device_id"); !s.ok()) return s;

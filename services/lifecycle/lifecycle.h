@@ -159,6 +159,8 @@ struct LifecycleConfig {
   // nextUpdate of CRLs = thisUpdate + this.
   absl::Duration crl_validity = absl::Hours(24);
   int device_certificate_years = 3;
+  // The consent service's client id: the only caller of IssueDeviceCertificate.
+  std::string consent_client_id = "consent";
   // QcPDS URL in qualified certificates.
   std::string pds_url = "https://qsign.example/pds/en";
 };

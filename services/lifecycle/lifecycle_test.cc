@@ -251,6 +251,7 @@ class LifecycleTest : public db::testing::PgTest {
     operators.Add("op1", kOperatorSecret);
     CredentialHashes services;
     services.Add("consent", kConsentSecret);
+    services.Add("gateway", "gateway-secret");
     authenticator_ = std::make_unique<IdentityAuthenticator>(&identity_, std::move(operators),
                                                              std::move(services));
     grpc_ = std::make_unique<LifecycleGrpc>(lifecycle_.get(), authenticator_.get());
@@ -872,6 +873,9 @@ TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment)
   req.set_device_name("Alisa's phone");
   pb::Certificate first, again, second;
   EXPECT_EQ(stub_->IssueDeviceCertificate(As(Bearer("alice")).get(), req, &first).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->IssueDeviceCertificate(As("Service gateway.gateway-secret").get(), req, &first)
+                .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   grpc::Status s = stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &first);
   ASSERT_TRUE(s.ok()) << s.error_message();

@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, client_id, "lifecycle", "this service's client id at the 
 ABSL_FLAG(std::string, client_secret_file, "", "file holding this service's secret");
 ABSL_FLAG(std::string, operators_file, "", "operator credentials: lines \"<id> <sha256 hex>\"");
 ABSL_FLAG(std::string, services_file, "", "service credentials, same format");
+ABSL_FLAG(std::string, consent_client_id, "consent",
+          "the consent service's client id (the only caller of IssueDeviceCertificate)");
 ABSL_FLAG(int, grace_seconds, 10, "how long in-flight calls may finish on SIGTERM");
 
 namespace qsign::lifecycle {
@@ -118,7 +120,8 @@ absl::Status Run() {
   auto store = NewPostgresLifecycleStore(pool->get());
   Lifecycle lifecycle(cas->get(), store.get(), &signer, &identity, &consent,
                       &ContractRegistry::BuiltIn(), &RealClock::Get(),
-                      {.pds_url = absl::GetFlag(FLAGS_pds_url)});
+                      {.consent_client_id = absl::GetFlag(FLAGS_consent_client_id),
+                       .pds_url = absl::GetFlag(FLAGS_pds_url)});
   auto operators = LoadHashes(absl::GetFlag(FLAGS_operators_file));
   if (!operators.ok()) return operators.status();
   auto services = LoadHashes(absl::GetFlag(FLAGS_services_file));
