@@ -1,0 +1,37 @@
+// What the CSC gateway asks of the qsign services: the signer's credentials and signatures, the
+// consent service's authorizations. The gRPC implementation (backend_grpc.h) calls them as the
+// gateway's own service client (`authorization: Service <client id>.<secret>`); tests inject
+// faults with a decorator. Messages are the API's protos; no gRPC types.
+#ifndef QSIGN_SERVICES_GATEWAY_BACKEND_H_
+#define QSIGN_SERVICES_GATEWAY_BACKEND_H_
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "qsign/v1/consent.pb.h"
+#include "qsign/v1/signer.pb.h"
+
+namespace qsign::gateway {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Signer. Statuses are the services' own (FromGrpcStatus).
+  virtual absl::StatusOr<qsign::v1::ListCredentialsResponse> ListCredentials(
+      const qsign::v1::ListCredentialsRequest& request) = 0;
+  virtual absl::StatusOr<qsign::v1::CredentialInfo> GetCredentialInfo(
+      const qsign::v1::GetCredentialInfoRequest& request) = 0;
+  virtual absl::StatusOr<qsign::v1::SignHashResponse> SignHash(
+      const qsign::v1::SignHashRequest& request) = 0;
+
+  // Consent.
+  virtual absl::StatusOr<qsign::v1::AuthorizeResponse> Authorize(
+      const qsign::v1::AuthorizeRequest& request) = 0;
+  // The call may take request.max_wait; implementations allow for it in their deadline.
+  virtual absl::StatusOr<qsign::v1::AwaitAuthorizationResponse> AwaitAuthorization(
+      const qsign::v1::AwaitAuthorizationRequest& request) = 0;
+};
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_BACKEND_H_

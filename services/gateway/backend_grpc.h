@@ -1,0 +1,49 @@
+// The gateway's Backend over gRPC: Signer and Consent stubs on one channel (qsignd serves both on
+// one port; a split deployment passes two channels), every call carrying the gateway's service
+// credential and a deadline.
+#ifndef QSIGN_SERVICES_GATEWAY_BACKEND_GRPC_H_
+#define QSIGN_SERVICES_GATEWAY_BACKEND_GRPC_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "common/secret.h"
+#include "qsign/v1/consent.grpc.pb.h"
+#include "qsign/v1/signer.grpc.pb.h"
+#include "services/gateway/backend.h"
+
+namespace qsign::gateway {
+
+class GrpcBackend final : public Backend {
+ public:
+  // `call_timeout` bounds every call; AwaitAuthorization gets its max_wait on top.
+  GrpcBackend(const std::shared_ptr<grpc::ChannelInterface>& signer,
+              const std::shared_ptr<grpc::ChannelInterface>& consent, std::string_view client_id,
+              const SecretString& client_secret, absl::Duration call_timeout);
+
+  absl::StatusOr<qsign::v1::ListCredentialsResponse> ListCredentials(
+      const qsign::v1::ListCredentialsRequest& request) override;
+  absl::StatusOr<qsign::v1::CredentialInfo> GetCredentialInfo(
+      const qsign::v1::GetCredentialInfoRequest& request) override;
+  absl::StatusOr<qsign::v1::SignHashResponse> SignHash(
+      const qsign::v1::SignHashRequest& request) override;
+  absl::StatusOr<qsign::v1::AuthorizeResponse> Authorize(
+      const qsign::v1::AuthorizeRequest& request) override;
+  absl::StatusOr<qsign::v1::AwaitAuthorizationResponse> AwaitAuthorization(
+      const qsign::v1::AwaitAuthorizationRequest& request) override;
+
+ private:
+  void Prepare(grpc::ClientContext* ctx, absl::Duration extra = absl::ZeroDuration()) const;
+
+  std::unique_ptr<qsign::v1::Signer::Stub> signer_;
+  std::unique_ptr<qsign::v1::Consent::Stub> consent_;
+  SecretString authorization_;  // "Service <id>.<secret>".
+  const absl::Duration call_timeout_;
+};
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_BACKEND_GRPC_H_

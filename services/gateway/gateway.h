@@ -1,0 +1,136 @@
+// The CSC API v2 gateway's logic: relying parties authenticate with the OAuth 2.0 client
+// credentials grant, list and describe credentials, ask the credential's owner to authorize a
+// signature (SCAL2: the SAD is bound to the hashes; the owner approves on the consent app with
+// their PIN) and sign hashes. It speaks CSC JSON in and out but knows no HTTP library: the
+// adapter (gateway_http.h) hands it a CscRequest and writes back the CscReply. Every input is
+// checked here, before any service is called; every error leaves through ToCscError.
+// docs/csc.md lists what is supported and how errors map.
+#ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_H_
+#define QSIGN_SERVICES_GATEWAY_GATEWAY_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "services/gateway/backend.h"
+#include "services/gateway/relying_parties.h"
+#include "services/gateway/tokens.h"
+
+namespace qsign::gateway {
+
+struct GatewayConfig {
+  // info: name, logo URI, ISO 3166-1 country, language, description.
+  std::string name = "qsign";
+  std::string logo = "";
+  std::string region = "RS";
+  std::string lang = "en-US";
+  std::string description = "Remote qualified electronic signatures, approved in the consent app";
+  // Lifetime of access tokens from oauth2/token.
+  absl::Duration token_lifetime = absl::Minutes(10);
+  // How long credentials/authorize waits for the user's decision before it answers 202 with a
+  // handle; the consent service caps any wait at 30 s.
+  absl::Duration authorize_wait = absl::Seconds(25);
+  // How long credentials/authorizeCheck waits for a decision before answering 202 again.
+  absl::Duration authorize_check_wait = absl::Seconds(10);
+  // Most hashes in one authorize or signHash request (the services have their own, lower,
+  // limits: multisign and the signer's batch size).
+  int max_hashes = 1000;
+};
+
+// One CSC or OAuth 2.0 call as the HTTP adapter hands it over.
+struct CscRequest {
+  std::string_view authorization;  // The Authorization header; empty when absent.
+  std::string_view content_type;
+  std::string_view body;
+  std::string remote_address;  // The relying party's address, for the audit trail.
+  // "https://host[:port]" under which the client reached the gateway (info.oauth2).
+  std::string base_url;
+};
+
+struct CscReply {
+  int http_status = 200;
+  std::string body;  // JSON.
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// What a client sees of an error: HTTP status, CSC/OAuth error code, description.
+struct CscError {
+  int http_status = 500;
+  std::string error;
+  std::string description;
+};
+
+// The one mapping from a status to the error a client sees (docs/csc.md has the table):
+// INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE -> 400
+// invalid_request; UNAUTHENTICATED -> 401 invalid_token; PERMISSION_DENIED -> 403 access_denied;
+// RESOURCE_EXHAUSTED -> 429; UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED -> 503
+// temporarily_unavailable; UNIMPLEMENTED -> 501; anything else -> 500 server_error with a generic
+// description (the detail is logged). A status made by CscStatus overrides the error code and,
+// when given, the HTTP status.
+CscError ToCscError(const absl::Status& status);
+
+// A status carrying the CSC/OAuth error code (expired_token, invalid_client,
+// invalid_authentication_data, ...) where the canonical code is too coarse, and optionally the
+// HTTP status (413, 404, 405).
+absl::Status CscStatus(absl::StatusCode code, std::string_view error, std::string_view description,
+                       int http_status = 0);
+
+class Gateway {
+ public:
+  // `backend` and `clock` are not owned and must outlive the gateway.
+  static absl::StatusOr<std::unique_ptr<Gateway>> New(Backend* backend,
+                                                      RelyingPartyTable relying_parties,
+                                                      std::unique_ptr<TokenSealer> tokens,
+                                                      const Clock* clock, GatewayConfig config);
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Serves POST /csc/v2/<method>, e.g. method "credentials/list". Thread-safe. Unknown methods
+  // get 404, CSC methods this gateway does not implement 501.
+  CscReply Handle(std::string_view method, const CscRequest& request) const;
+
+  // The reply for an error found outside Handle (the adapter's 413, 404, 405).
+  CscReply ErrorReply(std::string_view method, const absl::Status& status) const;
+
+  const GatewayConfig& config() const { return config_; }
+
+ private:
+  struct Result;
+  Gateway(Backend* backend, RelyingPartyTable relying_parties, std::unique_ptr<TokenSealer> tokens,
+          const Clock* clock, GatewayConfig config)
+      : backend_(backend),
+        relying_parties_(std::move(relying_parties)),
+        tokens_(std::move(tokens)),
+        clock_(clock),
+        config_(std::move(config)) {}
+
+  absl::StatusOr<Result> Dispatch(std::string_view method, const CscRequest& request) const;
+  absl::StatusOr<RelyingParty> Authenticate(const CscRequest& request) const;
+
+  absl::StatusOr<Result> Info(const CscRequest& request) const;
+  absl::StatusOr<Result> Token(const CscRequest& request) const;
+  absl::StatusOr<Result> CredentialsList(const CscRequest& request) const;
+  absl::StatusOr<Result> CredentialsInfo(const CscRequest& request) const;
+  absl::StatusOr<Result> CredentialsAuthorize(const CscRequest& request) const;
+  absl::StatusOr<Result> CredentialsAuthorizeCheck(const CscRequest& request) const;
+  absl::StatusOr<Result> SignaturesSignHash(const CscRequest& request) const;
+  // Waits up to `wait` for the consent request and turns its state into the CSC answer.
+  absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
+                                      absl::Duration wait) const;
+
+  Backend* backend_;  // Not owned.
+  const RelyingPartyTable relying_parties_;
+  const std::unique_ptr<TokenSealer> tokens_;
+  const Clock* clock_;  // Not owned.
+  const GatewayConfig config_;
+};
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_GATEWAY_H_

@@ -1,0 +1,59 @@
+// The CSC gateway's HTTP edge (cpp-httplib): POST /csc/v2/<method> -> Gateway::Handle, and the
+// errors the HTTP layer finds itself (body over the limit: 413, unknown path: 404, wrong HTTP
+// method: 405), all with CSC JSON error bodies. GET /healthz answers 200 while it serves.
+// Plain HTTP: TLS is terminated in front of it (ingress, proxy), as in deploy/.
+#ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_
+#define QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "services/gateway/gateway.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace qsign::gateway {
+
+struct GatewayHttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0: any free port (tests).
+  // Worker threads; credentials/authorize holds one for up to authorize_wait.
+  int threads = 64;
+  // Largest request body; larger ones get 413 before they are read.
+  size_t max_body_bytes = 256 * 1024;
+  int read_timeout_seconds = 10;
+  // "https://csc.example.rs" as clients reach the gateway (info.oauth2); empty: taken from the
+  // request's Host header.
+  std::string public_url;
+};
+
+class GatewayHttpServer {
+ public:
+  // `gateway` is not owned and must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GatewayHttpServer>> Start(const GatewayHttpOptions& options,
+                                                                  const Gateway* gateway);
+  ~GatewayHttpServer();  // Stops and joins.
+  GatewayHttpServer(const GatewayHttpServer&) = delete;
+  GatewayHttpServer& operator=(const GatewayHttpServer&) = delete;
+
+  int port() const { return port_; }
+  // "http://<host>:<port>".
+  std::string base_url() const;
+
+ private:
+  GatewayHttpServer() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
+  std::string host_;
+  int port_ = 0;
+};
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_

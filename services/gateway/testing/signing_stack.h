@@ -1,0 +1,61 @@
+// The signer and the consent service, each on its own gRPC server on loopback, with a real
+// SoftHSM2 token and a real PostgreSQL database: what the CSC gateway (or any client of Authorize
+// and SignHash) talks to in tests. Identity is faked: activation codes for enrolling consent-app
+// simulators come from NewActivationCode. Credentials are made through the signer's own API
+// (CreateKey, SetCertificate with a throwaway CA's certificate), as lifecycle would.
+#ifndef QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
+#define QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/db/testing/pg_server.h"
+#include "consent/app_simulator.h"
+#include "qsign/v1/common.pb.h"
+#include "qsign/v1/signer.pb.h"
+
+namespace qsign::gateway::testing {
+
+struct SigningStackOptions {
+  // The service credential the consent service accepts for Authorize/AwaitAuthorization.
+  std::string service_client_id = "gateway";
+  std::string service_secret = "gateway-secret";
+  // The signer's multisign and batch limits.
+  int max_hashes_per_authorization = 10;
+  int max_batch = 10;
+};
+
+class SigningStack {
+ public:
+  // A fresh database on `pg` (not owned; must outlive the stack) and a fresh token.
+  static absl::StatusOr<std::unique_ptr<SigningStack>> Start(db::testing::PgServer* pg,
+                                                             SigningStackOptions options = {});
+  ~SigningStack();
+  SigningStack(const SigningStack&) = delete;
+  SigningStack& operator=(const SigningStack&) = delete;
+
+  std::shared_ptr<grpc::Channel> signer_channel() const;
+  std::shared_ptr<grpc::Channel> consent_channel() const;
+
+  // A one-time activation code for `account_id`, as Identity.ProofIdentity would hand out.
+  std::string NewActivationCode(const std::string& account_id);
+  // A consent app enrolled for `account_id` with `pin`, its stream open.
+  absl::StatusOr<std::unique_ptr<consent::ConsentAppSimulator>> EnrolledApp(
+      const std::string& account_id, const std::string& pin);
+  // An ACTIVE credential of `account_id`: key in the HSM, certificate attached.
+  absl::StatusOr<qsign::v1::CredentialInfo> ActiveCredential(
+      const std::string& credential_id, const std::string& account_id,
+      qsign::v1::KeyAlgorithm algorithm = qsign::v1::KEY_ALGORITHM_EC_P256);
+
+ private:
+  struct Impl;
+  explicit SigningStack(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qsign::gateway::testing
+
+#endif  // QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_

@@ -1,0 +1,36 @@
+// Small text codecs of the CSC gateway: UTF-8 display text, the two base64 alphabets clients use,
+// and application/x-www-form-urlencoded bodies (OAuth 2.0 token requests).
+#ifndef QSIGN_SERVICES_GATEWAY_TEXT_H_
+#define QSIGN_SERVICES_GATEWAY_TEXT_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace qsign::gateway {
+
+// True when `s` is valid UTF-8 without control characters and has min..max characters.
+bool IsDisplayText(std::string_view s, int min_chars, int max_chars);
+
+// Standard base64 (RFC 4648 §4), padding optional; the URL-safe alphabet (§5) is accepted too,
+// since OAuth-minded clients send it. nullopt when `s` is neither.
+std::optional<std::string> DecodeBase64(std::string_view s);
+// Standard base64 with padding.
+std::string EncodeBase64(std::string_view bytes);
+// URL-safe base64 without padding (tokens and handles).
+std::string EncodeBase64Url(std::string_view bytes);
+std::optional<std::string> DecodeBase64Url(std::string_view s);
+
+// "a=1&b=x%20y" -> {{"a","1"},{"b","x y"}} ('+' is a space). nullopt on a malformed
+// percent-escape; pairs keep their order and repetitions (the caller refuses repeats).
+std::optional<std::vector<std::pair<std::string, std::string>>> ParseFormUrlEncoded(
+    std::string_view body);
+
+// Percent-decoding of one form value ('+' is a space); nullopt on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view s);
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_TEXT_H_
