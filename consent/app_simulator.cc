@@ -1,7 +1,9 @@
 #include "consent/app_simulator.h"
 
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <utility>
@@ -69,6 +71,48 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
   OPENSSL_free(der);
   return std::unique_ptr<ConsentAppSimulator>(
       new ConsentAppSimulator(channel, std::move(key), std::move(spki)));
+}
+
+absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::FromPrivateKeyPem(
+    std::shared_ptr<grpc::ChannelInterface> channel, std::string_view private_key_pem,
+    std::string device_id, std::string account_id) {
+  struct BioDeleter {
+    void operator()(BIO* b) const { BIO_free(b); }
+  };
+  std::unique_ptr<BIO, BioDeleter> bio(
+      BIO_new_mem_buf(private_key_pem.data(), static_cast<int>(private_key_pem.size())));
+  if (!bio) return absl::InternalError("app: out of memory");
+  auto key = std::make_unique<Key>();
+  key->pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key->pkey || !EVP_PKEY_is_a(key->pkey.get(), "EC")) {
+    return absl::InvalidArgumentError("app: the stored device key is not an EC private key PEM");
+  }
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(key->pkey.get(), &der);
+  if (len <= 0) return absl::InternalError("app: SPKI encoding failed");
+  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  auto app = std::unique_ptr<ConsentAppSimulator>(
+      new ConsentAppSimulator(channel, std::move(key), std::move(spki)));
+  app->device_id_ = std::move(device_id);
+  app->account_id_ = std::move(account_id);
+  return app;
+}
+
+absl::StatusOr<std::string> ConsentAppSimulator::PrivateKeyPem() const {
+  struct BioDeleter {
+    void operator()(BIO* b) const { BIO_free(b); }
+  };
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key_->pkey.get(), nullptr, nullptr, 0, nullptr,
+                                       nullptr) != 1) {
+    return absl::InternalError("app: PEM encoding failed");
+  }
+  char* data = nullptr;  // Owned by bio.
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  std::string pem(data, static_cast<size_t>(len));
+  OPENSSL_cleanse(data, static_cast<size_t>(len));
+  return pem;
 }
 
 ConsentAppSimulator::ConsentAppSimulator(const std::shared_ptr<grpc::ChannelInterface>& channel,

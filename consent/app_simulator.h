@@ -32,7 +32,17 @@ class ConsentAppSimulator {
   // A new app with a fresh P-256 key, talking to the consent service on `channel`.
   static absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> New(
       std::shared_ptr<grpc::ChannelInterface> channel);
+  // An app that already exists (enrolled in an earlier process): its device key as an
+  // unencrypted PKCS#8 PEM (PrivateKeyPem), and the device and account it was enrolled as
+  // (empty when not yet enrolled).
+  static absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> FromPrivateKeyPem(
+      std::shared_ptr<grpc::ChannelInterface> channel, std::string_view private_key_pem,
+      std::string device_id = "", std::string account_id = "");
   ~ConsentAppSimulator();
+
+  // The device key as unencrypted PKCS#8 PEM, for a simulated app that persists itself (the
+  // CLI keeps it in a 0600 file). A secret.
+  absl::StatusOr<std::string> PrivateKeyPem() const;
 
   // The device key, SubjectPublicKeyInfo DER.
   const std::string& public_key_spki() const { return spki_der_; }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The whole journey (scripts/journey.sh) against the real qsignd binary serving every service,
+# with a throwaway PostgreSQL server and SoftHSM2 token: what scripts/run shows, as a test.
+# Usage: e2e_test.sh QSIGND QSIGN_CLI SOURCE_DIR
+set -euo pipefail
+QSIGND=$1
+QSIGN=$2
+SRC=$3
+T=$(mktemp -d /tmp/qsign-e2e.XXXXXX)
+chmod 755 "$T"
+QSIGND_PID=""
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  [ -n "$QSIGND_PID" ] && kill -TERM "$QSIGND_PID" 2>/dev/null && wait "$QSIGND_PID" 2>/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# PostgreSQL on a Unix socket in $T.
+mkdir -p "$T/pg/data" "$T/pg/sock"
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$T/pg"
+as_pg "$PG_BIN/initdb" -D "$T/pg/data" -U postgres -A trust -E UTF8 >"$T/initdb.log"
+as_pg "$PG_BIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/server.log" -w \
+  -o "-k $T/pg/sock -c listen_addresses='' -c fsync=off" start >/dev/null
+as_pg "$PG_BIN/createdb" -h "$T/pg/sock" -U postgres qsign
+
+# SoftHSM2 token.
+mkdir -p "$T/softhsm/tokens" "$T/secrets"
+export SOFTHSM2_CONF="$T/softhsm/softhsm2.conf"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+  "$T/softhsm/tokens" >"$SOFTHSM2_CONF"
+echo 11223344 >"$T/secrets/hsm-user.pin"
+softhsm2-util --init-token --free --label qsign --pin 11223344 --so-pin 55667788 >/dev/null
+MODULE=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+  2>/dev/null | head -n1)
+
+# Credentials, as scripts/run makes them.
+head -c 32 /dev/urandom | base64 >"$T/secrets/pin-pepper"
+for id in identity consent lifecycle; do
+  echo "$id-e2e-secret" >"$T/secrets/$id.secret"
+  printf '%s %s\n' "$id" "$(printf '%s' "$id-e2e-secret" | sha256sum | cut -d' ' -f1)"
+done >"$T/secrets/services"
+echo "ra-e2e.operator-e2e-secret" >"$T/secrets/operator.credential"
+printf 'ra-e2e %s\n' "$(printf operator-e2e-secret | sha256sum | cut -d' ' -f1)" >"$T/secrets/operators"
+
+PORT=$(free_port)
+HTTP_PORT=$(free_port)
+"$QSIGND" --listen="127.0.0.1:$PORT" --db="host=$T/pg/sock dbname=qsign user=postgres" \
+  --pkcs11_module="$MODULE" --token_label=qsign --pin_file="$T/secrets/hsm-user.pin" \
+  --consent_pin_pepper_file="$T/secrets/pin-pepper" --consent_pin_argon2_m_kib=256 \
+  --device_ca_cert_file="$T/secrets/device-ca.der" \
+  --operators_file="$T/secrets/operators" --services_file="$T/secrets/services" \
+  --consent_client_secret_file="$T/secrets/consent.secret" \
+  --identity_client_secret_file="$T/secrets/identity.secret" \
+  --lifecycle_client_secret_file="$T/secrets/lifecycle.secret" \
+  --http_listen="127.0.0.1:$HTTP_PORT" --create_missing_keys 2>"$T/qsignd.log" &
+QSIGND_PID=$!
+for _ in $(seq 1 300); do
+  grep -q '"msg":"ready"' "$T/qsignd.log" 2>/dev/null && break
+  kill -0 "$QSIGND_PID" 2>/dev/null || { echo "e2e: qsignd failed:"; cat "$T/qsignd.log"; exit 1; }
+  sleep 0.1
+done
+grep -q '"msg":"ready"' "$T/qsignd.log" || { echo "e2e: qsignd not ready"; cat "$T/qsignd.log"; exit 1; }
+
+# The CLI's exit codes: unreachable server (3), usage (1).
+set +e
+"$QSIGN" --server=127.0.0.1:1 --state_dir="$T/none" register --username=a@b.rs --given_name=A \
+  --surname=B --national_id=0101990710006 >/dev/null 2>&1
+[ $? -eq 3 ] || { echo "e2e: an unreachable server must exit 3"; exit 1; }
+"$QSIGN" --state_dir="$T/none" frobnicate >/dev/null 2>&1
+[ $? -eq 1 ] || { echo "e2e: an unknown command must exit 1"; exit 1; }
+"$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --operator_file=/dev/null \
+  --json register --username=not-an-email --given_name=A --surname=B --national_id=1 >/dev/null
+[ $? -eq 2 ] || { echo "e2e: a refused request must exit 2"; exit 1; }
+set -e
+
+mkdir -p "$T/journey"
+if ! QSIGN="$QSIGN" QSIGN_SERVER="127.0.0.1:$PORT" OCSP_URL="http://127.0.0.1:$HTTP_PORT/ocsp" \
+  OPERATOR_FILE="$T/secrets/operator.credential" WORK="$T/journey" "$SRC/scripts/journey.sh"; then
+  echo "e2e: journey failed; qsignd log:"
+  tail -n 40 "$T/qsignd.log"
+  exit 1
+fi
