@@ -22,8 +22,8 @@ trap finish EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-portal() { "$QSIGN" --state_dir="$PORTAL" "$@"; }
-app() { "$QSIGN" --state_dir="$PHONE" "$@"; }
+portal() { printf '$ qsign --state_dir=portal %s\n' "$*"; "$QSIGN" --state_dir="$PORTAL" "$@"; }
+app() { printf '$ qsign --state_dir=phone %s\n' "$*"; "$QSIGN" --state_dir="$PHONE" "$@"; }
 
 # A valid national id (13 digits, the last a mod-11 check digit): born 1 Jan 1990, Belgrade.
 national_id() {
@@ -43,7 +43,7 @@ national_id() {
 }
 
 step "1. register at the portal"
-run portal register --username="$USERNAME" --given_name=Ana --surname=Petrović \
+portal register --username="$USERNAME" --given_name=Ana --surname=Petrović \
   --national_id="$(national_id)" --email="$USERNAME"
 
 step "2. a registration officer proofs the identity (ID card seen in person)"
@@ -54,28 +54,28 @@ CODE=$("$QSIGN" --json --operator_file="$OPERATOR_FILE" proof-identity --usernam
 echo "activation code handed to the user: $CODE"
 
 step "3. enrol the consent app with the activation code and a PIN"
-run app app enroll --activation_code="$CODE" --pin="$PIN" --device_name="Ana's phone"
+app app enroll --activation_code="$CODE" --pin="$PIN" --device_name="Ana's phone"
 
 step "4. the app watches for requests (simulated user approves with the PIN)"
-printf '$ qsign app watch --approve-with-pin=****** &\n'
-app app watch --approve-with-pin="$PIN" >"$WORK/app.log" 2>&1 &
+printf '$ qsign --state_dir=phone app watch --approve-with-pin=****** &\n'
+"$QSIGN" --state_dir="$PHONE" app watch --approve-with-pin="$PIN" >"$WORK/app.log" 2>&1 &
 WATCH_PID=$!
 sleep 1
 
 step "5. log in by push: the app shows the verification code, the user approves with the PIN"
-run portal login --username="$USERNAME" --timeout=60
-run portal status
+portal login --username="$USERNAME" --timeout=60
+portal status
 
 step "6. accept the contract"
-run portal contract accept
+portal contract accept
 
 step "7. issue the qualified certificate (key generated in the HSM)"
-run portal cert issue
+portal cert issue
 
 step "8. sign a file (approved in the app) and verify the .p7s with openssl"
 DOC="$WORK/contract.txt"
 printf 'Ugovor o zakupu stana, Beograd, %s\n' "$(date -u +%F)" >"$DOC"
-run portal sign "$DOC" --timeout=60
+portal sign "$DOC" --timeout=60
 run openssl cms -verify -binary -inform DER -in "$DOC.p7s" -content "$DOC" \
   -CAfile "$PORTAL/chain.pem" -out /dev/null
 openssl cms -cmsout -print -inform DER -in "$DOC.p7s" | grep -q "id-smime-aa-signingCertificateV2" \
@@ -93,21 +93,21 @@ ocsp
 grep -q ": good" "$WORK/ocsp.txt"
 
 step "10. revoke the certificate"
-run portal cert revoke --reason=cessation
+portal cert revoke --reason=cessation
 
 step "11. OCSP: the certificate is revoked"
 ocsp
 grep -q ": revoked" "$WORK/ocsp.txt"
 
 step "12. revoke all (certificates, the app, sessions)"
-run portal cert revoke-all
+portal cert revoke-all
 sleep 1
 if kill -0 "$WATCH_PID" 2>/dev/null; then
   echo "journey: the app is still watching after revoke-all"; exit 1
 fi
 WATCH_PID=""
 tail -n 2 "$WORK/app.log"
-if portal status >/dev/null 2>&1; then echo "journey: the session survived revoke-all"; exit 1; fi
+if "$QSIGN" --state_dir="$PORTAL" status >/dev/null 2>&1; then echo "journey: the session survived revoke-all"; exit 1; fi
 echo "the session ended too: qsign status now says to log in again"
 
 printf '\njourney: every step passed\n'
