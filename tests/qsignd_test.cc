@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <httplib.h>
+
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -106,7 +108,8 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   QsigndProcess qsignd(
       {QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
        "--pkcs11_module=" + config.module_path, "--token_label=" + config.token_label,
-       "--pin_file=" + config.pin_file, "--create_missing_keys"},
+       "--pin_file=" + config.pin_file, "--create_missing_keys",
+                        "--metrics_listen=127.0.0.1:0"},
       (*token)->dir() + "/qsignd.log");
   int port = qsignd.WaitReady();
   ASSERT_GT(port, 0);
@@ -187,6 +190,24 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
     grpc::ClientContext again;
     EXPECT_EQ(stub->SignHash(&again, req, &resp).error_code(),
               grpc::StatusCode::FAILED_PRECONDITION);
+  }
+
+  {
+    // Operators see every RPC by method and outcome on /metrics.
+    std::smatch m;
+    const std::string log = qsignd.log();
+    ASSERT_TRUE(std::regex_search(log, m, std::regex("serving /metrics.*\"port\":\"([0-9]+)\"")))
+        << log;
+    httplib::Client metrics("127.0.0.1", std::stoi(m[1]));
+    auto res = metrics.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_NE(res->body.find("qsign_grpc_requests_total{method=\"/qsign.v1.Signer/SignHash\","
+                             "code=\"OK\"} 1\n"),
+              std::string::npos)
+        << res->body;
+    EXPECT_NE(res->body.find("code=\"FAILED_PRECONDITION\"} 2\n"), std::string::npos)
+        << res->body;
+    EXPECT_NE(res->body.find("qsign_db_pool_connections{state=\"open\"}"), std::string::npos);
   }
 
   EXPECT_EQ(qsignd.Stop(), 0) << qsignd.log();

@@ -22,6 +22,8 @@
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
 #include "common/health.h"
+#include "common/metrics.h"
+#include "common/metrics_http.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "consent/sad.h"
@@ -112,6 +114,8 @@ ABSL_FLAG(std::string, lifecycle_client_secret_file, "",
           "file holding the lifecycle service's own secret (client id \"lifecycle\") at the "
           "others");
 ABSL_FLAG(bool, reflection, false, "serve gRPC server reflection (for grpcurl)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port of the Prometheus /metrics HTTP endpoint (empty: off)");
 ABSL_FLAG(int, grace_seconds, 10, "how long in-flight calls may finish on SIGTERM");
 
 namespace qsign {
@@ -697,6 +701,22 @@ absl::Status Run() {
       std::vector<HealthCheck>{{"postgresql", [&] { return (*pool)->Exec("SELECT 1").status(); }},
                                {"hsm", [&] { return (*hsm)->GetPublicKey(health_key).status(); }}},
       absl::Seconds(2));
+
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    metrics::Registry::Global().AddCollector([pool = pool->get()](metrics::Registry& r) {
+      const db::PoolStats stats = pool->Stats();
+      r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
+                 {{"state", "in_use"}}, stats.in_use);
+      r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
+                 {{"state", "open"}}, stats.open);
+      r.SetGauge("qsign_db_pool_size", "Configured PostgreSQL pool size.", {}, stats.size);
+    });
+    auto m = metrics::MetricsHttpServer::Start(absl::GetFlag(FLAGS_metrics_listen),
+                                               &metrics::Registry::Global());
+    if (!m.ok()) return Fail("metrics", m.status());
+    metrics_http = *std::move(m);
+  }
 
   Log(LogLevel::kInfo, "qsignd", "ready",
       {{"listen", absl::GetFlag(FLAGS_listen)}, {"services", service_names}});
