@@ -13,6 +13,12 @@ TEST(AppendJsonStringTest, EscapesQuotesControlAndBackslash) {
   EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\u0001\"");
 }
 
+TEST(AppendJsonStringTest, PassesUtf8Through) {
+  std::string out;
+  AppendJsonString("Petrović-O'Neil", &out);
+  EXPECT_EQ(out, "\"Petrović-O'Neil\"");
+}
+
 TEST(LogTest, WritesOneJsonLine) {
   ::testing::internal::CaptureStderr();
   Log(LogLevel::kWarning, "test", "hello \"x\"", {{"rpc", "SignHash"}});

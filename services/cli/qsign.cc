@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/log.h"
 #include "consent/app_simulator.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
@@ -117,11 +118,15 @@ struct Output {
   void Add(const std::string& key, const std::string& value) { fields.emplace_back(key, value); }
   void Print(const std::string& headline) const {
     if (json) {
-      std::vector<std::string> parts;
-      for (const auto& [k, v] : fields) {
-        parts.push_back(absl::StrCat("\"", k, "\":\"", absl::CEscape(v), "\""));
+      // JSON string escaping (UTF-8 passes through), as the structured logs do.
+      std::string out = "{";
+      for (size_t i = 0; i < fields.size(); ++i) {
+        if (i > 0) out.push_back(',');
+        AppendJsonString(fields[i].first, &out);
+        out.push_back(':');
+        AppendJsonString(fields[i].second, &out);
       }
-      std::cout << "{" << absl::StrJoin(parts, ",") << "}" << std::endl;
+      std::cout << out << "}" << std::endl;
       return;
     }
     if (!headline.empty()) std::cout << headline << std::endl;
@@ -137,8 +142,9 @@ struct Failure {
 
 int Report(const Failure& f, bool json) {
   if (json) {
-    std::cout << "{\"error\":\"" << absl::CEscape(f.message) << "\",\"exit_code\":" << f.code << "}"
-              << std::endl;
+    std::string out = "{\"error\":";
+    AppendJsonString(f.message, &out);
+    std::cout << out << ",\"exit_code\":" << f.code << "}" << std::endl;
   } else {
     std::cerr << "qsign: " << f.message << std::endl;
   }

@@ -72,9 +72,17 @@ set +e
 [ $? -eq 3 ] || { echo "e2e: an unreachable server must exit 3"; exit 1; }
 "$QSIGN" --state_dir="$T/none" frobnicate >/dev/null 2>&1
 [ $? -eq 1 ] || { echo "e2e: an unknown command must exit 1"; exit 1; }
-"$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --operator_file=/dev/null \
-  --json register --username=not-an-email --given_name=A --surname=B --national_id=1 >/dev/null
+OUT=$("$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --operator_file=/dev/null \
+  --json register --username=not-an-email --given_name=A --surname=B --national_id=1)
 [ $? -eq 2 ] || { echo "e2e: a refused request must exit 2"; exit 1; }
+# --json output is JSON a script can parse, naming the refused field.
+printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["exit_code"] == 2 and "username" in d["error"], d' \
+  || { echo "e2e: --json error output is not the expected JSON: $OUT"; exit 1; }
+OUT=$("$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --json register \
+  --username=json.check@example.rs --given_name=Đorđe --surname="Petrović-O'Neil" \
+  --national_id=0101990710008)
+printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["username"] == "json.check@example.rs" and d["account_id"], d' \
+  || { echo "e2e: --json register output is not the expected JSON: $OUT"; exit 1; }
 set -e
 
 mkdir -p "$T/journey"
