@@ -26,7 +26,7 @@
 #include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
-#include "services/consent/credentials.h"
+#include "common/auth/credential_table.h"
 
 namespace qsign {
 namespace {
@@ -235,7 +235,7 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   const std::string dir = (*token)->dir();
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services",
-            "gateway " + absl::BytesToHexString(consent::Sha256("gateway-secret")) + "\n");
+            "gateway " + absl::BytesToHexString(auth::Sha256("gateway-secret")) + "\n");
 
   QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
                         "--pkcs11_module=" + config.module_path,

@@ -24,7 +24,7 @@
 #include "consent/sad.h"
 #include "consent/statement.h"
 #include "services/consent/consent_store.h"
-#include "services/consent/credentials.h"
+#include "common/auth/credential_table.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
@@ -32,6 +32,12 @@
 #include "services/consent/rate_limit.h"
 
 namespace qsign::consent {
+
+// Operator and service credentials are checked the same way by every service (common/auth).
+using ::qsign::auth::CredentialTable;
+using ::qsign::auth::ParseAuthorization;
+using ::qsign::auth::PresentedCredential;
+using ::qsign::auth::Sha256;
 
 // ---- What consent needs from other services (services/consent/clients.h: over gRPC). ----
 

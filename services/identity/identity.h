@@ -22,11 +22,18 @@
 #include "common/clock.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
-#include "services/identity/credential_table.h"
+#include "common/auth/credential_table.h"
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
 
 namespace qsign::identity {
+
+// Operator and service credentials are checked the same way by every service (common/auth).
+using ::qsign::auth::CredentialTable;
+using ::qsign::auth::ParseAuthorization;
+using ::qsign::auth::PresentedCredential;
+using ::qsign::auth::Sha256;
+using ::qsign::auth::ValidateCredentialId;
 
 // ---- The consent service, as identity uses it (Consent.CreateRequest / AwaitRequest). ----
 

@@ -30,7 +30,7 @@
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/identity/consent_client_grpc.h"
-#include "services/identity/credential_table.h"
+#include "common/auth/credential_table.h"
 #include "services/identity/identity_grpc.h"
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"

@@ -19,7 +19,7 @@
 #include "services/consent/consent.h"
 #include "services/consent/consent_grpc.h"
 #include "services/consent/consent_store.h"
-#include "services/consent/credentials.h"
+#include "common/auth/credential_table.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"

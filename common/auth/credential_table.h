@@ -3,8 +3,8 @@
 //   authorization: Service <client id>.<secret>
 // The server holds only SHA-256 of each secret, read from a file named in the config, and
 // compares in constant time. An id is 1..64 characters of [A-Za-z0-9_-] (no '.', which ends it).
-#ifndef QSIGN_SERVICES_IDENTITY_CREDENTIAL_TABLE_H_
-#define QSIGN_SERVICES_IDENTITY_CREDENTIAL_TABLE_H_
+#ifndef QSIGN_COMMON_AUTH_CREDENTIAL_TABLE_H_
+#define QSIGN_COMMON_AUTH_CREDENTIAL_TABLE_H_
 
 #include <string>
 #include <string_view>
@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "common/secret.h"
 
-namespace qsign::identity {
+namespace qsign::auth {
 
 // What an `authorization` header value claims to be.
 struct PresentedCredential {
@@ -59,6 +59,6 @@ absl::Status ValidateCredentialId(std::string_view id);
 // SHA-256 of `data` (32 bytes).
 std::string Sha256(std::string_view data);
 
-}  // namespace qsign::identity
+}  // namespace qsign::auth
 
-#endif  // QSIGN_SERVICES_IDENTITY_CREDENTIAL_TABLE_H_
+#endif  // QSIGN_COMMON_AUTH_CREDENTIAL_TABLE_H_

@@ -1,4 +1,4 @@
-#include "services/identity/credential_table.h"
+#include "common/auth/credential_table.h"
 
 #include <openssl/evp.h>
 
@@ -16,7 +16,7 @@
 #include "absl/strings/strip.h"
 #include "common/strings.h"
 
-namespace qsign::identity {
+namespace qsign::auth {
 namespace {
 
 constexpr char kExpectedForms[] =
@@ -135,4 +135,4 @@ bool CredentialTable::Check(std::string_view id, std::string_view secret) const 
   return match && it != hashes_.end();
 }
 
-}  // namespace qsign::identity
+}  // namespace qsign::auth
