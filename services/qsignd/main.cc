@@ -627,7 +627,18 @@ absl::Status Run() {
   auto store = signer::NewPostgresSignerStore(pool->get());
   signer::Signer signer(hsm->get(), store.get(), verifier->get(), &RealClock::Get(),
                         {.max_batch = absl::GetFlag(FLAGS_max_batch)});
-  signer::SignerGrpc signer_grpc(&signer);
+  // Only the lifecycle service may create, certify and destroy user keys.
+  auth::CredentialTable signer_clients;
+  if (!absl::GetFlag(FLAGS_services_file).empty()) {
+    auto t = auth::CredentialTable::FromFile(absl::GetFlag(FLAGS_services_file));
+    if (!t.ok()) return Fail("--services_file", t.status());
+    signer_clients = *std::move(t);
+  } else {
+    Log(LogLevel::kWarning, "qsignd",
+        "no --services_file: Signer.CreateKey/SetCertificate/DestroyKey accept any caller");
+  }
+  signer::SignerGrpc signer_grpc(
+      &signer, {.services = signer_clients.empty() ? nullptr : &signer_clients});
   std::vector<grpc::Service*> services = {&signer_grpc};
   std::string service_names = "qsign.v1.Signer";
 

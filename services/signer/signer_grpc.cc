@@ -3,7 +3,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/strings.h"
 #include "common/log.h"
 #include "services/signer/algorithms.h"
 
@@ -92,12 +94,29 @@ grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
   return ToGrpcStatus(status);
 }
 
-Actor ActorOf(const grpc::ServerContext* ctx) {
-  // Until mTLS identities exist, the peer address is what the audit trail can name.
-  return Actor{.name = "lifecycle", .address = ctx->peer()};
-}
-
 }  // namespace
+
+absl::StatusOr<Actor> SignerGrpc::Admin(const grpc::ServerContext* ctx,
+                                        std::string_view rpc) const {
+  if (access_.services == nullptr) return Actor{.name = "unauthenticated", .address = ctx->peer()};
+  std::string header;
+  auto it = ctx->client_metadata().find("authorization");
+  if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());
+  auto presented = auth::ParseAuthorization(header);
+  if (!presented.ok()) return presented.status();
+  if (presented->scheme != auth::PresentedCredential::Scheme::kService ||
+      !access_.services->Check(presented->id, presented->secret.value())) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "authorization: ", Av(rpc), " needs the credentials of the ", access_.admin_client_id,
+        " service"));
+  }
+  if (presented->id != access_.admin_client_id) {
+    return absl::PermissionDeniedError(absl::StrCat(Av(rpc), ": only the ",
+                                                    access_.admin_client_id,
+                                                    " service may call it"));
+  }
+  return Actor{.name = presented->id, .address = ctx->peer()};
+}
 
 grpc::Status SignerGrpc::ListCredentials(grpc::ServerContext*,
                                          const pb::ListCredentialsRequest* req,
@@ -139,7 +158,9 @@ grpc::Status SignerGrpc::CreateKey(grpc::ServerContext* ctx, const pb::CreateKey
                                    pb::CredentialInfo* resp) {
   auto type = FromProto(req->key_algorithm());
   if (!type.ok()) return Reply("CreateKey", type.status());
-  auto cred = signer_->CreateKey(req->credential_id(), req->account_id(), *type, ActorOf(ctx));
+  auto actor = Admin(ctx, "CreateKey");
+  if (!actor.ok()) return Reply("CreateKey", actor.status());
+  auto cred = signer_->CreateKey(req->credential_id(), req->account_id(), *type, *actor);
   if (!cred.ok()) return Reply("CreateKey", cred.status());
   ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
   return grpc::Status::OK;
@@ -148,9 +169,11 @@ grpc::Status SignerGrpc::CreateKey(grpc::ServerContext* ctx, const pb::CreateKey
 grpc::Status SignerGrpc::SetCertificate(grpc::ServerContext* ctx,
                                         const pb::SetCertificateRequest* req,
                                         pb::CredentialInfo* resp) {
+  auto actor = Admin(ctx, "SetCertificate");
+  if (!actor.ok()) return Reply("SetCertificate", actor.status());
   auto cred = signer_->SetCertificate(
       req->credential_id(),
-      {req->certificate_chain_der().begin(), req->certificate_chain_der().end()}, ActorOf(ctx));
+      {req->certificate_chain_der().begin(), req->certificate_chain_der().end()}, *actor);
   if (!cred.ok()) return Reply("SetCertificate", cred.status());
   ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
   return grpc::Status::OK;
@@ -158,7 +181,9 @@ grpc::Status SignerGrpc::SetCertificate(grpc::ServerContext* ctx,
 
 grpc::Status SignerGrpc::DestroyKey(grpc::ServerContext* ctx, const pb::DestroyKeyRequest* req,
                                     pb::CredentialInfo* resp) {
-  auto cred = signer_->DestroyKey(req->credential_id(), ActorOf(ctx));
+  auto actor = Admin(ctx, "DestroyKey");
+  if (!actor.ok()) return Reply("DestroyKey", actor.status());
+  auto cred = signer_->DestroyKey(req->credential_id(), *actor);
   if (!cred.ok()) return Reply("DestroyKey", cred.status());
   ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
   return grpc::Status::OK;

@@ -2,15 +2,28 @@
 #ifndef QSIGN_SERVICES_SIGNER_SIGNER_GRPC_H_
 #define QSIGN_SERVICES_SIGNER_SIGNER_GRPC_H_
 
+#include <string>
+
+#include "common/auth/credential_table.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/signer/signer.h"
 
 namespace qsign::signer {
 
+// Who may call the administrative RPCs (CreateKey, SetCertificate, DestroyKey).
+struct SignerAccess {
+  // Service credentials ("authorization: Service <id>.<secret>"). nullptr: the administrative
+  // RPCs are open, for tests and a loopback-only laptop stack (qsignd logs a warning).
+  const auth::CredentialTable* services = nullptr;  // Not owned.
+  // The one client id allowed to create, certify and destroy keys.
+  std::string admin_client_id = "lifecycle";
+};
+
 class SignerGrpc final : public qsign::v1::Signer::Service {
  public:
-  // `signer` is not owned and must outlive this service.
-  explicit SignerGrpc(Signer* signer) : signer_(signer) {}
+  // `signer` (and access.services) are not owned and must outlive this service.
+  explicit SignerGrpc(Signer* signer, SignerAccess access = {})
+      : signer_(signer), access_(std::move(access)) {}
 
   grpc::Status ListCredentials(grpc::ServerContext* ctx,
                                const qsign::v1::ListCredentialsRequest* req,
@@ -29,7 +42,11 @@ class SignerGrpc final : public qsign::v1::Signer::Service {
                           qsign::v1::CredentialInfo* resp) override;
 
  private:
+  // The caller of an administrative RPC, or UNAUTHENTICATED / PERMISSION_DENIED.
+  absl::StatusOr<Actor> Admin(const grpc::ServerContext* ctx, std::string_view rpc) const;
+
   Signer* signer_;  // Not owned.
+  const SignerAccess access_;
 };
 
 }  // namespace qsign::signer

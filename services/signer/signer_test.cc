@@ -250,6 +250,43 @@ TEST_F(SignerTest, NewCredentialIsPendingThenActiveWithItsChain) {
   EXPECT_EQ(listed.credentials(0).certificate_chain_der(0), active.certificate_chain_der(0));
 }
 
+TEST_F(SignerTest, OnlyTheLifecycleServiceCreatesCertifiesAndDestroysKeys) {
+  auth::CredentialTable services;
+  ASSERT_TRUE(services.AddSecret("lifecycle", "lifecycle-secret").ok());
+  ASSERT_TRUE(services.AddSecret("gateway", "gateway-secret").ok());
+  SignerGrpc guarded(signer_.get(), {.services = &services});
+  auto server = GrpcServer::Start({}, {&guarded});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = pb::Signer::NewStub(
+      grpc::CreateChannel((*server)->local_target(), grpc::InsecureChannelCredentials()));
+  pb::CreateKeyRequest create;
+  create.set_credential_id("cred-guarded");
+  create.set_account_id("alice");
+  create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+  auto call = [&](const std::string& authorization) {
+    grpc::ClientContext ctx;
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    pb::CredentialInfo out;
+    return stub->CreateKey(&ctx, create, &out);
+  };
+  grpc::Status s = call("");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_EQ(call("Service lifecycle.wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  s = call("Service gateway.gateway-secret");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("only the lifecycle service"));
+  EXPECT_EQ(hsm_->GetPublicKey("cred-guarded").status().code(), absl::StatusCode::kNotFound)
+      << "a refused CreateKey generated a key";
+  s = call("Service lifecycle.lifecycle-secret");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // The audit record names the authenticated caller.
+  auto rows = pool_->Exec("SELECT actor FROM signer.audit_log WHERE target = 'cred-guarded'");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 1);
+  EXPECT_EQ(rows->Get(0, 0), "lifecycle");
+  (*server)->Shutdown(absl::ZeroDuration());
+}
+
 TEST_F(SignerTest, RetriedCreateKeyReturnsTheSameKey) {
   pb::CreateKeyRequest create;
   create.set_credential_id("cred-1");
