@@ -11,12 +11,16 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/proto_time.h"
 #include "common/strings.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "qsign/v1/sad.pb.h"
 
 namespace qsign::consent {
 namespace {
+
+using ::qsign::FromProto;
+using ::qsign::ToProto;
 
 struct EvpPkeyDeleter {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -26,18 +30,6 @@ struct EvpMdCtxDeleter {
   void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
 };
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  timespec spec = absl::ToTimespec(t);
-  ts.set_seconds(spec.tv_sec);
-  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
-  return ts;
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 absl::StatusOr<std::string> Sha256(std::string_view data) {
   std::string out(32, '\0');
@@ -107,10 +99,10 @@ absl::StatusOr<std::string> SadMinter::Mint(SadGrant grant, absl::Time now,
   }
   auto digest = Sha256(signed_sad.claims());
   if (!digest.ok()) return digest.status();
-  auto sig = hsm_->SignDigest(key_id_, {.scheme = hsm::SignScheme::kEcdsa,
-                                        .hash = hsm::HashAlgorithm::kSha256,
-                                        .ecdsa_der = true},
-                              *std::move(digest));
+  auto sig = hsm_->SignDigest(
+      key_id_,
+      {.scheme = hsm::SignScheme::kEcdsa, .hash = hsm::HashAlgorithm::kSha256, .ecdsa_der = true},
+      *std::move(digest));
   if (!sig.ok()) return sig.status();
   signed_sad.set_key_id(key_id_);
   signed_sad.set_signature(*std::move(sig));
@@ -152,9 +144,8 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
     return absl::PermissionDeniedError("sad: signed by an unknown key");
   }
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (ctx == nullptr ||
-      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, it->second->pkey.get()) !=
-          1) {
+  if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                                             it->second->pkey.get()) != 1) {
     return absl::InternalError("EVP_DigestVerifyInit failed");
   }
   const auto& sig = signed_sad.signature();
@@ -205,8 +196,7 @@ absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
   }
   if (hashes.size() > grant.num_signatures) {
     return absl::PermissionDeniedError(absl::StrCat("sad: authorizes ", grant.num_signatures,
-                                                    " signatures, ", hashes.size(),
-                                                    " requested"));
+                                                    " signatures, ", hashes.size(), " requested"));
   }
   std::set<std::string_view> allowed(grant.hashes.begin(), grant.hashes.end());
   for (size_t i = 0; i < hashes.size(); ++i) {

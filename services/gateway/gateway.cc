@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "services/gateway/text.h"
@@ -35,6 +36,8 @@ struct Gateway::Result {
 };
 
 namespace {
+
+using ::qsign::FromProto;
 
 namespace pb = ::qsign::v1;
 
@@ -378,10 +381,6 @@ absl::Status AddCertInfo(const std::string& der, Json* cert) {
   (*cert)["validFrom"] = GeneralizedTime(X509_get0_notBefore(x509.get()));
   (*cert)["validTo"] = GeneralizedTime(X509_get0_notAfter(x509.get()));
   return absl::OkStatus();
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
 // The CSC credential description (credentials/info output; credentials/list adds credentialID).

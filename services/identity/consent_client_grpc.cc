@@ -5,19 +5,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/proto_time.h"
 #include "common/strings.h"
 
 namespace qsign::identity {
 namespace {
 
+using ::qsign::FromProto;
+
 namespace pb = ::qsign::v1;
 
 // Time for one CreateRequest, and what AwaitRequest may take beyond its max_wait.
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 google::protobuf::Duration ToProto(absl::Duration d) {
   google::protobuf::Duration out;

@@ -7,22 +7,17 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 
 namespace qsign::identity {
 namespace {
+
+using ::qsign::ToProto;
 
 namespace pb = ::qsign::v1;
 
 // Left for the reply to travel back before the caller's deadline.
 constexpr absl::Duration kDeadlineMargin = absl::Milliseconds(200);
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  timespec spec = absl::ToTimespec(t);
-  ts.set_seconds(spec.tv_sec);
-  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
-  return ts;
-}
 
 pb::AssuranceLevel ToProto(AssuranceLevel level) {
   return static_cast<pb::AssuranceLevel>(static_cast<int>(level));

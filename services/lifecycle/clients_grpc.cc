@@ -5,9 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/proto_time.h"
 
 namespace qsign::lifecycle {
 namespace {
+
+using ::qsign::FromProto;
 
 namespace pb = ::qsign::v1;
 
@@ -38,10 +41,6 @@ pb::KeyAlgorithm ToProto(hsm::KeyType t) {
       return pb::KEY_ALGORITHM_RSA_4096;
   }
   return pb::KEY_ALGORITHM_UNSPECIFIED;
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
 }  // namespace

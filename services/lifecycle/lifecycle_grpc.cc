@@ -12,12 +12,15 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/secret.h"
 #include "common/strings.h"
 #include "services/lifecycle/contracts.h"
 
 namespace qsign::lifecycle {
 namespace {
+
+using ::qsign::ToProto;
 
 namespace pb = ::qsign::v1;
 
@@ -74,14 +77,6 @@ std::string ClientAddress(const pb::ClientContext& client) { return client.clien
 
 }  // namespace
 
-google::protobuf::Timestamp ToProtoTime(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const timespec spec = absl::ToTimespec(t);
-  ts.set_seconds(spec.tv_sec);
-  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
-  return ts;
-}
-
 void ToProto(const CertView& v, pb::Certificate* out) {
   const CertRecord& r = v.record;
   out->set_certificate_id(r.certificate_id);
@@ -107,11 +102,11 @@ void ToProto(const CertView& v, pb::Certificate* out) {
   }
   out->set_subject_dn(r.subject_dn);
   out->set_key_algorithm(ToProto(r.key_type));
-  *out->mutable_not_before() = ToProtoTime(r.not_before);
-  *out->mutable_not_after() = ToProtoTime(r.not_after);
-  if (v.renew_opens_at.has_value()) *out->mutable_renew_opens_at() = ToProtoTime(*v.renew_opens_at);
+  *out->mutable_not_before() = ToProto(r.not_before);
+  *out->mutable_not_after() = ToProto(r.not_after);
+  if (v.renew_opens_at.has_value()) *out->mutable_renew_opens_at() = ToProto(*v.renew_opens_at);
   if (r.state == CertState::kRevoked && r.revoked_at.has_value()) {
-    *out->mutable_revoked_at() = ToProtoTime(*r.revoked_at);
+    *out->mutable_revoked_at() = ToProto(*r.revoked_at);
     out->set_revocation_reason(static_cast<pb::RevocationReason>(r.revocation_reason));
   }
   if (r.subject.legal_person.has_value()) {
@@ -221,7 +216,7 @@ grpc::Status LifecycleGrpc::AcceptContract(grpc::ServerContext* ctx,
   resp->set_account_id(a->account_id);
   resp->set_version(a->version);
   resp->set_text_sha256(a->text_sha256);
-  *resp->mutable_accepted_at() = ToProtoTime(a->accepted_at);
+  *resp->mutable_accepted_at() = ToProto(a->accepted_at);
   return grpc::Status::OK;
 }
 
@@ -305,9 +300,9 @@ grpc::Status LifecycleGrpc::GetStatus(grpc::ServerContext* ctx, const pb::GetSta
       break;
   }
   if (st->certificate.has_value()) ToProto(*st->certificate, resp->mutable_certificate());
-  if (st->valid_until.has_value()) *resp->mutable_valid_until() = ToProtoTime(*st->valid_until);
+  if (st->valid_until.has_value()) *resp->mutable_valid_until() = ToProto(*st->valid_until);
   if (st->renew_opens_at.has_value()) {
-    *resp->mutable_renew_opens_at() = ToProtoTime(*st->renew_opens_at);
+    *resp->mutable_renew_opens_at() = ToProto(*st->renew_opens_at);
   }
   resp->set_renewal_open(st->renewal_open);
   resp->set_current_contract_version(st->current_contract_version);
@@ -342,7 +337,7 @@ grpc::Status LifecycleGrpc::ApproveLegalPerson(grpc::ServerContext* ctx,
   resp->mutable_legal_person()->set_organization_name(a->legal_person.organization_name);
   resp->mutable_legal_person()->set_pib(a->legal_person.pib);
   resp->set_approved_by(a->approved_by);
-  *resp->mutable_approved_at() = ToProtoTime(a->approved_at);
+  *resp->mutable_approved_at() = ToProto(a->approved_at);
   return grpc::Status::OK;
 }
 

@@ -5,22 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
-#include "common/strings.h"
 #include "common/log.h"
+#include "common/proto_time.h"
+#include "common/strings.h"
 #include "services/signer/algorithms.h"
 
 namespace qsign::signer {
 namespace {
 
-namespace pb = ::qsign::v1;
+using ::qsign::ToProto;
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  timespec spec = absl::ToTimespec(t);
-  ts.set_seconds(spec.tv_sec);
-  ts.set_nanos(static_cast<int32_t>(spec.tv_nsec));
-  return ts;
-}
+namespace pb = ::qsign::v1;
 
 pb::KeyAlgorithm ToProto(hsm::KeyType type) {
   switch (type) {
@@ -85,11 +80,9 @@ void ToProto(const Credential& c, int max_hashes, pb::CredentialInfo* out) {
 
 // Logs what the client does not get to see, then converts.
 grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal ||
-      status.code() == absl::StatusCode::kUnknown ||
+  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
       status.code() == absl::StatusCode::kUnavailable) {
-    Log(LogLevel::kError, "signer", "rpc failed",
-        {{"rpc", rpc}, {"status", status.ToString()}});
+    Log(LogLevel::kError, "signer", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
   }
   return ToGrpcStatus(status);
 }
@@ -106,14 +99,13 @@ absl::StatusOr<Actor> SignerGrpc::Admin(const grpc::ServerContext* ctx,
   if (!presented.ok()) return presented.status();
   if (presented->scheme != auth::PresentedCredential::Scheme::kService ||
       !access_.services->Check(presented->id, presented->secret.value())) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "authorization: ", Av(rpc), " needs the credentials of the ", access_.admin_client_id,
-        " service"));
+    return absl::UnauthenticatedError(absl::StrCat("authorization: ", Av(rpc),
+                                                   " needs the credentials of the ",
+                                                   access_.admin_client_id, " service"));
   }
   if (presented->id != access_.admin_client_id) {
-    return absl::PermissionDeniedError(absl::StrCat(Av(rpc), ": only the ",
-                                                    access_.admin_client_id,
-                                                    " service may call it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(Av(rpc), ": only the ", access_.admin_client_id, " service may call it"));
   }
   return Actor{.name = presented->id, .address = ctx->peer()};
 }
