@@ -890,6 +890,27 @@ absl::StatusOr<int> Lifecycle::QueueRenewalReminders() {
   return queued;
 }
 
+absl::StatusOr<Lifecycle::OutboxRun> Lifecycle::DeliverOutbox(Mailer& mailer, int max) {
+  OutboxRun run;
+  int64_t after = 0;
+  while (run.sent + run.failed < max) {
+    auto attempt = store_->DeliverNextOutbox(after, Now(), [&](const OutboxMessage& m) {
+      return mailer.Send(m.recipient, m.subject, m.body);
+    });
+    if (!attempt.ok()) return attempt.status();
+    if (!attempt->has_value()) break;
+    after = (*attempt)->id;
+    if ((*attempt)->result.ok()) {
+      ++run.sent;
+    } else {
+      ++run.failed;
+      Log(LogLevel::kWarning, "lifecycle", "outbox mail not delivered",
+          {{"id", std::to_string(after)}, {"status", (*attempt)->result.ToString()}});
+    }
+  }
+  return run;
+}
+
 absl::StatusOr<CertStatus> Lifecycle::StoreStatusSource::Status(std::string_view ca_name,
                                                                 std::string_view serial_hex) {
   auto record = store_->FindIssued(ca_name, serial_hex);

@@ -139,6 +139,28 @@ absl::StatusOr<db::Result> InsertOutbox(db::Tx& tx, const OutboxMessage& m) {
        Param::Time(m.created_at)});
 }
 
+constexpr char kOutboxColumns[] =
+    "id, kind, recipient, subject, body, created_at, attempts, last_error";
+
+absl::StatusOr<OutboxMessage> ReadOutbox(const db::Result& r, int row) {
+  OutboxMessage m;
+  auto id = r.GetInt64(row, 0);
+  if (!id.ok()) return id.status();
+  m.id = *id;
+  m.kind = std::string(r.Get(row, 1));
+  m.recipient = std::string(r.Get(row, 2));
+  m.subject = std::string(r.Get(row, 3));
+  m.body = std::string(r.Get(row, 4));
+  auto at = r.GetTime(row, 5);
+  if (!at.ok()) return at.status();
+  m.created_at = *at;
+  auto attempts = r.GetInt64(row, 6);
+  if (!attempts.ok()) return attempts.status();
+  m.attempts = static_cast<int>(*attempts);
+  if (!r.IsNull(row, 7)) m.last_error = std::string(r.Get(row, 7));
+  return m;
+}
+
 std::vector<Param> CertParams(const CertRecord& c) {
   const bool lp = c.subject.legal_person.has_value();
   return {Param::Text(c.certificate_id),
@@ -645,24 +667,15 @@ class PostgresLifecycleStore final : public LifecycleStore {
 
   absl::StatusOr<std::vector<OutboxMessage>> PendingOutbox(int limit) override {
     auto res = pool_->Exec(
-        "SELECT id, kind, recipient, subject, body, created_at FROM lifecycle.outbox "
-        "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+        absl::StrCat("SELECT ", kOutboxColumns,
+                     " FROM lifecycle.outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1"),
         {Param::Int(limit)});
     if (!res.ok()) return res.status();
     std::vector<OutboxMessage> out;
     for (int i = 0; i < res->rows(); ++i) {
-      OutboxMessage m;
-      auto id = res->GetInt64(i, 0);
-      if (!id.ok()) return id.status();
-      m.id = *id;
-      m.kind = std::string(res->Get(i, 1));
-      m.recipient = std::string(res->Get(i, 2));
-      m.subject = std::string(res->Get(i, 3));
-      m.body = std::string(res->Get(i, 4));
-      auto at = res->GetTime(i, 5);
-      if (!at.ok()) return at.status();
-      m.created_at = *at;
-      out.push_back(std::move(m));
+      auto m = ReadOutbox(*res, i);
+      if (!m.ok()) return m.status();
+      out.push_back(*std::move(m));
     }
     return out;
   }
@@ -672,6 +685,40 @@ class PostgresLifecycleStore final : public LifecycleStore {
         ->Exec("UPDATE lifecycle.outbox SET sent_at = $2 WHERE id = $1",
                {Param::Int(id), Param::Time(at)})
         .status();
+  }
+
+  absl::StatusOr<std::optional<OutboxAttempt>> DeliverNextOutbox(
+      int64_t after_id, absl::Time now,
+      const std::function<absl::Status(const OutboxMessage&)>& send) override {
+    std::optional<OutboxAttempt> attempt;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      attempt.reset();
+      auto res = tx.Exec(
+          absl::StrCat("SELECT ", kOutboxColumns,
+                       " FROM lifecycle.outbox WHERE sent_at IS NULL AND id > $1 ORDER BY id "
+                       "LIMIT 1 FOR UPDATE SKIP LOCKED"),
+          {Param::Int(after_id)});
+      if (!res.ok()) return res.status();
+      if (res->rows() == 0) return absl::OkStatus();
+      auto m = ReadOutbox(*res, 0);
+      if (!m.ok()) return m.status();
+      absl::Status sent = send(*m);
+      attempt = OutboxAttempt{.id = m->id, .result = sent};
+      if (sent.ok()) {
+        return tx
+            .Exec("UPDATE lifecycle.outbox SET sent_at = $2, attempts = attempts + 1, "
+                  "last_attempt_at = $2 WHERE id = $1",
+                  {Param::Int(m->id), Param::Time(now)})
+            .status();
+      }
+      return tx
+          .Exec("UPDATE lifecycle.outbox SET attempts = attempts + 1, last_attempt_at = $2, "
+                "last_error = $3 WHERE id = $1",
+                {Param::Int(m->id), Param::Time(now), Param::Text(sent.ToString())})
+          .status();
+    });
+    if (!s.ok()) return s;
+    return attempt;
   }
 
  private:

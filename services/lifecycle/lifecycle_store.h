@@ -6,6 +6,7 @@
 #define QSIGN_SERVICES_LIFECYCLE_LIFECYCLE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,15 @@ struct OutboxMessage {
   std::string subject;
   std::string body;
   absl::Time created_at;
+  // Delivery: failed attempts so far and the last error (empty when none failed).
+  int attempts = 0;
+  std::string last_error;
+};
+
+// One DeliverNextOutbox step: which message was tried and how it went.
+struct OutboxAttempt {
+  int64_t id = 0;
+  absl::Status result;
 };
 
 struct LegalPersonApproval {
@@ -203,6 +213,13 @@ class LifecycleStore {
   // The outbox, oldest first; a sender marks what it delivered.
   virtual absl::StatusOr<std::vector<OutboxMessage>> PendingOutbox(int limit) = 0;
   virtual absl::Status MarkSent(int64_t id, absl::Time at) = 0;
+  // Claims the oldest undelivered message with id > after_id (FOR UPDATE SKIP LOCKED, so
+  // concurrent senders never send one twice), calls `send` with the row locked and records the
+  // outcome in the same transaction: sent_at = now on success; otherwise attempts + 1,
+  // last_attempt_at and last_error, the row staying undelivered. nullopt when none is left.
+  virtual absl::StatusOr<std::optional<OutboxAttempt>> DeliverNextOutbox(
+      int64_t after_id, absl::Time now,
+      const std::function<absl::Status(const OutboxMessage&)>& send) = 0;
 };
 
 // `pool` must outlive the store; the schema must be migrated (MigrateLifecycleSchema).

@@ -18,6 +18,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -45,6 +46,7 @@
 #include "services/lifecycle/contracts.h"
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
+#include "services/lifecycle/mailer.h"
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
 #include "services/lifecycle/testing/cert_testing.h"
@@ -444,6 +446,178 @@ TEST_F(LifecycleTest, AcceptContractIsRecordedOnceAndMailed) {
   ASSERT_TRUE(recorded.ok() && recorded->has_value());
   EXPECT_EQ((*recorded)->client_address, "203.0.113.7");
   EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+}
+
+// A minimal SMTP server on 127.0.0.1 (any free port): accepts one message per connection and
+// keeps what it received.
+class TinySmtpServer {
+ public:
+  struct Mail {
+    std::string mail_from;
+    std::vector<std::string> rcpt_to;
+    std::string data;
+  };
+
+  TinySmtpServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(fd_, 8);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~TinySmtpServer() {
+    stop_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<Mail> mails() {
+    absl::MutexLock lock(&mu_);
+    return mails_;
+  }
+
+ private:
+  static bool ReadLine(int c, std::string& buf, std::string& line) {
+    for (;;) {
+      if (auto pos = buf.find("\r\n"); pos != std::string::npos) {
+        line = buf.substr(0, pos);
+        buf.erase(0, pos + 2);
+        return true;
+      }
+      char tmp[4096];
+      ssize_t n = recv(c, tmp, sizeof(tmp), 0);
+      if (n <= 0) return false;
+      buf.append(tmp, n);
+    }
+  }
+  static void Reply(int c, std::string_view r) {
+    std::string line = absl::StrCat(Av(r), "\r\n");
+    (void)!send(c, line.data(), line.size(), MSG_NOSIGNAL);
+  }
+  void Serve() {
+    while (!stop_) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      Session(c);
+      close(c);
+    }
+  }
+  void Session(int c) {
+    std::string buf, line;
+    Mail mail;
+    Reply(c, "220 tiny.test ESMTP");
+    while (ReadLine(c, buf, line)) {
+      std::string upper = line;
+      for (char& ch : upper) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+      if (upper.rfind("EHLO", 0) == 0 || upper.rfind("HELO", 0) == 0) {
+        Reply(c, "250 tiny.test");
+      } else if (upper.rfind("MAIL FROM:", 0) == 0) {
+        mail = Mail{.mail_from = line.substr(10)};
+        Reply(c, "250 OK");
+      } else if (upper.rfind("RCPT TO:", 0) == 0) {
+        mail.rcpt_to.push_back(line.substr(8));
+        Reply(c, "250 OK");
+      } else if (upper == "DATA") {
+        Reply(c, "354 go ahead");
+        std::string::size_type end;
+        while ((end = buf.find("\r\n.\r\n")) == std::string::npos) {
+          char tmp[4096];
+          ssize_t n = recv(c, tmp, sizeof(tmp), 0);
+          if (n <= 0) return;
+          buf.append(tmp, n);
+        }
+        mail.data = buf.substr(0, end + 2);
+        buf.erase(0, end + 5);
+        {
+          absl::MutexLock lock(&mu_);
+          mails_.push_back(mail);
+        }
+        Reply(c, "250 queued");
+      } else if (upper == "QUIT") {
+        Reply(c, "221 bye");
+        return;
+      } else {
+        Reply(c, "250 OK");
+      }
+    }
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<Mail> mails_ ABSL_GUARDED_BY(mu_);
+};
+
+// A loopback port nobody listens on.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(LifecycleTest, ContractMailIsDeliveredOverSmtpAndRetriedAfterAFailure) {
+  pb::AcceptContractRequest req;
+  req.set_version("2025-01");
+  req.set_text_sha256(Sha256("current terms\n"));
+  pb::ContractAcceptance accepted;
+  ASSERT_TRUE(stub_->AcceptContract(As(Bearer("alice")).get(), req, &accepted).ok());
+
+  // Nobody listening: the mail stays queued, with the attempt and its error.
+  SmtpMailer down({.url = absl::StrCat("smtp://127.0.0.1:", ClosedPort()),
+                   .from = "qsign@example.rs",
+                   .timeout = absl::Seconds(5)});
+  auto failed = lifecycle_->DeliverOutbox(down, 10);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->sent, 0);
+  EXPECT_EQ(failed->failed, 1);
+  auto pending = store_->PendingOutbox(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_THAT(*pending, SizeIs(1));
+  EXPECT_EQ((*pending)[0].attempts, 1);
+  EXPECT_THAT((*pending)[0].last_error, HasSubstr("smtp"));
+
+  // A later run with the server up delivers it, once.
+  TinySmtpServer server;
+  SmtpMailer up({.url = absl::StrCat("smtp://127.0.0.1:", server.port()),
+                 .from = "qsign@example.rs",
+                 .timeout = absl::Seconds(5)});
+  auto run = lifecycle_->DeliverOutbox(up, 10);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->sent, 1);
+  EXPECT_EQ(run->failed, 0);
+  pending = store_->PendingOutbox(10);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_THAT(*pending, IsEmpty());
+  auto again = lifecycle_->DeliverOutbox(up, 10);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->sent, 0);
+
+  auto mails = server.mails();
+  ASSERT_THAT(mails, SizeIs(1));
+  EXPECT_EQ(mails[0].mail_from, "<qsign@example.rs>");
+  EXPECT_THAT(mails[0].rcpt_to, ElementsAre("<alice@example.rs>"));
+  EXPECT_THAT(mails[0].data, HasSubstr("To: <alice@example.rs>\r\n"));
+  EXPECT_THAT(mails[0].data, HasSubstr("Subject: Your qsign contract, version 2025-01\r\n"));
+  EXPECT_THAT(mails[0].data, HasSubstr("\r\n\r\ncurrent terms\r\n"));
+  auto row = pool().Exec("SELECT attempts, sent_at IS NOT NULL FROM lifecycle.outbox");
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->Get(0, 0), "2");
+  EXPECT_EQ(row->Get(0, 1), "t");
 }
 
 // --- Issue -------------------------------------------------------------------------------------

@@ -126,13 +126,21 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (id) WHERE sent_at IS NULL;
 )sql";
 
+// Delivery attempts: a failed send keeps the row, counts the attempt and keeps the error.
+constexpr char kV3[] = R"sql(
+ALTER TABLE outbox ADD COLUMN attempts int NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_attempt_at timestamptz;
+ALTER TABLE outbox ADD COLUMN last_error text;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   const db::Migration migrations[] = {
       {1, "CAs, CRLs, audit log", v1},
-      {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2}};
+      {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2},
+      {3, "outbox delivery attempts", kV3}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

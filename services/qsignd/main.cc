@@ -113,6 +113,10 @@ ABSL_FLAG(std::string, pds_url, "https://qsign.example/pds/en", "PKI disclosure 
 ABSL_FLAG(std::string, lifecycle_client_secret_file, "",
           "file holding the lifecycle service's own secret (client id \"lifecycle\") at the "
           "others");
+ABSL_FLAG(std::string, smtp_url, "",
+          "smtp://host:port of the mail relay for lifecycle's outbox (contract e-mail, renewal "
+          "reminders); empty: the outbox fills but nothing is sent");
+ABSL_FLAG(std::string, mail_from, "qsign@localhost", "sender address of lifecycle's e-mail");
 ABSL_FLAG(bool, reflection, false, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port of the Prometheus /metrics HTTP endpoint (empty: off)");
@@ -689,8 +693,14 @@ absl::Status Run() {
   std::thread scheduler;
   if (lifecycle) {
     lifecycle->clients.Connect(self_channel, lifecycle->credential);
-    // CRLs before they go stale, renewal reminders: every 10 minutes.
-    scheduler = std::thread([&] {
+    std::unique_ptr<lifecycle::Mailer> mailer;
+    if (!absl::GetFlag(FLAGS_smtp_url).empty()) {
+      mailer = std::make_unique<lifecycle::SmtpMailer>(lifecycle::SmtpConfig{
+          .url = absl::GetFlag(FLAGS_smtp_url), .from = absl::GetFlag(FLAGS_mail_from)});
+    }
+    // CRLs before they go stale, renewal reminders, the outbox (with --smtp_url): every 10
+    // minutes.
+    scheduler = std::thread([&, mailer = std::move(mailer)] {
       do {
         for (std::string_view ca :
              {lifecycle::kRootCa, lifecycle::kQualifiedCa, lifecycle::kDeviceCa}) {
@@ -702,6 +712,15 @@ absl::Status Run() {
         if (auto n = lifecycle->lifecycle->QueueRenewalReminders(); !n.ok()) {
           Log(LogLevel::kError, "qsignd", "renewal reminders failed",
               {{"status", n.status().ToString()}});
+        }
+        if (mailer != nullptr) {
+          if (auto run = lifecycle->lifecycle->DeliverOutbox(*mailer, 500); !run.ok()) {
+            Log(LogLevel::kError, "qsignd", "outbox delivery failed",
+                {{"status", run.status().ToString()}});
+          } else if (run->sent + run->failed > 0) {
+            Log(LogLevel::kInfo, "qsignd", "outbox delivered",
+                {{"sent", std::to_string(run->sent)}, {"failed", std::to_string(run->failed)}});
+          }
         }
       } while (!stop_scheduler.WaitForNotificationWithTimeout(absl::Minutes(10)));
     });
