@@ -353,16 +353,24 @@ absl::StatusOr<CertView> Lifecycle::Issue(const Caller& caller, const IssueInput
                     .not_before = now,
                     .not_after = AddYears(now, 5),
                     .created_at = now};
-  auto created = store_->CreateIntent(
+  return RecordIntentAndComplete(
       intent, {.no_active_qualified = true, .now = now, .stale_after = config_.stale_intent},
-      Audit(caller, "certificate.issue.intent", intent.serial_hex,
-            absl::StrCat("certificate_id=", intent.certificate_id, " ", fingerprint,
-                         " client_address=", in.client_address)));
+      "certificate.issue.intent", fingerprint, in.client_address, caller);
+}
+
+absl::StatusOr<CertView> Lifecycle::RecordIntentAndComplete(
+    const CertRecord& intent, const IntentChecks& checks, std::string action,
+    std::string_view fingerprint, std::string_view client_address, const Caller& caller) {
+  auto created = store_->CreateIntent(
+      intent, checks,
+      Audit(caller, std::move(action), intent.serial_hex,
+            absl::StrCat("certificate_id=", intent.certificate_id, " ", Av(fingerprint),
+                         " client_address=", Av(client_address))));
   if (!created.ok()) return created.status();
-  for (const CertRecord& old : created->abandoned) {
-    if (auto s = DestroyKey(old); !s.ok()) {
+  for (const CertRecord& abandoned : created->abandoned) {
+    if (auto s = DestroyKey(abandoned); !s.ok()) {
       Log(LogLevel::kWarning, "lifecycle", "destroying an abandoned intent's key failed",
-          {{"certificate_id", old.certificate_id}, {"status", s.ToString()}});
+          {{"certificate_id", abandoned.certificate_id}, {"status", s.ToString()}});
     }
   }
   if (created->existed && created->record.request_fingerprint != fingerprint) {
@@ -502,23 +510,9 @@ absl::StatusOr<CertView> Lifecycle::Renew(const Caller& caller, const RenewInput
                     .not_before = now,
                     .not_after = AddYears(now, 5),
                     .created_at = now};
-  auto created = store_->CreateIntent(
+  return RecordIntentAndComplete(
       intent, {.no_active_qualified = false, .now = now, .stale_after = config_.stale_intent},
-      Audit(caller, "certificate.renew.intent", intent.serial_hex,
-            absl::StrCat("certificate_id=", intent.certificate_id, " ", fingerprint,
-                         " client_address=", in.client_address)));
-  if (!created.ok()) return created.status();
-  for (const CertRecord& abandoned : created->abandoned) {
-    if (auto s = DestroyKey(abandoned); !s.ok()) {
-      Log(LogLevel::kWarning, "lifecycle", "destroying an abandoned intent's key failed",
-          {{"certificate_id", abandoned.certificate_id}, {"status", s.ToString()}});
-    }
-  }
-  if (created->existed && created->record.request_fingerprint != fingerprint) {
-    return absl::InvalidArgumentError(
-        "client_request_id: used before with other parameters; use a new id");
-  }
-  return Complete(std::move(created->record), caller);
+      "certificate.renew.intent", fingerprint, in.client_address, caller);
 }
 
 absl::Status Lifecycle::DestroyKey(const CertRecord& record) {

@@ -232,6 +232,14 @@ class Lifecycle {
     std::atomic<uint64_t> generation_{0};
   };
 
+  // Issue and Renew alike: records the intent (with its audit record), destroys the keys of
+  // abandoned stale intents, refuses a reused client_request_id with other parameters, then
+  // completes the certificate.
+  absl::StatusOr<CertView> RecordIntentAndComplete(const CertRecord& intent,
+                                                   const IntentChecks& checks, std::string action,
+                                                   std::string_view fingerprint,
+                                                   std::string_view client_address,
+                                                   const Caller& caller);
   absl::StatusOr<CertView> Complete(CertRecord record, const Caller& caller);
   absl::StatusOr<std::string> ResolveAccount(const Caller& caller, std::string_view account_id);
   absl::Status CheckFresh(const Caller& caller) const;
