@@ -5,10 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/proto_key.h"
 #include "common/proto_time.h"
 
 namespace qsign::lifecycle {
 namespace {
+
+using ::qsign::ToProto;
 
 using ::qsign::FromProto;
 
@@ -25,22 +28,6 @@ void PrepareContext(grpc::ClientContext* ctx, const SecretString& authorization,
   if (!authorization.empty()) {
     ctx->AddMetadata("authorization", std::string(authorization.value()));
   }
-}
-
-pb::KeyAlgorithm ToProto(hsm::KeyType t) {
-  switch (t) {
-    case hsm::KeyType::kEcP256:
-      return pb::KEY_ALGORITHM_EC_P256;
-    case hsm::KeyType::kEcP384:
-      return pb::KEY_ALGORITHM_EC_P384;
-    case hsm::KeyType::kRsa2048:
-      return pb::KEY_ALGORITHM_RSA_2048;
-    case hsm::KeyType::kRsa3072:
-      return pb::KEY_ALGORITHM_RSA_3072;
-    case hsm::KeyType::kRsa4096:
-      return pb::KEY_ALGORITHM_RSA_4096;
-  }
-  return pb::KEY_ALGORITHM_UNSPECIFIED;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_key.h"
 #include "common/proto_time.h"
 #include "common/secret.h"
 #include "common/strings.h"
@@ -24,41 +25,8 @@ using ::qsign::ToProto;
 
 namespace pb = ::qsign::v1;
 
-std::optional<hsm::KeyType> FromProto(pb::KeyAlgorithm a) {
-  switch (a) {
-    case pb::KEY_ALGORITHM_EC_P256:
-      return hsm::KeyType::kEcP256;
-    case pb::KEY_ALGORITHM_EC_P384:
-      return hsm::KeyType::kEcP384;
-    case pb::KEY_ALGORITHM_RSA_2048:
-      return hsm::KeyType::kRsa2048;
-    case pb::KEY_ALGORITHM_RSA_3072:
-      return hsm::KeyType::kRsa3072;
-    case pb::KEY_ALGORITHM_RSA_4096:
-      return hsm::KeyType::kRsa4096;
-    default:
-      return std::nullopt;
-  }
-}
-
-pb::KeyAlgorithm ToProto(hsm::KeyType t) {
-  switch (t) {
-    case hsm::KeyType::kEcP256:
-      return pb::KEY_ALGORITHM_EC_P256;
-    case hsm::KeyType::kEcP384:
-      return pb::KEY_ALGORITHM_EC_P384;
-    case hsm::KeyType::kRsa2048:
-      return pb::KEY_ALGORITHM_RSA_2048;
-    case hsm::KeyType::kRsa3072:
-      return pb::KEY_ALGORITHM_RSA_3072;
-    case hsm::KeyType::kRsa4096:
-      return pb::KEY_ALGORITHM_RSA_4096;
-  }
-  return pb::KEY_ALGORITHM_UNSPECIFIED;
-}
-
 absl::Status CheckKeyAlgorithm(pb::KeyAlgorithm a) {
-  if (a != pb::KEY_ALGORITHM_UNSPECIFIED && !FromProto(a).has_value()) {
+  if (a != pb::KEY_ALGORITHM_UNSPECIFIED && !KeyTypeFromProto(a).has_value()) {
     return absl::InvalidArgumentError("key_algorithm: unknown value");
   }
   return absl::OkStatus();
@@ -226,7 +194,7 @@ grpc::Status LifecycleGrpc::Issue(grpc::ServerContext* ctx, const pb::IssueReque
   if (!caller.ok()) return Reply("Issue", caller.status());
   if (auto s = CheckKeyAlgorithm(req->key_algorithm()); !s.ok()) return Reply("Issue", s);
   IssueInput in{.client_request_id = req->client_request_id(),
-                .key_type = FromProto(req->key_algorithm()),
+                .key_type = KeyTypeFromProto(req->key_algorithm()),
                 .client_address = ClientAddress(req->client())};
   if (req->has_legal_person()) {
     in.legal_person =
@@ -246,7 +214,7 @@ grpc::Status LifecycleGrpc::Renew(grpc::ServerContext* ctx, const pb::RenewReque
   if (auto s = CheckKeyAlgorithm(req->key_algorithm()); !s.ok()) return Reply("Renew", s);
   auto cert = lifecycle_->Renew(*caller, {.client_request_id = req->client_request_id(),
                                           .certificate_id = req->certificate_id(),
-                                          .key_type = FromProto(req->key_algorithm()),
+                                          .key_type = KeyTypeFromProto(req->key_algorithm()),
                                           .client_address = ClientAddress(req->client())});
   if (!cert.ok()) return Reply("Renew", cert.status());
   ToProto(*cert, resp);

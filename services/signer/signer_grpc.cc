@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/proto_key.h"
 #include "common/proto_time.h"
 #include "common/strings.h"
 #include "services/signer/algorithms.h"
@@ -17,37 +18,12 @@ using ::qsign::ToProto;
 
 namespace pb = ::qsign::v1;
 
-pb::KeyAlgorithm ToProto(hsm::KeyType type) {
-  switch (type) {
-    case hsm::KeyType::kEcP256:
-      return pb::KEY_ALGORITHM_EC_P256;
-    case hsm::KeyType::kEcP384:
-      return pb::KEY_ALGORITHM_EC_P384;
-    case hsm::KeyType::kRsa2048:
-      return pb::KEY_ALGORITHM_RSA_2048;
-    case hsm::KeyType::kRsa3072:
-      return pb::KEY_ALGORITHM_RSA_3072;
-    case hsm::KeyType::kRsa4096:
-      return pb::KEY_ALGORITHM_RSA_4096;
-  }
-  return pb::KEY_ALGORITHM_UNSPECIFIED;
-}
-
 absl::StatusOr<hsm::KeyType> FromProto(pb::KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case pb::KEY_ALGORITHM_EC_P256:
-      return hsm::KeyType::kEcP256;
-    case pb::KEY_ALGORITHM_EC_P384:
-      return hsm::KeyType::kEcP384;
-    case pb::KEY_ALGORITHM_RSA_2048:
-      return hsm::KeyType::kRsa2048;
-    case pb::KEY_ALGORITHM_RSA_3072:
-      return hsm::KeyType::kRsa3072;
-    case pb::KEY_ALGORITHM_RSA_4096:
-      return hsm::KeyType::kRsa4096;
-    default:
-      return absl::InvalidArgumentError("key_algorithm: required (EC_P256, EC_P384, RSA_*)");
+  std::optional<hsm::KeyType> type = KeyTypeFromProto(algorithm);
+  if (!type.has_value()) {
+    return absl::InvalidArgumentError("key_algorithm: required (EC_P256, EC_P384, RSA_*)");
   }
+  return *type;
 }
 
 pb::CredentialStatus ToProto(CredentialStatus status) {
