@@ -67,6 +67,10 @@ operator (credentials "<id>.<secret>" in --operator_file or $QSIGN_OPERATOR):
   proof-identity --username=EMAIL [--document_number=N] [--assurance=high|substantial|low]
   unblock-pin --username=EMAIL --new_pin=PIN
 
+mutual TLS (a qsign server without insecure_dev): --tls_ca=CA.crt --tls_cert=CLIENT.crt
+  --tls_key=CLIENT.key, or $QSIGN_TLS_CA, $QSIGN_TLS_CERT, $QSIGN_TLS_KEY; without them the
+  connection is plaintext (a development server with insecure_dev only)
+
 defaults: --server=$QSIGN_SERVER or 127.0.0.1:7443, --state_dir=$QSIGN_STATE_DIR or ~/.qsign
 exit codes: 0 ok, 1 usage or local error, 2 refused by the server, 3 server unreachable
 )";
@@ -278,13 +282,19 @@ class Cli {
     state_dir_ =
         args_.Get("state_dir", env_dir ? env_dir : absl::StrCat(home ? home : ".", "/.qsign"));
     out_.json = args_.Has("json");
-    channel_ = grpc::CreateChannel(server_, grpc::InsecureChannelCredentials());
   }
 
   int Run();
 
  private:
   using Result = std::optional<Failure>;
+
+  // Plaintext, or mutual TLS when --tls_ca/--tls_cert/--tls_key (or $QSIGN_TLS_*) are given.
+  Result Connect();
+  std::string FlagOrEnv(const std::string& flag, const char* env) const {
+    const char* value = std::getenv(env);
+    return args_.Get(flag, value != nullptr ? value : "");
+  }
 
   std::unique_ptr<grpc::ClientContext> Ctx(const std::string& authorization = "",
                                            absl::Duration timeout = absl::Seconds(30)) const {
@@ -948,12 +958,36 @@ Cli::Result Cli::AppDeny() {
   return std::nullopt;
 }
 
+Cli::Result Cli::Connect() {
+  const std::string ca = FlagOrEnv("tls_ca", "QSIGN_TLS_CA");
+  const std::string cert = FlagOrEnv("tls_cert", "QSIGN_TLS_CERT");
+  const std::string key = FlagOrEnv("tls_key", "QSIGN_TLS_KEY");
+  if (ca.empty() && cert.empty() && key.empty()) {
+    channel_ = grpc::CreateChannel(server_, grpc::InsecureChannelCredentials());
+    return std::nullopt;
+  }
+  if (ca.empty() || cert.empty() || key.empty()) {
+    return Usage("--tls_ca, --tls_cert and --tls_key go together");
+  }
+  grpc::SslCredentialsOptions options;
+  for (auto [path, field] : {std::pair{&ca, &options.pem_root_certs},
+                             std::pair{&cert, &options.pem_cert_chain},
+                             std::pair{&key, &options.pem_private_key}}) {
+    auto pem = ReadFile(*path);
+    if (!pem.ok()) return Failure{kUsage, std::string(pem.status().message())};
+    *field = *std::move(pem);
+  }
+  channel_ = grpc::CreateChannel(server_, grpc::SslCredentials(options));
+  return std::nullopt;
+}
+
 int Cli::Run() {
   const auto& p = args_.positional;
   if (args_.Has("help") || p.empty()) {
     std::cout << kUsageText;
     return p.empty() && !args_.Has("help") ? kUsage : kOk;
   }
+  if (Result r = Connect(); r.has_value()) return Report(*r, out_.json);
   const std::string cmd = p[0];
   const std::string sub = p.size() > 1 ? p[1] : "";
   Result r;
