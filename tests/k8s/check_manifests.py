@@ -30,6 +30,13 @@ The invariants:
   * the CloudNativePG Cluster has >= 3 instances, a managed role per service with a database
     (identity, consent, lifecycle, signer; none for the gateway), and its bootstrap SQL is
     deploy/postgres/roles.sql verbatim;
+  * every Deployment runs --config=<file> from a mounted ConfigMap, and that file parses as a
+    qsign.config.v1.ServerConfig (schema read from proto/qsign/config/v1/config.proto): exactly
+    its own service section, tls set, no insecure_dev, every *_file (and conninfo ssl*/passfile)
+    mounted in the container from a Secret or ConfigMap, probes on observability.health_listen,
+    its listen ports declared; its allow-list clients (<component>.qsign.internal: those pods;
+    *.ingress.qsign.internal: the ingress namespace) admitted by NetworkPolicy ingress, its peers
+    (dns:///<Service>:<port>) reachable by NetworkPolicy egress;
   * overlays: one namespace for every namespaced object; every image pinned (a tag other than
     "latest", or a digest).
 """
@@ -504,6 +511,368 @@ def check_overlay(objs, errors):
     return "one namespace; %d container images pinned" % n
 
 
+# ---------------------------------------------------------------------------------------------
+# Service config files (text-format qsign.config.v1.ServerConfig) in the ConfigMaps.
+#
+# A minimal text-format parser driven by the real schema (proto/qsign/config/v1/config.proto,
+# read here, so a renamed or removed field fails the check): scalars, nested messages, repeated
+# fields (repeated occurrences or [a, b] lists), '#' comments, adjacent string concatenation.
+# Enough for what the configs hold; the binary's --check_config is the full validation
+# (tests/k8s/check_configs.py).
+
+CONFIG_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                            "proto", "qsign", "config", "v1", "config.proto")
+SERVICE_SECTIONS = ("signer", "consent", "identity", "lifecycle", "gateway")
+# Client identities (subjectAltName DNS) of the allow-lists: "<component>.qsign.internal" is the
+# pods labelled app.kubernetes.io/component=<component>; "<route>.ingress.qsign.internal" is the
+# ingress controller, in namespace INGRESS_NAMESPACE.
+SERVICE_IDENTITY_SUFFIX = ".qsign.internal"
+INGRESS_IDENTITY_SUFFIX = ".ingress.qsign.internal"
+INGRESS_NAMESPACE = "ingress-nginx"
+# libpq conninfo keys that name files.
+CONNINFO_FILE_KEYS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "passfile")
+INT32_TYPES = ("int32", "sint32", "sfixed32")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config_schema(path=CONFIG_PROTO):
+    """{message: {field: (type, repeated)}} of a proto file without nested messages."""
+    import re
+    text = re.sub(r"//[^\n]*", "", open(path).read())
+    schema = {}
+    for m in re.finditer(r"\bmessage\s+(\w+)\s*\{([^{}]*)\}", text):
+        fields = {}
+        for f in re.finditer(r"(repeated\s+)?([\w.]+)\s+(\w+)\s*=\s*\d+\s*;", m.group(2)):
+            fields[f.group(3)] = (f.group(2), bool(f.group(1)))
+        schema[m.group(1)] = fields
+    if "ServerConfig" not in schema:
+        raise ConfigError("%s: no message ServerConfig" % path)
+    return schema
+
+
+def _tokens(text):
+    import re
+    spec = re.compile(r'\s+|#[^\n]*|(?P<str>"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\')|'
+                      r'(?P<word>[-+]?[\w.]+)|(?P<punct>[{}\[\]:,;<>])')
+    pos, line = 0, 1
+    while pos < len(text):
+        m = spec.match(text, pos)
+        if not m:
+            raise ConfigError("line %d: unexpected %r" % (line, text[pos]))
+        kind = m.lastgroup
+        if kind:
+            value = m.group(kind)
+            if kind == "str":
+                value = value[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+            yield kind, value, line
+        line += m.group(0).count("\n")
+        pos = m.end()
+
+
+def parse_textproto(text, schema, message="ServerConfig"):
+    """The config as nested dicts (repeated fields as lists); ConfigError naming line and field."""
+    toks = list(_tokens(text))
+    i = 0
+
+    def peek():
+        return toks[i] if i < len(toks) else (None, None, toks[-1][2] if toks else 1)
+
+    def take():
+        nonlocal i
+        t = peek()
+        if t[0] is None:
+            raise ConfigError("unexpected end of file")
+        i += 1
+        return t
+
+    def scalar(ftype, where):
+        kind, value, line = take()
+        if ftype in ("string", "bytes"):
+            if kind != "str":
+                raise ConfigError("line %d: %s: expected a quoted string, got %s" %
+                                  (line, where, value))
+            while peek()[0] == "str":  # "a" "b" is "ab"
+                value += take()[1]
+            return value
+        if ftype == "bool":
+            if value in ("true", "True", "t", "1"):
+                return True
+            if value in ("false", "False", "f", "0"):
+                return False
+            raise ConfigError("line %d: %s: expected true or false, got %s" % (line, where, value))
+        if ftype in INT32_TYPES + ("int64", "uint32", "uint64"):
+            try:
+                n = int(value, 0)
+            except (TypeError, ValueError):
+                raise ConfigError("line %d: %s: expected an integer, got %s" % (line, where, value))
+            if ftype in INT32_TYPES and not -2**31 <= n < 2**31:
+                raise ConfigError("line %d: %s: %d is out of int32 range" % (line, where, n))
+            return n
+        raise ConfigError("line %d: %s: field type %s is not supported by this checker" %
+                          (line, where, ftype))
+
+    def message_body(name, close, prefix):
+        fields = schema[name]
+        out = {}
+        while True:
+            kind, value, line = peek()
+            if kind is None and close is None:
+                return out
+            if kind == "punct" and value == close:
+                take()
+                return out
+            kind, field, line = take()
+            if kind != "word" or field not in fields:
+                raise ConfigError("line %d: unknown field %s%s in %s" %
+                                  (line, prefix, field, name))
+            ftype, repeated = fields[field]
+            where = prefix + field
+            is_msg = ftype in schema
+            if peek()[1] == ":":
+                take()
+            elif not is_msg:
+                raise ConfigError("line %d: %s: expected ':'" % (line, where))
+            if is_msg:
+                values = []
+                opener = take()
+                if opener[1] not in ("{", "<"):
+                    raise ConfigError("line %d: %s: expected '{'" % (opener[2], where))
+                values.append(message_body(ftype, "}" if opener[1] == "{" else ">", where + "."))
+            elif peek()[1] == "[":
+                take()
+                values = []
+                while peek()[1] != "]":
+                    values.append(scalar(ftype, where))
+                    if peek()[1] == ",":
+                        take()
+                take()
+                if not repeated:
+                    raise ConfigError("line %d: %s is not repeated" % (line, where))
+            else:
+                values = [scalar(ftype, where)]
+            if repeated:
+                out.setdefault(field, []).extend(values)
+            elif field in out:
+                raise ConfigError("line %d: %s is set twice" % (line, where))
+            else:
+                out[field] = values[0]
+            if peek()[1] in (",", ";"):
+                take()
+
+    return message_body(message, None, "")
+
+
+def config_files(config, prefix=""):
+    """(field path, file path) of every file a parsed config names."""
+    out = []
+    for k, v in sorted(config.items()):
+        for item in (v if isinstance(v, list) else [v]):
+            if isinstance(item, dict):
+                out += config_files(item, prefix + k + ".")
+            elif isinstance(item, str) and k.endswith("_file") and item:
+                out.append((prefix + k, item))
+            elif isinstance(item, str) and k == "conninfo":
+                for word in item.split():
+                    key, _, value = word.partition("=")
+                    if key in CONNINFO_FILE_KEYS and value:
+                        out.append(("%s%s %s" % (prefix, k, key), value))
+    return out
+
+
+def port_of(address):
+    try:
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def mounted_from(path, container, pod):
+    """The Secret/ConfigMap volume that provides `path` in the container, or None."""
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    for m in container.get("volumeMounts") or []:
+        v = volumes.get(m.get("name")) or {}
+        source = v.get("secret") or v.get("configMap")
+        if source is None:
+            continue
+        mount = (m.get("mountPath") or "").rstrip("/")
+        if m.get("subPath"):
+            if path == mount:
+                return v
+            continue
+        if not path.startswith(mount + "/"):
+            continue
+        rel = path[len(mount) + 1:]
+        items = source.get("items")
+        if items is None or rel in [it.get("path") for it in items]:
+            return v
+    return None
+
+
+def _peer_admitted(entries, labels, want_namespace=None):
+    """Whether from/to entries admit pods with `labels` (this namespace) or the namespace."""
+    if not entries:
+        return True
+    for e in entries:
+        ns_sel, pod_sel = e.get("namespaceSelector"), e.get("podSelector")
+        if want_namespace is None:
+            if ns_sel is None and pod_sel is not None and selector_matches(pod_sel, labels):
+                return True
+        elif ns_sel is not None and \
+                (ns_sel.get("matchLabels") or {}).get("kubernetes.io/metadata.name") == want_namespace:
+            return True
+    return False
+
+
+def _policies_admit(policies, pod_labels, ns, direction, port, peer_labels=None, peer_ns=None):
+    key, peer_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for p in policies:
+        spec = p.get("spec") or {}
+        if namespace(p) != ns or direction not in (spec.get("policyTypes") or []) or \
+                not selector_matches(spec.get("podSelector"), pod_labels):
+            continue
+        for rule in spec.get(key) or []:
+            if rule_admits(rule, port, None) and \
+                    _peer_admitted(rule.get(peer_key), peer_labels or {}, peer_ns):
+                return True
+    return False
+
+
+def check_service_configs(objs, errors, schema=None):
+    if schema is None:
+        schema = load_config_schema()
+    configmaps = {(namespace(o), (o.get("metadata") or {}).get("name")): o
+                  for o in objs if o.get("kind") == "ConfigMap"}
+    policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+    wl = workloads(objs)
+    n = 0
+    for o in objs:
+        if o.get("kind") != "Deployment":
+            continue
+        meta, pod = pod_template(o)
+        labels = meta.get("labels") or {}
+        ns = namespace(o)
+        service = labels.get("app.kubernetes.io/component") or \
+            (o.get("metadata") or {}).get("name", "").replace("qsign-", "", 1)
+        for c in pod.get("containers") or []:
+            where = "%s: container %s" % (ref(o), c.get("name"))
+            args = [a for a in (c.get("command") or []) + (c.get("args") or [])
+                    if str(a).startswith("--config=")]
+            if len(args) != 1:
+                errors.append("%s does not run with one --config=<file> (args %s)" %
+                              (where, c.get("args")))
+                continue
+            n += 1
+            path = args[0][len("--config="):]
+            volume = mounted_from(path, c, pod)
+            cm_name = ((volume or {}).get("configMap") or {}).get("name")
+            cm = configmaps.get((ns, cm_name))
+            if cm is None:
+                errors.append("%s: --config=%s is not a file of a mounted ConfigMap" % (where, path))
+                continue
+            mount = next(m for m in c.get("volumeMounts") or [] if m.get("name") == volume.get("name"))
+            key = m_sub = mount.get("subPath") or path[len(mount["mountPath"].rstrip("/")) + 1:]
+            text = (cm.get("data") or {}).get(key)
+            if text is None:
+                errors.append("%s: --config=%s: ConfigMap %s has no key %s" %
+                              (where, path, cm_name, m_sub))
+                continue
+            what = "%s: %s (ConfigMap %s)" % (where, path, cm_name)
+            try:
+                config = parse_textproto(text, schema)
+            except ConfigError as e:
+                errors.append("%s does not parse as qsign.config.v1.ServerConfig: %s" % (what, e))
+                continue
+            sections = [s for s in SERVICE_SECTIONS if s in config]
+            if sections != [service]:
+                errors.append("%s: service sections %s; a %s Deployment needs exactly one service "
+                              "section: %s" % (what, sections or "none", service, service))
+            if config.get("insecure_dev"):
+                errors.append("%s sets insecure_dev: production pods serve mTLS only" % what)
+            tls = config.get("tls") or {}
+            for f in ("cert_file", "key_file", "client_ca_file"):
+                if not tls.get(f):
+                    errors.append("%s has no tls.%s" % (what, f))
+            for field, f in config_files(config):
+                if mounted_from(f, c, pod) is None:
+                    errors.append("%s: %s %s is not mounted in the container from a Secret or "
+                                  "ConfigMap" % (what, field, f))
+            # Probes on the health listener; the ports the config listens on are declared.
+            declared = {p.get("containerPort") for p in c.get("ports") or []}
+            obs = config.get("observability") or {}
+            health = port_of(obs.get("health_listen", ""))
+            if health is None:
+                errors.append("%s has no observability.health_listen for the probes" % what)
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                grpc = (c.get(probe) or {}).get("grpc")
+                if grpc and health is not None and grpc.get("port") != health:
+                    errors.append("%s: %s probes port %s, but health_listen is port %s" %
+                                  (what, probe, grpc.get("port"), health))
+            for field, address in (("listen", config.get("listen") if config.get("allow") else ""),
+                                   ("observability.metrics_listen", obs.get("metrics_listen")),
+                                   ("observability.health_listen", obs.get("health_listen")),
+                                   (service + ".http_listen",
+                                    (config.get(service) or {}).get("http_listen"))):
+                port = port_of(address or "")
+                if address and port not in declared:
+                    errors.append("%s: %s %s is not a declared containerPort" % (what, field, address))
+            # Allow-lists against NetworkPolicy ingress, peers against egress.
+            listen_port = port_of(config.get("listen") or "127.0.0.1:7443")
+            for allow in config.get("allow") or []:
+                for client in allow.get("clients") or []:
+                    if client.endswith(INGRESS_IDENTITY_SUFFIX):
+                        ok = _policies_admit(policies, labels, ns, "Ingress", listen_port,
+                                             peer_ns=INGRESS_NAMESPACE)
+                        source = "namespace %s" % INGRESS_NAMESPACE
+                    elif client.endswith(SERVICE_IDENTITY_SUFFIX):
+                        component = client[:-len(SERVICE_IDENTITY_SUFFIX)]
+                        clients = [(w, l) for w, l, _ in wl if namespace(w) == ns and
+                                   l.get("app.kubernetes.io/component") == component]
+                        if not clients:
+                            errors.append("%s: allow %s names %s, but no workload has component "
+                                          "%s" % (what, allow.get("group"), client, component))
+                            continue
+                        ok = all(_policies_admit(policies, labels, ns, "Ingress", listen_port, l)
+                                 for _, l in clients)
+                        source = "%s's pods" % ", ".join(ref(w) for w, _ in clients)
+                    else:
+                        continue  # an outside client: nothing in the manifests to compare.
+                    if not ok:
+                        errors.append("%s: allow %s lets %s call, but no NetworkPolicy admits %s "
+                                      "to port %s" % (what, allow.get("group"), client, source,
+                                                      listen_port))
+            for peer, target in sorted((config.get("peers") or {}).items()):
+                host, port = target.replace("dns:///", "", 1).rsplit(":", 1)[0], port_of(target)
+                svc = next((s for s in objs if s.get("kind") == "Service" and namespace(s) == ns and
+                            (s.get("metadata") or {}).get("name") == host.split(".")[0]), None)
+                if svc is None:
+                    errors.append("%s: peers.%s %s names no Service in the manifests" %
+                                  (what, peer, target))
+                    continue
+                selector = (svc.get("spec") or {}).get("selector")
+                targets = [(w, l, p) for w, l, p in wl if namespace(w) == ns and
+                           plain_selector_matches(selector, l)]
+                sp = next((p for p in (svc.get("spec") or {}).get("ports") or []
+                           if p.get("port") == port), None)
+                if not targets or sp is None:
+                    errors.append("%s: peers.%s %s: Service %s has no pods or no port %s" %
+                                  (what, peer, target, host, port))
+                    continue
+                for w, l, p in targets:
+                    tp = sp.get("targetPort", port)
+                    named = {cp.get("name"): cp.get("containerPort")
+                             for tc in p.get("containers") or [] for cp in tc.get("ports") or []}
+                    number = named.get(tp, tp)
+                    if not _policies_admit(policies, labels, ns, "Egress", number, l):
+                        errors.append("%s: peers.%s %s, but no NetworkPolicy lets its pods reach "
+                                      "%s on port %s" % (what, peer, target, ref(w), number))
+    return "%d service configs parse as qsign.config.v1.ServerConfig: their own service section " \
+           "only, mTLS, every named file mounted, probes on health_listen, allow-lists and peers " \
+           "admitted by NetworkPolicies" % n
+
+
 def check_rendering(label, objs, roles_sql):
     errors = []
     report = [check_workload_security(objs, errors),
@@ -513,7 +882,8 @@ def check_rendering(label, objs, roles_sql):
               check_hpas(objs, errors),
               check_pdbs(objs, errors),
               check_references(objs, errors),
-              check_database(objs, errors, roles_sql)]
+              check_database(objs, errors, roles_sql),
+              check_service_configs(objs, errors)]
     if label.startswith("overlays/"):
         report.append(check_overlay(objs, errors))
     return report, errors
@@ -588,8 +958,23 @@ resources:
   - app.yaml
 configMapGenerator:
   - name: demo-config
-    literals:
-      - A=b
+    files:
+      - signer.textproto
+""",
+    "signer.textproto": """
+# A signer's config: every file it names is mounted, allow-lists and peers match the policies.
+listen: "0.0.0.0:7443"
+tls {
+  cert_file: "/run/secrets/demo/tls.crt"
+  key_file: "/run/secrets/demo/tls.key"
+  client_ca_file: "/run/secrets/demo/ca.crt"
+}
+allow { group: "signer.read" clients: ["job.qsign.internal", "app.ingress.qsign.internal"] }
+database { conninfo: "host=db sslmode=verify-full sslrootcert=/run/secrets/demo/db-ca.crt" }
+hsm { pin_file: "/run/secrets/demo/pin" sessions: 4 }
+observability { health_listen: "0.0.0.0:8081" }
+peers { identity: "dns:///demo:7443" }
+signer { sad_key_ids: ["a", "b"] max_batch: 10 }
 """,
     "app.yaml": """
 apiVersion: apps/v1
@@ -602,7 +987,7 @@ spec:
     matchLabels: {app.kubernetes.io/name: demo}
   template:
     metadata:
-      labels: {app.kubernetes.io/name: demo}
+      labels: {app.kubernetes.io/name: demo, app.kubernetes.io/component: signer}
     spec:
       serviceAccountName: demo
       automountServiceAccountToken: false
@@ -621,6 +1006,7 @@ spec:
       containers:
         - name: demo
           image: demo:1.0
+          args: ["--config=/etc/demo/signer.textproto"]
           ports:
             - {name: grpc, containerPort: 7443}
             - {name: health, containerPort: 8081}
@@ -654,7 +1040,7 @@ spec:
     spec:
       template:
         metadata:
-          labels: {app.kubernetes.io/name: demo-job}
+          labels: {app.kubernetes.io/name: demo-job, app.kubernetes.io/component: job}
         spec:
           restartPolicy: Never
           automountServiceAccountToken: false
@@ -728,6 +1114,12 @@ spec:
   ingress:
     - ports:
         - {protocol: TCP, port: 7443}
+  egress:
+    - to:
+        - podSelector:
+            matchLabels: {app.kubernetes.io/name: demo}
+      ports:
+        - {protocol: TCP, port: 7443}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -771,6 +1163,15 @@ def deployment_container(objs):
 
 def cron_container(objs):
     return find(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def demo_config(objs, edit):
+    """Edits the fixture's config file (a str -> str function) in its ConfigMap."""
+    cm = next(o for o in objs if o.get("kind") == "ConfigMap" and
+              o["metadata"]["name"].startswith("demo-config"))  # kustomize adds a hash suffix
+    data = cm["data"]
+    key = next(iter(data))
+    data[key] = edit(data[key])
 
 
 def drop_default_deny(objs):
@@ -835,6 +1236,30 @@ BREAKAGES = [
      lambda o: find(o, "Cluster")["spec"]["managed"]["roles"].pop(), "no managed login role signer"),
     ("a database role for the gateway",
      lambda o: find(o, "Cluster")["spec"]["managed"]["roles"].append({"name": "gateway", "login": True}), "the gateway has a database role"),
+    ("Deployment without --config",
+     lambda o: deployment_container(o).update(args=["--flagfile=/etc/demo/signer.flags"]), "does not run with one --config=<file>"),
+    ("config that does not parse (unknown field)",
+     lambda o: demo_config(o, lambda c: c + "sad_key_id: \"x\"\n"), "unknown field sad_key_id in ServerConfig"),
+    ("config of another service",
+     lambda o: demo_config(o, lambda c: c.replace("signer {", "consent {").replace("sad_key_ids: [\"a\", \"b\"] max_batch: 10", "")), "needs exactly one service section: signer"),
+    ("config with two service sections",
+     lambda o: demo_config(o, lambda c: c + "gateway {}\n"), "service sections ['signer', 'gateway']"),
+    ("config with insecure_dev",
+     lambda o: demo_config(o, lambda c: c + "insecure_dev: true\n"), "sets insecure_dev"),
+    ("config without tls",
+     lambda o: demo_config(o, lambda c: c.replace("  key_file: \"/run/secrets/demo/tls.key\"\n", "")), "has no tls.key_file"),
+    ("config naming a file no volume provides",
+     lambda o: demo_config(o, lambda c: c.replace("/run/secrets/demo/pin", "/run/secrets/hsm/pin")), "hsm.pin_file /run/secrets/hsm/pin is not mounted"),
+    ("conninfo naming a file no volume provides",
+     lambda o: demo_config(o, lambda c: c.replace("/run/secrets/demo/db-ca.crt", "/etc/db-ca.crt")), "database.conninfo sslrootcert /etc/db-ca.crt is not mounted"),
+    ("probes not on health_listen",
+     lambda o: demo_config(o, lambda c: c.replace("0.0.0.0:8081", "0.0.0.0:7443")), "readinessProbe probes port 8081, but health_listen is port 7443"),
+    ("allow-list client no NetworkPolicy admits",
+     lambda o: find(o, "NetworkPolicy", "demo")["spec"]["ingress"][0].update({"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "demo"}}}]}), "allow signer.read lets job.qsign.internal call, but no NetworkPolicy admits CronJob/demo-job's pods"),
+    ("peer no NetworkPolicy egress reaches",
+     lambda o: find(o, "NetworkPolicy", "demo")["spec"].pop("egress"), "peers.identity dns:///demo:7443, but no NetworkPolicy lets its pods reach Deployment/demo"),
+    ("peer naming no Service",
+     lambda o: demo_config(o, lambda c: c.replace("dns:///demo:7443", "dns:///nowhere:7443")), "peers.identity dns:///nowhere:7443 names no Service"),
     ("bootstrap SQL out of date",
      lambda o: find(o, "ConfigMap", "demo-roles")["data"].update({"roles.sql": "SELECT 2;\n"}), "differs from deploy/postgres/roles.sql"),
 ]
