@@ -15,7 +15,7 @@ The invariants:
     requests and limits, runs as non-root with a read-only root filesystem, no privilege
     escalation, no privileged mode, ALL capabilities dropped and seccomp RuntimeDefault; no host
     namespaces; no service-account token; every Deployment container has gRPC readiness and
-    liveness probes on a declared port; every Deployment spreads its pods across nodes
+    liveness probes on a declared port (httpGet only for a process serving no gRPC: the gateway); every Deployment spreads its pods across nodes
     (podAntiAffinity on kubernetes.io/hostname selecting its own pods);
   * Secrets reach pods only as volumes: no env valueFrom.secretKeyRef, no envFrom.secretRef; no
     Secret with data is part of the manifests;
@@ -240,17 +240,22 @@ def check_deployment_probes_and_spread(objs, errors):
         for c in pod.get("containers") or []:
             where = "%s: container %s" % (ref(o), c.get("name"))
             declared = {p.get("containerPort") for p in c.get("ports") or []}
+            named = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
             for probe in ("readinessProbe", "livenessProbe"):
                 p = c.get(probe)
                 if not p:
                     errors.append("%s has no %s" % (where, probe))
                     continue
-                grpc = p.get("grpc")
+                # grpc.health.v1; httpGet only where the process serves no gRPC (the gateway:
+                # check_service_configs ties each kind to the config).
+                grpc = p.get("grpc") or p.get("httpGet")
+                port = (grpc or {}).get("port")
                 if not grpc:
-                    errors.append("%s: %s is not a grpc probe (grpc.health.v1)" % (where, probe))
-                elif grpc.get("port") not in declared:
+                    errors.append("%s: %s is not a grpc probe (grpc.health.v1) nor an httpGet "
+                                  "probe" % (where, probe))
+                elif port not in declared and port not in named:
                     errors.append("%s: %s port %s is not a declared containerPort" %
-                                  (where, probe, grpc.get("port")))
+                                  (where, probe, port))
         anti = ((pod.get("affinity") or {}).get("podAntiAffinity") or {})
         terms = list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
         terms += [t.get("podAffinityTerm") or {}
@@ -803,13 +808,23 @@ def check_service_configs(objs, errors, schema=None):
             declared = {p.get("containerPort") for p in c.get("ports") or []}
             obs = config.get("observability") or {}
             health = port_of(obs.get("health_listen", ""))
-            if health is None:
+            if health is None and service != "gateway":
                 errors.append("%s has no observability.health_listen for the probes" % what)
+            http = port_of((config.get(service) or {}).get("http_listen") or "")
+            names = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 grpc = (c.get(probe) or {}).get("grpc")
+                get = (c.get(probe) or {}).get("httpGet")
                 if grpc and health is not None and grpc.get("port") != health:
                     errors.append("%s: %s probes port %s, but health_listen is port %s" %
                                   (what, probe, grpc.get("port"), health))
+                if grpc and health is None:
+                    errors.append("%s: %s is a gRPC probe, but there is no health_listen" %
+                                  (what, probe))
+                if get and (health is not None or
+                            names.get(get.get("port"), get.get("port")) != http):
+                    errors.append("%s: %s is an httpGet probe: only for a process without gRPC "
+                                  "(no health_listen), on its %s.http_listen" % (what, probe, service))
             for field, address in (("listen", config.get("listen") if config.get("allow") else ""),
                                    ("observability.metrics_listen", obs.get("metrics_listen")),
                                    ("observability.health_listen", obs.get("health_listen")),
