@@ -25,6 +25,9 @@ struct GrpcServerOptions {
   bool reflection = false;
   // Where per-RPC counts and latencies go; nullptr: metrics::Registry::Global().
   metrics::Registry* metrics = nullptr;
+  // Mutual TLS and allow-lists (tls::ServerCredentialsFromConfig, common/tls.h); nullptr:
+  // plaintext, for insecure_dev and tests only.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 class GrpcServer {
