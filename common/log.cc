@@ -7,11 +7,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/request_id.h"
 
 namespace qsign {
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<LogSink> sink{nullptr};
 
 std::string_view LevelName(LogLevel level) {
   switch (level) {
@@ -61,6 +63,8 @@ void AppendJsonString(std::string_view in, std::string* out) {
 
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
+void SetLogSinkForTesting(LogSink s) { sink.store(s); }
+
 void Log(LogLevel level, std::string_view component, std::string_view message,
          std::initializer_list<LogField> fields) {
   if (static_cast<int>(level) < min_level.load(std::memory_order_relaxed)) return;
@@ -73,6 +77,15 @@ void Log(LogLevel level, std::string_view component, std::string_view message,
   AppendJsonString(component, &line);
   line.append(",\"msg\":");
   AppendJsonString(message, &line);
+  const std::string_view request_id = request_id::Current();
+  if (!request_id.empty()) {
+    bool named = false;
+    for (const auto& field : fields) named = named || field.first == "request_id";
+    if (!named) {
+      line.append(",\"request_id\":");
+      AppendJsonString(request_id, &line);
+    }
+  }
   for (const auto& [key, value] : fields) {
     line.push_back(',');
     AppendJsonString(key, &line);
@@ -80,6 +93,10 @@ void Log(LogLevel level, std::string_view component, std::string_view message,
     AppendJsonString(value, &line);
   }
   line.append("}\n");
+  if (LogSink s = sink.load(std::memory_order_acquire); s != nullptr) {
+    s(line);
+    return;
+  }
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

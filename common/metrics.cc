@@ -1,13 +1,12 @@
 #include "common/metrics.h"
 
-#include <grpcpp/support/interceptor.h>
-
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "common/strings.h"
 
 namespace qsign::metrics {
@@ -40,54 +39,6 @@ std::string WithLe(const std::string& rendered, const std::string& le) {
   return absl::StrCat("{", inner, "le=\"", le, "\"}");
 }
 
-class MetricsInterceptor final : public grpc::experimental::Interceptor {
- public:
-  MetricsInterceptor(Registry* registry, std::string method)
-      : registry_(registry), method_(std::move(method)), start_(absl::Now()) {}
-
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const grpc::Status status = methods->GetSendStatus();
-      const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-      registry_->AddCounter("qsign_grpc_requests_total", "gRPC requests by method and status.",
-                            {{"method", method_}, {"code", CodeName(status.error_code())}});
-      registry_->Observe("qsign_grpc_request_duration_seconds",
-                         "gRPC request latency by method.", {{"method", method_}}, seconds);
-    }
-    methods->Proceed();
-  }
-
- private:
-  static std::string CodeName(grpc::StatusCode code) {
-    static const char* const kNames[] = {
-        "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-        "UNAUTHENTICATED"};
-    int i = static_cast<int>(code);
-    return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
-  }
-
-  Registry* registry_;  // Not owned.
-  std::string method_;
-  absl::Time start_;
-};
-
-class MetricsInterceptorFactory final
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
- public:
-  explicit MetricsInterceptorFactory(Registry* registry) : registry_(registry) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(registry_, info->method());
-  }
-
- private:
-  Registry* registry_;  // Not owned.
-};
-
 }  // namespace
 
 std::string RenderLabels(const Labels& labels) {
@@ -117,38 +68,72 @@ Registry::Family& Registry::FamilyLocked(std::string_view name, std::string_view
   auto it = families_.find(name);
   if (it == families_.end()) {
     it = families_.emplace(std::string(name), Family{std::string(type), std::string(help)}).first;
+  } else if (it->second.type != type) {
+    // Two call sites disagree about what a metric is: a bug, not something to render.
+    std::fprintf(stderr, "metric %.*s is a %s, not a %.*s\n", static_cast<int>(name.size()),
+                 name.data(), it->second.type.c_str(), static_cast<int>(type.size()), type.data());
+    std::abort();
   }
   return it->second;
 }
 
-void Registry::AddCounter(std::string_view name, std::string_view help, const Labels& labels,
-                          double value) {
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0, std::memory_order_relaxed);
+}
+
+void Histogram::Observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  sum_.fetch_add(value, std::memory_order_relaxed);
+}
+
+std::vector<uint64_t> Histogram::BucketCounts() const {
+  std::vector<uint64_t> out(bounds_.size() + 1);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = counts_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+Counter* Registry::GetCounter(std::string_view name, std::string_view help,
+                              const Labels& labels) {
   std::string key = RenderLabels(labels);
   absl::MutexLock lock(&mu_);
-  FamilyLocked(name, "counter", help).values[key] += value;
+  std::unique_ptr<Counter>& c = FamilyLocked(name, "counter", help).counters[key];
+  if (c == nullptr) c = std::make_unique<Counter>();
+  return c.get();
+}
+
+Gauge* Registry::GetGauge(std::string_view name, std::string_view help, const Labels& labels) {
+  std::string key = RenderLabels(labels);
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Gauge>& g = FamilyLocked(name, "gauge", help).gauges[key];
+  if (g == nullptr) g = std::make_unique<Gauge>();
+  return g.get();
+}
+
+Histogram* Registry::GetHistogram(std::string_view name, std::string_view help,
+                                  const Labels& labels, const std::vector<double>& buckets) {
+  std::string key = RenderLabels(labels);
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Histogram>& h = FamilyLocked(name, "histogram", help).histograms[key];
+  if (h == nullptr) h = std::make_unique<Histogram>(buckets);
+  return h.get();
+}
+
+void Registry::AddCounter(std::string_view name, std::string_view help, const Labels& labels,
+                          double value) {
+  GetCounter(name, help, labels)->Increment(value);
 }
 
 void Registry::SetGauge(std::string_view name, std::string_view help, const Labels& labels,
                         double value) {
-  std::string key = RenderLabels(labels);
-  absl::MutexLock lock(&mu_);
-  FamilyLocked(name, "gauge", help).values[key] = value;
+  GetGauge(name, help, labels)->Set(value);
 }
 
 void Registry::Observe(std::string_view name, std::string_view help, const Labels& labels,
                        double value, const std::vector<double>& buckets) {
-  std::string key = RenderLabels(labels);
-  absl::MutexLock lock(&mu_);
-  Histogram& h = FamilyLocked(name, "histogram", help).histograms[key];
-  if (h.counts.empty()) {
-    h.bounds = buckets;
-    h.counts.assign(buckets.size() + 1, 0);
-  }
-  size_t i = 0;
-  while (i < h.bounds.size() && value > h.bounds[i]) ++i;
-  ++h.counts[i];
-  h.sum += value;
-  ++h.count;
+  GetHistogram(name, help, labels, buckets)->Observe(value);
 }
 
 void Registry::AddCollector(std::function<void(Registry&)> collector) {
@@ -167,27 +152,28 @@ std::string Registry::Render() {
   std::string out;
   for (const auto& [name, f] : families_) {
     absl::StrAppend(&out, "# HELP ", name, " ", Av(f.help), "\n# TYPE ", name, " ", f.type, "\n");
-    for (const auto& [labels, v] : f.values) {
-      absl::StrAppend(&out, name, labels, " ", FormatValue(v), "\n");
+    for (const auto& [labels, c] : f.counters) {
+      absl::StrAppend(&out, name, labels, " ", FormatValue(c->value()), "\n");
+    }
+    for (const auto& [labels, g] : f.gauges) {
+      absl::StrAppend(&out, name, labels, " ", FormatValue(g->value()), "\n");
     }
     for (const auto& [labels, h] : f.histograms) {
+      // One read of every bucket, so that +Inf and _count agree with the buckets.
+      const std::vector<uint64_t> counts = h->BucketCounts();
       uint64_t cumulative = 0;
-      for (size_t i = 0; i < h.bounds.size(); ++i) {
-        cumulative += h.counts[i];
-        absl::StrAppend(&out, name, "_bucket", WithLe(labels, FormatValue(h.bounds[i])), " ",
+      for (size_t i = 0; i < h->bounds().size(); ++i) {
+        cumulative += counts[i];
+        absl::StrAppend(&out, name, "_bucket", WithLe(labels, FormatValue(h->bounds()[i])), " ",
                         cumulative, "\n");
       }
-      absl::StrAppend(&out, name, "_bucket", WithLe(labels, "+Inf"), " ", h.count, "\n");
-      absl::StrAppend(&out, name, "_sum", labels, " ", FormatValue(h.sum), "\n");
-      absl::StrAppend(&out, name, "_count", labels, " ", h.count, "\n");
+      cumulative += counts.back();
+      absl::StrAppend(&out, name, "_bucket", WithLe(labels, "+Inf"), " ", cumulative, "\n");
+      absl::StrAppend(&out, name, "_sum", labels, " ", FormatValue(h->sum()), "\n");
+      absl::StrAppend(&out, name, "_count", labels, " ", cumulative, "\n");
     }
   }
   return out;
-}
-
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewGrpcMetricsInterceptor(
-    Registry* registry) {
-  return std::make_unique<MetricsInterceptorFactory>(registry);
 }
 
 }  // namespace qsign::metrics

@@ -1,16 +1,18 @@
-// Prometheus text exposition (format 0.0.4) for counters, gauges and histograms with labels, and
-// a gRPC server interceptor that counts every RPC by method and status code and times it.
-// Label values are ours (method names, status codes, outcomes), never user data or secrets.
+// Prometheus text exposition (format 0.0.4) for counters, gauges and histograms with labels.
+// Label values are ours (method names, status codes, outcomes, key types), never user data or
+// secrets. No gRPC here: hsm/ and every service record into it; metrics_grpc.h counts RPCs and
+// metrics_http.h serves it.
 #ifndef QSIGN_COMMON_METRICS_H_
 #define QSIGN_COMMON_METRICS_H_
 
-#include <grpcpp/support/server_interceptor.h>
-
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -20,13 +22,61 @@ namespace qsign::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// One labelled counter. Updates are a relaxed atomic add: cheap enough for the sign path.
+class Counter {
+ public:
+  void Increment(double by = 1) { value_.fetch_add(by, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+// One labelled gauge; lock-free like Counter.
+class Gauge {
+ public:
+  void Set(double v) { value_.store(v, std::memory_order_relaxed); }
+  void Add(double by) { value_.fetch_add(by, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+// One labelled histogram; Observe is a few relaxed atomic adds.
+class Histogram {
+ public:
+  // `bounds` are upper bounds, ascending.
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Per bound (not cumulative), then +Inf.
+  std::vector<uint64_t> BucketCounts() const;
+  double sum() const { return sum_.load(std::memory_order_relaxed); }
+
+ private:
+  const std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // bounds_.size() + 1 entries.
+  std::atomic<double> sum_{0};
+};
+
 class Registry {
  public:
-  // `name` must be a valid metric name; `help` one line.
+  // Handles for hot paths: looked up once (under the registry's lock), then updated without it.
+  // A handle lives as long as the registry. `name` must be a valid metric name, `help` one line;
+  // a name is one type for the life of the process (asking for it as another type crashes).
+  Counter* GetCounter(std::string_view name, std::string_view help, const Labels& labels);
+  Gauge* GetGauge(std::string_view name, std::string_view help, const Labels& labels);
+  Histogram* GetHistogram(std::string_view name, std::string_view help, const Labels& labels,
+                          const std::vector<double>& buckets = DefaultLatencyBuckets());
+
+  // One-off updates (a lookup each time) for paths where that cost does not matter.
   void AddCounter(std::string_view name, std::string_view help, const Labels& labels,
                   double value = 1);
   void SetGauge(std::string_view name, std::string_view help, const Labels& labels, double value);
-  // Observations in seconds (or any unit); `buckets` are upper bounds, ascending.
+  // Observations in seconds (or any unit); `buckets` are upper bounds, ascending, and only used
+  // the first time a label set is seen.
   void Observe(std::string_view name, std::string_view help, const Labels& labels, double value,
                const std::vector<double>& buckets = DefaultLatencyBuckets());
   // Called at every Render, for values read from elsewhere (pool sizes, sessions in use).
@@ -40,17 +90,13 @@ class Registry {
   static Registry& Global();
 
  private:
-  struct Histogram {
-    std::vector<double> bounds;
-    std::vector<uint64_t> counts;  // Per bound, not cumulative; one more for +Inf.
-    double sum = 0;
-    uint64_t count = 0;
-  };
   struct Family {
     std::string type;  // "counter", "gauge", "histogram"
     std::string help;
-    std::map<std::string, double> values;        // Rendered label set -> value.
-    std::map<std::string, Histogram> histograms;  // Rendered label set -> histogram.
+    // Rendered label set -> value; only the map of `type` is used.
+    std::map<std::string, std::unique_ptr<Counter>> counters;
+    std::map<std::string, std::unique_ptr<Gauge>> gauges;
+    std::map<std::string, std::unique_ptr<Histogram>> histograms;
   };
   Family& FamilyLocked(std::string_view name, std::string_view type, std::string_view help)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -62,11 +108,6 @@ class Registry {
 
 // {a="x",b="y"} with Prometheus escaping; "" for no labels.
 std::string RenderLabels(const Labels& labels);
-
-// Counts and times every RPC into `registry`: qsign_grpc_requests_total{method,code} and
-// qsign_grpc_request_duration_seconds{method}.
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewGrpcMetricsInterceptor(
-    Registry* registry);
 
 }  // namespace qsign::metrics
 

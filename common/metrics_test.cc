@@ -34,6 +34,28 @@ TEST(RegistryTest, RendersCountersGaugesAndCumulativeHistograms) {
   EXPECT_NE(text.find("qsign_latency_seconds_count{m=\"x\"} 2\n"), std::string::npos) << text;
 }
 
+TEST(RegistryTest, HandlesUpdateWithoutLookupsAndRenderLikeTheRest) {
+  Registry r;
+  Counter* c = r.GetCounter("qsign_signed_total", "Signed.", {{"key_type", "EC_P256"}});
+  EXPECT_EQ(c, r.GetCounter("qsign_signed_total", "Signed.", {{"key_type", "EC_P256"}}));
+  c->Increment(5);
+  r.AddCounter("qsign_signed_total", "Signed.", {{"key_type", "EC_P256"}});
+  Gauge* g = r.GetGauge("qsign_in_use", "In use.", {});
+  g->Add(2);
+  g->Add(-1);
+  Histogram* h = r.GetHistogram("qsign_sign_seconds", "Sign.", {}, {0.01, 0.1});
+  h->Observe(0.005);
+  h->Observe(0.05);
+  h->Observe(3);
+  const std::string text = r.Render();
+  EXPECT_NE(text.find("qsign_signed_total{key_type=\"EC_P256\"} 6\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE qsign_in_use gauge\nqsign_in_use 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("qsign_sign_seconds_bucket{le=\"0.1\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("qsign_sign_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("qsign_sign_seconds_sum 3.055\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("qsign_sign_seconds_count 3\n"), std::string::npos) << text;
+}
+
 TEST(RegistryTest, EscapesLabelValues) {
   EXPECT_EQ(RenderLabels({{"a", "x\"y\\z\n"}}), "{a=\"x\\\"y\\\\z\\n\"}");
   EXPECT_EQ(RenderLabels({}), "");

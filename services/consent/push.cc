@@ -89,10 +89,10 @@ absl::StatusOr<int> PushDispatcher::RunOnce() {
       if (s.ok()) ++sent;
       if (!s.ok()) {
         Log(LogLevel::kWarning, "consent", "push failed",
-            {{"request_id", job.request_id}, {"status", s.ToString()}});
+            {{"consent_request_id", job.request_id}, {"status", s.ToString()}});
         if (job.attempts < options_.max_attempts) continue;  // Retried after retry_after.
         Log(LogLevel::kError, "consent", "push dropped after max attempts",
-            {{"request_id", job.request_id}});
+            {{"consent_request_id", job.request_id}});
       }
       if (auto d = store_->DeletePushJob(job.id); !d.ok()) return d;
     }
