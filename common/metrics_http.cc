@@ -34,7 +34,8 @@ absl::Status ConfigureTls(SSL_CTX* ctx, const MetricsTlsFiles& tls) {
   if (tls.key_file.empty()) return absl::InvalidArgumentError("tls.key_file: required");
   absl::StatusOr<SecretString> key = ReadSecretFile(tls.key_file);
   if (!key.ok()) {
-    return absl::Status(key.status().code(), absl::StrCat("tls.key_file: ", key.status().message()));
+    return absl::Status(key.status().code(),
+                        absl::StrCat("tls.key_file: ", key.status().message()));
   }
   std::unique_ptr<BIO, BioFree> bio(
       BIO_new_mem_buf(key->value().data(), static_cast<int>(key->value().size())));
@@ -51,8 +52,8 @@ absl::Status ConfigureTls(SSL_CTX* ctx, const MetricsTlsFiles& tls) {
     if (names == nullptr ||
         SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
       if (names != nullptr) sk_X509_NAME_pop_free(names, X509_NAME_free);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tls.client_ca_file: ", tls.client_ca_file, ": cannot load PEM CA certificates"));
+      return absl::InvalidArgumentError(absl::StrCat("tls.client_ca_file: ", tls.client_ca_file,
+                                                     ": cannot load PEM CA certificates"));
     }
     SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership of names
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
@@ -85,8 +86,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Serve(
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
       port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics_listen: '", listen,
-                                                   "' is not host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics_listen: '", listen, "' is not host:port"));
   }
   const std::string host = listen.substr(0, colon);
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());

@@ -28,11 +28,11 @@ class MetricsHttpServer {
   // `listen` is host:port; port 0 picks a free one. `registry` is not owned. Plain HTTP
   // (insecure_dev only).
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& listen,
-                                                                   Registry* registry);
+                                                                  Registry* registry);
   // HTTPS (TLS 1.2+), requiring a verified client certificate when tls.client_ca_file is set.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& listen,
-                                                                   Registry* registry,
-                                                                   const MetricsTlsFiles& tls);
+                                                                  Registry* registry,
+                                                                  const MetricsTlsFiles& tls);
   ~MetricsHttpServer();
   int port() const { return port_; }
 

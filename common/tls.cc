@@ -38,7 +38,8 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 std::vector<RpcGroup> MakeQsignRpcGroups() {
   auto in = [](std::string_view service, std::initializer_list<std::string_view> methods) {
     std::vector<std::string> paths;
-    for (std::string_view m : methods) paths.push_back(absl::StrCat("/qsign.v1.", Av(service), "/", Av(m)));
+    for (std::string_view m : methods)
+      paths.push_back(absl::StrCat("/qsign.v1.", Av(service), "/", Av(m)));
     return paths;
   };
   return {
@@ -152,7 +153,8 @@ absl::Status LoadTlsMaterial(const config::v1::Tls& tls, TlsMaterial* out) {
   if (tls.key_file().empty()) return absl::InvalidArgumentError("tls.key_file: required");
   absl::StatusOr<SecretString> key = ReadSecretFile(tls.key_file());
   if (!key.ok()) {
-    return absl::Status(key.status().code(), absl::StrCat("tls.key_file: ", key.status().message()));
+    return absl::Status(key.status().code(),
+                        absl::StrCat("tls.key_file: ", key.status().message()));
   }
   out->key = absl::StrCat(Av(key->value()), "\n");
   BioPtr key_bio(BIO_new_mem_buf(out->key.data(), static_cast<int>(out->key.size())));
@@ -164,9 +166,8 @@ absl::Status LoadTlsMaterial(const config::v1::Tls& tls, TlsMaterial* out) {
         absl::StrCat("tls.key_file: ", tls.key_file(), ": no unencrypted PEM private key"));
   }
   if (X509_check_private_key(leaf.get(), pkey.get()) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("tls.key_file: ", tls.key_file(),
-                                                   ": not the key of the certificate in ",
-                                                   tls.cert_file()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls.key_file: ", tls.key_file(), ": not the key of the certificate in ", tls.cert_file()));
   }
 
   absl::StatusOr<std::string> roots = ReadPemFile("tls.client_ca_file", tls.client_ca_file());
@@ -188,9 +189,9 @@ const std::vector<RpcGroup>& QsignRpcGroups() {
 }
 
 bool IsAlwaysAllowed(std::string_view path) {
-  for (std::string_view prefix : {"/grpc.health.v1.Health/",
-                                  "/grpc.reflection.v1alpha.ServerReflection/",
-                                  "/grpc.reflection.v1.ServerReflection/"}) {
+  for (std::string_view prefix :
+       {"/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+        "/grpc.reflection.v1.ServerReflection/"}) {
     if (path.substr(0, prefix.size()) == prefix && path.size() > prefix.size()) return true;
   }
   return false;
@@ -249,17 +250,15 @@ absl::Status AccessPolicy::Check(std::string_view method_path,
   if (IsAlwaysAllowed(method_path)) return absl::OkStatus();
   std::string_view group = GroupOf(method_path);
   if (group.empty()) {
-    return absl::PermissionDeniedError(absl::StrCat(DescribeClient(peer_identities),
-                                                    " may not call ", Av(method_path),
-                                                    " (in no RPC group)"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        DescribeClient(peer_identities), " may not call ", Av(method_path), " (in no RPC group)"));
   }
   const auto& clients = clients_of_group_.find(group)->second;
   for (const std::string& id : peer_identities) {
     if (clients.contains(id)) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat(DescribeClient(peer_identities),
-                                                  " may not call ", Av(method_path),
-                                                  " (RPC group ", Av(group), ")"));
+  return absl::PermissionDeniedError(absl::StrCat(DescribeClient(peer_identities), " may not call ",
+                                                  Av(method_path), " (RPC group ", Av(group), ")"));
 }
 
 std::vector<std::string> PeerIdentities(const grpc::AuthContext& context) {

@@ -66,10 +66,10 @@ class TlsEnvironment : public ::testing::Environment {
                            " server gateway lifecycle" + quiet)
                               .c_str()),
               0);
-    ASSERT_EQ(std::system((std::string(QSIGN_GEN_CERTS) + " --ca other " + *cert_dir +
-                           " rogue" + quiet)
-                              .c_str()),
-              0);
+    ASSERT_EQ(
+        std::system(
+            (std::string(QSIGN_GEN_CERTS) + " --ca other " + *cert_dir + " rogue" + quiet).c_str()),
+        0);
   }
   void TearDown() override {
     if (cert_dir != nullptr) std::filesystem::remove_all(*cert_dir);
@@ -113,8 +113,7 @@ class TlsServerTest : public ::testing::Test {
     server_ = *std::move(server);
   }
 
-  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name,
-                                           const std::string& ca = "ca") {
+  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name, const std::string& ca = "ca") {
     auto credentials = ChannelCredentialsFromConfig(TlsFor(name, ca));
     EXPECT_TRUE(credentials.ok()) << credentials.status();
     return grpc::CreateChannel(server_->local_target(), *credentials);
@@ -189,8 +188,8 @@ TEST_F(TlsServerTest, CertificateFromAnotherCaFailsTheHandshake) {
 TEST_F(TlsServerTest, ClientWithoutCertificateFailsTheHandshake) {
   grpc::SslCredentialsOptions options;
   options.pem_root_certs = ReadAll(CertPath("ca.crt"));
-  grpc::Status status = ListCredentials(
-      grpc::CreateChannel(server_->local_target(), grpc::SslCredentials(options)));
+  grpc::Status status =
+      ListCredentials(grpc::CreateChannel(server_->local_target(), grpc::SslCredentials(options)));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_EQ(signer_.calls, 0);
 }
