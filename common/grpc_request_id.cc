@@ -31,9 +31,7 @@ class RequestIdCallbacks final : public grpc::Server::GlobalCallbacks {
     handler_scope.emplace(std::move(id));
   }
 
-  void PostSynchronousRequest(grpc::ServerContext* /*context*/) override {
-    handler_scope.reset();
-  }
+  void PostSynchronousRequest(grpc::ServerContext* /*context*/) override { handler_scope.reset(); }
 };
 
 }  // namespace

@@ -23,20 +23,31 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
       registry_->AddCounter("qsign_grpc_requests_total", "gRPC requests by method and status.",
                             {{"method", method_}, {"code", CodeName(status.error_code())}});
-      registry_->Observe("qsign_grpc_request_duration_seconds",
-                         "gRPC request latency by method.", {{"method", method_}}, seconds);
+      registry_->Observe("qsign_grpc_request_duration_seconds", "gRPC request latency by method.",
+                         {{"method", method_}}, seconds);
     }
     methods->Proceed();
   }
 
  private:
   static std::string CodeName(grpc::StatusCode code) {
-    static const char* const kNames[] = {
-        "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char* const kNames[] = {"OK",
+                                         "CANCELLED",
+                                         "UNKNOWN",
+                                         "INVALID_ARGUMENT",
+                                         "DEADLINE_EXCEEDED",
+                                         "NOT_FOUND",
+                                         "ALREADY_EXISTS",
+                                         "PERMISSION_DENIED",
+                                         "RESOURCE_EXHAUSTED",
+                                         "FAILED_PRECONDITION",
+                                         "ABORTED",
+                                         "OUT_OF_RANGE",
+                                         "UNIMPLEMENTED",
+                                         "INTERNAL",
+                                         "UNAVAILABLE",
+                                         "DATA_LOSS",
+                                         "UNAUTHENTICATED"};
     int i = static_cast<int>(code);
     return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
   }

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "common/secret.h"
 #include "hsm/ossl.h"
 #include "hsm/pkcs11_hsm.h"
@@ -302,6 +303,46 @@ TEST_F(HsmTest, DuplicateIdIsAlreadyExists) {
   absl::StatusOr<PrivateKeyCensus> census = CountPrivateKeys(token_->config());
   ASSERT_TRUE(census.ok()) << census.status();
   EXPECT_EQ(census->total, 1);
+}
+
+// The value of one series in the Prometheus text, e.g. `name{label="x"}`; -1 when absent.
+double MetricValue(const std::string& text, const std::string& series) {
+  const std::string prefix = series + " ";
+  size_t at = text.rfind("\n" + prefix);
+  if (at == std::string::npos) return -1;
+  at += 1 + prefix.size();
+  return std::stod(text.substr(at, text.find('\n', at) - at));
+}
+
+TEST_F(HsmTest, MetricsShowThePoolSignaturesAndErrors) {
+  metrics::Registry& registry = metrics::Registry::Global();
+  const std::string token = absl::StrCat("{token=\"", token_->config().token_label, "\"}");
+  const std::string ec_latency =
+      "qsign_hsm_sign_duration_seconds_count{key_type=\"EC_P256\",scheme=\"ECDSA\"}";
+  const std::string not_found = "qsign_hsm_sign_errors_total{code=\"NOT_FOUND\"}";
+  const PublicKey key = Generate("m", KeyType::kEcP256);
+  std::string before = registry.Render();
+  EXPECT_EQ(MetricValue(before, "qsign_hsm_session_pool_size" + token), 2) << before;
+  EXPECT_EQ(MetricValue(before, "qsign_hsm_sessions_in_use" + token), 0) << before;
+  EXPECT_NE(before.find("# HELP qsign_hsm_sign_duration_seconds "), std::string::npos);
+
+  for (const char* message : {"a", "b", "c"}) SignAndVerify("m", key, {}, message);
+  EXPECT_EQ(hsm_->SignDigest("nope", {}, std::string(32, 'd')).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(hsm_->RunWithSessionForTesting([&](const CK_FUNCTION_LIST&, CK_SESSION_HANDLE) {
+                    EXPECT_EQ(MetricValue(registry.Render(), "qsign_hsm_sessions_in_use" + token),
+                              1);
+                    return absl::OkStatus();
+                  }).ok());
+
+  const std::string after = registry.Render();
+  EXPECT_EQ(MetricValue(after, ec_latency) - std::max(0.0, MetricValue(before, ec_latency)), 3)
+      << after;
+  EXPECT_EQ(MetricValue(after, not_found) - std::max(0.0, MetricValue(before, not_found)), 1)
+      << after;
+  EXPECT_EQ(MetricValue(after, "qsign_hsm_sessions_in_use" + token), 0) << after;
+  hsm_.reset();
+  EXPECT_EQ(MetricValue(registry.Render(), "qsign_hsm_session_pool_size" + token), 0);
 }
 
 TEST_F(HsmTest, UnknownKeyIsNotFound) {

@@ -1,9 +1,12 @@
 #include "hsm/pkcs11_hsm.h"
 
+#include <array>
+#include <chrono>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "hsm/key_encoding.h"
 #include "hsm/pkcs11_status.h"
@@ -83,6 +86,51 @@ absl::Status WithContext(const absl::Status& status, std::string_view context) {
   return AnnotateStatus(status, context);
 }
 
+// Handles for the sign path, made once: recording is then a few atomic adds, no lock.
+class SignMetrics {
+ public:
+  static const SignMetrics& Get() {
+    static const SignMetrics* const instance = new SignMetrics();
+    return *instance;
+  }
+  // nullptr for a scheme that does not fit the key type (refused before signing).
+  metrics::Histogram* latency(KeyType type, SignScheme scheme) const {
+    return latency_[static_cast<size_t>(type)][static_cast<size_t>(scheme)];
+  }
+  metrics::Counter* errors(absl::StatusCode code) const {
+    const auto i = static_cast<size_t>(code);
+    return errors_[i < errors_.size() ? i : static_cast<size_t>(absl::StatusCode::kUnknown)];
+  }
+
+ private:
+  static constexpr KeyType kTypes[] = {KeyType::kEcP256, KeyType::kEcP384, KeyType::kRsa2048,
+                                       KeyType::kRsa3072, KeyType::kRsa4096};
+  static constexpr SignScheme kSchemes[] = {SignScheme::kEcdsa, SignScheme::kRsaPkcs1,
+                                            SignScheme::kRsaPss};
+
+  SignMetrics() {
+    metrics::Registry& r = metrics::Registry::Global();
+    for (KeyType type : kTypes) {
+      for (SignScheme scheme : kSchemes) {
+        if (IsEc(type) != (scheme == SignScheme::kEcdsa)) continue;
+        latency_[static_cast<size_t>(type)][static_cast<size_t>(scheme)] = r.GetHistogram(
+            "qsign_hsm_sign_duration_seconds",
+            "Time the HSM took for one signature (C_SignInit and C_Sign), by key type and scheme.",
+            {{"key_type", std::string(KeyTypeName(type))},
+             {"scheme", std::string(SchemeName(scheme))}});
+      }
+    }
+    for (size_t i = 0; i < errors_.size(); ++i) {
+      errors_[i] = r.GetCounter(
+          "qsign_hsm_sign_errors_total", "HSM SignDigests calls that failed, by status code.",
+          {{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(i))}});
+    }
+  }
+
+  std::array<std::array<metrics::Histogram*, std::size(kSchemes)>, std::size(kTypes)> latency_{};
+  std::array<metrics::Counter*, 17> errors_{};  // Indexed by absl::StatusCode (0..16).
+};
+
 size_t SignatureLength(KeyType type) {
   if (IsEc(type)) return 2 * static_cast<size_t>((KeyBits(type) + 7) / 8);
   return static_cast<size_t>(KeyBits(type) / 8);
@@ -127,7 +175,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
   absl::StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::New(
       &hsm->fns(), *slot,
       absl::StrCat("token \"", config.token_label, "\" with the PIN from ", config.pin_file),
-      &hsm->pin_, config.session_pool_size);
+      &hsm->pin_, config.session_pool_size, config.token_label);
   if (!pool.ok()) return pool.status();
   hsm->pool_ = std::move(*pool);
   return hsm;
@@ -422,7 +470,9 @@ absl::Status Pkcs11Hsm::SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key,
   }
   std::string data;
   std::string signature;
+  metrics::Histogram* const latency = SignMetrics::Get().latency(key.type, params.scheme);
   for (size_t i = out->size(); i < digests.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
     // The module takes non-const input, so it gets a copy; for PKCS#1 v1.5 the DigestInfo.
     data = params.scheme == SignScheme::kRsaPkcs1 ? DigestInfoDer(params.hash, digests[i])
                                                   : digests[i];
@@ -441,6 +491,10 @@ absl::Status Pkcs11Hsm::SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key,
     }
     status = CkrToStatus("C_Sign", rv);
     if (!status.ok()) return status;
+    if (latency != nullptr) {
+      latency->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     signature.resize(length);
     if (params.scheme == SignScheme::kEcdsa && params.ecdsa_der) {
       absl::StatusOr<std::string> der = EcdsaRawToDer(signature);
@@ -454,6 +508,14 @@ absl::Status Pkcs11Hsm::SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key,
 }
 
 absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::SignDigests(
+    std::string_view key_id, const SignParams& params, std::span<const std::string> digests) {
+  absl::StatusOr<std::vector<std::string>> signatures =
+      SignDigestsUncounted(key_id, params, digests);
+  if (!signatures.ok()) SignMetrics::Get().errors(signatures.status().code())->Increment();
+  return signatures;
+}
+
+absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::SignDigestsUncounted(
     std::string_view key_id, const SignParams& params, std::span<const std::string> digests) {
   absl::Status status = ValidateKeyId(key_id);
   if (!status.ok()) return status;

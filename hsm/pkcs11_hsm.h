@@ -76,6 +76,9 @@ class Pkcs11Hsm final : public Hsm {
                        absl::FunctionRef<absl::Status(const KeyInfo&)> fn);
   void ForgetKey(std::string_view key_id);
   absl::StatusOr<std::string> PublicKeySpki(CK_SESSION_HANDLE session, const KeyInfo& key);
+  // SignDigests without counting its errors (SignDigests counts them once).
+  absl::StatusOr<std::vector<std::string>> SignDigestsUncounted(
+      std::string_view key_id, const SignParams& params, std::span<const std::string> digests);
   // Signs digests[out->size()...] in order, appending to `out`, so a retry resumes.
   absl::Status SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key, const SignParams& params,
                          std::span<const std::string> digests, std::vector<std::string>* out);

@@ -22,21 +22,35 @@ bool IsSessionLost(const absl::Status& status) {
 }
 
 SessionPool::SessionPool(const CK_FUNCTION_LIST* fns, CK_SLOT_ID slot,
-                         std::string token_description, const SecretString* pin, int size)
+                         std::string token_description, const SecretString* pin, int size,
+                         std::string_view token_label)
     : fns_(fns),
       slot_(slot),
       token_description_(std::move(token_description)),
       pin_(pin),
+      size_gauge_(metrics::Registry::Global().GetGauge(
+          "qsign_hsm_session_pool_size", "PKCS#11 sessions kept open by the HSM session pool.",
+          {{"token", std::string(token_label)}})),
+      in_use_gauge_(metrics::Registry::Global().GetGauge(
+          "qsign_hsm_sessions_in_use", "PKCS#11 sessions of the pool leased to an operation now.",
+          {{"token", std::string(token_label)}})),
+      reopened_counter_(metrics::Registry::Global().GetCounter(
+          "qsign_hsm_sessions_reopened_total",
+          "PKCS#11 sessions replaced after the module reported them lost.",
+          {{"token", std::string(token_label)}})),
       slots_(static_cast<size_t>(size)),
-      free_slots_(static_cast<size_t>(size)) {}
+      free_slots_(static_cast<size_t>(size)) {
+  size_gauge_->Add(size);
+}
 
 absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::New(const CK_FUNCTION_LIST* fns,
                                                               CK_SLOT_ID slot,
                                                               std::string token_description,
-                                                              const SecretString* pin, int size) {
+                                                              const SecretString* pin, int size,
+                                                              std::string_view token_label) {
   if (size < 1) return absl::InvalidArgumentError("session pool size must be at least 1");
   std::unique_ptr<SessionPool> pool(
-      new SessionPool(fns, slot, std::move(token_description), pin, size));
+      new SessionPool(fns, slot, std::move(token_description), pin, size, token_label));
   // Open every session now, so a bad PIN or a full token shows at start-up.
   for (size_t i = 0; i < static_cast<size_t>(size); ++i) {
     absl::StatusOr<CK_SESSION_HANDLE> session = pool->OpenAndLogin();
@@ -48,6 +62,7 @@ absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::New(const CK_FUNCTION_
 
 SessionPool::~SessionPool() {
   absl::MutexLock lock(&mu_);
+  size_gauge_->Add(-static_cast<double>(slots_.size()));
   for (Slot& slot : slots_) {
     if (slot.handle != CK_INVALID_HANDLE) fns_->C_CloseSession(slot.handle);
     slot.handle = CK_INVALID_HANDLE;
@@ -90,6 +105,7 @@ size_t SessionPool::Acquire(CK_SESSION_HANDLE* handle) {
   }
   slots_[chosen].leased = true;
   --free_slots_;
+  in_use_gauge_->Add(1);
   *handle = slots_[chosen].handle;
   return chosen;
 }
@@ -98,6 +114,7 @@ void SessionPool::Release(size_t index) {
   absl::MutexLock lock(&mu_);
   slots_[index].leased = false;
   ++free_slots_;
+  in_use_gauge_->Add(-1);
   slot_freed_.Signal();
 }
 
@@ -129,6 +146,7 @@ absl::StatusOr<CK_SESSION_HANDLE> SessionPool::Reopen(size_t index, CK_SESSION_H
     absl::MutexLock lock(&mu_);
     ++sessions_reopened_;
   }
+  reopened_counter_->Increment();
   Discard(index, broken);
   absl::StatusOr<CK_SESSION_HANDLE> fresh = OpenAndLogin();
   if (!fresh.ok()) return fresh.status();

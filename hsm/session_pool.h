@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/metrics.h"
 #include "common/secret.h"
 
 namespace qsign::hsm {
@@ -26,11 +28,14 @@ class SessionPool {
  public:
   // Opens `size` R/W sessions on `slot` and logs in as CKU_USER. `fns` and `pin` are not owned
   // and must outlive the pool. `token_description` names the token (and where the PIN came
-  // from) in error messages; it must not contain the PIN.
+  // from) in error messages; it must not contain the PIN. `token_label` labels the pool's
+  // metrics (qsign_hsm_session_pool_size, qsign_hsm_sessions_in_use,
+  // qsign_hsm_sessions_reopened_total in metrics::Registry::Global()).
   static absl::StatusOr<std::unique_ptr<SessionPool>> New(const CK_FUNCTION_LIST* fns,
                                                           CK_SLOT_ID slot,
                                                           std::string token_description,
-                                                          const SecretString* pin, int size);
+                                                          const SecretString* pin, int size,
+                                                          std::string_view token_label = "");
 
   SessionPool(const SessionPool&) = delete;
   SessionPool& operator=(const SessionPool&) = delete;
@@ -52,7 +57,7 @@ class SessionPool {
   };
 
   SessionPool(const CK_FUNCTION_LIST* fns, CK_SLOT_ID slot, std::string token_description,
-              const SecretString* pin, int size);
+              const SecretString* pin, int size, std::string_view token_label);
 
   size_t Acquire(CK_SESSION_HANDLE* handle);
   void Release(size_t index);
@@ -68,6 +73,10 @@ class SessionPool {
   const CK_SLOT_ID slot_;
   const std::string token_description_;
   const SecretString* const pin_;  // Not owned; outlives the pool.
+  // Not owned: handles in metrics::Registry::Global(), which outlives every pool.
+  metrics::Gauge* const size_gauge_;
+  metrics::Gauge* const in_use_gauge_;
+  metrics::Counter* const reopened_counter_;
 
   mutable absl::Mutex mu_;
   absl::CondVar slot_freed_;

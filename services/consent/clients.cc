@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/strings.h"
 
@@ -17,6 +18,7 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 void Prepare(grpc::ClientContext* ctx, const SecretString& authorization) {
   ctx->AddMetadata("authorization", std::string(authorization.value()));
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  request_id::ForwardRequestId(ctx);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 
 namespace qsign::consent {
@@ -224,6 +225,24 @@ absl::Status RequireOperator(const Caller& caller) {
 std::string RequesterOf(const Caller& caller) {
   return caller.kind == CallerKind::kUser ? absl::StrCat("user:", caller.id)
                                           : absl::StrCat("service:", caller.id);
+}
+
+std::string KindLabel(RequestKind kind) { return kind == RequestKind::kSign ? "sign" : "login"; }
+
+void CountCreated(RequestKind kind) {
+  metrics::Registry::Global().AddCounter("qsign_consent_requests_created_total",
+                                         "Consent requests pushed to a device, by kind.",
+                                         {{"kind", KindLabel(kind)}});
+}
+
+// One per Approve call that reached a decision point: approved, denied, pin_failed (wrong PIN,
+// still open), blocked (PIN blocked, now or before), expired (the answer came too late).
+void CountOutcome(RequestKind kind, std::string_view outcome) {
+  metrics::Registry::Global().AddCounter(
+      "qsign_consent_request_outcomes_total",
+      "Answers from consent apps, by request kind and outcome (approved, denied, pin_failed, "
+      "blocked, expired).",
+      {{"kind", KindLabel(kind)}, {"outcome", std::string(outcome)}});
 }
 
 }  // namespace
@@ -511,6 +530,7 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
     case RequestState::kPending:
       break;
     case RequestState::kExpired:
+      CountOutcome(request->kind, "expired");
       return absl::FailedPreconditionError("request_id: expired");
     case RequestState::kCancelled:
       return absl::FailedPreconditionError("request_id: cancelled (the device was replaced)");
@@ -529,6 +549,7 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
       return s;
     }
     deps_.notifier->Notify(request->account_id);
+    CountOutcome(request->kind, "denied");
     return ApproveOutcome{.result = ApproveResult::kDenied, .state = RequestState::kDenied};
   }
 
@@ -544,6 +565,7 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
         Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "pin_blocked"));
     if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) return s;
     deps_.notifier->Notify(request->account_id);
+    CountOutcome(request->kind, "blocked");
     return ApproveOutcome{.result = ApproveResult::kPinBlocked, .state = RequestState::kDenied};
   }
   auto correct = deps_.pins->Verify(in.pin.value(), pin->verifier);
@@ -557,11 +579,13 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
     if (failure->blocked) {
       Log(LogLevel::kWarning, "consent", "PIN blocked after wrong attempts",
           {{"account_id", request->account_id}});
+      CountOutcome(request->kind, "blocked");
       auto after = deps_.store->GetRequest(in.request_id);
       if (!after.ok()) return after.status();
       return ApproveOutcome{.result = ApproveResult::kPinBlocked,
                             .state = EffectiveState(*after, now)};
     }
+    CountOutcome(request->kind, "pin_failed");
     return ApproveOutcome{.result = ApproveResult::kPinWrong,
                           .remaining_pin_attempts = config_.max_pin_failures - failure->failures,
                           .state = RequestState::kPending};
@@ -598,6 +622,7 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
       Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "ok", details));
   if (!s.ok()) return s;
   deps_.notifier->Notify(request->account_id);
+  CountOutcome(request->kind, "approved");
   return ApproveOutcome{.result = ApproveResult::kApproved, .state = RequestState::kApproved};
 }
 
@@ -620,6 +645,7 @@ absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
                        .requester = std::move(requester)};
   auto pushed = deps_.store->CreateRequest(record);
   if (!pushed.ok()) return pushed.status();
+  CountCreated(record.kind);
   deps_.notifier->Notify(account_id);
   if (*pushed && deps_.push != nullptr) deps_.push->Kick();
   return record;

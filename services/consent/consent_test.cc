@@ -26,6 +26,7 @@
 #include "common/db/pg.h"
 #include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
+#include "common/metrics.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
@@ -627,6 +628,53 @@ TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
       << "the old PIN is gone";
   EXPECT_EQ(app->Approve(after, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
   EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+}
+
+// The value of one series in the process's /metrics text; 0 when absent.
+double MetricValue(const std::string& series) {
+  const std::string text = metrics::Registry::Global().Render();
+  const std::string prefix = "\n" + series + " ";
+  size_t at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  at += prefix.size();
+  return std::stod(text.substr(at, text.find('\n', at) - at));
+}
+
+TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  const std::string created = "qsign_consent_requests_created_total{kind=\"login\"}";
+  const auto outcome = [](const char* o) {
+    return absl::StrCat("qsign_consent_request_outcomes_total{kind=\"login\",outcome=\"", o,
+                        "\"}");
+  };
+  const char* const kOutcomes[] = {"approved", "denied", "pin_failed", "blocked", "expired"};
+  std::map<std::string, double> before;
+  before[created] = MetricValue(created);
+  for (const char* o : kOutcomes) before[outcome(o)] = MetricValue(outcome(o));
+
+  ASSERT_TRUE(app->Deny(Receive(*app, Login("alice").request_id())).ok());
+  pb::ConsentRequest approved = Receive(*app, Login("alice").request_id());
+  ASSERT_EQ(app->Approve(approved, "999999")->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  ASSERT_EQ(app->Approve(approved, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+  pb::ConsentRequest late = Receive(*app, Login("alice").request_id());
+  clock_.Advance(absl::Minutes(2) + absl::Seconds(1));
+  EXPECT_EQ(app->Approve(late, kPin).status().code(), absl::StatusCode::kFailedPrecondition);
+  pb::ConsentRequest blocked = Receive(*app, Login("alice").request_id());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(app->Approve(blocked, "999999")->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  }
+  ASSERT_EQ(app->Approve(blocked, "999999")->result(), pb::APPROVE_RESULT_PIN_BLOCKED);
+
+  EXPECT_EQ(MetricValue(created) - before[created], 4);
+  EXPECT_EQ(MetricValue(outcome("denied")) - before[outcome("denied")], 1);
+  EXPECT_EQ(MetricValue(outcome("approved")) - before[outcome("approved")], 1);
+  EXPECT_EQ(MetricValue(outcome("pin_failed")) - before[outcome("pin_failed")], 5);
+  EXPECT_EQ(MetricValue(outcome("blocked")) - before[outcome("blocked")], 1);
+  EXPECT_EQ(MetricValue(outcome("expired")) - before[outcome("expired")], 1);
+  EXPECT_NE(metrics::Registry::Global().Render().find(
+                "# HELP qsign_consent_request_outcomes_total "),
+            std::string::npos);
 }
 
 TEST_F(ConsentTest, ApprovalSignedByAnotherDevicesKeyIsRefused) {

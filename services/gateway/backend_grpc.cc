@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/strings.h"
 
@@ -39,6 +40,7 @@ GrpcBackend::GrpcBackend(const std::shared_ptr<grpc::ChannelInterface>& signer,
 void GrpcBackend::Prepare(grpc::ClientContext* ctx, absl::Duration extra) const {
   ctx->AddMetadata("authorization", std::string(authorization_.value()));
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + call_timeout_ + extra));
+  request_id::ForwardRequestId(ctx);
 }
 
 absl::StatusOr<pb::ListCredentialsResponse> GrpcBackend::ListCredentials(

@@ -2,17 +2,22 @@
 
 #include <httplib.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/request_id.h"
 #include "common/strings.h"
 
 namespace qsign::gateway {
 namespace {
 
 constexpr char kPrefix[] = "/csc/v2/";
+
+// The request being handled on this worker thread, from routing until its response is written.
+thread_local std::optional<request_id::ScopedRequestId> request_scope;
 
 void Write(const CscReply& reply, httplib::Response& res) {
   res.status = reply.http_status;
@@ -40,6 +45,23 @@ absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
   svr.set_write_timeout(options.read_timeout_seconds, 0);
   const size_t max_body = options.max_body_bytes;
   const std::string public_url = options.public_url;
+
+  // Every request gets an id (X-Request-Id when well-formed, else a fresh one): in the thread's log
+  // lines, forwarded to the services, echoed in the response.
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    std::string id = request_id::AcceptOrGenerate(req.get_header_value(request_id::kHttpHeader));
+    res.set_header(request_id::kHttpHeader, id);
+    request_scope.emplace(std::move(id));
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Runs before every response is written, routed or not (a 413 is refused before routing).
+  svr.set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    request_scope.reset();
+    if (!res.has_header(request_id::kHttpHeader)) {
+      res.set_header(request_id::kHttpHeader,
+                     request_id::AcceptOrGenerate(req.get_header_value(request_id::kHttpHeader)));
+    }
+  });
 
   svr.Post(R"(/csc/v2/(.+))", [gateway, public_url](const httplib::Request& req,
                                                     httplib::Response& res) {

@@ -1,6 +1,8 @@
 // The CSC gateway's HTTP edge (cpp-httplib): POST /csc/v2/<method> -> Gateway::Handle, and the
 // errors the HTTP layer finds itself (body over the limit: 413, unknown path: 404, wrong HTTP
 // method: 405), all with CSC JSON error bodies. GET /healthz answers 200 while it serves.
+// Every response carries X-Request-Id: the request's own when well-formed, else a fresh one; it
+// is in the gateway's log lines and forwarded to the services (common/request_id.h).
 // Plain HTTP: TLS is terminated in front of it (ingress, proxy), as in deploy/.
 #ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_
 #define QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_

@@ -25,9 +25,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/db/testing/pg_server.h"
+#include "common/grpc_server.h"
+#include "common/request_id.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/app_simulator.h"
 #include "gmock/gmock.h"
@@ -46,6 +49,7 @@ namespace {
 namespace pb = ::qsign::v1;
 using Json = nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::Not;
 
 constexpr char kPin[] = "240913";
@@ -848,6 +852,63 @@ TEST_F(GatewayTest, ServiceOutagesAre503AndTheGatewaysOwnCredentialProblemsAre50
   Response r = Call("credentials/authorize", AuthorizeBody(Sha256("x")), token);
   ExpectError(r, 500, "server_error");
   EXPECT_THAT(r.raw, Not(HasSubstr("credential")));
+}
+
+// A signer that remembers the request id its handler ran under (common/request_id.h).
+class RequestIdSigner final : public qsign::v1::Signer::Service {
+ public:
+  grpc::Status ListCredentials(grpc::ServerContext*, const qsign::v1::ListCredentialsRequest*,
+                               qsign::v1::ListCredentialsResponse*) override {
+    absl::MutexLock lock(&mu_);
+    seen_ = std::string(request_id::Current());
+    return grpc::Status::OK;
+  }
+  std::string seen() {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string seen_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(GatewayTest, RequestIdsAreEchoedAndForwardedToTheServices) {
+  const std::string token = Token();
+  RequestIdSigner signer;
+  auto signer_server = GrpcServer::Start({}, {&signer});
+  ASSERT_TRUE(signer_server.ok()) << signer_server.status();
+  auto channel =
+      grpc::CreateChannel((*signer_server)->local_target(), grpc::InsecureChannelCredentials());
+  GrpcBackend backend(channel, channel, "gateway", SecretString("gateway-secret"),
+                      absl::Seconds(5));
+  StartGateway({}, &backend);
+  httplib::Client client("127.0.0.1", server_->port());
+  const std::string body = Json{{"userID", kAccount}}.dump();
+
+  auto given = client.Post("/csc/v2/credentials/list",
+                           {{"Authorization", absl::StrCat("Bearer ", token)},
+                            {"X-Request-Id", "rp-trace.42"}},
+                           body, "application/json");
+  ASSERT_TRUE(given);
+  EXPECT_EQ(given->status, 200) << given->body;
+  EXPECT_EQ(given->get_header_value("X-Request-Id"), "rp-trace.42");
+  EXPECT_EQ(signer.seen(), "rp-trace.42");
+
+  auto malformed = client.Post("/csc/v2/credentials/list",
+                               {{"Authorization", absl::StrCat("Bearer ", token)},
+                                {"X-Request-Id", "no spaces allowed"}},
+                               body, "application/json");
+  ASSERT_TRUE(malformed);
+  const std::string generated = malformed->get_header_value("X-Request-Id");
+  EXPECT_THAT(generated, MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(signer.seen(), generated);
+
+  // Errors found by the HTTP layer carry one too.
+  auto missing = client.Get("/elsewhere", {{"X-Request-Id", "rp-404"}});
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->get_header_value("X-Request-Id"), "rp-404");
 }
 
 // ---- The same journey driven by curl and checked by openssl, as a relying party would. ----

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
 #include "common/strings.h"
@@ -73,6 +74,7 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", std::string(authorization_.value()));
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  request_id::ForwardRequestId(&ctx);
   pb::ConsentRequestStatus resp;
   if (grpc::Status s = stub_->CreateRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
   return FromProto(resp);
@@ -86,6 +88,7 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::AwaitRequest(std::string
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", std::string(authorization_.value()));
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + max_wait + kCallTimeout));
+  request_id::ForwardRequestId(&ctx);
   pb::ConsentRequestStatus resp;
   if (grpc::Status s = stub_->AwaitRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
   return FromProto(resp);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/proto_key.h"
 #include "common/proto_time.h"
@@ -28,6 +29,7 @@ void PrepareContext(grpc::ClientContext* ctx, const SecretString& authorization,
   if (!authorization.empty()) {
     ctx->AddMetadata("authorization", std::string(authorization.value()));
   }
+  request_id::ForwardRequestId(ctx);
 }
 
 }  // namespace

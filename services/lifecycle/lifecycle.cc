@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/ca/crl.h"
@@ -82,6 +83,25 @@ bool IsP256Spki(std::string_view spki) {
     return false;
   }
   return std::string_view(curve, len) == "prime256v1" || std::string_view(curve, len) == "P-256";
+}
+
+// Certificates issued, renewed and revoked, by CA (and key type or reason): a few per user per
+// years, so the registry's lookup per event is fine.
+void CountIssued(const CertRecord& r) {
+  const bool renewal = !r.renewal_of.empty();
+  metrics::Registry::Global().AddCounter(
+      renewal ? "qsign_lifecycle_certificates_renewed_total"
+              : "qsign_lifecycle_certificates_issued_total",
+      renewal ? "Qualified certificates issued as renewals, by CA and key type."
+              : "Certificates issued (not counting renewals), by CA and key type.",
+      {{"ca", r.ca_name}, {"key_type", std::string(hsm::KeyTypeName(r.key_type))}});
+}
+
+void CountRevoked(std::string_view ca_name, std::string_view reason) {
+  metrics::Registry::Global().AddCounter("qsign_lifecycle_certificates_revoked_total",
+                                         "Certificates revoked, by CA and RFC 5280 reason.",
+                                         {{"ca", std::string(ca_name)},
+                                          {"reason", std::string(reason)}});
 }
 
 }  // namespace
@@ -416,6 +436,7 @@ absl::StatusOr<CertView> Lifecycle::Complete(CertRecord record, const Caller& ca
       record.state = CertState::kIssued;
       record.certificate_der = issued->der;
       record.subject_dn = dn;
+      CountIssued(record);
     }
   }
   if (record.state == CertState::kIssued && !record.attached) {
@@ -577,6 +598,7 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
     return revoked.status();
   }
   if (!revoked.ok()) return revoked.status();
+  CountRevoked(revoked->ca_name, RevocationReasonName(in.reason));
   if (auto s = IssueCrl(revoked->ca_name); !s.ok()) {
     // OCSP already answers revoked; the scheduled CRL picks it up.
     Log(LogLevel::kError, "lifecycle", "CRL after revocation failed", {{"status", s.ToString()}});
@@ -625,6 +647,7 @@ absl::StatusOr<RevokeAllResult> Lifecycle::RevokeAll(const Caller& caller,
                              " revoke_all reason=", Av(RevocationReasonName(reason)))));
       status_source_.Changed();
       if (revoked.ok()) {
+        CountRevoked(revoked->ca_name, RevocationReasonName(reason));
         touched_cas.insert(revoked->ca_name);
         c = *revoked;
         result.revoked.push_back(View(*revoked));
@@ -804,6 +827,10 @@ absl::StatusOr<CertView> Lifecycle::IssueDeviceCertificate(const Caller& caller,
       record, Audit(caller, "device_certificate.issue", record.serial_hex,
                     absl::StrCat("account=", *account, " device_id=", Av(device_id))));
   if (!superseded.ok()) return superseded.status();
+  CountIssued(record);
+  for (size_t i = 0; i < superseded->size(); ++i) {
+    CountRevoked(kDeviceCa, RevocationReasonName(4));  // The new enrolment supersedes them.
+  }
   if (!superseded->empty()) {
     status_source_.Changed();
     if (auto s = IssueCrl(kDeviceCa); !s.ok()) {

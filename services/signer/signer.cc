@@ -3,12 +3,14 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <array>
 #include <set>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "services/signer/algorithms.h"
 
@@ -43,6 +45,48 @@ db::AuditEvent Audit(const Actor& actor, std::string action, std::string_view cr
 bool AlgorithmFitsKey(hsm::SignScheme scheme, hsm::KeyType key) {
   return hsm::IsEc(key) == (scheme == hsm::SignScheme::kEcdsa);
 }
+
+enum class SadRefusal { kInvalid, kMismatch, kUsed };
+
+// Handles made once, so that SignHash records with an atomic add and no lock.
+class SignerMetrics {
+ public:
+  static const SignerMetrics& Get() {
+    static const SignerMetrics* const instance = new SignerMetrics();
+    return *instance;
+  }
+  metrics::Counter* signatures(hsm::KeyType type) const {
+    return signatures_[static_cast<size_t>(type)];
+  }
+  metrics::Counter* refusals(SadRefusal reason) const {
+    return refusals_[static_cast<size_t>(reason)];
+  }
+
+ private:
+  SignerMetrics() {
+    metrics::Registry& r = metrics::Registry::Global();
+    for (hsm::KeyType type : {hsm::KeyType::kEcP256, hsm::KeyType::kEcP384,
+                              hsm::KeyType::kRsa2048, hsm::KeyType::kRsa3072,
+                              hsm::KeyType::kRsa4096}) {
+      signatures_[static_cast<size_t>(type)] =
+          r.GetCounter("qsign_signer_signatures_total",
+                       "Hashes signed by SignHash (one signature each), by key type.",
+                       {{"key_type", std::string(hsm::KeyTypeName(type))}});
+    }
+    const char* const reasons[] = {"invalid", "mismatch", "used"};
+    for (size_t i = 0; i < refusals_.size(); ++i) {
+      refusals_[i] = r.GetCounter(
+          "qsign_signer_sad_refusals_total",
+          "SignHash calls refused over their SAD: invalid (malformed, not ours, expired), "
+          "mismatch (other account, credential, algorithm or hashes), used (already used, or "
+          "the credential no longer active).",
+          {{"reason", reasons[i]}});
+    }
+  }
+
+  std::array<metrics::Counter*, 5> signatures_{};  // Indexed by hsm::KeyType.
+  std::array<metrics::Counter*, 3> refusals_{};    // Indexed by SadRefusal.
+};
 
 }  // namespace
 
@@ -131,11 +175,16 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
 
   // 3. The SAD: genuine, current, and covering exactly this request.
   const absl::Time now = clock_->Now();
+  const SignerMetrics& counted = SignerMetrics::Get();
   auto grant = sad_verifier_->Verify(in.sad, now);
-  if (!grant.ok()) return grant.status();
+  if (!grant.ok()) {
+    counted.refusals(SadRefusal::kInvalid)->Increment();
+    return grant.status();
+  }
   if (auto s = consent::CheckSadCovers(*grant, key->account_id, in.credential_id,
                                        in.hash_algorithm_oid, in.hashes);
       !s.ok()) {
+    counted.refusals(SadRefusal::kMismatch)->Increment();
     return s;
   }
 
@@ -149,13 +198,20 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
                                    .sad_expires_at = grant->expires_at,
                                    .caller = in.caller});
       !s.ok()) {
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      counted.refusals(SadRefusal::kUsed)->Increment();
+    }
     return s;
   }
 
   // 5. Only now the key.
-  return hsm_->SignDigests(
+  auto signatures = hsm_->SignDigests(
       in.credential_id,
       {.scheme = algo->scheme, .hash = *hash, .ecdsa_der = !in.ecdsa_raw_signature}, in.hashes);
+  if (signatures.ok()) {
+    counted.signatures(key->key_type)->Increment(static_cast<double>(signatures->size()));
+  }
+  return signatures;
 }
 
 absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,

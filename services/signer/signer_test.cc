@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
 #include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
+#include "common/metrics.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
@@ -464,6 +466,47 @@ TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(result.status().message(), "sad: already used");
   EXPECT_EQ(counting_->sign_calls.load(), before);
+}
+
+// The value of one series in the process's /metrics text; 0 when absent.
+double MetricValue(const std::string& series) {
+  const std::string text = metrics::Registry::Global().Render();
+  const std::string prefix = "\n" + series + " ";
+  size_t at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  at += prefix.size();
+  return std::stod(text.substr(at, text.find('\n', at) - at));
+}
+
+TEST_F(SignerTest, MetricsCountHashesSignedAndSadRefusalsByReason) {
+  ActiveCredential("cred-1", "alice");
+  const std::string signed_ec = "qsign_signer_signatures_total{key_type=\"EC_P256\"}";
+  const auto refused = [](const char* reason) {
+    return absl::StrCat("qsign_signer_sad_refusals_total{reason=\"", reason, "\"}");
+  };
+  const double signed_before = MetricValue(signed_ec);
+  const double invalid_before = MetricValue(refused("invalid"));
+  const double mismatch_before = MetricValue(refused("mismatch"));
+  const double used_before = MetricValue(refused("used"));
+
+  std::string sad = Sad("alice", "cred-1", {Hash('a'), Hash('b'), Hash('c')});
+  pb::SignHashResponse resp;
+  ASSERT_TRUE(Sign(Request("cred-1", {Hash('a'), Hash('b')}, sad), &resp).ok());
+  ExpectRefused(Request("cred-1", {Hash('c')}, sad), grpc::StatusCode::FAILED_PRECONDITION,
+                "sad: already used");
+  ExpectRefused(Request("cred-1", {Hash('a')}, "garbage!"), grpc::StatusCode::INVALID_ARGUMENT,
+                "sad: not a SAD");
+  ExpectRefused(Request("cred-1", {Hash('d')}, Sad("alice", "cred-1", {Hash('e')})),
+                grpc::StatusCode::PERMISSION_DENIED, "sad: hashes[0]");
+
+  EXPECT_EQ(MetricValue(signed_ec) - signed_before, 2);
+  EXPECT_EQ(MetricValue(refused("invalid")) - invalid_before, 1);
+  EXPECT_EQ(MetricValue(refused("mismatch")) - mismatch_before, 1);
+  EXPECT_EQ(MetricValue(refused("used")) - used_before, 1);
+  // The HSM's own view of the same signatures.
+  EXPECT_NE(metrics::Registry::Global().Render().find(
+                "qsign_hsm_sign_duration_seconds_count{key_type=\"EC_P256\",scheme=\"ECDSA\"}"),
+            std::string::npos);
 }
 
 TEST_F(SignerTest, ConcurrentUsesOfOneSadSignExactlyOnce) {
