@@ -1,0 +1,507 @@
+#include "services/qsignd/config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/secret.h"
+#include "common/strings.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "hsm/hsm.h"
+
+namespace qsign {
+namespace {
+
+namespace cfg = ::qsign::config::v1;
+
+constexpr char kDefaultListen[] = "127.0.0.1:7443";
+constexpr char kDefaultModule[] = "/usr/lib/softhsm/libsofthsm2.so";
+constexpr char kDefaultSadKey[] = "qsign-sad-1";
+constexpr char kDefaultSessionKey[] = "qsign-session-1";
+constexpr char kDefaultDeviceCaKey[] = "qsign-device-ca-1";
+constexpr char kDefaultLifecycleHttp[] = "127.0.0.1:8080";
+constexpr char kDefaultGatewayHttp[] = "127.0.0.1:8480";
+
+// Keeps the first parse error with its 1-based position.
+// Keeps the first parse error with its 1-based position and, when the message does not say, the
+// field named on that line ("2:14: max_batch: Expected integer, got: \"ten\"").
+class FirstErrorCollector final : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit FirstErrorCollector(std::string_view text) : text_(text) {}
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!error_.empty()) return;
+    const std::string field = FieldOnLine(line);
+    const bool named = !field.empty() && message.find(absl::StrCat("\"", field, "\"")) == std::string::npos;
+    error_ = absl::StrCat(line + 1, ":", column + 1, ": ", named ? absl::StrCat(field, ": ") : "",
+                          message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string FieldOnLine(int line) const {
+    size_t start = 0;
+    for (int i = 0; i < line && start != std::string_view::npos; ++i) {
+      start = text_.find('\n', start);
+      if (start != std::string_view::npos) ++start;
+    }
+    if (start == std::string_view::npos) return "";
+    std::string_view rest = text_.substr(start);
+    while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+    size_t n = 0;
+    while (n < rest.size() && (absl::ascii_isalnum(rest[n]) || rest[n] == '_')) ++n;
+    if (n == 0) return "";
+    std::string_view after = rest.substr(n);
+    while (!after.empty() && after.front() == ' ') after.remove_prefix(1);
+    if (after.empty() || (after.front() != ':' && after.front() != '{')) return "";
+    return std::string(rest.substr(0, n));
+  }
+
+  std::string_view text_;
+  std::string error_;
+};
+
+void DefaultString(std::string* field, std::string_view value) {
+  if (field->empty()) *field = std::string(value);
+}
+
+// Zero means "the default"; a negative value stays, for the range check to refuse.
+int32_t Or(int32_t value, int32_t default_value) { return value == 0 ? default_value : value; }
+
+// Collects every problem of a config, each naming its field.
+class Validator {
+ public:
+  explicit Validator(const cfg::ServerConfig& config) : c_(config) {}
+
+  absl::Status Run() {
+    Top();
+    if (c_.has_signer()) Signer();
+    if (c_.has_consent()) Consent();
+    if (c_.has_identity()) Identity();
+    if (c_.has_lifecycle()) Lifecycle();
+    if (c_.has_gateway()) Gateway();
+    if (errors_.empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
+  }
+
+ private:
+  void Error(std::string_view field, std::string_view rule) {
+    errors_.push_back(absl::StrCat(Av(field), ": ", Av(rule)));
+  }
+
+  void Required(std::string_view field, const std::string& value) {
+    if (value.empty()) Error(field, "required");
+  }
+
+  void HostPort(std::string_view field, const std::string& value) {
+    if (auto hp = ParseHostPort(value); !hp.ok()) {
+      Error(field, absl::StrCat("\"", value, "\": ", hp.status().message()));
+    }
+  }
+
+  void Range(std::string_view field, int64_t value, int64_t lo, int64_t hi) {
+    if (value < lo || value > hi) Error(field, absl::StrCat(value, ": must be ", lo, "..", hi));
+  }
+
+  // A file the process reads at start-up (certificates, credential tables): must be a readable
+  // regular file.
+  void ReadableFile(std::string_view field, const std::string& path) {
+    if (path.empty()) return;
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      Error(field, absl::StrCat(path, ": cannot open (", std::strerror(errno), ")"));
+      return;
+    }
+    struct stat st {};
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!regular) Error(field, absl::StrCat(path, ": not a regular file"));
+  }
+
+  // A secret file: read (and wiped) the way the service will read it.
+  void SecretFile(std::string_view field, const std::string& path, size_t min_bytes = 1) {
+    if (path.empty()) return;
+    auto secret = ReadSecretFile(path);
+    if (secret.ok()) {
+      if (secret->value().size() < min_bytes) {
+        Error(field, absl::StrCat(path, ": shorter than ", min_bytes, " bytes"));
+      }
+      return;
+    }
+    switch (secret.status().code()) {
+      case absl::StatusCode::kNotFound:
+      case absl::StatusCode::kPermissionDenied: {
+        // ReadSecretFile's message ends with the reason; never the content.
+        const std::string_view msg = Sv(secret.status().message());
+        const size_t colon = msg.rfind(": ");
+        Error(field, absl::StrCat(path, ": cannot open",
+                                  colon == std::string_view::npos
+                                      ? ""
+                                      : absl::StrCat(" (", Av(msg.substr(colon + 2)), ")")));
+        return;
+      }
+      case absl::StatusCode::kInvalidArgument:
+        Error(field, absl::StrCat(path, ": empty"));
+        return;
+      default:
+        Error(field, absl::StrCat(path, ": cannot read"));
+    }
+  }
+
+  void Url(std::string_view field, const std::string& value,
+           std::initializer_list<std::string_view> schemes) {
+    if (value.empty()) return;
+    for (std::string_view scheme : schemes) {
+      const std::string prefix = absl::StrCat(Av(scheme), "://");
+      if (absl::StartsWith(value, prefix) && value.size() > prefix.size()) return;
+    }
+    std::vector<std::string> names;
+    for (std::string_view scheme : schemes) names.push_back(absl::StrCat(Av(scheme), "://"));
+    Error(field, absl::StrCat("\"", value, "\": must start with ", absl::StrJoin(names, " or ")));
+  }
+
+  void Ids(std::string_view field, const google::protobuf::RepeatedPtrField<std::string>& ids) {
+    std::set<std::string> seen;
+    for (int i = 0; i < ids.size(); ++i) {
+      const std::string name = absl::StrCat(Av(field), "[", i, "]");
+      if (ids[i].empty()) {
+        Error(name, "empty");
+      } else if (!seen.insert(ids[i]).second) {
+        Error(name, absl::StrCat("\"", ids[i], "\": listed twice"));
+      }
+    }
+  }
+
+  // `service` calls `peer`: it must run here or be reachable at peers.<peer>.
+  void NeedsPeer(std::string_view service, std::string_view peer) {
+    if (RunsHere(c_, peer) || !PeerTarget(c_, peer).empty()) return;
+    Error(absl::StrCat("peers.", Av(peer)),
+          absl::StrCat("required (", Av(service), " calls ", Av(peer),
+                       ", which does not run in this process)"));
+  }
+
+  void Peer(std::string_view service, const std::string& target) {
+    if (target.empty()) return;
+    const std::string field = absl::StrCat("peers.", Av(service));
+    if (RunsHere(c_, service)) {
+      Error(field, absl::StrCat(Av(service), " runs in this process (remove the peer or the ",
+                                Av(service), " section)"));
+      return;
+    }
+    if (absl::StartsWith(target, "unix:")) return;
+    std::string_view rest = target;
+    for (std::string_view scheme : {"dns:///", "ipv4:", "ipv6:"}) {
+      if (absl::StartsWith(Av(rest), Av(scheme))) {
+        rest.remove_prefix(scheme.size());
+        break;
+      }
+    }
+    if (auto hp = ParseHostPort(rest); !hp.ok()) {
+      Error(field, absl::StrCat("\"", target, "\": expected host:port, dns:///host:port or unix:path"));
+    }
+  }
+
+  void Top() {
+    if (ConfiguredServices(c_).empty()) {
+      Error("config", "no service section (signer, consent, identity, lifecycle, gateway)");
+    }
+    HostPort("listen", c_.listen());
+    if (c_.has_tls() && c_.insecure_dev()) {
+      Error("tls", "refused together with insecure_dev (choose one)");
+    } else if (!c_.has_tls() && !c_.insecure_dev()) {
+      Error("tls", "required unless insecure_dev");
+    }
+    if (c_.has_tls()) {
+      Required("tls.cert_file", c_.tls().cert_file());
+      ReadableFile("tls.cert_file", c_.tls().cert_file());
+      Required("tls.key_file", c_.tls().key_file());
+      SecretFile("tls.key_file", c_.tls().key_file());
+      Required("tls.client_ca_file", c_.tls().client_ca_file());
+      ReadableFile("tls.client_ca_file", c_.tls().client_ca_file());
+    }
+    if (c_.insecure_dev() && c_.allow_size() > 0) {
+      Error("allow", "has no effect with insecure_dev (allow-lists need tls)");
+    }
+    std::set<std::string> groups;
+    for (int i = 0; i < c_.allow_size(); ++i) {
+      const cfg::Allow& allow = c_.allow(i);
+      const std::string field = absl::StrCat("allow[", i, "]");
+      if (allow.group().empty()) {
+        Error(absl::StrCat(field, ".group"), "required");
+      } else if (!groups.insert(allow.group()).second) {
+        Error(absl::StrCat(field, ".group"), absl::StrCat("\"", allow.group(), "\": listed twice"));
+      }
+      if (allow.clients().empty()) Error(absl::StrCat(field, ".clients"), "at least one client");
+      Ids(absl::StrCat(field, ".clients"), allow.clients());
+    }
+
+    const bool backend = c_.has_signer() || c_.has_consent() || c_.has_identity() ||
+                         c_.has_lifecycle();
+    if (backend) {
+      Required("database.conninfo", c_.database().conninfo());
+      Range("database.pool_size", c_.database().pool_size(), 1, 1000);
+      Required("hsm.pin_file", c_.hsm().pin_file());
+      SecretFile("hsm.pin_file", c_.hsm().pin_file());
+      // A bare name is left to the dynamic loader's search path.
+      if (c_.hsm().module().find('/') != std::string::npos) {
+        ReadableFile("hsm.module", c_.hsm().module());
+      }
+      Required("hsm.token_label", c_.hsm().token_label());
+      Range("hsm.sessions", c_.hsm().sessions(), 1, 1024);
+    }
+    ReadableFile("operators_file", c_.operators_file());
+    ReadableFile("services_file", c_.services_file());
+
+    const cfg::Observability& o = c_.observability();
+    if (!o.metrics_listen().empty()) HostPort("observability.metrics_listen", o.metrics_listen());
+    if (!o.health_listen().empty()) HostPort("observability.health_listen", o.health_listen());
+    if (!o.health_listen().empty() && !backend) {
+      Error("observability.health_listen", "no gRPC service runs in this process");
+    }
+    Range("observability.grace_seconds", o.grace_seconds(), 1, 3600);
+
+    Peer("signer", c_.peers().signer());
+    Peer("identity", c_.peers().identity());
+    Peer("consent", c_.peers().consent());
+    Peer("lifecycle", c_.peers().lifecycle());
+  }
+
+  void Signer() {
+    const cfg::SignerService& s = c_.signer();
+    Ids("signer.sad_key_ids", s.sad_key_ids());
+    Range("signer.max_batch", s.max_batch(), 1, 1000);
+  }
+
+  void Consent() {
+    const cfg::ConsentService& s = c_.consent();
+    Required("consent.sad_key_id", s.sad_key_id());
+    Required("consent.pin_pepper_file", s.pin_pepper_file());
+    SecretFile("consent.pin_pepper_file", s.pin_pepper_file(), 32);
+    Range("consent.pin_argon2_t", s.pin_argon2_t(), 1, 16);
+    Range("consent.pin_argon2_m_kib", s.pin_argon2_m_kib(), 8, 4 << 20);
+    SecretFile("consent.client_secret_file", s.client_secret_file());
+    const bool lifecycle_reachable = RunsHere(c_, "lifecycle") || !c_.peers().lifecycle().empty();
+    if (!lifecycle_reachable) {
+      // consent's own device CA; with create_missing_keys the certificate is written there.
+      Required("consent.device_ca_cert_file", s.device_ca_cert_file());
+      if (!c_.create_missing_keys()) {
+        ReadableFile("consent.device_ca_cert_file", s.device_ca_cert_file());
+      }
+    }
+    Url("consent.push_webhook_url", s.push_webhook_url(), {"https", "http"});
+    if (s.push_webhook_url().empty() && !s.push_webhook_secret_file().empty()) {
+      Error("consent.push_webhook_secret_file", "set without consent.push_webhook_url");
+    }
+    SecretFile("consent.push_webhook_secret_file", s.push_webhook_secret_file());
+    NeedsPeer("consent", "identity");
+    NeedsPeer("consent", "signer");
+  }
+
+  void Identity() {
+    const cfg::IdentityService& s = c_.identity();
+    Ids("identity.session_key_ids", s.session_key_ids());
+    SecretFile("identity.client_secret_file", s.client_secret_file());
+    NeedsPeer("identity", "consent");
+  }
+
+  void Lifecycle() {
+    const cfg::LifecycleService& s = c_.lifecycle();
+    HostPort("lifecycle.http_listen", s.http_listen());
+    Url("lifecycle.public_base_url", s.public_base_url(), {"http", "https"});
+    if (auto type = hsm::ParseKeyType(s.ca_key_type()); !type.ok()) {
+      Error("lifecycle.ca_key_type", absl::StrCat("\"", s.ca_key_type(), "\": unknown key type"));
+    }
+    Url("lifecycle.pds_url", s.pds_url(), {"https", "http"});
+    SecretFile("lifecycle.client_secret_file", s.client_secret_file());
+    Url("lifecycle.smtp_url", s.smtp_url(), {"smtp", "smtps"});
+    NeedsPeer("lifecycle", "signer");
+    NeedsPeer("lifecycle", "identity");
+    NeedsPeer("lifecycle", "consent");
+  }
+
+  void Gateway() {
+    const cfg::GatewayService& s = c_.gateway();
+    HostPort("gateway.http_listen", s.http_listen());
+    if (!c_.insecure_dev()) {
+      Required("gateway.http_cert_file", s.http_cert_file());
+      Required("gateway.http_key_file", s.http_key_file());
+    }
+    ReadableFile("gateway.http_cert_file", s.http_cert_file());
+    SecretFile("gateway.http_key_file", s.http_key_file());
+    if (s.http_cert_file().empty() != s.http_key_file().empty()) {
+      Error(s.http_cert_file().empty() ? "gateway.http_cert_file" : "gateway.http_key_file",
+            "required with the other one");
+    }
+    Url("gateway.public_url", s.public_url(), {"https", "http"});
+    Required("gateway.client_secret_file", s.client_secret_file());
+    SecretFile("gateway.client_secret_file", s.client_secret_file());
+    Required("gateway.relying_parties_file", s.relying_parties_file());
+    ReadableFile("gateway.relying_parties_file", s.relying_parties_file());
+    SecretFile("gateway.token_key_file", s.token_key_file(), 32);
+    Range("gateway.token_lifetime_seconds", s.token_lifetime_seconds(), 1, 86400);
+    Range("gateway.authorize_wait_seconds", s.authorize_wait_seconds(), 1, 30);
+    Range("gateway.authorize_check_wait_seconds", s.authorize_check_wait_seconds(), 1, 30);
+    Range("gateway.rpc_timeout_seconds", s.rpc_timeout_seconds(), 1, 300);
+    Range("gateway.max_body_bytes", s.max_body_bytes(), 1024, 64 << 20);
+    Range("gateway.http_threads", s.http_threads(), 1, 1024);
+    if (s.region().size() != 2 || !absl::ascii_isupper(s.region()[0]) ||
+        !absl::ascii_isupper(s.region()[1])) {
+      Error("gateway.region", absl::StrCat("\"", s.region(), "\": ISO 3166-1 alpha-2, e.g. RS"));
+    }
+    NeedsPeer("gateway", "signer");
+    NeedsPeer("gateway", "consent");
+  }
+
+  const cfg::ServerConfig& c_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address) {
+  std::string host;
+  std::string_view port_text;
+  if (absl::StartsWith(Av(address), "[")) {
+    const size_t close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return absl::InvalidArgumentError("expected host:port");
+    }
+    host = std::string(address.substr(1, close - 1));
+    port_text = address.substr(close + 2);
+  } else {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string_view::npos) return absl::InvalidArgumentError("expected host:port");
+    host = std::string(address.substr(0, colon));
+    port_text = address.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError("expected host:port ([addr]:port for IPv6)");
+    }
+  }
+  int port = -1;
+  if (host.empty() || port_text.empty() || !absl::SimpleAtoi(Av(port_text), &port) || port < 0 ||
+      port > 65535 || host.find_first_of(" \t/") != std::string::npos) {
+    return absl::InvalidArgumentError("expected host:port (port 0..65535)");
+  }
+  return std::make_pair(host, port);
+}
+
+std::vector<std::string> ConfiguredServices(const cfg::ServerConfig& config) {
+  std::vector<std::string> names;
+  if (config.has_signer()) names.push_back("signer");
+  if (config.has_consent()) names.push_back("consent");
+  if (config.has_identity()) names.push_back("identity");
+  if (config.has_lifecycle()) names.push_back("lifecycle");
+  if (config.has_gateway()) names.push_back("gateway");
+  return names;
+}
+
+bool RunsHere(const cfg::ServerConfig& config, std::string_view service) {
+  if (service == "signer") return config.has_signer();
+  if (service == "consent") return config.has_consent();
+  if (service == "identity") return config.has_identity();
+  if (service == "lifecycle") return config.has_lifecycle();
+  return false;
+}
+
+std::string PeerTarget(const cfg::ServerConfig& config, std::string_view service) {
+  if (service == "signer") return config.peers().signer();
+  if (service == "consent") return config.peers().consent();
+  if (service == "identity") return config.peers().identity();
+  if (service == "lifecycle") return config.peers().lifecycle();
+  return "";
+}
+
+absl::StatusOr<cfg::ServerConfig> ParseConfigText(std::string_view text,
+                                                  std::string_view source_name) {
+  cfg::ServerConfig config;
+  FirstErrorCollector errors(text);
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Av(source_name), ":", errors.error().empty() ? "0:0: cannot parse" : errors.error()));
+  }
+  return config;
+}
+
+void ApplyConfigDefaults(cfg::ServerConfig& c) {
+  DefaultString(c.mutable_listen(), kDefaultListen);
+  c.mutable_database()->set_pool_size(Or(c.database().pool_size(), 16));
+  DefaultString(c.mutable_hsm()->mutable_module(), kDefaultModule);
+  DefaultString(c.mutable_hsm()->mutable_token_label(), "qsign");
+  c.mutable_hsm()->set_sessions(Or(c.hsm().sessions(), 8));
+  c.mutable_observability()->set_grace_seconds(Or(c.observability().grace_seconds(), 10));
+  if (c.has_signer()) {
+    cfg::SignerService& s = *c.mutable_signer();
+    if (s.sad_key_ids().empty()) s.add_sad_key_ids(kDefaultSadKey);
+    s.set_max_batch(Or(s.max_batch(), 100));
+  }
+  if (c.has_consent()) {
+    cfg::ConsentService& s = *c.mutable_consent();
+    DefaultString(s.mutable_sad_key_id(), kDefaultSadKey);
+    DefaultString(s.mutable_pin_pepper_id(), "k1");
+    s.set_pin_argon2_t(Or(s.pin_argon2_t(), 1));
+    s.set_pin_argon2_m_kib(Or(s.pin_argon2_m_kib(), 1024));
+    DefaultString(s.mutable_client_id(), "consent");
+    DefaultString(s.mutable_device_ca_key_id(), kDefaultDeviceCaKey);
+  }
+  if (c.has_identity()) {
+    cfg::IdentityService& s = *c.mutable_identity();
+    if (s.session_key_ids().empty()) s.add_session_key_ids(kDefaultSessionKey);
+    DefaultString(s.mutable_consent_client_id(), "consent");
+  }
+  if (c.has_lifecycle()) {
+    cfg::LifecycleService& s = *c.mutable_lifecycle();
+    DefaultString(s.mutable_http_listen(), kDefaultLifecycleHttp);
+    DefaultString(s.mutable_public_base_url(), absl::StrCat("http://", s.http_listen()));
+    DefaultString(s.mutable_ca_key_type(), "EC_P256");
+    DefaultString(s.mutable_pds_url(), "https://qsign.example/pds/en");
+    DefaultString(s.mutable_consent_client_id(), "consent");
+    DefaultString(s.mutable_mail_from(), "qsign@localhost");
+  }
+  if (c.has_gateway()) {
+    cfg::GatewayService& s = *c.mutable_gateway();
+    DefaultString(s.mutable_http_listen(), kDefaultGatewayHttp);
+    DefaultString(s.mutable_client_id(), "gateway");
+    s.set_token_lifetime_seconds(Or(s.token_lifetime_seconds(), 600));
+    s.set_authorize_wait_seconds(Or(s.authorize_wait_seconds(), 25));
+    s.set_authorize_check_wait_seconds(Or(s.authorize_check_wait_seconds(), 10));
+    s.set_rpc_timeout_seconds(Or(s.rpc_timeout_seconds(), 10));
+    s.set_max_body_bytes(Or(s.max_body_bytes(), 256 * 1024));
+    s.set_http_threads(Or(s.http_threads(), 64));
+    DefaultString(s.mutable_name(), "qsign");
+    DefaultString(s.mutable_region(), "RS");
+  }
+}
+
+absl::Status ValidateConfig(const cfg::ServerConfig& config) { return Validator(config).Run(); }
+
+absl::StatusOr<cfg::ServerConfig> LoadConfig(std::string_view path) {
+  if (path.empty()) return absl::InvalidArgumentError("--config: required (a .textproto file)");
+  std::ifstream in{std::string(path), std::ios::binary};
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(Av(path), ": cannot open (", std::strerror(errno), ")"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto config = ParseConfigText(text.str(), path);
+  if (!config.ok()) return config.status();
+  ApplyConfigDefaults(*config);
+  if (auto s = ValidateConfig(*config); !s.ok()) return s;
+  return config;
+}
+
+}  // namespace qsign
