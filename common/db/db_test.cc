@@ -1,12 +1,19 @@
 // Against a real PostgreSQL started by PgServer.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <csignal>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/barrier.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -366,6 +373,132 @@ TEST_F(DbTest, ConnectionKilledByServerIsReplaced) {
   ASSERT_OK_AND_ASSIGN(again, single->Exec("SELECT pg_backend_pid()"));
   EXPECT_NE(again.Get(0, 0), pid.Get(0, 0));
   EXPECT_EQ(single->Stats().open, 1);
+}
+
+// ---- outages: PgServer::Stop / Restart ----
+
+TEST(PgServerTest, StopKeepsDataAndRestartServesItOnTheSameSocket) {
+  ASSERT_OK_AND_ASSIGN(server, testing::PgServer::Start());
+  ASSERT_OK_AND_ASSIGN(db, server->CreateDatabase());
+  {
+    ASSERT_OK_AND_ASSIGN(conn, Connection::Open(db.conninfo));
+    ASSERT_OK(conn->ExecScript("CREATE TABLE kept (id int PRIMARY KEY, v text NOT NULL)"));
+    ASSERT_OK(conn->Exec("INSERT INTO kept SELECT g, 'row ' || g FROM generate_series(1, 100) g")
+                  .status());
+  }
+  EXPECT_EQ(server->Restart().code(), absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_OK(server->Stop());
+  EXPECT_FALSE(server->running());
+  ASSERT_OK(server->Stop());  // Already stopped: nothing to do.
+  EXPECT_EQ(Connection::Open(db.conninfo).status().code(), absl::StatusCode::kUnavailable);
+
+  ASSERT_OK(server->Restart());
+  EXPECT_TRUE(server->running());
+  ASSERT_OK_AND_ASSIGN(conn, Connection::Open(db.conninfo));
+  ASSERT_OK_AND_ASSIGN(r, conn->Exec("SELECT count(*), max(v) FROM kept"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 100);
+  EXPECT_EQ(r.Get(0, 1), "row 99");
+  // And it takes new databases and writes as before.
+  ASSERT_OK_AND_ASSIGN(other, server->CreateDatabase());
+  ASSERT_OK(Connection::Open(other.conninfo).status());
+}
+
+// The process that started the server dies without its destructor after a Restart: the
+// watchdog still stops the restarted postmaster and removes the directory.
+TEST(PgServerTest, WatchdogStopsARestartedServer) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    auto server = testing::PgServer::Start();
+    if (!server.ok() || !(*server)->Stop().ok() || !(*server)->Restart().ok()) _exit(1);
+    std::ifstream pidfile((*server)->dir() + "/data/postmaster.pid");
+    std::string pid;
+    std::getline(pidfile, pid);
+    std::string out = (*server)->dir() + "\n" + pid + "\n";
+    if (write(fds[1], out.data(), out.size()) != static_cast<ssize_t>(out.size())) _exit(1);
+    _exit(0);  // No destructor: the unique_ptr is leaked on purpose.
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+  close(fds[0]);
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << wstatus;
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out;
+  int postmaster = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(lines[1], &postmaster)) << out;
+  ASSERT_GT(postmaster, 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while ((kill(postmaster, 0) == 0 || access(lines[0].c_str(), F_OK) == 0) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_NE(kill(postmaster, 0), 0) << "postmaster " << postmaster << " still running";
+  EXPECT_NE(access(lines[0].c_str(), F_OK), 0) << lines[0] << " still there";
+}
+
+// Every pooled connection dies with the server. While it is down calls fail fast with
+// UNAVAILABLE; once it is back each dead connection is noticed at checkout and replaced, so no
+// caller sees a stale one (no retries needed either).
+TEST(PgServerTest, PoolRecoversAfterServerRestart) {
+  ASSERT_OK_AND_ASSIGN(server, testing::PgServer::Start());
+  ASSERT_OK_AND_ASSIGN(db, server->CreateDatabase());
+  constexpr int kSize = 4;
+  ASSERT_OK_AND_ASSIGN(pool, Pool::New({.conninfo = db.conninfo, .size = kSize}));
+  ASSERT_OK(pool->Exec("CREATE TABLE t (n int)").status());
+  // All kSize connections checked out at once, so that all of them are open (and then idle).
+  auto use_every_connection = [&](int n) -> absl::Status {
+    absl::Mutex mu;
+    int arrived = 0;
+    auto all_in = [&] { return arrived >= kSize; };
+    std::vector<absl::Status> results(kSize);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kSize; ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = pool->InTransaction([&](Tx& tx) -> absl::Status {
+          {
+            absl::MutexLock lock(&mu);
+            ++arrived;
+            mu.AwaitWithTimeout(absl::Condition(&all_in), absl::Seconds(20));
+          }
+          return tx.Exec("INSERT INTO t VALUES ($1)", {Param::Int(n)}).status();
+        });
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& st : results) {
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  };
+  ASSERT_OK(use_every_connection(1));
+  EXPECT_EQ(pool->Stats().open, kSize);
+
+  ASSERT_OK(server->Stop());
+  const absl::Time before = absl::Now();
+  absl::Status down = pool->Exec("SELECT 1").status();
+  EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable) << down;
+  EXPECT_EQ(pool->InTransaction([](Tx&) { return absl::OkStatus(); }).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - before, absl::Seconds(5)) << "calls must fail, not wait for the server";
+  EXPECT_EQ(pool->Stats().in_use, 0);
+
+  ASSERT_OK(server->Restart());
+  const int64_t retries = pool->Stats().retries;
+  ASSERT_OK(use_every_connection(2));
+  EXPECT_EQ(pool->Stats().retries, retries) << "a dead connection reached a caller";
+  EXPECT_EQ(pool->Stats().open, kSize);
+  ASSERT_OK_AND_ASSIGN(r, pool->Exec("SELECT count(*) FILTER (WHERE n = 1), "
+                                     "count(*) FILTER (WHERE n = 2) FROM t"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), kSize);
+  EXPECT_EQ(r.GetInt64(0, 1).value(), kSize);
 }
 
 TEST_F(DbTest, TransactionWhoseConnectionDiesBeforeCommitIsRetried) {

@@ -303,15 +303,20 @@ absl::Status PgServer::Init() {
   const std::string data = dir_ + "/data";
   if (absl::Status st = StartWatchdog(dir_, &watchdog_fd_, &watchdog_pid_); !st.ok()) return st;
   if (absl::Status st = MakeDataDir(*as, BaseDir(), dir_, data); !st.ok()) return st;
+  return StartPostgres();
+}
 
+absl::Status PgServer::StartPostgres() {
+  absl::StatusOr<RunAs> as = ServerUser();
+  if (!as.ok()) return as.status();
   // postgres itself rather than pg_ctl, whose readiness and shutdown polls sleep 100 ms a turn.
   const std::string log = dir_ + "/postgres.log";
-  absl::StatusOr<pid_t> pid =
-      Spawn(AsServerUser(*as, {PgBin("postgres"), "-D", data, "-k", dir_, "-p", absl::StrCat(kPort),
-                               "-c", "listen_addresses=", "-c", "fsync=off", "-c",
-                               "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                               "max_connections=200", "-c", "deadlock_timeout=100ms"}),
-            dir_, log);
+  absl::StatusOr<pid_t> pid = Spawn(
+      AsServerUser(*as, {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
+                         absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off", "-c",
+                         "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                         "max_connections=200", "-c", "deadlock_timeout=100ms"}),
+      dir_, log);
   if (!pid.ok()) return pid.status();
   server_pid_ = *pid;
 
@@ -333,23 +338,45 @@ absl::Status PgServer::Init() {
   return absl::OkStatus();
 }
 
-PgServer::~PgServer() {
-  if (server_pid_ > 0) {
-    // Immediate shutdown. As root server_pid_ is runuser, which exits with its child.
-    pid_t postmaster = PostmasterPid(dir_ + "/data");
-    kill(postmaster > 0 ? postmaster : server_pid_, SIGQUIT);
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    bool killed = false;
-    for (;;) {
-      pid_t r = waitpid(server_pid_, nullptr, WNOHANG);
-      if (r == server_pid_ || (r < 0 && errno != EINTR)) break;
-      if (!killed && absl::Now() > deadline) {
-        kill(postmaster > 0 ? postmaster : server_pid_, SIGKILL);
-        killed = true;
-      }
-      absl::SleepFor(absl::Milliseconds(2));
+absl::Status PgServer::StopPostgres(int signal, absl::Duration patience) {
+  if (server_pid_ <= 0) return absl::OkStatus();
+  // As root server_pid_ is runuser, which exits with its child.
+  const pid_t postmaster = PostmasterPid(dir_ + "/data");
+  const pid_t target = postmaster > 0 ? postmaster : server_pid_;
+  kill(target, signal);
+  const absl::Time deadline = absl::Now() + patience;
+  bool killed = false;
+  for (;;) {
+    pid_t r = waitpid(server_pid_, nullptr, WNOHANG);
+    if (r == server_pid_ || (r < 0 && errno != EINTR)) break;
+    if (!killed && absl::Now() > deadline) {
+      kill(target, SIGKILL);
+      killed = true;
     }
+    absl::SleepFor(absl::Milliseconds(2));
   }
+  server_pid_ = -1;
+  if (killed) {
+    return absl::DeadlineExceededError(absl::StrCat("postgres did not stop within ",
+                                                    absl::FormatDuration(patience),
+                                                    "; killed:\n", Tail(dir_ + "/postgres.log")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgServer::Stop() {
+  // SIGINT is PostgreSQL's fast shutdown: sessions end, a shutdown checkpoint keeps the data.
+  return StopPostgres(SIGINT, absl::Seconds(30));
+}
+
+absl::Status PgServer::Restart() {
+  if (server_pid_ > 0) return absl::FailedPreconditionError("postgres is running; Stop it first");
+  return StartPostgres();
+}
+
+PgServer::~PgServer() {
+  // Immediate shutdown: the directory goes away anyway.
+  StopPostgres(SIGQUIT, absl::Seconds(10)).IgnoreError();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
   if (watchdog_pid_ > 0) {

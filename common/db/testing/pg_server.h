@@ -3,7 +3,8 @@
 //
 // As root (containers, CI) the server runs as the system user "postgres" through runuser, since
 // initdb and postgres refuse to run as root. A watchdog process stops the server and removes the
-// directory if the test process dies without running the destructor.
+// directory if the test process dies without running the destructor; it also covers a server
+// started again by Restart.
 //
 // The directory is under $TMPDIR if set, else /dev/shm when it is a tmpfs with 2 GiB free, else
 // /tmp. The first server of a user and PostgreSQL build runs initdb (~1.2 s) and keeps the result
@@ -20,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace qsign::db::testing {
 
@@ -40,6 +42,17 @@ class PgServer {
   // A new, empty database for one test. Thread-safe.
   absl::StatusOr<Database> CreateDatabase();
 
+  // Outages, for tests of what clients do while the database is gone. Neither is thread-safe
+  // (call them from the test's own thread, never alongside each other or CreateDatabase).
+  //
+  // Stops the server with a fast shutdown: open sessions are ended, committed data stays in
+  // the directory, the socket disappears. OK if it is already stopped.
+  absl::Status Stop();
+  // Starts the server again on the same directory and socket and waits until it accepts
+  // connections. FAILED_PRECONDITION if it is running.
+  absl::Status Restart();
+  bool running() const { return server_pid_ > 0; }
+
   // The superuser's connection to the "postgres" maintenance database.
   std::string AdminConninfo() const;
   const std::string& dir() const { return dir_; }
@@ -47,6 +60,10 @@ class PgServer {
  private:
   explicit PgServer(std::string dir) : dir_(std::move(dir)) {}
   absl::Status Init();
+  // Spawns postgres on dir_/data and waits until it accepts connections.
+  absl::Status StartPostgres();
+  // Signals the postmaster and reaps it; escalates to SIGKILL after `patience`.
+  absl::Status StopPostgres(int signal, absl::Duration patience);
   std::string Conninfo(const std::string& dbname) const;
 
   const std::string dir_;  // Holds data/, the socket and the logs.
