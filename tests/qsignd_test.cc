@@ -1,5 +1,7 @@
-// Starts the real qsignd binary against a real PostgreSQL and SoftHSM2 token and drives it
-// over gRPC as a relying party would: create a credential, sign with a SAD, stop with SIGTERM.
+// Starts the real qsignd (and qsign-<service>) binaries on config files against a real PostgreSQL
+// and SoftHSM2 token and drives them over gRPC and HTTP as their clients would: create a
+// credential, sign with a SAD, stop with SIGTERM; consent, identity and the CSC gateway in one
+// process; a service reached at its peers.<name> in another process; --check_config.
 #include <grpcpp/grpcpp.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -16,22 +18,27 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth/credential_table.h"
 #include "common/db/testing/pg_server.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
-#include "common/auth/credential_table.h"
+#include "tests/testing/qsignd_process.h"
 
 namespace qsign {
 namespace {
 
 namespace pb = ::qsign::v1;
+namespace cfg = ::qsign::config::v1;
+using ::testing::HasSubstr;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -40,61 +47,14 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-class QsigndProcess {
- public:
-  QsigndProcess(const std::vector<std::string>& args, std::string log_path)
-      : log_path_(std::move(log_path)) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      FILE* log = std::freopen(log_path_.c_str(), "w", stderr);
-      (void)log;
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~QsigndProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Waits for the "ready" log line and returns the port from the "listening" line.
-  int WaitReady() {
-    std::regex port_re("\"msg\":\"listening\".*\"port\":\"([0-9]+)\"");
-    for (int i = 0; i < 300; ++i) {
-      std::string log = ReadFile(log_path_);
-      std::smatch m;
-      if (log.find("\"msg\":\"ready\"") != std::string::npos &&
-          std::regex_search(log, m, port_re)) {
-        return std::stoi(m[1]);
-      }
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        ADD_FAILURE() << "qsignd exited:\n" << log;
-        return 0;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ADD_FAILURE() << "qsignd not ready:\n" << ReadFile(log_path_);
-    return 0;
-  }
-  // SIGTERM, then the exit status.
-  int Stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  std::string log() const { return ReadFile(log_path_); }
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
 
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-};
+std::string HashLine(const std::string& id, const std::string& secret) {
+  return id + " " + absl::BytesToHexString(auth::Sha256(secret)) + "\n";
+}
 
 TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   auto pg = db::testing::PgServer::Start();
@@ -105,14 +65,18 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   ASSERT_TRUE(token.ok()) << token.status();
   const hsm::Pkcs11Config config = (*token)->config(4);
 
-  QsigndProcess qsignd(
-      {QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
-       "--pkcs11_module=" + config.module_path, "--token_label=" + config.token_label,
-       "--pin_file=" + config.pin_file, "--create_missing_keys",
-                        "--metrics_listen=127.0.0.1:0"},
-      (*token)->dir() + "/qsignd.log");
-  int port = qsignd.WaitReady();
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo->conninfo, config);
+  server.mutable_signer();
+  server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
+  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, (*token)->dir());
+  ASSERT_TRUE(started.ok()) << started.status();
+  testing::QsigndProcess& qsignd = **started;
+  const int port = qsignd.port();
   ASSERT_GT(port, 0);
+  // A laptop config says so at start-up.
+  EXPECT_NE(qsignd.log().find("\"level\":\"warning\",\"component\":\"qsignd\",\"msg\":\"insecure_dev"),
+            std::string::npos)
+      << qsignd.log();
   auto stub = pb::Signer::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
 
@@ -194,11 +158,9 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
 
   {
     // Operators see every RPC by method and outcome on /metrics.
-    std::smatch m;
-    const std::string log = qsignd.log();
-    ASSERT_TRUE(std::regex_search(log, m, std::regex("serving /metrics.*\"port\":\"([0-9]+)\"")))
-        << log;
-    httplib::Client metrics("127.0.0.1", std::stoi(m[1]));
+    const int metrics_port = qsignd.LoggedPort("serving /metrics");
+    ASSERT_GT(metrics_port, 0) << qsignd.log();
+    httplib::Client metrics("127.0.0.1", metrics_port);
     auto res = metrics.Get("/metrics");
     ASSERT_TRUE(res);
     EXPECT_NE(res->body.find("qsign_grpc_requests_total{method=\"/qsign.v1.Signer/SignHash\","
@@ -208,6 +170,7 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
     EXPECT_NE(res->body.find("code=\"FAILED_PRECONDITION\"} 2\n"), std::string::npos)
         << res->body;
     EXPECT_NE(res->body.find("qsign_db_pool_connections{state=\"open\"}"), std::string::npos);
+    EXPECT_NE(res->body.find("qsign_insecure_dev 1\n"), std::string::npos) << res->body;
   }
 
   EXPECT_EQ(qsignd.Stop(), 0) << qsignd.log();
@@ -217,11 +180,6 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   while (!pin.empty() && pin.back() == '\n') pin.pop_back();
   EXPECT_EQ(qsignd.log().find(pin), std::string::npos);
   EXPECT_EQ(qsignd.log().find(*sad), std::string::npos);
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary);
-  out << content;
 }
 
 TEST(QsigndTest, ServesConsentWhenConfigured) {
@@ -235,16 +193,18 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   const std::string dir = (*token)->dir();
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services",
-            "gateway " + absl::BytesToHexString(auth::Sha256("gateway-secret")) + "\n");
+            HashLine("gateway", "gateway-secret") + HashLine("lifecycle", "lifecycle-secret"));
 
-  QsigndProcess qsignd({QSIGND_PATH, "--listen=127.0.0.1:0", "--db=" + conninfo->conninfo,
-                        "--pkcs11_module=" + config.module_path,
-                        "--token_label=" + config.token_label, "--pin_file=" + config.pin_file,
-                        "--create_missing_keys", "--consent_pin_pepper_file=" + dir + "/pepper",
-                        "--consent_services_file=" + dir + "/services",
-                        "--device_ca_cert_file=" + dir + "/device-ca.der"},
-                       dir + "/qsignd.log");
-  int port = qsignd.WaitReady();
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo->conninfo, config);
+  server.set_services_file(dir + "/services");
+  server.mutable_signer();
+  server.mutable_identity();
+  server.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
+  server.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
+  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, dir);
+  ASSERT_TRUE(started.ok()) << started.status();
+  testing::QsigndProcess& qsignd = **started;
+  const int port = qsignd.port();
   ASSERT_GT(port, 0);
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
@@ -277,7 +237,14 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
   pb::CredentialInfo cred;
   {
+    // Only lifecycle may create keys once services_file is configured.
     grpc::ClientContext ctx;
+    EXPECT_EQ(signer->CreateKey(&ctx, create, &cred).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service lifecycle.lifecycle-secret");
     ASSERT_TRUE(signer->CreateKey(&ctx, create, &cred).ok());
   }
   pb::SetCertificateRequest set;
@@ -285,6 +252,7 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   set.add_certificate_chain_der(testing::CertificateFor(cred.public_key_spki()));
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service lifecycle.lifecycle-secret");
     pb::CredentialInfo active;
     ASSERT_TRUE(signer->SetCertificate(&ctx, set, &active).ok());
   }
@@ -298,6 +266,154 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   }
   EXPECT_EQ(qsignd.Stop(), 0) << qsignd.log();
   EXPECT_EQ(qsignd.log().find(std::string(32, 'p')), std::string::npos);
+}
+
+TEST(QsigndTest, CheckConfigValidatesWithoutStarting) {
+  auto token = hsm::testing::SoftHsmToken::Create("qsign");
+  ASSERT_TRUE(token.ok()) << token.status();
+  const std::string dir = (*token)->dir();
+  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", (*token)->config(2));
+  c.mutable_signer();
+  testing::WriteConfig(c, dir + "/signer.textproto");
+  // Valid: nothing is started (there is no PostgreSQL at that conninfo).
+  testing::CheckConfigResult ok = testing::CheckConfig(QSIGND_PATH, dir + "/signer.textproto");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("signer.textproto: OK (signer)"));
+  ok = testing::CheckConfig(QSIGN_SIGNER_PATH, dir + "/signer.textproto");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+
+  // Each problem on its own line, naming the field.
+  c.mutable_consent()->set_pin_pepper_file(dir + "/no-pepper");
+  c.mutable_hsm()->set_pin_file(dir + "/no-pin");
+  testing::WriteConfig(c, dir + "/bad.textproto");
+  testing::CheckConfigResult bad = testing::CheckConfig(QSIGND_PATH, dir + "/bad.textproto");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("config: hsm.pin_file: " + dir + "/no-pin: cannot open"));
+  EXPECT_THAT(bad.output,
+              HasSubstr("config: consent.pin_pepper_file: " + dir + "/no-pepper: cannot open"));
+  EXPECT_THAT(bad.output, HasSubstr("config: peers.identity: required"));
+
+  // A per-service binary runs its own section only.
+  c.mutable_hsm()->set_pin_file((*token)->config(2).pin_file);
+  WriteFile(dir + "/pepper", std::string(32, 'p'));
+  c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
+  c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
+  c.mutable_identity();
+  testing::WriteConfig(c, dir + "/three.textproto");
+  EXPECT_EQ(testing::CheckConfig(QSIGND_PATH, dir + "/three.textproto").exit_code, 0);
+  testing::CheckConfigResult one = testing::CheckConfig(QSIGN_SIGNER_PATH, dir + "/three.textproto");
+  EXPECT_EQ(one.exit_code, 1);
+  EXPECT_THAT(one.output, HasSubstr("qsign-signer runs only the signer service, the config has "
+                                    "section(s) signer, consent, identity"));
+
+  // A parse error says where.
+  WriteFile(dir + "/typo.textproto", "insecure_dev: true\nsigner {\n  max_bach: 5\n}\n");
+  testing::CheckConfigResult typo = testing::CheckConfig(QSIGND_PATH, dir + "/typo.textproto");
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_THAT(typo.output, HasSubstr("typo.textproto:3:"));
+  EXPECT_THAT(typo.output, HasSubstr("\"max_bach\""));
+
+  // A start with a bad config logs the problem as JSON and exits 1.
+  auto refused = testing::QsigndProcess::Start(QSIGND_PATH, c, dir, "refused");
+  EXPECT_FALSE(refused.ok());
+  cfg::ServerConfig none = c;
+  none.clear_signer();
+  none.clear_consent();
+  none.clear_identity();
+  auto nothing = testing::QsigndProcess::Start(QSIGND_PATH, none, dir, "nothing");
+  ASSERT_FALSE(nothing.ok());
+  EXPECT_THAT(std::string(nothing.status().message()),
+              HasSubstr("\"msg\":\"config\",\"error\":\"config: no service section"));
+}
+
+// The CSC gateway inside qsignd next to consent and identity, the signer in its own process
+// (qsign-signer) reached at peers.signer, and a lone qsign-gateway reaching both.
+TEST(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
+  auto pg = db::testing::PgServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto conninfo = (*pg)->CreateDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  auto token = hsm::testing::SoftHsmToken::Create("qsign");
+  ASSERT_TRUE(token.ok()) << token.status();
+  const std::string dir = (*token)->dir();
+  WriteFile(dir + "/pepper", std::string(32, 'p'));
+  WriteFile(dir + "/gateway.secret", "gateway-secret\n");
+  WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
+  WriteFile(dir + "/relying-parties",
+            "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) + " Test RP\n");
+
+  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  signer_config.mutable_signer();
+  auto signer = testing::QsigndProcess::Start(QSIGN_SIGNER_PATH, signer_config, dir, "signer");
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  EXPECT_THAT((*signer)->log(), HasSubstr("\"services\":\"qsign.v1.Signer\""));
+
+  cfg::ServerConfig main = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  main.set_services_file(dir + "/services");
+  main.mutable_peers()->set_signer((*signer)->target());
+  main.mutable_identity();
+  main.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
+  main.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
+  main.mutable_gateway()->set_http_listen("127.0.0.1:0");
+  main.mutable_gateway()->set_client_secret_file(dir + "/gateway.secret");
+  main.mutable_gateway()->set_relying_parties_file(dir + "/relying-parties");
+  auto qsignd = testing::QsigndProcess::Start(QSIGND_PATH, main, dir, "qsignd");
+  ASSERT_TRUE(qsignd.ok()) << qsignd.status();
+  EXPECT_THAT((*qsignd)->log(), HasSubstr("\"services\":\"qsign.v1.Consent,qsign.v1.Identity\""));
+
+  // Consent asks the signer in the other process about the credential.
+  auto consent = pb::Consent::NewStub(
+      grpc::CreateChannel((*qsignd)->target(), grpc::InsecureChannelCredentials()));
+  pb::AuthorizeRequest auth;
+  auth.set_credential_id("cred-nowhere");
+  auth.set_hash_algorithm_oid("2.16.840.1.101.3.4.2.1");
+  auth.add_hashes(std::string(32, 'a'));
+  {
+    pb::AuthorizeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service gateway.gateway-secret");
+    grpc::Status s = consent->Authorize(&ctx, auth, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  }
+
+  // The gateway in qsignd answers CSC over HTTP and signs in relying parties.
+  const int gateway_port = (*qsignd)->LoggedPort("CSC gateway listener", "http_port");
+  ASSERT_GT(gateway_port, 0) << (*qsignd)->log();
+  {
+    httplib::Client http("127.0.0.1", gateway_port);
+    auto info = http.Post("/csc/v2/info", "{}", "application/json");
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->status, 200) << info->body;
+    EXPECT_THAT(info->body, HasSubstr("\"qsign\""));
+    auto token_reply = http.Post("/csc/v2/oauth2/token",
+                                 "{\"grant_type\":\"client_credentials\",\"client_id\":\"rp-1\","
+                                 "\"client_secret\":\"rp-secret\"}",
+                                 "application/json");
+    ASSERT_TRUE(token_reply);
+    EXPECT_EQ(token_reply->status, 200) << token_reply->body;
+    EXPECT_THAT(token_reply->body, HasSubstr("access_token"));
+  }
+
+  // qsign-gateway alone: no PostgreSQL, no HSM, signer and consent at their peers.
+  cfg::ServerConfig lone;
+  lone.set_insecure_dev(true);
+  lone.mutable_peers()->set_signer((*signer)->target());
+  lone.mutable_peers()->set_consent((*qsignd)->target());
+  *lone.mutable_gateway() = main.gateway();
+  auto gateway = testing::QsigndProcess::Start(QSIGN_GATEWAY_PATH, lone, dir, "gateway");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  EXPECT_EQ((*gateway)->port(), 0) << "no gRPC listener without a gRPC service";
+  {
+    httplib::Client http("127.0.0.1", (*gateway)->LoggedPort("CSC gateway listener", "http_port"));
+    auto info = http.Post("/csc/v2/info", "{}", "application/json");
+    ASSERT_TRUE(info) << (*gateway)->log();
+    EXPECT_EQ(info->status, 200) << info->body;
+  }
+
+  EXPECT_EQ((*gateway)->Stop(), 0) << (*gateway)->log();
+  EXPECT_EQ((*qsignd)->Stop(), 0) << (*qsignd)->log();
+  EXPECT_EQ((*signer)->Stop(), 0) << (*signer)->log();
+  EXPECT_EQ((*qsignd)->log().find("gateway-secret"), std::string::npos);
 }
 
 }  // namespace

@@ -53,6 +53,7 @@
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/qsignd_process.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -1371,60 +1372,35 @@ TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {
   EXPECT_THAT((*mail)[1].body, HasSubstr(cert.serial_hex()));
 }
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST_F(LifecycleTest, QsignLifecycleBinaryLoadsTheCaAndServesStatus) {
-  const int http_port = FreePort();
-  const int grpc_port = FreePort();
-  std::vector<std::string> args = {
-      QSIGN_LIFECYCLE_PATH,
-      absl::StrCat("--db=", database().conninfo),
-      absl::StrCat("--token_label=", token_->label()),
-      absl::StrCat("--pin_file=", token_->pin_file()),
-      absl::StrCat("--pkcs11_module=", hsm::testing::SoftHsmToken::ModulePath()),
-      absl::StrCat("--listen=127.0.0.1:", grpc_port),
-      absl::StrCat("--http_port=", http_port)};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  // The CA exists (the fixture made it): no create_missing_keys. The peers are never called here.
+  config::v1::ServerConfig config = qsign::testing::LaptopConfig(database().conninfo, token_->config(2));
+  config.set_create_missing_keys(false);
+  config.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
+  config.mutable_peers()->set_signer("127.0.0.1:1");
+  config.mutable_peers()->set_identity("127.0.0.1:1");
+  config.mutable_peers()->set_consent("127.0.0.1:1");
+  auto process =
+      qsign::testing::QsigndProcess::Start(QSIGN_LIFECYCLE_PATH, config, token_->dir(), "lifecycle");
+  ASSERT_TRUE(process.ok()) << process.status();
+  const int http_port = (*process)->LoggedPort("OCSP/CRL listener", "http_port");
+  ASSERT_GT(http_port, 0) << (*process)->log();
   httplib::Client client("127.0.0.1", http_port);
   auto crl = client.Get("/crl/qualified.crl");
-  for (int i = 0; i < 100 && !crl; ++i) {
-    usleep(100'000);
-    crl = client.Get("/crl/qualified.crl");
-  }
-  ASSERT_TRUE(crl) << "qsign-lifecycle did not start";
+  ASSERT_TRUE(crl) << (*process)->log();
   EXPECT_EQ(crl->status, 200);
   EXPECT_EQ(crl->get_header_value("Content-Type"), "application/pkix-crl");
   auto root = client.Get("/ca/root.crt");
   ASSERT_TRUE(root);
   EXPECT_EQ(root->body, cas_->root().cert_der());
   // GetContract needs no credential and no other service.
-  auto stub = pb::Lifecycle::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port),
-                                                         grpc::InsecureChannelCredentials()));
+  auto stub = pb::Lifecycle::NewStub(
+      grpc::CreateChannel((*process)->target(), grpc::InsecureChannelCredentials()));
   pb::Contract contract;
   EXPECT_TRUE(stub->GetContract(As("").get(), pb::GetContractRequest(), &contract).ok());
   EXPECT_EQ(contract.version(), ContractRegistry::BuiltIn().current().version);
-  kill(pid, SIGTERM);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const int status = (*process)->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << (*process)->log();
 }
 
 }  // namespace
