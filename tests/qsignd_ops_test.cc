@@ -1,0 +1,479 @@
+// Operations of the real qsignd binary, with a real PostgreSQL and a real SoftHSM2 token:
+//  - grpc.health.v1 follows a PostgreSQL outage (NOT_SERVING while it is down, SERVING when it
+//    is back) and the service signs again afterwards;
+//  - SIGTERM under load: every SignHash that returned OK is in the signer's SAD journal and its
+//    signature verifies; later calls fail with UNAVAILABLE; qsignd exits 0 within its grace.
+#include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/db/pg.h"
+#include "common/db/testing/pg_server.h"
+#include "common/testing/crypto_testing.h"
+#include "consent/sad.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
+#include "qsign/v1/signer.grpc.pb.h"
+
+extern char** environ;
+
+namespace qsign {
+namespace {
+
+namespace pb = ::qsign::v1;
+using HealthStatus = ::grpc::health::v1::HealthCheckResponse::ServingStatus;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ---- Launching qsignd: the one place that knows its command line. ----
+
+struct QsigndSetup {
+  std::string conninfo;        // The qsign database.
+  hsm::Pkcs11Config hsm;       // Token with (or, first start, without) the SAD key.
+  std::string log_path;        // qsignd's stderr.
+  int grace_seconds = 10;      // For in-flight calls on SIGTERM.
+};
+
+// A running qsignd; SIGKILLed by the destructor if still running.
+class Qsignd {
+ public:
+  // Starts qsignd and waits for its "ready" log line.
+  static absl::StatusOr<std::unique_ptr<Qsignd>> Start(const QsigndSetup& setup) {
+    const std::vector<std::string> args = {
+        QSIGND_PATH,
+        "--listen=127.0.0.1:0",
+        "--db=" + setup.conninfo,
+        "--pkcs11_module=" + setup.hsm.module_path,
+        "--token_label=" + setup.hsm.token_label,
+        "--pin_file=" + setup.hsm.pin_file,
+        "--create_missing_keys",
+        absl::StrCat("--grace_seconds=", setup.grace_seconds),
+    };
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, setup.log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&actions, 2, 1);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) return absl::InternalError(absl::StrCat("cannot run qsignd: ", rc));
+    std::unique_ptr<Qsignd> q(new Qsignd(pid, setup.log_path));
+    if (absl::Status s = q->WaitReady(); !s.ok()) return s;
+    return q;
+  }
+
+  ~Qsignd() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  std::string log() const { return ReadFile(log_path_); }
+  void Terminate() { kill(pid_, SIGTERM); }
+  // The wait status once qsignd has exited, or nullopt if it is still running after `timeout`.
+  std::optional<int> WaitExit(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (absl::Now() > deadline) return std::nullopt;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+ private:
+  Qsignd(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
+
+  absl::Status WaitReady() {
+    const std::regex port_re("\"msg\":\"listening\".*\"port\":\"([0-9]+)\"");
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    for (;;) {
+      const std::string text = log();
+      std::smatch m;
+      if (text.find("\"msg\":\"ready\"") != std::string::npos &&
+          std::regex_search(text, m, port_re)) {
+        port_ = std::stoi(m[1]);
+        return absl::OkStatus();
+      }
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return absl::InternalError("qsignd exited during start-up:\n" + text);
+      }
+      if (absl::Now() > deadline) return absl::DeadlineExceededError("qsignd not ready:\n" + text);
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  pid_t pid_;
+  const std::string log_path_;
+  int port_ = 0;
+};
+
+// ---- The test's side: PostgreSQL, token, qsignd, an active credential, SADs. ----
+
+constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
+constexpr char kEcdsaSha256Oid[] = "1.2.840.10045.4.3.2";
+constexpr char kCredential[] = "cred-ops";
+constexpr char kAccount[] = "alice";
+
+std::string RandomHash() {
+  std::string h(32, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(h.data()), static_cast<int>(h.size())) != 1) {
+    std::abort();
+  }
+  return h;
+}
+
+// One SignHash request with its own SAD, and what the test expects to find afterwards.
+struct Signing {
+  pb::SignHashRequest request;
+  std::string sad_id;
+  std::string hash;
+};
+
+class QsigndOpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pg = db::testing::PgServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = *std::move(pg);
+    auto database = pg_->CreateDatabase();
+    ASSERT_TRUE(database.ok()) << database.status();
+    conninfo_ = database->conninfo;
+    auto token = hsm::testing::SoftHsmToken::Create("qsign");
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+  }
+
+  void StartQsignd(int grace_seconds = 10) {
+    auto q = Qsignd::Start({.conninfo = conninfo_,
+                            .hsm = token_->config(4),
+                            .log_path = token_->dir() + "/qsignd.log",
+                            .grace_seconds = grace_seconds});
+    ASSERT_TRUE(q.ok()) << q.status();
+    qsignd_ = *std::move(q);
+    channel_ = grpc::CreateChannel(qsignd_->target(), grpc::InsecureChannelCredentials());
+    signer_ = pb::Signer::NewStub(channel_);
+  }
+
+  // Creates and certifies the credential, and opens the token to mint SADs with the key qsignd
+  // made (the consent service's part, played by the test).
+  void PrepareCredential() {
+    pb::CreateKeyRequest create;
+    create.set_credential_id(kCredential);
+    create.set_account_id(kAccount);
+    create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+    pb::CredentialInfo cred;
+    {
+      grpc::ClientContext ctx;
+      grpc::Status s = signer_->CreateKey(&ctx, create, &cred);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+    }
+    spki_ = cred.public_key_spki();
+    pb::SetCertificateRequest set;
+    set.set_credential_id(kCredential);
+    set.add_certificate_chain_der(testing::CertificateFor(spki_));
+    {
+      grpc::ClientContext ctx;
+      pb::CredentialInfo active;
+      grpc::Status s = signer_->SetCertificate(&ctx, set, &active);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      ASSERT_EQ(active.status(), pb::CREDENTIAL_STATUS_ACTIVE);
+    }
+    auto hsm = hsm::NewPkcs11Hsm(token_->config(2));
+    ASSERT_TRUE(hsm.ok()) << hsm.status();
+    hsm_ = *std::move(hsm);
+    auto minter = consent::SadMinter::New(hsm_.get(), "qsign-sad-1");
+    ASSERT_TRUE(minter.ok()) << minter.status();
+    minter_ = *std::move(minter);
+    auto verifier = consent::SadVerifier::New({{"qsign-sad-1", minter_->public_key_spki()}});
+    ASSERT_TRUE(verifier.ok()) << verifier.status();
+    verifier_ = *std::move(verifier);
+  }
+
+  // A SignHash request for a fresh hash with a fresh SAD.
+  absl::StatusOr<Signing> NewSigning() {
+    Signing s;
+    s.hash = RandomHash();
+    consent::SadGrant grant{.account_id = kAccount,
+                            .credential_id = kCredential,
+                            .hash_algorithm_oid = kSha256Oid,
+                            .hashes = {s.hash}};
+    auto sad = minter_->Mint(grant, absl::Now(), absl::Minutes(10));
+    if (!sad.ok()) return sad.status();
+    auto decoded = verifier_->Verify(*sad, absl::Now());
+    if (!decoded.ok()) return decoded.status();
+    s.sad_id = decoded->sad_id;
+    s.request.set_credential_id(kCredential);
+    s.request.set_hash_algorithm_oid(kSha256Oid);
+    s.request.set_sign_algorithm_oid(kEcdsaSha256Oid);
+    s.request.add_hashes(s.hash);
+    s.request.set_sad(*sad);
+    return s;
+  }
+
+  grpc::Status SignHash(const Signing& s, pb::SignHashResponse* resp) {
+    grpc::ClientContext ctx;
+    // A hang shows up as DEADLINE_EXCEEDED rather than as a stuck test.
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+    return signer_->SignHash(&ctx, s.request, resp);
+  }
+
+  // Check("") on a fresh channel each time, as a load balancer's probe would; UNKNOWN when the
+  // call itself fails.
+  HealthStatus Health() {
+    auto stub = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(qsignd_->target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    if (!stub->Check(&ctx, req, &resp).ok()) return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    return resp.status();
+  }
+
+  // Polls until Health() == want; false after `timeout`.
+  bool AwaitHealth(HealthStatus want, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (Health() != want) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return true;
+  }
+
+  // Declared so that qsignd and the test's HSM go before the token and the database.
+  std::unique_ptr<db::testing::PgServer> pg_;
+  std::string conninfo_;
+  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
+  std::unique_ptr<Qsignd> qsignd_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Signer::Stub> signer_;
+  std::string spki_;
+  std::unique_ptr<hsm::Hsm> hsm_;
+  std::unique_ptr<consent::SadMinter> minter_;
+  std::unique_ptr<consent::SadVerifier> verifier_;
+};
+
+bool Verifies(const std::string& spki, const std::string& hash, const pb::SignHashResponse& r) {
+  return r.signatures_size() == 1 &&
+         testing::VerifyDigestSignature(spki, hash, r.signatures(0), EVP_sha256());
+}
+
+TEST_F(QsigndOpsTest, HealthFollowsPostgresOutageAndSigningResumes) {
+  ASSERT_NO_FATAL_FAILURE(StartQsignd());
+  ASSERT_NO_FATAL_FAILURE(PrepareCredential());
+  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  ASSERT_TRUE(pg_->Stop().ok());
+  // The prober runs every 2 s.
+  ASSERT_TRUE(AwaitHealth(grpc::health::v1::HealthCheckResponse::NOT_SERVING, absl::Seconds(15)))
+      << qsignd_->log();
+  // A relying party calling now is told to come back, and its SAD is not used up.
+  auto during = NewSigning();
+  ASSERT_TRUE(during.ok()) << during.status();
+  {
+    pb::SignHashResponse resp;
+    grpc::Status s = SignHash(*during, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  }
+
+  ASSERT_TRUE(pg_->Restart().ok());
+  ASSERT_TRUE(AwaitHealth(grpc::health::v1::HealthCheckResponse::SERVING, absl::Seconds(15)))
+      << qsignd_->log();
+  // The pool's connections died with the server; the next calls get fresh ones.
+  for (int i = 0; i < 3; ++i) {
+    auto fresh = NewSigning();
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    pb::SignHashResponse resp;
+    grpc::Status s = SignHash(*fresh, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_code() << " " << s.error_message() << "\n" << qsignd_->log();
+    EXPECT_TRUE(Verifies(spki_, fresh->hash, resp));
+  }
+  {
+    pb::SignHashResponse resp;
+    grpc::Status s = SignHash(*during, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(Verifies(spki_, during->hash, resp));
+  }
+
+  const std::string log = qsignd_->log();
+  EXPECT_NE(log.find("dependency failing"), std::string::npos) << log;
+  EXPECT_NE(log.find("dependency recovered"), std::string::npos) << log;
+  qsignd_->Terminate();
+  std::optional<int> status = qsignd_->WaitExit(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "qsignd did not stop:\n" << qsignd_->log();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status << "\n" << log;
+}
+
+TEST_F(QsigndOpsTest, SigtermUnderLoadLosesNoAcknowledgedSignature) {
+  constexpr int kGraceSeconds = 10;
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;  // Far more than get through before the SIGTERM takes hold.
+  constexpr int kOkBeforeSigterm = 80;
+  ASSERT_NO_FATAL_FAILURE(StartQsignd(kGraceSeconds));
+  ASSERT_NO_FATAL_FAILURE(PrepareCredential());
+
+  std::vector<std::vector<Signing>> work(kThreads);
+  for (auto& mine : work) {
+    for (int i = 0; i < kPerThread; ++i) {
+      auto s = NewSigning();
+      ASSERT_TRUE(s.ok()) << s.status();
+      mine.push_back(*std::move(s));
+    }
+  }
+
+  struct Outcome {
+    std::vector<std::pair<const Signing*, pb::SignHashResponse>> acknowledged;
+    // The first failure (a call that may have been in flight at the SIGTERM), then a call made
+    // after it (qsignd no longer accepting).
+    std::vector<std::pair<const Signing*, grpc::Status>> refused;
+    bool ran_out = false;
+  };
+  std::vector<Outcome> outcomes(kThreads);
+  std::atomic<int> ok_calls{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kThreads; ++t) {
+    clients.emplace_back([&, t] {
+      Outcome& out = outcomes[t];
+      for (const Signing& s : work[t]) {
+        pb::SignHashResponse resp;
+        grpc::Status status = SignHash(s, &resp);
+        if (status.ok()) {
+          out.acknowledged.emplace_back(&s, std::move(resp));
+          ++ok_calls;
+          continue;
+        }
+        out.refused.emplace_back(&s, status);
+        if (out.refused.size() == 2) return;
+      }
+      out.ran_out = out.refused.size() < 2;
+    });
+  }
+  // Mid-load: once the clients have had some calls answered.
+  const absl::Time load_deadline = absl::Now() + absl::Seconds(30);
+  while (ok_calls.load() < kOkBeforeSigterm && absl::Now() < load_deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const int ok_at_sigterm = ok_calls.load();
+  const absl::Time sigterm_at = absl::Now();
+  qsignd_->Terminate();
+  std::optional<int> status = qsignd_->WaitExit(absl::Seconds(kGraceSeconds));
+  const absl::Duration stop_time = absl::Now() - sigterm_at;
+  for (std::thread& c : clients) c.join();
+
+  ASSERT_GE(ok_at_sigterm, kOkBeforeSigterm) << "load never got going:\n" << qsignd_->log();
+  const std::string log = qsignd_->log();
+  ASSERT_TRUE(status.has_value()) << "qsignd still running " << kGraceSeconds
+                                  << " s after SIGTERM:\n" << log;
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status
+                                                                << "\n" << log;
+  EXPECT_NE(log.find("\"msg\":\"stopping: finishing in-flight calls\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"msg\":\"stopped\""), std::string::npos) << log;
+
+  // While qsignd shuts down, relying parties are told to go elsewhere: UNAVAILABLE, no hang.
+  // Except that gRPC itself CANCELs a call that reached the server during its shutdown but no
+  // handler yet (grpc/grpc#41785, in gRPC 1.51's sync server); such a call never ran, so its SAD
+  // is still unused (checked below).
+  int acknowledged = 0, cancelled_by_grpc = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    const Outcome& out = outcomes[t];
+    EXPECT_FALSE(out.ran_out) << "client " << t << " never saw the shutdown";
+    for (size_t i = 0; i < out.refused.size(); ++i) {
+      const grpc::Status& s = out.refused[i].second;
+      if (s.error_code() == grpc::StatusCode::CANCELLED) {
+        ++cancelled_by_grpc;
+        continue;
+      }
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+          << "client " << t << " call " << i << ": " << s.error_code() << " " << s.error_message();
+    }
+    acknowledged += static_cast<int>(out.acknowledged.size());
+  }
+  {
+    // Once it has stopped: UNAVAILABLE, at once.
+    auto extra = NewSigning();
+    ASSERT_TRUE(extra.ok());
+    pb::SignHashResponse resp;
+    const absl::Time start = absl::Now();
+    EXPECT_EQ(SignHash(*extra, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  }
+
+  // Every acknowledged signature is real and its SAD use is in the journal, also after a
+  // database restart.
+  ASSERT_TRUE(pg_->Stop().ok());
+  ASSERT_TRUE(pg_->Restart().ok());
+  auto conn = db::Connection::Open(conninfo_);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  auto rows = (*conn)->Exec("SELECT sad_id FROM signer.sad_uses WHERE credential_id = $1",
+                            {db::Param::Text(kCredential)});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  absl::flat_hash_set<std::string> journal;
+  for (int r = 0; r < rows->rows(); ++r) journal.insert(rows->GetBytes(r, 0).value());
+  int missing = 0, bad_signatures = 0;
+  for (const Outcome& out : outcomes) {
+    for (const auto& [signing, resp] : out.acknowledged) {
+      if (!journal.contains(signing->sad_id)) ++missing;
+      if (!Verifies(spki_, signing->hash, resp)) ++bad_signatures;
+    }
+  }
+  EXPECT_EQ(missing, 0) << "acknowledged signatures whose SAD use is not in the journal";
+  EXPECT_EQ(bad_signatures, 0);
+  // A refused call did not use its SAD up: the relying party may send it again elsewhere.
+  int spent_without_answer = 0;
+  for (const Outcome& out : outcomes) {
+    for (const auto& [signing, status] : out.refused) {
+      if (journal.contains(signing->sad_id)) ++spent_without_answer;
+    }
+  }
+  EXPECT_EQ(spent_without_answer, 0);
+  EXPECT_EQ(static_cast<int>(journal.size()), acknowledged);
+  std::cout << "[ stats    ] " << acknowledged << " acknowledged (" << ok_at_sigterm
+            << " before SIGTERM), " << journal.size() << " in the journal, "
+            << cancelled_by_grpc << " calls CANCELLED by gRPC's shutdown, qsignd stopped in "
+            << absl::FormatDuration(stop_time) << "\n";
+}
+
+}  // namespace
+}  // namespace qsign
