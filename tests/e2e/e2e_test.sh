@@ -48,15 +48,30 @@ printf 'ra-e2e %s\n' "$(printf operator-e2e-secret | sha256sum | cut -d' ' -f1)"
 
 PORT=$(free_port)
 HTTP_PORT=$(free_port)
-"$QSIGND" --listen="127.0.0.1:$PORT" --db="host=$T/pg/sock dbname=qsign user=postgres" \
-  --pkcs11_module="$MODULE" --token_label=qsign --pin_file="$T/secrets/hsm-user.pin" \
-  --consent_pin_pepper_file="$T/secrets/pin-pepper" --consent_pin_argon2_m_kib=256 \
-  --device_ca_cert_file="$T/secrets/device-ca.der" \
-  --operators_file="$T/secrets/operators" --services_file="$T/secrets/services" \
-  --consent_client_secret_file="$T/secrets/consent.secret" \
-  --identity_client_secret_file="$T/secrets/identity.secret" \
-  --lifecycle_client_secret_file="$T/secrets/lifecycle.secret" \
-  --http_listen="127.0.0.1:$HTTP_PORT" --create_missing_keys 2>"$T/qsignd.log" &
+# qsignd's one config file: every service in this process, plaintext on loopback.
+cat >"$T/qsignd.textproto" <<CONFIG
+listen: "127.0.0.1:$PORT"
+insecure_dev: true
+create_missing_keys: true
+operators_file: "$T/secrets/operators"
+services_file: "$T/secrets/services"
+database { conninfo: "host=$T/pg/sock dbname=qsign user=postgres" }
+hsm { module: "$MODULE" token_label: "qsign" pin_file: "$T/secrets/hsm-user.pin" }
+signer {}
+consent {
+  pin_pepper_file: "$T/secrets/pin-pepper"
+  pin_argon2_m_kib: 256
+  client_secret_file: "$T/secrets/consent.secret"
+}
+identity { client_secret_file: "$T/secrets/identity.secret" }
+lifecycle {
+  http_listen: "127.0.0.1:$HTTP_PORT"
+  client_secret_file: "$T/secrets/lifecycle.secret"
+}
+CONFIG
+"$QSIGND" --config="$T/qsignd.textproto" --check_config >/dev/null \
+  || { echo "e2e: the config does not validate"; exit 1; }
+"$QSIGND" --config="$T/qsignd.textproto" 2>"$T/qsignd.log" &
 QSIGND_PID=$!
 for _ in $(seq 1 300); do
   grep -q '"msg":"ready"' "$T/qsignd.log" 2>/dev/null && break
