@@ -6,20 +6,15 @@
 #include <grpcpp/grpcpp.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,9 +33,9 @@
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
+#include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
-
-extern char** environ;
+#include "tests/testing/qsignd_process.h"
 
 namespace qsign {
 namespace {
@@ -48,105 +43,38 @@ namespace {
 namespace pb = ::qsign::v1;
 using HealthStatus = ::grpc::health::v1::HealthCheckResponse::ServingStatus;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// ---- Launching qsignd: the one place that knows its command line. ----
+// ---- Launching qsignd (tests/testing/qsignd_process knows its command line). ----
 
 struct QsigndSetup {
-  std::string conninfo;        // The qsign database.
-  hsm::Pkcs11Config hsm;       // Token with (or, first start, without) the SAD key.
-  std::string log_path;        // qsignd's stderr.
-  int grace_seconds = 10;      // For in-flight calls on SIGTERM.
+  std::string conninfo;    // The qsign database.
+  hsm::Pkcs11Config hsm;   // Token with (or, first start, without) the SAD key.
+  std::string dir;         // Config file and log.
+  int grace_seconds = 10;  // For in-flight calls on SIGTERM.
 };
 
-// A running qsignd; SIGKILLed by the destructor if still running.
+// A running qsignd serving the signer; SIGKILLed by the destructor if still running.
 class Qsignd {
  public:
   // Starts qsignd and waits for its "ready" log line.
   static absl::StatusOr<std::unique_ptr<Qsignd>> Start(const QsigndSetup& setup) {
-    const std::vector<std::string> args = {
-        QSIGND_PATH,
-        "--listen=127.0.0.1:0",
-        "--db=" + setup.conninfo,
-        "--pkcs11_module=" + setup.hsm.module_path,
-        "--token_label=" + setup.hsm.token_label,
-        "--pin_file=" + setup.hsm.pin_file,
-        "--create_missing_keys",
-        absl::StrCat("--grace_seconds=", setup.grace_seconds),
-    };
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, setup.log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&actions, 2, 1);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return absl::InternalError(absl::StrCat("cannot run qsignd: ", rc));
-    std::unique_ptr<Qsignd> q(new Qsignd(pid, setup.log_path));
-    if (absl::Status s = q->WaitReady(); !s.ok()) return s;
-    return q;
+    config::v1::ServerConfig config = testing::LaptopConfig(setup.conninfo, setup.hsm);
+    config.mutable_signer();
+    config.mutable_observability()->set_grace_seconds(setup.grace_seconds);
+    auto process = testing::QsigndProcess::Start(QSIGND_PATH, config, setup.dir);
+    if (!process.ok()) return process.status();
+    return std::unique_ptr<Qsignd>(new Qsignd(*std::move(process)));
   }
 
-  ~Qsignd() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
-  std::string log() const { return ReadFile(log_path_); }
-  void Terminate() { kill(pid_, SIGTERM); }
+  std::string target() const { return process_->target(); }
+  std::string log() const { return process_->log(); }
+  void Terminate() { process_->Terminate(); }
   // The wait status once qsignd has exited, or nullopt if it is still running after `timeout`.
-  std::optional<int> WaitExit(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (absl::Now() > deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-  }
+  std::optional<int> WaitExit(absl::Duration timeout) { return process_->WaitExit(timeout); }
 
  private:
-  Qsignd(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
-
-  absl::Status WaitReady() {
-    const std::regex port_re("\"msg\":\"listening\".*\"port\":\"([0-9]+)\"");
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    for (;;) {
-      const std::string text = log();
-      std::smatch m;
-      if (text.find("\"msg\":\"ready\"") != std::string::npos &&
-          std::regex_search(text, m, port_re)) {
-        port_ = std::stoi(m[1]);
-        return absl::OkStatus();
-      }
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return absl::InternalError("qsignd exited during start-up:\n" + text);
-      }
-      if (absl::Now() > deadline) return absl::DeadlineExceededError("qsignd not ready:\n" + text);
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  }
-
-  pid_t pid_;
-  const std::string log_path_;
-  int port_ = 0;
+  explicit Qsignd(std::unique_ptr<testing::QsigndProcess> process)
+      : process_(std::move(process)) {}
+  std::unique_ptr<testing::QsigndProcess> process_;
 };
 
 // ---- The test's side: PostgreSQL, token, qsignd, an active credential, SADs. ----
@@ -188,7 +116,7 @@ class QsigndOpsTest : public ::testing::Test {
   void StartQsignd(int grace_seconds = 10) {
     auto q = Qsignd::Start({.conninfo = conninfo_,
                             .hsm = token_->config(4),
-                            .log_path = token_->dir() + "/qsignd.log",
+                            .dir = token_->dir(),
                             .grace_seconds = grace_seconds});
     ASSERT_TRUE(q.ok()) << q.status();
     qsignd_ = *std::move(q);
