@@ -178,6 +178,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
       &hsm->pin_, config.session_pool_size, config.token_label);
   if (!pool.ok()) return pool.status();
   hsm->pool_ = std::move(*pool);
+  SignMetrics::Get();  // Every series at zero from the start, not from the first signature.
   return hsm;
 }
 

@@ -909,6 +909,11 @@ TEST_F(GatewayTest, RequestIdsAreEchoedAndForwardedToTheServices) {
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
   EXPECT_EQ(missing->get_header_value("X-Request-Id"), "rp-404");
+  auto too_big = client.Post("/csc/v2/credentials/list", {{"X-Request-Id", "rp-413"}},
+                             std::string(70 * 1024, 'a'), "application/json");
+  ASSERT_TRUE(too_big);
+  EXPECT_EQ(too_big->status, 413);
+  EXPECT_EQ(too_big->get_header_value("X-Request-Id"), "rp-413");
 }
 
 // ---- The same journey driven by curl and checked by openssl, as a relying party would. ----

@@ -28,6 +28,7 @@
 #include "common/db/audit.h"
 #include "common/db/testing/pg_test.h"
 #include "common/grpc_server.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
@@ -908,6 +909,44 @@ TEST_F(LifecycleTest, RenewWindowOpensThirtyDaysBeforeExpiryToTheSecond) {
   s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("already renewed"));
+}
+
+// The value of one series in the process's /metrics text; 0 when absent.
+double MetricValue(const std::string& series) {
+  const std::string text = metrics::Registry::Global().Render();
+  const std::string prefix = "\n" + series + " ";
+  size_t at = text.find(prefix);
+  if (at == std::string::npos) return 0;
+  at += prefix.size();
+  return std::stod(text.substr(at, text.find('\n', at) - at));
+}
+
+TEST_F(LifecycleTest, MetricsCountIssuedRenewedAndRevokedCertificates) {
+  const std::string issued =
+      "qsign_lifecycle_certificates_issued_total{ca=\"qualified\",key_type=\"EC_P256\"}";
+  const std::string renewed =
+      "qsign_lifecycle_certificates_renewed_total{ca=\"qualified\",key_type=\"EC_P256\"}";
+  const std::string revoked =
+      "qsign_lifecycle_certificates_revoked_total{ca=\"qualified\",reason=\"keyCompromise\"}";
+  const double issued_before = MetricValue(issued);
+  const double renewed_before = MetricValue(renewed);
+  const double revoked_before = MetricValue(revoked);
+
+  pb::Certificate old = IssueFor("alice");
+  clock_.Set(absl::FromUnixSeconds(old.not_after().seconds()) - absl::Hours(24));
+  pb::RenewRequest req;
+  req.set_certificate_id(old.certificate_id());
+  req.set_client_request_id("renew-metrics");
+  pb::Certificate fresh;
+  ASSERT_TRUE(stub_->Renew(As(Bearer("alice")).get(), req, &fresh).ok());
+  pb::Certificate gone;
+  grpc::Status s =
+      Revoke(Bearer("alice"), old.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &gone);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  EXPECT_EQ(MetricValue(issued) - issued_before, 1);
+  EXPECT_EQ(MetricValue(renewed) - renewed_before, 1);
+  EXPECT_EQ(MetricValue(revoked) - revoked_before, 1);
 }
 
 TEST_F(LifecycleTest, RenewClosesAtExpiryToTheSecond) {
