@@ -11,6 +11,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -414,6 +416,139 @@ TEST(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
   EXPECT_EQ((*qsignd)->Stop(), 0) << (*qsignd)->log();
   EXPECT_EQ((*signer)->Stop(), 0) << (*signer)->log();
   EXPECT_EQ((*qsignd)->log().find("gateway-secret"), std::string::npos);
+}
+
+// Production transport: mutual TLS with allow-lists on the main listener (the process's own
+// calls to itself too), a plaintext listener for health probes only, /metrics over HTTPS.
+TEST(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
+  auto pg = db::testing::PgServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto conninfo = (*pg)->CreateDatabase();
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  auto token = hsm::testing::SoftHsmToken::Create("qsign");
+  ASSERT_TRUE(token.ok()) << token.status();
+  const std::string dir = (*token)->dir();
+  const std::string certs = dir + "/certs";
+  ASSERT_EQ(std::system((std::string(QSIGN_GEN_CERTS) + " " + certs +
+                         " qsignd gateway rogue >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  WriteFile(dir + "/pepper", std::string(32, 'p'));
+  WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
+
+  cfg::ServerConfig c = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  c.set_insecure_dev(false);
+  c.mutable_tls()->set_cert_file(certs + "/qsignd.crt");
+  c.mutable_tls()->set_key_file(certs + "/qsignd.key");
+  c.mutable_tls()->set_client_ca_file(certs + "/ca.crt");
+  auto allow = [&](const std::string& group, std::vector<std::string> clients) {
+    cfg::Allow* a = c.add_allow();
+    a->set_group(group);
+    for (const std::string& client : clients) a->add_clients(client);
+  };
+  allow("signer.read", {"qsignd"});  // consent asks the signer here, on the same listener.
+  allow("consent.authorize", {"gateway"});
+  allow("identity.session", {"qsignd"});
+  c.set_services_file(dir + "/services");
+  c.mutable_signer();
+  c.mutable_identity();
+  c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
+  c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
+  c.mutable_observability()->set_health_listen("127.0.0.1:0");
+  c.mutable_observability()->set_metrics_listen("127.0.0.1:0");
+  testing::WriteConfig(c, dir + "/tls.textproto");
+  testing::CheckConfigResult check = testing::CheckConfig(QSIGND_PATH, dir + "/tls.textproto");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  auto qsignd = testing::QsigndProcess::Start(QSIGND_PATH, c, dir);
+  ASSERT_TRUE(qsignd.ok()) << qsignd.status();
+  EXPECT_EQ((*qsignd)->log().find("insecure_dev"), std::string::npos);
+
+  auto tls_channel = [&](const std::string& name) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ReadFile(certs + "/ca.crt");
+    o.pem_cert_chain = ReadFile(certs + "/" + name + ".crt");
+    o.pem_private_key = ReadFile(certs + "/" + name + ".key");
+    return grpc::CreateChannel(absl::StrCat("localhost:", (*qsignd)->port()),
+                               grpc::SslCredentials(o));
+  };
+  pb::AuthorizeRequest auth;
+  auth.set_credential_id("cred-nowhere");
+  auth.set_hash_algorithm_oid("2.16.840.1.101.3.4.2.1");
+  auth.add_hashes(std::string(32, 'a'));
+  {
+    // The gateway may authorize; consent's own call to the signer (TLS, to itself) gets through.
+    auto consent = pb::Consent::NewStub(tls_channel("gateway"));
+    pb::AuthorizeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service gateway.gateway-secret");
+    grpc::Status s = consent->Authorize(&ctx, auth, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message() << (*qsignd)->log();
+  }
+  {
+    // The gateway's certificate does not open signer.admin.
+    auto signer = pb::Signer::NewStub(tls_channel("gateway"));
+    pb::CreateKeyRequest create;
+    create.set_credential_id("cred-1");
+    create.set_account_id("alice");
+    create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+    pb::CredentialInfo cred;
+    grpc::ClientContext ctx;
+    grpc::Status s = signer->CreateKey(&ctx, create, &cred);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("signer.admin"));
+  }
+  {
+    // No client certificate, no call.
+    auto plain = pb::Signer::NewStub(
+        grpc::CreateChannel((*qsignd)->target(), grpc::InsecureChannelCredentials()));
+    pb::ListCredentialsRequest req;
+    pb::ListCredentialsResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    EXPECT_EQ(plain->ListCredentials(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  {
+    // Kubernetes probes: plaintext, health only.
+    const int health_port = (*qsignd)->LoggedPort("listening");
+    std::smatch m;
+    const std::string log = (*qsignd)->log();
+    std::regex listening("\"msg\":\"listening\".*\"port\":\"([0-9]+)\"");
+    std::vector<int> ports;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), listening);
+         it != std::sregex_iterator(); ++it) {
+      ports.push_back(std::stoi((*it)[1]));
+    }
+    ASSERT_EQ(ports.size(), 2u) << log;
+    EXPECT_EQ(ports[0], health_port);
+    EXPECT_EQ(ports[0], (*qsignd)->port());
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", ports[1]),
+                                       grpc::InsecureChannelCredentials());
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    auto signer = pb::Signer::NewStub(channel);
+    pb::ListCredentialsRequest list;
+    pb::ListCredentialsResponse listed;
+    grpc::ClientContext ctx2;
+    EXPECT_EQ(signer->ListCredentials(&ctx2, list, &listed).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    // /metrics over HTTPS, for a scraper with a client certificate from the CA.
+    httplib::SSLClient metrics("127.0.0.1", (*qsignd)->LoggedPort("serving /metrics"),
+                               certs + "/gateway.crt", certs + "/gateway.key");
+    metrics.set_ca_cert_path((certs + "/ca.crt").c_str());
+    metrics.enable_server_certificate_verification(true);
+    auto res = metrics.Get("/metrics");
+    ASSERT_TRUE(res) << httplib::to_string(res.error());
+    EXPECT_EQ(res->status, 200);
+    EXPECT_THAT(res->body, HasSubstr("qsign_insecure_dev 0\n"));
+  }
+  EXPECT_EQ((*qsignd)->Stop(), 0) << (*qsignd)->log();
 }
 
 }  // namespace

@@ -35,7 +35,21 @@ std::string MethodOf(const std::string& path) {
 absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
     const GatewayHttpOptions& options, const Gateway* gateway) {
   auto out = std::unique_ptr<GatewayHttpServer>(new GatewayHttpServer());
-  out->server_ = std::make_unique<httplib::Server>();
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return absl::InvalidArgumentError("HTTPS: certificate and key go together");
+  }
+  if (options.cert_file.empty()) {
+    out->server_ = std::make_unique<httplib::Server>();
+  } else {
+    auto https = std::make_unique<httplib::SSLServer>(options.cert_file.c_str(),
+                                                      options.key_file.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTPS: cannot use certificate ", options.cert_file, " with key ", options.key_file));
+    }
+    out->server_ = std::move(https);
+    out->scheme_ = "https";
+  }
   out->host_ = options.host;
   httplib::Server& svr = *out->server_;
   const int threads = options.threads;
@@ -63,8 +77,8 @@ absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
     }
   });
 
-  svr.Post(R"(/csc/v2/(.+))", [gateway, public_url](const httplib::Request& req,
-                                                    httplib::Response& res) {
+  svr.Post(R"(/csc/v2/(.+))", [gateway, public_url, scheme = out->scheme_](
+                                  const httplib::Request& req, httplib::Response& res) {
     const std::string authorization = req.get_header_value("Authorization");
     const std::string content_type = req.get_header_value("Content-Type");
     if (req.get_header_value_count("Authorization") > 1) {
@@ -79,7 +93,7 @@ absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
                        .body = req.body,
                        .remote_address = req.remote_addr,
                        .base_url = public_url.empty()
-                                       ? absl::StrCat("http://", req.get_header_value("Host"))
+                                       ? absl::StrCat(scheme, "://", req.get_header_value("Host"))
                                        : public_url};
     Write(gateway->Handle(req.matches[1].str(), request), res);
   });
@@ -171,7 +185,7 @@ GatewayHttpServer::~GatewayHttpServer() {
 }
 
 std::string GatewayHttpServer::base_url() const {
-  return absl::StrCat("http://", host_, ":", port_);
+  return absl::StrCat(scheme_, "://", host_, ":", port_);
 }
 
 }  // namespace qsign::gateway

@@ -32,6 +32,10 @@ struct GatewayHttpOptions {
   // "https://csc.example.rs" as clients reach the gateway (info.oauth2); empty: taken from the
   // request's Host header.
   std::string public_url;
+  // HTTPS with this PEM certificate chain and key (config gateway.http_cert_file/_key_file);
+  // both empty: plain HTTP (insecure_dev, or TLS terminated in front).
+  std::string cert_file;
+  std::string key_file;
 };
 
 class GatewayHttpServer {
@@ -44,7 +48,7 @@ class GatewayHttpServer {
   GatewayHttpServer& operator=(const GatewayHttpServer&) = delete;
 
   int port() const { return port_; }
-  // "http://<host>:<port>".
+  // "http(s)://<host>:<port>".
   std::string base_url() const;
 
  private:
@@ -53,6 +57,7 @@ class GatewayHttpServer {
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};
   std::string host_;
+  std::string scheme_ = "http";
   int port_ = 0;
 };
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/secret.h"
 #include "common/strings.h"
+#include "common/tls.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "hsm/hsm.h"
@@ -234,6 +235,7 @@ class Validator {
     if (c_.insecure_dev() && c_.allow_size() > 0) {
       Error("allow", "has no effect with insecure_dev (allow-lists need tls)");
     }
+    const size_t errors_before_allow = errors_.size();
     std::set<std::string> groups;
     for (int i = 0; i < c_.allow_size(); ++i) {
       const cfg::Allow& allow = c_.allow(i);
@@ -245,6 +247,12 @@ class Validator {
       }
       if (allow.clients().empty()) Error(absl::StrCat(field, ".clients"), "at least one client");
       Ids(absl::StrCat(field, ".clients"), allow.clients());
+    }
+    if (errors_.size() == errors_before_allow) {
+      // Group names are the RPC groups of common/tls.
+      if (auto policy = tls::AccessPolicy::New(c_.allow()); !policy.ok()) {
+        errors_.emplace_back(policy.status().message());
+      }
     }
 
     const bool backend = c_.has_signer() || c_.has_consent() || c_.has_identity() ||

@@ -245,6 +245,12 @@ TEST_F(ConfigTest, AllowListsNeedTlsAndNameGroupAndClients) {
   EXPECT_THAT(Errors(c), HasSubstr("allow[1].group: \"signer.sign\": listed twice"));
   c.add_allow()->set_group("signer.admin");
   EXPECT_THAT(Errors(c), HasSubstr("allow[2].clients: at least one client"));
+  c.mutable_allow()->RemoveLast();
+  c.mutable_allow()->RemoveLast();
+  cfg::Allow* unknown = c.add_allow();
+  unknown->set_group("signer.everything");
+  unknown->add_clients("x");
+  EXPECT_THAT(Errors(c), HasSubstr("allow[1].group: unknown RPC group \"signer.everything\""));
 }
 
 TEST_F(ConfigTest, AddressesAreHostPort) {

@@ -1,6 +1,8 @@
 #include "services/qsignd/daemon.h"
 
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -32,6 +34,7 @@
 #include "common/metrics_http.h"
 #include "common/secret.h"
 #include "common/strings.h"
+#include "common/tls.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
 #include "services/consent/clients.h"
@@ -105,11 +108,66 @@ absl::Status Field(std::string_view field, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(Av(field), ": ", status.message()));
 }
 
-// Channels to the other services. Plaintext until TLS is configured (insecure_dev only).
-std::shared_ptr<grpc::Channel> NewChannel(const cfg::ServerConfig& config,
-                                          const std::string& target) {
-  return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+// The first DNS subjectAltName of a PEM certificate: this process's identity, which its own
+// listener's certificate names.
+absl::StatusOr<std::string> FirstDnsName(const std::string& cert_file) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(cert_file.c_str(), "r"), &BIO_free);
+  if (bio == nullptr) return absl::NotFoundError(absl::StrCat(cert_file, ": cannot open"));
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (cert == nullptr) return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no PEM certificate"));
+  std::unique_ptr<GENERAL_NAMES, void (*)(GENERAL_NAMES*)> names(
+      static_cast<GENERAL_NAMES*>(
+          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
+      [](GENERAL_NAMES* n) { GENERAL_NAMES_free(n); });
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);  // Owned by `names`.
+    if (name->type != GEN_DNS) continue;
+    const ASN1_IA5STRING* dns = name->d.dNSName;  // Owned by `name`.
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                       ASN1_STRING_length(dns));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no DNS subjectAltName"));
 }
+
+// How this process's gRPC listener and channels are secured: mutual TLS with the allow-lists
+// of the config, or plaintext with insecure_dev.
+struct Transport {
+  std::shared_ptr<grpc::ServerCredentials> server;    // nullptr: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel;  // Insecure with insecure_dev.
+  std::string own_name;  // This process's identity (DNS SAN), with TLS.
+
+  static absl::StatusOr<Transport> FromConfig(const cfg::ServerConfig& config) {
+    Transport t;
+    if (!config.has_tls()) {
+      t.channel = grpc::InsecureChannelCredentials();
+      return t;
+    }
+    auto policy = tls::AccessPolicy::New(config.allow());
+    if (!policy.ok()) return policy.status();
+    auto server = tls::ServerCredentialsFromConfig(config.tls(), *policy);
+    if (!server.ok()) return server.status();
+    auto channel = tls::ChannelCredentialsFromConfig(config.tls());
+    if (!channel.ok()) return channel.status();
+    auto name = FirstDnsName(config.tls().cert_file());
+    if (!name.ok()) return Field("tls.cert_file", name.status());
+    t.server = *std::move(server);
+    t.channel = *std::move(channel);
+    t.own_name = *std::move(name);
+    return t;
+  }
+
+  // A peer's channel: its certificate must name the target's host.
+  std::shared_ptr<grpc::Channel> Peer(const std::string& target) const {
+    return grpc::CreateChannel(target, channel);
+  }
+  // This process's own listener on loopback: its certificate names this process, not 127.0.0.1.
+  std::shared_ptr<grpc::Channel> Self(const std::string& loopback_target) const {
+    grpc::ChannelArguments args;
+    if (!own_name.empty()) args.SetSslTargetNameOverride(own_name);
+    return grpc::CreateCustomChannel(loopback_target, channel, args);
+  }
+};
 
 // The key exists in the HSM, or is made there when create_missing_keys allows it.
 absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const cfg::ServerConfig& config,
@@ -620,7 +678,9 @@ absl::StatusOr<std::unique_ptr<GatewayStack>> NewGatewayStack(
        .port = host_port->second,
        .threads = c.http_threads(),
        .max_body_bytes = static_cast<size_t>(c.max_body_bytes()),
-       .public_url = c.public_url()},
+       .public_url = c.public_url(),
+       .cert_file = c.http_cert_file(),
+       .key_file = c.http_key_file()},
       stack->gateway.get());
   if (!http.ok()) return Field("gateway.http_listen", http.status());
   stack->http = *std::move(http);
@@ -663,6 +723,9 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
     r.SetGauge("qsign_insecure_dev", "1 when this process runs with insecure_dev (no TLS).", {},
                insecure ? 1 : 0);
   });
+
+  auto transport = Transport::FromConfig(config);
+  if (!transport.ok()) return fail("tls", transport.status());
 
   const bool backend =
       config.has_signer() || config.has_consent() || config.has_identity() || config.has_lifecycle();
@@ -722,20 +785,22 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   std::unique_ptr<GrpcServer> server;
   std::shared_ptr<grpc::Channel> self_channel;
   if (!services.empty()) {
-    auto s = GrpcServer::Start(
-        {.listen_address = config.listen(), .reflection = config.observability().reflection()},
-        services);
+    GrpcServerOptions options;
+    options.listen_address = config.listen();
+    options.reflection = config.observability().reflection();
+    options.credentials = transport->server;
+    auto s = GrpcServer::Start(options, services);
     if (!s.ok()) return fail("listen", Field("listen", s.status()));
     server = *std::move(s);
     // Services in this process call each other through gRPC on this very listener.
-    self_channel = NewChannel(config, server->local_target());
+    self_channel = transport->Self(server->local_target());
   }
   std::map<std::string, std::shared_ptr<grpc::Channel>> peer_channels;
   auto channel_to = [&](std::string_view service) -> std::shared_ptr<grpc::Channel> {
     if (RunsHere(config, service)) return self_channel;
     const std::string target = PeerTarget(config, service);
     auto& channel = peer_channels[target];
-    if (channel == nullptr) channel = NewChannel(config, target);
+    if (channel == nullptr) channel = transport->Peer(target);
     return channel;
   };
 
@@ -840,8 +905,15 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
         r.SetGauge("qsign_db_pool_size", "Configured PostgreSQL pool size.", {}, stats.size);
       });
     }
-    auto m = metrics::MetricsHttpServer::Start(config.observability().metrics_listen(),
-                                               &metrics::Registry::Global());
+    // With TLS, HTTPS asking the scraper for a client certificate from tls.client_ca_file.
+    auto m = config.has_tls()
+                 ? metrics::MetricsHttpServer::Start(
+                       config.observability().metrics_listen(), &metrics::Registry::Global(),
+                       {.cert_file = config.tls().cert_file(),
+                        .key_file = config.tls().key_file(),
+                        .client_ca_file = config.tls().client_ca_file()})
+                 : metrics::MetricsHttpServer::Start(config.observability().metrics_listen(),
+                                                     &metrics::Registry::Global());
     if (!m.ok()) return fail("metrics", Field("observability.metrics_listen", m.status()));
     metrics_http = *std::move(m);
   }
@@ -890,6 +962,12 @@ int DaemonMain(int argc, char** argv, std::string_view program_view, std::string
           path, ": ", program, " runs only the ", Av(only), " service, the config has section(s) ",
           present.empty() ? "none" : absl::StrJoin(present, ", "),
           " (use qsignd for several in one process)"));
+    }
+  }
+  if (check && status.ok()) {
+    // The certificates and key parse and match, the allow-list names known groups.
+    if (auto transport = Transport::FromConfig(*config); !transport.ok()) {
+      status = transport.status();
     }
   }
   if (check) {
