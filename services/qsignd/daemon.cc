@@ -930,6 +930,10 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   Log(LogLevel::kInfo, component, "stopping: finishing in-flight calls");
   health.reset();  // Before the server goes away: the prober updates its health status.
   health_only.reset();
+  // Load balancers and readiness probes see NOT_SERVING for the whole grace period, not only
+  // once gRPC's shutdown has begun.
+  if (server) server->SetServing(false);
+  if (health_server) health_server->SetServing(false);
   gateway.reset();  // Its calls into this process finish first.
   if (consent) consent->consent->Shutdown();  // Ends the apps' open streams.
   stop_scheduler.Notify();
