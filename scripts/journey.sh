@@ -1,29 +1,83 @@
 #!/usr/bin/env bash
 # The whole qsign journey against a running qsignd, with the qsign CLI and a simulated consent
 # app, printing each step: register, proof, enrol the app, log in by push with PIN, accept the
-# contract, issue, sign a file and verify it with openssl, OCSP good, revoke, OCSP revoked,
-# revoke all. Used by scripts/run (the demo) and tests/e2e (ctest). Exits non-zero on the first
-# failed step.
+# contract, issue, sign a file and verify it with openssl, OCSP good, renewal refused (outside its
+# window), a sign request denied in the app, five wrong PINs block the app, an operator unblocks it
+# with a new PIN, sign with it, revoke, OCSP revoked, revoke all. Used by scripts/run (the demo)
+# and tests/e2e (ctest). Exits non-zero on the first failed step.
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
-# (http://host:port/ocsp), OPERATOR_FILE (holding "<id>.<secret>"), WORK (an empty directory).
+# (http://host:port/ocsp), OPERATOR_FILE (holding "<id>.<secret>"), WORK (an empty directory),
+# TLS_DIR (mutual TLS: a directory with ca.crt and the client certificates portal.crt/.key,
+# app.crt/.key, operator.crt/.key, as scripts/gen-certs writes them; each role calls with its
+# own; unset: plaintext, for a qsignd with insecure_dev).
 set -euo pipefail
 : "${QSIGN:?}" "${QSIGN_SERVER:?}" "${OCSP_URL:?}" "${OPERATOR_FILE:?}" "${WORK:?}"
 export QSIGN_SERVER
+TLS_DIR=${TLS_DIR:-}
 PORTAL="$WORK/portal"  # The user's state (session, certificate): as a browser would keep it.
 PHONE="$WORK/phone"    # The consent app's state (device key).
 mkdir -p "$PORTAL" "$PHONE"
 PIN=${JOURNEY_PIN:-493817}
+NEW_PIN=${JOURNEY_NEW_PIN:-720561}
+WRONG_PIN=111222
 N=$(( $(date +%s%N) % 1000 ))
 USERNAME=${JOURNEY_USERNAME:-"ana.petrovic.$N@example.rs"}
 WATCH_PID=""
-finish() { [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null; wait 2>/dev/null || true; }
+SIGN_PID=""
+finish() {
+  for pid in $WATCH_PID $SIGN_PID; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap finish EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-portal() { printf '$ qsign --state_dir=portal %s\n' "$*"; "$QSIGN" --state_dir="$PORTAL" "$@"; }
-app() { printf '$ qsign --state_dir=phone %s\n' "$*"; "$QSIGN" --state_dir="$PHONE" "$@"; }
+# role_env ROLE: exports QSIGN_TLS_* for ROLE's client certificate (portal, app or operator).
+role_env() {
+  [ -z "$TLS_DIR" ] && return
+  export QSIGN_TLS_CA="$TLS_DIR/ca.crt" QSIGN_TLS_CERT="$TLS_DIR/$1.crt" QSIGN_TLS_KEY="$TLS_DIR/$1.key"
+}
+# as ROLE ARGS...: the CLI as ROLE.
+as() { (role_env "$1" && shift && exec "$QSIGN" "$@"); }
+# as_bg ROLE OUT ARGS...: the same in the background, output appended to OUT; BG_PID is the CLI's
+# own pid (it replaces the subshell), so a kill reaches it.
+as_bg() {
+  local role=$1 out=$2
+  shift 2
+  (role_env "$role" && exec "$QSIGN" "$@") >>"$out" 2>&1 &
+  BG_PID=$!
+}
+portal() { printf 'portal$ qsign --state_dir=portal %s\n' "$*"; as portal --state_dir="$PORTAL" "$@"; }
+app() { printf 'app$ qsign --state_dir=phone %s\n' "$*"; as app --state_dir="$PHONE" "$@"; }
+operator() {
+  printf 'operator$ qsign %s\n' "$*"
+  as operator --operator_file="$OPERATOR_FILE" "$@"
+}
+# app_watch PIN: the app approves every request with PIN, in the background, until stop_watching.
+app_watch() {
+  printf 'app$ qsign --state_dir=phone app watch --approve-with-pin=****** &\n'
+  as_bg app "$WORK/app.log" --state_dir="$PHONE" app watch --approve-with-pin="$1"
+  WATCH_PID=$BG_PID
+  sleep 1
+}
+stop_watching() {
+  kill "$WATCH_PID" 2>/dev/null || true
+  wait "$WATCH_PID" 2>/dev/null || true
+  WATCH_PID=""
+}
+# expect_refused RC OUTPUT_FILE TEXT: a command exited RC, which must be 2 (refused), and wrote
+# OUTPUT_FILE, which must say TEXT.
+expect_refused() {
+  local rc=$1 out=$2 text=$3
+  cat "$out"
+  [ "$rc" -eq 2 ] || { echo "journey: expected a refusal (exit 2), got exit $rc"; exit 1; }
+  grep -qF -- "$text" "$out" || { echo "journey: the refusal does not say \"$text\""; exit 1; }
+}
+if [ -n "$TLS_DIR" ]; then
+  echo "mutual TLS: CA $TLS_DIR/ca.crt; the portal calls with portal.crt, the consent app with"
+  echo "app.crt, the registration officer with operator.crt (QSIGN_TLS_CA/CERT/KEY per role)"
+fi
 
 # A valid national id (13 digits, the last a mod-11 check digit): born 1 Jan 1990, Belgrade.
 national_id() {
@@ -47,8 +101,9 @@ portal register --username="$USERNAME" --given_name=Ana --surname=Petrović \
   --national_id="$(national_id)" --email="$USERNAME"
 
 step "2. a registration officer proofs the identity (ID card seen in person)"
-printf '$ qsign proof-identity --username=%s --document_number=009876543\n' "$USERNAME"
-CODE=$("$QSIGN" --json --operator_file="$OPERATOR_FILE" proof-identity --username="$USERNAME" \
+printf 'operator$ qsign --operator_file=... proof-identity --username=%s --document_number=009876543\n' \
+  "$USERNAME"
+CODE=$(as operator --json --operator_file="$OPERATOR_FILE" proof-identity --username="$USERNAME" \
   --document_number=009876543 | sed -n 's/.*"activation_code":"\([^"]*\)".*/\1/p')
 [ -n "$CODE" ] || { echo "journey: no activation code"; exit 1; }
 echo "activation code handed to the user: $CODE"
@@ -57,10 +112,7 @@ step "3. enrol the consent app with the activation code and a PIN"
 app app enroll --activation_code="$CODE" --pin="$PIN" --device_name="Ana's phone"
 
 step "4. the app watches for requests (simulated user approves with the PIN)"
-printf '$ qsign --state_dir=phone app watch --approve-with-pin=****** &\n'
-"$QSIGN" --state_dir="$PHONE" app watch --approve-with-pin="$PIN" >"$WORK/app.log" 2>&1 &
-WATCH_PID=$!
-sleep 1
+app_watch "$PIN"
 
 step "5. log in by push: the app shows the verification code, the user approves with the PIN"
 portal login --username="$USERNAME" --timeout=60
@@ -92,14 +144,58 @@ printf '$ openssl ocsp -issuer issuer.pem -cert certificate.pem -url %s -CAfile 
 ocsp
 grep -q ": good" "$WORK/ocsp.txt"
 
-step "10. revoke the certificate"
+step "10. renewal is refused: it opens 30 days before the certificate expires"
+rc=0
+portal cert renew >"$WORK/renew.txt" 2>&1 || rc=$?
+expect_refused "$rc" "$WORK/renew.txt" "renewal opens at"
+
+step "11. the user denies a sign request in the app: qsign sign fails"
+stop_watching
+OTHER="$WORK/offer.txt"
+printf 'Ponuda, %s\n' "$(date -u +%F)" >"$OTHER"
+printf 'portal$ qsign --state_dir=portal sign offer.txt --timeout=60 &\n'
+as_bg portal "$WORK/sign-denied.txt" --state_dir="$PORTAL" sign "$OTHER" --timeout=60
+SIGN_PID=$BG_PID
+app app deny --timeout=30
+rc=0
+wait "$SIGN_PID" || rc=$?
+SIGN_PID=""
+expect_refused "$rc" "$WORK/sign-denied.txt" "the request was not approved (CONSENT_REQUEST_STATE_DENIED)"
+[ ! -e "$OTHER.p7s" ] || { echo "journey: a denied request left a signature"; exit 1; }
+
+step "12. five wrong PINs block the app; the sign request is denied"
+printf 'portal$ qsign --state_dir=portal sign offer.txt --timeout=60 &\n'
+as_bg portal "$WORK/sign-blocked.txt" --state_dir="$PORTAL" sign "$OTHER" --timeout=60
+SIGN_PID=$BG_PID
+# A wrong PIN leaves the request pending: each new watch is sent it again.
+for i in 1 2 3 4 5; do
+  app app watch --approve-with-pin="$WRONG_PIN" --count=1 --timeout=30 >"$WORK/wrong-pin.txt" 2>&1
+  tail -n 1 "$WORK/wrong-pin.txt"
+done
+grep -q "APPROVE_RESULT_PIN_BLOCKED" "$WORK/wrong-pin.txt" \
+  || { echo "journey: the fifth wrong PIN did not block the app"; exit 1; }
+rc=0
+wait "$SIGN_PID" || rc=$?
+SIGN_PID=""
+expect_refused "$rc" "$WORK/sign-blocked.txt" "the request was not approved (CONSENT_REQUEST_STATE_DENIED)"
+
+step "13. the registration officer unblocks the PIN (identity proofed within the hour)"
+operator unblock-pin --username="$USERNAME" --new_pin="$NEW_PIN"
+
+step "14. sign with the new PIN"
+app_watch "$NEW_PIN"
+portal sign "$OTHER" --timeout=60
+run openssl cms -verify -binary -inform DER -in "$OTHER.p7s" -content "$OTHER" \
+  -CAfile "$PORTAL/chain.pem" -out /dev/null
+
+step "15. revoke the certificate"
 portal cert revoke --reason=cessation
 
-step "11. OCSP: the certificate is revoked"
+step "16. OCSP: the certificate is revoked"
 ocsp
 grep -q ": revoked" "$WORK/ocsp.txt"
 
-step "12. revoke all (certificates, the app, sessions)"
+step "17. revoke all (certificates, the app, sessions)"
 portal cert revoke-all
 sleep 1
 if kill -0 "$WATCH_PID" 2>/dev/null; then
@@ -107,7 +203,10 @@ if kill -0 "$WATCH_PID" 2>/dev/null; then
 fi
 WATCH_PID=""
 tail -n 2 "$WORK/app.log"
-if "$QSIGN" --state_dir="$PORTAL" status >/dev/null 2>&1; then echo "journey: the session survived revoke-all"; exit 1; fi
+rc=0
+as portal --state_dir="$PORTAL" status >"$WORK/status.txt" 2>&1 || rc=$?
+cat "$WORK/status.txt"
+[ "$rc" -eq 2 ] || { echo "journey: status after revoke-all: exit $rc, expected 2 (refused)"; exit 1; }
 echo "the session ended too: qsign status now says to log in again"
 
 printf '\njourney: every step passed\n'

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole journey (scripts/journey.sh) against the real qsignd binary serving every service,
 # with a throwaway PostgreSQL server and SoftHSM2 token: what scripts/run shows, as a test.
+# Mutual TLS as in production (scripts/gen-certs, one client certificate per role, allow-lists),
+# plus what a user sees when a certificate is not allowed or not from the CA.
 # Usage: e2e_test.sh QSIGND QSIGN_CLI SOURCE_DIR
 set -euo pipefail
 QSIGND=$1
@@ -46,17 +48,45 @@ done >"$T/secrets/services"
 echo "ra-e2e.operator-e2e-secret" >"$T/secrets/operator.credential"
 printf 'ra-e2e %s\n' "$(printf operator-e2e-secret | sha256sum | cut -d' ' -f1)" >"$T/secrets/operators"
 
+# Certificates: qsignd's, one per client role, and a portal certificate from an unrelated CA.
+"$SRC/scripts/gen-certs" "$T/tls" qsignd portal app operator >/dev/null
+"$SRC/scripts/gen-certs" --ca other "$T/tls-other" portal >/dev/null
+
 PORT=$(free_port)
 HTTP_PORT=$(free_port)
-# qsignd's one config file: every service in this process, plaintext on loopback.
+METRICS_PORT=$(free_port)
+# qsignd's one config file: every service in this process, mutual TLS, the allow-lists of
+# scripts/run.
 cat >"$T/qsignd.textproto" <<CONFIG
 listen: "127.0.0.1:$PORT"
-insecure_dev: true
+tls {
+  cert_file: "$T/tls/qsignd.crt"
+  key_file: "$T/tls/qsignd.key"
+  client_ca_file: "$T/tls/ca.crt"
+}
+allow { group: "identity.user" clients: "portal" }
+allow { group: "lifecycle.user" clients: "portal" }
+allow { group: "consent.authorize" clients: "portal" }
+allow { group: "signer.sign" clients: "portal" }
+allow { group: "consent.app" clients: "app" }
+allow { group: "identity.operator" clients: "operator" }
+allow { group: "identity.read" clients: ["operator", "qsignd"] }
+allow { group: "consent.operator" clients: "operator" }
+allow { group: "lifecycle.operator" clients: "operator" }
+allow { group: "signer.read" clients: "qsignd" }
+allow { group: "signer.admin" clients: "qsignd" }
+allow { group: "identity.session" clients: "qsignd" }
+allow { group: "identity.revoke" clients: "qsignd" }
+allow { group: "identity.enrol" clients: "qsignd" }
+allow { group: "consent.service" clients: "qsignd" }
+allow { group: "consent.revoke" clients: "qsignd" }
+allow { group: "lifecycle.device" clients: "qsignd" }
 create_missing_keys: true
 operators_file: "$T/secrets/operators"
 services_file: "$T/secrets/services"
 database { conninfo: "host=$T/pg/sock dbname=qsign user=postgres" }
 hsm { module: "$MODULE" token_label: "qsign" pin_file: "$T/secrets/hsm-user.pin" }
+observability { metrics_listen: "127.0.0.1:$METRICS_PORT" }
 signer {}
 consent {
   pin_pepper_file: "$T/secrets/pin-pepper"
@@ -80,29 +110,73 @@ for _ in $(seq 1 300); do
 done
 grep -q '"msg":"ready"' "$T/qsignd.log" || { echo "e2e: qsignd not ready"; cat "$T/qsignd.log"; exit 1; }
 
+# as ROLE ARGS...: the CLI with ROLE's client certificate.
+as() {
+  local role=$1
+  shift
+  QSIGN_TLS_CA="$T/tls/ca.crt" QSIGN_TLS_CERT="$T/tls/$role.crt" QSIGN_TLS_KEY="$T/tls/$role.key" \
+    "$QSIGN" --server="127.0.0.1:$PORT" "$@"
+}
+# expect RC WANT_RC OUTPUT TEXT WHAT: fail unless the command exited WANT_RC saying TEXT.
+expect() {
+  [ "$1" -eq "$2" ] || { echo "e2e: $5: exit $1, expected $2; output: $3"; exit 1; }
+  [[ $3 == *"$4"* ]] || { echo "e2e: $5: the message does not say \"$4\": $3"; exit 1; }
+  printf "e2e: ok: %s (exit %s): %s\n" "$5" "$1" "$3"
+}
+REGISTER=(register --username=a@b.rs --given_name=A --surname=B --national_id=0101990710006)
+
 # The CLI's exit codes: unreachable server (3), usage (1).
 set +e
-"$QSIGN" --server=127.0.0.1:1 --state_dir="$T/none" register --username=a@b.rs --given_name=A \
-  --surname=B --national_id=0101990710006 >/dev/null 2>&1
+"$QSIGN" --server=127.0.0.1:1 --state_dir="$T/none" "${REGISTER[@]}" >/dev/null 2>&1
 [ $? -eq 3 ] || { echo "e2e: an unreachable server must exit 3"; exit 1; }
 "$QSIGN" --state_dir="$T/none" frobnicate >/dev/null 2>&1
 [ $? -eq 1 ] || { echo "e2e: an unknown command must exit 1"; exit 1; }
-OUT=$("$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --operator_file=/dev/null \
+OUT=$(as portal --state_dir="$T/none" --operator_file=/dev/null \
   --json register --username=not-an-email --given_name=A --surname=B --national_id=1)
 [ $? -eq 2 ] || { echo "e2e: a refused request must exit 2"; exit 1; }
 # --json output is JSON a script can parse, naming the refused field.
 printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["exit_code"] == 2 and "username" in d["error"], d' \
   || { echo "e2e: --json error output is not the expected JSON: $OUT"; exit 1; }
-OUT=$("$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" --json register \
+OUT=$(as portal --state_dir="$T/none" --json register \
   --username=json.check@example.rs --given_name=Đorđe --surname="Petrović-O'Neil" \
   --national_id=0101990710008)
 printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["username"] == "json.check@example.rs" and d["account_id"], d' \
   || { echo "e2e: --json register output is not the expected JSON: $OUT"; exit 1; }
+
+# Mutual TLS as a user sees it. The consent app's certificate may not call the portal's RPCs.
+OUT=$(as app --state_dir="$T/none" "${REGISTER[@]}" 2>&1)
+expect $? 2 "$OUT" 'PERMISSION_DENIED: client "app" may not call /qsign.v1.Identity/RegisterAccount (RPC group identity.user)' \
+  "the app's certificate calling register"
+# Nor the portal's the operator's.
+OUT=$(as portal --state_dir="$T/none" --operator_file="$T/secrets/operator.credential" \
+  proof-identity --username=json.check@example.rs 2>&1)
+expect $? 2 "$OUT" "PERMISSION_DENIED" "the portal's certificate calling proof-identity"
+# A certificate from another CA: the handshake fails, the server is unreachable for this client.
+OUT=$(QSIGN_TLS_CA="$T/tls/ca.crt" QSIGN_TLS_CERT="$T/tls-other/portal.crt" \
+  QSIGN_TLS_KEY="$T/tls-other/portal.key" "$QSIGN" --server="127.0.0.1:$PORT" \
+  --state_dir="$T/none" "${REGISTER[@]}" 2>&1)
+expect $? 3 "$OUT" "cannot reach qsign at 127.0.0.1:$PORT" "a certificate from another CA"
+# No certificate at all (plaintext): likewise.
+OUT=$("$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" "${REGISTER[@]}" 2>&1)
+expect $? 3 "$OUT" "cannot reach qsign at 127.0.0.1:$PORT" "plaintext against the TLS listener"
+# Half the TLS flags: a usage error.
+OUT=$(QSIGN_TLS_CA="$T/tls/ca.crt" "$QSIGN" --server="127.0.0.1:$PORT" --state_dir="$T/none" \
+  "${REGISTER[@]}" 2>&1)
+expect $? 1 "$OUT" "--tls_ca, --tls_cert and --tls_key go together" "--tls_ca without a certificate"
+# /metrics is HTTPS and wants a client certificate from the CA.
+OUT=$(curl -sS --cacert "$T/tls/ca.crt" --cert "$T/tls/operator.crt" --key "$T/tls/operator.key" \
+  "https://127.0.0.1:$METRICS_PORT/metrics" 2>&1)
+RC=$?
+expect "$RC" 0 "$(grep "^qsign_insecure_dev" <<<"$OUT")" "qsign_insecure_dev 0" \
+  "/metrics over HTTPS with a client certificate"
+curl -sS --cacert "$T/tls/ca.crt" "https://127.0.0.1:$METRICS_PORT/metrics" >/dev/null 2>&1
+[ $? -ne 0 ] || { echo "e2e: /metrics answered a client without a certificate"; exit 1; }
 set -e
 
 mkdir -p "$T/journey"
 if ! QSIGN="$QSIGN" QSIGN_SERVER="127.0.0.1:$PORT" OCSP_URL="http://127.0.0.1:$HTTP_PORT/ocsp" \
-  OPERATOR_FILE="$T/secrets/operator.credential" WORK="$T/journey" "$SRC/scripts/journey.sh"; then
+  OPERATOR_FILE="$T/secrets/operator.credential" TLS_DIR="$T/tls" WORK="$T/journey" \
+  "$SRC/scripts/journey.sh"; then
   echo "e2e: journey failed; qsignd log:"
   tail -n 40 "$T/qsignd.log"
   exit 1
