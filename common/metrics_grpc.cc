@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -30,26 +31,10 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
+  // gRPC's codes are the canonical codes, which absl names.
   static std::string CodeName(grpc::StatusCode code) {
-    static const char* const kNames[] = {"OK",
-                                         "CANCELLED",
-                                         "UNKNOWN",
-                                         "INVALID_ARGUMENT",
-                                         "DEADLINE_EXCEEDED",
-                                         "NOT_FOUND",
-                                         "ALREADY_EXISTS",
-                                         "PERMISSION_DENIED",
-                                         "RESOURCE_EXHAUSTED",
-                                         "FAILED_PRECONDITION",
-                                         "ABORTED",
-                                         "OUT_OF_RANGE",
-                                         "UNIMPLEMENTED",
-                                         "INTERNAL",
-                                         "UNAVAILABLE",
-                                         "DATA_LOSS",
-                                         "UNAUTHENTICATED"};
-    int i = static_cast<int>(code);
-    return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
+    std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    return name.empty() ? "UNKNOWN" : name;
   }
 
   Registry* registry_;  // Not owned.
