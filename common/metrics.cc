@@ -136,18 +136,29 @@ void Registry::Observe(std::string_view name, std::string_view help, const Label
   GetHistogram(name, help, labels, buckets)->Observe(value);
 }
 
-void Registry::AddCollector(std::function<void(Registry&)> collector) {
+Registry::CollectorId Registry::AddCollector(std::function<void(Registry&)> collector) {
   absl::MutexLock lock(&mu_);
-  collectors_.push_back(std::move(collector));
+  const CollectorId id = next_collector_++;
+  collectors_.emplace(id, std::move(collector));
+  return id;
+}
+
+void Registry::RemoveCollector(CollectorId id) {
+  absl::MutexLock collecting(&collect_mu_);
+  absl::MutexLock lock(&mu_);
+  collectors_.erase(id);
 }
 
 std::string Registry::Render() {
-  std::vector<std::function<void(Registry&)>> collectors;
   {
-    absl::MutexLock lock(&mu_);
-    collectors = collectors_;
+    absl::MutexLock collecting(&collect_mu_);
+    std::vector<std::function<void(Registry&)>> collectors;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [id, c] : collectors_) collectors.push_back(c);
+    }
+    for (auto& c : collectors) c(*this);
   }
-  for (auto& c : collectors) c(*this);
   absl::MutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, f] : families_) {

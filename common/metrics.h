@@ -80,7 +80,11 @@ class Registry {
   void Observe(std::string_view name, std::string_view help, const Labels& labels, double value,
                const std::vector<double>& buckets = DefaultLatencyBuckets());
   // Called at every Render, for values read from elsewhere (pool sizes, sessions in use).
-  void AddCollector(std::function<void(Registry&)> collector);
+  // Whatever a collector reads must outlive it: RemoveCollector before that goes away.
+  using CollectorId = int;
+  CollectorId AddCollector(std::function<void(Registry&)> collector);
+  // After it returns the collector is gone and no Render is still running it.
+  void RemoveCollector(CollectorId id);
 
   // The whole registry in the Prometheus text format, families sorted by name.
   std::string Render();
@@ -101,9 +105,12 @@ class Registry {
   Family& FamilyLocked(std::string_view name, std::string_view type, std::string_view help)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Held while collectors run (they take mu_ themselves), so that RemoveCollector waits for them.
+  absl::Mutex collect_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::function<void(Registry&)>> collectors_ ABSL_GUARDED_BY(mu_);
+  std::map<CollectorId, std::function<void(Registry&)>> collectors_ ABSL_GUARDED_BY(mu_);
+  CollectorId next_collector_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // {a="x",b="y"} with Prometheus escaping; "" for no labels.

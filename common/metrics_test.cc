@@ -69,6 +69,17 @@ TEST(RegistryTest, CollectorsRunAtRender) {
   EXPECT_NE(r.Render().find("qsign_calls 2\n"), std::string::npos);
 }
 
+TEST(RegistryTest, RemovedCollectorIsNotCalledAgain) {
+  Registry r;
+  int calls = 0;
+  const Registry::CollectorId id =
+      r.AddCollector([&](Registry& reg) { reg.SetGauge("qsign_calls", "Calls.", {}, ++calls); });
+  r.Render();
+  r.RemoveCollector(id);
+  r.Render();
+  EXPECT_EQ(calls, 1);
+}
+
 TEST(GrpcMetricsTest, EveryRpcIsCountedByMethodAndCodeAndServedOverHttp) {
   Registry registry;
   auto server = GrpcServer::Start({.metrics = &registry}, {});
