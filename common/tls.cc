@@ -8,13 +8,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/strings.h"
@@ -104,14 +100,11 @@ class AllowListProcessor final : public grpc::AuthMetadataProcessor {
 
 absl::StatusOr<std::string> ReadPemFile(std::string_view field, const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(Av(field), ": required"));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(Av(field), ": ", path, ": cannot open (", std::strerror(errno), ")"));
+  absl::StatusOr<std::string> pem = ReadFileToString(path);
+  if (!pem.ok()) {
+    return absl::Status(pem.status().code(), absl::StrCat(Av(field), ": ", pem.status().message()));
   }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
+  return pem;
 }
 
 // The leaf certificate of a PEM chain, and the number of certificates in it.

@@ -6,15 +6,14 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file.h"
 #include "common/secret.h"
 #include "common/strings.h"
 #include "common/tls.h"
@@ -35,7 +34,6 @@ constexpr char kDefaultDeviceCaKey[] = "qsign-device-ca-1";
 constexpr char kDefaultLifecycleHttp[] = "127.0.0.1:8080";
 constexpr char kDefaultGatewayHttp[] = "127.0.0.1:8480";
 
-// Keeps the first parse error with its 1-based position.
 // Keeps the first parse error with its 1-based position and, when the message does not say, the
 // field named on that line ("2:14: max_batch: Expected integer, got: \"ten\"").
 class FirstErrorCollector final : public google::protobuf::io::ErrorCollector {
@@ -499,13 +497,9 @@ absl::Status ValidateConfig(const cfg::ServerConfig& config) { return Validator(
 
 absl::StatusOr<cfg::ServerConfig> LoadConfig(std::string_view path) {
   if (path.empty()) return absl::InvalidArgumentError("--config: required (a .textproto file)");
-  std::ifstream in{std::string(path), std::ios::binary};
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(Av(path), ": cannot open (", std::strerror(errno), ")"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  auto config = ParseConfigText(text.str(), path);
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto config = ParseConfigText(*text, path);
   if (!config.ok()) return config.status();
   ApplyConfigDefaults(*config);
   if (auto s = ValidateConfig(*config); !s.ok()) return s;
