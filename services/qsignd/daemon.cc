@@ -1,5 +1,6 @@
 #include "services/qsignd/daemon.h"
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -7,13 +8,15 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -27,6 +30,7 @@
 #include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
+#include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/health.h"
 #include "common/log.h"
@@ -87,14 +91,6 @@ const sigset_t& StopSignals() {
     return s;
   }();
   return set;
-}
-
-absl::StatusOr<std::string> ReadBinaryFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // A secret file's content, or empty when no file is named.
@@ -185,91 +181,107 @@ absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const cfg::ServerConfig&
   return pub;
 }
 
-// The consent service calls identity and signer through their gRPC APIs, here on this very
-// process's port, known only once the server listens: these forward to clients made then.
-class LateIdentityDirectory final : public consent::IdentityDirectory {
+// A dependency reached through gRPC on this very process's listener, whose port is known only
+// once the server listens, after the services are built: UNAVAILABLE until Connect.
+template <typename T>
+class LateBound {
  public:
-  void Connect(std::unique_ptr<consent::IdentityDirectory> target) {
+  explicit LateBound(std::string_view peer) : peer_(peer) {}
+
+  // Once, from the thread that builds the process.
+  void Connect(std::unique_ptr<T> target) {
+    // A second Connect would free a target that handler threads may be using.
+    if (owned_ != nullptr) std::abort();
     owned_ = std::move(target);
     target_.store(owned_.get(), std::memory_order_release);
   }
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
-                                                   std::string_view key) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("identity: not connected yet");
-    return t->RedeemActivationCode(code, key);
-  }
-  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("identity: not connected yet");
-    return t->LastProofedAt(account);
+
+  // call(target), or UNAVAILABLE before Connect.
+  template <typename Call>
+  auto With(Call call) const -> decltype(call(std::declval<T&>())) {
+    T* t = target_.load(std::memory_order_acquire);
+    if (t == nullptr) return absl::UnavailableError(absl::StrCat(Av(peer_), ": not connected yet"));
+    return call(*t);
   }
 
  private:
-  std::unique_ptr<consent::IdentityDirectory> owned_;
-  std::atomic<consent::IdentityDirectory*> target_{nullptr};  // owned_, once connected.
+  const std::string_view peer_;  // A string literal.
+  std::unique_ptr<T> owned_;
+  std::atomic<T*> target_{nullptr};  // owned_, once connected.
+};
+
+// The clients' constructors keep their own wiped copy of the secret; this one is wiped too.
+struct WipedServiceCredential {
+  lifecycle::ServiceCredential value;
+  WipedServiceCredential(std::string_view client_id, const SecretString& secret)
+      : value{.client_id = std::string(client_id), .secret = std::string(secret.value())} {}
+  ~WipedServiceCredential() { OPENSSL_cleanse(value.secret.data(), value.secret.size()); }
+};
+
+// Consent calls identity (activation codes, proofing dates) and signer (credentials).
+class LateIdentityDirectory final : public consent::IdentityDirectory {
+ public:
+  void Connect(std::unique_ptr<consent::IdentityDirectory> target) {
+    target_.Connect(std::move(target));
+  }
+  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
+                                                   std::string_view key) override {
+    return target_.With([&](auto& t) { return t.RedeemActivationCode(code, key); });
+  }
+  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
+    return target_.With([&](auto& t) { return t.LastProofedAt(account); });
+  }
+
+ private:
+  LateBound<consent::IdentityDirectory> target_{"identity"};
 };
 
 class LateCredentialDirectory final : public consent::CredentialDirectory {
  public:
   void Connect(std::unique_ptr<consent::CredentialDirectory> target) {
-    owned_ = std::move(target);
-    target_.store(owned_.get(), std::memory_order_release);
+    target_.Connect(std::move(target));
   }
   absl::StatusOr<consent::CredentialSummary> Lookup(std::string_view credential_id) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("signer: not connected yet");
-    return t->Lookup(credential_id);
+    return target_.With([&](auto& t) { return t.Lookup(credential_id); });
   }
 
  private:
-  std::unique_ptr<consent::CredentialDirectory> owned_;
-  std::atomic<consent::CredentialDirectory*> target_{nullptr};  // owned_, once connected.
+  LateBound<consent::CredentialDirectory> target_{"signer"};
 };
 
-// With lifecycle in this process, consent's device certificates come from lifecycle's device CA
+// With lifecycle reachable, consent's device certificates come from lifecycle's device CA
 // (Lifecycle.IssueDeviceCertificate), so that revoke-all revokes them too.
 class LateDeviceCertificateIssuer final : public consent::DeviceCertificateIssuer {
  public:
   void Connect(std::unique_ptr<consent::DeviceCertificateIssuer> target) {
-    owned_ = std::move(target);
-    target_.store(owned_.get(), std::memory_order_release);
+    target_.Connect(std::move(target));
   }
   absl::StatusOr<std::vector<std::string>> Issue(
       const consent::DeviceCertificateRequest& req) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("lifecycle: not connected");
-    return t->Issue(req);
+    return target_.With([&](auto& t) { return t.Issue(req); });
   }
 
  private:
-  std::unique_ptr<consent::DeviceCertificateIssuer> owned_;
-  std::atomic<consent::DeviceCertificateIssuer*> target_{nullptr};  // owned_, once connected.
+  LateBound<consent::DeviceCertificateIssuer> target_{"lifecycle"};
 };
 
 // Identity calls consent's CreateRequest/AwaitRequest (here or at peers.consent).
 class LateConsentClient final : public identity::ConsentClient {
  public:
   void Connect(std::unique_ptr<identity::ConsentClient> target) {
-    owned_ = std::move(target);
-    target_.store(owned_.get(), std::memory_order_release);
+    target_.Connect(std::move(target));
   }
   absl::StatusOr<identity::ConsentRequestStatus> CreateLoginRequest(
       const identity::LoginRequestParams& params) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("consent: not connected");
-    return t->CreateLoginRequest(params);
+    return target_.With([&](auto& t) { return t.CreateLoginRequest(params); });
   }
   absl::StatusOr<identity::ConsentRequestStatus> AwaitRequest(std::string_view request_id,
                                                               absl::Duration max_wait) override {
-    auto* t = target_.load(std::memory_order_acquire);
-    if (t == nullptr) return absl::UnavailableError("consent: not connected");
-    return t->AwaitRequest(request_id, max_wait);
+    return target_.With([&](auto& t) { return t.AwaitRequest(request_id, max_wait); });
   }
 
  private:
-  std::unique_ptr<identity::ConsentClient> owned_;
-  std::atomic<identity::ConsentClient*> target_{nullptr};  // owned_, once connected.
+  LateBound<identity::ConsentClient> target_{"consent"};
 };
 
 // Lifecycle's clients of signer, identity and consent (here or at their peers).
@@ -279,79 +291,64 @@ class LateLifecycleClients final : public lifecycle::SignerClient,
  public:
   void Connect(const std::shared_ptr<grpc::Channel>& signer,
                const std::shared_ptr<grpc::Channel>& identity,
-               const std::shared_ptr<grpc::Channel>& consent,
-               const lifecycle::ServiceCredential& credential) {
-    signer_ = std::make_unique<lifecycle::GrpcSignerClient>(signer, credential);
-    identity_ = std::make_unique<lifecycle::GrpcIdentityClient>(identity, credential);
-    consent_ = std::make_unique<lifecycle::GrpcConsentClient>(consent, credential);
-    connected_.store(true, std::memory_order_release);
+               const std::shared_ptr<grpc::Channel>& consent, std::string_view client_id,
+               const SecretString& secret) {
+    const WipedServiceCredential credential(client_id, secret);
+    signer_.Connect(std::make_unique<lifecycle::GrpcSignerClient>(signer, credential.value));
+    identity_.Connect(std::make_unique<lifecycle::GrpcIdentityClient>(identity, credential.value));
+    consent_.Connect(std::make_unique<lifecycle::GrpcConsentClient>(consent, credential.value));
   }
   absl::StatusOr<std::string> CreateKey(std::string_view credential_id, std::string_view account_id,
                                         hsm::KeyType key_type) override {
-    if (!connected()) return NotYet();
-    return signer_->CreateKey(credential_id, account_id, key_type);
+    return signer_.With([&](auto& t) { return t.CreateKey(credential_id, account_id, key_type); });
   }
   absl::Status SetCertificate(std::string_view credential_id,
                               const std::vector<std::string>& chain_der) override {
-    if (!connected()) return NotYet();
-    return signer_->SetCertificate(credential_id, chain_der);
+    return signer_.With([&](auto& t) { return t.SetCertificate(credential_id, chain_der); });
   }
   absl::Status DestroyKey(std::string_view credential_id) override {
-    if (!connected()) return NotYet();
-    return signer_->DestroyKey(credential_id);
+    return signer_.With([&](auto& t) { return t.DestroyKey(credential_id); });
   }
   absl::StatusOr<lifecycle::Account> GetAccount(std::string_view account_id) override {
-    if (!connected()) return NotYet();
-    return identity_->GetAccount(account_id);
+    return identity_.With([&](auto& t) { return t.GetAccount(account_id); });
   }
   absl::StatusOr<lifecycle::Session> ValidateSession(std::string_view session_token) override {
-    if (!connected()) return NotYet();
-    return identity_->ValidateSession(session_token);
+    return identity_.With([&](auto& t) { return t.ValidateSession(session_token); });
   }
   absl::StatusOr<int> RevokeSessions(std::string_view account_id,
                                      std::string_view client_address) override {
-    if (!connected()) return NotYet();
-    return identity_->RevokeSessions(account_id, client_address);
+    return identity_.With([&](auto& t) { return t.RevokeSessions(account_id, client_address); });
   }
   absl::StatusOr<int> DeactivateDevices(std::string_view account_id,
                                         std::string_view reason) override {
-    if (!connected()) return NotYet();
-    return consent_->DeactivateDevices(account_id, reason);
+    return consent_.With([&](auto& t) { return t.DeactivateDevices(account_id, reason); });
   }
 
  private:
-  bool connected() const { return connected_.load(std::memory_order_acquire); }
-  static absl::Status NotYet() { return absl::UnavailableError("lifecycle: clients not connected yet"); }
-  std::unique_ptr<lifecycle::GrpcSignerClient> signer_;
-  std::unique_ptr<lifecycle::GrpcIdentityClient> identity_;
-  std::unique_ptr<lifecycle::GrpcConsentClient> consent_;
-  std::atomic<bool> connected_{false};
+  LateBound<lifecycle::SignerClient> signer_{"signer"};
+  LateBound<lifecycle::IdentityClient> identity_{"identity"};
+  LateBound<lifecycle::ConsentClient> consent_{"consent"};
 };
 
 // Consent checks users' Bearer tokens with Identity.ValidateSession, as the consent service.
 class LateSessionVerifier final : public consent::SessionVerifier {
  public:
-  void Connect(const std::shared_ptr<grpc::Channel>& channel, const std::string& client_id,
+  void Connect(const std::shared_ptr<grpc::Channel>& channel, std::string_view client_id,
                const SecretString& secret) {
-    identity_ = std::make_unique<lifecycle::GrpcIdentityClient>(
-        channel, lifecycle::ServiceCredential{.client_id = client_id,
-                                              .secret = std::string(secret.value())});
-    connected_.store(true, std::memory_order_release);
+    const WipedServiceCredential credential(client_id, secret);
+    identity_.Connect(std::make_unique<lifecycle::GrpcIdentityClient>(channel, credential.value));
   }
   absl::StatusOr<std::string> Verify(std::string_view session_token) override {
-    if (!connected_.load(std::memory_order_acquire)) {
-      return absl::UnavailableError("identity: not connected");
-    }
-    auto session = identity_->ValidateSession(session_token);
-    if (!session.ok()) return session.status();
-    return session->account_id;
+    return identity_.With([&](auto& t) -> absl::StatusOr<std::string> {
+      auto session = t.ValidateSession(session_token);
+      if (!session.ok()) return session.status();
+      return session->account_id;
+    });
   }
 
  private:
-  std::unique_ptr<lifecycle::GrpcIdentityClient> identity_;
-  std::atomic<bool> connected_{false};
+  LateBound<lifecycle::IdentityClient> identity_{"identity"};
 };
-
 
 // The signer service and everything it owns.
 struct SignerStack {
@@ -420,7 +417,7 @@ absl::Status SetUpLocalDeviceCa(const cfg::ServerConfig& config, hsm::Hsm* hsm,
   auto ca_pub = EnsureKey(hsm, config, ca_key, "device CA key");
   if (!ca_pub.ok()) return Field("consent.device_ca_key_id", ca_pub.status());
   const std::string& ca_file = config.consent().device_ca_cert_file();
-  auto ca_cert = ReadBinaryFile(ca_file);
+  auto ca_cert = ReadFileToString(ca_file);
   if (ca_cert.status().code() == absl::StatusCode::kNotFound && config.create_missing_keys()) {
     ca_cert = consent::SelfSignedDeviceCaCertificate(hsm, ca_key, "qsign device CA", absl::Now());
     if (ca_cert.ok()) {
@@ -573,12 +570,12 @@ struct LifecycleStack {
   std::unique_ptr<lifecycle::LifecycleGrpc> grpc;
   std::unique_ptr<lifecycle::OcspResponder> ocsp;
   std::unique_ptr<lifecycle::StatusHttpServer> http;
-  lifecycle::ServiceCredential credential{.client_id = "lifecycle"};
+  SecretString client_secret;
 };
 
 absl::StatusOr<lifecycle::CredentialHashes> LoadHashes(const std::string& path) {
   if (path.empty()) return lifecycle::CredentialHashes();
-  auto text = ReadBinaryFile(path);
+  auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
   return lifecycle::CredentialHashes::Parse(*text);
 }
@@ -601,7 +598,7 @@ absl::StatusOr<std::unique_ptr<LifecycleStack>> NewLifecycleStack(const cfg::Ser
   stack->cas = *std::move(cas);
   auto secret = OptionalSecret(c.client_secret_file());
   if (!secret.ok()) return Field("lifecycle.client_secret_file", secret.status());
-  stack->credential.secret = std::string(secret->value());
+  stack->client_secret = *std::move(secret);
   stack->store = lifecycle::NewPostgresLifecycleStore(pool);
   stack->lifecycle = std::make_unique<lifecycle::Lifecycle>(
       stack->cas.get(), stack->store.get(), &stack->clients, &stack->clients, &stack->clients,
@@ -719,10 +716,6 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
     Log(LogLevel::kWarning, component,
         "insecure_dev: plaintext gRPC, no client certificates, no allow-lists; for a laptop only");
   }
-  metrics::Registry::Global().AddCollector([insecure = config.insecure_dev()](metrics::Registry& r) {
-    r.SetGauge("qsign_insecure_dev", "1 when this process runs with insecure_dev (no TLS).", {},
-               insecure ? 1 : 0);
-  });
 
   auto transport = Transport::FromConfig(config);
   if (!transport.ok()) return fail("tls", transport.status());
@@ -743,6 +736,18 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
     if (!p.ok()) return fail("postgresql", p.status());
     pool = *std::move(p);
   }
+  // The global registry outlives this function; what its collectors read (the pool) does not.
+  struct Collectors {
+    std::vector<metrics::Registry::CollectorId> ids;
+    ~Collectors() {
+      for (auto id : ids) metrics::Registry::Global().RemoveCollector(id);
+    }
+  } collectors;
+  collectors.ids.push_back(metrics::Registry::Global().AddCollector(
+      [insecure = config.insecure_dev()](metrics::Registry& r) {
+        r.SetGauge("qsign_insecure_dev", "1 when this process runs with insecure_dev (no TLS).",
+                   {}, insecure ? 1 : 0);
+      }));
 
   std::vector<grpc::Service*> services;
   std::vector<std::string> service_names;
@@ -825,7 +830,7 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   std::thread scheduler;
   if (lifecycle) {
     lifecycle->clients.Connect(channel_to("signer"), channel_to("identity"),
-                               channel_to("consent"), lifecycle->credential);
+                               channel_to("consent"), "lifecycle", lifecycle->client_secret);
     std::unique_ptr<lifecycle::Mailer> mailer;
     if (!config.lifecycle().smtp_url().empty()) {
       mailer = std::make_unique<lifecycle::SmtpMailer>(lifecycle::SmtpConfig{
@@ -896,14 +901,15 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
   if (!config.observability().metrics_listen().empty()) {
     if (pool) {
-      metrics::Registry::Global().AddCollector([p = pool.get()](metrics::Registry& r) {
+      collectors.ids.push_back(metrics::Registry::Global().AddCollector([p = pool.get()](
+                                                                            metrics::Registry& r) {
         const db::PoolStats stats = p->Stats();
         r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
                    {{"state", "in_use"}}, stats.in_use);
         r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
                    {{"state", "open"}}, stats.open);
         r.SetGauge("qsign_db_pool_size", "Configured PostgreSQL pool size.", {}, stats.size);
-      });
+      }));
     }
     // With TLS, HTTPS asking the scraper for a client certificate from tls.client_ca_file.
     auto m = config.has_tls()
