@@ -43,40 +43,6 @@ namespace {
 namespace pb = ::qsign::v1;
 using HealthStatus = ::grpc::health::v1::HealthCheckResponse::ServingStatus;
 
-// ---- Launching qsignd (tests/testing/qsignd_process knows its command line). ----
-
-struct QsigndSetup {
-  std::string conninfo;    // The qsign database.
-  hsm::Pkcs11Config hsm;   // Token with (or, first start, without) the SAD key.
-  std::string dir;         // Config file and log.
-  int grace_seconds = 10;  // For in-flight calls on SIGTERM.
-};
-
-// A running qsignd serving the signer; SIGKILLed by the destructor if still running.
-class Qsignd {
- public:
-  // Starts qsignd and waits for its "ready" log line.
-  static absl::StatusOr<std::unique_ptr<Qsignd>> Start(const QsigndSetup& setup) {
-    config::v1::ServerConfig config = testing::LaptopConfig(setup.conninfo, setup.hsm);
-    config.mutable_signer();
-    config.mutable_observability()->set_grace_seconds(setup.grace_seconds);
-    auto process = testing::QsigndProcess::Start(QSIGND_PATH, config, setup.dir);
-    if (!process.ok()) return process.status();
-    return std::unique_ptr<Qsignd>(new Qsignd(*std::move(process)));
-  }
-
-  std::string target() const { return process_->target(); }
-  std::string log() const { return process_->log(); }
-  void Terminate() { process_->Terminate(); }
-  // The wait status once qsignd has exited, or nullopt if it is still running after `timeout`.
-  std::optional<int> WaitExit(absl::Duration timeout) { return process_->WaitExit(timeout); }
-
- private:
-  explicit Qsignd(std::unique_ptr<testing::QsigndProcess> process)
-      : process_(std::move(process)) {}
-  std::unique_ptr<testing::QsigndProcess> process_;
-};
-
 // ---- The test's side: PostgreSQL, token, qsignd, an active credential, SADs. ----
 
 constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
@@ -113,11 +79,12 @@ class QsigndOpsTest : public ::testing::Test {
     token_ = *std::move(token);
   }
 
+  // qsignd serving the signer; `grace_seconds` for in-flight calls on SIGTERM.
   void StartQsignd(int grace_seconds = 10) {
-    auto q = Qsignd::Start({.conninfo = conninfo_,
-                            .hsm = token_->config(4),
-                            .dir = token_->dir(),
-                            .grace_seconds = grace_seconds});
+    config::v1::ServerConfig config = testing::LaptopConfig(conninfo_, token_->config(4));
+    config.mutable_signer();
+    config.mutable_observability()->set_grace_seconds(grace_seconds);
+    auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, token_->dir());
     ASSERT_TRUE(q.ok()) << q.status();
     qsignd_ = *std::move(q);
     channel_ = grpc::CreateChannel(qsignd_->target(), grpc::InsecureChannelCredentials());
@@ -214,7 +181,7 @@ class QsigndOpsTest : public ::testing::Test {
   std::unique_ptr<db::testing::PgServer> pg_;
   std::string conninfo_;
   std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<Qsignd> qsignd_;
+  std::unique_ptr<testing::QsigndProcess> qsignd_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Signer::Stub> signer_;
   std::string spki_;

@@ -16,7 +16,6 @@
 #include <fstream>
 #include <memory>
 #include <regex>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/escaping.h"
@@ -24,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/credential_table.h"
 #include "common/db/testing/pg_server.h"
+#include "common/file.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -42,12 +42,7 @@ namespace pb = ::qsign::v1;
 namespace cfg = ::qsign::config::v1;
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string ReadFile(const std::string& path) { return ReadFileToString(path).value_or(""); }
 
 void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary);
@@ -58,19 +53,40 @@ std::string HashLine(const std::string& id, const std::string& secret) {
   return id + " " + absl::BytesToHexString(auth::Sha256(secret)) + "\n";
 }
 
-TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
-  auto pg = db::testing::PgServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  auto conninfo = (*pg)->CreateDatabase();
-  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
-  auto token = hsm::testing::SoftHsmToken::Create("qsign");
-  ASSERT_TRUE(token.ok()) << token.status();
-  const hsm::Pkcs11Config config = (*token)->config(4);
+// Each test: its own SoftHSM2 token (whose temp dir holds configs and logs) and, when it starts
+// a service, its own PostgreSQL database.
+class QsigndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto token = hsm::testing::SoftHsmToken::Create("qsign");
+    ASSERT_TRUE(token.ok()) << token.status();
+    token_ = *std::move(token);
+    dir_ = token_->dir();
+  }
 
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo->conninfo, config);
+  void StartDatabase() {
+    auto pg = db::testing::PgServer::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    pg_ = *std::move(pg);
+    auto database = pg_->CreateDatabase();
+    ASSERT_TRUE(database.ok()) << database.status();
+    conninfo_ = database->conninfo;
+  }
+
+  std::unique_ptr<db::testing::PgServer> pg_;
+  std::string conninfo_;
+  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
+  std::string dir_;
+};
+
+TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
+  ASSERT_NO_FATAL_FAILURE(StartDatabase());
+  const hsm::Pkcs11Config config = token_->config(4);
+
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo_, config);
   server.mutable_signer();
   server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
-  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, (*token)->dir());
+  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, token_->dir());
   ASSERT_TRUE(started.ok()) << started.status();
   testing::QsigndProcess& qsignd = **started;
   const int port = qsignd.port();
@@ -184,20 +200,15 @@ TEST(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   EXPECT_EQ(qsignd.log().find(*sad), std::string::npos);
 }
 
-TEST(QsigndTest, ServesConsentWhenConfigured) {
-  auto pg = db::testing::PgServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  auto conninfo = (*pg)->CreateDatabase();
-  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
-  auto token = hsm::testing::SoftHsmToken::Create("qsign");
-  ASSERT_TRUE(token.ok()) << token.status();
-  const hsm::Pkcs11Config config = (*token)->config(4);
-  const std::string dir = (*token)->dir();
+TEST_F(QsigndTest, ServesConsentWhenConfigured) {
+  ASSERT_NO_FATAL_FAILURE(StartDatabase());
+  const hsm::Pkcs11Config config = token_->config(4);
+  const std::string& dir = dir_;
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services",
             HashLine("gateway", "gateway-secret") + HashLine("lifecycle", "lifecycle-secret"));
 
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo->conninfo, config);
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo_, config);
   server.set_services_file(dir + "/services");
   server.mutable_signer();
   server.mutable_identity();
@@ -270,11 +281,9 @@ TEST(QsigndTest, ServesConsentWhenConfigured) {
   EXPECT_EQ(qsignd.log().find(std::string(32, 'p')), std::string::npos);
 }
 
-TEST(QsigndTest, CheckConfigValidatesWithoutStarting) {
-  auto token = hsm::testing::SoftHsmToken::Create("qsign");
-  ASSERT_TRUE(token.ok()) << token.status();
-  const std::string dir = (*token)->dir();
-  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", (*token)->config(2));
+TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
+  const std::string& dir = dir_;
+  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", token_->config(2));
   c.mutable_signer();
   testing::WriteConfig(c, dir + "/signer.textproto");
   // Valid: nothing is started (there is no PostgreSQL at that conninfo).
@@ -296,7 +305,7 @@ TEST(QsigndTest, CheckConfigValidatesWithoutStarting) {
   EXPECT_THAT(bad.output, HasSubstr("config: peers.identity: required"));
 
   // A per-service binary runs its own section only.
-  c.mutable_hsm()->set_pin_file((*token)->config(2).pin_file);
+  c.mutable_hsm()->set_pin_file(token_->config(2).pin_file);
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
@@ -330,27 +339,22 @@ TEST(QsigndTest, CheckConfigValidatesWithoutStarting) {
 
 // The CSC gateway inside qsignd next to consent and identity, the signer in its own process
 // (qsign-signer) reached at peers.signer, and a lone qsign-gateway reaching both.
-TEST(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
-  auto pg = db::testing::PgServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  auto conninfo = (*pg)->CreateDatabase();
-  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
-  auto token = hsm::testing::SoftHsmToken::Create("qsign");
-  ASSERT_TRUE(token.ok()) << token.status();
-  const std::string dir = (*token)->dir();
+TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
+  ASSERT_NO_FATAL_FAILURE(StartDatabase());
+  const std::string& dir = dir_;
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/gateway.secret", "gateway-secret\n");
   WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
   WriteFile(dir + "/relying-parties",
             "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) + " Test RP\n");
 
-  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo_, token_->config(2));
   signer_config.mutable_signer();
   auto signer = testing::QsigndProcess::Start(QSIGN_SIGNER_PATH, signer_config, dir, "signer");
   ASSERT_TRUE(signer.ok()) << signer.status();
   EXPECT_THAT((*signer)->log(), HasSubstr("\"services\":\"qsign.v1.Signer\""));
 
-  cfg::ServerConfig main = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  cfg::ServerConfig main = testing::LaptopConfig(conninfo_, token_->config(2));
   main.set_services_file(dir + "/services");
   main.mutable_peers()->set_signer((*signer)->target());
   main.mutable_identity();
@@ -420,14 +424,9 @@ TEST(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
 
 // Production transport: mutual TLS with allow-lists on the main listener (the process's own
 // calls to itself too), a plaintext listener for health probes only, /metrics over HTTPS.
-TEST(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
-  auto pg = db::testing::PgServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  auto conninfo = (*pg)->CreateDatabase();
-  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
-  auto token = hsm::testing::SoftHsmToken::Create("qsign");
-  ASSERT_TRUE(token.ok()) << token.status();
-  const std::string dir = (*token)->dir();
+TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
+  ASSERT_NO_FATAL_FAILURE(StartDatabase());
+  const std::string& dir = dir_;
   const std::string certs = dir + "/certs";
   ASSERT_EQ(std::system((std::string(QSIGN_GEN_CERTS) + " " + certs +
                          " qsignd gateway rogue >/dev/null 2>&1")
@@ -436,7 +435,7 @@ TEST(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
 
-  cfg::ServerConfig c = testing::LaptopConfig(conninfo->conninfo, (*token)->config(2));
+  cfg::ServerConfig c = testing::LaptopConfig(conninfo_, token_->config(2));
   c.set_insecure_dev(false);
   c.mutable_tls()->set_cert_file(certs + "/qsignd.crt");
   c.mutable_tls()->set_key_file(certs + "/qsignd.key");
@@ -496,6 +495,17 @@ TEST(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
     grpc::Status s = signer->CreateKey(&ctx, create, &cred);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr("signer.admin"));
+  }
+  {
+    // A certificate from our CA that no allow entry names opens nothing (the allow-list fails
+    // closed, whatever the credential in the metadata).
+    auto consent = pb::Consent::NewStub(tls_channel("rogue"));
+    pb::AuthorizeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service gateway.gateway-secret");
+    grpc::Status s = consent->Authorize(&ctx, auth, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("consent.authorize"));
   }
   {
     // No client certificate, no call.

@@ -8,11 +8,11 @@
 
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/file.h"
 #include "common/strings.h"
 #include "google/protobuf/text_format.h"
 
@@ -21,12 +21,8 @@ extern char** environ;
 namespace qsign::testing {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// "" when missing: a log not written yet reads as empty.
+std::string ReadFile(const std::string& path) { return ReadFileToString(path).value_or(""); }
 
 // posix_spawn with stdin from /dev/null and stdout+stderr to `out_path`.
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& out_path) {
