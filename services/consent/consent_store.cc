@@ -319,33 +319,39 @@ class PostgresConsentStore final : public ConsentStore {
   }
 
   absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
-                             const RequestDecision& d, const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      // The decision, the PIN reset and the NOTIFY in one statement; the audit record follows.
-      auto res = tx.Exec(
-          "WITH upd AS (UPDATE consent.requests SET state = $2, decided_at = $3, "
-          "decided_by_device = $4, sad = $5, sad_expires_at = $6 "
-          "WHERE request_id = $1 AND state = 'PENDING' RETURNING 1), "
-          "pin AS (UPDATE consent.pins SET failures = 0 WHERE $7 AND account_id = $8 AND "
-          "verifier = $9 AND NOT blocked AND EXISTS (SELECT 1 FROM upd) RETURNING 1) "
-          "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), pg_notify($10, $8)",
-          {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
-           Param::Time(d.decided_at), Param::Text(d.device_id),
-           d.sad.empty() ? Param::Null() : Param::Text(d.sad),
-           d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
-           Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
-           Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel)});
-      if (!res.ok()) return res.status();
-      auto decided = res->GetInt64(0, 0);
-      if (!decided.ok()) return decided.status();
-      if (*decided == 0) return absl::FailedPreconditionError("request_id: already decided");
-      auto reset = res->GetInt64(0, 1);
-      if (!reset.ok()) return reset.status();
-      if (d.reset_pin_verifier && *reset == 0) {
-        return absl::FailedPreconditionError("pin: changed or blocked meanwhile; try again");
-      }
-      return db::AppendAudit(tx, kSchema, audit, d.decided_at);
-    });
+                             const RequestDecision& d, const db::AuditEvent& event) override {
+    // One statement: the PIN row locked and checked (for an approval with a PIN), the decision,
+    // the PIN reset, the journal row and the NOTIFY commit together or not at all.
+    auto res = pool_->Exec(
+        "WITH p AS (SELECT 1 FROM consent.pins WHERE $7 AND account_id = $8 AND verifier = $9 "
+        "AND NOT blocked FOR UPDATE), "
+        "upd AS (UPDATE consent.requests SET state = $2, decided_at = $3, "
+        "decided_by_device = $4, sad = $5, sad_expires_at = $6 "
+        "WHERE request_id = $1 AND state = 'PENDING' AND (NOT $7 OR EXISTS (SELECT 1 FROM p)) "
+        "RETURNING request_id), "
+        "pin AS (UPDATE consent.pins SET failures = 0 WHERE $7 AND account_id = $8 AND "
+        "EXISTS (SELECT 1 FROM upd)), "
+        "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, client_address, "
+        "outcome, details) SELECT upd.request_id, $3, $11, $12, $13, $14, $15 FROM upd) "
+        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM p), pg_notify($10, $8)",
+        {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
+         Param::Time(d.decided_at), Param::Text(d.device_id),
+         d.sad.empty() ? Param::Null() : Param::Text(d.sad),
+         d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
+         Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
+         Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel),
+         Param::Text(event.actor), Param::Text(event.action), Param::Text(event.client_address),
+         Param::Text(event.outcome), Param::Text(event.details)});
+    if (!res.ok()) return res.status();
+    auto decided = res->GetInt64(0, 0);
+    if (!decided.ok()) return decided.status();
+    if (*decided == 1) return absl::OkStatus();
+    auto pin_ok = res->GetInt64(0, 1);
+    if (!pin_ok.ok()) return pin_ok.status();
+    if (d.reset_pin_verifier && *pin_ok == 0) {
+      return absl::FailedPreconditionError("pin: changed or blocked meanwhile; try again");
+    }
+    return absl::FailedPreconditionError("request_id: already decided");
   }
 
   absl::StatusOr<PinRecord> GetPin(std::string_view account_id) override {
@@ -518,6 +524,36 @@ CREATE TABLE push_outbox (
 CREATE INDEX push_outbox_due ON push_outbox (next_attempt_at);
 )sql";
 
+// The decisions journal: one append-only row per decision on a request (approve, deny, denied for
+// a blocked PIN), written in the statement that decides. With `requests` (who asked what, when)
+// it is the record of every consent; the audit chain keeps enrolment, PIN failures and
+// unblocks, deactivations (docs/consent.md). The columns are an audit record's; target is
+// request_id.
+constexpr char kV2[] = R"sql(
+CREATE TABLE decisions (
+  seq            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  request_id     text NOT NULL,
+  at             timestamptz NOT NULL,
+  actor          text NOT NULL,
+  action         text NOT NULL,
+  client_address text NOT NULL,
+  outcome        text NOT NULL,
+  details        text NOT NULL
+);
+CREATE INDEX decisions_request ON decisions (request_id);
+CREATE INDEX decisions_at ON decisions (at);
+CREATE FUNCTION decisions_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'decisions is append-only: % refused', TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER decisions_no_update_delete BEFORE UPDATE OR DELETE ON decisions
+  FOR EACH ROW EXECUTE FUNCTION decisions_refuse_change();
+CREATE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
+  FOR EACH STATEMENT EXECUTE FUNCTION decisions_refuse_change();
+)sql";
+
 }  // namespace
 
 std::string_view RequestStateName(RequestState state) {
@@ -539,7 +575,8 @@ std::string_view RequestStateName(RequestState state) {
 absl::Status MigrateConsentSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   const db::Migration migrations[] = {
-      {1, "devices, pins, requests, challenges, push outbox, audit log", v1}};
+      {1, "devices, pins, requests, challenges, push outbox, audit log", v1},
+      {2, "decisions journal", kV2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

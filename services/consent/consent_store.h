@@ -149,11 +149,12 @@ class ConsentStore {
   // The device's state and its account's PENDING requests unexpired at `now`, in one query.
   // NOT_FOUND when the device is unknown.
   virtual absl::StatusOr<WatchSnapshot> Watch(std::string_view device_id, absl::Time now) = 0;
-  // Moves a PENDING request to decision.state. FAILED_PRECONDITION "already decided" when it is
-  // no longer PENDING.
+  // Moves a PENDING request to decision.state and records `event` in the decisions journal
+  // (consent.decisions, not the audit chain), in one statement. FAILED_PRECONDITION "already
+  // decided" when it is no longer PENDING.
   virtual absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
                                      const RequestDecision& decision,
-                                     const db::AuditEvent& audit) = 0;
+                                     const db::AuditEvent& event) = 0;
 
   // NOT_FOUND when the account has no PIN.
   virtual absl::StatusOr<PinRecord> GetPin(std::string_view account_id) = 0;

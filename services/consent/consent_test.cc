@@ -514,6 +514,17 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_EQ(awaited.account_id(), "alice");
   EXPECT_TRUE(awaited.has_decided_at());
   EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+  // The decision is in the decisions journal, for an auditor, and the journal refuses changes.
+  auto journal = pool_->Exec(
+      "SELECT actor, action, outcome FROM consent.decisions WHERE request_id = $1",
+      {db::Param::Text(pushed.request_id())});
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  ASSERT_EQ(journal->rows(), 1);
+  EXPECT_EQ(journal->Get(0, 0), absl::StrCat("device:", app->device_id()));
+  EXPECT_EQ(journal->Get(0, 1), "login.approve");
+  EXPECT_EQ(journal->Get(0, 2), "ok");
+  EXPECT_FALSE(pool_->Exec("UPDATE consent.decisions SET outcome = 'x'").ok());
+  EXPECT_FALSE(pool_->Exec("DELETE FROM consent.decisions").ok());
 }
 
 TEST_F(ConsentTest, PendingRequestsAreSentOnConnectAndAgainOnReconnect) {

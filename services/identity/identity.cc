@@ -459,18 +459,18 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
     owner = Caller{.kind = CallerKind::kUser, .id = login.account_id};
   }
   if (state == LoginState::kApproved) {
-    auto account = store_->GetAccountById(login.account_id);
-    if (!account.ok()) return account.status();
+    AssuranceLevel level = login.assurance_level;
     auto session_id = NewSessionId();
     if (!session_id.ok()) return session_id.status();
     SessionClaims claims{.session_id = *session_id,
                          .account_id = login.account_id,
                          .issued_at = now,
-                         .auth_time = TruncateToMicros(approval->decided_at.value_or(now)),
-                         .assurance_level = static_cast<int>(account->assurance_level)};
+                         .auth_time = TruncateToMicros(approval->decided_at.value_or(now))};
     // The session runs from the approval on the phone: a token picked up late is shorter-lived.
     claims.expires_at = claims.auth_time + config_.session_lifetime;
-    if (claims.expires_at > now) {
+    // The level read with the login; once more if a proofing changed it meanwhile.
+    for (int attempt = 0; claims.expires_at > now; ++attempt) {
+      claims.assurance_level = static_cast<int>(level);
       auto token = minter_->Mint(claims);
       if (!token.ok()) return token.status();
       SessionRecord record{.session_id = claims.session_id,
@@ -479,12 +479,18 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
                            .issued_at = claims.issued_at,
                            .auth_time = claims.auth_time,
                            .expires_at = claims.expires_at,
-                           .assurance_level = account->assurance_level};
+                           .assurance_level = level};
       auto s = store_->FinishLogin(
           login.login_id_sha256, LoginState::kApproved, now, &record,
           Audit(owner, "identity.session.issue", login.account_id, ClientInfo{}, "ok",
                 absl::StrCat("session=", claims.session_id,
                              " consent_request=", login.consent_request_id)));
+      if (s.code() == absl::StatusCode::kAborted && attempt == 0) {
+        auto account = store_->GetAccountById(login.account_id);
+        if (!account.ok()) return account.status();
+        level = account->assurance_level;
+        continue;
+      }
       if (s.code() == absl::StatusCode::kFailedPrecondition) {
         return CompletedLogin(login.login_id_sha256);
       }

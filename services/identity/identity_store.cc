@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,28 @@ constexpr std::string_view kSchema = "identity";
 constexpr char kAccountColumns[] =
     "account_id, username, given_name, surname, national_id, certificate_email, "
     "assurance_level, proofed_at, created_at";
+
+// The logins journal (see kV2): one append-only row per login event, written in the statement
+// that makes the change. Parameters from $N on: actor, action, target, client_address, outcome,
+// details.
+constexpr char kJournalInsert[] =
+    "INSERT INTO identity.login_journal (login_id_sha256, at, actor, action, target, "
+    "client_address, outcome, details) ";
+
+// "$first, ..., $first+5": the journal event's six parameters.
+std::string JournalValues(int first) {
+  std::string out;
+  for (int i = 0; i < 6; ++i) absl::StrAppend(&out, i == 0 ? "$" : ", $", first + i);
+  return out;
+}
+
+// The journal event's six parameters, in JournalValues order.
+void AppendEvent(std::vector<db::Param>& params, const db::AuditEvent& e) {
+  for (const std::string* f :
+       {&e.actor, &e.action, &e.target, &e.client_address, &e.outcome, &e.details}) {
+    params.push_back(db::Param::Text(*f));
+  }
+}
 
 absl::Status Invariant(std::string_view what) {
   return absl::InternalError(absl::StrCat("identity store: ", Av(what)));
@@ -243,24 +266,27 @@ class PostgresIdentityStore final : public IdentityStore {
     return out;
   }
 
-  absl::Status CreateLogin(const LoginRecord& l, const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      auto r = tx.Exec(
-          "INSERT INTO identity.logins (login_id_sha256, account_id, consent_request_id, state, "
-          "created_at, expires_at) VALUES ($1, $2, $3, 'PENDING', $4, $5)",
-          {Param::Bytes(l.login_id_sha256),
-           l.account_id.empty() ? Param::Null() : Param::Text(l.account_id),
-           l.consent_request_id.empty() ? Param::Null() : Param::Text(l.consent_request_id),
-           Param::Time(l.created_at), Param::Time(l.expires_at)});
-      if (!r.ok()) return r.status();
-      return db::AppendAudit(tx, kSchema, audit, l.created_at);
-    });
+  absl::Status CreateLogin(const LoginRecord& l, const db::AuditEvent& event) override {
+    // One statement: the login and its journal row commit together (no audit-chain append).
+    static const std::string sql = absl::StrCat(
+        "WITH l AS (INSERT INTO identity.logins (login_id_sha256, account_id, consent_request_id, "
+        "state, created_at, expires_at) VALUES ($1, $2, $3, 'PENDING', $4, $5) "
+        "RETURNING login_id_sha256) ",
+        kJournalInsert, "SELECT l.login_id_sha256, $4, ", JournalValues(6), " FROM l");
+    std::vector<Param> params = {
+        Param::Bytes(l.login_id_sha256),
+        l.account_id.empty() ? Param::Null() : Param::Text(l.account_id),
+        l.consent_request_id.empty() ? Param::Null() : Param::Text(l.consent_request_id),
+        Param::Time(l.created_at), Param::Time(l.expires_at)};
+    AppendEvent(params, event);
+    return pool_->Exec(sql, params).status();
   }
 
   absl::StatusOr<LoginRecord> GetLogin(std::string_view login_id_sha256) override {
     auto r = pool_->Exec(
-        "SELECT coalesce(account_id, ''), coalesce(consent_request_id, ''), state, created_at, "
-        "expires_at FROM identity.logins WHERE login_id_sha256 = $1",
+        "SELECT coalesce(l.account_id, ''), coalesce(l.consent_request_id, ''), l.state, "
+        "l.created_at, l.expires_at, coalesce(a.assurance_level, 0) FROM identity.logins l "
+        "LEFT JOIN identity.accounts a USING (account_id) WHERE l.login_id_sha256 = $1",
         {Param::Bytes(login_id_sha256)});
     if (!r.ok()) return r.status();
     if (r->rows() == 0) return absl::NotFoundError("login_id: no such login");
@@ -277,38 +303,69 @@ class PostgresIdentityStore final : public IdentityStore {
     auto expires = r->GetTime(0, 4);
     if (!expires.ok()) return expires.status();
     l.expires_at = *expires;
+    auto level = r->GetInt64(0, 5);
+    if (!level.ok()) return level.status();
+    if (!l.account_id.empty()) {
+      auto parsed = ParseLevel(*level);
+      if (!parsed.ok()) return parsed.status();
+      l.assurance_level = *parsed;
+    }
     return l;
   }
 
   absl::Status FinishLogin(std::string_view login_id_sha256, LoginState state, absl::Time at,
-                           const SessionRecord* session, const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      if (session != nullptr) {
-        // Ordered against RevokeAccountSessions, which locks the row FOR UPDATE: either the
-        // revocation sees this session, or this login is already DENIED when we get here.
-        auto lock = tx.Exec("SELECT 1 FROM identity.accounts WHERE account_id = $1 FOR SHARE",
-                            {Param::Text(session->account_id)});
-        if (!lock.ok()) return lock.status();
-      }
-      auto r = tx.Exec(
-          "UPDATE identity.logins SET state = $2, completed_at = $3, session_id = $4 "
-          "WHERE login_id_sha256 = $1 AND state = 'PENDING' RETURNING 1",
-          {Param::Bytes(login_id_sha256), Param::Text(LoginStateName(state)), Param::Time(at),
-           session != nullptr ? Param::Text(session->session_id) : Param::Null()});
+                           const SessionRecord* session, const db::AuditEvent& event) override {
+    if (session == nullptr) {
+      static const std::string sql = absl::StrCat(
+          "WITH l AS (UPDATE identity.logins SET state = $2, completed_at = $3 "
+          "WHERE login_id_sha256 = $1 AND state = 'PENDING' RETURNING login_id_sha256), j AS (",
+          kJournalInsert, "SELECT l.login_id_sha256, $3, ", JournalValues(4),
+          " FROM l) SELECT count(*) FROM l");
+      std::vector<Param> params = {Param::Bytes(login_id_sha256),
+                                   Param::Text(LoginStateName(state)), Param::Time(at)};
+      AppendEvent(params, event);
+      auto r = pool_->Exec(sql, params);
       if (!r.ok()) return r.status();
-      if (r->rows() == 0) return absl::FailedPreconditionError("login_id: login completed before");
-      if (session != nullptr) {
-        auto ins = tx.Exec(
-            "INSERT INTO identity.sessions (session_id, account_id, key_id, issued_at, "
-            "auth_time, expires_at, assurance_level) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            {Param::Text(session->session_id), Param::Text(session->account_id),
-             Param::Text(session->key_id), Param::Time(session->issued_at),
-             Param::Time(session->auth_time), Param::Time(session->expires_at),
-             Param::Int(static_cast<int>(session->assurance_level))});
-        if (!ins.ok()) return ins.status();
-      }
-      return db::AppendAudit(tx, kSchema, audit, at);
-    });
+      auto n = r->GetInt64(0, 0);
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::FailedPreconditionError("login_id: login completed before");
+      return absl::OkStatus();
+    }
+    if (state != LoginState::kApproved) return Invariant("a session for a login not approved");
+    // One statement. The account row is taken FOR SHARE, ordered against RevokeAccountSessions
+    // (FOR UPDATE): either the revocation sees this session, or the login row it DENIED fails
+    // `state = 'PENDING'` on re-check. The level guard keeps the token's level the account's.
+    static const std::string sql = absl::StrCat(
+        "WITH a AS (SELECT account_id FROM identity.accounts WHERE account_id = $2 AND "
+        "assurance_level = $8 FOR SHARE), "
+        "l AS (UPDATE identity.logins SET state = 'APPROVED', completed_at = $9, session_id = $3 "
+        "WHERE login_id_sha256 = $1 AND state = 'PENDING' AND account_id = $2 AND "
+        "EXISTS (SELECT 1 FROM a) RETURNING login_id_sha256), "
+        "s AS (INSERT INTO identity.sessions (session_id, account_id, key_id, issued_at, "
+        "auth_time, expires_at, assurance_level) SELECT $3, $2, $4, $5, $6, $7, $8 FROM l), j AS (",
+        kJournalInsert, "SELECT l.login_id_sha256, $9, ", JournalValues(10),
+        " FROM l) SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM l)");
+    std::vector<Param> params = {Param::Bytes(login_id_sha256),
+                                 Param::Text(session->account_id),
+                                 Param::Text(session->session_id),
+                                 Param::Text(session->key_id),
+                                 Param::Time(session->issued_at),
+                                 Param::Time(session->auth_time),
+                                 Param::Time(session->expires_at),
+                                 Param::Int(static_cast<int>(session->assurance_level)),
+                                 Param::Time(at)};
+    AppendEvent(params, event);
+    auto r = pool_->Exec(sql, params);
+    if (!r.ok()) return r.status();
+    auto account = r->GetInt64(0, 0);
+    if (!account.ok()) return account.status();
+    auto finished = r->GetInt64(0, 1);
+    if (!finished.ok()) return finished.status();
+    if (*finished == 1) return absl::OkStatus();
+    if (*account == 0) {
+      return absl::AbortedError("account: assurance level changed meanwhile; read it again");
+    }
+    return absl::FailedPreconditionError("login_id: login completed before");
   }
 
   absl::StatusOr<bool> EndSession(std::string_view session_id, absl::Time at, absl::Time keep_until,
@@ -358,10 +415,14 @@ class PostgresIdentityStore final : public IdentityStore {
           return a;
         }
       }
+      // Each cancelled login's journal says how it ended, as FinishLogin's would.
       auto logins = tx.Exec(
-          "UPDATE identity.logins SET state = 'DENIED', completed_at = $2 "
-          "WHERE account_id = $1 AND state = 'PENDING'",
-          {id, when});
+          absl::StrCat("WITH l AS (UPDATE identity.logins SET state = 'DENIED', completed_at = $2 "
+                       "WHERE account_id = $1 AND state = 'PENDING' RETURNING login_id_sha256) ",
+                       kJournalInsert,
+                       "SELECT l.login_id_sha256, $2, $3, 'identity.login.finish', $1, $4, "
+                       "'denied', 'revoke-all' FROM l"),
+          {id, when, Param::Text(audit.actor), Param::Text(audit.client_address)});
       if (!logins.ok()) return logins.status();
       // ... and one for the account, by time, for any token the rows above do not show.
       if (auto a = AppendRevocation(tx, "", account_id, at, keep_until); !a.ok()) return a;
@@ -504,6 +565,35 @@ CREATE TABLE revocation_sequence (
 INSERT INTO revocation_sequence (last) VALUES (0);
 )sql";
 
+// The logins journal: every login event (start, session issue, finish, cancelled by revoke-all),
+// written in the same statement as the `logins` change it records. Append-only; the audit
+// chain keeps administrative acts (docs/identity.md). The columns are an audit record's.
+constexpr char kV2[] = R"sql(
+CREATE TABLE login_journal (
+  seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  login_id_sha256 bytea NOT NULL,
+  at              timestamptz NOT NULL,
+  actor           text NOT NULL,
+  action          text NOT NULL,
+  target          text NOT NULL,
+  client_address  text NOT NULL,
+  outcome         text NOT NULL,
+  details         text NOT NULL
+);
+CREATE INDEX login_journal_login ON login_journal (login_id_sha256);
+CREATE INDEX login_journal_at ON login_journal (at);
+CREATE FUNCTION login_journal_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'login_journal is append-only: % refused', TG_OP
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER login_journal_no_update_delete BEFORE UPDATE OR DELETE ON login_journal
+  FOR EACH ROW EXECUTE FUNCTION login_journal_refuse_change();
+CREATE TRIGGER login_journal_no_truncate BEFORE TRUNCATE ON login_journal
+  FOR EACH STATEMENT EXECUTE FUNCTION login_journal_refuse_change();
+)sql";
+
 }  // namespace
 
 std::string_view AssuranceLevelName(AssuranceLevel level) {
@@ -549,7 +639,8 @@ std::string_view LoginStateName(LoginState state) {
 absl::Status MigrateIdentitySchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   const db::Migration migrations[] = {
-      {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1}};
+      {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1},
+      {2, "login journal", kV2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

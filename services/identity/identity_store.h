@@ -72,6 +72,8 @@ struct LoginRecord {
   LoginState state = LoginState::kPending;
   absl::Time created_at;
   absl::Time expires_at;
+  // The account's level when read by GetLogin (kUnspecified without an account); not stored.
+  AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
 };
 
 struct SessionRecord {
@@ -108,14 +110,19 @@ class IdentityStore {
       std::string_view code_sha256, std::string_view device_key_sha256, absl::Time now,
       db::AuditEvent audit) = 0;
 
-  virtual absl::Status CreateLogin(const LoginRecord& login, const db::AuditEvent& audit) = 0;
-  // NOT_FOUND when unknown.
+  // Login events go to the logins journal (identity.login_journal), not the audit chain: each
+  // is written in the one statement that makes the change it records (docs/identity.md).
+  // Stores the PENDING login and its journal row `event`.
+  virtual absl::Status CreateLogin(const LoginRecord& login, const db::AuditEvent& event) = 0;
+  // With the account's current assurance level. NOT_FOUND when unknown.
   virtual absl::StatusOr<LoginRecord> GetLogin(std::string_view login_id_sha256) = 0;
-  // Moves a PENDING login to `state` (and, for APPROVED, records `session`). FAILED_PRECONDITION
-  // when the login is no longer PENDING (another call completed it, or revoke-all ended it).
+  // Moves a PENDING login to `state` and journals `event`; for APPROVED also records `session`,
+  // with the account row shared-locked. FAILED_PRECONDITION when the login is no longer PENDING
+  // (another call completed it, or revoke-all ended it); ABORTED when the account's assurance
+  // level is no longer session->assurance_level (read it again, mint again).
   virtual absl::Status FinishLogin(std::string_view login_id_sha256, LoginState state,
                                    absl::Time at, const SessionRecord* session,
-                                   const db::AuditEvent& audit) = 0;
+                                   const db::AuditEvent& event) = 0;
 
   // Ends one session and publishes its revocation (kept until `keep_until`). False when it had
   // ended before.

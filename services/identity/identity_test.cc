@@ -23,6 +23,7 @@
 #include "common/db/testing/pg_test.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
+#include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
@@ -218,6 +219,18 @@ class IdentityTest : public db::testing::PgTest {
     EXPECT_TRUE(rows.ok()) << rows.status();
     if (!rows.ok()) return out;
     for (int i = 0; i < rows->rows(); ++i) out.emplace_back(rows->Get(i, 0));
+    return out;
+  }
+
+  // The logins journal as an auditor reads it: action and outcome, in order.
+  std::vector<std::string> JournalEvents() {
+    std::vector<std::string> out;
+    auto rows = pool().Exec("SELECT action, outcome FROM identity.login_journal ORDER BY seq");
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (!rows.ok()) return out;
+    for (int i = 0; i < rows->rows(); ++i) {
+      out.push_back(absl::StrCat(Av(rows->Get(i, 0)), " ", Av(rows->Get(i, 1))));
+    }
     return out;
   }
 
@@ -651,7 +664,10 @@ TEST_F(IdentityTest, UnknownUsernamesAreIndistinguishable) {
   // The phone was asked only for the real account.
   EXPECT_EQ(consent_->created().size(), 1u);
   // The unknown username is not stored anywhere.
-  auto leak = pool().Exec("SELECT count(*) FROM identity.audit_log WHERE details LIKE '%nobody%'");
+  auto leak = pool().Exec(
+      "SELECT (SELECT count(*) FROM identity.audit_log WHERE details LIKE '%nobody%') + "
+      "(SELECT count(*) FROM identity.login_journal WHERE details LIKE '%nobody%' OR "
+      "target LIKE '%nobody%')");
   ASSERT_TRUE(leak.ok());
   EXPECT_EQ(leak->Get(0, 0), "0");
 }
@@ -1009,10 +1025,10 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   pb::RevokeSessionsResponse revoked;
   ASSERT_TRUE(Call(&pb::Identity::Stub::RevokeSessions, revoke, &revoked, kLifecycle).ok());
 
+  // Administrative acts in the hash chain ...
   EXPECT_THAT(AuditActions(),
-              ElementsAre("identity.account.register", "identity.proof", "identity.login.start",
-                          "identity.session.issue", "identity.login.start", "identity.login.finish",
-                          "identity.session.logout", "identity.session.revoke_all"));
+              ElementsAre("identity.account.register", "identity.proof", "identity.session.logout",
+                          "identity.session.revoke_all"));
   auto rows = pool().Exec(
       "SELECT actor, target, outcome, client_address FROM identity.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok());
@@ -1020,9 +1036,18 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   EXPECT_THAT(std::string(rows->Get(0, 3)), HasSubstr("203.0.113.7 via ipv"));
   EXPECT_EQ(rows->Get(1, 0), "operator:ra-ana");
   EXPECT_EQ(rows->Get(1, 1), account.account_id());
-  EXPECT_EQ(rows->Get(3, 0), absl::StrCat("account:", account.account_id()));
-  EXPECT_EQ(rows->Get(5, 2), "denied");
-  EXPECT_EQ(rows->Get(7, 0), "service:lifecycle");
+  EXPECT_EQ(rows->Get(3, 0), "service:lifecycle");
+  // ... login events in the logins journal, written with the change they record.
+  EXPECT_THAT(JournalEvents(), ElementsAre("identity.login.start ok", "identity.session.issue ok",
+                                           "identity.login.start ok",
+                                           "identity.login.finish denied"));
+  auto journal = pool().Exec(
+      "SELECT actor, target, client_address FROM identity.login_journal ORDER BY seq");
+  ASSERT_TRUE(journal.ok());
+  EXPECT_EQ(journal->Get(0, 0), "anonymous");
+  EXPECT_EQ(journal->Get(0, 1), account.account_id());
+  EXPECT_THAT(std::string(journal->Get(0, 2)), HasSubstr("198.51.100.23 via ipv"));
+  EXPECT_EQ(journal->Get(1, 0), absl::StrCat("account:", account.account_id()));
   EXPECT_TRUE(db::VerifyAuditChain(pool(), "identity").ok());
 
   // Tampering is found.
@@ -1030,6 +1055,84 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   ASSERT_TRUE(
       pool().Exec("UPDATE identity.audit_log SET actor = 'operator:ra-bob' WHERE seq = 2").ok());
   EXPECT_EQ(db::VerifyAuditChain(pool(), "identity").code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(IdentityTest, EveryLoginIsInTheLoginJournalForAnAuditor) {
+  pb::Account account = Register();
+  Proof(account.account_id());
+  consent_->AddDevice(account.account_id());
+  const std::string token = Login();
+  pb::StartLoginResponse unknown = StartLogin("nobody@example.rs");
+  pb::StartLoginResponse pending = StartLogin("ana@example.rs");
+  clock_.Advance(absl::Minutes(10));
+  pb::AwaitLoginResponse await;
+  ASSERT_TRUE(AwaitLogin(unknown.login_id(), &await).ok());
+  EXPECT_EQ(await.state(), pb::LOGIN_STATE_EXPIRED);
+
+  // An auditor finds one login by the SHA-256 of its id, or an account's logins by target.
+  auto rows = pool().Exec(
+      "SELECT action, outcome, target FROM identity.login_journal WHERE login_id_sha256 = $1 "
+      "ORDER BY seq",
+      {db::Param::Bytes(Sha256(unknown.login_id()))});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 2);
+  EXPECT_EQ(rows->Get(0, 0), "identity.login.start");
+  EXPECT_EQ(rows->Get(0, 1), "unknown_username");
+  EXPECT_EQ(rows->Get(0, 2), "");
+  EXPECT_EQ(rows->Get(1, 0), "identity.login.finish");
+  EXPECT_EQ(rows->Get(1, 1), "expired");
+
+  // A revoke-all records how it ended the pending login.
+  pb::RevokeSessionsRequest revoke;
+  revoke.set_account_id(account.account_id());
+  pb::RevokeSessionsResponse revoked;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RevokeSessions, revoke, &revoked, kLifecycle).ok());
+  rows = pool().Exec(
+      "SELECT action, outcome, actor, details FROM identity.login_journal "
+      "WHERE login_id_sha256 = $1 ORDER BY seq",
+      {db::Param::Bytes(Sha256(pending.login_id()))});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 2);
+  EXPECT_EQ(rows->Get(1, 0), "identity.login.finish");
+  EXPECT_EQ(rows->Get(1, 1), "denied");
+  EXPECT_EQ(rows->Get(1, 2), "service:lifecycle");
+  EXPECT_EQ(rows->Get(1, 3), "revoke-all");
+  auto issued = pool().Exec(
+      "SELECT count(*) FROM identity.login_journal WHERE target = $1 AND "
+      "action = 'identity.session.issue'",
+      {db::Param::Text(account.account_id())});
+  ASSERT_TRUE(issued.ok());
+  EXPECT_EQ(issued->Get(0, 0), "1");
+
+  // No token, login id or PIN in it; and it refuses changes.
+  auto leak = pool().Exec(
+      "SELECT count(*) FROM identity.login_journal WHERE details LIKE '%' || $1 || '%' OR "
+      "details LIKE '%' || $2 || '%'",
+      {db::Param::Text(token), db::Param::Text(pending.login_id())});
+  ASSERT_TRUE(leak.ok());
+  EXPECT_EQ(leak->Get(0, 0), "0");
+  EXPECT_FALSE(pool().Exec("UPDATE identity.login_journal SET outcome = 'ok'").ok());
+  EXPECT_FALSE(pool().Exec("DELETE FROM identity.login_journal").ok());
+  EXPECT_FALSE(pool().Exec("TRUNCATE identity.login_journal").ok());
+}
+
+TEST_F(IdentityTest, ATokenCarriesTheLevelOfAProofingDuringTheLogin) {
+  pb::Account account = Register();
+  Proof(account.account_id(), pb::ASSURANCE_LEVEL_SUBSTANTIAL);
+  consent_->AddDevice(account.account_id());
+  pb::StartLoginResponse start = StartLogin("ana@example.rs");
+  // The level is raised between StartLogin and the approval.
+  Proof(account.account_id(), pb::ASSURANCE_LEVEL_HIGH);
+  ASSERT_TRUE(consent_->Approve(LastConsentRequest()).ok());
+  pb::AwaitLoginResponse await;
+  ASSERT_TRUE(AwaitLogin(start.login_id(), &await).ok());
+  ASSERT_EQ(await.state(), pb::LOGIN_STATE_APPROVED);
+  pb::SessionInfo info;
+  ASSERT_TRUE(Validate(await.session_token(), &info).ok());
+  EXPECT_EQ(info.assurance_level(), pb::ASSURANCE_LEVEL_HIGH);
+  auto level = pool().Exec("SELECT assurance_level FROM identity.sessions");
+  ASSERT_TRUE(level.ok());
+  EXPECT_EQ(level->Get(0, 0), "3");
 }
 
 // ---- The gRPC consent client, against a stand-in Consent server. ----
