@@ -95,8 +95,7 @@ std::vector<uint64_t> Histogram::BucketCounts() const {
   return out;
 }
 
-Counter* Registry::GetCounter(std::string_view name, std::string_view help,
-                              const Labels& labels) {
+Counter* Registry::GetCounter(std::string_view name, std::string_view help, const Labels& labels) {
   std::string key = RenderLabels(labels);
   absl::MutexLock lock(&mu_);
   std::unique_ptr<Counter>& c = FamilyLocked(name, "counter", help).counters[key];

@@ -24,8 +24,7 @@ TEST(RegistryTest, RendersCountersGaugesAndCumulativeHistograms) {
   EXPECT_NE(text.find("# TYPE qsign_things_total counter\n"), std::string::npos) << text;
   EXPECT_NE(text.find("qsign_things_total{kind=\"a\"} 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("qsign_pool_in_use 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("qsign_latency_seconds_bucket{m=\"x\",le=\"0.001\"} 0\n"),
-            std::string::npos)
+  EXPECT_NE(text.find("qsign_latency_seconds_bucket{m=\"x\",le=\"0.001\"} 0\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("qsign_latency_seconds_bucket{m=\"x\",le=\"0.01\"} 1\n"), std::string::npos)
       << text;

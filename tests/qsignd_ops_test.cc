@@ -300,9 +300,10 @@ TEST_F(QsigndOpsTest, SigtermUnderLoadLosesNoAcknowledgedSignature) {
   ASSERT_GE(ok_at_sigterm, kOkBeforeSigterm) << "load never got going:\n" << qsignd_->log();
   const std::string log = qsignd_->log();
   ASSERT_TRUE(status.has_value()) << "qsignd still running " << kGraceSeconds
-                                  << " s after SIGTERM:\n" << log;
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status
-                                                                << "\n" << log;
+                                  << " s after SIGTERM:\n"
+                                  << log;
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status << "\n"
+                                                               << log;
   EXPECT_NE(log.find("\"msg\":\"stopping: finishing in-flight calls\""), std::string::npos) << log;
   EXPECT_NE(log.find("\"msg\":\"stopped\""), std::string::npos) << log;
 
@@ -365,8 +366,8 @@ TEST_F(QsigndOpsTest, SigtermUnderLoadLosesNoAcknowledgedSignature) {
   EXPECT_EQ(spent_without_answer, 0);
   EXPECT_EQ(static_cast<int>(journal.size()), acknowledged);
   std::cout << "[ stats    ] " << acknowledged << " acknowledged (" << ok_at_sigterm
-            << " before SIGTERM), " << journal.size() << " in the journal, "
-            << cancelled_by_grpc << " calls CANCELLED by gRPC's shutdown, qsignd stopped in "
+            << " before SIGTERM), " << journal.size() << " in the journal, " << cancelled_by_grpc
+            << " calls CANCELLED by gRPC's shutdown, qsignd stopped in "
             << absl::FormatDuration(stop_time) << "\n";
 }
 

@@ -3,13 +3,12 @@
 // credential, sign with a SAD, stop with SIGTERM; consent, identity and the CSC gateway in one
 // process; a service reached at its peers.<name> in another process; --check_config.
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -26,8 +25,8 @@
 #include "common/file.h"
 #include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/softhsm_token.h"
@@ -92,8 +91,9 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   const int port = qsignd.port();
   ASSERT_GT(port, 0);
   // A laptop config says so at start-up.
-  EXPECT_NE(qsignd.log().find("\"level\":\"warning\",\"component\":\"qsignd\",\"msg\":\"insecure_dev"),
-            std::string::npos)
+  EXPECT_NE(
+      qsignd.log().find("\"level\":\"warning\",\"component\":\"qsignd\",\"msg\":\"insecure_dev"),
+      std::string::npos)
       << qsignd.log();
   auto stub = pb::Signer::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
@@ -185,8 +185,7 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
                              "code=\"OK\"} 1\n"),
               std::string::npos)
         << res->body;
-    EXPECT_NE(res->body.find("code=\"FAILED_PRECONDITION\"} 2\n"), std::string::npos)
-        << res->body;
+    EXPECT_NE(res->body.find("code=\"FAILED_PRECONDITION\"} 2\n"), std::string::npos) << res->body;
     EXPECT_NE(res->body.find("qsign_db_pool_connections{state=\"open\"}"), std::string::npos);
     EXPECT_NE(res->body.find("qsign_insecure_dev 1\n"), std::string::npos) << res->body;
   }
@@ -312,7 +311,8 @@ TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
   c.mutable_identity();
   testing::WriteConfig(c, dir + "/three.textproto");
   EXPECT_EQ(testing::CheckConfig(QSIGND_PATH, dir + "/three.textproto").exit_code, 0);
-  testing::CheckConfigResult one = testing::CheckConfig(QSIGN_SIGNER_PATH, dir + "/three.textproto");
+  testing::CheckConfigResult one =
+      testing::CheckConfig(QSIGN_SIGNER_PATH, dir + "/three.textproto");
   EXPECT_EQ(one.exit_code, 1);
   EXPECT_THAT(one.output, HasSubstr("qsign-signer runs only the signer service, the config has "
                                     "section(s) signer, consent, identity"));
@@ -515,8 +515,7 @@ TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
     pb::ListCredentialsResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    EXPECT_EQ(plain->ListCredentials(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(plain->ListCredentials(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
   }
   {
     // Kubernetes probes: plaintext, health only.

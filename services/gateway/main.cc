@@ -3,4 +3,6 @@
 // gateway section and no other service section.
 #include "services/qsignd/daemon.h"
 
-int main(int argc, char** argv) { return qsign::DaemonMain(argc, argv, "qsign-gateway", "gateway"); }
+int main(int argc, char** argv) {
+  return qsign::DaemonMain(argc, argv, "qsign-gateway", "gateway");
+}

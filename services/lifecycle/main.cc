@@ -3,4 +3,6 @@
 // lifecycle section and no other service section.
 #include "services/qsignd/daemon.h"
 
-int main(int argc, char** argv) { return qsign::DaemonMain(argc, argv, "qsign-lifecycle", "lifecycle"); }
+int main(int argc, char** argv) {
+  return qsign::DaemonMain(argc, argv, "qsign-lifecycle", "lifecycle");
+}

@@ -43,7 +43,8 @@ class FirstErrorCollector final : public google::protobuf::io::ErrorCollector {
                 const std::string& message) override {
     if (!error_.empty()) return;
     const std::string field = FieldOnLine(line);
-    const bool named = !field.empty() && message.find(absl::StrCat("\"", field, "\"")) == std::string::npos;
+    const bool named =
+        !field.empty() && message.find(absl::StrCat("\"", field, "\"")) == std::string::npos;
     error_ = absl::StrCat(line + 1, ":", column + 1, ": ", named ? absl::StrCat(field, ": ") : "",
                           message);
   }
@@ -208,7 +209,8 @@ class Validator {
       }
     }
     if (auto hp = ParseHostPort(rest); !hp.ok()) {
-      Error(field, absl::StrCat("\"", target, "\": expected host:port, dns:///host:port or unix:path"));
+      Error(field,
+            absl::StrCat("\"", target, "\": expected host:port, dns:///host:port or unix:path"));
     }
   }
 
@@ -253,8 +255,8 @@ class Validator {
       }
     }
 
-    const bool backend = c_.has_signer() || c_.has_consent() || c_.has_identity() ||
-                         c_.has_lifecycle();
+    const bool backend =
+        c_.has_signer() || c_.has_consent() || c_.has_identity() || c_.has_lifecycle();
     if (backend) {
       Required("database.conninfo", c_.database().conninfo());
       Range("database.pool_size", c_.database().pool_size(), 1, 1000);

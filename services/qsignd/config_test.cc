@@ -43,12 +43,12 @@ class ConfigTest : public ::testing::Test {
   // Every service on a laptop: valid as it stands.
   cfg::ServerConfig Laptop() const {
     auto c = ParseConfigText(R"pb(
-      insecure_dev: true
-      database { conninfo: "host=/tmp dbname=qsign" }
-      signer {}
-      identity {}
-      lifecycle {}
-    )pb",
+                               insecure_dev: true
+                               database { conninfo: "host=/tmp dbname=qsign" }
+                               signer {}
+                               identity {}
+                               lifecycle {}
+                             )pb",
                              "laptop");
     EXPECT_TRUE(c.ok()) << c.status();
     c->mutable_hsm()->set_pin_file(Path("pin"));
@@ -138,8 +138,7 @@ TEST_F(ConfigTest, ParseErrorNamesLineColumnAndField) {
                            "/etc/qsign/qsignd.textproto");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(c.status().message()),
-              HasSubstr("/etc/qsign/qsignd.textproto:3:"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("/etc/qsign/qsignd.textproto:3:"));
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("\"lisen\""));
 
   auto wrong_type = ParseConfigText("signer {\n  max_batch: \"ten\"\n}\n", "f");
@@ -153,11 +152,13 @@ TEST_F(ConfigTest, ParseErrorNamesLineColumnAndField) {
 }
 
 TEST_F(ConfigTest, LoadConfigReadsParsesDefaultsAndValidates) {
-  Write("qsignd.textproto", "insecure_dev: true\n"
-                            "database { conninfo: \"dbname=qsign\" }\n"
-                            "hsm { module: \"" + Path("module.so") + "\" pin_file: \"" +
-                                Path("pin") + "\" }\n"
-                            "signer { max_batch: 10 }\n");
+  Write("qsignd.textproto",
+        "insecure_dev: true\n"
+        "database { conninfo: \"dbname=qsign\" }\n"
+        "hsm { module: \"" +
+            Path("module.so") + "\" pin_file: \"" + Path("pin") +
+            "\" }\n"
+            "signer { max_batch: 10 }\n");
   auto c = LoadConfig(Path("qsignd.textproto"));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->signer().max_batch(), 10);
@@ -219,8 +220,8 @@ TEST_F(ConfigTest, SecretsAreNeverInTheMessage) {
   Write("short-pepper", "tooshort-secret-pepper");
   c.mutable_consent()->set_pin_pepper_file(Path("short-pepper"));
   const std::string e = Errors(c);
-  EXPECT_THAT(e, HasSubstr("consent.pin_pepper_file: " + Path("short-pepper") +
-                           ": shorter than 32 bytes"));
+  EXPECT_THAT(
+      e, HasSubstr("consent.pin_pepper_file: " + Path("short-pepper") + ": shorter than 32 bytes"));
   EXPECT_THAT(e, Not(HasSubstr("tooshort-secret-pepper")));
 }
 
@@ -346,8 +347,8 @@ TEST_F(ConfigTest, ConsentWithoutLifecycleNeedsItsOwnDeviceCa) {
   c.clear_lifecycle();
   EXPECT_THAT(Errors(c), HasSubstr("consent.device_ca_cert_file: required"));
   c.mutable_consent()->set_device_ca_cert_file(Path("device-ca.der"));
-  EXPECT_THAT(Errors(c), HasSubstr("consent.device_ca_cert_file: " + Path("device-ca.der") +
-                                   ": cannot open"));
+  EXPECT_THAT(Errors(c),
+              HasSubstr("consent.device_ca_cert_file: " + Path("device-ca.der") + ": cannot open"));
   c.set_create_missing_keys(true);  // Written there on the first start.
   EXPECT_EQ(Errors(c), "");
   c.set_create_missing_keys(false);
@@ -424,7 +425,8 @@ TEST_F(ConfigTest, GatewayRules) {
   g.set_public_url("csc.example.rs");
   g.set_http_listen("localhost");
   e = Errors(c);
-  EXPECT_THAT(e, HasSubstr("gateway.token_key_file: " + Path("secret") + ": shorter than 32 bytes"));
+  EXPECT_THAT(e,
+              HasSubstr("gateway.token_key_file: " + Path("secret") + ": shorter than 32 bytes"));
   EXPECT_THAT(e, HasSubstr("gateway.authorize_wait_seconds: 60: must be 1..30"));
   EXPECT_THAT(e, HasSubstr("gateway.max_body_bytes: 10: must be 1024.."));
   EXPECT_THAT(e, HasSubstr("gateway.http_threads: -1: must be 1..1024"));

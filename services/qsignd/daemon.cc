@@ -8,8 +8,8 @@
 
 #include <atomic>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -73,7 +73,8 @@
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
 
-ABSL_FLAG(std::string, config, "", "the process's config file (text-format qsign.config.v1.ServerConfig)");
+ABSL_FLAG(std::string, config, "",
+          "the process's config file (text-format qsign.config.v1.ServerConfig)");
 ABSL_FLAG(bool, check_config, false,
           "validate --config (reading every file it names) and exit: 0 valid, 1 not");
 
@@ -111,7 +112,8 @@ absl::StatusOr<std::string> FirstDnsName(const std::string& cert_file) {
   if (bio == nullptr) return absl::NotFoundError(absl::StrCat(cert_file, ": cannot open"));
   std::unique_ptr<X509, decltype(&X509_free)> cert(
       PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (cert == nullptr) return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no PEM certificate"));
+  if (cert == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no PEM certificate"));
   std::unique_ptr<GENERAL_NAMES, void (*)(GENERAL_NAMES*)> names(
       static_cast<GENERAL_NAMES*>(
           X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
@@ -373,9 +375,9 @@ absl::StatusOr<std::unique_ptr<SignerStack>> NewSignerStack(const cfg::ServerCon
   if (!verifier.ok()) return verifier.status();
   stack->verifier = *std::move(verifier);
   stack->store = signer::NewPostgresSignerStore(pool);
-  stack->signer = std::make_unique<signer::Signer>(hsm, stack->store.get(), stack->verifier.get(),
-                                                   &RealClock::Get(),
-                                                   signer::SignerConfig{.max_batch = config.signer().max_batch()});
+  stack->signer = std::make_unique<signer::Signer>(
+      hsm, stack->store.get(), stack->verifier.get(), &RealClock::Get(),
+      signer::SignerConfig{.max_batch = config.signer().max_batch()});
   // Only the lifecycle service may create, certify and destroy user keys.
   if (!config.services_file().empty()) {
     auto t = auth::CredentialTable::FromFile(config.services_file());
@@ -456,12 +458,12 @@ absl::StatusOr<std::unique_ptr<ConsentStack>> NewConsentStack(const cfg::ServerC
 
   auto pepper = ReadSecretFile(c.pin_pepper_file());
   if (!pepper.ok()) return Field("consent.pin_pepper_file", pepper.status());
-  auto pins = consent::PinHasher::New(
-      c.pin_pepper_id(), *std::move(pepper),
-      {.time_cost = static_cast<uint32_t>(c.pin_argon2_t()),
-       .memory_kib = static_cast<uint32_t>(c.pin_argon2_m_kib()),
-       .parallelism = 1},
-      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  auto pins =
+      consent::PinHasher::New(c.pin_pepper_id(), *std::move(pepper),
+                              {.time_cost = static_cast<uint32_t>(c.pin_argon2_t()),
+                               .memory_kib = static_cast<uint32_t>(c.pin_argon2_m_kib()),
+                               .parallelism = 1},
+                              static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (!pins.ok()) return Field("consent.pin_pepper_id", pins.status());
   stack->pins = *std::move(pins);
 
@@ -657,8 +659,8 @@ absl::StatusOr<std::unique_ptr<GatewayStack>> NewGatewayStack(
   }
   auto tokens = gateway::TokenSealer::New(key);
   if (!tokens.ok()) return Field("gateway.token_key_file", tokens.status());
-  stack->backend = std::make_unique<gateway::GrpcBackend>(
-      signer, consent, c.client_id(), *secret, absl::Seconds(c.rpc_timeout_seconds()));
+  stack->backend = std::make_unique<gateway::GrpcBackend>(signer, consent, c.client_id(), *secret,
+                                                          absl::Seconds(c.rpc_timeout_seconds()));
   auto gw = gateway::Gateway::New(
       stack->backend.get(), *std::move(parties), *std::move(tokens), &RealClock::Get(),
       gateway::GatewayConfig{
@@ -670,15 +672,15 @@ absl::StatusOr<std::unique_ptr<GatewayStack>> NewGatewayStack(
           .authorize_check_wait = absl::Seconds(c.authorize_check_wait_seconds())});
   if (!gw.ok()) return Field("gateway", gw.status());
   stack->gateway = *std::move(gw);
-  auto http = gateway::GatewayHttpServer::Start(
-      {.host = host_port->first,
-       .port = host_port->second,
-       .threads = c.http_threads(),
-       .max_body_bytes = static_cast<size_t>(c.max_body_bytes()),
-       .public_url = c.public_url(),
-       .cert_file = c.http_cert_file(),
-       .key_file = c.http_key_file()},
-      stack->gateway.get());
+  auto http =
+      gateway::GatewayHttpServer::Start({.host = host_port->first,
+                                         .port = host_port->second,
+                                         .threads = c.http_threads(),
+                                         .max_body_bytes = static_cast<size_t>(c.max_body_bytes()),
+                                         .public_url = c.public_url(),
+                                         .cert_file = c.http_cert_file(),
+                                         .key_file = c.http_key_file()},
+                                        stack->gateway.get());
   if (!http.ok()) return Field("gateway.http_listen", http.status());
   stack->http = *std::move(http);
   return stack;
@@ -720,8 +722,8 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   auto transport = Transport::FromConfig(config);
   if (!transport.ok()) return fail("tls", transport.status());
 
-  const bool backend =
-      config.has_signer() || config.has_consent() || config.has_identity() || config.has_lifecycle();
+  const bool backend = config.has_signer() || config.has_consent() || config.has_identity() ||
+                       config.has_lifecycle();
   std::unique_ptr<hsm::Hsm> hsm;
   std::unique_ptr<db::Pool> pool;
   if (backend) {
@@ -745,8 +747,8 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   } collectors;
   collectors.ids.push_back(metrics::Registry::Global().AddCollector(
       [insecure = config.insecure_dev()](metrics::Registry& r) {
-        r.SetGauge("qsign_insecure_dev", "1 when this process runs with insecure_dev (no TLS).",
-                   {}, insecure ? 1 : 0);
+        r.SetGauge("qsign_insecure_dev", "1 when this process runs with insecure_dev (no TLS).", {},
+                   insecure ? 1 : 0);
       }));
 
   std::vector<grpc::Service*> services;
@@ -829,8 +831,8 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   absl::Notification stop_scheduler;
   std::thread scheduler;
   if (lifecycle) {
-    lifecycle->clients.Connect(channel_to("signer"), channel_to("identity"),
-                               channel_to("consent"), "lifecycle", lifecycle->client_secret);
+    lifecycle->clients.Connect(channel_to("signer"), channel_to("identity"), channel_to("consent"),
+                               "lifecycle", lifecycle->client_secret);
     std::unique_ptr<lifecycle::Mailer> mailer;
     if (!config.lifecycle().smtp_url().empty()) {
       mailer = std::make_unique<lifecycle::SmtpMailer>(lifecycle::SmtpConfig{
@@ -873,7 +875,8 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   } scheduler_stop{&stop_scheduler, &scheduler};
 
   std::vector<HealthCheck> checks;
-  if (pool) checks.push_back({"postgresql", [p = pool.get()] { return p->Exec("SELECT 1").status(); }});
+  if (pool)
+    checks.push_back({"postgresql", [p = pool.get()] { return p->Exec("SELECT 1").status(); }});
   if (hsm) checks.push_back(HsmHealthCheck(config, hsm.get()));
   std::unique_ptr<HealthProber> health;
   if (server) health = std::make_unique<HealthProber>(server.get(), checks, absl::Seconds(2));
@@ -901,15 +904,15 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
   if (!config.observability().metrics_listen().empty()) {
     if (pool) {
-      collectors.ids.push_back(metrics::Registry::Global().AddCollector([p = pool.get()](
-                                                                            metrics::Registry& r) {
-        const db::PoolStats stats = p->Stats();
-        r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
-                   {{"state", "in_use"}}, stats.in_use);
-        r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
-                   {{"state", "open"}}, stats.open);
-        r.SetGauge("qsign_db_pool_size", "Configured PostgreSQL pool size.", {}, stats.size);
-      }));
+      collectors.ids.push_back(
+          metrics::Registry::Global().AddCollector([p = pool.get()](metrics::Registry& r) {
+            const db::PoolStats stats = p->Stats();
+            r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
+                       {{"state", "in_use"}}, stats.in_use);
+            r.SetGauge("qsign_db_pool_connections", "PostgreSQL connections by state.",
+                       {{"state", "open"}}, stats.open);
+            r.SetGauge("qsign_db_pool_size", "Configured PostgreSQL pool size.", {}, stats.size);
+          }));
     }
     // With TLS, HTTPS asking the scraper for a client certificate from tls.client_ca_file.
     auto m = config.has_tls()
@@ -940,7 +943,7 @@ absl::Status RunDaemon(const cfg::ServerConfig& config, std::string_view compone
   // once gRPC's shutdown has begun.
   if (server) server->SetServing(false);
   if (health_server) health_server->SetServing(false);
-  gateway.reset();  // Its calls into this process finish first.
+  gateway.reset();                            // Its calls into this process finish first.
   if (consent) consent->consent->Shutdown();  // Ends the apps' open streams.
   stop_scheduler.Notify();
   if (scheduler.joinable()) scheduler.join();
@@ -957,7 +960,8 @@ int DaemonMain(int argc, char** argv, std::string_view program_view, std::string
   const std::string program(program_view);
   absl::SetProgramUsageMessage(
       only.empty()
-          ? absl::StrCat(program, " --config=FILE [--check_config]: the qsign services named in FILE")
+          ? absl::StrCat(program,
+                         " --config=FILE [--check_config]: the qsign services named in FILE")
           : absl::StrCat(program, " --config=FILE [--check_config]: the ", Av(only),
                          " service; FILE has exactly the ", Av(only), " section"));
   absl::ParseCommandLine(argc, argv);
@@ -987,7 +991,8 @@ int DaemonMain(int argc, char** argv, std::string_view program_view, std::string
                    absl::StrReplaceAll(status.message(), {{"\n", "\nconfig: "}}).c_str());
       return 1;
     }
-    std::printf("%s: OK (%s)\n", path.c_str(), absl::StrJoin(ConfiguredServices(*config), ", ").c_str());
+    std::printf("%s: OK (%s)\n", path.c_str(),
+                absl::StrJoin(ConfiguredServices(*config), ", ").c_str());
     return 0;
   }
   if (!status.ok()) {

@@ -311,12 +311,12 @@ absl::Status PgServer::StartPostgres() {
   if (!as.ok()) return as.status();
   // postgres itself rather than pg_ctl, whose readiness and shutdown polls sleep 100 ms a turn.
   const std::string log = dir_ + "/postgres.log";
-  absl::StatusOr<pid_t> pid = Spawn(
-      AsServerUser(*as, {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
-                         absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off", "-c",
-                         "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                         "max_connections=200", "-c", "deadlock_timeout=100ms"}),
-      dir_, log);
+  absl::StatusOr<pid_t> pid =
+      Spawn(AsServerUser(*as, {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
+                               absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off",
+                               "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                               "max_connections=200", "-c", "deadlock_timeout=100ms"}),
+            dir_, log);
   if (!pid.ok()) return pid.status();
   server_pid_ = *pid;
 
@@ -358,8 +358,8 @@ absl::Status PgServer::StopPostgres(int signal, absl::Duration patience) {
   server_pid_ = -1;
   if (killed) {
     return absl::DeadlineExceededError(absl::StrCat("postgres did not stop within ",
-                                                    absl::FormatDuration(patience),
-                                                    "; killed:\n", Tail(dir_ + "/postgres.log")));
+                                                    absl::FormatDuration(patience), "; killed:\n",
+                                                    Tail(dir_ + "/postgres.log")));
   }
   return absl::OkStatus();
 }
