@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/db/migrate.h"
 #include "common/strings.h"
+#include "services/consent/notifier.h"
 
 namespace qsign::consent {
 namespace {
@@ -36,7 +37,8 @@ absl::StatusOr<RequestState> ParseState(std::string_view s) {
 absl::Status Notify(db::Tx& tx, std::string_view account_id) {
   // Delivered at COMMIT to every replica listening (consent_notifier.h).
   auto res =
-      tx.Exec("SELECT pg_notify($1, $2)", {Param::Text(kNotifyChannel), Param::Text(account_id)});
+      tx.Exec("SELECT pg_notify($1, $2)",
+              {Param::Text(kNotifyChannel), Param::Text(NotifyPayload(account_id))});
   return res.status();
 }
 
@@ -239,10 +241,11 @@ class PostgresConsentStore final : public ConsentStore {
         "push AS (INSERT INTO consent.push_outbox (push_token, request_id, kind, attempts, "
         "next_attempt_at) SELECT dev.push_token, ins.request_id, $3, 0, $5 FROM dev, ins "
         "WHERE dev.push_token <> '' RETURNING 1) "
-        "SELECT (SELECT count(*) FROM push) > 0, pg_notify($8, $2) FROM ins",
+        "SELECT (SELECT count(*) FROM push) > 0, pg_notify($8, $9) FROM ins",
         {Param::Text(q.request_id), Param::Text(q.account_id), Param::Text(KindName(q.kind)),
          Param::Bytes(q.statement), Param::Time(q.created_at), Param::Time(q.expires_at),
-         Param::Text(q.requester), Param::Text(kNotifyChannel)});
+         Param::Text(q.requester), Param::Text(kNotifyChannel),
+         Param::Text(NotifyPayload(q.account_id))});
     if (!res.ok()) return res.status();
     if (res->rows() == 0) {
       return absl::FailedPreconditionError("account_id: the account has no active consent app");
@@ -333,7 +336,7 @@ class PostgresConsentStore final : public ConsentStore {
         "EXISTS (SELECT 1 FROM upd)), "
         "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, client_address, "
         "outcome, details) SELECT upd.request_id, $3, $11, $12, $13, $14, $15 FROM upd) "
-        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM p), pg_notify($10, $8)",
+        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM p), pg_notify($10, $16)",
         {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
          Param::Time(d.decided_at), Param::Text(d.device_id),
          d.sad.empty() ? Param::Null() : Param::Text(d.sad),
@@ -341,7 +344,8 @@ class PostgresConsentStore final : public ConsentStore {
          Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
          Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel),
          Param::Text(event.actor), Param::Text(event.action), Param::Text(event.client_address),
-         Param::Text(event.outcome), Param::Text(event.details)});
+         Param::Text(event.outcome), Param::Text(event.details),
+         Param::Text(NotifyPayload(account_id))});
     if (!res.ok()) return res.status();
     auto decided = res->GetInt64(0, 0);
     if (!decided.ok()) return decided.status();

@@ -1,6 +1,7 @@
 // The consent service's own tables (PostgreSQL schema "consent"): devices, PIN verifiers,
-// requests, WatchRequests challenges and the push outbox. Every state change is written with its
-// audit record, and announces the account on the NOTIFY channel kNotifyChannel, in one
+// requests, WatchRequests challenges, the push outbox and the decisions journal. Every state
+// change is written with its audit record (hash chain) or, for requests and decisions, its
+// journal row, and announces the account on the NOTIFY channel kNotifyChannel, in one
 // transaction.
 #ifndef QSIGN_SERVICES_CONSENT_CONSENT_STORE_H_
 #define QSIGN_SERVICES_CONSENT_CONSENT_STORE_H_
@@ -20,7 +21,7 @@
 
 namespace qsign::consent {
 
-// NOTIFY channel; the payload is the account id whose devices or requests changed.
+// NOTIFY channel; the payload is NotifyPayload(the account id whose devices or requests changed).
 inline constexpr std::string_view kNotifyChannel = "qsign_consent";
 
 enum class RequestState { kPending, kApproved, kDenied, kExpired, kCancelled };

@@ -527,6 +527,23 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_FALSE(pool_->Exec("DELETE FROM consent.decisions").ok());
 }
 
+TEST_F(ConsentTest, ListenerWakesForOtherReplicasNotForItsOwnCommits) {
+  auto notify = [&](const std::string& payload) {
+    ASSERT_TRUE(pool_->Exec("SELECT pg_notify($1, $2)",
+                            {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
+                    .ok());
+  };
+  auto sub = notifier_.Subscribe("bob");
+  // Another replica (another origin tag, or none from an older one) wakes the account ...
+  notify("bob\tffffffffffffffff");
+  EXPECT_TRUE(sub->Wait(absl::Now() + absl::Seconds(5)));
+  notify("bob");
+  EXPECT_TRUE(sub->Wait(absl::Now() + absl::Seconds(5)));
+  // ... this process's own payload does not: Consent notified in-process at that commit.
+  notify(NotifyPayload("bob"));
+  EXPECT_FALSE(sub->Wait(absl::Now() + absl::Milliseconds(300)));
+}
+
 TEST_F(ConsentTest, PendingRequestsAreSentOnConnectAndAgainOnReconnect) {
   auto app = EnrolledApp("alice", kPin, /*watch=*/false);
   ASSERT_TRUE(app);

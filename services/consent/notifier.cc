@@ -2,18 +2,42 @@
 
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/db/pg.h"
 #include "common/log.h"
 #include "common/strings.h"
 
 namespace qsign::consent {
+namespace {
+
+constexpr char kOriginSeparator = '\t';
+
+// Random per process, so that two replicas never share one.
+const std::string& Origin() {
+  static const std::string* origin = [] {
+    unsigned char b[8];
+    if (RAND_bytes(b, sizeof(b)) != 1) std::abort();  // The OS CSPRNG does not fail.
+    return new std::string(absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(b), sizeof(b))));
+  }();
+  return *origin;
+}
+
+}  // namespace
+
+std::string NotifyPayload(std::string_view account_id) {
+  return absl::StrCat(Av(account_id), std::string(1, kOriginSeparator), Origin());
+}
 
 // ---- AccountNotifier ----
 
@@ -146,7 +170,12 @@ void PgAccountListener::Run(void* first_conn) {
       continue;
     }
     while (PGnotify* note = PQnotifies(conn)) {
-      notifier_->Notify(note->extra);
+      std::string_view payload(note->extra);
+      const size_t tab = payload.find(kOriginSeparator);
+      // Our own commits were notified in-process already: waking again costs a read each.
+      if (tab == std::string_view::npos || payload.substr(tab + 1) != Origin()) {
+        notifier_->Notify(payload.substr(0, tab));
+      }
       PQfreemem(note);
     }
   }

@@ -61,8 +61,16 @@ class AccountNotifier {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The NOTIFY payload for `account_id`: the account id, a tab, and this process's origin tag
+// (random, drawn once). PgAccountListener skips payloads of its own origin, because Consent
+// already notified in-process after that commit; every other replica's wake the account. So
+// run one Consent per process: a second one in the same process, on the same database, would
+// see the first one's changes only at its poll interval.
+std::string NotifyPayload(std::string_view account_id);
+
 // A dedicated libpq connection that LISTENs on a channel and calls notifier->Notify(payload) for
-// each notification, reconnecting after errors. Stops in the destructor.
+// each notification from another process (a payload without an origin tag counts as another
+// process's), reconnecting after errors. Stops in the destructor.
 class PgAccountListener {
  public:
   // `notifier` must outlive the listener. Fails when the first connection cannot be made.
