@@ -36,9 +36,8 @@ absl::StatusOr<RequestState> ParseState(std::string_view s) {
 
 absl::Status Notify(db::Tx& tx, std::string_view account_id) {
   // Delivered at COMMIT to every replica listening (consent_notifier.h).
-  auto res =
-      tx.Exec("SELECT pg_notify($1, $2)",
-              {Param::Text(kNotifyChannel), Param::Text(NotifyPayload(account_id))});
+  auto res = tx.Exec("SELECT pg_notify($1, $2)",
+                     {Param::Text(kNotifyChannel), Param::Text(NotifyPayload(account_id))});
   return res.status();
 }
 
@@ -337,9 +336,8 @@ class PostgresConsentStore final : public ConsentStore {
         "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, client_address, "
         "outcome, details) SELECT upd.request_id, $3, $11, $12, $13, $14, $15 FROM upd) "
         "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM p), pg_notify($10, $16)",
-        {Param::Text(request_id), Param::Text(RequestStateName(d.state)),
-         Param::Time(d.decided_at), Param::Text(d.device_id),
-         d.sad.empty() ? Param::Null() : Param::Text(d.sad),
+        {Param::Text(request_id), Param::Text(RequestStateName(d.state)), Param::Time(d.decided_at),
+         Param::Text(d.device_id), d.sad.empty() ? Param::Null() : Param::Text(d.sad),
          d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
          Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
          Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel),

@@ -21,6 +21,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
@@ -41,7 +42,6 @@
 #include "services/consent/clients.h"
 #include "services/consent/consent_grpc.h"
 #include "services/consent/consent_store.h"
-#include "common/auth/credential_table.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
@@ -515,9 +515,9 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_TRUE(awaited.has_decided_at());
   EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
   // The decision is in the decisions journal, for an auditor, and the journal refuses changes.
-  auto journal = pool_->Exec(
-      "SELECT actor, action, outcome FROM consent.decisions WHERE request_id = $1",
-      {db::Param::Text(pushed.request_id())});
+  auto journal =
+      pool_->Exec("SELECT actor, action, outcome FROM consent.decisions WHERE request_id = $1",
+                  {db::Param::Text(pushed.request_id())});
   ASSERT_TRUE(journal.ok()) << journal.status();
   ASSERT_EQ(journal->rows(), 1);
   EXPECT_EQ(journal->Get(0, 0), absl::StrCat("device:", app->device_id()));
@@ -529,8 +529,9 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
 
 TEST_F(ConsentTest, ListenerWakesForOtherReplicasNotForItsOwnCommits) {
   auto notify = [&](const std::string& payload) {
-    ASSERT_TRUE(pool_->Exec("SELECT pg_notify($1, $2)",
-                            {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
+    ASSERT_TRUE(pool_
+                    ->Exec("SELECT pg_notify($1, $2)",
+                           {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
                     .ok());
   };
   auto sub = notifier_.Subscribe("bob");
@@ -673,8 +674,7 @@ TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {
   ASSERT_TRUE(app);
   const std::string created = "qsign_consent_requests_created_total{kind=\"login\"}";
   const auto outcome = [](const char* o) {
-    return absl::StrCat("qsign_consent_request_outcomes_total{kind=\"login\",outcome=\"", o,
-                        "\"}");
+    return absl::StrCat("qsign_consent_request_outcomes_total{kind=\"login\",outcome=\"", o, "\"}");
   };
   const char* const kOutcomes[] = {"approved", "denied", "pin_failed", "blocked", "expired"};
   std::map<std::string, double> before;
@@ -700,9 +700,9 @@ TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {
   EXPECT_EQ(MetricValue(outcome("pin_failed")) - before[outcome("pin_failed")], 5);
   EXPECT_EQ(MetricValue(outcome("blocked")) - before[outcome("blocked")], 1);
   EXPECT_EQ(MetricValue(outcome("expired")) - before[outcome("expired")], 1);
-  EXPECT_NE(metrics::Registry::Global().Render().find(
-                "# HELP qsign_consent_request_outcomes_total "),
-            std::string::npos);
+  EXPECT_NE(
+      metrics::Registry::Global().Render().find("# HELP qsign_consent_request_outcomes_total "),
+      std::string::npos);
 }
 
 TEST_F(ConsentTest, ApprovalSignedByAnotherDevicesKeyIsRefused) {

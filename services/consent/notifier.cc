@@ -27,8 +27,8 @@ const std::string& Origin() {
   static const std::string* origin = [] {
     unsigned char b[8];
     if (RAND_bytes(b, sizeof(b)) != 1) std::abort();  // The OS CSPRNG does not fail.
-    return new std::string(absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(b), sizeof(b))));
+    return new std::string(
+        absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(b), sizeof(b))));
   }();
   return *origin;
 }

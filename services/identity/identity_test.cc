@@ -17,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
@@ -31,7 +32,6 @@
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/identity/consent_client_grpc.h"
-#include "common/auth/credential_table.h"
 #include "services/identity/identity_grpc.h"
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
@@ -1038,11 +1038,11 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   EXPECT_EQ(rows->Get(1, 1), account.account_id());
   EXPECT_EQ(rows->Get(3, 0), "service:lifecycle");
   // ... login events in the logins journal, written with the change they record.
-  EXPECT_THAT(JournalEvents(), ElementsAre("identity.login.start ok", "identity.session.issue ok",
-                                           "identity.login.start ok",
-                                           "identity.login.finish denied"));
-  auto journal = pool().Exec(
-      "SELECT actor, target, client_address FROM identity.login_journal ORDER BY seq");
+  EXPECT_THAT(JournalEvents(),
+              ElementsAre("identity.login.start ok", "identity.session.issue ok",
+                          "identity.login.start ok", "identity.login.finish denied"));
+  auto journal =
+      pool().Exec("SELECT actor, target, client_address FROM identity.login_journal ORDER BY seq");
   ASSERT_TRUE(journal.ok());
   EXPECT_EQ(journal->Get(0, 0), "anonymous");
   EXPECT_EQ(journal->Get(0, 1), account.account_id());
