@@ -22,8 +22,8 @@ constexpr char kAccountColumns[] =
     "assurance_level, proofed_at, created_at";
 
 // The logins journal (see kV2): one append-only row per login event, written in the statement
-// that makes the change. Parameters from $N on: actor, action, target, client_address, outcome,
-// details.
+// that makes the change. Followed by a SELECT of the login id hash, the time and the event's
+// six values (JournalValues).
 constexpr char kJournalInsert[] =
     "INSERT INTO identity.login_journal (login_id_sha256, at, actor, action, target, "
     "client_address, outcome, details) ";
