@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file.h"
@@ -226,6 +227,13 @@ absl::StatusOr<std::shared_ptr<const AccessPolicy>> AccessPolicy::New(
     for (int j = 0; j < entry.clients().size(); ++j) {
       if (entry.clients(j).empty()) {
         return absl::InvalidArgumentError(absl::StrCat("allow[", i, "].clients[", j, "]: empty"));
+      }
+      // Every certificate scripts/gen-certs makes also names localhost: allowing it would
+      // allow every certificate of the CA.
+      if (absl::AsciiStrToLower(Av(entry.clients(j))) == "localhost") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "allow[", i, "].clients[", j,
+            "]: \"localhost\" names no one client (every local certificate has it)"));
       }
       group->second.insert(entry.clients(j));
     }

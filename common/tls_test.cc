@@ -222,6 +222,11 @@ TEST(AccessPolicyTest, EmptyClientsAndGroupAreConfigErrors) {
             "allow[0].group: required");
   EXPECT_EQ(AccessPolicy::New(AllowList({{"signer.read", {"gateway", ""}}})).status().message(),
             "allow[0].clients[1]: empty");
+  EXPECT_EQ(AccessPolicy::New(AllowList({{"signer.read", {"gateway", "LocalHost"}}}))
+                .status()
+                .message(),
+            "allow[0].clients[1]: \"localhost\" names no one client (every local certificate "
+            "has it)");
 }
 
 TEST(AccessPolicyTest, ChecksIdentitiesAgainstTheMethodsGroup) {
