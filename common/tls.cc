@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -231,9 +232,9 @@ absl::StatusOr<std::shared_ptr<const AccessPolicy>> AccessPolicy::New(
       // Every certificate scripts/gen-certs makes also names localhost: allowing it would
       // allow every certificate of the CA.
       if (absl::AsciiStrToLower(Av(entry.clients(j))) == "localhost") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "allow[", i, "].clients[", j,
-            "]: \"localhost\" names no one client (every local certificate has it)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("allow[", i, "].clients[", j,
+                         "]: \"localhost\" names no one client (every local certificate has it)"));
       }
       group->second.insert(entry.clients(j));
     }
@@ -260,6 +261,30 @@ absl::Status AccessPolicy::Check(std::string_view method_path,
   }
   return absl::PermissionDeniedError(absl::StrCat(DescribeClient(peer_identities), " may not call ",
                                                   Av(method_path), " (RPC group ", Av(group), ")"));
+}
+
+absl::StatusOr<std::string> OwnIdentity(const config::v1::Tls& tls) {
+  absl::StatusOr<std::string> chain = ReadPemFile("tls.cert_file", tls.cert_file());
+  if (!chain.ok()) return chain.status();
+  int count = 0;
+  X509Ptr leaf = FirstCertificate(*chain, &count);
+  if (leaf == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.cert_file: ", tls.cert_file(), ": no PEM certificate"));
+  }
+  std::unique_ptr<GENERAL_NAMES, void (*)(GENERAL_NAMES*)> names(
+      static_cast<GENERAL_NAMES*>(
+          X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr)),
+      [](GENERAL_NAMES* n) { GENERAL_NAMES_free(n); });
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);  // Owned by `names`.
+    if (name->type != GEN_DNS) continue;
+    const ASN1_IA5STRING* dns = name->d.dNSName;  // Owned by `name`.
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                       ASN1_STRING_length(dns));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("tls.cert_file: ", tls.cert_file(), ": no DNS subjectAltName"));
 }
 
 std::vector<std::string> PeerIdentities(const grpc::AuthContext& context) {

@@ -97,6 +97,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFromCo
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFromConfig(
     const config::v1::Tls& tls);
 
+// This process's identity: the first DNS subjectAltName of the leaf in tls.cert_file, which its
+// peers (and its own listener, for in-process calls) see as the client.
+absl::StatusOr<std::string> OwnIdentity(const config::v1::Tls& tls);
+
 // The DNS subjectAltNames of the verified client certificate of a call (its identities).
 std::vector<std::string> PeerIdentities(const grpc::AuthContext& context);
 

@@ -222,11 +222,10 @@ TEST(AccessPolicyTest, EmptyClientsAndGroupAreConfigErrors) {
             "allow[0].group: required");
   EXPECT_EQ(AccessPolicy::New(AllowList({{"signer.read", {"gateway", ""}}})).status().message(),
             "allow[0].clients[1]: empty");
-  EXPECT_EQ(AccessPolicy::New(AllowList({{"signer.read", {"gateway", "LocalHost"}}}))
-                .status()
-                .message(),
-            "allow[0].clients[1]: \"localhost\" names no one client (every local certificate "
-            "has it)");
+  EXPECT_EQ(
+      AccessPolicy::New(AllowList({{"signer.read", {"gateway", "LocalHost"}}})).status().message(),
+      "allow[0].clients[1]: \"localhost\" names no one client (every local certificate "
+      "has it)");
 }
 
 TEST(AccessPolicyTest, ChecksIdentitiesAgainstTheMethodsGroup) {
@@ -319,6 +318,19 @@ TEST(ServerCredentialsTest, BadFilesNameTheField) {
   tls = TlsFor("server");
   tls.clear_cert_file();
   EXPECT_EQ(ChannelCredentialsFromConfig(tls).status().message(), "tls.cert_file: required");
+}
+
+TEST(OwnIdentityTest, FirstDnsNameOfTheCertificate) {
+  absl::StatusOr<std::string> name = OwnIdentity(TlsFor("gateway"));
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(*name, "gateway");
+  config::v1::Tls tls = TlsFor("gateway");
+  tls.set_cert_file(CertPath("ca.crt"));  // A CA certificate: no subjectAltName.
+  EXPECT_EQ(OwnIdentity(tls).status().message(),
+            "tls.cert_file: " + CertPath("ca.crt") + ": no DNS subjectAltName");
+  tls.set_cert_file(CertPath("gateway.key"));
+  EXPECT_EQ(OwnIdentity(tls).status().message(),
+            "tls.cert_file: " + CertPath("gateway.key") + ": no PEM certificate");
 }
 
 class MetricsHttpsTest : public ::testing::Test {

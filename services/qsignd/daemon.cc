@@ -1,9 +1,7 @@
 #include "services/qsignd/daemon.h"
 
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509v3.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -105,29 +103,6 @@ absl::Status Field(std::string_view field, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(Av(field), ": ", status.message()));
 }
 
-// The first DNS subjectAltName of a PEM certificate: this process's identity, which its own
-// listener's certificate names.
-absl::StatusOr<std::string> FirstDnsName(const std::string& cert_file) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_file(cert_file.c_str(), "r"), &BIO_free);
-  if (bio == nullptr) return absl::NotFoundError(absl::StrCat(cert_file, ": cannot open"));
-  std::unique_ptr<X509, decltype(&X509_free)> cert(
-      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (cert == nullptr)
-    return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no PEM certificate"));
-  std::unique_ptr<GENERAL_NAMES, void (*)(GENERAL_NAMES*)> names(
-      static_cast<GENERAL_NAMES*>(
-          X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)),
-      [](GENERAL_NAMES* n) { GENERAL_NAMES_free(n); });
-  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
-    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);  // Owned by `names`.
-    if (name->type != GEN_DNS) continue;
-    const ASN1_IA5STRING* dns = name->d.dNSName;  // Owned by `name`.
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
-                       ASN1_STRING_length(dns));
-  }
-  return absl::InvalidArgumentError(absl::StrCat(cert_file, ": no DNS subjectAltName"));
-}
-
 // How this process's gRPC listener and channels are secured: mutual TLS with the allow-lists
 // of the config, or plaintext with insecure_dev.
 struct Transport {
@@ -147,8 +122,8 @@ struct Transport {
     if (!server.ok()) return server.status();
     auto channel = tls::ChannelCredentialsFromConfig(config.tls());
     if (!channel.ok()) return channel.status();
-    auto name = FirstDnsName(config.tls().cert_file());
-    if (!name.ok()) return Field("tls.cert_file", name.status());
+    auto name = tls::OwnIdentity(config.tls());
+    if (!name.ok()) return name.status();
     t.server = *std::move(server);
     t.channel = *std::move(channel);
     t.own_name = *std::move(name);
