@@ -56,7 +56,7 @@ PORT=$(free_port)
 HTTP_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 # qsignd's one config file: every service in this process, mutual TLS, the allow-lists of
-# scripts/run.
+# scripts/run (scripts/local-allow.textproto).
 cat >"$T/qsignd.textproto" <<CONFIG
 listen: "127.0.0.1:$PORT"
 tls {
@@ -64,23 +64,7 @@ tls {
   key_file: "$T/tls/qsignd.key"
   client_ca_file: "$T/tls/ca.crt"
 }
-allow { group: "identity.user" clients: "portal" }
-allow { group: "lifecycle.user" clients: "portal" }
-allow { group: "consent.authorize" clients: "portal" }
-allow { group: "signer.sign" clients: "portal" }
-allow { group: "consent.app" clients: "app" }
-allow { group: "identity.operator" clients: "operator" }
-allow { group: "identity.read" clients: ["operator", "qsignd"] }
-allow { group: "consent.operator" clients: "operator" }
-allow { group: "lifecycle.operator" clients: "operator" }
-allow { group: "signer.read" clients: "qsignd" }
-allow { group: "signer.admin" clients: "qsignd" }
-allow { group: "identity.session" clients: "qsignd" }
-allow { group: "identity.revoke" clients: "qsignd" }
-allow { group: "identity.enrol" clients: "qsignd" }
-allow { group: "consent.service" clients: "qsignd" }
-allow { group: "consent.revoke" clients: "qsignd" }
-allow { group: "lifecycle.device" clients: "qsignd" }
+$(cat "$SRC/scripts/local-allow.textproto")
 create_missing_keys: true
 operators_file: "$T/secrets/operators"
 services_file: "$T/secrets/services"
