@@ -26,12 +26,10 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "common/strings.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "services/lifecycle/ca/ca_setup.h"
 #include "services/lifecycle/ca/ca_store.h"
@@ -48,6 +46,7 @@
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/service_env.h"
 
 ABSL_FLAG(int, concurrency, 4, "concurrent client threads");
 ABSL_FLAG(int, issues, 300, "certificates issued in the Issue case");
@@ -152,11 +151,11 @@ void Run() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
   std::vector<std::string> json;
 
-  auto pg = Unwrap(db::testing::PgServer::Start(), "PostgreSQL");
-  auto database = Unwrap(pg->CreateDatabase(), "database");
-  auto pool = Unwrap(db::Pool::New({.conninfo = database.conninfo, .size = 16}), "pool");
-  auto token = Unwrap(hsm::testing::SoftHsmToken::Create(), "token");
-  auto hsm = Unwrap(hsm::NewPkcs11Hsm(token->config(absl::GetFlag(FLAGS_hsm_sessions))), "hsm");
+  auto env = Unwrap(testing::ServiceEnv::Start(
+                        {.pool_size = 16, .hsm_sessions = absl::GetFlag(FLAGS_hsm_sessions)}),
+                    "PostgreSQL and token");
+  db::Pool* const pool = &env->pool();
+  hsm::Hsm* const hsm = &env->hsm();
   Check(lifecycle::MigrateLifecycleSchema(*pool), "migrate lifecycle");
   Check(signer::MigrateSignerSchema(*pool), "migrate signer");
 
@@ -170,18 +169,17 @@ void Run() {
   // Signer over gRPC.
   auto sad_key = Unwrap(hsm->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256), "SAD key");
   auto verifier = Unwrap(consent::SadVerifier::New({{"sad-key", sad_key.spki_der}}), "verifier");
-  auto signer_store = signer::NewPostgresSignerStore(pool.get());
-  signer::Signer signer(hsm.get(), signer_store.get(), verifier.get(), &RealClock::Get(), {});
+  auto signer_store = signer::NewPostgresSignerStore(pool);
+  signer::Signer signer(hsm, signer_store.get(), verifier.get(), &RealClock::Get(), {});
   signer::SignerGrpc signer_grpc(&signer);
   auto signer_server = Unwrap(GrpcServer::Start({}, {&signer_grpc}), "signer server");
   lifecycle::GrpcSignerClient signer_client(
       grpc::CreateChannel(signer_server->local_target(), grpc::InsecureChannelCredentials()), {});
 
   // Lifecycle over gRPC.
-  auto ca_store = lifecycle::NewPostgresCaStore(pool.get());
-  auto cas =
-      Unwrap(lifecycle::CaSet::Init(hsm.get(), ca_store.get(), RealClock::Get(), {}), "CA init");
-  auto store = lifecycle::NewPostgresLifecycleStore(pool.get());
+  auto ca_store = lifecycle::NewPostgresCaStore(pool);
+  auto cas = Unwrap(lifecycle::CaSet::Init(hsm, ca_store.get(), RealClock::Get(), {}), "CA init");
+  auto store = lifecycle::NewPostgresLifecycleStore(pool);
   SyntheticIdentity identity;
   NoConsent consent;
   lifecycle::Lifecycle lc(cas.get(), store.get(), &signer_client, &identity, &consent,

@@ -21,13 +21,11 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "common/log.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent.h"
@@ -36,7 +34,8 @@
 #include "services/identity/consent_client_grpc.h"
 #include "services/identity/identity.h"
 #include "services/identity/identity_grpc.h"
-#include "services/identity/validation.h"
+#include "tests/testing/service_env.h"
+#include "tests/testing/test_data.h"
 
 ABSL_FLAG(int, apps, 64, "simulated consent apps, each with its own account; one portal each");
 ABSL_FLAG(double, seconds, 10, "how long to run the closed loop");
@@ -49,7 +48,8 @@ namespace {
 
 namespace pb = ::qsign::v1;
 
-constexpr char kPin[] = "240913";
+using ::qsign::testing::kPin;
+using ::qsign::testing::NationalId;
 
 class LateIdentityDirectory final : public consent::IdentityDirectory {
  public:
@@ -83,15 +83,6 @@ class NoCredentials final : public consent::CredentialDirectory {
   }
 };
 
-std::string NationalId(int n) {
-  for (int serial = n;; serial += 1000) {
-    std::string first12 =
-        absl::StrFormat("0101990%02d%03d", 71 + serial / 1000 % 20, serial % 1000);
-    const int check = identity::NationalIdCheckDigit(first12);
-    if (check >= 0) return absl::StrCat(first12, check);
-  }
-}
-
 void Check(const absl::Status& s, std::string_view what) {
   if (!s.ok()) {
     std::cerr << what << ": " << s << "\n";
@@ -115,52 +106,47 @@ absl::Duration Percentile(std::vector<absl::Duration>& v, double p) {
 int Run() {
   SetMinLogLevel(LogLevel::kError);
   const int apps = absl::GetFlag(FLAGS_apps);
-  auto pg = db::testing::PgServer::Start();
-  Check(pg.status(), "postgresql");
-  auto db = (*pg)->CreateDatabase();
-  Check(db.status(), "database");
-  auto token = hsm::testing::SoftHsmToken::Create();
-  Check(token.status(), "softhsm");
-  auto hsm = hsm::NewPkcs11Hsm((*token)->config(8));
-  Check(hsm.status(), "hsm");
+  auto env = testing::ServiceEnv::Start(
+      {.pool_size = absl::GetFlag(FLAGS_db_pool_size), .hsm_sessions = 8});
+  Check(env.status(), "postgresql and softhsm");
+  hsm::Hsm* const hsm = &(*env)->hsm();
+  db::Pool* const pool = &(*env)->pool();
   for (const char* key : {"session-key", "sad-key", "device-ca"}) {
-    Check((*hsm)->GenerateKeyPair(key, hsm::KeyType::kEcP256).status(), key);
+    Check(hsm->GenerateKeyPair(key, hsm::KeyType::kEcP256).status(), key);
   }
-  auto pool = db::Pool::New({.conninfo = db->conninfo, .size = absl::GetFlag(FLAGS_db_pool_size)});
-  Check(pool.status(), "pool");
-  Check(identity::MigrateIdentitySchema(**pool), "identity schema");
-  Check(consent::MigrateConsentSchema(**pool), "consent schema");
+  Check(identity::MigrateIdentitySchema(*pool), "identity schema");
+  Check(consent::MigrateConsentSchema(*pool), "consent schema");
 
   LateConsentClient consent_client;
   LateIdentityDirectory identity_directory;
   NoCredentials no_credentials;
-  auto identity_store = identity::NewPostgresIdentityStore(pool->get());
+  auto identity_store = identity::NewPostgresIdentityStore(pool);
   identity::CredentialTable operators, services;
   Check(operators.AddSecret("ra", "operator-secret"), "operators");
   Check(services.AddSecret("consent", "consent-secret"), "services");
   auto identity = identity::Identity::New(
-      hsm->get(), identity_store.get(), &consent_client, &RealClock::Get(), std::move(operators),
+      hsm, identity_store.get(), &consent_client, &RealClock::Get(), std::move(operators),
       std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
   Check(identity.status(), "identity");
   identity::IdentityGrpc identity_grpc(identity->get());
 
-  auto minter = consent::SadMinter::New(hsm->get(), "sad-key");
+  auto minter = consent::SadMinter::New(hsm, "sad-key");
   Check(minter.status(), "sad minter");
-  auto ca = consent::SelfSignedDeviceCaCertificate(hsm->get(), "device-ca", "bench device CA",
-                                                   absl::Now());
+  auto ca =
+      consent::SelfSignedDeviceCaCertificate(hsm, "device-ca", "bench device CA", absl::Now());
   Check(ca.status(), "device CA");
-  auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm->get(), "device-ca", *ca);
+  auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm, "device-ca", *ca);
   Check(issuer.status(), "issuer");
   auto pins =
-      consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
+      consent::PinHasher::New("k1", SecretString(testing::PinHashKey()),
                               {.time_cost = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_t)),
                                .memory_kib = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_m_kib))},
                               static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   Check(pins.status(), "pins");
-  auto consent_store = consent::NewPostgresConsentStore(pool->get());
+  auto consent_store = consent::NewPostgresConsentStore(pool);
   consent::AccountNotifier notifier;
   auto listener = consent::PgAccountListener::Start(
-      db->conninfo, std::string(consent::kNotifyChannel), &notifier);
+      (*env)->conninfo(), std::string(consent::kNotifyChannel), &notifier);
   Check(listener.status(), "listener");
   consent::CredentialTable consent_operators, consent_services;
   Check(consent_services.AddSecret("identity", "identity-secret"), "consent services");

@@ -20,17 +20,16 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/bare_pkcs11.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/signer/algorithms.h"
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/service_env.h"
 
 ABSL_FLAG(std::string, batch, "1,10,100", "comma-separated hashes per SignHash call");
 ABSL_FLAG(int, concurrency, 16, "concurrent client threads");
@@ -80,20 +79,19 @@ int Main(int argc, char** argv) {
   const int concurrency = absl::GetFlag(FLAGS_concurrency);
   const int total_sigs = absl::GetFlag(FLAGS_signatures);
 
-  auto token = Unwrap(hsm::testing::SoftHsmToken::Create("qsign-bench"), "token");
-  const auto hsm_config = token->config(absl::GetFlag(FLAGS_hsm_sessions));
-  auto hsm = Unwrap(hsm::NewPkcs11Hsm(hsm_config), "hsm");
-  auto pg = Unwrap(db::testing::PgServer::Start(), "postgresql");
-  auto pool = Unwrap(db::Pool::New({.conninfo = Unwrap(pg->CreateDatabase(), "createdb").conninfo,
-                                    .size = concurrency + 2}),
-                     "pool");
-  CHECK_OK(signer::MigrateSignerSchema(*pool));
-  auto store = signer::NewPostgresSignerStore(pool.get());
+  auto env = Unwrap(testing::ServiceEnv::Start({.pool_size = concurrency + 2,
+                                                .token_label = "qsign-bench",
+                                                .hsm_sessions = absl::GetFlag(FLAGS_hsm_sessions)}),
+                    "postgresql and token");
+  const auto hsm_config = env->token().config(absl::GetFlag(FLAGS_hsm_sessions));
+  hsm::Hsm* const hsm = &env->hsm();
+  CHECK_OK(signer::MigrateSignerSchema(env->pool()));
+  auto store = signer::NewPostgresSignerStore(&env->pool());
   CHECK_OK(hsm->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).status());
-  auto minter = Unwrap(consent::SadMinter::New(hsm.get(), "sad-key"), "minter");
+  auto minter = Unwrap(consent::SadMinter::New(hsm, "sad-key"), "minter");
   auto verifier =
       Unwrap(consent::SadVerifier::New({{"sad-key", minter->public_key_spki()}}), "verifier");
-  signer::Signer signer(hsm.get(), store.get(), verifier.get(), &RealClock::Get(),
+  signer::Signer signer(hsm, store.get(), verifier.get(), &RealClock::Get(),
                         {.max_batch = 1000, .max_hashes_per_authorization = 1000});
   signer::SignerGrpc service(&signer);
   auto server = Unwrap(GrpcServer::Start({}, {&service}), "server");

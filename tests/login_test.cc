@@ -10,16 +10,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/consent/clients.h"
@@ -29,7 +26,8 @@
 #include "services/identity/consent_client_grpc.h"
 #include "services/identity/identity.h"
 #include "services/identity/identity_grpc.h"
-#include "services/identity/validation.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_data.h"
 
 namespace qsign {
 namespace {
@@ -37,7 +35,8 @@ namespace {
 namespace pb = ::qsign::v1;
 
 constexpr char kOperator[] = "Operator ra-ana.operator-secret";
-constexpr char kPin[] = "240913";
+using ::qsign::testing::kPin;
+using ::qsign::testing::NationalId;
 constexpr char kConsentOperator[] = "Operator ra-ana.consent-operator-secret";
 
 // Each service calls the other; the targets are known only once both servers listen.
@@ -73,76 +72,48 @@ class NoCredentials final : public consent::CredentialDirectory {
   }
 };
 
-// A valid 13-digit national id: born 1 Jan 1990, serial `n`.
-std::string NationalId(int n) {
-  for (int serial = n;; serial += 1000) {
-    std::string first12 =
-        absl::StrFormat("0101990%02d%03d", 71 + serial / 1000 % 20, serial % 1000);
-    const int check = identity::NationalIdCheckDigit(first12);
-    if (check >= 0) return absl::StrCat(first12, check);
-  }
-}
-
-class LoginTest : public ::testing::Test {
+class LoginTest : public testing::ServiceTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
+  LoginTest() : ServiceTest({.pool_size = 16, .hsm_sessions = 8}) {}
 
   void SetUp() override {
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(8));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
     for (const char* key : {"session-key", "sad-key", "device-ca"}) {
-      ASSERT_TRUE(hsm_->GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
+      ASSERT_TRUE(hsm().GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
     }
-    auto db = pg_->CreateDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    auto pool = db::Pool::New({.conninfo = db->conninfo, .size = 16});
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    pool_ = *std::move(pool);
-    ASSERT_TRUE(identity::MigrateIdentitySchema(*pool_).ok());
-    ASSERT_TRUE(consent::MigrateConsentSchema(*pool_).ok());
+    ASSERT_TRUE(identity::MigrateIdentitySchema(pool()).ok());
+    ASSERT_TRUE(consent::MigrateConsentSchema(pool()).ok());
 
     // Identity.
-    identity_store_ = identity::NewPostgresIdentityStore(pool_.get());
+    identity_store_ = identity::NewPostgresIdentityStore(&pool());
     identity::CredentialTable operators, services;
     ASSERT_TRUE(operators.AddSecret("ra-ana", "operator-secret").ok());
     ASSERT_TRUE(services.AddSecret("consent", "consent-secret").ok());
-    auto identity =
-        identity::Identity::New(hsm_.get(), identity_store_.get(), &consent_client_,
-                                &RealClock::Get(), std::move(operators), std::move(services),
-                                identity::IdentityConfig{.session_key_ids = {"session-key"}});
+    auto identity = identity::Identity::New(
+        &hsm(), identity_store_.get(), &consent_client_, &RealClock::Get(), std::move(operators),
+        std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
     identity_grpc_ = std::make_unique<identity::IdentityGrpc>(identity_.get());
 
     // Consent.
-    auto minter = consent::SadMinter::New(hsm_.get(), "sad-key");
+    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
     ASSERT_TRUE(minter.ok());
     minter_ = *std::move(minter);
-    auto ca = consent::SelfSignedDeviceCaCertificate(hsm_.get(), "device-ca", "test device CA",
-                                                     absl::Now());
+    auto ca =
+        consent::SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "test device CA", absl::Now());
     ASSERT_TRUE(ca.ok()) << ca.status();
-    auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm_.get(), "device-ca", *ca);
+    auto issuer = consent::HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", *ca);
     ASSERT_TRUE(issuer.ok());
     issuer_ = *std::move(issuer);
-    auto pins = consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
+    auto pins = consent::PinHasher::New("k1", SecretString(testing::PinHashKey()),
                                         {.time_cost = 1, .memory_kib = 256}, 4);
     ASSERT_TRUE(pins.ok());
     pins_ = *std::move(pins);
-    consent_store_ = consent::NewPostgresConsentStore(pool_.get());
+    consent_store_ = consent::NewPostgresConsentStore(&pool());
     auto listener = consent::PgAccountListener::Start(
-        db->conninfo, std::string(consent::kNotifyChannel), &notifier_);
+        conninfo(), std::string(consent::kNotifyChannel), &notifier_);
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = *std::move(listener);
     consent::CredentialTable consent_operators, consent_services;
@@ -249,15 +220,11 @@ class LoginTest : public ::testing::Test {
   }
 
   int64_t PendingRequests() {
-    auto res = pool_->Exec("SELECT count(*) FROM consent.requests WHERE state = 'PENDING'");
+    auto res = pool().Exec("SELECT count(*) FROM consent.requests WHERE state = 'PENDING'");
     EXPECT_TRUE(res.ok()) << res.status();
     return res.ok() ? res->GetInt64(0, 0).value_or(-1) : -1;
   }
 
-  static db::testing::PgServer* pg_;
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
-  std::unique_ptr<db::Pool> pool_;
   DeferredConsentClient consent_client_;
   DeferredIdentityDirectory identity_directory_;
   NoCredentials no_credentials_;
@@ -280,8 +247,6 @@ class LoginTest : public ::testing::Test {
   std::unique_ptr<identity::GrpcConsentClient> grpc_consent_client_;
   std::unique_ptr<pb::Identity::Stub> identity_stub_;
 };
-
-db::testing::PgServer* LoginTest::pg_ = nullptr;
 
 TEST_F(LoginTest, UsernamePushPinToken) {
   std::string username;

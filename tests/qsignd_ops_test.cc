@@ -26,16 +26,15 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "tests/testing/qsignd_process.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign {
 namespace {
@@ -65,26 +64,19 @@ struct Signing {
   std::string hash;
 };
 
-class QsigndOpsTest : public ::testing::Test {
+// Its own PostgreSQL server, which the tests stop and restart; the token is qsignd's.
+class QsigndOpsTest : public testing::ServiceTest {
  protected:
-  void SetUp() override {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    auto database = pg_->CreateDatabase();
-    ASSERT_TRUE(database.ok()) << database.status();
-    conninfo_ = database->conninfo;
-    auto token = hsm::testing::SoftHsmToken::Create("qsign");
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-  }
+  QsigndOpsTest()
+      : ServiceTest(
+            {.pool_size = 0, .token_label = "qsign", .hsm_sessions = 0, .own_server = true}) {}
 
   // qsignd serving the signer; `grace_seconds` for in-flight calls on SIGTERM.
   void StartQsignd(int grace_seconds = 10) {
-    config::v1::ServerConfig config = testing::LaptopConfig(conninfo_, token_->config(4));
+    config::v1::ServerConfig config = testing::LaptopConfig(conninfo(), token().config(4));
     config.mutable_signer();
     config.mutable_observability()->set_grace_seconds(grace_seconds);
-    auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, token_->dir());
+    auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, token().dir());
     ASSERT_TRUE(q.ok()) << q.status();
     qsignd_ = *std::move(q);
     channel_ = grpc::CreateChannel(qsignd_->target(), grpc::InsecureChannelCredentials());
@@ -115,10 +107,8 @@ class QsigndOpsTest : public ::testing::Test {
       ASSERT_TRUE(s.ok()) << s.error_message();
       ASSERT_EQ(active.status(), pb::CREDENTIAL_STATUS_ACTIVE);
     }
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(2));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
-    auto minter = consent::SadMinter::New(hsm_.get(), "qsign-sad-1");
+    ASSERT_TRUE(OpenHsm(2).ok());
+    auto minter = consent::SadMinter::New(&hsm(), "qsign-sad-1");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = consent::SadVerifier::New({{"qsign-sad-1", minter_->public_key_spki()}});
@@ -177,15 +167,10 @@ class QsigndOpsTest : public ::testing::Test {
     return true;
   }
 
-  // Declared so that qsignd and the test's HSM go before the token and the database.
-  std::unique_ptr<db::testing::PgServer> pg_;
-  std::string conninfo_;
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
   std::unique_ptr<testing::QsigndProcess> qsignd_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Signer::Stub> signer_;
   std::string spki_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   std::unique_ptr<consent::SadMinter> minter_;
   std::unique_ptr<consent::SadVerifier> verifier_;
 };
@@ -200,7 +185,7 @@ TEST_F(QsigndOpsTest, HealthFollowsPostgresOutageAndSigningResumes) {
   ASSERT_NO_FATAL_FAILURE(PrepareCredential());
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
 
-  ASSERT_TRUE(pg_->Stop().ok());
+  ASSERT_TRUE(env().pg_server().Stop().ok());
   // The prober runs every 2 s.
   ASSERT_TRUE(AwaitHealth(grpc::health::v1::HealthCheckResponse::NOT_SERVING, absl::Seconds(15)))
       << qsignd_->log();
@@ -213,7 +198,7 @@ TEST_F(QsigndOpsTest, HealthFollowsPostgresOutageAndSigningResumes) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   }
 
-  ASSERT_TRUE(pg_->Restart().ok());
+  ASSERT_TRUE(env().pg_server().Restart().ok());
   ASSERT_TRUE(AwaitHealth(grpc::health::v1::HealthCheckResponse::SERVING, absl::Seconds(15)))
       << qsignd_->log();
   // The pool's connections died with the server; the next calls get fresh ones.
@@ -338,9 +323,9 @@ TEST_F(QsigndOpsTest, SigtermUnderLoadLosesNoAcknowledgedSignature) {
 
   // Every acknowledged signature is real and its SAD use is in the journal, also after a
   // database restart.
-  ASSERT_TRUE(pg_->Stop().ok());
-  ASSERT_TRUE(pg_->Restart().ok());
-  auto conn = db::Connection::Open(conninfo_);
+  ASSERT_TRUE(env().pg_server().Stop().ok());
+  ASSERT_TRUE(env().pg_server().Restart().ok());
+  auto conn = db::Connection::Open(conninfo());
   ASSERT_TRUE(conn.ok()) << conn.status();
   auto rows = (*conn)->Exec("SELECT sad_id FROM signer.sad_uses WHERE credential_id = $1",
                             {db::Param::Text(kCredential)});

@@ -21,18 +21,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/credential_table.h"
-#include "common/db/testing/pg_server.h"
 #include "common/file.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "tests/testing/qsignd_process.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign {
 namespace {
@@ -52,40 +51,28 @@ std::string HashLine(const std::string& id, const std::string& secret) {
   return id + " " + absl::BytesToHexString(auth::Sha256(secret)) + "\n";
 }
 
-// Each test: its own SoftHSM2 token (whose temp dir holds configs and logs) and, when it starts
-// a service, its own PostgreSQL database.
-class QsigndTest : public ::testing::Test {
+// Each test: its own SoftHSM2 token (whose temp dir holds configs and logs) and its own
+// PostgreSQL database; the binaries under test open both themselves.
+class QsigndTest : public testing::ServiceTest {
  protected:
+  QsigndTest() : ServiceTest({.pool_size = 0, .token_label = "qsign", .hsm_sessions = 0}) {}
+
   void SetUp() override {
-    auto token = hsm::testing::SoftHsmToken::Create("qsign");
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    dir_ = token_->dir();
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    dir_ = token().dir();
   }
 
-  void StartDatabase() {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = *std::move(pg);
-    auto database = pg_->CreateDatabase();
-    ASSERT_TRUE(database.ok()) << database.status();
-    conninfo_ = database->conninfo;
-  }
-
-  std::unique_ptr<db::testing::PgServer> pg_;
-  std::string conninfo_;
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
   std::string dir_;
 };
 
 TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
-  ASSERT_NO_FATAL_FAILURE(StartDatabase());
-  const hsm::Pkcs11Config config = token_->config(4);
+  const hsm::Pkcs11Config config = token().config(4);
 
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo_, config);
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), config);
   server.mutable_signer();
   server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
-  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, token_->dir());
+  auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, token().dir());
   ASSERT_TRUE(started.ok()) << started.status();
   testing::QsigndProcess& qsignd = **started;
   const int port = qsignd.port();
@@ -200,14 +187,13 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
 }
 
 TEST_F(QsigndTest, ServesConsentWhenConfigured) {
-  ASSERT_NO_FATAL_FAILURE(StartDatabase());
-  const hsm::Pkcs11Config config = token_->config(4);
+  const hsm::Pkcs11Config config = token().config(4);
   const std::string& dir = dir_;
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services",
             HashLine("gateway", "gateway-secret") + HashLine("lifecycle", "lifecycle-secret"));
 
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo_, config);
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), config);
   server.set_services_file(dir + "/services");
   server.mutable_signer();
   server.mutable_identity();
@@ -282,7 +268,7 @@ TEST_F(QsigndTest, ServesConsentWhenConfigured) {
 
 TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
   const std::string& dir = dir_;
-  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", token_->config(2));
+  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", token().config(2));
   c.mutable_signer();
   testing::WriteConfig(c, dir + "/signer.textproto");
   // Valid: nothing is started (there is no PostgreSQL at that conninfo).
@@ -304,7 +290,7 @@ TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
   EXPECT_THAT(bad.output, HasSubstr("config: peers.identity: required"));
 
   // A per-service binary runs its own section only.
-  c.mutable_hsm()->set_pin_file(token_->config(2).pin_file);
+  c.mutable_hsm()->set_pin_file(token().config(2).pin_file);
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
@@ -340,7 +326,6 @@ TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
 // The CSC gateway inside qsignd next to consent and identity, the signer in its own process
 // (qsign-signer) reached at peers.signer, and a lone qsign-gateway reaching both.
 TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
-  ASSERT_NO_FATAL_FAILURE(StartDatabase());
   const std::string& dir = dir_;
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/gateway.secret", "gateway-secret\n");
@@ -348,13 +333,13 @@ TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
   WriteFile(dir + "/relying-parties",
             "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) + " Test RP\n");
 
-  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo_, token_->config(2));
+  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo(), token().config(2));
   signer_config.mutable_signer();
   auto signer = testing::QsigndProcess::Start(QSIGN_SIGNER_PATH, signer_config, dir, "signer");
   ASSERT_TRUE(signer.ok()) << signer.status();
   EXPECT_THAT((*signer)->log(), HasSubstr("\"services\":\"qsign.v1.Signer\""));
 
-  cfg::ServerConfig main = testing::LaptopConfig(conninfo_, token_->config(2));
+  cfg::ServerConfig main = testing::LaptopConfig(conninfo(), token().config(2));
   main.set_services_file(dir + "/services");
   main.mutable_peers()->set_signer((*signer)->target());
   main.mutable_identity();
@@ -425,7 +410,6 @@ TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
 // Production transport: mutual TLS with allow-lists on the main listener (the process's own
 // calls to itself too), a plaintext listener for health probes only, /metrics over HTTPS.
 TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
-  ASSERT_NO_FATAL_FAILURE(StartDatabase());
   const std::string& dir = dir_;
   const std::string certs = dir + "/certs";
   ASSERT_EQ(std::system((std::string(QSIGN_GEN_CERTS) + " " + certs +
@@ -435,7 +419,7 @@ TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
 
-  cfg::ServerConfig c = testing::LaptopConfig(conninfo_, token_->config(2));
+  cfg::ServerConfig c = testing::LaptopConfig(conninfo(), token().config(2));
   c.set_insecure_dev(false);
   c.mutable_tls()->set_cert_file(certs + "/qsignd.crt");
   c.mutable_tls()->set_key_file(certs + "/qsignd.key");

@@ -25,17 +25,14 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
@@ -50,6 +47,9 @@
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_data.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::consent {
 namespace {
@@ -59,7 +59,7 @@ using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
-constexpr char kPin[] = "240913";
+using ::qsign::testing::kPin;
 constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
 constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
 constexpr char kIdentityAuth[] = "Service identity.identity-secret";
@@ -130,48 +130,28 @@ std::unique_ptr<X509, X509Deleter> ParseCert(const std::string& der) {
   return std::unique_ptr<X509, X509Deleter>(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
 }
 
-class ConsentTest : public ::testing::Test {
+class ConsentTest : public qsign::testing::ServiceTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-
   void SetUp() override {
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
-    ASSERT_TRUE(hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
-    ASSERT_TRUE(hsm_->GenerateKeyPair("device-ca", hsm::KeyType::kEcP256).ok());
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_TRUE(hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    ASSERT_TRUE(hsm().GenerateKeyPair("device-ca", hsm::KeyType::kEcP256).ok());
 
-    auto db = pg_->CreateDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    conninfo_ = db->conninfo;
-    auto pool = db::Pool::New({.conninfo = conninfo_, .size = 8});
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    pool_ = *std::move(pool);
-    ASSERT_TRUE(MigrateConsentSchema(*pool_).ok());
-    ASSERT_TRUE(signer::MigrateSignerSchema(*pool_).ok());
+    ASSERT_TRUE(MigrateConsentSchema(pool()).ok());
+    ASSERT_TRUE(signer::MigrateSignerSchema(pool()).ok());
 
     // The signer, in its own server as in production.
-    auto minter = SadMinter::New(hsm_.get(), "sad-key");
+    auto minter = SadMinter::New(&hsm(), "sad-key");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
     ASSERT_TRUE(verifier.ok());
     sad_verifier_ = *std::move(verifier);
-    signer_store_ = signer::NewPostgresSignerStore(pool_.get());
-    signer_ = std::make_unique<signer::Signer>(
-        hsm_.get(), signer_store_.get(), sad_verifier_.get(), &clock_,
-        signer::SignerConfig{.max_hashes_per_authorization = 3});
+    signer_store_ = signer::NewPostgresSignerStore(&pool());
+    signer_ =
+        std::make_unique<signer::Signer>(&hsm(), signer_store_.get(), sad_verifier_.get(), &clock_,
+                                         signer::SignerConfig{.max_hashes_per_authorization = 3});
     signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
     auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
     ASSERT_TRUE(signer_server.ok()) << signer_server.status();
@@ -183,20 +163,20 @@ class ConsentTest : public ::testing::Test {
                                                              SecretString("consent-secret"));
 
     // The consent service.
-    auto ca = SelfSignedDeviceCaCertificate(hsm_.get(), "device-ca", "qsign test device CA",
-                                            clock_.Now());
+    auto ca =
+        SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "qsign test device CA", clock_.Now());
     ASSERT_TRUE(ca.ok()) << ca.status();
     ca_cert_ = *ca;
-    auto issuer = HsmDeviceCertificateIssuer::New(hsm_.get(), "device-ca", ca_cert_);
+    auto issuer = HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", ca_cert_);
     ASSERT_TRUE(issuer.ok()) << issuer.status();
     issuer_ = *std::move(issuer);
     // Cheap hashing parameters keep the suite fast; PinHasherCost measures the real ones.
-    auto pins = PinHasher::New("k1", SecretString(std::string(32, 'p')),
+    auto pins = PinHasher::New("k1", SecretString(qsign::testing::PinHashKey()),
                                {.time_cost = 1, .memory_kib = 256, .parallelism = 1}, 4);
     ASSERT_TRUE(pins.ok()) << pins.status();
     pins_ = *std::move(pins);
-    store_ = NewPostgresConsentStore(pool_.get());
-    auto listener = PgAccountListener::Start(conninfo_, std::string(kNotifyChannel), &notifier_);
+    store_ = NewPostgresConsentStore(&pool());
+    auto listener = PgAccountListener::Start(conninfo(), std::string(kNotifyChannel), &notifier_);
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = *std::move(listener);
 
@@ -361,12 +341,7 @@ class ConsentTest : public ::testing::Test {
     return signer_stub_->SignHash(&ctx, req, out);
   }
 
-  static db::testing::PgServer* pg_;
   FakeClock clock_{kStart};
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
-  std::string conninfo_;
-  std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<SadMinter> minter_;
   std::unique_ptr<SadVerifier> sad_verifier_;
   std::unique_ptr<signer::SignerStore> signer_store_;
@@ -389,8 +364,6 @@ class ConsentTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Consent::Stub> stub_;
 };
-
-db::testing::PgServer* ConsentTest::pg_ = nullptr;
 
 // ---- Enrolment. ----
 
@@ -513,25 +486,25 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_EQ(awaited.device_id(), app->device_id());
   EXPECT_EQ(awaited.account_id(), "alice");
   EXPECT_TRUE(awaited.has_decided_at());
-  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
   // The decision is in the decisions journal, for an auditor, and the journal refuses changes.
   auto journal =
-      pool_->Exec("SELECT actor, action, outcome FROM consent.decisions WHERE request_id = $1",
+      pool().Exec("SELECT actor, action, outcome FROM consent.decisions WHERE request_id = $1",
                   {db::Param::Text(pushed.request_id())});
   ASSERT_TRUE(journal.ok()) << journal.status();
   ASSERT_EQ(journal->rows(), 1);
   EXPECT_EQ(journal->Get(0, 0), absl::StrCat("device:", app->device_id()));
   EXPECT_EQ(journal->Get(0, 1), "login.approve");
   EXPECT_EQ(journal->Get(0, 2), "ok");
-  EXPECT_FALSE(pool_->Exec("UPDATE consent.decisions SET outcome = 'x'").ok());
-  EXPECT_FALSE(pool_->Exec("DELETE FROM consent.decisions").ok());
+  EXPECT_FALSE(pool().Exec("UPDATE consent.decisions SET outcome = 'x'").ok());
+  EXPECT_FALSE(pool().Exec("DELETE FROM consent.decisions").ok());
 }
 
 TEST_F(ConsentTest, ListenerWakesForOtherReplicasNotForItsOwnCommits) {
   auto notify = [&](const std::string& payload) {
-    ASSERT_TRUE(pool_
-                    ->Exec("SELECT pg_notify($1, $2)",
-                           {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
+    ASSERT_TRUE(pool()
+                    .Exec("SELECT pg_notify($1, $2)",
+                          {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
                     .ok());
   };
   auto sub = notifier_.Subscribe("bob");
@@ -656,7 +629,7 @@ TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
   EXPECT_EQ(app->Approve(after, kPin)->result(), pb::APPROVE_RESULT_PIN_WRONG)
       << "the old PIN is gone";
   EXPECT_EQ(app->Approve(after, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
-  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "consent").ok());
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
 }
 
 // The value of one series in the process's /metrics text; 0 when absent.

@@ -28,10 +28,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "common/request_id.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/app_simulator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -42,6 +40,8 @@
 #include "services/gateway/testing/signing_stack.h"
 #include "services/gateway/text.h"
 #include "services/gateway/tokens.h"
+#include "tests/testing/test_data.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::gateway {
 namespace {
@@ -52,7 +52,7 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
 
-constexpr char kPin[] = "240913";
+using ::qsign::testing::kPin;
 constexpr char kRp[] = "e-uprava";
 constexpr char kRpSecret[] = "3f1c0a9be4d27c5186a0f2e9b7d4c3a1";
 constexpr char kRpName[] = "e-Uprava";
@@ -79,18 +79,7 @@ std::string Unb64(const std::string& s) {
   return out;
 }
 
-// The SubjectPublicKeyInfo of a DER certificate.
-std::string SpkiOfCertificate(const std::string& der) {
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
-  if (cert == nullptr) return "";
-  unsigned char* spki = nullptr;
-  const int len = i2d_PUBKEY(X509_get0_pubkey(cert), &spki);
-  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(spki), len) : "";
-  OPENSSL_free(spki);
-  X509_free(cert);
-  return out;
-}
+using ::qsign::testing::SpkiOfCertificate;
 
 struct Response {
   int status = 0;
@@ -222,20 +211,12 @@ TEST(CscErrorTest, OneMappingFromStatusToCscError) {
 
 // ---- The gateway in front of the real services. ----
 
-class GatewayTest : public ::testing::Test {
+class GatewayTest : public qsign::testing::ServiceTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-
   void SetUp() override {
-    auto stack = testing::SigningStack::Start(pg_);
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    auto stack = testing::SigningStack::Start(&env());
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
     backend_ =
@@ -363,15 +344,12 @@ class GatewayTest : public ::testing::Test {
     }
   }
 
-  static db::testing::PgServer* pg_;
   FakeClock clock_{absl::Now()};
   std::unique_ptr<testing::SigningStack> stack_;
   std::unique_ptr<GrpcBackend> backend_;
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<GatewayHttpServer> server_;
 };
-
-db::testing::PgServer* GatewayTest::pg_ = nullptr;
 
 TEST_F(GatewayTest, InfoDescribesTheServiceWithoutAToken) {
   Response r = Post("/csc/v2/info", "");

@@ -21,14 +21,12 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_test.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/identity/consent_client_grpc.h"
@@ -36,6 +34,7 @@
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
 #include "services/identity/testing/fake_consent_client.h"
+#include "tests/testing/service_test.h"
 
 namespace qsign::identity {
 namespace {
@@ -68,18 +67,12 @@ google::protobuf::Duration Seconds(double s) {
   return d;
 }
 
-class IdentityTest : public db::testing::PgTest {
+class IdentityTest : public qsign::testing::ServiceTest {
  protected:
   void SetUp() override {
-    PgTest::SetUp();
+    ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
-    ASSERT_TRUE(hsm_->GenerateKeyPair(kSessionKey, hsm::KeyType::kEcP256).ok());
+    ASSERT_TRUE(hsm().GenerateKeyPair(kSessionKey, hsm::KeyType::kEcP256).ok());
 
     ASSERT_TRUE(MigrateIdentitySchema(pool()).ok());
     store_ = NewPostgresIdentityStore(&pool());
@@ -89,7 +82,7 @@ class IdentityTest : public db::testing::PgTest {
     ASSERT_TRUE(services.AddSecret("consent", kConsentSecret).ok());
     ASSERT_TRUE(services.AddSecret("lifecycle", kLifecycleSecret).ok());
     auto identity =
-        Identity::New(hsm_.get(), store_.get(), consent_.get(), &clock_, std::move(operators),
+        Identity::New(&hsm(), store_.get(), consent_.get(), &clock_, std::move(operators),
                       std::move(services), IdentityConfig{.session_key_ids = {kSessionKey}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
@@ -235,8 +228,6 @@ class IdentityTest : public db::testing::PgTest {
   }
 
   FakeClock clock_{kStart};
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   std::unique_ptr<IdentityStore> store_;
   std::unique_ptr<FakeConsentClient> consent_;
   std::unique_ptr<Identity> identity_;
@@ -766,8 +757,8 @@ TEST_F(IdentityTest, ValidateSessionRefusesTamperedTokensAndNonServiceCallers) {
   ExpectStatus(Validate(token, &info, ""), grpc::StatusCode::UNAUTHENTICATED,
                "service credentials required");
   // A token signed by a key the service does not hold.
-  ASSERT_TRUE(hsm_->GenerateKeyPair("rogue", hsm::KeyType::kEcP256).ok());
-  auto rogue = SessionTokenMinter::New(hsm_.get(), "rogue");
+  ASSERT_TRUE(hsm().GenerateKeyPair("rogue", hsm::KeyType::kEcP256).ok());
+  auto rogue = SessionTokenMinter::New(&hsm(), "rogue");
   ASSERT_TRUE(rogue.ok());
   auto forged = (*rogue)->Mint({.session_id = "0123456789abcdef0123456789abcdef",
                                 .account_id = account.account_id(),

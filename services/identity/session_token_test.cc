@@ -8,11 +8,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/auth/credential_table.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
-#include "common/auth/credential_table.h"
+#include "tests/testing/service_test.h"
 
 namespace qsign::identity {
 namespace {
@@ -21,17 +21,15 @@ using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 
-class SessionTokenTest : public ::testing::Test {
+class SessionTokenTest : public qsign::testing::ServiceTest {
  protected:
+  SessionTokenTest() : ServiceTest({.database = false, .hsm_sessions = 2}) {}
+
   void SetUp() override {
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(2));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
-    ASSERT_TRUE(hsm_->GenerateKeyPair("session-1", hsm::KeyType::kEcP256).ok());
-    auto minter = SessionTokenMinter::New(hsm_.get(), "session-1");
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_TRUE(hsm().GenerateKeyPair("session-1", hsm::KeyType::kEcP256).ok());
+    auto minter = SessionTokenMinter::New(&hsm(), "session-1");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = SessionTokenVerifier::New({{"session-1", minter_->public_key_spki()}});
@@ -61,8 +59,6 @@ class SessionTokenTest : public ::testing::Test {
     EXPECT_THAT(c.status().message(), HasSubstr(why));
   }
 
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   std::unique_ptr<SessionTokenMinter> minter_;
   std::unique_ptr<SessionTokenVerifier> verifier_;
 };
@@ -132,8 +128,8 @@ TEST_F(SessionTokenTest, RefusesMalformedTokens) {
 }
 
 TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
-  ASSERT_TRUE(hsm_->GenerateKeyPair("session-2", hsm::KeyType::kEcP256).ok());
-  auto other = SessionTokenMinter::New(hsm_.get(), "session-2");
+  ASSERT_TRUE(hsm().GenerateKeyPair("session-2", hsm::KeyType::kEcP256).ok());
+  auto other = SessionTokenMinter::New(&hsm(), "session-2");
   ASSERT_TRUE(other.ok());
   auto token = (*other)->Mint(Claims());
   ASSERT_TRUE(token.ok());
@@ -152,16 +148,16 @@ TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
 }
 
 TEST_F(SessionTokenTest, KeysMustBeP256) {
-  ASSERT_TRUE(hsm_->GenerateKeyPair("p384", hsm::KeyType::kEcP384).ok());
-  EXPECT_EQ(SessionTokenMinter::New(hsm_.get(), "p384").status().code(),
+  ASSERT_TRUE(hsm().GenerateKeyPair("p384", hsm::KeyType::kEcP384).ok());
+  EXPECT_EQ(SessionTokenMinter::New(&hsm(), "p384").status().code(),
             absl::StatusCode::kFailedPrecondition);
-  auto pub = hsm_->GetPublicKey("p384");
+  auto pub = hsm().GetPublicKey("p384");
   ASSERT_TRUE(pub.ok());
   EXPECT_EQ(SessionTokenVerifier::New({{"p384", pub->spki_der}}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SessionTokenVerifier::New({{"junk", "not a key"}}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(SessionTokenMinter::New(hsm_.get(), "missing").status().code(),
+  EXPECT_EQ(SessionTokenMinter::New(&hsm(), "missing").status().code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -1,7 +1,11 @@
 #include "services/identity/validation.h"
 
+#include <set>
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_data.h"
 
 namespace qsign::identity {
 namespace {
@@ -21,6 +25,17 @@ TEST(NationalIdTest, AcceptsRealNumbers) {
         "0404990710000" /* check digit 11 -> 0 */, "1501027710002" /* today */, "0101007710004"}) {
     EXPECT_TRUE(ValidateNationalId(id, kToday).ok())
         << id << ": " << ValidateNationalId(id, kToday);
+  }
+}
+
+// The tests' NationalId(n) (computed from the rule on its own) and this service agree.
+TEST(NationalIdTest, AcceptsTheTestDataNumbers) {
+  EXPECT_EQ(qsign::testing::NationalId(0), "0101990710008");
+  std::set<std::string> seen;
+  for (int n = 0; n < 1000; ++n) {
+    const std::string id = qsign::testing::NationalId(n);
+    EXPECT_TRUE(ValidateNationalId(id, kToday).ok()) << n << ": " << id;
+    EXPECT_TRUE(seen.insert(id).second) << n << ": " << id << " again";
   }
 }
 

@@ -26,7 +26,6 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
-#include "common/db/testing/pg_test.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "common/strings.h"
@@ -34,7 +33,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/lifecycle/ca/ca_setup.h"
@@ -55,6 +53,7 @@
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
 #include "tests/testing/qsignd_process.h"
+#include "tests/testing/service_test.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -195,27 +194,22 @@ ContractRegistry TestContracts() {
   return ContractRegistry({{"2024-01", "old terms\n", ""}, {"2025-01", "current terms\n", ""}});
 }
 
-class LifecycleTest : public db::testing::PgTest {
+class LifecycleTest : public qsign::testing::ServiceTest {
  protected:
   void SetUp() override {
-    PgTest::SetUp();
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(MigrateLifecycleSchema(pool()).ok());
     ASSERT_TRUE(signer::MigrateSignerSchema(pool()).ok());
 
     // The signer service, for real, over gRPC.
-    auto sad_key = hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256);
+    auto sad_key = hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256);
     ASSERT_TRUE(sad_key.ok());
     auto verifier = consent::SadVerifier::New({{"sad-key", sad_key->spki_der}});
     ASSERT_TRUE(verifier.ok());
     sad_verifier_ = *std::move(verifier);
     signer_store_ = signer::NewPostgresSignerStore(&pool());
-    signer_ = std::make_unique<signer::Signer>(hsm_.get(), signer_store_.get(), sad_verifier_.get(),
+    signer_ = std::make_unique<signer::Signer>(&hsm(), signer_store_.get(), sad_verifier_.get(),
                                                &clock_, signer::SignerConfig{});
     signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
     auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
@@ -229,7 +223,7 @@ class LifecycleTest : public db::testing::PgTest {
 
     // The CA.
     ca_store_ = NewPostgresCaStore(&pool());
-    auto cas = CaSet::Init(hsm_.get(), ca_store_.get(), clock_, CaConfig{});
+    auto cas = CaSet::Init(&hsm(), ca_store_.get(), clock_, CaConfig{});
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = *std::move(cas);
 
@@ -360,8 +354,6 @@ class LifecycleTest : public db::testing::PgTest {
 
   // Real time, whole seconds: openssl checks certificate, CRL and OCSP times against its clock.
   FakeClock clock_{absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()))};
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   std::unique_ptr<consent::SadVerifier> sad_verifier_;
   std::unique_ptr<signer::SignerStore> signer_store_;
   std::unique_ptr<signer::Signer> signer_;
@@ -795,7 +787,7 @@ TEST_F(LifecycleTest, AStaleInterruptedIssuanceIsAbandonedAndItsKeyDestroyed) {
   ASSERT_TRUE(Issue(auth2, "fresh", &cert).ok());
   EXPECT_NE(cert.certificate_id(), orphan);
   EXPECT_EQ(Credential(orphan).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm_->GetPublicKey(orphan).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm().GetPublicKey(orphan).status().code(), absl::StatusCode::kNotFound);
   // The abandoned request id is not reused.
   grpc::Status s = Issue(auth2, "crashy", &cert);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -1033,7 +1025,7 @@ TEST_F(LifecycleTest, RevokeDestroysTheKeyAndIsAnsweredClearlyTheSecondTime) {
   EXPECT_EQ(revoked.revocation_reason(), pb::REVOCATION_REASON_KEY_COMPROMISE);
   EXPECT_EQ(revoked.revoked_at().seconds(), absl::ToUnixSeconds(clock_.Now()));
   EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm_->GetPublicKey(cert.certificate_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm().GetPublicKey(cert.certificate_id()).status().code(), absl::StatusCode::kNotFound);
 
   pb::RevokeRequest by_serial;
   by_serial.set_serial_hex(absl::AsciiStrToLower(cert.serial_hex()));
@@ -1152,7 +1144,7 @@ TEST_F(LifecycleTest, RevokeAllEndsEverything) {
   // The old phone can approve nothing; the key is gone; every session ended.
   EXPECT_EQ(consent_.Approve("alice", "phone-1").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Credential(qualified.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm_->GetPublicKey(qualified.certificate_id()).status().code(),
+  EXPECT_EQ(hsm().GetPublicKey(qualified.certificate_id()).status().code(),
             absl::StatusCode::kNotFound);
   pb::GetStatusResponse st;
   EXPECT_EQ(stub_->GetStatus(As(other_session).get(), pb::GetStatusRequest(), &st).error_code(),
@@ -1413,14 +1405,14 @@ TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {
 
 TEST_F(LifecycleTest, QsignLifecycleBinaryLoadsTheCaAndServesStatus) {
   // The CA exists (the fixture made it): no create_missing_keys. The peers are never called here.
-  config::v1::ServerConfig config = qsign::testing::LaptopConfig(database().conninfo, token_->config(2));
+  config::v1::ServerConfig config = qsign::testing::LaptopConfig(conninfo(), token().config(2));
   config.set_create_missing_keys(false);
   config.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
   config.mutable_peers()->set_signer("127.0.0.1:1");
   config.mutable_peers()->set_identity("127.0.0.1:1");
   config.mutable_peers()->set_consent("127.0.0.1:1");
-  auto process =
-      qsign::testing::QsigndProcess::Start(QSIGN_LIFECYCLE_PATH, config, token_->dir(), "lifecycle");
+  auto process = qsign::testing::QsigndProcess::Start(QSIGN_LIFECYCLE_PATH, config, token().dir(),
+                                                      "lifecycle");
   ASSERT_TRUE(process.ok()) << process.status();
   const int http_port = (*process)->LoggedPort("OCSP/CRL listener", "http_port");
   ASSERT_GT(http_port, 0) << (*process)->log();

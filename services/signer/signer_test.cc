@@ -1,4 +1,6 @@
 // The signer over real gRPC on loopback, with a real SoftHSM2 token and a real PostgreSQL.
+#include "services/signer/signer.h"
+
 #include <grpcpp/grpcpp.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -16,21 +18,19 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
-#include "common/db/testing/pg_server.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/sad.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/signer/algorithms.h"
-#include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::signer {
 namespace {
@@ -86,40 +86,23 @@ bool VerifyDigest(const std::string& spki, const std::string& digest, const std:
 
 std::string Hash(char fill, size_t len = 32) { return std::string(len, fill); }
 
-class SignerTest : public ::testing::Test {
+class SignerTest : public qsign::testing::ServiceTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = db::testing::PgServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
+  SignerTest() : ServiceTest({.pool_size = 4}) {}
 
-  void SetUp() override { StartSigner(SignerConfig{.max_batch = 8}); }
+  void SetUp() override {
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    StartSigner(SignerConfig{.max_batch = 8});
+  }
 
   void StartSigner(SignerConfig config) {
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
-    counting_ = std::make_unique<CountingHsm>(hsm_.get());
+    counting_ = std::make_unique<CountingHsm>(&hsm());
+    ASSERT_TRUE(MigrateSignerSchema(pool()).ok());
+    store_ = NewPostgresSignerStore(&pool());
 
-    auto db = pg_->CreateDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    conninfo_ = db->conninfo;
-    auto pool = db::Pool::New({.conninfo = conninfo_, .size = 4});
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    pool_ = *std::move(pool);
-    ASSERT_TRUE(MigrateSignerSchema(*pool_).ok());
-    store_ = NewPostgresSignerStore(pool_.get());
-
-    ASSERT_TRUE(hsm_->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
-    auto minter = consent::SadMinter::New(hsm_.get(), "sad-key");
+    ASSERT_TRUE(hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = consent::SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
@@ -204,13 +187,8 @@ class SignerTest : public ::testing::Test {
     EXPECT_EQ(counting_->sign_calls.load(), before) << "a refused request reached the HSM";
   }
 
-  static db::testing::PgServer* pg_;
   FakeClock clock_{kStart};
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   std::unique_ptr<CountingHsm> counting_;
-  std::string conninfo_;
-  std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<SignerStore> store_;
   std::unique_ptr<consent::SadMinter> minter_;
   std::unique_ptr<consent::SadVerifier> verifier_;
@@ -219,8 +197,6 @@ class SignerTest : public ::testing::Test {
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<pb::Signer::Stub> stub_;
 };
-
-db::testing::PgServer* SignerTest::pg_ = nullptr;
 
 TEST_F(SignerTest, NewCredentialIsPendingThenActiveWithItsChain) {
   pb::CreateKeyRequest create;
@@ -277,12 +253,12 @@ TEST_F(SignerTest, OnlyTheLifecycleServiceCreatesCertifiesAndDestroysKeys) {
   s = call("Service gateway.gateway-secret");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("only the lifecycle service"));
-  EXPECT_EQ(hsm_->GetPublicKey("cred-guarded").status().code(), absl::StatusCode::kNotFound)
+  EXPECT_EQ(hsm().GetPublicKey("cred-guarded").status().code(), absl::StatusCode::kNotFound)
       << "a refused CreateKey generated a key";
   s = call("Service lifecycle.lifecycle-secret");
   ASSERT_TRUE(s.ok()) << s.error_message();
   // The audit record names the authenticated caller.
-  auto rows = pool_->Exec("SELECT actor FROM signer.audit_log WHERE target = 'cred-guarded'");
+  auto rows = pool().Exec("SELECT actor FROM signer.audit_log WHERE target = 'cred-guarded'");
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->rows(), 1);
   EXPECT_EQ(rows->Get(0, 0), "lifecycle");
@@ -453,7 +429,7 @@ TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
                 "sad: already used");
 
   // A second replica: its own HSM session pool, DB pool, store and server, same database.
-  auto pool = db::Pool::New({.conninfo = conninfo_, .size = 2});
+  auto pool = NewPool(2);
   ASSERT_TRUE(pool.ok());
   auto store = NewPostgresSignerStore(pool->get());
   Signer replica(counting_.get(), store.get(), verifier_.get(), &clock_, SignerConfig{});
@@ -535,7 +511,7 @@ TEST_F(SignerTest, ConcurrentUsesOfOneSadSignExactlyOnce) {
   EXPECT_EQ(contested_ok.load(), 1);
   EXPECT_EQ(contested_used.load(), 7);
   EXPECT_EQ(fresh_ok.load(), 8);
-  auto rows = pool_->Exec("SELECT count(*) FROM signer.sad_uses");
+  auto rows = pool().Exec("SELECT count(*) FROM signer.sad_uses");
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->Get(0, 0), "9");
 }
@@ -599,7 +575,7 @@ TEST_F(SignerTest, DestroyedKeyNeverSignsAgain) {
   grpc::ClientContext c1, c2;
   ASSERT_TRUE(stub_->DestroyKey(&c1, destroy, &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm_->GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm().GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
   // Idempotent.
   EXPECT_TRUE(stub_->DestroyKey(&c2, destroy, &out).ok());
   ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
@@ -613,14 +589,14 @@ TEST_F(SignerTest, AdministrativeActsAreInTheAuditChain) {
   pb::CredentialInfo out;
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub_->DestroyKey(&ctx, destroy, &out).ok());
-  auto rows = pool_->Exec("SELECT action, target FROM signer.audit_log ORDER BY seq");
+  auto rows = pool().Exec("SELECT action, target FROM signer.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->rows(), 3);
   EXPECT_EQ(rows->Get(0, 0), "signer.create_key");
   EXPECT_EQ(rows->Get(1, 0), "signer.set_certificate");
   EXPECT_EQ(rows->Get(2, 0), "signer.destroy_key");
   EXPECT_EQ(rows->Get(2, 1), "cred-1");
-  EXPECT_TRUE(db::VerifyAuditChain(*pool_, "signer").ok());
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "signer").ok());
 }
 
 TEST_F(SignerTest, EverySignatureIsJournaledWithItsSad) {
@@ -630,7 +606,7 @@ TEST_F(SignerTest, EverySignatureIsJournaledWithItsSad) {
                            Sad("alice", "cred-1", {Hash('a'), Hash('b')})),
                    &resp)
                   .ok());
-  auto rows = pool_->Exec(
+  auto rows = pool().Exec(
       "SELECT account_id, num_hashes, consent_request_id FROM signer.sad_uses "
       "WHERE credential_id = 'cred-1'");
   ASSERT_TRUE(rows.ok());

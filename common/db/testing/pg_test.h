@@ -17,13 +17,15 @@
 namespace qsign::db::testing {
 
 class PgTest : public ::testing::Test {
+ public:
+  // The binary's server, started on first use and stopped after the last test; fails only if it
+  // could not start. Also what tests/testing's ServiceTest creates its databases on.
+  static absl::StatusOr<PgServer*> Server();
+
  protected:
   // Starts the shared server if needed, creates this test's database and an 8-connection pool.
   // Subclasses that override SetUp call PgTest::SetUp() first.
   void SetUp() override;
-
-  // The binary's server; fails only if it could not start.
-  static absl::StatusOr<PgServer*> Server();
 
   Pool& pool() { return *pool_; }
   const PgServer::Database& database() const { return database_; }

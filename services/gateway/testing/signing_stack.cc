@@ -6,26 +6,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
-#include "common/testing/crypto_testing.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent.h"
 #include "services/consent/consent_grpc.h"
 #include "services/consent/consent_store.h"
-#include "common/auth/credential_table.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/test_data.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::gateway::testing {
 namespace {
@@ -70,10 +70,7 @@ absl::Status Assign(absl::StatusOr<T> from, T* to) {
 }  // namespace
 
 struct SigningStack::Impl {
-  // Destroyed in reverse order: servers first, then what they serve, then the HSM and database.
-  std::unique_ptr<hsm::testing::SoftHsmToken> token;
-  std::unique_ptr<hsm::Hsm> hsm;
-  std::unique_ptr<db::Pool> pool;
+  // Destroyed in reverse order: servers first, then what they serve.
   std::unique_ptr<consent::SadMinter> minter;
   std::unique_ptr<consent::SadVerifier> sad_verifier;
   std::unique_ptr<signer::SignerStore> signer_store;
@@ -104,24 +101,19 @@ struct SigningStack::Impl {
 SigningStack::SigningStack(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SigningStack::~SigningStack() = default;
 
-absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(db::testing::PgServer* pg,
+absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(qsign::testing::ServiceEnv* env,
                                                                   SigningStackOptions options) {
   auto s = std::make_unique<Impl>();
-  if (auto st = Assign(hsm::testing::SoftHsmToken::Create(), &s->token); !st.ok()) return st;
-  if (auto st = Assign(hsm::NewPkcs11Hsm(s->token->config(4)), &s->hsm); !st.ok()) return st;
+  hsm::Hsm* const env_hsm = &env->hsm();
+  db::Pool* const env_pool = &env->pool();
   for (const char* key : {"sad-key", "device-ca"}) {
-    if (auto k = s->hsm->GenerateKeyPair(key, hsm::KeyType::kEcP256); !k.ok()) return k.status();
+    if (auto k = env_hsm->GenerateKeyPair(key, hsm::KeyType::kEcP256); !k.ok()) return k.status();
   }
-  auto db = pg->CreateDatabase();
-  if (!db.ok()) return db.status();
-  if (auto st = Assign(db::Pool::New({.conninfo = db->conninfo, .size = 8}), &s->pool); !st.ok()) {
-    return st;
-  }
-  if (auto st = signer::MigrateSignerSchema(*s->pool); !st.ok()) return st;
-  if (auto st = consent::MigrateConsentSchema(*s->pool); !st.ok()) return st;
+  if (auto st = signer::MigrateSignerSchema(*env_pool); !st.ok()) return st;
+  if (auto st = consent::MigrateConsentSchema(*env_pool); !st.ok()) return st;
 
   // The signer.
-  if (auto st = Assign(consent::SadMinter::New(s->hsm.get(), "sad-key"), &s->minter); !st.ok()) {
+  if (auto st = Assign(consent::SadMinter::New(env_hsm, "sad-key"), &s->minter); !st.ok()) {
     return st;
   }
   if (auto st = Assign(consent::SadVerifier::New({{"sad-key", s->minter->public_key_spki()}}),
@@ -129,9 +121,9 @@ absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(db::testing::P
       !st.ok()) {
     return st;
   }
-  s->signer_store = signer::NewPostgresSignerStore(s->pool.get());
+  s->signer_store = signer::NewPostgresSignerStore(env_pool);
   s->signer = std::make_unique<signer::Signer>(
-      s->hsm.get(), s->signer_store.get(), s->sad_verifier.get(), &RealClock::Get(),
+      env_hsm, s->signer_store.get(), s->sad_verifier.get(), &RealClock::Get(),
       signer::SignerConfig{.max_batch = options.max_batch,
                            .max_hashes_per_authorization = options.max_hashes_per_authorization});
   s->signer_grpc = std::make_unique<signer::SignerGrpc>(s->signer.get());
@@ -146,24 +138,24 @@ absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(db::testing::P
       s->signer_channel, "consent", SecretString("consent-secret"));
 
   // The consent service.
-  auto ca = consent::SelfSignedDeviceCaCertificate(s->hsm.get(), "device-ca", "test device CA",
-                                                   absl::Now());
+  auto ca =
+      consent::SelfSignedDeviceCaCertificate(env_hsm, "device-ca", "test device CA", absl::Now());
   if (!ca.ok()) return ca.status();
-  if (auto st = Assign(consent::HsmDeviceCertificateIssuer::New(s->hsm.get(), "device-ca", *ca),
-                       &s->issuer);
+  if (auto st =
+          Assign(consent::HsmDeviceCertificateIssuer::New(env_hsm, "device-ca", *ca), &s->issuer);
       !st.ok()) {
     return st;
   }
   // Cheap PIN hashing keeps tests fast; docs/consent.md has the real parameters.
-  if (auto st = Assign(consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
+  if (auto st = Assign(consent::PinHasher::New("k1", SecretString(qsign::testing::PinHashKey()),
                                                {.time_cost = 1, .memory_kib = 256}, 4),
                        &s->pins);
       !st.ok()) {
     return st;
   }
-  s->consent_store = consent::NewPostgresConsentStore(s->pool.get());
+  s->consent_store = consent::NewPostgresConsentStore(env_pool);
   if (auto st = Assign(consent::PgAccountListener::Start(
-                           db->conninfo, std::string(consent::kNotifyChannel), &s->notifier),
+                           env->conninfo(), std::string(consent::kNotifyChannel), &s->notifier),
                        &s->listener);
       !st.ok()) {
     return st;

@@ -1,8 +1,9 @@
-// The signer and the consent service, each on its own gRPC server on loopback, with a real
-// SoftHSM2 token and a real PostgreSQL database: what the CSC gateway (or any client of Authorize
-// and SignHash) talks to in tests. Identity is faked: activation codes for enrolling consent-app
-// simulators come from NewActivationCode. Credentials are made through the signer's own API
-// (CreateKey, SetCertificate with a throwaway CA's certificate), as lifecycle would.
+// The signer and the consent service, each on its own gRPC server on loopback, on a test's
+// SoftHSM2 token and PostgreSQL database (tests/testing's ServiceEnv): what the CSC gateway (or any
+// client of Authorize and SignHash) talks to in tests. Identity is faked: activation codes for
+// enrolling consent-app simulators come from NewActivationCode. Credentials are made through the
+// signer's own API (CreateKey, SetCertificate with a throwaway CA's certificate), as lifecycle
+// would.
 #ifndef QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
 #define QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
 
@@ -12,10 +13,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/db/testing/pg_server.h"
 #include "consent/app_simulator.h"
 #include "qsign/v1/common.pb.h"
 #include "qsign/v1/signer.pb.h"
+#include "tests/testing/service_test.h"
 
 namespace qsign::gateway::testing {
 
@@ -30,8 +31,8 @@ struct SigningStackOptions {
 
 class SigningStack {
  public:
-  // A fresh database on `pg` (not owned; must outlive the stack) and a fresh token.
-  static absl::StatusOr<std::unique_ptr<SigningStack>> Start(db::testing::PgServer* pg,
+  // On `env`'s Hsm and database (not owned; must outlive the stack).
+  static absl::StatusOr<std::unique_ptr<SigningStack>> Start(qsign::testing::ServiceEnv* env,
                                                              SigningStackOptions options = {});
   ~SigningStack();
   SigningStack(const SigningStack&) = delete;

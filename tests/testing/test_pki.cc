@@ -1,4 +1,4 @@
-#include "common/testing/crypto_testing.h"
+#include "tests/testing/test_pki.h"
 
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -82,6 +82,18 @@ std::string CertificateFor(const std::string& spki_der) {
   if (len <= 0) return "";
   std::string out(reinterpret_cast<char*>(der), len);
   OPENSSL_free(der);
+  return out;
+}
+
+std::string SpkiOfCertificate(const std::string& certificate_der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(certificate_der.data());
+  std::unique_ptr<X509, X509Deleter> cert(
+      d2i_X509(nullptr, &p, static_cast<long>(certificate_der.size())));
+  if (cert == nullptr) return "";
+  unsigned char* spki = nullptr;
+  const int len = i2d_PUBKEY(X509_get0_pubkey(cert.get()), &spki);
+  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(spki), len) : "";
+  OPENSSL_free(spki);
   return out;
 }
 

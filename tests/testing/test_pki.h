@@ -1,6 +1,7 @@
-// Test helpers that play the relying party and a throwaway CA with plain OpenSSL.
-#ifndef QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
-#define QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
+// The tests' PKI: helpers that play the relying party and a throwaway CA with plain OpenSSL
+// (independently of the code under test).
+#ifndef QSIGN_TESTS_TESTING_TEST_PKI_H_
+#define QSIGN_TESTS_TESTING_TEST_PKI_H_
 
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -22,6 +23,9 @@ std::string EcdsaRawToDer(const std::string& raw);
 // by a fresh software CA key.
 std::string CertificateFor(const std::string& spki_der);
 
+// The SubjectPublicKeyInfo (DER) of a DER certificate; empty if it does not parse.
+std::string SpkiOfCertificate(const std::string& certificate_der);
+
 }  // namespace qsign::testing
 
-#endif  // QSIGN_COMMON_TESTING_CRYPTO_TESTING_H_
+#endif  // QSIGN_TESTS_TESTING_TEST_PKI_H_

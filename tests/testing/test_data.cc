@@ -1,0 +1,47 @@
+#include "tests/testing/test_data.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace qsign::testing {
+namespace {
+
+// The check digit of a national ID's first 12 digits, computed here from the rule (not with the
+// identity service's code, which the tests check): weights 7 6 5 4 3 2 7 6 5 4 3 2, then
+// 11 - sum mod 11, where 11 means 0 and 10 means no valid number.
+int CheckDigit(const std::string& first12) {
+  static constexpr int kWeights[12] = {7, 6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2};
+  int sum = 0;
+  for (int i = 0; i < 12; ++i) sum += kWeights[i] * (first12[i] - '0');
+  const int k = 11 - sum % 11;
+  return k == 11 ? 0 : k == 10 ? -1 : k;
+}
+
+}  // namespace
+
+std::string NationalId(int n) {
+  // Region 71..90 and serial 000..999 (ddmmyyy rr bbb); serials whose check would be 10 move on
+  // by 1000, i.e. to the next region.
+  for (int serial = n;; serial += 1000) {
+    const std::string first12 =
+        absl::StrFormat("0101990%02d%03d", 71 + serial / 1000 % 20, serial % 1000);
+    const int check = CheckDigit(first12);
+    if (check >= 0) return absl::StrCat(first12, check);
+  }
+}
+
+std::string ServiceSecret(std::string_view service) {
+  return absl::StrCat(std::string(service), "-secret");
+}
+
+std::string ServiceAuthorization(std::string_view service) {
+  return absl::StrCat("Service ", std::string(service), ".", ServiceSecret(service));
+}
+
+std::string OperatorAuthorization() {
+  return absl::StrCat("Operator ", kOperatorId, ".", kOperatorSecret);
+}
+
+std::string PinHashKey() { return std::string(32, 'p'); }
+
+}  // namespace qsign::testing
