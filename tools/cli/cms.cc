@@ -1,4 +1,4 @@
-#include "services/cli/cms.h"
+#include "tools/cli/cms.h"
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>

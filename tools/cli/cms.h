@@ -2,8 +2,8 @@
 // elsewhere: the signed attributes are built here, the remote signer (qsign.v1.Signer.SignHash)
 // signs SHA-256 of their DER, and the signature is set into the SignerInfo. The SignerInfo's
 // private key is never local.
-#ifndef QSIGN_SERVICES_CLI_CMS_H_
-#define QSIGN_SERVICES_CLI_CMS_H_
+#ifndef QSIGN_TOOLS_CLI_CMS_H_
+#define QSIGN_TOOLS_CLI_CMS_H_
 
 #include <functional>
 #include <string>
@@ -36,4 +36,4 @@ absl::StatusOr<std::string> CertificatePem(const std::string& der);
 
 }  // namespace qsign::cli
 
-#endif  // QSIGN_SERVICES_CLI_CMS_H_
+#endif  // QSIGN_TOOLS_CLI_CMS_H_
