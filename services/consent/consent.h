@@ -19,12 +19,12 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/secret.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
 #include "services/consent/consent_store.h"
-#include "common/auth/credential_table.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
@@ -206,6 +206,9 @@ struct ConsentDeps {
   const Clock* clock = nullptr;
 };
 
+// One file per workflow: consent.cc (construction, callers), enrolment.cc, watch.cc (the app's
+// request stream), approval.cc, requests.cc, authorization.cc (signing authorization, SAD),
+// devices.cc, pin_unblock.cc; shared helpers in consent_internal.h.
 class Consent {
  public:
   // None of the pointers in `deps` is owned; all must outlive the Consent.
@@ -284,6 +287,10 @@ class Consent {
   absl::StatusOr<RequestRecord> AwaitDecision(
       std::string_view request_id, absl::Duration max_wait, absl::FunctionRef<bool()> cancelled,
       absl::FunctionRef<absl::Status(const RequestRecord&)> may_see);
+  // For an approved SIGN request: the SAD bound to exactly the stored statement's hashes, set in
+  // `decision`, and the audit details.
+  absl::Status MintSad(std::string_view request_id, const RequestRecord& request, absl::Time now,
+                       RequestDecision* decision, std::string* details) const;
 
   const ConsentDeps deps_;
   const CredentialTable operators_;

@@ -166,6 +166,10 @@ struct LifecycleConfig {
   std::string pds_url = "https://qsign.example/pds/en";
 };
 
+// One file per workflow: lifecycle.cc (construction, shared checks), contract_acceptance.cc,
+// issue.cc (with legal-person approval), renew.cc, revoke.cc (one and all), account_status.cc,
+// device_certificates.cc, revocation_status.cc (CRLs, OCSP source), outbox.cc (reminders, mail);
+// shared helpers in lifecycle_internal.h.
 class Lifecycle {
  public:
   // None of the pointers is owned; all must outlive the Lifecycle.

@@ -1,0 +1,75 @@
+#include "services/lifecycle/lifecycle_internal.h"
+
+#include <openssl/rand.h>
+
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/metrics.h"
+#include "common/strings.h"
+
+namespace qsign::lifecycle {
+namespace {
+
+std::string ActorName(const Caller& c) {
+  switch (c.kind) {
+    case CallerKind::kUser:
+      return absl::StrCat("account:", c.id);
+    case CallerKind::kOperator:
+      return absl::StrCat("operator:", c.id);
+    case CallerKind::kService:
+      return absl::StrCat("service:", c.id);
+  }
+  return c.id;
+}
+
+}  // namespace
+
+std::string TimeText(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+std::string RandomId(std::string_view prefix) {
+  unsigned char bytes[16];
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::StrCat(
+      Av(prefix), absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), 16)));
+}
+
+db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
+                     std::string details) {
+  return db::AuditEvent{.actor = ActorName(caller),
+                        .action = std::move(action),
+                        .target = std::move(target),
+                        .client_address = caller.peer,
+                        .outcome = "ok",
+                        .details = std::move(details)};
+}
+
+size_t Utf8Length(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) {
+    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++n;
+  }
+  return n;
+}
+
+void CountIssued(const CertRecord& r) {
+  const bool renewal = !r.renewal_of.empty();
+  metrics::Registry::Global().AddCounter(
+      renewal ? "qsign_lifecycle_certificates_renewed_total"
+              : "qsign_lifecycle_certificates_issued_total",
+      renewal ? "Qualified certificates issued as renewals, by CA and key type."
+              : "Certificates issued (not counting renewals), by CA and key type.",
+      {{"ca", r.ca_name}, {"key_type", std::string(hsm::KeyTypeName(r.key_type))}});
+}
+
+void CountRevoked(std::string_view ca_name, std::string_view reason) {
+  metrics::Registry::Global().AddCounter(
+      "qsign_lifecycle_certificates_revoked_total",
+      "Certificates revoked, by CA and RFC 5280 reason.",
+      {{"ca", std::string(ca_name)}, {"reason", std::string(reason)}});
+}
+
+}  // namespace qsign::lifecycle
