@@ -174,7 +174,10 @@ void Run() {
   signer::SignerGrpc signer_grpc(&signer);
   auto signer_server = Unwrap(GrpcServer::Start({}, {&signer_grpc}), "signer server");
   lifecycle::GrpcSignerClient signer_client(
-      grpc::CreateChannel(signer_server->local_target(), grpc::InsecureChannelCredentials()), {});
+      qsign::daemon::DeferredChannel::Connected(
+          "signer",
+          grpc::CreateChannel(signer_server->local_target(), grpc::InsecureChannelCredentials())),
+      {});
 
   // Lifecycle over gRPC.
   auto ca_store = lifecycle::NewPostgresCaStore(pool);

@@ -173,11 +173,13 @@ int Run() {
       grpc::CreateChannel((*identity_server)->local_target(), grpc::InsecureChannelCredentials());
   auto consent_channel =
       grpc::CreateChannel((*consent_server)->local_target(), grpc::InsecureChannelCredentials());
-  consent::GrpcIdentityDirectory grpc_identity(identity_channel, "consent",
-                                               SecretString("consent-secret"));
+  consent::GrpcIdentityDirectory grpc_identity(
+      qsign::daemon::DeferredChannel::Connected("identity", identity_channel), "consent",
+      SecretString("consent-secret"));
   identity_directory.target = &grpc_identity;
-  identity::GrpcConsentClient grpc_consent(consent_channel, "identity",
-                                           SecretString("identity-secret"));
+  identity::GrpcConsentClient grpc_consent(
+      qsign::daemon::DeferredChannel::Connected("consent", consent_channel), "identity",
+      SecretString("identity-secret"));
   consent_client.target = &grpc_consent;
   auto stub = pb::Identity::NewStub(identity_channel);
 

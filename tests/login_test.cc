@@ -147,10 +147,12 @@ class LoginTest : public testing::ServiceTest {
     consent_channel_ =
         grpc::CreateChannel(consent_server_->local_target(), grpc::InsecureChannelCredentials());
     grpc_identity_directory_ = std::make_unique<consent::GrpcIdentityDirectory>(
-        identity_channel_, "consent", SecretString("consent-secret"));
+        qsign::daemon::DeferredChannel::Connected("identity", identity_channel_), "consent",
+        SecretString("consent-secret"));
     identity_directory_.target = grpc_identity_directory_.get();
     grpc_consent_client_ = std::make_unique<identity::GrpcConsentClient>(
-        consent_channel_, "identity", SecretString("identity-secret"));
+        qsign::daemon::DeferredChannel::Connected("consent", consent_channel_), "identity",
+        SecretString("identity-secret"));
     consent_client_.target = grpc_consent_client_.get();
     identity_stub_ = pb::Identity::NewStub(identity_channel_);
   }

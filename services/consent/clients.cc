@@ -23,9 +23,9 @@ void Prepare(grpc::ClientContext* ctx, const SecretString& authorization) {
 
 }  // namespace
 
-GrpcIdentityDirectory::GrpcIdentityDirectory(std::shared_ptr<grpc::ChannelInterface> channel,
+GrpcIdentityDirectory::GrpcIdentityDirectory(std::shared_ptr<const daemon::DeferredChannel> channel,
                                              std::string_view client_id, const SecretString& secret)
-    : stub_(pb::Identity::NewStub(std::move(channel))),
+    : stub_(std::move(channel)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
 absl::StatusOr<std::string> GrpcIdentityDirectory::RedeemActivationCode(
@@ -33,10 +33,12 @@ absl::StatusOr<std::string> GrpcIdentityDirectory::RedeemActivationCode(
   pb::RedeemActivationCodeRequest req;
   req.set_activation_code(std::string(activation_code));
   req.set_device_key_sha256(std::string(device_key_sha256));
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx, authorization_);
   pb::RedeemActivationCodeResponse resp;
-  if (grpc::Status s = stub_->RedeemActivationCode(&ctx, req, &resp); !s.ok()) {
+  if (grpc::Status s = (*stub)->RedeemActivationCode(&ctx, req, &resp); !s.ok()) {
     return FromGrpcStatus(s);
   }
   if (resp.account_id().empty()) {
@@ -49,28 +51,32 @@ absl::StatusOr<std::optional<absl::Time>> GrpcIdentityDirectory::LastProofedAt(
     std::string_view account_id) {
   pb::GetAccountRequest req;
   req.set_account_id(std::string(account_id));
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx, authorization_);
   pb::Account resp;
-  if (grpc::Status s = stub_->GetAccount(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  if (grpc::Status s = (*stub)->GetAccount(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
   if (!resp.has_proofed_at()) return std::optional<absl::Time>();
   return std::optional<absl::Time>(absl::FromUnixSeconds(resp.proofed_at().seconds()) +
                                    absl::Nanoseconds(resp.proofed_at().nanos()));
 }
 
-GrpcCredentialDirectory::GrpcCredentialDirectory(std::shared_ptr<grpc::ChannelInterface> channel,
-                                                 std::string_view client_id,
-                                                 const SecretString& secret)
-    : stub_(pb::Signer::NewStub(std::move(channel))),
+GrpcCredentialDirectory::GrpcCredentialDirectory(
+    std::shared_ptr<const daemon::DeferredChannel> channel, std::string_view client_id,
+    const SecretString& secret)
+    : stub_(std::move(channel)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
 absl::StatusOr<CredentialSummary> GrpcCredentialDirectory::Lookup(std::string_view credential_id) {
   pb::GetCredentialInfoRequest req;
   req.set_credential_id(std::string(credential_id));
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx, authorization_);
   pb::CredentialInfo resp;
-  if (grpc::Status s = stub_->GetCredentialInfo(&ctx, req, &resp); !s.ok()) {
+  if (grpc::Status s = (*stub)->GetCredentialInfo(&ctx, req, &resp); !s.ok()) {
     return FromGrpcStatus(s);
   }
   return CredentialSummary{
@@ -80,9 +86,9 @@ absl::StatusOr<CredentialSummary> GrpcCredentialDirectory::Lookup(std::string_vi
 }
 
 GrpcLifecycleDeviceCertificateIssuer::GrpcLifecycleDeviceCertificateIssuer(
-    std::shared_ptr<grpc::ChannelInterface> channel, std::string_view client_id,
+    std::shared_ptr<const daemon::DeferredChannel> channel, std::string_view client_id,
     const SecretString& secret)
-    : stub_(pb::Lifecycle::NewStub(std::move(channel))),
+    : stub_(std::move(channel)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
 absl::StatusOr<std::vector<std::string>> GrpcLifecycleDeviceCertificateIssuer::Issue(
@@ -92,10 +98,12 @@ absl::StatusOr<std::vector<std::string>> GrpcLifecycleDeviceCertificateIssuer::I
   req.set_device_id(r.device_id);
   req.set_device_public_key(r.public_key_spki);
   req.set_device_name(r.device_name);
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx, authorization_);
   pb::Certificate resp;
-  if (grpc::Status s = stub_->IssueDeviceCertificate(&ctx, req, &resp); !s.ok()) {
+  if (grpc::Status s = (*stub)->IssueDeviceCertificate(&ctx, req, &resp); !s.ok()) {
     return FromGrpcStatus(s);
   }
   if (resp.certificate_der().empty()) {
@@ -104,6 +112,25 @@ absl::StatusOr<std::vector<std::string>> GrpcLifecycleDeviceCertificateIssuer::I
   std::vector<std::string> chain = {resp.certificate_der()};
   chain.insert(chain.end(), resp.issuer_chain_der().begin(), resp.issuer_chain_der().end());
   return chain;
+}
+
+GrpcSessionVerifier::GrpcSessionVerifier(std::shared_ptr<const daemon::DeferredChannel> channel,
+                                         std::string_view client_id, const SecretString& secret)
+    : stub_(std::move(channel)),
+      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
+
+absl::StatusOr<std::string> GrpcSessionVerifier::Verify(std::string_view session_token) {
+  pb::ValidateSessionRequest req;
+  req.set_session_token(std::string(session_token));
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  Prepare(&ctx, authorization_);
+  pb::SessionInfo resp;
+  if (grpc::Status s = (*stub)->ValidateSession(&ctx, req, &resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return resp.account_id();
 }
 
 }  // namespace qsign::consent

@@ -159,8 +159,9 @@ class ConsentTest : public qsign::testing::ServiceTest {
     auto signer_channel =
         grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
     signer_stub_ = pb::Signer::NewStub(signer_channel);
-    credentials_ = std::make_unique<GrpcCredentialDirectory>(signer_channel, "consent",
-                                                             SecretString("consent-secret"));
+    credentials_ = std::make_unique<GrpcCredentialDirectory>(
+        qsign::daemon::DeferredChannel::Connected("signer", signer_channel), "consent",
+        SecretString("consent-secret"));
 
     // The consent service.
     auto ca =
@@ -1035,7 +1036,9 @@ TEST(GrpcClientsTest, DeviceCertificatesFromLifecycle) {
   auto server = GrpcServer::Start({}, {&lifecycle});
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = grpc::CreateChannel((*server)->local_target(), grpc::InsecureChannelCredentials());
-  GrpcLifecycleDeviceCertificateIssuer issuer(channel, "consent", SecretString("s3cret"));
+  GrpcLifecycleDeviceCertificateIssuer issuer(
+      qsign::daemon::DeferredChannel::Connected("lifecycle", channel), "consent",
+      SecretString("s3cret"));
   auto chain = issuer.Issue({.device_id = "dev-1",
                              .account_id = "alice",
                              .device_name = "Phone",
@@ -1044,7 +1047,9 @@ TEST(GrpcClientsTest, DeviceCertificatesFromLifecycle) {
   EXPECT_THAT(*chain, ::testing::ElementsAre("device-cert", "device-ca", "root-ca"));
   EXPECT_EQ(lifecycle.last.account_id(), "alice");
   EXPECT_EQ(lifecycle.last.device_public_key(), "spki");
-  GrpcLifecycleDeviceCertificateIssuer stranger(channel, "consent", SecretString("wrong"));
+  GrpcLifecycleDeviceCertificateIssuer stranger(
+      qsign::daemon::DeferredChannel::Connected("lifecycle", channel), "consent",
+      SecretString("wrong"));
   EXPECT_EQ(stranger.Issue({.device_id = "dev-1"}).status().code(),
             absl::StatusCode::kUnauthenticated);
   (*server)->Shutdown(absl::ZeroDuration());

@@ -18,22 +18,24 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
-template <typename Response, typename Call>
-absl::StatusOr<Response> Invoke(Call call) {
+// call(stub, &response) once the stub's channel is connected.
+template <typename Response, typename Stub, typename Call>
+absl::StatusOr<Response> Invoke(absl::StatusOr<Stub*> stub, Call call) {
+  if (!stub.ok()) return stub.status();
   Response response;
-  grpc::Status s = call(&response);
+  grpc::Status s = call(*stub, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response;
 }
 
 }  // namespace
 
-GrpcBackend::GrpcBackend(const std::shared_ptr<grpc::ChannelInterface>& signer,
-                         const std::shared_ptr<grpc::ChannelInterface>& consent,
+GrpcBackend::GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
+                         std::shared_ptr<const daemon::DeferredChannel> consent,
                          std::string_view client_id, const SecretString& client_secret,
                          absl::Duration call_timeout)
-    : signer_(pb::Signer::NewStub(signer)),
-      consent_(pb::Consent::NewStub(consent)),
+    : signer_(std::move(signer)),
+      consent_(std::move(consent)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(client_secret.value()))),
       call_timeout_(call_timeout) {}
 
@@ -47,39 +49,45 @@ absl::StatusOr<pb::ListCredentialsResponse> GrpcBackend::ListCredentials(
     const pb::ListCredentialsRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return Invoke<pb::ListCredentialsResponse>(
-      [&](pb::ListCredentialsResponse* r) { return signer_->ListCredentials(&ctx, request, r); });
+  return Invoke<pb::ListCredentialsResponse>(signer_.get(),
+                                             [&](auto* stub, pb::ListCredentialsResponse* r) {
+                                               return stub->ListCredentials(&ctx, request, r);
+                                             });
 }
 
 absl::StatusOr<pb::CredentialInfo> GrpcBackend::GetCredentialInfo(
     const pb::GetCredentialInfoRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return Invoke<pb::CredentialInfo>(
-      [&](pb::CredentialInfo* r) { return signer_->GetCredentialInfo(&ctx, request, r); });
+  return Invoke<pb::CredentialInfo>(signer_.get(), [&](auto* stub, pb::CredentialInfo* r) {
+    return stub->GetCredentialInfo(&ctx, request, r);
+  });
 }
 
 absl::StatusOr<pb::SignHashResponse> GrpcBackend::SignHash(const pb::SignHashRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return Invoke<pb::SignHashResponse>(
-      [&](pb::SignHashResponse* r) { return signer_->SignHash(&ctx, request, r); });
+  return Invoke<pb::SignHashResponse>(signer_.get(), [&](auto* stub, pb::SignHashResponse* r) {
+    return stub->SignHash(&ctx, request, r);
+  });
 }
 
 absl::StatusOr<pb::AuthorizeResponse> GrpcBackend::Authorize(const pb::AuthorizeRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return Invoke<pb::AuthorizeResponse>(
-      [&](pb::AuthorizeResponse* r) { return consent_->Authorize(&ctx, request, r); });
+  return Invoke<pb::AuthorizeResponse>(consent_.get(), [&](auto* stub, pb::AuthorizeResponse* r) {
+    return stub->Authorize(&ctx, request, r);
+  });
 }
 
 absl::StatusOr<pb::AwaitAuthorizationResponse> GrpcBackend::AwaitAuthorization(
     const pb::AwaitAuthorizationRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx, FromProto(request.max_wait()));
-  return Invoke<pb::AwaitAuthorizationResponse>([&](pb::AwaitAuthorizationResponse* r) {
-    return consent_->AwaitAuthorization(&ctx, request, r);
-  });
+  return Invoke<pb::AwaitAuthorizationResponse>(consent_.get(),
+                                                [&](auto* stub, pb::AwaitAuthorizationResponse* r) {
+                                                  return stub->AwaitAuthorization(&ctx, request, r);
+                                                });
 }
 
 }  // namespace qsign::gateway

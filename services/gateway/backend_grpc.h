@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "common/daemon/deferred_channel.h"
 #include "common/secret.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
@@ -20,8 +21,9 @@ namespace qsign::gateway {
 class GrpcBackend final : public Backend {
  public:
   // `call_timeout` bounds every call; AwaitAuthorization gets its max_wait on top.
-  GrpcBackend(const std::shared_ptr<grpc::ChannelInterface>& signer,
-              const std::shared_ptr<grpc::ChannelInterface>& consent, std::string_view client_id,
+  // UNAVAILABLE until the channels are connected.
+  GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
+              std::shared_ptr<const daemon::DeferredChannel> consent, std::string_view client_id,
               const SecretString& client_secret, absl::Duration call_timeout);
 
   absl::StatusOr<qsign::v1::ListCredentialsResponse> ListCredentials(
@@ -38,8 +40,8 @@ class GrpcBackend final : public Backend {
  private:
   void Prepare(grpc::ClientContext* ctx, absl::Duration extra = absl::ZeroDuration()) const;
 
-  std::unique_ptr<qsign::v1::Signer::Stub> signer_;
-  std::unique_ptr<qsign::v1::Consent::Stub> consent_;
+  daemon::DeferredStub<qsign::v1::Signer> signer_;
+  daemon::DeferredStub<qsign::v1::Consent> consent_;
   SecretString authorization_;  // "Service <id>.<secret>".
   const absl::Duration call_timeout_;
 };

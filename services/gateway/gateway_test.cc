@@ -219,9 +219,10 @@ class GatewayTest : public qsign::testing::ServiceTest {
     auto stack = testing::SigningStack::Start(&env());
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
-    backend_ =
-        std::make_unique<GrpcBackend>(stack_->signer_channel(), stack_->consent_channel(),
-                                      "gateway", SecretString("gateway-secret"), absl::Seconds(10));
+    backend_ = std::make_unique<GrpcBackend>(
+        qsign::daemon::DeferredChannel::Connected("signer", stack_->signer_channel()),
+        qsign::daemon::DeferredChannel::Connected("consent", stack_->consent_channel()), "gateway",
+        SecretString("gateway-secret"), absl::Seconds(10));
     StartGateway(
         {.authorize_wait = absl::Seconds(10), .authorize_check_wait = absl::Milliseconds(300)});
   }
@@ -815,16 +816,21 @@ TEST_F(GatewayTest, HttpLevelErrorsAreCscErrorsToo) {
 TEST_F(GatewayTest, ServiceOutagesAre503AndTheGatewaysOwnCredentialProblemsAre500) {
   const std::string token = Token();
   // Nothing listens on the backend's port.
-  GrpcBackend down(grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
-                   grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
-                   "gateway", SecretString("gateway-secret"), absl::Seconds(2));
+  GrpcBackend down(
+      qsign::daemon::DeferredChannel::Connected(
+          "signer", grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials())),
+      qsign::daemon::DeferredChannel::Connected(
+          "consent", grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials())),
+      "gateway", SecretString("gateway-secret"), absl::Seconds(2));
   StartGateway({}, &down);
   ExpectError(Call("credentials/list", {{"userID", kAccount}}, token), 503,
               "temporarily_unavailable", "retry");
 
   // The consent service refuses the gateway's credential: the relying party is not to blame.
-  GrpcBackend misconfigured(stack_->signer_channel(), stack_->consent_channel(), "gateway",
-                            SecretString("wrong-secret"), absl::Seconds(5));
+  GrpcBackend misconfigured(
+      qsign::daemon::DeferredChannel::Connected("signer", stack_->signer_channel()),
+      qsign::daemon::DeferredChannel::Connected("consent", stack_->consent_channel()), "gateway",
+      SecretString("wrong-secret"), absl::Seconds(5));
   StartGateway({}, &misconfigured);
   ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
   Response r = Call("credentials/authorize", AuthorizeBody(Sha256("x")), token);
@@ -858,25 +864,26 @@ TEST_F(GatewayTest, RequestIdsAreEchoedAndForwardedToTheServices) {
   ASSERT_TRUE(signer_server.ok()) << signer_server.status();
   auto channel =
       grpc::CreateChannel((*signer_server)->local_target(), grpc::InsecureChannelCredentials());
-  GrpcBackend backend(channel, channel, "gateway", SecretString("gateway-secret"),
-                      absl::Seconds(5));
+  GrpcBackend backend(qsign::daemon::DeferredChannel::Connected("signer", channel),
+                      qsign::daemon::DeferredChannel::Connected("consent", channel), "gateway",
+                      SecretString("gateway-secret"), absl::Seconds(5));
   StartGateway({}, &backend);
   httplib::Client client("127.0.0.1", server_->port());
   const std::string body = Json{{"userID", kAccount}}.dump();
 
-  auto given = client.Post("/csc/v2/credentials/list",
-                           {{"Authorization", absl::StrCat("Bearer ", token)},
-                            {"X-Request-Id", "rp-trace.42"}},
-                           body, "application/json");
+  auto given = client.Post(
+      "/csc/v2/credentials/list",
+      {{"Authorization", absl::StrCat("Bearer ", token)}, {"X-Request-Id", "rp-trace.42"}}, body,
+      "application/json");
   ASSERT_TRUE(given);
   EXPECT_EQ(given->status, 200) << given->body;
   EXPECT_EQ(given->get_header_value("X-Request-Id"), "rp-trace.42");
   EXPECT_EQ(signer.seen(), "rp-trace.42");
 
-  auto malformed = client.Post("/csc/v2/credentials/list",
-                               {{"Authorization", absl::StrCat("Bearer ", token)},
-                                {"X-Request-Id", "no spaces allowed"}},
-                               body, "application/json");
+  auto malformed = client.Post(
+      "/csc/v2/credentials/list",
+      {{"Authorization", absl::StrCat("Bearer ", token)}, {"X-Request-Id", "no spaces allowed"}},
+      body, "application/json");
   ASSERT_TRUE(malformed);
   const std::string generated = malformed->get_header_value("X-Request-Id");
   EXPECT_THAT(generated, MatchesRegex("[0-9a-f]{32}"));

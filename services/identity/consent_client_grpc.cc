@@ -58,9 +58,9 @@ absl::StatusOr<ConsentRequestStatus> FromProto(const pb::ConsentRequestStatus& s
 
 }  // namespace
 
-GrpcConsentClient::GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel,
+GrpcConsentClient::GrpcConsentClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                                      std::string_view client_id, const SecretString& secret)
-    : stub_(pb::Consent::NewStub(std::move(channel))),
+    : stub_(std::move(channel)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
 absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
@@ -71,12 +71,14 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
   *req.mutable_lifetime() = ToProto(params.lifetime);
   req.mutable_login()->set_verification_code(params.verification_code);
   req.mutable_login()->set_client_description(params.client_description);
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", std::string(authorization_.value()));
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
   request_id::ForwardRequestId(&ctx);
   pb::ConsentRequestStatus resp;
-  if (grpc::Status s = stub_->CreateRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  if (grpc::Status s = (*stub)->CreateRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
   return FromProto(resp);
 }
 
@@ -85,12 +87,14 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::AwaitRequest(std::string
   pb::AwaitRequestRequest req;
   req.set_request_id(std::string(request_id));
   *req.mutable_max_wait() = ToProto(max_wait);
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", std::string(authorization_.value()));
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + max_wait + kCallTimeout));
   request_id::ForwardRequestId(&ctx);
   pb::ConsentRequestStatus resp;
-  if (grpc::Status s = stub_->AwaitRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  if (grpc::Status s = (*stub)->AwaitRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
   return FromProto(resp);
 }
 

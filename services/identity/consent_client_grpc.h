@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/daemon/deferred_channel.h"
 #include "common/secret.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "services/identity/identity.h"
@@ -17,9 +18,10 @@ namespace qsign::identity {
 
 class GrpcConsentClient final : public ConsentClient {
  public:
-  // `client_id` and `secret` are identity's service credentials at the consent service.
-  GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string_view client_id,
-                    const SecretString& secret);
+  // `client_id` and `secret` are identity's service credentials at the consent service;
+  // UNAVAILABLE until `channel` is connected.
+  GrpcConsentClient(std::shared_ptr<const daemon::DeferredChannel> channel,
+                    std::string_view client_id, const SecretString& secret);
 
   absl::StatusOr<ConsentRequestStatus> CreateLoginRequest(
       const LoginRequestParams& params) override;
@@ -27,7 +29,7 @@ class GrpcConsentClient final : public ConsentClient {
                                                     absl::Duration max_wait) override;
 
  private:
-  std::unique_ptr<qsign::v1::Consent::Stub> stub_;
+  daemon::DeferredStub<qsign::v1::Consent> stub_;
   SecretString authorization_;  // "Service <id>.<secret>".
 };
 

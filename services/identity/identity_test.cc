@@ -1173,7 +1173,8 @@ TEST(GrpcConsentClientTest, SpeaksTheConsentApi) {
   auto server = GrpcServer::Start({}, {&consent});
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = grpc::CreateChannel((*server)->local_target(), grpc::InsecureChannelCredentials());
-  GrpcConsentClient client(channel, "identity", SecretString(kConsentSecret));
+  GrpcConsentClient client(qsign::daemon::DeferredChannel::Connected("consent", channel),
+                           "identity", SecretString(kConsentSecret));
 
   auto created = client.CreateLoginRequest({.account_id = "acc-1",
                                             .verification_code = "4721",
@@ -1199,7 +1200,8 @@ TEST(GrpcConsentClientTest, SpeaksTheConsentApi) {
   EXPECT_EQ(client.AwaitRequest("req-x", absl::ZeroDuration()).status().code(),
             absl::StatusCode::kNotFound);
 
-  GrpcConsentClient stranger(channel, "identity", SecretString("wrong"));
+  GrpcConsentClient stranger(qsign::daemon::DeferredChannel::Connected("consent", channel),
+                             "identity", SecretString("wrong"));
   EXPECT_EQ(stranger.AwaitRequest("req-42", absl::ZeroDuration()).status().code(),
             absl::StatusCode::kUnauthenticated);
   (*server)->Shutdown(absl::ZeroDuration());

@@ -34,11 +34,9 @@ void PrepareContext(grpc::ClientContext* ctx, const SecretString& authorization,
 
 }  // namespace
 
-GrpcSignerClient::GrpcSignerClient(std::shared_ptr<grpc::ChannelInterface> channel,
+GrpcSignerClient::GrpcSignerClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                                    const ServiceCredential& credential, absl::Duration timeout)
-    : stub_(pb::Signer::NewStub(std::move(channel))),
-      authorization_(Authorization(credential)),
-      timeout_(timeout) {}
+    : stub_(std::move(channel)), authorization_(Authorization(credential)), timeout_(timeout) {}
 
 void GrpcSignerClient::Prepare(grpc::ClientContext* ctx) const {
   PrepareContext(ctx, authorization_, timeout_);
@@ -52,9 +50,11 @@ absl::StatusOr<std::string> GrpcSignerClient::CreateKey(std::string_view credent
   req.set_account_id(std::string(account_id));
   req.set_key_algorithm(ToProto(key_type));
   pb::CredentialInfo resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  grpc::Status s = stub_->CreateKey(&ctx, req, &resp);
+  grpc::Status s = (*stub)->CreateKey(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return resp.public_key_spki();
 }
@@ -65,25 +65,27 @@ absl::Status GrpcSignerClient::SetCertificate(std::string_view credential_id,
   req.set_credential_id(std::string(credential_id));
   for (const std::string& der : chain_der) req.add_certificate_chain_der(der);
   pb::CredentialInfo resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return FromGrpcStatus(stub_->SetCertificate(&ctx, req, &resp));
+  return FromGrpcStatus((*stub)->SetCertificate(&ctx, req, &resp));
 }
 
 absl::Status GrpcSignerClient::DestroyKey(std::string_view credential_id) {
   pb::DestroyKeyRequest req;
   req.set_credential_id(std::string(credential_id));
   pb::CredentialInfo resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  return FromGrpcStatus(stub_->DestroyKey(&ctx, req, &resp));
+  return FromGrpcStatus((*stub)->DestroyKey(&ctx, req, &resp));
 }
 
-GrpcIdentityClient::GrpcIdentityClient(std::shared_ptr<grpc::ChannelInterface> channel,
+GrpcIdentityClient::GrpcIdentityClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                                        const ServiceCredential& credential, absl::Duration timeout)
-    : stub_(pb::Identity::NewStub(std::move(channel))),
-      authorization_(Authorization(credential)),
-      timeout_(timeout) {}
+    : stub_(std::move(channel)), authorization_(Authorization(credential)), timeout_(timeout) {}
 
 void GrpcIdentityClient::Prepare(grpc::ClientContext* ctx) const {
   PrepareContext(ctx, authorization_, timeout_);
@@ -93,9 +95,11 @@ absl::StatusOr<Account> GrpcIdentityClient::GetAccount(std::string_view account_
   pb::GetAccountRequest req;
   req.set_account_id(std::string(account_id));
   pb::Account resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  grpc::Status s = stub_->GetAccount(&ctx, req, &resp);
+  grpc::Status s = (*stub)->GetAccount(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   Account a{.account_id = resp.account_id(),
             .username = resp.username(),
@@ -123,9 +127,11 @@ absl::StatusOr<Session> GrpcIdentityClient::ValidateSession(std::string_view ses
   pb::ValidateSessionRequest req;
   req.set_session_token(std::string(session_token));
   pb::SessionInfo resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  grpc::Status s = stub_->ValidateSession(&ctx, req, &resp);
+  grpc::Status s = (*stub)->ValidateSession(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return Session{.session_id = resp.session_id(),
                  .account_id = resp.account_id(),
@@ -138,18 +144,18 @@ absl::StatusOr<int> GrpcIdentityClient::RevokeSessions(std::string_view account_
   req.set_account_id(std::string(account_id));
   req.mutable_client()->set_client_address(std::string(client_address));
   pb::RevokeSessionsResponse resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  grpc::Status s = stub_->RevokeSessions(&ctx, req, &resp);
+  grpc::Status s = (*stub)->RevokeSessions(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return static_cast<int>(resp.sessions_ended());
 }
 
-GrpcConsentClient::GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel,
+GrpcConsentClient::GrpcConsentClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                                      const ServiceCredential& credential, absl::Duration timeout)
-    : stub_(pb::Consent::NewStub(std::move(channel))),
-      authorization_(Authorization(credential)),
-      timeout_(timeout) {}
+    : stub_(std::move(channel)), authorization_(Authorization(credential)), timeout_(timeout) {}
 
 void GrpcConsentClient::Prepare(grpc::ClientContext* ctx) const {
   PrepareContext(ctx, authorization_, timeout_);
@@ -161,9 +167,11 @@ absl::StatusOr<int> GrpcConsentClient::DeactivateDevices(std::string_view accoun
   req.set_account_id(std::string(account_id));
   req.set_reason(std::string(reason));
   pb::DeactivateDevicesResponse resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  grpc::Status s = stub_->DeactivateDevices(&ctx, req, &resp);
+  grpc::Status s = (*stub)->DeactivateDevices(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return resp.device_ids_size();
 }

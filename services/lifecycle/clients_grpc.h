@@ -1,5 +1,6 @@
 // The lifecycle service's clients of the signer, identity and consent services over gRPC,
 // authenticated as a service (`authorization: Service <client id>.<secret>`) when given one.
+// Each holds a DeferredChannel: UNAVAILABLE until the peer is connected.
 #ifndef QSIGN_SERVICES_LIFECYCLE_CLIENTS_GRPC_H_
 #define QSIGN_SERVICES_LIFECYCLE_CLIENTS_GRPC_H_
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/daemon/deferred_channel.h"
 #include "common/secret.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
@@ -27,7 +29,7 @@ struct ServiceCredential {
 
 class GrpcSignerClient final : public SignerClient {
  public:
-  GrpcSignerClient(std::shared_ptr<grpc::ChannelInterface> channel,
+  GrpcSignerClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                    const ServiceCredential& credential, absl::Duration timeout = absl::Seconds(30));
   absl::StatusOr<std::string> CreateKey(std::string_view credential_id, std::string_view account_id,
                                         hsm::KeyType key_type) override;
@@ -37,14 +39,14 @@ class GrpcSignerClient final : public SignerClient {
 
  private:
   void Prepare(grpc::ClientContext* ctx) const;
-  std::unique_ptr<qsign::v1::Signer::Stub> stub_;
+  daemon::DeferredStub<qsign::v1::Signer> stub_;
   SecretString authorization_;
   absl::Duration timeout_;
 };
 
 class GrpcIdentityClient final : public IdentityClient {
  public:
-  GrpcIdentityClient(std::shared_ptr<grpc::ChannelInterface> channel,
+  GrpcIdentityClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                      const ServiceCredential& credential,
                      absl::Duration timeout = absl::Seconds(10));
   absl::StatusOr<Account> GetAccount(std::string_view account_id) override;
@@ -54,14 +56,14 @@ class GrpcIdentityClient final : public IdentityClient {
 
  private:
   void Prepare(grpc::ClientContext* ctx) const;
-  std::unique_ptr<qsign::v1::Identity::Stub> stub_;
+  daemon::DeferredStub<qsign::v1::Identity> stub_;
   SecretString authorization_;
   absl::Duration timeout_;
 };
 
 class GrpcConsentClient final : public ConsentClient {
  public:
-  GrpcConsentClient(std::shared_ptr<grpc::ChannelInterface> channel,
+  GrpcConsentClient(std::shared_ptr<const daemon::DeferredChannel> channel,
                     const ServiceCredential& credential,
                     absl::Duration timeout = absl::Seconds(10));
   absl::StatusOr<int> DeactivateDevices(std::string_view account_id,
@@ -69,7 +71,7 @@ class GrpcConsentClient final : public ConsentClient {
 
  private:
   void Prepare(grpc::ClientContext* ctx) const;
-  std::unique_ptr<qsign::v1::Consent::Stub> stub_;
+  daemon::DeferredStub<qsign::v1::Consent> stub_;
   SecretString authorization_;
   absl::Duration timeout_;
 };

@@ -218,7 +218,8 @@ class LifecycleTest : public qsign::testing::ServiceTest {
     auto signer_channel =
         grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
     signer_stub_ = pb::Signer::NewStub(signer_channel);
-    signer_client_ = std::make_unique<GrpcSignerClient>(signer_channel, ServiceCredential{});
+    signer_client_ = std::make_unique<GrpcSignerClient>(
+        qsign::daemon::DeferredChannel::Connected("signer", signer_channel), ServiceCredential{});
     faulty_signer_ = std::make_unique<FaultySigner>(signer_client_.get());
 
     // The CA.

@@ -135,7 +135,8 @@ absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(qsign::testing
       grpc::CreateChannel(s->signer_server->local_target(), grpc::InsecureChannelCredentials());
   s->signer_stub = pb::Signer::NewStub(s->signer_channel);
   s->credentials = std::make_unique<consent::GrpcCredentialDirectory>(
-      s->signer_channel, "consent", SecretString("consent-secret"));
+      qsign::daemon::DeferredChannel::Connected("signer", s->signer_channel), "consent",
+      SecretString("consent-secret"));
 
   // The consent service.
   auto ca =

@@ -1,4 +1,4 @@
-#include "services/qsignd/config.h"
+#include "common/daemon/config.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "services/qsignd/config.h"
+#include "common/daemon/config.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -2,8 +2,8 @@
 // same way by qsignd and the per-service binaries: parsed as text format, defaults applied, then
 // validated, reading every file it names (secrets through ReadSecretFile, then wiped). An error
 // names the field path and the rule ("consent.pin_pepper_file: required"), never a secret.
-#ifndef QSIGN_SERVICES_QSIGND_CONFIG_H_
-#define QSIGN_SERVICES_QSIGND_CONFIG_H_
+#ifndef QSIGN_COMMON_DAEMON_CONFIG_H_
+#define QSIGN_COMMON_DAEMON_CONFIG_H_
 
 #include <string>
 #include <string_view>
@@ -39,4 +39,4 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view addre
 
 }  // namespace qsign
 
-#endif  // QSIGN_SERVICES_QSIGND_CONFIG_H_
+#endif  // QSIGN_COMMON_DAEMON_CONFIG_H_

@@ -1,0 +1,41 @@
+#include "common/daemon/stack_helpers.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace qsign::daemon {
+
+absl::Status Field(std::string_view field, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(Av(field), ": ", status.message()));
+}
+
+absl::StatusOr<SecretString> OptionalSecret(const std::string& path) {
+  if (path.empty()) return SecretString();
+  return ReadSecretFile(path);
+}
+
+absl::StatusOr<auth::CredentialTable> OptionalCredentialTable(const std::string& path,
+                                                              std::string_view field) {
+  if (path.empty()) return auth::CredentialTable();
+  auto table = auth::CredentialTable::FromFile(path);
+  if (!table.ok()) return Field(field, table.status());
+  return table;
+}
+
+absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::ServerConfig& config,
+                                         const std::string& key_id, std::string_view what) {
+  auto pub = hsm->GetPublicKey(key_id);
+  if (pub.status().code() == absl::StatusCode::kNotFound && config.create_missing_keys()) {
+    Log(LogLevel::kInfo, "hsm", absl::StrCat("generating ", Av(what), " in the HSM"),
+        {{"key_id", key_id}});
+    pub = hsm->GenerateKeyPair(key_id, hsm::KeyType::kEcP256);
+  }
+  if (!pub.ok()) {
+    return absl::Status(pub.status().code(),
+                        absl::StrCat(Av(what), " ", key_id, ": ", pub.status().message()));
+  }
+  return pub;
+}
+
+}  // namespace qsign::daemon

@@ -1,0 +1,46 @@
+// Lifecycle's background work, every 10 minutes from Start() until Stop(): a fresh CRL of each CA
+// before the last goes stale, renewal reminders queued, and (with a mailer) the outbox delivered.
+#ifndef QSIGN_SERVICES_LIFECYCLE_SCHEDULER_H_
+#define QSIGN_SERVICES_LIFECYCLE_SCHEDULER_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "services/lifecycle/lifecycle.h"
+#include "services/lifecycle/mailer.h"
+
+namespace qsign::lifecycle {
+
+class Scheduler {
+ public:
+  // `lifecycle` is not owned and must outlive this. `mailer`: nullptr sends no mail.
+  // `component` names the log lines.
+  Scheduler(Lifecycle* lifecycle, std::unique_ptr<Mailer> mailer, std::string_view component,
+            absl::Duration period = absl::Minutes(10));
+  ~Scheduler();  // Stop().
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Runs once now, then every period, on its own thread. Once.
+  void Start();
+  // Waits for a run in progress to finish. Idempotent.
+  void Stop();
+  // One run, on the caller's thread; failures are logged.
+  void RunOnce();
+
+ private:
+  Lifecycle* const lifecycle_;  // Not owned.
+  const std::unique_ptr<Mailer> mailer_;
+  const std::string component_;
+  const absl::Duration period_;
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+}  // namespace qsign::lifecycle
+
+#endif  // QSIGN_SERVICES_LIFECYCLE_SCHEDULER_H_

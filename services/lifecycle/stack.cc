@@ -1,0 +1,134 @@
+#include "services/lifecycle/stack.h"
+
+#include <openssl/crypto.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "common/daemon/config.h"
+#include "common/daemon/stack_helpers.h"
+#include "common/file.h"
+#include "common/log.h"
+#include "services/lifecycle/ca/ca_setup.h"
+#include "services/lifecycle/ca/ca_store.h"
+#include "services/lifecycle/ca/ocsp.h"
+#include "services/lifecycle/clients_grpc.h"
+#include "services/lifecycle/contracts.h"
+#include "services/lifecycle/lifecycle.h"
+#include "services/lifecycle/lifecycle_grpc.h"
+#include "services/lifecycle/lifecycle_store.h"
+#include "services/lifecycle/mailer.h"
+#include "services/lifecycle/scheduler.h"
+#include "services/lifecycle/schema.h"
+#include "services/lifecycle/status_http.h"
+
+namespace qsign::lifecycle {
+namespace {
+
+using daemon::Field;
+namespace cfg = ::qsign::config::v1;
+
+absl::StatusOr<CredentialHashes> LoadHashes(const std::string& path) {
+  if (path.empty()) return CredentialHashes();
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  return CredentialHashes::Parse(*text);
+}
+
+// The clients' constructors keep their own wiped copy of the secret; this one is wiped too.
+struct WipedServiceCredential {
+  ServiceCredential value;
+  WipedServiceCredential(std::string_view client_id, const SecretString& secret)
+      : value{.client_id = std::string(client_id), .secret = std::string(secret.value())} {}
+  ~WipedServiceCredential() { OPENSSL_cleanse(value.secret.data(), value.secret.size()); }
+};
+
+class LifecycleStack final : public daemon::Stack {
+ public:
+  static absl::StatusOr<std::unique_ptr<daemon::Stack>> New(const daemon::StackEnv& env);
+
+  std::vector<Served> services() override {
+    return {{qsign::v1::Lifecycle::service_full_name(), grpc_.get()}};
+  }
+  void Start() override { scheduler_->Start(); }
+  void Stop() override { scheduler_->Stop(); }
+
+ private:
+  std::unique_ptr<CaStore> ca_store_;
+  std::unique_ptr<CaSet> cas_;
+  std::unique_ptr<LifecycleStore> store_;
+  std::unique_ptr<GrpcSignerClient> signer_;
+  std::unique_ptr<GrpcIdentityClient> identity_;
+  std::unique_ptr<GrpcConsentClient> consent_;
+  std::unique_ptr<Lifecycle> lifecycle_;
+  std::unique_ptr<IdentityAuthenticator> authenticator_;
+  std::unique_ptr<LifecycleGrpc> grpc_;
+  std::unique_ptr<OcspResponder> ocsp_;
+  std::unique_ptr<StatusHttpServer> http_;
+  std::unique_ptr<Scheduler> scheduler_;  // Before http_ and lifecycle_ go.
+};
+
+absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon::StackEnv& env) {
+  const cfg::ServerConfig& config = env.config;
+  const cfg::LifecycleService& c = config.lifecycle();
+  auto stack = std::make_unique<LifecycleStack>();
+  if (auto s = MigrateLifecycleSchema(*env.pool); !s.ok()) return s;
+  auto host_port = ParseHostPort(c.http_listen());
+  if (!host_port.ok()) return Field("lifecycle.http_listen", host_port.status());
+  auto key_type = hsm::ParseKeyType(c.ca_key_type());
+  if (!key_type.ok()) return Field("lifecycle.ca_key_type", key_type.status());
+  CaConfig ca_config{.key_type = *key_type, .public_base_url = c.public_base_url()};
+  stack->ca_store_ = NewPostgresCaStore(env.pool);
+  auto cas = config.create_missing_keys()
+                 ? CaSet::Init(env.hsm, stack->ca_store_.get(), *env.clock, ca_config)
+                 : CaSet::Load(env.hsm, stack->ca_store_.get(), ca_config);
+  if (!cas.ok()) return cas.status();
+  stack->cas_ = *std::move(cas);
+  auto secret = daemon::OptionalSecret(c.client_secret_file());
+  if (!secret.ok()) return Field("lifecycle.client_secret_file", secret.status());
+  {
+    const WipedServiceCredential credential("lifecycle", *secret);
+    stack->signer_ =
+        std::make_unique<GrpcSignerClient>(env.channels->To("signer"), credential.value);
+    stack->identity_ =
+        std::make_unique<GrpcIdentityClient>(env.channels->To("identity"), credential.value);
+    stack->consent_ =
+        std::make_unique<GrpcConsentClient>(env.channels->To("consent"), credential.value);
+  }
+  stack->store_ = NewPostgresLifecycleStore(env.pool);
+  stack->lifecycle_ = std::make_unique<Lifecycle>(
+      stack->cas_.get(), stack->store_.get(), stack->signer_.get(), stack->identity_.get(),
+      stack->consent_.get(), &ContractRegistry::BuiltIn(), env.clock,
+      LifecycleConfig{.consent_client_id = c.consent_client_id(), .pds_url = c.pds_url()});
+  auto operators = LoadHashes(config.operators_file());
+  if (!operators.ok()) return Field("operators_file", operators.status());
+  auto services = LoadHashes(config.services_file());
+  if (!services.ok()) return Field("services_file", services.status());
+  stack->authenticator_ = std::make_unique<IdentityAuthenticator>(
+      stack->identity_.get(), *std::move(operators), *std::move(services));
+  stack->grpc_ =
+      std::make_unique<LifecycleGrpc>(stack->lifecycle_.get(), stack->authenticator_.get());
+  stack->ocsp_ = std::make_unique<OcspResponder>(stack->cas_.get(),
+                                                 stack->lifecycle_->status_source(), env.clock);
+  auto http =
+      StatusHttpServer::Start({.host = host_port->first, .port = host_port->second},
+                              stack->ocsp_.get(), stack->lifecycle_.get(), stack->cas_.get());
+  if (!http.ok()) return Field("lifecycle.http_listen", http.status());
+  stack->http_ = *std::move(http);
+  Log(LogLevel::kInfo, env.component, "OCSP/CRL listener",
+      {{"http", stack->http_->base_url()}, {"http_port", std::to_string(stack->http_->port())}});
+  std::unique_ptr<Mailer> mailer;
+  if (!c.smtp_url().empty()) {
+    mailer = std::make_unique<SmtpMailer>(SmtpConfig{.url = c.smtp_url(), .from = c.mail_from()});
+  }
+  stack->scheduler_ =
+      std::make_unique<Scheduler>(stack->lifecycle_.get(), std::move(mailer), env.component);
+  return stack;
+}
+
+}  // namespace
+
+const daemon::StackFactory kStack{.section = "lifecycle", .build = &LifecycleStack::New};
+
+}  // namespace qsign::lifecycle
