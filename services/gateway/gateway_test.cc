@@ -219,6 +219,9 @@ class GatewayTest : public qsign::testing::ServiceTest {
     auto stack = testing::SigningStack::Start(&env());
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
+    // The services mint on the real clock: the gateway's starts there once they run, not when
+    // the fixture was made (a set-up slower than 1 s made expiresIn 301 > 300).
+    clock_.Set(absl::Now());
     backend_ = std::make_unique<GrpcBackend>(
         qsign::daemon::DeferredChannel::Connected("signer", stack_->signer_channel()),
         qsign::daemon::DeferredChannel::Connected("consent", stack_->consent_channel()), "gateway",
