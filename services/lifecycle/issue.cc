@@ -2,10 +2,10 @@
 // the certificate from the qualified CA; and the operator approval a legal person's one needs.
 #include <openssl/x509.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -48,21 +48,9 @@ absl::StatusOr<CertView> Lifecycle::Issue(const Caller& caller, const IssueInput
                     " pib=", in.legal_person->pib);
   }
 
-  // A retry answers (and if need be finishes) the first attempt.
-  auto certs = store_->ListCertificates(caller.id);
-  if (!certs.ok()) return certs.status();
-  for (CertRecord& c : *certs) {
-    if (c.client_request_id != in.client_request_id) continue;
-    if (c.request_fingerprint != fingerprint) {
-      return absl::InvalidArgumentError(
-          "client_request_id: used before with other parameters; use a new id");
-    }
-    if (c.state == CertState::kAbandoned) {
-      return absl::FailedPreconditionError(
-          "client_request_id: that issuance was abandoned; use a new id");
-    }
-    return Complete(std::move(c), caller);
-  }
+  auto retry = AnswerRetry(caller, in.client_request_id, fingerprint, "issuance");
+  if (!retry.ok()) return retry.status();
+  if (retry->has_value()) return **std::move(retry);
 
   auto account = identity_->GetAccount(caller.id);
   if (!account.ok()) return account.status();
@@ -84,27 +72,39 @@ absl::StatusOr<CertView> Lifecycle::Issue(const Caller& caller, const IssueInput
   }
 
   const absl::Time now = Now();
-  const std::string serial = RandomSerial();
-  CertRecord intent{.certificate_id = RandomId("qc-"),
-                    .account_id = caller.id,
-                    .kind = CertKind::kQualified,
-                    .state = CertState::kPending,
-                    .ca_name = std::string(kQualifiedCa),
-                    .serial_hex = absl::AsciiStrToUpper(absl::BytesToHexString(serial)),
-                    .key_type = type,
-                    .client_request_id = in.client_request_id,
-                    .request_fingerprint = fingerprint,
-                    .subject = {.given_name = account->given_name,
-                                .surname = account->surname,
-                                .national_id = account->national_id,
-                                .email = account->certificate_email,
-                                .legal_person = in.legal_person},
-                    .not_before = now,
-                    .not_after = AddYears(now, 5),
-                    .created_at = now};
+  const CertRecord intent = QualifiedIntent(caller.id, type, in.client_request_id, fingerprint,
+                                            {.given_name = account->given_name,
+                                             .surname = account->surname,
+                                             .national_id = account->national_id,
+                                             .email = account->certificate_email,
+                                             .legal_person = in.legal_person},
+                                            now);
   return RecordIntentAndComplete(
       intent, {.no_active_qualified = true, .now = now, .stale_after = config_.stale_intent},
       "certificate.issue.intent", fingerprint, in.client_address, caller);
+}
+
+absl::StatusOr<std::optional<CertView>> Lifecycle::AnswerRetry(const Caller& caller,
+                                                               std::string_view client_request_id,
+                                                               std::string_view fingerprint,
+                                                               std::string_view what) {
+  auto certs = store_->ListCertificates(caller.id);
+  if (!certs.ok()) return certs.status();
+  for (CertRecord& c : *certs) {
+    if (c.client_request_id != client_request_id) continue;
+    if (c.request_fingerprint != fingerprint) {
+      return absl::InvalidArgumentError(
+          "client_request_id: used before with other parameters; use a new id");
+    }
+    if (c.state == CertState::kAbandoned) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("client_request_id: that ", Av(what), " was abandoned; use a new id"));
+    }
+    auto done = Complete(std::move(c), caller);
+    if (!done.ok()) return done.status();
+    return *std::move(done);
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<CertView> Lifecycle::RecordIntentAndComplete(

@@ -236,6 +236,13 @@ class Lifecycle {
     std::atomic<uint64_t> generation_{0};
   };
 
+  // Issue and Renew alike: a retry with the same client_request_id answers (and if need be
+  // finishes) the first attempt. nullopt for a new id; INVALID_ARGUMENT when it came with other
+  // parameters; FAILED_PRECONDITION when that `what` ("issuance", "renewal") was abandoned.
+  absl::StatusOr<std::optional<CertView>> AnswerRetry(const Caller& caller,
+                                                      std::string_view client_request_id,
+                                                      std::string_view fingerprint,
+                                                      std::string_view what);
   // Issue and Renew alike: records the intent (with its audit record), destroys the keys of
   // abandoned stale intents, refuses a reused client_request_id with other parameters, then
   // completes the certificate.

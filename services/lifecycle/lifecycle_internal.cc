@@ -4,10 +4,12 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/metrics.h"
 #include "common/strings.h"
+#include "services/lifecycle/ca/profile.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -72,4 +74,22 @@ void CountRevoked(std::string_view ca_name, std::string_view reason) {
       {{"ca", std::string(ca_name)}, {"reason", std::string(reason)}});
 }
 
+CertRecord QualifiedIntent(std::string account_id, hsm::KeyType key_type,
+                           std::string client_request_id, std::string fingerprint,
+                           NaturalPersonSubject subject, absl::Time now) {
+  const std::string serial = RandomSerial();
+  return CertRecord{.certificate_id = RandomId("qc-"),
+                    .account_id = std::move(account_id),
+                    .kind = CertKind::kQualified,
+                    .state = CertState::kPending,
+                    .ca_name = std::string(kQualifiedCa),
+                    .serial_hex = absl::AsciiStrToUpper(absl::BytesToHexString(serial)),
+                    .key_type = key_type,
+                    .client_request_id = std::move(client_request_id),
+                    .request_fingerprint = std::move(fingerprint),
+                    .subject = std::move(subject),
+                    .not_before = now,
+                    .not_after = AddYears(now, 5),
+                    .created_at = now};
+}
 }  // namespace qsign::lifecycle

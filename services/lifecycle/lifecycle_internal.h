@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "common/db/audit.h"
+#include "hsm/hsm.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_store.h"
 
@@ -24,6 +25,12 @@ db::AuditEvent Audit(const Caller& caller, std::string action, std::string targe
                      std::string details = "");
 // Number of UTF-8 characters (bytes that do not continue a sequence).
 size_t Utf8Length(std::string_view s);
+
+// A pending qualified certificate of `account_id` (Issue and Renew alike): new id and serial,
+// valid five years from `now`.
+CertRecord QualifiedIntent(std::string account_id, hsm::KeyType key_type,
+                           std::string client_request_id, std::string fingerprint,
+                           NaturalPersonSubject subject, absl::Time now);
 
 // Certificates issued, renewed and revoked, by CA (and key type or reason): a few per user per
 // years, so the registry's lookup per event is fine.

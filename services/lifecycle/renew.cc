@@ -2,11 +2,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
-#include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_internal.h"
 
@@ -33,20 +30,9 @@ absl::StatusOr<CertView> Lifecycle::Renew(const Caller& caller, const RenewInput
   const hsm::KeyType type = in.key_type.value_or(old->key_type);
   const std::string fingerprint =
       absl::StrCat("renew of=", old->certificate_id, " key=", Av(hsm::KeyTypeName(type)));
-  auto certs = store_->ListCertificates(caller.id);
-  if (!certs.ok()) return certs.status();
-  for (CertRecord& c : *certs) {
-    if (c.client_request_id != in.client_request_id) continue;
-    if (c.request_fingerprint != fingerprint) {
-      return absl::InvalidArgumentError(
-          "client_request_id: used before with other parameters; use a new id");
-    }
-    if (c.state == CertState::kAbandoned) {
-      return absl::FailedPreconditionError(
-          "client_request_id: that renewal was abandoned; use a new id");
-    }
-    return Complete(std::move(c), caller);
-  }
+  auto retry = AnswerRetry(caller, in.client_request_id, fingerprint, "renewal");
+  if (!retry.ok()) return retry.status();
+  if (retry->has_value()) return **std::move(retry);
 
   if (old->kind != CertKind::kQualified) {
     return absl::FailedPreconditionError("certificate_id: not a qualified certificate");
@@ -75,21 +61,9 @@ absl::StatusOr<CertView> Lifecycle::Renew(const Caller& caller, const RenewInput
   if (auto s = CheckContractAccepted(caller.id); !s.ok()) return s;
 
   const absl::Time now = Now();
-  const std::string serial = RandomSerial();
-  CertRecord intent{.certificate_id = RandomId("qc-"),
-                    .account_id = caller.id,
-                    .kind = CertKind::kQualified,
-                    .state = CertState::kPending,
-                    .ca_name = std::string(kQualifiedCa),
-                    .serial_hex = absl::AsciiStrToUpper(absl::BytesToHexString(serial)),
-                    .key_type = type,
-                    .client_request_id = in.client_request_id,
-                    .request_fingerprint = fingerprint,
-                    .renewal_of = old->certificate_id,
-                    .subject = old->subject,
-                    .not_before = now,
-                    .not_after = AddYears(now, 5),
-                    .created_at = now};
+  CertRecord intent =
+      QualifiedIntent(caller.id, type, in.client_request_id, fingerprint, old->subject, now);
+  intent.renewal_of = old->certificate_id;
   return RecordIntentAndComplete(
       intent, {.no_active_qualified = false, .now = now, .stale_after = config_.stale_intent},
       "certificate.renew.intent", fingerprint, in.client_address, caller);
