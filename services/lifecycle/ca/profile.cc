@@ -59,6 +59,21 @@ bool IsPrintableAscii(std::string_view s) {
   return !s.empty();
 }
 
+// Subject C, O, CN, the key, serial and validity: what CA and OCSP responder certificates share.
+CertificateSpec OrganizationSpec(std::string common_name, std::string organization,
+                                 std::string country, std::string public_key_spki,
+                                 std::string serial, absl::Time not_before, absl::Time not_after) {
+  CertificateSpec spec;
+  spec.subject = {{NID_countryName, std::move(country)},
+                  {NID_organizationName, std::move(organization)},
+                  {NID_commonName, std::move(common_name)}};
+  spec.public_key_spki = std::move(public_key_spki);
+  spec.serial = std::move(serial);
+  spec.not_before = not_before;
+  spec.not_after = not_after;
+  return spec;
+}
+
 }  // namespace
 
 std::string QcStatementsDer(std::string_view pds_url) {
@@ -126,14 +141,9 @@ CertificateSpec CaCertificateSpec(std::string common_name, std::string organizat
                                   std::string serial, absl::Time not_before, absl::Time not_after,
                                   std::optional<int> path_len,
                                   const std::optional<IssuerUrls>& parent_urls) {
-  CertificateSpec spec;
-  spec.subject = {{NID_countryName, std::move(country)},
-                  {NID_organizationName, std::move(organization)},
-                  {NID_commonName, std::move(common_name)}};
-  spec.public_key_spki = std::move(public_key_spki);
-  spec.serial = std::move(serial);
-  spec.not_before = not_before;
-  spec.not_after = not_after;
+  CertificateSpec spec =
+      OrganizationSpec(std::move(common_name), std::move(organization), std::move(country),
+                       std::move(public_key_spki), std::move(serial), not_before, not_after);
   spec.extensions.push_back({oid::kBasicConstraints, true,
                              path_len.has_value()
                                  ? der::Sequence({der::Boolean(true), der::Integer(*path_len)})
@@ -152,14 +162,9 @@ CertificateSpec CaCertificateSpec(std::string common_name, std::string organizat
 CertificateSpec OcspResponderSpec(std::string common_name, std::string organization,
                                   std::string country, std::string public_key_spki,
                                   std::string serial, absl::Time not_before, absl::Time not_after) {
-  CertificateSpec spec;
-  spec.subject = {{NID_countryName, std::move(country)},
-                  {NID_organizationName, std::move(organization)},
-                  {NID_commonName, std::move(common_name)}};
-  spec.public_key_spki = std::move(public_key_spki);
-  spec.serial = std::move(serial);
-  spec.not_before = not_before;
-  spec.not_after = not_after;
+  CertificateSpec spec =
+      OrganizationSpec(std::move(common_name), std::move(organization), std::move(country),
+                       std::move(public_key_spki), std::move(serial), not_before, not_after);
   spec.extensions.push_back({oid::kKeyUsage, true, der::NamedBits({kDigitalSignature})});
   spec.extensions.push_back(
       {oid::kExtKeyUsage, false, der::Sequence({der::Oid(oid::kOcspSigning)})});
