@@ -47,6 +47,7 @@
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/test_data.h"
 #include "tests/testing/test_pki.h"
@@ -60,6 +61,7 @@ using ::testing::SizeIs;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 using ::qsign::testing::kPin;
+using ::qsign::testing::MetricValue;
 constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
 constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
 constexpr char kIdentityAuth[] = "Service identity.identity-secret";
@@ -631,16 +633,6 @@ TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
       << "the old PIN is gone";
   EXPECT_EQ(app->Approve(after, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
   EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
-}
-
-// The value of one series in the process's /metrics text; 0 when absent.
-double MetricValue(const std::string& series) {
-  const std::string text = metrics::Registry::Global().Render();
-  const std::string prefix = "\n" + series + " ";
-  size_t at = text.find(prefix);
-  if (at == std::string::npos) return 0;
-  at += prefix.size();
-  return std::stod(text.substr(at, text.find('\n', at) - at));
 }
 
 TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {

@@ -52,6 +52,7 @@
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
 
@@ -59,6 +60,7 @@ namespace qsign::lifecycle {
 namespace {
 
 namespace pb = ::qsign::v1;
+using ::qsign::testing::MetricValue;
 using ::testing::ElementsAre;
 using testing::FindExtension;
 using ::testing::HasSubstr;
@@ -902,16 +904,6 @@ TEST_F(LifecycleTest, RenewWindowOpensThirtyDaysBeforeExpiryToTheSecond) {
   s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("already renewed"));
-}
-
-// The value of one series in the process's /metrics text; 0 when absent.
-double MetricValue(const std::string& series) {
-  const std::string text = metrics::Registry::Global().Render();
-  const std::string prefix = "\n" + series + " ";
-  size_t at = text.find(prefix);
-  if (at == std::string::npos) return 0;
-  at += prefix.size();
-  return std::stod(text.substr(at, text.find('\n', at) - at));
 }
 
 TEST_F(LifecycleTest, MetricsCountIssuedRenewedAndRevokedCertificates) {

@@ -29,6 +29,7 @@
 #include "services/signer/algorithms.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/test_pki.h"
 
@@ -77,6 +78,7 @@ EvpPkeyPtr ParseSpki(const std::string& der) {
 }
 
 using ::qsign::testing::CertificateFor;
+using ::qsign::testing::MetricValue;
 using ::qsign::testing::VerifyDigestSignature;
 
 bool VerifyDigest(const std::string& spki, const std::string& digest, const std::string& sig,
@@ -442,16 +444,6 @@ TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(result.status().message(), "sad: already used");
   EXPECT_EQ(counting_->sign_calls.load(), before);
-}
-
-// The value of one series in the process's /metrics text; 0 when absent.
-double MetricValue(const std::string& series) {
-  const std::string text = metrics::Registry::Global().Render();
-  const std::string prefix = "\n" + series + " ";
-  size_t at = text.find(prefix);
-  if (at == std::string::npos) return 0;
-  at += prefix.size();
-  return std::stod(text.substr(at, text.find('\n', at) - at));
 }
 
 TEST_F(SignerTest, MetricsCountHashesSignedAndSadRefusalsByReason) {
