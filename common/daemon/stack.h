@@ -45,7 +45,8 @@ class Channels {
   std::shared_ptr<grpc::Channel> self_channel_;  // Once ConnectSelf ran.
 };
 
-// What a stack is built from. Pointers are not owned and outlive the stack.
+// What a stack is built from, valid while it is built (keep the pointers, not the StackEnv).
+// Pointers are not owned and outlive the stack.
 struct StackEnv {
   // The whole file: the stack's own section and the shared fields (operators_file,
   // services_file, create_missing_keys, database).

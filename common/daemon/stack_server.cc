@@ -11,7 +11,8 @@
 namespace qsign::daemon {
 
 StackServer::StackServer(const Options& options)
-    : channels_(*options.config, options.channel_credentials, options.own_name) {}
+    : component_(options.component),
+      channels_(*options.config, options.channel_credentials, options.own_name) {}
 
 StackServer::~StackServer() { Shutdown(absl::ZeroDuration()); }
 
@@ -28,7 +29,7 @@ absl::StatusOr<std::unique_ptr<StackServer>> StackServer::Start(
                      .pool = options.pool,
                      .clock = options.clock,
                      .channels = &s->channels_,
-                     .component = options.component};
+                     .component = s->component_};
   const std::vector<std::string> present = ConfiguredServices(config);
   std::vector<grpc::Service*> services;
   for (const StackFactory& factory : factories) {

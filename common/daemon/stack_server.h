@@ -64,6 +64,7 @@ class StackServer {
  private:
   StackServer(const Options& options);
 
+  const std::string component_;
   Channels channels_;
   std::vector<std::pair<std::string_view, std::unique_ptr<Stack>>> stacks_;  // By section.
   std::vector<std::string> service_names_;
