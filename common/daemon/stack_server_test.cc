@@ -123,5 +123,18 @@ TEST(DeferredChannelTest, SetOnceThenEveryStubCallGoesThrough) {
                   .ok());
 }
 
+TEST(ChannelsTest, AServiceHereWaitsForTheListenerOneAtItsPeerIsConnectedAtOnce) {
+  config::v1::ServerConfig config;
+  config.mutable_signer();
+  config.mutable_peers()->set_consent("127.0.0.1:1");
+  Channels channels(config, nullptr);
+  auto signer = channels.To("signer");
+  EXPECT_EQ(signer->Get().status().message(), "signer: not connected yet");
+  EXPECT_TRUE(channels.To("consent")->Get().ok());
+  channels.ConnectSelf("127.0.0.1:2");
+  EXPECT_TRUE(signer->Get().ok());
+  EXPECT_EQ(channels.To("signer"), signer);  // One per service.
+}
+
 }  // namespace
 }  // namespace qsign::daemon
