@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "common/refusal.h"
+#include "qsign/v1/refusal.pb.h"
+
 namespace qsign {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -10,12 +13,29 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown) {
     return grpc::Status(code, "internal error; the server log has the details");
   }
-  return grpc::Status(code, std::string(status.message()));
+  std::string message(status.message());
+  auto refusal = status.GetPayload(kRefusalTypeUrl);  // An absl::optional.
+  if (!refusal.has_value()) return grpc::Status(code, message);
+  // Only the refusal crosses: other payloads are a service's internals.
+  v1::StatusDetails details;
+  details.set_code(static_cast<int32_t>(status.code()));
+  details.set_message(message);
+  google::protobuf::Any* any = details.add_details();
+  any->set_type_url(kRefusalTypeUrl);
+  any->set_value(std::string(*refusal));
+  return grpc::Status(code, message, details.SerializeAsString());
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  absl::Status out(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  if (status.error_details().empty()) return out;
+  v1::StatusDetails details;
+  if (!details.ParseFromString(status.error_details())) return out;  // Not ours: ignored.
+  for (const google::protobuf::Any& any : details.details()) {
+    if (any.type_url() == kRefusalTypeUrl) out.SetPayload(kRefusalTypeUrl, absl::Cord(any.value()));
+  }
+  return out;
 }
 
 }  // namespace qsign

@@ -8,11 +8,13 @@
 
 namespace qsign {
 
-// Same code, same message. INTERNAL and UNKNOWN messages are replaced by a generic text (the
-// detail is logged by the caller) so that internals never reach a client.
+// Same code, same message, and the typed refusal (common/refusal.h), if any, in the status
+// details. INTERNAL and UNKNOWN messages are replaced by a generic text (the detail is logged by
+// the caller) so that internals never reach a client; other payloads never cross.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// The reverse, for clients of other qsign services.
+// The reverse, for clients of other qsign services: the refusal in the details comes back as
+// the status's payload (GetRefusal).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace qsign

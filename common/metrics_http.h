@@ -1,17 +1,14 @@
-// Serves GET /metrics (Prometheus text format) from a Registry on its own HTTP or HTTPS port.
+// Serves GET /metrics (Prometheus text format) from a Registry on its own HTTP or HTTPS port
+// (the one HTTP server, common/http/server.h).
 #ifndef QSIGN_COMMON_METRICS_HTTP_H_
 #define QSIGN_COMMON_METRICS_HTTP_H_
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/http/server.h"
 #include "common/metrics.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace qsign::metrics {
 
@@ -33,16 +30,14 @@ class MetricsHttpServer {
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& listen,
                                                                   Registry* registry,
                                                                   const MetricsTlsFiles& tls);
-  ~MetricsHttpServer();
-  int port() const { return port_; }
+  int port() const { return server_->port(); }
 
  private:
-  MetricsHttpServer() = default;
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Serve(
-      const std::string& listen, Registry* registry, std::unique_ptr<httplib::Server> server);
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
+  explicit MetricsHttpServer(std::unique_ptr<http::Server> server) : server_(std::move(server)) {}
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Serve(const std::string& listen,
+                                                                  Registry* registry,
+                                                                  const MetricsTlsFiles* tls);
+  std::unique_ptr<http::Server> server_;
 };
 
 }  // namespace qsign::metrics

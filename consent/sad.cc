@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
+#include "common/refusal.h"
 #include "common/strings.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "qsign/v1/sad.pb.h"
@@ -21,6 +22,7 @@ namespace {
 
 using ::qsign::FromProto;
 using ::qsign::ToProto;
+using ::qsign::v1::Refusal;
 
 struct EvpPkeyDeleter {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -131,17 +133,21 @@ absl::StatusOr<std::unique_ptr<SadVerifier>> SadVerifier::New(
 }
 
 absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time now) const {
-  if (sad.empty()) return absl::InvalidArgumentError("sad: required");
+  if (sad.empty()) {
+    return Refuse(absl::StatusCode::kInvalidArgument, Refusal::SAD_MISSING, "sad", "required");
+  }
   std::string raw;
   qsign::v1::SignedSad signed_sad;
   if (sad.size() > 1 << 20 || !absl::WebSafeBase64Unescape(Av(sad), &raw) ||
       !signed_sad.ParseFromString(raw) || signed_sad.claims().empty() ||
       signed_sad.signature().empty()) {
-    return absl::InvalidArgumentError("sad: not a SAD issued by this service");
+    return Refuse(absl::StatusCode::kInvalidArgument, Refusal::SAD_MALFORMED, "sad",
+                  "not a SAD issued by this service");
   }
   auto it = keys_.find(signed_sad.key_id());
   if (it == keys_.end()) {
-    return absl::PermissionDeniedError("sad: signed by an unknown key");
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_UNKNOWN_KEY, "sad",
+                  "signed by an unknown key");
   }
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
@@ -153,11 +159,13 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
   if (EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
                        reinterpret_cast<const unsigned char*>(claims_bytes.data()),
                        claims_bytes.size()) != 1) {
-    return absl::PermissionDeniedError("sad: signature does not verify");
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_BAD_SIGNATURE, "sad",
+                  "signature does not verify");
   }
   qsign::v1::SadClaims claims;
   if (!claims.ParseFromString(claims_bytes) || claims.sad_id().size() != 16) {
-    return absl::InvalidArgumentError("sad: claims are malformed");
+    return Refuse(absl::StatusCode::kInvalidArgument, Refusal::SAD_MALFORMED, "sad",
+                  "claims are malformed");
   }
   SadGrant grant;
   grant.sad_id = claims.sad_id();
@@ -170,12 +178,14 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
   grant.expires_at = FromProto(claims.expires_at());
   grant.consent_request_id = claims.consent_request_id();
   if (now >= grant.expires_at) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("sad: expired at ", absl::FormatTime(grant.expires_at, absl::UTCTimeZone())));
+    return Refuse(
+        absl::StatusCode::kPermissionDenied, Refusal::SAD_EXPIRED, "sad",
+        absl::StrCat("expired at ", absl::FormatTime(grant.expires_at, absl::UTCTimeZone())));
   }
   // Tolerate small clock skew between replicas, no more.
   if (grant.issued_at > now + absl::Seconds(30)) {
-    return absl::PermissionDeniedError("sad: issued in the future");
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_NOT_YET_VALID, "sad",
+                  "issued in the future");
   }
   return grant;
 }
@@ -184,25 +194,28 @@ absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
                             std::string_view credential_id, std::string_view hash_algorithm_oid,
                             const std::vector<std::string>& hashes) {
   if (grant.credential_id != credential_id) {
-    return absl::PermissionDeniedError("sad: issued for another credential");
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_OTHER_CREDENTIAL, "sad",
+                  "issued for another credential");
   }
   if (grant.account_id != account_id) {
-    return absl::PermissionDeniedError("sad: issued for another account");
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_OTHER_ACCOUNT, "sad",
+                  "issued for another account");
   }
   if (grant.hash_algorithm_oid != hash_algorithm_oid) {
-    return absl::PermissionDeniedError(absl::StrCat("sad: issued for hash algorithm ",
-                                                    grant.hash_algorithm_oid, ", not ",
-                                                    Av(hash_algorithm_oid)));
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_OTHER_HASH_ALGORITHM, "sad",
+                  absl::StrCat("issued for hash algorithm ", grant.hash_algorithm_oid, ", not ",
+                               Av(hash_algorithm_oid)));
   }
   if (hashes.size() > grant.num_signatures) {
-    return absl::PermissionDeniedError(absl::StrCat("sad: authorizes ", grant.num_signatures,
-                                                    " signatures, ", hashes.size(), " requested"));
+    return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_TOO_MANY_SIGNATURES, "sad",
+                  absl::StrCat("authorizes ", grant.num_signatures, " signatures, ", hashes.size(),
+                               " requested"));
   }
   std::set<std::string_view> allowed(grant.hashes.begin(), grant.hashes.end());
   for (size_t i = 0; i < hashes.size(); ++i) {
     if (!allowed.contains(hashes[i])) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("sad: hashes[", i, "] is not one the user approved"));
+      return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_OTHER_HASHES, "sad",
+                    absl::StrCat("hashes[", i, "] is not one the user approved"));
     }
   }
   return absl::OkStatus();

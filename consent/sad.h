@@ -67,7 +67,8 @@ class SadVerifier {
       const std::map<std::string, std::string>& trusted_keys);
   ~SadVerifier();
 
-  // Decodes and checks the signature and the validity period. Errors, all prefixed "sad:":
+  // Decodes and checks the signature and the validity period. Errors, all prefixed "sad:" and
+  // carrying a typed qsign.v1.Refusal (SAD_MISSING, SAD_MALFORMED, SAD_UNKNOWN_KEY, ...):
   // INVALID_ARGUMENT when empty or not a SAD; PERMISSION_DENIED when signed by an unknown key
   // or the signature does not verify, or when expired or not yet valid.
   // Binding to a credential and hashes is the caller's check (see CheckSadCovers).
@@ -81,7 +82,8 @@ class SadVerifier {
 
 // Checks that `grant` authorizes signing `hashes` (with `hash_algorithm_oid`) with
 // `credential_id` of `account_id`: same account and credential, same hash algorithm, every hash
-// listed, no more hashes than num_signatures. PERMISSION_DENIED naming the mismatch.
+// listed, no more hashes than num_signatures. PERMISSION_DENIED naming the mismatch, with its
+// Refusal reason (SAD_OTHER_CREDENTIAL, SAD_OTHER_HASHES, ...).
 absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
                             std::string_view credential_id, std::string_view hash_algorithm_oid,
                             const std::vector<std::string>& hashes);

@@ -378,34 +378,6 @@ class Validator {
 
 }  // namespace
 
-absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address) {
-  std::string host;
-  std::string_view port_text;
-  if (absl::StartsWith(Av(address), "[")) {
-    const size_t close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() ||
-        address[close + 1] != ':') {
-      return absl::InvalidArgumentError("expected host:port");
-    }
-    host = std::string(address.substr(1, close - 1));
-    port_text = address.substr(close + 2);
-  } else {
-    const size_t colon = address.rfind(':');
-    if (colon == std::string_view::npos) return absl::InvalidArgumentError("expected host:port");
-    host = std::string(address.substr(0, colon));
-    port_text = address.substr(colon + 1);
-    if (host.find(':') != std::string::npos) {
-      return absl::InvalidArgumentError("expected host:port ([addr]:port for IPv6)");
-    }
-  }
-  int port = -1;
-  if (host.empty() || port_text.empty() || !absl::SimpleAtoi(Av(port_text), &port) || port < 0 ||
-      port > 65535 || host.find_first_of(" \t/") != std::string::npos) {
-    return absl::InvalidArgumentError("expected host:port (port 0..65535)");
-  }
-  return std::make_pair(host, port);
-}
-
 std::vector<std::string> ConfiguredServices(const cfg::ServerConfig& config) {
   std::vector<std::string> names;
   if (config.has_signer()) names.push_back("signer");

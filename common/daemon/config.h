@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/http/server.h"
 #include "qsign/config/v1/config.pb.h"
 
 namespace qsign {
@@ -34,8 +35,8 @@ std::vector<std::string> ConfiguredServices(const config::v1::ServerConfig& conf
 bool RunsHere(const config::v1::ServerConfig& config, std::string_view service);
 std::string PeerTarget(const config::v1::ServerConfig& config, std::string_view service);
 
-// "host:port" or "[v6]:port" -> {host, port}; port 0..65535, host non-empty.
-absl::StatusOr<std::pair<std::string, int>> ParseHostPort(std::string_view address);
+// "host:port" or "[v6]:port" -> {host, port}; port 0..65535, host non-empty (common/http).
+using http::ParseHostPort;
 
 }  // namespace qsign
 

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/refusal.h"
 #include "common/strings.h"
 #include "services/consent/consent.h"
 #include "services/consent/consent_internal.h"
@@ -90,7 +91,9 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
   }
 
   // The credential: a user's own only (another's does not exist for them), and usable.
-  const absl::Status no_credential = absl::NotFoundError("credential_id: no such credential");
+  const absl::Status no_credential =
+      Refuse(absl::StatusCode::kNotFound, v1::Refusal::CREDENTIAL_NOT_FOUND, "credential_id",
+             "no such credential");
   auto credential = deps_.credentials->Lookup(in.credential_id);
   if (!credential.ok()) {
     return credential.status().code() == absl::StatusCode::kNotFound ? no_credential
@@ -100,12 +103,13 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
     return no_credential;
   }
   if (!credential->active) {
-    return absl::FailedPreconditionError("credential_id: the credential is not active");
+    return Refuse(absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_INACTIVE,
+                  "credential_id", "the credential is not active");
   }
   if (static_cast<int>(in.hashes.size()) > credential->max_hashes_per_authorization) {
-    return absl::InvalidArgumentError(absl::StrCat("hashes: the credential allows at most ",
-                                                   credential->max_hashes_per_authorization,
-                                                   " per authorization"));
+    return InvalidField(
+        "hashes", absl::StrCat("the credential allows at most ",
+                               credential->max_hashes_per_authorization, " per authorization"));
   }
   const absl::Time now = Now();
   Statement st{.kind = RequestKind::kSign,

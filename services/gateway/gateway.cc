@@ -21,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "common/log.h"
 #include "common/proto_time.h"
+#include "common/refusal.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "services/gateway/text.h"
@@ -129,8 +130,9 @@ absl::Status MissingParameter(std::string_view type, std::string_view name) {
       absl::StrCat("Missing (or invalid type) ", Av(type), " parameter ", Av(name)));
 }
 
-// The proto field names the services put at the front of their messages, in CSC spelling.
-std::string CscFieldNames(std::string_view message) {
+// The CSC spelling of a request field a service's refusal names (Refusal.field); nullopt for
+// fields the CSC request does not have under that name.
+std::optional<std::string_view> CscFieldName(std::string_view proto_field) {
   static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
       {"credential_id", "credentialID"},
       {"hash_algorithm_oid", "hashAlgorithmOID"},
@@ -141,12 +143,21 @@ std::string CscFieldNames(std::string_view message) {
       {"sad", "SAD"},
   };
   for (const auto& [proto, csc] : kNames) {
-    if (message.size() > proto.size() && message.substr(0, proto.size()) == proto &&
-        message[proto.size()] == ':') {
-      return absl::StrCat("Invalid parameter ", Av(csc), Av(message.substr(proto.size())));
+    if (proto_field == proto) return csc;
+  }
+  return std::nullopt;
+}
+
+// A service's refusal of a request field, in CSC words: "Invalid parameter <CSC name>: <why>";
+// other messages as they are.
+std::string CscMessage(const absl::Status& status) {
+  auto refusal = GetRefusal(status);
+  if (refusal.has_value()) {
+    if (auto csc = CscFieldName(refusal->field())) {
+      return absl::StrCat("Invalid parameter ", Av(*csc), ": ", Av(RefusalDetail(status)));
     }
   }
-  return std::string(message);
+  return std::string(status.message());
 }
 
 // A service's answer, as the gateway's own status: a refusal of the gateway's credential is the
@@ -172,7 +183,7 @@ absl::Status FromService(std::string_view service, const absl::Status& status) {
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kOutOfRange:
     case absl::StatusCode::kResourceExhausted:
-      return absl::Status(status.code(), CscFieldNames(Sv(status.message())));
+      return absl::Status(status.code(), CscMessage(status));
     default:
       return absl::InternalError(absl::StrCat(Av(service), ": ", status.ToString()));
   }
@@ -977,19 +988,32 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignHash(const CscRequest& re
   auto signed_hashes = backend_->SignHash(req);
   if (!signed_hashes.ok()) {
     const absl::Status& s = signed_hashes.status();
-    // The signer refuses a SAD that does not cover this request with PERMISSION_DENIED "sad: ..."
-    // (expired, another credential, other hashes, bad signature): the relying party's request
-    // is wrong, not its access.
-    if (s.code() == absl::StatusCode::kPermissionDenied && absl::StartsWith(s.message(), "sad: ")) {
-      const std::string_view why = Sv(s.message()).substr(5);
-      if (absl::StrContains(Av(why), "not one the user approved")) {
+    // A SAD that does not cover this request (expired, another credential, other hashes, bad
+    // signature, used) means the relying party's request is wrong, not its access.
+    const std::string_view why = RefusalDetail(s);
+    switch (RefusalReason(s)) {
+      case pb::Refusal::SAD_OTHER_HASHES:
         return absl::InvalidArgumentError(
             absl::StrCat("Hash is not authorized by the SAD (", Av(why), ")"));
-      }
-      if (absl::StartsWith(Av(why), "expired")) {
+      case pb::Refusal::SAD_EXPIRED:
         return absl::InvalidArgumentError(absl::StrCat("SAD expired (", Av(why), ")"));
+      case pb::Refusal::SAD_MISSING:
+      case pb::Refusal::SAD_MALFORMED:
+      case pb::Refusal::SAD_UNKNOWN_KEY:
+      case pb::Refusal::SAD_BAD_SIGNATURE:
+      case pb::Refusal::SAD_NOT_YET_VALID:
+      case pb::Refusal::SAD_OTHER_CREDENTIAL:
+      case pb::Refusal::SAD_OTHER_ACCOUNT:
+      case pb::Refusal::SAD_OTHER_HASH_ALGORITHM:
+      case pb::Refusal::SAD_TOO_MANY_SIGNATURES:
+      case pb::Refusal::SAD_USED: {
+        const absl::StatusCode code = s.code() == absl::StatusCode::kPermissionDenied
+                                          ? absl::StatusCode::kInvalidArgument
+                                          : s.code();
+        return absl::Status(code, absl::StrCat("Invalid parameter SAD: ", Av(why)));
       }
-      return InvalidParameter("SAD", why);
+      default:
+        break;
     }
     return FromService("signer", s);
   }

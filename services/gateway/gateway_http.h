@@ -1,23 +1,18 @@
-// The CSC gateway's HTTP edge (cpp-httplib): POST /csc/v2/<method> -> Gateway::Handle, and the
-// errors the HTTP layer finds itself (body over the limit: 413, unknown path: 404, wrong HTTP
-// method: 405), all with CSC JSON error bodies. GET /healthz answers 200 while it serves.
-// Every response carries X-Request-Id: the request's own when well-formed, else a fresh one; it
-// is in the gateway's log lines and forwarded to the services (common/request_id.h).
+// The CSC gateway's HTTP edge (the one HTTP server, common/http/server.h): POST /csc/v2/<method> ->
+// Gateway::Handle, and the errors the HTTP layer finds itself (body over the limit: 413, unknown
+// path: 404, wrong HTTP method: 405), all with CSC JSON error bodies. GET /healthz answers 200
+// while it serves. Every response carries X-Request-Id: the request's own when well-formed, else a
+// fresh one; it is in the gateway's log lines and forwarded to the services (common/request_id.h).
 // Plain HTTP: TLS is terminated in front of it (ingress, proxy), as in deploy/.
 #ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_
 #define QSIGN_SERVICES_GATEWAY_GATEWAY_HTTP_H_
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/http/server.h"
 #include "services/gateway/gateway.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace qsign::gateway {
 
@@ -43,22 +38,16 @@ class GatewayHttpServer {
   // `gateway` is not owned and must outlive the server.
   static absl::StatusOr<std::unique_ptr<GatewayHttpServer>> Start(const GatewayHttpOptions& options,
                                                                   const Gateway* gateway);
-  ~GatewayHttpServer();  // Stops and joins.
   GatewayHttpServer(const GatewayHttpServer&) = delete;
   GatewayHttpServer& operator=(const GatewayHttpServer&) = delete;
 
-  int port() const { return port_; }
+  int port() const { return server_->port(); }
   // "http(s)://<host>:<port>".
-  std::string base_url() const;
+  std::string base_url() const { return server_->base_url(); }
 
  private:
-  GatewayHttpServer() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  std::atomic<bool> listen_returned_{false};
-  std::string host_;
-  std::string scheme_ = "http";
-  int port_ = 0;
+  explicit GatewayHttpServer(std::unique_ptr<http::Server> server) : server_(std::move(server)) {}
+  std::unique_ptr<http::Server> server_;  // Stops and joins when destroyed.
 };
 
 }  // namespace qsign::gateway

@@ -9,16 +9,12 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/http/server.h"
 #include "services/lifecycle/ca/ca_setup.h"
 #include "services/lifecycle/ca/ocsp.h"
 #include "services/lifecycle/lifecycle.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace qsign::lifecycle {
 
@@ -35,20 +31,16 @@ class StatusHttpServer {
                                                                  OcspResponder* ocsp,
                                                                  Lifecycle* lifecycle,
                                                                  const CaSet* cas);
-  ~StatusHttpServer();  // Stops and joins.
   StatusHttpServer(const StatusHttpServer&) = delete;
   StatusHttpServer& operator=(const StatusHttpServer&) = delete;
 
-  int port() const { return port_; }
+  int port() const { return server_->port(); }
   // "http://127.0.0.1:<port>".
-  std::string base_url() const;
+  std::string base_url() const { return server_->base_url(); }
 
  private:
-  StatusHttpServer() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  std::string host_;
-  int port_ = 0;
+  explicit StatusHttpServer(std::unique_ptr<http::Server> server) : server_(std::move(server)) {}
+  std::unique_ptr<http::Server> server_;  // Stops and joins when destroyed.
 };
 
 }  // namespace qsign::lifecycle

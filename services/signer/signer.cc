@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/metrics.h"
+#include "common/refusal.h"
 #include "common/strings.h"
 #include "services/signer/algorithms.h"
 
@@ -91,13 +92,13 @@ class SignerMetrics {
 }  // namespace
 
 absl::Status ValidateCredentialId(std::string_view id) {
-  if (id.empty()) return absl::InvalidArgumentError("credential_id: required");
-  if (id.size() > 64) return absl::InvalidArgumentError("credential_id: at most 64 characters");
+  if (id.empty()) return InvalidField("credential_id", "required");
+  if (id.size() > 64) return InvalidField("credential_id", "at most 64 characters");
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError("credential_id: only letters, digits, '.', '_' and '-'");
+      return InvalidField("credential_id", "only letters, digits, '.', '_' and '-'");
     }
   }
   return absl::OkStatus();
@@ -109,8 +110,8 @@ Signer::Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sa
 
 absl::StatusOr<std::vector<Credential>> Signer::ListCredentials(std::string_view account_id,
                                                                 bool only_active) {
-  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
-  if (account_id.size() > 128) return absl::InvalidArgumentError("account_id: too long");
+  if (account_id.empty()) return InvalidField("account_id", "required");
+  if (account_id.size() > 128) return InvalidField("account_id", "too long");
   return store_->ListCredentials(account_id, only_active);
 }
 
@@ -136,11 +137,10 @@ absl::StatusOr<Signer::KeyRef> Signer::LookupKey(std::string_view credential_id)
 absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& in) {
   // 1. The request on its own.
   if (auto s = ValidateCredentialId(in.credential_id); !s.ok()) return s;
-  if (in.hashes.empty()) return absl::InvalidArgumentError("hashes: at least one hash required");
+  if (in.hashes.empty()) return InvalidField("hashes", "at least one hash required");
   if (static_cast<int>(in.hashes.size()) > config_.max_batch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hashes: at most ", config_.max_batch, " per request, got ",
-                     in.hashes.size()));
+    return InvalidField("hashes", absl::StrCat("at most ", config_.max_batch, " per request, got ",
+                                               in.hashes.size()));
   }
   auto hash = ParseHashOid(in.hash_algorithm_oid);
   if (!hash.ok()) return hash.status();
@@ -148,29 +148,30 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
   std::set<std::string_view> seen;
   for (size_t i = 0; i < in.hashes.size(); ++i) {
     if (in.hashes[i].size() != digest_len) {
-      return absl::InvalidArgumentError(absl::StrCat("hashes[", i, "]: ", in.hashes[i].size(),
-                                                     " bytes, the hash algorithm needs ",
-                                                     digest_len));
+      return InvalidField(
+          absl::StrCat("hashes[", i, "]"),
+          absl::StrCat(in.hashes[i].size(), " bytes, the hash algorithm needs ", digest_len));
     }
     if (!seen.insert(in.hashes[i]).second) {
-      return absl::InvalidArgumentError(absl::StrCat("hashes[", i, "]: duplicate"));
+      return InvalidField(absl::StrCat("hashes[", i, "]"), "duplicate");
     }
   }
   auto algo = ParseSignOid(in.sign_algorithm_oid);
   if (!algo.ok()) return algo.status();
   if (algo->hash.has_value() && *algo->hash != *hash) {
-    return absl::InvalidArgumentError(
-        "sign_algorithm_oid: its hash differs from hash_algorithm_oid");
+    return InvalidField("sign_algorithm_oid", "its hash differs from hash_algorithm_oid");
   }
-  if (in.sad.empty()) return absl::InvalidArgumentError("sad: required");
+  if (in.sad.empty()) {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::Refusal::SAD_MISSING, "sad", "required");
+  }
 
   // 2. The credential.
   auto key = LookupKey(in.credential_id);
   if (!key.ok()) return key.status();
   if (!AlgorithmFitsKey(algo->scheme, key->key_type)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sign_algorithm_oid: does not fit the credential's ",
-                     Av(hsm::KeyTypeName(key->key_type)), " key"));
+    return InvalidField("sign_algorithm_oid",
+                        absl::StrCat("does not fit the credential's ",
+                                     Av(hsm::KeyTypeName(key->key_type)), " key"));
   }
 
   // 3. The SAD: genuine, current, and covering exactly this request.

@@ -6,10 +6,11 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
-#include "common/strings.h"
+#include "absl/synchronization/mutex.h"
 #include "common/db/migrate.h"
+#include "common/refusal.h"
+#include "common/strings.h"
 
 namespace qsign::signer {
 namespace {
@@ -25,6 +26,11 @@ absl::StatusOr<CredentialStatus> ParseStatus(std::string_view s) {
   return absl::InternalError(absl::StrCat("signer.credentials: unknown status ", Av(s)));
 }
 
+absl::Status NoCredential(std::string_view credential_id) {
+  return Refuse(absl::StatusCode::kNotFound, v1::Refusal::CREDENTIAL_NOT_FOUND, "credential_id",
+                absl::StrCat("no credential ", Av(credential_id)));
+}
+
 constexpr char kCredentialColumns[] =
     "credential_id, account_id, status, key_type, public_key_spki, created_at, valid_from, "
     "valid_to";
@@ -38,9 +44,7 @@ class PostgresSignerStore final : public SignerStore {
                                         " FROM signer.credentials WHERE credential_id = $1"),
                            {Param::Text(credential_id)});
     if (!res.ok()) return res.status();
-    if (res->rows() == 0) {
-      return absl::NotFoundError(absl::StrCat("credential_id: no credential ", Av(credential_id)));
-    }
+    if (res->rows() == 0) return NoCredential(credential_id);
     return ReadCredential(*res, 0);
   }
 
@@ -81,9 +85,8 @@ class PostgresSignerStore final : public SignerStore {
   }
 
   absl::Status ActivateCredential(std::string_view credential_id,
-                                  const std::vector<std::string>& chain_der,
-                                  absl::Time valid_from, absl::Time valid_to,
-                                  const db::AuditEvent& audit) override {
+                                  const std::vector<std::string>& chain_der, absl::Time valid_from,
+                                  absl::Time valid_to, const db::AuditEvent& audit) override {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
       auto res = tx.Exec(
           "UPDATE signer.credentials SET status = 'ACTIVE', valid_from = $2, valid_to = $3 "
@@ -121,9 +124,7 @@ class PostgresSignerStore final : public SignerStore {
           "WHERE credential_id = $1 RETURNING disabled_at",
           {Param::Text(credential_id)});
       if (!res.ok()) return res.status();
-      if (res->rows() == 0) {
-        return absl::NotFoundError(absl::StrCat("credential_id: no credential ", Av(credential_id)));
-      }
+      if (res->rows() == 0) return NoCredential(credential_id);
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();
       return db::AppendAudit(tx, kSchema, audit, *at);
@@ -224,14 +225,18 @@ class PostgresSignerStore final : public SignerStore {
   // Why a SAD use was not recorded: used before, or the credential is not active.
   absl::Status Refusal(const SadUse& u) {
     // Slow path: say which rule refused it.
-    auto used = pool_->Exec("SELECT 1 FROM signer.sad_uses WHERE sad_id = $1",
-                            {Param::Bytes(u.sad_id)});
+    auto used =
+        pool_->Exec("SELECT 1 FROM signer.sad_uses WHERE sad_id = $1", {Param::Bytes(u.sad_id)});
     if (!used.ok()) return used.status();
-    if (used->rows() > 0) return absl::FailedPreconditionError("sad: already used");
+    if (used->rows() > 0) {
+      return Refuse(absl::StatusCode::kFailedPrecondition, v1::Refusal::SAD_USED, "sad",
+                    "already used");
+    }
     auto cred = GetCredential(u.credential_id);
     if (!cred.ok()) return cred.status();
-    return absl::FailedPreconditionError(
-        absl::StrCat("credential_id: credential is ", Av(CredentialStatusName(cred->status)),
+    return Refuse(
+        absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_INACTIVE, "credential_id",
+        absl::StrCat("credential is ", Av(CredentialStatusName(cred->status)),
                      cred->status == CredentialStatus::kPending ? " (no certificate yet)"
                                                                 : " (revoked; key destroyed)"));
   }
