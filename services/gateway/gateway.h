@@ -2,9 +2,16 @@
 // credentials grant, list and describe credentials, ask the credential's owner to authorize a
 // signature (SCAL2: the SAD is bound to the hashes; the owner approves on the consent app with
 // their PIN) and sign hashes. It speaks CSC JSON in and out but knows no HTTP library: the
-// adapter (gateway_http.h) hands it a CscRequest and writes back the CscReply. Every input is
-// checked here, before any service is called; every error leaves through ToCscError.
-// docs/csc.md lists what is supported and how errors map.
+// adapter (gateway_http.h) hands it a CscRequest and writes back the CscReply.
+//
+// The contract: every input is checked here, before any service is called (params.h); a
+// service's refusal is read by its code and typed reason (common/refusal.h), never by its text;
+// every error leaves through ToCscError (errors.h); no secret (client secret, token key, SAD) is
+// logged. docs/csc.md lists what is supported and how errors map.
+//
+// Where things are: gateway.cc dispatch, bearer check and replies; info_handlers.cc info and
+// oauth2/token; credentials_handlers.cc credentials/*; signatures_handlers.cc signHash;
+// params.h request parsing; errors.h error mapping; credential_json.h credential rendering.
 #ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_H_
 #define QSIGN_SERVICES_GATEWAY_GATEWAY_H_
 
@@ -19,6 +26,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "services/gateway/backend.h"
+#include "services/gateway/errors.h"
 #include "services/gateway/relying_parties.h"
 #include "services/gateway/tokens.h"
 
@@ -59,28 +67,6 @@ struct CscReply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// What a client sees of an error: HTTP status, CSC/OAuth error code, description.
-struct CscError {
-  int http_status = 500;
-  std::string error;
-  std::string description;
-};
-
-// The one mapping from a status to the error a client sees (docs/csc.md has the table):
-// INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE -> 400
-// invalid_request; UNAUTHENTICATED -> 401 invalid_token; PERMISSION_DENIED -> 403 access_denied;
-// RESOURCE_EXHAUSTED -> 429; UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED -> 503
-// temporarily_unavailable; UNIMPLEMENTED -> 501; anything else -> 500 server_error with a generic
-// description (the detail is logged). A status made by CscStatus overrides the error code and,
-// when given, the HTTP status.
-CscError ToCscError(const absl::Status& status);
-
-// A status carrying the CSC/OAuth error code (expired_token, invalid_client,
-// invalid_authentication_data, ...) where the canonical code is too coarse, and optionally the
-// HTTP status (413, 404, 405).
-absl::Status CscStatus(absl::StatusCode code, std::string_view error, std::string_view description,
-                       int http_status = 0);
-
 class Gateway {
  public:
   // `backend` and `clock` are not owned and must outlive the gateway.
@@ -101,7 +87,8 @@ class Gateway {
   const GatewayConfig& config() const { return config_; }
 
  private:
-  struct Result;
+  struct Result;  // result.h
+  struct Call;    // result.h
   Gateway(Backend* backend, RelyingPartyTable relying_parties, std::unique_ptr<TokenSealer> tokens,
           const Clock* clock, GatewayConfig config)
       : backend_(backend),
@@ -112,6 +99,8 @@ class Gateway {
 
   absl::StatusOr<Result> Dispatch(std::string_view method, const CscRequest& request) const;
   absl::StatusOr<RelyingParty> Authenticate(const CscRequest& request) const;
+  // Authenticate, then the body as a JSON object (every method but info and oauth2/token).
+  absl::StatusOr<Call> Begin(const CscRequest& request) const;
 
   absl::StatusOr<Result> Info(const CscRequest& request) const;
   absl::StatusOr<Result> Token(const CscRequest& request) const;
