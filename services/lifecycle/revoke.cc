@@ -62,6 +62,17 @@ absl::Status ValidateRevocationReason(int reason, CallerKind caller) {
   return absl::InvalidArgumentError(absl::StrCat("reason: unknown value ", reason));
 }
 
+namespace {
+
+// A second revocation's answer: when and why the certificate was revoked.
+absl::Status AlreadyRevoked(const CertRecord& record) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("certificate: already revoked at ", TimeText(*record.revoked_at), " (",
+                   Av(RevocationReasonName(record.revocation_reason)), ")"));
+}
+
+}  // namespace
+
 absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInput& in) {
   if (caller.kind == CallerKind::kService) {
     return absl::PermissionDeniedError("Revoke: the account holder or an operator");
@@ -94,9 +105,7 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
   if (record->state == CertState::kRevoked) {
     // Finish what an interrupted revocation left.
     if (auto s = DestroyKey(*record); !s.ok()) return s;
-    return absl::FailedPreconditionError(
-        absl::StrCat("certificate: already revoked at ", TimeText(*record->revoked_at), " (",
-                     Av(RevocationReasonName(record->revocation_reason)), ")"));
+    return AlreadyRevoked(*record);
   }
   auto revoked = store_->MarkRevoked(
       record->certificate_id, in.reason, Now(),
@@ -110,9 +119,7 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
     auto again = store_->GetCertificate(record->certificate_id);
     if (!again.ok()) return again.status();
     if (again->state == CertState::kRevoked) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("certificate: already revoked at ", TimeText(*again->revoked_at), " (",
-                       Av(RevocationReasonName(again->revocation_reason)), ")"));
+      return AlreadyRevoked(*again);
     }
     return revoked.status();
   }
