@@ -1,8 +1,8 @@
 // Complete push-approved logins per second: StartLogin at identity -> LOGIN request pushed to a
 // consent-app simulator over WatchRequests -> the app approves with its PIN (device signature +
 // PIN check) -> AwaitLogin returns the session token. Identity and consent run in this process
-// on their own gRPC servers, calling each other over gRPC, with a throwaway PostgreSQL and a
-// SoftHSM2 token, as in tests/login_test.cc.
+// as qsignd runs them (built by their stacks, on one gRPC listener, calling each other over
+// gRPC), with a throwaway PostgreSQL and a SoftHSM2 token, as in tests/login_test.cc.
 //   bench_login --apps=64 --seconds=10 --pin_m_kib=1024
 #include <grpcpp/grpcpp.h>
 
@@ -19,22 +19,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
-#include "common/db/pg.h"
-#include "common/grpc_server.h"
 #include "common/log.h"
 #include "consent/app_simulator.h"
-#include "consent/sad.h"
-#include "hsm/hsm.h"
+#include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
-#include "services/consent/clients.h"
-#include "services/consent/consent.h"
-#include "services/consent/consent_grpc.h"
-#include "services/consent/consent_store.h"
-#include "services/identity/consent_client_grpc.h"
-#include "services/identity/identity.h"
-#include "services/identity/identity_grpc.h"
 #include "tests/testing/service_env.h"
+#include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 
 ABSL_FLAG(int, apps, 64, "simulated consent apps, each with its own account; one portal each");
@@ -47,41 +37,10 @@ namespace qsign {
 namespace {
 
 namespace pb = ::qsign::v1;
+namespace cfg = ::qsign::config::v1;
 
 using ::qsign::testing::kPin;
 using ::qsign::testing::NationalId;
-
-class LateIdentityDirectory final : public consent::IdentityDirectory {
- public:
-  consent::IdentityDirectory* target = nullptr;  // Set before any call.
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
-                                                   std::string_view key) override {
-    return target->RedeemActivationCode(code, key);
-  }
-  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
-    return target->LastProofedAt(account);
-  }
-};
-
-class LateConsentClient final : public identity::ConsentClient {
- public:
-  identity::ConsentClient* target = nullptr;  // Set before any call.
-  absl::StatusOr<identity::ConsentRequestStatus> CreateLoginRequest(
-      const identity::LoginRequestParams& params) override {
-    return target->CreateLoginRequest(params);
-  }
-  absl::StatusOr<identity::ConsentRequestStatus> AwaitRequest(std::string_view id,
-                                                              absl::Duration max_wait) override {
-    return target->AwaitRequest(id, max_wait);
-  }
-};
-
-class NoCredentials final : public consent::CredentialDirectory {
- public:
-  absl::StatusOr<consent::CredentialSummary> Lookup(std::string_view) override {
-    return absl::NotFoundError("no signer here");
-  }
-};
 
 void Check(const absl::Status& s, std::string_view what) {
   if (!s.ok()) {
@@ -109,78 +68,19 @@ int Run() {
   auto env = testing::ServiceEnv::Start(
       {.pool_size = absl::GetFlag(FLAGS_db_pool_size), .hsm_sessions = 8});
   Check(env.status(), "postgresql and softhsm");
-  hsm::Hsm* const hsm = &(*env)->hsm();
-  db::Pool* const pool = &(*env)->pool();
-  for (const char* key : {"session-key", "sad-key", "device-ca"}) {
-    Check(hsm->GenerateKeyPair(key, hsm::KeyType::kEcP256).status(), key);
-  }
-  Check(identity::MigrateIdentitySchema(*pool), "identity schema");
-  Check(consent::MigrateConsentSchema(*pool), "consent schema");
-
-  LateConsentClient consent_client;
-  LateIdentityDirectory identity_directory;
-  NoCredentials no_credentials;
-  auto identity_store = identity::NewPostgresIdentityStore(pool);
-  identity::CredentialTable operators, services;
-  Check(operators.AddSecret("ra", "operator-secret"), "operators");
-  Check(services.AddSecret("consent", "consent-secret"), "services");
-  auto identity = identity::Identity::New(
-      hsm, identity_store.get(), &consent_client, &RealClock::Get(), std::move(operators),
-      std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
-  Check(identity.status(), "identity");
-  identity::IdentityGrpc identity_grpc(identity->get());
-
-  auto minter = consent::SadMinter::New(hsm, "sad-key");
-  Check(minter.status(), "sad minter");
-  auto ca =
-      consent::SelfSignedDeviceCaCertificate(hsm, "device-ca", "bench device CA", absl::Now());
-  Check(ca.status(), "device CA");
-  auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm, "device-ca", *ca);
-  Check(issuer.status(), "issuer");
-  auto pins =
-      consent::PinHasher::New("k1", SecretString(testing::PinHashKey()),
-                              {.time_cost = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_t)),
-                               .memory_kib = static_cast<uint32_t>(absl::GetFlag(FLAGS_pin_m_kib))},
-                              static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  Check(pins.status(), "pins");
-  auto consent_store = consent::NewPostgresConsentStore(pool);
-  consent::AccountNotifier notifier;
-  auto listener = consent::PgAccountListener::Start(
-      (*env)->conninfo(), std::string(consent::kNotifyChannel), &notifier);
-  Check(listener.status(), "listener");
-  consent::CredentialTable consent_operators, consent_services;
-  Check(consent_services.AddSecret("identity", "identity-secret"), "consent services");
-  auto consent =
-      consent::Consent::New({.store = consent_store.get(),
-                             .notifier = &notifier,
-                             .pins = pins->get(),
-                             .sad_minter = minter->get(),
-                             .certificates = issuer->get(),
-                             .identity = &identity_directory,
-                             .credentials = &no_credentials,
-                             .clock = &RealClock::Get()},
-                            std::move(consent_operators), std::move(consent_services),
-                            // 127.0.0.1 enrols everyone here.
-                            consent::ConsentConfig{.enrollments_per_address_per_minute = 0});
-  Check(consent.status(), "consent");
-  consent::ConsentGrpc consent_grpc(consent->get());
-
-  auto identity_server = GrpcServer::Start({}, {&identity_grpc});
-  Check(identity_server.status(), "identity server");
-  auto consent_server = GrpcServer::Start({}, {&consent_grpc});
-  Check(consent_server.status(), "consent server");
-  auto identity_channel =
-      grpc::CreateChannel((*identity_server)->local_target(), grpc::InsecureChannelCredentials());
-  auto consent_channel =
-      grpc::CreateChannel((*consent_server)->local_target(), grpc::InsecureChannelCredentials());
-  consent::GrpcIdentityDirectory grpc_identity(
-      qsign::daemon::DeferredChannel::Connected("identity", identity_channel), "consent",
-      SecretString("consent-secret"));
-  identity_directory.target = &grpc_identity;
-  identity::GrpcConsentClient grpc_consent(
-      qsign::daemon::DeferredChannel::Connected("consent", consent_channel), "identity",
-      SecretString("identity-secret"));
-  consent_client.target = &grpc_consent;
+  // Identity and consent as qsignd runs them: one listener, calling each other on it.
+  auto stacks = testing::Stacks::Start(
+      **env, {.services = {"identity", "consent"}, .configure = [](auto& config) {
+                cfg::ConsentService* consent = config.mutable_consent();
+                consent->set_pin_argon2_t(absl::GetFlag(FLAGS_pin_t));
+                consent->set_pin_argon2_m_kib(absl::GetFlag(FLAGS_pin_m_kib));
+                // 127.0.0.1 enrols everyone here.
+                consent->set_enrollments_per_address_per_minute(0);
+              }});
+  Check(stacks.status(), "identity and consent");
+  // The portals' and the apps' connections, as from other processes.
+  auto identity_channel = (*stacks)->NewChannel();
+  auto consent_channel = (*stacks)->NewChannel();
   auto stub = pb::Identity::NewStub(identity_channel);
 
   // People: registered, proofed, enrolled, watching with auto-approval.
@@ -203,7 +103,7 @@ int Run() {
     proof.mutable_evidence()->set_document_number("012345678");
     pb::ProofIdentityResponse proofed;
     grpc::ClientContext c2;
-    c2.AddMetadata("authorization", "Operator ra.operator-secret");
+    c2.AddMetadata("authorization", testing::OperatorAuthorization());
     Check(stub->ProofIdentity(&c2, proof, &proofed), "proof");
     auto sim = consent::ConsentAppSimulator::New(consent_channel);
     Check(sim.status(), "app");
@@ -263,9 +163,7 @@ int Run() {
       absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)));
 
   for (auto& sim : sims) sim->StopWatching();
-  (*consent)->Shutdown();
-  (*consent_server)->Shutdown(absl::Seconds(1));
-  (*identity_server)->Shutdown(absl::Seconds(1));
+  (*stacks)->Shutdown(absl::Seconds(1));
   return 0;
 }
 

@@ -1,6 +1,7 @@
-// Push-approved login end to end, in one process over real gRPC: the identity service (real),
-// the consent service (real) and consent-app simulators, talking to each other through their
-// gRPC clients (GrpcConsentClient, GrpcIdentityDirectory), with a real PostgreSQL and SoftHSM2.
+// Push-approved login end to end, in one process over real gRPC: the identity and consent
+// services (built by their stacks, as qsignd builds them, tests/testing/stacks.h) and consent-app
+// simulators, the services calling each other through their gRPC clients, with a real PostgreSQL
+// and SoftHSM2.
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -10,23 +11,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/clock.h"
 #include "common/db/pg.h"
-#include "common/grpc_server.h"
 #include "consent/app_simulator.h"
-#include "consent/sad.h"
 #include "gtest/gtest.h"
-#include "hsm/hsm.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
-#include "services/consent/clients.h"
-#include "services/consent/consent.h"
-#include "services/consent/consent_grpc.h"
-#include "services/consent/consent_store.h"
-#include "services/identity/consent_client_grpc.h"
-#include "services/identity/identity.h"
-#include "services/identity/identity_grpc.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 
 namespace qsign {
@@ -37,40 +28,6 @@ namespace pb = ::qsign::v1;
 constexpr char kOperator[] = "Operator ra-ana.operator-secret";
 using ::qsign::testing::kPin;
 using ::qsign::testing::NationalId;
-constexpr char kConsentOperator[] = "Operator ra-ana.consent-operator-secret";
-
-// Each service calls the other; the targets are known only once both servers listen.
-class DeferredIdentityDirectory final : public consent::IdentityDirectory {
- public:
-  consent::IdentityDirectory* target = nullptr;
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
-                                                   std::string_view key) override {
-    return target->RedeemActivationCode(code, key);
-  }
-  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
-    return target->LastProofedAt(account);
-  }
-};
-
-class DeferredConsentClient final : public identity::ConsentClient {
- public:
-  identity::ConsentClient* target = nullptr;
-  absl::StatusOr<identity::ConsentRequestStatus> CreateLoginRequest(
-      const identity::LoginRequestParams& params) override {
-    return target->CreateLoginRequest(params);
-  }
-  absl::StatusOr<identity::ConsentRequestStatus> AwaitRequest(std::string_view id,
-                                                              absl::Duration max_wait) override {
-    return target->AwaitRequest(id, max_wait);
-  }
-};
-
-class NoCredentials final : public consent::CredentialDirectory {
- public:
-  absl::StatusOr<consent::CredentialSummary> Lookup(std::string_view) override {
-    return absl::NotFoundError("no signer in this test");
-  }
-};
 
 class LoginTest : public testing::ServiceTest {
  protected:
@@ -79,88 +36,21 @@ class LoginTest : public testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    for (const char* key : {"session-key", "sad-key", "device-ca"}) {
-      ASSERT_TRUE(hsm().GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
-    }
-    ASSERT_TRUE(identity::MigrateIdentitySchema(pool()).ok());
-    ASSERT_TRUE(consent::MigrateConsentSchema(pool()).ok());
-
-    // Identity.
-    identity_store_ = identity::NewPostgresIdentityStore(&pool());
-    identity::CredentialTable operators, services;
-    ASSERT_TRUE(operators.AddSecret("ra-ana", "operator-secret").ok());
-    ASSERT_TRUE(services.AddSecret("consent", "consent-secret").ok());
-    auto identity = identity::Identity::New(
-        &hsm(), identity_store_.get(), &consent_client_, &RealClock::Get(), std::move(operators),
-        std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
-    ASSERT_TRUE(identity.ok()) << identity.status();
-    identity_ = *std::move(identity);
-    identity_grpc_ = std::make_unique<identity::IdentityGrpc>(identity_.get());
-
-    // Consent.
-    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
-    ASSERT_TRUE(minter.ok());
-    minter_ = *std::move(minter);
-    auto ca =
-        consent::SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "test device CA", absl::Now());
-    ASSERT_TRUE(ca.ok()) << ca.status();
-    auto issuer = consent::HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", *ca);
-    ASSERT_TRUE(issuer.ok());
-    issuer_ = *std::move(issuer);
-    auto pins = consent::PinHasher::New("k1", SecretString(testing::PinHashKey()),
-                                        {.time_cost = 1, .memory_kib = 256}, 4);
-    ASSERT_TRUE(pins.ok());
-    pins_ = *std::move(pins);
-    consent_store_ = consent::NewPostgresConsentStore(&pool());
-    auto listener = consent::PgAccountListener::Start(
-        conninfo(), std::string(consent::kNotifyChannel), &notifier_);
-    ASSERT_TRUE(listener.ok()) << listener.status();
-    listener_ = *std::move(listener);
-    consent::CredentialTable consent_operators, consent_services;
-    ASSERT_TRUE(consent_operators.AddSecret("ra-ana", "consent-operator-secret").ok());
-    ASSERT_TRUE(consent_services.AddSecret("identity", "identity-secret").ok());
-    auto consent =
-        consent::Consent::New({.store = consent_store_.get(),
-                               .notifier = &notifier_,
-                               .pins = pins_.get(),
-                               .sad_minter = minter_.get(),
-                               .certificates = issuer_.get(),
-                               .identity = &identity_directory_,
-                               .credentials = &no_credentials_,
-                               .clock = &RealClock::Get()},
-                              std::move(consent_operators), std::move(consent_services),
-                              // 127.0.0.1 enrols everyone here.
-                              consent::ConsentConfig{.enrollments_per_address_per_minute = 0});
-    ASSERT_TRUE(consent.ok()) << consent.status();
-    consent_ = *std::move(consent);
-    consent_grpc_ = std::make_unique<consent::ConsentGrpc>(consent_.get());
-
-    auto identity_server = GrpcServer::Start({}, {identity_grpc_.get()});
-    ASSERT_TRUE(identity_server.ok()) << identity_server.status();
-    identity_server_ = *std::move(identity_server);
-    auto consent_server = GrpcServer::Start({}, {consent_grpc_.get()});
-    ASSERT_TRUE(consent_server.ok()) << consent_server.status();
-    consent_server_ = *std::move(consent_server);
-
-    identity_channel_ =
-        grpc::CreateChannel(identity_server_->local_target(), grpc::InsecureChannelCredentials());
-    consent_channel_ =
-        grpc::CreateChannel(consent_server_->local_target(), grpc::InsecureChannelCredentials());
-    grpc_identity_directory_ = std::make_unique<consent::GrpcIdentityDirectory>(
-        qsign::daemon::DeferredChannel::Connected("identity", identity_channel_), "consent",
-        SecretString("consent-secret"));
-    identity_directory_.target = grpc_identity_directory_.get();
-    grpc_consent_client_ = std::make_unique<identity::GrpcConsentClient>(
-        qsign::daemon::DeferredChannel::Connected("consent", consent_channel_), "identity",
-        SecretString("identity-secret"));
-    consent_client_.target = grpc_consent_client_.get();
+    // Identity and consent as qsignd runs them, calling each other on its listener.
+    auto stacks = testing::Stacks::Start(
+        env(), {.services = {"identity", "consent"}, .configure = [](auto& config) {
+                  // 127.0.0.1 enrols everyone here.
+                  config.mutable_consent()->set_enrollments_per_address_per_minute(0);
+                }});
+    ASSERT_TRUE(stacks.ok()) << stacks.status();
+    stacks_ = *std::move(stacks);
+    identity_channel_ = stacks_->channel();
+    consent_channel_ = stacks_->channel();
     identity_stub_ = pb::Identity::NewStub(identity_channel_);
   }
 
   void TearDown() override {
-    if (consent_) consent_->Shutdown();
-    if (consent_server_) consent_server_->Shutdown(absl::Seconds(2));
-    if (identity_server_) identity_server_->Shutdown(absl::Seconds(2));
+    if (stacks_) stacks_->Shutdown(absl::Seconds(2));
   }
 
   grpc::ClientContext* Ctx(grpc::ClientContext* ctx, const char* authorization = nullptr) {
@@ -227,26 +117,9 @@ class LoginTest : public testing::ServiceTest {
     return res.ok() ? res->GetInt64(0, 0).value_or(-1) : -1;
   }
 
-  DeferredConsentClient consent_client_;
-  DeferredIdentityDirectory identity_directory_;
-  NoCredentials no_credentials_;
-  std::unique_ptr<identity::IdentityStore> identity_store_;
-  std::unique_ptr<identity::Identity> identity_;
-  std::unique_ptr<identity::IdentityGrpc> identity_grpc_;
-  std::unique_ptr<consent::SadMinter> minter_;
-  std::unique_ptr<consent::HsmDeviceCertificateIssuer> issuer_;
-  std::unique_ptr<consent::PinHasher> pins_;
-  std::unique_ptr<consent::ConsentStore> consent_store_;
-  consent::AccountNotifier notifier_;
-  std::unique_ptr<consent::PgAccountListener> listener_;
-  std::unique_ptr<consent::Consent> consent_;
-  std::unique_ptr<consent::ConsentGrpc> consent_grpc_;
-  std::unique_ptr<GrpcServer> identity_server_;
-  std::unique_ptr<GrpcServer> consent_server_;
+  std::unique_ptr<testing::Stacks> stacks_;
   std::shared_ptr<grpc::Channel> identity_channel_;
   std::shared_ptr<grpc::Channel> consent_channel_;
-  std::unique_ptr<consent::GrpcIdentityDirectory> grpc_identity_directory_;
-  std::unique_ptr<identity::GrpcConsentClient> grpc_consent_client_;
   std::unique_ptr<pb::Identity::Stub> identity_stub_;
 };
 
@@ -302,7 +175,7 @@ TEST_F(LoginTest, BlockedPinIsUnblockedByAnOperatorOnIdentitysRecentProofing) {
     req.set_new_pin("802514");
     grpc::ClientContext ctx;
     pb::UnblockPinResponse resp;
-    return consent_stub->UnblockPin(Ctx(&ctx, kConsentOperator), req, &resp);
+    return consent_stub->UnblockPin(Ctx(&ctx, kOperator), req, &resp);
   };
   // Person() proofed the account at identity moments ago; consent reads that proofing time
   // through Identity.GetAccount (GrpcIdentityDirectory) before it lets the operator unblock.

@@ -290,6 +290,7 @@ class Validator {
     const cfg::SignerService& s = c_.signer();
     Ids("signer.sad_key_ids", s.sad_key_ids());
     Range("signer.max_batch", s.max_batch(), 1, 1000);
+    Range("signer.max_hashes_per_authorization", s.max_hashes_per_authorization(), 1, 1000);
   }
 
   void Consent() {
@@ -299,6 +300,8 @@ class Validator {
     SecretFile("consent.pin_pepper_file", s.pin_pepper_file(), 32);
     Range("consent.pin_argon2_t", s.pin_argon2_t(), 1, 16);
     Range("consent.pin_argon2_m_kib", s.pin_argon2_m_kib(), 8, 4 << 20);
+    Range("consent.enrollments_per_address_per_minute", s.enrollments_per_address_per_minute(), 0,
+          1'000'000);
     SecretFile("consent.client_secret_file", s.client_secret_file());
     const bool lifecycle_reachable = RunsHere(c_, "lifecycle") || !c_.peers().lifecycle().empty();
     if (!lifecycle_reachable) {
@@ -428,6 +431,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     cfg::SignerService& s = *c.mutable_signer();
     if (s.sad_key_ids().empty()) s.add_sad_key_ids(kDefaultSadKey);
     s.set_max_batch(Or(s.max_batch(), 100));
+    s.set_max_hashes_per_authorization(Or(s.max_hashes_per_authorization(), 100));
   }
   if (c.has_consent()) {
     cfg::ConsentService& s = *c.mutable_consent();
@@ -437,6 +441,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_pin_argon2_m_kib(Or(s.pin_argon2_m_kib(), 1024));
     DefaultString(s.mutable_client_id(), "consent");
     DefaultString(s.mutable_device_ca_key_id(), kDefaultDeviceCaKey);
+    if (!s.has_enrollments_per_address_per_minute()) s.set_enrollments_per_address_per_minute(30);
   }
   if (c.has_identity()) {
     cfg::IdentityService& s = *c.mutable_identity();

@@ -55,6 +55,15 @@ absl::StatusOr<std::unique_ptr<HsmDeviceCertificateIssuer>> LocalDeviceCa(
   return issuer;
 }
 
+// What the section tunes; a config without defaults applied keeps ConsentConfig's.
+ConsentConfig ConsentTuning(const cfg::ConsentService& c) {
+  ConsentConfig config;
+  if (c.has_enrollments_per_address_per_minute()) {
+    config.enrollments_per_address_per_minute = c.enrollments_per_address_per_minute();
+  }
+  return config;
+}
+
 class ConsentStack final : public daemon::Stack {
  public:
   static absl::StatusOr<std::unique_ptr<daemon::Stack>> New(const daemon::StackEnv& env);
@@ -159,7 +168,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
                                .sessions = stack->sessions_.get(),
                                .push = stack->push_.get(),
                                .clock = env.clock},
-                              *std::move(operators), *std::move(services), ConsentConfig{});
+                              *std::move(operators), *std::move(services), ConsentTuning(c));
   if (!service.ok()) return service.status();
   stack->consent_ = *std::move(service);
   stack->grpc_ = std::make_unique<ConsentGrpc>(stack->consent_.get());

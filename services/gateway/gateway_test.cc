@@ -40,6 +40,7 @@
 #include "services/gateway/testing/signing_stack.h"
 #include "services/gateway/text.h"
 #include "services/gateway/tokens.h"
+#include "tests/testing/service_test.h"
 #include "tests/testing/test_data.h"
 #include "tests/testing/test_pki.h"
 

@@ -50,8 +50,10 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> SignerStack::New(const daemon::St
   if (!verifier.ok()) return verifier.status();
   stack->verifier_ = *std::move(verifier);
   stack->store_ = NewPostgresSignerStore(env.pool);
-  stack->signer_ = std::make_unique<Signer>(env.hsm, stack->store_.get(), stack->verifier_.get(),
-                                            env.clock, SignerConfig{.max_batch = c.max_batch()});
+  stack->signer_ = std::make_unique<Signer>(
+      env.hsm, stack->store_.get(), stack->verifier_.get(), env.clock,
+      SignerConfig{.max_batch = c.max_batch(),
+                   .max_hashes_per_authorization = c.max_hashes_per_authorization()});
   // Only the lifecycle service may create, certify and destroy user keys.
   if (!env.config.services_file().empty()) {
     auto t = auth::CredentialTable::FromFile(env.config.services_file());

@@ -1,9 +1,11 @@
-// The signer and the consent service, each on its own gRPC server on loopback, on a test's
-// SoftHSM2 token and PostgreSQL database (tests/testing's ServiceEnv): what the CSC gateway (or any
-// client of Authorize and SignHash) talks to in tests. Identity is faked: activation codes for
-// enrolling consent-app simulators come from NewActivationCode. Credentials are made through the
-// signer's own API (CreateKey, SetCertificate with a throwaway CA's certificate), as lifecycle
-// would.
+// The signer and the consent service on real gRPC, built by their stacks as qsignd builds them
+// (tests/testing/stacks.h), on a test's SoftHSM2 token and PostgreSQL database: what the CSC
+// gateway (or any client of Authorize and SignHash) talks to in tests. The gateway's credential
+// is test_data.h's ("Service gateway.gateway-secret"). Identity is faked
+// (tests/testing/fake_identity_server.h): activation codes for enrolling consent-app simulators
+// come from NewActivationCode, for account ids the test picks. Credentials are made through the
+// signer's own API as lifecycle would (CreateKey, SetCertificate with a throwaway CA's
+// certificate, lifecycle's service credential).
 #ifndef QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
 #define QSIGN_SERVICES_GATEWAY_TESTING_SIGNING_STACK_H_
 
@@ -16,14 +18,11 @@
 #include "consent/app_simulator.h"
 #include "qsign/v1/common.pb.h"
 #include "qsign/v1/signer.pb.h"
-#include "tests/testing/service_test.h"
+#include "tests/testing/service_env.h"
 
 namespace qsign::gateway::testing {
 
 struct SigningStackOptions {
-  // The service credential the consent service accepts for Authorize/AwaitAuthorization.
-  std::string service_client_id = "gateway";
-  std::string service_secret = "gateway-secret";
   // The signer's multisign and batch limits.
   int max_hashes_per_authorization = 10;
   int max_batch = 10;
