@@ -1,7 +1,8 @@
 // The consent service over real gRPC on loopback, with a real SoftHSM2 token, a real PostgreSQL
-// and the real signer; consent apps are consent/app_simulator (real gRPC clients with P-256
-// keys). Fakes: identity (activation codes, proofing) and session tokens, which belong to the
-// identity service, and nothing else.
+// and the real signer, both built by their stacks as qsignd builds them (tests/testing/stacks.h);
+// consent apps are consent/app_simulator (real gRPC clients with P-256 keys). Fake: identity
+// (activation codes, proofing, session tokens: tests/testing/fake_identity_server.h), and
+// nothing else.
 #include "services/consent/consent.h"
 
 #include <grpcpp/grpcpp.h>
@@ -25,6 +26,7 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
+#include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "consent/app_simulator.h"
@@ -33,6 +35,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
+#include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
@@ -44,11 +47,10 @@
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
 #include "services/consent/rate_limit.h"
-#include "services/signer/signer.h"
-#include "services/signer/signer_grpc.h"
-#include "services/signer/signer_store.h"
+#include "tests/testing/fake_identity_server.h"
 #include "tests/testing/metrics.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 #include "tests/testing/test_pki.h"
 
@@ -64,62 +66,16 @@ using ::qsign::testing::kPin;
 using ::qsign::testing::MetricValue;
 constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
 constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
-constexpr char kIdentityAuth[] = "Service identity.identity-secret";
-constexpr char kGatewayAuth[] = "Service gateway.gateway-secret";
-constexpr char kOperatorAuth[] = "Operator op-7.operator-secret";
+const std::string kIdentityAuthText = qsign::testing::ServiceAuthorization("identity");
+const std::string kGatewayAuthText = qsign::testing::ServiceAuthorization("gateway");
+const std::string kOperatorAuthText = qsign::testing::OperatorAuthorization();
+const char* const kIdentityAuth = kIdentityAuthText.c_str();
+const char* const kGatewayAuth = kGatewayAuthText.c_str();
+const char* const kOperatorAuth = kOperatorAuthText.c_str();
+// The signer creates and certifies keys only for lifecycle.
+const std::string kLifecycleAuthText = qsign::testing::ServiceAuthorization("lifecycle");
+const char* const kLifecycleAuth = kLifecycleAuthText.c_str();
 constexpr absl::Duration kArrival = absl::Seconds(5);
-
-// Identity's side, faked: activation codes and proofing times.
-class FakeIdentityDirectory final : public IdentityDirectory {
- public:
-  std::string NewCode(const std::string& account) {
-    absl::MutexLock lock(&mu_);
-    std::string code = absl::StrCat("CODE-", ++next_);
-    codes_[code] = account;
-    return code;
-  }
-  void SetProofedAt(const std::string& account, absl::Time at) {
-    absl::MutexLock lock(&mu_);
-    proofed_[account] = at;
-  }
-  int redemptions() {
-    absl::MutexLock lock(&mu_);
-    return redemptions_;
-  }
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view code,
-                                                   std::string_view key_sha256) override {
-    absl::MutexLock lock(&mu_);
-    EXPECT_EQ(key_sha256.size(), 32u);
-    auto it = codes_.find(std::string(code));
-    if (it == codes_.end()) return absl::NotFoundError("activation_code: not valid");
-    std::string account = it->second;
-    codes_.erase(it);
-    ++redemptions_;
-    return account;
-  }
-  absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account) override {
-    absl::MutexLock lock(&mu_);
-    auto it = proofed_.find(std::string(account));
-    if (it == proofed_.end()) return std::optional<absl::Time>();
-    return std::optional<absl::Time>(it->second);
-  }
-
- private:
-  absl::Mutex mu_;
-  int next_ = 0;
-  int redemptions_ = 0;
-  std::map<std::string, std::string> codes_;
-  std::map<std::string, absl::Time> proofed_;
-};
-
-class FakeSessionVerifier final : public SessionVerifier {
- public:
-  absl::StatusOr<std::string> Verify(std::string_view token) override {
-    if (token == "alice-token") return std::string("alice");
-    if (token == "bob-token") return std::string("bob");
-    return absl::UnauthenticatedError("bad token");
-  }
-};
 
 std::string Hash(char fill) { return std::string(32, fill); }
 
@@ -137,82 +93,39 @@ class ConsentTest : public qsign::testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    ASSERT_TRUE(hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
-    ASSERT_TRUE(hsm().GenerateKeyPair("device-ca", hsm::KeyType::kEcP256).ok());
+    // Identity's side, faked: activation codes, proofing times and session tokens.
+    auto identity = qsign::testing::FakeIdentityServer::Start();
+    ASSERT_TRUE(identity.ok()) << identity.status();
+    identity_ = *std::move(identity);
+    identity_->AddSession("alice-token", "alice");
+    identity_->AddSession("bob-token", "bob");
 
-    ASSERT_TRUE(MigrateConsentSchema(pool()).ok());
-    ASSERT_TRUE(signer::MigrateSignerSchema(pool()).ok());
+    // The signer and the consent service, built by their stacks as qsignd builds them.
+    auto stacks = qsign::testing::Stacks::Start(
+        env(), {.services = {"signer", "consent"},
+                .clock = &clock_,
+                .configure = [&](config::v1::ServerConfig& config) {
+                  config.mutable_peers()->set_identity(identity_->target());
+                  config.mutable_signer()->set_max_hashes_per_authorization(3);
+                }});
+    ASSERT_TRUE(stacks.ok()) << stacks.status();
+    stacks_ = *std::move(stacks);
+    auto ca_cert = ReadFileToString(stacks_->config().consent().device_ca_cert_file());
+    ASSERT_TRUE(ca_cert.ok()) << ca_cert.status();
+    ca_cert_ = *std::move(ca_cert);
+    channel_ = stacks_->channel();
+    stub_ = pb::Consent::NewStub(channel_);
+    signer_stub_ = pb::Signer::NewStub(channel_);
 
-    // The signer, in its own server as in production.
-    auto minter = SadMinter::New(&hsm(), "sad-key");
-    ASSERT_TRUE(minter.ok()) << minter.status();
-    minter_ = *std::move(minter);
-    auto verifier = SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
-    ASSERT_TRUE(verifier.ok());
-    sad_verifier_ = *std::move(verifier);
-    signer_store_ = signer::NewPostgresSignerStore(&pool());
-    signer_ =
-        std::make_unique<signer::Signer>(&hsm(), signer_store_.get(), sad_verifier_.get(), &clock_,
-                                         signer::SignerConfig{.max_hashes_per_authorization = 3});
-    signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
-    auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
-    ASSERT_TRUE(signer_server.ok()) << signer_server.status();
-    signer_server_ = *std::move(signer_server);
-    auto signer_channel =
-        grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
-    signer_stub_ = pb::Signer::NewStub(signer_channel);
-    credentials_ = std::make_unique<GrpcCredentialDirectory>(
-        qsign::daemon::DeferredChannel::Connected("signer", signer_channel), "consent",
-        SecretString("consent-secret"));
-
-    // The consent service.
-    auto ca =
-        SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "qsign test device CA", clock_.Now());
-    ASSERT_TRUE(ca.ok()) << ca.status();
-    ca_cert_ = *ca;
-    auto issuer = HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", ca_cert_);
-    ASSERT_TRUE(issuer.ok()) << issuer.status();
-    issuer_ = *std::move(issuer);
-    // Cheap hashing parameters keep the suite fast; PinHasherCost measures the real ones.
-    auto pins = PinHasher::New("k1", SecretString(qsign::testing::PinHashKey()),
-                               {.time_cost = 1, .memory_kib = 256, .parallelism = 1}, 4);
-    ASSERT_TRUE(pins.ok()) << pins.status();
-    pins_ = *std::move(pins);
+    // The test's own view of consent's tables and of the database's notifications.
     store_ = NewPostgresConsentStore(&pool());
     auto listener = PgAccountListener::Start(conninfo(), std::string(kNotifyChannel), &notifier_);
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = *std::move(listener);
-
-    CredentialTable operators, services;
-    ASSERT_TRUE(operators.AddSecret("op-7", "operator-secret").ok());
-    ASSERT_TRUE(services.AddSecret("identity", "identity-secret").ok());
-    ASSERT_TRUE(services.AddSecret("gateway", "gateway-secret").ok());
-    auto consent = Consent::New({.store = store_.get(),
-                                 .notifier = &notifier_,
-                                 .pins = pins_.get(),
-                                 .sad_minter = minter_.get(),
-                                 .certificates = issuer_.get(),
-                                 .identity = &identity_,
-                                 .credentials = credentials_.get(),
-                                 .sessions = &sessions_,
-                                 .push = nullptr,
-                                 .clock = &clock_},
-                                std::move(operators), std::move(services),
-                                ConsentConfig{.poll_interval = absl::Milliseconds(500)});
-    ASSERT_TRUE(consent.ok()) << consent.status();
-    consent_ = *std::move(consent);
-    grpc_ = std::make_unique<ConsentGrpc>(consent_.get());
-    auto server = GrpcServer::Start({}, {grpc_.get()});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->local_target(), grpc::InsecureChannelCredentials());
-    stub_ = pb::Consent::NewStub(channel_);
   }
 
   void TearDown() override {
-    if (consent_) consent_->Shutdown();
-    if (server_) server_->Shutdown(absl::Seconds(2));
-    if (signer_server_) signer_server_->Shutdown(absl::ZeroDuration());
+    if (stacks_) stacks_->Shutdown(absl::Seconds(2));
   }
 
   // An app enrolled for `account` with `pin`, watching.
@@ -222,7 +135,7 @@ class ConsentTest : public qsign::testing::ServiceTest {
     auto app = ConsentAppSimulator::New(channel_);
     EXPECT_TRUE(app.ok()) << app.status();
     if (!app.ok()) return nullptr;
-    absl::Status s = (*app)->Enroll(identity_.NewCode(account), "Ana's Pixel 8", pin);
+    absl::Status s = (*app)->Enroll(identity_->NewCode(account), "Ana's Pixel 8", pin);
     EXPECT_TRUE(s.ok()) << s;
     if (watch) {
       s = (*app)->StartWatching();
@@ -294,12 +207,14 @@ class ConsentTest : public qsign::testing::ServiceTest {
     create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
     pb::CredentialInfo created;
     grpc::ClientContext c1;
+    Auth(&c1, kLifecycleAuth);
     EXPECT_TRUE(signer_stub_->CreateKey(&c1, create, &created).ok());
     pb::SetCertificateRequest set;
     set.set_credential_id(id);
     set.add_certificate_chain_der(testing::CertificateFor(created.public_key_spki()));
     pb::CredentialInfo active;
     grpc::ClientContext c2;
+    Auth(&c2, kLifecycleAuth);
     EXPECT_TRUE(signer_stub_->SetCertificate(&c2, set, &active).ok());
     return active;
   }
@@ -345,25 +260,13 @@ class ConsentTest : public qsign::testing::ServiceTest {
   }
 
   FakeClock clock_{kStart};
-  std::unique_ptr<SadMinter> minter_;
-  std::unique_ptr<SadVerifier> sad_verifier_;
-  std::unique_ptr<signer::SignerStore> signer_store_;
-  std::unique_ptr<signer::Signer> signer_;
-  std::unique_ptr<signer::SignerGrpc> signer_grpc_;
-  std::unique_ptr<GrpcServer> signer_server_;
+  std::unique_ptr<qsign::testing::FakeIdentityServer> identity_;
+  std::unique_ptr<qsign::testing::Stacks> stacks_;
   std::unique_ptr<pb::Signer::Stub> signer_stub_;
-  std::unique_ptr<GrpcCredentialDirectory> credentials_;
   std::string ca_cert_;
-  std::unique_ptr<HsmDeviceCertificateIssuer> issuer_;
-  std::unique_ptr<PinHasher> pins_;
   std::unique_ptr<ConsentStore> store_;
   AccountNotifier notifier_;
   std::unique_ptr<PgAccountListener> listener_;
-  FakeIdentityDirectory identity_;
-  FakeSessionVerifier sessions_;
-  std::unique_ptr<Consent> consent_;
-  std::unique_ptr<ConsentGrpc> grpc_;
-  std::unique_ptr<GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Consent::Stub> stub_;
 };
@@ -398,7 +301,7 @@ TEST_F(ConsentTest, EnrolmentIsRateLimitedPerAddress) {
   for (int i = 0; i < 30; ++i) {
     EXPECT_EQ((*app)->Enroll("NOT-A-CODE", "Phone", kPin).code(), absl::StatusCode::kNotFound);
   }
-  const std::string code = identity_.NewCode("alice");
+  const std::string code = identity_->NewCode("alice");
   EXPECT_EQ((*app)->Enroll(code, "Phone", kPin).code(), absl::StatusCode::kResourceExhausted);
   clock_.Advance(absl::Minutes(1));
   EXPECT_TRUE((*app)->Enroll(code, "Phone", kPin).ok());
@@ -413,7 +316,7 @@ TEST(RateLimitTest, PeerAddresses) {
 TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
   auto app = ConsentAppSimulator::New(channel_);
   ASSERT_TRUE(app.ok());
-  const std::string code = identity_.NewCode("alice");
+  const std::string code = identity_->NewCode("alice");
   for (const char* pin : {"111111", "123456", "98765432", "12345", "123456789", "12a456"}) {
     absl::Status s = (*app)->Enroll(code, "Phone", pin);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << pin;
@@ -441,7 +344,7 @@ TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
   grpc::Status gs = stub_->EnrollDevice(&ctx, req, &resp);
   EXPECT_EQ(gs.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(gs.error_message(), HasSubstr("device_public_key"));
-  EXPECT_EQ(identity_.redemptions(), 0);
+  EXPECT_EQ(identity_->redemptions(), 0);
 
   EXPECT_EQ((*app)->Enroll("NOT-A-CODE", "Phone", kPin).code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE((*app)->Enroll(code, "Phone", "240913").ok());
@@ -616,14 +519,14 @@ TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
   EXPECT_EQ(UnblockPin("alice", "802514", nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(UnblockPin("alice", "802514", kIdentityAuth).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(UnblockPin("alice", "802514", "Operator op-7.wrong").error_code(),
+  EXPECT_EQ(UnblockPin("alice", "802514", "Operator ra-ana.wrong").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   grpc::Status s = UnblockPin("alice", "802514");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("re-proof first"));
-  identity_.SetProofedAt("alice", clock_.Now() - absl::Hours(2));
+  identity_->SetProofedAt("alice", clock_.Now() - absl::Hours(2));
   EXPECT_EQ(UnblockPin("alice", "802514").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  identity_.SetProofedAt("alice", clock_.Now() - absl::Minutes(10));
+  identity_->SetProofedAt("alice", clock_.Now() - absl::Minutes(10));
   EXPECT_EQ(UnblockPin("alice", "654321").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   s = UnblockPin("alice", "802514");
   ASSERT_TRUE(s.ok()) << s.error_message();
@@ -956,7 +859,7 @@ TEST_F(ConsentTest, PushWakeUpReachesTheWebhook) {
 
   auto app = ConsentAppSimulator::New(channel_);
   ASSERT_TRUE(app.ok());
-  ASSERT_TRUE((*app)->Enroll(identity_.NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
+  ASSERT_TRUE((*app)->Enroll(identity_->NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
   pb::ConsentRequestStatus created = Login("alice");
   const absl::Time until = absl::Now() + absl::Seconds(5);
   bool arrived = false;
@@ -989,7 +892,7 @@ TEST_F(ConsentTest, FailedPushIsRetriedLater) {
   PushDispatcher dispatcher(store_.get(), gateway->get(), &clock_,
                             {.poll_interval = absl::Hours(1)});
   auto app = ConsentAppSimulator::New(channel_);
-  ASSERT_TRUE((*app)->Enroll(identity_.NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
+  ASSERT_TRUE((*app)->Enroll(identity_->NewCode("alice"), "Phone", kPin, "fcm-token-1").ok());
   Login("alice");
   EXPECT_EQ(*dispatcher.RunOnce(), 0);
   auto due = store_->ClaimPushJobs(clock_.Now(), clock_.Now(), 10);
