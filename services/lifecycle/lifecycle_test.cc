@@ -29,7 +29,6 @@
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "common/strings.h"
-#include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
@@ -49,12 +48,11 @@
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
 #include "services/lifecycle/testing/cert_testing.h"
-#include "services/signer/signer.h"
-#include "services/signer/signer_grpc.h"
-#include "services/signer/signer_store.h"
 #include "tests/testing/metrics.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/stacks.h"
+#include "tests/testing/test_data.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -202,26 +200,16 @@ class LifecycleTest : public qsign::testing::ServiceTest {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
     ASSERT_TRUE(MigrateLifecycleSchema(pool()).ok());
-    ASSERT_TRUE(signer::MigrateSignerSchema(pool()).ok());
 
-    // The signer service, for real, over gRPC.
-    auto sad_key = hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256);
-    ASSERT_TRUE(sad_key.ok());
-    auto verifier = consent::SadVerifier::New({{"sad-key", sad_key->spki_der}});
-    ASSERT_TRUE(verifier.ok());
-    sad_verifier_ = *std::move(verifier);
-    signer_store_ = signer::NewPostgresSignerStore(&pool());
-    signer_ = std::make_unique<signer::Signer>(&hsm(), signer_store_.get(), sad_verifier_.get(),
-                                               &clock_, signer::SignerConfig{});
-    signer_grpc_ = std::make_unique<signer::SignerGrpc>(signer_.get());
-    auto signer_server = GrpcServer::Start({}, {signer_grpc_.get()});
-    ASSERT_TRUE(signer_server.ok()) << signer_server.status();
-    signer_server_ = *std::move(signer_server);
-    auto signer_channel =
-        grpc::CreateChannel(signer_server_->local_target(), grpc::InsecureChannelCredentials());
-    signer_stub_ = pb::Signer::NewStub(signer_channel);
+    // The signer service, for real, over gRPC: built by its stack as qsignd builds it.
+    auto stacks = qsign::testing::Stacks::Start(env(), {.services = {"signer"}, .clock = &clock_});
+    ASSERT_TRUE(stacks.ok()) << stacks.status();
+    signer_stacks_ = *std::move(stacks);
+    signer_stub_ = pb::Signer::NewStub(signer_stacks_->channel());
     signer_client_ = std::make_unique<GrpcSignerClient>(
-        qsign::daemon::DeferredChannel::Connected("signer", signer_channel), ServiceCredential{});
+        qsign::daemon::DeferredChannel::Connected("signer", signer_stacks_->channel()),
+        ServiceCredential{.client_id = "lifecycle",
+                          .secret = qsign::testing::ServiceSecret("lifecycle")});
     faulty_signer_ = std::make_unique<FaultySigner>(signer_client_.get());
 
     // The CA.
@@ -271,7 +259,7 @@ class LifecycleTest : public qsign::testing::ServiceTest {
   void TearDown() override {
     http_.reset();
     if (server_) server_->Shutdown(absl::ZeroDuration());
-    if (signer_server_) signer_server_->Shutdown(absl::ZeroDuration());
+    if (signer_stacks_) signer_stacks_->Shutdown(absl::ZeroDuration());
     for (const std::string& f : temp_files_) unlink(f.c_str());
   }
 
@@ -357,11 +345,7 @@ class LifecycleTest : public qsign::testing::ServiceTest {
 
   // Real time, whole seconds: openssl checks certificate, CRL and OCSP times against its clock.
   FakeClock clock_{absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()))};
-  std::unique_ptr<consent::SadVerifier> sad_verifier_;
-  std::unique_ptr<signer::SignerStore> signer_store_;
-  std::unique_ptr<signer::Signer> signer_;
-  std::unique_ptr<signer::SignerGrpc> signer_grpc_;
-  std::unique_ptr<GrpcServer> signer_server_;
+  std::unique_ptr<qsign::testing::Stacks> signer_stacks_;
   std::unique_ptr<pb::Signer::Stub> signer_stub_;
   std::unique_ptr<GrpcSignerClient> signer_client_;
   std::unique_ptr<FaultySigner> faulty_signer_;
