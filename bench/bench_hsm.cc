@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/ossl.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/bare_pkcs11.h"
 #include "hsm/testing/softhsm_token.h"
@@ -27,13 +28,6 @@ ABSL_FLAG(std::string, threads, "1,2", "comma-separated thread counts");
 
 namespace qsign::bench {
 namespace {
-
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct EvpPkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
 
 // Runs fn(thread_index) in `threads` threads until `d` has passed; returns calls per second.
 template <typename Fn>
@@ -62,13 +56,13 @@ double Rate(int threads, absl::Duration d, Fn fn) {
 }
 
 double OpenSslRate(hsm::KeyType type, int threads, absl::Duration d) {
-  std::unique_ptr<EVP_PKEY, EvpPkeyDeleter> key(
-      hsm::IsEc(type) ? EVP_EC_gen(type == hsm::KeyType::kEcP256 ? "P-256" : "P-384")
-                      : EVP_RSA_gen(hsm::KeyBits(type)));
+  OsslPtr<EVP_PKEY> key(hsm::IsEc(type)
+                            ? EVP_EC_gen(type == hsm::KeyType::kEcP256 ? "P-256" : "P-384")
+                            : EVP_RSA_gen(hsm::KeyBits(type)));
   unsigned char digest[32];
   RAND_bytes(digest, sizeof digest);
   return Rate(threads, d, [&](int) {
-    std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+    OsslPtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
     if (EVP_PKEY_sign_init(ctx.get()) != 1) return false;
     if (!hsm::IsEc(type)) {
       EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING);

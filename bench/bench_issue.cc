@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
@@ -34,7 +35,6 @@
 #include "services/lifecycle/ca/ca_setup.h"
 #include "services/lifecycle/ca/ca_store.h"
 #include "services/lifecycle/ca/ocsp.h"
-#include "services/lifecycle/ca/ossl.h"
 #include "services/lifecycle/ca/profile.h"
 #include "services/lifecycle/clients_grpc.h"
 #include "services/lifecycle/contracts.h"
@@ -133,16 +133,16 @@ double Rate(int threads, double seconds, F fn) {
 
 std::string OcspRequestFor(const lifecycle::CaSet& cas, const std::string& serial_hex, bool nonce) {
   const std::string serial_bytes = absl::HexStringToBytes(serial_hex);
-  lifecycle::BignumPtr bn(
-      BN_bin2bn(lifecycle::Bytes(serial_bytes), static_cast<int>(serial_bytes.size()), nullptr));
-  lifecycle::Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  OsslPtr<BIGNUM> bn(
+      BN_bin2bn(Bytes(serial_bytes), static_cast<int>(serial_bytes.size()), nullptr));
+  OsslPtr<ASN1_INTEGER> serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
   const X509* issuer = cas.qualified().cert();
   OCSP_CERTID* id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(issuer),
                                      X509_get0_pubkey_bitstr(issuer), serial.get());
-  lifecycle::OcspRequestPtr req(OCSP_REQUEST_new());
+  OsslPtr<OCSP_REQUEST> req(OCSP_REQUEST_new());
   OCSP_request_add0_id(req.get(), id);
   if (nonce) OCSP_request_add1_nonce(req.get(), nullptr, 16);
-  return lifecycle::ToDer(req.get(), i2d_OCSP_REQUEST);
+  return ToDer(req.get(), i2d_OCSP_REQUEST);
 }
 
 void Run() {

@@ -14,24 +14,12 @@
 #include "absl/strings/str_join.h"
 #include "common/file.h"
 #include "common/log.h"
+#include "common/ossl.h"
 #include "common/secret.h"
 #include "common/strings.h"
 
 namespace qsign::tls {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 std::vector<RpcGroup> MakeQsignRpcGroups() {
   auto in = [](std::string_view service, std::initializer_list<std::string_view> methods) {
@@ -110,12 +98,12 @@ absl::StatusOr<std::string> ReadPemFile(std::string_view field, const std::strin
 }
 
 // The leaf certificate of a PEM chain, and the number of certificates in it.
-X509Ptr FirstCertificate(const std::string& pem, int* count) {
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  X509Ptr first;
+OsslPtr<X509> FirstCertificate(const std::string& pem, int* count) {
+  OsslPtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  OsslPtr<X509> first;
   *count = 0;
   while (bio != nullptr) {
-    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    OsslPtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
     if (cert == nullptr) break;
     if (first == nullptr) first = std::move(cert);
     ++*count;
@@ -139,7 +127,7 @@ absl::Status LoadTlsMaterial(const config::v1::Tls& tls, TlsMaterial* out) {
   if (!chain.ok()) return chain.status();
   out->cert_chain = *std::move(chain);
   int count = 0;
-  X509Ptr leaf = FirstCertificate(out->cert_chain, &count);
+  OsslPtr<X509> leaf = FirstCertificate(out->cert_chain, &count);
   if (leaf == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("tls.cert_file: ", tls.cert_file(), ": no PEM certificate"));
@@ -152,10 +140,11 @@ absl::Status LoadTlsMaterial(const config::v1::Tls& tls, TlsMaterial* out) {
                         absl::StrCat("tls.key_file: ", key.status().message()));
   }
   out->key = absl::StrCat(Av(key->value()), "\n");
-  BioPtr key_bio(BIO_new_mem_buf(out->key.data(), static_cast<int>(out->key.size())));
-  PkeyPtr pkey(key_bio == nullptr ? nullptr
-                                  : PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr,
-                                                            const_cast<char*>("")));
+  OsslPtr<BIO> key_bio(BIO_new_mem_buf(out->key.data(), static_cast<int>(out->key.size())));
+  OsslPtr<EVP_PKEY> pkey(
+      key_bio == nullptr
+          ? nullptr
+          : PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, const_cast<char*>("")));
   if (pkey == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("tls.key_file: ", tls.key_file(), ": no unencrypted PEM private key"));
@@ -267,15 +256,13 @@ absl::StatusOr<std::string> OwnIdentity(const config::v1::Tls& tls) {
   absl::StatusOr<std::string> chain = ReadPemFile("tls.cert_file", tls.cert_file());
   if (!chain.ok()) return chain.status();
   int count = 0;
-  X509Ptr leaf = FirstCertificate(*chain, &count);
+  OsslPtr<X509> leaf = FirstCertificate(*chain, &count);
   if (leaf == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("tls.cert_file: ", tls.cert_file(), ": no PEM certificate"));
   }
-  std::unique_ptr<GENERAL_NAMES, void (*)(GENERAL_NAMES*)> names(
-      static_cast<GENERAL_NAMES*>(
-          X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr)),
-      [](GENERAL_NAMES* n) { GENERAL_NAMES_free(n); });
+  OsslPtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(leaf.get(), NID_subject_alt_name, nullptr, nullptr)));
   for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);  // Owned by `names`.
     if (name->type != GEN_DNS) continue;

@@ -11,23 +11,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/ossl.h"
 
 namespace qsign::consent {
 
 namespace pb = ::qsign::v1;
 
 struct ConsentAppSimulator::Key {
-  struct Deleter {
-    void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-  };
-  std::unique_ptr<EVP_PKEY, Deleter> pkey;
+  OsslPtr<EVP_PKEY> pkey;
 };
 
 namespace {
-
-struct EvpMdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 constexpr absl::Duration kReconnectDelay = absl::Milliseconds(200);
@@ -64,11 +58,8 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
   auto key = std::make_unique<Key>();
   key->pkey.reset(EVP_EC_gen("P-256"));
   if (!key->pkey) return absl::InternalError("app: P-256 key generation failed");
-  unsigned char* der = nullptr;
-  const int len = i2d_PUBKEY(key->pkey.get(), &der);
-  if (len <= 0) return absl::InternalError("app: SPKI encoding failed");
-  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
+  std::string spki = ToDer(key->pkey.get(), i2d_PUBKEY);
+  if (spki.empty()) return absl::InternalError("app: SPKI encoding failed");
   return std::unique_ptr<ConsentAppSimulator>(
       new ConsentAppSimulator(channel, std::move(key), std::move(spki)));
 }
@@ -76,10 +67,7 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
 absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::FromPrivateKeyPem(
     std::shared_ptr<grpc::ChannelInterface> channel, std::string_view private_key_pem,
     std::string device_id, std::string account_id) {
-  struct BioDeleter {
-    void operator()(BIO* b) const { BIO_free(b); }
-  };
-  std::unique_ptr<BIO, BioDeleter> bio(
+  OsslPtr<BIO> bio(
       BIO_new_mem_buf(private_key_pem.data(), static_cast<int>(private_key_pem.size())));
   if (!bio) return absl::InternalError("app: out of memory");
   auto key = std::make_unique<Key>();
@@ -87,11 +75,8 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::FromPr
   if (!key->pkey || !EVP_PKEY_is_a(key->pkey.get(), "EC")) {
     return absl::InvalidArgumentError("app: the stored device key is not an EC private key PEM");
   }
-  unsigned char* der = nullptr;
-  const int len = i2d_PUBKEY(key->pkey.get(), &der);
-  if (len <= 0) return absl::InternalError("app: SPKI encoding failed");
-  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
+  std::string spki = ToDer(key->pkey.get(), i2d_PUBKEY);
+  if (spki.empty()) return absl::InternalError("app: SPKI encoding failed");
   auto app = std::unique_ptr<ConsentAppSimulator>(
       new ConsentAppSimulator(channel, std::move(key), std::move(spki)));
   app->device_id_ = std::move(device_id);
@@ -100,10 +85,7 @@ absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::FromPr
 }
 
 absl::StatusOr<std::string> ConsentAppSimulator::PrivateKeyPem() const {
-  struct BioDeleter {
-    void operator()(BIO* b) const { BIO_free(b); }
-  };
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_PrivateKey(bio.get(), key_->pkey.get(), nullptr, nullptr, 0, nullptr,
                                        nullptr) != 1) {
     return absl::InternalError("app: PEM encoding failed");
@@ -122,7 +104,7 @@ ConsentAppSimulator::ConsentAppSimulator(const std::shared_ptr<grpc::ChannelInte
 ConsentAppSimulator::~ConsentAppSimulator() { StopWatching(); }
 
 absl::StatusOr<std::string> ConsentAppSimulator::Sign(std::string_view data) const {
-  std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter> ctx(EVP_MD_CTX_new());
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   size_t len = 0;
   if (!ctx ||
       EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_->pkey.get()) != 1 ||

@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/ossl.h"
 #include "common/proto_time.h"
 #include "common/refusal.h"
 #include "common/strings.h"
@@ -24,15 +25,6 @@ using ::qsign::FromProto;
 using ::qsign::ToProto;
 using ::qsign::v1::Refusal;
 
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-struct EvpMdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
-
 absl::StatusOr<std::string> Sha256(std::string_view data) {
   std::string out(32, '\0');
   unsigned int len = 0;
@@ -43,9 +35,9 @@ absl::StatusOr<std::string> Sha256(std::string_view data) {
   return out;
 }
 
-absl::StatusOr<EvpPkeyPtr> ParseP256Spki(std::string_view der) {
+absl::StatusOr<OsslPtr<EVP_PKEY>> ParseP256Spki(std::string_view der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  OsslPtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (key == nullptr) return absl::InvalidArgumentError("SAD key: not a SubjectPublicKeyInfo");
   if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC || EVP_PKEY_get_bits(key.get()) != 256) {
     return absl::InvalidArgumentError("SAD key: must be EC P-256");
@@ -112,7 +104,7 @@ absl::StatusOr<std::string> SadMinter::Mint(SadGrant grant, absl::Time now,
 }
 
 struct SadVerifier::Key {
-  EvpPkeyPtr pkey;
+  OsslPtr<EVP_PKEY> pkey;
 };
 
 SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys) {
@@ -149,7 +141,7 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
     return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_UNKNOWN_KEY, "sad",
                   "signed by an unknown key");
   }
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
                                              it->second->pkey.get()) != 1) {
     return absl::InternalError("EVP_DigestVerifyInit failed");

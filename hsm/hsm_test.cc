@@ -19,8 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 #include "common/secret.h"
-#include "hsm/ossl.h"
 #include "hsm/pkcs11_hsm.h"
 #include "hsm/pkcs11_module.h"
 #include "hsm/testing/bare_pkcs11.h"
@@ -58,31 +58,27 @@ std::string Digest(HashAlgorithm hash, std::string_view message) {
   return out;
 }
 
-EvpPkeyPtr ParseSpki(const std::string& der) {
+OsslPtr<EVP_PKEY> ParseSpki(const std::string& der) {
   const auto* in = reinterpret_cast<const unsigned char*>(der.data());
-  return EvpPkeyPtr(d2i_PUBKEY(nullptr, &in, static_cast<long>(der.size())));
+  return OsslPtr<EVP_PKEY>(d2i_PUBKEY(nullptr, &in, static_cast<long>(der.size())));
 }
 
 // r||s -> DER, written independently of hsm/key_encoding.
 std::string RawToDer(const std::string& raw) {
   const size_t half = raw.size() / 2;
   const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
-  EcdsaSigPtr sig(ECDSA_SIG_new());
+  OsslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
   ECDSA_SIG_set0(sig.get(), BN_bin2bn(bytes, static_cast<int>(half), nullptr),
                  BN_bin2bn(bytes + half, static_cast<int>(half), nullptr));
-  unsigned char* der = nullptr;
-  int length = i2d_ECDSA_SIG(sig.get(), &der);
-  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(length));
-  OPENSSL_free(der);
-  return out;
+  return ToDer(sig.get(), i2d_ECDSA_SIG);
 }
 
 // OpenSSL's verdict on `signature` over `digest` with the SPKI's key.
 ::testing::AssertionResult Verifies(const PublicKey& key, const SignParams& params,
                                     const std::string& digest, const std::string& signature) {
-  EvpPkeyPtr pkey = ParseSpki(key.spki_der);
+  OsslPtr<EVP_PKEY> pkey = ParseSpki(key.spki_der);
   if (pkey == nullptr) return ::testing::AssertionFailure() << "SPKI does not parse";
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pkey.get(), nullptr));
+  OsslPtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new(pkey.get(), nullptr));
   if (EVP_PKEY_verify_init(ctx.get()) != 1 ||
       EVP_PKEY_CTX_set_signature_md(ctx.get(), Md(params.hash)) != 1) {
     return ::testing::AssertionFailure() << "verify init failed";
@@ -165,7 +161,7 @@ class EcSignTest : public HsmTest, public ::testing::WithParamInterface<KeyType>
 TEST_P(EcSignTest, EcdsaDerAndRawVerifyForEveryHash) {
   const PublicKey key = Generate("ec", GetParam());
   ASSERT_EQ(key.type, GetParam());
-  EvpPkeyPtr pkey = ParseSpki(key.spki_der);
+  OsslPtr<EVP_PKEY> pkey = ParseSpki(key.spki_der);
   ASSERT_NE(pkey, nullptr);
   EXPECT_EQ(EVP_PKEY_get_bits(pkey.get()), KeyBits(GetParam()));
   for (HashAlgorithm hash :
@@ -182,7 +178,7 @@ INSTANTIATE_TEST_SUITE_P(Curves, EcSignTest, ::testing::Values(KeyType::kEcP256,
 
 TEST_F(HsmTest, Rsa2048Pkcs1AndPssVerifyForEveryHash) {
   const PublicKey key = Generate("rsa", KeyType::kRsa2048);
-  EvpPkeyPtr pkey = ParseSpki(key.spki_der);
+  OsslPtr<EVP_PKEY> pkey = ParseSpki(key.spki_der);
   ASSERT_NE(pkey, nullptr);
   EXPECT_EQ(EVP_PKEY_get_bits(pkey.get()), 2048);
   for (SignScheme scheme : {SignScheme::kRsaPkcs1, SignScheme::kRsaPss}) {
@@ -200,7 +196,7 @@ TEST_F(HsmTest, Rsa3072And4096SignAndVerify) {
   for (KeyType type : {KeyType::kRsa3072, KeyType::kRsa4096}) {
     const std::string id(KeyTypeName(type));
     const PublicKey key = Generate(id, type);
-    EvpPkeyPtr pkey = ParseSpki(key.spki_der);
+    OsslPtr<EVP_PKEY> pkey = ParseSpki(key.spki_der);
     ASSERT_NE(pkey, nullptr);
     EXPECT_EQ(EVP_PKEY_get_bits(pkey.get()), KeyBits(type));
     SignAndVerify(id, key, {SignScheme::kRsaPkcs1, HashAlgorithm::kSha256});

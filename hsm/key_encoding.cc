@@ -5,8 +5,8 @@
 #include <openssl/x509.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/ossl.h"
 #include "common/strings.h"
-#include "hsm/ossl.h"
 
 namespace qsign::hsm {
 namespace {
@@ -26,7 +26,7 @@ constexpr char kSha512Prefix[] =
 size_t EcCoordinateLength(KeyType type) { return type == KeyType::kEcP256 ? 32 : 48; }
 
 absl::StatusOr<std::string> PublicKeyToSpki(const char* algorithm, const OSSL_PARAM* params) {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, algorithm, nullptr));
+  OsslPtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_name(nullptr, algorithm, nullptr));
   if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1) {
     return absl::InternalError(absl::StrCat("cannot set up OpenSSL ", algorithm, " key import"));
   }
@@ -36,7 +36,7 @@ absl::StatusOr<std::string> PublicKeyToSpki(const char* algorithm, const OSSL_PA
     return absl::InvalidArgumentError(
         absl::StrCat("the token returned a ", algorithm, " public key OpenSSL rejects"));
   }
-  EvpPkeyPtr key(raw_key);
+  OsslPtr<EVP_PKEY> key(raw_key);
   int len = i2d_PUBKEY(key.get(), nullptr);
   if (len <= 0) return absl::InternalError("cannot encode SubjectPublicKeyInfo");
   std::string der(static_cast<size_t>(len), '\0');
@@ -65,7 +65,7 @@ absl::StatusOr<std::string> UnwrapEcPoint(KeyType type, std::string_view ec_poin
   const size_t point_len = 1 + 2 * EcCoordinateLength(type);
   std::string point;
   const auto* in = reinterpret_cast<const unsigned char*>(ec_point_attribute.data());
-  Asn1OctetStringPtr octets(
+  OsslPtr<ASN1_OCTET_STRING> octets(
       d2i_ASN1_OCTET_STRING(nullptr, &in, static_cast<long>(ec_point_attribute.size())));
   if (octets != nullptr && in == reinterpret_cast<const unsigned char*>(ec_point_attribute.data()) +
                                      ec_point_attribute.size()) {
@@ -83,7 +83,7 @@ absl::StatusOr<std::string> UnwrapEcPoint(KeyType type, std::string_view ec_poin
 
 absl::StatusOr<std::string> EcSpkiDer(KeyType type, std::string_view uncompressed_point) {
   if (!IsEc(type)) return absl::InvalidArgumentError("EcSpkiDer needs an EC key type");
-  OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
+  OsslPtr<OSSL_PARAM_BLD> bld(OSSL_PARAM_BLD_new());
   const char* group = type == KeyType::kEcP256 ? SN_X9_62_prime256v1 : SN_secp384r1;
   if (bld == nullptr ||
       OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
@@ -91,23 +91,23 @@ absl::StatusOr<std::string> EcSpkiDer(KeyType type, std::string_view uncompresse
                                        uncompressed_point.data(), uncompressed_point.size()) != 1) {
     return absl::InternalError("cannot build OpenSSL EC parameters");
   }
-  OsslParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  OsslPtr<OSSL_PARAM> params(OSSL_PARAM_BLD_to_param(bld.get()));
   if (params == nullptr) return absl::InternalError("cannot build OpenSSL EC parameters");
   return PublicKeyToSpki("EC", params.get());
 }
 
 absl::StatusOr<std::string> RsaSpkiDer(std::string_view modulus, std::string_view exponent) {
-  BignumPtr n(BN_bin2bn(reinterpret_cast<const unsigned char*>(modulus.data()),
-                        static_cast<int>(modulus.size()), nullptr));
-  BignumPtr e(BN_bin2bn(reinterpret_cast<const unsigned char*>(exponent.data()),
-                        static_cast<int>(exponent.size()), nullptr));
-  OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
+  OsslPtr<BIGNUM> n(BN_bin2bn(reinterpret_cast<const unsigned char*>(modulus.data()),
+                              static_cast<int>(modulus.size()), nullptr));
+  OsslPtr<BIGNUM> e(BN_bin2bn(reinterpret_cast<const unsigned char*>(exponent.data()),
+                              static_cast<int>(exponent.size()), nullptr));
+  OsslPtr<OSSL_PARAM_BLD> bld(OSSL_PARAM_BLD_new());
   if (n == nullptr || e == nullptr || bld == nullptr ||
       OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
       OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1) {
     return absl::InternalError("cannot build OpenSSL RSA parameters");
   }
-  OsslParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  OsslPtr<OSSL_PARAM> params(OSSL_PARAM_BLD_to_param(bld.get()));
   if (params == nullptr) return absl::InternalError("cannot build OpenSSL RSA parameters");
   return PublicKeyToSpki("RSA", params.get());
 }
@@ -134,9 +134,9 @@ absl::StatusOr<std::string> EcdsaRawToDer(std::string_view raw) {
   }
   const size_t half = raw.size() / 2;
   const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
-  BignumPtr r(BN_bin2bn(bytes, static_cast<int>(half), nullptr));
-  BignumPtr s(BN_bin2bn(bytes + half, static_cast<int>(half), nullptr));
-  EcdsaSigPtr sig(ECDSA_SIG_new());
+  OsslPtr<BIGNUM> r(BN_bin2bn(bytes, static_cast<int>(half), nullptr));
+  OsslPtr<BIGNUM> s(BN_bin2bn(bytes + half, static_cast<int>(half), nullptr));
+  OsslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
   if (r == nullptr || s == nullptr || sig == nullptr) {
     return absl::InternalError("out of memory converting an ECDSA signature");
   }

@@ -5,7 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "hsm/ossl.h"
+#include "common/ossl.h"
 
 namespace qsign::hsm {
 namespace {
@@ -23,14 +23,14 @@ TEST(KeyEncodingTest, EcParamsRoundTrip) {
 TEST(KeyEncodingTest, DigestInfoMatchesOpenSsl) {
   // OpenSSL's own PKCS#1 v1.5 verification accepts what we build: sign the DigestInfo raw with a
   // fresh OpenSSL key and verify with the hash set.
-  EvpPkeyPtr key(EVP_RSA_gen(2048));
+  OsslPtr<EVP_PKEY> key(EVP_RSA_gen(2048));
   ASSERT_NE(key, nullptr);
   for (auto [hash, md] : {std::pair{HashAlgorithm::kSha256, EVP_sha256()},
                           std::pair{HashAlgorithm::kSha384, EVP_sha384()},
                           std::pair{HashAlgorithm::kSha512, EVP_sha512()}}) {
     std::string digest(DigestLength(hash), '\x42');
     std::string info = DigestInfoDer(hash, digest);
-    EvpPkeyCtxPtr sign_ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+    OsslPtr<EVP_PKEY_CTX> sign_ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
     ASSERT_EQ(EVP_PKEY_sign_init(sign_ctx.get()), 1);
     ASSERT_EQ(EVP_PKEY_CTX_set_rsa_padding(sign_ctx.get(), RSA_PKCS1_PADDING), 1);
     std::string signature(256, '\0');
@@ -39,7 +39,7 @@ TEST(KeyEncodingTest, DigestInfoMatchesOpenSsl) {
         EVP_PKEY_sign(sign_ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &length,
                       reinterpret_cast<const unsigned char*>(info.data()), info.size()),
         1);
-    EvpPkeyCtxPtr verify_ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+    OsslPtr<EVP_PKEY_CTX> verify_ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
     ASSERT_EQ(EVP_PKEY_verify_init(verify_ctx.get()), 1);
     ASSERT_EQ(EVP_PKEY_CTX_set_rsa_padding(verify_ctx.get(), RSA_PKCS1_PADDING), 1);
     ASSERT_EQ(EVP_PKEY_CTX_set_signature_md(verify_ctx.get(), md), 1);
@@ -57,7 +57,7 @@ TEST(KeyEncodingTest, EcdsaRawToDerKeepsRAndS) {
   absl::StatusOr<std::string> der = EcdsaRawToDer(raw);
   ASSERT_TRUE(der.ok()) << der.status();
   const auto* in = reinterpret_cast<const unsigned char*>(der->data());
-  EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &in, static_cast<long>(der->size())));
+  OsslPtr<ECDSA_SIG> sig(d2i_ECDSA_SIG(nullptr, &in, static_cast<long>(der->size())));
   ASSERT_NE(sig, nullptr);
   EXPECT_TRUE(BN_is_word(ECDSA_SIG_get0_r(sig.get()), 5));
   EXPECT_EQ(BN_num_bits(ECDSA_SIG_get0_s(sig.get())), 249);

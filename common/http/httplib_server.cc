@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/http/server.h"
 #include "common/log.h"
+#include "common/ossl.h"
 #include "common/request_id.h"
 #include "common/secret.h"
 
@@ -27,13 +28,6 @@ namespace {
 
 // The request being handled on this worker thread, from routing until its response is written.
 thread_local std::optional<request_id::ScopedRequestId> request_scope;
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
 
 // Server certificate, key and (optionally) client verification, errors naming the TlsFiles
 // fields.
@@ -50,9 +44,8 @@ absl::Status ConfigureTls(SSL_CTX* ctx, const TlsFiles& tls) {
     return absl::Status(key.status().code(),
                         absl::StrCat(tls.key_field, ": ", key.status().message()));
   }
-  std::unique_ptr<BIO, BioFree> bio(
-      BIO_new_mem_buf(key->value().data(), static_cast<int>(key->value().size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> pkey(
+  OsslPtr<BIO> bio(BIO_new_mem_buf(key->value().data(), static_cast<int>(key->value().size())));
+  OsslPtr<EVP_PKEY> pkey(
       bio == nullptr ? nullptr
                      : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, const_cast<char*>("")));
   if (pkey == nullptr || SSL_CTX_use_PrivateKey(ctx, pkey.get()) != 1 ||
@@ -61,14 +54,13 @@ absl::Status ConfigureTls(SSL_CTX* ctx, const TlsFiles& tls) {
         tls.key_field, ": ", tls.key_file, ": not an unencrypted PEM key of ", tls.cert_field));
   }
   if (!tls.client_ca_file.empty()) {
-    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str());
+    OsslPtr<STACK_OF(X509_NAME)> names(SSL_load_client_CA_file(tls.client_ca_file.c_str()));
     if (names == nullptr ||
         SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
-      if (names != nullptr) sk_X509_NAME_pop_free(names, X509_NAME_free);
       return absl::InvalidArgumentError(absl::StrCat(tls.client_ca_field, ": ", tls.client_ca_file,
                                                      ": cannot load PEM CA certificates"));
     }
-    SSL_CTX_set_client_CA_list(ctx, names);  // Takes ownership of names.
+    SSL_CTX_set_client_CA_list(ctx, names.release());  // Takes ownership of names.
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   return absl::OkStatus();

@@ -9,19 +9,11 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 
 namespace qsign::consent {
 namespace {
-
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-struct EvpMdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
 
 constexpr size_t kIdHexChars = 32;
 
@@ -52,9 +44,9 @@ int Utf8Chars(std::string_view s) {
   return chars;
 }
 
-EvpPkeyPtr ParseSpki(std::string_view der) {
+OsslPtr<EVP_PKEY> ParseSpki(std::string_view der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  OsslPtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (key && p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) key.reset();
   return key;
 }
@@ -119,7 +111,7 @@ absl::Status ValidateDeviceKey(std::string_view spki) {
   absl::Status bad =
       absl::InvalidArgumentError("device_public_key: must be a P-256 SubjectPublicKeyInfo (DER)");
   if (spki.empty() || spki.size() > 512) return bad;
-  EvpPkeyPtr key = ParseSpki(spki);
+  OsslPtr<EVP_PKEY> key = ParseSpki(spki);
   if (!key || !EVP_PKEY_is_a(key.get(), "EC")) return bad;
   char group[64] = {};
   size_t group_len = 0;
@@ -134,8 +126,8 @@ absl::Status ValidateDeviceKey(std::string_view spki) {
 bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                            std::string_view signature) {
   if (signature.empty() || signature.size() > 80) return false;
-  EvpPkeyPtr key = ParseSpki(spki);
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  OsslPtr<EVP_PKEY> key = ParseSpki(spki);
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (!key || !ctx ||
       EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1) {
     return false;

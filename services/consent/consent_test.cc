@@ -29,6 +29,7 @@
 #include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
@@ -79,13 +80,9 @@ constexpr absl::Duration kArrival = absl::Seconds(5);
 
 std::string Hash(char fill) { return std::string(32, fill); }
 
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
-
-std::unique_ptr<X509, X509Deleter> ParseCert(const std::string& der) {
+OsslPtr<X509> ParseCert(const std::string& der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  return std::unique_ptr<X509, X509Deleter>(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  return OsslPtr<X509>(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
 }
 
 class ConsentTest : public qsign::testing::ServiceTest {
@@ -285,11 +282,7 @@ TEST_F(ConsentTest, EnrolmentIssuesADeviceCertificateFromTheDeviceCa) {
   ASSERT_TRUE(cert && ca);
   EXPECT_EQ(X509_verify(cert.get(), X509_get0_pubkey(ca.get())), 1);
   // The certificate is for the device's own key.
-  unsigned char* spki = nullptr;
-  int len = i2d_PUBKEY(X509_get0_pubkey(cert.get()), &spki);
-  ASSERT_GT(len, 0);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(spki), len), app->public_key_spki());
-  OPENSSL_free(spki);
+  EXPECT_EQ(ToDer(X509_get0_pubkey(cert.get()), i2d_PUBKEY), app->public_key_spki());
   char cn[128] = {};
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
   EXPECT_STREQ(cn, "Ana's Pixel 8");
@@ -332,12 +325,8 @@ TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
   req.set_device_name("Phone");
   req.set_pin(kPin);
   {
-    EVP_PKEY* p384 = EVP_EC_gen("P-384");
-    unsigned char* der = nullptr;
-    int len = i2d_PUBKEY(p384, &der);
-    req.set_device_public_key(std::string(reinterpret_cast<char*>(der), len));
-    OPENSSL_free(der);
-    EVP_PKEY_free(p384);
+    OsslPtr<EVP_PKEY> p384(EVP_EC_gen("P-384"));
+    req.set_device_public_key(ToDer(p384.get(), i2d_PUBKEY));
   }
   grpc::ClientContext ctx;
   pb::EnrollDeviceResponse resp;

@@ -13,34 +13,21 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/ossl.h"
 
 namespace qsign::consent {
 namespace {
 
-#define QSIGN_OSSL_PTR(alias, type, free_fn)       \
-  struct alias##Deleter {                          \
-    void operator()(type* p) const { free_fn(p); } \
-  };                                               \
-  using alias = std::unique_ptr<type, alias##Deleter>
-QSIGN_OSSL_PTR(X509Ptr, X509, X509_free);
-QSIGN_OSSL_PTR(EvpPkeyPtr, EVP_PKEY, EVP_PKEY_free);
-QSIGN_OSSL_PTR(BignumPtr, BIGNUM, BN_free);
-QSIGN_OSSL_PTR(X509ExtPtr, X509_EXTENSION, X509_EXTENSION_free);
-#undef QSIGN_OSSL_PTR
-
-void OpensslFree(unsigned char* p) { OPENSSL_free(p); }
-using OsslBytes = std::unique_ptr<unsigned char, decltype(&OpensslFree)>;
-
-X509Ptr ParseCert(std::string_view der) {
+OsslPtr<X509> ParseCert(std::string_view der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  OsslPtr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   if (cert && p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) cert.reset();
   return cert;
 }
 
-EvpPkeyPtr ParseSpki(std::string_view der) {
+OsslPtr<EVP_PKEY> ParseSpki(std::string_view der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  return EvpPkeyPtr(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  return OsslPtr<EVP_PKEY>(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
 }
 
 void AppendDerLength(size_t len, std::string* out) {
@@ -62,7 +49,7 @@ std::string DerTagged(uint8_t tag, std::string_view content) {
 }
 
 absl::Status AddExtension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
-  X509ExtPtr ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
+  OsslPtr<X509_EXTENSION> ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) {
     return absl::InternalError(absl::StrCat("device certificate: extension ", OBJ_nid2sn(nid)));
   }
@@ -73,7 +60,7 @@ absl::Status SetRandomSerial(X509* cert) {
   unsigned char serial[16];
   if (RAND_bytes(serial, sizeof(serial)) != 1) return absl::InternalError("no randomness");
   serial[0] &= 0x7f;  // Positive, and at most 16 bytes encoded (RFC 5280: at most 20).
-  BignumPtr bn(BN_bin2bn(serial, sizeof(serial), nullptr));
+  OsslPtr<BIGNUM> bn(BN_bin2bn(serial, sizeof(serial), nullptr));
   if (!bn || BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)) == nullptr) {
     return absl::InternalError("device certificate: serial");
   }
@@ -90,11 +77,11 @@ absl::StatusOr<std::string> SignWithHsm(hsm::Hsm* hsm, std::string_view key_id, 
   unsigned char* tbs_raw = nullptr;
   const int tbs_len = i2d_re_X509_tbs(cert, &tbs_raw);
   if (tbs_len <= 0) return absl::InternalError("device certificate: TBS encoding");
-  OsslBytes tbs(tbs_raw, &OpensslFree);
+  OsslPtr<unsigned char> tbs(tbs_raw);
   unsigned char* alg_raw = nullptr;
   const int alg_len = i2d_X509_ALGOR(tbs_alg, &alg_raw);
   if (alg_len <= 0) return absl::InternalError("device certificate: algorithm encoding");
-  OsslBytes alg(alg_raw, &OpensslFree);
+  OsslPtr<unsigned char> alg(alg_raw);
 
   std::string digest(SHA256_DIGEST_LENGTH, '\0');
   SHA256(tbs.get(), static_cast<size_t>(tbs_len), reinterpret_cast<unsigned char*>(digest.data()));
@@ -124,14 +111,14 @@ absl::Status SetValidity(X509* cert, absl::Time from, absl::Time to) {
 
 absl::StatusOr<std::unique_ptr<HsmDeviceCertificateIssuer>> HsmDeviceCertificateIssuer::New(
     hsm::Hsm* hsm, std::string ca_key_id, std::string ca_certificate_der, absl::Duration validity) {
-  X509Ptr ca = ParseCert(ca_certificate_der);
+  OsslPtr<X509> ca = ParseCert(ca_certificate_der);
   if (!ca) return absl::InvalidArgumentError("device CA certificate: not a DER certificate");
   auto pub = hsm->GetPublicKey(ca_key_id);
   if (!pub.ok()) return pub.status();
   if (pub->type != hsm::KeyType::kEcP256) {
     return absl::InvalidArgumentError("device CA key: must be EC P-256");
   }
-  EvpPkeyPtr key = ParseSpki(pub->spki_der);
+  OsslPtr<EVP_PKEY> key = ParseSpki(pub->spki_der);
   if (!key || EVP_PKEY_eq(X509_get0_pubkey(ca.get()), key.get()) != 1) {
     return absl::InvalidArgumentError("device CA certificate: not for the device CA key");
   }
@@ -141,10 +128,10 @@ absl::StatusOr<std::unique_ptr<HsmDeviceCertificateIssuer>> HsmDeviceCertificate
 
 absl::StatusOr<std::vector<std::string>> HsmDeviceCertificateIssuer::Issue(
     const DeviceCertificateRequest& req) {
-  X509Ptr ca = ParseCert(ca_cert_der_);
-  EvpPkeyPtr device_key = ParseSpki(req.public_key_spki);
+  OsslPtr<X509> ca = ParseCert(ca_cert_der_);
+  OsslPtr<EVP_PKEY> device_key = ParseSpki(req.public_key_spki);
   if (!ca || !device_key) return absl::InternalError("device certificate: bad inputs");
-  X509Ptr cert(X509_new());
+  OsslPtr<X509> cert(X509_new());
   if (!cert || X509_set_version(cert.get(), 2) != 1) {
     return absl::InternalError("device certificate: allocation");
   }
@@ -187,8 +174,8 @@ absl::StatusOr<std::string> SelfSignedDeviceCaCertificate(hsm::Hsm* hsm, std::st
   if (pub->type != hsm::KeyType::kEcP256) {
     return absl::InvalidArgumentError("device CA key: must be EC P-256");
   }
-  EvpPkeyPtr key = ParseSpki(pub->spki_der);
-  X509Ptr cert(X509_new());
+  OsslPtr<EVP_PKEY> key = ParseSpki(pub->spki_der);
+  OsslPtr<X509> cert(X509_new());
   if (!key || !cert || X509_set_version(cert.get(), 2) != 1) {
     return absl::InternalError("device CA certificate: allocation");
   }

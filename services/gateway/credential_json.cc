@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/ossl.h"
 #include "common/proto_time.h"
 #include "services/gateway/errors.h"
 #include "services/gateway/text.h"
@@ -23,19 +24,9 @@ using ::qsign::FromProto;
 
 namespace pb = ::qsign::v1;
 
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-struct BnDeleter {
-  void operator()(BIGNUM* p) const { BN_free(p); }
-};
-
 // RFC 4514 string, UTF-8 kept as is.
 std::string DistinguishedName(const X509_NAME* name) {
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr ||
       X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
     return "";
@@ -56,15 +47,13 @@ std::string GeneralizedTime(const ASN1_TIME* t) {
 
 absl::Status AddCertInfo(const std::string& der, Json* cert) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<X509, X509Deleter> x509(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  OsslPtr<X509> x509(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   if (x509 == nullptr) return absl::InternalError("credential certificate does not parse");
-  std::unique_ptr<BIGNUM, BnDeleter> serial(
-      ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509.get()), nullptr));
+  OsslPtr<BIGNUM> serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509.get()), nullptr));
   if (serial == nullptr) return absl::InternalError("certificate serial number");
-  char* hex = BN_bn2hex(serial.get());
+  OsslPtr<char> hex(BN_bn2hex(serial.get()));
   if (hex == nullptr) return absl::InternalError("BN_bn2hex");
-  (*cert)["serialNumber"] = std::string(hex);
-  OPENSSL_free(hex);
+  (*cert)["serialNumber"] = std::string(hex.get());
   (*cert)["issuerDN"] = DistinguishedName(X509_get_issuer_name(x509.get()));
   (*cert)["subjectDN"] = DistinguishedName(X509_get_subject_name(x509.get()));
   (*cert)["validFrom"] = GeneralizedTime(X509_get0_notBefore(x509.get()));

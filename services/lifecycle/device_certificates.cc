@@ -7,9 +7,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 #include "services/lifecycle/ca/certificate.h"
-#include "services/lifecycle/ca/ossl.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_internal.h"
 
@@ -17,7 +17,7 @@ namespace qsign::lifecycle {
 namespace {
 
 bool IsP256Spki(std::string_view spki) {
-  EvpPkeyPtr key = ParsePublicKey(spki);
+  OsslPtr<EVP_PKEY> key = ParsePublicKey(spki);
   if (key == nullptr || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC) return false;
   char curve[64] = {0};
   size_t len = 0;

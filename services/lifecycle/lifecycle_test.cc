@@ -28,6 +28,7 @@
 #include "common/db/audit.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,7 +40,6 @@
 #include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/ca/der.h"
 #include "services/lifecycle/ca/ocsp.h"
-#include "services/lifecycle/ca/ossl.h"
 #include "services/lifecycle/clients_grpc.h"
 #include "services/lifecycle/contracts.h"
 #include "services/lifecycle/lifecycle_grpc.h"
@@ -654,7 +654,7 @@ TEST_F(LifecycleTest, IssuedCertificateIsQualifiedAndActiveInTheSigner) {
   EXPECT_EQ(cert.issuer_chain_der(1), cas_->root().cert_der());
   EXPECT_EQ(cert.renew_opens_at().seconds(), cert.not_after().seconds() - 30 * 24 * 3600);
 
-  X509Ptr x = ParseCertificate(cert.certificate_der());
+  OsslPtr<X509> x = ParseCertificate(cert.certificate_der());
   ASSERT_NE(x, nullptr);
   EXPECT_EQ(SerialHex(x.get()), cert.serial_hex());
   EXPECT_EQ(Asn1TimeToAbsl(X509_get0_notBefore(x.get())), clock_.Now());
@@ -691,7 +691,7 @@ TEST_F(LifecycleTest, IssuedCertificateIsQualifiedAndActiveInTheSigner) {
 
 TEST_F(LifecycleTest, NoEmailAskedNoEmailInTheCertificate) {
   pb::Certificate cert = IssueFor("bob");
-  X509Ptr x = ParseCertificate(cert.certificate_der());
+  OsslPtr<X509> x = ParseCertificate(cert.certificate_der());
   ASSERT_NE(x, nullptr);
   EXPECT_FALSE(FindExtension(x.get(), "2.5.29.17").has_value());
 }
@@ -703,7 +703,7 @@ TEST_F(LifecycleTest, IssueWithRsa3072) {
   grpc::Status s = Issue(auth, "rsa", &cert, pb::KEY_ALGORITHM_RSA_3072);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(cert.key_algorithm(), pb::KEY_ALGORITHM_RSA_3072);
-  X509Ptr x = ParseCertificate(cert.certificate_der());
+  OsslPtr<X509> x = ParseCertificate(cert.certificate_der());
   EXPECT_EQ(EVP_PKEY_get_bits(X509_get0_pubkey(x.get())), 3072);
 }
 
@@ -830,7 +830,7 @@ TEST_F(LifecycleTest, LegalPersonNeedsAnOperatorsApproval) {
   s = stub_->Issue(As(auth).get(), req, &cert);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(cert.legal_person().pib(), "100000024");
-  X509Ptr x = ParseCertificate(cert.certificate_der());
+  OsslPtr<X509> x = ParseCertificate(cert.certificate_der());
   auto subject = NameEntries(X509_get_subject_name(x.get()));
   ASSERT_THAT(subject, SizeIs(7));
   EXPECT_EQ(subject[1].oid, "2.5.4.10");
@@ -1044,7 +1044,7 @@ TEST_F(LifecycleTest, InterruptedKeyDestructionIsFinishedByTheNextRevoke) {
 // --- Device certificates and revoke-all --------------------------------------------------------
 
 std::string DeviceKey() {
-  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  OsslPtr<EVP_PKEY> key(EVP_EC_gen("P-256"));
   return ToDer(key.get(), i2d_PUBKEY);
 }
 
@@ -1065,7 +1065,7 @@ TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment)
   EXPECT_EQ(first.kind(), pb::CERTIFICATE_KIND_DEVICE);
   EXPECT_EQ(first.device_id(), "dev-1");
   EXPECT_EQ(first.issuer_chain_der(0), cas_->device().cert_der());
-  X509Ptr x = ParseCertificate(first.certificate_der());
+  OsslPtr<X509> x = ParseCertificate(first.certificate_der());
   EXPECT_EQ(ToDer(X509_get_X509_PUBKEY(x.get()), i2d_X509_PUBKEY), req.device_public_key());
   EXPECT_THAT(FindExtension(x.get(), "2.5.29.17")->der, HasSubstr("urn:qsign:device:dev-1"));
   ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &again).ok());
@@ -1162,15 +1162,15 @@ TEST_F(LifecycleTest, CrlIsServedAndOpensslVerifyUsesIt) {
   // Parsed: issuer, numbers increasing, the revoked serial with its reason, nextUpdate.
   auto parse = [](const std::string& der) {
     const unsigned char* p = Bytes(der);
-    return X509CrlPtr(d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size())));
+    return OsslPtr<X509_CRL>(d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size())));
   };
-  X509CrlPtr c1 = parse(crl1), c2 = parse(crl2);
+  OsslPtr<X509_CRL> c1 = parse(crl1), c2 = parse(crl2);
   ASSERT_NE(c1, nullptr);
   ASSERT_NE(c2, nullptr);
   EXPECT_EQ(X509_CRL_verify(c2.get(), X509_get0_pubkey(cas_->qualified().cert())), 1);
   EXPECT_EQ(X509_CRL_get_version(c2.get()), 1);  // v2
   auto number = [](X509_CRL* crl) {
-    Asn1IntegerPtr n(
+    OsslPtr<ASN1_INTEGER> n(
         static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr)));
     return ASN1_INTEGER_get(n.get());
   };
@@ -1178,13 +1178,11 @@ TEST_F(LifecycleTest, CrlIsServedAndOpensslVerifyUsesIt) {
   EXPECT_LE(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c1.get())), 0);  // No entries at all.
   ASSERT_EQ(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c2.get())), 1);
   X509_REVOKED* entry = sk_X509_REVOKED_value(X509_CRL_get_REVOKED(c2.get()), 0);
-  BignumPtr serial(ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(entry), nullptr));
-  OpensslString hex(BN_bn2hex(serial.get()));
+  OsslPtr<BIGNUM> serial(ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(entry), nullptr));
+  OsslPtr<char> hex(BN_bn2hex(serial.get()));
   EXPECT_EQ(std::string(hex.get()), bad.serial_hex());
-  std::unique_ptr<ASN1_ENUMERATED, decltype(&ASN1_ENUMERATED_free)> reason(
-      static_cast<ASN1_ENUMERATED*>(
-          X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr)),
-      ASN1_ENUMERATED_free);
+  OsslPtr<ASN1_ENUMERATED> reason(static_cast<ASN1_ENUMERATED*>(
+      X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr)));
   ASSERT_NE(reason, nullptr);
   EXPECT_EQ(ASN1_ENUMERATED_get(reason.get()), 1);
   EXPECT_EQ(Asn1TimeToAbsl(X509_CRL_get0_nextUpdate(c2.get())) -
@@ -1245,12 +1243,13 @@ TEST_F(LifecycleTest, OpensslOcspSeesGoodThenRevoked) {
 
 // A DER OCSP request for `serial` issued by the qualified CA, with a nonce.
 std::string OcspRequest(const CaSet& cas, const std::string& serial_bytes, bool nonce = true) {
-  BignumPtr bn(BN_bin2bn(Bytes(serial_bytes), static_cast<int>(serial_bytes.size()), nullptr));
-  Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  OsslPtr<BIGNUM> bn(
+      BN_bin2bn(Bytes(serial_bytes), static_cast<int>(serial_bytes.size()), nullptr));
+  OsslPtr<ASN1_INTEGER> serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
   const X509* issuer = cas.qualified().cert();
   OCSP_CERTID* id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(issuer),
                                      X509_get0_pubkey_bitstr(issuer), serial.get());
-  OcspRequestPtr req(OCSP_REQUEST_new());
+  OsslPtr<OCSP_REQUEST> req(OCSP_REQUEST_new());
   OCSP_request_add0_id(req.get(), id);
   if (nonce) OCSP_request_add1_nonce(req.get(), nullptr, 16);
   return ToDer(req.get(), i2d_OCSP_REQUEST);
@@ -1259,14 +1258,15 @@ std::string OcspRequest(const CaSet& cas, const std::string& serial_bytes, bool 
 int ResponseCertStatus(const std::string& request_der, const std::string& response_der,
                        int* reason = nullptr) {
   const unsigned char* p = Bytes(response_der);
-  OcspResponsePtr resp(d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(response_der.size())));
+  OsslPtr<OCSP_RESPONSE> resp(
+      d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(response_der.size())));
   if (resp == nullptr) return -100;
   if (OCSP_response_status(resp.get()) != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
     return -OCSP_response_status(resp.get());
   }
-  OcspBasicRespPtr basic(OCSP_response_get1_basic(resp.get()));
+  OsslPtr<OCSP_BASICRESP> basic(OCSP_response_get1_basic(resp.get()));
   const unsigned char* q = Bytes(request_der);
-  OcspRequestPtr req(d2i_OCSP_REQUEST(nullptr, &q, static_cast<long>(request_der.size())));
+  OsslPtr<OCSP_REQUEST> req(d2i_OCSP_REQUEST(nullptr, &q, static_cast<long>(request_der.size())));
   // 1: the nonce echoed; 2: neither has one.
   const int nonce = OCSP_check_nonce(req.get(), basic.get());
   if (nonce != 1 && nonce != 2) return -101;

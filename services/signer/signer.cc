@@ -11,21 +11,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 #include "common/refusal.h"
 #include "common/strings.h"
 #include "services/signer/algorithms.h"
 
 namespace qsign::signer {
 namespace {
-
-struct X509Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
 
 absl::Time Asn1ToTime(const ASN1_TIME* t) {
   struct tm tm = {};
@@ -270,7 +262,7 @@ absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id
   }
   for (size_t i = 0; i < chain_der.size(); ++i) {
     const auto* p = reinterpret_cast<const unsigned char*>(chain_der[i].data());
-    X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
+    OsslPtr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
     if (cert == nullptr || p != reinterpret_cast<const unsigned char*>(chain_der[i].data()) +
                                     chain_der[i].size()) {
       return absl::InvalidArgumentError(
@@ -279,7 +271,7 @@ absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id
     if (i > 0) continue;
     // The end-entity certificate must certify this credential's key.
     const auto* k = reinterpret_cast<const unsigned char*>(cred->public_key_spki.data());
-    EvpPkeyPtr key(d2i_PUBKEY(nullptr, &k, static_cast<long>(cred->public_key_spki.size())));
+    OsslPtr<EVP_PKEY> key(d2i_PUBKEY(nullptr, &k, static_cast<long>(cred->public_key_spki.size())));
     if (key == nullptr || EVP_PKEY_eq(X509_get0_pubkey(cert.get()), key.get()) != 1) {
       return absl::InvalidArgumentError(
           "certificate_chain_der[0]: its public key is not the credential's key");

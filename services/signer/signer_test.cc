@@ -20,6 +20,7 @@
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
+#include "common/ossl.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -45,11 +46,6 @@ constexpr char kRsaSha256[] = "1.2.840.113549.1.1.11";
 constexpr char kRsaPss[] = "1.2.840.113549.1.1.10";
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-
 // Counts the signing calls that reach the HSM, to prove that refused requests never do.
 class CountingHsm final : public hsm::Hsm {
  public:
@@ -72,9 +68,9 @@ class CountingHsm final : public hsm::Hsm {
   hsm::Hsm* inner_;  // Not owned.
 };
 
-EvpPkeyPtr ParseSpki(const std::string& der) {
+OsslPtr<EVP_PKEY> ParseSpki(const std::string& der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  return EvpPkeyPtr(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
+  return OsslPtr<EVP_PKEY>(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
 }
 
 using ::qsign::testing::CertificateFor;

@@ -14,24 +14,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/ossl.h"
 
 namespace qsign::cli {
 namespace {
 
-struct Deleter {
-  void operator()(X509* p) const { X509_free(p); }
-  void operator()(CMS_ContentInfo* p) const { CMS_ContentInfo_free(p); }
-  void operator()(BIO* p) const { BIO_free(p); }
-  void operator()(ASN1_TIME* p) const { ASN1_TIME_free(p); }
-  void operator()(ESS_SIGNING_CERT_V2* p) const { ESS_SIGNING_CERT_V2_free(p); }
-  void operator()(STACK_OF(X509_ATTRIBUTE) * p) const { sk_X509_ATTRIBUTE_free(p); }
-};
-template <typename T>
-using Ptr = std::unique_ptr<T, Deleter>;
-
-absl::StatusOr<Ptr<X509>> ParseCert(const std::string& der) {
+absl::StatusOr<OsslPtr<X509>> ParseCert(const std::string& der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  Ptr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  OsslPtr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   if (!cert) return absl::InvalidArgumentError("certificate: not DER X.509");
   return cert;
 }
@@ -53,7 +43,7 @@ std::string Sha256(std::string_view data) {
 absl::StatusOr<std::string> CertificatePem(const std::string& der) {
   auto cert = ParseCert(der);
   if (!cert.ok()) return cert.status();
-  Ptr<BIO> bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509(bio.get(), cert->get()) != 1) return OpenSslError("PEM");
   char* data = nullptr;  // Owned by bio.
   const long len = BIO_get_mem_data(bio.get(), &data);
@@ -68,7 +58,7 @@ absl::StatusOr<std::string> DetachedCadesB(const std::string& content_sha256,
   auto cert = ParseCert(signer_cert_der);
   if (!cert.ok()) return cert.status();
   constexpr unsigned int kFlags = CMS_PARTIAL | CMS_DETACHED | CMS_BINARY | CMS_NOSMIMECAP;
-  Ptr<CMS_ContentInfo> cms(CMS_sign(nullptr, nullptr, nullptr, nullptr, kFlags));
+  OsslPtr<CMS_ContentInfo> cms(CMS_sign(nullptr, nullptr, nullptr, nullptr, kFlags));
   if (!cms) return OpenSslError("CMS_sign");
   // The certificate's public key stands in for the private key: CMS_add1_signer only checks that
   // they match and sets the signature algorithm; with CMS_PARTIAL nothing is signed here.
@@ -90,7 +80,7 @@ absl::StatusOr<std::string> DetachedCadesB(const std::string& content_sha256,
                                   OBJ_nid2obj(NID_pkcs7_data), -1) != 1) {
     return OpenSslError("contentType attribute");
   }
-  Ptr<ASN1_TIME> when(ASN1_TIME_set(nullptr, absl::ToTimeT(signing_time)));
+  OsslPtr<ASN1_TIME> when(ASN1_TIME_set(nullptr, absl::ToTimeT(signing_time)));
   if (!when ||
       CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, when->type, when.get(), -1) != 1) {
     return OpenSslError("signingTime attribute");
@@ -100,20 +90,19 @@ absl::StatusOr<std::string> DetachedCadesB(const std::string& content_sha256,
                                   static_cast<int>(content_sha256.size())) != 1) {
     return OpenSslError("messageDigest attribute");
   }
-  Ptr<ESS_SIGNING_CERT_V2> ess(
+  OsslPtr<ESS_SIGNING_CERT_V2> ess(
       OSSL_ESS_signing_cert_v2_new_init(EVP_sha256(), cert->get(), nullptr, 1));
   if (!ess) return OpenSslError("signingCertificateV2");
-  unsigned char* ess_der = nullptr;
-  const int ess_len = i2d_ESS_SIGNING_CERT_V2(ess.get(), &ess_der);
-  if (ess_len <= 0) return OpenSslError("signingCertificateV2 encoding");
-  const int added = CMS_signed_add1_attr_by_NID(si, NID_id_smime_aa_signingCertificateV2,
-                                                V_ASN1_SEQUENCE, ess_der, ess_len);
-  OPENSSL_free(ess_der);
+  const std::string ess_der = ToDer(ess.get(), i2d_ESS_SIGNING_CERT_V2);
+  if (ess_der.empty()) return OpenSslError("signingCertificateV2 encoding");
+  const int added =
+      CMS_signed_add1_attr_by_NID(si, NID_id_smime_aa_signingCertificateV2, V_ASN1_SEQUENCE,
+                                  ess_der.data(), static_cast<int>(ess_der.size()));
   if (added != 1) return OpenSslError("signingCertificateV2 attribute");
 
   // What is signed: the DER SET OF the signed attributes, in DER order (as the verifier
   // re-encodes them).
-  Ptr<STACK_OF(X509_ATTRIBUTE)> attrs(sk_X509_ATTRIBUTE_new_null());
+  OsslPtr<STACK_OF(X509_ATTRIBUTE)> attrs(sk_X509_ATTRIBUTE_new_null());
   if (!attrs) return OpenSslError("attributes");
   for (int i = 0; i < CMS_signed_get_attr_count(si); ++i) {
     sk_X509_ATTRIBUTE_push(attrs.get(), CMS_signed_get_attr(si, i));  // Not owned.
@@ -122,9 +111,9 @@ absl::StatusOr<std::string> DetachedCadesB(const std::string& content_sha256,
   const int alen = ASN1_item_i2d(reinterpret_cast<ASN1_VALUE*>(attrs.get()), &abuf,
                                  ASN1_ITEM_rptr(PKCS7_ATTR_SIGN));
   if (alen <= 0) return OpenSslError("signed attributes encoding");
+  OsslPtr<unsigned char> owned_abuf(abuf);
   const std::string to_sign =
       Sha256(std::string_view(reinterpret_cast<char*>(abuf), static_cast<size_t>(alen)));
-  OPENSSL_free(abuf);
 
   auto signature = sign(to_sign);
   if (!signature.ok()) return signature.status();
@@ -134,7 +123,7 @@ absl::StatusOr<std::string> DetachedCadesB(const std::string& content_sha256,
     return OpenSslError("setting the signature");
   }
 
-  Ptr<BIO> out(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> out(BIO_new(BIO_s_mem()));
   if (!out || i2d_CMS_bio(out.get(), cms.get()) != 1) return OpenSslError("CMS encoding");
   char* data = nullptr;  // Owned by out.
   const long len = BIO_get_mem_data(out.get(), &data);

@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/ossl.h"
 #include "services/lifecycle/ca/der.h"
-#include "services/lifecycle/ca/ossl.h"
 
 namespace qsign::lifecycle {
 namespace {

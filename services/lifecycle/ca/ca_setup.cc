@@ -68,7 +68,7 @@ IssuerUrls UrlsUnder(std::string_view base, std::string_view ca_name) {
 }
 
 absl::Status CaSet::Add(hsm::Hsm* hsm, CaRecord record) {
-  X509Ptr cert = ParseCertificate(record.certificate_der);
+  OsslPtr<X509> cert = ParseCertificate(record.certificate_der);
   if (cert == nullptr) {
     return absl::InternalError(absl::StrCat("CA ", record.name, ": stored certificate is not DER"));
   }
@@ -78,7 +78,7 @@ absl::Status CaSet::Add(hsm::Hsm* hsm, CaRecord record) {
         absl::StrCat("CA ", record.name, ": its key ", record.key_id, " is not in the HSM"));
   }
   if (!pub.ok()) return pub.status();
-  EvpPkeyPtr hsm_key = ParsePublicKey(pub->spki_der);
+  OsslPtr<EVP_PKEY> hsm_key = ParsePublicKey(pub->spki_der);
   if (hsm_key == nullptr || EVP_PKEY_eq(hsm_key.get(), X509_get0_pubkey(cert.get())) != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
         "CA ", record.name, ": HSM key ", record.key_id, " does not match its certificate"));

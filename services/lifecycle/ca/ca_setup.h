@@ -19,10 +19,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/ossl.h"
 #include "hsm/hsm.h"
 #include "services/lifecycle/ca/ca_key.h"
 #include "services/lifecycle/ca/ca_store.h"
-#include "services/lifecycle/ca/ossl.h"
 #include "services/lifecycle/ca/profile.h"
 
 namespace qsign::lifecycle {
@@ -54,7 +54,7 @@ struct CaConfig {
 // One CA (or responder) as loaded: its key in the HSM and its certificate.
 class Ca {
  public:
-  Ca(CaRecord record, X509Ptr cert, std::unique_ptr<CaKey> key)
+  Ca(CaRecord record, OsslPtr<X509> cert, std::unique_ptr<CaKey> key)
       : record_(std::move(record)), cert_(std::move(cert)), key_(std::move(key)) {}
 
   const std::string& name() const { return record_.name; }
@@ -66,7 +66,7 @@ class Ca {
 
  private:
   CaRecord record_;
-  X509Ptr cert_;
+  OsslPtr<X509> cert_;
   std::unique_ptr<CaKey> key_;
 };
 

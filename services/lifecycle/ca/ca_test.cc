@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "common/clock.h"
 #include "common/db/testing/pg_test.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,24 +40,22 @@ constexpr char kBase[] = "http://ca.qsign.test";
 
 // A P-256 SubjectPublicKeyInfo of a fresh software key (a stand-in for the signer's user key).
 std::string SoftwareSpki(int nid = NID_X9_62_prime256v1) {
-  EvpPkeyPtr key(EVP_EC_gen(OBJ_nid2sn(nid)));
+  OsslPtr<EVP_PKEY> key(EVP_EC_gen(OBJ_nid2sn(nid)));
   return ToDer(key.get(), i2d_PUBKEY);
 }
 
 bool VerifiesUnder(const X509* cert, const std::vector<std::string>& chain) {
-  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
-  std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
-      sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); });
+  OsslPtr<X509_STORE> store(X509_STORE_new());
+  OsslPtr<STACK_OF(X509)> untrusted(sk_X509_new_null());
   for (size_t i = 0; i < chain.size(); ++i) {
-    X509Ptr c = ParseCertificate(chain[i]);
+    OsslPtr<X509> c = ParseCertificate(chain[i]);
     if (i + 1 == chain.size()) {
       X509_STORE_add_cert(store.get(), c.get());
     } else {
       sk_X509_push(untrusted.get(), c.release());
     }
   }
-  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
-                                                                      X509_STORE_CTX_free);
+  OsslPtr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
   X509_STORE_CTX_init(ctx.get(), store.get(), const_cast<X509*>(cert), untrusted.get());
   X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), absl::ToTimeT(kNow) + 60);
   const bool ok = X509_verify_cert(ctx.get()) == 1;
@@ -351,10 +350,8 @@ TEST_F(CaTest, QualifiedCertificateHasTheProfileOfDesignMd) {
   EXPECT_EQ((*location)[1].content, "en");
 
   // AIA: OCSP and caIssuers, read by OpenSSL.
-  std::unique_ptr<AUTHORITY_INFO_ACCESS, decltype(&AUTHORITY_INFO_ACCESS_free)> aia(
-      static_cast<AUTHORITY_INFO_ACCESS*>(
-          X509_get_ext_d2i(cert, NID_info_access, nullptr, nullptr)),
-      AUTHORITY_INFO_ACCESS_free);
+  OsslPtr<AUTHORITY_INFO_ACCESS> aia(static_cast<AUTHORITY_INFO_ACCESS*>(
+      X509_get_ext_d2i(cert, NID_info_access, nullptr, nullptr)));
   ASSERT_NE(aia, nullptr);
   ASSERT_EQ(sk_ACCESS_DESCRIPTION_num(aia.get()), 2);
   auto uri_of = [&](int i) {
@@ -368,10 +365,8 @@ TEST_F(CaTest, QualifiedCertificateHasTheProfileOfDesignMd) {
   EXPECT_EQ(OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia.get(), 1)->method), NID_ad_ca_issuers);
   EXPECT_EQ(uri_of(1), "http://ca.qsign.test/ca/qualified.crt");
   // CRL distribution point, read by OpenSSL.
-  std::unique_ptr<CRL_DIST_POINTS, decltype(&CRL_DIST_POINTS_free)> dps(
-      static_cast<CRL_DIST_POINTS*>(
-          X509_get_ext_d2i(cert, NID_crl_distribution_points, nullptr, nullptr)),
-      CRL_DIST_POINTS_free);
+  OsslPtr<CRL_DIST_POINTS> dps(static_cast<CRL_DIST_POINTS*>(
+      X509_get_ext_d2i(cert, NID_crl_distribution_points, nullptr, nullptr)));
   ASSERT_NE(dps, nullptr);
   ASSERT_EQ(sk_DIST_POINT_num(dps.get()), 1);
   const DIST_POINT_NAME* dpn = sk_DIST_POINT_value(dps.get(), 0)->distpoint;
@@ -383,9 +378,8 @@ TEST_F(CaTest, QualifiedCertificateHasTheProfileOfDesignMd) {
                 ASN1_STRING_get0_data(crl_uri->d.uniformResourceIdentifier))),
             "http://ca.qsign.test/crl/qualified.crl");
   // subjectAltName: the e-mail.
-  std::unique_ptr<GENERAL_NAMES, decltype(&GENERAL_NAMES_free)> san(
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)),
-      GENERAL_NAMES_free);
+  OsslPtr<GENERAL_NAMES> san(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   ASSERT_NE(san, nullptr);
   ASSERT_EQ(sk_GENERAL_NAME_num(san.get()), 1);
   EXPECT_EQ(sk_GENERAL_NAME_value(san.get(), 0)->type, GEN_EMAIL);

@@ -19,14 +19,14 @@ namespace {
 
 absl::Status AddExtension(X509* cert, std::string_view oid, bool critical,
                           std::string_view value_der) {
-  Asn1ObjectPtr obj(OBJ_txt2obj(std::string(oid).c_str(), /*no_name=*/1));
-  Asn1OctetStringPtr value(ASN1_OCTET_STRING_new());
+  OsslPtr<ASN1_OBJECT> obj(OBJ_txt2obj(std::string(oid).c_str(), /*no_name=*/1));
+  OsslPtr<ASN1_OCTET_STRING> value(ASN1_OCTET_STRING_new());
   if (obj == nullptr || value == nullptr ||
       ASN1_OCTET_STRING_set(value.get(), Bytes(value_der), static_cast<int>(value_der.size())) !=
           1) {
     return absl::InternalError(absl::StrCat("certificate: extension ", Av(oid)));
   }
-  X509ExtensionPtr ext(
+  OsslPtr<X509_EXTENSION> ext(
       X509_EXTENSION_create_by_OBJ(nullptr, obj.get(), critical ? 1 : 0, value.get()));
   if (ext == nullptr || X509_add_ext(cert, ext.get(), -1) != 1) {
     return absl::InternalError(absl::StrCat("certificate: extension ", Av(oid)));
@@ -59,27 +59,28 @@ absl::StatusOr<IssuedCertificate> IssueCertificate(const CaKey& key, const X509*
       spec.serial.find_first_not_of('\0') == std::string::npos) {
     return absl::InternalError("certificate: serial must be positive");
   }
-  EvpPkeyPtr subject_key = ParsePublicKey(spec.public_key_spki);
+  OsslPtr<EVP_PKEY> subject_key = ParsePublicKey(spec.public_key_spki);
   if (subject_key == nullptr) {
     return absl::InvalidArgumentError("public key: not a SubjectPublicKeyInfo");
   }
-  EvpPkeyPtr issuer_key = ParsePublicKey(key.spki_der());
+  OsslPtr<EVP_PKEY> issuer_key = ParsePublicKey(key.spki_der());
   if (issuer_key == nullptr) return absl::InternalError("certificate: bad CA public key");
   if (issuer == nullptr && EVP_PKEY_eq(subject_key.get(), issuer_key.get()) != 1) {
     return absl::InternalError("self-signed certificate for a key other than the CA key");
   }
 
-  X509Ptr cert(X509_new());
+  OsslPtr<X509> cert(X509_new());
   if (cert == nullptr || X509_set_version(cert.get(), X509_VERSION_3) != 1) {
     return absl::InternalError("certificate: X509_new");
   }
-  BignumPtr serial_bn(BN_bin2bn(Bytes(spec.serial), static_cast<int>(spec.serial.size()), nullptr));
-  Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
+  OsslPtr<BIGNUM> serial_bn(
+      BN_bin2bn(Bytes(spec.serial), static_cast<int>(spec.serial.size()), nullptr));
+  OsslPtr<ASN1_INTEGER> serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
   if (serial == nullptr || X509_set_serialNumber(cert.get(), serial.get()) != 1) {
     return absl::InternalError("certificate: serial");
   }
 
-  X509NamePtr subject(X509_NAME_new());
+  OsslPtr<X509_NAME> subject(X509_NAME_new());
   for (const NameAttribute& a : spec.subject) {
     if (X509_NAME_add_entry_by_NID(subject.get(), a.nid, MBSTRING_UTF8, Bytes(a.value),
                                    static_cast<int>(a.value.size()), -1, 0) != 1) {
@@ -95,8 +96,8 @@ absl::StatusOr<IssuedCertificate> IssueCertificate(const CaKey& key, const X509*
     return absl::InternalError("certificate: names");
   }
 
-  Asn1TimePtr not_before(ASN1_TIME_set(nullptr, absl::ToTimeT(spec.not_before)));
-  Asn1TimePtr not_after(ASN1_TIME_set(nullptr, absl::ToTimeT(spec.not_after)));
+  OsslPtr<ASN1_TIME> not_before(ASN1_TIME_set(nullptr, absl::ToTimeT(spec.not_before)));
+  OsslPtr<ASN1_TIME> not_after(ASN1_TIME_set(nullptr, absl::ToTimeT(spec.not_after)));
   if (not_before == nullptr || not_after == nullptr ||
       X509_set1_notBefore(cert.get(), not_before.get()) != 1 ||
       X509_set1_notAfter(cert.get(), not_after.get()) != 1) {
@@ -145,14 +146,14 @@ absl::StatusOr<IssuedCertificate> IssueCertificate(const CaKey& key, const X509*
 }
 
 std::string SerialHex(const X509* cert) {
-  BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
+  OsslPtr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
   if (bn == nullptr) return "";
-  OpensslString hex(BN_bn2hex(bn.get()));
+  OsslPtr<char> hex(BN_bn2hex(bn.get()));
   return hex == nullptr ? "" : absl::AsciiStrToUpper(hex.get());
 }
 
 std::string NameText(const X509_NAME* name) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
     return "";
   }

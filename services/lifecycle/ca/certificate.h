@@ -11,8 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ossl.h"
 #include "services/lifecycle/ca/ca_key.h"
-#include "services/lifecycle/ca/ossl.h"
 
 namespace qsign::lifecycle {
 
@@ -41,7 +41,7 @@ struct CertificateSpec {
 };
 
 struct IssuedCertificate {
-  X509Ptr cert;
+  OsslPtr<X509> cert;
   std::string der;
 };
 

@@ -3,8 +3,8 @@
 #include <openssl/err.h>
 
 #include "absl/status/status.h"
+#include "common/ossl.h"
 #include "services/lifecycle/ca/der.h"
-#include "services/lifecycle/ca/ossl.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -49,7 +49,7 @@ absl::StatusOr<std::string> BuildCrl(const Ca& ca, const CrlContents& c) {
   if (!signed_der.ok()) return signed_der.status();
 
   const unsigned char* p = Bytes(*signed_der);
-  X509CrlPtr crl(d2i_X509_CRL(nullptr, &p, static_cast<long>(signed_der->size())));
+  OsslPtr<X509_CRL> crl(d2i_X509_CRL(nullptr, &p, static_cast<long>(signed_der->size())));
   if (crl == nullptr || X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.cert())) != 1) {
     ERR_clear_error();
     return absl::InternalError("CRL: the result does not parse or verify");

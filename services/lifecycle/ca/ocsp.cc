@@ -9,9 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "common/log.h"
+#include "common/ossl.h"
 #include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/ca/der.h"
-#include "services/lifecycle/ca/ossl.h"
 
 namespace qsign::lifecycle {
 namespace {
@@ -39,9 +39,9 @@ std::string AsString(const ASN1_STRING* s) {
 }
 
 std::string SerialHexOf(const ASN1_INTEGER* serial) {
-  BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
+  OsslPtr<BIGNUM> bn(ASN1_INTEGER_to_BN(serial, nullptr));
   if (bn == nullptr || BN_is_negative(bn.get())) return "";
-  OpensslString hex(BN_bn2hex(bn.get()));
+  OsslPtr<char> hex(BN_bn2hex(bn.get()));
   return hex == nullptr ? "" : absl::AsciiStrToUpper(hex.get());
 }
 
@@ -82,7 +82,7 @@ std::string OcspResponder::ErrorResponse(OcspResponseStatus status) {
 
 std::string OcspResponder::Respond(std::string_view request_der) {
   const unsigned char* p = Bytes(request_der);
-  OcspRequestPtr req(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
+  OsslPtr<OCSP_REQUEST> req(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
   if (req == nullptr || p != Bytes(request_der) + request_der.size()) {
     ERR_clear_error();
     return ErrorResponse(OcspResponseStatus::kMalformedRequest);

@@ -108,9 +108,9 @@ int RunCommand(const std::string& command, std::string* output) {
 }
 
 std::string CertificatePem(const std::string& der) {
-  X509Ptr cert = ParseCertificate(der);
+  OsslPtr<X509> cert = ParseCertificate(der);
   if (cert == nullptr) return "";
-  BioPtr bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(bio.get(), cert.get());
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "services/lifecycle/ca/ossl.h"
+#include "common/ossl.h"
 
 namespace qsign::lifecycle::testing {
 
