@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "common/log.h"
 #include "common/refusal.h"
 #include "qsign/v1/refusal.pb.h"
 
@@ -24,6 +25,21 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   any->set_type_url(kRefusalTypeUrl);
   any->set_value(std::string(*refusal));
   return grpc::Status(code, message, details.SerializeAsString());
+}
+
+grpc::Status LoggedReply(std::string_view component, std::string_view rpc,
+                         const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDataLoss:
+      Log(LogLevel::kError, component, "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
+      break;
+    default:
+      break;
+  }
+  return ToGrpcStatus(status);
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -5,7 +5,6 @@
 
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
-#include "common/log.h"
 #include "common/proto_time.h"
 
 namespace qsign::consent {
@@ -85,11 +84,7 @@ ClientInfo ClientOf(const grpc::ServerContext* ctx, const pb::ClientContext& cli
 
 // Logs what the client does not get to see, then converts.
 grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
-      status.code() == absl::StatusCode::kUnavailable) {
-    Log(LogLevel::kError, "consent", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
-  }
-  return ToGrpcStatus(status);
+  return LoggedReply("consent", rpc, status);
 }
 
 absl::StatusOr<Caller> CallerOf(Consent* consent, const grpc::ServerContext* ctx) {

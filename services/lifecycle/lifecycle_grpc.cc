@@ -11,7 +11,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
-#include "common/log.h"
 #include "common/proto_key.h"
 #include "common/proto_time.h"
 #include "common/secret.h"
@@ -33,12 +32,7 @@ absl::Status CheckKeyAlgorithm(pb::KeyAlgorithm a) {
 }
 
 grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
-      status.code() == absl::StatusCode::kUnavailable ||
-      status.code() == absl::StatusCode::kDataLoss) {
-    Log(LogLevel::kError, "lifecycle", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
-  }
-  return ToGrpcStatus(status);
+  return LoggedReply("lifecycle", rpc, status);
 }
 
 std::string ClientAddress(const pb::ClientContext& client) { return client.client_address(); }

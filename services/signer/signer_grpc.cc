@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
-#include "common/log.h"
 #include "common/proto_key.h"
 #include "common/proto_time.h"
 #include "common/strings.h"
@@ -56,11 +55,7 @@ void ToProto(const Credential& c, int max_hashes, pb::CredentialInfo* out) {
 
 // Logs what the client does not get to see, then converts.
 grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown ||
-      status.code() == absl::StatusCode::kUnavailable) {
-    Log(LogLevel::kError, "signer", "rpc failed", {{"rpc", rpc}, {"status", status.ToString()}});
-  }
-  return ToGrpcStatus(status);
+  return LoggedReply("signer", rpc, status);
 }
 
 }  // namespace
