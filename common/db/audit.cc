@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/db/journal.h"
 #include "common/strings.h"
 
 namespace qsign::db {
@@ -27,16 +28,6 @@ CREATE TABLE audit_log (
   prev_hash bytea NOT NULL CHECK (octet_length(prev_hash) = 32),
   hash bytea NOT NULL CHECK (octet_length(hash) = 32)
 );
-CREATE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
-  FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
-  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 )sql";
 
 void AppendU64(std::string& out, uint64_t v) {
@@ -57,7 +48,11 @@ absl::Status DataLoss(std::string_view schema, int64_t seq, std::string_view wha
 
 }  // namespace
 
-std::string_view AuditTableSql() { return kAuditTableSql; }
+std::string_view AuditTableSql() {
+  static const std::string* const sql =
+      new std::string(absl::StrCat(kAuditTableSql, AppendOnlySql("audit_log")));
+  return *sql;
+}
 
 std::string AuditRecordHash(std::string_view prev_hash, int64_t seq, const AuditEvent& event,
                             absl::Time at) {

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/db/audit.h"
+#include "common/db/journal.h"
 #include "common/db/migrate.h"
 #include "common/db/pg.h"
 #include "common/db/testing/pg_test.h"
@@ -630,6 +631,26 @@ TEST_F(DbTest, ConcurrentReplicasMigrateSafely) {
 }
 
 // ---- audit log ----
+
+class JournalTest : public testing::PgTest {};
+
+TEST_F(JournalTest, AppendOnlyTableTakesInsertsAndRefusesChanges) {
+  static const std::string sql = absl::StrCat(
+      "CREATE TABLE events (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, what text);",
+      AppendOnlySql("events"));
+  const Migration migrations[] = {{1, "events journal", sql}};
+  ASSERT_OK(ApplyMigrations(pool(), "j", migrations));
+  ASSERT_OK(pool().Exec("INSERT INTO j.events (what) VALUES ('a'), ('b')").status());
+  absl::Status st = pool().Exec("UPDATE j.events SET what = 'c'").status();
+  EXPECT_THAT(st.message(), HasSubstr("events is append-only: UPDATE refused"));
+  EXPECT_THAT(st.message(), HasSubstr("[SQLSTATE 42501]"));
+  st = pool().Exec("DELETE FROM j.events WHERE seq = 1").status();
+  EXPECT_THAT(st.message(), HasSubstr("events is append-only: DELETE refused"));
+  st = pool().Exec("TRUNCATE j.events").status();
+  EXPECT_THAT(st.message(), HasSubstr("events is append-only: TRUNCATE refused"));
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT count(*) FROM j.events"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 2);
+}
 
 class AuditTest : public testing::PgTest {
  protected:

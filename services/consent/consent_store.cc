@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/db/journal.h"
 #include "common/db/migrate.h"
 #include "common/strings.h"
 #include "services/consent/notifier.h"
@@ -544,16 +545,6 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_request ON decisions (request_id);
 CREATE INDEX decisions_at ON decisions (at);
-CREATE FUNCTION decisions_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'decisions is append-only: % refused', TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE TRIGGER decisions_no_update_delete BEFORE UPDATE OR DELETE ON decisions
-  FOR EACH ROW EXECUTE FUNCTION decisions_refuse_change();
-CREATE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
-  FOR EACH STATEMENT EXECUTE FUNCTION decisions_refuse_change();
 )sql";
 
 }  // namespace
@@ -576,9 +567,10 @@ std::string_view RequestStateName(RequestState state) {
 
 absl::Status MigrateConsentSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
+  static const std::string v2 = absl::StrCat(kV2, db::AppendOnlySql("decisions"));
   const db::Migration migrations[] = {
       {1, "devices, pins, requests, challenges, push outbox, audit log", v1},
-      {2, "decisions journal", kV2}};
+      {2, "decisions journal", v2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/db/journal.h"
 #include "common/db/migrate.h"
 #include "common/strings.h"
 
@@ -582,16 +583,6 @@ CREATE TABLE login_journal (
 );
 CREATE INDEX login_journal_login ON login_journal (login_id_sha256);
 CREATE INDEX login_journal_at ON login_journal (at);
-CREATE FUNCTION login_journal_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'login_journal is append-only: % refused', TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE TRIGGER login_journal_no_update_delete BEFORE UPDATE OR DELETE ON login_journal
-  FOR EACH ROW EXECUTE FUNCTION login_journal_refuse_change();
-CREATE TRIGGER login_journal_no_truncate BEFORE TRUNCATE ON login_journal
-  FOR EACH STATEMENT EXECUTE FUNCTION login_journal_refuse_change();
 )sql";
 
 }  // namespace
@@ -638,9 +629,10 @@ std::string_view LoginStateName(LoginState state) {
 
 absl::Status MigrateIdentitySchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
+  static const std::string v2 = absl::StrCat(kV2, db::AppendOnlySql("login_journal"));
   const db::Migration migrations[] = {
       {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1},
-      {2, "login journal", kV2}};
+      {2, "login journal", v2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 
