@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
+#include "common/oids.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
 #include "hsm/testing/bare_pkcs11.h"
@@ -128,11 +129,11 @@ int Main(int argc, char** argv) {
       for (int i = 0; i < calls_per_thread; ++i) {
         pb::SignHashRequest req;
         req.set_credential_id(credentials[c]);
-        req.set_hash_algorithm_oid(signer::kSha256Oid);
-        req.set_sign_algorithm_oid("1.2.840.10045.4.3.2");
+        req.set_hash_algorithm_oid(oid::kSha256);
+        req.set_sign_algorithm_oid(oid::kEcdsaWithSha256);
         consent::SadGrant grant{.account_id = absl::StrFormat("acct-%d", c),
                                 .credential_id = credentials[c],
-                                .hash_algorithm_oid = signer::kSha256Oid};
+                                .hash_algorithm_oid = oid::kSha256};
         for (int h = 0; h < batch; ++h) grant.hashes.push_back(RandomHash(++serial));
         for (const auto& h : grant.hashes) req.add_hashes(h);
         req.set_sad(Unwrap(minter->Mint(grant, absl::Now(), absl::Hours(1)), "mint"));

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/oids.h"
 #include "common/refusal.h"
 #include "common/strings.h"
 #include "services/consent/consent.h"
@@ -13,10 +14,6 @@
 
 namespace qsign::consent {
 namespace {
-
-constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
-constexpr char kSha384Oid[] = "2.16.840.1.101.3.4.2.2";
-constexpr char kSha512Oid[] = "2.16.840.1.101.3.4.2.3";
 
 absl::Status ValidateCredentialId(std::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError("credential_id: required");
@@ -30,10 +27,8 @@ absl::Status ValidateCredentialId(std::string_view id) {
 }
 
 size_t HashLength(std::string_view oid) {
-  if (oid == kSha256Oid) return 32;
-  if (oid == kSha384Oid) return 48;
-  if (oid == kSha512Oid) return 64;
-  return 0;
+  const oid::HashOid* hash = oid::FindHashOid(oid);
+  return hash == nullptr ? 0 : hash->length;
 }
 
 }  // namespace

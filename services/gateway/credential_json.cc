@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/oids.h"
 #include "common/ossl.h"
 #include "common/proto_time.h"
 #include "services/gateway/errors.h"
@@ -96,8 +97,8 @@ absl::StatusOr<Json> CredentialJson(const pb::CredentialInfo& c, const InfoOptio
   key["algo"] = Json::array();
   for (const auto& oid : c.sign_algorithm_oids()) key["algo"].push_back(oid);
   key["len"] = c.key_bits();
-  if (c.key_algorithm() == pb::KEY_ALGORITHM_EC_P256) key["curve"] = "1.2.840.10045.3.1.7";
-  if (c.key_algorithm() == pb::KEY_ALGORITHM_EC_P384) key["curve"] = "1.3.132.0.34";
+  if (c.key_algorithm() == pb::KEY_ALGORITHM_EC_P256) key["curve"] = oid::kP256;
+  if (c.key_algorithm() == pb::KEY_ALGORITHM_EC_P384) key["curve"] = oid::kP384;
   out["key"] = std::move(key);
 
   if (!c.certificate_chain_der().empty()) {

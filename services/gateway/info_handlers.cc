@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/log.h"
+#include "common/oids.h"
 #include "common/strings.h"
 #include "services/gateway/errors.h"
 #include "services/gateway/gateway.h"
@@ -41,7 +42,7 @@ absl::StatusOr<Gateway::Result> Gateway::Info(const CscRequest& request) const {
   Params p(*body);
   if (auto s = CheckOptionalText(p, "lang", 64); !s.ok()) return s;
   Json algos = Json::array();
-  for (const auto& s : kSignOids) algos.push_back(s.oid);
+  for (const SignOid& s : oid::SignOids()) algos.push_back(s.oid);
   Json out = {
       {"specs", kSpecs},
       {"name", config_.name},

@@ -12,20 +12,6 @@
 
 namespace qsign::gateway {
 
-const HashOid* FindHashOid(std::string_view oid) {
-  for (const auto& h : kHashOids) {
-    if (oid == h.oid) return &h;
-  }
-  return nullptr;
-}
-
-const SignOid* FindSignOid(std::string_view oid) {
-  for (const auto& s : kSignOids) {
-    if (oid == s.oid) return &s;
-  }
-  return nullptr;
-}
-
 absl::StatusOr<Json> ParseJsonObject(std::string_view body) {
   if (std::all_of(body.begin(), body.end(), [](char c) { return absl::ascii_isspace(c); })) {
     return Json::object();  // CSC allows an empty body for methods without required input.

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/oids.h"
 #include "nlohmann/json.hpp"
 
 namespace qsign::gateway {
@@ -26,34 +27,12 @@ inline constexpr size_t kMaxClientDataBytes = 4096;
 inline constexpr size_t kMaxHashBase64Bytes = 128;  // SHA-512 is 88 characters of base64.
 inline constexpr int kMaxDescriptionChars = 200;    // What the consent app shows as the label.
 
-// ---- Algorithms (CSC hashAlgorithmOID, signAlgo). ----
+// ---- Algorithms (CSC hashAlgorithmOID, signAlgo): the tables of common/oids.h. ----
 
-struct HashOid {
-  const char* oid;
-  size_t length;
-};
-inline constexpr HashOid kHashOids[] = {
-    {"2.16.840.1.101.3.4.2.1", 32}, {"2.16.840.1.101.3.4.2.2", 48}, {"2.16.840.1.101.3.4.2.3", 64}};
-
-struct SignOid {
-  const char* oid;
-  const char* implied_hash;  // nullptr: the request names the hash (hashAlgorithmOID).
-};
-inline constexpr SignOid kSignOids[] = {
-    {"1.2.840.10045.4.3.2", "2.16.840.1.101.3.4.2.1"},    // ecdsa-with-SHA256
-    {"1.2.840.10045.4.3.3", "2.16.840.1.101.3.4.2.2"},    // ecdsa-with-SHA384
-    {"1.2.840.10045.4.3.4", "2.16.840.1.101.3.4.2.3"},    // ecdsa-with-SHA512
-    {"1.2.840.10045.2.1", nullptr},                       // ECDSA, hash named separately
-    {"1.2.840.113549.1.1.11", "2.16.840.1.101.3.4.2.1"},  // sha256WithRSAEncryption
-    {"1.2.840.113549.1.1.12", "2.16.840.1.101.3.4.2.2"},  // sha384WithRSAEncryption
-    {"1.2.840.113549.1.1.13", "2.16.840.1.101.3.4.2.3"},  // sha512WithRSAEncryption
-    {"1.2.840.113549.1.1.1", nullptr},                    // rsaEncryption (PKCS#1 v1.5)
-    {"1.2.840.113549.1.1.10", nullptr},                   // RSASSA-PSS, salt = hash length
-};
-
-// The table entry of `oid`; nullptr when not supported.
-const HashOid* FindHashOid(std::string_view oid);
-const SignOid* FindSignOid(std::string_view oid);
+using oid::FindHashOid;
+using oid::FindSignOid;
+using oid::HashOid;
+using oid::SignOid;
 
 // ---- Request bodies. ----
 

@@ -1,4 +1,5 @@
-// The hash and signature algorithm OIDs the signer accepts (CSC hashAlgorithmOID / signAlgo).
+// The hash and signature algorithm OIDs the signer accepts (CSC hashAlgorithmOID / signAlgo), as
+// hsm/ parameters; the OIDs themselves are common/oids.h.
 #ifndef QSIGN_SERVICES_SIGNER_ALGORITHMS_H_
 #define QSIGN_SERVICES_SIGNER_ALGORITHMS_H_
 
@@ -11,10 +12,6 @@
 #include "hsm/hsm.h"
 
 namespace qsign::signer {
-
-inline constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
-inline constexpr char kSha384Oid[] = "2.16.840.1.101.3.4.2.2";
-inline constexpr char kSha512Oid[] = "2.16.840.1.101.3.4.2.3";
 
 // INVALID_ARGUMENT naming hash_algorithm_oid when unsupported.
 absl::StatusOr<hsm::HashAlgorithm> ParseHashOid(std::string_view oid);

@@ -20,6 +20,7 @@
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
+#include "common/oids.h"
 #include "common/ossl.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
@@ -40,10 +41,10 @@ namespace {
 namespace pb = ::qsign::v1;
 using ::testing::HasSubstr;
 
-constexpr char kEcdsaSha256[] = "1.2.840.10045.4.3.2";
-constexpr char kEcdsaSha384[] = "1.2.840.10045.4.3.3";
-constexpr char kRsaSha256[] = "1.2.840.113549.1.1.11";
-constexpr char kRsaPss[] = "1.2.840.113549.1.1.10";
+constexpr const char* kEcdsaSha256 = oid::kEcdsaWithSha256;
+constexpr const char* kEcdsaSha384 = oid::kEcdsaWithSha384;
+constexpr const char* kRsaSha256 = oid::kSha256WithRsa;
+constexpr const char* kRsaPss = oid::kRsassaPss;
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 
 // Counts the signing calls that reach the HSM, to prove that refused requests never do.
@@ -144,7 +145,7 @@ class SignerTest : public qsign::testing::ServiceTest {
 
   std::string Sad(const std::string& account, const std::string& credential,
                   std::vector<std::string> hashes, uint32_t num_signatures = 0,
-                  const std::string& hash_oid = kSha256Oid) {
+                  const std::string& hash_oid = oid::kSha256) {
     consent::SadGrant grant{.account_id = account,
                             .credential_id = credential,
                             .hash_algorithm_oid = hash_oid,
@@ -158,7 +159,7 @@ class SignerTest : public qsign::testing::ServiceTest {
 
   pb::SignHashRequest Request(const std::string& credential, std::vector<std::string> hashes,
                               const std::string& sad, const std::string& sign_oid = kEcdsaSha256,
-                              const std::string& hash_oid = kSha256Oid) {
+                              const std::string& hash_oid = oid::kSha256) {
     pb::SignHashRequest req;
     req.set_credential_id(credential);
     req.set_hash_algorithm_oid(hash_oid);
@@ -337,8 +338,8 @@ TEST_F(SignerTest, P384WithSha384) {
   EXPECT_EQ(cred.key_bits(), 384u);
   std::string h = Hash('q', 48);
   pb::SignHashResponse resp;
-  ASSERT_TRUE(Sign(Request("cred-384", {h}, Sad("alice", "cred-384", {h}, 0, kSha384Oid),
-                           kEcdsaSha384, kSha384Oid),
+  ASSERT_TRUE(Sign(Request("cred-384", {h}, Sad("alice", "cred-384", {h}, 0, oid::kSha384),
+                           kEcdsaSha384, oid::kSha384),
                    &resp)
                   .ok());
   EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), h, resp.signatures(0), EVP_sha384()));
@@ -433,7 +434,7 @@ TEST_F(SignerTest, SadIsSingleUseAcrossReplicas) {
   Signer replica(counting_.get(), store.get(), verifier_.get(), &clock_, SignerConfig{});
   int before = counting_->sign_calls.load();
   auto result = replica.SignHash({.credential_id = "cred-1",
-                                  .hash_algorithm_oid = kSha256Oid,
+                                  .hash_algorithm_oid = oid::kSha256,
                                   .sign_algorithm_oid = kEcdsaSha256,
                                   .hashes = {Hash('b')},
                                   .sad = sad});

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "common/oids.h"
 #include "common/ossl.h"
 #include "services/lifecycle/ca/der.h"
 
@@ -31,19 +32,19 @@ SignatureAlgorithm SignatureAlgorithmFor(hsm::KeyType type) {
   switch (type) {
     case hsm::KeyType::kEcP256:
       a.nid = NID_ecdsa_with_SHA256;
-      a.oid = "1.2.840.10045.4.3.2";
+      a.oid = oid::kEcdsaWithSha256;
       a.params = {.scheme = hsm::SignScheme::kEcdsa, .hash = hsm::HashAlgorithm::kSha256};
       break;
     case hsm::KeyType::kEcP384:
       a.nid = NID_ecdsa_with_SHA384;
-      a.oid = "1.2.840.10045.4.3.3";
+      a.oid = oid::kEcdsaWithSha384;
       a.params = {.scheme = hsm::SignScheme::kEcdsa, .hash = hsm::HashAlgorithm::kSha384};
       break;
     case hsm::KeyType::kRsa2048:
     case hsm::KeyType::kRsa3072:
     case hsm::KeyType::kRsa4096:
       a.nid = NID_sha256WithRSAEncryption;
-      a.oid = "1.2.840.113549.1.1.11";
+      a.oid = oid::kSha256WithRsa;
       a.params = {.scheme = hsm::SignScheme::kRsaPkcs1, .hash = hsm::HashAlgorithm::kSha256};
       break;
   }

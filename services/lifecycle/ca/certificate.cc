@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/oids.h"
 #include "common/strings.h"
 #include "services/lifecycle/ca/der.h"
 
@@ -118,10 +119,11 @@ absl::StatusOr<IssuedCertificate> IssueCertificate(const CaKey& key, const X509*
     }
   }
   // subjectKeyIdentifier (2.5.29.14) and authorityKeyIdentifier (2.5.29.35) [0] keyIdentifier.
-  if (auto s = AddExtension(cert.get(), "2.5.29.14", false, der::OctetString(*ski)); !s.ok()) {
+  if (auto s = AddExtension(cert.get(), oid::kSubjectKeyIdentifier, false, der::OctetString(*ski));
+      !s.ok()) {
     return s;
   }
-  if (auto s = AddExtension(cert.get(), "2.5.29.35", false,
+  if (auto s = AddExtension(cert.get(), oid::kAuthorityKeyIdentifier, false,
                             der::Sequence({der::Tlv(der::ContextPrimitive(0), aki_id)}));
       !s.ok()) {
     return s;

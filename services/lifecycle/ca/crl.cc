@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 
 #include "absl/status/status.h"
+#include "common/oids.h"
 #include "common/ossl.h"
 #include "services/lifecycle/ca/der.h"
 
@@ -26,15 +27,16 @@ absl::StatusOr<std::string> BuildCrl(const Ca& ca, const CrlContents& c) {
     if (r.reason == 0) {
       entries.push_back(der::Sequence({der::UnsignedInteger(r.serial), der::Time(r.revoked_at)}));
     } else {
-      entries.push_back(
-          der::Sequence({der::UnsignedInteger(r.serial), der::Time(r.revoked_at),
-                         der::Sequence({ExtensionDer("2.5.29.21", der::Enumerated(r.reason))})}));
+      entries.push_back(der::Sequence(
+          {der::UnsignedInteger(r.serial), der::Time(r.revoked_at),
+           der::Sequence({ExtensionDer(oid::kCrlReason, der::Enumerated(r.reason))})}));
     }
   }
   const std::string extensions = der::Explicit(
       0, der::Sequence({
-             ExtensionDer("2.5.29.35", der::Sequence({der::Tlv(der::ContextPrimitive(0), key_id)})),
-             ExtensionDer("2.5.29.20", der::Integer(c.crl_number)),
+             ExtensionDer(oid::kAuthorityKeyIdentifier,
+                          der::Sequence({der::Tlv(der::ContextPrimitive(0), key_id)})),
+             ExtensionDer(oid::kCrlNumber, der::Integer(c.crl_number)),
          }));
   const std::string tbs = der::Sequence({
       der::Integer(1),  // v2

@@ -9,14 +9,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "common/log.h"
+#include "common/oids.h"
 #include "common/ossl.h"
 #include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/ca/der.h"
 
 namespace qsign::lifecycle {
 namespace {
-
-constexpr char kIdPkixOcspBasic[] = "1.3.6.1.5.5.7.48.1.1";
 
 std::string Digest(const EVP_MD* md, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -198,7 +197,7 @@ std::string OcspResponder::Build(const OCSP_REQUEST* request, bool* cacheable) {
   *cacheable = all_known;
   return der::Sequence({
       der::Enumerated(static_cast<int>(OcspResponseStatus::kSuccessful)),
-      der::Explicit(0, der::Sequence({der::Oid(kIdPkixOcspBasic), der::OctetString(*basic)})),
+      der::Explicit(0, der::Sequence({der::Oid(oid::kOcspBasic), der::OctetString(*basic)})),
   });
 }
 

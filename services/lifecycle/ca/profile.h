@@ -10,37 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/oids.h"
 #include "services/lifecycle/ca/certificate.h"
 
 namespace qsign::lifecycle {
-
-namespace oid {
-inline constexpr char kKeyUsage[] = "2.5.29.15";
-inline constexpr char kSubjectAltName[] = "2.5.29.17";
-inline constexpr char kBasicConstraints[] = "2.5.29.19";
-inline constexpr char kCrlDistributionPoints[] = "2.5.29.31";
-inline constexpr char kCertificatePolicies[] = "2.5.29.32";
-inline constexpr char kAnyPolicy[] = "2.5.29.32.0";
-inline constexpr char kExtKeyUsage[] = "2.5.29.37";
-inline constexpr char kAuthorityInfoAccess[] = "1.3.6.1.5.5.7.1.1";
-inline constexpr char kQcStatements[] = "1.3.6.1.5.5.7.1.3";
-inline constexpr char kOcsp[] = "1.3.6.1.5.5.7.48.1";
-inline constexpr char kCaIssuers[] = "1.3.6.1.5.5.7.48.2";
-inline constexpr char kOcspNoCheck[] = "1.3.6.1.5.5.7.48.1.5";
-inline constexpr char kOcspSigning[] = "1.3.6.1.5.5.7.3.9";
-// ETSI EN 319 412-5 QCStatements.
-inline constexpr char kQcCompliance[] = "0.4.0.1862.1.1";
-inline constexpr char kQcSscd[] = "0.4.0.1862.1.4";
-inline constexpr char kQcPds[] = "0.4.0.1862.1.5";
-inline constexpr char kQcType[] = "0.4.0.1862.1.6";
-inline constexpr char kQcTypeEsign[] = "0.4.0.1862.1.6.1";
-// RFC 3739 id-qcs-pkixQCSyntax-v2 carrying the ETSI EN 319 412-1 semantics identifier of the
-// subject's serialNumber: id-etsi-qcs-semanticsId-Natural.
-inline constexpr char kPkixQcSyntaxV2[] = "1.3.6.1.5.5.7.11.2";
-inline constexpr char kSemanticsIdNatural[] = "0.4.0.194121.1.1";
-// ETSI EN 319 411-2 QCP-n-qscd.
-inline constexpr char kQcpNQscd[] = "0.4.0.194112.1.2";
-}  // namespace oid
 
 // Where relying parties find an issuing CA's status and certificate; baked into what it issues.
 struct IssuerUrls {
