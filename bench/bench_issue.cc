@@ -59,7 +59,6 @@ namespace {
 namespace pb = ::qsign::v1;
 using lifecycle::Account;
 using lifecycle::AssuranceLevel;
-using lifecycle::Session;
 
 template <typename T>
 T Unwrap(absl::StatusOr<T> v, const char* what) {
@@ -78,7 +77,7 @@ void Check(const absl::Status& s, const char* what) {
 }
 
 // Any "acct-N" exists, proofed; token "t:<account>" is a session approved just now.
-class SyntheticIdentity final : public lifecycle::IdentityClient {
+class SyntheticIdentity final : public lifecycle::IdentityClient, public auth::SessionVerifier {
  public:
   absl::StatusOr<Account> GetAccount(std::string_view id) override {
     return Account{.account_id = std::string(id),
@@ -88,11 +87,11 @@ class SyntheticIdentity final : public lifecycle::IdentityClient {
                    .national_id = "0101990710006",
                    .assurance_level = AssuranceLevel::kHigh};
   }
-  absl::StatusOr<Session> ValidateSession(std::string_view token) override {
-    if (token.substr(0, 2) != "t:") return absl::UnauthenticatedError("bad token");
-    return Session{.session_id = std::string(token),
-                   .account_id = std::string(token.substr(2)),
-                   .auth_time = absl::Now()};
+  absl::StatusOr<auth::SessionClaims> Verify(std::string_view token, bool) override {
+    if (token.substr(0, 2) != "t:") return absl::UnauthenticatedError("session token: bad token");
+    return auth::SessionClaims{.session_id = std::string(token),
+                               .account_id = std::string(token.substr(2)),
+                               .auth_time = absl::Now()};
   }
   absl::StatusOr<int> RevokeSessions(std::string_view, std::string_view) override { return 0; }
 };
@@ -187,7 +186,7 @@ void Run() {
   NoConsent consent;
   lifecycle::Lifecycle lc(cas.get(), store.get(), &signer_client, &identity, &consent,
                           &lifecycle::ContractRegistry::BuiltIn(), &RealClock::Get(), {});
-  lifecycle::IdentityAuthenticator auth(&identity, {}, {});
+  const auth::Authenticator auth({}, {}, &identity, "lifecycle");
   lifecycle::LifecycleGrpc lc_grpc(&lc, &auth);
   auto server = Unwrap(GrpcServer::Start({}, {&lc_grpc}), "lifecycle server");
 
@@ -195,7 +194,7 @@ void Run() {
   for (int i = 0; i < issues; ++i) {
     lifecycle::Caller caller{.kind = lifecycle::CallerKind::kUser,
                              .id = absl::StrCat("acct-", i),
-                             .auth_time = absl::Now()};
+                             .session = {.auth_time = absl::Now()}};
     Check(lc.AcceptContract(caller, contract.version, contract.sha256, "").status(), "accept");
   }
 

@@ -280,6 +280,15 @@ class Validator {
     }
     Range("observability.grace_seconds", o.grace_seconds(), 1, 3600);
 
+    const cfg::SessionVerification& v = c_.session_verification();
+    Range("session_verification.refresh_interval_ms", v.refresh_interval_ms(), 10, 30000);
+    Range("session_verification.max_staleness_ms", v.max_staleness_ms(), 100, 60000);
+    if (v.max_staleness_ms() <= v.refresh_interval_ms()) {
+      Error("session_verification.max_staleness_ms",
+            absl::StrCat(v.max_staleness_ms(), ": must be more than refresh_interval_ms (",
+                         v.refresh_interval_ms(), ")"));
+    }
+
     Peer("signer", c_.peers().signer());
     Peer("identity", c_.peers().identity());
     Peer("consent", c_.peers().consent());
@@ -427,6 +436,9 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
   DefaultString(c.mutable_hsm()->mutable_token_label(), "qsign");
   c.mutable_hsm()->set_sessions(Or(c.hsm().sessions(), 8));
   c.mutable_observability()->set_grace_seconds(Or(c.observability().grace_seconds(), 10));
+  cfg::SessionVerification& v = *c.mutable_session_verification();
+  v.set_refresh_interval_ms(Or(v.refresh_interval_ms(), 500));
+  v.set_max_staleness_ms(Or(v.max_staleness_ms(), 5000));
   if (c.has_signer()) {
     cfg::SignerService& s = *c.mutable_signer();
     if (s.sad_key_ids().empty()) s.add_sad_key_ids(kDefaultSadKey);

@@ -79,6 +79,8 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.hsm().token_label(), "qsign");
   EXPECT_EQ(c.hsm().sessions(), 8);
   EXPECT_EQ(c.observability().grace_seconds(), 10);
+  EXPECT_EQ(c.session_verification().refresh_interval_ms(), 500);
+  EXPECT_EQ(c.session_verification().max_staleness_ms(), 5000);
   EXPECT_EQ(c.observability().metrics_listen(), "");
   EXPECT_FALSE(c.observability().reflection());
   EXPECT_FALSE(c.create_missing_keys());
@@ -309,6 +311,20 @@ TEST_F(ConfigTest, ObservabilityRanges) {
   cfg::ServerConfig c = Laptop();
   c.mutable_observability()->set_grace_seconds(-5);
   EXPECT_THAT(Errors(c), HasSubstr("observability.grace_seconds: -5: must be 1..3600"));
+}
+
+TEST_F(ConfigTest, SessionVerificationIsBounded) {
+  cfg::ServerConfig c = Laptop();
+  ApplyConfigDefaults(c);
+  c.mutable_session_verification()->set_max_staleness_ms(120000);
+  EXPECT_THAT(Errors(c),
+              HasSubstr("session_verification.max_staleness_ms: 120000: must be 100..60000"));
+  c.mutable_session_verification()->set_max_staleness_ms(400);
+  EXPECT_THAT(Errors(c), HasSubstr("session_verification.max_staleness_ms: 400: must be more "
+                                   "than refresh_interval_ms (500)"));
+  c.mutable_session_verification()->set_refresh_interval_ms(5);
+  EXPECT_THAT(Errors(c),
+              HasSubstr("session_verification.refresh_interval_ms: 5: must be 10..30000"));
 }
 
 TEST_F(ConfigTest, SignerKeysAndBatch) {

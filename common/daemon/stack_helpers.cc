@@ -23,6 +23,19 @@ absl::StatusOr<auth::CredentialTable> OptionalCredentialTable(const std::string&
   return table;
 }
 
+absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
+    const config::v1::ServerConfig& config, const Clock* clock, auth::SessionFeed* feed,
+    std::string component) {
+  const config::v1::SessionVerification& v = config.session_verification();
+  auto cache =
+      auth::SessionKeyCache::New(feed, clock,
+                                 {.refresh_interval = absl::Milliseconds(v.refresh_interval_ms()),
+                                  .max_staleness = absl::Milliseconds(v.max_staleness_ms()),
+                                  .component = std::move(component)});
+  if (!cache.ok()) return Field("session_verification", cache.status());
+  return cache;
+}
+
 absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::ServerConfig& config,
                                          const std::string& key_id, std::string_view what) {
   auto pub = hsm->GetPublicKey(key_id);

@@ -8,6 +8,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/auth/credential_table.h"
+#include "common/auth/session_key_cache.h"
+#include "common/clock.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
 #include "qsign/config/v1/config.pb.h"
@@ -24,6 +26,13 @@ absl::StatusOr<SecretString> OptionalSecret(const std::string& path);
 // an error names `field`.
 absl::StatusOr<auth::CredentialTable> OptionalCredentialTable(const std::string& path,
                                                               std::string_view field);
+
+// Users' session tokens verified locally (common/auth): identity's keys and revocation feed read
+// through `feed` every session_verification.refresh_interval_ms, Bearer calls UNAVAILABLE once
+// the copy is older than max_staleness_ms. `component` labels the metric ("consent").
+absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
+    const config::v1::ServerConfig& config, const Clock* clock, auth::SessionFeed* feed,
+    std::string component);
 
 // The key exists in the HSM, or is made there (EC P-256) when create_missing_keys allows it.
 // `what` names it in the log line and the error ("SAD key").

@@ -114,23 +114,4 @@ absl::StatusOr<std::vector<std::string>> GrpcLifecycleDeviceCertificateIssuer::I
   return chain;
 }
 
-GrpcSessionVerifier::GrpcSessionVerifier(std::shared_ptr<const daemon::DeferredChannel> channel,
-                                         std::string_view client_id, const SecretString& secret)
-    : stub_(std::move(channel)),
-      authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
-
-absl::StatusOr<std::string> GrpcSessionVerifier::Verify(std::string_view session_token) {
-  pb::ValidateSessionRequest req;
-  req.set_session_token(std::string(session_token));
-  auto stub = stub_.get();
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  Prepare(&ctx, authorization_);
-  pb::SessionInfo resp;
-  if (grpc::Status s = (*stub)->ValidateSession(&ctx, req, &resp); !s.ok()) {
-    return FromGrpcStatus(s);
-  }
-  return resp.account_id();
-}
-
 }  // namespace qsign::consent

@@ -61,19 +61,6 @@ class GrpcLifecycleDeviceCertificateIssuer final : public DeviceCertificateIssue
   SecretString authorization_;
 };
 
-// Identity.ValidateSession: a user's Bearer session token, to the account it belongs to.
-class GrpcSessionVerifier final : public SessionVerifier {
- public:
-  GrpcSessionVerifier(std::shared_ptr<const daemon::DeferredChannel> channel,
-                      std::string_view client_id, const SecretString& secret);
-
-  absl::StatusOr<std::string> Verify(std::string_view session_token) override;
-
- private:
-  daemon::DeferredStub<qsign::v1::Identity> stub_;
-  SecretString authorization_;
-};
-
 }  // namespace qsign::consent
 
 #endif  // QSIGN_SERVICES_CONSENT_CLIENTS_H_

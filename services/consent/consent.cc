@@ -46,38 +46,7 @@ RequestStatus Consent::StatusOf(const RequestRecord& r, absl::Time now) const {
 }
 
 absl::StatusOr<Caller> Consent::Authenticate(std::string_view authorization) {
-  auto presented = ParseAuthorization(authorization);
-  if (!presented.ok()) return presented.status();
-  Caller caller;
-  switch (presented->scheme) {
-    case PresentedCredential::Scheme::kNone:
-      return caller;
-    case PresentedCredential::Scheme::kBearer: {
-      if (deps_.sessions == nullptr) {
-        return absl::UnauthenticatedError("authorization: session tokens are not accepted here");
-      }
-      auto account = deps_.sessions->Verify(presented->secret.value());
-      if (!account.ok()) return absl::UnauthenticatedError("authorization: session not valid");
-      caller.kind = CallerKind::kUser;
-      caller.id = *std::move(account);
-      return caller;
-    }
-    case PresentedCredential::Scheme::kOperator:
-      if (!operators_.Check(presented->id, presented->secret.value())) {
-        return absl::UnauthenticatedError("authorization: unknown operator or wrong secret");
-      }
-      caller.kind = CallerKind::kOperator;
-      caller.id = presented->id;
-      return caller;
-    case PresentedCredential::Scheme::kService:
-      if (!services_.Check(presented->id, presented->secret.value())) {
-        return absl::UnauthenticatedError("authorization: unknown service or wrong secret");
-      }
-      caller.kind = CallerKind::kService;
-      caller.id = presented->id;
-      return caller;
-  }
-  return absl::InternalError("authorization: unhandled scheme");
+  return authenticator_.Authenticate(authorization);
 }
 
 void Consent::Shutdown() { deps_.notifier->Close(); }

@@ -19,6 +19,8 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth/authenticator.h"
+#include "common/auth/caller.h"
 #include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/secret.h"
@@ -38,6 +40,11 @@ using ::qsign::auth::CredentialTable;
 using ::qsign::auth::ParseAuthorization;
 using ::qsign::auth::PresentedCredential;
 using ::qsign::auth::Sha256;
+// Callers and users' sessions are described and checked the same way in every service.
+using ::qsign::auth::Caller;
+using ::qsign::auth::CallerKind;
+using ::qsign::auth::ClientInfo;
+using ::qsign::auth::SessionVerifier;
 
 // ---- What consent needs from other services (services/consent/clients.h: over gRPC). ----
 
@@ -65,30 +72,6 @@ class CredentialDirectory {
   virtual ~CredentialDirectory() = default;
   // NOT_FOUND when there is no such credential.
   virtual absl::StatusOr<CredentialSummary> Lookup(std::string_view credential_id) = 0;
-};
-
-// Checks an end user's session token (identity's session tokens; common/auth once it exists).
-class SessionVerifier {
- public:
-  virtual ~SessionVerifier() = default;
-  // The token's account id; UNAUTHENTICATED when not valid.
-  virtual absl::StatusOr<std::string> Verify(std::string_view session_token) = 0;
-};
-
-// ---- Callers. ----
-
-enum class CallerKind { kAnonymous, kUser, kOperator, kService };
-
-struct Caller {
-  CallerKind kind = CallerKind::kAnonymous;
-  // The account id of a user; the operator or service client id otherwise.
-  std::string id;
-};
-
-struct ClientInfo {
-  std::string client_address;  // ClientContext.client_address.
-  std::string user_agent;
-  std::string peer;  // The gRPC peer.
 };
 
 // ---- Inputs and results. ----
@@ -199,6 +182,7 @@ struct ConsentDeps {
   DeviceCertificateIssuer* certificates = nullptr;
   IdentityDirectory* identity = nullptr;
   CredentialDirectory* credentials = nullptr;
+  // Users' session tokens (a SessionKeyCache over identity's keys and revocation feed).
   // Optional: without it Bearer tokens are refused.
   SessionVerifier* sessions = nullptr;
   // Optional: without it no push wake-ups are sent (the outbox still fills).
@@ -267,8 +251,7 @@ class Consent {
   Consent(ConsentDeps deps, CredentialTable operators, CredentialTable services,
           ConsentConfig config)
       : deps_(deps),
-        operators_(std::move(operators)),
-        services_(std::move(services)),
+        authenticator_(std::move(operators), std::move(services), deps.sessions, "consent"),
         config_(config),
         enroll_limiter_(config.enrollments_per_address_per_minute, absl::Minutes(1)) {}
 
@@ -293,8 +276,7 @@ class Consent {
                        RequestDecision* decision, std::string* details) const;
 
   const ConsentDeps deps_;
-  const CredentialTable operators_;
-  const CredentialTable services_;
+  const auth::Authenticator authenticator_;
   const ConsentConfig config_;
   RateLimiter enroll_limiter_;
 };

@@ -51,11 +51,6 @@ OsslPtr<EVP_PKEY> ParseSpki(std::string_view der) {
   return key;
 }
 
-std::string AddressOf(const ClientInfo& client) {
-  if (client.client_address.empty()) return client.peer;
-  return absl::StrCat(client.client_address, " via ", client.peer);
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> NewId(std::string_view prefix) {
@@ -137,26 +132,12 @@ bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                           message.size()) == 1;
 }
 
-std::string ActorOf(const Caller& caller) {
-  switch (caller.kind) {
-    case CallerKind::kUser:
-      return absl::StrCat("user:", caller.id);
-    case CallerKind::kOperator:
-      return absl::StrCat("operator:", caller.id);
-    case CallerKind::kService:
-      return absl::StrCat("service:", caller.id);
-    case CallerKind::kAnonymous:
-      break;
-  }
-  return "anonymous";
-}
-
 db::AuditEvent Audit(std::string actor, std::string action, std::string_view target,
                      const ClientInfo& client, std::string outcome, std::string details) {
   return db::AuditEvent{.actor = std::move(actor),
                         .action = std::move(action),
                         .target = std::string(target),
-                        .client_address = AddressOf(client),
+                        .client_address = auth::AddressOf(client),
                         .outcome = std::move(outcome),
                         .details = std::move(details)};
 }

@@ -34,8 +34,6 @@ absl::Status ValidateDeviceKey(std::string_view spki);
 bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                            std::string_view signature);
 
-// The audit actor: "user:<id>", "operator:<id>", "service:<id>" or "anonymous".
-std::string ActorOf(const Caller& caller);
 db::AuditEvent Audit(std::string actor, std::string action, std::string_view target,
                      const ClientInfo& client, std::string outcome = "ok",
                      std::string details = "");

@@ -94,8 +94,7 @@ class ConsentTest : public qsign::testing::ServiceTest {
     auto identity = qsign::testing::FakeIdentityServer::Start();
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
-    identity_->AddSession("alice-token", "alice");
-    identity_->AddSession("bob-token", "bob");
+    alice_token_ = absl::StrCat("Bearer ", identity_->Session("alice"));
 
     // The signer and the consent service, built by their stacks as qsignd builds them.
     auto stacks = qsign::testing::Stacks::Start(
@@ -258,6 +257,7 @@ class ConsentTest : public qsign::testing::ServiceTest {
 
   FakeClock clock_{kStart};
   std::unique_ptr<qsign::testing::FakeIdentityServer> identity_;
+  std::string alice_token_;  // "Bearer <alice's session token>".
   std::unique_ptr<qsign::testing::Stacks> stacks_;
   std::unique_ptr<pb::Signer::Stub> signer_stub_;
   std::string ca_cert_;
@@ -809,8 +809,8 @@ TEST_F(ConsentTest, AuthorizeChecksTheCredentialAndTheHashes) {
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Authorize("no-such", {Hash('a')}, &out).error_code(), grpc::StatusCode::NOT_FOUND);
   // A user may use only their own credential; another's does not exist for them.
-  EXPECT_TRUE(Authorize("cred-1", {Hash('a')}, &out, "Bearer alice-token").ok());
-  EXPECT_EQ(Authorize("cred-bob", {Hash('a')}, &out, "Bearer alice-token").error_code(),
+  EXPECT_TRUE(Authorize("cred-1", {Hash('a')}, &out, alice_token_.c_str()).ok());
+  EXPECT_EQ(Authorize("cred-bob", {Hash('a')}, &out, alice_token_.c_str()).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Authorize("cred-bob", {Hash('a')}, &out).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION)

@@ -14,7 +14,7 @@ absl::StatusOr<Deactivation> Consent::DeactivateDevices(const Caller& caller,
   if (auto s = ValidateAccountId(account_id); !s.ok()) return s;
   if (auto s = ValidateText(reason, "reason", 0, 500); !s.ok()) return s;
   auto out = deps_.store->DeactivateDevices(account_id, Now(),
-                                            Audit(ActorOf(caller), "device.deactivate_all",
+                                            Audit(auth::ActorName(caller), "device.deactivate_all",
                                                   account_id, client, "ok", std::string(reason)));
   if (!out.ok()) return out.status();
   deps_.notifier->Notify(account_id);

@@ -42,7 +42,7 @@ absl::Status Consent::UnblockPin(const Caller& caller, std::string_view account_
   if (!verifier.ok()) return verifier.status();
   absl::Status s = deps_.store->SetPin(
       account_id, *verifier, now,
-      Audit(ActorOf(caller), "pin.unblock", account_id, client, "ok", std::string(note)));
+      Audit(auth::ActorName(caller), "pin.unblock", account_id, client, "ok", std::string(note)));
   if (s.code() == absl::StatusCode::kNotFound) {
     return absl::FailedPreconditionError("account_id: the account has no PIN");
   }

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth/session_feed_grpc.h"
+#include "common/auth/session_key_cache.h"
 #include "common/daemon/config.h"
 #include "common/daemon/stack_helpers.h"
 #include "common/file.h"
@@ -71,7 +73,11 @@ class ConsentStack final : public daemon::Stack {
   std::vector<Served> services() override {
     return {{qsign::v1::Consent::service_full_name(), grpc_.get()}};
   }
-  void Stop() override { consent_->Shutdown(); }  // Ends the apps' open streams.
+  void Start() override { sessions_->Start(); }
+  void Stop() override {
+    consent_->Shutdown();  // Ends the apps' open streams.
+    sessions_->Stop();
+  }
   std::string hsm_probe_key() const override { return sad_key_id_; }
 
  private:
@@ -84,7 +90,9 @@ class ConsentStack final : public daemon::Stack {
   std::unique_ptr<PgAccountListener> listener_;
   std::unique_ptr<GrpcIdentityDirectory> identity_;
   std::unique_ptr<GrpcCredentialDirectory> credentials_;
-  std::unique_ptr<GrpcSessionVerifier> sessions_;
+  // Users' session tokens, verified here against identity's keys and revocation feed.
+  std::unique_ptr<auth::GrpcSessionFeed> session_feed_;
+  std::unique_ptr<auth::SessionKeyCache> sessions_;
   std::unique_ptr<HttpWebhookPushGateway> push_gateway_;
   std::unique_ptr<PushDispatcher> push_;
   std::unique_ptr<Consent> consent_;
@@ -140,8 +148,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
       std::make_unique<GrpcIdentityDirectory>(env.channels->To("identity"), c.client_id(), *secret);
   stack->credentials_ =
       std::make_unique<GrpcCredentialDirectory>(env.channels->To("signer"), c.client_id(), *secret);
-  stack->sessions_ =
-      std::make_unique<GrpcSessionVerifier>(env.channels->To("identity"), c.client_id(), *secret);
+  stack->session_feed_ =
+      std::make_unique<auth::GrpcSessionFeed>(env.channels->To("identity"), c.client_id(), *secret);
+  auto sessions =
+      daemon::NewSessionKeyCache(config, env.clock, stack->session_feed_.get(), "consent");
+  if (!sessions.ok()) return sessions.status();
+  stack->sessions_ = *std::move(sessions);
 
   stack->store_ = NewPostgresConsentStore(env.pool);
   auto listener = PgAccountListener::Start(config.database().conninfo(),

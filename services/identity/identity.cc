@@ -88,33 +88,13 @@ absl::StatusOr<SecretString> NewActivationCodeSymbols() {
 
 absl::Time TruncateToMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
 
-std::string ActorName(const Caller& caller) {
-  switch (caller.kind) {
-    case CallerKind::kAnonymous:
-      return "anonymous";
-    case CallerKind::kUser:
-      return absl::StrCat("account:", caller.id);
-    case CallerKind::kOperator:
-      return absl::StrCat("operator:", caller.id);
-    case CallerKind::kService:
-      return absl::StrCat("service:", caller.id);
-  }
-  return "unknown";
-}
-
-std::string AddressOf(const ClientInfo& client) {
-  if (client.client_address.empty()) return client.peer;
-  if (client.peer.empty()) return client.client_address;
-  return absl::StrCat(client.client_address, " via ", client.peer);
-}
-
 db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
                      const ClientInfo& client, std::string outcome = "ok",
                      std::string details = "") {
-  return db::AuditEvent{.actor = ActorName(caller),
+  return db::AuditEvent{.actor = auth::ActorName(caller),
                         .action = std::move(action),
                         .target = std::move(target),
-                        .client_address = AddressOf(client),
+                        .client_address = auth::AddressOf(client),
                         .outcome = std::move(outcome),
                         .details = std::move(details)};
 }
@@ -173,8 +153,7 @@ Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* cl
     : store_(store),
       consent_(consent),
       clock_(clock),
-      operators_(std::move(operators)),
-      services_(std::move(services)),
+      authenticator_(std::move(operators), std::move(services), this, "identity"),
       config_(std::move(config)),
       minter_(std::move(minter)),
       verifier_(std::move(verifier)),
@@ -213,7 +192,7 @@ absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityS
                    std::move(config), *std::move(minter), *std::move(verifier), std::move(keys)));
 }
 
-absl::StatusOr<SessionClaims> Identity::CheckToken(std::string_view token, bool allow_revoked) {
+absl::StatusOr<SessionClaims> Identity::Verify(std::string_view token, bool allow_revoked) {
   auto claims = verifier_->Verify(token, clock_->Now());
   if (!claims.ok()) return claims.status();
   if (allow_revoked) return claims;
@@ -226,36 +205,7 @@ absl::StatusOr<SessionClaims> Identity::CheckToken(std::string_view token, bool 
 }
 
 absl::StatusOr<Caller> Identity::Authenticate(std::string_view authorization, bool allow_revoked) {
-  auto cred = ParseAuthorization(authorization);
-  if (!cred.ok()) return cred.status();
-  Caller caller;
-  switch (cred->scheme) {
-    case PresentedCredential::Scheme::kNone:
-      return caller;
-    case PresentedCredential::Scheme::kBearer: {
-      auto claims = CheckToken(cred->secret.value(), allow_revoked);
-      if (!claims.ok()) return claims.status();
-      caller.kind = CallerKind::kUser;
-      caller.id = claims->account_id;
-      caller.session = *std::move(claims);
-      return caller;
-    }
-    case PresentedCredential::Scheme::kOperator:
-    case PresentedCredential::Scheme::kService: {
-      const bool is_operator = cred->scheme == PresentedCredential::Scheme::kOperator;
-      const CredentialTable& table = is_operator ? operators_ : services_;
-      if (!table.Check(cred->id, cred->secret.value())) {
-        Log(LogLevel::kWarning, "identity", "credentials refused",
-            {{"kind", is_operator ? "operator" : "service"}, {"id", cred->id}});
-        return absl::UnauthenticatedError(absl::StrCat(
-            "authorization: ", is_operator ? "operator" : "service", " credentials not valid"));
-      }
-      caller.kind = is_operator ? CallerKind::kOperator : CallerKind::kService;
-      caller.id = cred->id;
-      return caller;
-    }
-  }
-  return absl::InternalError("unreachable credential scheme");
+  return authenticator_.Authenticate(authorization, allow_revoked);
 }
 
 absl::StatusOr<Account> Identity::RegisterAccount(const RegisterAccountInput& in,
@@ -585,7 +535,7 @@ absl::StatusOr<SessionInfo> Identity::ValidateSession(const Caller& caller,
                                                       std::string_view token) {
   if (auto s = Require(caller, {CallerKind::kService}, "service"); !s.ok()) return s;
   if (token.empty()) return absl::InvalidArgumentError("session_token: required");
-  auto claims = CheckToken(token, /*allow_revoked=*/false);
+  auto claims = Verify(token, /*allow_revoked=*/false);
   if (!claims.ok()) return claims.status();
   SessionInfo info;
   info.fresh = IsFresh(*claims, clock_->Now(), config_.fresh_login_window);

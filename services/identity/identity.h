@@ -19,10 +19,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/auth/authenticator.h"
+#include "common/auth/caller.h"
+#include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
-#include "common/auth/credential_table.h"
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
 
@@ -34,6 +36,10 @@ using ::qsign::auth::ParseAuthorization;
 using ::qsign::auth::PresentedCredential;
 using ::qsign::auth::Sha256;
 using ::qsign::auth::ValidateCredentialId;
+// Callers are described the same way in every service (common/auth).
+using ::qsign::auth::Caller;
+using ::qsign::auth::CallerKind;
+using ::qsign::auth::ClientInfo;
 
 // ---- The consent service, as identity uses it (Consent.CreateRequest / AwaitRequest). ----
 
@@ -67,27 +73,6 @@ class ConsentClient {
   // Waits up to `max_wait` for the request to leave PENDING and answers its state.
   virtual absl::StatusOr<ConsentRequestStatus> AwaitRequest(std::string_view request_id,
                                                             absl::Duration max_wait) = 0;
-};
-
-// ---- Callers. ----
-
-enum class CallerKind { kAnonymous, kUser, kOperator, kService };
-
-struct Caller {
-  CallerKind kind = CallerKind::kAnonymous;
-  // Operator or service client id; the account id for a user.
-  std::string id;
-  // kUser only.
-  SessionClaims session;
-};
-
-// Where a call came from, for the audit trail.
-struct ClientInfo {
-  // ClientContext.client_address: the end user's address as the front end saw it.
-  std::string client_address;
-  std::string user_agent;
-  // The gRPC peer.
-  std::string peer;
 };
 
 // ---- Inputs and results. ----
@@ -160,7 +145,9 @@ struct IdentityConfig {
   std::string consent_client_id = "consent";
 };
 
-class Identity {
+// Identity verifies Bearer tokens itself, authoritatively: its keys and its own table of ended
+// sessions (every other service uses a SessionKeyCache over GetSessionKeys and the feed).
+class Identity final : public auth::SessionVerifier {
  public:
   // None of the pointers is owned; all must outlive the Identity. Every session key must exist
   // in the HSM and be EC P-256.
@@ -174,6 +161,8 @@ class Identity {
   // checked fully (signature, expiry, not revoked, authoritative from the database) unless
   // `allow_revoked`. Bad credentials of any kind: UNAUTHENTICATED.
   absl::StatusOr<Caller> Authenticate(std::string_view authorization, bool allow_revoked = false);
+  // auth::SessionVerifier: signature, expiry and, unless `allow_revoked`, the database.
+  absl::StatusOr<SessionClaims> Verify(std::string_view token, bool allow_revoked) override;
 
   // Anyone.
   absl::StatusOr<Account> RegisterAccount(const RegisterAccountInput& input,
@@ -214,7 +203,6 @@ class Identity {
            std::unique_ptr<SessionTokenMinter> minter,
            std::unique_ptr<SessionTokenVerifier> verifier, std::vector<SessionKeyInfo> keys);
 
-  absl::StatusOr<SessionClaims> CheckToken(std::string_view token, bool allow_revoked);
   absl::StatusOr<LoginOutcome> FinishLogin(const LoginRecord& login, LoginState state,
                                            const ConsentRequestStatus* approval);
   // The final state of a login another call completed first.
@@ -222,11 +210,10 @@ class Identity {
   void RecordConsentLatency(absl::Duration d);
   absl::Duration TypicalConsentLatency();
 
-  IdentityStore* store_;    // Not owned.
-  ConsentClient* consent_;  // Not owned.
-  const Clock* clock_;      // Not owned.
-  const CredentialTable operators_;
-  const CredentialTable services_;
+  IdentityStore* store_;                     // Not owned.
+  ConsentClient* consent_;                   // Not owned.
+  const Clock* clock_;                       // Not owned.
+  const auth::Authenticator authenticator_;  // Bearer tokens through this->Verify.
   const IdentityConfig config_;
   std::unique_ptr<SessionTokenMinter> minter_;
   std::unique_ptr<SessionTokenVerifier> verifier_;

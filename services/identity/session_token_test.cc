@@ -222,11 +222,17 @@ TEST(FreshnessTest, FreshForFiveMinutesAfterTheApproval) {
   EXPECT_TRUE(IsFresh(c, kNow + absl::Minutes(9), absl::Minutes(10)));
 }
 
+// The header a token travels in is parsed once, by common/auth (was BearerToken here).
 TEST(BearerTokenTest, ParsesTheHeader) {
-  EXPECT_EQ(*BearerToken("Bearer abc.def"), "abc.def");
-  EXPECT_EQ(BearerToken("bearer abc").status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(BearerToken("Bearer ").status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(BearerToken("").status().code(), absl::StatusCode::kUnauthenticated);
+  auto bearer = auth::ParseAuthorization("Bearer abc.def");
+  ASSERT_TRUE(bearer.ok()) << bearer.status();
+  EXPECT_EQ(bearer->scheme, auth::PresentedCredential::Scheme::kBearer);
+  EXPECT_EQ(bearer->secret.value(), "abc.def");
+  EXPECT_EQ(auth::ParseAuthorization("bearer abc").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth::ParseAuthorization("Bearer ").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth::ParseAuthorization("")->scheme, auth::PresentedCredential::Scheme::kNone);
 }
 
 }  // namespace

@@ -123,21 +123,6 @@ absl::StatusOr<Account> GrpcIdentityClient::GetAccount(std::string_view account_
   return a;
 }
 
-absl::StatusOr<Session> GrpcIdentityClient::ValidateSession(std::string_view session_token) {
-  pb::ValidateSessionRequest req;
-  req.set_session_token(std::string(session_token));
-  pb::SessionInfo resp;
-  auto stub = stub_.get();
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  Prepare(&ctx);
-  grpc::Status s = (*stub)->ValidateSession(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return Session{.session_id = resp.session_id(),
-                 .account_id = resp.account_id(),
-                 .auth_time = FromProto(resp.auth_time())};
-}
-
 absl::StatusOr<int> GrpcIdentityClient::RevokeSessions(std::string_view account_id,
                                                        std::string_view client_address) {
   pb::RevokeSessionsRequest req;

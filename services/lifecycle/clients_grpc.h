@@ -50,7 +50,6 @@ class GrpcIdentityClient final : public IdentityClient {
                      const ServiceCredential& credential,
                      absl::Duration timeout = absl::Seconds(10));
   absl::StatusOr<Account> GetAccount(std::string_view account_id) override;
-  absl::StatusOr<Session> ValidateSession(std::string_view session_token) override;
   absl::StatusOr<int> RevokeSessions(std::string_view account_id,
                                      std::string_view client_address) override;
 

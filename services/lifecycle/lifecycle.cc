@@ -43,7 +43,7 @@ absl::Time Lifecycle::Now() const {
 
 absl::Status Lifecycle::CheckFresh(const Caller& caller) const {
   if (caller.kind != CallerKind::kUser) return absl::OkStatus();
-  if (clock_->Now() - caller.auth_time > config_.fresh_session) {
+  if (clock_->Now() - caller.session.auth_time > config_.fresh_session) {
     return absl::FailedPreconditionError(
         absl::StrCat("log in again: this needs a login approved on the phone within the last ",
                      absl::FormatDuration(config_.fresh_session)));
@@ -65,6 +65,8 @@ absl::Status Lifecycle::CheckContractAccepted(std::string_view account_id) {
 absl::StatusOr<std::string> Lifecycle::ResolveAccount(const Caller& caller,
                                                       std::string_view account_id) {
   switch (caller.kind) {
+    case CallerKind::kAnonymous:
+      return absl::UnauthenticatedError("authorization: credentials required");
     case CallerKind::kUser:
       if (!account_id.empty() && account_id != caller.id) {
         return absl::PermissionDeniedError("account_id: users leave it empty (their own account)");

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/auth/caller.h"
 #include "common/clock.h"
 #include "hsm/hsm.h"
 #include "services/lifecycle/ca/ca_setup.h"
@@ -40,20 +41,13 @@ struct Account {
   AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
 };
 
-struct Session {
-  std::string session_id;
-  std::string account_id;
-  absl::Time auth_time;  // When the login was approved on the phone.
-};
-
-// The identity service (Identity.GetAccount, ValidateSession, RevokeSessions).
+// The identity service (Identity.GetAccount, RevokeSessions). Users' session tokens are verified
+// locally (common/auth), not here.
 class IdentityClient {
  public:
   virtual ~IdentityClient() = default;
   // NOT_FOUND for an unknown account.
   virtual absl::StatusOr<Account> GetAccount(std::string_view account_id) = 0;
-  // UNAUTHENTICATED for a token that is not (or no longer) valid.
-  virtual absl::StatusOr<Session> ValidateSession(std::string_view session_token) = 0;
   // Ends every session of the account; how many were live.
   virtual absl::StatusOr<int> RevokeSessions(std::string_view account_id,
                                              std::string_view client_address) = 0;
@@ -85,19 +79,11 @@ class SignerClient {
 
 // --- Callers -----------------------------------------------------------------------------------
 
-enum class CallerKind { kUser, kOperator, kService };
-
-// Who calls, as the gRPC edge authenticated them.
-struct Caller {
-  CallerKind kind = CallerKind::kUser;
-  // kUser: the account id; kOperator: operator id; kService: client id.
-  std::string id;
-  // kUser only.
-  std::string session_id;
-  absl::Time auth_time;
-  // Peer address, for the audit trail.
-  std::string peer;
-};
+// Who calls, as the gRPC edge authenticated them (common/auth): kUser carries the session's
+// claims (auth_time for freshness), every caller the gRPC peer for the audit trail. The edge
+// refuses kAnonymous before any method is reached.
+using ::qsign::auth::Caller;
+using ::qsign::auth::CallerKind;
 
 // --- Inputs and results ------------------------------------------------------------------------
 

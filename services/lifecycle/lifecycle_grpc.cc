@@ -4,12 +4,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/proto_key.h"
 #include "common/proto_time.h"
@@ -78,82 +73,17 @@ void ToProto(const CertView& v, pb::Certificate* out) {
   out->set_device_id(r.device_id);
 }
 
-absl::StatusOr<CredentialHashes> CredentialHashes::Parse(std::string_view text) {
-  CredentialHashes out;
-  int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(Av(text), '\n')) {
-    ++line_no;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (parts.size() != 2 || parts[1].size() != 64 ||
-        parts[1].find_first_not_of("0123456789abcdefABCDEF") != absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("credentials line ", line_no, ": expected \"<id> <sha256 hex>\""));
-    }
-    if (!out.hashes_.emplace(std::string(parts[0]), absl::HexStringToBytes(parts[1])).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("credentials line ", line_no, ": repeated id"));
-    }
-  }
-  return out;
-}
-
-void CredentialHashes::Add(std::string_view id, std::string_view secret) {
-  hashes_[std::string(id)] = Sha256(secret);
-}
-
-bool CredentialHashes::Check(std::string_view id, std::string_view secret) const {
-  static const std::string kNoSuchId(32, '\0');
-  auto it = hashes_.find(Av(id));
-  const std::string& want = it == hashes_.end() ? kNoSuchId : it->second;
-  const bool match = ConstantTimeEquals(Sha256(secret), want);
-  return match && it != hashes_.end();
-}
-
-absl::StatusOr<Caller> IdentityAuthenticator::Authenticate(std::string_view authorization,
-                                                           std::string_view peer) {
-  static constexpr char kForms[] =
-      "authorization: expected \"Bearer <token>\", \"Operator <id>.<secret>\" or "
-      "\"Service <id>.<secret>\"";
-  absl::string_view value = Av(authorization);
-  Caller caller;
-  caller.peer = std::string(peer);
-  if (absl::ConsumePrefix(&value, "Bearer ")) {
-    auto session = identity_->ValidateSession(Sv(value));
-    if (!session.ok()) return session.status();
-    caller.kind = CallerKind::kUser;
-    caller.id = session->account_id;
-    caller.session_id = session->session_id;
-    caller.auth_time = session->auth_time;
-    return caller;
-  }
-  const CredentialHashes* table = nullptr;
-  if (absl::ConsumePrefix(&value, "Operator ")) {
-    caller.kind = CallerKind::kOperator;
-    table = &operators_;
-  } else if (absl::ConsumePrefix(&value, "Service ")) {
-    caller.kind = CallerKind::kService;
-    table = &services_;
-  } else {
-    return absl::UnauthenticatedError(kForms);
-  }
-  const size_t dot = value.find('.');
-  if (dot == absl::string_view::npos || dot == 0) return absl::UnauthenticatedError(kForms);
-  caller.id = std::string(value.substr(0, dot));
-  if (!table->Check(caller.id, Sv(value.substr(dot + 1)))) {
-    return absl::UnauthenticatedError("authorization: unknown id or wrong secret");
-  }
-  return caller;
-}
-
 absl::StatusOr<Caller> LifecycleGrpc::CallerOf(const grpc::ServerContext* ctx) {
   auto it = ctx->client_metadata().find("authorization");
-  if (it == ctx->client_metadata().end()) {
+  auto caller = authenticator_->Authenticate(
+      it == ctx->client_metadata().end() ? std::string_view()
+                                         : std::string_view(it->second.data(), it->second.size()));
+  if (!caller.ok()) return caller.status();
+  if (caller->kind == CallerKind::kAnonymous) {
     return absl::UnauthenticatedError("authorization: metadata required");
   }
-  return authenticator_->Authenticate(std::string_view(it->second.data(), it->second.size()),
-                                      ctx->peer());
+  caller->peer = ctx->peer();
+  return caller;
 }
 
 grpc::Status LifecycleGrpc::GetContract(grpc::ServerContext*, const pb::GetContractRequest* req,

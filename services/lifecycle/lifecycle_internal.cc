@@ -12,22 +12,6 @@
 #include "services/lifecycle/ca/profile.h"
 
 namespace qsign::lifecycle {
-namespace {
-
-std::string ActorName(const Caller& c) {
-  switch (c.kind) {
-    case CallerKind::kUser:
-      return absl::StrCat("account:", c.id);
-    case CallerKind::kOperator:
-      return absl::StrCat("operator:", c.id);
-    case CallerKind::kService:
-      return absl::StrCat("service:", c.id);
-  }
-  return c.id;
-}
-
-}  // namespace
-
 std::string TimeText(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
 }
@@ -41,7 +25,7 @@ std::string RandomId(std::string_view prefix) {
 
 db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
                      std::string details) {
-  return db::AuditEvent{.actor = ActorName(caller),
+  return db::AuditEvent{.actor = auth::ActorName(caller),
                         .action = std::move(action),
                         .target = std::move(target),
                         .client_address = caller.peer,

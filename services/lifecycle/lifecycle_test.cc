@@ -71,7 +71,9 @@ constexpr char kConsentSecret[] = "consent-secret-1";
 
 // --- Fakes of the services lifecycle calls -----------------------------------------------------
 
-class FakeIdentity final : public IdentityClient {
+// Accounts, and users' sessions by opaque tokens (the real verification, common/auth's
+// SessionKeyCache against the identity service, is tests/session_auth_test.cc).
+class FakeIdentity final : public IdentityClient, public auth::SessionVerifier {
  public:
   explicit FakeIdentity(const Clock* clock) : clock_(clock) {}
 
@@ -87,9 +89,9 @@ class FakeIdentity final : public IdentityClient {
   std::string Login(const std::string& account_id) {
     absl::MutexLock lock(&mu_);
     std::string token = absl::StrCat("token-", ++next_);
-    sessions_[token] = Session{.session_id = absl::StrCat("session-", next_),
-                               .account_id = account_id,
-                               .auth_time = clock_->Now()};
+    sessions_[token] = auth::SessionClaims{.session_id = absl::StrCat("session-", next_),
+                                           .account_id = account_id,
+                                           .auth_time = clock_->Now()};
     return token;
   }
 
@@ -99,10 +101,10 @@ class FakeIdentity final : public IdentityClient {
     if (it == accounts_.end()) return absl::NotFoundError("account_id: no such account");
     return it->second;
   }
-  absl::StatusOr<Session> ValidateSession(std::string_view token) override {
+  absl::StatusOr<auth::SessionClaims> Verify(std::string_view token, bool) override {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(std::string(token));
-    if (it == sessions_.end()) return absl::UnauthenticatedError("session: not valid");
+    if (it == sessions_.end()) return absl::UnauthenticatedError("session token: not valid");
     return it->second;
   }
   absl::StatusOr<int> RevokeSessions(std::string_view account_id, std::string_view) override {
@@ -123,7 +125,7 @@ class FakeIdentity final : public IdentityClient {
   const Clock* clock_;
   absl::Mutex mu_;
   std::map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, auth::SessionClaims> sessions_ ABSL_GUARDED_BY(mu_);
   int next_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -236,13 +238,14 @@ class LifecycleTest : public qsign::testing::ServiceTest {
     lifecycle_ = std::make_unique<Lifecycle>(cas_.get(), store_.get(), faulty_signer_.get(),
                                              &identity_, &consent_, &contracts_, &clock_,
                                              LifecycleConfig{.pds_url = "https://qsign.test/pds"});
-    CredentialHashes operators;
-    operators.Add("op1", kOperatorSecret);
-    CredentialHashes services;
-    services.Add("consent", kConsentSecret);
-    services.Add("gateway", "gateway-secret");
-    authenticator_ = std::make_unique<IdentityAuthenticator>(&identity_, std::move(operators),
-                                                             std::move(services));
+    auth::CredentialTable operators;
+    ASSERT_TRUE(operators.AddSecret("op1", kOperatorSecret).ok());
+    auth::CredentialTable services;
+    ASSERT_TRUE(services.AddSecret("consent", kConsentSecret).ok());
+    ASSERT_TRUE(services.AddSecret("gateway", "gateway-secret").ok());
+    authenticator_ = std::make_unique<auth::Authenticator>(std::move(operators),
+                                                           std::move(services), &identity_,
+                                                           "lifecycle");
     grpc_ = std::make_unique<LifecycleGrpc>(lifecycle_.get(), authenticator_.get());
     auto server = GrpcServer::Start({}, {grpc_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -356,7 +359,7 @@ class LifecycleTest : public qsign::testing::ServiceTest {
   ContractRegistry contracts_ = TestContracts();
   std::unique_ptr<LifecycleStore> store_;
   std::unique_ptr<Lifecycle> lifecycle_;
-  std::unique_ptr<IdentityAuthenticator> authenticator_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<LifecycleGrpc> grpc_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<pb::Lifecycle::Stub> stub_;

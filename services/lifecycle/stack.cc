@@ -6,6 +6,9 @@
 #include <string>
 #include <utility>
 
+#include "common/auth/authenticator.h"
+#include "common/auth/session_feed_grpc.h"
+#include "common/auth/session_key_cache.h"
 #include "common/daemon/config.h"
 #include "common/daemon/stack_helpers.h"
 #include "common/file.h"
@@ -29,13 +32,6 @@ namespace {
 using daemon::Field;
 namespace cfg = ::qsign::config::v1;
 
-absl::StatusOr<CredentialHashes> LoadHashes(const std::string& path) {
-  if (path.empty()) return CredentialHashes();
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return text.status();
-  return CredentialHashes::Parse(*text);
-}
-
 // The clients' constructors keep their own wiped copy of the secret; this one is wiped too.
 struct WipedServiceCredential {
   ServiceCredential value;
@@ -51,8 +47,14 @@ class LifecycleStack final : public daemon::Stack {
   std::vector<Served> services() override {
     return {{qsign::v1::Lifecycle::service_full_name(), grpc_.get()}};
   }
-  void Start() override { scheduler_->Start(); }
-  void Stop() override { scheduler_->Stop(); }
+  void Start() override {
+    sessions_->Start();
+    scheduler_->Start();
+  }
+  void Stop() override {
+    scheduler_->Stop();
+    sessions_->Stop();
+  }
 
  private:
   std::unique_ptr<CaStore> ca_store_;
@@ -62,7 +64,10 @@ class LifecycleStack final : public daemon::Stack {
   std::unique_ptr<GrpcIdentityClient> identity_;
   std::unique_ptr<GrpcConsentClient> consent_;
   std::unique_ptr<Lifecycle> lifecycle_;
-  std::unique_ptr<IdentityAuthenticator> authenticator_;
+  // Users' session tokens, verified here against identity's keys and revocation feed.
+  std::unique_ptr<auth::GrpcSessionFeed> session_feed_;
+  std::unique_ptr<auth::SessionKeyCache> sessions_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<LifecycleGrpc> grpc_;
   std::unique_ptr<OcspResponder> ocsp_;
   std::unique_ptr<StatusHttpServer> http_;
@@ -101,12 +106,18 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
       stack->cas_.get(), stack->store_.get(), stack->signer_.get(), stack->identity_.get(),
       stack->consent_.get(), &ContractRegistry::BuiltIn(), env.clock,
       LifecycleConfig{.consent_client_id = c.consent_client_id(), .pds_url = c.pds_url()});
-  auto operators = LoadHashes(config.operators_file());
-  if (!operators.ok()) return Field("operators_file", operators.status());
-  auto services = LoadHashes(config.services_file());
-  if (!services.ok()) return Field("services_file", services.status());
-  stack->authenticator_ = std::make_unique<IdentityAuthenticator>(
-      stack->identity_.get(), *std::move(operators), *std::move(services));
+  auto operators = daemon::OptionalCredentialTable(config.operators_file(), "operators_file");
+  if (!operators.ok()) return operators.status();
+  auto services = daemon::OptionalCredentialTable(config.services_file(), "services_file");
+  if (!services.ok()) return services.status();
+  stack->session_feed_ =
+      std::make_unique<auth::GrpcSessionFeed>(env.channels->To("identity"), "lifecycle", *secret);
+  auto sessions =
+      daemon::NewSessionKeyCache(config, env.clock, stack->session_feed_.get(), "lifecycle");
+  if (!sessions.ok()) return sessions.status();
+  stack->sessions_ = *std::move(sessions);
+  stack->authenticator_ = std::make_unique<auth::Authenticator>(
+      *std::move(operators), *std::move(services), stack->sessions_.get(), "lifecycle");
   stack->grpc_ =
       std::make_unique<LifecycleGrpc>(stack->lifecycle_.get(), stack->authenticator_.get());
   stack->ocsp_ = std::make_unique<OcspResponder>(stack->cas_.get(),

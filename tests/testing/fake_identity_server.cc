@@ -1,11 +1,18 @@
 #include "tests/testing/fake_identity_server.h"
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <map>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/civil_time.h"
+#include "common/auth/session_token.h"
 #include "common/grpc_server.h"
 #include "qsign/v1/identity.grpc.pb.h"
 
@@ -47,13 +54,53 @@ class FakeIdentityServer::Service final : public pb::Identity::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ValidateSession(grpc::ServerContext*, const pb::ValidateSessionRequest* req,
-                               pb::SessionInfo* resp) override {
-    absl::MutexLock lock(&mu_);
-    auto it = sessions_.find(req->session_token());
-    if (it == sessions_.end()) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
-    resp->set_account_id(it->second);
+  Service() {
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, nullptr);
+    EVP_PKEY_keygen_init(ctx);
+    EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1);
+    EVP_PKEY_keygen(ctx, &key_);
+    EVP_PKEY_CTX_free(ctx);
+  }
+  ~Service() override { EVP_PKEY_free(key_); }
+
+  grpc::Status GetSessionKeys(grpc::ServerContext*, const pb::GetSessionKeysRequest*,
+                              pb::GetSessionKeysResponse* resp) override {
+    unsigned char* der = nullptr;
+    const int len = i2d_PUBKEY(key_, &der);
+    pb::SessionKey* k = resp->add_keys();
+    k->set_key_id(kKeyId);
+    k->set_public_key_spki(std::string(reinterpret_cast<char*>(der), len));
+    OPENSSL_free(der);
     return grpc::Status::OK;
+  }
+
+  grpc::Status ListSessionRevocations(grpc::ServerContext*,
+                                      const pb::ListSessionRevocationsRequest* req,
+                                      pb::ListSessionRevocationsResponse* resp) override {
+    resp->set_last_sequence(req->after_sequence());
+    return grpc::Status::OK;
+  }
+
+  std::string Session(const std::string& account_id) {
+    absl::MutexLock lock(&mu_);
+    auto payload = auth::SessionTokenPayload(
+        {.session_id = absl::StrFormat("%032x", ++next_session_),
+         .account_id = account_id,
+         .issued_at = absl::UnixEpoch(),
+         .auth_time = absl::UnixEpoch(),
+         .expires_at = absl::FromCivil(absl::CivilSecond(2200, 1, 1), absl::UTCTimeZone()),
+         .key_id = kKeyId});
+    if (!payload.ok()) return "";
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    size_t len = 0;
+    const auto* data = reinterpret_cast<const unsigned char*>(payload->data());
+    EVP_DigestSignInit(md, nullptr, EVP_sha256(), nullptr, key_);
+    EVP_DigestSign(md, nullptr, &len, data, payload->size());
+    std::string sig(len, '\0');
+    EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len, data, payload->size());
+    sig.resize(len);
+    EVP_MD_CTX_free(md);
+    return auth::JoinSessionToken(*payload, sig);
   }
 
   std::string NewCode(const std::string& account_id) {
@@ -65,10 +112,6 @@ class FakeIdentityServer::Service final : public pb::Identity::Service {
   void SetProofedAt(const std::string& account_id, absl::Time at) {
     absl::MutexLock lock(&mu_);
     proofed_[account_id] = at;
-  }
-  void AddSession(const std::string& token, const std::string& account_id) {
-    absl::MutexLock lock(&mu_);
-    sessions_[token] = account_id;
   }
   int redemptions() const {
     absl::MutexLock lock(&mu_);
@@ -83,7 +126,9 @@ class FakeIdentityServer::Service final : public pb::Identity::Service {
   int redemptions_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::string> codes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> proofed_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> sessions_ ABSL_GUARDED_BY(mu_);
+  static constexpr char kKeyId[] = "fake-session-key";
+  EVP_PKEY* key_ = nullptr;  // Owned; the session-token key.
+  int next_session_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 absl::StatusOr<std::unique_ptr<FakeIdentityServer>> FakeIdentityServer::Start() {
@@ -109,9 +154,8 @@ void FakeIdentityServer::SetProofedAt(const std::string& account_id, absl::Time 
   service_->SetProofedAt(account_id, at);
 }
 
-void FakeIdentityServer::AddSession(const std::string& session_token,
-                                    const std::string& account_id) {
-  service_->AddSession(session_token, account_id);
+std::string FakeIdentityServer::Session(const std::string& account_id) {
+  return service_->Session(account_id);
 }
 
 int FakeIdentityServer::redemptions() const { return service_->redemptions(); }

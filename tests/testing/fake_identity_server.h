@@ -26,8 +26,9 @@ class FakeIdentityServer {
   std::string NewCode(const std::string& account_id);
   // GetAccount answers proofed_at = `at` for `account_id` (default: never proofed).
   void SetProofedAt(const std::string& account_id, absl::Time at);
-  // ValidateSession answers `account_id` for `session_token` (default: UNAUTHENTICATED).
-  void AddSession(const std::string& session_token, const std::string& account_id);
+  // A session token of `account_id`, signed by this fake's session key (served by
+  // GetSessionKeys; ListSessionRevocations is empty), valid at any test clock's time.
+  std::string Session(const std::string& account_id);
   // Codes redeemed so far.
   int redemptions() const;
 
