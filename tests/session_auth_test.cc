@@ -15,14 +15,12 @@
 #include "common/auth/session_feed_grpc.h"
 #include "common/auth/session_key_cache.h"
 #include "common/clock.h"
-#include "common/db/testing/pg_test.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
@@ -43,6 +41,8 @@
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
 #include "services/lifecycle/schema.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/test_data.h"
 
 namespace qsign {
 namespace {
@@ -88,18 +88,13 @@ class Unreachable final : public lifecycle::SignerClient,
   static absl::Status Down() { return absl::UnavailableError("not in this test"); }
 };
 
-class SessionAuthTest : public db::testing::PgTest {
+class SessionAuthTest : public testing::ServiceTest {
  protected:
   void SetUp() override {
-    PgTest::SetUp();
-    auto token = hsm::testing::SoftHsmToken::Create();
-    ASSERT_TRUE(token.ok()) << token.status();
-    token_ = *std::move(token);
-    auto hsm = hsm::NewPkcs11Hsm(token_->config(4));
-    ASSERT_TRUE(hsm.ok()) << hsm.status();
-    hsm_ = *std::move(hsm);
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
     for (const char* key : {"session-key", "rogue-key", "sad-key", "device-ca"}) {
-      ASSERT_TRUE(hsm_->GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
+      ASSERT_TRUE(hsm().GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
     }
     ASSERT_TRUE(identity::MigrateIdentitySchema(pool()).ok());
     ASSERT_TRUE(consent::MigrateConsentSchema(pool()).ok());
@@ -111,7 +106,7 @@ class SessionAuthTest : public db::testing::PgTest {
     ASSERT_TRUE(services.AddSecret("consent", "consent-secret").ok());
     ASSERT_TRUE(services.AddSecret("lifecycle", "lifecycle-secret").ok());
     auto identity = identity::Identity::New(
-        hsm_.get(), identity_store_.get(), &phone_, &RealClock::Get(), auth::CredentialTable(),
+        &hsm(), identity_store_.get(), &phone_, &RealClock::Get(), auth::CredentialTable(),
         std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
@@ -134,13 +129,13 @@ class SessionAuthTest : public db::testing::PgTest {
     ASSERT_TRUE(consent_sessions_ && lifecycle_sessions_);
 
     // Consent.
-    auto minter = consent::SadMinter::New(hsm_.get(), "sad-key");
+    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
     ASSERT_TRUE(minter.ok());
     sad_minter_ = *std::move(minter);
-    auto ca = consent::SelfSignedDeviceCaCertificate(hsm_.get(), "device-ca", "test device CA",
-                                                     absl::Now());
+    auto ca =
+        consent::SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "test device CA", absl::Now());
     ASSERT_TRUE(ca.ok()) << ca.status();
-    auto issuer = consent::HsmDeviceCertificateIssuer::New(hsm_.get(), "device-ca", *ca);
+    auto issuer = consent::HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", *ca);
     ASSERT_TRUE(issuer.ok());
     device_issuer_ = *std::move(issuer);
     auto pins = consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
@@ -164,8 +159,8 @@ class SessionAuthTest : public db::testing::PgTest {
 
     // Lifecycle.
     ca_store_ = lifecycle::NewPostgresCaStore(&pool());
-    auto cas = lifecycle::CaSet::Init(hsm_.get(), ca_store_.get(), RealClock::Get(),
-                                      lifecycle::CaConfig{});
+    auto cas =
+        lifecycle::CaSet::Init(&hsm(), ca_store_.get(), RealClock::Get(), lifecycle::CaConfig{});
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = *std::move(cas);
     lifecycle_store_ = lifecycle::NewPostgresLifecycleStore(&pool());
@@ -230,7 +225,7 @@ class SessionAuthTest : public db::testing::PgTest {
     req.set_username(absl::StrCat("person", n, "@example.rs"));
     req.set_given_name("Ana");
     req.set_surname("Petrović");
-    req.set_national_id(n == 1 ? "0101990710008" : "0202985710011");
+    req.set_national_id(testing::NationalId(n));
     pb::Account account;
     grpc::Status s = identity_stub_->RegisterAccount(As("").get(), req, &account);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -273,8 +268,6 @@ class SessionAuthTest : public db::testing::PgTest {
                                       pb::GetStatusRequest(), &resp);
   }
 
-  std::unique_ptr<hsm::testing::SoftHsmToken> token_;
-  std::unique_ptr<hsm::Hsm> hsm_;
   metrics::Registry identity_rpcs_;
   identity::FakeConsentClient phone_{&RealClock::Get()};
   std::unique_ptr<identity::IdentityStore> identity_store_;
@@ -324,7 +317,7 @@ TEST_F(SessionAuthTest, ValidTokenIsAcceptedWithoutAskingIdentity) {
 
 TEST_F(SessionAuthTest, TokenSignedByAnotherKeyIsRefused) {
   const std::string account = Register(1);
-  auto rogue = identity::SessionTokenMinter::New(hsm_.get(), "rogue-key");
+  auto rogue = identity::SessionTokenMinter::New(&hsm(), "rogue-key");
   ASSERT_TRUE(rogue.ok()) << rogue.status();
   const absl::Time now = absl::Now();
   auto forged = (*rogue)->Mint({.session_id = "0123456789abcdef0123456789abcdef",
