@@ -15,6 +15,7 @@
 #include "common/auth/session_feed_grpc.h"
 #include "common/auth/session_key_cache.h"
 #include "common/clock.h"
+#include "common/daemon/deferred_channel.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "consent/sad.h"
