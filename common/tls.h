@@ -50,8 +50,8 @@ struct RpcGroup {
   std::vector<std::string> methods;
 };
 
-// Every qsign.v1 method in exactly one group (tls_test checks this against the protos);
-// docs/operations.md "TLS and allow-lists" lists them.
+// The groups the protos declare: option (qsign.v1.rpc_group) on every qsign.v1 method (tls_test
+// checks each has one, and that docs/operations.md "TLS and allow-lists" lists the same groups).
 const std::vector<RpcGroup>& QsignRpcGroups();
 
 // True for grpc.health.v1 and server reflection, which every verified client may call.

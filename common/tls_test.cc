@@ -11,8 +11,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/grpc_server.h"
 #include "common/metrics.h"
 #include "common/metrics_http.h"
@@ -20,6 +26,7 @@
 #include "qsign/v1/consent.pb.h"
 #include "qsign/v1/identity.pb.h"
 #include "qsign/v1/lifecycle.pb.h"
+#include "qsign/v1/options.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 
 namespace qsign::tls {
@@ -248,6 +255,40 @@ TEST(AccessPolicyTest, ChecksIdentitiesAgainstTheMethodsGroup) {
           .ok());
 }
 
+// The RPC group table of docs/operations.md: rows "| `group` | `Service/Method`, `Method`, ... |".
+std::map<std::string, std::set<std::string>> DocumentedRpcGroups() {
+  std::ifstream in(QSIGN_OPERATIONS_MD);
+  EXPECT_TRUE(in.good()) << QSIGN_OPERATIONS_MD;
+  std::map<std::string, std::set<std::string>> groups;
+  std::string line;
+  bool in_table = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("| group | methods |")) {
+      in_table = true;
+      continue;
+    }
+    if (!in_table || line.starts_with("|---")) continue;
+    if (!line.starts_with("| `")) break;
+    std::vector<std::string> cells = absl::StrSplit(line, '|');
+    if (cells.size() < 4) break;
+    std::string group(absl::StripAsciiWhitespace(cells[1]));
+    group = group.substr(1, group.size() - 2);  // Strip the backticks.
+    std::set<std::string>& methods = groups[group];
+    std::string service;
+    for (absl::string_view item : absl::StrSplit(cells[2], ',')) {
+      std::string name(absl::StripAsciiWhitespace(item));
+      name = name.substr(1, name.size() - 2);
+      if (auto slash = name.find('/'); slash != std::string::npos) {
+        service = name.substr(0, slash);
+        name = name.substr(slash + 1);
+      }
+      methods.insert(absl::StrCat("/qsign.v1.", service, "/", name));
+    }
+  }
+  EXPECT_FALSE(groups.empty()) << "no RPC group table in " << QSIGN_OPERATIONS_MD;
+  return groups;
+}
+
 TEST(AccessPolicyTest, EveryQsignMethodIsInExactlyOneGroup) {
   // Referencing one message of each file links its descriptors into the generated pool.
   const google::protobuf::FileDescriptor* files[] = {
@@ -273,10 +314,23 @@ TEST(AccessPolicyTest, EveryQsignMethodIsInExactlyOneGroup) {
     }
   }
 
+  // Every method carries option (qsign.v1.rpc_group).
+  for (const google::protobuf::FileDescriptor* file : files) {
+    for (int s = 0; s < file->service_count(); ++s) {
+      const google::protobuf::ServiceDescriptor* service = file->service(s);
+      for (int m = 0; m < service->method_count(); ++m) {
+        EXPECT_FALSE(service->method(m)->options().GetExtension(v1::rpc_group).empty())
+            << service->method(m)->full_name() << " has no option (qsign.v1.rpc_group)";
+      }
+    }
+  }
+
   std::multiset<std::string> in_groups;
-  std::set<std::string> names;
+  std::map<std::string, std::set<std::string>> methods_of_group;
   for (const RpcGroup& group : QsignRpcGroups()) {
-    EXPECT_TRUE(names.insert(group.name).second) << "duplicate group " << group.name;
+    std::set<std::string> methods(group.methods.begin(), group.methods.end());
+    EXPECT_TRUE(methods_of_group.emplace(group.name, std::move(methods)).second)
+        << "duplicate group " << group.name;
     EXPECT_FALSE(group.methods.empty()) << group.name;
     for (const std::string& m : group.methods) in_groups.insert(m);
   }
@@ -286,6 +340,8 @@ TEST(AccessPolicyTest, EveryQsignMethodIsInExactlyOneGroup) {
   for (const std::string& method : in_groups) {
     EXPECT_TRUE(in_protos.contains(method)) << method << " is in a group but not in the protos";
   }
+  // The groups and their methods are the table in docs/operations.md ("TLS and allow-lists").
+  EXPECT_EQ(methods_of_group, DocumentedRpcGroups());
   EXPECT_TRUE(AccessPolicy::New({}).ok());
 }
 
