@@ -78,7 +78,7 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
     if (auto s = deps_.store->DecideRequest(
             in.request_id, request->account_id,
             {.state = RequestState::kDenied, .device_id = in.device_id, .decided_at = now},
-            Audit(actor, absl::StrCat(action, ".deny"), in.request_id, client));
+            auth::AuditEventOf(actor, absl::StrCat(action, ".deny"), in.request_id, client));
         !s.ok()) {
       return s;
     }
@@ -96,7 +96,8 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
     absl::Status s = deps_.store->DecideRequest(
         in.request_id, request->account_id,
         {.state = RequestState::kDenied, .device_id = in.device_id, .decided_at = now},
-        Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "pin_blocked"));
+        auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client,
+                           "pin_blocked"));
     if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) return s;
     deps_.notifier->Notify(request->account_id);
     CountOutcome(request->kind, "blocked");
@@ -107,7 +108,8 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   if (!*correct) {
     auto failure = deps_.store->RecordPinFailure(
         request->account_id, in.request_id, config_.max_pin_failures, now,
-        Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "pin_wrong"));
+        auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client,
+                           "pin_wrong"));
     if (!failure.ok()) return failure.status();
     deps_.notifier->Notify(request->account_id);
     if (failure->blocked) {
@@ -134,9 +136,10 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   if (request->kind == RequestKind::kSign) {
     if (auto s = MintSad(in.request_id, *request, now, &decision, &details); !s.ok()) return s;
   }
-  absl::Status s = deps_.store->DecideRequest(
-      in.request_id, request->account_id, decision,
-      Audit(actor, absl::StrCat(action, ".approve"), in.request_id, client, "ok", details));
+  absl::Status s =
+      deps_.store->DecideRequest(in.request_id, request->account_id, decision,
+                                 auth::AuditEventOf(actor, absl::StrCat(action, ".approve"),
+                                                    in.request_id, client, "ok", details));
   if (!s.ok()) return s;
   deps_.notifier->Notify(request->account_id);
   CountOutcome(request->kind, "approved");

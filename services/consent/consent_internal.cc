@@ -132,16 +132,6 @@ bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                           message.size()) == 1;
 }
 
-db::AuditEvent Audit(std::string actor, std::string action, std::string_view target,
-                     const ClientInfo& client, std::string outcome, std::string details) {
-  return db::AuditEvent{.actor = std::move(actor),
-                        .action = std::move(action),
-                        .target = std::string(target),
-                        .client_address = auth::AddressOf(client),
-                        .outcome = std::move(outcome),
-                        .details = std::move(details)};
-}
-
 absl::Status RequireService(const Caller& caller) {
   if (caller.kind == CallerKind::kAnonymous) {
     return absl::UnauthenticatedError("authorization: a service credential is required");

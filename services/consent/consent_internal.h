@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/auth/audit_event.h"
 #include "common/db/audit.h"
 #include "consent/statement.h"
 #include "services/consent/consent.h"
@@ -34,9 +35,6 @@ absl::Status ValidateDeviceKey(std::string_view spki);
 bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                            std::string_view signature);
 
-db::AuditEvent Audit(std::string actor, std::string action, std::string_view target,
-                     const ClientInfo& client, std::string outcome = "ok",
-                     std::string details = "");
 absl::Status RequireService(const Caller& caller);
 // Who a request belongs to: "user:<account id>" or "service:<client id>".
 std::string RequesterOf(const Caller& caller);

@@ -13,9 +13,10 @@ absl::StatusOr<Deactivation> Consent::DeactivateDevices(const Caller& caller,
   if (auto s = RequireService(caller); !s.ok()) return s;
   if (auto s = ValidateAccountId(account_id); !s.ok()) return s;
   if (auto s = ValidateText(reason, "reason", 0, 500); !s.ok()) return s;
-  auto out = deps_.store->DeactivateDevices(account_id, Now(),
-                                            Audit(auth::ActorName(caller), "device.deactivate_all",
-                                                  account_id, client, "ok", std::string(reason)));
+  auto out = deps_.store->DeactivateDevices(
+      account_id, Now(),
+      auth::AuditEventOf(auth::ActorName(caller), "device.deactivate_all", account_id, client, "ok",
+                         std::string(reason)));
   if (!out.ok()) return out.status();
   deps_.notifier->Notify(account_id);
   return out;

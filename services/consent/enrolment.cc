@@ -62,8 +62,8 @@ absl::StatusOr<EnrollResult> Consent::EnrollDevice(const EnrollInput& in,
                       .enrolled_at = now};
   auto replaced = deps_.store->EnrollDevice(
       device, *verifier,
-      Audit(absl::StrCat("device:", *device_id), "device.enroll", *account, client, "ok",
-            absl::StrCat("name \"", in.device_name, "\"")));
+      auth::AuditEventOf(absl::StrCat("device:", *device_id), "device.enroll", *account, client,
+                         "ok", absl::StrCat("name \"", in.device_name, "\"")));
   if (!replaced.ok()) return replaced.status();
   deps_.notifier->Notify(*account);  // Ends the replaced device's stream.
   Log(LogLevel::kInfo, "consent", "device enrolled",

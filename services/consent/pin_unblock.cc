@@ -40,9 +40,10 @@ absl::Status Consent::UnblockPin(const Caller& caller, std::string_view account_
   }
   auto verifier = deps_.pins->Hash(new_pin.value());
   if (!verifier.ok()) return verifier.status();
-  absl::Status s = deps_.store->SetPin(
-      account_id, *verifier, now,
-      Audit(auth::ActorName(caller), "pin.unblock", account_id, client, "ok", std::string(note)));
+  absl::Status s =
+      deps_.store->SetPin(account_id, *verifier, now,
+                          auth::AuditEventOf(auth::ActorName(caller), "pin.unblock", account_id,
+                                             client, "ok", std::string(note)));
   if (s.code() == absl::StatusCode::kNotFound) {
     return absl::FailedPreconditionError("account_id: the account has no PIN");
   }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
+#include "common/auth/audit_event.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "services/identity/validation.h"
@@ -87,17 +88,6 @@ absl::StatusOr<SecretString> NewActivationCodeSymbols() {
 }
 
 absl::Time TruncateToMicros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
-
-db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
-                     const ClientInfo& client, std::string outcome = "ok",
-                     std::string details = "") {
-  return db::AuditEvent{.actor = auth::ActorName(caller),
-                        .action = std::move(action),
-                        .target = std::move(target),
-                        .client_address = auth::AddressOf(client),
-                        .outcome = std::move(outcome),
-                        .details = std::move(details)};
-}
 
 // "<who> only" when the caller is of another kind; UNAUTHENTICATED without credentials.
 absl::Status Require(const Caller& caller, std::initializer_list<CallerKind> allowed,
@@ -233,8 +223,8 @@ absl::StatusOr<Account> Identity::RegisterAccount(const RegisterAccountInput& in
                   .assurance_level = AssuranceLevel::kLow,
                   .created_at = now};
   if (auto s = store_->CreateAccount(
-          account, Audit(Caller{}, "identity.account.register", account.account_id, client, "ok",
-                         absl::StrCat("username=", account.username)));
+          account, auth::AuditEventOf(Caller{}, "identity.account.register", account.account_id,
+                                      client, "ok", absl::StrCat("username=", account.username)));
       !s.ok()) {
     return s;
   }
@@ -291,10 +281,11 @@ absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller
         }
         return absl::OkStatus();
       },
-      Audit(caller, "identity.proof", in.account_id, client, "ok",
-            absl::StrCat("level=", Av(AssuranceLevelName(in.assurance_level)), " document=",
-                         Av(DocumentTypeName(in.document_type)), " number=", in.document_number,
-                         in.note.empty() ? "" : " note=", in.note)));
+      auth::AuditEventOf(
+          caller, "identity.proof", in.account_id, client, "ok",
+          absl::StrCat("level=", Av(AssuranceLevelName(in.assurance_level)),
+                       " document=", Av(DocumentTypeName(in.document_type)),
+                       " number=", in.document_number, in.note.empty() ? "" : " note=", in.note)));
   if (!account.ok()) return account.status();
   return ProofIdentityResult{
       .account = *std::move(account),
@@ -382,8 +373,9 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
   } else {
     return account.status();
   }
-  if (auto s = store_->CreateLogin(login, Audit(Caller{}, "identity.login.start", target, client,
-                                                outcome, DescribeClient(client)));
+  if (auto s =
+          store_->CreateLogin(login, auth::AuditEventOf(Caller{}, "identity.login.start", target,
+                                                        client, outcome, DescribeClient(client)));
       !s.ok()) {
     return s;
   }
@@ -432,9 +424,9 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
                            .assurance_level = level};
       auto s = store_->FinishLogin(
           login.login_id_sha256, LoginState::kApproved, now, &record,
-          Audit(owner, "identity.session.issue", login.account_id, ClientInfo{}, "ok",
-                absl::StrCat("session=", claims.session_id,
-                             " consent_request=", login.consent_request_id)));
+          auth::AuditEventOf(owner, "identity.session.issue", login.account_id, ClientInfo{}, "ok",
+                             absl::StrCat("session=", claims.session_id,
+                                          " consent_request=", login.consent_request_id)));
       if (s.code() == absl::StatusCode::kAborted && attempt == 0) {
         auto account = store_->GetAccountById(login.account_id);
         if (!account.ok()) return account.status();
@@ -454,13 +446,13 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
     }
     state = LoginState::kExpired;
   }
-  auto s =
-      store_->FinishLogin(login.login_id_sha256, state, now, nullptr,
-                          Audit(owner, "identity.login.finish", login.account_id, ClientInfo{},
-                                absl::AsciiStrToLower(Av(LoginStateName(state))),
-                                login.consent_request_id.empty()
-                                    ? ""
-                                    : absl::StrCat("consent_request=", login.consent_request_id)));
+  auto s = store_->FinishLogin(
+      login.login_id_sha256, state, now, nullptr,
+      auth::AuditEventOf(owner, "identity.login.finish", login.account_id, ClientInfo{},
+                         absl::AsciiStrToLower(Av(LoginStateName(state))),
+                         login.consent_request_id.empty()
+                             ? ""
+                             : absl::StrCat("consent_request=", login.consent_request_id)));
   if (s.code() == absl::StatusCode::kFailedPrecondition) {
     return CompletedLogin(login.login_id_sha256);
   }
@@ -525,9 +517,10 @@ absl::StatusOr<LoginOutcome> Identity::AwaitLogin(std::string_view login_id,
 absl::Status Identity::Logout(const Caller& caller, const ClientInfo& client) {
   if (auto s = Require(caller, {CallerKind::kUser}, "a user session"); !s.ok()) return s;
   const absl::Time now = TruncateToMicros(clock_->Now());
-  auto ended = store_->EndSession(caller.session.session_id, now, caller.session.expires_at,
-                                  Audit(caller, "identity.session.logout", caller.id, client, "ok",
-                                        absl::StrCat("session=", caller.session.session_id)));
+  auto ended = store_->EndSession(
+      caller.session.session_id, now, caller.session.expires_at,
+      auth::AuditEventOf(caller, "identity.session.logout", caller.id, client, "ok",
+                         absl::StrCat("session=", caller.session.session_id)));
   return ended.status();
 }
 
@@ -552,7 +545,7 @@ absl::StatusOr<int> Identity::RevokeSessions(const Caller& caller, std::string_v
   // Every token it covers was issued by now, so expires by now + session_lifetime.
   return store_->RevokeAccountSessions(
       account_id, now, now + config_.session_lifetime + kMaxClockSkew,
-      Audit(caller, "identity.session.revoke_all", std::string(account_id), client));
+      auth::AuditEventOf(caller, "identity.session.revoke_all", std::string(account_id), client));
 }
 
 absl::StatusOr<std::vector<SessionKeyInfo>> Identity::GetSessionKeys(const Caller& caller) {
@@ -593,8 +586,9 @@ absl::StatusOr<RedeemedActivationCode> Identity::RedeemActivationCode(
   }
   return store_->RedeemActivationCode(
       Sha256(normalized.value()), device_key_sha256, TruncateToMicros(clock_->Now()),
-      Audit(caller, "identity.activation_code.redeem", "", client, "ok",
-            absl::StrCat("device_key_sha256=", absl::BytesToHexString(Av(device_key_sha256)))));
+      auth::AuditEventOf(
+          caller, "identity.activation_code.redeem", "", client, "ok",
+          absl::StrCat("device_key_sha256=", absl::BytesToHexString(Av(device_key_sha256)))));
 }
 
 }  // namespace qsign::identity

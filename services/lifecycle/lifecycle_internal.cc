@@ -25,12 +25,9 @@ std::string RandomId(std::string_view prefix) {
 
 db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
                      std::string details) {
-  return db::AuditEvent{.actor = auth::ActorName(caller),
-                        .action = std::move(action),
-                        .target = std::move(target),
-                        .client_address = caller.peer,
-                        .outcome = "ok",
-                        .details = std::move(details)};
+  // Lifecycle's methods take no ClientInfo: the address is the gRPC peer.
+  return auth::AuditEventOf(caller, std::move(action), target,
+                            auth::ClientInfo{.peer = caller.peer}, "ok", std::move(details));
 }
 
 size_t Utf8Length(std::string_view s) {

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "common/auth/audit_event.h"
 #include "common/db/audit.h"
 #include "hsm/hsm.h"
 #include "services/lifecycle/lifecycle.h"
@@ -20,7 +21,7 @@ namespace qsign::lifecycle {
 std::string TimeText(absl::Time t);
 // `prefix` and 32 random hex digits.
 std::string RandomId(std::string_view prefix);
-// The audit record of an action by `caller` (outcome "ok").
+// The audit record of an action by `caller` (outcome "ok"): auth::AuditEventOf from caller.peer.
 db::AuditEvent Audit(const Caller& caller, std::string action, std::string target,
                      std::string details = "");
 // Number of UTF-8 characters (bytes that do not continue a sequence).
