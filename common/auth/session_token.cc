@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/ossl.h"
 #include "common/strings.h"
 
 namespace qsign::auth {
@@ -17,15 +18,6 @@ namespace {
 constexpr std::string_view kMagic = "qst1";
 constexpr size_t kMaxTokenChars = 2048;
 constexpr size_t kMaxFieldBytes = 128;
-
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-struct EvpMdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
 
 absl::Status Unauthenticated(std::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat("session token: ", Av(why)));
@@ -169,7 +161,7 @@ uint64_t SessionRevocationList::last_sequence() const {
 }
 
 struct SessionTokenVerifier::Key {
-  EvpPkeyPtr pkey;
+  OsslPtr<EVP_PKEY> pkey;
 };
 
 SessionTokenVerifier::SessionTokenVerifier(
@@ -183,7 +175,7 @@ absl::StatusOr<std::unique_ptr<SessionTokenVerifier>> SessionTokenVerifier::New(
   std::map<std::string, std::unique_ptr<Key>, std::less<>> parsed;
   for (const auto& [id, spki] : keys) {
     const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
-    EvpPkeyPtr pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
+    OsslPtr<EVP_PKEY> pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
     if (pkey == nullptr || p != reinterpret_cast<const unsigned char*>(spki.data()) + spki.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("session key ", id, ": not a SubjectPublicKeyInfo"));
@@ -216,7 +208,7 @@ absl::StatusOr<SessionClaims> SessionTokenVerifier::Verify(
 
   auto key = keys_.find(c.key_id);
   if (key == keys_.end()) return Unauthenticated("signed by an unknown key");
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
                                              key->second->pkey.get()) != 1) {
     return absl::InternalError("EVP_DigestVerifyInit failed");

@@ -13,32 +13,13 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/ossl.h"
 #include "tests/testing/test_pki.h"
 
 namespace qsign::cli {
 namespace {
 
-// TODO(commons): common/ossl.h's OsslPtr once it is on main.
-struct Free {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-  void operator()(BIO* p) const { BIO_free(p); }
-  void operator()(CMS_ContentInfo* p) const { CMS_ContentInfo_free(p); }
-};
-template <typename T>
-using OsslPtr = std::unique_ptr<T, Free>;
-
-const unsigned char* Bytes(const std::string& s) {
-  return reinterpret_cast<const unsigned char*>(s.data());
-}
-
-std::string SpkiDer(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int len = i2d_PUBKEY(key, &der);
-  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len > 0 ? len : 0));
-  OPENSSL_free(der);
-  return out;
-}
+std::string SpkiDer(EVP_PKEY* key) { return ToDer(key, i2d_PUBKEY); }
 
 // A software key standing in for the HSM key, and its certificate.
 struct Signer {
