@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file.h"
+#include "common/oids.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
@@ -17,10 +18,6 @@ namespace qsign::cli {
 namespace {
 
 namespace pb = ::qsign::v1;
-
-constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
-constexpr char kEcdsaWithSha256Oid[] = "1.2.840.10045.4.3.2";
-constexpr char kSha256WithRsaOid[] = "1.2.840.113549.1.1.11";
 
 // One remote signature of `to_sign` (SHA-256 of the signed attributes): the consent request,
 // the wait for the user's approval in the app, and SignHash with the SAD. A failure to show the
@@ -39,7 +36,7 @@ class RemoteSignature {
   absl::StatusOr<std::string> Sign(const std::string& to_sign) {
     pb::AuthorizeRequest auth;
     auth.set_credential_id(cert_.certificate_id());
-    auth.set_hash_algorithm_oid(kSha256Oid);
+    auth.set_hash_algorithm_oid(oid::kSha256);
     auth.add_hashes(to_sign);
     auth.set_num_signatures(1);
     pb::DocumentInfo* doc = auth.add_documents();
@@ -77,10 +74,10 @@ class RemoteSignature {
     }
     pb::SignHashRequest sign;
     sign.set_credential_id(cert_.certificate_id());
-    sign.set_hash_algorithm_oid(kSha256Oid);
+    sign.set_hash_algorithm_oid(oid::kSha256);
     const bool ec = cert_.key_algorithm() == pb::KEY_ALGORITHM_EC_P256 ||
                     cert_.key_algorithm() == pb::KEY_ALGORITHM_EC_P384;
-    sign.set_sign_algorithm_oid(ec ? kEcdsaWithSha256Oid : kSha256WithRsaOid);
+    sign.set_sign_algorithm_oid(ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
     sign.add_hashes(to_sign);
     sign.set_sad(sad);
     pb::SignHashResponse signed_resp;
