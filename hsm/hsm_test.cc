@@ -25,6 +25,7 @@
 #include "hsm/pkcs11_module.h"
 #include "hsm/testing/bare_pkcs11.h"
 #include "hsm/testing/softhsm_token.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::hsm {
 namespace {
@@ -63,16 +64,6 @@ OsslPtr<EVP_PKEY> ParseSpki(const std::string& der) {
   return OsslPtr<EVP_PKEY>(d2i_PUBKEY(nullptr, &in, static_cast<long>(der.size())));
 }
 
-// r||s -> DER, written independently of hsm/key_encoding.
-std::string RawToDer(const std::string& raw) {
-  const size_t half = raw.size() / 2;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
-  OsslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
-  ECDSA_SIG_set0(sig.get(), BN_bin2bn(bytes, static_cast<int>(half), nullptr),
-                 BN_bin2bn(bytes + half, static_cast<int>(half), nullptr));
-  return ToDer(sig.get(), i2d_ECDSA_SIG);
-}
-
 // OpenSSL's verdict on `signature` over `digest` with the SPKI's key.
 ::testing::AssertionResult Verifies(const PublicKey& key, const SignParams& params,
                                     const std::string& digest, const std::string& signature) {
@@ -88,7 +79,7 @@ std::string RawToDer(const std::string& raw) {
     if (sig.size() != 2 * static_cast<size_t>(KeyBits(key.type) / 8)) {
       return ::testing::AssertionFailure() << "raw ECDSA signature of " << sig.size() << " bytes";
     }
-    sig = RawToDer(sig);
+    sig = qsign::testing::EcdsaRawToDer(sig);  // Independent of hsm/key_encoding.
   }
   if (params.scheme == SignScheme::kRsaPkcs1) {
     EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING);
@@ -329,7 +320,8 @@ TEST_F(HsmTest, MetricsShowThePoolSignaturesAndErrors) {
                     EXPECT_EQ(MetricValue(registry.Render(), "qsign_hsm_sessions_in_use" + token),
                               1);
                     return absl::OkStatus();
-                  }).ok());
+                  })
+                  .ok());
 
   const std::string after = registry.Render();
   EXPECT_EQ(MetricValue(after, ec_latency) - std::max(0.0, MetricValue(before, ec_latency)), 3)
