@@ -40,12 +40,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Serve(
                  .handler = [registry](const http::Request&, http::Response& res) {
                    res.SetContent(registry->Render(), "text/plain; version=0.0.4");
                  }}});
-  if (!server.ok()) {
-    if (server.status().code() == absl::StatusCode::kUnavailable) {
-      return absl::UnavailableError(absl::StrCat("metrics_listen: cannot listen on ", listen));
-    }
-    return server.status();
-  }
+  // "HTTP: cannot listen on <address> (...)" when it is taken.
+  if (!server.ok()) return server.status();
   Log(LogLevel::kInfo, "metrics", "serving /metrics",
       {{"address", host_port->first}, {"port", absl::StrCat((*server)->port())}});
   return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(*std::move(server)));

@@ -266,6 +266,51 @@ TEST_F(QsigndTest, ServesConsentWhenConfigured) {
   EXPECT_EQ(qsignd.log().find(std::string(32, 'p')), std::string::npos);
 }
 
+// gRPC and httplib both set SO_REUSEPORT by default, so a second qsignd on the same ports used
+// to bind too and serve beside the first. Now it must fail to start, naming the address.
+TEST_F(QsigndTest, SecondInstanceOnTheSamePortsFailsToBind) {
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), token().config(2));
+  server.mutable_signer();
+  server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
+  auto first = testing::QsigndProcess::Start(QSIGND_PATH, server, dir_, "first");
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int port = (*first)->port();
+  const int metrics_port = (*first)->LoggedPort("serving /metrics");
+  ASSERT_GT(port, 0);
+  ASSERT_GT(metrics_port, 0) << (*first)->log();
+
+  // The same gRPC port.
+  cfg::ServerConfig same_grpc = server;
+  same_grpc.set_listen(absl::StrCat("127.0.0.1:", port));
+  same_grpc.mutable_observability()->clear_metrics_listen();
+  auto second = testing::QsigndProcess::Start(QSIGND_PATH, same_grpc, dir_, "second");
+  ASSERT_FALSE(second.ok()) << "a second qsignd started on gRPC port " << port;
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr(absl::StrCat("listen: cannot listen on 127.0.0.1:", port)));
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("address in use"));
+
+  // The same /metrics port (HTTP), gRPC elsewhere.
+  cfg::ServerConfig same_http = server;
+  same_http.mutable_observability()->set_metrics_listen(absl::StrCat("127.0.0.1:", metrics_port));
+  auto third = testing::QsigndProcess::Start(QSIGND_PATH, same_http, dir_, "third");
+  ASSERT_FALSE(third.ok()) << "a second qsignd started on metrics port " << metrics_port;
+  EXPECT_THAT(
+      std::string(third.status().message()),
+      HasSubstr(absl::StrCat("observability.metrics_listen: HTTP: cannot listen on 127.0.0.1:",
+                             metrics_port)));
+
+  // The first one still serves, alone.
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ((*first)->Stop(), 0) << (*first)->log();
+}
+
 TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
   const std::string& dir = dir_;
   cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", token().config(2));

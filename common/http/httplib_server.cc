@@ -109,10 +109,18 @@ class HttplibServer final : public Server {
   ~HttplibServer() override { Stop(); }
 
   absl::Status Listen(int port) {
+    // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and
+    // take half the connections; SO_REUSEADDR alone only allows a restart over TIME_WAIT.
+    server_->set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     port_ = port == 0 ? server_->bind_to_any_port(host_)
                       : (server_->bind_to_port(host_, port) ? port : -1);
     if (port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("HTTP: cannot listen on ", host_, ":", port));
+      return absl::UnavailableError(absl::StrCat(
+          "HTTP: cannot listen on ", host_, ":", port,
+          " (address in use by another process, e.g. a qsignd already running, or not local)"));
     }
     thread_ = std::thread([this] {
       server_->listen_after_bind();
