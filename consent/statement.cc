@@ -26,6 +26,7 @@ enum Tag : uint8_t {
   kTagDocLabel = 0x01,
   kTagDocName = 0x02,
   kTagDocDigest = 0x03,
+  kTagDocPages = 0x04,  // Only when a page count is given: older statements stay as they were.
   // Inside a challenge.
   kTagDeviceId = 0x01,
   kTagChallengeExpiry = 0x02,
@@ -83,19 +84,30 @@ std::string EncodeDocument(const DocumentInfo& d) {
   PutField(kTagDocLabel, d.label, &out);
   PutField(kTagDocName, d.document_name, &out);
   PutField(kTagDocDigest, d.document_digest, &out);
+  if (d.page_count > 0) {
+    std::string pages;
+    PutU32(d.page_count, &pages);
+    PutField(kTagDocPages, pages, &out);
+  }
   return out;
 }
 
 absl::StatusOr<DocumentInfo> DecodeDocument(std::string_view bytes) {
   auto fields = SplitFields(bytes);
   if (!fields.ok()) return fields.status();
-  if (fields->size() != 3 || (*fields)[0].tag != kTagDocLabel || (*fields)[1].tag != kTagDocName ||
-      (*fields)[2].tag != kTagDocDigest) {
+  const size_t n = fields->size();
+  if ((n != 3 && n != 4) || (*fields)[0].tag != kTagDocLabel || (*fields)[1].tag != kTagDocName ||
+      (*fields)[2].tag != kTagDocDigest ||
+      (n == 4 && ((*fields)[3].tag != kTagDocPages || (*fields)[3].value.size() != 4))) {
     return absl::InvalidArgumentError("statement: malformed document");
   }
-  return DocumentInfo{.label = std::string((*fields)[0].value),
-                      .document_name = std::string((*fields)[1].value),
-                      .document_digest = std::string((*fields)[2].value)};
+  DocumentInfo d{.label = std::string((*fields)[0].value),
+                 .document_name = std::string((*fields)[1].value),
+                 .document_digest = std::string((*fields)[2].value)};
+  if (n == 4) {
+    for (char c : (*fields)[3].value) d.page_count = (d.page_count << 8) | static_cast<uint8_t>(c);
+  }
+  return d;
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ struct DocumentInfo {
   std::string label;
   std::string document_name;
   std::string document_digest;  // Raw bytes; empty when not given.
+  uint32_t page_count = 0;      // 0 when not given (then not in the statement either).
   bool operator==(const DocumentInfo&) const = default;
 };
 

@@ -15,6 +15,9 @@
 namespace qsign::consent {
 namespace {
 
+// A document's page count as shown to the user (DocumentInfo.page_count).
+constexpr uint32_t kMaxPageCount = 1000000;
+
 absl::Status ValidateCredentialId(std::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError("credential_id: required");
   if (id.size() > 64) return absl::InvalidArgumentError("credential_id: at most 64 characters");
@@ -79,6 +82,10 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
     if (!d.document_digest.empty() && d.document_digest.size() != hash_len) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".document_digest: empty or of the hash algorithm's length"));
+    }
+    if (d.page_count > kMaxPageCount) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".page_count: at most ", kMaxPageCount));
     }
   }
   if (auto s = ValidateText(in.relying_party_name, "relying_party_name", 0, 200); !s.ok()) {

@@ -72,6 +72,7 @@ void ToProto(const PendingRequest& p, pb::ConsentRequest* out) {
       doc->set_label(d.label);
       doc->set_document_name(d.document_name);
       doc->set_document_digest(d.document_digest);
+      doc->set_page_count(d.page_count);
     }
   }
 }
@@ -238,7 +239,8 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
   for (const auto& d : req->documents()) {
     in.documents.push_back({.label = d.label(),
                             .document_name = d.document_name(),
-                            .document_digest = d.document_digest()});
+                            .document_digest = d.document_digest(),
+                            .page_count = d.page_count()});
   }
   auto out = consent_->Authorize(*caller, in, ClientOf(ctx, req->client()));
   if (!out.ok()) return Reply("Authorize", out.status());

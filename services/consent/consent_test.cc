@@ -225,6 +225,7 @@ class ConsentTest : public qsign::testing::ServiceTest {
       pb::DocumentInfo* d = req.add_documents();
       d->set_label(absl::StrCat("Contract ", h.substr(0, 1)));
       d->set_document_name("ugovor.pdf");
+      d->set_page_count(2);
     }
     req.set_relying_party_name("e-Uprava");
     grpc::ClientContext ctx;
@@ -750,6 +751,7 @@ TEST_F(ConsentTest, SadFromAnApprovedAuthorizationSignsHashAAndIsRefusedForHashB
   ASSERT_EQ(pushed.sign().hashes_size(), 1);
   EXPECT_EQ(pushed.sign().hashes(0), hash_a);
   EXPECT_EQ(pushed.sign().documents(0).document_name(), "ugovor.pdf");
+  EXPECT_EQ(pushed.sign().documents(0).page_count(), 2u);  // The app shows the pages.
   ASSERT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
 
   pb::AwaitAuthorizationResponse approved;
@@ -967,6 +969,32 @@ TEST(StatementTest, RoundTripsAndRefusesAnythingNonCanonical) {
   s.sign.documents.pop_back();
   EXPECT_FALSE(DecodeStatement(EncodeStatement(s)).ok());
   EXPECT_NE(DecisionMessage(bytes, Decision::kApprove), DecisionMessage(bytes, Decision::kDeny));
+}
+
+TEST(StatementTest, PageCountIsSignedOnlyWhenGiven) {
+  Statement s{.kind = RequestKind::kSign,
+              .request_id = "req-1",
+              .account_id = "alice",
+              .created_at = kStart,
+              .expires_at = kStart + absl::Minutes(5),
+              .display_text = "Sign \"ugovor.pdf\"",
+              .sign = {.credential_id = "cred-1",
+                       .hash_algorithm_oid = kSha256Oid,
+                       .hashes = {Hash('a')},
+                       .documents = {{.label = "ugovor.pdf", .document_digest = Hash('c')}}}};
+  const std::string without = EncodeStatement(s);
+  s.sign.documents[0].page_count = 3;
+  const std::string with = EncodeStatement(s);
+  // The page count is part of what the device signs; a statement without one is as before.
+  EXPECT_EQ(with.size(), without.size() + 9);
+  auto back = DecodeStatement(with);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->sign.documents[0].page_count, 3u);
+  EXPECT_EQ(DecodeStatement(without)->sign.documents[0].page_count, 0u);
+  // A zero page count written out is not canonical.
+  std::string zero = with;
+  zero[zero.size() - 1] = 0;
+  EXPECT_FALSE(DecodeStatement(zero).ok());
 }
 
 TEST(PinTest, RulesAndVerifier) {

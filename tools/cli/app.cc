@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <iostream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "common/oids.h"
 #include "tools/cli/args.h"
 
 namespace qsign::cli {
@@ -17,6 +19,18 @@ void ShowRequest(const Output& out, const pb::ConsentRequest& r) {
   out.Line(absl::StrCat("request ", r.request_id(), " (",
                         r.kind() == pb::CONSENT_REQUEST_KIND_LOGIN ? "login" : "sign", "):\n  ",
                         absl::StrReplaceAll(r.display_text(), {{"\n", "\n  "}})));
+  // What the user knows the documents by: name, pages, the whole file's SHA-256.
+  for (const pb::DocumentInfo& d : r.sign().documents()) {
+    std::string line =
+        absl::StrCat("  document: ", d.document_name().empty() ? d.label() : d.document_name());
+    if (d.page_count() > 0) absl::StrAppend(&line, ", ", d.page_count(), " page(s)");
+    if (!d.document_digest().empty()) {
+      absl::StrAppend(&line, ", ",
+                      r.sign().hash_algorithm_oid() == oid::kSha256 ? "SHA-256 " : "digest ",
+                      absl::BytesToHexString(d.document_digest()));
+    }
+    out.Line(line);
+  }
 }
 
 }  // namespace
