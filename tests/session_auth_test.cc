@@ -68,7 +68,8 @@ class Unreachable final : public lifecycle::SignerClient,
   absl::Status SetCertificate(std::string_view, const std::vector<std::string>&) override {
     return Down();
   }
-  absl::Status DestroyKey(std::string_view) override { return Down(); }
+  absl::Status DisableCredential(std::string_view) override { return Down(); }
+  absl::Status DestroyKey(std::string_view, lifecycle::KeyEnd) override { return Down(); }
   absl::StatusOr<lifecycle::Account> GetAccount(std::string_view) override { return Down(); }
   absl::StatusOr<int> RevokeSessions(std::string_view, std::string_view) override { return Down(); }
   absl::StatusOr<int> DeactivateDevices(std::string_view, std::string_view) override {

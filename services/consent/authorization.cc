@@ -104,6 +104,23 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
   if (caller.kind == CallerKind::kUser && credential->account_id != caller.id) {
     return no_credential;
   }
+  // A certificate that ended (or has not begun) gets no push: the signer would refuse anyway.
+  const absl::Time now = Now();
+  if (credential->valid_to.has_value() && now > *credential->valid_to) {
+    return Refuse(
+        absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_EXPIRED, "credential_id",
+        absl::StrCat(
+            "credential ", Av(in.credential_id), " expired at ",
+            absl::FormatTime(absl::RFC3339_sec, *credential->valid_to, absl::UTCTimeZone())));
+  }
+  if (credential->valid_from.has_value() && now < *credential->valid_from) {
+    return Refuse(absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_NOT_YET_VALID,
+                  "credential_id",
+                  absl::StrCat("credential ", Av(in.credential_id), " is not yet valid (from ",
+                               absl::FormatTime(absl::RFC3339_sec, *credential->valid_from,
+                                                absl::UTCTimeZone()),
+                               ")"));
+  }
   if (!credential->active) {
     return Refuse(absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_INACTIVE,
                   "credential_id", "the credential is not active");
@@ -113,7 +130,6 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
         "hashes", absl::StrCat("the credential allows at most ",
                                credential->max_hashes_per_authorization, " per authorization"));
   }
-  const absl::Time now = Now();
   Statement st{.kind = RequestKind::kSign,
                .created_at = now,
                .expires_at = TruncateToMicros(now + config_.sign_lifetime),

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
+#include "common/proto_time.h"
 #include "common/strings.h"
 
 namespace qsign::consent {
@@ -79,10 +80,13 @@ absl::StatusOr<CredentialSummary> GrpcCredentialDirectory::Lookup(std::string_vi
   if (grpc::Status s = (*stub)->GetCredentialInfo(&ctx, req, &resp); !s.ok()) {
     return FromGrpcStatus(s);
   }
-  return CredentialSummary{
+  CredentialSummary out{
       .account_id = resp.account_id(),
       .active = resp.status() == pb::CREDENTIAL_STATUS_ACTIVE,
       .max_hashes_per_authorization = static_cast<int>(resp.max_hashes_per_authorization())};
+  if (resp.has_valid_from()) out.valid_from = FromProto(resp.valid_from());
+  if (resp.has_valid_to()) out.valid_to = FromProto(resp.valid_to());
+  return out;
 }
 
 GrpcLifecycleDeviceCertificateIssuer::GrpcLifecycleDeviceCertificateIssuer(

@@ -64,6 +64,9 @@ struct CredentialSummary {
   std::string account_id;
   bool active = false;
   int max_hashes_per_authorization = 0;
+  // The certificate's validity (notBefore..notAfter, inclusive); unset while none is attached.
+  std::optional<absl::Time> valid_from;
+  std::optional<absl::Time> valid_to;
 };
 
 // The signer's view of a credential (Signer.GetCredentialInfo).

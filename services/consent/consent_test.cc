@@ -28,8 +28,10 @@
 #include "common/db/pg.h"
 #include "common/file.h"
 #include "common/grpc_server.h"
+#include "common/grpc_status.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
+#include "common/refusal.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
@@ -825,6 +827,24 @@ TEST_F(ConsentTest, AuthorizeChecksTheCredentialAndTheHashes) {
   grpc::Status many = Authorize("cred-1", {Hash('a'), Hash('b'), Hash('c'), Hash('d')}, &out);
   EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(many.error_message(), HasSubstr("at most 3"));
+}
+
+TEST_F(ConsentTest, AuthorizeRefusesACredentialOutsideItsCertificatesValidity) {
+  pb::CredentialInfo info = Credential("cred-1", "alice");
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  pb::AuthorizeResponse out;
+  clock_.Set(absl::FromUnixSeconds(info.valid_to().seconds()) + absl::Seconds(1));
+  grpc::Status s = Authorize("cred-1", {Hash('a')}, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("credential_id: credential cred-1 expired at "));
+  EXPECT_EQ(RefusalReason(FromGrpcStatus(s)), pb::Refusal::CREDENTIAL_EXPIRED);
+  clock_.Set(absl::FromUnixSeconds(info.valid_from().seconds()) - absl::Seconds(1));
+  s = Authorize("cred-1", {Hash('a')}, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(RefusalReason(FromGrpcStatus(s)), pb::Refusal::CREDENTIAL_NOT_YET_VALID);
+  clock_.Set(absl::FromUnixSeconds(info.valid_to().seconds()));  // notAfter itself: valid.
+  EXPECT_TRUE(Authorize("cred-1", {Hash('a')}, &out).ok());
 }
 
 // ---- Push wake-ups. ----

@@ -72,9 +72,22 @@ absl::Status GrpcSignerClient::SetCertificate(std::string_view credential_id,
   return FromGrpcStatus((*stub)->SetCertificate(&ctx, req, &resp));
 }
 
-absl::Status GrpcSignerClient::DestroyKey(std::string_view credential_id) {
+absl::Status GrpcSignerClient::DisableCredential(std::string_view credential_id) {
+  pb::DisableCredentialRequest req;
+  req.set_credential_id(std::string(credential_id));
+  pb::CredentialInfo resp;
+  auto stub = stub_.get();
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  return FromGrpcStatus((*stub)->DisableCredential(&ctx, req, &resp));
+}
+
+absl::Status GrpcSignerClient::DestroyKey(std::string_view credential_id, KeyEnd why) {
   pb::DestroyKeyRequest req;
   req.set_credential_id(std::string(credential_id));
+  req.set_reason(why == KeyEnd::kExpired ? pb::DestroyKeyRequest::REASON_EXPIRED
+                                         : pb::DestroyKeyRequest::REASON_UNSPECIFIED);
   pb::CredentialInfo resp;
   auto stub = stub_.get();
   if (!stub.ok()) return stub.status();

@@ -35,7 +35,8 @@ class GrpcSignerClient final : public SignerClient {
                                         hsm::KeyType key_type) override;
   absl::Status SetCertificate(std::string_view credential_id,
                               const std::vector<std::string>& chain_der) override;
-  absl::Status DestroyKey(std::string_view credential_id) override;
+  absl::Status DisableCredential(std::string_view credential_id) override;
+  absl::Status DestroyKey(std::string_view credential_id, KeyEnd why) override;
 
  private:
   void Prepare(grpc::ClientContext* ctx) const;

@@ -108,11 +108,12 @@ CertView Lifecycle::View(CertRecord record) const {
   return v;
 }
 
-absl::Status Lifecycle::DestroyKey(const CertRecord& record) {
+absl::Status Lifecycle::DestroyKey(const CertRecord& record, KeyEnd why,
+                                   std::optional<db::AuditEvent> audit) {
   if (record.kind != CertKind::kQualified || record.key_destroyed) return absl::OkStatus();
-  auto s = signer_->DestroyKey(record.certificate_id);
+  auto s = signer_->DestroyKey(record.certificate_id, why);
   if (!s.ok() && s.code() != absl::StatusCode::kNotFound) return s;
-  return store_->MarkKeyDestroyed(record.certificate_id);
+  return store_->MarkKeyDestroyed(record.certificate_id, audit, Now());
 }
 
 }  // namespace qsign::lifecycle

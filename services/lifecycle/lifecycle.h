@@ -62,8 +62,11 @@ class ConsentClient {
                                                 std::string_view reason) = 0;
 };
 
-// The signer, which owns users' keys (Signer.CreateKey, SetCertificate, DestroyKey). Lifecycle
-// never touches a user key in the HSM itself.
+// Why lifecycle ends a key: revoked (or an abandoned intent), or its certificate ended.
+enum class KeyEnd { kRevoked, kExpired };
+
+// The signer, which owns users' keys (Signer.CreateKey, SetCertificate, DisableCredential,
+// DestroyKey). Lifecycle never touches a user key in the HSM itself.
 class SignerClient {
  public:
   virtual ~SignerClient() = default;
@@ -73,8 +76,12 @@ class SignerClient {
                                                 hsm::KeyType key_type) = 0;
   virtual absl::Status SetCertificate(std::string_view credential_id,
                                       const std::vector<std::string>& chain_der) = 0;
-  // Idempotent; NOT_FOUND when the signer never had the credential.
-  virtual absl::Status DestroyKey(std::string_view credential_id) = 0;
+  // Once OK, no signer replica signs with the credential. Idempotent; NOT_FOUND when the signer
+  // never had the credential.
+  virtual absl::Status DisableCredential(std::string_view credential_id) = 0;
+  // Disables (kRevoked) or expires (kExpired: refused before notAfter) the credential and
+  // destroys its key. Idempotent; NOT_FOUND when the signer never had the credential.
+  virtual absl::Status DestroyKey(std::string_view credential_id, KeyEnd why) = 0;
 };
 
 // --- Callers -----------------------------------------------------------------------------------
@@ -119,9 +126,22 @@ struct CertView {
 };
 
 struct RevokeAllResult {
+  // The durable job (lifecycle.revoke_all_jobs) this call started or resumed.
+  int64_t job_id = 0;
+  // Every step done: devices, sessions, certificates (credentials disabled first), keys.
+  bool complete = false;
   std::vector<CertView> revoked;
   int devices_deactivated = 0;
   int sessions_ended = 0;
+};
+
+// One run of the background work that makes revocation and expiry finish.
+struct SweepResult {
+  int jobs_resumed = 0;
+  int jobs_finished = 0;
+  int keys_destroyed = 0;  // Of revoked or abandoned certificates.
+  int keys_expired = 0;    // Of certificates past notAfter.
+  int failures = 0;        // Steps that failed and are retried next time.
 };
 
 enum class AccountCertState { kNone, kActive, kRevoked, kExpired };
@@ -191,6 +211,14 @@ class Lifecycle {
   // The newest CRL of `ca_name`, issuing one first if there is none or it is past half its
   // validity. NOT_FOUND for an unknown CA.
   absl::StatusOr<std::string> CurrentCrl(std::string_view ca_name);
+  // The sweeper (lifecycle's scheduler calls it every few seconds): resumes every unfinished
+  // revoke-all job, destroys the keys of revoked and abandoned certificates left behind by a
+  // failed call, and expires the credentials of qualified certificates past notAfter (the signer
+  // marks them EXPIRED and destroys their keys; the audit record here is written with the
+  // change). Every step is idempotent, so replicas may run it concurrently. A store error stops
+  // the run; a peer's failure is counted and retried next time.
+  absl::StatusOr<SweepResult> Sweep();
+
   // Queues one reminder e-mail per qualified certificate whose renewal window has opened.
   // Returns how many were queued.
   absl::StatusOr<int> QueueRenewalReminders();
@@ -241,7 +269,16 @@ class Lifecycle {
   absl::StatusOr<std::string> ResolveAccount(const Caller& caller, std::string_view account_id);
   absl::Status CheckFresh(const Caller& caller) const;
   absl::Status CheckContractAccepted(std::string_view account_id);
-  absl::Status DestroyKey(const CertRecord& record);
+  // Destroys the key of a REVOKED or ABANDONED (kRevoked) or expired (kExpired) qualified
+  // certificate at the signer and records it, with `audit` when given, once.
+  absl::Status DestroyKey(const CertRecord& record, KeyEnd why = KeyEnd::kRevoked,
+                          std::optional<db::AuditEvent> audit = std::nullopt);
+  // Runs the steps of a revoke-all job that are not done yet, in order: devices deactivated and
+  // sessions ended, then each qualified credential disabled at the signer before its certificate
+  // is marked revoked (device certificates revoked, pending intents abandoned), then the keys
+  // destroyed; the job is finished (with its audit record) when all are done. `actor` names who
+  // runs it in the audit records.
+  absl::StatusOr<RevokeAllResult> RunRevokeAllJob(const RevokeAllJob& job, const Caller& actor);
   CertView View(CertRecord record) const;
   absl::Time Now() const;
 

@@ -168,6 +168,8 @@ grpc::Status LifecycleGrpc::RevokeAll(grpc::ServerContext* ctx, const pb::Revoke
   for (const CertView& v : result->revoked) ToProto(v, resp->add_revoked_certificates());
   resp->set_devices_deactivated(static_cast<uint32_t>(result->devices_deactivated));
   resp->set_sessions_ended(static_cast<uint32_t>(result->sessions_ended));
+  resp->set_job_id(static_cast<uint64_t>(result->job_id));
+  resp->set_complete(result->complete);
   return grpc::Status::OK;
 }
 

@@ -117,6 +117,45 @@ absl::StatusOr<std::optional<CertRecord>> ReadOptionalCert(absl::StatusOr<db::Re
   return std::optional<CertRecord>(*std::move(c));
 }
 
+constexpr char kJobColumns[] =
+    "id, account_id, reason, requested_by, client_address, devices_done, sessions_done, "
+    "certificates_done, keys_done, devices_deactivated, sessions_ended, certificates_revoked, "
+    "attempts, last_error, created_at, finished_at";
+
+absl::StatusOr<RevokeAllJob> ReadJob(const db::Result& r, int row) {
+  RevokeAllJob j;
+  int col = 0;
+  auto id = r.GetInt64(row, col++);
+  if (!id.ok()) return id.status();
+  j.id = *id;
+  j.account_id = std::string(r.Get(row, col++));
+  auto reason = r.GetInt64(row, col++);
+  if (!reason.ok()) return reason.status();
+  j.reason = static_cast<int>(*reason);
+  j.requested_by = std::string(r.Get(row, col++));
+  j.client_address = std::string(r.Get(row, col++));
+  for (bool* b : {&j.devices_done, &j.sessions_done, &j.certificates_done, &j.keys_done}) {
+    auto v = r.GetBool(row, col++);
+    if (!v.ok()) return v.status();
+    *b = *v;
+  }
+  for (int* n : {&j.devices_deactivated, &j.sessions_ended, &j.certificates_revoked, &j.attempts}) {
+    auto v = r.GetInt64(row, col++);
+    if (!v.ok()) return v.status();
+    *n = static_cast<int>(*v);
+  }
+  j.last_error = std::string(r.Get(row, col++));
+  auto created = r.GetTime(row, col++);
+  if (!created.ok()) return created.status();
+  j.created_at = *created;
+  if (!r.IsNull(row, col)) {
+    auto t = r.GetTime(row, col);
+    if (!t.ok()) return t.status();
+    j.finished_at = *t;
+  }
+  return j;
+}
+
 absl::StatusOr<ContractAcceptance> ReadAcceptance(const db::Result& r, int row) {
   ContractAcceptance a;
   a.account_id = std::string(r.Get(row, 0));
@@ -472,11 +511,29 @@ class PostgresLifecycleStore final : public LifecycleStore {
     return out;
   }
 
-  absl::Status MarkKeyDestroyed(std::string_view certificate_id) override {
-    return pool_
-        ->Exec("UPDATE lifecycle.certificates SET key_destroyed = true WHERE certificate_id = $1",
-               {Param::Text(certificate_id)})
-        .status();
+  absl::Status MarkKeyDestroyed(std::string_view certificate_id,
+                                const std::optional<db::AuditEvent>& audit,
+                                absl::Time at) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "UPDATE lifecycle.certificates SET key_destroyed = true "
+          "WHERE certificate_id = $1 AND key_destroyed = false",
+          {Param::Text(certificate_id)});
+      if (!res.ok()) return res.status();
+      if (res->affected_rows() == 0 || !audit.has_value()) return absl::OkStatus();
+      return db::AppendAudit(tx, kSchema, *audit, at);
+    });
+  }
+
+  absl::StatusOr<std::vector<CertRecord>> ListKeysToDestroy(absl::Time now, int limit) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kCertColumns,
+                     " FROM lifecycle.certificates WHERE kind = 'QUALIFIED' AND "
+                     "key_destroyed = false AND (state IN ('REVOKED', 'ABANDONED') OR "
+                     "(state = 'ISSUED' AND not_after < $1)) ORDER BY not_after, seq LIMIT $2"),
+        {Param::Time(now), Param::Int(limit)});
+    if (!res.ok()) return res.status();
+    return ReadCerts(*res);
   }
 
   absl::Status MarkAbandoned(std::string_view certificate_id, absl::Time at,
@@ -527,30 +584,109 @@ class PostgresLifecycleStore final : public LifecycleStore {
         {Param::Text(account_id), Param::Text(device_id), Param::Bytes(device_public_key)}));
   }
 
-  absl::StatusOr<int64_t> StartRevokeAll(std::string_view account_id, int reason, absl::Time at,
-                                         const db::AuditEvent& audit) override {
-    int64_t id = 0;
+  absl::StatusOr<std::pair<RevokeAllJob, bool>> StartRevokeAllJob(
+      const RevokeAllJob& job, const db::AuditEvent& audit) override {
+    std::pair<RevokeAllJob, bool> out;
     auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      // One unfinished job per account: a second request resumes it.
       auto res = tx.Exec(
-          "INSERT INTO lifecycle.revoke_all_requests (account_id, reason, started_at) "
-          "VALUES ($1, $2, $3) RETURNING id",
-          {Param::Text(account_id), Param::Int(reason), Param::Time(at)});
+          "INSERT INTO lifecycle.revoke_all_jobs (account_id, reason, requested_by, "
+          "client_address, state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'RUNNING', $5, "
+          "$5) ON CONFLICT (account_id) WHERE state = 'RUNNING' DO NOTHING RETURNING id",
+          {Param::Text(job.account_id), Param::Int(job.reason), Param::Text(job.requested_by),
+           Param::Text(job.client_address), Param::Time(job.created_at)});
       if (!res.ok()) return res.status();
-      auto v = res->GetInt64(0, 0);
-      if (!v.ok()) return v.status();
-      id = *v;
-      return db::AppendAudit(tx, kSchema, audit, at);
+      out.second = res->rows() == 1;
+      auto existing =
+          tx.Exec(absl::StrCat("SELECT ", kJobColumns,
+                               " FROM lifecycle.revoke_all_jobs WHERE account_id = $1 AND "
+                               "state = 'RUNNING'"),
+                  {Param::Text(job.account_id)});
+      if (!existing.ok()) return existing.status();
+      if (existing->rows() != 1) {
+        return absl::AbortedError("revoke-all: another request finished the job meanwhile");
+      }
+      auto read = ReadJob(*existing, 0);
+      if (!read.ok()) return read.status();
+      out.first = *std::move(read);
+      if (!out.second) return absl::OkStatus();
+      return db::AppendAudit(tx, kSchema, audit, job.created_at);
     });
     if (!s.ok()) return s;
-    return id;
+    return out;
   }
 
-  absl::Status FinishRevokeAll(int64_t id, absl::Time at, std::string_view summary) override {
+  absl::Status RecordRevokeAllStep(int64_t id, RevokeAllStep step, int count,
+                                   absl::Time at) override {
+    const char* set = "keys_done = true";
+    switch (step) {
+      case RevokeAllStep::kDevices:
+        set = "devices_done = true, devices_deactivated = devices_deactivated + $3";
+        break;
+      case RevokeAllStep::kSessions:
+        set = "sessions_done = true, sessions_ended = sessions_ended + $3";
+        break;
+      case RevokeAllStep::kCertificates:
+        set = "certificates_done = true, certificates_revoked = certificates_revoked + $3";
+        break;
+      case RevokeAllStep::kKeys:
+        return pool_
+            ->Exec(absl::StrCat("UPDATE lifecycle.revoke_all_jobs SET ", set,
+                                ", updated_at = $2 WHERE id = $1"),
+                   {Param::Int(id), Param::Time(at)})
+            .status();
+    }
+    return pool_
+        ->Exec(absl::StrCat("UPDATE lifecycle.revoke_all_jobs SET ", set,
+                            ", updated_at = $2 WHERE id = $1"),
+               {Param::Int(id), Param::Time(at), Param::Int(count)})
+        .status();
+  }
+
+  absl::Status RecordRevokeAllFailure(int64_t id, std::string_view error, absl::Time at) override {
     return pool_
         ->Exec(
-            "UPDATE lifecycle.revoke_all_requests SET finished_at = $2, summary = $3 WHERE id = $1",
-            {Param::Int(id), Param::Time(at), Param::Text(summary)})
+            "UPDATE lifecycle.revoke_all_jobs SET attempts = attempts + 1, last_error = $2, "
+            "updated_at = $3 WHERE id = $1",
+            {Param::Int(id), Param::Text(error.substr(0, 1000)), Param::Time(at)})
         .status();
+  }
+
+  absl::Status FinishRevokeAllJob(int64_t id, absl::Time at, const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "UPDATE lifecycle.revoke_all_jobs SET state = 'DONE', finished_at = $2, updated_at = $2 "
+          "WHERE id = $1 AND state = 'RUNNING'",
+          {Param::Int(id), Param::Time(at)});
+      if (!res.ok()) return res.status();
+      if (res->affected_rows() == 0) return absl::OkStatus();  // Another run finished it.
+      return db::AppendAudit(tx, kSchema, audit, at);
+    });
+  }
+
+  absl::StatusOr<RevokeAllJob> GetRevokeAllJob(int64_t id) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kJobColumns, " FROM lifecycle.revoke_all_jobs WHERE id = $1"),
+        {Param::Int(id)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return absl::NotFoundError(absl::StrCat("revoke-all job ", id));
+    return ReadJob(*res, 0);
+  }
+
+  absl::StatusOr<std::vector<RevokeAllJob>> ListUnfinishedRevokeAllJobs(int limit) override {
+    auto res = pool_->Exec(
+        absl::StrCat("SELECT ", kJobColumns,
+                     " FROM lifecycle.revoke_all_jobs WHERE state = 'RUNNING' ORDER BY id "
+                     "LIMIT $1"),
+        {Param::Int(limit)});
+    if (!res.ok()) return res.status();
+    std::vector<RevokeAllJob> out;
+    for (int i = 0; i < res->rows(); ++i) {
+      auto job = ReadJob(*res, i);
+      if (!job.ok()) return job.status();
+      out.push_back(*std::move(job));
+    }
+    return out;
   }
 
   absl::StatusOr<std::optional<CertRecord>> FindIssued(std::string_view ca_name,
@@ -706,15 +842,17 @@ class PostgresLifecycleStore final : public LifecycleStore {
       attempt = OutboxAttempt{.id = m->id, .result = sent};
       if (sent.ok()) {
         return tx
-            .Exec("UPDATE lifecycle.outbox SET sent_at = $2, attempts = attempts + 1, "
-                  "last_attempt_at = $2 WHERE id = $1",
-                  {Param::Int(m->id), Param::Time(now)})
+            .Exec(
+                "UPDATE lifecycle.outbox SET sent_at = $2, attempts = attempts + 1, "
+                "last_attempt_at = $2 WHERE id = $1",
+                {Param::Int(m->id), Param::Time(now)})
             .status();
       }
       return tx
-          .Exec("UPDATE lifecycle.outbox SET attempts = attempts + 1, last_attempt_at = $2, "
-                "last_error = $3 WHERE id = $1",
-                {Param::Int(m->id), Param::Time(now), Param::Text(sent.ToString())})
+          .Exec(
+              "UPDATE lifecycle.outbox SET attempts = attempts + 1, last_attempt_at = $2, "
+              "last_error = $3 WHERE id = $1",
+              {Param::Int(m->id), Param::Time(now), Param::Text(sent.ToString())})
           .status();
     });
     if (!s.ok()) return s;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -115,6 +116,28 @@ struct IntentResult {
   std::vector<CertRecord> abandoned;
 };
 
+// A revoke-all, as a durable job (lifecycle.revoke_all_jobs): started in the transaction of its
+// audit record, its steps marked done one by one, resumed by the scheduler until finished.
+struct RevokeAllJob {
+  int64_t id = 0;
+  std::string account_id;
+  int reason = 0;
+  std::string requested_by;  // The audit actor who asked.
+  std::string client_address;
+  bool devices_done = false;
+  bool sessions_done = false;
+  bool certificates_done = false;
+  bool keys_done = false;
+  int devices_deactivated = 0;
+  int sessions_ended = 0;
+  int certificates_revoked = 0;
+  int attempts = 0;
+  std::string last_error;
+  absl::Time created_at;
+  std::optional<absl::Time> finished_at;
+};
+enum class RevokeAllStep { kDevices, kSessions, kCertificates, kKeys };
+
 struct CrlSnapshot {
   int64_t crl_number = 0;
   std::vector<RevokedEntry> revoked;
@@ -167,7 +190,13 @@ class LifecycleStore {
   // ISSUED -> REVOKED. FAILED_PRECONDITION when not ISSUED (the record tells why).
   virtual absl::StatusOr<CertRecord> MarkRevoked(std::string_view certificate_id, int reason,
                                                  absl::Time at, const db::AuditEvent& audit) = 0;
-  virtual absl::Status MarkKeyDestroyed(std::string_view certificate_id) = 0;
+  // key_destroyed = true; with `audit` (in the same transaction) only when it was false.
+  virtual absl::Status MarkKeyDestroyed(std::string_view certificate_id,
+                                        const std::optional<db::AuditEvent>& audit,
+                                        absl::Time at) = 0;
+  // Qualified certificates whose key still has to go, oldest first, at most `limit`: REVOKED and
+  // ABANDONED ones not recorded destroyed, and ISSUED ones past not_after (< now).
+  virtual absl::StatusOr<std::vector<CertRecord>> ListKeysToDestroy(absl::Time now, int limit) = 0;
   // PENDING -> ABANDONED.
   virtual absl::Status MarkAbandoned(std::string_view certificate_id, absl::Time at,
                                      const db::AuditEvent& audit) = 0;
@@ -181,10 +210,22 @@ class LifecycleStore {
       std::string_view account_id, std::string_view device_id,
       std::string_view device_public_key) = 0;
 
-  // Revoke-all: recorded before it starts, finished after.
-  virtual absl::StatusOr<int64_t> StartRevokeAll(std::string_view account_id, int reason,
-                                                 absl::Time at, const db::AuditEvent& audit) = 0;
-  virtual absl::Status FinishRevokeAll(int64_t id, absl::Time at, std::string_view summary) = 0;
+  // Revoke-all jobs. StartRevokeAllJob inserts a job with `audit` in one transaction, or, when
+  // the account has an unfinished job, returns that one (second = false, no audit written).
+  virtual absl::StatusOr<std::pair<RevokeAllJob, bool>> StartRevokeAllJob(
+      const RevokeAllJob& job, const db::AuditEvent& audit) = 0;
+  // Marks `step` done with how many things it ended (devices, sessions, certificates).
+  virtual absl::Status RecordRevokeAllStep(int64_t id, RevokeAllStep step, int count,
+                                           absl::Time at) = 0;
+  // Counts a failed attempt and keeps its error for operators.
+  virtual absl::Status RecordRevokeAllFailure(int64_t id, std::string_view error,
+                                              absl::Time at) = 0;
+  // Finished, with `audit` in the same transaction; once.
+  virtual absl::Status FinishRevokeAllJob(int64_t id, absl::Time at,
+                                          const db::AuditEvent& audit) = 0;
+  virtual absl::StatusOr<RevokeAllJob> GetRevokeAllJob(int64_t id) = 0;
+  // Unfinished jobs, oldest first.
+  virtual absl::StatusOr<std::vector<RevokeAllJob>> ListUnfinishedRevokeAllJobs(int limit) = 0;
 
   // OCSP: the status of what `ca_name` issued with this serial.
   virtual absl::StatusOr<std::optional<CertRecord>> FindIssued(std::string_view ca_name,

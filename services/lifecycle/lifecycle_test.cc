@@ -45,6 +45,7 @@
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
 #include "services/lifecycle/mailer.h"
+#include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
 #include "services/lifecycle/testing/cert_testing.h"
@@ -176,13 +177,24 @@ class FaultySigner final : public SignerClient {
     }
     return inner_->SetCertificate(id, chain);
   }
-  absl::Status DestroyKey(std::string_view id) override {
+  absl::Status DisableCredential(std::string_view id) override {
+    if (down) return absl::UnavailableError("injected: the signer is down");
+    calls.push_back(absl::StrCat("disable ", std::string(id)));
+    return inner_->DisableCredential(id);
+  }
+  absl::Status DestroyKey(std::string_view id, KeyEnd why) override {
+    if (down) return absl::UnavailableError("injected: the signer is down");
     if (fail_destroy_key.exchange(false)) {
       return absl::UnavailableError("injected failure of DestroyKey");
     }
-    return inner_->DestroyKey(id);
+    calls.push_back(absl::StrCat("destroy ", std::string(id)));
+    return inner_->DestroyKey(id, why);
   }
   std::atomic<bool> crash_after_create_key{false};
+  // Every call fails UNAVAILABLE, as when the signer's process is gone.
+  std::atomic<bool> down{false};
+  // DisableCredential and DestroyKey calls that reached the signer, in order (one test thread).
+  std::vector<std::string> calls;
   std::atomic<bool> fail_set_certificate{false};
   std::atomic<bool> fail_destroy_key{false};
 
@@ -243,9 +255,8 @@ class LifecycleTest : public qsign::testing::ServiceTest {
     auth::CredentialTable services;
     ASSERT_TRUE(services.AddSecret("consent", kConsentSecret).ok());
     ASSERT_TRUE(services.AddSecret("gateway", "gateway-secret").ok());
-    authenticator_ = std::make_unique<auth::Authenticator>(std::move(operators),
-                                                           std::move(services), &identity_,
-                                                           "lifecycle");
+    authenticator_ = std::make_unique<auth::Authenticator>(
+        std::move(operators), std::move(services), &identity_, "lifecycle");
     grpc_ = std::make_unique<LifecycleGrpc>(lifecycle_.get(), authenticator_.get());
     auto server = GrpcServer::Start({}, {grpc_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -1029,19 +1040,42 @@ TEST_F(LifecycleTest, OperatorRevokesAnyCertificate) {
   EXPECT_EQ(revoked.revocation_reason(), pb::REVOCATION_REASON_PRIVILEGE_WITHDRAWN);
 }
 
-TEST_F(LifecycleTest, InterruptedKeyDestructionIsFinishedByTheNextRevoke) {
+TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
   pb::Certificate cert = IssueFor("alice");
-  faulty_signer_->fail_destroy_key = true;
+  const std::string id = cert.certificate_id();
   pb::Certificate revoked;
-  EXPECT_EQ(
-      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_UNSPECIFIED, &revoked)
-          .error_code(),
-      grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_ACTIVE);
-  grpc::Status s =
-      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_UNSPECIFIED, &revoked);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
+
+  // The signer cannot disable the credential: nothing is revoked, and the answer says so.
+  faulty_signer_->down = true;
+  grpc::Status s = Revoke(Bearer("alice"), id, pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("not revoked"));
+  auto record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, CertState::kIssued);
+  faulty_signer_->down = false;
+
+  // Key destruction fails after the revocation: the credential is disabled already.
+  faulty_signer_->fail_destroy_key = true;
+  s = Revoke(Bearer("alice"), id, pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(revoked.status(), pb::CERTIFICATE_STATUS_REVOKED);
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_THAT(faulty_signer_->calls, ElementsAre(absl::StrCat("disable ", id)));
+  // The sweeper finishes it.
+  auto swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(swept->keys_destroyed, 1);
+  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(faulty_signer_->calls,
+              ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
+  record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->key_destroyed);
+  swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->keys_destroyed, 0);
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
 }
 
 // --- Device certificates and revoke-all --------------------------------------------------------
@@ -1141,6 +1175,158 @@ TEST_F(LifecycleTest, RevokeAllEndsEverything) {
   EXPECT_EQ(stub_->RevokeAll(As(Operator()).get(), req, &again).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+}
+
+TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFinishesLater) {
+  pb::Certificate qualified = IssueFor("alice");
+  const std::string id = qualified.certificate_id();
+  pb::IssueDeviceCertificateRequest dev;
+  dev.set_account_id("alice");
+  dev.set_device_id("phone-1");
+  dev.set_device_public_key(DeviceKey());
+  pb::Certificate device;
+  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), dev, &device).ok());
+  consent_.AddDevice("alice", "phone-1");
+  const std::string other_session = Bearer("alice");
+
+  faulty_signer_->down = true;
+  pb::RevokeAllRequest req;
+  req.set_reason(pb::REVOCATION_REASON_KEY_COMPROMISE);
+  pb::RevokeAllResponse resp;
+  grpc::Status s = stub_->RevokeAll(As(Bearer("alice")).get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(resp.complete());
+  EXPECT_NE(resp.job_id(), 0u);
+  EXPECT_EQ(resp.devices_deactivated(), 1u);
+  // At once: the phone approves nothing (so no SAD, no signature), every session is dead.
+  EXPECT_EQ(consent_.Approve("alice", "phone-1").code(), absl::StatusCode::kPermissionDenied);
+  pb::GetStatusResponse st;
+  EXPECT_EQ(stub_->GetStatus(As(other_session).get(), pb::GetStatusRequest(), &st).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // The device certificate is revoked; the qualified one is not marked revoked while its
+  // credential could not be disabled.
+  ASSERT_THAT(resp.revoked_certificates(), SizeIs(1));
+  EXPECT_EQ(resp.revoked_certificates(0).certificate_id(), device.certificate_id());
+  auto record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, CertState::kIssued);
+  auto job = pool().Exec(
+      "SELECT state, devices_done, sessions_done, certificates_done, keys_done, attempts, "
+      "last_error FROM lifecycle.revoke_all_jobs WHERE id = $1",
+      {db::Param::Int(static_cast<int64_t>(resp.job_id()))});
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(job->rows(), 1);
+  EXPECT_EQ(job->Get(0, 0), "RUNNING");
+  EXPECT_EQ(job->Get(0, 1), "t");
+  EXPECT_EQ(job->Get(0, 2), "t");
+  EXPECT_EQ(job->Get(0, 3), "f");
+  EXPECT_EQ(job->Get(0, 5), "1");
+  EXPECT_THAT(std::string(job->Get(0, 6)), HasSubstr("the signer is down"));
+
+  // The scheduler keeps trying while the signer is down...
+  Scheduler scheduler(lifecycle_.get(), nullptr, "lifecycle-test");
+  scheduler.Sweep();
+  record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, CertState::kIssued);
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_ACTIVE);
+
+  // ...and finishes once it is back: disabled, then revoked, then the key destroyed.
+  faulty_signer_->down = false;
+  scheduler.RunOnce();
+  EXPECT_THAT(faulty_signer_->calls,
+              ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
+  record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, CertState::kRevoked);
+  EXPECT_EQ(record->revocation_reason, 1);
+  EXPECT_TRUE(record->key_destroyed);
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  job = pool().Exec("SELECT state, keys_done FROM lifecycle.revoke_all_jobs WHERE id = $1",
+                    {db::Param::Int(static_cast<int64_t>(resp.job_id()))});
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->Get(0, 0), "DONE");
+  EXPECT_EQ(job->Get(0, 1), "t");
+  auto audit =
+      pool().Exec("SELECT actor FROM lifecycle.audit_log WHERE action = 'account.revoke_all.done'");
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->rows(), 1);
+  EXPECT_EQ(audit->Get(0, 0), "service:lifecycle-sweeper");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+  // OCSP and the CRL say revoked.
+  std::string crl = HttpGet("/crl/qualified.crl");
+  EXPECT_THAT(crl, HasSubstr(absl::HexStringToBytes(qualified.serial_hex())));
+}
+
+TEST_F(LifecycleTest, ASecondRevokeAllResumesTheUnfinishedJob) {
+  IssueFor("alice");
+  faulty_signer_->down = true;
+  pb::RevokeAllRequest req;
+  req.set_account_id("alice");
+  pb::RevokeAllResponse first, second;
+  ASSERT_TRUE(stub_->RevokeAll(As(Operator()).get(), req, &first).ok());
+  EXPECT_FALSE(first.complete());
+  faulty_signer_->down = false;
+  ASSERT_TRUE(stub_->RevokeAll(As(Operator()).get(), req, &second).ok());
+  EXPECT_EQ(second.job_id(), first.job_id());
+  EXPECT_TRUE(second.complete());
+  ASSERT_THAT(second.revoked_certificates(), SizeIs(1));
+}
+
+// --- Expiry: the sweeper ends credentials whose certificate ended ------------------------------
+
+TEST_F(LifecycleTest, TheSweeperExpiresCredentialsAndDestroysTheirKeysAudited) {
+  pb::Certificate cert = IssueFor("alice");
+  const std::string id = cert.certificate_id();
+  const absl::Time not_after = absl::FromUnixSeconds(cert.not_after().seconds());
+  auto swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(swept->keys_expired, 0);
+  EXPECT_TRUE(hsm().GetPublicKey(id).ok());
+
+  clock_.Set(not_after);
+  swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->keys_expired, 0) << "notAfter itself is still valid";
+
+  clock_.Set(not_after + absl::Seconds(1));
+  // The signer reports it expired at once, before any sweep.
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_EXPIRED);
+  EXPECT_EQ(Status(Bearer("alice")).state(), pb::ACCOUNT_CERTIFICATE_STATE_EXPIRED);
+  swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(swept->keys_expired, 1);
+  EXPECT_EQ(swept->failures, 0);
+  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_EXPIRED);
+  auto stored = pool().Exec(
+      "SELECT status, key_destroyed_at IS NOT NULL FROM signer.credentials WHERE "
+      "credential_id = $1",
+      {db::Param::Text(id)});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->Get(0, 0), "EXPIRED");
+  EXPECT_EQ(stored->Get(0, 1), "t");
+  auto record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->key_destroyed);
+  auto audit = pool().Exec(
+      "SELECT target, details FROM lifecycle.audit_log WHERE action = 'certificate.expire'");
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->rows(), 1);
+  EXPECT_EQ(audit->Get(0, 0), cert.serial_hex());
+  auto signer_audit = pool().Exec(
+      "SELECT action FROM signer.audit_log WHERE target = $1 ORDER BY seq", {db::Param::Text(id)});
+  ASSERT_TRUE(signer_audit.ok());
+  ASSERT_EQ(signer_audit->rows(), 4);
+  EXPECT_EQ(signer_audit->Get(2, 0), "signer.expire");
+  EXPECT_EQ(signer_audit->Get(3, 0), "signer.destroy_key");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "signer").ok());
+  // Once.
+  swept = lifecycle_->Sweep();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->keys_expired, 0);
 }
 
 // --- CRL and OCSP, checked with openssl ---------------------------------------------------------

@@ -103,10 +103,19 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
         "certificate: a device certificate; it is revoked by RevokeAll or a new enrolment");
   }
   if (record->state == CertState::kRevoked) {
-    // Finish what an interrupted revocation left.
+    // Finish what an interrupted revocation left (the sweeper would, too).
     if (auto s = DestroyKey(*record); !s.ok()) return s;
     return AlreadyRevoked(*record);
   }
+  // 1. Disabled at the signer first: a certificate marked revoked never has a key that signs.
+  if (auto s = signer_->DisableCredential(record->certificate_id);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    Log(LogLevel::kError, "lifecycle", "disabling the credential before revocation failed",
+        {{"certificate_id", record->certificate_id}, {"status", s.ToString()}});
+    return absl::UnavailableError(
+        "certificate: not revoked, the signer could not disable its key now; call Revoke again");
+  }
+  // 2. Revoked, with its audit record.
   auto revoked = store_->MarkRevoked(
       record->certificate_id, in.reason, Now(),
       Audit(caller, "certificate.revoke", record->serial_hex,
@@ -129,13 +138,15 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
     // OCSP already answers revoked; the scheduled CRL picks it up.
     Log(LogLevel::kError, "lifecycle", "CRL after revocation failed", {{"status", s.ToString()}});
   }
+  // 3. The key destroyed. It is disabled already; if this fails the sweeper destroys it.
   if (auto s = DestroyKey(*revoked); !s.ok()) {
-    Log(LogLevel::kError, "lifecycle", "key destruction after revocation failed",
+    Log(LogLevel::kError, "lifecycle",
+        "key destruction after revocation failed; the sweeper "
+        "retries",
         {{"certificate_id", revoked->certificate_id}, {"status", s.ToString()}});
-    return absl::UnavailableError(
-        "certificate revoked, but destroying its key failed: call Revoke again to finish");
+  } else {
+    revoked->key_destroyed = true;
   }
-  revoked->key_destroyed = true;
   return View(*std::move(revoked));
 }
 
@@ -153,67 +164,166 @@ absl::StatusOr<RevokeAllResult> Lifecycle::RevokeAll(const Caller& caller,
     if (auto exists = identity_->GetAccount(*account); !exists.ok()) return exists.status();
   }
   const absl::Time now = Now();
-  auto job = store_->StartRevokeAll(*account, reason, now,
-                                    Audit(caller, "account.revoke_all.start", *account,
-                                          absl::StrCat("reason=", Av(RevocationReasonName(reason)),
-                                                       " client_address=", Av(client_address))));
+  auto job =
+      store_->StartRevokeAllJob(RevokeAllJob{.account_id = *account,
+                                             .reason = reason,
+                                             .requested_by = auth::ActorName(caller),
+                                             .client_address = std::string(client_address),
+                                             .created_at = now},
+                                Audit(caller, "account.revoke_all.start", *account,
+                                      absl::StrCat("reason=", Av(RevocationReasonName(reason)),
+                                                   " client_address=", Av(client_address))));
   if (!job.ok()) return job.status();
+  auto result = RunRevokeAllJob(job->first, caller);
+  if (!result.ok()) return result.status();
+  auto state = store_->GetRevokeAllJob(result->job_id);
+  if (!state.ok()) return state.status();
+  // The answer waits for what stops the account acting at once; the rest may follow.
+  if (!state->devices_done || !state->sessions_done) {
+    return absl::UnavailableError(
+        absl::StrCat("revoke-all: recorded as job ", result->job_id, ", but ",
+                     !state->devices_done ? "the consent app could not be deactivated"
+                                          : "the sessions could not be ended",
+                     " yet; it is retried in the background, or call RevokeAll again"));
+  }
+  return result;
+}
 
-  RevokeAllResult result;
-  std::set<std::string> touched_cas;
-  auto certs = store_->ListCertificates(*account);
-  if (!certs.ok()) return certs.status();
+absl::StatusOr<RevokeAllResult> Lifecycle::RunRevokeAllJob(const RevokeAllJob& job,
+                                                           const Caller& actor) {
+  RevokeAllResult result{.job_id = job.id};
   absl::Status first_error;
-  for (CertRecord& c : *certs) {
-    if (c.state == CertState::kIssued) {
-      auto revoked = store_->MarkRevoked(
-          c.certificate_id, reason, now,
-          Audit(caller, "certificate.revoke", c.serial_hex,
-                absl::StrCat("certificate_id=", c.certificate_id,
-                             " revoke_all reason=", Av(RevocationReasonName(reason)))));
-      status_source_.Changed();
-      if (revoked.ok()) {
-        CountRevoked(revoked->ca_name, RevocationReasonName(reason));
-        touched_cas.insert(revoked->ca_name);
-        c = *revoked;
-        result.revoked.push_back(View(*revoked));
-      } else if (revoked.status().code() != absl::StatusCode::kFailedPrecondition) {
-        if (first_error.ok()) first_error = revoked.status();
-        continue;
-      }
-    } else if (c.state == CertState::kPending) {
-      if (auto s = store_->MarkAbandoned(
-              c.certificate_id, now,
-              Audit(caller, "certificate.abandon", c.serial_hex, "revoke_all"));
+  auto failed = [&](absl::Status s) {
+    if (first_error.ok()) first_error = std::move(s);
+  };
+  const std::string& account = job.account_id;
+  const std::string reason_name(RevocationReasonName(job.reason));
+  // 1. What lets the account act at once: the phone, then the sessions.
+  bool devices_done = job.devices_done;
+  if (!devices_done) {
+    auto devices = consent_->DeactivateDevices(account, "revoke-all");
+    if (devices.ok()) {
+      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kDevices, *devices, Now());
           !s.ok()) {
-        if (first_error.ok()) first_error = s;
-        continue;
+        return s;
       }
-      c.state = CertState::kAbandoned;
-    }
-    if (c.state == CertState::kRevoked || c.state == CertState::kAbandoned) {
-      if (auto s = DestroyKey(c); !s.ok() && first_error.ok()) first_error = s;
-    }
-  }
-  for (const std::string& ca : touched_cas) {
-    if (auto s = IssueCrl(ca); !s.ok()) {
-      Log(LogLevel::kError, "lifecycle", "CRL after revoke-all failed", {{"status", s.ToString()}});
+      result.devices_deactivated = *devices;
+      devices_done = true;
+    } else {
+      failed(devices.status());
     }
   }
-  if (!first_error.ok()) return first_error;
+  bool sessions_done = job.sessions_done;
+  if (!sessions_done) {
+    auto sessions = identity_->RevokeSessions(account, job.client_address);
+    if (sessions.ok()) {
+      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kSessions, *sessions, Now());
+          !s.ok()) {
+        return s;
+      }
+      result.sessions_ended = *sessions;
+      sessions_done = true;
+    } else {
+      failed(sessions.status());
+    }
+  }
 
-  auto devices = consent_->DeactivateDevices(*account, "revoke-all");
-  if (!devices.ok()) return devices.status();
-  result.devices_deactivated = *devices;
-  auto sessions = identity_->RevokeSessions(*account, client_address);
-  if (!sessions.ok()) return sessions.status();
-  result.sessions_ended = *sessions;
-  if (auto s = store_->FinishRevokeAll(*job, Now(),
-                                       absl::StrCat("certificates=", result.revoked.size(),
-                                                    " devices=", result.devices_deactivated,
-                                                    " sessions=", result.sessions_ended));
-      !s.ok()) {
-    return s;
+  // 2. Every certificate: a qualified one's credential disabled at the signer before the
+  // certificate is marked revoked; device certificates revoked; pending intents abandoned.
+  bool certificates_done = job.certificates_done;
+  if (!certificates_done) {
+    auto certs = store_->ListCertificates(account);
+    if (!certs.ok()) return certs.status();
+    std::set<std::string> touched_cas;
+    bool all = true;
+    for (CertRecord& c : *certs) {
+      if (c.state == CertState::kIssued) {
+        if (c.kind == CertKind::kQualified) {
+          if (auto s = signer_->DisableCredential(c.certificate_id);
+              !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+            failed(s);
+            all = false;
+            continue;
+          }
+        }
+        auto revoked = store_->MarkRevoked(
+            c.certificate_id, job.reason, Now(),
+            Audit(actor, "certificate.revoke", c.serial_hex,
+                  absl::StrCat("certificate_id=", c.certificate_id, " revoke_all job=", job.id,
+                               " reason=", Av(reason_name))));
+        status_source_.Changed();
+        if (revoked.ok()) {
+          CountRevoked(revoked->ca_name, reason_name);
+          touched_cas.insert(revoked->ca_name);
+          result.revoked.push_back(View(*std::move(revoked)));
+        } else if (revoked.status().code() != absl::StatusCode::kFailedPrecondition) {
+          return revoked.status();
+        }
+      } else if (c.state == CertState::kPending) {
+        if (auto s = store_->MarkAbandoned(c.certificate_id, Now(),
+                                           Audit(actor, "certificate.abandon", c.serial_hex,
+                                                 absl::StrCat("revoke_all job=", job.id)));
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+    for (const std::string& ca : touched_cas) {
+      if (auto s = IssueCrl(ca); !s.ok()) {
+        Log(LogLevel::kError, "lifecycle", "CRL after revoke-all failed",
+            {{"status", s.ToString()}});
+      }
+    }
+    if (all) {
+      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kCertificates,
+                                               static_cast<int>(result.revoked.size()), Now());
+          !s.ok()) {
+        return s;
+      }
+      certificates_done = true;
+    }
+  }
+
+  // 3. The keys: every revoked or abandoned qualified certificate's.
+  bool keys_done = job.keys_done;
+  if (certificates_done && !keys_done) {
+    auto certs = store_->ListCertificates(account);
+    if (!certs.ok()) return certs.status();
+    bool all = true;
+    for (const CertRecord& c : *certs) {
+      if (c.state != CertState::kRevoked && c.state != CertState::kAbandoned) continue;
+      if (auto s = DestroyKey(c); !s.ok()) {
+        failed(s);
+        all = false;
+      }
+    }
+    if (all) {
+      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kKeys, 0, Now()); !s.ok()) {
+        return s;
+      }
+      keys_done = true;
+    }
+  }
+
+  if (devices_done && sessions_done && certificates_done && keys_done) {
+    auto done = store_->GetRevokeAllJob(job.id);
+    if (!done.ok()) return done.status();
+    if (auto s = store_->FinishRevokeAllJob(
+            job.id, Now(),
+            Audit(actor, "account.revoke_all.done", account,
+                  absl::StrCat("job=", job.id, " requested_by=", Av(job.requested_by),
+                               " certificates=", done->certificates_revoked, " devices=",
+                               done->devices_deactivated, " sessions=", done->sessions_ended)));
+        !s.ok()) {
+      return s;
+    }
+    result.complete = true;
+  } else {
+    Log(LogLevel::kWarning, "lifecycle", "revoke-all job unfinished; the scheduler resumes it",
+        {{"job", std::to_string(job.id)}, {"status", first_error.ToString()}});
+    if (auto s = store_->RecordRevokeAllFailure(job.id, first_error.ToString(), Now()); !s.ok()) {
+      return s;
+    }
   }
   return result;
 }

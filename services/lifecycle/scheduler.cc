@@ -1,5 +1,6 @@
 #include "services/lifecycle/scheduler.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/log.h"
@@ -8,16 +9,26 @@
 namespace qsign::lifecycle {
 
 Scheduler::Scheduler(Lifecycle* lifecycle, std::unique_ptr<Mailer> mailer,
-                     std::string_view component, absl::Duration period)
-    : lifecycle_(lifecycle), mailer_(std::move(mailer)), component_(component), period_(period) {}
+                     std::string_view component, absl::Duration period, absl::Duration sweep_period)
+    : lifecycle_(lifecycle),
+      mailer_(std::move(mailer)),
+      component_(component),
+      period_(period),
+      sweep_period_(std::min(sweep_period, period)) {}
 
 Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
   thread_ = std::thread([this] {
+    absl::Time next_full = absl::InfinitePast();
     do {
-      RunOnce();
-    } while (!stop_.WaitForNotificationWithTimeout(period_));
+      if (absl::Now() >= next_full) {
+        next_full = absl::Now() + period_;
+        RunOnce();
+      } else {
+        Sweep();
+      }
+    } while (!stop_.WaitForNotificationWithTimeout(sweep_period_));
   });
 }
 
@@ -26,7 +37,24 @@ void Scheduler::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Scheduler::Sweep() {
+  auto swept = lifecycle_->Sweep();
+  if (!swept.ok()) {
+    Log(LogLevel::kError, component_, "sweep failed", {{"status", swept.status().ToString()}});
+    return;
+  }
+  if (swept->jobs_resumed + swept->keys_destroyed + swept->keys_expired + swept->failures > 0) {
+    Log(swept->failures > 0 ? LogLevel::kWarning : LogLevel::kInfo, component_, "swept",
+        {{"jobs_resumed", std::to_string(swept->jobs_resumed)},
+         {"jobs_finished", std::to_string(swept->jobs_finished)},
+         {"keys_destroyed", std::to_string(swept->keys_destroyed)},
+         {"keys_expired", std::to_string(swept->keys_expired)},
+         {"failures", std::to_string(swept->failures)}});
+  }
+}
+
 void Scheduler::RunOnce() {
+  Sweep();
   for (std::string_view ca : {kRootCa, kQualifiedCa, kDeviceCa}) {
     if (auto crl = lifecycle_->CurrentCrl(ca); !crl.ok()) {
       Log(LogLevel::kError, component_, "scheduled CRL failed",

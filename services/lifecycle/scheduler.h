@@ -1,4 +1,6 @@
-// Lifecycle's background work, every 10 minutes from Start() until Stop(): a fresh CRL of each CA
+// Lifecycle's background work from Start() until Stop(): every `sweep_period` (default 10 s) the
+// sweeper (Lifecycle::Sweep: unfinished revoke-all jobs resumed, keys left by revocations
+// destroyed, expired credentials ended); every `period` (10 minutes) also a fresh CRL of each CA
 // before the last goes stale, renewal reminders queued, and (with a mailer) the outbox delivered.
 #ifndef QSIGN_SERVICES_LIFECYCLE_SCHEDULER_H_
 #define QSIGN_SERVICES_LIFECYCLE_SCHEDULER_H_
@@ -20,7 +22,8 @@ class Scheduler {
   // `lifecycle` is not owned and must outlive this. `mailer`: nullptr sends no mail.
   // `component` names the log lines.
   Scheduler(Lifecycle* lifecycle, std::unique_ptr<Mailer> mailer, std::string_view component,
-            absl::Duration period = absl::Minutes(10));
+            absl::Duration period = absl::Minutes(10),
+            absl::Duration sweep_period = absl::Seconds(10));
   ~Scheduler();  // Stop().
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -29,14 +32,17 @@ class Scheduler {
   void Start();
   // Waits for a run in progress to finish. Idempotent.
   void Stop();
-  // One run, on the caller's thread; failures are logged.
+  // One full run (sweep included), on the caller's thread; failures are logged.
   void RunOnce();
+  // The sweep alone, on the caller's thread; failures are logged.
+  void Sweep();
 
  private:
   Lifecycle* const lifecycle_;  // Not owned.
   const std::unique_ptr<Mailer> mailer_;
   const std::string component_;
   const absl::Duration period_;
+  const absl::Duration sweep_period_;
   absl::Notification stop_;
   std::thread thread_;
 };

@@ -133,6 +133,37 @@ ALTER TABLE outbox ADD COLUMN last_attempt_at timestamptz;
 ALTER TABLE outbox ADD COLUMN last_error text;
 )sql";
 
+// Revoke-all as a durable job (replaces revoke_all_requests, kept for its history): one row per
+// job with its steps, written with the audit record; the scheduler resumes unfinished ones.
+// The sweeper finds keys still to destroy (revoked, abandoned, expired) through the index.
+constexpr char kV4[] = R"sql(
+CREATE TABLE revoke_all_jobs (
+  id                   bigserial PRIMARY KEY,
+  account_id           text NOT NULL,
+  reason               int NOT NULL,
+  requested_by         text NOT NULL,
+  client_address       text NOT NULL,
+  state                text NOT NULL CHECK (state IN ('RUNNING', 'DONE')),
+  devices_done         boolean NOT NULL DEFAULT false,
+  sessions_done        boolean NOT NULL DEFAULT false,
+  certificates_done    boolean NOT NULL DEFAULT false,
+  keys_done            boolean NOT NULL DEFAULT false,
+  devices_deactivated  int NOT NULL DEFAULT 0,
+  sessions_ended       int NOT NULL DEFAULT 0,
+  certificates_revoked int NOT NULL DEFAULT 0,
+  attempts             int NOT NULL DEFAULT 0,
+  last_error           text NOT NULL DEFAULT '',
+  created_at           timestamptz NOT NULL,
+  updated_at           timestamptz NOT NULL,
+  finished_at          timestamptz,
+  CHECK (state = 'RUNNING' OR finished_at IS NOT NULL)
+);
+CREATE UNIQUE INDEX revoke_all_jobs_one_running ON revoke_all_jobs (account_id)
+  WHERE state = 'RUNNING';
+CREATE INDEX certificates_keys_left ON certificates (not_after)
+  WHERE kind = 'QUALIFIED' AND key_destroyed = false;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
@@ -140,7 +171,8 @@ absl::Status MigrateLifecycleSchema(db::Pool& pool) {
   const db::Migration migrations[] = {
       {1, "CAs, CRLs, audit log", v1},
       {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2},
-      {3, "outbox delivery attempts", kV3}};
+      {3, "outbox delivery attempts", kV3},
+      {4, "revoke-all jobs, keys left to destroy", kV4}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

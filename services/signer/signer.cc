@@ -58,9 +58,8 @@ class SignerMetrics {
  private:
   SignerMetrics() {
     metrics::Registry& r = metrics::Registry::Global();
-    for (hsm::KeyType type : {hsm::KeyType::kEcP256, hsm::KeyType::kEcP384,
-                              hsm::KeyType::kRsa2048, hsm::KeyType::kRsa3072,
-                              hsm::KeyType::kRsa4096}) {
+    for (hsm::KeyType type : {hsm::KeyType::kEcP256, hsm::KeyType::kEcP384, hsm::KeyType::kRsa2048,
+                              hsm::KeyType::kRsa3072, hsm::KeyType::kRsa4096}) {
       signatures_[static_cast<size_t>(type)] =
           r.GetCounter("qsign_signer_signatures_total",
                        "Hashes signed by SignHash (one signature each), by key type.",
@@ -104,12 +103,24 @@ absl::StatusOr<std::vector<Credential>> Signer::ListCredentials(std::string_view
                                                                 bool only_active) {
   if (account_id.empty()) return InvalidField("account_id", "required");
   if (account_id.size() > 128) return InvalidField("account_id", "too long");
-  return store_->ListCredentials(account_id, only_active);
+  auto creds = store_->ListCredentials(account_id, only_active);
+  if (!creds.ok()) return creds.status();
+  const absl::Time now = clock_->Now();
+  std::vector<Credential> out;
+  for (Credential& c : *creds) {
+    c.status = EffectiveStatus(c, now);
+    if (only_active && c.status != CredentialStatus::kActive) continue;
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 absl::StatusOr<Credential> Signer::GetCredentialInfo(std::string_view credential_id) {
   if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
-  return store_->GetCredential(credential_id);
+  auto cred = store_->GetCredential(credential_id);
+  if (!cred.ok()) return cred.status();
+  cred->status = EffectiveStatus(*cred, clock_->Now());
+  return cred;
 }
 
 absl::StatusOr<Signer::KeyRef> Signer::LookupKey(std::string_view credential_id) {
@@ -120,7 +131,9 @@ absl::StatusOr<Signer::KeyRef> Signer::LookupKey(std::string_view credential_id)
   }
   auto cred = store_->GetCredential(credential_id);
   if (!cred.ok()) return cred.status();
-  KeyRef ref{cred->account_id, cred->key_type};
+  KeyRef ref{cred->account_id, cred->key_type, cred->valid_from, cred->valid_to};
+  // Validity is fixed once a certificate is attached; before that the ref is not cached.
+  if (!cred->valid_to.has_value()) return ref;
   absl::MutexLock lock(&mu_);
   keys_.emplace(std::string(credential_id), ref);
   return ref;
@@ -157,7 +170,9 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
     return Refuse(absl::StatusCode::kInvalidArgument, v1::Refusal::SAD_MISSING, "sad", "required");
   }
 
-  // 2. The credential.
+  // 2. The credential, and now within its certificate's validity (checked again, atomically
+  // with the status, in step 4).
+  const absl::Time now = clock_->Now();
   auto key = LookupKey(in.credential_id);
   if (!key.ok()) return key.status();
   if (!AlgorithmFitsKey(algo->scheme, key->key_type)) {
@@ -165,9 +180,15 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
                         absl::StrCat("does not fit the credential's ",
                                      Av(hsm::KeyTypeName(key->key_type)), " key"));
   }
+  if (auto s = CheckValidity(Credential{.credential_id = in.credential_id,
+                                        .valid_from = key->valid_from,
+                                        .valid_to = key->valid_to},
+                             now);
+      !s.ok()) {
+    return s;
+  }
 
   // 3. The SAD: genuine, current, and covering exactly this request.
-  const absl::Time now = clock_->Now();
   const SignerMetrics& counted = SignerMetrics::Get();
   auto grant = sad_verifier_->Verify(in.sad, now);
   if (!grant.ok()) {
@@ -238,8 +259,9 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
                   .public_key_spki = pub->spki_der,
                   .created_at = clock_->Now()};
   auto s = store_->CreateCredential(
-      cred, Audit(actor, "signer.create_key", credential_id,
-                  absl::StrCat("account=", Av(account_id), " key=", Av(hsm::KeyTypeName(key_type)))));
+      cred,
+      Audit(actor, "signer.create_key", credential_id,
+            absl::StrCat("account=", Av(account_id), " key=", Av(hsm::KeyTypeName(key_type)))));
   if (!s.ok()) {
     // Nothing half-written: a key without its record is removed.
     (void)hsm_->DestroyKeyPair(credential_id);
@@ -257,14 +279,15 @@ absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id
   }
   auto cred = store_->GetCredential(credential_id);
   if (!cred.ok()) return cred.status();
-  if (cred->status == CredentialStatus::kDisabled) {
-    return absl::FailedPreconditionError("credential is disabled; its key is destroyed");
+  if (cred->status == CredentialStatus::kDisabled || cred->status == CredentialStatus::kExpired) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "credential is ", Av(CredentialStatusName(cred->status)), "; it never signs again"));
   }
   for (size_t i = 0; i < chain_der.size(); ++i) {
     const auto* p = reinterpret_cast<const unsigned char*>(chain_der[i].data());
     OsslPtr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
-    if (cert == nullptr || p != reinterpret_cast<const unsigned char*>(chain_der[i].data()) +
-                                    chain_der[i].size()) {
+    if (cert == nullptr ||
+        p != reinterpret_cast<const unsigned char*>(chain_der[i].data()) + chain_der[i].size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("certificate_chain_der[", i, "]: not a DER certificate"));
     }
@@ -282,25 +305,48 @@ absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id
   if (auto s = store_->ActivateCredential(
           credential_id, chain_der, *cred->valid_from, *cred->valid_to,
           Audit(actor, "signer.set_certificate", credential_id,
-                absl::StrCat("valid_to=", absl::FormatTime(absl::RFC3339_sec, *cred->valid_to, absl::UTCTimeZone()))));
+                absl::StrCat("valid_to=", absl::FormatTime(absl::RFC3339_sec, *cred->valid_to,
+                                                           absl::UTCTimeZone()))));
       !s.ok()) {
     return s;
   }
   return store_->GetCredential(credential_id);
 }
 
-absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id,
-                                              const Actor& actor) {
+absl::StatusOr<Credential> Signer::DisableCredential(std::string_view credential_id,
+                                                     const Actor& actor) {
+  if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
+  // The status is read in the statement that consumes a SAD: once this commits, no replica signs.
+  if (auto s = store_->DisableCredential(credential_id, CredentialStatus::kDisabled,
+                                         Audit(actor, "signer.disable", credential_id));
+      !s.ok()) {
+    return s;
+  }
+  return store_->GetCredential(credential_id);
+}
+
+absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id, const Actor& actor,
+                                              DestroyReason reason) {
   if (auto s = ValidateCredentialId(credential_id); !s.ok()) return s;
   auto cred = store_->GetCredential(credential_id);
   if (!cred.ok()) return cred.status();
+  const bool expired = reason == DestroyReason::kExpired;
+  if (expired && !(cred->valid_to.has_value() && clock_->Now() > *cred->valid_to)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "reason: credential ", Av(credential_id), " has not expired",
+        cred->valid_to.has_value()
+            ? absl::StrCat(
+                  " (valid until ",
+                  Av(absl::FormatTime(absl::RFC3339_sec, *cred->valid_to, absl::UTCTimeZone())),
+                  ")")
+            : " (no certificate)"));
+  }
   // Disable first: from here no replica consumes a SAD for it, even if the HSM call fails.
-  if (cred->status != CredentialStatus::kDisabled) {
-    if (auto s = store_->DisableCredential(credential_id,
-                                           Audit(actor, "signer.destroy_key", credential_id));
-        !s.ok()) {
-      return s;
-    }
+  if (auto s = store_->DisableCredential(
+          credential_id, expired ? CredentialStatus::kExpired : CredentialStatus::kDisabled,
+          Audit(actor, expired ? "signer.expire" : "signer.disable", credential_id));
+      !s.ok()) {
+    return s;
   }
   if (auto s = hsm_->DestroyKeyPair(credential_id);
       !s.ok() && s.code() != absl::StatusCode::kNotFound) {
@@ -309,6 +355,12 @@ absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id,
   {
     absl::MutexLock lock(&mu_);
     keys_.erase(std::string(credential_id));
+  }
+  if (auto s = store_->MarkKeyDestroyed(
+          credential_id, clock_->Now(),
+          Audit(actor, "signer.destroy_key", credential_id, expired ? "reason=expired" : ""));
+      !s.ok()) {
+    return s;
   }
   return store_->GetCredential(credential_id);
 }

@@ -59,13 +59,18 @@ class Signer {
   // consumed (recorded as used, for every replica) just before signing.
   absl::StatusOr<std::vector<std::string>> SignHash(const SignHashInput& input);
 
-  absl::StatusOr<Credential> CreateKey(std::string_view credential_id,
-                                       std::string_view account_id, hsm::KeyType key_type,
-                                       const Actor& actor);
+  absl::StatusOr<Credential> CreateKey(std::string_view credential_id, std::string_view account_id,
+                                       hsm::KeyType key_type, const Actor& actor);
   absl::StatusOr<Credential> SetCertificate(std::string_view credential_id,
-                                            std::vector<std::string> chain_der,
-                                            const Actor& actor);
-  absl::StatusOr<Credential> DestroyKey(std::string_view credential_id, const Actor& actor);
+                                            std::vector<std::string> chain_der, const Actor& actor);
+  // From its return on, no replica signs with the credential (its key stays). Idempotent.
+  absl::StatusOr<Credential> DisableCredential(std::string_view credential_id, const Actor& actor);
+  // Why a key is destroyed: revoked or abandoned (DISABLED), or its certificate ended (EXPIRED,
+  // refused before valid_to has passed).
+  enum class DestroyReason { kRevoked, kExpired };
+  // Disables (or expires) the credential, then destroys its HSM key. Idempotent.
+  absl::StatusOr<Credential> DestroyKey(std::string_view credential_id, const Actor& actor,
+                                        DestroyReason reason = DestroyReason::kRevoked);
 
   const SignerConfig& config() const { return config_; }
 
@@ -74,13 +79,16 @@ class Signer {
   struct KeyRef {
     std::string account_id;
     hsm::KeyType key_type;
+    // The certificate's validity; cached only once a certificate is attached.
+    std::optional<absl::Time> valid_from;
+    std::optional<absl::Time> valid_to;
   };
   absl::StatusOr<KeyRef> LookupKey(std::string_view credential_id);
 
-  hsm::Hsm* hsm_;                                // Not owned.
-  SignerStore* store_;                           // Not owned.
-  const consent::SadVerifier* sad_verifier_;     // Not owned.
-  const Clock* clock_;                           // Not owned.
+  hsm::Hsm* hsm_;                             // Not owned.
+  SignerStore* store_;                        // Not owned.
+  const consent::SadVerifier* sad_verifier_;  // Not owned.
+  const Clock* clock_;                        // Not owned.
   const SignerConfig config_;
 
   absl::Mutex mu_;

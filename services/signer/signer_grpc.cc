@@ -33,6 +33,8 @@ pb::CredentialStatus ToProto(CredentialStatus status) {
       return pb::CREDENTIAL_STATUS_ACTIVE;
     case CredentialStatus::kDisabled:
       return pb::CREDENTIAL_STATUS_DISABLED;
+    case CredentialStatus::kExpired:
+      return pb::CREDENTIAL_STATUS_EXPIRED;
   }
   return pb::CREDENTIAL_STATUS_UNSPECIFIED;
 }
@@ -142,11 +144,33 @@ grpc::Status SignerGrpc::SetCertificate(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status SignerGrpc::DisableCredential(grpc::ServerContext* ctx,
+                                           const pb::DisableCredentialRequest* req,
+                                           pb::CredentialInfo* resp) {
+  auto actor = Admin(ctx, "DisableCredential");
+  if (!actor.ok()) return Reply("DisableCredential", actor.status());
+  auto cred = signer_->DisableCredential(req->credential_id(), *actor);
+  if (!cred.ok()) return Reply("DisableCredential", cred.status());
+  ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status SignerGrpc::DestroyKey(grpc::ServerContext* ctx, const pb::DestroyKeyRequest* req,
                                     pb::CredentialInfo* resp) {
+  Signer::DestroyReason reason;
+  switch (req->reason()) {
+    case pb::DestroyKeyRequest::REASON_UNSPECIFIED:
+      reason = Signer::DestroyReason::kRevoked;
+      break;
+    case pb::DestroyKeyRequest::REASON_EXPIRED:
+      reason = Signer::DestroyReason::kExpired;
+      break;
+    default:
+      return Reply("DestroyKey", absl::InvalidArgumentError("reason: unknown value"));
+  }
   auto actor = Admin(ctx, "DestroyKey");
   if (!actor.ok()) return Reply("DestroyKey", actor.status());
-  auto cred = signer_->DestroyKey(req->credential_id(), *actor);
+  auto cred = signer_->DestroyKey(req->credential_id(), *actor, reason);
   if (!cred.ok()) return Reply("DestroyKey", cred.status());
   ToProto(*cred, signer_->config().max_hashes_per_authorization, resp);
   return grpc::Status::OK;

@@ -10,7 +10,8 @@
 
 namespace qsign::signer {
 
-// Who may call the administrative RPCs (CreateKey, SetCertificate, DestroyKey).
+// Who may call the administrative RPCs (CreateKey, SetCertificate, DisableCredential,
+// DestroyKey).
 struct SignerAccess {
   // Service credentials ("authorization: Service <id>.<secret>"). nullptr: the administrative
   // RPCs are open, for tests and a loopback-only laptop stack (qsignd logs a warning).
@@ -35,9 +36,11 @@ class SignerGrpc final : public qsign::v1::Signer::Service {
                         qsign::v1::SignHashResponse* resp) override;
   grpc::Status CreateKey(grpc::ServerContext* ctx, const qsign::v1::CreateKeyRequest* req,
                          qsign::v1::CredentialInfo* resp) override;
-  grpc::Status SetCertificate(grpc::ServerContext* ctx,
-                              const qsign::v1::SetCertificateRequest* req,
+  grpc::Status SetCertificate(grpc::ServerContext* ctx, const qsign::v1::SetCertificateRequest* req,
                               qsign::v1::CredentialInfo* resp) override;
+  grpc::Status DisableCredential(grpc::ServerContext* ctx,
+                                 const qsign::v1::DisableCredentialRequest* req,
+                                 qsign::v1::CredentialInfo* resp) override;
   grpc::Status DestroyKey(grpc::ServerContext* ctx, const qsign::v1::DestroyKeyRequest* req,
                           qsign::v1::CredentialInfo* resp) override;
 

@@ -23,6 +23,7 @@ absl::StatusOr<CredentialStatus> ParseStatus(std::string_view s) {
   if (s == "PENDING") return CredentialStatus::kPending;
   if (s == "ACTIVE") return CredentialStatus::kActive;
   if (s == "DISABLED") return CredentialStatus::kDisabled;
+  if (s == "EXPIRED") return CredentialStatus::kExpired;
   return absl::InternalError(absl::StrCat("signer.credentials: unknown status ", Av(s)));
 }
 
@@ -33,7 +34,7 @@ absl::Status NoCredential(std::string_view credential_id) {
 
 constexpr char kCredentialColumns[] =
     "credential_id, account_id, status, key_type, public_key_spki, created_at, valid_from, "
-    "valid_to";
+    "valid_to, key_destroyed_at";
 
 class PostgresSignerStore final : public SignerStore {
  public:
@@ -90,12 +91,12 @@ class PostgresSignerStore final : public SignerStore {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
       auto res = tx.Exec(
           "UPDATE signer.credentials SET status = 'ACTIVE', valid_from = $2, valid_to = $3 "
-          "WHERE credential_id = $1 AND status <> 'DISABLED' RETURNING now()",
+          "WHERE credential_id = $1 AND status IN ('PENDING', 'ACTIVE') RETURNING now()",
           {Param::Text(credential_id), Param::Time(valid_from), Param::Time(valid_to)});
       if (!res.ok()) return res.status();
       if (res->rows() == 0) {
         return absl::FailedPreconditionError(
-            absl::StrCat("credential ", Av(credential_id), " is disabled or gone"));
+            absl::StrCat("credential ", Av(credential_id), " is disabled, expired or gone"));
       }
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();
@@ -116,18 +117,37 @@ class PostgresSignerStore final : public SignerStore {
     });
   }
 
-  absl::Status DisableCredential(std::string_view credential_id,
+  absl::Status DisableCredential(std::string_view credential_id, CredentialStatus to,
                                  const db::AuditEvent& audit) override {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
       auto res = tx.Exec(
-          "UPDATE signer.credentials SET status = 'DISABLED', disabled_at = now() "
-          "WHERE credential_id = $1 RETURNING disabled_at",
-          {Param::Text(credential_id)});
+          "UPDATE signer.credentials SET status = $2, disabled_at = now() "
+          "WHERE credential_id = $1 AND status IN ('PENDING', 'ACTIVE') RETURNING disabled_at",
+          {Param::Text(credential_id), Param::Text(CredentialStatusName(to))});
       if (!res.ok()) return res.status();
-      if (res->rows() == 0) return NoCredential(credential_id);
+      if (res->rows() == 0) {
+        // Already ended (idempotent), or no such credential.
+        auto exists = tx.Exec("SELECT 1 FROM signer.credentials WHERE credential_id = $1",
+                              {Param::Text(credential_id)});
+        if (!exists.ok()) return exists.status();
+        return exists->rows() == 0 ? NoCredential(credential_id) : absl::OkStatus();
+      }
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();
       return db::AppendAudit(tx, kSchema, audit, *at);
+    });
+  }
+
+  absl::Status MarkKeyDestroyed(std::string_view credential_id, absl::Time at,
+                                const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto res = tx.Exec(
+          "UPDATE signer.credentials SET key_destroyed_at = $2 "
+          "WHERE credential_id = $1 AND key_destroyed_at IS NULL",
+          {Param::Text(credential_id), Param::Time(at)});
+      if (!res.ok()) return res.status();
+      if (res->affected_rows() == 0) return absl::OkStatus();
+      return db::AppendAudit(tx, kSchema, audit, at);
     });
   }
 
@@ -199,7 +219,8 @@ class PostgresSignerStore final : public SignerStore {
                     ") AS v (sad_id, credential_id, account_id, consent_request_id, num_hashes, "
                     "used_at, sad_expires_at, caller) WHERE EXISTS (SELECT 1 FROM "
                     "signer.credentials c WHERE c.credential_id = v.credential_id AND "
-                    "c.status = 'ACTIVE') ON CONFLICT (sad_id) DO NOTHING RETURNING sad_id");
+                    "c.status = 'ACTIVE' AND c.valid_from <= v.used_at AND "
+                    "v.used_at <= c.valid_to) ON CONFLICT (sad_id) DO NOTHING RETURNING sad_id");
     auto res = pool_->Exec(sql, params);
     absl::flat_hash_set<std::string> recorded;
     absl::Status status = res.status();
@@ -234,11 +255,15 @@ class PostgresSignerStore final : public SignerStore {
     }
     auto cred = GetCredential(u.credential_id);
     if (!cred.ok()) return cred.status();
+    if (cred->status == CredentialStatus::kActive) {
+      if (auto s = CheckValidity(*cred, u.used_at); !s.ok()) return s;
+    }
     return Refuse(
         absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_INACTIVE, "credential_id",
         absl::StrCat("credential is ", Av(CredentialStatusName(cred->status)),
-                     cred->status == CredentialStatus::kPending ? " (no certificate yet)"
-                                                                : " (revoked; key destroyed)"));
+                     cred->status == CredentialStatus::kPending   ? " (no certificate yet)"
+                     : cred->status == CredentialStatus::kExpired ? " (its certificate ended)"
+                                                                  : " (revoked; key destroyed)"));
   }
 
   absl::StatusOr<Credential> ReadCredential(const db::Result& r, int row) {
@@ -266,6 +291,11 @@ class PostgresSignerStore final : public SignerStore {
       auto t = r.GetTime(row, 7);
       if (!t.ok()) return t.status();
       c.valid_to = *t;
+    }
+    if (!r.IsNull(row, 8)) {
+      auto t = r.GetTime(row, 8);
+      if (!t.ok()) return t.status();
+      c.key_destroyed_at = *t;
     }
     if (c.status != CredentialStatus::kPending) {
       auto certs = pool_->Exec(
@@ -324,6 +354,14 @@ CREATE TABLE sad_uses (
 CREATE INDEX sad_uses_credential ON sad_uses (credential_id, used_at);
 )sql";
 
+// EXPIRED: the certificate ended (the expiry sweeper); when the HSM key was destroyed.
+constexpr char kV2[] = R"sql(
+ALTER TABLE credentials DROP CONSTRAINT credentials_status_check;
+ALTER TABLE credentials ADD CONSTRAINT credentials_status_check
+  CHECK (status IN ('PENDING', 'ACTIVE', 'DISABLED', 'EXPIRED'));
+ALTER TABLE credentials ADD COLUMN key_destroyed_at timestamptz;
+)sql";
+
 }  // namespace
 
 std::string_view CredentialStatusName(CredentialStatus status) {
@@ -334,13 +372,43 @@ std::string_view CredentialStatusName(CredentialStatus status) {
       return "ACTIVE";
     case CredentialStatus::kDisabled:
       return "DISABLED";
+    case CredentialStatus::kExpired:
+      return "EXPIRED";
   }
   return "UNKNOWN";
 }
 
+absl::Status CheckValidity(const Credential& c, absl::Time now) {
+  if (c.valid_to.has_value() && now > *c.valid_to) {
+    return Refuse(
+        absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_EXPIRED, "credential_id",
+        absl::StrCat("credential ", Av(c.credential_id), " expired at ",
+                     absl::FormatTime(absl::RFC3339_sec, *c.valid_to, absl::UTCTimeZone()),
+                     " (its certificate's notAfter); it signs no more"));
+  }
+  if (c.valid_from.has_value() && now < *c.valid_from) {
+    return Refuse(
+        absl::StatusCode::kFailedPrecondition, v1::Refusal::CREDENTIAL_NOT_YET_VALID,
+        "credential_id",
+        absl::StrCat("credential ", Av(c.credential_id),
+                     " is not yet valid: its certificate "
+                     "starts at ",
+                     absl::FormatTime(absl::RFC3339_sec, *c.valid_from, absl::UTCTimeZone())));
+  }
+  return absl::OkStatus();
+}
+
+CredentialStatus EffectiveStatus(const Credential& c, absl::Time now) {
+  if (c.status == CredentialStatus::kActive && c.valid_to.has_value() && now > *c.valid_to) {
+    return CredentialStatus::kExpired;
+  }
+  return c.status;
+}
+
 absl::Status MigrateSignerSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
-  const db::Migration migrations[] = {{1, "credentials, sad journal, audit log", v1}};
+  const db::Migration migrations[] = {{1, "credentials, sad journal, audit log", v1},
+                                      {2, "expired credentials, key destruction time", kV2}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

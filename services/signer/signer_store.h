@@ -16,7 +16,8 @@
 
 namespace qsign::signer {
 
-enum class CredentialStatus { kPending, kActive, kDisabled };
+// kDisabled: revoked or abandoned; kExpired: its certificate ended. Neither ever signs again.
+enum class CredentialStatus { kPending, kActive, kDisabled, kExpired };
 std::string_view CredentialStatusName(CredentialStatus status);
 
 struct Credential {
@@ -30,6 +31,8 @@ struct Credential {
   absl::Time created_at;
   std::optional<absl::Time> valid_from;
   std::optional<absl::Time> valid_to;
+  // When the HSM key was destroyed (DestroyKey); unset while it exists.
+  std::optional<absl::Time> key_destroyed_at;
 };
 
 // One SignHash call's use of a SAD: the signing journal, append-only.
@@ -43,6 +46,15 @@ struct SadUse {
   absl::Time sad_expires_at;
   std::string caller;
 };
+
+// FAILED_PRECONDITION naming the credential when `now` is outside its certificate's validity
+// (valid_from..valid_to, both inclusive as RFC 5280 says): Refusal CREDENTIAL_EXPIRED or
+// CREDENTIAL_NOT_YET_VALID. OK when no certificate is attached (the status decides then).
+absl::Status CheckValidity(const Credential& credential, absl::Time now);
+
+// The status callers see: an ACTIVE credential past its certificate's notAfter is EXPIRED even
+// before the sweeper records it.
+CredentialStatus EffectiveStatus(const Credential& credential, absl::Time now);
 
 class SignerStore {
  public:
@@ -59,11 +71,18 @@ class SignerStore {
                                           const std::vector<std::string>& chain_der,
                                           absl::Time valid_from, absl::Time valid_to,
                                           const db::AuditEvent& audit) = 0;
-  virtual absl::Status DisableCredential(std::string_view credential_id,
+  // PENDING or ACTIVE -> `to` (kDisabled or kExpired) with `audit`, in one transaction; a
+  // credential already DISABLED or EXPIRED is left as it is (OK, no audit). NOT_FOUND naming it.
+  virtual absl::Status DisableCredential(std::string_view credential_id, CredentialStatus to,
                                          const db::AuditEvent& audit) = 0;
-  // Records the use of a SAD, atomically with the check that the credential is ACTIVE.
+  // Records that the HSM key is gone, with `audit`, once (later calls change nothing).
+  virtual absl::Status MarkKeyDestroyed(std::string_view credential_id, absl::Time at,
+                                        const db::AuditEvent& audit) = 0;
+  // Records the use of a SAD, atomically with the check that the credential is ACTIVE and that
+  // `use.used_at` lies within its certificate's validity (valid_from..valid_to, inclusive).
   // FAILED_PRECONDITION "sad: already used" when any replica recorded it before;
-  // FAILED_PRECONDITION naming the state when the credential is not active.
+  // FAILED_PRECONDITION naming the state (CREDENTIAL_INACTIVE) or the validity
+  // (CREDENTIAL_EXPIRED, CREDENTIAL_NOT_YET_VALID) otherwise.
   virtual absl::Status ConsumeSad(const SadUse& use) = 0;
 };
 

@@ -19,9 +19,11 @@
 #include "common/db/audit.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
+#include "common/grpc_status.h"
 #include "common/metrics.h"
 #include "common/oids.h"
 #include "common/ossl.h"
+#include "common/refusal.h"
 #include "consent/sad.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -58,8 +60,9 @@ class CountingHsm final : public hsm::Hsm {
     return inner_->GetPublicKey(id);
   }
   absl::Status DestroyKeyPair(std::string_view id) override { return inner_->DestroyKeyPair(id); }
-  absl::StatusOr<std::vector<std::string>> SignDigests(
-      std::string_view id, const hsm::SignParams& p, std::span<const std::string> d) override {
+  absl::StatusOr<std::vector<std::string>> SignDigests(std::string_view id,
+                                                       const hsm::SignParams& p,
+                                                       std::span<const std::string> d) override {
     ++sign_calls;
     return inner_->SignDigests(id, p, d);
   }
@@ -108,8 +111,8 @@ class SignerTest : public qsign::testing::ServiceTest {
     ASSERT_TRUE(verifier.ok());
     verifier_ = *std::move(verifier);
 
-    signer_ = std::make_unique<Signer>(counting_.get(), store_.get(), verifier_.get(), &clock_,
-                                       config);
+    signer_ =
+        std::make_unique<Signer>(counting_.get(), store_.get(), verifier_.get(), &clock_, config);
     grpc_ = std::make_unique<SignerGrpc>(signer_.get());
     auto server = GrpcServer::Start({}, {grpc_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -329,8 +332,8 @@ TEST_F(SignerTest, EcdsaRawSignatureIsRAndS) {
   pb::SignHashResponse resp;
   ASSERT_TRUE(Sign(req, &resp).ok());
   ASSERT_EQ(resp.signatures(0).size(), 64u);
-  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('a'), ::qsign::testing::EcdsaRawToDer(resp.signatures(0)),
-                           EVP_sha256()));
+  EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('a'),
+                           ::qsign::testing::EcdsaRawToDer(resp.signatures(0)), EVP_sha256()));
 }
 
 TEST_F(SignerTest, P384WithSha384) {
@@ -349,15 +352,14 @@ TEST_F(SignerTest, Rsa3072Pkcs1AndPss) {
   pb::CredentialInfo cred = ActiveCredential("cred-rsa", "alice", pb::KEY_ALGORITHM_RSA_3072);
   EXPECT_EQ(cred.key_bits(), 3072u);
   pb::SignHashResponse pkcs1, pss;
-  ASSERT_TRUE(Sign(Request("cred-rsa", {Hash('r')}, Sad("alice", "cred-rsa", {Hash('r')}),
-                           kRsaSha256),
-                   &pkcs1)
-                  .ok());
+  ASSERT_TRUE(
+      Sign(Request("cred-rsa", {Hash('r')}, Sad("alice", "cred-rsa", {Hash('r')}), kRsaSha256),
+           &pkcs1)
+          .ok());
   EXPECT_EQ(pkcs1.signatures(0).size(), 384u);
   EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('r'), pkcs1.signatures(0), EVP_sha256()));
   grpc::Status s =
-      Sign(Request("cred-rsa", {Hash('p')}, Sad("alice", "cred-rsa", {Hash('p')}), kRsaPss),
-           &pss);
+      Sign(Request("cred-rsa", {Hash('p')}, Sad("alice", "cred-rsa", {Hash('p')}), kRsaPss), &pss);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), Hash('p'), pss.signatures(0), EVP_sha256(),
                            RSA_PKCS1_PSS_PADDING));
@@ -519,8 +521,8 @@ TEST_F(SignerTest, RefusesMalformedRequests) {
   std::string sad = Sad("alice", "cred-1", {Hash('a')});
   ExpectRefused(Request("cred-1", {}, sad), grpc::StatusCode::INVALID_ARGUMENT,
                 "hashes: at least one hash required");
-  ExpectRefused(Request("cred-1", {Hash('a'), Hash('a')}, sad),
-                grpc::StatusCode::INVALID_ARGUMENT, "hashes[1]: duplicate");
+  ExpectRefused(Request("cred-1", {Hash('a'), Hash('a')}, sad), grpc::StatusCode::INVALID_ARGUMENT,
+                "hashes[1]: duplicate");
   std::vector<std::string> nine;
   for (char c = 'a'; c < 'a' + 9; ++c) nine.push_back(Hash(c));
   ExpectRefused(Request("cred-1", nine, sad), grpc::StatusCode::INVALID_ARGUMENT,
@@ -531,8 +533,8 @@ TEST_F(SignerTest, RefusesMalformedRequests) {
                 "sign_algorithm_oid: '1.2.3' is not supported");
   ExpectRefused(Request("cred-1", {Hash('a')}, sad, kEcdsaSha384),
                 grpc::StatusCode::INVALID_ARGUMENT, "its hash differs from hash_algorithm_oid");
-  ExpectRefused(Request("cred-1", {Hash('a')}, sad, kRsaSha256),
-                grpc::StatusCode::INVALID_ARGUMENT, "does not fit the credential's EC_P256 key");
+  ExpectRefused(Request("cred-1", {Hash('a')}, sad, kRsaSha256), grpc::StatusCode::INVALID_ARGUMENT,
+                "does not fit the credential's EC_P256 key");
   ExpectRefused(Request("", {Hash('a')}, sad), grpc::StatusCode::INVALID_ARGUMENT,
                 "credential_id: required");
   ExpectRefused(Request("no such/cred", {Hash('a')}, sad), grpc::StatusCode::INVALID_ARGUMENT,
@@ -580,11 +582,119 @@ TEST_F(SignerTest, AdministrativeActsAreInTheAuditChain) {
   ASSERT_TRUE(stub_->DestroyKey(&ctx, destroy, &out).ok());
   auto rows = pool().Exec("SELECT action, target FROM signer.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok()) << rows.status();
-  ASSERT_EQ(rows->rows(), 3);
+  ASSERT_EQ(rows->rows(), 4);
   EXPECT_EQ(rows->Get(0, 0), "signer.create_key");
   EXPECT_EQ(rows->Get(1, 0), "signer.set_certificate");
-  EXPECT_EQ(rows->Get(2, 0), "signer.destroy_key");
-  EXPECT_EQ(rows->Get(2, 1), "cred-1");
+  EXPECT_EQ(rows->Get(2, 0), "signer.disable");
+  EXPECT_EQ(rows->Get(3, 0), "signer.destroy_key");
+  EXPECT_EQ(rows->Get(3, 1), "cred-1");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "signer").ok());
+}
+
+// --- Validity: a certificate that ended (or has not begun) cannot sign ---------------------------
+
+TEST_F(SignerTest, RefusesToSignOutsideTheCertificatesValidity) {
+  pb::CredentialInfo info = ActiveCredential("cred-1", "alice");
+  const absl::Time valid_from = absl::FromUnixSeconds(info.valid_from().seconds());
+  const absl::Time valid_to = absl::FromUnixSeconds(info.valid_to().seconds());
+  pb::SignHashResponse resp;
+
+  // notAfter itself is still inside (RFC 5280: inclusive).
+  clock_.Set(valid_to);
+  ASSERT_TRUE(
+      Sign(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})), &resp).ok());
+
+  clock_.Set(valid_to + absl::Seconds(1));
+  auto expired = Request("cred-1", {Hash('b')}, Sad("alice", "cred-1", {Hash('b')}));
+  ExpectRefused(expired, grpc::StatusCode::FAILED_PRECONDITION,
+                "credential_id: credential cred-1 expired at ");
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->SignHash(&ctx, expired, &resp);
+  EXPECT_EQ(RefusalReason(FromGrpcStatus(s)), pb::Refusal::CREDENTIAL_EXPIRED);
+  EXPECT_THAT(s.error_message(), HasSubstr("it signs no more"));
+
+  // Callers see it expired at once (consent's Authorize and the CSC gateway read this).
+  pb::GetCredentialInfoRequest get;
+  get.set_credential_id("cred-1");
+  pb::CredentialInfo now_info;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(stub_->GetCredentialInfo(&ctx2, get, &now_info).ok());
+  EXPECT_EQ(now_info.status(), pb::CREDENTIAL_STATUS_EXPIRED);
+  pb::ListCredentialsRequest list;
+  list.set_account_id("alice");
+  list.set_only_active(true);
+  pb::ListCredentialsResponse listed;
+  grpc::ClientContext ctx3;
+  ASSERT_TRUE(stub_->ListCredentials(&ctx3, list, &listed).ok());
+  EXPECT_EQ(listed.credentials_size(), 0);
+
+  clock_.Set(valid_from - absl::Seconds(1));
+  auto early = Request("cred-1", {Hash('c')}, Sad("alice", "cred-1", {Hash('c')}));
+  ExpectRefused(early, grpc::StatusCode::FAILED_PRECONDITION, "is not yet valid");
+  grpc::ClientContext ctx4;
+  EXPECT_EQ(RefusalReason(FromGrpcStatus(stub_->SignHash(&ctx4, early, &resp))),
+            pb::Refusal::CREDENTIAL_NOT_YET_VALID);
+}
+
+TEST_F(SignerTest, TheSingleUseStatementRefusesAnExpiredCredentialToo) {
+  // The check beside the SAD journal holds on its own (another replica's cache, a stale one).
+  pb::CredentialInfo info = ActiveCredential("cred-1", "alice");
+  const absl::Time valid_to = absl::FromUnixSeconds(info.valid_to().seconds());
+  auto s = store_->ConsumeSad({.sad_id = "sad-after-expiry",
+                               .credential_id = "cred-1",
+                               .account_id = "alice",
+                               .consent_request_id = "req-1",
+                               .num_hashes = 1,
+                               .used_at = valid_to + absl::Seconds(1),
+                               .sad_expires_at = valid_to + absl::Minutes(5),
+                               .caller = "test"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(RefusalReason(s), pb::Refusal::CREDENTIAL_EXPIRED);
+  auto rows = pool().Exec("SELECT 1 FROM signer.sad_uses");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->rows(), 0);
+}
+
+TEST_F(SignerTest, DisableCredentialStopsSigningAtOnceAndKeepsTheKey) {
+  ActiveCredential("cred-1", "alice");
+  pb::DisableCredentialRequest disable;
+  disable.set_credential_id("cred-1");
+  pb::CredentialInfo out;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(stub_->DisableCredential(&c1, disable, &out).ok());
+  EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
+  EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
+  ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
+                grpc::StatusCode::FAILED_PRECONDITION, "credential is DISABLED");
+  EXPECT_TRUE(stub_->DisableCredential(&c2, disable, &out).ok());  // Idempotent.
+  disable.set_credential_id("cred-none");
+  grpc::ClientContext c3;
+  EXPECT_EQ(stub_->DisableCredential(&c3, disable, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SignerTest, AnExpiredCredentialsKeyIsDestroyedOnlyAfterNotAfter) {
+  pb::CredentialInfo info = ActiveCredential("cred-1", "alice");
+  pb::DestroyKeyRequest destroy;
+  destroy.set_credential_id("cred-1");
+  destroy.set_reason(pb::DestroyKeyRequest::REASON_EXPIRED);
+  pb::CredentialInfo out;
+  grpc::ClientContext c1;
+  grpc::Status s = stub_->DestroyKey(&c1, destroy, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("has not expired"));
+  EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
+
+  clock_.Set(absl::FromUnixSeconds(info.valid_to().seconds()) + absl::Seconds(1));
+  grpc::ClientContext c2, c3;
+  ASSERT_TRUE(stub_->DestroyKey(&c2, destroy, &out).ok());
+  EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_EXPIRED);
+  EXPECT_EQ(hsm().GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(stub_->DestroyKey(&c3, destroy, &out).ok());  // Idempotent.
+  auto rows = pool().Exec("SELECT action FROM signer.audit_log ORDER BY seq");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 4);
+  EXPECT_EQ(rows->Get(2, 0), "signer.expire");
+  EXPECT_EQ(rows->Get(3, 0), "signer.destroy_key");
   EXPECT_TRUE(db::VerifyAuditChain(pool(), "signer").ok());
 }
 

@@ -1,0 +1,69 @@
+// The sweeper: what makes revocation and expiry finish even when a peer was down. Resumes
+// unfinished revoke-all jobs, destroys the keys revocations left behind, and ends the credentials
+// of certificates past notAfter (the signer already refuses to sign with them).
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "services/lifecycle/lifecycle.h"
+#include "services/lifecycle/lifecycle_internal.h"
+
+namespace qsign::lifecycle {
+namespace {
+
+// At most this many jobs and keys a run; the next run takes the rest.
+constexpr int kBatch = 100;
+
+// The actor of what the sweeper does, in the audit records.
+Caller SweeperCaller() {
+  return Caller{.kind = CallerKind::kService, .id = "lifecycle-sweeper", .peer = "scheduler"};
+}
+
+}  // namespace
+
+absl::StatusOr<SweepResult> Lifecycle::Sweep() {
+  SweepResult out;
+  const Caller actor = SweeperCaller();
+  auto jobs = store_->ListUnfinishedRevokeAllJobs(kBatch);
+  if (!jobs.ok()) return jobs.status();
+  for (const RevokeAllJob& job : *jobs) {
+    ++out.jobs_resumed;
+    auto run = RunRevokeAllJob(job, actor);
+    if (!run.ok()) return run.status();
+    if (run->complete) {
+      ++out.jobs_finished;
+    } else {
+      ++out.failures;
+    }
+  }
+
+  const absl::Time now = Now();
+  auto keys = store_->ListKeysToDestroy(now, kBatch);
+  if (!keys.ok()) return keys.status();
+  for (const CertRecord& c : *keys) {
+    // An ISSUED certificate here is past notAfter. One never attached has no validity at the
+    // signer (its credential never left PENDING), so it is ended as an abandoned one.
+    const bool expired = c.state == CertState::kIssued;
+    const KeyEnd why = expired && c.attached ? KeyEnd::kExpired : KeyEnd::kRevoked;
+    db::AuditEvent audit =
+        expired ? Audit(actor, "certificate.expire", c.serial_hex,
+                        absl::StrCat("certificate_id=", c.certificate_id, " account=", c.account_id,
+                                     " not_after=", TimeText(c.not_after), " key destroyed"))
+                : Audit(actor, "certificate.key_destroyed", c.serial_hex,
+                        absl::StrCat("certificate_id=", c.certificate_id, " state=",
+                                     Av(CertStateName(c.state)), " (left by an earlier call)"));
+    if (auto s = DestroyKey(c, why, std::move(audit)); !s.ok()) {
+      ++out.failures;
+      Log(LogLevel::kWarning, "lifecycle", "sweeper: key destruction failed; retried next run",
+          {{"certificate_id", c.certificate_id}, {"status", s.ToString()}});
+      continue;
+    }
+    ++(expired ? out.keys_expired : out.keys_destroyed);
+  }
+  return out;
+}
+
+}  // namespace qsign::lifecycle
