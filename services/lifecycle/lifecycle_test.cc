@@ -332,6 +332,14 @@ class LifecycleTest : public qsign::testing::ServiceTest {
     return resp;
   }
 
+  pb::Certificate EnrolledPhone(const std::string& account, const std::string& device_id);
+  // The certificate's state as lifecycle stores it.
+  CertState StateOf(const std::string& id) {
+    auto record = store_->GetCertificate(id);
+    EXPECT_TRUE(record.ok()) << record.status();
+    return record.ok() ? record->state : CertState::kAbandoned;
+  }
+
   pb::CredentialInfo Credential(const std::string& id) {
     pb::GetCredentialInfoRequest req;
     req.set_credential_id(id);
@@ -1050,9 +1058,7 @@ TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
   grpc::Status s = Revoke(Bearer("alice"), id, pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(s.error_message(), HasSubstr("not revoked"));
-  auto record = store_->GetCertificate(id);
-  ASSERT_TRUE(record.ok());
-  EXPECT_EQ(record->state, CertState::kIssued);
+  EXPECT_EQ(StateOf(id), CertState::kIssued);
   faulty_signer_->down = false;
 
   // Key destruction fails after the revocation: the credential is disabled already.
@@ -1069,7 +1075,7 @@ TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
   EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(faulty_signer_->calls,
               ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
-  record = store_->GetCertificate(id);
+  auto record = store_->GetCertificate(id);
   ASSERT_TRUE(record.ok());
   EXPECT_TRUE(record->key_destroyed);
   swept = lifecycle_->Sweep();
@@ -1083,6 +1089,20 @@ TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
 std::string DeviceKey() {
   OsslPtr<EVP_PKEY> key(EVP_EC_gen("P-256"));
   return ToDer(key.get(), i2d_PUBKEY);
+}
+
+// A consent app enrolled for `account`: its device certificate, and the device active in consent.
+pb::Certificate LifecycleTest::EnrolledPhone(const std::string& account,
+                                             const std::string& device_id) {
+  pb::IssueDeviceCertificateRequest dev;
+  dev.set_account_id(account);
+  dev.set_device_id(device_id);
+  dev.set_device_public_key(DeviceKey());
+  pb::Certificate device;
+  grpc::Status s = stub_->IssueDeviceCertificate(As(ConsentService()).get(), dev, &device);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  consent_.AddDevice(account, device_id);
+  return device;
 }
 
 TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment) {
@@ -1128,13 +1148,7 @@ TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment)
 
 TEST_F(LifecycleTest, RevokeAllEndsEverything) {
   pb::Certificate qualified = IssueFor("alice");
-  pb::IssueDeviceCertificateRequest dev;
-  dev.set_account_id("alice");
-  dev.set_device_id("phone-1");
-  dev.set_device_public_key(DeviceKey());
-  pb::Certificate device;
-  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), dev, &device).ok());
-  consent_.AddDevice("alice", "phone-1");
+  pb::Certificate device = EnrolledPhone("alice", "phone-1");
   ASSERT_TRUE(consent_.Approve("alice", "phone-1").ok());
   const std::string other_session = Bearer("alice");
 
@@ -1180,13 +1194,7 @@ TEST_F(LifecycleTest, RevokeAllEndsEverything) {
 TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFinishesLater) {
   pb::Certificate qualified = IssueFor("alice");
   const std::string id = qualified.certificate_id();
-  pb::IssueDeviceCertificateRequest dev;
-  dev.set_account_id("alice");
-  dev.set_device_id("phone-1");
-  dev.set_device_public_key(DeviceKey());
-  pb::Certificate device;
-  ASSERT_TRUE(stub_->IssueDeviceCertificate(As(ConsentService()).get(), dev, &device).ok());
-  consent_.AddDevice("alice", "phone-1");
+  pb::Certificate device = EnrolledPhone("alice", "phone-1");
   const std::string other_session = Bearer("alice");
 
   faulty_signer_->down = true;
@@ -1207,9 +1215,7 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   // credential could not be disabled.
   ASSERT_THAT(resp.revoked_certificates(), SizeIs(1));
   EXPECT_EQ(resp.revoked_certificates(0).certificate_id(), device.certificate_id());
-  auto record = store_->GetCertificate(id);
-  ASSERT_TRUE(record.ok());
-  EXPECT_EQ(record->state, CertState::kIssued);
+  EXPECT_EQ(StateOf(id), CertState::kIssued);
   auto job = pool().Exec(
       "SELECT state, devices_done, sessions_done, certificates_done, keys_done, attempts, "
       "last_error FROM lifecycle.revoke_all_jobs WHERE id = $1",
@@ -1226,9 +1232,7 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   // The scheduler keeps trying while the signer is down...
   Scheduler scheduler(lifecycle_.get(), nullptr, "lifecycle-test");
   scheduler.Sweep();
-  record = store_->GetCertificate(id);
-  ASSERT_TRUE(record.ok());
-  EXPECT_EQ(record->state, CertState::kIssued);
+  EXPECT_EQ(StateOf(id), CertState::kIssued);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_ACTIVE);
 
   // ...and finishes once it is back: disabled, then revoked, then the key destroyed.
@@ -1236,7 +1240,7 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   scheduler.RunOnce();
   EXPECT_THAT(faulty_signer_->calls,
               ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
-  record = store_->GetCertificate(id);
+  auto record = store_->GetCertificate(id);
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->state, CertState::kRevoked);
   EXPECT_EQ(record->revocation_reason, 1);

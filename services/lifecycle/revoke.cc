@@ -1,4 +1,5 @@
 // Revoking one certificate, or all of an account's (with its devices and sessions).
+#include <functional>
 #include <set>
 #include <utility>
 
@@ -198,35 +199,31 @@ absl::StatusOr<RevokeAllResult> Lifecycle::RunRevokeAllJob(const RevokeAllJob& j
   };
   const std::string& account = job.account_id;
   const std::string reason_name(RevocationReasonName(job.reason));
+  // One step that ends things at a peer, unless done; false when the peer failed.
+  auto counted_step = [&](bool done, RevokeAllStep step,
+                          const std::function<absl::StatusOr<int>()>& run,
+                          int* count) -> absl::StatusOr<bool> {
+    if (done) return true;
+    auto n = run();
+    if (!n.ok()) {
+      failed(n.status());
+      return false;
+    }
+    if (auto s = store_->RecordRevokeAllStep(job.id, step, *n, Now()); !s.ok()) return s;
+    *count = *n;
+    return true;
+  };
   // 1. What lets the account act at once: the phone, then the sessions.
-  bool devices_done = job.devices_done;
-  if (!devices_done) {
-    auto devices = consent_->DeactivateDevices(account, "revoke-all");
-    if (devices.ok()) {
-      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kDevices, *devices, Now());
-          !s.ok()) {
-        return s;
-      }
-      result.devices_deactivated = *devices;
-      devices_done = true;
-    } else {
-      failed(devices.status());
-    }
-  }
-  bool sessions_done = job.sessions_done;
-  if (!sessions_done) {
-    auto sessions = identity_->RevokeSessions(account, job.client_address);
-    if (sessions.ok()) {
-      if (auto s = store_->RecordRevokeAllStep(job.id, RevokeAllStep::kSessions, *sessions, Now());
-          !s.ok()) {
-        return s;
-      }
-      result.sessions_ended = *sessions;
-      sessions_done = true;
-    } else {
-      failed(sessions.status());
-    }
-  }
+  auto devices_done = counted_step(
+      job.devices_done, RevokeAllStep::kDevices,
+      [&] { return consent_->DeactivateDevices(account, "revoke-all"); },
+      &result.devices_deactivated);
+  if (!devices_done.ok()) return devices_done.status();
+  auto sessions_done = counted_step(
+      job.sessions_done, RevokeAllStep::kSessions,
+      [&] { return identity_->RevokeSessions(account, job.client_address); },
+      &result.sessions_ended);
+  if (!sessions_done.ok()) return sessions_done.status();
 
   // 2. Every certificate: a qualified one's credential disabled at the signer before the
   // certificate is marked revoked; device certificates revoked; pending intents abandoned.
@@ -305,7 +302,7 @@ absl::StatusOr<RevokeAllResult> Lifecycle::RunRevokeAllJob(const RevokeAllJob& j
     }
   }
 
-  if (devices_done && sessions_done && certificates_done && keys_done) {
+  if (*devices_done && *sessions_done && certificates_done && keys_done) {
     auto done = store_->GetRevokeAllJob(job.id);
     if (!done.ok()) return done.status();
     if (auto s = store_->FinishRevokeAllJob(

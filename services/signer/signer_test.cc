@@ -172,6 +172,20 @@ class SignerTest : public qsign::testing::ServiceTest {
     return req;
   }
 
+  grpc::Status Disable(const std::string& id, pb::CredentialInfo* out) {
+    pb::DisableCredentialRequest req;
+    req.set_credential_id(id);
+    grpc::ClientContext ctx;
+    return stub_->DisableCredential(&ctx, req, out);
+  }
+  grpc::Status DestroyExpired(const std::string& id, pb::CredentialInfo* out) {
+    pb::DestroyKeyRequest req;
+    req.set_credential_id(id);
+    req.set_reason(pb::DestroyKeyRequest::REASON_EXPIRED);
+    grpc::ClientContext ctx;
+    return stub_->DestroyKey(&ctx, req, out);
+  }
+
   grpc::Status Sign(const pb::SignHashRequest& req, pb::SignHashResponse* resp) {
     grpc::ClientContext ctx;
     return stub_->SignHash(&ctx, req, resp);
@@ -657,39 +671,29 @@ TEST_F(SignerTest, TheSingleUseStatementRefusesAnExpiredCredentialToo) {
 
 TEST_F(SignerTest, DisableCredentialStopsSigningAtOnceAndKeepsTheKey) {
   ActiveCredential("cred-1", "alice");
-  pb::DisableCredentialRequest disable;
-  disable.set_credential_id("cred-1");
   pb::CredentialInfo out;
-  grpc::ClientContext c1, c2;
-  ASSERT_TRUE(stub_->DisableCredential(&c1, disable, &out).ok());
+  ASSERT_TRUE(Disable("cred-1", &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
   EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
   ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
                 grpc::StatusCode::FAILED_PRECONDITION, "credential is DISABLED");
-  EXPECT_TRUE(stub_->DisableCredential(&c2, disable, &out).ok());  // Idempotent.
-  disable.set_credential_id("cred-none");
-  grpc::ClientContext c3;
-  EXPECT_EQ(stub_->DisableCredential(&c3, disable, &out).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(Disable("cred-1", &out).ok());  // Idempotent.
+  EXPECT_EQ(Disable("cred-none", &out).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(SignerTest, AnExpiredCredentialsKeyIsDestroyedOnlyAfterNotAfter) {
   pb::CredentialInfo info = ActiveCredential("cred-1", "alice");
-  pb::DestroyKeyRequest destroy;
-  destroy.set_credential_id("cred-1");
-  destroy.set_reason(pb::DestroyKeyRequest::REASON_EXPIRED);
   pb::CredentialInfo out;
-  grpc::ClientContext c1;
-  grpc::Status s = stub_->DestroyKey(&c1, destroy, &out);
+  grpc::Status s = DestroyExpired("cred-1", &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("has not expired"));
   EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
 
   clock_.Set(absl::FromUnixSeconds(info.valid_to().seconds()) + absl::Seconds(1));
-  grpc::ClientContext c2, c3;
-  ASSERT_TRUE(stub_->DestroyKey(&c2, destroy, &out).ok());
+  ASSERT_TRUE(DestroyExpired("cred-1", &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_EXPIRED);
   EXPECT_EQ(hsm().GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(stub_->DestroyKey(&c3, destroy, &out).ok());  // Idempotent.
+  ASSERT_TRUE(DestroyExpired("cred-1", &out).ok());  // Idempotent.
   auto rows = pool().Exec("SELECT action FROM signer.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->rows(), 4);

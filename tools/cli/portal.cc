@@ -295,7 +295,12 @@ Result PortalCommands::CertRevokeAll(Context& ctx) const {
   ctx.out.Add("certificates_revoked", absl::StrCat(resp.revoked_certificates_size()));
   ctx.out.Add("devices_deactivated", absl::StrCat(resp.devices_deactivated()));
   ctx.out.Add("sessions_ended", absl::StrCat(resp.sessions_ended()));
-  ctx.out.Print("everything revoked; the account must be proofed and enrolled again to sign");
+  ctx.out.Add("job_id", absl::StrCat(resp.job_id()));
+  ctx.out.Add("complete", resp.complete() ? "true" : "false");
+  ctx.out.Print(resp.complete()
+                    ? "everything revoked; the account must be proofed and enrolled again to sign"
+                    : "the app and every session are ended; the certificates are revoked and "
+                      "their keys destroyed in the background as soon as the signer answers");
   return std::nullopt;
 }
 
