@@ -1235,9 +1235,19 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   EXPECT_EQ(StateOf(id), CertState::kIssued);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_ACTIVE);
 
-  // ...and finishes once it is back: disabled, then revoked, then the key destroyed.
+  // ...and its own thread finishes the job once the signer is back: the credential disabled,
+  // then the certificate revoked, then the key destroyed.
+  Scheduler background(lifecycle_.get(), nullptr, "lifecycle-test", absl::Minutes(10),
+                       absl::Milliseconds(50));
+  background.Start();
   faulty_signer_->down = false;
-  scheduler.RunOnce();
+  auto job_state = [&] {
+    auto r = pool().Exec("SELECT state FROM lifecycle.revoke_all_jobs WHERE id = $1",
+                         {db::Param::Int(static_cast<int64_t>(resp.job_id()))});
+    return r.ok() && r->rows() == 1 ? std::string(r->Get(0, 0)) : std::string();
+  };
+  for (int i = 0; i < 200 && job_state() != "DONE"; ++i) absl::SleepFor(absl::Milliseconds(50));
+  background.Stop();
   EXPECT_THAT(faulty_signer_->calls,
               ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
   auto record = store_->GetCertificate(id);
