@@ -1233,6 +1233,7 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   Scheduler scheduler(lifecycle_.get(), nullptr, "lifecycle-test");
   scheduler.Sweep();
   EXPECT_EQ(StateOf(id), CertState::kIssued);
+  EXPECT_EQ(MetricValue("qsign_lifecycle_revoke_all_jobs_unfinished"), 1);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_ACTIVE);
 
   // ...and its own thread finishes the job once the signer is back: the credential disabled,
@@ -1248,6 +1249,7 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   };
   for (int i = 0; i < 200 && job_state() != "DONE"; ++i) absl::SleepFor(absl::Milliseconds(50));
   background.Stop();
+  EXPECT_EQ(MetricValue("qsign_lifecycle_revoke_all_jobs_unfinished"), 0);
   EXPECT_THAT(faulty_signer_->calls,
               ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
   auto record = store_->GetCertificate(id);
@@ -1308,9 +1310,11 @@ TEST_F(LifecycleTest, TheSweeperExpiresCredentialsAndDestroysTheirKeysAudited) {
   // The signer reports it expired at once, before any sweep.
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_EXPIRED);
   EXPECT_EQ(Status(Bearer("alice")).state(), pb::ACCOUNT_CERTIFICATE_STATE_EXPIRED);
+  const double expired_before = MetricValue("qsign_lifecycle_expired_keys_destroyed_total");
   swept = lifecycle_->Sweep();
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_EQ(swept->keys_expired, 1);
+  EXPECT_EQ(MetricValue("qsign_lifecycle_expired_keys_destroyed_total"), expired_before + 1);
   EXPECT_EQ(swept->failures, 0);
   EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_EXPIRED);

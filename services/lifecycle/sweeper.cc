@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_internal.h"
@@ -62,6 +63,21 @@ absl::StatusOr<SweepResult> Lifecycle::Sweep() {
       continue;
     }
     ++(expired ? out.keys_expired : out.keys_destroyed);
+  }
+  // What operators watch: jobs that keep failing, keys that cannot be destroyed.
+  metrics::Registry& metrics = metrics::Registry::Global();
+  metrics.SetGauge("qsign_lifecycle_revoke_all_jobs_unfinished",
+                   "Revoke-all jobs the last sweep left unfinished (a peer failed; retried).", {},
+                   out.jobs_resumed - out.jobs_finished);
+  if (out.keys_expired > 0) {
+    metrics.AddCounter("qsign_lifecycle_expired_keys_destroyed_total",
+                       "Keys of certificates past notAfter destroyed by the sweeper.", {},
+                       out.keys_expired);
+  }
+  if (out.failures > 0) {
+    metrics.AddCounter("qsign_lifecycle_sweep_failures_total",
+                       "Sweeper steps that failed (revoke-all jobs, key destruction); retried.", {},
+                       out.failures);
   }
   return out;
 }
