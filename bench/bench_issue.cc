@@ -154,7 +154,8 @@ void Run() {
                         {.pool_size = 16, .hsm_sessions = absl::GetFlag(FLAGS_hsm_sessions)}),
                     "PostgreSQL and token");
   db::Pool* const pool = &env->pool();
-  hsm::Hsm* const hsm = &env->hsm();
+  hsm::Hsm* const hsm = &env->hsm("signer");  // Citizens' keys.
+  hsm::Hsm* const ca_hsm = &env->hsm("lifecycle");
   Check(lifecycle::MigrateLifecycleSchema(*pool), "migrate lifecycle");
   Check(signer::MigrateSignerSchema(*pool), "migrate signer");
 
@@ -166,21 +167,26 @@ void Run() {
   });
 
   // Signer over gRPC.
-  auto sad_key = Unwrap(hsm->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256), "SAD key");
+  auto sad_key =
+      Unwrap(env->hsm("consent").GenerateKeyPair("sad-key", hsm::KeyType::kEcP256), "SAD key");
   auto verifier = Unwrap(consent::SadVerifier::New({{"sad-key", sad_key.spki_der}}), "verifier");
   auto signer_store = signer::NewPostgresSignerStore(pool);
   signer::Signer signer(hsm, signer_store.get(), verifier.get(), &RealClock::Get(), {});
-  signer::SignerGrpc signer_grpc(&signer);
+  // Lifecycle's credential: the signer refuses key administration to everyone else.
+  auth::CredentialTable signer_clients;
+  Check(signer_clients.AddSecret("lifecycle", "lifecycle-secret"), "signer credentials");
+  signer::SignerGrpc signer_grpc(&signer, {.services = &signer_clients});
   auto signer_server = Unwrap(GrpcServer::Start({}, {&signer_grpc}), "signer server");
   lifecycle::GrpcSignerClient signer_client(
       qsign::daemon::DeferredChannel::Connected(
           "signer",
           grpc::CreateChannel(signer_server->local_target(), grpc::InsecureChannelCredentials())),
-      {});
+      {.client_id = "lifecycle", .secret = "lifecycle-secret"});
 
   // Lifecycle over gRPC.
   auto ca_store = lifecycle::NewPostgresCaStore(pool);
-  auto cas = Unwrap(lifecycle::CaSet::Init(hsm, ca_store.get(), RealClock::Get(), {}), "CA init");
+  auto cas =
+      Unwrap(lifecycle::CaSet::Init(ca_hsm, ca_store.get(), RealClock::Get(), {}), "CA init");
   auto store = lifecycle::NewPostgresLifecycleStore(pool);
   SyntheticIdentity identity;
   NoConsent consent;

@@ -43,13 +43,13 @@ namespace {
 
 namespace pb = ::qsign::v1;
 
-#define CHECK_OK(expr)                                                                 \
-  do {                                                                                 \
-    auto _s = (expr);                                                                  \
-    if (!_s.ok()) {                                                                    \
-      std::fprintf(stderr, "bench: %s: %s\n", #expr, _s.ToString().c_str());           \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+#define CHECK_OK(expr)                                                       \
+  do {                                                                       \
+    auto _s = (expr);                                                        \
+    if (!_s.ok()) {                                                          \
+      std::fprintf(stderr, "bench: %s: %s\n", #expr, _s.ToString().c_str()); \
+      std::exit(1);                                                          \
+    }                                                                        \
   } while (0)
 
 template <typename T>
@@ -81,15 +81,23 @@ int Main(int argc, char** argv) {
   const int total_sigs = absl::GetFlag(FLAGS_signatures);
 
   auto env = Unwrap(testing::ServiceEnv::Start({.pool_size = concurrency + 2,
-                                                .token_label = "qsign-bench",
                                                 .hsm_sessions = absl::GetFlag(FLAGS_hsm_sessions)}),
                     "postgresql and token");
-  const auto hsm_config = env->token().config(absl::GetFlag(FLAGS_hsm_sessions));
-  hsm::Hsm* const hsm = &env->hsm();
+  // The signer's token (citizens' keys), as the bare PKCS#11 loop opens it.
+  hsm::Pkcs11Config hsm_config{.module_path = env->TokensConfig().module_path,
+                               .session_pool_size = absl::GetFlag(FLAGS_hsm_sessions)};
+  for (const hsm::Pkcs11TokenConfig& t : env->TokensConfig().tokens) {
+    if (t.role != "signer") continue;
+    hsm_config.token_label = t.token_label;
+    hsm_config.pin_file = t.pin_file;
+  }
+  hsm::Hsm* const hsm = &env->hsm("signer");
   CHECK_OK(signer::MigrateSignerSchema(env->pool()));
   auto store = signer::NewPostgresSignerStore(&env->pool());
-  CHECK_OK(hsm->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).status());
-  auto minter = Unwrap(consent::SadMinter::New(hsm, "sad-key"), "minter");
+  // The SAD key is consent's, in consent's token.
+  hsm::Hsm* const consent_hsm = &env->hsm("consent");
+  CHECK_OK(consent_hsm->GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).status());
+  auto minter = Unwrap(consent::SadMinter::New(consent_hsm, "sad-key"), "minter");
   auto verifier =
       Unwrap(consent::SadVerifier::New({{"sad-key", minter->public_key_spki()}}), "verifier");
   signer::Signer signer(hsm, store.get(), verifier.get(), &RealClock::Get(),
@@ -101,8 +109,8 @@ int Main(int argc, char** argv) {
   std::vector<std::string> credentials;
   for (int c = 0; c < concurrency; ++c) {
     std::string id = absl::StrFormat("bench-cred-%d", c);
-    auto cred = Unwrap(signer.CreateKey(id, absl::StrFormat("acct-%d", c),
-                                        hsm::KeyType::kEcP256, {"bench", "local"}),
+    auto cred = Unwrap(signer.CreateKey(id, absl::StrFormat("acct-%d", c), hsm::KeyType::kEcP256,
+                                        {"bench", "local"}),
                        "create key");
     // Activation needs a certificate; a self-issued one is enough for the signer.
     CHECK_OK(store->ActivateCredential(id, {}, absl::Now(), absl::Now() + absl::Hours(1),
@@ -111,13 +119,13 @@ int Main(int argc, char** argv) {
   }
 
   const double bare =
-      Unwrap(hsm::testing::BarePkcs11SignRate(hsm_config, credentials[0], 2,
+      Unwrap(hsm::testing::BarePkcs11SignRate(hsm_config, signer::UserKeyId(credentials[0]), 2,
                                               absl::Seconds(absl::GetFlag(FLAGS_bare_seconds))),
              "bare pkcs11");
 
   std::printf("bare PKCS#11 C_Sign, ECDSA P-256, 2 threads: %.0f sig/s\n", bare);
-  std::printf("%6s %11s %12s %10s %10s %10s\n", "batch", "concurrency", "sig/s", "p50 ms",
-              "p99 ms", "vs bare");
+  std::printf("%6s %11s %12s %10s %10s %10s\n", "batch", "concurrency", "sig/s", "p50 ms", "p99 ms",
+              "vs bare");
   std::vector<std::string> json;
   for (auto b : absl::StrSplit(absl::GetFlag(FLAGS_batch), ',')) {
     const int batch = std::stoi(std::string(b));

@@ -1,6 +1,8 @@
 #include "consent/sad.h"
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -11,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/file.h"
 #include "common/ossl.h"
 #include "common/proto_time.h"
 #include "common/refusal.h"
@@ -122,6 +125,45 @@ absl::StatusOr<std::unique_ptr<SadVerifier>> SadVerifier::New(
     keys[id] = std::make_unique<Key>(Key{*std::move(pkey)});
   }
   return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys)));
+}
+
+absl::StatusOr<std::string> ReadSadPublicKeyFile(const std::string& path) {
+  auto pem = ReadFileToString(path);
+  if (!pem.ok()) return pem.status();
+  auto invalid = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", Av(why)));
+  };
+  OsslPtr<BIO> bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  if (bio == nullptr) return absl::InternalError("BIO_new_mem_buf failed");
+  OsslPtr<EVP_PKEY> pkey;
+  if (pem->find("-----BEGIN CERTIFICATE-----") != std::string::npos) {
+    OsslPtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (cert == nullptr) return invalid("not a PEM certificate");
+    pkey.reset(X509_get_pubkey(cert.get()));
+  } else if (pem->find("-----BEGIN PUBLIC KEY-----") != std::string::npos) {
+    pkey.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  } else {
+    return invalid("expected a PEM \"PUBLIC KEY\" or \"CERTIFICATE\"");
+  }
+  if (pkey == nullptr) return invalid("cannot read the public key");
+  std::string spki = ToDer(pkey.get(), i2d_PUBKEY);
+  if (spki.empty()) return invalid("cannot encode the public key");
+  if (auto p256 = ParseP256Spki(spki); !p256.ok()) {
+    return invalid(absl::StrCat("not an EC P-256 key (", p256.status().message(), ")"));
+  }
+  return spki;
+}
+
+absl::StatusOr<std::string> SadPublicKeyPem(std::string_view spki_der) {
+  auto pkey = ParseP256Spki(std::string(spki_der));
+  if (!pkey.ok()) return pkey.status();
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || PEM_write_bio_PUBKEY(bio.get(), pkey->get()) != 1) {
+    return absl::InternalError("PEM_write_bio_PUBKEY failed");
+  }
+  char* data = nullptr;
+  const long length = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(length));
 }
 
 absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time now) const {

@@ -80,6 +80,13 @@ class SadVerifier {
   std::map<std::string, std::unique_ptr<Key>, std::less<>> keys_;
 };
 
+// The pinned public key of a SAD key (signer.sad_keys, consent.sad_public_key_file): a PEM file
+// holding a SubjectPublicKeyInfo ("PUBLIC KEY") or a certificate, returned as SPKI DER of an EC
+// P-256 key. INVALID_ARGUMENT naming the file when it holds neither or another key type.
+absl::StatusOr<std::string> ReadSadPublicKeyFile(const std::string& path);
+// The PEM ("PUBLIC KEY") text of a SPKI DER, as ReadSadPublicKeyFile reads it.
+absl::StatusOr<std::string> SadPublicKeyPem(std::string_view spki_der);
+
 // Checks that `grant` authorizes signing `hashes` (with `hash_algorithm_oid`) with
 // `credential_id` of `account_id`: same account and credential, same hash algorithm, every hash
 // listed, no more hashes than num_signatures. PERMISSION_DENIED naming the mismatch, with its

@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -82,11 +84,54 @@ struct Pkcs11Config {
   std::string pin_file;
   // Number of PKCS#11 sessions kept open; bounds concurrent HSM operations.
   int session_pool_size = 8;
+  // Create and destroy token objects one at a time (SoftHSM2 file tokens fail concurrent
+  // C_GenerateKeyPair at random: SoftHSMv2 issue 573). Unset: IsSoftHsm2(module_path).
+  std::optional<bool> serialize_object_creation;
 };
 
+// Whether `module_path` names SoftHSM2 (its file name contains "softhsm").
+bool IsSoftHsm2(std::string_view module_path);
+
 // Opens the module, finds the token and logs in. The returned Hsm owns the module: one
-// Pkcs11Hsm per module per process (PKCS#11 is initialised once per process).
+// Pkcs11Hsm (or Pkcs11Tokens) per module per process (PKCS#11 is initialised once per process).
 absl::StatusOr<std::unique_ptr<Hsm>> NewPkcs11Hsm(const Pkcs11Config& config);
+
+// One token of a process, for a role (key separation, docs/security-model.md).
+struct Pkcs11TokenConfig {
+  std::string role;         // "signer", "consent", ...: names it, unique.
+  std::string token_label;  // 1 to 32 bytes.
+  std::string pin_file;     // That token's user PIN.
+  int session_pool_size = 8;
+};
+
+struct Pkcs11TokensConfig {
+  std::string module_path;
+  std::optional<bool> serialize_object_creation;  // As in Pkcs11Config.
+  std::vector<Pkcs11TokenConfig> tokens;
+};
+
+// The HSM tokens of one process by role, on one module: each token its own session pool, logged
+// in with its own PIN; an Hsm of one role sees only its own token's objects.
+class HsmTokens {
+ public:
+  HsmTokens() = default;
+  HsmTokens(const HsmTokens&) = delete;
+  HsmTokens& operator=(const HsmTokens&) = delete;
+  ~HsmTokens();
+
+  // The token of `role`; nullptr when this process has none for it. Not owned.
+  Hsm* Get(std::string_view role) const;
+  std::vector<std::string> roles() const;
+
+  // Takes `hsm` as the token of `role` (tests; OpenPkcs11Tokens fills it).
+  void Add(std::string role, std::unique_ptr<Hsm> hsm);
+
+ private:
+  std::vector<std::pair<std::string, std::unique_ptr<Hsm>>> tokens_;
+};
+
+// Loads the module once and opens every token of `config`. An error names the role and label.
+absl::StatusOr<std::unique_ptr<HsmTokens>> OpenPkcs11Tokens(const Pkcs11TokensConfig& config);
 
 }  // namespace qsign::hsm
 

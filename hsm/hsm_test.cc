@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -21,6 +22,7 @@
 #include "common/metrics.h"
 #include "common/ossl.h"
 #include "common/secret.h"
+#include "common/strings.h"
 #include "hsm/pkcs11_hsm.h"
 #include "hsm/pkcs11_module.h"
 #include "hsm/testing/bare_pkcs11.h"
@@ -398,8 +400,12 @@ std::atomic<int> find_calls{0};
 std::atomic<int> logins{0};
 std::atomic<int> logins_ok{0};  // Logins that really logged in (not CKR_USER_ALREADY_LOGGED_IN).
 std::atomic<bool> close_all_on_next_sign_init{false};
+std::atomic<int> generate_in_flight{0};
+std::atomic<int> generate_overlaps{0};
 
 void Reset() {
+  generate_in_flight = 0;
+  generate_overlaps = 0;
   sign_failures_left = 0;
   sign_calls = 0;
   sign_in_flight = 0;
@@ -452,15 +458,67 @@ CK_RV Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR* pin, CK_U
   return rv;
 }
 
+// SoftHSM2's file token under concurrent object creation (SoftHSMv2 issue 573), made
+// deterministic: a C_GenerateKeyPair that overlaps another one fails with CKR_GENERAL_ERROR.
+CK_RV GenerateKeyPair(CK_SESSION_HANDLE session, CK_MECHANISM* mechanism,
+                      CK_ATTRIBUTE* public_template, CK_ULONG public_count,
+                      CK_ATTRIBUTE* private_template, CK_ULONG private_count,
+                      CK_OBJECT_HANDLE* public_key, CK_OBJECT_HANDLE* private_key) {
+  const bool overlapped = ++generate_in_flight > 1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // Widen the window.
+  CK_RV rv = overlapped
+                 ? CKR_GENERAL_ERROR
+                 : real.C_GenerateKeyPair(session, mechanism, public_template, public_count,
+                                          private_template, private_count, public_key, private_key);
+  if (overlapped) ++generate_overlaps;
+  --generate_in_flight;
+  return rv;
+}
+
 void Patch(CK_FUNCTION_LIST* functions) {
   Reset();
   real = *functions;
+  functions->C_GenerateKeyPair = &GenerateKeyPair;
   functions->C_Sign = &Sign;
   functions->C_SignInit = &SignInit;
   functions->C_FindObjectsInit = &FindObjectsInit;
   functions->C_Login = &Login;
 }
 }  // namespace fault
+
+// Eight threads generating keys at once: with object creation serialised (the default for
+// SoftHSM2) every generation succeeds; without, the module's race shows.
+TEST_F(HsmTest, ConcurrentKeyGenerationIsSerialisedForSoftHsm2) {
+  auto generate_all = [&](std::string_view prefix) {
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 2; ++i) {
+          const std::string id = absl::StrCat(Av(prefix), "-", t, "-", i);
+          if (!hsm_->GenerateKeyPair(id, KeyType::kEcP256).ok()) ++failures;
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    return failures.load();
+  };
+  ASSERT_TRUE(IsSoftHsm2(token_->config().module_path));
+  for (int round = 0; round < 2; ++round) {
+    OpenHsm(8, &fault::Patch);  // serialize_object_creation unset: on for SoftHSM2.
+    EXPECT_EQ(generate_all(absl::StrCat("serial", round)), 0);
+    EXPECT_EQ(fault::generate_overlaps, 0);
+  }
+
+  hsm_.reset();
+  Pkcs11Config unserialised = token_->config(8);
+  unserialised.serialize_object_creation = false;
+  auto racy = NewPkcs11HsmForTesting(unserialised, &fault::Patch);
+  ASSERT_TRUE(racy.ok()) << racy.status();
+  hsm_ = std::move(*racy);
+  EXPECT_GT(generate_all("racy"), 0) << "the patched module did not see overlapping calls";
+  EXPECT_GT(fault::generate_overlaps, 0);
+}
 
 TEST_F(HsmTest, SigningDoesNotSearchObjectsOnceKeyIsKnown) {
   OpenHsm(2, &fault::Patch);

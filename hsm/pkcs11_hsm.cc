@@ -138,6 +138,13 @@ size_t SignatureLength(KeyType type) {
 
 }  // namespace
 
+bool IsSoftHsm2(std::string_view module_path) {
+  const size_t slash = module_path.rfind('/');
+  std::string_view file =
+      slash == std::string_view::npos ? module_path : module_path.substr(slash + 1);
+  return file.find("softhsm") != std::string_view::npos;
+}
+
 absl::StatusOr<std::unique_ptr<Hsm>> NewPkcs11Hsm(const Pkcs11Config& config) {
   absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> hsm = Pkcs11Hsm::New(config);
   if (!hsm.ok()) return hsm.status();
@@ -149,12 +156,64 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> NewPkcs11HsmForTesting(const Pkcs11Co
   return Pkcs11Hsm::New(config, std::move(patch));
 }
 
+HsmTokens::~HsmTokens() {
+  // In reverse: the token that loaded the module is the last to let it go.
+  while (!tokens_.empty()) tokens_.pop_back();
+}
+
+Hsm* HsmTokens::Get(std::string_view role) const {
+  for (const auto& [name, hsm] : tokens_) {
+    if (name == role) return hsm.get();
+  }
+  return nullptr;
+}
+
+std::vector<std::string> HsmTokens::roles() const {
+  std::vector<std::string> roles;
+  for (const auto& token : tokens_) roles.push_back(token.first);
+  return roles;
+}
+
+void HsmTokens::Add(std::string role, std::unique_ptr<Hsm> hsm) {
+  tokens_.emplace_back(std::move(role), std::move(hsm));
+}
+
+absl::StatusOr<std::unique_ptr<HsmTokens>> OpenPkcs11Tokens(const Pkcs11TokensConfig& config) {
+  if (config.tokens.empty()) return absl::InvalidArgumentError("Pkcs11TokensConfig: no tokens");
+  for (size_t i = 0; i < config.tokens.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const Pkcs11TokenConfig& a = config.tokens[j];
+      const Pkcs11TokenConfig& b = config.tokens[i];
+      if (a.role == b.role || a.token_label == b.token_label) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token \"", b.token_label, "\" (role ", b.role, ") and token \"",
+                         a.token_label, "\" (role ", a.role, "): every role its own token"));
+      }
+    }
+  }
+  absl::StatusOr<std::unique_ptr<Pkcs11Module>> loaded =
+      Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive);
+  if (!loaded.ok()) return loaded.status();
+  std::shared_ptr<Pkcs11Module> module = *std::move(loaded);
+  module->set_serialize_object_creation(
+      config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
+  auto tokens = std::make_unique<HsmTokens>();
+  for (const Pkcs11TokenConfig& token : config.tokens) {
+    absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> hsm = Pkcs11Hsm::OnModule(module, token);
+    if (!hsm.ok()) {
+      return AnnotateStatus(hsm.status(), absl::StrCat("HSM token of role ", token.role));
+    }
+    tokens->Add(token.role, *std::move(hsm));
+  }
+  return tokens;
+}
+
 Pkcs11Hsm::Pkcs11Hsm(std::string token_label, SecretString pin,
-                     std::unique_ptr<Pkcs11Module> module)
+                     std::shared_ptr<Pkcs11Module> module)
     : token_label_(std::move(token_label)), pin_(std::move(pin)), module_(std::move(module)) {}
 
 Pkcs11Hsm::~Pkcs11Hsm() {
-  pool_.reset();  // Sessions first, then C_Finalize and dlclose in ~Pkcs11Module.
+  pool_.reset();  // Sessions first, then (the last token of the module) C_Finalize and dlclose.
   module_.reset();
 }
 
@@ -162,20 +221,34 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
                                                           const FunctionListPatch& patch) {
   absl::Status status = ValidateConfig(config);
   if (!status.ok()) return status;
-  absl::StatusOr<SecretString> pin = ReadSecretFile(config.pin_file);
-  if (!pin.ok()) return AnnotateStatus(pin.status(), "reading the HSM user PIN");
   absl::StatusOr<std::unique_ptr<Pkcs11Module>> module =
       Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive, patch);
   if (!module.ok()) return module.status();
-  absl::StatusOr<CK_SLOT_ID> slot = (*module)->FindSlotByLabel(config.token_label);
+  (*module)->set_serialize_object_creation(
+      config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
+  return OnModule(*std::move(module), {.token_label = config.token_label,
+                                       .pin_file = config.pin_file,
+                                       .session_pool_size = config.session_pool_size});
+}
+
+absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::OnModule(std::shared_ptr<Pkcs11Module> module,
+                                                               const Pkcs11TokenConfig& token) {
+  absl::Status status = ValidateConfig({.module_path = module->path(),
+                                        .token_label = token.token_label,
+                                        .pin_file = token.pin_file,
+                                        .session_pool_size = token.session_pool_size});
+  if (!status.ok()) return status;
+  absl::StatusOr<SecretString> pin = ReadSecretFile(token.pin_file);
+  if (!pin.ok()) return AnnotateStatus(pin.status(), "reading the HSM user PIN");
+  absl::StatusOr<CK_SLOT_ID> slot = module->FindSlotByLabel(token.token_label);
   if (!slot.ok()) return slot.status();
 
   std::unique_ptr<Pkcs11Hsm> hsm(
-      new Pkcs11Hsm(config.token_label, std::move(*pin), std::move(*module)));
+      new Pkcs11Hsm(token.token_label, std::move(*pin), std::move(module)));
   absl::StatusOr<std::unique_ptr<SessionPool>> pool = SessionPool::New(
       &hsm->fns(), *slot,
-      absl::StrCat("token \"", config.token_label, "\" with the PIN from ", config.pin_file),
-      &hsm->pin_, config.session_pool_size, config.token_label);
+      absl::StrCat("token \"", token.token_label, "\" with the PIN from ", token.pin_file),
+      &hsm->pin_, token.session_pool_size, token.token_label);
   if (!pool.ok()) return pool.status();
   hsm->pool_ = std::move(*pool);
   SignMetrics::Get();  // Every series at zero from the start, not from the first signature.
@@ -372,6 +445,7 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GenerateKeyPair(std::string_view key_id, Ke
   bool generated = false;  // A retry after a lost session must not generate (or refuse) again.
   status = pool_->Run([&](CK_SESSION_HANDLE session) -> absl::Status {
     if (!generated) {
+      absl::MutexLockMaybe serialized(module_->object_creation_mutex());
       // Any object with this id, public or private, means the id is taken.
       CK_ATTRIBUTE match[] = {{CKA_ID, id.data(), id.size()}};
       absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> existing =
@@ -425,6 +499,7 @@ absl::Status Pkcs11Hsm::DestroyKeyPair(std::string_view key_id) {
   std::string id(key_id);
   ForgetKey(key_id);
   status = pool_->Run([&](CK_SESSION_HANDLE session) -> absl::Status {
+    absl::MutexLockMaybe serialized(module_->object_creation_mutex());
     int destroyed = 0;
     for (CK_OBJECT_CLASS object_class : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
       CK_ATTRIBUTE match[] = {

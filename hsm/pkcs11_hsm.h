@@ -33,6 +33,9 @@ class Pkcs11Hsm final : public Hsm {
   // before it is initialised (tests only).
   static absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> New(const Pkcs11Config& config,
                                                         const FunctionListPatch& patch = nullptr);
+  // One token of a module that is already loaded (OpenPkcs11Tokens): shares `module`.
+  static absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> OnModule(std::shared_ptr<Pkcs11Module> module,
+                                                             const Pkcs11TokenConfig& token);
 
   Pkcs11Hsm(const Pkcs11Hsm&) = delete;
   Pkcs11Hsm& operator=(const Pkcs11Hsm&) = delete;
@@ -63,7 +66,7 @@ class Pkcs11Hsm final : public Hsm {
     KeyType type = KeyType::kEcP256;
   };
 
-  Pkcs11Hsm(std::string token_label, SecretString pin, std::unique_ptr<Pkcs11Module> module);
+  Pkcs11Hsm(std::string token_label, SecretString pin, std::shared_ptr<Pkcs11Module> module);
 
   const CK_FUNCTION_LIST& fns() const { return module_->fns(); }
 
@@ -85,7 +88,8 @@ class Pkcs11Hsm final : public Hsm {
 
   const std::string token_label_;
   const SecretString pin_;  // Kept to log in again after a lost session; wiped on destruction.
-  std::unique_ptr<Pkcs11Module> module_;
+  // Shared by the tokens of one process; finalised when the last of them goes.
+  std::shared_ptr<Pkcs11Module> module_;
   std::unique_ptr<SessionPool> pool_;  // Declared after module_ and pin_: destroyed first.
 
   absl::Mutex keys_mu_;

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace qsign::hsm {
 
@@ -48,12 +49,23 @@ class Pkcs11Module {
   // labels that are there.
   absl::StatusOr<CK_SLOT_ID> FindSlotByLabel(std::string_view label) const;
 
+  // Whether token objects are created and destroyed one at a time in this process, for modules
+  // that fail concurrent object creation (SoftHSM2 file tokens, SoftHSMv2 issue 573).
+  void set_serialize_object_creation(bool serialize) { serialize_object_creation_ = serialize; }
+  // Held while creating or destroying token objects when serialising; nullptr otherwise. Shared
+  // by every token of the module (SoftHSM2's object store is one per process).
+  absl::Mutex* object_creation_mutex() {
+    return serialize_object_creation_ ? &object_creation_mu_ : nullptr;
+  }
+
  private:
   explicit Pkcs11Module(std::string path) : path_(std::move(path)) {}
 
   std::string path_;
   void* dl_handle_ = nullptr;  // Owned: dlclose in the destructor.
   bool initialized_by_us_ = false;
+  bool serialize_object_creation_ = false;  // Set before any token is opened.
+  absl::Mutex object_creation_mu_;
   CK_FUNCTION_LIST functions_{};  // A copy of the module's list, so patches stay local.
 };
 

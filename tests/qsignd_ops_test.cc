@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -22,9 +23,11 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/auth/credential_table.h"
 #include "common/db/pg.h"
 #include "consent/sad.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -48,6 +51,7 @@ constexpr char kSha256Oid[] = "2.16.840.1.101.3.4.2.1";
 constexpr char kEcdsaSha256Oid[] = "1.2.840.10045.4.3.2";
 constexpr char kCredential[] = "cred-ops";
 constexpr char kAccount[] = "alice";
+constexpr char kLifecycleSecret[] = "lifecycle-secret";
 
 std::string RandomHash() {
   std::string h(32, '\0');
@@ -67,14 +71,19 @@ struct Signing {
 // Its own PostgreSQL server, which the tests stop and restart; the token is qsignd's.
 class QsigndOpsTest : public testing::ServiceTest {
  protected:
-  QsigndOpsTest()
-      : ServiceTest(
-            {.pool_size = 0, .token_label = "qsign", .hsm_sessions = 0, .own_server = true}) {}
+  QsigndOpsTest() : ServiceTest({.pool_size = 0, .hsm_sessions = 0, .own_server = true}) {}
 
   // qsignd serving the signer; `grace_seconds` for in-flight calls on SIGTERM.
   void StartQsignd(int grace_seconds = 10) {
-    config::v1::ServerConfig config = testing::LaptopConfig(conninfo(), token().config(4));
-    config.mutable_signer();
+    // The SAD key in consent's token (the test plays consent), pinned for qsignd's signer.
+    ASSERT_TRUE(env().SadPublicKeyFile().ok());
+    config::v1::ServerConfig config =
+        testing::LaptopConfig(conninfo(), env().TokensConfig(4), {"signer"}, token().dir());
+    // The test plays lifecycle too: the signer's administrative RPCs need its credential.
+    const std::string services = token().dir() + "/services";
+    std::ofstream(services) << "lifecycle "
+                            << absl::BytesToHexString(auth::Sha256(kLifecycleSecret)) << "\n";
+    config.set_services_file(services);
     config.mutable_observability()->set_grace_seconds(grace_seconds);
     auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, token().dir());
     ASSERT_TRUE(q.ok()) << q.status();
@@ -83,8 +92,8 @@ class QsigndOpsTest : public testing::ServiceTest {
     signer_ = pb::Signer::NewStub(channel_);
   }
 
-  // Creates and certifies the credential, and opens the token to mint SADs with the key qsignd
-  // made (the consent service's part, played by the test).
+  // Creates and certifies the credential, and opens consent's token to mint SADs with the SAD
+  // key pinned in qsignd's config (the consent service's part, played by the test).
   void PrepareCredential() {
     pb::CreateKeyRequest create;
     create.set_credential_id(kCredential);
@@ -93,6 +102,7 @@ class QsigndOpsTest : public testing::ServiceTest {
     pb::CredentialInfo cred;
     {
       grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", absl::StrCat("Service lifecycle.", kLifecycleSecret));
       grpc::Status s = signer_->CreateKey(&ctx, create, &cred);
       ASSERT_TRUE(s.ok()) << s.error_message();
     }
@@ -103,12 +113,13 @@ class QsigndOpsTest : public testing::ServiceTest {
     {
       grpc::ClientContext ctx;
       pb::CredentialInfo active;
+      ctx.AddMetadata("authorization", absl::StrCat("Service lifecycle.", kLifecycleSecret));
       grpc::Status s = signer_->SetCertificate(&ctx, set, &active);
       ASSERT_TRUE(s.ok()) << s.error_message();
       ASSERT_EQ(active.status(), pb::CREDENTIAL_STATUS_ACTIVE);
     }
     ASSERT_TRUE(OpenHsm(2).ok());
-    auto minter = consent::SadMinter::New(&hsm(), "qsign-sad-1");
+    auto minter = consent::SadMinter::New(&hsm("consent"), "qsign-sad-1");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = consent::SadVerifier::New({{"qsign-sad-1", minter_->public_key_spki()}});

@@ -55,7 +55,7 @@ std::string HashLine(const std::string& id, const std::string& secret) {
 // PostgreSQL database; the binaries under test open both themselves.
 class QsigndTest : public testing::ServiceTest {
  protected:
-  QsigndTest() : ServiceTest({.pool_size = 0, .token_label = "qsign", .hsm_sessions = 0}) {}
+  QsigndTest() : ServiceTest({.pool_size = 0, .hsm_sessions = 0}) {}
 
   void SetUp() override {
     ServiceTest::SetUp();
@@ -67,11 +67,14 @@ class QsigndTest : public testing::ServiceTest {
 };
 
 TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
-  const hsm::Pkcs11Config config = token().config(4);
-
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), config);
-  server.mutable_signer();
+  // The SAD key in consent's token (the test plays consent), pinned for qsignd's signer.
+  ASSERT_TRUE(env().SadPublicKeyFile().ok());
+  cfg::ServerConfig server =
+      testing::LaptopConfig(conninfo(), env().TokensConfig(4), {"signer"}, token().dir());
   server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
+  // The test plays lifecycle too: the signer's administrative RPCs need its credential.
+  WriteFile(dir_ + "/services", HashLine("lifecycle", "lifecycle-secret"));
+  server.set_services_file(dir_ + "/services");
   auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, token().dir());
   ASSERT_TRUE(started.ok()) << started.status();
   testing::QsigndProcess& qsignd = **started;
@@ -95,10 +98,9 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   }
 
-  // The consent service's part, played by the test: mint a SAD with the key qsignd created.
-  auto hsm = hsm::NewPkcs11Hsm(config);
-  ASSERT_TRUE(hsm.ok()) << hsm.status();
-  auto minter = consent::SadMinter::New(hsm->get(), "qsign-sad-1");
+  // The consent service's part, played by the test: mint a SAD with the pinned key.
+  ASSERT_TRUE(OpenHsm(2).ok());
+  auto minter = consent::SadMinter::New(&hsm("consent"), "qsign-sad-1");
   ASSERT_TRUE(minter.ok()) << minter.status();
 
   pb::CreateKeyRequest create;
@@ -108,6 +110,7 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   pb::CredentialInfo cred;
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service lifecycle.lifecycle-secret");
     grpc::Status s = stub->CreateKey(&ctx, create, &cred);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
@@ -142,6 +145,7 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
   set.add_certificate_chain_der(testing::CertificateFor(cred.public_key_spki()));
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Service lifecycle.lifecycle-secret");
     pb::CredentialInfo active;
     grpc::Status s = stub->SetCertificate(&ctx, set, &active);
     ASSERT_TRUE(s.ok()) << s.error_message();
@@ -179,24 +183,25 @@ TEST_F(QsigndTest, ServesSignHashEndToEndAndStopsCleanly) {
 
   EXPECT_EQ(qsignd.Stop(), 0) << qsignd.log();
   EXPECT_NE(qsignd.log().find("\"msg\":\"stopped\""), std::string::npos);
-  // Nothing secret in the log.
-  std::string pin = ReadFile(config.pin_file);
-  while (!pin.empty() && pin.back() == '\n') pin.pop_back();
-  EXPECT_EQ(qsignd.log().find(pin), std::string::npos);
+  // Nothing secret in the log: no token's PIN.
+  for (const hsm::Pkcs11TokenConfig& token : env().TokensConfig().tokens) {
+    std::string pin = ReadFile(token.pin_file);
+    while (!pin.empty() && pin.back() == '\n') pin.pop_back();
+    EXPECT_EQ(qsignd.log().find(pin), std::string::npos);
+  }
   EXPECT_EQ(qsignd.log().find(*sad), std::string::npos);
 }
 
 TEST_F(QsigndTest, ServesConsentWhenConfigured) {
-  const hsm::Pkcs11Config config = token().config(4);
   const std::string& dir = dir_;
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services",
             HashLine("gateway", "gateway-secret") + HashLine("lifecycle", "lifecycle-secret"));
 
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), config);
+  // Consent makes the SAD key on the first start and pins it for the signer in this process.
+  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), env().TokensConfig(4),
+                                                   {"signer", "consent", "identity"}, dir);
   server.set_services_file(dir + "/services");
-  server.mutable_signer();
-  server.mutable_identity();
   server.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   server.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
   auto started = testing::QsigndProcess::Start(QSIGND_PATH, server, dir);
@@ -269,8 +274,9 @@ TEST_F(QsigndTest, ServesConsentWhenConfigured) {
 // gRPC and httplib both set SO_REUSEPORT by default, so a second qsignd on the same ports used
 // to bind too and serve beside the first. Now it must fail to start, naming the address.
 TEST_F(QsigndTest, SecondInstanceOnTheSamePortsFailsToBind) {
-  cfg::ServerConfig server = testing::LaptopConfig(conninfo(), token().config(2));
-  server.mutable_signer();
+  ASSERT_TRUE(env().SadPublicKeyFile().ok());
+  cfg::ServerConfig server =
+      testing::LaptopConfig(conninfo(), env().TokensConfig(2), {"signer"}, dir_);
   server.mutable_observability()->set_metrics_listen("127.0.0.1:0");
   auto first = testing::QsigndProcess::Start(QSIGND_PATH, server, dir_, "first");
   ASSERT_TRUE(first.ok()) << first.status();
@@ -313,8 +319,9 @@ TEST_F(QsigndTest, SecondInstanceOnTheSamePortsFailsToBind) {
 
 TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
   const std::string& dir = dir_;
-  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign", token().config(2));
-  c.mutable_signer();
+  ASSERT_TRUE(env().SadPublicKeyFile().ok());
+  cfg::ServerConfig c = testing::LaptopConfig("host=/nonexistent dbname=qsign",
+                                              env().TokensConfig(2), {"signer"}, dir);
   testing::WriteConfig(c, dir + "/signer.textproto");
   // Valid: nothing is started (there is no PostgreSQL at that conninfo).
   testing::CheckConfigResult ok = testing::CheckConfig(QSIGND_PATH, dir + "/signer.textproto");
@@ -325,21 +332,45 @@ TEST_F(QsigndTest, CheckConfigValidatesWithoutStarting) {
 
   // Each problem on its own line, naming the field.
   c.mutable_consent()->set_pin_pepper_file(dir + "/no-pepper");
-  c.mutable_hsm()->set_pin_file(dir + "/no-pin");
+  testing::SetTokens(c, env().TokensConfig(2));
+  c.mutable_hsm()->mutable_token(0)->set_pin_file(dir + "/no-pin");
   testing::WriteConfig(c, dir + "/bad.textproto");
   testing::CheckConfigResult bad = testing::CheckConfig(QSIGND_PATH, dir + "/bad.textproto");
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_THAT(bad.output, HasSubstr("config: hsm.pin_file: " + dir + "/no-pin: cannot open"));
+  EXPECT_THAT(bad.output,
+              HasSubstr("config: hsm.token[0].pin_file: " + dir + "/no-pin: cannot open"));
   EXPECT_THAT(bad.output,
               HasSubstr("config: consent.pin_pepper_file: " + dir + "/no-pepper: cannot open"));
   EXPECT_THAT(bad.output, HasSubstr("config: peers.identity: required"));
 
+  // Key separation: a signer without its pinned SAD key, two roles on one token.
+  cfg::ServerConfig unpinned = testing::LaptopConfig("host=/nonexistent dbname=qsign",
+                                                     env().TokensConfig(2), {"signer"}, dir);
+  unpinned.mutable_signer()->clear_sad_keys();
+  testing::WriteConfig(unpinned, dir + "/unpinned.textproto");
+  testing::CheckConfigResult unpinned_check =
+      testing::CheckConfig(QSIGN_SIGNER_PATH, dir + "/unpinned.textproto");
+  EXPECT_EQ(unpinned_check.exit_code, 1);
+  EXPECT_THAT(unpinned_check.output, HasSubstr("config: signer.sad_keys: required"));
+  cfg::ServerConfig shared = testing::LaptopConfig(
+      "host=/nonexistent dbname=qsign", env().TokensConfig(2), {"signer", "identity"}, dir);
+  shared.mutable_peers()->set_consent("127.0.0.1:1");
+  testing::WriteConfig(shared, dir + "/shared.textproto");
+  EXPECT_EQ(testing::CheckConfig(QSIGND_PATH, dir + "/shared.textproto").exit_code, 0);
+  shared.mutable_hsm()->mutable_token(1)->set_label(shared.hsm().token(0).label());
+  testing::WriteConfig(shared, dir + "/shared.textproto");
+  testing::CheckConfigResult shared_check =
+      testing::CheckConfig(QSIGND_PATH, dir + "/shared.textproto");
+  EXPECT_EQ(shared_check.exit_code, 1);
+  EXPECT_THAT(shared_check.output, HasSubstr("config: hsm.token[1].label: \"qsign-signer\": the "
+                                        "same token as hsm.token[0] (role \"signer\")"));
+
   // A per-service binary runs its own section only.
-  c.mutable_hsm()->set_pin_file(token().config(2).pin_file);
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
   c.mutable_identity();
+  testing::SetTokens(c, env().TokensConfig(2));
   testing::WriteConfig(c, dir + "/three.textproto");
   EXPECT_EQ(testing::CheckConfig(QSIGND_PATH, dir + "/three.textproto").exit_code, 0);
   testing::CheckConfigResult one =
@@ -378,16 +409,17 @@ TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
   WriteFile(dir + "/relying-parties",
             "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) + " Test RP\n");
 
-  cfg::ServerConfig signer_config = testing::LaptopConfig(conninfo(), token().config(2));
-  signer_config.mutable_signer();
+  ASSERT_TRUE(env().SadPublicKeyFile().ok());  // Pinned before either process starts.
+  cfg::ServerConfig signer_config =
+      testing::LaptopConfig(conninfo(), env().TokensConfig(2), {"signer"}, dir);
   auto signer = testing::QsigndProcess::Start(QSIGN_SIGNER_PATH, signer_config, dir, "signer");
   ASSERT_TRUE(signer.ok()) << signer.status();
   EXPECT_THAT((*signer)->log(), HasSubstr("\"services\":\"qsign.v1.Signer\""));
 
-  cfg::ServerConfig main = testing::LaptopConfig(conninfo(), token().config(2));
+  cfg::ServerConfig main = testing::LaptopConfig(conninfo(), env().TokensConfig(2),
+                                                 {"identity", "consent", "gateway"}, dir);
   main.set_services_file(dir + "/services");
   main.mutable_peers()->set_signer((*signer)->target());
-  main.mutable_identity();
   main.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   main.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
   main.mutable_gateway()->set_http_listen("127.0.0.1:0");
@@ -464,7 +496,8 @@ TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
   WriteFile(dir + "/pepper", std::string(32, 'p'));
   WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
 
-  cfg::ServerConfig c = testing::LaptopConfig(conninfo(), token().config(2));
+  cfg::ServerConfig c = testing::LaptopConfig(conninfo(), env().TokensConfig(2),
+                                              {"signer", "identity", "consent"}, dir);
   c.set_insecure_dev(false);
   c.mutable_tls()->set_cert_file(certs + "/qsignd.crt");
   c.mutable_tls()->set_key_file(certs + "/qsignd.key");
@@ -478,8 +511,6 @@ TEST_F(QsigndTest, MutualTlsAllowListsAndPlaintextHealthListener) {
   allow("consent.authorize", {"gateway"});
   allow("identity.session", {"qsignd"});
   c.set_services_file(dir + "/services");
-  c.mutable_signer();
-  c.mutable_identity();
   c.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
   c.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
   c.mutable_observability()->set_health_listen("127.0.0.1:0");

@@ -95,8 +95,11 @@ class SessionAuthTest : public testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    for (const char* key : {"session-key", "rogue-key", "sad-key", "device-ca"}) {
-      ASSERT_TRUE(hsm().GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
+    for (const char* key : {"session-key", "rogue-key"}) {
+      ASSERT_TRUE(hsm("identity").GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
+    }
+    for (const char* key : {"sad-key", "device-ca"}) {
+      ASSERT_TRUE(hsm("consent").GenerateKeyPair(key, hsm::KeyType::kEcP256).ok());
     }
     ASSERT_TRUE(identity::MigrateIdentitySchema(pool()).ok());
     ASSERT_TRUE(consent::MigrateConsentSchema(pool()).ok());
@@ -107,9 +110,10 @@ class SessionAuthTest : public testing::ServiceTest {
     auth::CredentialTable services;
     ASSERT_TRUE(services.AddSecret("consent", "consent-secret").ok());
     ASSERT_TRUE(services.AddSecret("lifecycle", "lifecycle-secret").ok());
-    auto identity = identity::Identity::New(
-        &hsm(), identity_store_.get(), &phone_, &RealClock::Get(), auth::CredentialTable(),
-        std::move(services), identity::IdentityConfig{.session_key_ids = {"session-key"}});
+    auto identity =
+        identity::Identity::New(&hsm("identity"), identity_store_.get(), &phone_, &RealClock::Get(),
+                                auth::CredentialTable(), std::move(services),
+                                identity::IdentityConfig{.session_key_ids = {"session-key"}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
     identity_grpc_ = std::make_unique<identity::IdentityGrpc>(identity_.get());
@@ -131,13 +135,13 @@ class SessionAuthTest : public testing::ServiceTest {
     ASSERT_TRUE(consent_sessions_ && lifecycle_sessions_);
 
     // Consent.
-    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
+    auto minter = consent::SadMinter::New(&hsm("consent"), "sad-key");
     ASSERT_TRUE(minter.ok());
     sad_minter_ = *std::move(minter);
-    auto ca =
-        consent::SelfSignedDeviceCaCertificate(&hsm(), "device-ca", "test device CA", absl::Now());
+    auto ca = consent::SelfSignedDeviceCaCertificate(&hsm("consent"), "device-ca", "test device CA",
+                                                     absl::Now());
     ASSERT_TRUE(ca.ok()) << ca.status();
-    auto issuer = consent::HsmDeviceCertificateIssuer::New(&hsm(), "device-ca", *ca);
+    auto issuer = consent::HsmDeviceCertificateIssuer::New(&hsm("consent"), "device-ca", *ca);
     ASSERT_TRUE(issuer.ok());
     device_issuer_ = *std::move(issuer);
     auto pins = consent::PinHasher::New("k1", SecretString(std::string(32, 'p')),
@@ -161,8 +165,8 @@ class SessionAuthTest : public testing::ServiceTest {
 
     // Lifecycle.
     ca_store_ = lifecycle::NewPostgresCaStore(&pool());
-    auto cas =
-        lifecycle::CaSet::Init(&hsm(), ca_store_.get(), RealClock::Get(), lifecycle::CaConfig{});
+    auto cas = lifecycle::CaSet::Init(&hsm("lifecycle"), ca_store_.get(), RealClock::Get(),
+                                      lifecycle::CaConfig{});
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = *std::move(cas);
     lifecycle_store_ = lifecycle::NewPostgresLifecycleStore(&pool());
@@ -319,7 +323,7 @@ TEST_F(SessionAuthTest, ValidTokenIsAcceptedWithoutAskingIdentity) {
 
 TEST_F(SessionAuthTest, TokenSignedByAnotherKeyIsRefused) {
   const std::string account = Register(1);
-  auto rogue = identity::SessionTokenMinter::New(&hsm(), "rogue-key");
+  auto rogue = identity::SessionTokenMinter::New(&hsm("identity"), "rogue-key");
   ASSERT_TRUE(rogue.ok()) << rogue.status();
   const absl::Time now = absl::Now();
   auto forged = (*rogue)->Mint({.session_id = "0123456789abcdef0123456789abcdef",

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/daemon/token_roles.h"
 #include "common/file.h"
 #include "common/secret.h"
 #include "common/strings.h"
@@ -260,15 +263,13 @@ class Validator {
     if (backend) {
       Required("database.conninfo", c_.database().conninfo());
       Range("database.pool_size", c_.database().pool_size(), 1, 1000);
-      Required("hsm.pin_file", c_.hsm().pin_file());
-      SecretFile("hsm.pin_file", c_.hsm().pin_file());
       // A bare name is left to the dynamic loader's search path.
       if (c_.hsm().module().find('/') != std::string::npos) {
         ReadableFile("hsm.module", c_.hsm().module());
       }
-      Required("hsm.token_label", c_.hsm().token_label());
       Range("hsm.sessions", c_.hsm().sessions(), 1, 1024);
     }
+    Tokens();
     ReadableFile("operators_file", c_.operators_file());
     ReadableFile("services_file", c_.services_file());
 
@@ -295,9 +296,87 @@ class Validator {
     Peer("lifecycle", c_.peers().lifecycle());
   }
 
+  // One token per role this process needs, each its own label and PIN file (key separation).
+  void Tokens() {
+    const std::vector<std::string_view> needed = NeededTokenRoles(c_);
+    std::map<std::string, int, std::less<>> by_role;
+    std::map<std::string, int, std::less<>> by_label;
+    std::map<std::string, int, std::less<>> by_pin_file;
+    for (int i = 0; i < c_.hsm().token_size(); ++i) {
+      const cfg::HsmToken& t = c_.hsm().token(i);
+      const std::string field = absl::StrCat("hsm.token[", i, "]");
+      auto earlier = [&](const std::map<std::string, int, std::less<>>& seen,
+                         const std::string& value) -> std::string {
+        auto it = seen.find(value);
+        if (it == seen.end()) return "";
+        return absl::StrCat("hsm.token[", it->second, "] (role \"",
+                            c_.hsm().token(it->second).role(), "\")");
+      };
+      bool known = false;
+      for (const daemon::TokenRole& role : daemon::kTokenRoles) known |= role.role == t.role();
+      if (t.role().empty()) {
+        Error(field + ".role", "required");
+      } else if (!known) {
+        std::vector<std::string> names;
+        for (const daemon::TokenRole& role : daemon::kTokenRoles) names.emplace_back(role.role);
+        Error(field + ".role",
+              absl::StrCat("\"", t.role(), "\": unknown role (", absl::StrJoin(names, ", "), ")"));
+      } else if (std::string other = earlier(by_role, t.role()); !other.empty()) {
+        Error(field + ".role", absl::StrCat("\"", t.role(), "\": also ", other));
+      } else if (std::find(needed.begin(), needed.end(), t.role()) == needed.end()) {
+        Error(field + ".role",
+              absl::StrCat("\"", t.role(), "\": no ", t.role(),
+                           " section in this process (a process opens only its own roles' "
+                           "tokens)"));
+      }
+      by_role.emplace(t.role(), i);
+      if (t.label().empty() || t.label().size() > 32) {
+        Error(field + ".label", absl::StrCat("\"", t.label(), "\": must be 1 to 32 bytes"));
+      } else if (std::string other = earlier(by_label, t.label()); !other.empty()) {
+        Error(field + ".label", absl::StrCat("\"", t.label(), "\": the same token as ", other,
+                                             "; every role needs its own token"));
+      }
+      by_label.emplace(t.label(), i);
+      Required(field + ".pin_file", t.pin_file());
+      if (std::string other = earlier(by_pin_file, t.pin_file());
+          !t.pin_file().empty() && !other.empty()) {
+        Error(field + ".pin_file", absl::StrCat(t.pin_file(), ": the same PIN file as ", other,
+                                                "; every role needs its own PIN"));
+      }
+      by_pin_file.emplace(t.pin_file(), i);
+      SecretFile(field + ".pin_file", t.pin_file());
+      Range(field + ".sessions", t.sessions(), 1, 1024);
+    }
+    for (std::string_view role : needed) {
+      if (by_role.find(role) == by_role.end()) {
+        Error("hsm.token", absl::StrCat("no token for role \"", Av(role), "\" (the ", Av(role),
+                                        " section needs its own token and PIN)"));
+      }
+    }
+  }
+
   void Signer() {
     const cfg::SignerService& s = c_.signer();
-    Ids("signer.sad_key_ids", s.sad_key_ids());
+    if (s.sad_keys().empty()) {
+      Error("signer.sad_keys",
+            "required: the public key of every trusted SAD key, pinned (key_id, public_key_file)");
+    }
+    std::set<std::string> sad_ids;
+    for (int i = 0; i < s.sad_keys_size(); ++i) {
+      const cfg::SadKey& k = s.sad_keys(i);
+      const std::string field = absl::StrCat("signer.sad_keys[", i, "]");
+      if (k.key_id().empty()) {
+        Error(field + ".key_id", "required");
+      } else if (!sad_ids.insert(k.key_id()).second) {
+        Error(field + ".key_id", absl::StrCat("\"", k.key_id(), "\": listed twice"));
+      }
+      Required(field + ".public_key_file", k.public_key_file());
+      // On a laptop's first start consent (built first) writes the file the signer then reads.
+      const bool written_by_consent_here =
+          c_.has_consent() && c_.create_missing_keys() &&
+          k.public_key_file() == c_.consent().sad_public_key_file();
+      if (!written_by_consent_here) ReadableFile(field + ".public_key_file", k.public_key_file());
+    }
     Range("signer.max_batch", s.max_batch(), 1, 1000);
     Range("signer.max_hashes_per_authorization", s.max_hashes_per_authorization(), 1, 1000);
   }
@@ -312,6 +391,10 @@ class Validator {
     Range("consent.enrollments_per_address_per_minute", s.enrollments_per_address_per_minute(), 0,
           1'000'000);
     SecretFile("consent.client_secret_file", s.client_secret_file());
+    // Written with create_missing_keys when missing; otherwise read and checked at start-up.
+    if (!c_.create_missing_keys()) {
+      ReadableFile("consent.sad_public_key_file", s.sad_public_key_file());
+    }
     const bool lifecycle_reachable = RunsHere(c_, "lifecycle") || !c_.peers().lifecycle().empty();
     if (!lifecycle_reachable) {
       // consent's own device CA; with create_missing_keys the certificate is written there.
@@ -390,6 +473,17 @@ class Validator {
 
 }  // namespace
 
+std::vector<std::string_view> NeededTokenRoles(const cfg::ServerConfig& config) {
+  const std::vector<std::string> sections = ConfiguredServices(config);
+  std::vector<std::string_view> roles;
+  for (const daemon::TokenRole& role : daemon::kTokenRoles) {
+    if (std::find(sections.begin(), sections.end(), role.section) != sections.end()) {
+      roles.push_back(role.role);
+    }
+  }
+  return roles;
+}
+
 std::vector<std::string> ConfiguredServices(const cfg::ServerConfig& config) {
   std::vector<std::string> names;
   if (config.has_signer()) names.push_back("signer");
@@ -433,15 +527,19 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
   DefaultString(c.mutable_listen(), kDefaultListen);
   c.mutable_database()->set_pool_size(Or(c.database().pool_size(), 16));
   DefaultString(c.mutable_hsm()->mutable_module(), kDefaultModule);
-  DefaultString(c.mutable_hsm()->mutable_token_label(), "qsign");
   c.mutable_hsm()->set_sessions(Or(c.hsm().sessions(), 8));
+  for (cfg::HsmToken& t : *c.mutable_hsm()->mutable_token()) {
+    t.set_sessions(Or(t.sessions(), c.hsm().sessions()));
+  }
+  if (!c.hsm().has_serialize_object_creation()) {
+    c.mutable_hsm()->set_serialize_object_creation(hsm::IsSoftHsm2(c.hsm().module()));
+  }
   c.mutable_observability()->set_grace_seconds(Or(c.observability().grace_seconds(), 10));
   cfg::SessionVerification& v = *c.mutable_session_verification();
   v.set_refresh_interval_ms(Or(v.refresh_interval_ms(), 500));
   v.set_max_staleness_ms(Or(v.max_staleness_ms(), 5000));
   if (c.has_signer()) {
     cfg::SignerService& s = *c.mutable_signer();
-    if (s.sad_key_ids().empty()) s.add_sad_key_ids(kDefaultSadKey);
     s.set_max_batch(Or(s.max_batch(), 100));
     s.set_max_hashes_per_authorization(Or(s.max_hashes_per_authorization(), 100));
   }

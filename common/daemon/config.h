@@ -30,6 +30,10 @@ absl::Status ValidateConfig(const config::v1::ServerConfig& config);
 // The service sections present, in the order signer, consent, identity, lifecycle, gateway.
 std::vector<std::string> ConfiguredServices(const config::v1::ServerConfig& config);
 
+// The HSM token roles the sections of this config need (common/daemon/token_roles.h), in the
+// table's order: exactly these have an hsm.token.
+std::vector<std::string_view> NeededTokenRoles(const config::v1::ServerConfig& config);
+
 // Whether `service` ("signer", "identity", "consent", "lifecycle") runs in this process, and the
 // peers.<service> target otherwise ("" when not configured).
 bool RunsHere(const config::v1::ServerConfig& config, std::string_view service);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -23,7 +24,10 @@ class ConfigTest : public ::testing::Test {
     char tmpl[] = "/tmp/qsign-config-test.XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    Write("pin", "1234\n");
+    for (const char* role : {"signer", "consent", "identity", "lifecycle"}) {
+      Write(std::string(role) + ".pin", std::string(role) + "-1234\n");
+    }
+    Write("sad.pem", "-----BEGIN PUBLIC KEY-----\n");
     Write("pepper", std::string(32, 'p'));
     Write("module.so", "not really a module");
     Write("secret", "s3cret\n");
@@ -51,11 +55,36 @@ class ConfigTest : public ::testing::Test {
                              )pb",
                              "laptop");
     EXPECT_TRUE(c.ok()) << c.status();
-    c->mutable_hsm()->set_pin_file(Path("pin"));
     c->mutable_hsm()->set_module(Path("module.so"));
     c->mutable_consent()->set_pin_pepper_file(Path("pepper"));
+    for (const char* role : {"signer", "consent", "identity", "lifecycle"}) {
+      AddToken(*c, role);
+    }
+    cfg::SadKey* sad = c->mutable_signer()->add_sad_keys();
+    sad->set_key_id("qsign-sad-1");
+    sad->set_public_key_file(Path("sad.pem"));
     ApplyConfigDefaults(*c);
     return *c;
+  }
+
+  // After sections were removed: only the tokens of the roles still needed, as an operator
+  // would write the file.
+  static void KeepOwnTokens(cfg::ServerConfig& c) {
+    const std::vector<std::string_view> needed = NeededTokenRoles(c);
+    auto* tokens = c.mutable_hsm()->mutable_token();
+    for (int i = tokens->size() - 1; i >= 0; --i) {
+      if (std::find(needed.begin(), needed.end(), tokens->Get(i).role()) == needed.end()) {
+        tokens->DeleteSubrange(i, 1);
+      }
+    }
+  }
+
+  // The token of `role`: label "qsign-<role>", PIN file <dir>/<role>.pin.
+  void AddToken(cfg::ServerConfig& c, const std::string& role) const {
+    cfg::HsmToken* t = c.mutable_hsm()->add_token();
+    t->set_role(role);
+    t->set_label("qsign-" + role);
+    t->set_pin_file(Path(role + ".pin"));
   }
 
   // The validation errors of `c` after defaults ("" when valid).
@@ -76,16 +105,20 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   ApplyConfigDefaults(c);
   EXPECT_EQ(c.listen(), "127.0.0.1:7443");
   EXPECT_EQ(c.database().pool_size(), 16);
-  EXPECT_EQ(c.hsm().token_label(), "qsign");
   EXPECT_EQ(c.hsm().sessions(), 8);
+  EXPECT_EQ(c.hsm().token(0).sessions(), 8);          // hsm.sessions unless the token says.
+  EXPECT_FALSE(c.hsm().serialize_object_creation());  // module.so is not SoftHSM2.
+  cfg::ServerConfig softhsm;
+  softhsm.mutable_signer();
+  ApplyConfigDefaults(softhsm);  // The default module, SoftHSM2: object creation serialised.
+  EXPECT_EQ(softhsm.hsm().module(), "/usr/lib/softhsm/libsofthsm2.so");
+  EXPECT_TRUE(softhsm.hsm().serialize_object_creation());
   EXPECT_EQ(c.observability().grace_seconds(), 10);
   EXPECT_EQ(c.session_verification().refresh_interval_ms(), 500);
   EXPECT_EQ(c.session_verification().max_staleness_ms(), 5000);
   EXPECT_EQ(c.observability().metrics_listen(), "");
   EXPECT_FALSE(c.observability().reflection());
   EXPECT_FALSE(c.create_missing_keys());
-  ASSERT_EQ(c.signer().sad_key_ids_size(), 1);
-  EXPECT_EQ(c.signer().sad_key_ids(0), "qsign-sad-1");
   EXPECT_EQ(c.signer().max_batch(), 100);
   EXPECT_EQ(c.consent().sad_key_id(), "qsign-sad-1");
   EXPECT_EQ(c.consent().pin_pepper_id(), "k1");
@@ -117,14 +150,14 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
 TEST_F(ConfigTest, DefaultsKeepWhatIsSet) {
   cfg::ServerConfig c = Laptop();
   c.set_listen("0.0.0.0:9000");
-  c.mutable_signer()->clear_sad_key_ids();
-  c.mutable_signer()->add_sad_key_ids("sad-2");
+  c.mutable_hsm()->mutable_token(1)->set_sessions(3);
+  c.mutable_hsm()->set_serialize_object_creation(false);
   c.mutable_lifecycle()->set_http_listen("127.0.0.1:18080");
   c.mutable_lifecycle()->clear_public_base_url();
   ApplyConfigDefaults(c);
   EXPECT_EQ(c.listen(), "0.0.0.0:9000");
-  ASSERT_EQ(c.signer().sad_key_ids_size(), 1);
-  EXPECT_EQ(c.signer().sad_key_ids(0), "sad-2");
+  EXPECT_EQ(c.hsm().token(1).sessions(), 3);
+  EXPECT_FALSE(c.hsm().serialize_object_creation());
   EXPECT_EQ(c.lifecycle().public_base_url(), "http://127.0.0.1:18080");
   // Services not configured get no section from the defaults.
   cfg::ServerConfig signer_only;
@@ -158,13 +191,15 @@ TEST_F(ConfigTest, LoadConfigReadsParsesDefaultsAndValidates) {
         "insecure_dev: true\n"
         "database { conninfo: \"dbname=qsign\" }\n"
         "hsm { module: \"" +
-            Path("module.so") + "\" pin_file: \"" + Path("pin") +
-            "\" }\n"
-            "signer { max_batch: 10 }\n");
+            Path("module.so") + "\" token { role: \"signer\" label: \"qsign-signer\" pin_file: \"" +
+            Path("signer.pin") +
+            "\" } }\n"
+            "signer { max_batch: 10 sad_keys { key_id: \"qsign-sad-1\" public_key_file: \"" +
+            Path("sad.pem") + "\" } }\n");
   auto c = LoadConfig(Path("qsignd.textproto"));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->signer().max_batch(), 10);
-  EXPECT_EQ(c->signer().sad_key_ids(0), "qsign-sad-1");
+  EXPECT_EQ(c->signer().sad_keys(0).key_id(), "qsign-sad-1");
 
   auto missing = LoadConfig(Path("nope.textproto"));
   ASSERT_FALSE(missing.ok());
@@ -176,7 +211,9 @@ TEST_F(ConfigTest, LoadConfigReadsParsesDefaultsAndValidates) {
   auto invalid = LoadConfig(Path("bad.textproto"));
   ASSERT_FALSE(invalid.ok());
   EXPECT_THAT(std::string(invalid.status().message()), HasSubstr("database.conninfo: required"));
-  EXPECT_THAT(std::string(invalid.status().message()), HasSubstr("hsm.pin_file: required"));
+  EXPECT_THAT(std::string(invalid.status().message()),
+              HasSubstr("hsm.token: no token for role \"signer\""));
+  EXPECT_THAT(std::string(invalid.status().message()), HasSubstr("signer.sad_keys: required"));
 }
 
 TEST_F(ConfigTest, NeedsAServiceSection) {
@@ -282,20 +319,73 @@ TEST_F(ConfigTest, AddressesAreHostPort) {
 TEST_F(ConfigTest, DatabaseAndHsmAreRequiredByBackendServices) {
   cfg::ServerConfig c = Laptop();
   c.clear_database();
-  c.mutable_hsm()->clear_pin_file();
+  c.mutable_hsm()->mutable_token(0)->clear_pin_file();
   c.mutable_hsm()->set_module("/no/such/module.so");
   std::string e = Errors(c);
   EXPECT_THAT(e, HasSubstr("database.conninfo: required"));
-  EXPECT_THAT(e, HasSubstr("hsm.pin_file: required"));
+  EXPECT_THAT(e, HasSubstr("hsm.token[0].pin_file: required"));
   EXPECT_THAT(e, HasSubstr("hsm.module: /no/such/module.so: cannot open"));
   c = Laptop();
   c.mutable_database()->set_pool_size(-1);
   c.mutable_hsm()->set_sessions(5000);
-  c.mutable_hsm()->set_pin_file(Path("nope"));
+  c.mutable_hsm()->mutable_token(2)->set_pin_file(Path("nope"));
   e = Errors(c);
   EXPECT_THAT(e, HasSubstr("database.pool_size: -1: must be 1..1000"));
   EXPECT_THAT(e, HasSubstr("hsm.sessions: 5000: must be 1..1024"));
-  EXPECT_THAT(e, HasSubstr("hsm.pin_file: " + Path("nope") + ": cannot open"));
+  EXPECT_THAT(e, HasSubstr("hsm.token[2].pin_file: " + Path("nope") + ": cannot open"));
+}
+
+// Key separation: every role its own token and PIN, exactly the roles of the sections here.
+TEST_F(ConfigTest, EveryRoleItsOwnTokenAndPin) {
+  cfg::ServerConfig c = Laptop();
+  c.mutable_hsm()->mutable_token(1)->set_label("qsign-signer");  // consent on signer's token
+  std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("hsm.token[1].label: \"qsign-signer\": the same token as "
+                           "hsm.token[0] (role \"signer\"); every role needs its own token"));
+  c = Laptop();
+  c.mutable_hsm()->mutable_token(3)->set_pin_file(Path("identity.pin"));
+  EXPECT_THAT(Errors(c), HasSubstr("hsm.token[3].pin_file: " + Path("identity.pin") +
+                                   ": the same PIN file as hsm.token[2] (role \"identity\")"));
+  c = Laptop();
+  c.mutable_hsm()->mutable_token(3)->set_role("signer");
+  e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("hsm.token[3].role: \"signer\": also hsm.token[0] (role \"signer\")"));
+  EXPECT_THAT(e, HasSubstr("hsm.token: no token for role \"lifecycle\""));
+  c = Laptop();
+  c.mutable_hsm()->mutable_token(3)->set_role("auditor");
+  EXPECT_THAT(Errors(c), HasSubstr("hsm.token[3].role: \"auditor\": unknown role (signer, "));
+  // A process opens only its own roles' tokens: a signer does not hold consent's PIN.
+  c = Laptop();
+  c.clear_consent();
+  c.clear_identity();
+  c.clear_lifecycle();
+  e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("hsm.token[1].role: \"consent\": no consent section in this process"));
+  EXPECT_THAT(e, HasSubstr("hsm.token[3].role: \"lifecycle\": no lifecycle section"));
+  EXPECT_EQ(NeededTokenRoles(c), std::vector<std::string_view>{"signer"});
+  c.mutable_hsm()->mutable_token()->DeleteSubrange(1, 3);
+  EXPECT_EQ(Errors(c), "");
+  c.mutable_hsm()->mutable_token(0)->set_label(std::string(33, 'x'));
+  EXPECT_THAT(Errors(c), HasSubstr("hsm.token[0].label: \"" + std::string(33, 'x') +
+                                   "\": must be 1 to 32 bytes"));
+}
+
+// The signer trusts only SAD keys pinned in its config.
+TEST_F(ConfigTest, SignerNeedsThePinnedSadKey) {
+  cfg::ServerConfig c = Laptop();
+  c.mutable_signer()->clear_sad_keys();
+  EXPECT_THAT(Errors(c), HasSubstr("signer.sad_keys: required"));
+  c = Laptop();
+  cfg::SadKey* k = c.mutable_signer()->add_sad_keys();
+  k->set_key_id("qsign-sad-1");
+  k->set_public_key_file(Path("missing.pem"));
+  c.mutable_signer()->add_sad_keys();
+  const std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("signer.sad_keys[1].key_id: \"qsign-sad-1\": listed twice"));
+  EXPECT_THAT(
+      e, HasSubstr("signer.sad_keys[1].public_key_file: " + Path("missing.pem") + ": cannot open"));
+  EXPECT_THAT(e, HasSubstr("signer.sad_keys[2].key_id: required"));
+  EXPECT_THAT(e, HasSubstr("signer.sad_keys[2].public_key_file: required"));
 }
 
 TEST_F(ConfigTest, CredentialFilesAreRead) {
@@ -329,12 +419,8 @@ TEST_F(ConfigTest, SessionVerificationIsBounded) {
 
 TEST_F(ConfigTest, SignerKeysAndBatch) {
   cfg::ServerConfig c = Laptop();
-  c.mutable_signer()->add_sad_key_ids("qsign-sad-1");
-  c.mutable_signer()->add_sad_key_ids("");
   c.mutable_signer()->set_max_batch(1001);
   const std::string e = Errors(c);
-  EXPECT_THAT(e, HasSubstr("signer.sad_key_ids[1]: \"qsign-sad-1\": listed twice"));
-  EXPECT_THAT(e, HasSubstr("signer.sad_key_ids[2]: empty"));
   EXPECT_THAT(e, HasSubstr("signer.max_batch: 1001: must be 1..1000"));
 }
 
@@ -361,6 +447,7 @@ TEST_F(ConfigTest, ConsentRules) {
 TEST_F(ConfigTest, ConsentWithoutLifecycleNeedsItsOwnDeviceCa) {
   cfg::ServerConfig c = Laptop();
   c.clear_lifecycle();
+  KeepOwnTokens(c);
   EXPECT_THAT(Errors(c), HasSubstr("consent.device_ca_cert_file: required"));
   c.mutable_consent()->set_device_ca_cert_file(Path("device-ca.der"));
   EXPECT_THAT(Errors(c),
@@ -455,6 +542,7 @@ TEST_F(ConfigTest, ServicesNotHereNeedTheirPeers) {
   cfg::ServerConfig c = Laptop();
   c.clear_signer();
   c.clear_identity();
+  KeepOwnTokens(c);
   std::string e = Errors(c);
   EXPECT_THAT(e, HasSubstr("peers.identity: required (consent calls identity, which does not run "
                            "in this process)"));
@@ -465,6 +553,7 @@ TEST_F(ConfigTest, ServicesNotHereNeedTheirPeers) {
   identity_only.clear_signer();
   identity_only.clear_consent();
   identity_only.clear_lifecycle();
+  KeepOwnTokens(identity_only);
   EXPECT_THAT(Errors(identity_only), HasSubstr("peers.consent: required (identity calls consent"));
   identity_only.mutable_peers()->set_consent("consent.qsign.internal:7443");
   EXPECT_EQ(Errors(identity_only), "");
@@ -473,6 +562,7 @@ TEST_F(ConfigTest, ServicesNotHereNeedTheirPeers) {
   signer_only.clear_consent();
   signer_only.clear_identity();
   signer_only.clear_lifecycle();
+  KeepOwnTokens(signer_only);
   EXPECT_EQ(Errors(signer_only), "") << "the signer calls nobody";
 }
 
@@ -481,6 +571,7 @@ TEST_F(ConfigTest, PeersAreTargetsOfServicesElsewhere) {
   c.mutable_peers()->set_signer("127.0.0.1:7443");
   EXPECT_THAT(Errors(c), HasSubstr("peers.signer: signer runs in this process"));
   c.clear_signer();
+  KeepOwnTokens(c);
   c.mutable_peers()->set_signer("signer qsign");
   EXPECT_THAT(Errors(c), HasSubstr("peers.signer: \"signer qsign\": expected host:port"));
   for (const char* ok : {"dns:///signer.qsign.internal:7443", "unix:/run/qsign/signer.sock",

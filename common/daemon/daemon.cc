@@ -79,16 +79,17 @@ struct Transport {
   }
 };
 
-// The HSM health probe reads a key a stack here relies on. Without one (lifecycle alone has no
-// fixed key id) a NOT_FOUND answer still proves the token answers.
-HealthCheck HsmHealthCheck(const std::string& key, hsm::Hsm* hsm) {
+// The health probe of a role's token reads a key that role's stack relies on. Without one (the
+// signer's token holds only citizens' keys) a NOT_FOUND answer still proves the token answers.
+HealthCheck HsmHealthCheck(const std::string& role, const std::string& key, hsm::Hsm* hsm) {
+  const std::string name = absl::StrCat("hsm.", role);
   if (key.empty()) {
-    return {"hsm", [hsm] {
+    return {name, [hsm] {
               absl::Status s = hsm->GetPublicKey("qsign-health-probe").status();
               return s.code() == absl::StatusCode::kNotFound ? absl::OkStatus() : s;
             }};
   }
-  return {"hsm", [hsm, key] { return hsm->GetPublicKey(key).status(); }};
+  return {name, [hsm, key] { return hsm->GetPublicKey(key).status(); }};
 }
 
 // Removes the collectors it added from the global registry, which outlives what they read.
@@ -119,15 +120,12 @@ absl::Status Run(const cfg::ServerConfig& config, std::string_view component_vie
   // The HSM and the pool every backend stack here shares.
   const bool backend = config.has_signer() || config.has_consent() || config.has_identity() ||
                        config.has_lifecycle();
-  std::unique_ptr<hsm::Hsm> hsm;
+  std::unique_ptr<hsm::HsmTokens> tokens;
   std::unique_ptr<db::Pool> pool;
   if (backend) {
-    auto h = hsm::NewPkcs11Hsm({.module_path = config.hsm().module(),
-                                .token_label = config.hsm().token_label(),
-                                .pin_file = config.hsm().pin_file(),
-                                .session_pool_size = config.hsm().sessions()});
-    if (!h.ok()) return fail("hsm", h.status());
-    hsm = *std::move(h);
+    auto t = hsm::OpenPkcs11Tokens(HsmTokensConfig(config.hsm()));
+    if (!t.ok()) return fail("hsm", t.status());
+    tokens = *std::move(t);
     auto p = db::Pool::New(
         {.conninfo = config.database().conninfo(), .size = config.database().pool_size()});
     if (!p.ok()) return fail("postgresql", p.status());
@@ -141,7 +139,7 @@ absl::Status Run(const cfg::ServerConfig& config, std::string_view component_vie
       }));
 
   auto stacks = StackServer::Start({.config = &config,
-                                    .hsm = hsm.get(),
+                                    .tokens = tokens.get(),
                                     .pool = pool.get(),
                                     .clock = &RealClock::Get(),
                                     .server_credentials = transport->server,
@@ -156,7 +154,11 @@ absl::Status Run(const cfg::ServerConfig& config, std::string_view component_vie
   if (pool) {
     checks.push_back({"postgresql", [p = pool.get()] { return p->Exec("SELECT 1").status(); }});
   }
-  if (hsm) checks.push_back(HsmHealthCheck((*stacks)->hsm_probe_key(), hsm.get()));
+  if (tokens) {
+    for (const std::string& role : tokens->roles()) {
+      checks.push_back(HsmHealthCheck(role, (*stacks)->hsm_probe_key(role), tokens->Get(role)));
+    }
+  }
   std::unique_ptr<HealthProber> health;
   if (server) health = std::make_unique<HealthProber>(server, checks, absl::Seconds(2));
   // Kubernetes' gRPC probes cannot present a client certificate: a plaintext listener that

@@ -51,11 +51,17 @@ struct StackEnv {
   // The whole file: the stack's own section and the shared fields (operators_file,
   // services_file, create_missing_keys, database).
   const config::v1::ServerConfig& config;
-  hsm::Hsm* hsm = nullptr;   // nullptr without a backend section (the gateway alone).
-  db::Pool* pool = nullptr;  // Likewise.
+  // The HSM tokens of this process by role (common/daemon/token_roles.h); nullptr without a
+  // backend section (the gateway alone). A stack uses only its own role's token: Token(role).
+  const hsm::HsmTokens* tokens = nullptr;
+  db::Pool* pool = nullptr;  // nullptr without a backend section.
   const Clock* clock = nullptr;
   Channels* channels = nullptr;
   std::string_view component;  // Names the process's log lines ("qsignd", "qsign-signer").
+
+  // The token of `role` ("signer", "consent", ...). FAILED_PRECONDITION naming hsm.token when
+  // this process has none for it (the config validation makes that a bug).
+  absl::StatusOr<hsm::Hsm*> Token(std::string_view role) const;
 };
 
 // One service built from its section.
@@ -74,7 +80,8 @@ class Stack {
   // On SIGTERM, before gRPC shutdown (stacks in reverse order): end open streams, stop
   // background work and front ends that call into this process.
   virtual void Stop() {}
-  // A key in the HSM this service relies on, read by the health probe; "" for none.
+  // A key in its role's token this service relies on, read by the health probe; "" for none
+  // (the probe then only checks that the token answers).
   virtual std::string hsm_probe_key() const { return ""; }
 };
 

@@ -1,6 +1,7 @@
 #include "common/daemon/stack_helpers.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/daemon/stack.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -34,6 +35,30 @@ absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
                                   .component = std::move(component)});
   if (!cache.ok()) return Field("session_verification", cache.status());
   return cache;
+}
+
+hsm::Pkcs11TokensConfig HsmTokensConfig(const config::v1::Hsm& hsm) {
+  hsm::Pkcs11TokensConfig tokens{.module_path = hsm.module()};
+  if (hsm.has_serialize_object_creation()) {
+    tokens.serialize_object_creation = hsm.serialize_object_creation();
+  }
+  for (const config::v1::HsmToken& t : hsm.token()) {
+    tokens.tokens.push_back(
+        {.role = t.role(),
+         .token_label = t.label(),
+         .pin_file = t.pin_file(),
+         .session_pool_size = t.sessions() > 0 ? t.sessions() : hsm.sessions()});
+  }
+  return tokens;
+}
+
+absl::StatusOr<hsm::Hsm*> StackEnv::Token(std::string_view role) const {
+  hsm::Hsm* hsm = tokens == nullptr ? nullptr : tokens->Get(role);
+  if (hsm == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("hsm.token: no token for role \"", Av(role), "\" in this process"));
+  }
+  return hsm;
 }
 
 absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::ServerConfig& config,

@@ -34,6 +34,9 @@ absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
     const config::v1::ServerConfig& config, const Clock* clock, auth::SessionFeed* feed,
     std::string component);
 
+// The tokens of the config's hsm section, for hsm::OpenPkcs11Tokens.
+hsm::Pkcs11TokensConfig HsmTokensConfig(const config::v1::Hsm& hsm);
+
 // The key exists in the HSM, or is made there (EC P-256) when create_missing_keys allows it.
 // `what` names it in the log line and the error ("SAD key").
 absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::ServerConfig& config,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/daemon/config.h"
 #include "common/daemon/stack_helpers.h"
+#include "common/daemon/token_roles.h"
 #include "common/log.h"
 
 namespace qsign::daemon {
@@ -25,7 +26,7 @@ absl::StatusOr<std::unique_ptr<StackServer>> StackServer::Start(
   };
   std::unique_ptr<StackServer> s(new StackServer(options));
   const StackEnv env{.config = config,
-                     .hsm = options.hsm,
+                     .tokens = options.tokens,
                      .pool = options.pool,
                      .clock = options.clock,
                      .channels = &s->channels_,
@@ -68,9 +69,12 @@ Stack* StackServer::stack(std::string_view section) {
   return nullptr;
 }
 
-std::string StackServer::hsm_probe_key() const {
-  for (const auto& [section, stack] : stacks_) {
-    if (std::string key = stack->hsm_probe_key(); !key.empty()) return key;
+std::string StackServer::hsm_probe_key(std::string_view role) const {
+  for (const TokenRole& r : kTokenRoles) {
+    if (r.role != role) continue;
+    for (const auto& [section, stack] : stacks_) {
+      if (section == r.section) return stack->hsm_probe_key();
+    }
   }
   return "";
 }

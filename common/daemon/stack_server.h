@@ -27,10 +27,10 @@ namespace qsign::daemon {
 class StackServer {
  public:
   struct Options {
-    // Not owned; each outlives the StackServer. hsm and pool may be nullptr when only the
+    // Not owned; each outlives the StackServer. tokens and pool may be nullptr when only the
     // gateway runs.
     const config::v1::ServerConfig* config = nullptr;
-    hsm::Hsm* hsm = nullptr;
+    const hsm::HsmTokens* tokens = nullptr;
     db::Pool* pool = nullptr;
     const Clock* clock = &RealClock::Get();
     std::shared_ptr<grpc::ServerCredentials> server_credentials;    // nullptr: plaintext.
@@ -54,8 +54,9 @@ class StackServer {
   Stack* stack(std::string_view section);         // nullptr when not built.
   // Full names of the gRPC services served ("qsign.v1.Signer"), in build order.
   const std::vector<std::string>& service_names() const { return service_names_; }
-  // The HSM key the health probe reads: the first stack's that names one ("" for none).
-  std::string hsm_probe_key() const;
+  // The HSM key the health probe of `role`'s token reads: the key named by the stack of that
+  // role's section ("" for none).
+  std::string hsm_probe_key(std::string_view role) const;
 
   // Stop() on every stack in reverse build order (so a front end drains before the streams it
   // calls end), then gRPC shutdown, finishing calls in flight within `grace`. Once.

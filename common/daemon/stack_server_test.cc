@@ -91,7 +91,8 @@ TEST(StackServerTest, BuildsThePresentSectionsStartsThemAndStopsThemInReverse) {
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_GT((*server)->port(), 0);
   EXPECT_THAT((*server)->service_names(), ElementsAre("qsign.v1.Signer"));
-  EXPECT_EQ((*server)->hsm_probe_key(), "key-of-signer");
+  EXPECT_EQ((*server)->hsm_probe_key("signer"), "key-of-signer");
+  EXPECT_EQ((*server)->hsm_probe_key("identity"), "");
   EXPECT_NE((*server)->stack("gateway"), nullptr);
   EXPECT_EQ((*server)->stack("consent"), nullptr);
   (*server)->Shutdown(absl::ZeroDuration());

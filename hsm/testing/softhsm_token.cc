@@ -132,6 +132,12 @@ absl::StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(std::string l
     return absl::InternalError(absl::StrCat("setenv SOFTHSM2_CONF: ", std::strerror(errno)));
   }
 
+  status = token->InitToken(token->label_, token->pin_file_);
+  if (!status.ok()) return status;
+  return token;
+}
+
+absl::Status SoftHsmToken::InitToken(const std::string& label, const std::string& pin_file) {
   absl::StatusOr<SecretString> user_pin = RandomDigits(8);
   if (!user_pin.ok()) return user_pin.status();
   absl::StatusOr<SecretString> so_pin = RandomDigits(8);
@@ -141,22 +147,35 @@ absl::StatusOr<std::unique_ptr<SoftHsmToken>> SoftHsmToken::Create(std::string l
                                    "--init-token",
                                    "--free",
                                    "--label",
-                                   token->label_,
+                                   label,
                                    "--pin",
                                    std::string(user_pin->value()),
                                    "--so-pin",
                                    std::string(so_pin->value())};
-  const std::string log_path = token->dir_ + "/softhsm2-util.log";
+  const std::string log_path = dir_ + "/softhsm2-util.log";
+  // softhsm2-util reads SOFTHSM2_CONF: this token's directory, whatever the process has now.
+  const char* current = std::getenv("SOFTHSM2_CONF");
+  const std::optional<std::string> saved =
+      current != nullptr ? std::optional<std::string>(current) : std::nullopt;
+  setenv("SOFTHSM2_CONF", conf_file_.c_str(), 1);
   absl::StatusOr<int> exit_code = Run(args, log_path);
+  if (saved.has_value()) setenv("SOFTHSM2_CONF", saved->c_str(), 1);
   for (size_t i : {6, 8}) OPENSSL_cleanse(args[i].data(), args[i].size());
   if (!exit_code.ok()) return exit_code.status();
   if (*exit_code != 0) {
     return absl::InternalError(absl::StrCat("softhsm2-util --init-token exited with ", *exit_code,
                                             ": ", ReadLog(log_path)));
   }
-  status = WriteFile(token->pin_file_, absl::StrCat(Av(user_pin->value()), "\n"), 0600);
-  if (!status.ok()) return status;
-  return token;
+  return WriteFile(pin_file, absl::StrCat(Av(user_pin->value()), "\n"), 0600);
+}
+
+absl::StatusOr<Pkcs11Config> SoftHsmToken::AddToken(const std::string& label,
+                                                    int session_pool_size) {
+  Pkcs11Config config = this->config(session_pool_size);
+  config.token_label = label;
+  config.pin_file = absl::StrCat(dir_, "/", label, ".pin");
+  if (absl::Status s = InitToken(label, config.pin_file); !s.ok()) return s;
+  return config;
 }
 
 SoftHsmToken::~SoftHsmToken() {

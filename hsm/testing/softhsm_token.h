@@ -28,6 +28,11 @@ class SoftHsmToken {
   // Module, label and PIN file of this token.
   Pkcs11Config config(int session_pool_size = 8) const;
 
+  // Initialises another token in the same SoftHSM2 directory (one module, several slots), with
+  // its own random user PIN in <dir>/<label>.pin, and returns its config. Key separation tests
+  // and fixtures: one token per role.
+  absl::StatusOr<Pkcs11Config> AddToken(const std::string& label, int session_pool_size = 8);
+
   const std::string& dir() const { return dir_; }
   const std::string& label() const { return label_; }
   const std::string& pin_file() const { return pin_file_; }
@@ -39,6 +44,7 @@ class SoftHsmToken {
 
  private:
   SoftHsmToken(std::string dir, std::string label, std::optional<std::string> previous_conf);
+  absl::Status InitToken(const std::string& label, const std::string& pin_file);
 
   std::string dir_;
   std::string label_;

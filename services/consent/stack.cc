@@ -57,6 +57,33 @@ absl::StatusOr<std::unique_ptr<HsmDeviceCertificateIssuer>> LocalDeviceCa(
   return issuer;
 }
 
+// The SAD key's public key for the signers (signer.sad_keys): written with create_missing_keys
+// when the file is missing; when present, it must be this key.
+absl::Status SadPublicKeyFile(const cfg::ServerConfig& config, const std::string& spki_der) {
+  const std::string& path = config.consent().sad_public_key_file();
+  if (path.empty()) return absl::OkStatus();
+  auto pinned = ReadSadPublicKeyFile(path);
+  if (pinned.status().code() == absl::StatusCode::kNotFound && config.create_missing_keys()) {
+    auto pem = SadPublicKeyPem(spki_der);
+    if (!pem.ok()) return Field("consent.sad_public_key_file", pem.status());
+    std::ofstream out(path, std::ios::binary);
+    out << *pem;
+    out.close();
+    if (!out) {
+      return absl::InternalError(
+          absl::StrCat("consent.sad_public_key_file: ", path, ": cannot write"));
+    }
+    return absl::OkStatus();
+  }
+  if (!pinned.ok()) return Field("consent.sad_public_key_file", pinned.status());
+  if (*pinned != spki_der) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "consent.sad_public_key_file: ", path, ": not the public key of consent.sad_key_id \"",
+        config.consent().sad_key_id(), "\" in consent's token"));
+  }
+  return absl::OkStatus();
+}
+
 // What the section tunes; a config without defaults applied keeps ConsentConfig's.
 ConsentConfig ConsentTuning(const cfg::ConsentService& c) {
   ConsentConfig config;
@@ -105,10 +132,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
   const cfg::ConsentService& c = config.consent();
   auto stack = std::make_unique<ConsentStack>();
   if (auto s = MigrateConsentSchema(*env.pool); !s.ok()) return s;
-  if (auto pub = daemon::EnsureKey(env.hsm, config, c.sad_key_id(), "SAD key"); !pub.ok()) {
-    return Field("consent.sad_key_id", pub.status());
-  }
-  auto minter = SadMinter::New(env.hsm, c.sad_key_id());
+  auto hsm = env.Token("consent");
+  if (!hsm.ok()) return hsm.status();
+  auto sad_pub = daemon::EnsureKey(*hsm, config, c.sad_key_id(), "SAD key");
+  if (!sad_pub.ok()) return Field("consent.sad_key_id", sad_pub.status());
+  if (auto s = SadPublicKeyFile(config, sad_pub->spki_der); !s.ok()) return s;
+  auto minter = SadMinter::New(*hsm, c.sad_key_id());
   if (!minter.ok()) return Field("consent.sad_key_id", minter.status());
   stack->minter_ = *std::move(minter);
   stack->sad_key_id_ = c.sad_key_id();
@@ -118,7 +147,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
   const bool lifecycle_ca =
       RunsHere(config, "lifecycle") || !PeerTarget(config, "lifecycle").empty();
   if (!lifecycle_ca) {
-    auto issuer = LocalDeviceCa(config, env.hsm);
+    auto issuer = LocalDeviceCa(config, *hsm);
     if (!issuer.ok()) return issuer.status();
     stack->issuer_ = *std::move(issuer);
   }

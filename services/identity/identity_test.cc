@@ -72,7 +72,7 @@ class IdentityTest : public qsign::testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    ASSERT_TRUE(hsm().GenerateKeyPair(kSessionKey, hsm::KeyType::kEcP256).ok());
+    ASSERT_TRUE(hsm("identity").GenerateKeyPair(kSessionKey, hsm::KeyType::kEcP256).ok());
 
     ASSERT_TRUE(MigrateIdentitySchema(pool()).ok());
     store_ = NewPostgresIdentityStore(&pool());
@@ -82,7 +82,7 @@ class IdentityTest : public qsign::testing::ServiceTest {
     ASSERT_TRUE(services.AddSecret("consent", kConsentSecret).ok());
     ASSERT_TRUE(services.AddSecret("lifecycle", kLifecycleSecret).ok());
     auto identity =
-        Identity::New(&hsm(), store_.get(), consent_.get(), &clock_, std::move(operators),
+        Identity::New(&hsm("identity"), store_.get(), consent_.get(), &clock_, std::move(operators),
                       std::move(services), IdentityConfig{.session_key_ids = {kSessionKey}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
@@ -757,8 +757,8 @@ TEST_F(IdentityTest, ValidateSessionRefusesTamperedTokensAndNonServiceCallers) {
   ExpectStatus(Validate(token, &info, ""), grpc::StatusCode::UNAUTHENTICATED,
                "service credentials required");
   // A token signed by a key the service does not hold.
-  ASSERT_TRUE(hsm().GenerateKeyPair("rogue", hsm::KeyType::kEcP256).ok());
-  auto rogue = SessionTokenMinter::New(&hsm(), "rogue");
+  ASSERT_TRUE(hsm("identity").GenerateKeyPair("rogue", hsm::KeyType::kEcP256).ok());
+  auto rogue = SessionTokenMinter::New(&hsm("identity"), "rogue");
   ASSERT_TRUE(rogue.ok());
   auto forged = (*rogue)->Mint({.session_id = "0123456789abcdef0123456789abcdef",
                                 .account_id = account.account_id(),

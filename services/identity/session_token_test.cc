@@ -28,8 +28,8 @@ class SessionTokenTest : public qsign::testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    ASSERT_TRUE(hsm().GenerateKeyPair("session-1", hsm::KeyType::kEcP256).ok());
-    auto minter = SessionTokenMinter::New(&hsm(), "session-1");
+    ASSERT_TRUE(hsm("identity").GenerateKeyPair("session-1", hsm::KeyType::kEcP256).ok());
+    auto minter = SessionTokenMinter::New(&hsm("identity"), "session-1");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = SessionTokenVerifier::New({{"session-1", minter_->public_key_spki()}});
@@ -128,8 +128,8 @@ TEST_F(SessionTokenTest, RefusesMalformedTokens) {
 }
 
 TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
-  ASSERT_TRUE(hsm().GenerateKeyPair("session-2", hsm::KeyType::kEcP256).ok());
-  auto other = SessionTokenMinter::New(&hsm(), "session-2");
+  ASSERT_TRUE(hsm("identity").GenerateKeyPair("session-2", hsm::KeyType::kEcP256).ok());
+  auto other = SessionTokenMinter::New(&hsm("identity"), "session-2");
   ASSERT_TRUE(other.ok());
   auto token = (*other)->Mint(Claims());
   ASSERT_TRUE(token.ok());
@@ -148,16 +148,16 @@ TEST_F(SessionTokenTest, RefusesTokensOfAnotherKey) {
 }
 
 TEST_F(SessionTokenTest, KeysMustBeP256) {
-  ASSERT_TRUE(hsm().GenerateKeyPair("p384", hsm::KeyType::kEcP384).ok());
-  EXPECT_EQ(SessionTokenMinter::New(&hsm(), "p384").status().code(),
+  ASSERT_TRUE(hsm("identity").GenerateKeyPair("p384", hsm::KeyType::kEcP384).ok());
+  EXPECT_EQ(SessionTokenMinter::New(&hsm("identity"), "p384").status().code(),
             absl::StatusCode::kFailedPrecondition);
-  auto pub = hsm().GetPublicKey("p384");
+  auto pub = hsm("identity").GetPublicKey("p384");
   ASSERT_TRUE(pub.ok());
   EXPECT_EQ(SessionTokenVerifier::New({{"p384", pub->spki_der}}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SessionTokenVerifier::New({{"junk", "not a key"}}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(SessionTokenMinter::New(&hsm(), "missing").status().code(),
+  EXPECT_EQ(SessionTokenMinter::New(&hsm("identity"), "missing").status().code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -36,9 +36,11 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> IdentityStack::New(const daemon::
   const auto& c = env.config.identity();
   auto stack = std::make_unique<IdentityStack>();
   if (auto s = MigrateIdentitySchema(*env.pool); !s.ok()) return s;
+  auto hsm = env.Token("identity");
+  if (!hsm.ok()) return hsm.status();
   IdentityConfig identity_config;
   for (const std::string& id : c.session_key_ids()) {
-    auto pub = daemon::EnsureKey(env.hsm, env.config, id, "session-token key");
+    auto pub = daemon::EnsureKey(*hsm, env.config, id, "session-token key");
     if (!pub.ok()) return Field("identity.session_key_ids", pub.status());
     identity_config.session_key_ids.push_back(id);
   }
@@ -53,7 +55,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> IdentityStack::New(const daemon::
       std::make_unique<GrpcConsentClient>(env.channels->To("consent"), "identity", *secret);
   stack->store_ = NewPostgresIdentityStore(env.pool);
   auto service =
-      Identity::New(env.hsm, stack->store_.get(), stack->consent_.get(), env.clock,
+      Identity::New(*hsm, stack->store_.get(), stack->consent_.get(), env.clock,
                     *std::move(operators), *std::move(services), std::move(identity_config));
   if (!service.ok()) return service.status();
   stack->identity_ = *std::move(service);

@@ -3,11 +3,14 @@
 #include <openssl/x509.h>
 
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "services/lifecycle/ca/certificate.h"
@@ -26,6 +29,28 @@ absl::Status ValidateLegalPerson(const LegalPersonSubject& lp) {
 }
 
 std::string SerialBytes(std::string_view hex) { return absl::HexStringToBytes(Av(hex)); }
+
+// Key generation fails now and then for reasons a retry fixes (an HSM that lost a race, a signer
+// restarting): the signer answers UNAVAILABLE then, having kept nothing. CreateKey is idempotent
+// on the credential id (a key it made is found again, a leftover without a record is replaced),
+// so retrying is safe; a citizen's Issue must not fail for it.
+constexpr int kCreateKeyAttempts = 4;
+
+absl::StatusOr<std::string> CreateKeyRetrying(SignerClient& signer, const CertRecord& record) {
+  absl::StatusOr<std::string> spki;
+  for (int attempt = 1;; ++attempt) {
+    spki = signer.CreateKey(record.certificate_id, record.account_id, record.key_type);
+    const absl::StatusCode code = spki.status().code();
+    const bool transient =
+        code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+    if (spki.ok() || !transient || attempt == kCreateKeyAttempts) return spki;
+    Log(LogLevel::kWarning, "lifecycle", "key generation failed; retrying",
+        {{"certificate_id", record.certificate_id},
+         {"attempt", std::to_string(attempt)},
+         {"status", spki.status().ToString()}});
+    absl::SleepFor(absl::Milliseconds(25 * attempt));
+  }
+}
 
 }  // namespace
 
@@ -133,7 +158,7 @@ absl::StatusOr<CertView> Lifecycle::Complete(CertRecord record, const Caller& ca
   const Ca& ca = cas_->qualified();
   if (record.state == CertState::kPending) {
     // The signer's CreateKey is idempotent on the credential id: a retry finds the same key.
-    auto spki = signer_->CreateKey(record.certificate_id, record.account_id, record.key_type);
+    auto spki = CreateKeyRetrying(*signer_, record);
     if (!spki.ok()) return spki.status();
     auto spec = QualifiedCertificateSpec(
         record.subject, *spki, SerialBytes(record.serial_hex), record.not_before,

@@ -54,9 +54,14 @@
 #include "tests/testing/service_test.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::lifecycle {
 namespace {
+
+// Where the signer keeps a credential's key: its own token, in the user namespace
+// (docs/security-model.md). Spelled here, not taken from the signer's headers.
+std::string SignerKeyId(const std::string& credential_id) { return "user/" + credential_id; }
 
 namespace pb = ::qsign::v1;
 using ::qsign::testing::MetricValue;
@@ -164,12 +169,33 @@ class FaultySigner final : public SignerClient {
   explicit FaultySigner(SignerClient* inner) : inner_(inner) {}
   absl::StatusOr<std::string> CreateKey(std::string_view id, std::string_view account,
                                         hsm::KeyType type) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++create_key_calls_[std::string(id)];
+      // A transient failure of the first attempt of every credential: before the signer saw it,
+      // or after it made the key (the reply lost), alternately.
+      if (flaky_create_key && create_key_calls_[std::string(id)] == 1 &&
+          (flaky_count_++ % 2 == 0)) {
+        return absl::UnavailableError("injected: signer unreachable");
+      }
+    }
     auto spki = inner_->CreateKey(id, account, type);
-    // The key exists in the HSM now; the process "dies" before anything else is stored.
+    if (spki.ok() && flaky_create_key) {
+      absl::MutexLock lock(&mu_);
+      if (create_key_calls_[std::string(id)] == 1) {
+        return absl::UnavailableError("injected: the reply was lost");
+      }
+    }
+    // The key exists in the HSM now; the process "dies" before anything else is stored (CANCELLED:
+    // not a failure the issuance retries by itself).
     if (spki.ok() && crash_after_create_key.exchange(false)) {
-      return absl::UnavailableError("injected crash after CreateKey");
+      return absl::CancelledError("injected crash after CreateKey");
     }
     return spki;
+  }
+  int create_key_calls(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    return create_key_calls_[id];
   }
   absl::Status SetCertificate(std::string_view id, const std::vector<std::string>& chain) override {
     if (fail_set_certificate.exchange(false)) {
@@ -197,9 +223,13 @@ class FaultySigner final : public SignerClient {
   std::vector<std::string> calls;
   std::atomic<bool> fail_set_certificate{false};
   std::atomic<bool> fail_destroy_key{false};
+  std::atomic<bool> flaky_create_key{false};
 
  private:
   SignerClient* inner_;  // Not owned.
+  absl::Mutex mu_;
+  std::map<std::string, int> create_key_calls_ ABSL_GUARDED_BY(mu_);
+  int flaky_count_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // --- Fixture -----------------------------------------------------------------------------------
@@ -228,7 +258,7 @@ class LifecycleTest : public qsign::testing::ServiceTest {
 
     // The CA.
     ca_store_ = NewPostgresCaStore(&pool());
-    auto cas = CaSet::Init(&hsm(), ca_store_.get(), clock_, CaConfig{});
+    auto cas = CaSet::Init(&hsm("lifecycle"), ca_store_.get(), clock_, CaConfig{});
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_ = *std::move(cas);
 
@@ -745,12 +775,59 @@ TEST_F(LifecycleTest, IssueIsIdempotentOnTheClientRequestId) {
   EXPECT_THAT(*all, SizeIs(1));
 }
 
+// Eight citizens issuing at once, three times over, while the first key generation of every
+// certificate fails transiently (before reaching the signer, or with its reply lost): every
+// Issue succeeds, each with one active certificate whose key is the signer's.
+TEST_F(LifecycleTest, ConcurrentIssuesAllSucceedThroughTransientKeyGenerationFailures) {
+  faulty_signer_->flaky_create_key = true;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::string> accounts;
+    for (int i = 0; i < 8; ++i) {
+      accounts.push_back(absl::StrCat("citizen-", round, "-", i));
+      identity_.AddAccount({.account_id = accounts.back(),
+                            .username = absl::StrCat(accounts.back(), "@example.rs"),
+                            .given_name = "Ana",
+                            .surname = "Petrović",
+                            .national_id = qsign::testing::NationalId(100 + round * 8 + i),
+                            .assurance_level = AssuranceLevel::kHigh});
+    }
+    std::vector<std::string> auths;
+    for (const std::string& account : accounts) {
+      auths.push_back(Bearer(account));
+      ASSERT_TRUE(Accept(auths.back()).ok());
+    }
+    std::vector<grpc::Status> results(accounts.size());
+    std::vector<pb::Certificate> certs(accounts.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < accounts.size(); ++i) {
+      threads.emplace_back([&, i] { results[i] = Issue(auths[i], "issue", &certs[i]); });
+    }
+    for (std::thread& t : threads) t.join();
+    for (size_t i = 0; i < accounts.size(); ++i) {
+      SCOPED_TRACE(accounts[i]);
+      ASSERT_TRUE(results[i].ok()) << results[i].error_message();
+      EXPECT_EQ(certs[i].status(), pb::CERTIFICATE_STATUS_ACTIVE);
+      EXPECT_GE(faulty_signer_->create_key_calls(certs[i].certificate_id()), 2);
+      const pb::CredentialInfo cred = Credential(certs[i].certificate_id());
+      EXPECT_EQ(cred.status(), pb::CREDENTIAL_STATUS_ACTIVE);
+      EXPECT_EQ(qsign::testing::SpkiOfCertificate(cred.certificate_chain_der(0)),
+                cred.public_key_spki());
+      auto key = hsm("signer").GetPublicKey(SignerKeyId(certs[i].certificate_id()));
+      ASSERT_TRUE(key.ok()) << key.status();
+      EXPECT_EQ(key->spki_der, cred.public_key_spki());
+      auto records = store_->ListCertificates(accounts[i]);
+      ASSERT_TRUE(records.ok());
+      EXPECT_THAT(*records, SizeIs(1));
+    }
+  }
+}
+
 TEST_F(LifecycleTest, CrashBetweenKeyGenerationAndStorageLeavesNoActiveCertificate) {
   const std::string auth = Bearer("alice");
   ASSERT_TRUE(Accept(auth).ok());
   faulty_signer_->crash_after_create_key = true;
   pb::Certificate cert;
-  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::CANCELLED);
 
   // Nothing signed, nothing active: the intent is pending with its serial reserved, the
   // signer's key cannot sign (no certificate).
@@ -786,7 +863,7 @@ TEST_F(LifecycleTest, AStaleInterruptedIssuanceIsAbandonedAndItsKeyDestroyed) {
   ASSERT_TRUE(Accept(auth).ok());
   faulty_signer_->crash_after_create_key = true;
   pb::Certificate cert;
-  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Issue(auth, "crashy", &cert).error_code(), grpc::StatusCode::CANCELLED);
   auto records = store_->ListCertificates("alice");
   ASSERT_TRUE(records.ok());
   const std::string orphan = (*records)[0].certificate_id;
@@ -796,7 +873,8 @@ TEST_F(LifecycleTest, AStaleInterruptedIssuanceIsAbandonedAndItsKeyDestroyed) {
   ASSERT_TRUE(Issue(auth2, "fresh", &cert).ok());
   EXPECT_NE(cert.certificate_id(), orphan);
   EXPECT_EQ(Credential(orphan).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm().GetPublicKey(orphan).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(orphan)).status().code(),
+            absl::StatusCode::kNotFound);
   // The abandoned request id is not reused.
   grpc::Status s = Issue(auth2, "crashy", &cert);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -970,7 +1048,7 @@ TEST_F(LifecycleTest, ACrashedRenewalDoesNotBlockTheNextOne) {
   pb::Certificate renewed;
   faulty_signer_->crash_after_create_key = true;
   EXPECT_EQ(stub_->Renew(As(Bearer("alice")).get(), req, &renewed).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+            grpc::StatusCode::CANCELLED);
   req.set_client_request_id("renew-again");
   grpc::Status s = stub_->Renew(As(Bearer("alice")).get(), req, &renewed);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);  // Still fresh: in progress.
@@ -1024,7 +1102,8 @@ TEST_F(LifecycleTest, RevokeDestroysTheKeyAndIsAnsweredClearlyTheSecondTime) {
   EXPECT_EQ(revoked.revocation_reason(), pb::REVOCATION_REASON_KEY_COMPROMISE);
   EXPECT_EQ(revoked.revoked_at().seconds(), absl::ToUnixSeconds(clock_.Now()));
   EXPECT_EQ(Credential(cert.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm().GetPublicKey(cert.certificate_id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(cert.certificate_id())).status().code(),
+            absl::StatusCode::kNotFound);
 
   pb::RevokeRequest by_serial;
   by_serial.set_serial_hex(absl::AsciiStrToLower(cert.serial_hex()));
@@ -1072,7 +1151,8 @@ TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
   auto swept = lifecycle_->Sweep();
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_EQ(swept->keys_destroyed, 1);
-  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(id)).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_THAT(faulty_signer_->calls,
               ElementsAre(absl::StrCat("disable ", id), absl::StrCat("destroy ", id)));
   auto record = store_->GetCertificate(id);
@@ -1172,7 +1252,7 @@ TEST_F(LifecycleTest, RevokeAllEndsEverything) {
   // The old phone can approve nothing; the key is gone; every session ended.
   EXPECT_EQ(consent_.Approve("alice", "phone-1").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Credential(qualified.certificate_id()).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm().GetPublicKey(qualified.certificate_id()).status().code(),
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(qualified.certificate_id())).status().code(),
             absl::StatusCode::kNotFound);
   pb::GetStatusResponse st;
   EXPECT_EQ(stub_->GetStatus(As(other_session).get(), pb::GetStatusRequest(), &st).error_code(),
@@ -1258,7 +1338,8 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   EXPECT_EQ(record->revocation_reason, 1);
   EXPECT_TRUE(record->key_destroyed);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(id)).status().code(),
+            absl::StatusCode::kNotFound);
   job = pool().Exec("SELECT state, keys_done FROM lifecycle.revoke_all_jobs WHERE id = $1",
                     {db::Param::Int(static_cast<int64_t>(resp.job_id()))});
   ASSERT_TRUE(job.ok());
@@ -1299,7 +1380,7 @@ TEST_F(LifecycleTest, TheSweeperExpiresCredentialsAndDestroysTheirKeysAudited) {
   auto swept = lifecycle_->Sweep();
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_EQ(swept->keys_expired, 0);
-  EXPECT_TRUE(hsm().GetPublicKey(id).ok());
+  EXPECT_TRUE(hsm("signer").GetPublicKey(SignerKeyId(id)).ok());
 
   clock_.Set(not_after);
   swept = lifecycle_->Sweep();
@@ -1316,7 +1397,8 @@ TEST_F(LifecycleTest, TheSweeperExpiresCredentialsAndDestroysTheirKeysAudited) {
   EXPECT_EQ(swept->keys_expired, 1);
   EXPECT_EQ(MetricValue("qsign_lifecycle_expired_keys_destroyed_total"), expired_before + 1);
   EXPECT_EQ(swept->failures, 0);
-  EXPECT_EQ(hsm().GetPublicKey(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(id)).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_EXPIRED);
   auto stored = pool().Exec(
       "SELECT status, key_destroyed_at IS NOT NULL FROM signer.credentials WHERE "
@@ -1589,7 +1671,8 @@ TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {
 
 TEST_F(LifecycleTest, QsignLifecycleBinaryLoadsTheCaAndServesStatus) {
   // The CA exists (the fixture made it): no create_missing_keys. The peers are never called here.
-  config::v1::ServerConfig config = qsign::testing::LaptopConfig(conninfo(), token().config(2));
+  config::v1::ServerConfig config =
+      qsign::testing::LaptopConfig(conninfo(), env().TokensConfig(2), {"lifecycle"}, token().dir());
   config.set_create_missing_keys(false);
   config.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
   config.mutable_peers()->set_signer("127.0.0.1:1");

@@ -84,10 +84,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
   auto key_type = hsm::ParseKeyType(c.ca_key_type());
   if (!key_type.ok()) return Field("lifecycle.ca_key_type", key_type.status());
   CaConfig ca_config{.key_type = *key_type, .public_base_url = c.public_base_url()};
+  auto hsm = env.Token("lifecycle");
+  if (!hsm.ok()) return hsm.status();
   stack->ca_store_ = NewPostgresCaStore(env.pool);
   auto cas = config.create_missing_keys()
-                 ? CaSet::Init(env.hsm, stack->ca_store_.get(), *env.clock, ca_config)
-                 : CaSet::Load(env.hsm, stack->ca_store_.get(), ca_config);
+                 ? CaSet::Init(*hsm, stack->ca_store_.get(), *env.clock, ca_config)
+                 : CaSet::Load(*hsm, stack->ca_store_.get(), ca_config);
   if (!cas.ok()) return cas.status();
   stack->cas_ = *std::move(cas);
   auto secret = daemon::OptionalSecret(c.client_secret_file());

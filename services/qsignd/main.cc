@@ -10,8 +10,10 @@
 
 int main(int argc, char** argv) {
   // Build order; Stop() runs in reverse: the gateway drains before consent's streams end.
+  // Consent before the signer: on a laptop's first start consent makes the SAD key and writes
+  // consent.sad_public_key_file, which the signer reads as its pinned signer.sad_keys.
   return qsign::daemon::Main(
       argc, argv, "qsignd",
-      {qsign::signer::kStack, qsign::consent::kStack, qsign::identity::kStack,
+      {qsign::consent::kStack, qsign::signer::kStack, qsign::identity::kStack,
        qsign::lifecycle::kStack, qsign::gateway::kStack});
 }

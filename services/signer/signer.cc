@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
 #include "common/refusal.h"
@@ -93,6 +94,10 @@ absl::Status ValidateCredentialId(std::string_view id) {
     }
   }
   return absl::OkStatus();
+}
+
+std::string UserKeyId(std::string_view credential_id) {
+  return absl::StrCat("user/", Av(credential_id));
 }
 
 Signer::Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sad_verifier,
@@ -220,7 +225,7 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
 
   // 5. Only now the key.
   auto signatures = hsm_->SignDigests(
-      in.credential_id,
+      UserKeyId(in.credential_id),
       {.scheme = algo->scheme, .hash = *hash, .ecdsa_der = !in.ecdsa_raw_signature}, in.hashes);
   if (signatures.ok()) {
     counted.signatures(key->key_type)->Increment(static_cast<double>(signatures->size()));
@@ -245,13 +250,29 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
     return existing.status();
   }
 
-  auto pub = hsm_->GenerateKeyPair(credential_id, key_type);
+  const std::string key_id = UserKeyId(credential_id);
+  auto pub = hsm_->GenerateKeyPair(key_id, key_type);
   if (pub.status().code() == absl::StatusCode::kAlreadyExists) {
-    // A key from an attempt that crashed before it was recorded: never reuse it.
-    if (auto s = hsm_->DestroyKeyPair(credential_id); !s.ok()) return s;
-    pub = hsm_->GenerateKeyPair(credential_id, key_type);
+    // A key from an attempt that crashed before it was recorded: never reuse it. Only ever a
+    // user key: the id is in the user namespace.
+    if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok()) return s;
+    pub = hsm_->GenerateKeyPair(key_id, key_type);
   }
-  if (!pub.ok()) return pub.status();
+  if (!pub.ok()) {
+    const absl::StatusCode code = pub.status().code();
+    if (code != absl::StatusCode::kInternal && code != absl::StatusCode::kUnknown &&
+        code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kUnavailable) {
+      return pub.status();
+    }
+    // The module failed the generation (e.g. SoftHSM2 losing a race on its object store): remove
+    // whatever it may have left under this user key id and say it is worth a retry.
+    Log(LogLevel::kWarning, "signer", "key generation failed",
+        {{"credential_id", std::string(credential_id)}, {"status", pub.status().ToString()}});
+    (void)hsm_->DestroyKeyPair(key_id);
+    return absl::UnavailableError(absl::StrCat("credential_id: ", Av(credential_id),
+                                               ": the HSM did not generate the key; nothing was "
+                                               "kept, retry"));
+  }
   Credential cred{.credential_id = std::string(credential_id),
                   .account_id = std::string(account_id),
                   .status = CredentialStatus::kPending,
@@ -264,7 +285,7 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
             absl::StrCat("account=", Av(account_id), " key=", Av(hsm::KeyTypeName(key_type)))));
   if (!s.ok()) {
     // Nothing half-written: a key without its record is removed.
-    (void)hsm_->DestroyKeyPair(credential_id);
+    (void)hsm_->DestroyKeyPair(key_id);
     return s;
   }
   return cred;
@@ -348,7 +369,7 @@ absl::StatusOr<Credential> Signer::DestroyKey(std::string_view credential_id, co
       !s.ok()) {
     return s;
   }
-  if (auto s = hsm_->DestroyKeyPair(credential_id);
+  if (auto s = hsm_->DestroyKeyPair(UserKeyId(credential_id));
       !s.ok() && s.code() != absl::StatusCode::kNotFound) {
     return s;
   }

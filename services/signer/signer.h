@@ -98,6 +98,11 @@ class Signer {
 // "credential_id: ..." unless 1..64 characters of [A-Za-z0-9._-].
 absl::Status ValidateCredentialId(std::string_view credential_id);
 
+// The HSM key id of a credential's key: "user/<credential_id>". Users' keys live in their own
+// namespace: a credential id cannot contain '/' and no infrastructure key id (SAD, session, CA
+// keys) starts with "user/", so nothing a caller names can reach an infrastructure key.
+std::string UserKeyId(std::string_view credential_id);
+
 }  // namespace qsign::signer
 
 #endif  // QSIGN_SERVICES_SIGNER_SIGNER_H_

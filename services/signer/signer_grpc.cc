@@ -64,7 +64,13 @@ grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
 
 absl::StatusOr<Actor> SignerGrpc::Admin(const grpc::ServerContext* ctx,
                                         std::string_view rpc) const {
-  if (access_.services == nullptr) return Actor{.name = "unauthenticated", .address = ctx->peer()};
+  if (access_.services == nullptr || access_.services->empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Av(rpc),
+                     ": refused: this signer has no service credentials (services_file missing or "
+                     "empty), so no caller can be the ",
+                     access_.admin_client_id, " service"));
+  }
   std::string header;
   auto it = ctx->client_metadata().find("authorization");
   if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());

@@ -13,8 +13,8 @@ namespace qsign::signer {
 // Who may call the administrative RPCs (CreateKey, SetCertificate, DisableCredential,
 // DestroyKey).
 struct SignerAccess {
-  // Service credentials ("authorization: Service <id>.<secret>"). nullptr: the administrative
-  // RPCs are open, for tests and a loopback-only laptop stack (qsignd logs a warning).
+  // Service credentials ("authorization: Service <id>.<secret>"). nullptr or empty: the
+  // administrative RPCs refuse every call (FAILED_PRECONDITION): never open to anyone.
   const auth::CredentialTable* services = nullptr;  // Not owned.
   // The one client id allowed to create, certify and destroy keys.
   std::string admin_client_id = "lifecycle";

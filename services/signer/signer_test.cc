@@ -43,6 +43,9 @@ namespace {
 namespace pb = ::qsign::v1;
 using ::testing::HasSubstr;
 
+// What the lifecycle service presents to the signer's administrative RPCs.
+constexpr char kLifecycle[] = "Service lifecycle.lifecycle-secret";
+
 constexpr const char* kEcdsaSha256 = oid::kEcdsaWithSha256;
 constexpr const char* kEcdsaSha384 = oid::kEcdsaWithSha384;
 constexpr const char* kRsaSha256 = oid::kSha256WithRsa;
@@ -99,12 +102,13 @@ class SignerTest : public qsign::testing::ServiceTest {
   }
 
   void StartSigner(SignerConfig config) {
-    counting_ = std::make_unique<CountingHsm>(&hsm());
+    counting_ = std::make_unique<CountingHsm>(&hsm("signer"));
     ASSERT_TRUE(MigrateSignerSchema(pool()).ok());
     store_ = NewPostgresSignerStore(&pool());
 
-    ASSERT_TRUE(hsm().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
-    auto minter = consent::SadMinter::New(&hsm(), "sad-key");
+    // consent's key, in consent's token: the signer only knows its public key.
+    ASSERT_TRUE(hsm("consent").GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    auto minter = consent::SadMinter::New(&hsm("consent"), "sad-key");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = consent::SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
@@ -113,7 +117,8 @@ class SignerTest : public qsign::testing::ServiceTest {
 
     signer_ =
         std::make_unique<Signer>(counting_.get(), store_.get(), verifier_.get(), &clock_, config);
-    grpc_ = std::make_unique<SignerGrpc>(signer_.get());
+    ASSERT_TRUE(services_.AddSecret("lifecycle", "lifecycle-secret").ok());
+    grpc_ = std::make_unique<SignerGrpc>(signer_.get(), SignerAccess{.services = &services_});
     auto server = GrpcServer::Start({}, {grpc_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -125,6 +130,18 @@ class SignerTest : public qsign::testing::ServiceTest {
     if (server_) server_->Shutdown(absl::ZeroDuration());
   }
 
+  // CreateKey over gRPC as the lifecycle service: a PENDING credential.
+  grpc::Status CreateKey(const std::string& id, const std::string& account,
+                         pb::CredentialInfo* created) {
+    pb::CreateKeyRequest create;
+    create.set_credential_id(id);
+    create.set_account_id(account);
+    create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kLifecycle);
+    return stub_->CreateKey(&ctx, create, created);
+  }
+
   // CreateKey + SetCertificate over gRPC: an ACTIVE credential.
   pb::CredentialInfo ActiveCredential(const std::string& id, const std::string& account,
                                       pb::KeyAlgorithm algorithm = pb::KEY_ALGORITHM_EC_P256) {
@@ -134,6 +151,7 @@ class SignerTest : public qsign::testing::ServiceTest {
     create.set_key_algorithm(algorithm);
     pb::CredentialInfo created;
     grpc::ClientContext ctx1;
+    ctx1.AddMetadata("authorization", kLifecycle);
     grpc::Status s = stub_->CreateKey(&ctx1, create, &created);
     EXPECT_TRUE(s.ok()) << s.error_message();
     pb::SetCertificateRequest set;
@@ -141,6 +159,7 @@ class SignerTest : public qsign::testing::ServiceTest {
     set.add_certificate_chain_der(CertificateFor(created.public_key_spki()));
     pb::CredentialInfo active;
     grpc::ClientContext ctx2;
+    ctx2.AddMetadata("authorization", kLifecycle);
     s = stub_->SetCertificate(&ctx2, set, &active);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return active;
@@ -176,6 +195,7 @@ class SignerTest : public qsign::testing::ServiceTest {
     pb::DisableCredentialRequest req;
     req.set_credential_id(id);
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kLifecycle);
     return stub_->DisableCredential(&ctx, req, out);
   }
   grpc::Status DestroyExpired(const std::string& id, pb::CredentialInfo* out) {
@@ -183,6 +203,7 @@ class SignerTest : public qsign::testing::ServiceTest {
     req.set_credential_id(id);
     req.set_reason(pb::DestroyKeyRequest::REASON_EXPIRED);
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kLifecycle);
     return stub_->DestroyKey(&ctx, req, out);
   }
 
@@ -209,6 +230,7 @@ class SignerTest : public qsign::testing::ServiceTest {
   std::unique_ptr<consent::SadMinter> minter_;
   std::unique_ptr<consent::SadVerifier> verifier_;
   std::unique_ptr<Signer> signer_;
+  auth::CredentialTable services_;  // The lifecycle service's credential (kLifecycle).
   std::unique_ptr<SignerGrpc> grpc_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<pb::Signer::Stub> stub_;
@@ -221,6 +243,7 @@ TEST_F(SignerTest, NewCredentialIsPendingThenActiveWithItsChain) {
   create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
   pb::CredentialInfo created;
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->CreateKey(&ctx, create, &created).ok());
   EXPECT_EQ(created.status(), pb::CREDENTIAL_STATUS_PENDING);
   EXPECT_EQ(created.key_bits(), 256u);
@@ -269,7 +292,8 @@ TEST_F(SignerTest, OnlyTheLifecycleServiceCreatesCertifiesAndDestroysKeys) {
   s = call("Service gateway.gateway-secret");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("only the lifecycle service"));
-  EXPECT_EQ(hsm().GetPublicKey("cred-guarded").status().code(), absl::StatusCode::kNotFound)
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-guarded")).status().code(),
+            absl::StatusCode::kNotFound)
       << "a refused CreateKey generated a key";
   s = call("Service lifecycle.lifecycle-secret");
   ASSERT_TRUE(s.ok()) << s.error_message();
@@ -281,6 +305,79 @@ TEST_F(SignerTest, OnlyTheLifecycleServiceCreatesCertifiesAndDestroysKeys) {
   (*server)->Shutdown(absl::ZeroDuration());
 }
 
+// Without a service credential table (services_file missing or empty) the administrative RPCs
+// are refused to everyone, never open.
+TEST_F(SignerTest, AdministrativeRpcsRefusedWithoutServiceCredentials) {
+  auth::CredentialTable empty;
+  for (const auth::CredentialTable* table : {static_cast<const auth::CredentialTable*>(nullptr),
+                                             static_cast<const auth::CredentialTable*>(&empty)}) {
+    SCOPED_TRACE(table == nullptr ? "no table" : "empty table");
+    SignerGrpc unguarded(signer_.get(), {.services = table});
+    auto server = GrpcServer::Start({}, {&unguarded});
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto stub = pb::Signer::NewStub(
+        grpc::CreateChannel((*server)->local_target(), grpc::InsecureChannelCredentials()));
+    for (const std::string authorization : {"", kLifecycle}) {
+      pb::CreateKeyRequest create;
+      create.set_credential_id("cred-open");
+      create.set_account_id("alice");
+      create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
+      pb::CredentialInfo out;
+      grpc::ClientContext c1, c2, c3;
+      if (!authorization.empty()) {
+        for (grpc::ClientContext* c : {&c1, &c2, &c3})
+          c->AddMetadata("authorization", authorization);
+      }
+      grpc::Status s = stub->CreateKey(&c1, create, &out);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+      EXPECT_THAT(s.error_message(), HasSubstr("no service credentials"));
+      pb::SetCertificateRequest set;
+      set.set_credential_id("cred-open");
+      set.add_certificate_chain_der("x");
+      EXPECT_EQ(stub->SetCertificate(&c2, set, &out).error_code(),
+                grpc::StatusCode::FAILED_PRECONDITION);
+      pb::DestroyKeyRequest destroy;
+      destroy.set_credential_id("cred-open");
+      EXPECT_EQ(stub->DestroyKey(&c3, destroy, &out).error_code(),
+                grpc::StatusCode::FAILED_PRECONDITION);
+    }
+    (*server)->Shutdown(absl::ZeroDuration());
+  }
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-open")).status().code(),
+            absl::StatusCode::kNotFound);
+  auto rows = pool().Exec("SELECT count(*) FROM signer.credentials");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->Get(0, 0), "0");
+}
+
+// A credential id is a name in the user namespace: even a key that should never be in the
+// signer's token, under an infrastructure key's id, is out of CreateKey's reach (before, a
+// CreateKey with that id found it "left over", destroyed it and made its own).
+TEST_F(SignerTest, CreateKeyNeverTouchesAnInfrastructureKey) {
+  auto infrastructure = hsm("signer").GenerateKeyPair("qsign-sad-1", hsm::KeyType::kEcP256);
+  ASSERT_TRUE(infrastructure.ok()) << infrastructure.status();
+  pb::CredentialInfo created;
+  grpc::Status s = CreateKey("qsign-sad-1", "mallory", &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(created.public_key_spki(), infrastructure->spki_der);
+  auto still = hsm("signer").GetPublicKey("qsign-sad-1");
+  ASSERT_TRUE(still.ok()) << "CreateKey destroyed an infrastructure key: " << still.status();
+  EXPECT_EQ(still->spki_der, infrastructure->spki_der);
+  auto user = hsm("signer").GetPublicKey(UserKeyId("qsign-sad-1"));
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->spki_der, created.public_key_spki());
+  // Destroying the credential destroys its own key only.
+  pb::DestroyKeyRequest destroy;
+  destroy.set_credential_id("qsign-sad-1");
+  grpc::ClientContext ctx2;
+  ctx2.AddMetadata("authorization", kLifecycle);
+  ASSERT_TRUE(stub_->DestroyKey(&ctx2, destroy, &created).ok());
+  EXPECT_TRUE(hsm("signer").GetPublicKey("qsign-sad-1").ok());
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("qsign-sad-1")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(UserKeyId("cred-1"), "user/cred-1");
+}
+
 TEST_F(SignerTest, RetriedCreateKeyReturnsTheSameKey) {
   pb::CreateKeyRequest create;
   create.set_credential_id("cred-1");
@@ -288,11 +385,14 @@ TEST_F(SignerTest, RetriedCreateKeyReturnsTheSameKey) {
   create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
   pb::CredentialInfo first, second;
   grpc::ClientContext c1, c2, c3;
+  c1.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->CreateKey(&c1, create, &first).ok());
+  c2.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->CreateKey(&c2, create, &second).ok());
   EXPECT_EQ(first.public_key_spki(), second.public_key_spki());
   create.set_account_id("mallory");
   pb::CredentialInfo third;
+  c3.AddMetadata("authorization", kLifecycle);
   EXPECT_EQ(stub_->CreateKey(&c3, create, &third).error_code(), grpc::StatusCode::ALREADY_EXISTS);
 }
 
@@ -304,11 +404,13 @@ TEST_F(SignerTest, SetCertificateRefusesACertificateForAnotherKey) {
   create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
   pb::CredentialInfo b;
   grpc::ClientContext c1, c2;
+  c1.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->CreateKey(&c1, create, &b).ok());
   pb::SetCertificateRequest set;
   set.set_credential_id("cred-b");
   set.add_certificate_chain_der(a.certificate_chain_der(0));
   pb::CredentialInfo out;
+  c2.AddMetadata("authorization", kLifecycle);
   grpc::Status s = stub_->SetCertificate(&c2, set, &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("not the credential's key"));
@@ -567,6 +669,7 @@ TEST_F(SignerTest, RefusesUnknownAndPendingCredentials) {
   create.set_key_algorithm(pb::KEY_ALGORITHM_EC_P256);
   pb::CredentialInfo created;
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->CreateKey(&ctx, create, &created).ok());
   ExpectRefused(Request("cred-p", {Hash('a')}, Sad("alice", "cred-p", {Hash('a')})),
                 grpc::StatusCode::FAILED_PRECONDITION, "credential is PENDING");
@@ -578,10 +681,13 @@ TEST_F(SignerTest, DestroyedKeyNeverSignsAgain) {
   destroy.set_credential_id("cred-1");
   pb::CredentialInfo out;
   grpc::ClientContext c1, c2;
+  c1.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->DestroyKey(&c1, destroy, &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_EQ(hsm().GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-1")).status().code(),
+            absl::StatusCode::kNotFound);
   // Idempotent.
+  c2.AddMetadata("authorization", kLifecycle);
   EXPECT_TRUE(stub_->DestroyKey(&c2, destroy, &out).ok());
   ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
                 grpc::StatusCode::FAILED_PRECONDITION, "credential is DISABLED");
@@ -593,6 +699,7 @@ TEST_F(SignerTest, AdministrativeActsAreInTheAuditChain) {
   destroy.set_credential_id("cred-1");
   pb::CredentialInfo out;
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kLifecycle);
   ASSERT_TRUE(stub_->DestroyKey(&ctx, destroy, &out).ok());
   auto rows = pool().Exec("SELECT action, target FROM signer.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok()) << rows.status();
@@ -674,7 +781,7 @@ TEST_F(SignerTest, DisableCredentialStopsSigningAtOnceAndKeepsTheKey) {
   pb::CredentialInfo out;
   ASSERT_TRUE(Disable("cred-1", &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_DISABLED);
-  EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
+  EXPECT_TRUE(hsm("signer").GetPublicKey(UserKeyId("cred-1")).ok());
   ExpectRefused(Request("cred-1", {Hash('a')}, Sad("alice", "cred-1", {Hash('a')})),
                 grpc::StatusCode::FAILED_PRECONDITION, "credential is DISABLED");
   EXPECT_TRUE(Disable("cred-1", &out).ok());  // Idempotent.
@@ -687,12 +794,13 @@ TEST_F(SignerTest, AnExpiredCredentialsKeyIsDestroyedOnlyAfterNotAfter) {
   grpc::Status s = DestroyExpired("cred-1", &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("has not expired"));
-  EXPECT_TRUE(hsm().GetPublicKey("cred-1").ok());
+  EXPECT_TRUE(hsm("signer").GetPublicKey(UserKeyId("cred-1")).ok());
 
   clock_.Set(absl::FromUnixSeconds(info.valid_to().seconds()) + absl::Seconds(1));
   ASSERT_TRUE(DestroyExpired("cred-1", &out).ok());
   EXPECT_EQ(out.status(), pb::CREDENTIAL_STATUS_EXPIRED);
-  EXPECT_EQ(hsm().GetPublicKey("cred-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-1")).status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(DestroyExpired("cred-1", &out).ok());  // Idempotent.
   auto rows = pool().Exec("SELECT action FROM signer.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok());

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/auth/credential_table.h"
 #include "common/daemon/stack_helpers.h"
 #include "common/log.h"
@@ -25,7 +26,6 @@ class SignerStack final : public daemon::Stack {
   std::vector<Served> services() override {
     return {{qsign::v1::Signer::service_full_name(), grpc_.get()}};
   }
-  std::string hsm_probe_key() const override { return probe_key_; }
 
  private:
   std::unique_ptr<consent::SadVerifier> verifier_;
@@ -33,40 +33,48 @@ class SignerStack final : public daemon::Stack {
   std::unique_ptr<Signer> signer_;
   auth::CredentialTable clients_;
   std::unique_ptr<SignerGrpc> grpc_;
-  std::string probe_key_;
 };
 
 absl::StatusOr<std::unique_ptr<daemon::Stack>> SignerStack::New(const daemon::StackEnv& env) {
   const auto& c = env.config.signer();
   auto stack = std::make_unique<SignerStack>();
   if (auto s = MigrateSignerSchema(*env.pool); !s.ok()) return s;
+  auto hsm = env.Token("signer");
+  if (!hsm.ok()) return hsm.status();
+  // SAD keys are pinned in the config, never looked up in any token: the signer's token holds
+  // citizens' keys only, and a key placed there (or in another token) under a SAD key id is not
+  // trusted.
   std::map<std::string, std::string> sad_keys;
-  for (const std::string& id : c.sad_key_ids()) {
-    auto pub = daemon::EnsureKey(env.hsm, env.config, id, "SAD key");
-    if (!pub.ok()) return Field("signer.sad_key_ids", pub.status());
-    sad_keys[id] = pub->spki_der;
+  for (int i = 0; i < c.sad_keys_size(); ++i) {
+    auto spki = consent::ReadSadPublicKeyFile(c.sad_keys(i).public_key_file());
+    if (!spki.ok()) {
+      return Field(absl::StrCat("signer.sad_keys[", i, "].public_key_file"), spki.status());
+    }
+    sad_keys[c.sad_keys(i).key_id()] = *std::move(spki);
+  }
+  if (sad_keys.empty()) {
+    return absl::FailedPreconditionError("signer.sad_keys: required (the pinned SAD keys)");
   }
   auto verifier = consent::SadVerifier::New(sad_keys);
   if (!verifier.ok()) return verifier.status();
   stack->verifier_ = *std::move(verifier);
   stack->store_ = NewPostgresSignerStore(env.pool);
   stack->signer_ = std::make_unique<Signer>(
-      env.hsm, stack->store_.get(), stack->verifier_.get(), env.clock,
+      *hsm, stack->store_.get(), stack->verifier_.get(), env.clock,
       SignerConfig{.max_batch = c.max_batch(),
                    .max_hashes_per_authorization = c.max_hashes_per_authorization()});
-  // Only the lifecycle service may create, certify and destroy user keys.
-  if (!env.config.services_file().empty()) {
-    auto t = auth::CredentialTable::FromFile(env.config.services_file());
-    if (!t.ok()) return Field("services_file", t.status());
-    stack->clients_ = *std::move(t);
-  } else {
+  // Only the lifecycle service may create, certify and destroy user keys; without service
+  // credentials nobody may.
+  auto clients = daemon::OptionalCredentialTable(env.config.services_file(), "services_file");
+  if (!clients.ok()) return clients.status();
+  stack->clients_ = *std::move(clients);
+  if (stack->clients_.empty()) {
     Log(LogLevel::kWarning, "signer",
-        "no services_file: Signer.CreateKey/SetCertificate/DestroyKey accept any caller");
+        "no service credentials (services_file missing or empty): "
+        "Signer.CreateKey/SetCertificate/DestroyKey refuse every call");
   }
-  stack->grpc_ = std::make_unique<SignerGrpc>(
-      stack->signer_.get(),
-      SignerAccess{.services = stack->clients_.empty() ? nullptr : &stack->clients_});
-  stack->probe_key_ = c.sad_key_ids(0);
+  stack->grpc_ = std::make_unique<SignerGrpc>(stack->signer_.get(),
+                                              SignerAccess{.services = &stack->clients_});
   return stack;
 }
 

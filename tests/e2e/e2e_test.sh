@@ -29,13 +29,17 @@ as_pg "$PG_BIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/server.log" -w \
   -o "-k $T/pg/sock -c listen_addresses='' -c fsync=off" start >/dev/null
 as_pg "$PG_BIN/createdb" -h "$T/pg/sock" -U postgres qsign
 
-# SoftHSM2 token.
+# SoftHSM2: one token per role, each with its own PIN (docs/security-model.md).
 mkdir -p "$T/softhsm/tokens" "$T/secrets"
 export SOFTHSM2_CONF="$T/softhsm/softhsm2.conf"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
   "$T/softhsm/tokens" >"$SOFTHSM2_CONF"
-echo 11223344 >"$T/secrets/hsm-user.pin"
-softhsm2-util --init-token --free --label qsign --pin 11223344 --so-pin 55667788 >/dev/null
+n=0
+for role in signer consent identity lifecycle; do
+  n=$((n + 1))
+  echo "1122334$n" >"$T/secrets/hsm-$role.pin"
+  softhsm2-util --init-token --free --label "qsign-$role" --pin "1122334$n" --so-pin 55667788 >/dev/null
+done
 MODULE=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
   2>/dev/null | head -n1)
 
@@ -69,10 +73,17 @@ create_missing_keys: true
 operators_file: "$T/secrets/operators"
 services_file: "$T/secrets/services"
 database { conninfo: "host=$T/pg/sock dbname=qsign user=postgres" }
-hsm { module: "$MODULE" token_label: "qsign" pin_file: "$T/secrets/hsm-user.pin" }
+hsm {
+  module: "$MODULE"
+  token { role: "signer" label: "qsign-signer" pin_file: "$T/secrets/hsm-signer.pin" }
+  token { role: "consent" label: "qsign-consent" pin_file: "$T/secrets/hsm-consent.pin" }
+  token { role: "identity" label: "qsign-identity" pin_file: "$T/secrets/hsm-identity.pin" }
+  token { role: "lifecycle" label: "qsign-lifecycle" pin_file: "$T/secrets/hsm-lifecycle.pin" }
+}
 observability { metrics_listen: "127.0.0.1:$METRICS_PORT" }
-signer {}
+signer { sad_keys { key_id: "qsign-sad-1" public_key_file: "$T/sad-qsign-sad-1.pem" } }
 consent {
+  sad_public_key_file: "$T/sad-qsign-sad-1.pem"
   pin_pepper_file: "$T/secrets/pin-pepper"
   pin_argon2_m_kib: 256
   client_secret_file: "$T/secrets/consent.secret"

@@ -752,6 +752,7 @@ def check_service_configs(objs, errors, schema=None):
                   for o in objs if o.get("kind") == "ConfigMap"}
     policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
     wl = workloads(objs)
+    hsm_owners = {}  # (namespace, "token label" | "PIN Secret", name) -> (role, where)
     n = 0
     for o in objs:
         if o.get("kind") != "Deployment":
@@ -804,6 +805,19 @@ def check_service_configs(objs, errors, schema=None):
                 if mounted_from(f, c, pod) is None:
                     errors.append("%s: %s %s is not mounted in the container from a Secret or "
                                   "ConfigMap" % (what, field, f))
+            # Key separation: each HSM role its own token label and its own PIN Secret.
+            for token in (config.get("hsm") or {}).get("token") or []:
+                role, label = token.get("role", ""), token.get("label", "")
+                volume = mounted_from(token.get("pin_file", ""), c, pod) or {}
+                secret = (volume.get("secret") or {}).get("secretName")
+                for key, kind in ((label, "token label"), (secret, "PIN Secret")):
+                    if not key:
+                        continue
+                    other = hsm_owners.setdefault((ns, kind, key), (role, what))
+                    if other[0] != role:
+                        errors.append("%s: hsm.token role %s uses %s %s, as role %s does (%s): "
+                                      "every HSM role needs its own token and PIN" %
+                                      (what, role, kind, key, other[0], other[1]))
             # Probes on the health listener; the ports the config listens on are declared.
             declared = {p.get("containerPort") for p in c.get("ports") or []}
             obs = config.get("observability") or {}
@@ -884,8 +898,8 @@ def check_service_configs(objs, errors, schema=None):
                         errors.append("%s: peers.%s %s, but no NetworkPolicy lets its pods reach "
                                       "%s on port %s" % (what, peer, target, ref(w), number))
     return "%d service configs parse as qsign.config.v1.ServerConfig: their own service section " \
-           "only, mTLS, every named file mounted, probes on health_listen, allow-lists and peers " \
-           "admitted by NetworkPolicies" % n
+           "only, mTLS, every named file mounted, each HSM role its own token and PIN Secret, " \
+           "probes on health_listen, allow-lists and peers admitted by NetworkPolicies" % n
 
 
 def check_rendering(label, objs, roles_sql):
@@ -986,10 +1000,10 @@ tls {
 }
 allow { group: "signer.read" clients: ["job.qsign.internal", "app.ingress.qsign.internal"] }
 database { conninfo: "host=db sslmode=verify-full sslrootcert=/run/secrets/demo/db-ca.crt" }
-hsm { pin_file: "/run/secrets/demo/pin" sessions: 4 }
+hsm { sessions: 4 token { role: "signer" label: "demo-signer" pin_file: "/run/secrets/demo/pin" } }
 observability { health_listen: "0.0.0.0:8081" }
 peers { identity: "dns:///demo:7443" }
-signer { sad_key_ids: ["a", "b"] max_batch: 10 }
+signer { sad_keys { key_id: "a" public_key_file: "/run/secrets/demo/sad-a.pem" } max_batch: 10 }
 """,
     "app.yaml": """
 apiVersion: apps/v1
@@ -1256,7 +1270,7 @@ BREAKAGES = [
     ("config that does not parse (unknown field)",
      lambda o: demo_config(o, lambda c: c + "sad_key_id: \"x\"\n"), "unknown field sad_key_id in ServerConfig"),
     ("config of another service",
-     lambda o: demo_config(o, lambda c: c.replace("signer {", "consent {").replace("sad_key_ids: [\"a\", \"b\"] max_batch: 10", "")), "needs exactly one service section: signer"),
+     lambda o: demo_config(o, lambda c: c.replace("signer {", "consent {").replace("sad_keys { key_id: \"a\" public_key_file: \"/run/secrets/demo/sad-a.pem\" } max_batch: 10", "")), "needs exactly one service section: signer"),
     ("config with two service sections",
      lambda o: demo_config(o, lambda c: c + "gateway {}\n"), "service sections ['signer', 'gateway']"),
     ("config with insecure_dev",
@@ -1264,7 +1278,9 @@ BREAKAGES = [
     ("config without tls",
      lambda o: demo_config(o, lambda c: c.replace("  key_file: \"/run/secrets/demo/tls.key\"\n", "")), "has no tls.key_file"),
     ("config naming a file no volume provides",
-     lambda o: demo_config(o, lambda c: c.replace("/run/secrets/demo/pin", "/run/secrets/hsm/pin")), "hsm.pin_file /run/secrets/hsm/pin is not mounted"),
+     lambda o: demo_config(o, lambda c: c.replace("/run/secrets/demo/pin", "/run/secrets/hsm/pin")), "hsm.token.pin_file /run/secrets/hsm/pin is not mounted"),
+    ("two HSM roles on one token",
+     lambda o: demo_config(o, lambda c: c.replace("pin_file: \"/run/secrets/demo/pin\" }", "pin_file: \"/run/secrets/demo/pin\" } token { role: \"consent\" label: \"demo-signer\" pin_file: \"/run/secrets/demo/pin2\" }")), "every HSM role needs its own token and PIN"),
     ("conninfo naming a file no volume provides",
      lambda o: demo_config(o, lambda c: c.replace("/run/secrets/demo/db-ca.crt", "/etc/db-ca.crt")), "database.conninfo sslrootcert /etc/db-ca.crt is not mounted"),
     ("probes not on health_listen",

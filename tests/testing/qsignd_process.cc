@@ -6,15 +6,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/daemon/config.h"
 #include "common/file.h"
 #include "common/strings.h"
 #include "google/protobuf/text_format.h"
+#include "tests/testing/service_env.h"
 
 extern char** environ;
 
@@ -44,17 +47,47 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::str
 
 }  // namespace
 
-config::v1::ServerConfig LaptopConfig(std::string_view conninfo, const hsm::Pkcs11Config& hsm) {
+void SetTokens(config::v1::ServerConfig& c, const hsm::Pkcs11TokensConfig& tokens) {
+  c.mutable_hsm()->set_module(tokens.module_path);
+  c.mutable_hsm()->clear_token();
+  const std::vector<std::string_view> needed = NeededTokenRoles(c);
+  for (const hsm::Pkcs11TokenConfig& t : tokens.tokens) {
+    if (std::find(needed.begin(), needed.end(), t.role) == needed.end()) continue;
+    config::v1::HsmToken* token = c.mutable_hsm()->add_token();
+    token->set_role(t.role);
+    token->set_label(t.token_label);
+    token->set_pin_file(t.pin_file);
+    token->set_sessions(t.session_pool_size);
+  }
+}
+
+config::v1::ServerConfig LaptopConfig(std::string_view conninfo,
+                                      const hsm::Pkcs11TokensConfig& tokens,
+                                      const std::vector<std::string>& services,
+                                      const std::string& dir) {
   config::v1::ServerConfig c;
   c.set_listen("127.0.0.1:0");
   c.set_insecure_dev(true);
   c.set_create_missing_keys(true);
   c.mutable_database()->set_conninfo(std::string(conninfo));
   c.mutable_database()->set_pool_size(4);
-  c.mutable_hsm()->set_module(hsm.module_path);
-  c.mutable_hsm()->set_token_label(hsm.token_label);
-  c.mutable_hsm()->set_pin_file(hsm.pin_file);
-  c.mutable_hsm()->set_sessions(hsm.session_pool_size);
+  const std::string sad_key_file = SadPublicKeyPath(dir);
+  for (const std::string& service : services) {
+    if (service == "signer") {
+      config::v1::SadKey* key = c.mutable_signer()->add_sad_keys();
+      key->set_key_id("qsign-sad-1");
+      key->set_public_key_file(sad_key_file);
+    } else if (service == "consent") {
+      c.mutable_consent()->set_sad_public_key_file(sad_key_file);
+    } else if (service == "identity") {
+      c.mutable_identity();
+    } else if (service == "lifecycle") {
+      c.mutable_lifecycle();
+    } else if (service == "gateway") {
+      c.mutable_gateway();
+    }
+  }
+  SetTokens(c, tokens);
   return c;
 }
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -19,8 +20,18 @@
 namespace qsign::testing {
 
 // A laptop config: insecure_dev, gRPC on 127.0.0.1:0, keys created on the first start, the given
-// database and token. Service sections are the caller's to add.
-config::v1::ServerConfig LaptopConfig(std::string_view conninfo, const hsm::Pkcs11Config& hsm);
+// database, and the sections of `services` ("signer", "consent", ...) with exactly their roles'
+// tokens from `tokens` (ServiceEnv::TokensConfig). The signer trusts the SAD key pinned at
+// SadPublicKeyPath(dir); with consent in the same config consent writes it there on its first
+// start, else the test makes it first (ServiceEnv::SadPublicKeyFile). Further fields are the
+// caller's to set.
+config::v1::ServerConfig LaptopConfig(std::string_view conninfo,
+                                      const hsm::Pkcs11TokensConfig& tokens,
+                                      const std::vector<std::string>& services,
+                                      const std::string& dir);
+// Replaces the hsm.token entries of `config` with those its sections need, from `tokens` (after
+// a test added or removed a section).
+void SetTokens(config::v1::ServerConfig& config, const hsm::Pkcs11TokensConfig& tokens);
 
 // Writes `config` (text format) to `path`.
 void WriteConfig(const config::v1::ServerConfig& config, const std::string& path);

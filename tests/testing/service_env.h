@@ -1,11 +1,15 @@
-// What a test or benchmark of a service runs on: a fresh PostgreSQL database with a pool, a fresh
-// SoftHSM2 token and an Hsm open on it. Benchmarks use it directly; tests use the ServiceTest
-// fixture (service_test.h) over it.
+// What a test or benchmark of a service runs on: a fresh PostgreSQL database with a pool, and
+// fresh SoftHSM2 tokens, one per HSM role (common/daemon/token_roles.h: "signer", "consent", ...,
+// labelled "qsign-<role>", each with its own PIN, all in one SoftHSM2 directory), open as
+// hsm::HsmTokens exactly as the daemon opens them. Benchmarks use it directly; tests use the
+// ServiceTest fixture (service_test.h) over it.
 #ifndef QSIGN_TESTS_TESTING_SERVICE_ENV_H_
 #define QSIGN_TESTS_TESTING_SERVICE_ENV_H_
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -21,10 +25,8 @@ struct ServiceEnvOptions {
   bool database = true;
   // Connections of pool() (0: the database without a pool, e.g. for a separate process).
   int pool_size = 8;
-  // The SoftHSM2 token's label.
-  std::string token_label = "qsign-test";
-  // PKCS#11 sessions of hsm() (0: no Hsm yet; OpenHsm opens one later, e.g. once another
-  // process has made the keys).
+  // PKCS#11 sessions of each role's token (0: none open yet; OpenHsm opens them later, e.g.
+  // once another process has made the keys).
   int hsm_sessions = 4;
   // Its own PostgreSQL server instead of the shared one (tests that stop and restart it).
   bool own_server = false;
@@ -40,15 +42,28 @@ class ServiceEnv {
   ServiceEnv(const ServiceEnv&) = delete;
   ServiceEnv& operator=(const ServiceEnv&) = delete;
 
-  // Opens the Hsm on the token with `sessions` PKCS#11 sessions (replacing an open one).
+  // Opens every role's token with `sessions` PKCS#11 sessions each (replacing open ones).
   absl::Status OpenHsm(int sessions);
+  // Closes them (SoftHSM2 wants one module user at a time per process).
+  void CloseHsm() { tokens_.reset(); }
 
-  // Each of these crashes when the options left it out.
-  hsm::Hsm& hsm() const;
+  // The token of `role` ("signer", "consent", "identity", "lifecycle", ...), logged in with that
+  // role's PIN. Each of these crashes when the options left it out (or the role is unknown).
+  hsm::Hsm& hsm(std::string_view role) const;
+  hsm::HsmTokens& tokens() const;
   db::Pool& pool() const;
   const std::string& conninfo() const;
   db::testing::PgServer& pg_server() const;
+  // The SoftHSM2 directory (token().dir(): also the test's own files) and its first token.
   hsm::testing::SoftHsmToken& token() const { return *token_; }
+  // Module and every role's token (label, PIN file) with `sessions` each, as the daemon's
+  // hsm {} section lists them (LaptopConfig takes it).
+  hsm::Pkcs11TokensConfig TokensConfig(int sessions = 4) const;
+
+  // The SAD key `key_id` in consent's token (made when missing) and its public key pinned in
+  // <dir>/sad-<key_id>.pem, for a signer started without consent in its process. The path.
+  // Opens the tokens for a moment when they are closed.
+  absl::StatusOr<std::string> SadPublicKeyFile(const std::string& key_id = "qsign-sad-1");
 
   // Another pool on the same database, e.g. to act as a second replica.
   absl::StatusOr<std::unique_ptr<db::Pool>> NewPool(int size) const;
@@ -62,8 +77,12 @@ class ServiceEnv {
   std::unique_ptr<hsm::testing::SoftHsmToken> token_;
   std::string conninfo_;
   std::unique_ptr<db::Pool> pool_;
-  std::unique_ptr<hsm::Hsm> hsm_;
+  std::vector<hsm::Pkcs11TokenConfig> roles_;  // Every role's token, in kTokenRoles' order.
+  std::unique_ptr<hsm::HsmTokens> tokens_;
 };
+
+// Where a test pins the SAD key `key_id` (ServiceEnv::SadPublicKeyFile, Stacks, LaptopConfig).
+std::string SadPublicKeyPath(const std::string& dir, const std::string& key_id = "qsign-sad-1");
 
 }  // namespace qsign::testing
 

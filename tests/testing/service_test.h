@@ -37,7 +37,8 @@ class ServiceTest : public ::testing::Test {
   void SetUp() override;
 
   ServiceEnv& env() const { return *env_; }
-  hsm::Hsm& hsm() const { return env_->hsm(); }
+  // The token of `role` ("signer", "consent", "identity", "lifecycle", ...): each role its own.
+  hsm::Hsm& hsm(std::string_view role) const { return env_->hsm(role); }
   db::Pool& pool() const { return env_->pool(); }
   const std::string& conninfo() const { return env_->conninfo(); }
   hsm::testing::SoftHsmToken& token() const { return env_->token(); }

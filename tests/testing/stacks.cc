@@ -21,7 +21,7 @@ namespace {
 namespace cfg = ::qsign::config::v1;
 
 // The daemon's build order (services/qsignd/main.cc).
-const daemon::StackFactory* const kFactories[] = {&signer::kStack, &consent::kStack,
+const daemon::StackFactory* const kFactories[] = {&consent::kStack, &signer::kStack,
                                                   &identity::kStack, &lifecycle::kStack};
 constexpr std::string_view kPeerServices[] = {"signer", "consent", "identity", "lifecycle"};
 // Nothing listens there: a call to a service that is not started fails UNAVAILABLE.
@@ -42,7 +42,18 @@ std::string CredentialLine(std::string_view id, std::string_view secret) {
 
 absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOptions& options) {
   const std::string& dir = env.token().dir();
-  cfg::ServerConfig c = LaptopConfig(env.conninfo(), env.token().config());
+  for (const std::string& svc : options.services) {
+    if (svc != "signer" && svc != "consent" && svc != "identity" && svc != "lifecycle") {
+      return absl::InvalidArgumentError(absl::StrCat("Stacks: no service \"", svc, "\""));
+    }
+  }
+  cfg::ServerConfig c = LaptopConfig(env.conninfo(), env.TokensConfig(), options.services, dir);
+  if (RunsHere(c, "signer")) {
+    // The SAD key in consent's token, its public key pinned for the signer (as an operator does).
+    if (absl::StatusOr<std::string> pinned = env.SadPublicKeyFile(); !pinned.ok()) {
+      return pinned.status();
+    }
+  }
   std::string services;
   for (std::string_view svc : {"signer", "consent", "identity", "lifecycle", "gateway"}) {
     services += CredentialLine(svc, ServiceSecret(svc));
@@ -62,9 +73,7 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
   c.set_services_file(dir + "/services");
 
   for (const std::string& svc : options.services) {
-    if (svc == "signer") {
-      c.mutable_signer();
-    } else if (svc == "consent") {
+    if (svc == "consent") {
       cfg::ConsentService* consent = c.mutable_consent();
       consent->set_pin_pepper_file(dir + "/pin-pepper");
       consent->set_client_secret_file(dir + "/consent.secret");
@@ -77,8 +86,6 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     } else if (svc == "lifecycle") {
       c.mutable_lifecycle()->set_client_secret_file(dir + "/lifecycle.secret");
       c.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("Stacks: no service \"", svc, "\""));
     }
   }
   // Peers of the services not started, except lifecycle: without one, consent runs its own
@@ -91,6 +98,7 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     if (svc == "identity") peers->set_identity(kNowhere);
   }
   if (options.configure) options.configure(c);
+  SetTokens(c, env.TokensConfig());
   ApplyConfigDefaults(c);
   if (absl::Status s = ValidateConfig(c); !s.ok()) return s;
   return c;
@@ -107,7 +115,7 @@ absl::StatusOr<std::unique_ptr<Stacks>> Stacks::Start(ServiceEnv& env, StacksOpt
   for (const daemon::StackFactory* factory : kFactories) factories.push_back(*factory);
   absl::StatusOr<std::unique_ptr<daemon::StackServer>> server =
       daemon::StackServer::Start({.config = &stacks->config_,
-                                  .hsm = &env.hsm(),
+                                  .tokens = &env.tokens(),
                                   .pool = &env.pool(),
                                   .clock = options.clock,
                                   .component = "test"},

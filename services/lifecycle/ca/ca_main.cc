@@ -23,7 +23,8 @@
 
 ABSL_FLAG(std::string, db, "", "libpq connection string of the qsign database");
 ABSL_FLAG(std::string, pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so", "PKCS#11 module path");
-ABSL_FLAG(std::string, token_label, "qsign", "HSM token label");
+ABSL_FLAG(std::string, token_label, "qsign-lifecycle",
+          "label of the lifecycle role's HSM token (hsm.token { role: \"lifecycle\" })");
 ABSL_FLAG(std::string, pin_file, "", "file holding the HSM user PIN");
 ABSL_FLAG(std::string, key_type, "EC_P256",
           "key type of new CA keys: EC_P256, EC_P384, RSA_3072 or RSA_4096");
