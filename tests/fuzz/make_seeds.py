@@ -206,6 +206,32 @@ def csc():
     put("csc_fuzz", "header-in-body", bytes([2, 3]) + b"Bearer at1.AAAA.BBBB\n{}")
 
 
+def simple_pdf(pages):
+    objs = ["<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [%s] /Count %d >>" % (" ".join(f"{3 + i} 0 R" for i in range(pages)), pages)]
+    for i in range(pages):
+        objs.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>")
+    out = b"%PDF-1.7\n"
+    offsets = []
+    for n, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{o}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def pdfs():
+    put("pdf_fuzz", "one-page", simple_pdf(1))
+    put("pdf_fuzz", "three-pages", simple_pdf(3))
+    sig = simple_pdf(1) + (b"4 0 obj\n<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached "
+                           b"/ByteRange [0 10 20 30] /Contents <3000> >>\nendobj\n%%EOF\n")
+    put("pdf_fuzz", "signature-dict", sig)
+
+
 if __name__ == "__main__":
     statements()
     sads()
@@ -214,3 +240,4 @@ if __name__ == "__main__":
     configs()
     der_and_ocsp()
     csc()
+    pdfs()
