@@ -43,7 +43,12 @@ auto Guard(std::string_view what, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const pdf::PdfError& e) {
-    std::string detail = pdf::PdfError::ErrorMessage(e.GetError());
+    // ErrorMessage is null for some codes (found by tests/fuzz/pdf_fuzz): a std::string from it
+    // would throw out of this handler and terminate the process.
+    const char* message = pdf::PdfError::ErrorMessage(e.GetError());
+    std::string detail = message != nullptr
+                             ? std::string(message)
+                             : absl::StrCat("PoDoFo error ", static_cast<int>(e.GetError()));
     const auto& callstack = e.GetCallstack();
     if (!callstack.empty() && !callstack.front().GetInformation().empty()) {
       absl::StrAppend(&detail, ": ", callstack.front().GetInformation());
