@@ -60,6 +60,19 @@
 namespace qsign::consent {
 namespace {
 
+// The push budget; sanitizer builds (scripts/test --sanitize=...) run several times slower.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr absl::Duration kPushLatencyBudget = absl::Milliseconds(500);
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr absl::Duration kPushLatencyBudget = absl::Milliseconds(500);
+#else
+constexpr absl::Duration kPushLatencyBudget = absl::Milliseconds(100);
+#endif
+#else
+constexpr absl::Duration kPushLatencyBudget = absl::Milliseconds(100);
+#endif
+
 namespace pb = ::qsign::v1;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
@@ -356,7 +369,7 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   pb::ConsentRequest pushed = Receive(*app, created.request_id());
   const absl::Duration push_latency = absl::Now() - t0;
   std::cout << "CreateRequest -> request on the app's stream: " << push_latency << "\n";
-  EXPECT_LT(push_latency, absl::Milliseconds(100));
+  EXPECT_LT(push_latency, kPushLatencyBudget);
   EXPECT_EQ(pushed.kind(), pb::CONSENT_REQUEST_KIND_LOGIN);
   EXPECT_EQ(pushed.display_text(), "Log in to eID portal, code 4721");
   EXPECT_EQ(pushed.login().verification_code(), "4721");

@@ -23,6 +23,8 @@
 #include "common/db/migrate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
 #include "tests/testing/service_test.h"
 
 namespace qsign::audit {
@@ -37,11 +39,19 @@ std::string Lines(const Report& r) { return absl::StrJoin(r.lines, "\n"); }
 
 class AuditToolTest : public testing::ServiceTest {
  protected:
-  AuditToolTest() : ServiceTest({.pool_size = 4, .token_label = "qsign-audit"}) {}
+  // The database from ServiceTest; the audit role's own token (label qsign-audit), as
+  // qsign-audit sign-heads opens it, instead of the services' tokens.
+  AuditToolTest() : ServiceTest({.pool_size = 4, .hsm_sessions = 0}) {}
 
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
+    auto token = hsm::testing::SoftHsmToken::Create("qsign-audit");
+    ASSERT_TRUE(token.ok()) << token.status();
+    audit_token_ = *std::move(token);
+    auto opened = hsm::NewPkcs11Hsm(audit_token_->config(1));
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    audit_hsm_ = *std::move(opened);
     static const std::string sql =
         absl::StrCat(std::string(db::AuditTableSql()),
                      "CREATE TABLE events (id bigint PRIMARY KEY);", db::AppendOnlySql("events"));
@@ -50,11 +60,11 @@ class AuditToolTest : public testing::ServiceTest {
       ASSERT_TRUE(db::ApplyMigrations(pool(), schema, migrations).ok());
       for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Append(schema, i).ok());
     }
-    auto heads =
-        SignHeads(pool(), hsm(), "qsign-audit-1", /*create_key=*/true, kT0 + absl::Minutes(10));
+    auto heads = SignHeads(pool(), *audit_hsm_, "qsign-audit-1", /*create_key=*/true,
+                           kT0 + absl::Minutes(10));
     ASSERT_TRUE(heads.ok()) << heads.status();
     ASSERT_EQ(heads->size(), 2u);
-    auto key = hsm().GetPublicKey("qsign-audit-1");
+    auto key = audit_hsm_->GetPublicKey("qsign-audit-1");
     ASSERT_TRUE(key.ok());
     spki_ = key->spki_der;
   }
@@ -91,6 +101,8 @@ class AuditToolTest : public testing::ServiceTest {
     return out.str();
   }
 
+  std::unique_ptr<hsm::testing::SoftHsmToken> audit_token_;
+  std::unique_ptr<hsm::Hsm> audit_hsm_;  // Closed before its token goes.
   std::string spki_;
 };
 
@@ -251,7 +263,7 @@ TEST_F(AuditToolTest, ExportVerifiesOfflineAndTamperedExportsDoNot) {
 }
 
 TEST_F(AuditToolTest, TheBinaryExitsZeroWhenIntactAndOneWhenBroken) {
-  const std::string key_file = token().dir() + "/audit.pub";
+  const std::string key_file = audit_token_->dir() + "/audit.pub";
   {
     std::ofstream f(key_file, std::ios::binary);
     f << spki_;
