@@ -6,10 +6,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cades/signed_data.h"
 #include "common/grpc_status.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "tools/cli/args.h"
-#include "tools/cli/cms.h"
 
 namespace qsign::cli {
 namespace {
@@ -18,11 +18,11 @@ namespace pb = ::qsign::v1;
 
 // Writes DIR/certificate.pem and DIR/chain.pem and adds the certificate's fields to the output.
 Result SaveCertificate(Context& ctx, const pb::Certificate& cert) {
-  absl::StatusOr<std::string> pem = CertificatePem(cert.certificate_der());
+  absl::StatusOr<std::string> pem = cades::CertificatePem(cert.certificate_der());
   if (!pem.ok()) return Failure{kRefused, std::string(pem.status().message())};
   std::string chain;
   for (const std::string& der : cert.issuer_chain_der()) {
-    absl::StatusOr<std::string> issuer = CertificatePem(der);
+    absl::StatusOr<std::string> issuer = cades::CertificatePem(der);
     if (!issuer.ok()) return Failure{kRefused, std::string(issuer.status().message())};
     chain += *issuer;
   }
@@ -202,7 +202,7 @@ Result PortalCommands::ContractAccept(Context& ctx) const {
   }
   pb::AcceptContractRequest req;
   req.set_version(contract.version());
-  req.set_text_sha256(Sha256(contract.text()));
+  req.set_text_sha256(cades::Sha256(contract.text()));
   pb::ContractAcceptance accepted;
   if (Result f = ctx.Unary("contract accept", &pb::Lifecycle::Stub::AcceptContract, req, &accepted,
                            bearer)) {

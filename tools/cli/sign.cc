@@ -5,13 +5,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cades/signed_data.h"
 #include "common/file.h"
 #include "common/oids.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "tools/cli/args.h"
-#include "tools/cli/cms.h"
 #include "tools/cli/portal.h"
 
 namespace qsign::cli {
@@ -129,7 +129,7 @@ Result SignCommand::Sign(Context& ctx) const {
   if (Result f = ctx.LoadBearer(&bearer, &account_id)) return f;
   absl::StatusOr<std::string> content = ReadFileToString(file);
   if (!content.ok()) return Failure{kUsage, std::string(content.status().message())};
-  const std::string digest = Sha256(*content);
+  const std::string digest = cades::Sha256(*content);
 
   absl::StatusOr<pb::GetStatusResponse> status = CurrentStatus(ctx, bearer);
   if (!status.ok()) return ctx.FromStatus("sign", status.status());
@@ -143,8 +143,11 @@ Result SignCommand::Sign(Context& ctx) const {
 
   RemoteSignature remote(ctx, bearer, cert, base_name, digest, timeout);
   absl::StatusOr<std::string> p7s =
-      DetachedCadesB(digest, cert.certificate_der(), chain, absl::Now(),
-                     [&remote](const std::string& to_sign) { return remote.Sign(to_sign); });
+      cades::Sign({.content_sha256 = digest,
+                   .signer_cert_der = cert.certificate_der(),
+                   .chain_der = chain,
+                   .signing_time = absl::Now()},
+                  [&remote](const std::string& to_sign) { return remote.Sign(to_sign); });
   if (remote.failure()) return remote.failure();
   if (!p7s.ok()) return Failure{kUsage, absl::StrCat("sign: ", p7s.status().ToString())};
   if (absl::Status s = WriteFileAtomically(out_path, *p7s, 0644); !s.ok()) {

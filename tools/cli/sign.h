@@ -1,4 +1,4 @@
-// The user's `sign FILE`: a detached CMS/CAdES-B signature (tools/cli/cms.h) whose hash the user
+// The user's `sign FILE`: a detached CMS/CAdES-B signature (common/cades/signed_data.h) whose hash the user
 // approves in the consent app (Consent.Authorize, AwaitAuthorization) and the signer signs with
 // the credential's HSM key (Signer.SignHash, with the SAD).
 #ifndef QSIGN_TOOLS_CLI_SIGN_H_

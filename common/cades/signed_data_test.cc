@@ -1,4 +1,4 @@
-#include "tools/cli/cms.h"
+#include "common/cades/signed_data.h"
 
 #include <gtest/gtest.h>
 #include <openssl/bio.h>
@@ -16,7 +16,7 @@
 #include "common/ossl.h"
 #include "tests/testing/test_pki.h"
 
-namespace qsign::cli {
+namespace qsign::cades {
 namespace {
 
 std::string SpkiDer(EVP_PKEY* key) { return ToDer(key, i2d_PUBKEY); }
@@ -75,8 +75,10 @@ TEST_P(CmsTest, DetachedCadesBVerifiesOverTheContent) {
   const Signer signer = MakeSigner();
   const std::string content = "Ugovor o zakupu stana, Beograd\n";
   absl::StatusOr<std::string> p7s =
-      DetachedCadesB(Sha256(content), signer.certificate_der, {}, absl::FromUnixSeconds(1700000000),
-                     [&signer](const std::string& digest) { return signer.Sign(digest); });
+      Sign({.content_sha256 = Sha256(content),
+            .signer_cert_der = signer.certificate_der,
+            .signing_time = absl::FromUnixSeconds(1700000000)},
+           [&signer](const std::string& digest) { return signer.Sign(digest); });
   ASSERT_TRUE(p7s.ok()) << p7s.status();
   EXPECT_TRUE(Verifies(*p7s, content));
   EXPECT_FALSE(Verifies(*p7s, "Ugovor o zakupu stana, Novi Sad\n"));
@@ -105,19 +107,22 @@ TEST(CmsErrorsTest, RefusesWhatIsNotSha256OrACertificate) {
     ADD_FAILURE() << "nothing to sign";
     return absl::InternalError("");
   };
-  EXPECT_EQ(DetachedCadesB("short", signer.certificate_der, {}, absl::Now(), never).status().code(),
+  EXPECT_EQ(Sign({.content_sha256 = "short", .signer_cert_der = signer.certificate_der}, never)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(DetachedCadesB(Sha256("x"), "not DER", {}, absl::Now(), never).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Sign({.content_sha256 = Sha256("x"), .signer_cert_der = "not DER"}, never).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CmsErrorsTest, TheRemoteSignersRefusalIsTheAnswer) {
   const Signer signer = NewSigner(EVP_EC_gen("P-256"));
   absl::StatusOr<std::string> p7s =
-      DetachedCadesB(Sha256("x"), signer.certificate_der, {}, absl::Now(),
-                     [](const std::string&) -> absl::StatusOr<std::string> {
-                       return absl::PermissionDeniedError("denied in the app");
-                     });
+      Sign({.content_sha256 = Sha256("x"), .signer_cert_der = signer.certificate_der},
+           [](const std::string&) -> absl::StatusOr<std::string> {
+             return absl::PermissionDeniedError("denied in the app");
+           });
   EXPECT_EQ(p7s.status(), absl::PermissionDeniedError("denied in the app"));
 }
 
@@ -130,4 +135,4 @@ TEST(CmsErrorsTest, CertificatePemIsPem) {
 }
 
 }  // namespace
-}  // namespace qsign::cli
+}  // namespace qsign::cades
