@@ -51,6 +51,7 @@ inline constexpr char kOcspBasic[] = "1.3.6.1.5.5.7.48.1.1";
 inline constexpr char kOcspNoCheck[] = "1.3.6.1.5.5.7.48.1.5";
 inline constexpr char kCaIssuers[] = "1.3.6.1.5.5.7.48.2";
 inline constexpr char kOcspSigning[] = "1.3.6.1.5.5.7.3.9";
+inline constexpr char kTimeStamping[] = "1.3.6.1.5.5.7.3.8";
 
 // ETSI EN 319 412-5 QCStatements.
 inline constexpr char kQcCompliance[] = "0.4.0.1862.1.1";
@@ -63,6 +64,8 @@ inline constexpr char kQcTypeEsign[] = "0.4.0.1862.1.6.1";
 inline constexpr char kPkixQcSyntaxV2[] = "1.3.6.1.5.5.7.11.2";
 inline constexpr char kSemanticsIdNatural[] = "0.4.0.194121.1.1";
 // ETSI EN 319 411-2 QCP-n-qscd.
+// ETSI EN 319 421 best-practices time-stamp policy (the TSA's default policy).
+inline constexpr char kBaselineTsPolicy[] = "0.4.0.2023.1.1";
 inline constexpr char kQcpNQscd[] = "0.4.0.194112.1.2";
 
 // The hash algorithms qsign accepts, and their digest length in bytes.

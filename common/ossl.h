@@ -15,6 +15,8 @@
 #include <openssl/ocsp.h>
 #include <openssl/param_build.h>
 #include <openssl/params.h>
+#include <openssl/pkcs7.h>
+#include <openssl/ts.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -59,8 +61,17 @@ struct OsslDeleter {
   void operator()(OCSP_CERTID* p) const { OCSP_CERTID_free(p); }
   void operator()(CMS_ContentInfo* p) const { CMS_ContentInfo_free(p); }
   void operator()(ESS_SIGNING_CERT_V2* p) const { ESS_SIGNING_CERT_V2_free(p); }
+  void operator()(PKCS7* p) const { PKCS7_free(p); }
+  // RFC 3161 messages.
+  void operator()(TS_REQ* p) const { TS_REQ_free(p); }
+  void operator()(TS_RESP* p) const { TS_RESP_free(p); }
+  void operator()(TS_MSG_IMPRINT* p) const { TS_MSG_IMPRINT_free(p); }
+  void operator()(TS_TST_INFO* p) const { TS_TST_INFO_free(p); }
+  void operator()(TS_ACCURACY* p) const { TS_ACCURACY_free(p); }
+  void operator()(GENERAL_NAME* p) const { GENERAL_NAME_free(p); }
   // Stacks. These own their elements and free them with the stack...
   void operator()(STACK_OF(X509) * p) const { sk_X509_pop_free(p, X509_free); }
+  void operator()(STACK_OF(X509_CRL) * p) const { sk_X509_CRL_pop_free(p, X509_CRL_free); }
   void operator()(STACK_OF(X509_NAME) * p) const { sk_X509_NAME_pop_free(p, X509_NAME_free); }
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
   void operator()(AUTHORITY_INFO_ACCESS* p) const { AUTHORITY_INFO_ACCESS_free(p); }

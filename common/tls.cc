@@ -26,6 +26,7 @@
 #include "qsign/v1/lifecycle.pb.h"
 #include "qsign/v1/options.pb.h"
 #include "qsign/v1/signer.pb.h"
+#include "qsign/v1/tsa.pb.h"
 
 namespace qsign::tls {
 namespace {
@@ -35,7 +36,8 @@ namespace {
 std::vector<RpcGroup> MakeQsignRpcGroups() {
   const google::protobuf::FileDescriptor* const files[] = {
       v1::SignHashRequest::descriptor()->file(), v1::StartLoginRequest::descriptor()->file(),
-      v1::ApproveRequest::descriptor()->file(), v1::IssueRequest::descriptor()->file()};
+      v1::ApproveRequest::descriptor()->file(), v1::IssueRequest::descriptor()->file(),
+      v1::TimestampRequest::descriptor()->file()};
   std::vector<RpcGroup> groups;
   for (const google::protobuf::FileDescriptor* file : files) {
     for (int s = 0; s < file->service_count(); ++s) {

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole qsign journey against a running qsignd, with the qsign CLI and a simulated consent
 # app, printing each step: register, proof, enrol the app, log in by push with PIN, accept the
-# contract, issue, sign a file and verify it with openssl, OCSP good, renewal refused (outside its
+# contract, issue, sign a file and verify it with openssl, sign at CAdES B-LT and verify it (qsign
+# verify, openssl cms and ts; a changed file refused), OCSP good, renewal refused (outside its
 # window), a sign request denied in the app, five wrong PINs block the app, an operator unblocks it
-# with a new PIN, sign with it, revoke, OCSP revoked, revoke all. Used by scripts/run (the demo)
+# with a new PIN, sign with it, revoke, OCSP revoked, revoke all, the B-LT signature still valid
+# (now and past its notAfter). Used by scripts/run (the demo)
 # and tests/e2e (ctest). Exits non-zero on the first failed step.
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
-# (http://host:port/ocsp), OPERATOR_FILE (holding "<id>.<secret>"), WORK (an empty directory),
+# (http://host:port/ocsp), QSIGN_TSA_URL (http://host:port/tsa, for B-LT), OPERATOR_FILE (holding
+# "<id>.<secret>"), WORK (an empty directory),
 # TLS_DIR (mutual TLS: a directory with ca.crt and the client certificates portal.crt/.key,
 # app.crt/.key, operator.crt/.key, as scripts/gen-certs writes them; each role calls with its
 # own; unset: plaintext, for a qsignd with insecure_dev).
@@ -133,6 +136,48 @@ run openssl cms -verify -binary -inform DER -in "$DOC.p7s" -content "$DOC" \
 openssl cms -cmsout -print -inform DER -in "$DOC.p7s" | grep -q "id-smime-aa-signingCertificateV2" \
   && echo "signed attributes include signing-certificate-v2"
 
+step "8b. sign at CAdES B-LT (timestamp + certificates + OCSP) and verify it: qsign, openssl cms, openssl ts"
+LT="$WORK/lease.txt"
+printf 'Ugovor o zakupu stana, Beograd (B-LT), %s\n' "$(date -u +%F)" >"$LT"
+portal sign "$LT" --level=B-LT --timeout=60
+portal verify "$LT.p7s"
+run openssl cms -verify -binary -inform DER -in "$LT.p7s" -content "$LT" \
+  -CAfile "$PORTAL/chain.pem" -out /dev/null
+# The signature timestamp token, cut out of the .p7s, checked by openssl ts against the signature
+# value it stamps (the OCTET STRING after the SignerInfo's ecdsa-with-SHA256).
+timestamp_check() {
+  local p7s=$1
+  openssl asn1parse -inform DER -in "$p7s" >"$WORK/asn1.txt"
+  local line off hl len sig
+  line=$(awk '/:id-smime-aa-timeStampToken/{getline; getline; print; exit}' "$WORK/asn1.txt")
+  off=$(printf '%s' "$line" | sed -E 's/^ *([0-9]+):.*/\1/')
+  hl=$(printf '%s' "$line" | sed -E 's/.*hl= *([0-9]+).*/\1/')
+  len=$(printf '%s' "$line" | sed -E 's/.* l= *([0-9]+).*/\1/')
+  dd if="$p7s" of="$WORK/token.der" bs=1 skip="$off" count=$((hl + len)) status=none
+  sig=$(awk '/:ecdsa-with-SHA256/{getline; if ($0 ~ /OCTET STRING/) {print; exit}}' "$WORK/asn1.txt" \
+    | sed -E 's/.*HEX DUMP\]://')
+  python3 -c 'import sys, binascii; sys.stdout.buffer.write(binascii.unhexlify(sys.argv[1]))' \
+    "$sig" >"$WORK/signature-value.bin"
+  printf '$ openssl ts -verify -token_in -in token.der -data signature-value.bin -CAfile chain.pem\n'
+  openssl ts -verify -token_in -in "$WORK/token.der" -data "$WORK/signature-value.bin" \
+    -CAfile "$PORTAL/chain.pem"
+}
+timestamp_check "$LT.p7s"
+openssl cms -cmsout -print -inform DER -in "$LT.p7s" | grep -q "1.3.6.1.5.5.7.16.2" \
+  && echo "the .p7s carries OCSP responses (id-ri-ocsp-response) for the signer and the TSA"
+# Tampered: a changed file, and a changed signature, are reported invalid by qsign and openssl.
+cp "$LT" "$WORK/lease-changed.txt" && printf 'x' >>"$WORK/lease-changed.txt"
+rc=0
+as portal --state_dir="$PORTAL" verify "$LT.p7s" --content="$WORK/lease-changed.txt" \
+  >"$WORK/verify-changed.txt" 2>&1 || rc=$?
+[ "$rc" -eq 4 ] && grep -q "HASH_FAILURE" "$WORK/verify-changed.txt" \
+  || { cat "$WORK/verify-changed.txt"; echo "journey: a changed file verified"; exit 1; }
+if openssl cms -verify -binary -inform DER -in "$LT.p7s" -content "$WORK/lease-changed.txt" \
+  -CAfile "$PORTAL/chain.pem" -out /dev/null 2>/dev/null; then
+  echo "journey: openssl accepted a changed file"; exit 1
+fi
+echo "changed file: qsign verify says TOTAL-FAILED HASH_FAILURE, openssl cms -verify fails"
+
 ocsp() {
   # The issuer is the first certificate of the chain file (the qualified CA).
   openssl x509 -in "$PORTAL/chain.pem" -out "$WORK/issuer.pem"
@@ -208,5 +253,9 @@ as portal --state_dir="$PORTAL" status >"$WORK/status.txt" 2>&1 || rc=$?
 cat "$WORK/status.txt"
 [ "$rc" -eq 2 ] || { echo "journey: status after revoke-all: exit $rc, expected 2 (refused)"; exit 1; }
 echo "the session ended too: qsign status now says to log in again"
+
+step "18. the B-LT signature still verifies offline: certificate revoked, and past its notAfter"
+portal verify "$LT.p7s"
+portal verify "$LT.p7s" --at="$(date -u -d '+6 years' +%Y-%m-%dT%H:%M:%SZ)"
 
 printf '\njourney: every step passed\n'

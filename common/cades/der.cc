@@ -33,6 +33,19 @@ absl::StatusOr<OsslPtr<CMS_ContentInfo>> CmsOf(std::string_view der) {
   return cms;
 }
 
+absl::StatusOr<CMS_SignerInfo*> OnlySignerInfo(CMS_ContentInfo* cms) {
+  STACK_OF(CMS_SignerInfo)* signers = CMS_get0_SignerInfos(cms);  // Owned by cms.
+  if (signers == nullptr || sk_CMS_SignerInfo_num(signers) != 1) {
+    return absl::InvalidArgumentError("signature: not exactly one SignerInfo");
+  }
+  return sk_CMS_SignerInfo_value(signers, 0);
+}
+
+std::string StringOf(const ASN1_STRING* s) {
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                     static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
 absl::StatusOr<std::string> CmsDer(CMS_ContentInfo* cms) {
   std::string der = ToDer(cms, i2d_CMS_ContentInfo);
   if (der.empty()) return OpenSslError("CMS encoding");
@@ -71,6 +84,38 @@ std::string Tlv(unsigned char tag, std::string_view value) {
     out += len;
   }
   out.append(value);
+  return out;
+}
+
+absl::StatusOr<DerElement> ReadElement(std::string_view* in) {
+  const absl::Status bad = absl::InvalidArgumentError("malformed DER");
+  std::string_view s = *in;
+  if (s.size() < 2 || (static_cast<unsigned char>(s[0]) & 0x1f) == 0x1f) return bad;
+  const auto tag = static_cast<unsigned char>(s[0]);
+  const auto first = static_cast<unsigned char>(s[1]);
+  size_t header = 2;
+  size_t length = first;
+  if (first & 0x80) {
+    const size_t n = first & 0x7f;
+    if (n == 0 || n > 4 || s.size() < 2 + n) return bad;  // No indefinite lengths.
+    length = 0;
+    for (size_t i = 0; i < n; ++i) length = (length << 8) | static_cast<unsigned char>(s[2 + i]);
+    header += n;
+  }
+  if (s.size() - header < length) return bad;
+  DerElement e{
+      .tag = tag, .value = s.substr(header, length), .whole = s.substr(0, header + length)};
+  in->remove_prefix(header + length);
+  return e;
+}
+
+absl::StatusOr<std::vector<DerElement>> ReadElements(std::string_view contents) {
+  std::vector<DerElement> out;
+  while (!contents.empty()) {
+    auto e = ReadElement(&contents);
+    if (!e.ok()) return e.status();
+    out.push_back(*e);
+  }
   return out;
 }
 

@@ -15,8 +15,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/daemon/token_roles.h"
 #include "common/file.h"
+#include "common/oids.h"
 #include "common/secret.h"
 #include "common/strings.h"
 #include "common/tls.h"
@@ -36,6 +38,7 @@ constexpr char kDefaultSessionKey[] = "qsign-session-1";
 constexpr char kDefaultDeviceCaKey[] = "qsign-device-ca-1";
 constexpr char kDefaultLifecycleHttp[] = "127.0.0.1:8080";
 constexpr char kDefaultGatewayHttp[] = "127.0.0.1:8480";
+constexpr char kDefaultTsaHttp[] = "127.0.0.1:8318";
 
 // Keeps the first parse error with its 1-based position and, when the message does not say, the
 // field named on that line ("2:14: max_batch: Expected integer, got: \"ten\"").
@@ -80,6 +83,19 @@ void DefaultString(std::string* field, std::string_view value) {
   if (field->empty()) *field = std::string(value);
 }
 
+// "0.4.0.2023.1.1": two or more arcs of digits.
+bool IsDottedOid(std::string_view oid) {
+  const std::vector<std::string> arcs = absl::StrSplit(Av(oid), '.');
+  if (arcs.size() < 2) return false;
+  for (const std::string& arc : arcs) {
+    if (arc.empty() || arc.size() > 20 ||
+        !std::all_of(arc.begin(), arc.end(), absl::ascii_isdigit)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Zero means "the default"; a negative value stays, for the range check to refuse.
 int32_t Or(int32_t value, int32_t default_value) { return value == 0 ? default_value : value; }
 
@@ -95,6 +111,7 @@ class Validator {
     if (c_.has_identity()) Identity();
     if (c_.has_lifecycle()) Lifecycle();
     if (c_.has_gateway()) Gateway();
+    if (c_.has_tsa()) Tsa();
     if (errors_.empty()) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
   }
@@ -219,7 +236,7 @@ class Validator {
 
   void Top() {
     if (ConfiguredServices(c_).empty()) {
-      Error("config", "no service section (signer, consent, identity, lifecycle, gateway)");
+      Error("config", "no service section (signer, consent, identity, lifecycle, gateway, tsa)");
     }
     HostPort("listen", c_.listen());
     if (c_.has_tls() && c_.insecure_dev()) {
@@ -258,8 +275,8 @@ class Validator {
       }
     }
 
-    const bool backend =
-        c_.has_signer() || c_.has_consent() || c_.has_identity() || c_.has_lifecycle();
+    const bool backend = c_.has_signer() || c_.has_consent() || c_.has_identity() ||
+                         c_.has_lifecycle() || c_.has_tsa();
     if (backend) {
       Required("database.conninfo", c_.database().conninfo());
       Range("database.pool_size", c_.database().pool_size(), 1, 1000);
@@ -294,6 +311,7 @@ class Validator {
     Peer("identity", c_.peers().identity());
     Peer("consent", c_.peers().consent());
     Peer("lifecycle", c_.peers().lifecycle());
+    Peer("tsa", c_.peers().tsa());
   }
 
   // One token per role this process needs, each its own label and PIN file (key separation).
@@ -467,6 +485,21 @@ class Validator {
     NeedsPeer("gateway", "consent");
   }
 
+  void Tsa() {
+    const cfg::TsaService& s = c_.tsa();
+    HostPort("tsa.http_listen", s.http_listen());
+    Required("tsa.key_id", s.key_id());
+    if (!IsDottedOid(s.policy_oid())) {
+      Error("tsa.policy_oid", absl::StrCat("\"", s.policy_oid(), "\": a dotted OID"));
+    }
+    Range("tsa.accuracy_ms", s.accuracy_ms(), 1, 60000);
+    if (s.name().empty() || s.name().size() > 64) Error("tsa.name", "1..64 characters");
+    Required("tsa.client_secret_file", s.client_secret_file());
+    SecretFile("tsa.client_secret_file", s.client_secret_file());
+    Range("tsa.http_threads", s.http_threads(), 1, 1024);
+    NeedsPeer("tsa", "lifecycle");
+  }
+
   const cfg::ServerConfig& c_;
   std::vector<std::string> errors_;
 };
@@ -491,6 +524,7 @@ std::vector<std::string> ConfiguredServices(const cfg::ServerConfig& config) {
   if (config.has_identity()) names.push_back("identity");
   if (config.has_lifecycle()) names.push_back("lifecycle");
   if (config.has_gateway()) names.push_back("gateway");
+  if (config.has_tsa()) names.push_back("tsa");
   return names;
 }
 
@@ -499,6 +533,7 @@ bool RunsHere(const cfg::ServerConfig& config, std::string_view service) {
   if (service == "consent") return config.has_consent();
   if (service == "identity") return config.has_identity();
   if (service == "lifecycle") return config.has_lifecycle();
+  if (service == "tsa") return config.has_tsa();
   return false;
 }
 
@@ -507,6 +542,7 @@ std::string PeerTarget(const cfg::ServerConfig& config, std::string_view service
   if (service == "consent") return config.peers().consent();
   if (service == "identity") return config.peers().identity();
   if (service == "lifecycle") return config.peers().lifecycle();
+  if (service == "tsa") return config.peers().tsa();
   return "";
 }
 
@@ -566,6 +602,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     DefaultString(s.mutable_pds_url(), "https://qsign.example/pds/en");
     DefaultString(s.mutable_consent_client_id(), "consent");
     DefaultString(s.mutable_mail_from(), "qsign@localhost");
+    DefaultString(s.mutable_tsa_client_id(), "tsa");
   }
   if (c.has_gateway()) {
     cfg::GatewayService& s = *c.mutable_gateway();
@@ -579,6 +616,15 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_http_threads(Or(s.http_threads(), 64));
     DefaultString(s.mutable_name(), "qsign");
     DefaultString(s.mutable_region(), "RS");
+  }
+  if (c.has_tsa()) {
+    cfg::TsaService& s = *c.mutable_tsa();
+    DefaultString(s.mutable_http_listen(), kDefaultTsaHttp);
+    DefaultString(s.mutable_key_id(), "qsign-tsa-1");
+    DefaultString(s.mutable_policy_oid(), oid::kBaselineTsPolicy);
+    s.set_accuracy_ms(Or(s.accuracy_ms(), 1000));
+    DefaultString(s.mutable_name(), "qsign TSA");
+    s.set_http_threads(Or(s.http_threads(), 16));
   }
 }
 

@@ -99,6 +99,34 @@ class ConfigTest : public ::testing::Test {
 
 TEST_F(ConfigTest, LaptopConfigIsValid) { EXPECT_EQ(Errors(Laptop()), ""); }
 
+TEST_F(ConfigTest, TsaDefaultsAndRules) {
+  cfg::ServerConfig c = Laptop();
+  Write("tsa.secret", "tsa-secret");
+  c.mutable_tsa()->set_client_secret_file(Path("tsa.secret"));
+  ApplyConfigDefaults(c);
+  EXPECT_EQ(c.tsa().http_listen(), "127.0.0.1:8318");
+  EXPECT_EQ(c.tsa().key_id(), "qsign-tsa-1");
+  EXPECT_EQ(c.tsa().policy_oid(), "0.4.0.2023.1.1");
+  EXPECT_EQ(c.tsa().accuracy_ms(), 1000);
+  EXPECT_EQ(c.tsa().name(), "qsign TSA");
+  EXPECT_EQ(c.lifecycle().tsa_client_id(), "tsa");
+  EXPECT_EQ(Errors(c), "");
+
+  c.mutable_tsa()->set_policy_oid("not an oid");
+  c.mutable_tsa()->set_accuracy_ms(-5);
+  c.mutable_tsa()->clear_client_secret_file();
+  const std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("tsa.policy_oid: \"not an oid\": a dotted OID"));
+  EXPECT_THAT(e, HasSubstr("tsa.accuracy_ms: -5: must be 1..60000"));
+  EXPECT_THAT(e, HasSubstr("tsa.client_secret_file: required"));
+
+  // Without lifecycle in the process the TSA needs peers.lifecycle for its certificate.
+  c = Laptop();
+  c.clear_lifecycle();
+  c.mutable_tsa()->set_client_secret_file(Path("tsa.secret"));
+  EXPECT_THAT(Errors(c), HasSubstr("peers.lifecycle: required (tsa calls lifecycle"));
+}
+
 TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   cfg::ServerConfig c = Laptop();
   c.mutable_gateway();

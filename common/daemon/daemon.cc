@@ -119,7 +119,7 @@ absl::Status Run(const cfg::ServerConfig& config, std::string_view component_vie
 
   // The HSM and the pool every backend stack here shares.
   const bool backend = config.has_signer() || config.has_consent() || config.has_identity() ||
-                       config.has_lifecycle();
+                       config.has_lifecycle() || config.has_tsa();
   std::unique_ptr<hsm::HsmTokens> tokens;
   std::unique_ptr<db::Pool> pool;
   if (backend) {

@@ -25,6 +25,7 @@ inline constexpr TokenRole kTokenRoles[] = {
     {.role = "lifecycle",
      .section = "lifecycle",
      .holds = "the root and issuing CA, device CA and OCSP responder keys"},
+    {.role = "tsa", .section = "tsa", .holds = "the timestamp authority's key"},
 };
 
 }  // namespace qsign::daemon

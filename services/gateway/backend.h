@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "qsign/v1/consent.pb.h"
 #include "qsign/v1/signer.pb.h"
+#include "qsign/v1/tsa.pb.h"
 
 namespace qsign::gateway {
 
@@ -30,6 +31,13 @@ class Backend {
   // The call may take request.max_wait; implementations allow for it in their deadline.
   virtual absl::StatusOr<qsign::v1::AwaitAuthorizationResponse> AwaitAuthorization(
       const qsign::v1::AwaitAuthorizationRequest& request) = 0;
+
+  // The timestamp authority: UNIMPLEMENTED when the gateway has none (no tsa section here and
+  // no peers.tsa).
+  virtual absl::StatusOr<qsign::v1::TimestampResponse> Timestamp(
+      const qsign::v1::TimestampRequest& request) {
+    return absl::UnimplementedError("no timestamp authority");
+  }
 };
 
 }  // namespace qsign::gateway

@@ -33,11 +33,23 @@ absl::StatusOr<Response> Invoke(absl::StatusOr<Stub*> stub, Call call) {
 GrpcBackend::GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
                          std::shared_ptr<const daemon::DeferredChannel> consent,
                          std::string_view client_id, const SecretString& client_secret,
-                         absl::Duration call_timeout)
+                         absl::Duration call_timeout,
+                         std::shared_ptr<const daemon::DeferredChannel> tsa)
     : signer_(std::move(signer)),
       consent_(std::move(consent)),
+      tsa_(tsa == nullptr ? nullptr
+                          : std::make_unique<daemon::DeferredStub<qsign::v1::Tsa>>(std::move(tsa))),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(client_secret.value()))),
       call_timeout_(call_timeout) {}
+
+absl::StatusOr<pb::TimestampResponse> GrpcBackend::Timestamp(const pb::TimestampRequest& request) {
+  if (tsa_ == nullptr) return Backend::Timestamp(request);
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  return Invoke<pb::TimestampResponse>(tsa_->get(), [&](auto* stub, pb::TimestampResponse* r) {
+    return stub->Timestamp(&ctx, request, r);
+  });
+}
 
 void GrpcBackend::Prepare(grpc::ClientContext* ctx, absl::Duration extra) const {
   ctx->AddMetadata("authorization", std::string(authorization_.value()));

@@ -14,6 +14,7 @@
 #include "common/secret.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
+#include "qsign/v1/tsa.grpc.pb.h"
 #include "services/gateway/backend.h"
 
 namespace qsign::gateway {
@@ -24,7 +25,8 @@ class GrpcBackend final : public Backend {
   // UNAVAILABLE until the channels are connected.
   GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
               std::shared_ptr<const daemon::DeferredChannel> consent, std::string_view client_id,
-              const SecretString& client_secret, absl::Duration call_timeout);
+              const SecretString& client_secret, absl::Duration call_timeout,
+              std::shared_ptr<const daemon::DeferredChannel> tsa = nullptr);
 
   absl::StatusOr<qsign::v1::ListCredentialsResponse> ListCredentials(
       const qsign::v1::ListCredentialsRequest& request) override;
@@ -36,13 +38,16 @@ class GrpcBackend final : public Backend {
       const qsign::v1::AuthorizeRequest& request) override;
   absl::StatusOr<qsign::v1::AwaitAuthorizationResponse> AwaitAuthorization(
       const qsign::v1::AwaitAuthorizationRequest& request) override;
+  absl::StatusOr<qsign::v1::TimestampResponse> Timestamp(
+      const qsign::v1::TimestampRequest& request) override;
 
  private:
   void Prepare(grpc::ClientContext* ctx, absl::Duration extra = absl::ZeroDuration()) const;
 
   daemon::DeferredStub<qsign::v1::Signer> signer_;
   daemon::DeferredStub<qsign::v1::Consent> consent_;
-  SecretString authorization_;  // "Service <id>.<secret>".
+  std::unique_ptr<daemon::DeferredStub<qsign::v1::Tsa>> tsa_;  // nullptr: none.
+  SecretString authorization_;                                 // "Service <id>.<secret>".
   const absl::Duration call_timeout_;
 };
 

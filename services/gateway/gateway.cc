@@ -96,6 +96,7 @@ absl::StatusOr<Gateway::Result> Gateway::Dispatch(std::string_view method,
   if (method == "credentials/authorize") return CredentialsAuthorize(request);
   if (method == "credentials/authorizeCheck") return CredentialsAuthorizeCheck(request);
   if (method == "signatures/signHash") return SignaturesSignHash(request);
+  if (method == "signatures/timestamp" && config_.timestamps) return SignaturesTimestamp(request);
   if (IsKnownUnimplemented(method)) {
     return absl::UnimplementedError(
         absl::StrCat("Method ", Av(method), " is not implemented; info lists the methods"));

@@ -49,6 +49,9 @@ struct GatewayConfig {
   // Most hashes in one authorize or signHash request (the services have their own, lower,
   // limits: multisign and the signer's batch size).
   int max_hashes = 1000;
+  // A timestamp authority is reachable (Backend::Timestamp): signatures/timestamp is served and
+  // info lists it.
+  bool timestamps = false;
 };
 
 // One CSC or OAuth 2.0 call as the HTTP adapter hands it over.
@@ -109,6 +112,7 @@ class Gateway {
   absl::StatusOr<Result> CredentialsAuthorize(const CscRequest& request) const;
   absl::StatusOr<Result> CredentialsAuthorizeCheck(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesSignHash(const CscRequest& request) const;
+  absl::StatusOr<Result> SignaturesTimestamp(const CscRequest& request) const;
   // Waits up to `wait` for the consent request and turns its state into the CSC answer.
   absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
                                       absl::Duration wait) const;

@@ -32,6 +32,12 @@ const std::vector<std::string>& ImplementedMethods() {
   return *methods;
 }
 
+std::vector<std::string> Methods(bool timestamps) {
+  std::vector<std::string> out = ImplementedMethods();
+  if (timestamps) out.push_back("signatures/timestamp");
+  return out;
+}
+
 }  // namespace
 
 // ---- info ----
@@ -53,7 +59,7 @@ absl::StatusOr<Gateway::Result> Gateway::Info(const CscRequest& request) const {
       {"authType", Json::array({"oauth2client"})},
       {"oauth2", absl::StrCat(request.base_url, "/csc/v2/")},
       {"asynchronousOperationMode", false},
-      {"methods", ImplementedMethods()},
+      {"methods", Methods(config_.timestamps)},
       {"validationInfo", false},
       {"signAlgorithms", {{"algos", std::move(algos)}}},
       {"signature_formats", {{"formats", Json::array()}, {"envelope_properties", Json::array()}}},

@@ -53,6 +53,8 @@ class GatewayStack final : public daemon::Stack {
 absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::StackEnv& env) {
   const auto& c = env.config.gateway();
   auto stack = std::make_unique<GatewayStack>();
+  // signatures/timestamp when a TSA runs here or at peers.tsa.
+  const bool timestamps = RunsHere(env.config, "tsa") || !env.config.peers().tsa().empty();
   auto host_port = ParseHostPort(c.http_listen());
   if (!host_port.ok()) return Field("gateway.http_listen", host_port.status());
   auto secret = ReadSecretFile(c.client_secret_file());
@@ -63,9 +65,9 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
   if (!key.ok()) return key.status();
   auto tokens = TokenSealer::New(*key);
   if (!tokens.ok()) return Field("gateway.token_key_file", tokens.status());
-  stack->backend_ =
-      std::make_unique<GrpcBackend>(env.channels->To("signer"), env.channels->To("consent"),
-                                    c.client_id(), *secret, absl::Seconds(c.rpc_timeout_seconds()));
+  stack->backend_ = std::make_unique<GrpcBackend>(
+      env.channels->To("signer"), env.channels->To("consent"), c.client_id(), *secret,
+      absl::Seconds(c.rpc_timeout_seconds()), timestamps ? env.channels->To("tsa") : nullptr);
   auto gw = Gateway::New(
       stack->backend_.get(), *std::move(parties), *std::move(tokens), env.clock,
       GatewayConfig{.name = c.name(),
@@ -73,7 +75,8 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
                     .region = c.region(),
                     .token_lifetime = absl::Seconds(c.token_lifetime_seconds()),
                     .authorize_wait = absl::Seconds(c.authorize_wait_seconds()),
-                    .authorize_check_wait = absl::Seconds(c.authorize_check_wait_seconds())});
+                    .authorize_check_wait = absl::Seconds(c.authorize_check_wait_seconds()),
+                    .timestamps = timestamps});
   if (!gw.ok()) return Field("gateway", gw.status());
   stack->gateway_ = *std::move(gw);
   auto http = GatewayHttpServer::Start({.host = host_port->first,

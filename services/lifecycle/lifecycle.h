@@ -168,6 +168,11 @@ struct LifecycleConfig {
   int device_certificate_years = 3;
   // The consent service's client id: the only caller of IssueDeviceCertificate.
   std::string consent_client_id = "consent";
+  // The tsa service's client id: the only caller of IssueTsaCertificate.
+  std::string tsa_client_id = "tsa";
+  // Validity of TSA certificates: longer than a qualified certificate's 5 years, so that a
+  // signature timestamp outlives the certificate it protects.
+  int tsa_certificate_years = 10;
   // QcPDS URL in qualified certificates.
   std::string pds_url = "https://qsign.example/pds/en";
 };
@@ -205,6 +210,9 @@ class Lifecycle {
                                                   std::string_view device_id,
                                                   std::string_view device_public_key,
                                                   std::string_view device_name);
+  // The TSA's certificate from the qualified CA (tsa_certificates.cc); the tsa service only.
+  absl::StatusOr<CertView> IssueTsaCertificate(const Caller& caller, std::string_view public_key,
+                                               std::string_view name);
 
   // Signs and stores a new CRL for `ca_name` (after every revocation, and on schedule).
   absl::Status IssueCrl(std::string_view ca_name);

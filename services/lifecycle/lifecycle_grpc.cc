@@ -39,7 +39,8 @@ void ToProto(const CertView& v, pb::Certificate* out) {
   out->set_certificate_id(r.certificate_id);
   out->set_account_id(r.account_id);
   out->set_kind(r.kind == CertKind::kQualified ? pb::CERTIFICATE_KIND_QUALIFIED
-                                               : pb::CERTIFICATE_KIND_DEVICE);
+                : r.kind == CertKind::kDevice  ? pb::CERTIFICATE_KIND_DEVICE
+                                               : pb::CERTIFICATE_KIND_TSA);
   out->set_serial_hex(r.serial_hex);
   out->set_certificate_der(r.certificate_der);
   for (const std::string& der : v.issuer_chain_der) out->add_issuer_chain_der(der);
@@ -243,6 +244,17 @@ grpc::Status LifecycleGrpc::IssueDeviceCertificate(grpc::ServerContext* ctx,
   auto cert = lifecycle_->IssueDeviceCertificate(*caller, req->account_id(), req->device_id(),
                                                  req->device_public_key(), req->device_name());
   if (!cert.ok()) return Reply("IssueDeviceCertificate", cert.status());
+  ToProto(*cert, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status LifecycleGrpc::IssueTsaCertificate(grpc::ServerContext* ctx,
+                                                const pb::IssueTsaCertificateRequest* req,
+                                                pb::Certificate* resp) {
+  auto caller = CallerOf(ctx);
+  if (!caller.ok()) return Reply("IssueTsaCertificate", caller.status());
+  auto cert = lifecycle_->IssueTsaCertificate(*caller, req->public_key(), req->name());
+  if (!cert.ok()) return Reply("IssueTsaCertificate", cert.status());
   ToProto(*cert, resp);
   return grpc::Status::OK;
 }

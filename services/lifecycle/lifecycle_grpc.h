@@ -43,6 +43,9 @@ class LifecycleGrpc final : public qsign::v1::Lifecycle::Service {
   grpc::Status IssueDeviceCertificate(grpc::ServerContext* ctx,
                                       const qsign::v1::IssueDeviceCertificateRequest* req,
                                       qsign::v1::Certificate* resp) override;
+  grpc::Status IssueTsaCertificate(grpc::ServerContext* ctx,
+                                   const qsign::v1::IssueTsaCertificateRequest* req,
+                                   qsign::v1::Certificate* resp) override;
 
  private:
   absl::StatusOr<Caller> CallerOf(const grpc::ServerContext* ctx);

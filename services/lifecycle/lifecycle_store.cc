@@ -22,6 +22,7 @@ constexpr char kCertColumns[] =
 absl::StatusOr<CertKind> ParseKind(std::string_view s) {
   if (s == "QUALIFIED") return CertKind::kQualified;
   if (s == "DEVICE") return CertKind::kDevice;
+  if (s == "TSA") return CertKind::kTsa;
   return absl::InternalError(absl::StrCat("lifecycle.certificates: kind ", Av(s)));
 }
 
@@ -584,6 +585,24 @@ class PostgresLifecycleStore final : public LifecycleStore {
         {Param::Text(account_id), Param::Text(device_id), Param::Bytes(device_public_key)}));
   }
 
+  absl::Status InsertServiceCertificate(const CertRecord& cert,
+                                        const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto ins = tx.Exec(kInsertCert, CertParams(cert));
+      if (!ins.ok()) return ins.status();
+      return db::AppendAudit(tx, kSchema, audit, cert.created_at);
+    });
+  }
+
+  absl::StatusOr<std::optional<CertRecord>> FindServiceCertificate(
+      CertKind kind, std::string_view public_key) override {
+    return ReadOptionalCert(pool_->Exec(
+        absl::StrCat("SELECT ", kCertColumns,
+                     " FROM lifecycle.certificates WHERE kind = $1 AND device_public_key = $2 "
+                     "AND state = 'ISSUED' ORDER BY created_at DESC LIMIT 1"),
+        {Param::Text(CertKindName(kind)), Param::Bytes(public_key)}));
+  }
+
   absl::StatusOr<std::pair<RevokeAllJob, bool>> StartRevokeAllJob(
       const RevokeAllJob& job, const db::AuditEvent& audit) override {
     std::pair<RevokeAllJob, bool> out;
@@ -890,7 +909,15 @@ class PostgresLifecycleStore final : public LifecycleStore {
 }  // namespace
 
 std::string_view CertKindName(CertKind kind) {
-  return kind == CertKind::kQualified ? "QUALIFIED" : "DEVICE";
+  switch (kind) {
+    case CertKind::kQualified:
+      return "QUALIFIED";
+    case CertKind::kDevice:
+      return "DEVICE";
+    case CertKind::kTsa:
+      return "TSA";
+  }
+  return "";
 }
 
 std::string_view CertStateName(CertState state) {

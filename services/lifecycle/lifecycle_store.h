@@ -24,7 +24,7 @@
 
 namespace qsign::lifecycle {
 
-enum class CertKind { kQualified, kDevice };
+enum class CertKind { kQualified, kDevice, kTsa };
 // kPending: intent recorded (serial reserved), nothing signed yet.
 // kIssued: certificate signed and stored (OCSP answers good); `attached` once the signer has it.
 // kRevoked: on the CRL, OCSP answers revoked.
@@ -209,6 +209,13 @@ class LifecycleStore {
   virtual absl::StatusOr<std::optional<CertRecord>> FindDeviceCertificate(
       std::string_view account_id, std::string_view device_id,
       std::string_view device_public_key) = 0;
+  // Certificates of qsign's own services (the TSA): no account; the key in device_public_key.
+  // Insert writes the certificate and the audit record in one transaction; Find answers the
+  // newest ISSUED one of `kind` for `public_key`.
+  virtual absl::Status InsertServiceCertificate(const CertRecord& cert,
+                                                const db::AuditEvent& audit) = 0;
+  virtual absl::StatusOr<std::optional<CertRecord>> FindServiceCertificate(
+      CertKind kind, std::string_view public_key) = 0;
 
   // Revoke-all jobs. StartRevokeAllJob inserts a job with `audit` in one transaction, or, when
   // the account has an unfinished job, returns that one (second = false, no audit written).

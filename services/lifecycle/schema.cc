@@ -164,6 +164,14 @@ CREATE INDEX certificates_keys_left ON certificates (not_after)
   WHERE kind = 'QUALIFIED' AND key_destroyed = false;
 )sql";
 
+// The timestamp authority's certificates (IssueTsaCertificate): kind TSA, no account, the TSA's
+// public key in device_public_key (the key a service certificate is for).
+constexpr char kV5[] = R"sql(
+ALTER TABLE certificates DROP CONSTRAINT certificates_kind_check;
+ALTER TABLE certificates ADD CONSTRAINT certificates_kind_check
+  CHECK (kind IN ('QUALIFIED', 'DEVICE', 'TSA'));
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
@@ -172,7 +180,8 @@ absl::Status MigrateLifecycleSchema(db::Pool& pool) {
       {1, "CAs, CRLs, audit log", v1},
       {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2},
       {3, "outbox delivery attempts", kV3},
-      {4, "revoke-all jobs, keys left to destroy", kV4}};
+      {4, "revoke-all jobs, keys left to destroy", kV4},
+      {5, "TSA certificates", kV5}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

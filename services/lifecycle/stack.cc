@@ -107,7 +107,9 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
   stack->lifecycle_ = std::make_unique<Lifecycle>(
       stack->cas_.get(), stack->store_.get(), stack->signer_.get(), stack->identity_.get(),
       stack->consent_.get(), &ContractRegistry::BuiltIn(), env.clock,
-      LifecycleConfig{.consent_client_id = c.consent_client_id(), .pds_url = c.pds_url()});
+      LifecycleConfig{.consent_client_id = c.consent_client_id(),
+                      .tsa_client_id = c.tsa_client_id().empty() ? "tsa" : c.tsa_client_id(),
+                      .pds_url = c.pds_url()});
   auto operators = daemon::OptionalCredentialTable(config.operators_file(), "operators_file");
   if (!operators.ok()) return operators.status();
   auto services = daemon::OptionalCredentialTable(config.services_file(), "services_file");

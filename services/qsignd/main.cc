@@ -7,6 +7,7 @@
 #include "services/identity/stack.h"
 #include "services/lifecycle/stack.h"
 #include "services/signer/stack.h"
+#include "services/tsa/stack.h"
 
 int main(int argc, char** argv) {
   // Build order; Stop() runs in reverse: the gateway drains before consent's streams end.
@@ -15,5 +16,5 @@ int main(int argc, char** argv) {
   return qsign::daemon::Main(
       argc, argv, "qsignd",
       {qsign::consent::kStack, qsign::signer::kStack, qsign::identity::kStack,
-       qsign::lifecycle::kStack, qsign::gateway::kStack});
+       qsign::lifecycle::kStack, qsign::tsa::kStack, qsign::gateway::kStack});
 }

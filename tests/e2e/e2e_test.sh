@@ -45,7 +45,7 @@ MODULE=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/li
 
 # Credentials, as scripts/run makes them.
 head -c 32 /dev/urandom | base64 >"$T/secrets/pin-pepper"
-for id in identity consent lifecycle; do
+for id in identity consent lifecycle tsa; do
   echo "$id-e2e-secret" >"$T/secrets/$id.secret"
   printf '%s %s\n' "$id" "$(printf '%s' "$id-e2e-secret" | sha256sum | cut -d' ' -f1)"
 done >"$T/secrets/services"
@@ -58,6 +58,7 @@ printf 'ra-e2e %s\n' "$(printf operator-e2e-secret | sha256sum | cut -d' ' -f1)"
 
 PORT=$(free_port)
 HTTP_PORT=$(free_port)
+TSA_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 # qsignd's one config file: every service in this process, mutual TLS, the allow-lists of
 # scripts/run (scripts/local-allow.textproto).
@@ -92,6 +93,10 @@ identity { client_secret_file: "$T/secrets/identity.secret" }
 lifecycle {
   http_listen: "127.0.0.1:$HTTP_PORT"
   client_secret_file: "$T/secrets/lifecycle.secret"
+}
+tsa {
+  http_listen: "127.0.0.1:$TSA_PORT"
+  client_secret_file: "$T/secrets/tsa.secret"
 }
 CONFIG
 "$QSIGND" --config="$T/qsignd.textproto" --check_config >/dev/null \
@@ -170,6 +175,7 @@ set -e
 
 mkdir -p "$T/journey"
 if ! QSIGN="$QSIGN" QSIGN_SERVER="127.0.0.1:$PORT" OCSP_URL="http://127.0.0.1:$HTTP_PORT/ocsp" \
+  QSIGN_TSA_URL="http://127.0.0.1:$TSA_PORT/tsa" \
   OPERATOR_FILE="$T/secrets/operator.credential" TLS_DIR="$T/tls" WORK="$T/journey" \
   "$SRC/scripts/journey.sh"; then
   echo "e2e: journey failed; qsignd log:"

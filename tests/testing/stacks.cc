@@ -12,6 +12,7 @@
 #include "services/identity/stack.h"
 #include "services/lifecycle/stack.h"
 #include "services/signer/stack.h"
+#include "services/tsa/stack.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/test_data.h"
 
@@ -21,8 +22,8 @@ namespace {
 namespace cfg = ::qsign::config::v1;
 
 // The daemon's build order (services/qsignd/main.cc).
-const daemon::StackFactory* const kFactories[] = {&consent::kStack, &signer::kStack,
-                                                  &identity::kStack, &lifecycle::kStack};
+const daemon::StackFactory* const kFactories[] = {
+    &consent::kStack, &signer::kStack, &identity::kStack, &lifecycle::kStack, &tsa::kStack};
 constexpr std::string_view kPeerServices[] = {"signer", "consent", "identity", "lifecycle"};
 // Nothing listens there: a call to a service that is not started fails UNAVAILABLE.
 constexpr char kNowhere[] = "127.0.0.1:1";
@@ -55,7 +56,7 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     }
   }
   std::string services;
-  for (std::string_view svc : {"signer", "consent", "identity", "lifecycle", "gateway"}) {
+  for (std::string_view svc : {"signer", "consent", "identity", "lifecycle", "gateway", "tsa"}) {
     services += CredentialLine(svc, ServiceSecret(svc));
     if (absl::Status s =
             WriteFile(absl::StrCat(dir, "/", std::string(svc), ".secret"), ServiceSecret(svc));
@@ -86,6 +87,9 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     } else if (svc == "lifecycle") {
       c.mutable_lifecycle()->set_client_secret_file(dir + "/lifecycle.secret");
       c.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
+    } else if (svc == "tsa") {
+      c.mutable_tsa()->set_client_secret_file(dir + "/tsa.secret");
+      c.mutable_tsa()->set_http_listen("127.0.0.1:0");
     }
   }
   // Peers of the services not started, except lifecycle: without one, consent runs its own

@@ -1,7 +1,7 @@
 // qsign: the command-line client of a qsign deployment, one persona per file: the portal user
 // (portal.h, sign.h), the consent app (app.h) and the registration officer (operator.h).
 // Exit codes: 0 done, 1 usage or a local problem, 2 refused by the server (its status is shown),
-// 3 server unreachable.
+// 3 server unreachable, 4 signature not valid (verify).
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
@@ -17,6 +17,7 @@
 #include "tools/cli/operator.h"
 #include "tools/cli/portal.h"
 #include "tools/cli/sign.h"
+#include "tools/cli/verify.h"
 
 namespace qsign::cli {
 namespace {
@@ -33,7 +34,16 @@ portal (a user; the session is kept in DIR/session, mode 0600):
   cert renew [--certificate_id=ID]
   cert revoke [--certificate_id=ID] [--reason=key-compromise|superseded|cessation]
   cert revoke-all
-  sign FILE [--out=FILE.p7s] [--timeout=120]  detached CMS/CAdES-B, approved in the app
+  sign FILE [--out=FILE.p7s] [--timeout=120] [--format=cades] [--level=B-B|B-T|B-LT]
+      [--tsa_url=URL]                         detached CAdES, approved in the app; B-T adds
+                                              a signature timestamp, B-LT also certificates
+                                              and OCSP responses ($QSIGN_TSA_URL or
+                                              http://127.0.0.1:8318/tsa)
+verify (offline, no server):
+  verify FILE.p7s [--content=FILE] [--ca_file=PEM] [--at=RFC3339]
+                                              validation report; the trust anchor is the
+                                              self-signed certificate in --ca_file (default
+                                              DIR/chain.pem); exit 4 when not TOTAL-PASSED
 consent app (simulated; its key lives in DIR/app, mode 0600):
   app enroll --activation_code=CODE --pin=PIN [--device_name=NAME]
   app watch [--approve-with-pin=PIN] [--count=N] [--timeout=SECONDS]
@@ -48,7 +58,8 @@ mutual TLS (a qsign server without insecure_dev): --tls_ca=CA.crt --tls_cert=CLI
   connection is plaintext (a development server with insecure_dev only)
 
 defaults: --server=$QSIGN_SERVER or 127.0.0.1:7443, --state_dir=$QSIGN_STATE_DIR or ~/.qsign
-exit codes: 0 ok, 1 usage or local error, 2 refused by the server, 3 server unreachable
+exit codes: 0 ok, 1 usage or local error, 2 refused by the server, 3 server unreachable,
+  4 signature not valid (verify)
 )";
 
 // The names of the commands parsed, "cert" or "cert renew"; *leaf tells whether the last one
@@ -86,6 +97,8 @@ int Main(int argc, char** argv) {
   portal.Add(&qsign, &command);
   SignCommand sign;
   sign.Add(&qsign, &command);
+  VerifyCommand verify;
+  verify.Add(&qsign, &command);
   AppCommands app;
   app.Add(&qsign, &command);
   OperatorCommands op;

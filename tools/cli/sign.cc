@@ -6,8 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/cades/signed_data.h"
+#include "common/cades/timestamp.h"
+#include "common/cades/validation_data.h"
 #include "common/file.h"
+#include "common/http/client.h"
 #include "common/oids.h"
+#include "common/ossl.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
@@ -108,13 +112,23 @@ class RemoteSignature {
   std::optional<Failure> failure_;
 };
 
+bool IsSelfSigned(const std::string& der) {
+  OsslPtr<X509> cert = ParseCertificate(der);
+  return cert &&
+         X509_NAME_cmp(X509_get_subject_name(cert.get()), X509_get_issuer_name(cert.get())) == 0;
+}
+
 }  // namespace
 
 void SignCommand::Add(CLI::App* qsign, Command* selected) {
   CLI::App* sign =
-      AddCommand(qsign, "sign", "sign FILE: detached CMS/CAdES-B, approved in the app");
+      AddCommand(qsign, "sign", "sign FILE: detached CAdES (B-B, B-T, B-LT), approved in the app");
   sign->add_option("file", files_, "the file to sign");
   AddOption(sign, "out", &out_, "the signature file (default: FILE.p7s)");
+  AddOption(sign, "format", &format_, "cades (a detached .p7s)");
+  AddOption(sign, "level", &level_, "B-B, B-T (signature timestamp) or B-LT (and validation data)");
+  AddOption(sign, "tsa_url", &tsa_url_, "the RFC 3161 TSA for B-T and B-LT")
+      ->envname("QSIGN_TSA_URL");
   AddOption(sign, "timeout", &timeout_, "seconds to wait for the approval");
   sign->callback([this, selected] { *selected = [this](Context& ctx) { return Sign(ctx); }; });
 }
@@ -125,6 +139,10 @@ Result SignCommand::Sign(Context& ctx) const {
   const std::string out_path = out_.empty() ? file + ".p7s" : out_;
   int timeout = 0;
   if (!ParseSeconds(timeout_, 1, &timeout)) return Usage("--timeout: seconds, a positive number");
+  if (format_ != "cades") return Usage("--format: cades");
+  if (level_ != "B-B" && level_ != "B-T" && level_ != "B-LT") {
+    return Usage("--level: B-B, B-T or B-LT");
+  }
   std::string bearer, account_id;
   if (Result f = ctx.LoadBearer(&bearer, &account_id)) return f;
   absl::StatusOr<std::string> content = ReadFileToString(file);
@@ -150,6 +168,33 @@ Result SignCommand::Sign(Context& ctx) const {
                   [&remote](const std::string& to_sign) { return remote.Sign(to_sign); });
   if (remote.failure()) return remote.failure();
   if (!p7s.ok()) return Failure{kUsage, absl::StrCat("sign: ", p7s.status().ToString())};
+  if (level_ != "B-B") {
+    // B-T: the TSA stamps the signature value; B-LT: then every certificate and its status.
+    p7s = cades::AddSignatureTimestamp(*p7s, [this](const std::string& query) {
+      return http::Post(tsa_url_, "application/timestamp-query", query);
+    });
+    if (!p7s.ok())
+      return Failure{kUnreachable, absl::StrCat("sign: timestamp: ", p7s.status().ToString())};
+  }
+  if (level_ == "B-LT") {
+    std::vector<std::string> anchors;
+    for (const std::string& der : chain) {
+      if (IsSelfSigned(der)) anchors.push_back(der);
+    }
+    auto data = cades::CollectValidationData(
+        *p7s, anchors,
+        {.ocsp =
+             [](const std::string& url, const std::string& request) {
+               return http::Post(url, "application/ocsp-request", request);
+             },
+         .crl = [](const std::string& url) { return http::Get(url); }});
+    if (!data.ok()) {
+      return Failure{kUnreachable,
+                     absl::StrCat("sign: validation data: ", data.status().ToString())};
+    }
+    p7s = cades::AddValidationData(*p7s, *data);
+    if (!p7s.ok()) return Failure{kUsage, absl::StrCat("sign: ", p7s.status().ToString())};
+  }
   if (absl::Status s = WriteFileAtomically(out_path, *p7s, 0644); !s.ok()) {
     return Failure{kUsage, std::string(s.message())};
   }
@@ -157,6 +202,7 @@ Result SignCommand::Sign(Context& ctx) const {
   ctx.out.Add("signature", out_path);
   ctx.out.Add("sha256", absl::BytesToHexString(digest));
   ctx.out.Add("certificate_id", cert.certificate_id());
+  ctx.out.Add("level", level_);
   ctx.out.Print(absl::StrCat("signed; check with: openssl cms -verify -binary -inform DER -in ",
                              out_path, " -content ", file, " -CAfile ", ctx.state.ChainPath(),
                              " -out /dev/null"));

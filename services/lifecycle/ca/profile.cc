@@ -172,6 +172,22 @@ CertificateSpec OcspResponderSpec(std::string common_name, std::string organizat
   return spec;
 }
 
+CertificateSpec TsaCertificateSpec(std::string common_name, std::string organization,
+                                   std::string country, std::string public_key_spki,
+                                   std::string serial, absl::Time not_before, absl::Time not_after,
+                                   const IssuerUrls& urls) {
+  CertificateSpec spec =
+      OrganizationSpec(std::move(common_name), std::move(organization), std::move(country),
+                       std::move(public_key_spki), std::move(serial), not_before, not_after);
+  spec.extensions.push_back(
+      {oid::kKeyUsage, true, der::NamedBits({kDigitalSignature, kNonRepudiation})});
+  spec.extensions.push_back(
+      {oid::kExtKeyUsage, true, der::Sequence({der::Oid(oid::kTimeStamping)})});
+  spec.extensions.push_back(AuthorityInfoAccess(urls));
+  spec.extensions.push_back(CrlDistributionPoint(urls.crl));
+  return spec;
+}
+
 absl::StatusOr<CertificateSpec> DeviceCertificateSpec(std::string device_name,
                                                       std::string device_id, std::string country,
                                                       std::string public_key_spki,

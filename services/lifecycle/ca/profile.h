@@ -69,6 +69,14 @@ CertificateSpec OcspResponderSpec(std::string common_name, std::string organizat
                                   std::string country, std::string public_key_spki,
                                   std::string serial, absl::Time not_before, absl::Time not_after);
 
+// The timestamp authority's certificate (RFC 3161 2.3, ETSI EN 319 422): C, O, CN;
+// extendedKeyUsage id-kp-timeStamping only (critical); keyUsage digitalSignature and
+// nonRepudiation (critical); AIA and CRL distribution point of the issuing CA.
+CertificateSpec TsaCertificateSpec(std::string common_name, std::string organization,
+                                   std::string country, std::string public_key_spki,
+                                   std::string serial, absl::Time not_before, absl::Time not_after,
+                                   const IssuerUrls& urls);
+
 // The consent app's certificate: C, CN = device name; subjectAltName URI
 // "urn:qsign:device:<device id>"; keyUsage digitalSignature (critical); AIA and CRL distribution
 // point of the device CA.

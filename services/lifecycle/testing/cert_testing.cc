@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "services/lifecycle/ca/der.h"
+#include "tests/testing/shell.h"
 
 namespace qsign::lifecycle::testing {
 namespace {
@@ -97,14 +98,7 @@ std::string WriteTempFile(const std::string& data, const std::string& suffix) {
 }
 
 int RunCommand(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return ::qsign::testing::RunCommand(command, output);
 }
 
 std::string CertificatePem(const std::string& der) {
