@@ -24,7 +24,7 @@ class ConfigTest : public ::testing::Test {
     char tmpl[] = "/tmp/qsign-config-test.XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    for (const char* role : {"signer", "consent", "identity", "lifecycle"}) {
+    for (const char* role : {"signer", "consent", "identity", "lifecycle", "tsa"}) {
       Write(std::string(role) + ".pin", std::string(role) + "-1234\n");
     }
     Write("sad.pem", "-----BEGIN PUBLIC KEY-----\n");
@@ -103,6 +103,7 @@ TEST_F(ConfigTest, TsaDefaultsAndRules) {
   cfg::ServerConfig c = Laptop();
   Write("tsa.secret", "tsa-secret");
   c.mutable_tsa()->set_client_secret_file(Path("tsa.secret"));
+  AddToken(c, "tsa");
   ApplyConfigDefaults(c);
   EXPECT_EQ(c.tsa().http_listen(), "127.0.0.1:8318");
   EXPECT_EQ(c.tsa().key_id(), "qsign-tsa-1");
@@ -124,6 +125,7 @@ TEST_F(ConfigTest, TsaDefaultsAndRules) {
   c = Laptop();
   c.clear_lifecycle();
   c.mutable_tsa()->set_client_secret_file(Path("tsa.secret"));
+  AddToken(c, "tsa");
   EXPECT_THAT(Errors(c), HasSubstr("peers.lifecycle: required (tsa calls lifecycle"));
 }
 

@@ -35,7 +35,7 @@ export SOFTHSM2_CONF="$T/softhsm/softhsm2.conf"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
   "$T/softhsm/tokens" >"$SOFTHSM2_CONF"
 n=0
-for role in signer consent identity lifecycle; do
+for role in signer consent identity lifecycle tsa; do
   n=$((n + 1))
   echo "1122334$n" >"$T/secrets/hsm-$role.pin"
   softhsm2-util --init-token --free --label "qsign-$role" --pin "1122334$n" --so-pin 55667788 >/dev/null
@@ -80,6 +80,7 @@ hsm {
   token { role: "consent" label: "qsign-consent" pin_file: "$T/secrets/hsm-consent.pin" }
   token { role: "identity" label: "qsign-identity" pin_file: "$T/secrets/hsm-identity.pin" }
   token { role: "lifecycle" label: "qsign-lifecycle" pin_file: "$T/secrets/hsm-lifecycle.pin" }
+  token { role: "tsa" label: "qsign-tsa" pin_file: "$T/secrets/hsm-tsa.pin" }
 }
 observability { metrics_listen: "127.0.0.1:$METRICS_PORT" }
 signer { sad_keys { key_id: "qsign-sad-1" public_key_file: "$T/sad-qsign-sad-1.pem" } }
