@@ -76,6 +76,8 @@ int Run() {
                 consent->set_pin_argon2_m_kib(absl::GetFlag(FLAGS_pin_m_kib));
                 // 127.0.0.1 enrols everyone here.
                 consent->set_enrollments_per_address_per_minute(0);
+                // Each simulated app approves many logins a minute.
+                consent->set_approvals_per_device_per_minute(0);
               }});
   Check(stacks.status(), "identity and consent");
   // The portals' and the apps' connections, as from other processes.

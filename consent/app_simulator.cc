@@ -301,16 +301,64 @@ absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::Decide(std::string_view
                                                                 std::string_view statement,
                                                                 Decision decision,
                                                                 std::string_view pin) {
-  auto sig = Sign(DecisionMessage(statement, decision));
+  auto challenge = GetApprovalChallenge(request_id);
+  if (!challenge.ok()) return challenge.status();
+  auto sig = Sign(ApprovalMessage(statement, decision, *challenge));
   if (!sig.ok()) return sig.status();
-  return SendApprove(request_id, device_id_, decision, pin, *sig);
+  return SendApprove(request_id, device_id_, decision, pin, *challenge, *sig);
 }
 
-absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(std::string_view request_id,
-                                                                     std::string_view device_id,
-                                                                     Decision decision,
-                                                                     std::string_view pin,
-                                                                     std::string_view signature) {
+absl::StatusOr<std::string> ConsentAppSimulator::GetApprovalChallenge(std::string_view request_id) {
+  pb::GetApprovalChallengeRequest req;
+  req.set_request_id(std::string(request_id));
+  req.set_device_id(device_id_);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  pb::GetApprovalChallengeResponse resp;
+  if (grpc::Status s = stub_->GetApprovalChallenge(&ctx, req, &resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return resp.challenge();
+}
+
+absl::StatusOr<pb::ChangePinResponse> ConsentAppSimulator::ChangePin(std::string_view old_pin,
+                                                                     std::string_view new_pin) {
+  auto challenge = GetApprovalChallenge("");
+  if (!challenge.ok()) return challenge.status();
+  auto sig = Sign(PinOperationMessage(PinOperation::kChange, device_id_, *challenge));
+  if (!sig.ok()) return sig.status();
+  pb::ChangePinRequest req;
+  req.set_device_id(device_id_);
+  req.set_challenge(*challenge);
+  req.set_device_signature(*sig);
+  req.set_old_pin(std::string(old_pin));
+  req.set_new_pin(std::string(new_pin));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  pb::ChangePinResponse resp;
+  if (grpc::Status s = stub_->ChangePin(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+absl::Status ConsentAppSimulator::ResetPin(std::string_view new_pin) {
+  auto challenge = GetApprovalChallenge("");
+  if (!challenge.ok()) return challenge.status();
+  auto sig = Sign(PinOperationMessage(PinOperation::kReset, device_id_, *challenge));
+  if (!sig.ok()) return sig.status();
+  pb::ResetPinRequest req;
+  req.set_device_id(device_id_);
+  req.set_challenge(*challenge);
+  req.set_device_signature(*sig);
+  req.set_new_pin(std::string(new_pin));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  pb::ResetPinResponse resp;
+  return FromGrpcStatus(stub_->ResetPin(&ctx, req, &resp));
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(
+    std::string_view request_id, std::string_view device_id, Decision decision,
+    std::string_view pin, std::string_view challenge, std::string_view signature) {
   pb::ApproveRequest req;
   req.set_request_id(std::string(request_id));
   req.set_device_id(std::string(device_id));
@@ -318,6 +366,7 @@ absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(std::string
                                                   : pb::CONSENT_DECISION_DENY);
   req.set_pin(std::string(pin));
   req.set_device_signature(std::string(signature));
+  req.set_challenge(std::string(challenge));
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   pb::ApproveResponse resp;

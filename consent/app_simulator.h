@@ -72,19 +72,29 @@ class ConsentAppSimulator {
   void SetAutoDecision(std::optional<Decision> decision, std::string pin = "");
   int auto_decisions() const;
 
-  // Decides `request` after checking its statement; signs statement || decision.
+  // Decides `request` after checking its statement: a fresh challenge (GetApprovalChallenge),
+  // then the signed approval message (statement, decision, challenge) with the PIN.
   absl::StatusOr<qsign::v1::ApproveResponse> Approve(const qsign::v1::ConsentRequest& request,
                                                      std::string_view pin);
   absl::StatusOr<qsign::v1::ApproveResponse> Deny(const qsign::v1::ConsentRequest& request);
-  // The raw call, for tests that forge: signs `statement` || decision as given.
+  // The raw call, for tests that forge: a fresh challenge, then signs `statement` as given.
   absl::StatusOr<qsign::v1::ApproveResponse> Decide(std::string_view request_id,
                                                     std::string_view statement, Decision decision,
                                                     std::string_view pin);
-  // The raw call with a caller-made signature.
+  // GetApprovalChallenge for `request_id` (empty: for a PIN operation) as this device.
+  absl::StatusOr<std::string> GetApprovalChallenge(std::string_view request_id);
+  // The raw call with a caller-made challenge and signature.
   absl::StatusOr<qsign::v1::ApproveResponse> SendApprove(std::string_view request_id,
                                                          std::string_view device_id,
                                                          Decision decision, std::string_view pin,
+                                                         std::string_view challenge,
                                                          std::string_view signature);
+
+  // The user changes the PIN (old PIN counted as an attempt); the server's answer.
+  absl::StatusOr<qsign::v1::ChangePinResponse> ChangePin(std::string_view old_pin,
+                                                         std::string_view new_pin);
+  // The user sets a new PIN after a registration officer's UnblockPin.
+  absl::Status ResetPin(std::string_view new_pin);
 
  private:
   struct Key;

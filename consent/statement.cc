@@ -31,6 +31,14 @@ enum Tag : uint8_t {
   kTagDeviceId = 0x01,
   kTagChallengeExpiry = 0x02,
   kTagNonce = 0x03,
+  // Inside an approval message.
+  kTagApprovalStatement = 0x01,
+  kTagApprovalDecision = 0x02,
+  kTagApprovalChallenge = 0x03,
+  // Inside a PIN operation message.
+  kTagPinOperation = 0x01,
+  kTagPinDeviceId = 0x02,
+  kTagPinChallenge = 0x03,
 };
 
 void PutU32(uint32_t v, std::string* out) {
@@ -203,9 +211,21 @@ absl::StatusOr<Statement> DecodeStatement(std::string_view bytes) {
   return s;
 }
 
-std::string DecisionMessage(std::string_view statement, Decision decision) {
-  std::string out(statement);
-  out.push_back(static_cast<char>(decision));
+std::string ApprovalMessage(std::string_view statement, Decision decision,
+                            std::string_view challenge) {
+  std::string out(kApprovalLabel);
+  PutField(kTagApprovalStatement, statement, &out);
+  PutField(kTagApprovalDecision, std::string(1, static_cast<char>(decision)), &out);
+  PutField(kTagApprovalChallenge, challenge, &out);
+  return out;
+}
+
+std::string PinOperationMessage(PinOperation op, std::string_view device_id,
+                                std::string_view challenge) {
+  std::string out(kPinOperationLabel);
+  PutField(kTagPinOperation, std::string(1, static_cast<char>(op)), &out);
+  PutField(kTagPinDeviceId, device_id, &out);
+  PutField(kTagPinChallenge, challenge, &out);
   return out;
 }
 

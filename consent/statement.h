@@ -8,8 +8,8 @@
 // the Unix epoch. One value has exactly one encoding: DecodeStatement refuses anything that
 // EncodeStatement would not have produced (order, unknown tags, trailing bytes).
 //
-// A challenge (WatchRequests) begins with a different label, so a challenge signature never
-// passes as an approval and an approval never opens a stream.
+// A challenge (WatchRequests), an approval and a PIN operation each begin with their own label,
+// so a signature made for one never passes as another.
 #ifndef QSIGN_CONSENT_STATEMENT_H_
 #define QSIGN_CONSENT_STATEMENT_H_
 
@@ -25,6 +25,8 @@ namespace qsign::consent {
 
 inline constexpr std::string_view kStatementLabel = "QSIGN-CONSENT-STATEMENT-V1\n";
 inline constexpr std::string_view kChallengeLabel = "QSIGN-CONSENT-CHALLENGE-V1\n";
+inline constexpr std::string_view kApprovalLabel = "QSIGN-CONSENT-APPROVAL-V2\n";
+inline constexpr std::string_view kPinOperationLabel = "QSIGN-CONSENT-PIN-V1\n";
 
 // Initial metadata key the server sends (value "open") on WatchRequests once the device is
 // authenticated, so the app knows the stream is open before any request arrives.
@@ -76,8 +78,19 @@ std::string EncodeStatement(const Statement& statement);
 // Strict inverse of EncodeStatement: INVALID_ARGUMENT "statement: ..." for anything else.
 absl::StatusOr<Statement> DecodeStatement(std::string_view bytes);
 
-// What the device signs to decide: statement || decision byte.
-std::string DecisionMessage(std::string_view statement, Decision decision);
+// What the device signs to decide (Approve), with a one-time challenge from
+// GetApprovalChallenge so that one signature serves one attempt:
+//   kApprovalLabel || 0x01 statement || 0x02 decision byte || 0x03 challenge (TLV as above).
+std::string ApprovalMessage(std::string_view statement, Decision decision,
+                            std::string_view challenge);
+
+// Values are the bytes signed: what a PIN operation of the app does.
+enum class PinOperation : uint8_t { kChange = 1, kReset = 2 };
+
+// What the device signs for ChangePin / ResetPin:
+//   kPinOperationLabel || 0x01 operation byte || 0x02 device id || 0x03 challenge.
+std::string PinOperationMessage(PinOperation op, std::string_view device_id,
+                                std::string_view challenge);
 
 // The challenge for opening WatchRequests: label, device id, expiry and a random nonce.
 std::string EncodeChallenge(std::string_view device_id, absl::Time expires_at,

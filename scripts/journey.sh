@@ -3,9 +3,9 @@
 # app, printing each step: register, proof, enrol the app, log in by push with PIN, accept the
 # contract, issue, sign a file and verify it with openssl, sign at CAdES B-LT and verify it (qsign
 # verify, openssl cms and ts; a changed file refused), OCSP good, renewal refused (outside its
-# window), a sign request denied in the app, five wrong PINs block the app, an operator unblocks it
-# with a new PIN, sign with it, revoke, OCSP revoked, revoke all, the B-LT signature still valid
-# (now and past its notAfter). Used by scripts/run (the demo)
+# window), a sign request denied in the app, five wrong PINs block the app, an operator opens a PIN
+# reset and the user sets a new PIN in the app, sign with it, revoke, OCSP revoked, revoke all, the
+# B-LT signature still valid (now and past its notAfter). Used by scripts/run (the demo)
 # and tests/e2e (ctest). Exits non-zero on the first failed step.
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
@@ -224,8 +224,10 @@ wait "$SIGN_PID" || rc=$?
 SIGN_PID=""
 expect_refused "$rc" "$WORK/sign-blocked.txt" "the request was not approved (CONSENT_REQUEST_STATE_DENIED)"
 
-step "13. the registration officer unblocks the PIN (identity proofed within the hour)"
-operator unblock-pin --username="$USERNAME" --new_pin="$NEW_PIN"
+step "13. the registration officer opens a PIN reset (identity proofed within the hour); the user sets the new PIN in the app"
+operator unblock-pin --username="$USERNAME"
+printf 'app$ qsign --state_dir=phone app reset-pin --new_pin=******\n'
+as app --state_dir="$PHONE" app reset-pin --new_pin="$NEW_PIN"
 
 step "14. sign with the new PIN"
 app_watch "$NEW_PIN"

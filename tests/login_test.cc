@@ -172,7 +172,6 @@ TEST_F(LoginTest, BlockedPinIsUnblockedByAnOperatorOnIdentitysRecentProofing) {
   auto unblock = [&] {
     pb::UnblockPinRequest req;
     req.set_account_id(app->account_id());
-    req.set_new_pin("802514");
     grpc::ClientContext ctx;
     pb::UnblockPinResponse resp;
     return consent_stub->UnblockPin(Ctx(&ctx, kOperator), req, &resp);
@@ -181,6 +180,8 @@ TEST_F(LoginTest, BlockedPinIsUnblockedByAnOperatorOnIdentitysRecentProofing) {
   // through Identity.GetAccount (GrpcIdentityDirectory) before it lets the operator unblock.
   grpc::Status s = unblock();
   ASSERT_TRUE(s.ok()) << s.error_message();
+  // The user, not the officer, sets the new PIN on the app.
+  ASSERT_TRUE(app->ResetPin("802514").ok());
   pb::StartLoginResponse again = StartLogin(username);
   auto next = app->NextRequest(absl::Seconds(5));
   ASSERT_TRUE(next.ok()) << next.status();

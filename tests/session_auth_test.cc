@@ -75,7 +75,8 @@ class Unreachable final : public lifecycle::SignerClient,
   absl::StatusOr<int> DeactivateDevices(std::string_view, std::string_view) override {
     return Down();
   }
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view, std::string_view) override {
+  absl::StatusOr<consent::RedeemedCode> RedeemActivationCode(std::string_view,
+                                                             std::string_view) override {
     return Down();
   }
   absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view) override {

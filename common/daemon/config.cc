@@ -408,6 +408,8 @@ class Validator {
     Range("consent.pin_argon2_m_kib", s.pin_argon2_m_kib(), 8, 4 << 20);
     Range("consent.enrollments_per_address_per_minute", s.enrollments_per_address_per_minute(), 0,
           1'000'000);
+    Range("consent.approvals_per_device_per_minute", s.approvals_per_device_per_minute(), 0,
+          1'000'000);
     SecretFile("consent.client_secret_file", s.client_secret_file());
     // Written with create_missing_keys when missing; otherwise read and checked at start-up.
     if (!c_.create_missing_keys()) {
@@ -588,6 +590,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     DefaultString(s.mutable_client_id(), "consent");
     DefaultString(s.mutable_device_ca_key_id(), kDefaultDeviceCaKey);
     if (!s.has_enrollments_per_address_per_minute()) s.set_enrollments_per_address_per_minute(30);
+    if (!s.has_approvals_per_device_per_minute()) s.set_approvals_per_device_per_minute(20);
   }
   if (c.has_identity()) {
     cfg::IdentityService& s = *c.mutable_identity();

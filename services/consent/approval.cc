@@ -1,5 +1,7 @@
 // The consent app's answer to a request: device signature, then decision and PIN attempts.
 
+#include <openssl/rand.h>
+
 #include <optional>
 #include <utility>
 
@@ -25,6 +27,39 @@ void CountOutcome(RequestKind kind, std::string_view outcome) {
 
 }  // namespace
 
+absl::StatusOr<bool> Consent::CheckPin(const SecretString& pin, const std::string& verifier) const {
+  metrics::Registry::Global().AddCounter(
+      "qsign_consent_pin_checks_total",
+      "PINs checked against their verifier (Approve, ChangePin), each after its attempt was "
+      "counted.",
+      {});
+  return deps_.pins->Verify(pin.value(), verifier);
+}
+
+absl::StatusOr<ChallengeResult> Consent::GetApprovalChallenge(std::string_view request_id,
+                                                              std::string_view device_id) {
+  if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
+  if (!request_id.empty()) {
+    if (auto s = ValidateRequestId(request_id); !s.ok()) return s;
+  }
+  std::string challenge(kApprovalChallengeBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(challenge.data()), kApprovalChallengeBytes) !=
+      1) {
+    return absl::InternalError("no randomness");
+  }
+  const absl::Time now = Now();
+  const absl::Time expires_at = now + config_.challenge_lifetime;
+  // Unknown devices and requests get one too: the call that presents it refuses them.
+  if (auto s = deps_.store->AddChallenge(
+          Sha256(challenge), device_id,
+          request_id.empty() ? ChallengePurpose::kPin : ChallengePurpose::kApprove, request_id,
+          expires_at, now);
+      !s.ok()) {
+    return s;
+  }
+  return ChallengeResult{.challenge = std::move(challenge), .expires_at = expires_at};
+}
+
 absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const ClientInfo& client) {
   if (auto s = ValidateRequestId(in.request_id); !s.ok()) return s;
   if (auto s = ValidateDeviceId(in.device_id); !s.ok()) return s;
@@ -34,8 +69,15 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   if (in.device_signature.empty()) {
     return absl::InvalidArgumentError("device_signature: required");
   }
+  if (auto s = ValidateApprovalChallenge(in.challenge); !s.ok()) return s;
   const bool approve = *in.decision == Decision::kApprove;
   if (approve && in.pin.empty()) return absl::InvalidArgumentError("pin: required to approve");
+  const absl::Time now = Now();
+  // Counted before anything else, so that no answer is cheaper to get than the limit allows.
+  if (!approve_limiter_.Allow(in.device_id, now)) {
+    return absl::ResourceExhaustedError(
+        "too many approvals from this device; try again in a minute");
+  }
 
   // 1. The request belongs to the device's account (one query brings request, device and PIN).
   const absl::Status not_found = absl::NotFoundError("request_id: no such request");
@@ -46,104 +88,118 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   const RequestRecord* request = &context->request;
   if (context->device_account_id != request->account_id) return not_found;
 
-  // 2. Signed by the account's active device, over the statement as we stored it.
+  // 2. Signed by the account's active device, over the statement as we stored it, the decision
+  // and this attempt's challenge.
   const std::string actor = absl::StrCat("device:", in.device_id);
   if (!context->device_active) {
     return absl::PermissionDeniedError("device_signature: not the account's active device");
   }
   if (!VerifyDeviceSignature(context->device_public_key_spki,
-                             DecisionMessage(request->statement, *in.decision),
+                             ApprovalMessage(request->statement, *in.decision, in.challenge),
                              in.device_signature)) {
     return absl::PermissionDeniedError(
-        "device_signature: does not verify over the request's statement and decision");
+        "device_signature: does not verify over the request's statement, decision and "
+        "challenge");
   }
 
-  // 3. Still open.
-  const absl::Time now = Now();
-  switch (EffectiveState(*request, now)) {
-    case RequestState::kPending:
-      break;
-    case RequestState::kExpired:
-      CountOutcome(request->kind, "expired");
-      return absl::FailedPreconditionError("request_id: expired");
-    case RequestState::kCancelled:
-      return absl::FailedPreconditionError("request_id: cancelled (the device was replaced)");
-    case RequestState::kApproved:
-    case RequestState::kDenied:
-      return absl::FailedPreconditionError("request_id: already decided");
-  }
+  // 3. Still open (checked again, under lock, in the attempt's transaction).
+  if (auto s = RequireOpen(*request, EffectiveState(*request, now)); !s.ok()) return s;
   const std::string action = request->kind == RequestKind::kSign ? "sign" : "login";
+  const PinAttempt attempt{.account_id = request->account_id,
+                           .device_id = in.device_id,
+                           .challenge_sha256 = Sha256(in.challenge),
+                           .purpose = ChallengePurpose::kApprove,
+                           .request_id = in.request_id,
+                           .max_failures = config_.max_pin_failures,
+                           .now = now};
 
   if (!approve) {
-    if (auto s = deps_.store->DecideRequest(
-            in.request_id, request->account_id,
-            {.state = RequestState::kDenied, .device_id = in.device_id, .decided_at = now},
-            auth::AuditEventOf(actor, absl::StrCat(action, ".deny"), in.request_id, client));
-        !s.ok()) {
-      return s;
-    }
+    auto out = deps_.store->DenyWithChallenge(
+        attempt, auth::AuditEventOf(actor, absl::StrCat(action, ".deny"), in.request_id, client));
+    if (!out.ok()) return out.status();
+    if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
     deps_.notifier->Notify(request->account_id);
     CountOutcome(request->kind, "denied");
     return ApproveOutcome{.result = ApproveResult::kDenied, .state = RequestState::kDenied};
   }
 
-  // 4. The PIN.
-  const std::optional<PinRecord>& pin = context->pin;
-  if (!pin.has_value()) {
+  // 4. The PIN: counted under the PIN row's lock, then checked; for a sign request, the SAD
+  // bound to exactly the stored hashes is minted once the PIN is right.
+  RequestDecision decision{
+      .state = RequestState::kApproved, .device_id = in.device_id, .decided_at = now};
+  std::string details;
+  const db::AuditEvent event =
+      auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client, "ok");
+  auto out = deps_.store->ApproveWithPin(
+      attempt,
+      [&](const std::string& verifier) -> absl::StatusOr<bool> {
+        auto right = CheckPin(in.pin, verifier);
+        if (!right.ok() || !*right) return right;
+        if (request->kind == RequestKind::kSign) {
+          if (auto s = MintSad(in.request_id, *request, now, &decision, &details); !s.ok()) {
+            return s;
+          }
+        }
+        return true;
+      },
+      decision, event, event);
+  if (!out.ok()) return out.status();
+  if (out->outcome == AttemptOutcome::kNoPin) {
     return absl::InternalError(absl::StrCat("account ", request->account_id, " has no PIN"));
   }
-  if (pin->blocked) {
-    absl::Status s = deps_.store->DecideRequest(
-        in.request_id, request->account_id,
-        {.state = RequestState::kDenied, .device_id = in.device_id, .decided_at = now},
-        auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client,
-                           "pin_blocked"));
-    if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) return s;
-    deps_.notifier->Notify(request->account_id);
-    CountOutcome(request->kind, "blocked");
-    return ApproveOutcome{.result = ApproveResult::kPinBlocked, .state = RequestState::kDenied};
-  }
-  auto correct = deps_.pins->Verify(in.pin.value(), pin->verifier);
-  if (!correct.ok()) return correct.status();
-  if (!*correct) {
-    auto failure = deps_.store->RecordPinFailure(
-        request->account_id, in.request_id, config_.max_pin_failures, now,
-        auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client,
-                           "pin_wrong"));
-    if (!failure.ok()) return failure.status();
-    deps_.notifier->Notify(request->account_id);
-    if (failure->blocked) {
+  if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
+  deps_.notifier->Notify(request->account_id);
+  switch (out->outcome) {
+    case AttemptOutcome::kDone:
+      CountOutcome(request->kind, "approved");
+      return ApproveOutcome{.result = ApproveResult::kApproved, .state = RequestState::kApproved};
+    case AttemptOutcome::kWrong:
+      if (!out->blocked) {
+        CountOutcome(request->kind, "pin_failed");
+        return ApproveOutcome{.result = ApproveResult::kPinWrong,
+                              .remaining_pin_attempts = config_.max_pin_failures - out->failures,
+                              .state = RequestState::kPending};
+      }
       Log(LogLevel::kWarning, "consent", "PIN blocked after wrong attempts",
           {{"account_id", request->account_id}});
+      [[fallthrough]];
+    default:
+      // Blocked, now or before: the same answer whatever PIN came with the attempt.
       CountOutcome(request->kind, "blocked");
-      auto after = deps_.store->GetRequest(in.request_id);
-      if (!after.ok()) return after.status();
-      return ApproveOutcome{.result = ApproveResult::kPinBlocked,
-                            .state = EffectiveState(*after, now)};
-    }
-    CountOutcome(request->kind, "pin_failed");
-    return ApproveOutcome{.result = ApproveResult::kPinWrong,
-                          .remaining_pin_attempts = config_.max_pin_failures - failure->failures,
-                          .state = RequestState::kPending};
+      return ApproveOutcome{.result = ApproveResult::kPinBlocked, .state = RequestState::kDenied};
   }
+}
 
-  // 5. Approved: for a sign request, the SAD bound to exactly the stored hashes.
-  RequestDecision decision{.state = RequestState::kApproved,
-                           .device_id = in.device_id,
-                           .decided_at = now,
-                           .reset_pin_verifier = pin->verifier};
-  std::string details;
-  if (request->kind == RequestKind::kSign) {
-    if (auto s = MintSad(in.request_id, *request, now, &decision, &details); !s.ok()) return s;
+absl::Status Consent::RequireOpen(const RequestRecord& request, RequestState state) const {
+  switch (state) {
+    case RequestState::kPending:
+      return absl::OkStatus();
+    case RequestState::kExpired:
+      CountOutcome(request.kind, "expired");
+      return absl::FailedPreconditionError("request_id: expired");
+    case RequestState::kCancelled:
+      return absl::FailedPreconditionError("request_id: cancelled (the device was replaced)");
+    case RequestState::kApproved:
+    case RequestState::kDenied:
+      break;
   }
-  absl::Status s =
-      deps_.store->DecideRequest(in.request_id, request->account_id, decision,
-                                 auth::AuditEventOf(actor, absl::StrCat(action, ".approve"),
-                                                    in.request_id, client, "ok", details));
-  if (!s.ok()) return s;
-  deps_.notifier->Notify(request->account_id);
-  CountOutcome(request->kind, "approved");
-  return ApproveOutcome{.result = ApproveResult::kApproved, .state = RequestState::kApproved};
+  return absl::FailedPreconditionError("request_id: already decided");
+}
+
+absl::Status Consent::RefusalOf(const AttemptResult& out, const RequestRecord& request) const {
+  switch (out.outcome) {
+    case AttemptOutcome::kChallengeInvalid:
+      return absl::PermissionDeniedError(kChallengeRefusal);
+    case AttemptOutcome::kNotPending: {
+      RequestRecord now_stored = request;
+      now_stored.state = out.request_state;
+      now_stored.expires_at = out.request_expires_at;
+      absl::Status s = RequireOpen(now_stored, EffectiveState(now_stored, Now()));
+      return s.ok() ? absl::FailedPreconditionError("request_id: expired") : s;
+    }
+    default:
+      return absl::OkStatus();
+  }
 }
 
 }  // namespace qsign::consent

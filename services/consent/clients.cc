@@ -29,7 +29,7 @@ GrpcIdentityDirectory::GrpcIdentityDirectory(std::shared_ptr<const daemon::Defer
     : stub_(std::move(channel)),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(secret.value()))) {}
 
-absl::StatusOr<std::string> GrpcIdentityDirectory::RedeemActivationCode(
+absl::StatusOr<RedeemedCode> GrpcIdentityDirectory::RedeemActivationCode(
     std::string_view activation_code, std::string_view device_key_sha256) {
   pb::RedeemActivationCodeRequest req;
   req.set_activation_code(std::string(activation_code));
@@ -45,7 +45,7 @@ absl::StatusOr<std::string> GrpcIdentityDirectory::RedeemActivationCode(
   if (resp.account_id().empty()) {
     return absl::InternalError("identity: RedeemActivationCode answered no account");
   }
-  return resp.account_id();
+  return RedeemedCode{.account_id = resp.account_id(), .repeated = resp.repeated()};
 }
 
 absl::StatusOr<std::optional<absl::Time>> GrpcIdentityDirectory::LastProofedAt(

@@ -25,8 +25,8 @@ class GrpcIdentityDirectory final : public IdentityDirectory {
   GrpcIdentityDirectory(std::shared_ptr<const daemon::DeferredChannel> channel,
                         std::string_view client_id, const SecretString& secret);
 
-  absl::StatusOr<std::string> RedeemActivationCode(std::string_view activation_code,
-                                                   std::string_view device_key_sha256) override;
+  absl::StatusOr<RedeemedCode> RedeemActivationCode(std::string_view activation_code,
+                                                    std::string_view device_key_sha256) override;
   absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account_id) override;
 
  private:

@@ -4,8 +4,10 @@
 // to exactly the approved hashes. No gRPC types here; consent_grpc.h is the edge.
 //
 // Security contract: only the stored statement is ever checked (never a client's copy); a
-// request is decided once; five wrong PINs in a row block approvals until an operator, after
-// re-proofing, sets a new PIN; PINs and activation codes are never stored, logged or echoed;
+// request is decided once; every PIN attempt needs a one-time challenge signed by the device and
+// is counted, under the PIN row's lock, before the PIN is checked; five wrong PINs in a row
+// block approvals until an operator, after re-proofing, opens a reset and the user sets a new
+// PIN on the app; PINs and activation codes are never stored, logged or echoed;
 // every state change is written with its audit record in one transaction.
 #ifndef QSIGN_SERVICES_CONSENT_CONSENT_H_
 #define QSIGN_SERVICES_CONSENT_CONSENT_H_
@@ -48,14 +50,20 @@ using ::qsign::auth::SessionVerifier;
 
 // ---- What consent needs from other services (services/consent/clients.h: over gRPC). ----
 
+struct RedeemedCode {
+  std::string account_id;
+  bool repeated = false;
+};
+
 // The identity service.
 class IdentityDirectory {
  public:
   virtual ~IdentityDirectory() = default;
-  // Identity.RedeemActivationCode: consumes the code and answers its account id. NOT_FOUND when
-  // the code is unknown, used or expired.
-  virtual absl::StatusOr<std::string> RedeemActivationCode(std::string_view activation_code,
-                                                           std::string_view device_key_sha256) = 0;
+  // Identity.RedeemActivationCode: consumes the code and answers its account, and whether the
+  // code had been redeemed before with the same key (a retried enrolment). NOT_FOUND when the
+  // code is unknown, used (by another key) or expired.
+  virtual absl::StatusOr<RedeemedCode> RedeemActivationCode(std::string_view activation_code,
+                                                            std::string_view device_key_sha256) = 0;
   // Identity.GetAccount's proofed_at; nullopt while never proofed. NOT_FOUND for no account.
   virtual absl::StatusOr<std::optional<absl::Time>> LastProofedAt(std::string_view account_id) = 0;
 };
@@ -92,7 +100,14 @@ struct ConsentConfig {
   absl::Duration poll_interval = absl::Seconds(1);
   // An operator's UnblockPin needs a proofing at most this old.
   absl::Duration reproof_window = absl::Hours(1);
+  // After UnblockPin the user may set a new PIN on the app (ResetPin) for this long.
+  absl::Duration pin_reset_window = absl::Hours(24);
+  // A repeated EnrollDevice (same code, same key) answers the committed enrolment only within
+  // this time of it, and only while its PIN was never tried.
+  absl::Duration enrollment_retry_window = absl::Minutes(10);
   int max_pin_failures = 5;
+  // Approve calls per device per minute, counted before any check; 0: unlimited.
+  int approvals_per_device_per_minute = 20;
   // EnrollDevice attempts per client (gRPC peer) address per minute, counted before any check;
   // 0: unlimited.
   int enrollments_per_address_per_minute = 30;
@@ -130,6 +145,22 @@ struct ApproveInput {
   std::optional<Decision> decision;  // nullopt: not given.
   SecretString pin;
   std::string device_signature;
+  std::string challenge;  // From GetApprovalChallenge.
+};
+
+struct PinOperationInput {
+  std::string device_id;
+  std::string challenge;  // From GetApprovalChallenge with no request.
+  std::string device_signature;
+  SecretString old_pin;  // ChangePin only.
+  SecretString new_pin;
+};
+
+enum class ChangePinResult { kChanged, kPinWrong, kPinBlocked };
+
+struct ChangePinOutcome {
+  ChangePinResult result = ChangePinResult::kPinWrong;
+  int remaining_pin_attempts = 0;  // kPinWrong only.
 };
 
 enum class ApproveResult { kApproved, kDenied, kPinWrong, kPinBlocked };
@@ -195,7 +226,8 @@ struct ConsentDeps {
 
 // One file per workflow: consent.cc (construction, callers), enrolment.cc, watch.cc (the app's
 // request stream), approval.cc, requests.cc, authorization.cc (signing authorization, SAD),
-// devices.cc, pin_unblock.cc; shared helpers in consent_internal.h.
+// devices.cc, pin_unblock.cc (UnblockPin, ChangePin, ResetPin); shared helpers in
+// consent_internal.h.
 class Consent {
  public:
   // None of the pointers in `deps` is owned; all must outlive the Consent.
@@ -218,7 +250,16 @@ class Consent {
                              std::string_view signature, absl::FunctionRef<void()> opened,
                              absl::FunctionRef<bool(const PendingRequest&)> send,
                              absl::FunctionRef<bool()> cancelled);
+  // A one-time challenge for one Approve of `request_id` by `device_id`, or (request_id empty)
+  // one ChangePin / ResetPin by it.
+  absl::StatusOr<ChallengeResult> GetApprovalChallenge(std::string_view request_id,
+                                                       std::string_view device_id);
   absl::StatusOr<ApproveOutcome> Approve(const ApproveInput& input, const ClientInfo& client);
+  // The user's own PIN change (old PIN counted as an attempt) and the new PIN after an operator's
+  // UnblockPin.
+  absl::StatusOr<ChangePinOutcome> ChangePin(const PinOperationInput& input,
+                                             const ClientInfo& client);
+  absl::Status ResetPin(const PinOperationInput& input, const ClientInfo& client);
 
   // Services.
   absl::StatusOr<RequestStatus> CreateLoginRequest(const Caller& caller,
@@ -239,10 +280,9 @@ class Consent {
                                                           absl::Duration max_wait,
                                                           absl::FunctionRef<bool()> cancelled);
 
-  // Operators.
-  absl::Status UnblockPin(const Caller& caller, std::string_view account_id,
-                          const SecretString& new_pin, std::string_view note,
-                          const ClientInfo& client);
+  // Operators: opens a PIN reset (the user sets the new PIN on the app); answers until when.
+  absl::StatusOr<absl::Time> UnblockPin(const Caller& caller, std::string_view account_id,
+                                        std::string_view note, const ClientInfo& client);
 
   // Ends open streams and waits (server shutdown).
   void Shutdown();
@@ -256,7 +296,8 @@ class Consent {
       : deps_(deps),
         authenticator_(std::move(operators), std::move(services), deps.sessions, "consent"),
         config_(config),
-        enroll_limiter_(config.enrollments_per_address_per_minute, absl::Minutes(1)) {}
+        enroll_limiter_(config.enrollments_per_address_per_minute, absl::Minutes(1)),
+        approve_limiter_(config.approvals_per_device_per_minute, absl::Minutes(1)) {}
 
   absl::Time Now() const;
   RequestState EffectiveState(const RequestRecord& r, absl::Time now) const;
@@ -277,11 +318,25 @@ class Consent {
   // `decision`, and the audit details.
   absl::Status MintSad(std::string_view request_id, const RequestRecord& request, absl::Time now,
                        RequestDecision* decision, std::string* details) const;
+  // A repeated enrolment of `device` (same code, same key): its enrolment as committed when this
+  // is a retry after a lost reply (device active, recent, PIN never tried); nullopt otherwise.
+  absl::StatusOr<std::optional<EnrollResult>> RetriedEnrolment(const DeviceRecord& device) const;
+  // OK while `state` is PENDING; else the FAILED_PRECONDITION an attempt on it gets.
+  absl::Status RequireOpen(const RequestRecord& request, RequestState state) const;
+  // The refusal for an attempt the store refused before its PIN was checked (challenge not
+  // valid, request no longer open); OK otherwise.
+  absl::Status RefusalOf(const AttemptResult& out, const RequestRecord& request) const;
+  // Whether `pin` matches `verifier`; counts the check (qsign_consent_pin_checks_total).
+  absl::StatusOr<bool> CheckPin(const SecretString& pin, const std::string& verifier) const;
+  // The device of a PIN operation, active, whose key signed `op` over the challenge.
+  absl::StatusOr<DeviceRecord> PinOperationDevice(const PinOperationInput& in,
+                                                  PinOperation op) const;
 
   const ConsentDeps deps_;
   const auth::Authenticator authenticator_;
   const ConsentConfig config_;
   RateLimiter enroll_limiter_;
+  RateLimiter approve_limiter_;
 };
 
 }  // namespace qsign::consent

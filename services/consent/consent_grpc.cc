@@ -152,12 +152,56 @@ grpc::Status ConsentGrpc::WatchRequests(grpc::ServerContext* ctx,
   return Reply("WatchRequests", st);
 }
 
+grpc::Status ConsentGrpc::GetApprovalChallenge(grpc::ServerContext*,
+                                               const pb::GetApprovalChallengeRequest* req,
+                                               pb::GetApprovalChallengeResponse* resp) {
+  auto out = consent_->GetApprovalChallenge(req->request_id(), req->device_id());
+  if (!out.ok()) return Reply("GetApprovalChallenge", out.status());
+  resp->set_challenge(out->challenge);
+  *resp->mutable_expires_at() = ToProto(out->expires_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::ChangePin(grpc::ServerContext* ctx, const pb::ChangePinRequest* req,
+                                    pb::ChangePinResponse* resp) {
+  PinOperationInput in{.device_id = req->device_id(),
+                       .challenge = req->challenge(),
+                       .device_signature = req->device_signature(),
+                       .old_pin = SecretString(req->old_pin()),
+                       .new_pin = SecretString(req->new_pin())};
+  auto out = consent_->ChangePin(in, ClientOf(ctx, req->client()));
+  if (!out.ok()) return Reply("ChangePin", out.status());
+  switch (out->result) {
+    case ChangePinResult::kChanged:
+      resp->set_result(pb::CHANGE_PIN_RESULT_CHANGED);
+      break;
+    case ChangePinResult::kPinWrong:
+      resp->set_result(pb::CHANGE_PIN_RESULT_PIN_WRONG);
+      resp->set_remaining_pin_attempts(static_cast<uint32_t>(out->remaining_pin_attempts));
+      break;
+    case ChangePinResult::kPinBlocked:
+      resp->set_result(pb::CHANGE_PIN_RESULT_PIN_BLOCKED);
+      break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::ResetPin(grpc::ServerContext* ctx, const pb::ResetPinRequest* req,
+                                   pb::ResetPinResponse*) {
+  PinOperationInput in{.device_id = req->device_id(),
+                       .challenge = req->challenge(),
+                       .device_signature = req->device_signature(),
+                       .new_pin = SecretString(req->new_pin())};
+  return Reply("ResetPin", consent_->ResetPin(in, ClientOf(ctx, req->client())));
+}
+
 grpc::Status ConsentGrpc::Approve(grpc::ServerContext* ctx, const pb::ApproveRequest* req,
                                   pb::ApproveResponse* resp) {
   ApproveInput in{.request_id = req->request_id(),
                   .device_id = req->device_id(),
                   .pin = SecretString(req->pin()),
-                  .device_signature = req->device_signature()};
+                  .device_signature = req->device_signature(),
+                  .challenge = req->challenge()};
   if (req->decision() == pb::CONSENT_DECISION_APPROVE) in.decision = Decision::kApprove;
   if (req->decision() == pb::CONSENT_DECISION_DENY) in.decision = Decision::kDeny;
   auto out = consent_->Approve(in, ClientOf(ctx, req->client()));
@@ -267,12 +311,14 @@ grpc::Status ConsentGrpc::AwaitAuthorization(grpc::ServerContext* ctx,
 }
 
 grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::UnblockPinRequest* req,
-                                     pb::UnblockPinResponse*) {
+                                     pb::UnblockPinResponse* resp) {
   auto caller = CallerOf(consent_, ctx);
   if (!caller.ok()) return Reply("UnblockPin", caller.status());
-  SecretString pin(req->new_pin());
-  return Reply("UnblockPin", consent_->UnblockPin(*caller, req->account_id(), pin, req->note(),
-                                                  ClientOf(ctx, req->client())));
+  auto until =
+      consent_->UnblockPin(*caller, req->account_id(), req->note(), ClientOf(ctx, req->client()));
+  if (!until.ok()) return Reply("UnblockPin", until.status());
+  *resp->mutable_reset_expires_at() = ToProto(*until);
+  return grpc::Status::OK;
 }
 
 grpc::Status ConsentGrpc::DeactivateDevices(grpc::ServerContext* ctx,

@@ -32,6 +32,13 @@ class ConsentGrpc final : public qsign::v1::Consent::Service {
   grpc::Status AwaitAuthorization(grpc::ServerContext* ctx,
                                   const qsign::v1::AwaitAuthorizationRequest* req,
                                   qsign::v1::AwaitAuthorizationResponse* resp) override;
+  grpc::Status GetApprovalChallenge(grpc::ServerContext* ctx,
+                                    const qsign::v1::GetApprovalChallengeRequest* req,
+                                    qsign::v1::GetApprovalChallengeResponse* resp) override;
+  grpc::Status ChangePin(grpc::ServerContext* ctx, const qsign::v1::ChangePinRequest* req,
+                         qsign::v1::ChangePinResponse* resp) override;
+  grpc::Status ResetPin(grpc::ServerContext* ctx, const qsign::v1::ResetPinRequest* req,
+                        qsign::v1::ResetPinResponse* resp) override;
   grpc::Status UnblockPin(grpc::ServerContext* ctx, const qsign::v1::UnblockPinRequest* req,
                           qsign::v1::UnblockPinResponse* resp) override;
   grpc::Status DeactivateDevices(grpc::ServerContext* ctx,

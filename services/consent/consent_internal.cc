@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ossl.h"
 #include "common/strings.h"
+#include "hsm/key_encoding.h"
 
 namespace qsign::consent {
 namespace {
@@ -117,19 +118,38 @@ absl::Status ValidateDeviceKey(std::string_view spki) {
   return absl::OkStatus();
 }
 
-// ECDSA P-256 over SHA-256(message), DER, with the device key.
-bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
-                           std::string_view signature) {
-  if (signature.empty() || signature.size() > 80) return false;
-  OsslPtr<EVP_PKEY> key = ParseSpki(spki);
+absl::Status ValidateApprovalChallenge(std::string_view challenge) {
+  if (challenge.size() != static_cast<size_t>(kApprovalChallengeBytes)) {
+    return absl::InvalidArgumentError(
+        "challenge: required, the 32 bytes GetApprovalChallenge answered");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+bool VerifyDer(EVP_PKEY* key, std::string_view message, std::string_view signature) {
   OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
-  if (!key || !ctx ||
-      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1) {
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1) {
     return false;
   }
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                           signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;
+}
+
+}  // namespace
+
+bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
+                           std::string_view signature) {
+  if (signature.empty() || signature.size() > 80) return false;
+  OsslPtr<EVP_PKEY> key = ParseSpki(spki);
+  if (!key) return false;
+  if (VerifyDer(key.get(), message, signature)) return true;
+  if (signature.size() != 64) return false;
+  // WebCrypto's encoding of the same signature.
+  absl::StatusOr<std::string> der = hsm::EcdsaRawToDer(signature);
+  return der.ok() && VerifyDer(key.get(), message, *der);
 }
 
 absl::Status RequireService(const Caller& caller) {

@@ -18,6 +18,15 @@ namespace qsign::consent {
 
 inline constexpr std::string_view kDevicePrefix = "dev-";
 inline constexpr std::string_view kRequestPrefix = "req-";
+// GetApprovalChallenge's challenges: random bytes, signed inside the approval or PIN message.
+inline constexpr int kApprovalChallengeBytes = 32;
+// What every attempt with a challenge that is not (or no longer) valid is told.
+inline constexpr char kChallengeRefusal[] =
+    "challenge: not issued to this device for this, used before or expired; get a new one "
+    "(GetApprovalChallenge)";
+
+// INVALID_ARGUMENT unless `challenge` has the length GetApprovalChallenge gives.
+absl::Status ValidateApprovalChallenge(std::string_view challenge);
 
 // `prefix` and 32 random lowercase hex digits.
 absl::StatusOr<std::string> NewId(std::string_view prefix);
@@ -31,7 +40,8 @@ absl::Status ValidateText(std::string_view value, std::string_view field, int mi
 
 // INVALID_ARGUMENT unless `spki` is a P-256 SubjectPublicKeyInfo (DER).
 absl::Status ValidateDeviceKey(std::string_view spki);
-// ECDSA P-256 over SHA-256(message), DER, with the device key.
+// ECDSA P-256 over SHA-256(message) with the device key; the signature DER encoded or the raw
+// 64-byte r||s (WebCrypto's encoding).
 bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                            std::string_view signature);
 

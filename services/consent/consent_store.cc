@@ -128,6 +128,152 @@ absl::StatusOr<Deactivation> DeactivateIn(db::Tx& tx, std::string_view account_i
   return out;
 }
 
+std::string_view PurposeName(ChallengePurpose purpose) {
+  switch (purpose) {
+    case ChallengePurpose::kWatch:
+      return "watch";
+    case ChallengePurpose::kApprove:
+      return "approve";
+    case ChallengePurpose::kPin:
+      return "pin";
+  }
+  return "watch";
+}
+
+// Moves the attempt's PENDING request to `state` with its decisions journal row, inside `tx`.
+absl::Status DecideIn(db::Tx& tx, const PinAttempt& at, RequestState state,
+                      const db::AuditEvent& event) {
+  auto res = tx.Exec(
+      "WITH upd AS (UPDATE consent.requests SET state = $2, decided_at = $3, "
+      "decided_by_device = $4 WHERE request_id = $1 AND state = 'PENDING' RETURNING request_id) "
+      "INSERT INTO consent.decisions (request_id, at, actor, action, client_address, outcome, "
+      "details) SELECT upd.request_id, $3, $5, $6, $7, $8, $9 FROM upd",
+      {Param::Text(at.request_id), Param::Text(RequestStateName(state)), Param::Time(at.now),
+       Param::Text(at.device_id), Param::Text(event.actor), Param::Text(event.action),
+       Param::Text(event.client_address), Param::Text(event.outcome), Param::Text(event.details)});
+  if (!res.ok()) return res.status();
+  return Notify(tx, at.account_id);
+}
+
+// The start of every attempt that presents a challenge, inside `tx`: the challenge consumed,
+// the PIN row (lock_pin) and the request (kApprove) locked and looked at. Leaves
+// out->outcome kDone when the attempt may go on (`pin` set when lock_pin), else the refusal.
+absl::Status BeginAttempt(db::Tx& tx, const PinAttempt& at, bool lock_pin, AttemptResult* out,
+                          std::optional<PinRecord>* pin, bool reset = false) {
+  // Attempts on one account queue on its PIN row; none waits for long.
+  if (auto r = tx.Exec("SELECT set_config('lock_timeout', '5s', true)"); !r.ok()) {
+    return r.status();
+  }
+  auto taken = tx.Exec(
+      "DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 AND "
+      "purpose = $3 AND request_id = $4 AND expires_at > $5 RETURNING 1",
+      {Param::Bytes(at.challenge_sha256), Param::Text(at.device_id),
+       Param::Text(PurposeName(at.purpose)), Param::Text(at.request_id), Param::Time(at.now)});
+  if (!taken.ok()) return taken.status();
+  if (taken->rows() == 0) {
+    out->outcome = AttemptOutcome::kChallengeInvalid;
+    return absl::OkStatus();
+  }
+  if (lock_pin) {
+    auto p = tx.Exec(
+        "SELECT verifier, failures, blocked FROM consent.pins WHERE account_id = $1 FOR UPDATE",
+        {Param::Text(at.account_id)});
+    if (!p.ok()) return p.status();
+    if (p->rows() == 0) {
+      out->outcome = AttemptOutcome::kNoPin;
+      return absl::OkStatus();
+    }
+    PinRecord record;
+    record.verifier = std::string(p->Get(0, 0));
+    auto failures = p->GetInt64(0, 1);
+    if (!failures.ok()) return failures.status();
+    record.failures = static_cast<int>(*failures);
+    auto blocked = p->GetBool(0, 2);
+    if (!blocked.ok()) return blocked.status();
+    record.blocked = *blocked;
+    out->failures = record.failures;
+    out->blocked = record.blocked;
+    *pin = std::move(record);
+  }
+  if (at.purpose == ChallengePurpose::kApprove) {
+    auto r =
+        tx.Exec("SELECT state, expires_at FROM consent.requests WHERE request_id = $1 FOR UPDATE",
+                {Param::Text(at.request_id)});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) return absl::NotFoundError("request_id: no such request");
+    auto state = ParseState(r->Get(0, 0));
+    if (!state.ok()) return state.status();
+    auto expires = r->GetTime(0, 1);
+    if (!expires.ok()) return expires.status();
+    out->request_state = *state;
+    out->request_expires_at = *expires;
+    if (*state != RequestState::kPending || *expires <= at.now) {
+      out->outcome = AttemptOutcome::kNotPending;
+      return absl::OkStatus();
+    }
+  }
+  if (lock_pin && !reset && (*pin)->blocked) {
+    out->outcome = AttemptOutcome::kBlocked;
+    return absl::OkStatus();
+  }
+  out->outcome = AttemptOutcome::kDone;
+  return absl::OkStatus();
+}
+
+// Records the attempt before its PIN is checked: failures + 1. Answers the new count.
+absl::StatusOr<int> CountAttempt(db::Tx& tx, const PinAttempt& at) {
+  auto res = tx.Exec(
+      "UPDATE consent.pins SET failures = failures + 1, updated_at = $2 WHERE account_id = $1 "
+      "RETURNING failures",
+      {Param::Text(at.account_id), Param::Time(at.now)});
+  if (!res.ok()) return res.status();
+  if (res->rows() != 1) return absl::InternalError("pin attempt: the locked PIN row is gone");
+  auto failures = res->GetInt64(0, 0);
+  if (!failures.ok()) return failures.status();
+  return static_cast<int>(*failures);
+}
+
+// A blocked PIN met an approval: the pending request is DENIED (decisions row "pin_blocked").
+absl::Status DenyForBlock(db::Tx& tx, const PinAttempt& at, const db::AuditEvent& event,
+                          AttemptResult* out) {
+  db::AuditEvent denied = event;
+  denied.outcome = "pin_blocked";
+  denied.details.clear();
+  if (auto s = DecideIn(tx, at, RequestState::kDenied, denied); !s.ok()) return s;
+  out->request_state = RequestState::kDenied;
+  return absl::OkStatus();
+}
+
+// A wrong PIN, already counted: blocks at max_failures (denying the attempt's request), and
+// appends `audit` with outcome "pin_wrong" to the chain.
+absl::Status RecordWrong(db::Tx& tx, const PinAttempt& at, const db::AuditEvent& event,
+                         const db::AuditEvent& audit, AttemptResult* out) {
+  out->outcome = AttemptOutcome::kWrong;
+  auto upd = tx.Exec(
+      "UPDATE consent.pins SET blocked = failures >= $2 WHERE account_id = $1 "
+      "RETURNING failures, blocked",
+      {Param::Text(at.account_id), Param::Int(at.max_failures)});
+  if (!upd.ok()) return upd.status();
+  if (upd->rows() != 1) return absl::InternalError("pin attempt: the locked PIN row is gone");
+  auto failures = upd->GetInt64(0, 0);
+  if (!failures.ok()) return failures.status();
+  auto blocked = upd->GetBool(0, 1);
+  if (!blocked.ok()) return blocked.status();
+  out->failures = static_cast<int>(*failures);
+  out->blocked = *blocked;
+  bool denied = false;
+  if (out->blocked && at.purpose == ChallengePurpose::kApprove) {
+    if (auto s = DenyForBlock(tx, at, event, out); !s.ok()) return s;
+    denied = true;
+  }
+  db::AuditEvent wrong = audit;
+  wrong.outcome = "pin_wrong";
+  wrong.details = absl::StrCat("failures ", out->failures, out->blocked ? ", blocked" : "",
+                               denied ? ", request denied" : "");
+  if (auto s = db::AppendAudit(tx, kSchema, wrong, at.now); !s.ok()) return s;
+  return Notify(tx, at.account_id);
+}
+
 class PostgresConsentStore final : public ConsentStore {
  public:
   explicit PostgresConsentStore(db::Pool* pool) : pool_(pool) {}
@@ -136,6 +282,10 @@ class PostgresConsentStore final : public ConsentStore {
                                             const db::AuditEvent& audit) override {
     Deactivation out;
     absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      // The PIN row first, as every PIN attempt locks it, then the requests.
+      auto locked = tx.Exec("SELECT 1 FROM consent.pins WHERE account_id = $1 FOR UPDATE",
+                            {Param::Text(d.account_id)});
+      if (!locked.ok()) return locked.status();
       auto deactivated = DeactivateIn(tx, d.account_id, d.enrolled_at);
       if (!deactivated.ok()) return deactivated.status();
       out = *std::move(deactivated);
@@ -156,7 +306,7 @@ class PostgresConsentStore final : public ConsentStore {
       auto pin = tx.Exec(
           "INSERT INTO consent.pins (account_id, verifier, failures, blocked, updated_at) "
           "VALUES ($1, $2, 0, false, $3) ON CONFLICT (account_id) DO UPDATE SET "
-          "verifier = EXCLUDED.verifier, failures = 0, blocked = false, "
+          "verifier = EXCLUDED.verifier, failures = 0, blocked = false, reset_until = NULL, "
           "updated_at = EXCLUDED.updated_at",
           {Param::Text(d.account_id), Param::Text(verifier), Param::Time(d.enrolled_at)});
       if (!pin.ok()) return pin.status();
@@ -208,14 +358,15 @@ class PostgresConsentStore final : public ConsentStore {
   }
 
   absl::Status AddChallenge(std::string_view challenge_sha256, std::string_view device_id,
+                            ChallengePurpose purpose, std::string_view request_id,
                             absl::Time expires_at, absl::Time now) override {
     // Expired challenges go with the next one issued; the index keeps that cheap.
     auto res = pool_->Exec(
         "WITH gone AS (DELETE FROM consent.challenges WHERE expires_at < $4) "
-        "INSERT INTO consent.challenges (challenge_sha256, device_id, expires_at) "
-        "VALUES ($1, $2, $3)",
+        "INSERT INTO consent.challenges (challenge_sha256, device_id, expires_at, purpose, "
+        "request_id) VALUES ($1, $2, $3, $5, $6)",
         {Param::Bytes(challenge_sha256), Param::Text(device_id), Param::Time(expires_at),
-         Param::Time(now)});
+         Param::Time(now), Param::Text(PurposeName(purpose)), Param::Text(request_id)});
     return res.status();
   }
 
@@ -223,7 +374,7 @@ class PostgresConsentStore final : public ConsentStore {
                                            std::string_view device_id) override {
     auto res = pool_->Exec(
         "DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 "
-        "RETURNING expires_at",
+        "AND purpose = 'watch' RETURNING expires_at",
         {Param::Bytes(challenge_sha256), Param::Text(device_id)});
     if (!res.ok()) return res.status();
     if (res->rows() == 0) return absl::NotFoundError("challenge: not issued or used before");
@@ -321,46 +472,165 @@ class PostgresConsentStore final : public ConsentStore {
     return out;
   }
 
-  absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
-                             const RequestDecision& d, const db::AuditEvent& event) override {
-    // One statement: the PIN row locked and checked (for an approval with a PIN), the decision,
-    // the PIN reset, the journal row and the NOTIFY commit together or not at all.
+  absl::StatusOr<AttemptResult> ApproveWithPin(const PinAttempt& at, PinCheck check,
+                                               const RequestDecision& d,
+                                               const db::AuditEvent& event,
+                                               const db::AuditEvent& audit) override {
+    AttemptResult out;
+    absl::Status st = pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status {
+          out = AttemptResult{};
+          std::optional<PinRecord> pin;
+          if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin); !s.ok()) return s;
+          if (out.outcome != AttemptOutcome::kDone) {
+            if (out.outcome == AttemptOutcome::kBlocked) {
+              return DenyForBlock(tx, at, event, &out);
+            }
+            return absl::OkStatus();
+          }
+          auto counted = CountAttempt(tx, at);
+          if (!counted.ok()) return counted.status();
+          out.failures = *counted;
+          // Only now, with the attempt counted and the row locked, is the PIN checked.
+          auto right = check(pin->verifier);
+          if (!right.ok()) return right.status();
+          if (!*right) return RecordWrong(tx, at, event, audit, &out);
+          // The approval, the count reset, the journal row and the NOTIFY: one statement.
+          auto res = tx.Exec(
+              "WITH upd AS (UPDATE consent.requests SET state = 'APPROVED', decided_at = $2, "
+              "decided_by_device = $3, sad = $4, sad_expires_at = $5 "
+              "WHERE request_id = $1 AND state = 'PENDING' RETURNING request_id), "
+              "pin AS (UPDATE consent.pins SET failures = 0 WHERE account_id = $6 AND "
+              "EXISTS (SELECT 1 FROM upd) RETURNING 1), "
+              "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, "
+              "client_address, outcome, details) SELECT upd.request_id, $2, $7, $8, $9, $10, $11 "
+              "FROM upd RETURNING 1) "
+              "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), "
+              "(SELECT count(*) FROM j), pg_notify($12, $13)",
+              {Param::Text(at.request_id), Param::Time(d.decided_at), Param::Text(d.device_id),
+               d.sad.empty() ? Param::Null() : Param::Text(d.sad),
+               d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
+               Param::Text(at.account_id), Param::Text(event.actor), Param::Text(event.action),
+               Param::Text(event.client_address), Param::Text(event.outcome),
+               Param::Text(event.details), Param::Text(kNotifyChannel),
+               Param::Text(NotifyPayload(at.account_id))});
+          if (!res.ok()) return res.status();
+          auto decided = res->GetInt64(0, 0);
+          if (!decided.ok()) return decided.status();
+          // The request row is locked by this transaction and was PENDING: it cannot fail.
+          if (*decided != 1) return absl::InternalError("approval: the locked request moved");
+          out.failures = 0;
+          out.request_state = RequestState::kApproved;
+          return absl::OkStatus();
+        },
+        // A retried transaction would check a PIN a second time.
+        {.max_retries = 0});
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<AttemptResult> DenyWithChallenge(const PinAttempt& at,
+                                                  const db::AuditEvent& event) override {
+    AttemptResult out;
+    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      out = AttemptResult{};
+      std::optional<PinRecord> pin;
+      if (auto s = BeginAttempt(tx, at, /*lock_pin=*/false, &out, &pin); !s.ok()) return s;
+      if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
+      if (auto s = DecideIn(tx, at, RequestState::kDenied, event); !s.ok()) return s;
+      out.request_state = RequestState::kDenied;
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<AttemptResult> ChangePin(const PinAttempt& at, PinCheck check,
+                                          std::string_view new_verifier,
+                                          const db::AuditEvent& audit) override {
+    AttemptResult out;
+    absl::Status st = pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status {
+          out = AttemptResult{};
+          std::optional<PinRecord> pin;
+          if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin); !s.ok()) return s;
+          if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
+          auto counted = CountAttempt(tx, at);
+          if (!counted.ok()) return counted.status();
+          out.failures = *counted;
+          auto right = check(pin->verifier);
+          if (!right.ok()) return right.status();
+          if (!*right) return RecordWrong(tx, at, audit, audit, &out);
+          auto upd = tx.Exec(
+              "UPDATE consent.pins SET verifier = $2, failures = 0, updated_at = $3 "
+              "WHERE account_id = $1",
+              {Param::Text(at.account_id), Param::Text(new_verifier), Param::Time(at.now)});
+          if (!upd.ok()) return upd.status();
+          out.failures = 0;
+          return db::AppendAudit(tx, kSchema, audit, at.now);
+        },
+        {.max_retries = 0});
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<AttemptResult> ResetPin(const PinAttempt& at, std::string_view new_verifier,
+                                         const db::AuditEvent& audit) override {
+    AttemptResult out;
+    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      out = AttemptResult{};
+      std::optional<PinRecord> pin;
+      if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin, /*reset=*/true); !s.ok()) {
+        return s;
+      }
+      if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
+      auto upd = tx.Exec(
+          "UPDATE consent.pins SET verifier = $2, failures = 0, blocked = false, "
+          "reset_until = NULL, updated_at = $3 WHERE account_id = $1 AND reset_until > $3 "
+          "RETURNING 1",
+          {Param::Text(at.account_id), Param::Text(new_verifier), Param::Time(at.now)});
+      if (!upd.ok()) return upd.status();
+      if (upd->rows() == 0) {
+        out.outcome = AttemptOutcome::kNotOpen;
+        return absl::OkStatus();
+      }
+      if (auto s = db::AppendAudit(tx, kSchema, audit, at.now); !s.ok()) return s;
+      return Notify(tx, at.account_id);
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::Status OpenPinReset(std::string_view account_id, absl::Time until, absl::Time at,
+                            const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto upd =
+          tx.Exec("UPDATE consent.pins SET reset_until = $2 WHERE account_id = $1 RETURNING 1",
+                  {Param::Text(account_id), Param::Time(until)});
+      if (!upd.ok()) return upd.status();
+      if (upd->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
+      return db::AppendAudit(tx, kSchema, audit, at);
+    });
+  }
+
+  absl::StatusOr<std::optional<DeviceRecord>> FindDeviceByKey(
+      std::string_view account_id, std::string_view public_key_spki) override {
     auto res = pool_->Exec(
-        "WITH p AS (SELECT 1 FROM consent.pins WHERE $7 AND account_id = $8 AND verifier = $9 "
-        "AND NOT blocked FOR UPDATE), "
-        "upd AS (UPDATE consent.requests SET state = $2, decided_at = $3, "
-        "decided_by_device = $4, sad = $5, sad_expires_at = $6 "
-        "WHERE request_id = $1 AND state = 'PENDING' AND (NOT $7 OR EXISTS (SELECT 1 FROM p)) "
-        "RETURNING request_id), "
-        "pin AS (UPDATE consent.pins SET failures = 0 WHERE $7 AND account_id = $8 AND "
-        "EXISTS (SELECT 1 FROM upd)), "
-        "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, client_address, "
-        "outcome, details) SELECT upd.request_id, $3, $11, $12, $13, $14, $15 FROM upd) "
-        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM p), pg_notify($10, $16)",
-        {Param::Text(request_id), Param::Text(RequestStateName(d.state)), Param::Time(d.decided_at),
-         Param::Text(d.device_id), d.sad.empty() ? Param::Null() : Param::Text(d.sad),
-         d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
-         Param::Bool(d.reset_pin_verifier.has_value()), Param::Text(account_id),
-         Param::Text(d.reset_pin_verifier.value_or("")), Param::Text(kNotifyChannel),
-         Param::Text(event.actor), Param::Text(event.action), Param::Text(event.client_address),
-         Param::Text(event.outcome), Param::Text(event.details),
-         Param::Text(NotifyPayload(account_id))});
+        absl::StrCat("SELECT ", kDeviceColumns,
+                     " FROM consent.devices WHERE account_id = $1 AND public_key_spki = $2 "
+                     "ORDER BY enrolled_at DESC LIMIT 1"),
+        {Param::Text(account_id), Param::Bytes(public_key_spki)});
     if (!res.ok()) return res.status();
-    auto decided = res->GetInt64(0, 0);
-    if (!decided.ok()) return decided.status();
-    if (*decided == 1) return absl::OkStatus();
-    auto pin_ok = res->GetInt64(0, 1);
-    if (!pin_ok.ok()) return pin_ok.status();
-    if (d.reset_pin_verifier && *pin_ok == 0) {
-      return absl::FailedPreconditionError("pin: changed or blocked meanwhile; try again");
-    }
-    return absl::FailedPreconditionError("request_id: already decided");
+    if (res->rows() == 0) return std::optional<DeviceRecord>();
+    auto d = ReadDevice(*res, 0);
+    if (!d.ok()) return d.status();
+    return std::optional<DeviceRecord>(*std::move(d));
   }
 
   absl::StatusOr<PinRecord> GetPin(std::string_view account_id) override {
-    auto res =
-        pool_->Exec("SELECT verifier, failures, blocked FROM consent.pins WHERE account_id = $1",
-                    {Param::Text(account_id)});
+    auto res = pool_->Exec(
+        "SELECT verifier, failures, blocked, updated_at FROM consent.pins WHERE account_id = $1",
+        {Param::Text(account_id)});
     if (!res.ok()) return res.status();
     if (res->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
     PinRecord p;
@@ -371,61 +641,10 @@ class PostgresConsentStore final : public ConsentStore {
     auto blocked = res->GetBool(0, 2);
     if (!blocked.ok()) return blocked.status();
     p.blocked = *blocked;
+    auto updated = res->GetTime(0, 3);
+    if (!updated.ok()) return updated.status();
+    p.updated_at = *updated;
     return p;
-  }
-
-  absl::StatusOr<PinFailure> RecordPinFailure(std::string_view account_id,
-                                              std::string_view request_id, int max_failures,
-                                              absl::Time at, const db::AuditEvent& audit) override {
-    PinFailure out;
-    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      out = PinFailure{};
-      auto upd = tx.Exec(
-          "UPDATE consent.pins SET failures = failures + 1, blocked = failures + 1 >= $2, "
-          "updated_at = $3 WHERE account_id = $1 AND NOT blocked RETURNING failures, blocked",
-          {Param::Text(account_id), Param::Int(max_failures), Param::Time(at)});
-      if (!upd.ok()) return upd.status();
-      db::AuditEvent event = audit;
-      if (upd->rows() == 0) {
-        // Blocked by a concurrent attempt: nothing more to count.
-        out.blocked = true;
-        out.failures = max_failures;
-      } else {
-        auto failures = upd->GetInt64(0, 0);
-        if (!failures.ok()) return failures.status();
-        out.failures = static_cast<int>(*failures);
-        auto blocked = upd->GetBool(0, 1);
-        if (!blocked.ok()) return blocked.status();
-        out.blocked = *blocked;
-      }
-      if (out.blocked) {
-        auto deny = tx.Exec(
-            "UPDATE consent.requests SET state = 'DENIED', decided_at = $2 "
-            "WHERE request_id = $1 AND state = 'PENDING' RETURNING 1",
-            {Param::Text(request_id), Param::Time(at)});
-        if (!deny.ok()) return deny.status();
-        out.request_denied = deny->rows() > 0;
-      }
-      event.details = absl::StrCat("failures ", out.failures, out.blocked ? ", blocked" : "",
-                                   out.request_denied ? ", request denied" : "");
-      if (auto s = db::AppendAudit(tx, kSchema, event, at); !s.ok()) return s;
-      return Notify(tx, account_id);
-    });
-    if (!st.ok()) return st;
-    return out;
-  }
-
-  absl::Status SetPin(std::string_view account_id, std::string_view verifier, absl::Time at,
-                      const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      auto upd = tx.Exec(
-          "UPDATE consent.pins SET verifier = $2, failures = 0, blocked = false, updated_at = $3 "
-          "WHERE account_id = $1 RETURNING 1",
-          {Param::Text(account_id), Param::Text(verifier), Param::Time(at)});
-      if (!upd.ok()) return upd.status();
-      if (upd->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
-      return db::AppendAudit(tx, kSchema, audit, at);
-    });
   }
 
   absl::StatusOr<std::vector<PushJob>> ClaimPushJobs(absl::Time now, absl::Time retry_at,
@@ -547,6 +766,15 @@ CREATE INDEX decisions_request ON decisions (request_id);
 CREATE INDEX decisions_at ON decisions (at);
 )sql";
 
+// Approval and PIN-operation challenges share the WatchRequests challenge table; the operator's
+// PIN reset window.
+constexpr char kV3[] = R"sql(
+ALTER TABLE challenges ADD COLUMN purpose text NOT NULL DEFAULT 'watch'
+  CHECK (purpose IN ('watch', 'approve', 'pin'));
+ALTER TABLE challenges ADD COLUMN request_id text NOT NULL DEFAULT '';
+ALTER TABLE pins ADD COLUMN reset_until timestamptz;
+)sql";
+
 }  // namespace
 
 std::string_view RequestStateName(RequestState state) {
@@ -570,7 +798,8 @@ absl::Status MigrateConsentSchema(db::Pool& pool) {
   static const std::string v2 = absl::StrCat(kV2, db::AppendOnlySql("decisions"));
   const db::Migration migrations[] = {
       {1, "devices, pins, requests, challenges, push outbox, audit log", v1},
-      {2, "decisions journal", v2}};
+      {2, "decisions journal", v2},
+      {3, "approval and PIN challenges, PIN reset window", kV3}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/db/audit.h"
@@ -43,6 +44,7 @@ struct PinRecord {
   std::string verifier;
   int failures = 0;
   bool blocked = false;
+  absl::Time updated_at;
 };
 
 struct RequestRecord {
@@ -98,18 +100,46 @@ struct RequestDecision {
   absl::Time decided_at;
   std::string sad;
   std::optional<absl::Time> sad_expires_at;
-  // APPROVE with a correct PIN: the failure count goes back to 0 unless the PIN (identified by
-  // its verifier) was blocked or changed meanwhile, in which case nothing is written and the
-  // answer is FAILED_PRECONDITION "pin: changed or blocked meanwhile".
-  std::optional<std::string> reset_pin_verifier;
 };
 
-struct PinFailure {
+// What a one-time challenge opens: a WatchRequests stream, one Approve of one request, or one
+// PIN operation (ChangePin, ResetPin). Stored by SHA-256, bound to a device.
+enum class ChallengePurpose { kWatch, kApprove, kPin };
+
+// One attempt that presents a challenge (and, to approve or change the PIN, a PIN).
+struct PinAttempt {
+  std::string account_id;
+  std::string device_id;
+  std::string challenge_sha256;
+  ChallengePurpose purpose = ChallengePurpose::kApprove;  // kApprove or kPin.
+  std::string request_id;                                 // kApprove only.
+  int max_failures = 5;
+  absl::Time now;
+};
+
+enum class AttemptOutcome {
+  kChallengeInvalid,  // Not issued for this, used or expired: nothing happened.
+  kNoPin,             // The account has no PIN row.
+  kNotPending,        // The request is no longer PENDING (see request_state): PIN not checked.
+  kBlocked,           // Blocked before: PIN not checked; a pending request is now DENIED.
+  kNotOpen,           // ResetPin only: no operator reset open for the account.
+  kWrong,             // Counted, checked, wrong. `failures` after it; `blocked` if it blocked.
+  kDone,              // Approved / denied / changed / reset: committed.
+};
+
+struct AttemptResult {
+  AttemptOutcome outcome = AttemptOutcome::kChallengeInvalid;
   int failures = 0;
   bool blocked = false;
-  // True when this failure blocked the PIN and the request was DENIED with it.
-  bool request_denied = false;
+  // kApprove: the request's state as stored after the attempt (PENDING past expires_at is
+  // still PENDING here) and its expiry.
+  RequestState request_state = RequestState::kPending;
+  absl::Time request_expires_at;
 };
+
+// Called inside the attempt's transaction, with the PIN row locked and the attempt already
+// counted: whether the PIN matches `verifier`.
+using PinCheck = absl::FunctionRef<absl::StatusOr<bool>(const std::string& verifier)>;
 
 class ConsentStore {
  public:
@@ -129,10 +159,12 @@ class ConsentStore {
   virtual absl::StatusOr<Deactivation> DeactivateDevices(std::string_view account_id, absl::Time at,
                                                          const db::AuditEvent& audit) = 0;
 
+  // `request_id` is for kApprove only (empty otherwise).
   virtual absl::Status AddChallenge(std::string_view challenge_sha256, std::string_view device_id,
+                                    ChallengePurpose purpose, std::string_view request_id,
                                     absl::Time expires_at, absl::Time now) = 0;
-  // Removes the challenge and answers its expiry; NOT_FOUND when it was not issued to this device
-  // or was used before.
+  // Removes a WatchRequests challenge and answers its expiry; NOT_FOUND when it was not issued
+  // to this device for WatchRequests or was used before.
   virtual absl::StatusOr<absl::Time> TakeChallenge(std::string_view challenge_sha256,
                                                    std::string_view device_id) = 0;
 
@@ -150,24 +182,46 @@ class ConsentStore {
   // The device's state and its account's PENDING requests unexpired at `now`, in one query.
   // NOT_FOUND when the device is unknown.
   virtual absl::StatusOr<WatchSnapshot> Watch(std::string_view device_id, absl::Time now) = 0;
-  // Moves a PENDING request to decision.state and records `event` in the decisions journal
-  // (consent.decisions, not the audit chain), in one statement. FAILED_PRECONDITION "already
-  // decided" when it is no longer PENDING.
-  virtual absl::Status DecideRequest(std::string_view request_id, std::string_view account_id,
-                                     const RequestDecision& decision,
-                                     const db::AuditEvent& event) = 0;
+  // Every PIN attempt, in one transaction (max one at a time per account: the PIN row is
+  // locked): consumes the challenge (kChallengeInvalid, nothing else happens, when it is not
+  // there); locks the PIN row and, for an approval, the request; a request no longer PENDING
+  // or expired answers kNotPending and a blocked PIN kBlocked (denying the request) without
+  // counting or checking; otherwise counts the attempt (failures + 1), only then calls
+  // `check`, and then:
+  // - right: `decision` (APPROVED, with its SAD) is recorded in the statement that resets the
+  //   count, with its decisions journal row `event`;
+  // - wrong: the count stays; at max_failures the PIN is blocked and the request DENIED (a
+  //   decisions row, outcome "pin_blocked"); `audit` (outcome "pin_wrong") goes to the chain.
+  // A NOTIFY for the account goes out at commit.
+  virtual absl::StatusOr<AttemptResult> ApproveWithPin(const PinAttempt& attempt, PinCheck check,
+                                                       const RequestDecision& decision,
+                                                       const db::AuditEvent& event,
+                                                       const db::AuditEvent& audit) = 0;
+  // DENY: consumes the challenge and moves the PENDING request to DENIED with its decisions
+  // journal row, in one transaction. kChallengeInvalid / kNotPending / kDone.
+  virtual absl::StatusOr<AttemptResult> DenyWithChallenge(const PinAttempt& attempt,
+                                                          const db::AuditEvent& event) = 0;
+  // ChangePin: as ApproveWithPin without a request; right: the verifier becomes
+  // `new_verifier`, failures 0, `audit` (outcome ok) in the chain; wrong: `audit` with outcome
+  // "pin_wrong".
+  virtual absl::StatusOr<AttemptResult> ChangePin(const PinAttempt& attempt, PinCheck check,
+                                                  std::string_view new_verifier,
+                                                  const db::AuditEvent& audit) = 0;
+  // ResetPin: consumes the challenge; kNotOpen unless an operator reset is open at `now`;
+  // else sets `new_verifier`, failures 0, unblocked, closes the reset, audits. No PIN check.
+  virtual absl::StatusOr<AttemptResult> ResetPin(const PinAttempt& attempt,
+                                                 std::string_view new_verifier,
+                                                 const db::AuditEvent& audit) = 0;
+  // UnblockPin: lets the account's user set a new PIN on the app until `until`. NOT_FOUND when
+  // the account has no PIN.
+  virtual absl::Status OpenPinReset(std::string_view account_id, absl::Time until, absl::Time at,
+                                    const db::AuditEvent& audit) = 0;
 
   // NOT_FOUND when the account has no PIN.
   virtual absl::StatusOr<PinRecord> GetPin(std::string_view account_id) = 0;
-  // Counts a wrong PIN; at `max_failures` blocks it and DENIES `request_id` if still pending.
-  // An already blocked PIN answers blocked without counting.
-  virtual absl::StatusOr<PinFailure> RecordPinFailure(std::string_view account_id,
-                                                      std::string_view request_id, int max_failures,
-                                                      absl::Time at,
-                                                      const db::AuditEvent& audit) = 0;
-  // Sets a new verifier, failures 0, unblocked. NOT_FOUND when the account has no PIN.
-  virtual absl::Status SetPin(std::string_view account_id, std::string_view verifier, absl::Time at,
-                              const db::AuditEvent& audit) = 0;
+  // The newest device of `account_id` with this key (any state); nullopt when none.
+  virtual absl::StatusOr<std::optional<DeviceRecord>> FindDeviceByKey(
+      std::string_view account_id, std::string_view public_key_spki) = 0;
 
   // Push jobs due at `now`, marked as attempted (next try at `retry_at`), at most `limit`. Every
   // replica may call this; a job goes to one of them at a time.

@@ -118,6 +118,8 @@ class ConsentTest : public qsign::testing::ServiceTest {
                 .configure = [&](config::v1::ServerConfig& config) {
                   config.mutable_peers()->set_identity(identity_->target());
                   config.mutable_signer()->set_max_hashes_per_authorization(3);
+                  config.mutable_consent()->set_approvals_per_device_per_minute(
+                      approvals_per_device_per_minute_);
                 }});
     ASSERT_TRUE(stacks.ok()) << stacks.status();
     stacks_ = *std::move(stacks);
@@ -198,11 +200,9 @@ class ConsentTest : public qsign::testing::ServiceTest {
     return *r;
   }
 
-  grpc::Status UnblockPin(const std::string& account, const std::string& pin,
-                          const char* authorization = kOperatorAuth) {
+  grpc::Status UnblockPin(const std::string& account, const char* authorization = kOperatorAuth) {
     pb::UnblockPinRequest req;
     req.set_account_id(account);
-    req.set_new_pin(pin);
     req.set_note("blocked after 5 failures, re-proofed with ID card");
     grpc::ClientContext ctx;
     if (authorization) Auth(&ctx, authorization);
@@ -272,6 +272,8 @@ class ConsentTest : public qsign::testing::ServiceTest {
   }
 
   FakeClock clock_{kStart};
+  // 0: the tests that fire many attempts are not limited; ConsentRateLimitTest sets one.
+  int approvals_per_device_per_minute_ = 0;
   std::unique_ptr<qsign::testing::FakeIdentityServer> identity_;
   std::string alice_token_;  // "Bearer <alice's session token>".
   std::unique_ptr<qsign::testing::Stacks> stacks_;
@@ -353,8 +355,59 @@ TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
 
   EXPECT_EQ((*app)->Enroll("NOT-A-CODE", "Phone", kPin).code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE((*app)->Enroll(code, "Phone", "240913").ok());
-  EXPECT_EQ((*app)->Enroll(code, "Phone", "240913").code(), absl::StatusCode::kNotFound)
+  auto other = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ((*other)->Enroll(code, "Phone", "240913").code(), absl::StatusCode::kNotFound)
       << "an activation code works once";
+}
+
+// ---- Enrolment codes are single use (issue 11). ----
+
+TEST_F(ConsentTest, RetriedEnrolmentAnswersTheCommittedOneAndNeverTouchesThePin) {
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  const std::string code = identity_->NewCode("alice");
+  ASSERT_TRUE((*app)->Enroll(code, "Phone", kPin).ok());
+  const std::string device = (*app)->device_id();
+  auto before = store_->GetPin("alice");
+  ASSERT_TRUE(before.ok()) << before.status();
+  // The reply got lost; the app sends the same enrolment again (even with another PIN typed).
+  clock_.Advance(absl::Seconds(30));
+  absl::Status again = (*app)->Enroll(code, "Phone", "802514");
+  ASSERT_TRUE(again.ok()) << again;
+  EXPECT_EQ((*app)->device_id(), device) << "the enrolment that committed, not a new one";
+  auto after = store_->GetPin("alice");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->verifier, before->verifier) << "the PIN is never set again";
+  EXPECT_EQ(after->updated_at, before->updated_at);
+  // The device works with the first PIN.
+  ASSERT_TRUE((*app)->StartWatching().ok());
+  pb::ConsentRequest pushed = Receive(**app, Login("alice").request_id());
+  EXPECT_EQ((*app)->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+  // Once the PIN was used the code is spent for good.
+  EXPECT_EQ((*app)->Enroll(code, "Phone", kPin).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ConsentTest, AUsedCodeNeverResetsABlockedPin) {
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  const std::string code = identity_->NewCode("alice");
+  ASSERT_TRUE((*app)->Enroll(code, "Phone", kPin).ok());
+  ASSERT_TRUE((*app)->StartWatching().ok());
+  pb::ConsentRequest pushed = Receive(**app, Login("alice").request_id());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*app)->Approve(pushed, "999999").ok());
+  ASSERT_TRUE(store_->GetPin("alice")->blocked);
+  // The same code and the same key again, at once and later: refused, the PIN stays blocked.
+  for (absl::Duration wait : {absl::Seconds(1), absl::Hours(2)}) {
+    clock_.Advance(wait);
+    absl::Status s = (*app)->Enroll(code, "Phone", "802514");
+    EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+    auto pin = store_->GetPin("alice");
+    ASSERT_TRUE(pin.ok());
+    EXPECT_TRUE(pin->blocked);
+    pb::ConsentRequest next = Receive(**app, Login("alice").request_id());
+    EXPECT_EQ((*app)->Approve(next, "802514")->result(), pb::APPROVE_RESULT_PIN_BLOCKED);
+  }
 }
 
 // ---- Login. ----
@@ -520,27 +573,267 @@ TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
   EXPECT_EQ(right->result(), pb::APPROVE_RESULT_PIN_BLOCKED);
   EXPECT_EQ(GetRequest(next.request_id()).state(), pb::CONSENT_REQUEST_STATE_DENIED);
 
-  // Only an operator, only after re-proofing, only with a good PIN.
-  EXPECT_EQ(UnblockPin("alice", "802514", nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(UnblockPin("alice", "802514", kIdentityAuth).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(UnblockPin("alice", "802514", "Operator ra-ana.wrong").error_code(),
+  // The user cannot reset it alone.
+  EXPECT_EQ(app->ResetPin("802514").code(), absl::StatusCode::kFailedPrecondition);
+  // Only an operator, only after re-proofing; the operator never handles a PIN.
+  EXPECT_EQ(UnblockPin("alice", nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(UnblockPin("alice", kIdentityAuth).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(UnblockPin("alice", "Operator ra-ana.wrong").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  grpc::Status s = UnblockPin("alice", "802514");
+  grpc::Status s = UnblockPin("alice");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("re-proof first"));
   identity_->SetProofedAt("alice", clock_.Now() - absl::Hours(2));
-  EXPECT_EQ(UnblockPin("alice", "802514").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(UnblockPin("alice").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   identity_->SetProofedAt("alice", clock_.Now() - absl::Minutes(10));
-  EXPECT_EQ(UnblockPin("alice", "654321").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  s = UnblockPin("alice", "802514");
+  s = UnblockPin("alice");
   ASSERT_TRUE(s.ok()) << s.error_message();
+  // Still blocked until the user sets a new PIN on the app, by the PIN rules.
+  EXPECT_TRUE(store_->GetPin("alice")->blocked);
+  EXPECT_EQ(app->ResetPin("654321").code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(app->ResetPin("802514").ok());
+  EXPECT_EQ(app->ResetPin("802514").code(), absl::StatusCode::kFailedPrecondition)
+      << "one reset per unblock";
 
   pb::ConsentRequest after = Receive(*app, Login("alice").request_id());
   EXPECT_EQ(app->Approve(after, kPin)->result(), pb::APPROVE_RESULT_PIN_WRONG)
       << "the old PIN is gone";
   EXPECT_EQ(app->Approve(after, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
   EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
+}
+
+// ---- PIN attempts are counted before they are checked (issue 11). ----
+
+// An Approve answer as the app sees it: status, result, state, attempts left, message.
+struct Answer {
+  absl::StatusCode code = absl::StatusCode::kOk;
+  int result = 0;
+  int state = 0;
+  uint32_t remaining = 0;
+  std::string message;
+  bool operator==(const Answer&) const = default;
+};
+
+Answer AnswerOf(const absl::StatusOr<pb::ApproveResponse>& out) {
+  if (!out.ok())
+    return {.code = out.status().code(), .message = std::string(out.status().message())};
+  return {
+      .result = out->result(), .state = out->state(), .remaining = out->remaining_pin_attempts()};
+}
+
+TEST_F(ConsentTest, FiftyConcurrentGuessesCheckAtMostFivePinsAndNeverTellTheRightOne) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  const std::string checks = "qsign_consent_pin_checks_total";
+  constexpr int kAttempts = 50;
+  int blocked_rounds = 0;
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+    // Somewhere in the middle and late: started after most wrong guesses.
+    const int right_at = (25 + 23 * round) % kAttempts;
+    std::vector<std::string> pins(kAttempts), challenges(kAttempts), signatures(kAttempts);
+    for (int i = 0; i < kAttempts; ++i) {
+      pins[i] = i == right_at ? std::string(kPin) : absl::StrCat(500000 + 7919 * i);
+      auto challenge = app->GetApprovalChallenge(pushed.request_id());
+      ASSERT_TRUE(challenge.ok()) << challenge.status();
+      challenges[i] = *challenge;
+      auto sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *challenge));
+      ASSERT_TRUE(sig.ok());
+      signatures[i] = *sig;
+    }
+    const double checks_before = MetricValue(checks);
+    std::vector<Answer> answers(kAttempts);
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kAttempts; ++i) {
+      threads.emplace_back([&, i] {
+        while (!go.load()) std::this_thread::yield();
+        answers[i] =
+            AnswerOf(app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove,
+                                      pins[i], challenges[i], signatures[i]));
+      });
+    }
+    go = true;
+    for (auto& t : threads) t.join();
+
+    const double checked = MetricValue(checks) - checks_before;
+    std::cout << "round " << round << ": PINs checked " << checked << ", right PIN answered "
+              << answers[right_at].code << "/" << pb::ApproveResult_Name(answers[right_at].result)
+              << "\n";
+    EXPECT_GE(checked, 1);
+    EXPECT_LE(checked, 5) << "at most five PINs are ever checked per block";
+    for (int i = 0; i < kAttempts; ++i) {
+      if (i != right_at) {
+        EXPECT_NE(answers[i].result, pb::APPROVE_RESULT_APPROVED) << i;
+      }
+    }
+    auto pin = store_->GetPin("alice");
+    ASSERT_TRUE(pin.ok()) << pin.status();
+    const Answer& right = answers[right_at];
+    if (right.result == pb::APPROVE_RESULT_APPROVED) {
+      // Checked among the first five: approved, and the guesses still racing counted nothing.
+      EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_APPROVED);
+      EXPECT_FALSE(pin->blocked);
+      EXPECT_EQ(pin->failures, 0);
+      continue;
+    }
+    // After the fifth wrong PIN the right one never succeeds, and its answer is one that wrong
+    // PINs got too: nothing tells it apart.
+    ++blocked_rounds;
+    EXPECT_EQ(checked, 5);
+    EXPECT_TRUE(pin->blocked);
+    EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_DENIED);
+    EXPECT_NE(right.result, pb::APPROVE_RESULT_APPROVED) << right.message;
+    int same = 0;
+    for (int i = 0; i < kAttempts; ++i) same += i != right_at && answers[i] == right;
+    EXPECT_GE(same, kAttempts - 6) << "the right PIN's answer is the one most wrong PINs got";
+    // The user gets the PIN back: re-proofing, an operator's unblock, a new PIN on the app.
+    identity_->SetProofedAt("alice", clock_.Now());
+    ASSERT_TRUE(UnblockPin("alice").ok());
+    ASSERT_TRUE(app->ResetPin(kPin).ok());
+  }
+  std::cout << "rounds that ended blocked: " << blocked_rounds << " of 3\n";
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
+}
+
+TEST_F(ConsentTest, OneSignedChallengeServesOneAttempt) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  auto challenge = app->GetApprovalChallenge(pushed.request_id());
+  ASSERT_TRUE(challenge.ok());
+  auto sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *challenge));
+  ASSERT_TRUE(sig.ok());
+  auto first = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, "999999",
+                                *challenge, *sig);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  // The same signature with another guess: refused before any PIN is looked at.
+  const double checks = MetricValue("qsign_consent_pin_checks_total");
+  for (const char* guess : {"999998", kPin}) {
+    auto again = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, guess,
+                                  *challenge, *sig);
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_THAT(again.status().message(), HasSubstr("challenge"));
+  }
+  EXPECT_EQ(MetricValue("qsign_consent_pin_checks_total"), checks);
+  EXPECT_EQ(store_->GetPin("alice")->failures, 1);
+  // A challenge for another request, or none, does not fit either.
+  pb::ConsentRequest other = Receive(*app, Login("alice").request_id());
+  auto foreign = app->GetApprovalChallenge(other.request_id());
+  ASSERT_TRUE(foreign.ok());
+  auto foreign_sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *foreign));
+  EXPECT_EQ(app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                             *foreign, *foreign_sig)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin, "", *sig)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  // Challenges expire.
+  auto stale = app->GetApprovalChallenge(pushed.request_id());
+  ASSERT_TRUE(stale.ok());
+  clock_.Advance(absl::Seconds(61));
+  auto stale_sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *stale));
+  EXPECT_EQ(app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                             *stale, *stale_sig)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  // A fresh one, signed, approves.
+  EXPECT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+}
+
+TEST_F(ConsentTest, WebCryptoRawSignaturesAreAccepted) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  auto challenge = app->GetApprovalChallenge(pushed.request_id());
+  ASSERT_TRUE(challenge.ok());
+  auto der = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *challenge));
+  ASSERT_TRUE(der.ok());
+  // DER -> r||s, as a browser's crypto.subtle.sign("ECDSA") answers.
+  const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+  OsslPtr<ECDSA_SIG> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der->size())));
+  ASSERT_TRUE(sig);
+  std::string raw(64, '\0');
+  BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), reinterpret_cast<unsigned char*>(raw.data()), 32);
+  BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), reinterpret_cast<unsigned char*>(raw.data()) + 32, 32);
+  auto out = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                              *challenge, raw);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->result(), pb::APPROVE_RESULT_APPROVED);
+}
+
+TEST_F(ConsentTest, ChangePinCountsTheOldPinAsAnAttempt) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  auto wrong = app->ChangePin("999999", "802514");
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  EXPECT_EQ(wrong->result(), pb::CHANGE_PIN_RESULT_PIN_WRONG);
+  EXPECT_EQ(wrong->remaining_pin_attempts(), 4u);
+  // Counted with the approvals' attempts.
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  EXPECT_EQ(app->Approve(pushed, "999999")->remaining_pin_attempts(), 3u);
+  // The new PIN follows the rules; a bad one costs no attempt.
+  EXPECT_EQ(app->ChangePin(kPin, "123456").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetPin("alice")->failures, 2);
+  auto changed = app->ChangePin(kPin, "802514");
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(changed->result(), pb::CHANGE_PIN_RESULT_CHANGED);
+  EXPECT_EQ(store_->GetPin("alice")->failures, 0);
+  EXPECT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  EXPECT_EQ(app->Approve(pushed, "802514")->result(), pb::APPROVE_RESULT_APPROVED);
+  // Five wrong old PINs block it; then even the right one changes nothing.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(app->ChangePin("999999", "580317")->result(), pb::CHANGE_PIN_RESULT_PIN_WRONG);
+  }
+  EXPECT_EQ(app->ChangePin("999999", "580317")->result(), pb::CHANGE_PIN_RESULT_PIN_BLOCKED);
+  EXPECT_EQ(app->ChangePin("802514", "580317")->result(), pb::CHANGE_PIN_RESULT_PIN_BLOCKED);
+  EXPECT_TRUE(store_->GetPin("alice")->blocked);
+  // Another device's key cannot change Alice's PIN.
+  auto mallory = EnrolledApp("mallory", "580317", /*watch=*/false);
+  ASSERT_TRUE(mallory);
+  auto challenge = mallory->GetApprovalChallenge("");
+  ASSERT_TRUE(challenge.ok());
+  pb::ChangePinRequest req;
+  req.set_device_id(app->device_id());
+  req.set_challenge(*challenge);
+  req.set_device_signature(
+      *mallory->Sign(PinOperationMessage(PinOperation::kChange, app->device_id(), *challenge)));
+  req.set_old_pin("802514");
+  req.set_new_pin("580317");
+  grpc::ClientContext ctx;
+  pb::ChangePinResponse resp;
+  EXPECT_EQ(stub_->ChangePin(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "consent").ok());
+}
+
+class ConsentRateLimitTest : public ConsentTest {
+ protected:
+  ConsentRateLimitTest() { approvals_per_device_per_minute_ = 3; }
+};
+
+TEST_F(ConsentRateLimitTest, ApproveIsRateLimitedPerDevice) {
+  auto app = EnrolledApp("alice");
+  auto bob = EnrolledApp("bob", "580317");
+  ASSERT_TRUE(app && bob);
+  pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(app->Approve(pushed, "999999")->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  }
+  auto limited = app->Approve(pushed, kPin);
+  EXPECT_EQ(limited.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->GetPin("alice")->failures, 3) << "a limited attempt is never counted";
+  // Per device: Bob's app is not affected.
+  pb::ConsentRequest bobs = Receive(*bob, Login("bob").request_id());
+  EXPECT_EQ(bob->Approve(bobs, "580317")->result(), pb::APPROVE_RESULT_APPROVED);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
 }
 
 TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {
@@ -585,10 +878,12 @@ TEST_F(ConsentTest, ApprovalSignedByAnotherDevicesKeyIsRefused) {
   ASSERT_TRUE(alice && mallory);
   pb::ConsentRequest pushed = Receive(*alice, Login("alice").request_id());
   // Mallory signs Alice's statement with her own key and claims to be Alice's device.
-  auto sig = mallory->Sign(DecisionMessage(pushed.statement(), Decision::kApprove));
+  auto challenge = alice->GetApprovalChallenge(pushed.request_id());
+  ASSERT_TRUE(challenge.ok());
+  auto sig = mallory->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *challenge));
   ASSERT_TRUE(sig.ok());
-  auto out =
-      mallory->SendApprove(pushed.request_id(), alice->device_id(), Decision::kApprove, kPin, *sig);
+  auto out = mallory->SendApprove(pushed.request_id(), alice->device_id(), Decision::kApprove, kPin,
+                                  *challenge, *sig);
   EXPECT_EQ(out.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(out.status().message(), HasSubstr("device_signature"));
   EXPECT_EQ(GetRequest(pushed.request_id()).state(), pb::CONSENT_REQUEST_STATE_PENDING);
@@ -612,26 +907,33 @@ TEST_F(ConsentTest, ReplayedApprovalIsRefusedAndADenyIsNotAnApproval) {
   auto app = EnrolledApp("alice");
   ASSERT_TRUE(app);
   pb::ConsentRequest pushed = Receive(*app, Login("alice").request_id());
-  auto deny_sig = app->Sign(DecisionMessage(pushed.statement(), Decision::kDeny));
-  auto approve_sig = app->Sign(DecisionMessage(pushed.statement(), Decision::kApprove));
+  auto challenge = app->GetApprovalChallenge(pushed.request_id());
+  ASSERT_TRUE(challenge.ok()) << challenge.status();
+  auto deny_sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kDeny, *challenge));
+  auto approve_sig = app->Sign(ApprovalMessage(pushed.statement(), Decision::kApprove, *challenge));
   ASSERT_TRUE(deny_sig.ok() && approve_sig.ok());
   // A captured DENY signature does not approve.
-  auto swapped =
-      app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin, *deny_sig);
+  auto swapped = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
+                                  *challenge, *deny_sig);
   EXPECT_EQ(swapped.status().code(), absl::StatusCode::kPermissionDenied);
 
   auto first = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
-                                *approve_sig);
+                                *challenge, *approve_sig);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->result(), pb::APPROVE_RESULT_APPROVED);
   auto replay = app->SendApprove(pushed.request_id(), app->device_id(), Decision::kApprove, kPin,
-                                 *approve_sig);
+                                 *challenge, *approve_sig);
   EXPECT_EQ(replay.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(replay.status().message(), HasSubstr("already decided"));
   // Nor does it approve a later request: the statement names the request.
   pb::ConsentRequest later = Receive(*app, Login("alice").request_id());
+  auto later_challenge = app->GetApprovalChallenge(later.request_id());
+  ASSERT_TRUE(later_challenge.ok());
   auto moved = app->SendApprove(later.request_id(), app->device_id(), Decision::kApprove, kPin,
-                                *approve_sig);
+                                *challenge, *approve_sig);
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kPermissionDenied);
+  moved = app->SendApprove(later.request_id(), app->device_id(), Decision::kApprove, kPin,
+                           *later_challenge, *approve_sig);
   EXPECT_EQ(moved.status().code(), absl::StatusCode::kPermissionDenied);
 }
 
@@ -1001,7 +1303,18 @@ TEST(StatementTest, RoundTripsAndRefusesAnythingNonCanonical) {
   // One document for two hashes is not a statement.
   s.sign.documents.pop_back();
   EXPECT_FALSE(DecodeStatement(EncodeStatement(s)).ok());
-  EXPECT_NE(DecisionMessage(bytes, Decision::kApprove), DecisionMessage(bytes, Decision::kDeny));
+  const std::string c(32, 'c');
+  EXPECT_NE(ApprovalMessage(bytes, Decision::kApprove, c),
+            ApprovalMessage(bytes, Decision::kDeny, c));
+  EXPECT_NE(ApprovalMessage(bytes, Decision::kApprove, c),
+            ApprovalMessage(bytes, Decision::kApprove, std::string(32, 'd')));
+  EXPECT_TRUE(ApprovalMessage(bytes, Decision::kApprove, c).starts_with(kApprovalLabel));
+  // The exact bytes (docs/consent.md; the browser app builds the same).
+  const auto tl = [](char tag, char len) { return std::string({tag, 0, 0, 0, len}); };
+  EXPECT_EQ(ApprovalMessage("S", Decision::kApprove, "C"),
+            "QSIGN-CONSENT-APPROVAL-V2\n" + tl(1, 1) + "S" + tl(2, 1) + "\x01" + tl(3, 1) + "C");
+  EXPECT_EQ(PinOperationMessage(PinOperation::kReset, "dev-1", "C"),
+            "QSIGN-CONSENT-PIN-V1\n" + tl(1, 1) + "\x02" + tl(2, 5) + "dev-1" + tl(3, 1) + "C");
 }
 
 TEST(StatementTest, PageCountIsSignedOnlyWhenGiven) {

@@ -1,5 +1,6 @@
 // The consent app enrols: activation code redeemed, device certificate issued, PIN set.
 
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -33,13 +34,27 @@ absl::StatusOr<EnrollResult> Consent::EnrollDevice(const EnrollInput& in,
   auto verifier = deps_.pins->Hash(in.pin.value());
   if (!verifier.ok()) return verifier.status();
 
-  auto account = deps_.identity->RedeemActivationCode(in.activation_code.value(),
-                                                      Sha256(in.device_public_key));
-  if (!account.ok()) {
-    if (account.status().code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError("activation_code: not valid (unknown, used or expired)");
+  auto redeemed = deps_.identity->RedeemActivationCode(in.activation_code.value(),
+                                                       Sha256(in.device_public_key));
+  const absl::Status not_valid =
+      absl::NotFoundError("activation_code: not valid (unknown, used or expired)");
+  if (!redeemed.ok()) {
+    if (redeemed.status().code() == absl::StatusCode::kNotFound) return not_valid;
+    return redeemed.status();
+  }
+  const std::string* account = &redeemed->account_id;
+  if (redeemed->repeated) {
+    // The same code and key again. If that enrolment committed, this is a retry after a lost
+    // reply: answer it as it is, never touching the PIN. A code enrols once.
+    auto existing = deps_.store->FindDeviceByKey(*account, in.device_public_key);
+    if (!existing.ok()) return existing.status();
+    if (existing->has_value()) {
+      auto answer = RetriedEnrolment(**existing);
+      if (!answer.ok()) return answer.status();
+      if (!answer->has_value()) return not_valid;
+      return **std::move(answer);
     }
-    return account.status();
+    // Not committed before (the first attempt failed after redeeming): enrol now.
   }
   auto device_id = NewId(kDevicePrefix);
   if (!device_id.ok()) return device_id.status();
@@ -71,8 +86,24 @@ absl::StatusOr<EnrollResult> Consent::EnrollDevice(const EnrollInput& in,
        {"account_id", *account},
        {"replaced", absl::StrCat(replaced->device_ids.size())}});
   return EnrollResult{.device_id = *std::move(device_id),
-                      .account_id = *std::move(account),
+                      .account_id = *account,
                       .certificate_chain_der = *std::move(chain)};
+}
+
+absl::StatusOr<std::optional<EnrollResult>> Consent::RetriedEnrolment(
+    const DeviceRecord& device) const {
+  auto pin = deps_.store->GetPin(device.account_id);
+  if (!pin.ok()) return pin.status();
+  // Only a reply that got lost: the device still the active one, recent, its PIN never tried.
+  if (!device.active || Now() - device.enrolled_at > config_.enrollment_retry_window ||
+      pin->blocked || pin->failures != 0 || pin->updated_at != device.enrolled_at) {
+    return std::optional<EnrollResult>();
+  }
+  // The device certificate as issued; the CA certificates are not kept here.
+  return std::optional<EnrollResult>(
+      EnrollResult{.device_id = device.device_id,
+                   .account_id = device.account_id,
+                   .certificate_chain_der = {device.certificate_der}});
 }
 
 }  // namespace qsign::consent

@@ -90,6 +90,9 @@ ConsentConfig ConsentTuning(const cfg::ConsentService& c) {
   if (c.has_enrollments_per_address_per_minute()) {
     config.enrollments_per_address_per_minute = c.enrollments_per_address_per_minute();
   }
+  if (c.has_approvals_per_device_per_minute()) {
+    config.approvals_per_device_per_minute = c.approvals_per_device_per_minute();
+  }
   return config;
 }
 

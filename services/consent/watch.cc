@@ -22,7 +22,9 @@ absl::StatusOr<ChallengeResult> Consent::GetChallenge(std::string_view device_id
   const absl::Time expires_at = now + config_.challenge_lifetime;
   std::string challenge = EncodeChallenge(device_id, expires_at, nonce);
   // Unknown and inactive devices get one too: WatchRequests refuses them.
-  if (auto s = deps_.store->AddChallenge(Sha256(challenge), device_id, expires_at, now); !s.ok()) {
+  if (auto s = deps_.store->AddChallenge(Sha256(challenge), device_id, ChallengePurpose::kWatch, "",
+                                         expires_at, now);
+      !s.ok()) {
     return s;
   }
   return ChallengeResult{.challenge = std::move(challenge), .expires_at = expires_at};

@@ -232,6 +232,7 @@ grpc::Status IdentityGrpc::RedeemActivationCode(grpc::ServerContext* ctx,
   if (!redeemed.ok()) return Reply("RedeemActivationCode", redeemed.status());
   resp->set_account_id(redeemed->account_id);
   resp->set_assurance_level(ToProto(redeemed->assurance_level));
+  resp->set_repeated(redeemed->repeated);
   return grpc::Status::OK;
 }
 

@@ -251,6 +251,7 @@ class PostgresIdentityStore final : public IdentityStore {
         auto key = code->GetBytes(0, 4);
         if (!key.ok()) return key.status();
         // The same device retrying a failed enrolment: same answer, nothing changes.
+        out.repeated = true;
         return *key == device_key_sha256 ? absl::OkStatus() : CodeNotValid();
       }
       if (auto r = tx.Exec(

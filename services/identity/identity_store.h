@@ -62,6 +62,8 @@ struct ProofingRecord {
 struct RedeemedActivationCode {
   std::string account_id;
   AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
+  // Redeemed before with the same device key (a retried enrolment).
+  bool repeated = false;
 };
 
 struct LoginRecord {

@@ -447,6 +447,7 @@ TEST_F(IdentityTest, ActivationCodeIsSingleUse) {
   pb::RedeemActivationCodeResponse again;
   ASSERT_TRUE(Redeem(proof.activation_code(), kDeviceKey, &again).ok());
   EXPECT_EQ(again.account_id(), account.account_id());
+  EXPECT_TRUE(again.repeated());
   EXPECT_EQ(AuditActions(), (std::vector<std::string>{"identity.account.register", "identity.proof",
                                                       "identity.activation_code.redeem"}));
 }

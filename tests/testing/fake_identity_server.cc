@@ -33,8 +33,14 @@ class FakeIdentityServer::Service final : public pb::Identity::Service {
     if (it == codes_.end()) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "activation_code: not valid");
     }
+    // As identity does: a code binds to the first device key; that key may retry.
+    auto key = keys_.find(req->activation_code());
+    if (key != keys_.end() && key->second != req->device_key_sha256()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "activation_code: not valid");
+    }
     resp->set_account_id(it->second);
-    codes_.erase(it);
+    resp->set_repeated(key != keys_.end());
+    keys_[req->activation_code()] = req->device_key_sha256();
     ++redemptions_;
     return grpc::Status::OK;
   }
@@ -125,6 +131,8 @@ class FakeIdentityServer::Service final : public pb::Identity::Service {
   int next_ ABSL_GUARDED_BY(mu_) = 0;
   int redemptions_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::string> codes_ ABSL_GUARDED_BY(mu_);
+  // Code -> SHA-256 of the device key that redeemed it.
+  std::map<std::string, std::string> keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> proofed_ ABSL_GUARDED_BY(mu_);
   static constexpr char kKeyId[] = "fake-session-key";
   EVP_PKEY* key_ = nullptr;  // Owned; the session-token key.

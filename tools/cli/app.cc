@@ -53,6 +53,17 @@ void AppCommands::Add(CLI::App* qsign, Command* selected) {
   CLI::App* deny = AddCommand(app, "deny", "deny the next request");
   AddOption(deny, "timeout", &deny_timeout_, "seconds to wait for it");
   deny->callback([this, selected] { *selected = [this](Context& ctx) { return Deny(ctx); }; });
+
+  CLI::App* change = AddCommand(app, "change-pin", "change the PIN (the old one counts as a try)");
+  AddOption(change, "old_pin", &old_pin_, "the PIN now");
+  AddOption(change, "new_pin", &new_pin_, "the new PIN");
+  change->callback(
+      [this, selected] { *selected = [this](Context& ctx) { return ChangePin(ctx); }; });
+
+  CLI::App* reset =
+      AddCommand(app, "reset-pin", "set a new PIN after a registration officer's unblock-pin");
+  AddOption(reset, "new_pin", &new_pin_, "the new PIN");
+  reset->callback([this, selected] { *selected = [this](Context& ctx) { return ResetPin(ctx); }; });
 }
 
 Result AppCommands::Load(Context& ctx, std::unique_ptr<consent::ConsentAppSimulator>* app) const {
@@ -157,6 +168,39 @@ Result AppCommands::Deny(Context& ctx) const {
   if (!resp.ok()) return ctx.FromStatus("app deny", resp.status());
   ctx.out.Add("request_id", r->request_id());
   ctx.out.Print("denied");
+  return std::nullopt;
+}
+
+Result AppCommands::ChangePin(Context& ctx) const {
+  if (Result f = Required("old_pin", old_pin_)) return f;
+  if (Result f = Required("new_pin", new_pin_)) return f;
+  std::unique_ptr<consent::ConsentAppSimulator> app;
+  if (Result f = Load(ctx, &app)) return f;
+  auto resp = app->ChangePin(old_pin_, new_pin_);
+  if (!resp.ok()) return ctx.FromStatus("app change-pin", resp.status());
+  switch (resp->result()) {
+    case pb::CHANGE_PIN_RESULT_CHANGED:
+      ctx.out.Print("PIN changed; approve with the new PIN from now on");
+      return std::nullopt;
+    case pb::CHANGE_PIN_RESULT_PIN_WRONG:
+      return Failure{kRefused, absl::StrCat("app change-pin: the PIN is wrong; ",
+                                            resp->remaining_pin_attempts(),
+                                            " tries left before it is blocked")};
+    default:
+      return Failure{kRefused,
+                     "app change-pin: the PIN is blocked; a registration officer re-proofs you "
+                     "and unblocks it (qsign unblock-pin), then qsign app reset-pin"};
+  }
+}
+
+Result AppCommands::ResetPin(Context& ctx) const {
+  if (Result f = Required("new_pin", new_pin_)) return f;
+  std::unique_ptr<consent::ConsentAppSimulator> app;
+  if (Result f = Load(ctx, &app)) return f;
+  if (absl::Status s = app->ResetPin(new_pin_); !s.ok()) {
+    return ctx.FromStatus("app reset-pin", s);
+  }
+  ctx.out.Print("new PIN set; approve with it from now on");
   return std::nullopt;
 }
 

@@ -15,7 +15,8 @@ namespace qsign::cli {
 
 class AppCommands {
  public:
-  // Adds `app enroll|watch|deny` to `qsign`; the one parsed is set into *selected.
+  // Adds `app enroll|watch|deny|change-pin|reset-pin` to `qsign`; the one parsed is set into
+  // *selected.
   void Add(CLI::App* qsign, Command* selected);
 
  private:
@@ -23,9 +24,13 @@ class AppCommands {
   Result Enroll(Context& ctx) const;
   Result Watch(Context& ctx) const;
   Result Deny(Context& ctx) const;
+  Result ChangePin(Context& ctx) const;
+  Result ResetPin(Context& ctx) const;
 
   std::string activation_code_;
   std::string pin_;
+  std::string old_pin_;
+  std::string new_pin_;
   std::string device_name_ = "qsign CLI app";
   std::string approve_with_pin_;
   std::string count_ = "0";

@@ -49,9 +49,12 @@ consent app (simulated; its key lives in DIR/app, mode 0600):
   app watch [--approve-with-pin=PIN] [--count=N] [--timeout=SECONDS]
                                               without a PIN: asks for each request
   app deny [--timeout=SECONDS]                denies the next request
+  app change-pin --old_pin=PIN --new_pin=PIN  the old PIN counts as a try
+  app reset-pin --new_pin=PIN                 after an officer's unblock-pin (within 24 h)
 operator (credentials "<id>.<secret>" in --operator_file or $QSIGN_OPERATOR):
   proof-identity --username=EMAIL [--document_number=N] [--assurance=high|substantial|low]
-  unblock-pin --username=EMAIL --new_pin=PIN
+  unblock-pin --username=EMAIL [--note=TEXT]  after re-proofing; the user then runs
+                                              app reset-pin (the officer never sees a PIN)
 
 mutual TLS (a qsign server without insecure_dev): --tls_ca=CA.crt --tls_cert=CLIENT.crt
   --tls_key=CLIENT.key, or $QSIGN_TLS_CA, $QSIGN_TLS_CERT, $QSIGN_TLS_KEY; without them the

@@ -25,9 +25,9 @@ void OperatorCommands::Add(CLI::App* qsign, Command* selected) {
   proof->callback(
       [this, selected] { *selected = [this](Context& ctx) { return ProofIdentity(ctx); }; });
 
-  CLI::App* unblock = AddCommand(qsign, "unblock-pin", "unblock a user's PIN with a new one");
+  CLI::App* unblock = AddCommand(qsign, "unblock-pin",
+                                 "after re-proofing, let the user set a new PIN on the app (24 h)");
   AddOption(unblock, "username", &username_, "the account's username");
-  AddOption(unblock, "new_pin", &new_pin_, "the new PIN");
   AddOption(unblock, "note", &unblock_note_, "for the journal");
   unblock->callback(
       [this, selected] { *selected = [this](Context& ctx) { return UnblockPin(ctx); }; });
@@ -93,19 +93,18 @@ Result OperatorCommands::UnblockPin(Context& ctx) const {
   std::string op;
   if (Result f = Authorization(&op)) return f;
   if (Result f = Required("username", username_)) return f;
-  if (Result f = Required("new_pin", new_pin_)) return f;
   std::string account_id;
   if (Result f = AccountIdByUsername(ctx, op, &account_id)) return f;
   pb::UnblockPinRequest req;
   req.set_account_id(account_id);
-  req.set_new_pin(new_pin_);
   req.set_note(unblock_note_);
   pb::UnblockPinResponse resp;
   if (Result f = ctx.Unary("unblock-pin", &pb::Consent::Stub::UnblockPin, req, &resp, op)) {
     return f;
   }
   ctx.out.Add("account_id", account_id);
-  ctx.out.Print("PIN unblocked; the user approves with the new PIN");
+  ctx.out.Add("reset_expires_at", FormatTime(resp.reset_expires_at()));
+  ctx.out.Print("PIN reset opened; the user sets a new PIN in the app (qsign app reset-pin)");
   return std::nullopt;
 }
 

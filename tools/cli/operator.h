@@ -28,7 +28,6 @@ class OperatorCommands {
   std::string username_;
   std::string document_number_ = "000000000";
   std::string assurance_ = "high";
-  std::string new_pin_;
   std::string proof_note_ = "proofed with qsign proof-identity";
   std::string unblock_note_ = "unblocked with qsign unblock-pin";
 };
