@@ -328,9 +328,11 @@ class Consent {
   absl::Status RefusalOf(const AttemptResult& out, const RequestRecord& request) const;
   // Whether `pin` matches `verifier`; counts the check (qsign_consent_pin_checks_total).
   absl::StatusOr<bool> CheckPin(const SecretString& pin, const std::string& verifier) const;
-  // The device of a PIN operation, active, whose key signed `op` over the challenge.
-  absl::StatusOr<DeviceRecord> PinOperationDevice(const PinOperationInput& in,
-                                                  PinOperation op) const;
+  // The checks every PIN operation makes before its attempt (the device's rate, input, the
+  // signature of the account's active device over `op` and the challenge); the new PIN's
+  // verifier in *new_verifier; the attempt to record.
+  absl::StatusOr<PinAttempt> StartPinOperation(const PinOperationInput& in, PinOperation op,
+                                               std::string* new_verifier);
 
   const ConsentDeps deps_;
   const auth::Authenticator authenticator_;

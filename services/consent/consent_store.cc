@@ -274,6 +274,25 @@ absl::Status RecordWrong(db::Tx& tx, const PinAttempt& at, const db::AuditEvent&
   return Notify(tx, at.account_id);
 }
 
+// Counts the attempt, then checks the PIN (`pin` locked); a wrong one is recorded
+// (RecordWrong). Answers whether the PIN was right.
+absl::StatusOr<bool> CountThenCheck(db::Tx& tx, const PinAttempt& at, const PinRecord& pin,
+                                    PinCheck check, const db::AuditEvent& event,
+                                    const db::AuditEvent& audit, AttemptResult* out) {
+  auto counted = CountAttempt(tx, at);
+  if (!counted.ok()) return counted.status();
+  out->failures = *counted;
+  // Only now, with the attempt counted and the row locked, is the PIN checked.
+  auto right = check(pin.verifier);
+  if (!right.ok()) return right.status();
+  if (!*right) {
+    if (auto s = RecordWrong(tx, at, event, audit, out); !s.ok()) return s;
+    return false;
+  }
+  out->failures = 0;
+  return true;
+}
+
 class PostgresConsentStore final : public ConsentStore {
  public:
   explicit PostgresConsentStore(db::Pool* pool) : pool_(pool) {}
@@ -488,13 +507,8 @@ class PostgresConsentStore final : public ConsentStore {
             }
             return absl::OkStatus();
           }
-          auto counted = CountAttempt(tx, at);
-          if (!counted.ok()) return counted.status();
-          out.failures = *counted;
-          // Only now, with the attempt counted and the row locked, is the PIN checked.
-          auto right = check(pin->verifier);
-          if (!right.ok()) return right.status();
-          if (!*right) return RecordWrong(tx, at, event, audit, &out);
+          auto right = CountThenCheck(tx, at, *pin, check, event, audit, &out);
+          if (!right.ok() || !*right) return right.status();
           // The approval, the count reset, the journal row and the NOTIFY: one statement.
           auto res = tx.Exec(
               "WITH upd AS (UPDATE consent.requests SET state = 'APPROVED', decided_at = $2, "
@@ -519,7 +533,6 @@ class PostgresConsentStore final : public ConsentStore {
           if (!decided.ok()) return decided.status();
           // The request row is locked by this transaction and was PENDING: it cannot fail.
           if (*decided != 1) return absl::InternalError("approval: the locked request moved");
-          out.failures = 0;
           out.request_state = RequestState::kApproved;
           return absl::OkStatus();
         },
@@ -555,18 +568,13 @@ class PostgresConsentStore final : public ConsentStore {
           std::optional<PinRecord> pin;
           if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin); !s.ok()) return s;
           if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
-          auto counted = CountAttempt(tx, at);
-          if (!counted.ok()) return counted.status();
-          out.failures = *counted;
-          auto right = check(pin->verifier);
-          if (!right.ok()) return right.status();
-          if (!*right) return RecordWrong(tx, at, audit, audit, &out);
+          auto right = CountThenCheck(tx, at, *pin, check, audit, audit, &out);
+          if (!right.ok() || !*right) return right.status();
           auto upd = tx.Exec(
               "UPDATE consent.pins SET verifier = $2, failures = 0, updated_at = $3 "
               "WHERE account_id = $1",
               {Param::Text(at.account_id), Param::Text(new_verifier), Param::Time(at.now)});
           if (!upd.ok()) return upd.status();
-          out.failures = 0;
           return db::AppendAudit(tx, kSchema, audit, at.now);
         },
         {.max_retries = 0});

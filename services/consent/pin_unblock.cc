@@ -51,9 +51,14 @@ absl::StatusOr<absl::Time> Consent::UnblockPin(const Caller& caller, std::string
   return until;
 }
 
-absl::StatusOr<DeviceRecord> Consent::PinOperationDevice(const PinOperationInput& in,
-                                                         PinOperation op) const {
+absl::StatusOr<PinAttempt> Consent::StartPinOperation(const PinOperationInput& in, PinOperation op,
+                                                      std::string* new_verifier) {
   if (auto s = ValidateDeviceId(in.device_id); !s.ok()) return s;
+  const absl::Time now = Now();
+  if (!approve_limiter_.Allow(in.device_id, now)) {
+    return absl::ResourceExhaustedError(
+        "too many PIN attempts from this device; try again in a minute");
+  }
   if (auto s = ValidateApprovalChallenge(in.challenge); !s.ok()) return s;
   if (in.device_signature.empty()) {
     return absl::InvalidArgumentError("device_signature: required");
@@ -72,39 +77,34 @@ absl::StatusOr<DeviceRecord> Consent::PinOperationDevice(const PinOperationInput
     return absl::PermissionDeniedError(
         "device_signature: does not verify over the PIN operation and challenge");
   }
-  return device;
+  // Hashed before the attempt: the PIN row stays locked only for the check.
+  auto verifier = deps_.pins->Hash(in.new_pin.value());
+  if (!verifier.ok()) return verifier.status();
+  *new_verifier = *std::move(verifier);
+  return PinAttempt{.account_id = device->account_id,
+                    .device_id = in.device_id,
+                    .challenge_sha256 = Sha256(in.challenge),
+                    .purpose = ChallengePurpose::kPin,
+                    .max_failures = config_.max_pin_failures,
+                    .now = now};
 }
 
 absl::StatusOr<ChangePinOutcome> Consent::ChangePin(const PinOperationInput& in,
                                                     const ClientInfo& client) {
-  if (auto s = ValidateDeviceId(in.device_id); !s.ok()) return s;
   if (in.old_pin.empty()) return absl::InvalidArgumentError("old_pin: required");
-  const absl::Time now = Now();
-  if (!approve_limiter_.Allow(in.device_id, now)) {
-    return absl::ResourceExhaustedError(
-        "too many PIN attempts from this device; try again in a minute");
-  }
-  auto device = PinOperationDevice(in, PinOperation::kChange);
-  if (!device.ok()) return device.status();
-  // Hashed before the attempt: the PIN row stays locked only for the check.
-  auto verifier = deps_.pins->Hash(in.new_pin.value());
-  if (!verifier.ok()) return verifier.status();
-  const PinAttempt attempt{.account_id = device->account_id,
-                           .device_id = in.device_id,
-                           .challenge_sha256 = Sha256(in.challenge),
-                           .purpose = ChallengePurpose::kPin,
-                           .max_failures = config_.max_pin_failures,
-                           .now = now};
+  std::string verifier;
+  auto attempt = StartPinOperation(in, PinOperation::kChange, &verifier);
+  if (!attempt.ok()) return attempt.status();
   auto out = deps_.store->ChangePin(
-      attempt, [&](const std::string& stored) { return CheckPin(in.old_pin, stored); }, *verifier,
-      auth::AuditEventOf(absl::StrCat("device:", in.device_id), "pin.change", device->account_id,
+      *attempt, [&](const std::string& stored) { return CheckPin(in.old_pin, stored); }, verifier,
+      auth::AuditEventOf(absl::StrCat("device:", in.device_id), "pin.change", attempt->account_id,
                          client, "ok"));
   if (!out.ok()) return out.status();
   switch (out->outcome) {
     case AttemptOutcome::kChallengeInvalid:
       return absl::PermissionDeniedError(kChallengeRefusal);
     case AttemptOutcome::kNoPin:
-      return absl::InternalError(absl::StrCat("account ", device->account_id, " has no PIN"));
+      return absl::InternalError(absl::StrCat("account ", attempt->account_id, " has no PIN"));
     case AttemptOutcome::kDone:
       return ChangePinOutcome{.result = ChangePinResult::kChanged};
     case AttemptOutcome::kWrong:
@@ -120,35 +120,20 @@ absl::StatusOr<ChangePinOutcome> Consent::ChangePin(const PinOperationInput& in,
 }
 
 absl::Status Consent::ResetPin(const PinOperationInput& in, const ClientInfo& client) {
-  if (auto s = ValidateDeviceId(in.device_id); !s.ok()) return s;
-  const absl::Time now = Now();
-  if (!approve_limiter_.Allow(in.device_id, now)) {
-    return absl::ResourceExhaustedError(
-        "too many PIN attempts from this device; try again in a minute");
-  }
-  auto device = PinOperationDevice(in, PinOperation::kReset);
-  if (!device.ok()) return device.status();
-  auto verifier = deps_.pins->Hash(in.new_pin.value());
-  if (!verifier.ok()) return verifier.status();
-  const PinAttempt attempt{.account_id = device->account_id,
-                           .device_id = in.device_id,
-                           .challenge_sha256 = Sha256(in.challenge),
-                           .purpose = ChallengePurpose::kPin,
-                           .max_failures = config_.max_pin_failures,
-                           .now = now};
+  std::string verifier;
+  auto attempt = StartPinOperation(in, PinOperation::kReset, &verifier);
+  if (!attempt.ok()) return attempt.status();
   auto out =
-      deps_.store->ResetPin(attempt, *verifier,
+      deps_.store->ResetPin(*attempt, verifier,
                             auth::AuditEventOf(absl::StrCat("device:", in.device_id), "pin.reset",
-                                               device->account_id, client, "ok"));
+                                               attempt->account_id, client, "ok"));
   if (!out.ok()) return out.status();
   switch (out->outcome) {
     case AttemptOutcome::kChallengeInvalid:
       return absl::PermissionDeniedError(kChallengeRefusal);
     case AttemptOutcome::kDone:
-      deps_.notifier->Notify(device->account_id);
+      deps_.notifier->Notify(attempt->account_id);
       return absl::OkStatus();
-    case AttemptOutcome::kNoPin:
-    case AttemptOutcome::kNotOpen:
     default:
       return absl::FailedPreconditionError(
           "device_id: no PIN reset open for the account (a registration officer re-proofs you "
