@@ -67,6 +67,19 @@ absl::StatusOr<DeviceRecord> ReadDevice(const db::Result& r, int row, int col = 
   return d;
 }
 
+// verifier, failures, blocked from columns col..col+2.
+absl::StatusOr<PinRecord> ReadPin(const db::Result& r, int row, int col) {
+  PinRecord p;
+  p.verifier = std::string(r.Get(row, col));
+  auto failures = r.GetInt64(row, col + 1);
+  if (!failures.ok()) return failures.status();
+  p.failures = static_cast<int>(*failures);
+  auto blocked = r.GetBool(row, col + 2);
+  if (!blocked.ok()) return blocked.status();
+  p.blocked = *blocked;
+  return p;
+}
+
 constexpr char kRequestColumns[] =
     "request_id, account_id, kind, state, statement, created_at, expires_at, requester, "
     "decided_at, decided_by_device, sad, sad_expires_at";
@@ -183,17 +196,11 @@ absl::Status BeginAttempt(db::Tx& tx, const PinAttempt& at, bool lock_pin, Attem
       out->outcome = AttemptOutcome::kNoPin;
       return absl::OkStatus();
     }
-    PinRecord record;
-    record.verifier = std::string(p->Get(0, 0));
-    auto failures = p->GetInt64(0, 1);
-    if (!failures.ok()) return failures.status();
-    record.failures = static_cast<int>(*failures);
-    auto blocked = p->GetBool(0, 2);
-    if (!blocked.ok()) return blocked.status();
-    record.blocked = *blocked;
-    out->failures = record.failures;
-    out->blocked = record.blocked;
-    *pin = std::move(record);
+    auto record = ReadPin(*p, 0, 0);
+    if (!record.ok()) return record.status();
+    out->failures = record->failures;
+    out->blocked = record->blocked;
+    *pin = *std::move(record);
   }
   if (at.purpose == ChallengePurpose::kApprove) {
     auto r =
@@ -446,15 +453,9 @@ class PostgresConsentStore final : public ConsentStore {
     if (!active.ok()) return active.status();
     out.device_active = *active;
     if (!res->IsNull(0, 15)) {
-      PinRecord pin;
-      pin.verifier = std::string(res->Get(0, 15));
-      auto failures = res->GetInt64(0, 16);
-      if (!failures.ok()) return failures.status();
-      pin.failures = static_cast<int>(*failures);
-      auto blocked = res->GetBool(0, 17);
-      if (!blocked.ok()) return blocked.status();
-      pin.blocked = *blocked;
-      out.pin = std::move(pin);
+      auto pin = ReadPin(*res, 0, 15);
+      if (!pin.ok()) return pin.status();
+      out.pin = *std::move(pin);
     }
     return out;
   }
@@ -641,17 +642,11 @@ class PostgresConsentStore final : public ConsentStore {
         {Param::Text(account_id)});
     if (!res.ok()) return res.status();
     if (res->rows() == 0) return absl::NotFoundError("account_id: no PIN set");
-    PinRecord p;
-    p.verifier = std::string(res->Get(0, 0));
-    auto failures = res->GetInt64(0, 1);
-    if (!failures.ok()) return failures.status();
-    p.failures = static_cast<int>(*failures);
-    auto blocked = res->GetBool(0, 2);
-    if (!blocked.ok()) return blocked.status();
-    p.blocked = *blocked;
+    auto p = ReadPin(*res, 0, 0);
+    if (!p.ok()) return p.status();
     auto updated = res->GetTime(0, 3);
     if (!updated.ok()) return updated.status();
-    p.updated_at = *updated;
+    p->updated_at = *updated;
     return p;
   }
 
