@@ -39,6 +39,7 @@ constexpr char kDefaultDeviceCaKey[] = "qsign-device-ca-1";
 constexpr char kDefaultLifecycleHttp[] = "127.0.0.1:8080";
 constexpr char kDefaultGatewayHttp[] = "127.0.0.1:8480";
 constexpr char kDefaultTsaHttp[] = "127.0.0.1:8318";
+constexpr char kDefaultWebHttp[] = "127.0.0.1:8443";
 
 // Keeps the first parse error with its 1-based position and, when the message does not say, the
 // field named on that line ("2:14: max_batch: Expected integer, got: \"ten\"").
@@ -112,6 +113,7 @@ class Validator {
     if (c_.has_lifecycle()) Lifecycle();
     if (c_.has_gateway()) Gateway();
     if (c_.has_tsa()) Tsa();
+    if (c_.has_web()) Web();
     if (errors_.empty()) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrJoin(errors_, "\n"));
   }
@@ -236,7 +238,7 @@ class Validator {
 
   void Top() {
     if (ConfiguredServices(c_).empty()) {
-      Error("config", "no service section (signer, consent, identity, lifecycle, gateway, tsa)");
+      Error("config", "no service section (signer, consent, identity, lifecycle, gateway, tsa, web)");
     }
     HostPort("listen", c_.listen());
     if (c_.has_tls() && c_.insecure_dev()) {
@@ -454,19 +456,27 @@ class Validator {
     NeedsPeer("lifecycle", "consent");
   }
 
+  // <section>.http_listen with its http_cert_file and http_key_file: HTTPS, required unless
+  // insecure_dev.
+  void HttpsListener(std::string_view section, const std::string& listen, const std::string& cert,
+                     const std::string& key) {
+    const std::string cert_field = absl::StrCat(Av(section), ".http_cert_file");
+    const std::string key_field = absl::StrCat(Av(section), ".http_key_file");
+    HostPort(absl::StrCat(Av(section), ".http_listen"), listen);
+    if (!c_.insecure_dev()) {
+      Required(cert_field, cert);
+      Required(key_field, key);
+    }
+    ReadableFile(cert_field, cert);
+    SecretFile(key_field, key);
+    if (cert.empty() != key.empty()) {
+      Error(cert.empty() ? cert_field : key_field, "required with the other one");
+    }
+  }
+
   void Gateway() {
     const cfg::GatewayService& s = c_.gateway();
-    HostPort("gateway.http_listen", s.http_listen());
-    if (!c_.insecure_dev()) {
-      Required("gateway.http_cert_file", s.http_cert_file());
-      Required("gateway.http_key_file", s.http_key_file());
-    }
-    ReadableFile("gateway.http_cert_file", s.http_cert_file());
-    SecretFile("gateway.http_key_file", s.http_key_file());
-    if (s.http_cert_file().empty() != s.http_key_file().empty()) {
-      Error(s.http_cert_file().empty() ? "gateway.http_cert_file" : "gateway.http_key_file",
-            "required with the other one");
-    }
+    HttpsListener("gateway", s.http_listen(), s.http_cert_file(), s.http_key_file());
     Url("gateway.public_url", s.public_url(), {"https", "http"});
     Required("gateway.client_secret_file", s.client_secret_file());
     SecretFile("gateway.client_secret_file", s.client_secret_file());
@@ -502,6 +512,20 @@ class Validator {
     NeedsPeer("tsa", "lifecycle");
   }
 
+  void Web() {
+    const cfg::WebService& s = c_.web();
+    HttpsListener("web", s.http_listen(), s.http_cert_file(), s.http_key_file());
+    Range("web.session_idle_minutes", s.session_idle_minutes(), 1, 720);
+    Range("web.rpc_timeout_seconds", s.rpc_timeout_seconds(), 1, 300);
+    Range("web.max_upload_bytes", s.max_upload_bytes(), 1024, 256 << 20);
+    Range("web.http_threads", s.http_threads(), 1, 1024);
+    Range("web.max_sessions", s.max_sessions(), 1, 10'000'000);
+    NeedsPeer("web", "identity");
+    NeedsPeer("web", "consent");
+    NeedsPeer("web", "lifecycle");
+    NeedsPeer("web", "signer");
+  }
+
   const cfg::ServerConfig& c_;
   std::vector<std::string> errors_;
 };
@@ -527,6 +551,7 @@ std::vector<std::string> ConfiguredServices(const cfg::ServerConfig& config) {
   if (config.has_lifecycle()) names.push_back("lifecycle");
   if (config.has_gateway()) names.push_back("gateway");
   if (config.has_tsa()) names.push_back("tsa");
+  if (config.has_web()) names.push_back("web");
   return names;
 }
 
@@ -628,6 +653,15 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_accuracy_ms(Or(s.accuracy_ms(), 1000));
     DefaultString(s.mutable_name(), "qsign TSA");
     s.set_http_threads(Or(s.http_threads(), 16));
+  }
+  if (c.has_web()) {
+    cfg::WebService& s = *c.mutable_web();
+    DefaultString(s.mutable_http_listen(), kDefaultWebHttp);
+    s.set_session_idle_minutes(Or(s.session_idle_minutes(), 30));
+    s.set_rpc_timeout_seconds(Or(s.rpc_timeout_seconds(), 10));
+    s.set_max_upload_bytes(Or(s.max_upload_bytes(), 20 << 20));
+    s.set_http_threads(Or(s.http_threads(), 64));
+    s.set_max_sessions(Or(s.max_sessions(), 10000));
   }
 }
 

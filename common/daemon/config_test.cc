@@ -512,6 +512,42 @@ TEST_F(ConfigTest, LifecycleRules) {
   EXPECT_THAT(e, HasSubstr("lifecycle.client_secret_file: " + Path("missing") + ": cannot open"));
 }
 
+TEST_F(ConfigTest, WebAloneNeedsItsPeersAndTlsUnlessInsecureDev) {
+  cfg::ServerConfig c;
+  c.mutable_web();
+  c.mutable_tls()->set_cert_file(Path("cert.pem"));
+  c.mutable_tls()->set_key_file(Path("key.pem"));
+  c.mutable_tls()->set_client_ca_file(Path("cert.pem"));
+  std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("web.http_cert_file: required"));
+  EXPECT_THAT(e, HasSubstr("peers.identity: required (web calls identity"));
+  EXPECT_THAT(e, HasSubstr("peers.consent: required (web calls consent"));
+  EXPECT_THAT(e, HasSubstr("peers.lifecycle: required (web calls lifecycle"));
+  EXPECT_THAT(e, HasSubstr("peers.signer: required (web calls signer"));
+  EXPECT_THAT(e, Not(HasSubstr("database")));
+  c.mutable_peers()->set_identity("identity.qsign.internal:7443");
+  c.mutable_peers()->set_consent("consent.qsign.internal:7443");
+  c.mutable_peers()->set_lifecycle("lifecycle.qsign.internal:7443");
+  c.mutable_peers()->set_signer("signer.qsign.internal:7443");
+  c.mutable_web()->set_http_cert_file(Path("cert.pem"));
+  c.mutable_web()->set_http_key_file(Path("key.pem"));
+  EXPECT_EQ(Errors(c), "");
+  EXPECT_EQ(ConfiguredServices(c), std::vector<std::string>{"web"});
+  c.mutable_web()->set_session_idle_minutes(-1);
+  c.mutable_web()->set_http_listen("nowhere");
+  e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("web.session_idle_minutes: -1: must be 1..720"));
+  EXPECT_THAT(e, HasSubstr("web.http_listen: \"nowhere\""));
+  ApplyConfigDefaults(c);
+  EXPECT_EQ(c.web().rpc_timeout_seconds(), 10);
+  EXPECT_EQ(c.web().max_upload_bytes(), 20 << 20);
+  cfg::ServerConfig fresh;
+  fresh.mutable_web();
+  ApplyConfigDefaults(fresh);
+  EXPECT_EQ(fresh.web().http_listen(), "127.0.0.1:8443");
+  EXPECT_EQ(fresh.web().session_idle_minutes(), 30);
+}
+
 TEST_F(ConfigTest, GatewayNeedsTlsCertUnlessInsecureDev) {
   cfg::ServerConfig c;
   c.mutable_gateway()->set_client_secret_file(Path("secret"));

@@ -84,6 +84,14 @@ Request ViewOf(const httplib::Request& req) {
   }
   out.headers.reserve(req.headers.size());
   for (const auto& [name, value] : req.headers) out.headers.emplace_back(name, value);
+  // httplib parses the query and a urlencoded form body into params, multipart parts into files.
+  for (const auto& [name, value] : req.params) out.params.emplace_back(name, value);
+  for (const auto& [name, part] : req.files) {
+    out.files.push_back({.name = part.name,
+                         .filename = part.filename,
+                         .content_type = part.content_type,
+                         .content = part.content});
+  }
   return out;
 }
 

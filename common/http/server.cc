@@ -24,6 +24,20 @@ size_t Request::HeaderCount(std::string_view name) const {
   return count;
 }
 
+std::string_view Request::Param(std::string_view name) const {
+  for (const auto& [n, v] : params) {
+    if (n == name) return v;
+  }
+  return {};
+}
+
+const Request::FilePart* Request::File(std::string_view name) const {
+  for (const FilePart& part : files) {
+    if (part.name == name) return &part;
+  }
+  return nullptr;
+}
+
 void Response::SetHeader(std::string_view name, std::string_view value) {
   for (auto& [n, v] : headers) {
     if (absl::EqualsIgnoreCase(n, Av(name))) {

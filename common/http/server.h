@@ -28,10 +28,25 @@ struct Request {
   std::vector<std::string_view> matches;
   // Every header as received; names compare case-insensitively in Header and HeaderCount.
   std::vector<std::pair<std::string_view, std::string_view>> headers;
+  // Decoded parameters of the query string and of an application/x-www-form-urlencoded body, in
+  // that order (names compare exactly).
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  // The parts of a multipart/form-data body.
+  struct FilePart {
+    std::string_view name;          // The form field.
+    std::string_view filename;      // As the client sent it; may be empty.
+    std::string_view content_type;  // As the client sent it; may be empty.
+    std::string_view content;
+  };
+  std::vector<FilePart> files;
 
   // The first value of header `name`; empty when absent.
   std::string_view Header(std::string_view name) const;
   size_t HeaderCount(std::string_view name) const;
+  // The first value of parameter `name`; empty when absent.
+  std::string_view Param(std::string_view name) const;
+  // The part of form field `name`; nullptr when absent.
+  const FilePart* File(std::string_view name) const;
 };
 
 struct Response {

@@ -13,6 +13,7 @@
 #include "services/lifecycle/stack.h"
 #include "services/signer/stack.h"
 #include "services/tsa/stack.h"
+#include "services/web/stack.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/test_data.h"
 
@@ -23,7 +24,8 @@ namespace cfg = ::qsign::config::v1;
 
 // The daemon's build order (services/qsignd/main.cc).
 const daemon::StackFactory* const kFactories[] = {
-    &consent::kStack, &signer::kStack, &identity::kStack, &lifecycle::kStack, &tsa::kStack};
+    &consent::kStack, &signer::kStack, &identity::kStack, &lifecycle::kStack, &tsa::kStack,
+    &web::kStack};
 constexpr std::string_view kPeerServices[] = {"signer", "consent", "identity", "lifecycle"};
 // Nothing listens there: a call to a service that is not started fails UNAVAILABLE.
 constexpr char kNowhere[] = "127.0.0.1:1";
@@ -90,6 +92,8 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     } else if (svc == "tsa") {
       c.mutable_tsa()->set_client_secret_file(dir + "/tsa.secret");
       c.mutable_tsa()->set_http_listen("127.0.0.1:0");
+    } else if (svc == "web") {
+      c.mutable_web()->set_http_listen("127.0.0.1:0");
     }
   }
   // Peers of the services not started, except lifecycle: without one, consent runs its own

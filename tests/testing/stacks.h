@@ -30,8 +30,9 @@
 namespace qsign::testing {
 
 struct StacksOptions {
-  // Config sections to run: "signer", "consent", "identity", "lifecycle" (built in the daemon's
-  // order whatever the order here).
+  // Config sections to run: "signer", "consent", "identity", "lifecycle", "web" (built in the
+  // daemon's order whatever the order here). web listens on 127.0.0.1 port 0:
+  // web::HttpPort(stacks->server().stack("web")).
   std::vector<std::string> services;
   const Clock* clock = &RealClock::Get();
   // Called on the config after the defaults above, before the stacks are built.

@@ -1,0 +1,95 @@
+// What the web front ends call: the identity, consent, lifecycle and signer services over gRPC,
+// wherever they run. Every call carries the caller's own credential (the user's session token,
+// the officer's credential) or none (the consent app, whose calls carry device signatures), so
+// that the services check the web's users exactly as they check the CLI's: the web layer adds no
+// power of its own.
+#ifndef QSIGN_SERVICES_WEB_BACKEND_H_
+#define QSIGN_SERVICES_WEB_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/daemon/deferred_channel.h"
+#include "qsign/v1/consent.pb.h"
+#include "qsign/v1/identity.pb.h"
+#include "qsign/v1/lifecycle.pb.h"
+#include "qsign/v1/signer.pb.h"
+
+namespace qsign::web {
+
+namespace pb = ::qsign::v1;
+
+// What one look at the consent app's stream found.
+struct WatchResult {
+  // The device may no longer watch: deactivated (revoke-all, a new enrolment) or unknown.
+  bool inactive = false;
+  // Requests not in `known`, in the order the stream sent them.
+  std::vector<pb::ConsentRequest> requests;
+};
+
+class Backend {
+ public:
+  Backend(std::shared_ptr<const daemon::DeferredChannel> identity,
+          std::shared_ptr<const daemon::DeferredChannel> consent,
+          std::shared_ptr<const daemon::DeferredChannel> lifecycle,
+          std::shared_ptr<const daemon::DeferredChannel> signer, absl::Duration timeout);
+  ~Backend();
+
+  // `auth` is the whole authorization metadata value ("Bearer ...", "Operator ...") or empty.
+  absl::StatusOr<pb::Account> RegisterAccount(const pb::RegisterAccountRequest& req);
+  absl::StatusOr<pb::StartLoginResponse> StartLogin(const pb::StartLoginRequest& req);
+  absl::StatusOr<pb::AwaitLoginResponse> AwaitLogin(const pb::AwaitLoginRequest& req);
+  absl::Status Logout(std::string_view auth);
+  absl::StatusOr<pb::Account> GetAccount(std::string_view auth, const pb::GetAccountRequest& req);
+  absl::StatusOr<pb::ProofIdentityResponse> ProofIdentity(std::string_view auth,
+                                                          const pb::ProofIdentityRequest& req);
+
+  absl::StatusOr<pb::GetStatusResponse> GetStatus(std::string_view auth,
+                                                  const pb::GetStatusRequest& req);
+  absl::StatusOr<pb::ListCertificatesResponse> ListCertificates(
+      std::string_view auth, const pb::ListCertificatesRequest& req);
+  absl::StatusOr<pb::Contract> GetContract(std::string_view auth,
+                                           const pb::GetContractRequest& req);
+  absl::StatusOr<pb::ContractAcceptance> AcceptContract(std::string_view auth,
+                                                        const pb::AcceptContractRequest& req);
+  absl::StatusOr<pb::Certificate> Issue(std::string_view auth, const pb::IssueRequest& req);
+  absl::StatusOr<pb::Certificate> Renew(std::string_view auth, const pb::RenewRequest& req);
+  absl::StatusOr<pb::Certificate> Revoke(std::string_view auth, const pb::RevokeRequest& req);
+  absl::StatusOr<pb::RevokeAllResponse> RevokeAll(std::string_view auth,
+                                                  const pb::RevokeAllRequest& req);
+  absl::StatusOr<pb::LegalPersonApproval> ApproveLegalPerson(
+      std::string_view auth, const pb::ApproveLegalPersonRequest& req);
+
+  absl::StatusOr<pb::EnrollDeviceResponse> EnrollDevice(const pb::EnrollDeviceRequest& req);
+  absl::StatusOr<pb::GetChallengeResponse> GetChallenge(const pb::GetChallengeRequest& req);
+  // Opens WatchRequests and answers the requests not in `known` that arrive within `wait`
+  // (once one has come, a short moment more for the rest of a burst), then closes the stream.
+  absl::StatusOr<WatchResult> Watch(const pb::WatchRequestsRequest& req,
+                                    const absl::flat_hash_set<std::string>& known,
+                                    absl::Duration wait);
+  absl::StatusOr<pb::ApproveResponse> Approve(const pb::ApproveRequest& req);
+  absl::StatusOr<pb::AuthorizeResponse> Authorize(std::string_view auth,
+                                                  const pb::AuthorizeRequest& req);
+  absl::StatusOr<pb::AwaitAuthorizationResponse> AwaitAuthorization(
+      std::string_view auth, const pb::AwaitAuthorizationRequest& req);
+  absl::StatusOr<pb::UnblockPinResponse> UnblockPin(std::string_view auth,
+                                                    const pb::UnblockPinRequest& req);
+
+  absl::StatusOr<pb::SignHashResponse> SignHash(std::string_view auth,
+                                                const pb::SignHashRequest& req);
+
+ private:
+  struct Stubs;
+  std::unique_ptr<Stubs> stubs_;
+  const absl::Duration timeout_;
+};
+
+}  // namespace qsign::web
+
+#endif  // QSIGN_SERVICES_WEB_BACKEND_H_

@@ -1,0 +1,327 @@
+#include "services/web/i18n.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace qsign::web {
+namespace {
+
+struct Message {
+  std::string_view key;
+  std::string_view sr;  // Serbian, Cyrillic; Latin is transliterated from it.
+  std::string_view en;
+};
+
+// Every text of the pages. Keep the keys sorted by area.
+constexpr Message kMessages[] = {
+    {"lang.name", "Српски (ћирилица)", "English"},
+    {"portal.title", "еИД портал — квалификовани сертификат у облаку",
+     "eID portal — qualified certificate in the cloud"},
+    {"app.title", "qsign апликација за сагласност", "qsign consent app"},
+    {"office.title", "Регистрациони центар", "Registration office"},
+
+    {"nav.account", "Мој налог", "My account"},
+    {"nav.contract", "Уговор", "Contract"},
+    {"nav.sign", "Потпиши документ", "Sign a document"},
+    {"nav.login", "Пријава", "Log in"},
+    {"nav.register", "Регистрација", "Register"},
+    {"nav.logout", "Одјава", "Log out"},
+    {"action.cancel", "Одустани", "Cancel"},
+
+    {"err.csrf",
+     "Захтев је одбијен: страница је застарела или није са овог сајта. Освежите страницу и "
+     "покушајте поново.",
+     "Request refused: the page is stale or not from this site. Reload the page and try again."},
+    {"err.unavailable", "Услуга тренутно није доступна; покушајте поново за који тренутак.",
+     "The service is unavailable right now; try again in a moment."},
+    {"err.too_many", "Превише покушаја; сачекајте мало па покушајте поново.",
+     "Too many attempts; wait a little and try again."},
+    {"err.session", "Сесија је истекла или је завршена; пријавите се поново.",
+     "The session expired or ended; log in again."},
+    {"err.denied", "Немате право на ову радњу.", "You may not do this."},
+    {"err.internal", "Дошло је до грешке на серверу; покушајте касније.",
+     "Something went wrong on the server; try later."},
+    {"err.refused", "Одбијено:", "Refused:"},
+
+    {"register.title", "Регистрација налога", "Register an account"},
+    {"register.intro",
+     "Након регистрације посетите регистрациони центар са личном картом или пасошем; тамо добијате "
+     "код за активацију апликације.",
+     "After registering, visit a registration office with your ID card or passport; there you get "
+     "the code that activates the app."},
+    {"register.username", "Корисничко име (е-пошта)", "Username (e-mail)"},
+    {"register.given_name", "Име", "Given name"},
+    {"register.surname", "Презиме", "Surname"},
+    {"register.national_id", "ЈМБГ", "Personal ID number (JMBG)"},
+    {"register.email", "Е-пошта у сертификату (необавезно)",
+     "E-mail in the certificate (optional)"},
+    {"register.submit", "Региструј се", "Register"},
+    {"register.done.title", "Регистрација је примљена", "Registration received"},
+    {"register.done",
+     "Захтев за регистрацију је примљен. Следећи корак: лична провера идентитета у регистрационом "
+     "центру.",
+     "Your registration was received. Next step: identity check in person at a registration "
+     "office."},
+
+    {"login.title", "Пријава", "Log in"},
+    {"login.intro",
+     "Унесите корисничко име. Захтев за пријаву стиже у вашу апликацију за сагласност.",
+     "Enter your username. The login request arrives in your consent app."},
+    {"login.username", "Корисничко име (е-пошта)", "Username (e-mail)"},
+    {"login.submit", "Пријави се", "Log in"},
+    {"login.wait.title", "Потврдите пријаву у апликацији", "Approve the login in the app"},
+    {"login.code", "Проверите да апликација приказује исти верификациони код, па одобрите ПИН-ом:",
+     "Check that the app shows the same verification code, then approve with your PIN:"},
+    {"login.waiting", "Чекамо потврду из апликације…", "Waiting for the app…"},
+    {"login.done", "Пријављени сте.", "You are logged in."},
+    {"login.denied", "Пријава је одбијена у апликацији.", "The login was refused in the app."},
+    {"login.expired", "Пријава није одобрена на време. Покушајте поново.",
+     "The login was not approved in time. Try again."},
+    {"login.again", "Почни поново", "Start again"},
+
+    {"account.title", "Мој налог", "My account"},
+    {"account.person", "Лични подаци", "Personal data"},
+    {"account.name", "Име и презиме", "Name"},
+    {"account.assurance", "Идентитет", "Identity"},
+    {"account.proofed", "проверен у регистрационом центру", "checked at a registration office"},
+    {"account.not_proofed", "још није проверен", "not checked yet"},
+
+    {"cert.title", "Квалификовани сертификат", "Qualified certificate"},
+    {"cert.state", "Статус", "Status"},
+    {"cert.state.active", "активан", "active"},
+    {"cert.state.revoked", "опозван", "revoked"},
+    {"cert.state.expired", "истекао", "expired"},
+    {"cert.state.none", "нема сертификата", "no certificate"},
+    {"cert.subject", "Власник", "Subject"},
+    {"cert.serial", "Серијски број", "Serial number"},
+    {"cert.valid", "Важи", "Valid"},
+    {"cert.renew_opens", "Обнова могућа од", "Renewal opens on"},
+    {"cert.renew_closed", "Обнова је могућа само у последњих 30 дана важења.",
+     "Renewal is possible only in the last 30 days of validity."},
+    {"cert.reason", "Разлог", "Reason"},
+    {"cert.reason.cessation", "више ми не треба", "no longer needed"},
+    {"cert.reason.compromise", "кључ или телефон угрожен", "key or phone compromised"},
+    {"cert.issue", "Издај", "Issue"},
+    {"cert.issue.confirm",
+     "Издаје се квалификовани сертификат важења 5 година; кључ се генерише у HSM-у и никада га не "
+     "напушта.",
+     "A qualified certificate valid for 5 years is issued; its key is generated in the HSM and "
+     "never leaves it."},
+    {"cert.issue.button", "Издај сертификат", "Issue the certificate"},
+    {"cert.issue.done", "Сертификат је издат.", "The certificate was issued."},
+    {"cert.renew", "Обнови", "Renew"},
+    {"cert.renew.confirm",
+     "Издаје се нови сертификат са новим кључем; стари важи до свог истека, па потписивање не "
+     "прекида.",
+     "A new certificate with a new key is issued; the old one stays valid until it expires, so "
+     "signing never stops."},
+    {"cert.renew.button", "Обнови сертификат", "Renew the certificate"},
+    {"cert.renew.done", "Сертификат је обновљен.", "The certificate was renewed."},
+    {"cert.revoke", "Опозови", "Revoke"},
+    {"cert.revoke.confirm",
+     "Сертификат се трајно опозива и његов кључ уништава; апликација и налог остају активни.",
+     "The certificate is revoked for good and its key destroyed; the app and the account stay "
+     "active."},
+    {"cert.revoke.button", "Опозови сертификат", "Revoke the certificate"},
+    {"cert.revoke.done", "Сертификат је опозван.", "The certificate was revoked."},
+    {"cert.revoke-all", "Опозови све", "Revoke all"},
+    {"cert.revoke-all.confirm",
+     "Опозивају се сви сертификати, апликација за сагласност више неће бити активна, а све сесије "
+     "се завршавају. За нови сертификат потребна је поновна провера идентитета.",
+     "Every certificate is revoked, the consent app is no longer active, and every session ends. A "
+     "new certificate needs a new identity check."},
+    {"cert.revoke-all.button", "Опозови све", "Revoke everything"},
+    {"cert.revoke-all.done.title", "Све је опозвано", "Everything revoked"},
+    {"cert.revoke-all.done",
+     "Сви сертификати су опозвани, апликација више није активна и сесија је завршена.",
+     "Every certificate is revoked, the app is no longer active and the session has ended."},
+    {"cert.revoked_count", "Опозвано сертификата:", "Certificates revoked:"},
+    {"cert.devices_count", "Деактивирано апликација:", "Apps deactivated:"},
+
+    {"contract.title", "Уговор са корисником", "Subscriber contract"},
+    {"contract.version", "Верзија", "Version"},
+    {"contract.accepted", "Прихваћен уговор", "Contract accepted"},
+    {"contract.none", "није прихваћен", "not accepted"},
+    {"contract.read", "Прочитај и прихвати уговор", "Read and accept the contract"},
+    {"contract.accept", "Прихватам уговор", "I accept the contract"},
+    {"contract.done", "Уговор је прихваћен; копија стиже на вашу е-пошту.",
+     "The contract is accepted; a copy is on its way to your e-mail."},
+
+    {"sign.title", "Потпиши документ", "Sign a document"},
+    {"sign.soon", "Потписивање из прегледача ускоро.", "Signing from the browser is coming."},
+
+    {"app.heading", "Апликација за сагласност", "Consent app"},
+    {"app.loading", "Учитавање…", "Loading…"},
+    {"app.enrol.intro",
+     "Унесите код за активацију из регистрационог центра и изаберите ПИН (6–8 цифара).",
+     "Enter the activation code from the registration office and choose a PIN (6–8 digits)."},
+    {"app.code", "Код за активацију", "Activation code"},
+    {"app.device_name", "Назив уређаја", "Device name"},
+    {"app.pin", "ПИН", "PIN"},
+    {"app.pin_again", "Поновите ПИН", "PIN again"},
+    {"app.pin_mismatch", "ПИН-ови се не поклапају.", "The PINs differ."},
+    {"app.enrol", "Активирај", "Activate"},
+    {"app.enrolled_as", "Активна апликација:", "Active app:"},
+    {"app.none", "Нема захтева на чекању.", "No pending requests."},
+    {"app.kind.login", "Пријава", "Log in"},
+    {"app.kind.sign", "Потписивање", "Signature"},
+    {"app.code_is", "Верификациони код:", "Verification code:"},
+    {"app.requester", "Захтева:", "Asked by:"},
+    {"app.from_portal", "еИД портал (ви)", "eID portal (you)"},
+    {"app.sha256", "SHA-256", "SHA-256"},
+    {"app.approve", "Одобри", "Approve"},
+    {"app.deny", "Одбиј", "Deny"},
+    {"app.approved", "Одобрено.", "Approved."},
+    {"app.denied", "Одбијено.", "Denied."},
+    {"app.pin_wrong", "Погрешан ПИН. Преостало покушаја:", "Wrong PIN. Attempts left:"},
+    {"app.pin_blocked", "ПИН је блокиран; обратите се регистрационом центру.",
+     "The PIN is blocked; visit a registration office."},
+    {"app.expired", "Захтев је истекао.", "The request expired."},
+    {"app.open", "Отвори", "Open"},
+    {"app.inactive",
+     "Ова апликација више није активна (опозвана или замењена). Активирајте је поново новим кодом.",
+     "This app is no longer active (revoked or replaced). Activate it again with a new code."},
+    {"app.reset", "Активирај поново", "Activate again"},
+    {"app.no_webcrypto", "Овај прегледач нема WebCrypto и IndexedDB; апликација не може да ради.",
+     "This browser lacks WebCrypto and IndexedDB; the app cannot run."},
+
+    {"office.login.title", "Пријава службеника", "Officer sign-in"},
+    {"office.login.intro", "Пријавите се својим службеничким акредитивом (не налогом портала).",
+     "Sign in with your officer credential (not a portal account)."},
+    {"office.operator_id", "Ознака службеника", "Officer id"},
+    {"office.secret", "Тајна", "Secret"},
+    {"office.login", "Пријави се", "Sign in"},
+    {"office.login.refused", "Акредитив није прихваћен.", "The credential was not accepted."},
+    {"office.query", "Корисничко име или ИД налога", "Username or account id"},
+    {"office.find", "Пронађи налог", "Find an account"},
+    {"office.not_found", "Налог није пронађен.", "No such account."},
+    {"office.account_id", "ИД налога", "Account id"},
+    {"office.proof", "Провера идентитета", "Identity proofing"},
+    {"office.doc_type", "Документ", "Document"},
+    {"office.doc.id_card", "лична карта", "ID card"},
+    {"office.doc.passport", "пасош", "passport"},
+    {"office.doc_number", "Број документа", "Document number"},
+    {"office.doc_expiry", "Важи до", "Valid until"},
+    {"office.place", "Место", "Place"},
+    {"office.proof.submit", "Потврди идентитет", "Confirm the identity"},
+    {"office.proofed.title", "Идентитет је потврђен", "Identity confirmed"},
+    {"office.proofed", "Предајте особи код за активацију апликације (приказује се само сада):",
+     "Hand the person the app's activation code (shown only now):"},
+    {"office.code_expires", "Код важи до", "The code is valid until"},
+    {"office.back", "Назад на налог", "Back to the account"},
+    {"office.legal", "Правно лице", "Legal person"},
+    {"office.org_name", "Назив правног лица", "Company name"},
+    {"office.pib", "ПИБ", "Tax id (PIB)"},
+    {"office.mb", "Матични број", "Registration number (MB)"},
+    {"office.auth_doc", "Ознака овлашћења", "Authorization document reference"},
+    {"office.legal.submit", "Одобри правно лице", "Approve the legal person"},
+    {"office.legal.done", "Правно лице је одобрено.", "The legal person is approved."},
+    {"office.unblock", "Деблокада ПИН-а", "PIN unblock"},
+    {"office.unblock.intro", "Тек након поновне провере идентитета (у последњих сат времена).",
+     "Only after identity proofing again (within the last hour)."},
+    {"office.new_pin", "Нови ПИН", "New PIN"},
+    {"office.note", "Напомена", "Note"},
+    {"office.unblock.submit", "Деблокирај", "Unblock"},
+    {"office.unblock.done", "ПИН је деблокиран.", "The PIN is unblocked."},
+    {"office.revoke", "Опозив на захтев грађанина", "Revoke at the citizen's request"},
+};
+
+const absl::flat_hash_map<std::string_view, const Message*>& Table() {
+  static const auto* table = [] {
+    auto* t = new absl::flat_hash_map<std::string_view, const Message*>();
+    for (const Message& m : kMessages) t->emplace(m.key, &m);
+    return t;
+  }();
+  return *table;
+}
+
+// Serbian Cyrillic letters and their Latin spelling (Serbian Latin alphabet).
+constexpr std::pair<std::string_view, std::string_view> kLetters[] = {
+    {"А", "A"},  {"Б", "B"},  {"В", "V"},  {"Г", "G"}, {"Д", "D"},  {"Ђ", "Đ"}, {"Е", "E"},
+    {"Ж", "Ž"},  {"З", "Z"},  {"И", "I"},  {"Ј", "J"}, {"К", "K"},  {"Л", "L"}, {"Љ", "Lj"},
+    {"М", "M"},  {"Н", "N"},  {"Њ", "Nj"}, {"О", "O"}, {"П", "P"},  {"Р", "R"}, {"С", "S"},
+    {"Т", "T"},  {"Ћ", "Ć"},  {"У", "U"},  {"Ф", "F"}, {"Х", "H"},  {"Ц", "C"}, {"Ч", "Č"},
+    {"Џ", "Dž"}, {"Ш", "Š"},  {"а", "a"},  {"б", "b"}, {"в", "v"},  {"г", "g"}, {"д", "d"},
+    {"ђ", "đ"},  {"е", "e"},  {"ж", "ž"},  {"з", "z"}, {"и", "i"},  {"ј", "j"}, {"к", "k"},
+    {"л", "l"},  {"љ", "lj"}, {"м", "m"},  {"н", "n"}, {"њ", "nj"}, {"о", "o"}, {"п", "p"},
+    {"р", "r"},  {"с", "s"},  {"т", "t"},  {"ћ", "ć"}, {"у", "u"},  {"ф", "f"}, {"х", "h"},
+    {"ц", "c"},  {"ч", "č"},  {"џ", "dž"}, {"ш", "š"},
+};
+
+}  // namespace
+
+std::string_view LangTag(Lang lang) {
+  switch (lang) {
+    case Lang::kSrLatn:
+      return "sr-Latn";
+    case Lang::kEn:
+      return "en";
+    case Lang::kSrCyrl:
+      break;
+  }
+  return "sr-Cyrl";
+}
+
+Lang ParseLang(std::string_view tag) {
+  if (tag == "sr-Latn") return Lang::kSrLatn;
+  if (tag == "en") return Lang::kEn;
+  return Lang::kSrCyrl;
+}
+
+const std::vector<Lang>& AllLangs() {
+  static const std::vector<Lang> langs = {Lang::kSrCyrl, Lang::kSrLatn, Lang::kEn};
+  return langs;
+}
+
+std::string CyrillicToLatin(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    bool replaced = false;
+    // Serbian Cyrillic letters are two bytes in UTF-8 (0xD0 / 0xD1 lead bytes).
+    if (i + 1 < text.size() && (static_cast<unsigned char>(text[i]) == 0xD0 ||
+                                static_cast<unsigned char>(text[i]) == 0xD1 ||
+                                static_cast<unsigned char>(text[i]) == 0xD2)) {
+      const std::string_view letter = text.substr(i, 2);
+      for (const auto& [cyr, lat] : kLetters) {
+        if (cyr == letter) {
+          out += lat;
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (replaced) {
+      i += 2;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+std::string T(Lang lang, std::string_view key) {
+  auto it = Table().find(key);
+  if (it == Table().end()) return std::string(key);
+  switch (lang) {
+    case Lang::kEn:
+      return std::string(it->second->en);
+    case Lang::kSrLatn:
+      if (key == "lang.name") return "Srpski (latinica)";
+      return CyrillicToLatin(it->second->sr);
+    case Lang::kSrCyrl:
+      break;
+  }
+  return std::string(it->second->sr);
+}
+
+std::vector<std::string_view> MessageKeys() {
+  std::vector<std::string_view> keys;
+  for (const Message& m : kMessages) keys.push_back(m.key);
+  return keys;
+}
+
+}  // namespace qsign::web

@@ -1,0 +1,89 @@
+// Browser sessions of the web front ends, kept in this process: a random id in an HttpOnly,
+// Secure, SameSite=Lax cookie, a CSRF token per session, and what the session holds for each
+// area (the portal's pending login and session token, the officer's credential, signing jobs).
+// Secrets in a session never leave this process (never in a page, a log or a URL).
+// One replica holds a session: behind a load balancer, route a cookie to one replica (docs/web.md).
+#ifndef QSIGN_SERVICES_WEB_SESSIONS_H_
+#define QSIGN_SERVICES_WEB_SESSIONS_H_
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/secret.h"
+
+namespace qsign::web {
+
+// A file being signed from the portal, from upload to download.
+struct SignJob {
+  std::string file_name;
+  std::string content_sha256;  // Raw.
+  std::string request_id;      // Consent's SIGN request.
+  std::string credential_id;
+  std::string to_be_signed_sha256;  // The hash the SAD covers.
+  std::string prepared;             // The format's state between hash and signature.
+  std::string format;               // "cades" (detached .p7s).
+  std::string result;               // The signed file once done.
+  std::string result_name;
+  std::string state = "pending";  // pending, done, denied, expired, failed
+};
+
+struct Session {
+  absl::Mutex mu;
+  std::string id ABSL_GUARDED_BY(mu);
+  std::string csrf ABSL_GUARDED_BY(mu);
+  absl::Time last_seen ABSL_GUARDED_BY(mu);
+  // Portal: a login waiting for the app, then the session token from identity.
+  std::string login_id ABSL_GUARDED_BY(mu);
+  std::string verification_code ABSL_GUARDED_BY(mu);
+  std::string login_username ABSL_GUARDED_BY(mu);
+  SecretString bearer ABSL_GUARDED_BY(mu);  // "Bearer <session token>"; empty: logged out.
+  std::string account_id ABSL_GUARDED_BY(mu);
+  std::string username ABSL_GUARDED_BY(mu);
+  absl::Time bearer_expires ABSL_GUARDED_BY(mu);
+  // Registration office: "Operator <id>.<secret>"; empty: not signed in.
+  SecretString officer ABSL_GUARDED_BY(mu);
+  std::string officer_id ABSL_GUARDED_BY(mu);
+  // One-shot message for the next page (a message key, or text from a service).
+  std::string flash ABSL_GUARDED_BY(mu);
+  bool flash_error ABSL_GUARDED_BY(mu) = false;
+  // Signing jobs by their id (a random token in their URLs).
+  std::map<std::string, SignJob> jobs ABSL_GUARDED_BY(mu);
+};
+
+class SessionStore {
+ public:
+  SessionStore(const Clock* clock, absl::Duration idle, size_t max_sessions)
+      : clock_(clock), idle_(idle), max_sessions_(max_sessions) {}
+
+  // The live session with this cookie value, its last_seen refreshed; nullptr when unknown or
+  // idle for too long.
+  std::shared_ptr<Session> Find(std::string_view id);
+  // A new empty session with a fresh id and CSRF token (evicting the oldest when full).
+  std::shared_ptr<Session> Create();
+  // Gives `session` a new id and CSRF token (after a sign-in: no session fixation).
+  void Rotate(const std::shared_ptr<Session>& session);
+  void Remove(const std::shared_ptr<Session>& session);
+
+  static std::string RandomToken();
+
+ private:
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Clock* clock_;  // Not owned.
+  const absl::Duration idle_;
+  const size_t max_sessions_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace qsign::web
+
+#endif  // QSIGN_SERVICES_WEB_SESSIONS_H_

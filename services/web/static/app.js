@@ -1,0 +1,268 @@
+// The consent app in the browser, a reference for mobile developers.
+// - The device key is a WebCrypto ECDSA P-256 key generated NON-EXTRACTABLE and kept in
+//   IndexedDB: script can use it to sign but never read it (a phone keeps it in its keystore).
+// - Enrolment sends the public key (SubjectPublicKeyInfo), the activation code and the PIN.
+// - Pending requests: the app signs a fresh server challenge and asks the server to watch the
+//   consent stream for it (long poll); each request shows who asks, what, and the code.
+// - A decision signs statement || decision byte (0x01 approve, 0x02 deny) with the device key;
+//   the server rebuilds the statement from its own record and checks signature and PIN.
+// WebCrypto signs ECDSA as r || s (IEEE P1363); the protocol wants DER (RFC 3279), so we convert.
+'use strict';
+
+(function () {
+  const texts = JSON.parse(document.getElementById('texts').textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const api = document.getElementById('app').dataset.api;
+  const $ = (id) => document.getElementById(id);
+  const DB = 'qsign-consent-app';
+  const STORE = 'device';
+
+  // ---- IndexedDB: one record, the device ----
+  function openDb() {
+    return new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  }
+  async function dbGet() {
+    const db = await openDb();
+    return new Promise((resolve, reject) => {
+      const req = db.transaction(STORE).objectStore(STORE).get('me');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  }
+  async function dbPut(value) {
+    const db = await openDb();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).put(value, 'me');
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+  async function dbClear() {
+    const db = await openDb();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).clear();
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+
+  // ---- bytes ----
+  const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+  const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+  // r || s (32 + 32 bytes) -> DER SEQUENCE { INTEGER r, INTEGER s }.
+  function p1363ToDer(sig) {
+    const bytes = new Uint8Array(sig);
+    const int = (b) => {
+      let i = 0;
+      while (i < b.length - 1 && b[i] === 0) i++;
+      let v = b.slice(i);
+      if (v[0] & 0x80) v = Uint8Array.of(0, ...v);
+      return Uint8Array.of(0x02, v.length, ...v);
+    };
+    const r = int(bytes.slice(0, 32));
+    const s = int(bytes.slice(32));
+    return Uint8Array.of(0x30, r.length + s.length, ...r, ...s);
+  }
+
+  async function sign(key, data) {
+    const raw = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key, data);
+    return p1363ToDer(raw);
+  }
+
+  async function call(name, body) {
+    const res = await fetch(api + name, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      credentials: 'same-origin',
+      body: JSON.stringify(body),
+    });
+    const json = await res.json().catch(() => ({ error: texts['err.unavailable'] }));
+    if (!res.ok) throw new Error(json.error || texts['err.unavailable']);
+    return json;
+  }
+
+  function show(id) {
+    for (const s of ['enrol', 'watching', 'decide', 'inactive']) $(s).hidden = s !== id;
+    $('app-status').hidden = true;
+  }
+
+  // ---- state ----
+  let device = null;          // { key, deviceId, accountId, name }
+  const pending = new Map();  // request_id -> request
+  let current = null;         // the request being decided
+  let pin = '';
+  let watching = false;
+
+  async function enrol(ev) {
+    ev.preventDefault();
+    const code = $('activation_code').value.trim();
+    const name = $('device_name').value.trim();
+    const p1 = $('pin').value;
+    if (p1 !== $('pin2').value) {
+      $('app-status').hidden = false;
+      $('app-status').textContent = texts['app.pin_mismatch'];
+      return;
+    }
+    try {
+      const pair = await crypto.subtle.generateKey(
+        { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+      const spki = await crypto.subtle.exportKey('spki', pair.publicKey);
+      const answer = await call('enroll', {
+        activation_code: code, public_key: b64(spki), device_name: name, pin: p1,
+      });
+      device = { key: pair.privateKey, deviceId: answer.device_id,
+        accountId: answer.account_id, name: name };
+      await dbPut(device);
+      $('pin').value = '';
+      $('pin2').value = '';
+      startWatching();
+    } catch (e) {
+      $('app-status').hidden = false;
+      $('app-status').textContent = e.message;
+    }
+  }
+
+  function renderList() {
+    const list = $('requests');
+    list.textContent = '';
+    const now = Date.now();
+    for (const [id, r] of pending) {
+      if (r.expires_at < now) { pending.delete(id); continue; }
+      const li = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'request';
+      button.dataset.id = id;
+      button.textContent = (r.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign']) +
+        ': ' + r.display_text;
+      button.addEventListener('click', () => openRequest(id));
+      li.appendChild(button);
+      list.appendChild(li);
+    }
+    $('idle').hidden = pending.size > 0;
+  }
+
+  function openRequest(id) {
+    current = pending.get(id);
+    if (!current) return;
+    pin = '';
+    $('pin-display').textContent = '';
+    $('decide-status').textContent = '';
+    $('req-title').textContent = current.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign'];
+    $('req-text').textContent = current.display_text;
+    $('req-code').textContent = current.code ? texts['app.code_is'] + ' ' + current.code : '';
+    const docs = $('req-docs');
+    docs.textContent = '';
+    if (current.kind === 'sign') {
+      const who = document.createElement('li');
+      who.textContent = texts['app.requester'] + ' ' + (current.requester || texts['app.from_portal']);
+      docs.appendChild(who);
+      for (const d of current.documents || []) {
+        const li = document.createElement('li');
+        li.textContent = (d.name || d.label) + (d.digest ? ' — ' + texts['app.sha256'] + ' ' + d.digest : '');
+        docs.appendChild(li);
+      }
+    }
+    show('decide');
+  }
+
+  async function decide(decision) {
+    if (!current) return;
+    const r = current;
+    const statement = unb64(r.statement);
+    const message = new Uint8Array(statement.length + 1);
+    message.set(statement);
+    message[statement.length] = decision === 'approve' ? 1 : 2;
+    try {
+      const signature = await sign(device.key, message);
+      const answer = await call('decide', {
+        device_id: device.deviceId, request_id: r.request_id, decision: decision,
+        pin: decision === 'approve' ? pin : '', signature: b64(signature),
+      });
+      pin = '';
+      $('pin-display').textContent = '';
+      if (answer.result === 'pin_wrong') {
+        $('decide-status').textContent = texts['app.pin_wrong'] + ' ' + answer.remaining;
+        return;
+      }
+      pending.delete(r.request_id);
+      current = null;
+      renderList();
+      show('watching');
+      $('device').textContent = texts['app.' + answer.result] || answer.result;
+    } catch (e) {
+      $('decide-status').textContent = e.message;
+    }
+  }
+
+  function key(k) {
+    if (k === '⌫') pin = pin.slice(0, -1);
+    else if (k === '✓') { decide('approve'); return; }
+    else if (pin.length < 8) pin += k;
+    $('pin-display').textContent = '•'.repeat(pin.length);
+  }
+
+  async function watchLoop() {
+    if (watching) return;
+    watching = true;
+    while (device) {
+      try {
+        const { challenge } = await call('challenge', { device_id: device.deviceId });
+        const signature = await sign(device.key, unb64(challenge));
+        const answer = await call('watch', {
+          device_id: device.deviceId, challenge: challenge, signature: b64(signature),
+          known: Array.from(pending.keys()),
+        });
+        if (answer.inactive) {
+          watching = false;
+          show('inactive');
+          return;
+        }
+        for (const r of answer.requests) pending.set(r.request_id, r);
+        if (!current) {
+          renderList();
+          show('watching');
+        }
+      } catch (e) {
+        $('device').textContent = e.message;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+    watching = false;
+  }
+
+  function startWatching() {
+    show('watching');
+    $('device').textContent = texts['app.enrolled_as'] + ' ' + device.name;
+    renderList();
+    watchLoop();
+  }
+
+  async function main() {
+    if (!window.crypto || !crypto.subtle || !window.indexedDB) {
+      $('app-status').textContent = texts['app.no_webcrypto'];
+      return;
+    }
+    $('enrol-form').addEventListener('submit', enrol);
+    $('approve').addEventListener('click', () => decide('approve'));
+    $('deny').addEventListener('click', () => decide('deny'));
+    $('back').addEventListener('click', () => { current = null; renderList(); show('watching'); });
+    $('reset').addEventListener('click', async () => { await dbClear(); device = null; show('enrol'); });
+    for (const b of document.querySelectorAll('#pinpad .key')) {
+      b.addEventListener('click', () => key(b.dataset.key));
+    }
+    setInterval(() => { if (!current && device) renderList(); }, 5000);
+    device = await dbGet();
+    if (device && device.deviceId) startWatching(); else show('enrol');
+  }
+
+  main();
+})();
