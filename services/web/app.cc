@@ -65,29 +65,45 @@ json RequestJson(const pb::ConsentRequest& r) {
   return out;
 }
 
+// A PIN input: 6 to 8 digits, never remembered by the browser.
+std::string PinField(Lang l, std::string_view name, std::string_view key) {
+  return Field(l, name, key, "password",
+               "required inputmode=\"numeric\" pattern=\"[0-9]{6,8}\" autocomplete=\"off\"");
+}
+
 }  // namespace
 
 void Web::AppPage(Call& c) {
   const Lang l = c.lang;
   const Frame f = FrameOf(c);
   // Sections the script shows one at a time; all text comes from here, in the page's language.
-  const std::string body =
-      Cat("<div id=\"app\" data-api=\"/app/api/\">", "<p id=\"app-status\" class=\"muted\">",
-          Esc(T(l, "app.loading")), "</p>", "<section id=\"enrol\" hidden><p>",
-          Esc(T(l, "app.enrol.intro")), "</p>", "<form id=\"enrol-form\">",
-          Field(l, "activation_code", "app.code", "text", "required autocomplete=\"off\""),
-          Field(l, "device_name", "app.device_name", "text", "required maxlength=\"64\""),
-          Field(l, "pin", "app.pin", "password",
-                "required inputmode=\"numeric\" pattern=\"[0-9]{6,8}\" autocomplete=\"off\""),
-          Field(l, "pin2", "app.pin_again", "password",
-                "required inputmode=\"numeric\" pattern=\"[0-9]{6,8}\" autocomplete=\"off\""),
-          Button(l, "enrol", "app.enrol"), "</form></section>",
-          "<section id=\"watching\" hidden><p id=\"device\"></p><p id=\"idle\" class=\"muted\">",
-          Esc(T(l, "app.none")), "</p><ul id=\"requests\" class=\"requests\"></ul></section>",
-          "<section id=\"decide\" hidden class=\"card\"><h2 id=\"req-title\"></h2>",
-          "<p id=\"req-text\"></p><p id=\"req-code\" class=\"code\"></p><ul id=\"req-docs\"></ul>",
-          "<div id=\"pin-display\" class=\"pin-display\" aria-live=\"polite\"></div>",
-          "<div id=\"pinpad\" class=\"pinpad\">");
+  const std::string body = Cat(
+      "<div id=\"app\" data-api=\"/app/api/\">", "<p id=\"app-status\" class=\"muted\">",
+      Esc(T(l, "app.loading")), "</p>", "<section id=\"enrol\" hidden><p>",
+      Esc(T(l, "app.enrol.intro")), "</p>", "<form id=\"enrol-form\">",
+      Field(l, "activation_code", "app.code", "text", "required autocomplete=\"off\""),
+      Field(l, "device_name", "app.device_name", "text", "required maxlength=\"64\""),
+      PinField(l, "pin", "app.pin"), PinField(l, "pin2", "app.pin_again"),
+      Button(l, "enrol", "app.enrol"), "</form></section>",
+      "<section id=\"watching\" hidden><p id=\"device\"></p><p id=\"idle\" class=\"muted\">",
+      Esc(T(l, "app.none")), "</p><ul id=\"requests\" class=\"requests\"></ul>",
+      "<button type=\"button\" id=\"pin-menu\" class=\"link\">", Esc(T(l, "app.pin_menu")),
+      "</button></section>",
+      // The PIN operations: each signs a PIN operation message over a fresh challenge.
+      "<section id=\"pin\" hidden><h2>", Esc(T(l, "app.change_pin")), "</h2>",
+      "<form id=\"change-pin-form\">", PinField(l, "old_pin", "app.old_pin"),
+      PinField(l, "new_pin", "app.new_pin"), PinField(l, "new_pin2", "app.new_pin_again"),
+      Button(l, "change-pin", "app.change_pin.submit"), "</form><h2>", Esc(T(l, "app.reset_pin")),
+      "</h2><p>", Esc(T(l, "app.reset_pin.intro")), "</p>", "<form id=\"reset-pin-form\">",
+      PinField(l, "reset_pin", "app.new_pin"), PinField(l, "reset_pin2", "app.new_pin_again"),
+      Button(l, "reset-pin", "app.reset_pin.submit"), "</form>",
+      "<p id=\"pin-status\" aria-live=\"polite\"></p><button type=\"button\" id=\"pin-back\" "
+      "class=\"link\">",
+      Esc(T(l, "app.back")), "</button></section>",
+      "<section id=\"decide\" hidden class=\"card\"><h2 id=\"req-title\"></h2>",
+      "<p id=\"req-text\"></p><p id=\"req-code\" class=\"code\"></p><ul id=\"req-docs\"></ul>",
+      "<div id=\"pin-display\" class=\"pin-display\" aria-live=\"polite\"></div>",
+      "<div id=\"pinpad\" class=\"pinpad\">");
   std::string pad;
   for (const char* key : {"1", "2", "3", "4", "5", "6", "7", "8", "9", "⌫", "0", "✓"}) {
     Append(&pad, "<button type=\"button\" class=\"key\" data-key=\"", key, "\">", key, "</button>");
@@ -105,7 +121,7 @@ void Web::AppPage(Call& c) {
        {"app.pin_mismatch", "app.enrolled_as", "app.kind.login", "app.kind.sign", "app.code_is",
         "app.requester", "app.approved", "app.denied", "app.pin_wrong", "app.pin_blocked",
         "app.none", "app.no_webcrypto", "err.unavailable", "app.open", "app.sha256",
-        "app.from_portal", "app.expired"});
+        "app.from_portal", "app.expired", "app.pin_changed", "app.pin_reset"});
 }
 
 void Web::AppEnroll(Call& c) {
@@ -158,6 +174,21 @@ void Web::AppWatch(Call& c) {
   Json(c, 200, json({{"inactive", result->inactive}, {"requests", requests}}).dump());
 }
 
+void Web::AppApprovalChallenge(Call& c) {
+  const json body = BodyOf(c.req);
+  pb::GetApprovalChallengeRequest req;
+  req.set_request_id(Str(body, "request_id"));  // Empty: for a PIN operation.
+  req.set_device_id(Str(body, "device_id"));
+  auto resp = backend_->GetApprovalChallenge(req);
+  if (!resp.ok()) {
+    Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
+    return;
+  }
+  Json(c, 200, json({{"challenge", absl::Base64Escape(resp->challenge())}}).dump());
+}
+
+// The app signed the approval message (ApproveRequest in consent.proto) with the challenge it
+// got from approval-challenge; this relays it.
 void Web::AppDecide(Call& c) {
   const json body = BodyOf(c.req);
   pb::ApproveRequest req;
@@ -168,6 +199,7 @@ void Web::AppDecide(Call& c) {
                    : decision == "deny"  ? pb::CONSENT_DECISION_DENY
                                          : pb::CONSENT_DECISION_UNSPECIFIED);
   req.set_pin(Str(body, "pin"));
+  req.set_challenge(Bytes(body, "challenge"));
   req.set_device_signature(Bytes(body, "signature"));
   *req.mutable_client() = ClientOf(c.req);
   auto resp = backend_->Approve(req);
@@ -190,6 +222,44 @@ void Web::AppDecide(Call& c) {
       break;
   }
   Json(c, 200, json({{"result", result}, {"remaining", resp->remaining_pin_attempts()}}).dump());
+}
+
+// The PIN operations: the app signed the PIN operation message (ChangePinRequest in
+// consent.proto) over a challenge from approval-challenge with no request id.
+void Web::AppChangePin(Call& c) {
+  const json body = BodyOf(c.req);
+  pb::ChangePinRequest req;
+  req.set_device_id(Str(body, "device_id"));
+  req.set_challenge(Bytes(body, "challenge"));
+  req.set_device_signature(Bytes(body, "signature"));
+  req.set_old_pin(Str(body, "old_pin"));
+  req.set_new_pin(Str(body, "new_pin"));
+  *req.mutable_client() = ClientOf(c.req);
+  auto resp = backend_->ChangePin(req);
+  if (!resp.ok()) {
+    Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
+    return;
+  }
+  const char* result = resp->result() == pb::CHANGE_PIN_RESULT_CHANGED     ? "changed"
+                       : resp->result() == pb::CHANGE_PIN_RESULT_PIN_WRONG ? "pin_wrong"
+                                                                           : "pin_blocked";
+  Json(c, 200, json({{"result", result}, {"remaining", resp->remaining_pin_attempts()}}).dump());
+}
+
+void Web::AppResetPin(Call& c) {
+  const json body = BodyOf(c.req);
+  pb::ResetPinRequest req;
+  req.set_device_id(Str(body, "device_id"));
+  req.set_challenge(Bytes(body, "challenge"));
+  req.set_device_signature(Bytes(body, "signature"));
+  req.set_new_pin(Str(body, "new_pin"));
+  *req.mutable_client() = ClientOf(c.req);
+  auto resp = backend_->ResetPin(req);
+  if (!resp.ok()) {
+    Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
+    return;
+  }
+  Json(c, 200, json({{"result", "reset"}}).dump());
 }
 
 }  // namespace qsign::web

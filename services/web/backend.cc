@@ -132,8 +132,18 @@ absl::StatusOr<pb::EnrollDeviceResponse> Backend::EnrollDevice(const pb::EnrollD
 absl::StatusOr<pb::GetChallengeResponse> Backend::GetChallenge(const pb::GetChallengeRequest& req) {
   return Unary(stubs_->consent, &pb::Consent::Stub::GetChallenge, "", req, timeout_);
 }
+absl::StatusOr<pb::GetApprovalChallengeResponse> Backend::GetApprovalChallenge(
+    const pb::GetApprovalChallengeRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::GetApprovalChallenge, "", req, timeout_);
+}
 absl::StatusOr<pb::ApproveResponse> Backend::Approve(const pb::ApproveRequest& req) {
   return Unary(stubs_->consent, &pb::Consent::Stub::Approve, "", req, timeout_);
+}
+absl::StatusOr<pb::ChangePinResponse> Backend::ChangePin(const pb::ChangePinRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::ChangePin, "", req, timeout_);
+}
+absl::StatusOr<pb::ResetPinResponse> Backend::ResetPin(const pb::ResetPinRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::ResetPin, "", req, timeout_);
 }
 absl::StatusOr<pb::AuthorizeResponse> Backend::Authorize(std::string_view auth,
                                                          const pb::AuthorizeRequest& req) {

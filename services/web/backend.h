@@ -73,7 +73,11 @@ class Backend {
   absl::StatusOr<WatchResult> Watch(const pb::WatchRequestsRequest& req,
                                     const absl::flat_hash_set<std::string>& known,
                                     absl::Duration wait);
+  absl::StatusOr<pb::GetApprovalChallengeResponse> GetApprovalChallenge(
+      const pb::GetApprovalChallengeRequest& req);
   absl::StatusOr<pb::ApproveResponse> Approve(const pb::ApproveRequest& req);
+  absl::StatusOr<pb::ChangePinResponse> ChangePin(const pb::ChangePinRequest& req);
+  absl::StatusOr<pb::ResetPinResponse> ResetPin(const pb::ResetPinRequest& req);
   absl::StatusOr<pb::AuthorizeResponse> Authorize(std::string_view auth,
                                                   const pb::AuthorizeRequest& req);
   absl::StatusOr<pb::AwaitAuthorizationResponse> AwaitAuthorization(

@@ -147,16 +147,13 @@ void Web::OfficeHome(Call& c) {
                   Field(l, "document_ref", "office.auth_doc", "text", "required"),
                   Button(l, "legal", "office.legal.submit"))),
          "</section>");
-  Append(&body, "<section class=\"card\"><h2>", Esc(T(l, "office.unblock")), "</h2><p>",
-         Esc(T(l, "office.unblock.intro")), "</p>",
-         Form(f, "/office/unblock",
-              Cat(Hidden("account_id", id), back,
-                  Field(l, "new_pin", "office.new_pin", "password",
-                        "required inputmode=\"numeric\" pattern=\"[0-9]{6,8}\" "
-                        "autocomplete=\"off\""),
-                  Field(l, "note", "office.note", "text", "required"),
-                  Button(l, "unblock", "office.unblock.submit"))),
-         "</section>");
+  Append(
+      &body, "<section class=\"card\"><h2>", Esc(T(l, "office.unblock")), "</h2><p>",
+      Esc(T(l, "office.unblock.intro")), "</p>",
+      Form(f, "/office/unblock",
+           Cat(Hidden("account_id", id), back, Field(l, "note", "office.note", "text", "required"),
+               Button(l, "unblock", "office.unblock.submit"))),
+      "</section>");
   std::string revoke_fields = Cat(Hidden("account_id", id), back);
   if (status.ok() && status->state() == pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE) {
     Append(&body, "<section class=\"card\"><h2>", Esc(T(l, "office.revoke")), "</h2>",
@@ -246,7 +243,6 @@ void Web::OfficeUnblock(Call& c) {
   if (!Officer(c, &auth)) return;
   pb::UnblockPinRequest req;
   req.set_account_id(std::string(c.req.Param("account_id")));
-  req.set_new_pin(std::string(c.req.Param("new_pin")));
   req.set_note(std::string(c.req.Param("note").substr(0, 200)));
   *req.mutable_client() = ClientOf(c.req);
   auto resp = backend_->UnblockPin(auth, req);

@@ -331,7 +331,10 @@ std::vector<http::Route> Web::Routes() {
   post("/app/api/enroll", Area::kApp, &Web::AppEnroll);
   post("/app/api/challenge", Area::kApp, &Web::AppChallenge);
   post("/app/api/watch", Area::kApp, &Web::AppWatch);
+  post("/app/api/approval-challenge", Area::kApp, &Web::AppApprovalChallenge);
   post("/app/api/decide", Area::kApp, &Web::AppDecide);
+  post("/app/api/change-pin", Area::kApp, &Web::AppChangePin);
+  post("/app/api/reset-pin", Area::kApp, &Web::AppResetPin);
 
   get("/office/login", Area::kOffice, &Web::OfficeLoginPage);
   post("/office/login", Area::kOffice, &Web::OfficeLoginPost);

@@ -101,7 +101,10 @@ class Web {
   void AppEnroll(Call& c);
   void AppChallenge(Call& c);
   void AppWatch(Call& c);
+  void AppApprovalChallenge(Call& c);
   void AppDecide(Call& c);
+  void AppChangePin(Call& c);
+  void AppResetPin(Call& c);
 
   // Registration office.
   void OfficeLoginPage(Call& c);

@@ -9,9 +9,11 @@
 #include <regex>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "consent/app_simulator.h"
+#include "consent/statement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qsign/v1/consent.grpc.pb.h"
@@ -175,6 +177,34 @@ class WebTest : public testing::ServiceTest {
     static const std::regex kCode("id=\"activation-code\">([A-Z0-9-]+)<");
     EXPECT_TRUE(std::regex_search(proofed->body, m, kCode)) << proofed->body;
     return m[1];
+  }
+
+  // A browser signed in to the office console as the test officer.
+  std::unique_ptr<Browser> Officer() {
+    auto office = std::make_unique<Browser>(port_);
+    office->Get("/office/login");
+    auto in = office->Post("/office/login", {{"operator_id", testing::kOperatorId},
+                                             {"secret", testing::kOperatorSecret}});
+    EXPECT_TRUE(in && in->status == 303 && in->get_header_value("Location") == "/office");
+    return office;
+  }
+
+  // Starts a login in `portal`; answers the request the app received (its code checked).
+  absl::StatusOr<qsign::v1::ConsentRequest> StartLogin(Browser& portal,
+                                                       consent::ConsentAppSimulator& app,
+                                                       const std::string& username) {
+    portal.Get("/login");
+    auto started = portal.Post("/login", {{"username", username}});
+    if (!started || started->status != 303) return absl::InternalError("login not started");
+    auto wait = portal.Get("/login/wait");
+    std::smatch m;
+    static const std::regex kCode("id=\"code\">([0-9]+)<");
+    if (!wait || !std::regex_search(wait->body, m, kCode)) return absl::InternalError("no code");
+    auto request = app.NextRequest(absl::Seconds(10));
+    if (request.ok() && request->login().verification_code() != m[1]) {
+      return absl::InternalError("the codes differ");
+    }
+    return request;
   }
 
   // Logs `portal` in, the app approving with the PIN; checks the code on both sides.
@@ -367,6 +397,113 @@ TEST_F(WebTest, OfficerSignInNeedsTheOfficersCredential) {
   EXPECT_EQ(console->status, 303);
   auto page = office.Get("/office/login");
   EXPECT_THAT(page->body, HasSubstr(T(Lang::kSrCyrl, "office.login.refused")));
+}
+
+// The browser app's calls, made here with the simulator's device key over the web's JSON API:
+// every Approve takes a fresh one-time challenge inside the signed approval message; the PIN
+// is changed and, after the office opens an unblock (no PIN field: the officer never sees one),
+// set again by the user, each over a PIN operation message.
+TEST_F(WebTest, AppApiSignsChallengesForApprovalsAndPinOperations) {
+  const std::string username = "pin.web@example.rs";
+  const std::string code = RegisterAndProof(username, 12);
+  ASSERT_FALSE(code.empty());
+  auto app = consent::ConsentAppSimulator::New(stacks_->NewChannel());
+  ASSERT_TRUE(app.ok());
+  ASSERT_TRUE((*app)->Enroll(code, "Web phone", testing::kPin).ok());
+  ASSERT_TRUE((*app)->StartWatching().ok());
+  const std::string device = (*app)->device_id();
+
+  Browser page(port_);  // The app's page: its CSRF token.
+  page.Get("/app");
+  auto challenge = [&](const std::string& request_id) {
+    auto res =
+        page.PostJson("/app/api/approval-challenge",
+                      Cat(R"({"device_id":")", device, R"(","request_id":")", request_id, R"("})"));
+    EXPECT_TRUE(res && res->status == 200) << (res ? res->body : "no answer");
+    static const std::regex kChallenge(R"re("challenge":"([^"]+)")re");
+    std::smatch m;
+    std::string bytes;
+    if (res && std::regex_search(res->body, m, kChallenge))
+      absl::Base64Unescape(m[1].str(), &bytes);
+    EXPECT_EQ(bytes.size(), 32u);
+    return bytes;
+  };
+  auto signed_b64 = [&](const std::string& message) {
+    auto sig = (*app)->Sign(message);
+    EXPECT_TRUE(sig.ok());
+    return absl::Base64Escape(sig.ok() ? *sig : "");
+  };
+
+  Browser portal(port_);
+  auto request = StartLogin(portal, **app, username);
+  ASSERT_TRUE(request.ok()) << request.status();
+  auto decide = [&](const std::string& ch, const std::string& pin) {
+    const std::string sig =
+        signed_b64(consent::ApprovalMessage(request->statement(), consent::Decision::kApprove, ch));
+    return page.PostJson(
+        "/app/api/decide",
+        Cat(R"({"device_id":")", device, R"(","request_id":")", request->request_id(),
+            R"(","decision":"approve","pin":")", pin, R"(","challenge":")", absl::Base64Escape(ch),
+            R"(","signature":")", sig, R"("})"));
+  };
+  std::string ch = challenge(request->request_id());
+  auto wrong = decide(ch, "99999999");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 200);
+  EXPECT_EQ(wrong->body, R"({"remaining":4,"result":"pin_wrong"})");
+  // The challenge served that attempt only.
+  auto again = decide(ch, testing::kPin);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 400);
+  auto approved = decide(challenge(request->request_id()), testing::kPin);
+  ASSERT_TRUE(approved);
+  EXPECT_EQ(approved->body, R"({"remaining":0,"result":"approved"})");
+  auto polled = portal.PostJson("/login/poll", "");
+  ASSERT_TRUE(polled);
+  EXPECT_EQ(polled->body, R"({"state":"approved"})");
+
+  auto pin_operation = [&](consent::PinOperation op, const std::string& fields) {
+    const std::string ch = challenge("");
+    const std::string sig = signed_b64(consent::PinOperationMessage(op, device, ch));
+    return page.PostJson(
+        op == consent::PinOperation::kChange ? "/app/api/change-pin" : "/app/api/reset-pin",
+        Cat(R"({"device_id":")", device, R"(","challenge":")", absl::Base64Escape(ch),
+            R"(","signature":")", sig, R"(",)", fields, "}"));
+  };
+  auto changed = pin_operation(consent::PinOperation::kChange,
+                               Cat(R"("old_pin":")", testing::kPin, R"(","new_pin":"13572468")"));
+  ASSERT_TRUE(changed);
+  EXPECT_EQ(changed->body, R"({"remaining":0,"result":"changed"})");
+  // No reset without an office's unblock.
+  auto early = pin_operation(consent::PinOperation::kReset, R"("new_pin":"24681357")");
+  ASSERT_TRUE(early);
+  EXPECT_EQ(early->status, 400);
+
+  auto office = Officer();
+  auto found = office->Get("/office?q=" + username);
+  ASSERT_TRUE(found && found->status == 200);
+  EXPECT_THAT(found->body, Not(HasSubstr("name=\"new_pin\"")));
+  std::smatch m;
+  static const std::regex kAccount("name=\"account_id\" value=\"([^\"]+)\"");
+  ASSERT_TRUE(std::regex_search(found->body, m, kAccount));
+  auto unblock = office->Post(
+      "/office/unblock",
+      {{"account_id", m[1]}, {"q", username}, {"note", "forgotten, re-proofed with ID card"}});
+  ASSERT_TRUE(unblock && unblock->status == 303);
+  auto after = office->Get(unblock->get_header_value("Location"));
+  ASSERT_TRUE(after);
+  EXPECT_THAT(after->body, HasSubstr(Esc(T(Lang::kSrCyrl, "office.unblock.done"))));
+  auto reset = pin_operation(consent::PinOperation::kReset, R"("new_pin":"24681357")");
+  ASSERT_TRUE(reset);
+  EXPECT_EQ(reset->body, R"({"result":"reset"})");
+
+  // The PIN the user set is the one that approves now.
+  Browser portal2(port_);
+  auto next = StartLogin(portal2, **app, username);
+  ASSERT_TRUE(next.ok()) << next.status();
+  auto ok = (*app)->Approve(*next, "24681357");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->result(), qsign::v1::APPROVE_RESULT_APPROVED);
 }
 
 }  // namespace

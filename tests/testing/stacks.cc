@@ -23,9 +23,9 @@ namespace {
 namespace cfg = ::qsign::config::v1;
 
 // The daemon's build order (services/qsignd/main.cc).
-const daemon::StackFactory* const kFactories[] = {
-    &consent::kStack, &signer::kStack, &identity::kStack, &lifecycle::kStack, &tsa::kStack,
-    &web::kStack};
+const daemon::StackFactory* const kFactories[] = {&consent::kStack,  &signer::kStack,
+                                                  &identity::kStack, &lifecycle::kStack,
+                                                  &tsa::kStack,      &web::kStack};
 constexpr std::string_view kPeerServices[] = {"signer", "consent", "identity", "lifecycle"};
 // Nothing listens there: a call to a service that is not started fails UNAVAILABLE.
 constexpr char kNowhere[] = "127.0.0.1:1";
@@ -46,7 +46,8 @@ std::string CredentialLine(std::string_view id, std::string_view secret) {
 absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOptions& options) {
   const std::string& dir = env.token().dir();
   for (const std::string& svc : options.services) {
-    if (svc != "signer" && svc != "consent" && svc != "identity" && svc != "lifecycle") {
+    if (svc != "signer" && svc != "consent" && svc != "identity" && svc != "lifecycle" &&
+        svc != "tsa" && svc != "web") {
       return absl::InvalidArgumentError(absl::StrCat("Stacks: no service \"", svc, "\""));
     }
   }

@@ -30,8 +30,8 @@
 namespace qsign::testing {
 
 struct StacksOptions {
-  // Config sections to run: "signer", "consent", "identity", "lifecycle", "web" (built in the
-  // daemon's order whatever the order here). web listens on 127.0.0.1 port 0:
+  // Config sections to run: "signer", "consent", "identity", "lifecycle", "tsa", "web" (built in
+  // the daemon's order whatever the order here). web listens on 127.0.0.1 port 0:
   // web::HttpPort(stacks->server().stack("web")).
   std::vector<std::string> services;
   const Clock* clock = &RealClock::Get();

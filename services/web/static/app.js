@@ -4,8 +4,16 @@
 // - Enrolment sends the public key (SubjectPublicKeyInfo), the activation code and the PIN.
 // - Pending requests: the app signs a fresh server challenge and asks the server to watch the
 //   consent stream for it (long poll); each request shows who asks, what, and the code.
-// - A decision signs statement || decision byte (0x01 approve, 0x02 deny) with the device key;
-//   the server rebuilds the statement from its own record and checks signature and PIN.
+// - A decision first gets a one-time challenge for this request (approval-challenge), then signs
+//   the approval message (consent.proto ApproveRequest; the same bytes tools/cli's app signs):
+//     "QSIGN-CONSENT-APPROVAL-V2\n" || 0x01 u32be(len) statement || 0x02 u32be(1) decision
+//     (0x01 approve, 0x02 deny) || 0x03 u32be(len) challenge
+//   the server rebuilds the statement from its own record and checks signature, challenge, PIN.
+//   Every attempt (also after a wrong PIN) takes a fresh challenge.
+// - Changing the PIN, and setting a new one after an office's unblock, sign the PIN operation
+//   message over a challenge with no request id:
+//     "QSIGN-CONSENT-PIN-V1\n" || 0x01 u32be(1) op (0x01 change, 0x02 reset)
+//     || 0x02 u32be(len) device id || 0x03 u32be(len) challenge
 // WebCrypto signs ECDSA as r || s (IEEE P1363); the protocol wants DER (RFC 3279), so we convert.
 'use strict';
 
@@ -57,6 +65,29 @@
   const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
   const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 
+  const utf8 = (text) => new TextEncoder().encode(text);
+
+  // label || (tag, u32be length, value)*: the signed messages of consent/statement.h.
+  function message(label, fields) {
+    const parts = [utf8(label)];
+    for (const [tag, value] of fields) {
+      const head = new Uint8Array(5);
+      head[0] = tag;
+      new DataView(head.buffer).setUint32(1, value.length);
+      parts.push(head, value);
+    }
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  }
+  const approvalMessage = (statement, decision, challenge) =>
+    message('QSIGN-CONSENT-APPROVAL-V2\n', [[1, statement],
+      [2, Uint8Array.of(decision === 'approve' ? 1 : 2)], [3, challenge]]);
+  const pinMessage = (op, deviceId, challenge) =>
+    message('QSIGN-CONSENT-PIN-V1\n', [[1, Uint8Array.of(op === 'change' ? 1 : 2)],
+      [2, utf8(deviceId)], [3, challenge]]);
+
   // r || s (32 + 32 bytes) -> DER SEQUENCE { INTEGER r, INTEGER s }.
   function p1363ToDer(sig) {
     const bytes = new Uint8Array(sig);
@@ -90,7 +121,7 @@
   }
 
   function show(id) {
-    for (const s of ['enrol', 'watching', 'decide', 'inactive']) $(s).hidden = s !== id;
+    for (const s of ['enrol', 'watching', 'decide', 'pin', 'inactive']) $(s).hidden = s !== id;
     $('app-status').hidden = true;
   }
 
@@ -177,15 +208,15 @@
   async function decide(decision) {
     if (!current) return;
     const r = current;
-    const statement = unb64(r.statement);
-    const message = new Uint8Array(statement.length + 1);
-    message.set(statement);
-    message[statement.length] = decision === 'approve' ? 1 : 2;
     try {
-      const signature = await sign(device.key, message);
+      const { challenge } = await call('approval-challenge', {
+        device_id: device.deviceId, request_id: r.request_id,
+      });
+      const bytes = unb64(challenge);
+      const signature = await sign(device.key, approvalMessage(unb64(r.statement), decision, bytes));
       const answer = await call('decide', {
         device_id: device.deviceId, request_id: r.request_id, decision: decision,
-        pin: decision === 'approve' ? pin : '', signature: b64(signature),
+        pin: decision === 'approve' ? pin : '', challenge: challenge, signature: b64(signature),
       });
       pin = '';
       $('pin-display').textContent = '';
@@ -201,6 +232,50 @@
     } catch (e) {
       $('decide-status').textContent = e.message;
     }
+  }
+
+  // A PIN operation ('change' or 'reset'): a fresh challenge, the signed PIN message, the call.
+  async function pinOperation(op, fields) {
+    const { challenge } = await call('approval-challenge', { device_id: device.deviceId });
+    const signature = await sign(device.key, pinMessage(op, device.deviceId, unb64(challenge)));
+    return call(op === 'change' ? 'change-pin' : 'reset-pin', Object.assign({
+      device_id: device.deviceId, challenge: challenge, signature: b64(signature),
+    }, fields));
+  }
+
+  async function changePin(ev) {
+    ev.preventDefault();
+    const status = $('pin-status');
+    if ($('new_pin').value !== $('new_pin2').value) {
+      status.textContent = texts['app.pin_mismatch'];
+      return;
+    }
+    try {
+      const answer = await pinOperation('change',
+        { old_pin: $('old_pin').value, new_pin: $('new_pin').value });
+      status.textContent = answer.result === 'changed' ? texts['app.pin_changed']
+        : answer.result === 'pin_wrong' ? texts['app.pin_wrong'] + ' ' + answer.remaining
+          : texts['app.pin_blocked'];
+    } catch (e) {
+      status.textContent = e.message;
+    }
+    for (const id of ['old_pin', 'new_pin', 'new_pin2']) $(id).value = '';
+  }
+
+  async function resetPin(ev) {
+    ev.preventDefault();
+    const status = $('pin-status');
+    if ($('reset_pin').value !== $('reset_pin2').value) {
+      status.textContent = texts['app.pin_mismatch'];
+      return;
+    }
+    try {
+      await pinOperation('reset', { new_pin: $('reset_pin').value });
+      status.textContent = texts['app.pin_reset'];
+    } catch (e) {
+      status.textContent = e.message;
+    }
+    for (const id of ['reset_pin', 'reset_pin2']) $(id).value = '';
   }
 
   function key(k) {
@@ -255,6 +330,10 @@
     $('approve').addEventListener('click', () => decide('approve'));
     $('deny').addEventListener('click', () => decide('deny'));
     $('back').addEventListener('click', () => { current = null; renderList(); show('watching'); });
+    $('pin-menu').addEventListener('click', () => { $('pin-status').textContent = ''; show('pin'); });
+    $('pin-back').addEventListener('click', () => { renderList(); show('watching'); });
+    $('change-pin-form').addEventListener('submit', changePin);
+    $('reset-pin-form').addEventListener('submit', resetPin);
     $('reset').addEventListener('click', async () => { await dbClear(); device = null; show('enrol'); });
     for (const b of document.querySelectorAll('#pinpad .key')) {
       b.addEventListener('click', () => key(b.dataset.key));
