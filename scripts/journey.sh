@@ -2,10 +2,11 @@
 # The whole qsign journey against a running qsignd, with the qsign CLI and a simulated consent
 # app, printing each step: register, proof, enrol the app, log in by push with PIN, accept the
 # contract, issue, sign a file and verify it with openssl, sign at CAdES B-LT and verify it (qsign
-# verify, openssl cms and ts; a changed file refused), OCSP good, renewal refused (outside its
-# window), a sign request denied in the app, five wrong PINs block the app, an operator opens a PIN
-# reset and the user sets a new PIN in the app, sign with it, revoke, OCSP revoked, revoke all, the
-# B-LT signature still valid (now and past its notAfter). Used by scripts/run (the demo)
+# verify, openssl cms and ts; a changed file refused), sign a PDF (PAdES) and check it with
+# pdfsig, OCSP good, renewal refused (outside its window), a sign request denied in the app, five
+# wrong PINs block the app, an operator opens a PIN reset and the user sets a new PIN in the app,
+# sign with it, revoke, OCSP revoked, revoke all, the B-LT signature still valid (now and past its
+# notAfter). Used by scripts/run (the demo)
 # and tests/e2e (ctest). Exits non-zero on the first failed step.
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
@@ -177,6 +178,14 @@ if openssl cms -verify -binary -inform DER -in "$LT.p7s" -content "$WORK/lease-c
   echo "journey: openssl accepted a changed file"; exit 1
 fi
 echo "changed file: qsign verify says TOTAL-FAILED HASH_FAILURE, openssl cms -verify fails"
+
+step "8c. sign a PDF: PAdES with a visible signature (approved in the app); pdfsig checks it"
+cp "$(dirname "$0")/../tests/data/ugovor.pdf" "$WORK/ugovor.pdf"
+portal sign "$WORK/ugovor.pdf" --visible --timeout=60
+printf '$ pdfsig ugovor-signed.pdf\n'
+pdfsig "$WORK/ugovor-signed.pdf" 2>&1 | tee "$WORK/pdfsig.txt"
+grep -q "Signature Validation: Signature is Valid." "$WORK/pdfsig.txt"
+grep -q "Total document signed" "$WORK/pdfsig.txt"
 
 ocsp() {
   # The issuer is the first certificate of the chain file (the qualified CA).

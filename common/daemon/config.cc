@@ -489,6 +489,10 @@ class Validator {
     Range("gateway.rpc_timeout_seconds", s.rpc_timeout_seconds(), 1, 300);
     Range("gateway.max_body_bytes", s.max_body_bytes(), 1024, 64 << 20);
     Range("gateway.http_threads", s.http_threads(), 1, 1024);
+    Url("gateway.tsa_url", s.tsa_url(), {"http", "https"});
+    Range("gateway.signdoc_wait_seconds", s.signdoc_wait_seconds(), 1, 600);
+    Range("gateway.signdoc_max_document_bytes", s.signdoc_max_document_bytes(), 1024, 64 << 20);
+    Range("gateway.signdoc_max_documents", s.signdoc_max_documents(), 1, 100);
     if (s.region().size() != 2 || !absl::ascii_isupper(s.region()[0]) ||
         !absl::ascii_isupper(s.region()[1])) {
       Error("gateway.region", absl::StrCat("\"", s.region(), "\": ISO 3166-1 alpha-2, e.g. RS"));
@@ -640,7 +644,10 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_authorize_wait_seconds(Or(s.authorize_wait_seconds(), 25));
     s.set_authorize_check_wait_seconds(Or(s.authorize_check_wait_seconds(), 10));
     s.set_rpc_timeout_seconds(Or(s.rpc_timeout_seconds(), 10));
-    s.set_max_body_bytes(Or(s.max_body_bytes(), 256 * 1024));
+    s.set_max_body_bytes(Or(s.max_body_bytes(), 12 << 20));
+    s.set_signdoc_wait_seconds(Or(s.signdoc_wait_seconds(), 120));
+    s.set_signdoc_max_document_bytes(Or(s.signdoc_max_document_bytes(), 8 << 20));
+    s.set_signdoc_max_documents(Or(s.signdoc_max_documents(), 20));
     s.set_http_threads(Or(s.http_threads(), 64));
     DefaultString(s.mutable_name(), "qsign");
     DefaultString(s.mutable_region(), "RS");

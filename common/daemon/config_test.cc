@@ -171,7 +171,9 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.gateway().authorize_wait_seconds(), 25);
   EXPECT_EQ(c.gateway().authorize_check_wait_seconds(), 10);
   EXPECT_EQ(c.gateway().rpc_timeout_seconds(), 10);
-  EXPECT_EQ(c.gateway().max_body_bytes(), 262144);
+  EXPECT_EQ(c.gateway().max_body_bytes(), 12 << 20);
+  EXPECT_EQ(c.gateway().signdoc_max_document_bytes(), 8 << 20);
+  EXPECT_EQ(c.gateway().signdoc_wait_seconds(), 120);
   EXPECT_EQ(c.gateway().http_threads(), 64);
   EXPECT_EQ(c.gateway().name(), "qsign");
   EXPECT_EQ(c.gateway().region(), "RS");

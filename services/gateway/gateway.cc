@@ -25,7 +25,6 @@ bool IsKnownUnimplemented(std::string_view method) {
                                              "credentials/sendOTP",
                                              "credentials/create",
                                              "credentials/delete",
-                                             "signatures/signDoc",
                                              "signatures/signPolling",
                                              "signatures/timestamp",
                                              "oauth2/authorize",
@@ -97,6 +96,7 @@ absl::StatusOr<Gateway::Result> Gateway::Dispatch(std::string_view method,
   if (method == "credentials/authorizeCheck") return CredentialsAuthorizeCheck(request);
   if (method == "signatures/signHash") return SignaturesSignHash(request);
   if (method == "signatures/timestamp" && config_.timestamps) return SignaturesTimestamp(request);
+  if (method == "signatures/signDoc") return SignaturesSignDoc(request);
   if (IsKnownUnimplemented(method)) {
     return absl::UnimplementedError(
         absl::StrCat("Method ", Av(method), " is not implemented; info lists the methods"));

@@ -11,6 +11,7 @@
 //
 // Where things are: gateway.cc dispatch, bearer check and replies; info_handlers.cc info and
 // oauth2/token; credentials_handlers.cc credentials/*; signatures_handlers.cc signHash;
+// signdoc_handlers.cc signDoc (the documents' side in signdoc.h);
 // params.h request parsing; errors.h error mapping; credential_json.h credential rendering.
 #ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_H_
 #define QSIGN_SERVICES_GATEWAY_GATEWAY_H_
@@ -52,6 +53,12 @@ struct GatewayConfig {
   // A timestamp authority is reachable (Backend::Timestamp): signatures/timestamp is served and
   // info lists it.
   bool timestamps = false;
+  // signatures/signDoc: the RFC 3161 TSA over HTTP (empty: Ades-B-B only), the wait for the
+  // user's decision, the largest document (larger: 413) and the most documents in one call.
+  std::string tsa_url;
+  absl::Duration signdoc_wait = absl::Seconds(120);
+  size_t signdoc_max_document_bytes = size_t{8} << 20;
+  int signdoc_max_documents = 20;
 };
 
 // One CSC or OAuth 2.0 call as the HTTP adapter hands it over.
@@ -113,6 +120,7 @@ class Gateway {
   absl::StatusOr<Result> CredentialsAuthorizeCheck(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesSignHash(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesTimestamp(const CscRequest& request) const;
+  absl::StatusOr<Result> SignaturesSignDoc(const CscRequest& request) const;  // signdoc_handlers.cc
   // Waits up to `wait` for the consent request and turns its state into the CSC answer.
   absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
                                       absl::Duration wait) const;

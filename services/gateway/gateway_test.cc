@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/grpc_server.h"
+#include "common/pades/testing/test_pdfs.h"
 #include "common/request_id.h"
 #include "consent/app_simulator.h"
 #include "gmock/gmock.h"
@@ -366,7 +367,10 @@ TEST_F(GatewayTest, InfoDescribesTheServiceWithoutAToken) {
   EXPECT_THAT(r.body["methods"].get<std::vector<std::string>>(),
               ::testing::UnorderedElementsAre("credentials/list", "credentials/info",
                                               "credentials/authorize", "credentials/authorizeCheck",
-                                              "signatures/signHash"));
+                                              "signatures/signHash", "signatures/signDoc"));
+  // signDoc: PAdES ("P") and detached CAdES ("C"); B-T and B-LT only with a TSA configured.
+  EXPECT_EQ(r.body["signature_formats"]["formats"], Json::array({"C", "P"}));
+  EXPECT_EQ(r.body["conformance_levels"], Json::array({"Ades-B-B"}));
   EXPECT_THAT(r.body["signAlgorithms"]["algos"].get<std::vector<std::string>>(),
               ::testing::Contains(kEcdsaSha256));
   EXPECT_EQ(Post("/csc/v2/info", "{\"lang\":\"en-US\"}").status, 200);
@@ -803,7 +807,7 @@ TEST_F(GatewayTest, HttpLevelErrorsAreCscErrorsToo) {
   ExpectError(big, 413, "invalid_request", "larger than 65536 bytes");
   ExpectError(Post("/csc/v2/nonsense", "{}"), 404, "invalid_request", "No such method");
   ExpectError(Post("/elsewhere", "{}"), 404, "invalid_request", "No such endpoint");
-  ExpectError(Post("/csc/v2/signatures/signDoc", "{}", absl::StrCat("Bearer ", token)), 501,
+  ExpectError(Post("/csc/v2/signatures/signPolling", "{}", absl::StrCat("Bearer ", token)), 501,
               "invalid_request", "not implemented");
   ExpectError(Post("/csc/v2/credentials/extendTransaction", "{}"), 501, "invalid_request");
   httplib::Client client("127.0.0.1", server_->port());
@@ -1004,6 +1008,124 @@ TEST_F(GatewayTest, CurlAndOpensslJourney) {
            &status);
   EXPECT_NE(status, 0);
   RunShell(absl::StrCat("rm -rf ", ShellQuote(dir)), &status);
+}
+
+// ---- signatures/signDoc ----
+
+// The owner's approval, on the app, of the next request; *shown gets what the app was shown.
+std::future<absl::Status> ApproveDocuments(consent::ConsentAppSimulator* app,
+                                           qsign::v1::ConsentRequest* shown, bool approve = true) {
+  return std::async(std::launch::async, [app, shown, approve]() -> absl::Status {
+    auto request = app->NextRequest(absl::Seconds(20));
+    if (!request.ok()) return request.status();
+    *shown = *request;
+    auto decided = approve ? app->Approve(*request, kPin) : app->Deny(*request);
+    return decided.status();
+  });
+}
+
+std::string Pdfsig(const std::string& dir, const std::string& name, const std::string& pdf) {
+  WriteFile(absl::StrCat(dir, "/", name), pdf);
+  int status = 0;
+  return RunShell(absl::StrCat("pdfsig ", dir, "/", name, " 2>&1"), &status);
+}
+
+TEST_F(GatewayTest, SignDocPadesAndCadesUnderOneApprovalAreValidForPdfsigAndOpenssl) {
+  ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
+  auto app = stack_->EnrolledApp(kAccount, kPin);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const std::string token = Token();
+  const std::string contract = qsign::pades::testing::SimplePdf(2, "Ugovor o radu");
+  const std::string annex =
+      qsign::pades::testing::WithObjectStreams(qsign::pades::testing::SimplePdf(1, "Aneks"));
+  const std::string text = "Izjava: saglasan sam.\n";
+  qsign::v1::ConsentRequest shown;
+  auto approval = ApproveDocuments(app->get(), &shown);
+  Response r = Call("signatures/signDoc",
+                    {{"credentialID", kCredential},
+                     {"description", "Ugovor o radu"},
+                     {"documents",
+                      {{{"document", B64(contract)},
+                        {"signature_format", "P"},
+                        {"conformance_level", "Ades-B-B"}},
+                       {{"document", B64(annex)},
+                        {"signature_format", "P"},
+                        {"signed_envelope_property", "Revision"},
+                        {"visible_signature", true}},
+                       {{"document", B64(text)},
+                        {"signature_format", "C"},
+                        {"conformance_level", "Ades-B-B"},
+                        {"signed_envelope_property", "Detached"}}}}},
+                    token);
+  ASSERT_TRUE(approval.get().ok());
+  ASSERT_EQ(r.status, 200) << r.raw;
+  // One approval for the three documents; the app showed each one's pages and SHA-256.
+  ASSERT_EQ(shown.sign().hashes_size(), 3);
+  ASSERT_EQ(shown.sign().documents_size(), 3);
+  EXPECT_EQ(shown.sign().documents(0).page_count(), 2u);
+  EXPECT_EQ(shown.sign().documents(0).document_digest(), Sha256(contract));
+  EXPECT_EQ(shown.sign().documents(0).label(), "Ugovor o radu");
+  EXPECT_EQ(shown.sign().documents(1).page_count(), 1u);
+  EXPECT_EQ(shown.sign().documents(2).page_count(), 0u);
+  EXPECT_EQ(shown.sign().documents(2).document_digest(), Sha256(text));
+  EXPECT_EQ(shown.sign().relying_party_name(), kRpName);
+  EXPECT_THAT(r.headers.find("Server-Timing")->second, HasSubstr("signer;dur="));
+
+  ASSERT_EQ(r.body["DocumentWithSignature"].size(), 2u);
+  ASSERT_EQ(r.body["SignatureObject"].size(), 1u);
+  const std::string dir = ServiceTest::token().dir();
+  const std::string signed_contract = Unb64(r.body["DocumentWithSignature"][0]);
+  const std::string signed_annex = Unb64(r.body["DocumentWithSignature"][1]);
+  EXPECT_TRUE(signed_contract.starts_with(contract)) << "not an incremental update";
+  for (const auto& [name, pdf] :
+       {std::pair{"contract.pdf", signed_contract}, std::pair{"annex.pdf", signed_annex}}) {
+    const std::string report = Pdfsig(dir, name, pdf);
+    EXPECT_THAT(report, HasSubstr("Signature Validation: Signature is Valid.")) << report;
+    EXPECT_THAT(report, HasSubstr("Total document signed")) << report;
+    EXPECT_THAT(report, HasSubstr("ETSI.CAdES.detached")) << report;
+  }
+  WriteFile(dir + "/izjava.txt", text);
+  WriteFile(dir + "/izjava.p7s", Unb64(r.body["SignatureObject"][0]));
+  int status = 0;
+  const std::string cms =
+      RunShell(absl::StrCat("openssl cms -verify -binary -inform DER -noverify -in ", dir,
+                            "/izjava.p7s -content ", dir, "/izjava.txt -out /dev/null 2>&1"),
+               &status);
+  EXPECT_EQ(status, 0) << cms;
+  EXPECT_THAT(cms, HasSubstr("Verification successful"));
+}
+
+TEST_F(GatewayTest, SignDocRefusesOversizedDocumentsWith413AndBadInputByName) {
+  ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
+  GatewayConfig config{.authorize_wait = absl::Seconds(10)};
+  config.signdoc_max_document_bytes = 4096;
+  StartGateway(config);
+  const std::string token = Token();
+  const auto doc = [](const std::string& content, const char* format) {
+    return Json{{"document", B64(content)}, {"signature_format", format}};
+  };
+  const auto body = [&](Json document) {
+    return Json{{"credentialID", kCredential}, {"documents", Json::array({document})}};
+  };
+  ExpectError(Call("signatures/signDoc", body(doc(std::string(5000, 'x'), "C")), token), 413,
+              "invalid_request", "larger than 4096 bytes");
+  ExpectError(Call("signatures/signDoc", body(doc("not a pdf", "P")), token), 400,
+              "invalid_request", "documents[0]");
+  ExpectError(Call("signatures/signDoc", body(doc("x", "X")), token), 400, "invalid_request",
+              "signature_format");
+  Json with_sad = body(doc("x", "C"));
+  with_sad["SAD"] = "abc";
+  ExpectError(Call("signatures/signDoc", with_sad, token), 400, "invalid_request", "SAD");
+  Json bt = doc("x", "C");
+  bt["conformance_level"] = "Ades-B-T";
+  ExpectError(Call("signatures/signDoc", body(bt), token), 400, "invalid_request",
+              "no timestamp authority");
+  Json lta = doc("x", "C");
+  lta["conformance_level"] = "Ades-B-LTA";
+  ExpectError(Call("signatures/signDoc", body(lta), token), 400, "invalid_request",
+              "conformance_level");
+  ExpectError(Call("signatures/signDoc", {{"credentialID", kCredential}}, token), 400,
+              "invalid_request", "documents");
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ constexpr char kSpecs[] = "2.0.0.2";
 const std::vector<std::string>& ImplementedMethods() {
   static const auto* methods =
       new std::vector<std::string>{"credentials/list", "credentials/info", "credentials/authorize",
-                                   "credentials/authorizeCheck", "signatures/signHash"};
+                                   "credentials/authorizeCheck", "signatures/signHash",
+                                   "signatures/signDoc"};
   return *methods;
 }
 
@@ -62,8 +63,8 @@ absl::StatusOr<Gateway::Result> Gateway::Info(const CscRequest& request) const {
       {"methods", Methods(config_.timestamps)},
       {"validationInfo", false},
       {"signAlgorithms", {{"algos", std::move(algos)}}},
-      {"signature_formats", {{"formats", Json::array()}, {"envelope_properties", Json::array()}}},
-      {"conformance_levels", Json::array()}};
+      {"signature_formats", SignDocFormatsInfo()},
+      {"conformance_levels", SignDocLevelsInfo(!config_.tsa_url.empty())}};
   return Result{.body = std::move(out)};
 }
 

@@ -34,6 +34,13 @@ using oid::FindSignOid;
 using oid::HashOid;
 using oid::SignOid;
 
+// ---- signatures/signDoc (signdoc_handlers.cc): what info lists. ----
+
+// {"formats": ["C", "P"], "envelope_properties": [["Detached"], ["Revision"]]}.
+Json SignDocFormatsInfo();
+// ["Ades-B-B"], with a timestamp authority also "Ades-B-T", "Ades-B-LT".
+Json SignDocLevelsInfo(bool with_tsa);
+
 // ---- Request bodies. ----
 
 // The body as a JSON object; an empty (or all-space) body is an empty object.

@@ -70,13 +70,18 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
       absl::Seconds(c.rpc_timeout_seconds()), timestamps ? env.channels->To("tsa") : nullptr);
   auto gw = Gateway::New(
       stack->backend_.get(), *std::move(parties), *std::move(tokens), env.clock,
-      GatewayConfig{.name = c.name(),
-                    .logo = c.logo(),
-                    .region = c.region(),
-                    .token_lifetime = absl::Seconds(c.token_lifetime_seconds()),
-                    .authorize_wait = absl::Seconds(c.authorize_wait_seconds()),
-                    .authorize_check_wait = absl::Seconds(c.authorize_check_wait_seconds()),
-                    .timestamps = timestamps});
+      GatewayConfig{
+          .name = c.name(),
+          .logo = c.logo(),
+          .region = c.region(),
+          .token_lifetime = absl::Seconds(c.token_lifetime_seconds()),
+          .authorize_wait = absl::Seconds(c.authorize_wait_seconds()),
+          .authorize_check_wait = absl::Seconds(c.authorize_check_wait_seconds()),
+          .timestamps = timestamps,
+          .tsa_url = c.tsa_url(),
+          .signdoc_wait = absl::Seconds(c.signdoc_wait_seconds()),
+          .signdoc_max_document_bytes = static_cast<size_t>(c.signdoc_max_document_bytes()),
+          .signdoc_max_documents = c.signdoc_max_documents()});
   if (!gw.ok()) return Field("gateway", gw.status());
   stack->gateway_ = *std::move(gw);
   auto http = GatewayHttpServer::Start({.host = host_port->first,

@@ -34,16 +34,20 @@ portal (a user; the session is kept in DIR/session, mode 0600):
   cert renew [--certificate_id=ID]
   cert revoke [--certificate_id=ID] [--reason=key-compromise|superseded|cessation]
   cert revoke-all
-  sign FILE [--out=FILE.p7s] [--timeout=120] [--format=cades] [--level=B-B|B-T|B-LT]
-      [--tsa_url=URL]                         detached CAdES, approved in the app; B-T adds
-                                              a signature timestamp, B-LT also certificates
-                                              and OCSP responses ($QSIGN_TSA_URL or
+  sign FILE [--format=pades|cades] [--level=B-B|B-T|B-LT] [--visible] [--tsa_url=URL]
+      [--out=OUT] [--timeout=120]             approved in the app. A PDF: PAdES into
+                                              FILE-signed.pdf (--visible: the name on page 1);
+                                              other files: detached CAdES FILE.p7s. B-T adds a
+                                              signature timestamp, B-LT also certificates and
+                                              OCSP responses ($QSIGN_TSA_URL or
                                               http://127.0.0.1:8318/tsa)
 verify (offline, no server):
   verify FILE.p7s [--content=FILE] [--ca_file=PEM] [--at=RFC3339]
+  verify FILE.pdf [--ca_file=PEM] [--at=RFC3339]
                                               validation report; the trust anchor is the
                                               self-signed certificate in --ca_file (default
                                               DIR/chain.pem); exit 4 when not TOTAL-PASSED
+                                              (a PDF: also when changed after signing)
 consent app (simulated; its key lives in DIR/app, mode 0600):
   app enroll --activation_code=CODE --pin=PIN [--device_name=NAME]
   app watch [--approve-with-pin=PIN] [--count=N] [--timeout=SECONDS]

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/cades/signed_data.h"
@@ -17,100 +18,13 @@
 #include "qsign/v1/signer.grpc.pb.h"
 #include "tools/cli/args.h"
 #include "tools/cli/portal.h"
+#include "tools/cli/remote_sign.h"
+#include "tools/cli/sign_pdf.h"
 
 namespace qsign::cli {
 namespace {
 
 namespace pb = ::qsign::v1;
-
-// One remote signature of `to_sign` (SHA-256 of the signed attributes): the consent request,
-// the wait for the user's approval in the app, and SignHash with the SAD. A failure to show the
-// user is kept in *failure.
-class RemoteSignature {
- public:
-  RemoteSignature(Context& ctx, const std::string& bearer, const pb::Certificate& cert,
-                  const std::string& file_name, const std::string& file_sha256, int timeout)
-      : ctx_(ctx),
-        bearer_(bearer),
-        cert_(cert),
-        file_name_(file_name),
-        file_sha256_(file_sha256),
-        timeout_(timeout) {}
-
-  absl::StatusOr<std::string> Sign(const std::string& to_sign) {
-    pb::AuthorizeRequest auth;
-    auth.set_credential_id(cert_.certificate_id());
-    auth.set_hash_algorithm_oid(oid::kSha256);
-    auth.add_hashes(to_sign);
-    auth.set_num_signatures(1);
-    pb::DocumentInfo* doc = auth.add_documents();
-    doc->set_label(file_name_.substr(0, 64));
-    doc->set_document_name(file_name_);
-    doc->set_document_digest(file_sha256_);
-    pb::AuthorizeResponse authorized;
-    if (Result f = ctx_.Unary("sign: Consent.Authorize", &pb::Consent::Stub::Authorize, auth,
-                              &authorized, bearer_)) {
-      return Fail(*std::move(f));
-    }
-    ctx_.out.Line(absl::StrCat("approve signing ", file_name_, " in your consent app..."));
-    std::string sad;
-    const absl::Time give_up = absl::Now() + absl::Seconds(timeout_);
-    while (sad.empty()) {
-      if (absl::Now() > give_up) {
-        return Fail({kRefused, "sign: not approved in time; is the consent app watching?"});
-      }
-      pb::AwaitAuthorizationRequest await;
-      await.set_request_id(authorized.request_id());
-      await.mutable_max_wait()->set_seconds(20);
-      pb::AwaitAuthorizationResponse resp;
-      if (Result f =
-              ctx_.Unary("sign: Consent.AwaitAuthorization", &pb::Consent::Stub::AwaitAuthorization,
-                         await, &resp, bearer_, absl::Seconds(40))) {
-        return Fail(*std::move(f));
-      }
-      if (resp.state() == pb::CONSENT_REQUEST_STATE_APPROVED) {
-        sad = resp.sad();
-      } else if (resp.state() != pb::CONSENT_REQUEST_STATE_PENDING) {
-        return Fail({kRefused, absl::StrCat("sign: the request was not approved (",
-                                            pb::ConsentRequestState_Name(resp.state()),
-                                            "); run qsign sign again")});
-      }
-    }
-    pb::SignHashRequest sign;
-    sign.set_credential_id(cert_.certificate_id());
-    sign.set_hash_algorithm_oid(oid::kSha256);
-    const bool ec = cert_.key_algorithm() == pb::KEY_ALGORITHM_EC_P256 ||
-                    cert_.key_algorithm() == pb::KEY_ALGORITHM_EC_P384;
-    sign.set_sign_algorithm_oid(ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
-    sign.add_hashes(to_sign);
-    sign.set_sad(sad);
-    pb::SignHashResponse signed_resp;
-    if (Result f = ctx_.Unary("sign: Signer.SignHash", &pb::Signer::Stub::SignHash, sign,
-                              &signed_resp, bearer_)) {
-      return Fail(*std::move(f));
-    }
-    if (signed_resp.signatures_size() != 1) {
-      return absl::InternalError("Signer.SignHash answered no signature");
-    }
-    return signed_resp.signatures(0);
-  }
-
-  const std::optional<Failure>& failure() const { return failure_; }
-
- private:
-  absl::Status Fail(Failure failure) {
-    failure_ = std::move(failure);
-    return absl::AbortedError("");
-  }
-
-  Context& ctx_;
-  const std::string& bearer_;
-  const pb::Certificate& cert_;
-  const std::string& file_name_;
-  const std::string& file_sha256_;
-  const int timeout_;
-  std::optional<Failure> failure_;
-};
 
 bool IsSelfSigned(const std::string& der) {
   OsslPtr<X509> cert = ParseCertificate(der);
@@ -121,14 +35,16 @@ bool IsSelfSigned(const std::string& der) {
 }  // namespace
 
 void SignCommand::Add(CLI::App* qsign, Command* selected) {
-  CLI::App* sign =
-      AddCommand(qsign, "sign", "sign FILE: detached CAdES (B-B, B-T, B-LT), approved in the app");
+  CLI::App* sign = AddCommand(qsign, "sign",
+                              "sign FILE: PAdES into a PDF, or a detached CAdES .p7s; approved in "
+                              "the app");
   sign->add_option("file", files_, "the file to sign");
-  AddOption(sign, "out", &out_, "the signature file (default: FILE.p7s)");
-  AddOption(sign, "format", &format_, "cades (a detached .p7s)");
-  AddOption(sign, "level", &level_, "B-B, B-T (signature timestamp) or B-LT (and validation data)");
-  AddOption(sign, "tsa_url", &tsa_url_, "the RFC 3161 TSA for B-T and B-LT")
+  AddOption(sign, "format", &format_, "pades (a PDF) or cades (any file); default by extension");
+  AddOption(sign, "level", &level_, "B-B, B-T (timestamped) or B-LT (+ validation data)");
+  sign->add_flag("--visible", visible_, "PAdES: show the signer's name on page 1");
+  AddOption(sign, "tsa_url", &tsa_url_, "RFC 3161 timestamp authority (HTTP), for B-T and B-LT")
       ->envname("QSIGN_TSA_URL");
+  AddOption(sign, "out", &out_, "the output (default: FILE.p7s; for PDFs FILE-signed.pdf)");
   AddOption(sign, "timeout", &timeout_, "seconds to wait for the approval");
   sign->callback([this, selected] { *selected = [this](Context& ctx) { return Sign(ctx); }; });
 }
@@ -136,13 +52,24 @@ void SignCommand::Add(CLI::App* qsign, Command* selected) {
 Result SignCommand::Sign(Context& ctx) const {
   if (files_.size() != 1) return Usage("sign: name one FILE");
   const std::string& file = files_[0];
-  const std::string out_path = out_.empty() ? file + ".p7s" : out_;
   int timeout = 0;
   if (!ParseSeconds(timeout_, 1, &timeout)) return Usage("--timeout: seconds, a positive number");
-  if (format_ != "cades") return Usage("--format: cades");
+  const std::string format =
+      !format_.empty() ? format_ : (absl::EndsWithIgnoreCase(file, ".pdf") ? "pades" : "cades");
+  if (format == "pades") {
+    return SignPdf(ctx, file,
+                   {.level = level_,
+                    .visible = visible_,
+                    .out = out_,
+                    .tsa_url = tsa_url_,
+                    .timeout_seconds = timeout});
+  }
+  if (format != "cades") return Usage("--format: pades or cades");
+  if (visible_) return Usage("--visible: PAdES only");
   if (level_ != "B-B" && level_ != "B-T" && level_ != "B-LT") {
     return Usage("--level: B-B, B-T or B-LT");
   }
+  const std::string out_path = out_.empty() ? file + ".p7s" : out_;
   std::string bearer, account_id;
   if (Result f = ctx.LoadBearer(&bearer, &account_id)) return f;
   absl::StatusOr<std::string> content = ReadFileToString(file);
@@ -159,13 +86,18 @@ Result SignCommand::Sign(Context& ctx) const {
                                        cert.issuer_chain_der().end());
   const std::string base_name = file.substr(file.find_last_of('/') + 1);
 
-  RemoteSignature remote(ctx, bearer, cert, base_name, digest, timeout);
+  RemoteSignature remote(ctx, bearer, cert, timeout);
+  const pb::DocumentInfo shown = DescribeDocument(base_name, digest, 0);
   absl::StatusOr<std::string> p7s =
       cades::Sign({.content_sha256 = digest,
                    .signer_cert_der = cert.certificate_der(),
                    .chain_der = chain,
                    .signing_time = absl::Now()},
-                  [&remote](const std::string& to_sign) { return remote.Sign(to_sign); });
+                  [&](const std::string& to_sign) -> absl::StatusOr<std::string> {
+                    auto signatures = remote.Sign({to_sign}, {shown});
+                    if (!signatures.ok()) return signatures.status();
+                    return (*signatures)[0];
+                  });
   if (remote.failure()) return remote.failure();
   if (!p7s.ok()) return Failure{kUsage, absl::StrCat("sign: ", p7s.status().ToString())};
   if (level_ != "B-B") {

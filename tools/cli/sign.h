@@ -1,6 +1,6 @@
-// The user's `sign FILE`: a detached CMS/CAdES-B signature (common/cades/signed_data.h) whose hash
-// the user approves in the consent app (Consent.Authorize, AwaitAuthorization) and the signer signs
-// with the credential's HSM key (Signer.SignHash, with the SAD).
+// The user's `sign FILE`: a PAdES signature in a PDF (sign_pdf.h), or a detached CMS/CAdES
+// signature (common/cades/signed_data.h); the user approves the hash of the signed attributes in
+// the consent app (remote_sign.h) and the signer signs with the credential's HSM key.
 #ifndef QSIGN_TOOLS_CLI_SIGN_H_
 #define QSIGN_TOOLS_CLI_SIGN_H_
 
@@ -21,11 +21,12 @@ class SignCommand {
   Result Sign(Context& ctx) const;
 
   std::vector<std::string> files_;
+  std::string format_;  // Empty: pades for *.pdf, else cades.
+  std::string level_ = "B-B";
+  bool visible_ = false;
+  std::string tsa_url_ = "http://127.0.0.1:8318/tsa";
   std::string out_;
   std::string timeout_ = "120";
-  std::string format_ = "cades";
-  std::string level_ = "B-B";
-  std::string tsa_url_ = "http://127.0.0.1:8318/tsa";
 };
 
 }  // namespace qsign::cli

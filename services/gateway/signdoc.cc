@@ -1,0 +1,120 @@
+#include "services/gateway/signdoc.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/cades/signed_data.h"
+#include "common/pades/pdf_signature.h"
+
+namespace qsign::gateway {
+
+struct SignDoc::Item {
+  DocumentToSign input;
+  std::optional<pades::PreparedPdf> pdf;
+  std::unique_ptr<cades::PreparedSignature> cms;
+};
+
+SignDoc::SignDoc() = default;
+SignDoc::~SignDoc() = default;
+
+namespace {
+
+// Measures the time from construction to destruction into *total.
+class Stopwatch {
+ public:
+  explicit Stopwatch(absl::Duration* total) : total_(total), start_(absl::Now()) {}
+  ~Stopwatch() { *total_ += absl::Now() - start_; }
+
+ private:
+  absl::Duration* total_;
+  absl::Time start_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SignDoc>> SignDoc::Prepare(std::vector<DocumentToSign> documents,
+                                                          std::vector<std::string> chain_der,
+                                                          absl::Time now, std::string description) {
+  if (chain_der.empty()) return absl::FailedPreconditionError("the credential has no certificate");
+  std::unique_ptr<SignDoc> out(new SignDoc());
+  out->chain_der_ = std::move(chain_der);
+  Stopwatch watch(&out->timings_.prepare);
+  const std::vector<std::string> issuers(out->chain_der_.begin() + 1, out->chain_der_.end());
+  for (size_t i = 0; i < documents.size(); ++i) {
+    auto item = std::make_unique<Item>();
+    item->input = std::move(documents[i]);
+    const std::string& content = item->input.content;
+    const std::string field = absl::StrCat("documents[", i, "]");
+    v1::DocumentInfo info;
+    info.set_document_digest(cades::Sha256(content));
+    std::string content_sha256;
+    if (item->input.format == DocFormat::kPades) {
+      absl::StatusOr<int> pages = pades::PageCount(content);
+      if (!pages.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": ", pages.status().message()));
+      }
+      info.set_page_count(static_cast<uint32_t>(*pages));
+      pades::PrepareOptions options{.signing_time = now};
+      if (item->input.visible) {
+        options.appearance = pades::AppearanceFor(out->chain_der_[0], now);
+      }
+      absl::StatusOr<pades::PreparedPdf> pdf = pades::PrepareSignature(content, options);
+      if (!pdf.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": ", pdf.status().message()));
+      }
+      content_sha256 = pdf->sha256;
+      item->pdf = *std::move(pdf);
+    } else {
+      content_sha256 = info.document_digest();
+    }
+    const std::string label = !description.empty() ? description
+                              : item->input.format == DocFormat::kPades
+                                  ? absl::StrCat("PDF document ", i + 1, " of ", documents.size())
+                                  : absl::StrCat("Document ", i + 1, " of ", documents.size());
+    info.set_label(label);
+    absl::StatusOr<std::unique_ptr<cades::PreparedSignature>> cms = cades::PreparedSignature::New(
+        {.content_sha256 = content_sha256,
+         .signer_cert_der = out->chain_der_[0],
+         .chain_der = issuers,
+         // PAdES: no signingTime attribute (the time is the PDF's /M); CAdES: the claimed time.
+         .signing_time = item->input.format == DocFormat::kPades ? std::nullopt
+                                                                 : std::optional<absl::Time>(now)});
+    if (!cms.ok()) return cms.status();
+    item->cms = *std::move(cms);
+    out->hashes_.push_back(item->cms->to_be_signed());
+    out->descriptions_.push_back(std::move(info));
+    out->items_.push_back(std::move(item));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
+    const std::vector<std::string>& signatures) {
+  if (signatures.size() != items_.size()) {
+    return absl::InternalError("signDoc: another number of signatures than documents");
+  }
+  Stopwatch watch(&timings_.finish);
+  std::vector<SignedDocument> out;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    Item& item = *items_[i];
+    if (item.input.level != DocLevel::kBB) {
+      return absl::UnimplementedError("signDoc: B-T and B-LT come with the timestamp authority");
+    }
+    SignedDocument doc{.format = item.input.format};
+    absl::StatusOr<std::string> cms = item.cms->Finish(signatures[i]);
+    if (!cms.ok()) return cms.status();
+    if (item.input.format == DocFormat::kPades) {
+      absl::StatusOr<std::string> pdf = pades::EmbedSignature(*item.pdf, *cms);
+      if (!pdf.ok()) return pdf.status();
+      doc.signed_document = *std::move(pdf);
+    } else {
+      doc.signature = *std::move(cms);
+    }
+    out.push_back(std::move(doc));
+  }
+  return out;
+}
+
+}  // namespace qsign::gateway

@@ -1,0 +1,74 @@
+// The document side of CSC signatures/signDoc: PAdES for PDFs and detached CAdES for any file,
+// at B-B, B-T or B-LT, for N documents under ONE approval of the user. Prepare fixes every
+// signature's signed attributes and answers their SHA-256 (what the user approves, what the
+// signer signs) with what the consent app shows of each document (pages, SHA-256); Finish takes
+// the signer's signatures and builds the signed documents (timestamps from the TSA, validation
+// data from OCSP for B-LT). No JSON and no HTTP here; the transports are functions.
+#ifndef QSIGN_SERVICES_GATEWAY_SIGNDOC_H_
+#define QSIGN_SERVICES_GATEWAY_SIGNDOC_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "qsign/v1/consent.pb.h"
+
+namespace qsign::gateway {
+
+enum class DocFormat { kPades, kCades };
+enum class DocLevel { kBB, kBT, kBLT };
+
+struct DocumentToSign {
+  std::string content;  // The PDF, or any file for CAdES.
+  DocFormat format = DocFormat::kPades;
+  DocLevel level = DocLevel::kBB;
+  bool visible = false;  // PAdES: a box with the signer's name on page 1.
+};
+
+struct SignedDocument {
+  DocFormat format = DocFormat::kPades;
+  std::string signed_document;  // PAdES: the signed PDF.
+  std::string signature;        // CAdES: the detached .p7s (DER CMS).
+};
+
+// Where the time of a signDoc call went (for Server-Timing and the bench).
+struct SignDocTimings {
+  absl::Duration prepare;     // PDF writing and signed attributes.
+  absl::Duration finish;      // CMS assembly and PDF embedding, DSS writing.
+  absl::Duration tsa;         // Timestamp requests.
+  absl::Duration validation;  // OCSP requests for B-LT.
+};
+
+class SignDoc {
+ public:
+  // `chain_der`: the signer's certificate first, then its issuers up to the root.
+  static absl::StatusOr<std::unique_ptr<SignDoc>> Prepare(std::vector<DocumentToSign> documents,
+                                                          std::vector<std::string> chain_der,
+                                                          absl::Time now, std::string description);
+  ~SignDoc();
+
+  // SHA-256 of each signature's signed attributes, in document order.
+  const std::vector<std::string>& hashes() const { return hashes_; }
+  // What the user is shown of each document, in document order.
+  const std::vector<v1::DocumentInfo>& descriptions() const { return descriptions_; }
+
+  // The signed documents, given the signer's signature of each hash (same order).
+  absl::StatusOr<std::vector<SignedDocument>> Finish(const std::vector<std::string>& signatures);
+
+  const SignDocTimings& timings() const { return timings_; }
+
+ private:
+  struct Item;
+  SignDoc();
+  std::vector<std::unique_ptr<Item>> items_;
+  std::vector<std::string> chain_der_;
+  std::vector<std::string> hashes_;
+  std::vector<v1::DocumentInfo> descriptions_;
+  SignDocTimings timings_;
+};
+
+}  // namespace qsign::gateway
+
+#endif  // QSIGN_SERVICES_GATEWAY_SIGNDOC_H_
