@@ -1126,6 +1126,12 @@ TEST_F(GatewayTest, SignDocRefusesOversizedDocumentsWith413AndBadInputByName) {
               "conformance_level");
   ExpectError(Call("signatures/signDoc", {{"credentialID", kCredential}}, token), 400,
               "invalid_request", "documents");
+  const std::string pdf = qsign::pades::testing::SimplePdf(1, "Twice");
+  ExpectError(Call("signatures/signDoc",
+                   {{"credentialID", kCredential},
+                    {"documents", Json::array({doc(pdf, "P"), doc(pdf, "P")})}},
+                   token),
+              400, "invalid_request", "the same document as documents[0]");
 }
 
 }  // namespace

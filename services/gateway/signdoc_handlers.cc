@@ -177,6 +177,14 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
                        clock_->Now(), description->value_or(""));
   if (!prepared.ok()) return prepared.status();
   SignDoc& signdoc = **prepared;
+  for (size_t i = 1; i < signdoc.hashes().size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (signdoc.hashes()[i] == signdoc.hashes()[j]) {
+        return InvalidParameter(absl::StrCat("documents[", i, "]"),
+                                absl::StrCat("the same document as documents[", j, "]"));
+      }
+    }
+  }
 
   // One approval for every document.
   pb::AuthorizeRequest auth;
