@@ -7,6 +7,7 @@
 #include "common/oids.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
+#include "tools/cli/portal.h"
 
 namespace qsign::cli {
 
@@ -73,6 +74,19 @@ absl::StatusOr<std::vector<std::string>> RemoteSignature::Sign(
     return absl::InternalError("Signer.SignHash answered another number of signatures");
   }
   return std::vector<std::string>(signed_resp.signatures().begin(), signed_resp.signatures().end());
+}
+
+Result ActiveCertificate(Context& ctx, const std::string& bearer, pb::Certificate* cert) {
+  absl::StatusOr<pb::GetStatusResponse> status = CurrentStatus(ctx, bearer);
+  if (!status.ok()) return ctx.FromStatus("sign", status.status());
+  if (status->state() != pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE) {
+    return Failure{kRefused, "sign: no active certificate; run qsign cert issue first"};
+  }
+  if (status->certificate().issuer_chain_der().empty()) {
+    return Failure{kRefused, "sign: the certificate came without its issuers"};
+  }
+  *cert = status->certificate();
+  return std::nullopt;
 }
 
 pb::DocumentInfo DescribeDocument(const std::string& file_name, const std::string& file_sha256,

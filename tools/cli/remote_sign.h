@@ -39,6 +39,10 @@ class RemoteSignature {
   std::optional<Failure> failure_;
 };
 
+// The account's ACTIVE certificate (issuers up to the root in issuer_chain_der), for the stored
+// session's bearer; a failure to show the user when there is none.
+Result ActiveCertificate(Context& ctx, const std::string& bearer, v1::Certificate* cert);
+
 // What the user is shown for a file: its name (label and document_name), its SHA-256 and, for a
 // PDF, its page count (0: not given).
 v1::DocumentInfo DescribeDocument(const std::string& file_name, const std::string& file_sha256,

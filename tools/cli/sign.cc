@@ -76,12 +76,8 @@ Result SignCommand::Sign(Context& ctx) const {
   if (!content.ok()) return Failure{kUsage, std::string(content.status().message())};
   const std::string digest = cades::Sha256(*content);
 
-  absl::StatusOr<pb::GetStatusResponse> status = CurrentStatus(ctx, bearer);
-  if (!status.ok()) return ctx.FromStatus("sign", status.status());
-  if (status->state() != pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE) {
-    return Failure{kRefused, "sign: no active certificate; run qsign cert issue first"};
-  }
-  const pb::Certificate& cert = status->certificate();
+  pb::Certificate cert;
+  if (Result f = ActiveCertificate(ctx, bearer, &cert)) return f;
   const std::vector<std::string> chain(cert.issuer_chain_der().begin(),
                                        cert.issuer_chain_der().end());
   const std::string base_name = file.substr(file.find_last_of('/') + 1);

@@ -44,12 +44,8 @@ Result SignPdf(Context& ctx, const std::string& file, const PadesSignOptions& op
 
   std::string bearer, account_id;
   if (Result f = ctx.LoadBearer(&bearer, &account_id)) return f;
-  absl::StatusOr<pb::GetStatusResponse> status = CurrentStatus(ctx, bearer);
-  if (!status.ok()) return ctx.FromStatus("sign", status.status());
-  if (status->state() != pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE) {
-    return Failure{kRefused, "sign: no active certificate; run qsign cert issue first"};
-  }
-  const pb::Certificate& cert = status->certificate();
+  pb::Certificate cert;
+  if (Result f = ActiveCertificate(ctx, bearer, &cert)) return f;
   const std::vector<std::string> chain(cert.issuer_chain_der().begin(),
                                        cert.issuer_chain_der().end());
 
