@@ -23,6 +23,7 @@
 #include "consent/app_simulator.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
+#include "tests/testing/people.h"
 #include "tests/testing/service_env.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
@@ -40,18 +41,10 @@ namespace pb = ::qsign::v1;
 namespace cfg = ::qsign::config::v1;
 
 using ::qsign::testing::kPin;
-using ::qsign::testing::NationalId;
 
 void Check(const absl::Status& s, std::string_view what) {
   if (!s.ok()) {
     std::cerr << what << ": " << s << "\n";
-    std::exit(1);
-  }
-}
-
-void Check(const grpc::Status& s, std::string_view what) {
-  if (!s.ok()) {
-    std::cerr << what << ": " << s.error_message() << "\n";
     std::exit(1);
   }
 }
@@ -89,30 +82,13 @@ int Run() {
   std::vector<std::string> usernames;
   std::vector<std::unique_ptr<consent::ConsentAppSimulator>> sims;
   for (int i = 0; i < apps; ++i) {
-    usernames.push_back(absl::StrCat("person", i, "@example.rs"));
-    pb::RegisterAccountRequest reg;
-    reg.set_username(usernames.back());
-    reg.set_given_name("Ana");
-    reg.set_surname("Petrović");
-    reg.set_national_id(NationalId(i));
-    pb::Account account;
-    grpc::ClientContext c1;
-    Check(stub->RegisterAccount(&c1, reg, &account), "register");
-    pb::ProofIdentityRequest proof;
-    proof.set_account_id(account.account_id());
-    proof.set_assurance_level(pb::ASSURANCE_LEVEL_HIGH);
-    proof.mutable_evidence()->set_document_type(pb::IDENTITY_DOCUMENT_TYPE_NATIONAL_ID_CARD);
-    proof.mutable_evidence()->set_document_number("012345678");
-    pb::ProofIdentityResponse proofed;
-    grpc::ClientContext c2;
-    c2.AddMetadata("authorization", testing::OperatorAuthorization());
-    Check(stub->ProofIdentity(&c2, proof, &proofed), "proof");
-    auto sim = consent::ConsentAppSimulator::New(consent_channel);
-    Check(sim.status(), "app");
-    Check((*sim)->Enroll(proofed.activation_code(), "Phone", kPin), "enroll");
-    (*sim)->SetAutoDecision(consent::Decision::kApprove, kPin);
-    Check((*sim)->StartWatching(), "watch");
-    sims.push_back(*std::move(sim));
+    auto person = testing::EnrolPerson(*stub, consent_channel, i);
+    Check(person.status(), "person");
+    usernames.push_back(person->username);
+    auto sim = std::move(person->app);
+    sim->SetAutoDecision(consent::Decision::kApprove, kPin);
+    Check(sim->StartWatching(), "watch");
+    sims.push_back(std::move(sim));
   }
 
   // Closed loop: one portal per person, StartLogin then AwaitLogin, again and again.

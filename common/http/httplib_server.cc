@@ -1,14 +1,19 @@
-// The engine behind http::StartServer: cpp-httplib (Debian's compiled library), a pool of
-// worker threads each serving one connection at a time. Only this file knows httplib.
+// The engine behind http::StartServer: cpp-httplib (Debian's compiled library, poll(2) based),
+// a thread for each open connection. Only this file knows httplib.
 #include <httplib.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,6 +33,79 @@ namespace {
 
 // The request being handled on this worker thread, from routing until its response is written.
 thread_local std::optional<request_id::ScopedRequestId> request_scope;
+
+// httplib hands each accepted connection to its task queue, and a worker serves it until it
+// closes: a keep-alive client that sends nothing holds its worker for the keep-alive timeout, one
+// that sends a byte a second holds it for as long as it likes. With a fixed pool (httplib's
+// ThreadPool) eight such clients stall the port. Here a connection gets a new thread whenever
+// none is idle, up to `max_threads`; threads above `min_threads` end after an idle while.
+class ConnectionThreads final : public httplib::TaskQueue {
+ public:
+  ConnectionThreads(int min_threads, int max_threads)
+      : state_(std::make_shared<State>()), min_threads_(min_threads), max_threads_(max_threads) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (int i = 0; i < min_threads_; ++i) StartThread();
+  }
+  ~ConnectionThreads() override { shutdown(); }
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->jobs.push_back(std::move(fn));
+    if (state_->jobs.size() > static_cast<size_t>(state_->idle) && state_->threads < max_threads_) {
+      StartThread();
+    }
+    state_->cv.notify_one();
+  }
+
+  // Called by httplib once its accept loop has ended: the connections still open are served to
+  // their end, then every thread has returned.
+  void shutdown() override {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->shutdown = true;
+    state_->cv.notify_all();
+    state_->done.wait(lock, [this] { return state_->threads == 0; });
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;    // A job or shutdown.
+    std::condition_variable done;  // A thread ended.
+    std::deque<std::function<void()>> jobs;
+    int threads = 0;
+    int idle = 0;
+    bool shutdown = false;
+  };
+  static constexpr std::chrono::seconds kIdleEnd{10};
+
+  // Holds state->mu. Detached: the thread keeps the state alive by itself.
+  void StartThread() {
+    ++state_->threads;
+    std::thread([state = state_, min = min_threads_] {
+      std::unique_lock<std::mutex> lock(state->mu);
+      for (;;) {
+        ++state->idle;
+        const bool woken = state->cv.wait_for(
+            lock, kIdleEnd, [&] { return !state->jobs.empty() || state->shutdown; });
+        --state->idle;
+        if (state->jobs.empty() && (state->shutdown || (!woken && state->threads > min))) break;
+        if (state->jobs.empty()) continue;
+        std::function<void()> job = std::move(state->jobs.front());
+        state->jobs.pop_front();
+        lock.unlock();
+        job();
+        job = nullptr;  // Its captures go before the lock is taken again.
+        lock.lock();
+      }
+      --state->threads;
+      state->done.notify_all();
+    }).detach();
+  }
+
+  const std::shared_ptr<State> state_;
+  const int min_threads_;
+  const int max_threads_;
+};
 
 // Server certificate, key and (optionally) client verification, errors naming the TlsFiles
 // fields.
@@ -119,12 +197,18 @@ class HttplibServer final : public Server {
   absl::Status Listen(int port) {
     // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and
     // take half the connections; SO_REUSEADDR alone only allows a restart over TIME_WAIT.
-    server_->set_socket_options([](socket_t sock) {
+    socket_t listening = -1;
+    server_->set_socket_options([&listening](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listening = sock;
     });
     port_ = port == 0 ? server_->bind_to_any_port(host_)
                       : (server_->bind_to_port(host_, port) ? port : -1);
+    // httplib listens with a backlog of 5: a burst of connections (or a moment when the accept
+    // thread is not scheduled) fills it, the kernel drops the next SYNs and those clients retry
+    // only after a second. listen() again on the bound socket only changes the backlog.
+    if (port_ > 0 && listening >= 0) ::listen(listening, SOMAXCONN);
     if (port_ <= 0) {
       return absl::UnavailableError(absl::StrCat(
           "HTTP: cannot listen on ", host_, ":", port,
@@ -183,7 +267,10 @@ absl::StatusOr<std::unique_ptr<Server>> StartServer(const ServerOptions& options
   }
   httplib::Server& svr = *engine;
   const int threads = options.threads > 0 ? options.threads : 8;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const int max_connections = std::max(threads, options.max_connections);
+  svr.new_task_queue = [threads, max_connections] {
+    return new ConnectionThreads(threads, max_connections);
+  };
   svr.set_payload_max_length(options.max_body_bytes);
   const auto seconds_and_micros = [](absl::Duration d) {
     const int64_t micros = absl::ToInt64Microseconds(d);

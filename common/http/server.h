@@ -1,7 +1,7 @@
 // The one HTTP server of qsign: /metrics, lifecycle's OCSP/CRL and the CSC gateway all listen
 // through it. Callers see only the types below (requests, responses, routes, options and the
-// Server interface); the engine behind StartServer (today cpp-httplib, thread per connection
-// from a pool) can be replaced without touching them.
+// Server interface); the engine behind StartServer (today cpp-httplib, a thread per open
+// connection) can be replaced without touching them.
 #ifndef QSIGN_COMMON_HTTP_SERVER_H_
 #define QSIGN_COMMON_HTTP_SERVER_H_
 
@@ -91,8 +91,12 @@ struct ServerOptions {
   // Plain HTTP when absent (insecure_dev, or TLS terminated in front).
   bool tls = false;
   TlsFiles tls_files;
-  // Requests handled at once (one worker each).
+  // Every connection has a thread of its own while it is open, so an idle or slow client holds
+  // up no one else: `threads` are kept ready, more start on demand up to `max_connections`
+  // (beyond that a new connection waits until one ends; a proxy in front is the defence against
+  // more). Threads above `threads` end after 10 s without a connection.
   int threads = 8;
+  int max_connections = 1024;
   // Larger request bodies are refused with 413 before they are read.
   size_t max_body_bytes = 64 * 1024;
   absl::Duration read_timeout = absl::Seconds(5);

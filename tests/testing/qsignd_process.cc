@@ -174,6 +174,15 @@ int QsigndProcess::Stop() {
   return status;
 }
 
+int QsigndProcess::Kill() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
 CheckConfigResult CheckConfig(const std::string& binary, const std::string& config_path) {
   const std::string out_path = config_path + ".check";
   auto pid = Spawn({binary, "--config=" + config_path, "--check_config"}, out_path);

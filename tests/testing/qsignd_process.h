@@ -61,6 +61,9 @@ class QsigndProcess {
   std::optional<int> WaitExit(absl::Duration timeout);
   // SIGTERM, then the wait status.
   int Stop();
+  // kill -9 (a crash, an OOM kill, a node lost), then the wait status.
+  int Kill();
+  pid_t pid() const { return pid_; }
 
  private:
   QsigndProcess(pid_t pid, std::string config_path, std::string log_path)

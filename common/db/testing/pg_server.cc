@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -367,6 +369,67 @@ absl::Status PgServer::StopPostgres(int signal, absl::Duration patience) {
 absl::Status PgServer::Stop() {
   // SIGINT is PostgreSQL's fast shutdown: sessions end, a shutdown checkpoint keeps the data.
   return StopPostgres(SIGINT, absl::Seconds(30));
+}
+
+namespace {
+
+// The processes whose parent is `parent` (/proc/<pid>/stat).
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = '?';
+    long ppid = -1;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &ppid) != 2) continue;
+    if (ppid == parent) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+// Alive: exists and is not a zombie.
+bool Alive(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+}  // namespace
+
+absl::Status PgServer::Kill() {
+  if (server_pid_ <= 0) return absl::OkStatus();
+  const pid_t postmaster = PostmasterPid(dir_ + "/data");
+  std::vector<pid_t> victims;
+  if (postmaster > 0) {
+    victims = ChildrenOf(postmaster);
+    victims.push_back(postmaster);
+  }
+  victims.push_back(server_pid_);
+  for (pid_t pid : victims) kill(pid, SIGKILL);
+  while (waitpid(server_pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  server_pid_ = -1;
+  // Orphaned server processes keep the shared memory block until they are gone, and a new
+  // postmaster refuses to start while it is attached.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (pid_t pid : victims) {
+    while (Alive(pid)) {
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat("postgres process ", pid, " survived"));
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PgServer::Restart() {

@@ -51,6 +51,11 @@ class PgServer {
   // Starts the server again on the same directory and socket and waits until it accepts
   // connections. FAILED_PRECONDITION if it is running.
   absl::Status Restart();
+  // kill -9 of the postmaster and every server process (a crashed container): no shutdown
+  // checkpoint, crash recovery on Restart. Committed transactions survive only with
+  // synchronous_commit on for them (the server's default here is off: `ALTER DATABASE ... SET
+  // synchronous_commit = on` for a test that counts acknowledged writes).
+  absl::Status Kill();
   bool running() const { return server_pid_ > 0; }
 
   // The superuser's connection to the "postgres" maintenance database.

@@ -1,0 +1,171 @@
+// Slow and idle clients on qsignd's public HTTP ports (issue 13): 500 connections that send
+// nothing or a byte a second must not delay a normal client beyond 100 ms, on the OCSP/CRL
+// listener (lifecycle) and on the CSC gateway's. Before common/http gave every connection its
+// own thread, 8 idle keep-alive connections stalled the OCSP listener.
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/auth/credential_table.h"
+#include "gtest/gtest.h"
+#include "qsign/config/v1/config.pb.h"
+#include "tests/testing/qsignd_process.h"
+#include "tests/testing/service_test.h"
+
+namespace qsign {
+namespace {
+
+constexpr int kIdle = 250;
+constexpr int kSlow = 250;  // kIdle + kSlow = 500.
+constexpr absl::Duration kBudget = absl::Milliseconds(100);
+
+// Connections the test holds open against one port: some silent, some sending a request one
+// byte a second, until the object goes.
+class BadClients {
+ public:
+  BadClients(int port, int idle, int slow) {
+    for (int i = 0; i < idle + slow; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        ADD_FAILURE() << "connection " << i << " failed";
+        if (fd >= 0) close(fd);
+        continue;
+      }
+      (i < idle ? idle_ : slow_).push_back(fd);
+    }
+    dripper_ = std::thread([this] {
+      const std::string request = "POST /csc/v2/info HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n";
+      for (size_t sent = 0; !stop_.load(); ++sent) {
+        const char byte = request[sent % request.size()];
+        for (int fd : slow_) send(fd, &byte, 1, MSG_NOSIGNAL);
+        for (int i = 0; i < 100 && !stop_.load(); ++i) absl::SleepFor(absl::Milliseconds(10));
+      }
+    });
+  }
+  ~BadClients() {
+    stop_.store(true);
+    dripper_.join();
+    for (int fd : idle_) close(fd);
+    for (int fd : slow_) close(fd);
+  }
+  int open() const { return static_cast<int>(idle_.size() + slow_.size()); }
+
+ private:
+  std::vector<int> idle_;
+  std::vector<int> slow_;
+  std::atomic<bool> stop_{false};
+  std::thread dripper_;
+};
+
+class SlowClientsTest : public testing::ServiceTest {
+ protected:
+  SlowClientsTest() : ServiceTest({.pool_size = 0, .hsm_sessions = 0}) {}
+
+  void SetUp() override {
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    const std::string dir = token().dir();
+    std::ofstream(dir + "/gateway.secret") << "gateway-secret\n";
+    std::ofstream(dir + "/relying-parties")
+        << "rp-1 " << absl::BytesToHexString(auth::Sha256("rp-secret")) << " Test RP\n";
+    config::v1::ServerConfig config =
+        testing::LaptopConfig(conninfo(), env().TokensConfig(2), {"lifecycle", "gateway"}, dir);
+    config.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
+    config.mutable_gateway()->set_http_listen("127.0.0.1:0");
+    config.mutable_gateway()->set_client_secret_file(dir + "/gateway.secret");
+    config.mutable_gateway()->set_relying_parties_file(dir + "/relying-parties");
+    for (auto* peer :
+         {config.mutable_peers()->mutable_signer(), config.mutable_peers()->mutable_identity(),
+          config.mutable_peers()->mutable_consent()}) {
+      *peer = "127.0.0.1:1";
+    }
+    auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, dir);
+    ASSERT_TRUE(q.ok()) << q.status();
+    qsignd_ = *std::move(q);
+  }
+
+  // The slowest of `n` normal requests, each on a new connection, made while `port` is held by
+  // 500 bad clients.
+  absl::Duration SlowestUnderAttack(int port, const std::function<bool(httplib::Client&)>& call,
+                                    int n, int* answered) {
+    // A normal client first: the port works.
+    {
+      httplib::Client warm("127.0.0.1", port);
+      EXPECT_TRUE(call(warm)) << qsignd_->log();
+    }
+    BadClients bad(port, kIdle, kSlow);
+    EXPECT_EQ(bad.open(), kIdle + kSlow);
+    absl::SleepFor(absl::Milliseconds(1500));  // The server has accepted them and the drip runs.
+    absl::Duration slowest;
+    *answered = 0;
+    for (int i = 0; i < n; ++i) {
+      httplib::Client client("127.0.0.1", port);
+      client.set_connection_timeout(5);
+      client.set_read_timeout(5);
+      const absl::Time start = absl::Now();
+      const bool ok = call(client);
+      const absl::Duration took = absl::Now() - start;
+      if (ok) ++*answered;
+      slowest = std::max(slowest, took);
+      if (!ok) break;  // Stalled: one is enough to know (each waits its 5 s timeout).
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return slowest;
+  }
+
+  std::unique_ptr<testing::QsigndProcess> qsignd_;
+};
+
+TEST_F(SlowClientsTest, FiveHundredIdleAndSlowConnectionsDoNotDelayOthers) {
+  constexpr int kRequests = 20;
+  const int ocsp_port = qsignd_->LoggedPort("OCSP/CRL listener", "http_port");
+  const int gateway_port = qsignd_->LoggedPort("CSC gateway listener", "http_port");
+  ASSERT_GT(ocsp_port, 0) << qsignd_->log();
+  ASSERT_GT(gateway_port, 0) << qsignd_->log();
+
+  int crl_answered = 0, info_answered = 0;
+  const absl::Duration crl = SlowestUnderAttack(
+      ocsp_port,
+      [](httplib::Client& c) {
+        auto r = c.Get("/crl/qualified.crl");
+        return r && r->status == 200;
+      },
+      kRequests, &crl_answered);
+  const absl::Duration info = SlowestUnderAttack(
+      gateway_port,
+      [](httplib::Client& c) {
+        auto r = c.Post("/csc/v2/info", "{}", "application/json");
+        return r && r->status == 200;
+      },
+      kRequests, &info_answered);
+  EXPECT_EQ(crl_answered, kRequests);
+  EXPECT_EQ(info_answered, kRequests);
+  EXPECT_LT(crl, kBudget);
+  EXPECT_LT(info, kBudget);
+  std::cout << "[ counts   ] slow clients: " << kIdle << " idle + " << kSlow
+            << " byte-a-second connections per port; OCSP/CRL " << crl_answered << "/" << kRequests
+            << " answered, slowest " << absl::FormatDuration(crl) << "; gateway " << info_answered
+            << "/" << kRequests << " answered, slowest " << absl::FormatDuration(info)
+            << " (budget " << absl::FormatDuration(kBudget) << ")\n";
+}
+
+}  // namespace
+}  // namespace qsign
