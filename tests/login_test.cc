@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
+#include "tests/testing/people.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
@@ -27,7 +28,6 @@ namespace pb = ::qsign::v1;
 
 constexpr char kOperator[] = "Operator ra-ana.operator-secret";
 using ::qsign::testing::kPin;
-using ::qsign::testing::NationalId;
 
 class LoginTest : public testing::ServiceTest {
  protected:
@@ -61,32 +61,12 @@ class LoginTest : public testing::ServiceTest {
 
   // A registered, proofed account with an enrolled consent app (not yet watching).
   std::unique_ptr<consent::ConsentAppSimulator> Person(int n, std::string* username) {
-    *username = absl::StrCat("person", n, "@example.rs");
-    pb::RegisterAccountRequest reg;
-    reg.set_username(*username);
-    reg.set_given_name("Ana");
-    reg.set_surname("Petrović");
-    reg.set_national_id(NationalId(n));
-    pb::Account account;
-    grpc::ClientContext c1;
-    grpc::Status s = identity_stub_->RegisterAccount(Ctx(&c1), reg, &account);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    pb::ProofIdentityRequest proof;
-    proof.set_account_id(account.account_id());
-    proof.set_assurance_level(pb::ASSURANCE_LEVEL_HIGH);
-    proof.mutable_evidence()->set_document_type(pb::IDENTITY_DOCUMENT_TYPE_NATIONAL_ID_CARD);
-    proof.mutable_evidence()->set_document_number("012345678");
-    pb::ProofIdentityResponse proofed;
-    grpc::ClientContext c2;
-    s = identity_stub_->ProofIdentity(Ctx(&c2, kOperator), proof, &proofed);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    auto app = consent::ConsentAppSimulator::New(consent_channel_);
-    EXPECT_TRUE(app.ok());
-    if (!app.ok()) return nullptr;
-    absl::Status enrolled = (*app)->Enroll(proofed.activation_code(), "Phone", kPin);
-    EXPECT_TRUE(enrolled.ok()) << enrolled;
-    EXPECT_EQ((*app)->account_id(), account.account_id());
-    return *std::move(app);
+    auto person = testing::EnrolPerson(*identity_stub_, consent_channel_, n);
+    EXPECT_TRUE(person.ok()) << person.status();
+    if (!person.ok()) return nullptr;
+    *username = person->username;
+    EXPECT_EQ(person->app->account_id(), person->account_id);
+    return std::move(person->app);
   }
 
   pb::StartLoginResponse StartLogin(const std::string& username) {

@@ -165,18 +165,9 @@ std::optional<int> QsigndProcess::WaitExit(absl::Duration timeout) {
   }
 }
 
-int QsigndProcess::Stop() {
+int QsigndProcess::SignalAndWait(int signal) {
   if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return status;
-}
-
-int QsigndProcess::Kill() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGKILL);
+  kill(pid_, signal);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;

@@ -4,6 +4,7 @@
 #ifndef QSIGN_TESTS_TESTING_QSIGND_PROCESS_H_
 #define QSIGN_TESTS_TESTING_QSIGND_PROCESS_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -60,15 +61,16 @@ class QsigndProcess {
   // The wait status once it has exited, or nullopt if still running after `timeout`.
   std::optional<int> WaitExit(absl::Duration timeout);
   // SIGTERM, then the wait status.
-  int Stop();
+  int Stop() { return SignalAndWait(SIGTERM); }
   // kill -9 (a crash, an OOM kill, a node lost), then the wait status.
-  int Kill();
+  int Kill() { return SignalAndWait(SIGKILL); }
   pid_t pid() const { return pid_; }
 
  private:
   QsigndProcess(pid_t pid, std::string config_path, std::string log_path)
       : pid_(pid), config_path_(std::move(config_path)), log_path_(std::move(log_path)) {}
   absl::Status WaitReady(absl::Duration within);
+  int SignalAndWait(int signal);
 
   pid_t pid_;
   const std::string config_path_;
