@@ -2,11 +2,11 @@
 # The whole qsign journey against a running qsignd, with the qsign CLI and a simulated consent
 # app, printing each step: register, proof, enrol the app, log in by push with PIN, accept the
 # contract, issue, sign a file and verify it with openssl, sign at CAdES B-LT and verify it (qsign
-# verify, openssl cms and ts; a changed file refused), sign a PDF (PAdES) and check it with
-# pdfsig, OCSP good, renewal refused (outside its window), a sign request denied in the app, five
-# wrong PINs block the app, an operator opens a PIN reset and the user sets a new PIN in the app,
-# sign with it, revoke, OCSP revoked, revoke all, the B-LT signature still valid (now and past its
-# notAfter). Used by scripts/run (the demo)
+# verify, openssl cms and ts; a changed file refused), sign a PDF at PAdES B-LT and verify it
+# (qsign verify, pdfsig; a changed PDF refused), OCSP good, renewal refused (outside its window),
+# a sign request denied in the app, five wrong PINs block the app, an operator opens a PIN reset
+# and the user sets a new PIN in the app, sign with it, revoke, OCSP revoked, revoke all, the B-LT
+# signatures still valid (now and past its notAfter). Used by scripts/run (the demo)
 # and tests/e2e (ctest). Exits non-zero on the first failed step.
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
@@ -179,13 +179,39 @@ if openssl cms -verify -binary -inform DER -in "$LT.p7s" -content "$WORK/lease-c
 fi
 echo "changed file: qsign verify says TOTAL-FAILED HASH_FAILURE, openssl cms -verify fails"
 
-step "8c. sign a PDF: PAdES with a visible signature (approved in the app); pdfsig checks it"
+step "8c. sign a PDF at PAdES B-LT with a visible signature, then a second signature at B-T (each approved in the app): qsign verify and pdfsig accept both, a changed copy is rejected by both"
 cp "$(dirname "$0")/../tests/data/ugovor.pdf" "$WORK/ugovor.pdf"
-portal sign "$WORK/ugovor.pdf" --visible --timeout=60
+portal sign "$WORK/ugovor.pdf" --level=B-LT --visible --timeout=60
+portal verify "$WORK/ugovor-signed.pdf"
+grep -aq "/DSS" "$WORK/ugovor-signed.pdf" || { echo "journey: no DSS in the B-LT PDF"; exit 1; }
 printf '$ pdfsig ugovor-signed.pdf\n'
 pdfsig "$WORK/ugovor-signed.pdf" 2>&1 | tee "$WORK/pdfsig.txt"
 grep -q "Signature Validation: Signature is Valid." "$WORK/pdfsig.txt"
-grep -q "Total document signed" "$WORK/pdfsig.txt"
+# The DSS is a later incremental update (pdfsig: "Not total document signed"); the revision the
+# signature covers, cut at the end of its /ByteRange, is the whole document for pdfsig.
+signed_end=$(sed -n 's/.*Signed Ranges: \[[0-9]* - [0-9]*\], \[[0-9]* - \([0-9]*\)\].*/\1/p' "$WORK/pdfsig.txt")
+head -c "$signed_end" "$WORK/ugovor-signed.pdf" >"$WORK/ugovor-revision1.pdf"
+pdfsig "$WORK/ugovor-revision1.pdf" 2>&1 | grep -q "Total document signed" \
+  || { echo "journey: pdfsig: the signed revision is not the total document"; exit 1; }
+echo "pdfsig: the revision up to byte $signed_end is the total document signed; the DSS follows it"
+# A second signature on the signed PDF (an incremental update): the first stays valid.
+portal sign "$WORK/ugovor-signed.pdf" --level=B-T --out="$WORK/ugovor-signed2.pdf" --timeout=60
+portal verify "$WORK/ugovor-signed2.pdf"
+printf '$ pdfsig ugovor-signed2.pdf\n'
+pdfsig "$WORK/ugovor-signed2.pdf" 2>&1 | tee "$WORK/pdfsig2.txt"
+[ "$(grep -c "Signature Validation: Signature is Valid." "$WORK/pdfsig2.txt")" -eq 2 ] \
+  || { echo "journey: pdfsig: not both signatures valid"; exit 1; }
+grep -q "Total document signed" "$WORK/pdfsig2.txt"
+# One changed byte inside the signed ranges (a digit of the PDF header keeps the file parseable).
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[7] ^= 1; open(sys.argv[2], "wb").write(b)' \
+  "$WORK/ugovor-signed2.pdf" "$WORK/ugovor-changed.pdf"
+rc=0
+as portal --state_dir="$PORTAL" verify "$WORK/ugovor-changed.pdf" >"$WORK/verify-pdf-changed.txt" 2>&1 || rc=$?
+[ "$rc" -eq 4 ] && grep -q "document changed after signing" "$WORK/verify-pdf-changed.txt" \
+  || { cat "$WORK/verify-pdf-changed.txt"; echo "journey: a changed PDF verified"; exit 1; }
+pdfsig "$WORK/ugovor-changed.pdf" 2>&1 | grep -q "Signature is Valid" \
+  && { echo "journey: pdfsig accepted a changed PDF"; exit 1; }
+echo "changed PDF: qsign verify says the document changed after signing (exit 4), pdfsig says neither signature is valid"
 
 ocsp() {
   # The issuer is the first certificate of the chain file (the qualified CA).
@@ -268,5 +294,7 @@ echo "the session ended too: qsign status now says to log in again"
 step "18. the B-LT signature still verifies offline: certificate revoked, and past its notAfter"
 portal verify "$LT.p7s"
 portal verify "$LT.p7s" --at="$(date -u -d '+6 years' +%Y-%m-%dT%H:%M:%SZ)"
+portal verify "$WORK/ugovor-signed2.pdf"
+portal verify "$WORK/ugovor-signed2.pdf" --at="$(date -u -d '+6 years' +%Y-%m-%dT%H:%M:%SZ)"
 
 printf '\njourney: every step passed\n'

@@ -300,7 +300,7 @@ absl::StatusOr<std::string> EmbedSignature(const PreparedPdf& prepared, std::str
   return out;
 }
 
-absl::StatusOr<std::string> AddDss(std::string_view bytes, const ValidationMaterial& material) {
+absl::StatusOr<std::string> AddDss(std::string_view bytes, const cades::ValidationData& material) {
   QuietPodofo();
   return Guard("PDF DSS", [&]() -> absl::StatusOr<std::string> {
     pdf::PdfMemDocument doc;
@@ -338,9 +338,9 @@ absl::StatusOr<std::string> AddDss(std::string_view bytes, const ValidationMater
       }
       if (changed) dss->GetDictionary().AddKey(key, array);
     };
-    add("Certs", material.certs);
-    add("OCSPs", material.ocsps);
-    add("CRLs", material.crls);
+    add("Certs", material.certificates_der);
+    add("OCSPs", material.ocsp_responses_der);
+    add("CRLs", material.crls_der);
 
     pdf::PdfRefCountedBuffer buffer;
     pdf::PdfOutputDevice device(&buffer);
@@ -501,9 +501,9 @@ absl::StatusOr<PdfFacts> ReadPdf(std::string_view bytes) {
           pdf::podofo_free(data);
         }
       };
-      read("Certs", &facts.dss.certs);
-      read("OCSPs", &facts.dss.ocsps);
-      read("CRLs", &facts.dss.crls);
+      read("Certs", &facts.dss.certificates_der);
+      read("OCSPs", &facts.dss.ocsp_responses_der);
+      read("CRLs", &facts.dss.crls_der);
     }
     return facts;
   });

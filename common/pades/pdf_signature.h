@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cades/validation_data.h"
 
 namespace qsign::pades {
 
@@ -62,16 +63,9 @@ absl::StatusOr<PreparedPdf> PrepareSignature(std::string_view pdf, const Prepare
 // Writes the DER CMS into the placeholder; OUT_OF_RANGE if it does not fit.
 absl::StatusOr<std::string> EmbedSignature(const PreparedPdf& prepared, std::string_view cms_der);
 
-// Validation data (B-LT): DER certificates, OCSPResponses and CRLs.
-struct ValidationMaterial {
-  std::vector<std::string> certs;
-  std::vector<std::string> ocsps;
-  std::vector<std::string> crls;
-};
-
 // Adds (or extends) the catalog's /DSS with `material` as an incremental update; entries already
 // in the DSS are not repeated.
-absl::StatusOr<std::string> AddDss(std::string_view pdf, const ValidationMaterial& material);
+absl::StatusOr<std::string> AddDss(std::string_view pdf, const cades::ValidationData& material);
 
 // One signature of a PDF as found in it (not yet verified cryptographically).
 struct FoundSignature {
@@ -93,7 +87,7 @@ struct FoundSignature {
 struct PdfFacts {
   int page_count = 0;
   std::vector<FoundSignature> signatures;  // In file order (the first signed first).
-  ValidationMaterial dss;                  // What the /DSS holds.
+  cades::ValidationData dss;               // What the /DSS holds.
 };
 
 // Reads the page count, every signature field that has a value, and the DSS. INVALID_ARGUMENT for

@@ -190,9 +190,10 @@ INSTANTIATE_TEST_SUITE_P(Producers, PdfSignatureTest,
 TEST(PdfSignature, DssUpdateKeepsSignatureAndIsNotAChange) {
   const SoftSigner ana = SoftSigner::Make("Ana Petrovic");
   const std::string signed_pdf = ana.Sign(WithObjectStreams(SimplePdf(1, "DSS")));
-  ValidationMaterial material;
-  material.certs.push_back(ToDer(ana.cert.get(), i2d_X509));
-  material.ocsps.push_back("\x30\x03\x0a\x01\x06");  // OCSPResponse unauthorized; bytes only.
+  cades::ValidationData material;
+  material.certificates_der.push_back(ToDer(ana.cert.get(), i2d_X509));
+  material.ocsp_responses_der.push_back(
+      "\x30\x03\x0a\x01\x06");  // OCSPResponse unauthorized; bytes only.
   absl::StatusOr<std::string> with_dss = AddDss(signed_pdf, material);
   ASSERT_TRUE(with_dss.ok()) << with_dss.status();
   EXPECT_TRUE(with_dss->starts_with(signed_pdf));
@@ -207,9 +208,9 @@ TEST(PdfSignature, DssUpdateKeepsSignatureAndIsNotAChange) {
   ASSERT_TRUE(facts.ok()) << facts.status();
   ASSERT_EQ(facts->signatures.size(), 1u);
   EXPECT_EQ(facts->signatures[0].unsigned_trailing_bytes, 0);
-  EXPECT_EQ(facts->dss.certs, material.certs);
-  EXPECT_EQ(facts->dss.ocsps, material.ocsps);
-  EXPECT_TRUE(facts->dss.crls.empty());
+  EXPECT_EQ(facts->dss.certificates_der, material.certificates_der);
+  EXPECT_EQ(facts->dss.ocsp_responses_der, material.ocsp_responses_der);
+  EXPECT_TRUE(facts->dss.crls_der.empty());
 }
 
 TEST(PdfSignature, ChangeAfterSigningIsReported) {

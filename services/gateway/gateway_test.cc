@@ -7,10 +7,12 @@
 #include "services/gateway/gateway.h"
 
 #include <httplib.h>
+#include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -27,8 +30,11 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/cades/timestamp.h"
+#include "common/cades/validation_data.h"
 #include "common/clock.h"
 #include "common/grpc_server.h"
+#include "common/pades/pdf_signature.h"
 #include "common/pades/testing/test_pdfs.h"
 #include "common/request_id.h"
 #include "consent/app_simulator.h"
@@ -1030,6 +1036,20 @@ std::string Pdfsig(const std::string& dir, const std::string& name, const std::s
   return RunShell(absl::StrCat("pdfsig ", dir, "/", name, " 2>&1"), &status);
 }
 
+// `openssl cms -verify` accepts the detached `p7s` over `content` (signature only, no chain).
+void ExpectOpensslCmsVerifies(const std::string& dir, const std::string& content,
+                              const std::string& p7s) {
+  WriteFile(dir + "/izjava.txt", content);
+  WriteFile(dir + "/izjava.p7s", p7s);
+  int status = 0;
+  const std::string cms =
+      RunShell(absl::StrCat("openssl cms -verify -binary -inform DER -noverify -in ", dir,
+                            "/izjava.p7s -content ", dir, "/izjava.txt -out /dev/null 2>&1"),
+               &status);
+  EXPECT_EQ(status, 0) << cms;
+  EXPECT_THAT(cms, HasSubstr("Verification successful"));
+}
+
 TEST_F(GatewayTest, SignDocPadesAndCadesUnderOneApprovalAreValidForPdfsigAndOpenssl) {
   ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
   auto app = stack_->EnrolledApp(kAccount, kPin);
@@ -1084,15 +1104,166 @@ TEST_F(GatewayTest, SignDocPadesAndCadesUnderOneApprovalAreValidForPdfsigAndOpen
     EXPECT_THAT(report, HasSubstr("Total document signed")) << report;
     EXPECT_THAT(report, HasSubstr("ETSI.CAdES.detached")) << report;
   }
-  WriteFile(dir + "/izjava.txt", text);
-  WriteFile(dir + "/izjava.p7s", Unb64(r.body["SignatureObject"][0]));
+  ExpectOpensslCmsVerifies(dir, text, Unb64(r.body["SignatureObject"][0]));
+}
+
+// The signature value of the only SignerInfo of a DER CMS (what a signature timestamp stamps).
+std::string SignatureValue(const std::string& cms_der) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(cms_der.data());
+  CMS_ContentInfo* cms = d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cms_der.size()));
+  if (cms == nullptr) return "";
+  std::string value;
+  STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms);
+  if (infos != nullptr && sk_CMS_SignerInfo_num(infos) == 1) {
+    ASN1_OCTET_STRING* sig = CMS_SignerInfo_get0_signature(sk_CMS_SignerInfo_value(infos, 0));
+    value.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(sig)),
+                 ASN1_STRING_length(sig));
+  }
+  CMS_ContentInfo_free(cms);
+  return value;
+}
+
+// An RFC 3161 TSA that is not qsign's: `openssl ts -reply` behind a loopback HTTP listener, with
+// its own self-signed certificate (extendedKeyUsage timeStamping, critical).
+class OpensslTsa {
+ public:
+  static std::unique_ptr<OpensslTsa> Start(const std::string& dir) {
+    auto tsa = std::unique_ptr<OpensslTsa>(new OpensslTsa(dir));
+    int status = 0;
+    const std::string out = RunShell(
+        absl::StrCat(
+            "cd ", dir, " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 ",
+            "-nodes -keyout tsa.key -out tsa.pem -days 30 -subj '/CN=test TSA' ",
+            "-addext 'extendedKeyUsage=critical,timeStamping' 2>&1 && printf '",
+            "[tsa]\\ndefault_tsa = t\\n[t]\\nserial = ", dir, "/tsa.serial\\n",
+            "signer_digest = sha256\\ndefault_policy = 1.3.6.1.4.1.99999.1\\n",
+            "digests = sha256\\n", "ess_cert_id_alg = sha256\\naccuracy = secs:1\\n' > ts.cnf && ",
+            "echo 01 > tsa.serial"),
+        &status);
+    EXPECT_EQ(status, 0) << out;
+    tsa->server_.Post("/tsa", [raw = tsa.get()](const httplib::Request& req,
+                                                httplib::Response& res) {
+      absl::MutexLock lock(&raw->mu_);
+      ++raw->queries_;
+      if (raw->broken_) {
+        res.set_content("not a TimeStampResp", "application/timestamp-reply");
+        return;
+      }
+      WriteFile(raw->dir_ + "/q.tsq", req.body);
+      int rc = 0;
+      RunShell(absl::StrCat("cd ", raw->dir_, " && openssl ts -reply -config ts.cnf -section t ",
+                            "-queryfile q.tsq -signer tsa.pem -inkey tsa.key -out r.tsr 2>&1"),
+               &rc);
+      std::ifstream in(raw->dir_ + "/r.tsr", std::ios::binary);
+      res.set_content(std::string(std::istreambuf_iterator<char>(in), {}),
+                      "application/timestamp-reply");
+    });
+    tsa->port_ = tsa->server_.bind_to_any_port("127.0.0.1");
+    tsa->thread_ = std::thread([raw = tsa.get()] { raw->server_.listen_after_bind(); });
+    return tsa;
+  }
+  ~OpensslTsa() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/tsa"); }
+  int queries() {
+    absl::MutexLock lock(&mu_);
+    return queries_;
+  }
+  // From now on every reply is garbage.
+  void Break() {
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
+  }
+
+ private:
+  explicit OpensslTsa(std::string dir) : dir_(std::move(dir)) {}
+  const std::string dir_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  int queries_ ABSL_GUARDED_BY(mu_) = 0;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_F(GatewayTest, SignDocBTHasTheTsaTimestampPdfsigAndOpensslAccept) {
+  ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
+  const std::string dir = ServiceTest::token().dir() + "/tsa";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  std::unique_ptr<OpensslTsa> tsa = OpensslTsa::Start(dir);
+  GatewayConfig config{.authorize_wait = absl::Seconds(10)};
+  config.tsa_url = tsa->url();
+  StartGateway(config, nullptr, 1 << 20);
+  auto app = stack_->EnrolledApp(kAccount, kPin);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const std::string contract =
+      qsign::pades::testing::WithObjectStreams(qsign::pades::testing::SimplePdf(2, "Ugovor"));
+  const std::string text = "Izjava sa vremenskim žigom.\n";
+  qsign::v1::ConsentRequest shown;
+  auto approval = ApproveDocuments(app->get(), &shown);
+  const absl::Time before = absl::Now() - absl::Seconds(2);
+  Response r = Call(
+      "signatures/signDoc",
+      {{"credentialID", kCredential},
+       {"documents",
+        {{{"document", B64(contract)},
+          {"signature_format", "P"},
+          {"conformance_level", "Ades-B-T"}},
+         {{"document", B64(text)}, {"signature_format", "C"}, {"conformance_level", "Ades-B-T"}}}}},
+      Token());
+  ASSERT_TRUE(approval.get().ok());
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(tsa->queries(), 2);  // One signature timestamp per document.
+  EXPECT_THAT(r.headers.find("Server-Timing")->second, HasSubstr("tsa;dur="));
+
+  // The PDF: pdfsig accepts it; its CMS carries a timestamp over its signature from this TSA.
+  const std::string signed_pdf = Unb64(r.body["DocumentWithSignature"][0]);
+  const std::string report = Pdfsig(dir, "contract.pdf", signed_pdf);
+  EXPECT_THAT(report, HasSubstr("Signature Validation: Signature is Valid.")) << report;
+  EXPECT_THAT(report, HasSubstr("Total document signed")) << report;
+  absl::StatusOr<qsign::pades::PdfFacts> facts = qsign::pades::ReadPdf(signed_pdf);
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  ASSERT_EQ(facts->signatures.size(), 1u);
+  // The .p7s: openssl cms accepts it; both tokens verify with `openssl ts -verify` against the
+  // TSA's certificate, over the signature value they stamp.
+  const std::string p7s = Unb64(r.body["SignatureObject"][0]);
+  ExpectOpensslCmsVerifies(dir, text, p7s);
   int status = 0;
-  const std::string cms =
-      RunShell(absl::StrCat("openssl cms -verify -binary -inform DER -noverify -in ", dir,
-                            "/izjava.p7s -content ", dir, "/izjava.txt -out /dev/null 2>&1"),
-               &status);
-  EXPECT_EQ(status, 0) << cms;
-  EXPECT_THAT(cms, HasSubstr("Verification successful"));
+  for (const auto& [name, cms_der] :
+       {std::pair{"pdf", facts->signatures[0].cms_der}, std::pair{"p7s", p7s}}) {
+    SCOPED_TRACE(name);
+    absl::StatusOr<std::vector<std::string>> tokens =
+        qsign::cades::SignatureTimestampTokens(cms_der);
+    ASSERT_TRUE(tokens.ok()) << tokens.status();
+    ASSERT_EQ(tokens->size(), 1u);
+    absl::StatusOr<qsign::cades::TimestampToken> token =
+        qsign::cades::ReadTimestampToken((*tokens)[0]);
+    ASSERT_TRUE(token.ok()) << token.status();
+    EXPECT_GE(token->gen_time, before);
+    EXPECT_LE(token->gen_time, absl::Now() + absl::Seconds(2));
+    WriteFile(absl::StrCat(dir, "/", name, ".tst"), token->der);
+    WriteFile(absl::StrCat(dir, "/", name, ".sig"), SignatureValue(cms_der));
+    const std::string verified =
+        RunShell(absl::StrCat("openssl ts -verify -token_in -in ", dir, "/", name, ".tst -data ",
+                              dir, "/", name, ".sig -CAfile ", dir, "/tsa.pem 2>&1"),
+                 &status);
+    EXPECT_EQ(status, 0) << verified;
+    EXPECT_THAT(verified, HasSubstr("Verification: OK"));
+  }
+
+  // A TSA answering garbage: the caller is told it is the server side's fault (502), by name.
+  tsa->Break();
+  auto second = ApproveDocuments(app->get(), &shown);
+  Response bad = Call(
+      "signatures/signDoc",
+      {{"credentialID", kCredential},
+       {"documents",
+        {{{"document", B64(text)}, {"signature_format", "C"}, {"conformance_level", "Ades-B-T"}}}}},
+      Token());
+  ASSERT_TRUE(second.get().ok());
+  ExpectError(bad, 502, "server_error", "timestamp");
 }
 
 TEST_F(GatewayTest, SignDocRefusesOversizedDocumentsWith413AndBadInputByName) {

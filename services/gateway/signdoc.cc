@@ -91,25 +91,47 @@ absl::StatusOr<std::unique_ptr<SignDoc>> SignDoc::Prepare(std::vector<DocumentTo
 }
 
 absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
-    const std::vector<std::string>& signatures) {
+    const std::vector<std::string>& signatures, const cades::TimestampFn& tsa,
+    const cades::Fetcher& fetch) {
   if (signatures.size() != items_.size()) {
     return absl::InternalError("signDoc: another number of signatures than documents");
   }
-  Stopwatch watch(&timings_.finish);
+  const std::vector<std::string> anchors = {chain_der_.back()};
   std::vector<SignedDocument> out;
   for (size_t i = 0; i < items_.size(); ++i) {
     Item& item = *items_[i];
-    if (item.input.level != DocLevel::kBB) {
-      return absl::UnimplementedError("signDoc: B-T and B-LT come with the timestamp authority");
-    }
     SignedDocument doc{.format = item.input.format};
-    absl::StatusOr<std::string> cms = item.cms->Finish(signatures[i]);
+    absl::StatusOr<std::string> cms;
+    {
+      Stopwatch watch(&timings_.finish);
+      cms = item.cms->Finish(signatures[i]);
+    }
     if (!cms.ok()) return cms.status();
+    if (item.input.level != DocLevel::kBB) {
+      Stopwatch watch(&timings_.tsa);
+      cms = cades::AddSignatureTimestamp(*cms, tsa);
+      if (!cms.ok()) return cms.status();
+    }
+    if (item.input.level == DocLevel::kBLT) {
+      Stopwatch watch(&timings_.validation);
+      absl::StatusOr<cades::ValidationData> data =
+          cades::CollectValidationData(*cms, anchors, fetch);
+      if (!data.ok()) return data.status();
+      doc.validation_data = *std::move(data);
+    }
+    Stopwatch watch(&timings_.finish);
     if (item.input.format == DocFormat::kPades) {
       absl::StatusOr<std::string> pdf = pades::EmbedSignature(*item.pdf, *cms);
+      if (pdf.ok() && item.input.level == DocLevel::kBLT) {
+        pdf = pades::AddDss(*pdf, doc.validation_data);
+      }
       if (!pdf.ok()) return pdf.status();
       doc.signed_document = *std::move(pdf);
     } else {
+      if (item.input.level == DocLevel::kBLT) {
+        cms = cades::AddValidationData(*cms, doc.validation_data);
+        if (!cms.ok()) return cms.status();
+      }
       doc.signature = *std::move(cms);
     }
     out.push_back(std::move(doc));

@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cades/timestamp.h"
+#include "common/cades/validation_data.h"
 #include "qsign/v1/consent.pb.h"
 
 namespace qsign::gateway {
@@ -31,6 +33,7 @@ struct SignedDocument {
   DocFormat format = DocFormat::kPades;
   std::string signed_document;  // PAdES: the signed PDF.
   std::string signature;        // CAdES: the detached .p7s (DER CMS).
+  cades::ValidationData validation_data;  // B-LT: what was embedded.
 };
 
 // Where the time of a signDoc call went (for Server-Timing and the bench).
@@ -55,7 +58,9 @@ class SignDoc {
   const std::vector<v1::DocumentInfo>& descriptions() const { return descriptions_; }
 
   // The signed documents, given the signer's signature of each hash (same order).
-  absl::StatusOr<std::vector<SignedDocument>> Finish(const std::vector<std::string>& signatures);
+  absl::StatusOr<std::vector<SignedDocument>> Finish(const std::vector<std::string>& signatures,
+                                                     const cades::TimestampFn& tsa,
+                                                     const cades::Fetcher& fetch);
 
   const SignDocTimings& timings() const { return timings_; }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/http/client.h"
 #include "common/oids.h"
 #include "services/gateway/errors.h"
 #include "services/gateway/gateway.h"
@@ -241,23 +242,49 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   if (!signed_hashes.ok()) return FromSignHash(signed_hashes.status());
   const absl::Duration signer = absl::Now() - signing;
 
+  const std::string tsa_url = config_.tsa_url;
   auto done =
-      signdoc.Finish({signed_hashes->signatures().begin(), signed_hashes->signatures().end()});
-  if (!done.ok()) return done.status();
+      signdoc.Finish({signed_hashes->signatures().begin(), signed_hashes->signatures().end()},
+                     [&tsa_url](const std::string& query) {
+                       return http::Post(tsa_url, "application/timestamp-query", query);
+                     },
+                     {.ocsp =
+                          [](const std::string& url, const std::string& req) {
+                            return http::Post(url, "application/ocsp-request", req);
+                          },
+                      .crl = [](const std::string& url) { return http::Get(url); }});
+  if (!done.ok()) {
+    // The user approved and the signer signed: what failed now is the TSA, an OCSP/CRL
+    // responder or the server, never the caller's request.
+    if (done.status().code() == absl::StatusCode::kUnavailable) {
+      return absl::UnavailableError(
+          absl::StrCat("the timestamp authority or an OCSP responder is unavailable: ",
+                       done.status().message()));
+    }
+    return CscStatus(
+        absl::StatusCode::kUnavailable, "server_error",
+        absl::StrCat("signDoc could not finish the signatures: ", done.status().message()), 502);
+  }
 
   Json with_signature = Json::array();
   Json objects = Json::array();
+  Json validation = {
+      {"certificates", Json::array()}, {"ocsp", Json::array()}, {"crl", Json::array()}};
   for (const SignedDocument& d : *done) {
     if (d.format == DocFormat::kPades) {
       with_signature.push_back(EncodeBase64(d.signed_document));
     } else {
       objects.push_back(EncodeBase64(d.signature));
     }
+    const cades::ValidationData& v = d.validation_data;
+    for (const auto& c : v.certificates_der) validation["certificates"].push_back(EncodeBase64(c));
+    for (const auto& o : v.ocsp_responses_der) validation["ocsp"].push_back(EncodeBase64(o));
+    for (const auto& c : v.crls_der) validation["crl"].push_back(EncodeBase64(c));
   }
   Json body = Json::object();
   if (!with_signature.empty()) body["DocumentWithSignature"] = std::move(with_signature);
   if (!objects.empty()) body["SignatureObject"] = std::move(objects);
-  if (*return_validation) body["validationInfo"] = Json::object();  // B-LT only.
+  if (*return_validation) body["validationInfo"] = std::move(validation);
   const SignDocTimings& t = signdoc.timings();
   const absl::Duration total = absl::Now() - started;
   // Where the time went, for clients and the bench (W3C Server-Timing).

@@ -9,7 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/cades/signed_data.h"
+#include "common/cades/timestamp.h"
+#include "common/cades/validation_data.h"
 #include "common/file.h"
+#include "common/http/client.h"
 #include "common/pades/pdf_signature.h"
 #include "tools/cli/portal.h"
 #include "tools/cli/remote_sign.h"
@@ -32,8 +35,8 @@ Result SignPdf(Context& ctx, const std::string& file, const PadesSignOptions& op
   if (options.level != "B-B" && options.level != "B-T" && options.level != "B-LT") {
     return Usage("--level: B-B, B-T or B-LT");
   }
-  if (options.level != "B-B")
-    return Usage("--level: B-B for now (B-T and B-LT need common/cades' timestamps)");
+  const bool timestamped = options.level != "B-B";
+  if (timestamped && options.tsa_url.empty()) return Usage("--tsa_url: required for B-T and B-LT");
   const std::string out_path = options.out.empty() ? DefaultOut(file) : options.out;
   absl::StatusOr<std::string> pdf = ReadFileToString(file);
   if (!pdf.ok()) return Failure{kUsage, std::string(pdf.status().message())};
@@ -76,9 +79,34 @@ Result SignPdf(Context& ctx, const std::string& file, const PadesSignOptions& op
   absl::StatusOr<std::string> cms = (*cms_prepared)->Finish((*signatures)[0]);
   if (!cms.ok()) return Failure{kUsage, absl::StrCat("sign: ", cms.status().ToString())};
 
+  const auto local_failure = [&](const char* step, const absl::Status& s) {
+    return Failure{s.code() == absl::StatusCode::kUnavailable ? kUnreachable : kUsage,
+                   absl::StrCat("sign: ", step, ": ", s.message())};
+  };
+  if (timestamped) {
+    // B-T: the TSA stamps the signature value (an unsigned attribute of the CMS).
+    absl::StatusOr<std::string> stamped =
+        cades::AddSignatureTimestamp(*cms, [&](const std::string& query) {
+          return http::Post(options.tsa_url, "application/timestamp-query", query);
+        });
+    if (!stamped.ok()) return local_failure("timestamp", stamped.status());
+    cms = *std::move(stamped);
+  }
   absl::StatusOr<std::string> signed_pdf = pades::EmbedSignature(*prepared, *cms);
-  if (!signed_pdf.ok())
-    return Failure{kUsage, absl::StrCat("sign: PDF: ", signed_pdf.status().message())};
+  if (!signed_pdf.ok()) return local_failure("PDF", signed_pdf.status());
+  if (options.level == "B-LT") {
+    // B-LT: every certificate and its status at signing, in the DSS (a further update).
+    absl::StatusOr<cades::ValidationData> data = cades::CollectValidationData(
+        *cms, {chain.back()},
+        {.ocsp =
+             [](const std::string& url, const std::string& request) {
+               return http::Post(url, "application/ocsp-request", request);
+             },
+         .crl = [](const std::string& url) { return http::Get(url); }});
+    if (!data.ok()) return local_failure("validation data", data.status());
+    signed_pdf = pades::AddDss(*signed_pdf, *data);
+    if (!signed_pdf.ok()) return local_failure("DSS", signed_pdf.status());
+  }
   if (absl::Status s = WriteFileAtomically(out_path, *signed_pdf, 0644); !s.ok()) {
     return Failure{kUsage, std::string(s.message())};
   }
@@ -90,7 +118,8 @@ Result SignPdf(Context& ctx, const std::string& file, const PadesSignOptions& op
   ctx.out.Add("sha256", absl::BytesToHexString(file_sha256));
   ctx.out.Add("field", prepared->field_name);
   ctx.out.Add("certificate_id", cert.certificate_id());
-  ctx.out.Print(absl::StrCat("signed (PAdES ", options.level, "); check with: pdfsig ", out_path));
+  ctx.out.Print(absl::StrCat("signed (PAdES ", options.level, "); check with: qsign verify ",
+                             out_path, "  or  pdfsig ", out_path));
   return std::nullopt;
 }
 

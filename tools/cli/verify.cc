@@ -2,6 +2,7 @@
 
 #include <openssl/pem.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -10,6 +11,7 @@
 #include "common/file.h"
 #include "common/ossl.h"
 #include "tools/cli/args.h"
+#include "tools/cli/verify_pdf.h"
 
 namespace qsign::cli {
 namespace {
@@ -57,15 +59,8 @@ void VerifyCommand::Add(CLI::App* qsign, Command* selected) {
 }
 
 Result VerifyCommand::Verify(Context& ctx) const {
-  if (files_.size() != 1) return Usage("verify: name one FILE.p7s");
+  if (files_.size() != 1) return Usage("verify: name one FILE.p7s or FILE.pdf");
   const std::string& p7s_path = files_[0];
-  std::string content_path = content_;
-  if (content_path.empty()) {
-    if (p7s_path.size() <= 4 || p7s_path.substr(p7s_path.size() - 4) != ".p7s") {
-      return Usage("verify: FILE.p7s, or --content=FILE");
-    }
-    content_path = p7s_path.substr(0, p7s_path.size() - 4);
-  }
   absl::Time now = absl::Now();
   if (!at_.empty()) {
     std::string err;
@@ -73,16 +68,28 @@ Result VerifyCommand::Verify(Context& ctx) const {
       return Usage("--at: an RFC 3339 time, e.g. 2032-01-01T00:00:00Z");
     }
   }
-  auto p7s = ReadFileToString(p7s_path);
-  if (!p7s.ok()) return Failure{kUsage, std::string(p7s.status().message())};
-  auto content = ReadFileToString(content_path);
-  if (!content.ok()) return Failure{kUsage, std::string(content.status().message())};
   const std::string ca_path = ca_file_.empty() ? ctx.state.ChainPath() : ca_file_;
   auto pem = ReadFileToString(ca_path);
   if (!pem.ok()) return Failure{kUsage, std::string(pem.status().message())};
   const std::vector<std::string> anchors = AnchorsIn(*pem);
   if (anchors.empty())
     return Failure{kUsage, absl::StrCat(ca_path, ": no self-signed certificate")};
+  if (absl::EndsWithIgnoreCase(p7s_path, ".pdf")) {
+    // PAdES: the signatures and the signed bytes are in the PDF (verify_pdf.h).
+    if (!content_.empty()) return Usage("--content: not with a PDF (it holds what was signed)");
+    return VerifyPdf(ctx, p7s_path, anchors, now);
+  }
+  std::string content_path = content_;
+  if (content_path.empty()) {
+    if (p7s_path.size() <= 4 || p7s_path.substr(p7s_path.size() - 4) != ".p7s") {
+      return Usage("verify: FILE.p7s or FILE.pdf, or --content=FILE");
+    }
+    content_path = p7s_path.substr(0, p7s_path.size() - 4);
+  }
+  auto p7s = ReadFileToString(p7s_path);
+  if (!p7s.ok()) return Failure{kUsage, std::string(p7s.status().message())};
+  auto content = ReadFileToString(content_path);
+  if (!content.ok()) return Failure{kUsage, std::string(content.status().message())};
 
   auto report = cades::VerifyDetached(*p7s, cades::Sha256(*content),
                                       {.trust_anchors_der = anchors, .now = now});
