@@ -4,10 +4,17 @@
 // PDF. Two runs in one process: one document per call (one approval per document) and batches
 // of --batch documents under one approval. The shares of time come from the gateway's
 // Server-Timing header (prepare + finish = PDF and CMS writing, signer = SignHash incl. HSM,
-// tsa = timestamp requests, approval = the app's round trip).
-//   bench_pades --seconds=10 --clients=4 --batch=10 [--level=B-T
-//   --tsa_url=http://127.0.0.1:8318/tsa]
+// tsa = timestamp requests, approval = the app's round trip). The ceiling, measured in the same
+// run: bare ECDSA P-256 signatures through hsm/ on the signer's token, one thread per client
+// (every PAdES signature is one such C_Sign, and at B-T one more by the TSA).
+//   bench_pades [--seconds=10] [--clients=4] [--batch=10] [--level=B-T|B-B] [--tsa_url=URL]
+// Without --tsa_url, B-T uses qsign's own TSA (lifecycle + tsa stacks in this process, its HTTP
+// listener on loopback), as signDoc reaches it in a deployment.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <iostream>
@@ -23,12 +30,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/cades/signed_data.h"
+#include "common/cades/timestamp.h"
 #include "common/clock.h"
 #include "common/daemon/deferred_channel.h"
 #include "common/log.h"
 #include "common/pades/testing/test_pdfs.h"
 #include "common/secret.h"
 #include "consent/app_simulator.h"
+#include "hsm/hsm.h"
 #include "nlohmann/json.hpp"
 #include "services/gateway/backend_grpc.h"
 #include "services/gateway/gateway.h"
@@ -38,14 +48,16 @@
 #include "services/gateway/text.h"
 #include "services/gateway/tokens.h"
 #include "tests/testing/service_env.h"
+#include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 
 ABSL_FLAG(double, seconds, 10, "how long each of the two runs lasts");
 ABSL_FLAG(int, clients, 4, "relying parties calling signDoc at once, each for its own user");
 ABSL_FLAG(int, batch, 10, "documents per signDoc call in the batch run");
-ABSL_FLAG(std::string, level, "B-B", "B-B, or B-T with --tsa_url");
+ABSL_FLAG(std::string, level, "B-T", "B-T (signature timestamp) or B-B");
 ABSL_FLAG(std::string, tsa_url, "",
-          "RFC 3161 TSA over HTTP for B-T, e.g. a qsignd's http://127.0.0.1:8318/tsa");
+          "RFC 3161 TSA over HTTP for B-T, e.g. a qsignd's http://127.0.0.1:8318/tsa; empty: "
+          "qsign's TSA started in this process");
 ABSL_FLAG(int, pages, 3, "pages of each test PDF");
 
 namespace qsign {
@@ -58,6 +70,59 @@ void Check(const absl::Status& s, std::string_view what) {
     std::cerr << what << ": " << s << "\n";
     std::exit(1);
   }
+}
+
+// A loopback TCP port free right now (the TSA listener binds it a moment later).
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::cerr << "bench_pades: no free loopback port\n";
+    std::exit(1);
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Until the TSA grants a timestamp (it asks lifecycle for its certificate after start-up).
+absl::Status WaitForTsa(int port) {
+  const std::string query = *cades::TimestampQuery(cades::Sha256("bench"), "", true);
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  httplib::Client http("127.0.0.1", port);
+  while (absl::Now() < give_up) {
+    auto res = http.Post("/tsa", query, "application/timestamp-query");
+    if (res && res->status == 200 &&
+        cades::ParseTimestampReply(res->body, cades::Sha256("bench"), "").ok()) {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError("no timestamp granted within 30 s");
+}
+
+// Bare ECDSA P-256 signatures per second through hsm/ on `hsm`, `threads` threads for `seconds`.
+double BareSignRate(hsm::Hsm& hsm, int threads, double seconds) {
+  Check(hsm.GenerateKeyPair("bench-pades-bare", hsm::KeyType::kEcP256).status(), "bare key");
+  const std::string digest = cades::Sha256("bare");
+  std::atomic<int64_t> done{0};
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(seconds);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      while (absl::Now() < end) {
+        if (hsm.SignDigest("bench-pades-bare", {.scheme = hsm::SignScheme::kEcdsa}, digest).ok()) {
+          done.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return static_cast<double>(done.load()) / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
 struct RunResult {
@@ -144,12 +209,30 @@ int Run() {
   const std::string level = absl::GetFlag(FLAGS_level);
   auto env = testing::ServiceEnv::Start({.pool_size = 16, .hsm_sessions = 8});
   Check(env.status(), "postgresql and softhsm");
-  if (level != "B-B" && absl::GetFlag(FLAGS_tsa_url).empty()) {
-    std::cerr << "bench_pades: --level=" << level << " needs --tsa_url\n";
+  if (level != "B-B" && level != "B-T") {
+    std::cerr << "bench_pades: --level: B-T or B-B\n";
     return 1;
   }
+  std::string tsa_url = absl::GetFlag(FLAGS_tsa_url);
+  std::unique_ptr<testing::Stacks> tsa_stacks;
+  if (level == "B-T" && tsa_url.empty()) {
+    // qsign's TSA (its certificate from lifecycle) on a loopback HTTP port of its own.
+    const int port = FreeLoopbackPort();
+    auto stacks = testing::Stacks::Start(
+        **env, {.services = {"lifecycle", "tsa"}, .configure = [port](auto& c) {
+                  c.mutable_tsa()->set_http_listen(absl::StrCat("127.0.0.1:", port));
+                }});
+    Check(stacks.status(), "lifecycle and tsa");
+    tsa_stacks = *std::move(stacks);
+    tsa_url = absl::StrCat("http://127.0.0.1:", port, "/tsa");
+    Check(WaitForTsa(port), "the TSA");
+  }
   auto stack = gateway::testing::SigningStack::Start(
-      env->get(), {.max_hashes_per_authorization = 100, .max_batch = 100});
+      env->get(), {.max_hashes_per_authorization = 100,
+                   .max_batch = 100,
+                   // One simulated app per client approves every call at once: no per-device
+                   // limit (a person's phone is limited to 20 approvals a minute).
+                   .approvals_per_device_per_minute = 0});
   Check(stack.status(), "signer and consent");
 
   std::vector<std::string> credentials;
@@ -175,7 +258,7 @@ int Run() {
   Check(tokens.status(), "tokens");
   RealClock clock;
   gateway::GatewayConfig config;
-  config.tsa_url = absl::GetFlag(FLAGS_tsa_url);
+  config.tsa_url = tsa_url;
   auto gw = gateway::Gateway::New(&backend, std::move(parties), *std::move(tokens), &clock, config);
   Check(gw.status(), "gateway");
   auto server = gateway::GatewayHttpServer::Start(
@@ -191,32 +274,40 @@ int Run() {
     pdf = pades::testing::SimplePdf(absl::GetFlag(FLAGS_pages), absl::StrCat("Ugovor o radu ", d));
     pdfs_b64.push_back(gateway::EncodeBase64(pdf));
   }
+  const double bare = BareSignRate((*env)->hsm("signer"), clients, seconds);
   const RunResult single = RunOnce((*server)->port(), credentials, 1, level, pdfs_b64, seconds);
   const RunResult batched =
       RunOnce((*server)->port(), credentials, batch, level, pdfs_b64, seconds);
 
+  const double single_rate = static_cast<double>(single.documents) / single.seconds;
+  const double batch_rate = static_cast<double>(batched.documents) / batched.seconds;
+  const auto ratio = [bare](double rate) {
+    return bare > 0 ? std::round(1000 * rate / bare) / 1000 : 0.0;
+  };
   absl::PrintF(
-      "bench_pades: PAdES %s, %d clients, %d-page PDF (%d bytes): one approval per document "
-      "%.1f signatures/s; batches of %d under one approval %.1f signatures/s; failures %d/%d\n",
-      level, clients, absl::GetFlag(FLAGS_pages), pdf.size(),
-      static_cast<double>(single.documents) / single.seconds, batch,
-      static_cast<double>(batched.documents) / batched.seconds, single.failures, batched.failures);
+      "bench_pades: PAdES %s, %d clients, %d-page PDF (%d bytes): bare HSM ECDSA P-256 %.1f/s; "
+      "one approval per document %.1f signatures/s (%.3f of bare); batches of %d under one "
+      "approval %.1f signatures/s (%.3f of bare); failures %d/%d\n",
+      level, clients, absl::GetFlag(FLAGS_pages), pdf.size(), bare, single_rate, ratio(single_rate),
+      batch, batch_rate, ratio(batch_rate), single.failures, batched.failures);
   Json line = {{"bench", "pades"},
                {"level", level},
                {"clients", clients},
                {"pdf_bytes", pdf.size()},
-               {"single_signatures_per_s",
-                std::round(10 * static_cast<double>(single.documents) / single.seconds) / 10},
+               {"bare_sign_per_s", std::round(10 * bare) / 10},
+               {"single_signatures_per_s", std::round(10 * single_rate) / 10},
+               {"single_ratio", ratio(single_rate)},
                {"single_share", Shares(single)},
                {"batch", batch},
-               {"batch_signatures_per_s",
-                std::round(10 * static_cast<double>(batched.documents) / batched.seconds) / 10},
+               {"batch_signatures_per_s", std::round(10 * batch_rate) / 10},
+               {"batch_ratio", ratio(batch_rate)},
                {"batch_share", Shares(batched)},
                {"failures", single.failures + batched.failures}};
   std::cout << line.dump() << std::endl;
   for (auto& app : apps) app->StopWatching();
   server->reset();
-  return 0;
+  if (tsa_stacks) tsa_stacks->Shutdown(absl::ZeroDuration());
+  return single.failures + batched.failures == 0 ? 0 : 1;
 }
 
 }  // namespace

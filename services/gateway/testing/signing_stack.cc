@@ -36,6 +36,10 @@ absl::StatusOr<std::unique_ptr<SigningStack>> SigningStack::Start(qsign::testing
                config.mutable_signer()->set_max_batch(options.max_batch);
                config.mutable_signer()->set_max_hashes_per_authorization(
                    options.max_hashes_per_authorization);
+               if (options.approvals_per_device_per_minute) {
+                 config.mutable_consent()->set_approvals_per_device_per_minute(
+                     *options.approvals_per_device_per_minute);
+               }
              }});
   if (!stacks.ok()) return stacks.status();
   s->stacks = *std::move(stacks);

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,9 @@ struct SigningStackOptions {
   // The signer's multisign and batch limits.
   int max_hashes_per_authorization = 10;
   int max_batch = 10;
+  // consent.approvals_per_device_per_minute; unset: consent's default (20). 0 turns it off
+  // (benchmarks, where one simulated app approves far faster than a person).
+  std::optional<int> approvals_per_device_per_minute;
 };
 
 class SigningStack {
