@@ -254,6 +254,7 @@ int Run() {
       SecretString("gateway-secret"), absl::Seconds(30));
   gateway::RelyingPartyTable parties;
   Check(parties.Add("bench", "bench-secret", "Bench e-service"), "relying party");
+  Check(parties.AllowClientCredentials("bench"), "relying party");
   auto tokens = gateway::TokenSealer::New(SecretString(std::string(32, 'k')));
   Check(tokens.status(), "tokens");
   RealClock clock;

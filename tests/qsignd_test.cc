@@ -407,7 +407,8 @@ TEST_F(QsigndTest, GatewayInProcessAndServicesAtTheirPeers) {
   WriteFile(dir + "/gateway.secret", "gateway-secret\n");
   WriteFile(dir + "/services", HashLine("gateway", "gateway-secret"));
   WriteFile(dir + "/relying-parties",
-            "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) + " Test RP\n");
+            "rp-1 " + absl::BytesToHexString(auth::Sha256("rp-secret")) +
+                " Test RP\n+client_credentials rp-1\n");
 
   ASSERT_TRUE(env().SadPublicKeyFile().ok());  // Pinned before either process starts.
   cfg::ServerConfig signer_config =

@@ -5,9 +5,12 @@
 #ifndef QSIGN_SERVICES_GATEWAY_BACKEND_H_
 #define QSIGN_SERVICES_GATEWAY_BACKEND_H_
 
+#include <string_view>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "qsign/v1/consent.pb.h"
+#include "qsign/v1/identity.pb.h"
 #include "qsign/v1/signer.pb.h"
 #include "qsign/v1/tsa.pb.h"
 
@@ -38,6 +41,18 @@ class Backend {
       const qsign::v1::TimestampRequest& request) {
     return absl::UnimplementedError("no timestamp authority");
   }
+  // Identity: the push login of oauth2/authorize's sign-in page. AwaitLogin may take
+  // request.max_wait. Logout ends the session the login made (the gateway needs only its
+  // account id), with that session's token.
+  virtual absl::StatusOr<qsign::v1::StartLoginResponse> StartLogin(
+      const qsign::v1::StartLoginRequest& request) {
+    return absl::UnavailableError("identity: not configured");
+  }
+  virtual absl::StatusOr<qsign::v1::AwaitLoginResponse> AwaitLogin(
+      const qsign::v1::AwaitLoginRequest& request) {
+    return absl::UnavailableError("identity: not configured");
+  }
+  virtual absl::Status Logout(std::string_view session_token) { return absl::OkStatus(); }
 };
 
 }  // namespace qsign::gateway

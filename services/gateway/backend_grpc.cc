@@ -34,11 +34,15 @@ GrpcBackend::GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
                          std::shared_ptr<const daemon::DeferredChannel> consent,
                          std::string_view client_id, const SecretString& client_secret,
                          absl::Duration call_timeout,
-                         std::shared_ptr<const daemon::DeferredChannel> tsa)
+                         std::shared_ptr<const daemon::DeferredChannel> tsa,
+                         std::shared_ptr<const daemon::DeferredChannel> identity)
     : signer_(std::move(signer)),
       consent_(std::move(consent)),
       tsa_(tsa == nullptr ? nullptr
                           : std::make_unique<daemon::DeferredStub<qsign::v1::Tsa>>(std::move(tsa))),
+      identity_(identity == nullptr
+                    ? nullptr
+                    : std::make_unique<daemon::DeferredStub<pb::Identity>>(std::move(identity))),
       authorization_(absl::StrCat("Service ", Av(client_id), ".", Av(client_secret.value()))),
       call_timeout_(call_timeout) {}
 
@@ -100,6 +104,40 @@ absl::StatusOr<pb::AwaitAuthorizationResponse> GrpcBackend::AwaitAuthorization(
                                                 [&](auto* stub, pb::AwaitAuthorizationResponse* r) {
                                                   return stub->AwaitAuthorization(&ctx, request, r);
                                                 });
+}
+
+absl::StatusOr<pb::StartLoginResponse> GrpcBackend::StartLogin(
+    const pb::StartLoginRequest& request) {
+  if (identity_ == nullptr) return absl::UnavailableError("identity: not configured");
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  return Invoke<pb::StartLoginResponse>(
+      identity_->get(),
+      [&](auto* stub, pb::StartLoginResponse* r) { return stub->StartLogin(&ctx, request, r); });
+}
+
+absl::StatusOr<pb::AwaitLoginResponse> GrpcBackend::AwaitLogin(
+    const pb::AwaitLoginRequest& request) {
+  if (identity_ == nullptr) return absl::UnavailableError("identity: not configured");
+  grpc::ClientContext ctx;
+  Prepare(&ctx, FromProto(request.max_wait()));
+  return Invoke<pb::AwaitLoginResponse>(
+      identity_->get(),
+      [&](auto* stub, pb::AwaitLoginResponse* r) { return stub->AwaitLogin(&ctx, request, r); });
+}
+
+absl::Status GrpcBackend::Logout(std::string_view session_token) {
+  if (identity_ == nullptr) return absl::UnavailableError("identity: not configured");
+  // With the user's own session token, not the gateway's credential.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", Av(session_token)));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + call_timeout_));
+  request_id::ForwardRequestId(&ctx);
+  return Invoke<pb::LogoutResponse>(identity_->get(),
+                                    [&](auto* stub, pb::LogoutResponse* r) {
+                                      return stub->Logout(&ctx, pb::LogoutRequest(), r);
+                                    })
+      .status();
 }
 
 }  // namespace qsign::gateway

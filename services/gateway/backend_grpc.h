@@ -13,6 +13,7 @@
 #include "common/daemon/deferred_channel.h"
 #include "common/secret.h"
 #include "qsign/v1/consent.grpc.pb.h"
+#include "qsign/v1/identity.grpc.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "qsign/v1/tsa.grpc.pb.h"
 #include "services/gateway/backend.h"
@@ -26,7 +27,8 @@ class GrpcBackend final : public Backend {
   GrpcBackend(std::shared_ptr<const daemon::DeferredChannel> signer,
               std::shared_ptr<const daemon::DeferredChannel> consent, std::string_view client_id,
               const SecretString& client_secret, absl::Duration call_timeout,
-              std::shared_ptr<const daemon::DeferredChannel> tsa = nullptr);
+              std::shared_ptr<const daemon::DeferredChannel> tsa = nullptr,
+              std::shared_ptr<const daemon::DeferredChannel> identity = nullptr);
 
   absl::StatusOr<qsign::v1::ListCredentialsResponse> ListCredentials(
       const qsign::v1::ListCredentialsRequest& request) override;
@@ -40,6 +42,11 @@ class GrpcBackend final : public Backend {
       const qsign::v1::AwaitAuthorizationRequest& request) override;
   absl::StatusOr<qsign::v1::TimestampResponse> Timestamp(
       const qsign::v1::TimestampRequest& request) override;
+  absl::StatusOr<qsign::v1::StartLoginResponse> StartLogin(
+      const qsign::v1::StartLoginRequest& request) override;
+  absl::StatusOr<qsign::v1::AwaitLoginResponse> AwaitLogin(
+      const qsign::v1::AwaitLoginRequest& request) override;
+  absl::Status Logout(std::string_view session_token) override;
 
  private:
   void Prepare(grpc::ClientContext* ctx, absl::Duration extra = absl::ZeroDuration()) const;
@@ -47,7 +54,9 @@ class GrpcBackend final : public Backend {
   daemon::DeferredStub<qsign::v1::Signer> signer_;
   daemon::DeferredStub<qsign::v1::Consent> consent_;
   std::unique_ptr<daemon::DeferredStub<qsign::v1::Tsa>> tsa_;  // nullptr: none.
-  SecretString authorization_;                                 // "Service <id>.<secret>".
+  // nullptr: no identity (the sign-in page answers UNAVAILABLE).
+  std::unique_ptr<daemon::DeferredStub<qsign::v1::Identity>> identity_;
+  SecretString authorization_;  // "Service <id>.<secret>".
   const absl::Duration call_timeout_;
 };
 

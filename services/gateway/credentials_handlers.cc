@@ -1,6 +1,7 @@
 // credentials/list, credentials/info, credentials/authorize and credentials/authorizeCheck: the
 // user's credentials, and SCAL2 authorization by the user in the consent app.
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -33,10 +34,18 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsList(const CscRequest& reque
   auto call = Begin(request);
   if (!call.ok()) return call.status();
   Params p(call->body);
-  // Service authorization (client credentials): the relying party names the user.
-  auto user = p.String("userID", kMaxIdBytes);
-  if (!user.ok()) return user.status();
-  if (std::any_of(user->begin(), user->end(),
+  // A token from a user's sign-in lists that user's credentials only; with client credentials
+  // (where the operator allows them) the relying party names the user.
+  const bool user_bound = !call->token.account_id.empty();
+  auto named = user_bound
+                   ? p.OptString("userID", kMaxIdBytes)
+                   : absl::StatusOr<std::optional<std::string>>(p.String("userID", kMaxIdBytes));
+  if (!named.ok()) return named.status();
+  if (user_bound && named->has_value() && **named != call->token.account_id) {
+    return InvalidParameter("userID", "not the user who signed in for this access token");
+  }
+  const std::string user = user_bound ? call->token.account_id : named->value_or("");
+  if (std::any_of(user.begin(), user.end(),
                   [](char c) { return static_cast<unsigned char>(c) < 0x21 || c == 0x7f; })) {
     return InvalidParameter("userID", "no spaces or control characters");
   }
@@ -51,7 +60,7 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsList(const CscRequest& reque
   }
 
   pb::ListCredentialsRequest req;
-  req.set_account_id(*user);
+  req.set_account_id(user);
   req.set_only_active(*only_valid);
   auto list = backend_->ListCredentials(req);
   if (!list.ok()) return FromService("signer", list.status());
@@ -60,6 +69,10 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsList(const CscRequest& reque
   Json ids = Json::array();
   Json infos = Json::array();
   for (const auto& c : list->credentials()) {
+    // A credential-scope token sees its one credential.
+    if (call->token.scope == "credential" && c.credential_id() != call->token.credential_id) {
+      continue;
+    }
     ids.push_back(c.credential_id());
     if (*with_info) {
       auto info = CredentialJson(c, *options, config_.lang, now);
@@ -92,6 +105,11 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsInfo(const CscRequest& reque
   req.set_credential_id(*credential_id);
   auto info = backend_->GetCredentialInfo(req);
   if (!info.ok()) return FromService("signer", info.status());
+  if (!call->token.account_id.empty() &&
+      (info->account_id() != call->token.account_id ||
+       (call->token.scope == "credential" && *credential_id != call->token.credential_id))) {
+    return InvalidParameter("credentialID", "no such credential");
+  }
   auto out = CredentialJson(*info, *options, config_.lang, clock_->Now());
   if (!out.ok()) return out.status();
   return Result{.body = *std::move(out)};
@@ -106,6 +124,7 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsAuthorize(const CscRequest& 
   Params p(call->body);
   auto credential_id = CredentialIdParam(p);
   if (!credential_id.ok()) return credential_id.status();
+  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
   auto num_signatures = p.OptInteger("numSignatures");
   if (!num_signatures.ok()) return num_signatures.status();
   if (!num_signatures->has_value()) return MissingParameter("integer", "numSignatures");

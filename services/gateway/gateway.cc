@@ -27,7 +27,6 @@ bool IsKnownUnimplemented(std::string_view method) {
                                              "credentials/delete",
                                              "signatures/signPolling",
                                              "signatures/timestamp",
-                                             "oauth2/authorize",
                                              "oauth2/pushed_authorize",
                                              "oauth2/revoke"};
   return methods->contains(method);
@@ -105,7 +104,7 @@ absl::StatusOr<Gateway::Result> Gateway::Dispatch(std::string_view method,
                    "No such method; info lists the methods", 404);
 }
 
-absl::StatusOr<RelyingParty> Gateway::Authenticate(const CscRequest& request) const {
+absl::StatusOr<Gateway::Call> Gateway::Authenticate(const CscRequest& request) const {
   if (request.authorization.empty()) {
     return CscStatus(absl::StatusCode::kUnauthenticated, "invalid_token",
                      "An access token is required: Authorization: Bearer <token from "
@@ -132,15 +131,36 @@ absl::StatusOr<RelyingParty> Gateway::Authenticate(const CscRequest& request) co
     return CscStatus(absl::StatusCode::kUnauthenticated, "invalid_token",
                      "The access token's client is no longer registered");
   }
-  return *client;
+  // A client credentials token lives only while the operator allows the grant.
+  if (verified->account_id.empty() && !client->client_credentials) {
+    return CscStatus(absl::StatusCode::kUnauthenticated, "invalid_token",
+                     "The client may no longer use the client credentials grant");
+  }
+  return Call{.client = *std::move(client), .token = *std::move(verified)};
 }
 
 absl::StatusOr<Gateway::Call> Gateway::Begin(const CscRequest& request) const {
-  auto client = Authenticate(request);
-  if (!client.ok()) return client.status();
+  auto call = Authenticate(request);
+  if (!call.ok()) return call.status();
   auto body = ParseJsonObject(request.body);
   if (!body.ok()) return body.status();
-  return Call{.client = *std::move(client), .body = *std::move(body)};
+  call->body = *std::move(body);
+  return call;
+}
+
+absl::Status Gateway::CheckCredentialOwner(const Call& call,
+                                           const std::string& credential_id) const {
+  if (call.token.account_id.empty()) return absl::OkStatus();  // Client credentials.
+  const absl::Status no_such = InvalidParameter("credentialID", "no such credential");
+  if (call.token.scope == "credential" && credential_id != call.token.credential_id) {
+    return no_such;
+  }
+  qsign::v1::GetCredentialInfoRequest req;
+  req.set_credential_id(credential_id);
+  auto info = backend_->GetCredentialInfo(req);
+  if (!info.ok()) return FromService("signer", info.status());
+  if (info->account_id() != call.token.account_id) return no_such;
+  return absl::OkStatus();
 }
 
 }  // namespace qsign::gateway

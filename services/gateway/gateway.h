@@ -75,6 +75,18 @@ struct CscReply {
   int http_status = 200;
   std::string body;  // JSON.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Empty: application/json. The sign-in pages of oauth2/authorize are text/html.
+  std::string content_type;
+};
+
+// One call to the sign-in pages of oauth2/authorize (a browser, not a relying party).
+struct SignInRequest {
+  // Decoded query (GET) or form (POST) parameters.
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  std::string_view body;  // The poll's JSON.
+  std::string_view accept_language;
+  std::string remote_address;
+  std::string_view user_agent;
 };
 
 class Gateway {
@@ -94,6 +106,20 @@ class Gateway {
   // The reply for an error found outside Handle (the adapter's 413, 404, 405).
   CscReply ErrorReply(std::string_view method, const absl::Status& status) const;
 
+  // OAuth 2.0 authorization code + PKCE (CSC v2 §8.3.2, RFC 7636), oauth_handlers.cc:
+  // GET oauth2/authorize checks the client, its registered redirect URI (exact match) and the
+  // PKCE challenge and shows the sign-in page: which e-service asks, and the username
+  // (scope=service) or the documents to sign (scope=credential). POST oauth2/authorize starts
+  // the push (a LOGIN with the verification code, or the SIGN request for exactly the hashes)
+  // and shows the waiting page, whose script polls POST oauth2/authorize/poll; once the user
+  // approved on the app, the browser goes to the redirect URI with a code bound to the client,
+  // the redirect URI, the challenge and the user (and, for scope=credential, the SAD).
+  CscReply SignInPage(const SignInRequest& request) const;
+  CscReply SignInStart(const SignInRequest& request) const;
+  CscReply SignInPoll(const SignInRequest& request) const;
+  // The sign-in page's script (no inline script: the CSP forbids it).
+  static std::string_view SignInScript();
+
   const GatewayConfig& config() const { return config_; }
 
  private:
@@ -108,7 +134,8 @@ class Gateway {
         config_(std::move(config)) {}
 
   absl::StatusOr<Result> Dispatch(std::string_view method, const CscRequest& request) const;
-  absl::StatusOr<RelyingParty> Authenticate(const CscRequest& request) const;
+  // The client and what its access token says (the user it is bound to, its scope).
+  absl::StatusOr<Call> Authenticate(const CscRequest& request) const;
   // Authenticate, then the body as a JSON object (every method but info and oauth2/token).
   absl::StatusOr<Call> Begin(const CscRequest& request) const;
 
@@ -121,6 +148,10 @@ class Gateway {
   absl::StatusOr<Result> SignaturesSignHash(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesTimestamp(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesSignDoc(const CscRequest& request) const;  // signdoc_handlers.cc
+  // A user-bound token may only touch its user's credentials (and a credential-scope token only
+  // its credential): NOT_FOUND-like "no such credential" otherwise, so that existence does not
+  // leak.
+  absl::Status CheckCredentialOwner(const Call& call, const std::string& credential_id) const;
   // Waits up to `wait` for the consent request and turns its state into the CSC answer.
   absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
                                       absl::Duration wait) const;

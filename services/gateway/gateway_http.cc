@@ -16,7 +16,15 @@ constexpr std::string_view kPrefix = "/csc/v2/";
 void Write(const CscReply& reply, http::Response& res) {
   res.status = reply.http_status;
   for (const auto& [name, value] : reply.headers) res.SetHeader(name, value);
-  res.SetContent(reply.body, "application/json");
+  res.SetContent(reply.body, reply.content_type.empty() ? "application/json" : reply.content_type);
+}
+
+SignInRequest SignInOf(const http::Request& req) {
+  return SignInRequest{.params = req.params,
+                       .body = req.body,
+                       .accept_language = req.Header("Accept-Language"),
+                       .remote_address = req.remote_address,
+                       .user_agent = req.Header("User-Agent")};
 }
 
 // The method part of a /csc/v2/ path, for error replies and logs.
@@ -37,6 +45,30 @@ absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
   const size_t max_body = options.max_body_bytes;
 
   std::vector<http::Route> routes;
+  // oauth2/authorize's sign-in pages (a browser's, not a relying party's), before the CSC
+  // methods: the first route that matches serves.
+  routes.push_back({.method = "GET",
+                    .pattern = "/csc/v2/oauth2/authorize",
+                    .handler = [gateway](const http::Request& req, http::Response& res) {
+                      Write(gateway->SignInPage(SignInOf(req)), res);
+                    }});
+  routes.push_back({.method = "POST",
+                    .pattern = "/csc/v2/oauth2/authorize",
+                    .handler = [gateway](const http::Request& req, http::Response& res) {
+                      Write(gateway->SignInStart(SignInOf(req)), res);
+                    }});
+  routes.push_back({.method = "POST",
+                    .pattern = "/csc/v2/oauth2/authorize/poll",
+                    .handler = [gateway](const http::Request& req, http::Response& res) {
+                      Write(gateway->SignInPoll(SignInOf(req)), res);
+                    }});
+  routes.push_back({.method = "GET",
+                    .pattern = "/csc/v2/oauth2/signin.js",
+                    .handler = [](const http::Request&, http::Response& res) {
+                      res.SetHeader("X-Content-Type-Options", "nosniff");
+                      res.SetContent(std::string(Gateway::SignInScript()),
+                                     "text/javascript; charset=utf-8");
+                    }});
   routes.push_back(
       {.method = "POST",
        .pattern = R"(/csc/v2/(.+))",

@@ -188,6 +188,83 @@ TEST(RelyingPartyTableTest, ParsesTheFileAndChecksSecrets) {
   EXPECT_THAT(std::string(twice.status().message()), HasSubstr("repeated"));
 }
 
+TEST(RelyingPartyTableTest, RedirectUrisAndTheClientCredentialsGrantAreRegisteredPerClient) {
+  const std::string hash = absl::BytesToHexString(Sha256("s3cret-s3cret"));
+  auto table = RelyingPartyTable::Parse(absl::StrCat(
+      "e-uprava ", hash, " e-Uprava\n", "+redirect_uri e-uprava https://e-uprava.example/cb\n",
+      "legacy ", hash, " Legacy\n", "+client_credentials legacy\n"));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_FALSE(table->Find("e-uprava")->client_credentials);
+  EXPECT_TRUE(table->Find("legacy")->client_credentials);
+  EXPECT_TRUE(table->IsRedirectUri("e-uprava", "https://e-uprava.example/cb"));
+  // Exact match only.
+  EXPECT_FALSE(table->IsRedirectUri("e-uprava", "https://e-uprava.example/cb/"));
+  EXPECT_FALSE(table->IsRedirectUri("e-uprava", "https://e-uprava.example/cb?x=1"));
+  EXPECT_FALSE(table->IsRedirectUri("legacy", "https://e-uprava.example/cb"));
+  for (const std::string& bad : std::vector<std::string>{
+           "+redirect_uri nobody https://x.example/cb", "+redirect_uri e-uprava http://x.example/",
+           "+redirect_uri e-uprava https://x.example/#f", "+client_credentials", "+other x"}) {
+    auto t = RelyingPartyTable::Parse(absl::StrCat("e-uprava ", hash, " E\n", bad, "\n"));
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(t.status().message()), HasSubstr("line 2")) << bad;
+  }
+}
+
+TEST(TokenSealerTest, CodesCarryTheUserAndOpenOnlyUnexpired) {
+  auto sealer = TokenSealer::New(SecretString(std::string(32, 'k')));
+  ASSERT_TRUE(sealer.ok());
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  const std::string code = (*sealer)->SealCode({.token = {.client_id = "e-uprava",
+                                                          .expires_at = now + absl::Seconds(60),
+                                                          .account_id = "acc-1",
+                                                          .scope = "credential",
+                                                          .credential_id = "qc-1",
+                                                          .sad = "sad"},
+                                                .redirect_uri = "https://e-uprava.example/cb",
+                                                .code_challenge = std::string(43, 'c')});
+  auto opened = (*sealer)->OpenCode(code, now);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->token.account_id, "acc-1");
+  EXPECT_EQ(opened->token.scope, "credential");
+  EXPECT_EQ(opened->token.sad, "sad");
+  EXPECT_EQ(opened->redirect_uri, "https://e-uprava.example/cb");
+  EXPECT_FALSE((*sealer)->OpenCode(code, now + absl::Seconds(60)).ok());
+  // A code is not a token, nor a token a code.
+  EXPECT_FALSE((*sealer)->VerifyAccessToken(code, now).ok());
+  auto token = (*sealer)->IssueAccessToken(opened->token);
+  ASSERT_TRUE(token.ok());
+  EXPECT_FALSE((*sealer)->OpenCode(*token, now).ok());
+  auto verified = (*sealer)->VerifyAccessToken(*token, now);
+  ASSERT_TRUE(verified.ok());
+  EXPECT_EQ(verified->account_id, "acc-1");
+  EXPECT_EQ(verified->credential_id, "qc-1");
+}
+
+TEST(TokenSealerTest, TicketsAreEncryptedAndAuthenticated) {
+  auto sealer = TokenSealer::New(SecretString(std::string(32, 'k')));
+  ASSERT_TRUE(sealer.ok());
+  const std::string ticket = (*sealer)->SealTicket("login-id-secret");
+  EXPECT_THAT(ticket, Not(HasSubstr("login-id")));
+  EXPECT_EQ((*sealer)->OpenTicket(ticket).value_or(""), "login-id-secret");
+  std::string tampered = ticket;
+  tampered[tampered.size() - 3] ^= 1;
+  EXPECT_FALSE((*sealer)->OpenTicket(tampered).ok());
+  auto other = TokenSealer::New(SecretString(std::string(32, 'o')));
+  EXPECT_FALSE((*other)->OpenTicket(ticket).ok());
+}
+
+TEST(PkceTest, S256ChallengeAndVerifier) {
+  // RFC 7636 appendix B.
+  EXPECT_TRUE(PkceMatches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                          "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+  EXPECT_FALSE(PkceMatches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+                           "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+  EXPECT_FALSE(PkceMatches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+  EXPECT_TRUE(IsPkceChallenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+  EXPECT_FALSE(IsPkceChallenge("plain-challenge"));
+  EXPECT_EQ(PercentEncode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+}
+
 TEST(CscErrorTest, OneMappingFromStatusToCscError) {
   struct Case {
     absl::Status status;
@@ -251,6 +328,9 @@ class GatewayTest : public qsign::testing::ServiceTest {
     RelyingPartyTable parties;
     ASSERT_TRUE(parties.Add(kRp, kRpSecret, kRpName).ok());
     ASSERT_TRUE(parties.Add(kOtherRp, kOtherSecret, "Other relying party").ok());
+    // These tests play relying parties the operator allowed the client credentials grant.
+    ASSERT_TRUE(parties.AllowClientCredentials(kRp).ok());
+    ASSERT_TRUE(parties.AllowClientCredentials(kOtherRp).ok());
     auto tokens = TokenSealer::New(SecretString(std::string(32, 'k')));
     ASSERT_TRUE(tokens.ok());
     auto gateway = Gateway::New(backend ? backend : backend_.get(), std::move(parties),
@@ -368,7 +448,7 @@ TEST_F(GatewayTest, InfoDescribesTheServiceWithoutAToken) {
   ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body["specs"], "2.0.0.2");
   EXPECT_EQ(r.body["region"], "RS");
-  EXPECT_EQ(r.body["authType"], Json::array({"oauth2client"}));
+  EXPECT_EQ(r.body["authType"], Json::array({"oauth2code", "oauth2client"}));
   EXPECT_EQ(r.body["oauth2"], absl::StrCat("http://127.0.0.1:", server_->port(), "/csc/v2/"));
   EXPECT_THAT(r.body["methods"].get<std::vector<std::string>>(),
               ::testing::UnorderedElementsAre("credentials/list", "credentials/info",
@@ -600,9 +680,12 @@ TEST_F(GatewayTest, TokenEndpointFollowsOAuth2ClientCredentials) {
       Post(path, absl::StrCat("grant_type=password&client_id=", kRp, "&client_secret=", kRpSecret),
            "", form),
       400, "unsupported_grant_type");
-  ExpectError(
-      Post(path, absl::StrCat("grant_type=authorization_code&code=x&client_id=", kRp), "", form),
-      400, "unsupported_grant_type");
+  // An authorization code this gateway did not issue.
+  ExpectError(Post(path,
+                   absl::StrCat("grant_type=authorization_code&code=x&client_id=", kRp,
+                                "&client_secret=", kRpSecret),
+                   "", form),
+              400, "invalid_grant");
   ExpectError(Post(path,
                    absl::StrCat("grant_type=client_credentials&client_id=", kRp,
                                 "&client_secret=", kRpSecret, "&scope=credential"),

@@ -26,10 +26,9 @@ constexpr char kSpecs[] = "2.0.0.2";
 
 // The methods of CSC API v2 this gateway implements, as info lists them.
 const std::vector<std::string>& ImplementedMethods() {
-  static const auto* methods =
-      new std::vector<std::string>{"credentials/list", "credentials/info", "credentials/authorize",
-                                   "credentials/authorizeCheck", "signatures/signHash",
-                                   "signatures/signDoc"};
+  static const auto* methods = new std::vector<std::string>{
+      "credentials/list",           "credentials/info",    "credentials/authorize",
+      "credentials/authorizeCheck", "signatures/signHash", "signatures/signDoc"};
   return *methods;
 }
 
@@ -50,21 +49,20 @@ absl::StatusOr<Gateway::Result> Gateway::Info(const CscRequest& request) const {
   if (auto s = CheckOptionalText(p, "lang", 64); !s.ok()) return s;
   Json algos = Json::array();
   for (const SignOid& s : oid::SignOids()) algos.push_back(s.oid);
-  Json out = {
-      {"specs", kSpecs},
-      {"name", config_.name},
-      {"logo", config_.logo},
-      {"region", config_.region},
-      {"lang", config_.lang},
-      {"description", config_.description},
-      {"authType", Json::array({"oauth2client"})},
-      {"oauth2", absl::StrCat(request.base_url, "/csc/v2/")},
-      {"asynchronousOperationMode", false},
-      {"methods", Methods(config_.timestamps)},
-      {"validationInfo", false},
-      {"signAlgorithms", {{"algos", std::move(algos)}}},
-      {"signature_formats", SignDocFormatsInfo()},
-      {"conformance_levels", SignDocLevelsInfo(!config_.tsa_url.empty())}};
+  Json out = {{"specs", kSpecs},
+              {"name", config_.name},
+              {"logo", config_.logo},
+              {"region", config_.region},
+              {"lang", config_.lang},
+              {"description", config_.description},
+              {"authType", Json::array({"oauth2code", "oauth2client"})},
+              {"oauth2", absl::StrCat(request.base_url, "/csc/v2/")},
+              {"asynchronousOperationMode", false},
+              {"methods", Methods(config_.timestamps)},
+              {"validationInfo", false},
+              {"signAlgorithms", {{"algos", std::move(algos)}}},
+              {"signature_formats", SignDocFormatsInfo()},
+              {"conformance_levels", SignDocLevelsInfo(!config_.tsa_url.empty())}};
   return Result{.body = std::move(out)};
 }
 
@@ -99,12 +97,12 @@ absl::StatusOr<Gateway::Result> Gateway::Token(const CscRequest& request) const 
 
   const std::string_view grant_type = param("grant_type");
   if (grant_type.empty()) return absl::InvalidArgumentError("Missing parameter grant_type");
-  if (grant_type != "client_credentials") {
+  if (grant_type != "client_credentials" && grant_type != "authorization_code") {
     return CscStatus(absl::StatusCode::kInvalidArgument, "unsupported_grant_type",
-                     "Only the client_credentials grant is supported");
+                     "Supported grants: authorization_code (with PKCE) and client_credentials");
   }
   const std::string_view scope = param("scope");
-  if (!scope.empty() && scope != "service") {
+  if (grant_type == "client_credentials" && !scope.empty() && scope != "service") {
     return CscStatus(absl::StatusCode::kInvalidArgument, "invalid_scope",
                      "Only the scope \"service\" is supported");
   }
@@ -149,13 +147,38 @@ absl::StatusOr<Gateway::Result> Gateway::Token(const CscRequest& request) const 
          {"remote", request.remote_address}});
     return bad_client;
   }
-  const absl::Time expires_at = clock_->Now() + config_.token_lifetime;
-  auto token = tokens_->IssueAccessToken(client->client_id, expires_at);
+  const absl::Time now = clock_->Now();
+  TokenClaims claims{.client_id = client->client_id, .expires_at = now + config_.token_lifetime};
+  if (grant_type == "client_credentials") {
+    if (!client->client_credentials) {
+      return CscStatus(absl::StatusCode::kInvalidArgument, "unauthorized_client",
+                       "This client may not use the client_credentials grant; let the user sign "
+                       "in with oauth2/authorize");
+    }
+  } else {
+    // The authorization code grant with PKCE (RFC 6749 §4.1.3, RFC 7636 §4.6).
+    const absl::Status bad_grant = CscStatus(absl::StatusCode::kInvalidArgument, "invalid_grant",
+                                             "The code is invalid, expired, or not for this "
+                                             "client, redirect_uri and code_verifier");
+    auto code = tokens_->OpenCode(param("code"), now);
+    if (!code.ok() || code->token.client_id != client->client_id ||
+        code->redirect_uri != param("redirect_uri") ||
+        !PkceMatches(param("code_verifier"), code->code_challenge)) {
+      return bad_grant;
+    }
+    claims.account_id = code->token.account_id;
+    claims.scope = code->token.scope;
+    claims.credential_id = code->token.credential_id;
+    claims.sad = code->token.sad;
+  }
+  auto token = tokens_->IssueAccessToken(claims);
   if (!token.ok()) return token.status();
-  return Result{.body = {{"access_token", *token},
-                         {"token_type", "Bearer"},
-                         {"expires_in", absl::ToInt64Seconds(config_.token_lifetime)}},
-                .headers = {{"Pragma", "no-cache"}}};
+  Json body = {{"access_token", *token},
+               {"token_type", "Bearer"},
+               {"expires_in", absl::ToInt64Seconds(config_.token_lifetime)}};
+  if (grant_type == "authorization_code") body["scope"] = claims.scope;
+  if (!claims.credential_id.empty()) body["credentialID"] = claims.credential_id;
+  return Result{.body = std::move(body), .headers = {{"Pragma", "no-cache"}}};
 }
 
 }  // namespace qsign::gateway

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -19,6 +20,9 @@ struct RelyingParty {
   std::string client_id;
   // Shown to the user in the consent app, e.g. "e-Uprava (Office for IT and eGovernment)".
   std::string name;
+  // The operator allowed the client credentials grant (the client names users by userID);
+  // without it the client gets tokens only from a user's sign-in (authorization code + PKCE).
+  bool client_credentials = false;
 };
 
 // Immutable once built; thread-safe to read.
@@ -26,12 +30,22 @@ class RelyingPartyTable {
  public:
   // Lines "<client id> <64 hex digits: SHA-256 of the secret> <display name>"; blank lines and
   // '#' comments are skipped. Client ids are 1..64 of [A-Za-z0-9._-], names 1..200 characters of
-  // UTF-8 text. INVALID_ARGUMENT naming the line number otherwise (never its content).
+  // UTF-8 text. A client's options follow it on lines of their own:
+  //   +redirect_uri <client id> <https URI>   a redirect URI for oauth2/authorize (exact match;
+  //                                           http only for localhost); as many as needed
+  //   +client_credentials <client id>         the operator allows the client credentials grant
+  // INVALID_ARGUMENT naming the line number otherwise (never its content).
   static absl::StatusOr<RelyingPartyTable> Parse(std::string_view text);
   static absl::StatusOr<RelyingPartyTable> FromFile(std::string_view path);
 
   // Registers a client with the hash of `secret` (tests and provisioning).
   absl::Status Add(std::string_view client_id, std::string_view secret, std::string_view name);
+  // The options of a registered client (as the +lines of the file).
+  absl::Status AddRedirectUri(std::string_view client_id, std::string_view uri);
+  absl::Status AllowClientCredentials(std::string_view client_id);
+
+  // `uri` is one of the client's registered redirect URIs, compared exactly.
+  bool IsRedirectUri(std::string_view client_id, std::string_view uri) const;
 
   // The client when `client_id` is known and SHA-256(secret) matches; an unknown id costs the
   // same as a known one.
@@ -46,7 +60,10 @@ class RelyingPartyTable {
   struct Entry {
     std::string secret_sha256;  // 32 bytes.
     std::string name;
+    bool client_credentials = false;
+    std::vector<std::string> redirect_uris;
   };
+  RelyingParty PartyOf(const std::string& client_id, const Entry& entry) const;
   absl::Status AddHashed(std::string_view client_id, std::string secret_sha256,
                          std::string_view name);
   absl::flat_hash_map<std::string, Entry> clients_;

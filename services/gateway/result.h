@@ -12,9 +12,10 @@
 
 namespace qsign::gateway {
 
-// An authenticated call: the relying party, and the body as a JSON object.
+// An authenticated call: the relying party, what its token says, and the body as a JSON object.
 struct Gateway::Call {
   RelyingParty client;
+  VerifiedToken token;
   Json body;
 };
 

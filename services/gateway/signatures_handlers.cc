@@ -24,8 +24,13 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignHash(const CscRequest& re
   Params p(call->body);
   auto credential_id = CredentialIdParam(p);
   if (!credential_id.ok()) return credential_id.status();
-  auto sad = p.String("SAD", kMaxSadBytes);
-  if (!sad.ok()) return sad.status();
+  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
+  // A credential-scope token carries the SAD of the user's approval (CSC §8.3.2): SAD optional.
+  const bool credential_scope = call->token.scope == "credential";
+  auto given_sad = p.OptString("SAD", kMaxSadBytes);
+  if (!given_sad.ok()) return given_sad.status();
+  if (!given_sad->has_value() && !credential_scope) return MissingParameter("string", "SAD");
+  const std::string sad = given_sad->value_or(call->token.sad);
   auto sign_algo = p.String("signAlgo", 64);
   if (!sign_algo.ok()) return sign_algo.status();
   const SignOid* sign = FindSignOid(*sign_algo);
@@ -69,7 +74,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignHash(const CscRequest& re
   req.set_hash_algorithm_oid(hash->oid);
   req.set_sign_algorithm_oid(sign->oid);
   for (auto& h : *hashes) req.add_hashes(std::move(h));
-  req.set_sad(*sad);
+  req.set_sad(sad);
   auto signed_hashes = backend_->SignHash(req);
   if (!signed_hashes.ok()) return FromSignHash(signed_hashes.status());
   Json signatures = Json::array();

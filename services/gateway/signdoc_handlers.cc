@@ -65,6 +65,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   Params p(call->body);
   auto credential_id = CredentialIdParam(p);
   if (!credential_id.ok()) return credential_id.status();
+  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
   if (p.Find("SAD") != nullptr) {
     return InvalidParameter("SAD",
                             "signDoc asks the user itself (the user approves the signed "

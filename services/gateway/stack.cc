@@ -43,6 +43,7 @@ class GatewayStack final : public daemon::Stack {
   static absl::StatusOr<std::unique_ptr<daemon::Stack>> New(const daemon::StackEnv& env);
 
   void Stop() override { http_.reset(); }  // Its calls into this process finish first.
+  int port() const { return http_ == nullptr ? 0 : http_->port(); }
 
  private:
   std::unique_ptr<GrpcBackend> backend_;
@@ -67,7 +68,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
   if (!tokens.ok()) return Field("gateway.token_key_file", tokens.status());
   stack->backend_ = std::make_unique<GrpcBackend>(
       env.channels->To("signer"), env.channels->To("consent"), c.client_id(), *secret,
-      absl::Seconds(c.rpc_timeout_seconds()), timestamps ? env.channels->To("tsa") : nullptr);
+      absl::Seconds(c.rpc_timeout_seconds()), timestamps ? env.channels->To("tsa") : nullptr,
+      // The sign-in of oauth2/authorize (scope=service) logs users in at identity, when it is
+      // reachable.
+      RunsHere(env.config, "identity") || !PeerTarget(env.config, "identity").empty()
+          ? env.channels->To("identity")
+          : nullptr);
   auto gw = Gateway::New(
       stack->backend_.get(), *std::move(parties), *std::move(tokens), env.clock,
       GatewayConfig{
@@ -102,5 +108,10 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
 }  // namespace
 
 const daemon::StackFactory kStack{.section = "gateway", .build = &GatewayStack::New};
+
+int HttpPort(daemon::Stack* stack) {
+  auto* gateway = dynamic_cast<GatewayStack*>(stack);
+  return gateway == nullptr ? 0 : gateway->port();
+}
 
 }  // namespace qsign::gateway

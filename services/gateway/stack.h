@@ -10,6 +10,9 @@ namespace qsign::gateway {
 
 extern const daemon::StackFactory kStack;
 
+// The port the gateway stack listens on (tests bind port 0); 0 for another kind of stack.
+int HttpPort(daemon::Stack* stack);
+
 }  // namespace qsign::gateway
 
 #endif  // QSIGN_SERVICES_GATEWAY_STACK_H_

@@ -1,8 +1,12 @@
 #include "services/gateway/text.h"
 
+#include <openssl/sha.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/secret.h"
 #include "common/strings.h"
 
 namespace qsign::gateway {
@@ -99,6 +103,42 @@ std::optional<std::vector<std::pair<std::string, std::string>>> ParseFormUrlEnco
     out.emplace_back(*std::move(name), *std::move(value));
   }
   return out;
+}
+
+std::string PercentEncode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += absl::StrFormat("%%%02X", c);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+bool IsUnreserved(std::string_view s) {
+  for (unsigned char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '.' && c != '_' && c != '~') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsPkceChallenge(std::string_view challenge) {
+  return challenge.size() == 43 && OnlyAlphabet(challenge, /*url_safe=*/true);
+}
+
+bool PkceMatches(std::string_view verifier, std::string_view challenge) {
+  if (verifier.size() < 43 || verifier.size() > 128 || !IsUnreserved(verifier)) return false;
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(verifier.data()), verifier.size(), md);
+  const std::string want =
+      EncodeBase64Url(std::string_view(reinterpret_cast<const char*>(md), sizeof(md)));
+  return ConstantTimeEquals(want, challenge);
 }
 
 }  // namespace qsign::gateway

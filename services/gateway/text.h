@@ -30,6 +30,13 @@ std::optional<std::vector<std::pair<std::string, std::string>>> ParseFormUrlEnco
 
 // Percent-decoding of one form value ('+' is a space); nullopt on a malformed escape.
 std::optional<std::string> PercentDecode(std::string_view s);
+// Percent-encoding of one query value: everything but RFC 3986 unreserved characters.
+std::string PercentEncode(std::string_view s);
+
+// PKCE (RFC 7636): a code_challenge of method S256 is 43 characters of base64url.
+bool IsPkceChallenge(std::string_view challenge);
+// `verifier` is 43..128 unreserved characters and base64url(SHA-256(verifier)) == `challenge`.
+bool PkceMatches(std::string_view verifier, std::string_view challenge);
 
 }  // namespace qsign::gateway
 

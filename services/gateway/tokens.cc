@@ -1,24 +1,32 @@
 #include "services/gateway/tokens.h"
 
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/strings.h"
+#include "nlohmann/json.hpp"
 #include "services/gateway/text.h"
 
 namespace qsign::gateway {
 namespace {
 
-constexpr char kTokenPrefix[] = "at1";
+using Json = nlohmann::json;
+
+constexpr char kTokenPrefix[] = "at2";
+constexpr char kCodePrefix[] = "ac1";
 constexpr char kHandlePrefix[] = "ah1";
-constexpr size_t kMaxTokenBytes = 1024;
+constexpr char kTicketPrefix[] = "lt1.";
+// A credential-scope token carries a SAD.
+constexpr size_t kMaxTokenBytes = 8192;
 
 std::string HmacSha256(std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -26,6 +34,12 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
   return std::string(reinterpret_cast<char*>(out), len);
+}
+
+std::string Nonce() {
+  unsigned char nonce[16];
+  if (RAND_bytes(nonce, sizeof(nonce)) != 1) return "";
+  return EncodeBase64Url(std::string_view(reinterpret_cast<char*>(nonce), sizeof(nonce)));
 }
 
 // "<prefix>.<payload>.<mac>" split into its three parts; false when not of that shape.
@@ -42,6 +56,51 @@ bool SplitSealed(std::string_view sealed, std::string_view prefix, std::string* 
   return true;
 }
 
+std::string Seal(std::string_view prefix, std::string_view key, const std::string& payload) {
+  return absl::StrCat(Av(prefix), ".", EncodeBase64Url(payload), ".",
+                      EncodeBase64Url(HmacSha256(key, payload)));
+}
+
+// The payload of a genuine sealed value; nullopt otherwise.
+std::optional<std::string> Unseal(std::string_view sealed, std::string_view prefix,
+                                  std::string_view key) {
+  std::string payload, mac;
+  if (!SplitSealed(sealed, prefix, &payload, &mac)) return std::nullopt;
+  if (!ConstantTimeEquals(mac, HmacSha256(key, payload))) return std::nullopt;
+  return payload;
+}
+
+Json ClaimsJson(const TokenClaims& c) {
+  Json j = {{"c", c.client_id}, {"e", absl::ToUnixSeconds(c.expires_at)}, {"n", Nonce()}};
+  if (!c.account_id.empty()) j["a"] = c.account_id;
+  if (c.scope != "service") j["s"] = c.scope;
+  if (!c.credential_id.empty()) j["cr"] = c.credential_id;
+  if (!c.sad.empty()) j["sad"] = c.sad;
+  return j;
+}
+
+// Genuine JSON from ClaimsJson; nullopt only if the key was shared with something else.
+std::optional<TokenClaims> ClaimsOf(const Json& j) {
+  if (!j.is_object() || !j.contains("c") || !j["c"].is_string() || !j.contains("e") ||
+      !j["e"].is_number_integer()) {
+    return std::nullopt;
+  }
+  TokenClaims c{.client_id = j["c"].get<std::string>(),
+                .expires_at = absl::FromUnixSeconds(j["e"].get<int64_t>())};
+  auto str = [&](const char* name) {
+    return j.contains(name) && j[name].is_string() ? j[name].get<std::string>() : "";
+  };
+  c.account_id = str("a");
+  if (const std::string scope = str("s"); !scope.empty()) c.scope = scope;
+  c.credential_id = str("cr");
+  c.sad = str("sad");
+  return c;
+}
+
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TokenSealer>> TokenSealer::New(const SecretString& key) {
@@ -50,33 +109,55 @@ absl::StatusOr<std::unique_ptr<TokenSealer>> TokenSealer::New(const SecretString
   }
   return std::unique_ptr<TokenSealer>(
       new TokenSealer(SecretString(HmacSha256(key.value(), "qsign-gateway access-token key")),
-                      SecretString(HmacSha256(key.value(), "qsign-gateway handle key"))));
+                      SecretString(HmacSha256(key.value(), "qsign-gateway handle key")),
+                      SecretString(HmacSha256(key.value(), "qsign-gateway code key")),
+                      SecretString(HmacSha256(key.value(), "qsign-gateway ticket key"))));
 }
 
 absl::StatusOr<std::string> TokenSealer::IssueAccessToken(std::string_view client_id,
                                                           absl::Time expires_at) const {
-  unsigned char nonce[16];
-  if (RAND_bytes(nonce, sizeof(nonce)) != 1) return absl::InternalError("RAND_bytes failed");
-  const std::string payload =
-      absl::StrCat(Av(client_id), "\n", absl::ToUnixSeconds(expires_at), "\n",
-                   absl::string_view(reinterpret_cast<char*>(nonce), sizeof(nonce)));
-  return absl::StrCat(kTokenPrefix, ".", EncodeBase64Url(payload), ".",
-                      EncodeBase64Url(HmacSha256(token_key_.value(), payload)));
+  return IssueAccessToken(
+      TokenClaims{.client_id = std::string(client_id), .expires_at = expires_at});
+}
+
+absl::StatusOr<std::string> TokenSealer::IssueAccessToken(const TokenClaims& claims) const {
+  Json j = ClaimsJson(claims);
+  if (j["n"].get<std::string>().empty()) return absl::InternalError("RAND_bytes failed");
+  return Seal(kTokenPrefix, token_key_.value(), Dump(j));
 }
 
 absl::StatusOr<VerifiedToken> TokenSealer::VerifyAccessToken(std::string_view token,
                                                              absl::Time now) const {
   const absl::Status invalid = absl::UnauthenticatedError("access token: invalid");
-  std::string payload, mac;
-  if (!SplitSealed(token, kTokenPrefix, &payload, &mac)) return invalid;
-  if (!ConstantTimeEquals(mac, HmacSha256(token_key_.value(), payload))) return invalid;
-  // Genuine from here on: the fields are ours.
-  std::vector<std::string> fields = absl::StrSplit(payload, absl::MaxSplits('\n', 2));
-  int64_t expiry = 0;
-  if (fields.size() != 3 || !absl::SimpleAtoi(fields[1], &expiry)) return invalid;
-  VerifiedToken out{.client_id = fields[0], .expires_at = absl::FromUnixSeconds(expiry)};
-  if (now >= out.expires_at) return absl::DeadlineExceededError("access token: expired");
-  return out;
+  auto payload = Unseal(token, kTokenPrefix, token_key_.value());
+  if (!payload) return invalid;
+  auto claims = ClaimsOf(Json::parse(*payload, nullptr, false));
+  if (!claims) return invalid;
+  if (now >= claims->expires_at) return absl::DeadlineExceededError("access token: expired");
+  return *claims;
+}
+
+std::string TokenSealer::SealCode(const CodeClaims& claims) const {
+  Json j = ClaimsJson(claims.token);
+  j["r"] = claims.redirect_uri;
+  j["pk"] = claims.code_challenge;
+  return Seal(kCodePrefix, code_key_.value(), Dump(j));
+}
+
+absl::StatusOr<CodeClaims> TokenSealer::OpenCode(std::string_view code, absl::Time now) const {
+  const absl::Status invalid = absl::UnauthenticatedError("code: invalid or expired");
+  auto payload = Unseal(code, kCodePrefix, code_key_.value());
+  if (!payload) return invalid;
+  const Json j = Json::parse(*payload, nullptr, false);
+  auto token = ClaimsOf(j);
+  if (!token || !j.contains("r") || !j["r"].is_string() || !j.contains("pk") ||
+      !j["pk"].is_string()) {
+    return invalid;
+  }
+  if (now >= token->expires_at) return invalid;
+  return CodeClaims{.token = *std::move(token),
+                    .redirect_uri = j["r"].get<std::string>(),
+                    .code_challenge = j["pk"].get<std::string>()};
 }
 
 std::string TokenSealer::SealHandle(std::string_view client_id, std::string_view request_id) const {
@@ -94,6 +175,56 @@ absl::StatusOr<std::string> TokenSealer::OpenHandle(std::string_view client_id,
       HmacSha256(handle_key_.value(), absl::StrCat(Av(client_id), "\n", request_id));
   if (!ConstantTimeEquals(mac, want)) return unknown;
   return request_id;
+}
+
+std::string TokenSealer::SealTicket(std::string_view plaintext) const {
+  unsigned char iv[12];
+  if (RAND_bytes(iv, sizeof(iv)) != 1) return "";
+  std::string out(reinterpret_cast<char*>(iv), sizeof(iv));
+  out.resize(sizeof(iv) + plaintext.size() + 16);
+  auto* dst = reinterpret_cast<unsigned char*>(out.data());
+  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int len = 0, final_len = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                         reinterpret_cast<const unsigned char*>(ticket_key_.value().data()),
+                         iv) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), dst + sizeof(iv), &len,
+                        reinterpret_cast<const unsigned char*>(plaintext.data()),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), dst + sizeof(iv) + len, &final_len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, 16,
+                          dst + sizeof(iv) + len + final_len) != 1) {
+    return "";
+  }
+  return absl::StrCat(kTicketPrefix, EncodeBase64Url(out));
+}
+
+absl::StatusOr<std::string> TokenSealer::OpenTicket(std::string_view ticket) const {
+  const absl::Status invalid = absl::UnauthenticatedError("ticket: invalid");
+  const std::string_view prefix = kTicketPrefix;
+  if (ticket.size() > kMaxTokenBytes || ticket.substr(0, prefix.size()) != prefix) return invalid;
+  auto raw = DecodeBase64Url(ticket.substr(prefix.size()));
+  if (!raw || raw->size() < 12 + 16) return invalid;
+  const auto* src = reinterpret_cast<const unsigned char*>(raw->data());
+  const size_t ct_len = raw->size() - 12 - 16;
+  std::string out(ct_len, '\0');
+  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int len = 0, final_len = 0;
+  std::string tag = raw->substr(12 + ct_len);
+  if (!ctx ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                         reinterpret_cast<const unsigned char*>(ticket_key_.value().data()),
+                         src) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, src + 12,
+                        static_cast<int>(ct_len)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, 16, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len,
+                          &final_len) != 1) {
+    return invalid;
+  }
+  out.resize(static_cast<size_t>(len + final_len));
+  return out;
 }
 
 }  // namespace qsign::gateway

@@ -54,7 +54,7 @@ class TsaTest : public testing::ServiceTest {
                      absl::BytesToHexString(auth::Sha256("gateway-secret")), "\n"));
     WriteFile(dir_ + "/relying-parties",
               absl::StrCat("e-uprava ", absl::BytesToHexString(auth::Sha256("rp-secret")),
-                           " e-Uprava\n"));
+                           " e-Uprava\n+client_credentials e-uprava\n"));
     cfg::ServerConfig c =
         testing::LaptopConfig(conninfo(), env().TokensConfig(4), {"lifecycle", "gateway"}, dir_);
     c.set_services_file(dir_ + "/services");

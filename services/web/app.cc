@@ -58,6 +58,7 @@ json RequestJson(const pb::ConsentRequest& r) {
     for (const pb::DocumentInfo& d : r.sign().documents()) {
       docs.push_back({{"label", d.label()},
                       {"name", d.document_name()},
+                      {"pages", d.page_count()},
                       {"digest", Hex(d.document_digest())}});
     }
     out["documents"] = docs;
@@ -84,13 +85,13 @@ void Web::AppPage(Call& c) {
       Field(l, "activation_code", "app.code", "text", "required autocomplete=\"off\""),
       Field(l, "device_name", "app.device_name", "text", "required maxlength=\"64\""),
       PinField(l, "pin", "app.pin"), PinField(l, "pin2", "app.pin_again"),
-      Button(l, "enrol", "app.enrol"), "</form></section>",
+      Button(l, "enrol-submit", "app.enrol"), "</form></section>",
       "<section id=\"watching\" hidden><p id=\"device\"></p><p id=\"idle\" class=\"muted\">",
       Esc(T(l, "app.none")), "</p><ul id=\"requests\" class=\"requests\"></ul>",
       "<button type=\"button\" id=\"pin-menu\" class=\"link\">", Esc(T(l, "app.pin_menu")),
       "</button></section>",
       // The PIN operations: each signs a PIN operation message over a fresh challenge.
-      "<section id=\"pin\" hidden><h2>", Esc(T(l, "app.change_pin")), "</h2>",
+      "<section id=\"pin-settings\" hidden><h2>", Esc(T(l, "app.change_pin")), "</h2>",
       "<form id=\"change-pin-form\">", PinField(l, "old_pin", "app.old_pin"),
       PinField(l, "new_pin", "app.new_pin"), PinField(l, "new_pin2", "app.new_pin_again"),
       Button(l, "change-pin", "app.change_pin.submit"), "</form><h2>", Esc(T(l, "app.reset_pin")),
@@ -118,10 +119,12 @@ void Web::AppPage(Call& c) {
       Esc(T(l, "app.reset")), "</button></section></div>");
   (void)f;
   Html(c, T(l, "app.heading"), Cat(body, pad, tail), "app.js",
-       {"app.pin_mismatch", "app.enrolled_as", "app.kind.login", "app.kind.sign", "app.code_is",
-        "app.requester", "app.approved", "app.denied", "app.pin_wrong", "app.pin_blocked",
-        "app.none", "app.no_webcrypto", "err.unavailable", "app.open", "app.sha256",
-        "app.from_portal", "app.expired", "app.pin_changed", "app.pin_reset"});
+       {"app.pin_mismatch", "app.enrolled_as", "app.kind.login", "app.kind.sign",
+        "app.code_is",      "app.requester",   "app.approved",   "app.denied",
+        "app.pin_wrong",    "app.pin_blocked", "app.none",       "app.no_webcrypto",
+        "err.unavailable",  "app.open",        "app.sha256",     "app.from_portal",
+        "app.expired",      "app.pin_changed", "app.pin_reset",  "app.from",
+        "app.pages"});
 }
 
 void Web::AppEnroll(Call& c) {

@@ -156,12 +156,12 @@ std::string Page(const Frame& f, std::string_view title, std::string_view body) 
            JsonString(T(f.lang, f.js_texts[i])));
   }
   texts += "}";
-  std::string out =
-      Cat("<!doctype html>\n<html lang=\"", LangTag(f.lang), "\"><head><meta charset=\"utf-8\">",
-          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-          "<meta name=\"csrf-token\" content=\"", Esc(f.csrf), "\">", "<title>", Esc(title), " — ",
-          Esc(T(f.lang, Cat(area, ".title"))), "</title>",
-          "<link rel=\"stylesheet\" href=\"/static/style.css\">");
+  std::string out = Cat(
+      "<!doctype html>\n<html lang=\"", LangTag(f.lang), "\"><head><meta charset=\"utf-8\">",
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+      "<meta name=\"csrf-token\" content=\"", Esc(f.csrf), "\">", "<title>", Esc(title), " — ",
+      Esc(T(f.lang, Cat(area, ".title"))), "</title>",
+      "<link rel=\"stylesheet\" href=\"/static/style.css\"><link rel=\"icon\" href=\"data:,\">");
   if (!f.script.empty()) {
     Append(&out, "<script type=\"application/json\" id=\"texts\">", texts, "</script>",
            "<script src=\"/static/", f.script, "\" defer></script>");

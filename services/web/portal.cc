@@ -409,12 +409,4 @@ void Web::CertAction(Call& c) {
   }
   Done(c, result, Cat("cert.", action, ".done"), "/account");
 }
-
-void Web::SignPage(Call& c) {
-  std::string bearer;
-  if (!Bearer(c, &bearer)) return;
-  const Lang l = c.lang;
-  Html(c, T(l, "sign.title"), Cat("<p>", Esc(T(l, "sign.soon")), "</p>"));
-}
-
 }  // namespace qsign::web

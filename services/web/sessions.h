@@ -21,17 +21,21 @@
 
 namespace qsign::web {
 
+// sign.cc's state of a signature between its hash and its signature value.
+struct PendingSignature;
+
 // A file being signed from the portal, from upload to download.
 struct SignJob {
   std::string file_name;
   std::string content_sha256;  // Raw.
   std::string request_id;      // Consent's SIGN request.
   std::string credential_id;
-  std::string to_be_signed_sha256;  // The hash the SAD covers.
-  std::string prepared;             // The format's state between hash and signature.
-  std::string format;               // "cades" (detached .p7s).
-  std::string result;               // The signed file once done.
+  bool ec = true;            // The credential's key is EC (else RSA).
+  std::string to_be_signed;  // SHA-256 of the CMS signed attributes: what the SAD covers.
+  std::shared_ptr<PendingSignature> pending;  // Released once done.
+  std::string result;                         // The signed PDF, or the .p7s, once done.
   std::string result_name;
+  std::string result_type;
   std::string state = "pending";  // pending, done, denied, expired, failed
 };
 

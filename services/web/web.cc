@@ -326,6 +326,10 @@ std::vector<http::Route> Web::Routes() {
   get("/cert/(issue|renew|revoke|revoke-all)", Area::kPortal, &Web::CertConfirm);
   post("/cert/(issue|renew|revoke|revoke-all)", Area::kPortal, &Web::CertAction);
   get("/sign", Area::kPortal, &Web::SignPage);
+  post("/sign", Area::kPortal, &Web::SignUpload);
+  get("/sign/wait", Area::kPortal, &Web::SignWait);
+  post("/sign/poll", Area::kPortal, &Web::SignPoll);
+  get("/sign/download", Area::kPortal, &Web::SignDownload);
 
   get("/app", Area::kApp, &Web::AppPage);
   post("/app/api/enroll", Area::kApp, &Web::AppEnroll);

@@ -90,7 +90,12 @@ class Web {
   void ContractAccept(Call& c);
   void CertConfirm(Call& c);
   void CertAction(Call& c);
+  // sign.cc
   void SignPage(Call& c);
+  void SignUpload(Call& c);
+  void SignWait(Call& c);
+  void SignPoll(Call& c);
+  void SignDownload(Call& c);
   // Signed-in portal pages: the bearer, or a redirect to the login page (false).
   bool Bearer(Call& c, std::string* bearer);
   // A service answered UNAUTHENTICATED: the session ended.

@@ -3,25 +3,32 @@
 // over HTTP the way a browser would: cookies, CSRF tokens from the page, form posts. The
 // consent app is the simulator here; the browser app is exercised by tests/web (Chromium).
 #include <httplib.h>
+#include <openssl/sha.h>
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
+#include <set>
 #include <string>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/pades/testing/test_pdfs.h"
 #include "consent/app_simulator.h"
 #include "consent/statement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
+#include "services/gateway/stack.h"
 #include "services/web/html.h"
 #include "services/web/i18n.h"
 #include "services/web/stack.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/shell.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 
@@ -49,6 +56,16 @@ class Browser {
     httplib::Headers headers = Headers();
     if (!origin.empty()) headers.emplace("Origin", origin);
     auto res = client_.Post(path, headers, params);
+    Keep(res);
+    return res;
+  }
+
+  // A form with one file (multipart/form-data) and the CSRF token.
+  httplib::Result Upload(const std::string& path, const std::string& filename,
+                         const std::string& content, const std::string& type) {
+    httplib::MultipartFormDataItems items = {{"csrf", csrf_, "", ""},
+                                             {"file", content, filename, type}};
+    auto res = client_.Post(path, Headers(), items);
     Keep(res);
     return res;
   }
@@ -108,8 +125,15 @@ class WebTest : public testing::ServiceTest {
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
+    // An e-service registered for the sign-in (authorization code + PKCE) only, and one the
+    // operator allowed the client credentials grant.
+    std::ofstream(token().dir() + "/relying-parties")
+        << "e-uprava " << absl::BytesToHexString(Sha256(kRpSecret)) << " e-Управа\n"
+        << "+redirect_uri e-uprava " << kRedirect << "\n"
+        << "legacy " << absl::BytesToHexString(Sha256(kRpSecret)) << " Legacy\n"
+        << "+client_credentials legacy\n";
     auto stacks = testing::Stacks::Start(
-        env(), {.services = {"signer", "consent", "identity", "lifecycle", "web"},
+        env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web"},
                 .configure = [](config::v1::ServerConfig& c) {
                   c.mutable_consent()->set_enrollments_per_address_per_minute(0);
                 }});
@@ -117,6 +141,8 @@ class WebTest : public testing::ServiceTest {
     stacks_ = *std::move(stacks);
     port_ = HttpPort(stacks_->server().stack("web"));
     ASSERT_GT(port_, 0);
+    gateway_port_ = gateway::HttpPort(stacks_->server().stack("gateway"));
+    ASSERT_GT(gateway_port_, 0);
     WaitForSessionFeeds();
   }
 
@@ -138,6 +164,114 @@ class WebTest : public testing::ServiceTest {
       absl::SleepFor(absl::Milliseconds(50));
     }
     FAIL() << "the session feeds were not read within 10 s";
+  }
+
+  static constexpr char kRpSecret[] = "e-uprava-secret-e-uprava-secret";
+  static constexpr char kRedirect[] = "http://127.0.0.1:9/callback";
+
+  // A citizen with an active certificate and a watching app, through the pages.
+  // A citizen with an active certificate and an app that watches; `portal` (if given) stays
+  // logged in as them.
+  std::unique_ptr<consent::ConsentAppSimulator> CitizenWithCertificate(
+      const std::string& username, int n, Browser* logged_in = nullptr) {
+    const std::string code = RegisterAndProof(username, n);
+    auto app = consent::ConsentAppSimulator::New(stacks_->NewChannel());
+    EXPECT_TRUE(app.ok());
+    if (!app.ok() || code.empty()) return nullptr;
+    EXPECT_TRUE((*app)->Enroll(code, "phone", testing::kPin).ok());
+    EXPECT_TRUE((*app)->StartWatching().ok());
+    Browser own(port_);
+    Browser& portal = logged_in != nullptr ? *logged_in : own;
+    LogIn(portal, **app, username);
+    auto contract = portal.Get("/contract");
+    std::smatch m;
+    static const std::regex kVersion("name=\"version\" value=\"([^\"]+)\"");
+    EXPECT_TRUE(std::regex_search(contract->body, m, kVersion));
+    portal.Post("/contract/accept", {{"version", m[1]}});
+    portal.Get("/cert/issue");
+    portal.Post("/cert/issue", {});
+    auto account = portal.Get("/account");
+    EXPECT_THAT(account->body, HasSubstr(T(Lang::kSrCyrl, "cert.state.active")));
+    return *std::move(app);
+  }
+
+  // The e-service's side of the authorization code grant: the sign-in in the browser (pages of
+  // the gateway), the approval on the app, the code at the redirect URI, the token.
+  nlohmann::json SignInAtTheGateway(consent::ConsentAppSimulator& app, const std::string& query,
+                                    const std::string& username, std::string* redirect) {
+    const std::string verifier = "a-pkce-verifier-of-at-least-43-characters-0123456789";
+    const std::string challenge = absl::WebSafeBase64Escape(Sha256(verifier));
+    httplib::Client gw("127.0.0.1", gateway_port_);
+    gw.set_read_timeout(60, 0);
+    auto page = gw.Get(Cat("/csc/v2/oauth2/authorize?response_type=code&client_id=e-uprava",
+                           "&redirect_uri=", kRedirect, "&code_challenge=", challenge,
+                           "&code_challenge_method=S256&state=st-42", query));
+    EXPECT_TRUE(page && page->status == 200);
+    if (!page || page->status != 200) return {};
+    EXPECT_THAT(page->body, HasSubstr("e-Управа"));
+    EXPECT_EQ(page->get_header_value("Content-Security-Policy").find("script-src 'self'") !=
+                  std::string::npos,
+              true);
+    std::smatch m;
+    static const std::regex kTicket("name=\"ticket\" value=\"([^\"]+)\"");
+    EXPECT_TRUE(std::regex_search(page->body, m, kTicket));
+    httplib::Params form{{"ticket", m[1]}};
+    if (!username.empty()) form.emplace("username", username);
+    auto started = gw.Post("/csc/v2/oauth2/authorize", form);
+    EXPECT_TRUE(started && started->status == 200);
+    if (!started) return {};
+    static const std::regex kWait("data-ticket=\"([^\"]+)\"");
+    EXPECT_TRUE(std::regex_search(started->body, m, kWait)) << started->body;
+    const std::string wait_ticket = m[1];
+    auto request = app.NextRequest(absl::Seconds(10));
+    EXPECT_TRUE(request.ok()) << request.status();
+    if (!request.ok()) return {};
+    if (request->has_login()) {
+      static const std::regex kCode("id=\"code\" class=\"code\">([0-9]+)<");
+      EXPECT_TRUE(std::regex_search(started->body, m, kCode));
+      EXPECT_EQ(request->login().verification_code(), m[1]);
+      // The app shows which e-service asks.
+      EXPECT_THAT(request->login().client_description(), HasSubstr("e-service: e-Управа"));
+    } else {
+      EXPECT_EQ(request->sign().relying_party_name(), "e-Управа");
+    }
+    EXPECT_TRUE(app.Approve(*request, testing::kPin).ok());
+    auto polled = gw.Post("/csc/v2/oauth2/authorize/poll",
+                          nlohmann::json({{"ticket", wait_ticket}}).dump(), "application/json");
+    EXPECT_TRUE(polled && polled->status == 200);
+    if (!polled) return {};
+    const auto answer = nlohmann::json::parse(polled->body);
+    EXPECT_EQ(answer["state"], "done") << polled->body;
+    *redirect = answer.value("redirect", "");
+    EXPECT_THAT(*redirect, HasSubstr(Cat(kRedirect, "?code=")));
+    EXPECT_THAT(*redirect, HasSubstr("&state=st-42"));
+    const std::string code = redirect->substr(
+        redirect->find("code=") + 5, redirect->find("&state") - redirect->find("code=") - 5);
+    // Another verifier does not redeem the code.
+    auto stolen = gw.Post("/csc/v2/oauth2/token",
+                          Cat("grant_type=authorization_code&code=", code,
+                              "&redirect_uri=", kRedirect, "&code_verifier=", std::string(43, 'x'),
+                              "&client_id=e-uprava&client_secret=", kRpSecret),
+                          "application/x-www-form-urlencoded");
+    EXPECT_EQ(stolen->status, 400);
+    EXPECT_THAT(stolen->body, HasSubstr("invalid_grant"));
+    auto token =
+        gw.Post("/csc/v2/oauth2/token",
+                Cat("grant_type=authorization_code&code=", code, "&redirect_uri=", kRedirect,
+                    "&code_verifier=", verifier, "&client_id=e-uprava&client_secret=", kRpSecret),
+                "application/x-www-form-urlencoded");
+    EXPECT_TRUE(token && token->status == 200) << (token ? token->body : "");
+    if (!token || token->status != 200) return {};
+    return nlohmann::json::parse(token->body);
+  }
+
+  nlohmann::json Csc(const std::string& method, const nlohmann::json& body,
+                     const std::string& access_token, int* status = nullptr) {
+    httplib::Client gw("127.0.0.1", gateway_port_);
+    auto res = gw.Post(Cat("/csc/v2/", method), {{"Authorization", Cat("Bearer ", access_token)}},
+                       body.dump(), "application/json");
+    if (status != nullptr) *status = res ? res->status : 0;
+    return res ? nlohmann::json::parse(res->body, nullptr, false) : nlohmann::json();
   }
 
   // Registers through the portal and proofs through the office console; answers the
@@ -228,8 +362,15 @@ class WebTest : public testing::ServiceTest {
     EXPECT_EQ(polled->body, R"({"state":"approved"})");
   }
 
+  static std::string Sha256(std::string_view data) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+    return std::string(reinterpret_cast<const char*>(md), sizeof(md));
+  }
+
   std::unique_ptr<testing::Stacks> stacks_;
   int port_ = 0;
+  int gateway_port_ = 0;
 };
 
 TEST_F(WebTest, PagesCarryStrictHeadersAndCookies) {
@@ -296,6 +437,12 @@ TEST_F(WebTest, EveryPageInEveryLanguage) {
       EXPECT_EQ(res->status, 200) << path;
       EXPECT_TRUE(absl::StrContains(res->body, Cat("<html lang=\"", LangTag(lang), "\">"))) << path;
       EXPECT_TRUE(absl::StrContains(res->body, Esc(T(lang, key)))) << path << " " << key;
+      // Every id once (the scripts find elements by id).
+      static const std::regex kId(" id=\"([^\"]+)\"");
+      std::set<std::string> ids;
+      for (std::sregex_iterator it(res->body.begin(), res->body.end(), kId), end; it != end; ++it) {
+        EXPECT_TRUE(ids.insert((*it)[1]).second) << path << ": id " << (*it)[1] << " twice";
+      }
       // The switch offers the other two languages, each in its own name.
       for (Lang other : AllLangs()) {
         EXPECT_TRUE(absl::StrContains(res->body, Esc(T(other, "lang.name")))) << path;
@@ -504,6 +651,146 @@ TEST_F(WebTest, AppApiSignsChallengesForApprovalsAndPinOperations) {
   auto ok = (*app)->Approve(*next, "24681357");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->result(), qsign::v1::APPROVE_RESULT_APPROVED);
+}
+
+TEST_F(WebTest, OAuthSignInBindsTheTokenToTheCitizenAndCredentialScopeSigns) {
+  auto app = CitizenWithCertificate("oauth.citizen@example.rs", 31);
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+
+  // scope=service: the push login; the token lists this citizen's credentials only.
+  std::string redirect;
+  auto token = SignInAtTheGateway(*app, "&scope=service", "oauth.citizen@example.rs", &redirect);
+  ASSERT_TRUE(token.contains("access_token")) << token;
+  EXPECT_EQ(token["scope"], "service");
+  const std::string access = token["access_token"];
+  auto list = Csc("credentials/list", nlohmann::json::object(), access);
+  ASSERT_EQ(list["credentialIDs"].size(), 1u) << list;
+  const std::string credential = list["credentialIDs"][0];
+  int status = 0;
+  auto other = Csc("credentials/list", {{"userID", "someone-else"}}, access, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_THAT(other.dump(), HasSubstr("userID"));
+
+  // Client credentials only where the operator allowed them.
+  httplib::Client gw("127.0.0.1", gateway_port_);
+  auto refused =
+      gw.Post("/csc/v2/oauth2/token",
+              Cat("grant_type=client_credentials&client_id=e-uprava&client_secret=", kRpSecret),
+              "application/x-www-form-urlencoded");
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_THAT(refused->body, HasSubstr("unauthorized_client"));
+  auto legacy =
+      gw.Post("/csc/v2/oauth2/token",
+              Cat("grant_type=client_credentials&client_id=legacy&client_secret=", kRpSecret),
+              "application/x-www-form-urlencoded");
+  EXPECT_EQ(legacy->status, 200);
+  // An unregistered redirect URI gets an error page, never a redirect.
+  auto evil =
+      gw.Get(Cat("/csc/v2/oauth2/authorize?response_type=code&client_id=e-uprava",
+                 "&redirect_uri=https://evil.example/cb&code_challenge=", std::string(43, 'A'),
+                 "&code_challenge_method=S256"));
+  EXPECT_EQ(evil->status, 400);
+  EXPECT_FALSE(evil->has_header("Location"));
+  // Without PKCE: back to the e-service with an error.
+  auto no_pkce = gw.Get(Cat("/csc/v2/oauth2/authorize?response_type=code&client_id=e-uprava",
+                            "&redirect_uri=", kRedirect, "&state=s1"));
+  EXPECT_EQ(no_pkce->status, 302);
+  EXPECT_THAT(no_pkce->get_header_value("Location"), HasSubstr("error=invalid_request"));
+
+  // scope=credential: the approval of exactly these hashes is the authorization; the token
+  // carries the SAD and signHash needs nothing else.
+  const std::string hash = Sha256("the document");
+  auto signing = SignInAtTheGateway(
+      *app,
+      Cat("&scope=credential&credentialID=", credential,
+          "&hashAlgorithmOID=2.16.840.1.101.3.4.2.1&numSignatures=1&description=Ugovor&hashes=",
+          absl::WebSafeBase64Escape(hash)),
+      "", &redirect);
+  ASSERT_TRUE(signing.contains("access_token")) << signing;
+  EXPECT_EQ(signing["scope"], "credential");
+  auto signed_hashes = Csc("signatures/signHash",
+                           {{"credentialID", credential},
+                            {"hashes", {absl::Base64Escape(hash)}},
+                            {"signAlgo", "1.2.840.10045.4.3.2"}},
+                           signing["access_token"], &status);
+  EXPECT_EQ(status, 200) << signed_hashes;
+  ASSERT_EQ(signed_hashes["signatures"].size(), 1u);
+  // Another hash is not covered by the user's approval.
+  auto other_hash = Csc("signatures/signHash",
+                        {{"credentialID", credential},
+                         {"hashes", {absl::Base64Escape(Sha256("another"))}},
+                         {"signAlgo", "1.2.840.10045.4.3.2"}},
+                        signing["access_token"], &status);
+  EXPECT_EQ(status, 400) << other_hash;
+}
+
+// Signing from the portal: a text file gets a detached CAdES .p7s (openssl cms verifies it over
+// the file), a PDF a PAdES signature inside it (pdfsig finds it valid); the app is shown the
+// file's name, SHA-256 and, for the PDF, its page count.
+TEST_F(WebTest, SignAFileFromThePortal) {
+  Browser portal(port_);
+  auto app = CitizenWithCertificate("sign.web@example.rs", 33, &portal);
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+
+  auto sign = [&](const std::string& name, const std::string& content, const std::string& type,
+                  uint32_t pages) -> std::string {
+    portal.Get("/sign");
+    auto up = portal.Upload("/sign", name, content, type);
+    EXPECT_TRUE(up && up->status == 303);
+    if (!up) return "";
+    const std::string wait_url = up->get_header_value("Location");
+    EXPECT_THAT(wait_url, HasSubstr("/sign/wait?job="));
+    auto wait = portal.Get(wait_url);
+    EXPECT_TRUE(wait && wait->status == 200);
+    if (!wait) return "";
+    EXPECT_THAT(wait->body, HasSubstr(absl::BytesToHexString(Sha256(content))));
+    auto request = app->NextRequest(absl::Seconds(10));
+    EXPECT_TRUE(request.ok()) << request.status();
+    if (!request.ok()) return "";
+    EXPECT_EQ(request->kind(), qsign::v1::CONSENT_REQUEST_KIND_SIGN);
+    EXPECT_EQ(request->sign().documents(0).document_name(), name);
+    EXPECT_EQ(request->sign().documents(0).document_digest(), Sha256(content));
+    EXPECT_EQ(request->sign().documents(0).page_count(), pages);
+    auto approved = app->Approve(*request, testing::kPin);
+    EXPECT_TRUE(approved.ok() && approved->result() == qsign::v1::APPROVE_RESULT_APPROVED);
+    const std::string job = wait_url.substr(wait_url.find("job=") + 4);
+    auto polled = portal.PostJson("/sign/poll?job=" + job, "");
+    EXPECT_TRUE(polled && polled->status == 200);
+    if (!polled) return "";
+    EXPECT_EQ(polled->body, Cat(R"({"state":"done","download":"/sign/download?job=)", job, "\"}"));
+    auto download = portal.Get("/sign/download?job=" + job);
+    EXPECT_TRUE(download && download->status == 200);
+    if (!download) return "";
+    EXPECT_THAT(download->get_header_value("Content-Disposition"), HasSubstr("filename*=UTF-8''"));
+    // Another browser cannot fetch it.
+    Browser other(port_);
+    auto stolen = other.Get("/sign/download?job=" + job);
+    EXPECT_TRUE(stolen && stolen->status != 200);
+    return download->body;
+  };
+
+  const std::string dir = token().dir();
+  const std::string text = "Уговор о раду / Ugovor o radu\n";
+  const std::string p7s = sign("ugovor-уговор.txt", text, "text/plain", 0);
+  ASSERT_FALSE(p7s.empty());
+  std::ofstream(dir + "/ugovor.txt", std::ios::binary) << text;
+  std::ofstream(dir + "/ugovor.txt.p7s", std::ios::binary) << p7s;
+  std::string out;
+  EXPECT_EQ(testing::RunCommand(Cat("openssl cms -verify -binary -inform DER -noverify -in ", dir,
+                                    "/ugovor.txt.p7s -content ", dir, "/ugovor.txt -out /dev/null"),
+                                &out),
+            0)
+      << out;
+
+  const std::string pdf = pades::testing::SimplePdf(2, "Ugovor o radu");
+  const std::string signed_pdf = sign("ugovor.pdf", pdf, "application/pdf", 2);
+  ASSERT_FALSE(signed_pdf.empty());
+  EXPECT_EQ(signed_pdf.substr(0, pdf.size()), pdf);  // An incremental update.
+  std::ofstream(dir + "/ugovor-signed.pdf", std::ios::binary) << signed_pdf;
+  EXPECT_EQ(testing::RunCommand(Cat("pdfsig ", dir, "/ugovor-signed.pdf"), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("Signature is Valid."));
 }
 
 }  // namespace

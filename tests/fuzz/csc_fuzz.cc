@@ -94,7 +94,10 @@ struct Env {
   std::string basic;
   Env() {
     gw::RelyingPartyTable parties;
-    if (!parties.Add("eservice", "eservice-secret", "e-Uprava").ok()) std::abort();
+    if (!parties.Add("eservice", "eservice-secret", "e-Uprava").ok() ||
+        !parties.AllowClientCredentials("eservice").ok()) {
+      std::abort();
+    }
     auto sealer = gw::TokenSealer::New(qsign::SecretString(std::string(32, 'k')));
     if (!sealer.ok()) std::abort();
     auto token = (*sealer)->IssueAccessToken("eservice", clock.Now() + absl::Minutes(10));

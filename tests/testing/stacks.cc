@@ -9,6 +9,7 @@
 #include "common/auth/credential_table.h"
 #include "common/daemon/config.h"
 #include "services/consent/stack.h"
+#include "services/gateway/stack.h"
 #include "services/identity/stack.h"
 #include "services/lifecycle/stack.h"
 #include "services/signer/stack.h"
@@ -23,9 +24,9 @@ namespace {
 namespace cfg = ::qsign::config::v1;
 
 // The daemon's build order (services/qsignd/main.cc).
-const daemon::StackFactory* const kFactories[] = {&consent::kStack,  &signer::kStack,
-                                                  &identity::kStack, &lifecycle::kStack,
-                                                  &tsa::kStack,      &web::kStack};
+const daemon::StackFactory* const kFactories[] = {
+    &consent::kStack, &signer::kStack,  &identity::kStack, &lifecycle::kStack,
+    &tsa::kStack,     &gateway::kStack, &web::kStack};
 constexpr std::string_view kPeerServices[] = {"signer", "consent", "identity", "lifecycle"};
 // Nothing listens there: a call to a service that is not started fails UNAVAILABLE.
 constexpr char kNowhere[] = "127.0.0.1:1";
@@ -47,7 +48,7 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
   const std::string& dir = env.token().dir();
   for (const std::string& svc : options.services) {
     if (svc != "signer" && svc != "consent" && svc != "identity" && svc != "lifecycle" &&
-        svc != "tsa" && svc != "web") {
+        svc != "tsa" && svc != "gateway" && svc != "web") {
       return absl::InvalidArgumentError(absl::StrCat("Stacks: no service \"", svc, "\""));
     }
   }
@@ -93,6 +94,15 @@ absl::StatusOr<cfg::ServerConfig> TestConfig(ServiceEnv& env, const StacksOption
     } else if (svc == "tsa") {
       c.mutable_tsa()->set_client_secret_file(dir + "/tsa.secret");
       c.mutable_tsa()->set_http_listen("127.0.0.1:0");
+    } else if (svc == "gateway") {
+      // Relying parties: the test writes <token dir>/relying-parties (configure may move it).
+      cfg::GatewayService* gateway = c.mutable_gateway();
+      gateway->set_http_listen("127.0.0.1:0");
+      gateway->set_client_secret_file(dir + "/gateway.secret");
+      gateway->set_relying_parties_file(dir + "/relying-parties");
+      if (!std::ifstream(dir + "/relying-parties")) {
+        if (absl::Status s = WriteFile(dir + "/relying-parties", "# none\n"); !s.ok()) return s;
+      }
     } else if (svc == "web") {
       c.mutable_web()->set_http_listen("127.0.0.1:0");
     }

@@ -30,9 +30,10 @@
 namespace qsign::testing {
 
 struct StacksOptions {
-  // Config sections to run: "signer", "consent", "identity", "lifecycle", "tsa", "web" (built in
-  // the daemon's order whatever the order here). web listens on 127.0.0.1 port 0:
-  // web::HttpPort(stacks->server().stack("web")).
+  // Config sections to run: "signer", "consent", "identity", "lifecycle", "tsa", "gateway", "web"
+  // (built in the daemon's order whatever the order here). gateway and web listen on 127.0.0.1
+  // port 0: web::HttpPort(stacks->server().stack("web")), gateway::HttpPort(...); the gateway
+  // reads <token dir>/relying-parties (empty; write yours before Start).
   std::vector<std::string> services;
   const Clock* clock = &RealClock::Get();
   // Called on the config after the defaults above, before the stacks are built.

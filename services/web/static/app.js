@@ -120,8 +120,10 @@
     return json;
   }
 
+  let screen = '';  // The section shown.
   function show(id) {
-    for (const s of ['enrol', 'watching', 'decide', 'pin', 'inactive']) $(s).hidden = s !== id;
+    screen = id;
+    for (const s of ['enrol', 'watching', 'decide', 'pin-settings', 'inactive']) $(s).hidden = s !== id;
     $('app-status').hidden = true;
   }
 
@@ -192,13 +194,21 @@
     $('req-code').textContent = current.code ? texts['app.code_is'] + ' ' + current.code : '';
     const docs = $('req-docs');
     docs.textContent = '';
+    if (current.kind === 'login' && current.client) {
+      const from = document.createElement('li');
+      from.id = 'req-client';
+      from.textContent = texts['app.from'] + ' ' + current.client;
+      docs.appendChild(from);
+    }
     if (current.kind === 'sign') {
       const who = document.createElement('li');
       who.textContent = texts['app.requester'] + ' ' + (current.requester || texts['app.from_portal']);
       docs.appendChild(who);
       for (const d of current.documents || []) {
         const li = document.createElement('li');
-        li.textContent = (d.name || d.label) + (d.digest ? ' — ' + texts['app.sha256'] + ' ' + d.digest : '');
+        li.className = 'document';
+        li.textContent = (d.name || d.label) + (d.pages ? ' (' + d.pages + ' ' + texts['app.pages'] + ')' : '') +
+          (d.digest ? ' — ' + texts['app.sha256'] + ' ' + d.digest : '');
         docs.appendChild(li);
       }
     }
@@ -302,10 +312,8 @@
           return;
         }
         for (const r of answer.requests) pending.set(r.request_id, r);
-        if (!current) {
-          renderList();
-          show('watching');
-        }
+        // The list refreshes; a request being decided or the PIN settings stay open.
+        if (screen === 'watching') renderList();
       } catch (e) {
         $('device').textContent = e.message;
         await new Promise((r) => setTimeout(r, 2000));
@@ -330,7 +338,7 @@
     $('approve').addEventListener('click', () => decide('approve'));
     $('deny').addEventListener('click', () => decide('deny'));
     $('back').addEventListener('click', () => { current = null; renderList(); show('watching'); });
-    $('pin-menu').addEventListener('click', () => { $('pin-status').textContent = ''; show('pin'); });
+    $('pin-menu').addEventListener('click', () => { $('pin-status').textContent = ''; show('pin-settings'); });
     $('pin-back').addEventListener('click', () => { renderList(); show('watching'); });
     $('change-pin-form').addEventListener('submit', changePin);
     $('reset-pin-form').addEventListener('submit', resetPin);

@@ -1,4 +1,4 @@
-// The portal's live parts: the login page waits for the approval on the consent app.
+// The portal's live parts: the login and signing pages wait for the approval on the consent app.
 // No inline script: the page gives the poll URL in data-* attributes and texts in #texts.
 'use strict';
 
@@ -16,30 +16,45 @@
     return res.json();
   }
 
-  const status = document.getElementById('login-status');
-  if (status) {
+  // Polls `el.dataset.poll` until the app has decided; `prefix` names the texts of the outcomes
+  // ("login." or "sign."); `done` gets the final answer.
+  function waitForApp(el, prefix, finalState, done) {
     const poll = async function () {
       let answer;
       try {
-        answer = await post(status.dataset.poll);
+        answer = await post(el.dataset.poll);
       } catch (e) {
-        status.textContent = texts['err.unavailable'];
-        setTimeout(poll, 2000);
-        return;
+        answer = { state: 'error' };
       }
-      if (answer.state === 'approved') {
-        status.textContent = texts['login.done'];
-        window.location.assign(status.dataset.next);
-      } else if (answer.state === 'pending') {
+      if (answer.state === 'pending') {
         poll();
       } else if (answer.state === 'error') {
-        status.textContent = texts['err.unavailable'];
+        el.textContent = texts['err.unavailable'];
         setTimeout(poll, 2000);
+      } else if (answer.state === finalState) {
+        el.textContent = texts[prefix + 'done'];
+        done(answer);
       } else {
-        status.textContent = texts['login.' + answer.state] || texts['login.expired'];
-        status.classList.add('error');
+        el.textContent = texts[prefix + answer.state] || texts[prefix + 'expired'];
+        el.classList.add('error');
       }
     };
     poll();
+  }
+
+  // The login page: on to the account once the app approved.
+  const status = document.getElementById('login-status');
+  if (status) {
+    waitForApp(status, 'login.', 'approved', () => window.location.assign(status.dataset.next));
+  }
+
+  // The signing page: the download once signed.
+  const signing = document.getElementById('sign-status');
+  if (signing) {
+    waitForApp(signing, 'sign.', 'done', (answer) => {
+      const link = document.getElementById('download');
+      link.href = answer.download;
+      link.hidden = false;
+    });
   }
 })();
