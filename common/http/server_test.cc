@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/http/html.h"
 #include "common/request_id.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
@@ -126,6 +127,11 @@ TEST(HttpServerTest, StartAndStopErrors) {
   EXPECT_EQ(tls.status().message().substr(0, 12), "x.cert_file:");
   first->Stop();
   first->Stop();  // Idempotent; the destructor stops again.
+}
+
+TEST(HttpServerTest, HtmlEscapeCoversTextAndQuotedAttributes) {
+  EXPECT_EQ(HtmlEscape("<a href=\"x\" title='y'>Ана & Đorđe</a>"),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;Ана &amp; Đorđe&lt;/a&gt;");
 }
 
 TEST(HttpServerTest, ParseHostPort) {

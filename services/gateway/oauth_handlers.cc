@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/http/html.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/strings.h"
@@ -96,31 +97,7 @@ std::string_view TagOf(Lang lang) {
   return lang == kLatn ? "sr-Latn" : lang == kEn ? "en" : "sr-Cyrl";
 }
 
-std::string Esc(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string Esc(std::string_view text) { return http::HtmlEscape(text); }
 
 std::string_view Param(const SignInRequest& r, std::string_view name) {
   for (const auto& [n, v] : r.params) {

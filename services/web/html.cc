@@ -3,35 +3,11 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/http/html.h"
 
 namespace qsign::web {
 
-std::string Esc(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string Esc(std::string_view text) { return http::HtmlEscape(text); }
 
 std::string JsonString(std::string_view text) {
   std::string out = "\"";
