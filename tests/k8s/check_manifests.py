@@ -15,7 +15,8 @@ The invariants:
     requests and limits, runs as non-root with a read-only root filesystem, no privilege
     escalation, no privileged mode, ALL capabilities dropped and seccomp RuntimeDefault; no host
     namespaces; no service-account token; every Deployment container has gRPC readiness and
-    liveness probes on a declared port (httpGet only for a process serving no gRPC: the gateway); every Deployment spreads its pods across nodes
+    liveness probes on a declared port (httpGet only for a process serving no gRPC: the gateway,
+    the web); every Deployment spreads its pods across nodes
     (podAntiAffinity on kubernetes.io/hostname selecting its own pods);
   * Secrets reach pods only as volumes: no env valueFrom.secretKeyRef, no envFrom.secretRef; no
     Secret with data is part of the manifests;
@@ -28,7 +29,7 @@ The invariants:
   * PodDisruptionBudgets select existing pods and leave room for an eviction;
   * ConfigMaps and ServiceAccounts that pods reference exist;
   * the CloudNativePG Cluster has >= 3 instances, a managed role per service with a database
-    (identity, consent, lifecycle, signer; none for the gateway), and its bootstrap SQL is
+    (identity, consent, lifecycle, signer; none for the gateway or the web), and its bootstrap SQL is
     deploy/postgres/roles.sql verbatim;
   * every Deployment runs --config=<file> from a mounted ConfigMap, and that file parses as a
     qsign.config.v1.ServerConfig (schema read from proto/qsign/config/v1/config.proto): exactly
@@ -55,6 +56,8 @@ except ImportError:  # pragma: no cover - environment problem, reported plainly.
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer")
+# HTTP-only processes: no gRPC listener (so no grpc.health.v1: httpGet probes), no database.
+SERVICES_WITHOUT_GRPC = ("gateway", "web")
 # Kinds that live in a namespace (enough for what these manifests hold).
 CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "PriorityClass", "StorageClass", "PersistentVolume")
@@ -246,7 +249,7 @@ def check_deployment_probes_and_spread(objs, errors):
                 if not p:
                     errors.append("%s has no %s" % (where, probe))
                     continue
-                # grpc.health.v1; httpGet only where the process serves no gRPC (the gateway:
+                # grpc.health.v1; httpGet only where the process serves no gRPC (the gateway, the web:
                 # check_service_configs ties each kind to the config).
                 grpc = p.get("grpc") or p.get("httpGet")
                 port = (grpc or {}).get("port")
@@ -476,8 +479,9 @@ def check_database(objs, errors, roles_sql):
             elif r.get("superuser") or r.get("createrole") or r.get("createdb") or \
                     r.get("bypassrls") or r.get("replication"):
                 errors.append("%s: role %s has more than login" % (ref(c), svc))
-        if "gateway" in roles:
-            errors.append("%s: the gateway has a database role; it must have none" % ref(c))
+        for svc in SERVICES_WITHOUT_GRPC:
+            if svc in roles:
+                errors.append("%s: the %s has a database role; it must have none" % (ref(c), svc))
         refs = ((((spec.get("bootstrap") or {}).get("initdb") or {})
                  .get("postInitApplicationSQLRefs") or {}).get("configMapRefs") or [])
         if not refs:
@@ -495,7 +499,7 @@ def check_database(objs, errors, roles_sql):
                               "run tests/k8s/check_manifests.py --sync-roles k8s" %
                               (ref(c), r.get("name"), r.get("key")))
     return "%d CloudNativePG Cluster(s): >= 3 instances, a role per service, none for the " \
-           "gateway, bootstrap SQL = deploy/postgres/roles.sql" % len(clusters)
+           "gateway or the web, bootstrap SQL = deploy/postgres/roles.sql" % len(clusters)
 
 
 def check_overlay(objs, errors):
@@ -527,7 +531,7 @@ def check_overlay(objs, errors):
 
 CONFIG_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                             "proto", "qsign", "config", "v1", "config.proto")
-SERVICE_SECTIONS = ("signer", "consent", "identity", "lifecycle", "gateway")
+SERVICE_SECTIONS = ("signer", "consent", "identity", "lifecycle", "gateway", "web")
 # Client identities (subjectAltName DNS) of the allow-lists: "<component>.qsign.internal" is the
 # pods labelled app.kubernetes.io/component=<component>; "<route>.ingress.qsign.internal" is the
 # ingress controller, in namespace INGRESS_NAMESPACE.
@@ -822,7 +826,7 @@ def check_service_configs(objs, errors, schema=None):
             declared = {p.get("containerPort") for p in c.get("ports") or []}
             obs = config.get("observability") or {}
             health = port_of(obs.get("health_listen", ""))
-            if health is None and service != "gateway":
+            if health is None and service not in SERVICES_WITHOUT_GRPC:
                 errors.append("%s has no observability.health_listen for the probes" % what)
             http = port_of((config.get(service) or {}).get("http_listen") or "")
             names = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
