@@ -71,6 +71,10 @@ int Run() {
                 consent->set_enrollments_per_address_per_minute(0);
                 // Each simulated app approves many logins a minute.
                 consent->set_approvals_per_device_per_minute(0);
+                // Every portal logs in from 127.0.0.1, each account many times a minute.
+                config.mutable_identity()->set_logins_per_address_per_minute(0);
+                config.mutable_identity()->set_logins_per_account_per_minute(0);
+                config.mutable_identity()->set_registrations_per_address_per_hour(0);
               }});
   Check(stacks.status(), "identity and consent");
   // The portals' and the apps' connections, as from other processes.
@@ -82,7 +86,7 @@ int Run() {
   std::vector<std::string> usernames;
   std::vector<std::unique_ptr<consent::ConsentAppSimulator>> sims;
   for (int i = 0; i < apps; ++i) {
-    auto person = testing::EnrolPerson(*stub, consent_channel, i);
+    auto person = testing::EnrolPerson(*stub, (*env)->conninfo(), consent_channel, i);
     Check(person.status(), "person");
     usernames.push_back(person->username);
     auto sim = std::move(person->app);

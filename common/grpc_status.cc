@@ -2,8 +2,11 @@
 
 #include <string>
 
+#include "common/echo.h"
 #include "common/log.h"
+#include "common/rate_limit.h"
 #include "common/refusal.h"
+#include "common/strings.h"
 #include "qsign/v1/refusal.pb.h"
 
 namespace qsign {
@@ -14,16 +17,20 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown) {
     return grpc::Status(code, "internal error; the server log has the details");
   }
-  std::string message(status.message());
-  auto refusal = status.GetPayload(kRefusalTypeUrl);  // An absl::optional.
-  if (!refusal.has_value()) return grpc::Status(code, message);
-  // Only the refusal crosses: other payloads are a service's internals.
+  // Bounded: grpc-message is a header, and a message may repeat a request's input.
+  std::string message = BoundMessage(Sv(status.message()));
+  // Only the refusal and the retry delay cross: other payloads are a service's internals.
   v1::StatusDetails details;
+  for (const char* type_url : {kRefusalTypeUrl, kRetryInfoTypeUrl}) {
+    auto payload = status.GetPayload(type_url);  // An absl::optional.
+    if (!payload.has_value()) continue;
+    google::protobuf::Any* any = details.add_details();
+    any->set_type_url(type_url);
+    any->set_value(std::string(*payload));
+  }
+  if (details.details().empty()) return grpc::Status(code, message);
   details.set_code(static_cast<int32_t>(status.code()));
   details.set_message(message);
-  google::protobuf::Any* any = details.add_details();
-  any->set_type_url(kRefusalTypeUrl);
-  any->set_value(std::string(*refusal));
   return grpc::Status(code, message, details.SerializeAsString());
 }
 
@@ -49,7 +56,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   v1::StatusDetails details;
   if (!details.ParseFromString(status.error_details())) return out;  // Not ours: ignored.
   for (const google::protobuf::Any& any : details.details()) {
-    if (any.type_url() == kRefusalTypeUrl) out.SetPayload(kRefusalTypeUrl, absl::Cord(any.value()));
+    if (any.type_url() == kRefusalTypeUrl || any.type_url() == kRetryInfoTypeUrl) {
+      out.SetPayload(any.type_url(), absl::Cord(any.value()));
+    }
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/echo.h"
 #include "common/file.h"
 #include "common/ossl.h"
 #include "common/proto_time.h"
@@ -238,7 +239,7 @@ absl::Status CheckSadCovers(const SadGrant& grant, std::string_view account_id,
   if (grant.hash_algorithm_oid != hash_algorithm_oid) {
     return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_OTHER_HASH_ALGORITHM, "sad",
                   absl::StrCat("issued for hash algorithm ", grant.hash_algorithm_oid, ", not ",
-                               Av(hash_algorithm_oid)));
+                               Echo(hash_algorithm_oid)));
   }
   if (hashes.size() > grant.num_signatures) {
     return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_TOO_MANY_SIGNATURES, "sad",

@@ -11,12 +11,13 @@
 #
 # Environment: QSIGN (the CLI binary), QSIGN_SERVER (host:port of qsignd), OCSP_URL
 # (http://host:port/ocsp), QSIGN_TSA_URL (http://host:port/tsa, for B-LT), OPERATOR_FILE (holding
-# "<id>.<secret>"), WORK (an empty directory),
+# "<id>.<secret>"), WORK (an empty directory), MAIL_DIR (identity's mail_drop_dir: the user's
+# mailbox, where the registration link arrives),
 # TLS_DIR (mutual TLS: a directory with ca.crt and the client certificates portal.crt/.key,
 # app.crt/.key, operator.crt/.key, as scripts/gen-certs writes them; each role calls with its
 # own; unset: plaintext, for a qsignd with insecure_dev).
 set -euo pipefail
-: "${QSIGN:?}" "${QSIGN_SERVER:?}" "${OCSP_URL:?}" "${OPERATOR_FILE:?}" "${WORK:?}"
+: "${QSIGN:?}" "${QSIGN_SERVER:?}" "${OCSP_URL:?}" "${OPERATOR_FILE:?}" "${WORK:?}" "${MAIL_DIR:?}"
 export QSIGN_SERVER
 TLS_DIR=${TLS_DIR:-}
 PORTAL="$WORK/portal"  # The user's state (session, certificate): as a browser would keep it.
@@ -100,9 +101,20 @@ national_id() {
   done
 }
 
-step "1. register at the portal"
+step "1. register at the portal; the e-mailed link finishes it"
 portal register --username="$USERNAME" --given_name=Ana --surname=Petrović \
   --national_id="$(national_id)" --email="$USERNAME"
+# The user's mailbox: the newest message to USERNAME with a registration link.
+TOKEN=""
+for _ in $(seq 1 100); do
+  MAIL=$(grep -l -- "To: <$USERNAME>" "$MAIL_DIR"/*.eml 2>/dev/null | sort | tail -n 1 || true)
+  [ -n "$MAIL" ] && TOKEN=$(sed -n 's/.*[?]token=\([A-Za-z0-9_-]\{43\}\).*/\1/p' "$MAIL" | head -n 1)
+  [ -n "$TOKEN" ] && break
+  sleep 0.1
+done
+[ -n "$TOKEN" ] || { echo "journey: no registration link arrived in $MAIL_DIR"; exit 1; }
+echo "mail to $USERNAME: confirm your registration: .../register/confirm?token=****"
+portal confirm-registration --token="$TOKEN"
 
 step "2. a registration officer proofs the identity (ID card seen in person)"
 printf 'operator$ qsign --operator_file=... proof-identity --username=%s --document_number=009876543\n' \

@@ -41,6 +41,7 @@ class LoginTest : public testing::ServiceTest {
         env(), {.services = {"identity", "consent"}, .configure = [](auto& config) {
                   // 127.0.0.1 enrols everyone here.
                   config.mutable_consent()->set_enrollments_per_address_per_minute(0);
+                  config.mutable_identity()->set_logins_per_address_per_minute(0);
                 }});
     ASSERT_TRUE(stacks.ok()) << stacks.status();
     stacks_ = *std::move(stacks);
@@ -61,7 +62,7 @@ class LoginTest : public testing::ServiceTest {
 
   // A registered, proofed account with an enrolled consent app (not yet watching).
   std::unique_ptr<consent::ConsentAppSimulator> Person(int n, std::string* username) {
-    auto person = testing::EnrolPerson(*identity_stub_, consent_channel_, n);
+    auto person = testing::EnrolPerson(*identity_stub_, conninfo(), consent_channel_, n);
     EXPECT_TRUE(person.ok()) << person.status();
     if (!person.ok()) return nullptr;
     *username = person->username;

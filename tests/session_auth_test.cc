@@ -42,6 +42,7 @@
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
 #include "services/lifecycle/schema.h"
+#include "tests/testing/registration.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/test_data.h"
 
@@ -233,11 +234,11 @@ class SessionAuthTest : public testing::ServiceTest {
     req.set_given_name("Ana");
     req.set_surname("Petrović");
     req.set_national_id(testing::NationalId(n));
-    pb::Account account;
-    grpc::Status s = identity_stub_->RegisterAccount(As("").get(), req, &account);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    phone_.AddDevice(account.account_id());
-    return account.account_id();
+    auto account = testing::RegisterAndConfirm(*identity_stub_, pool(), req);
+    EXPECT_TRUE(account.ok()) << account.status();
+    if (!account.ok()) return "";
+    phone_.AddDevice(account->account_id());
+    return account->account_id();
   }
 
   // A login approved on the phone: the session token identity issues.

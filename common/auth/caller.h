@@ -29,7 +29,14 @@ struct ClientInfo {
   std::string user_agent;
   // The gRPC peer.
   std::string peer;
+  // The end user's network address as this service resolved it (common/client_address.h: the
+  // peer's, or a trusted proxy's header): what per-address rate limits key on. Empty when the
+  // edge did not resolve it; KeyAddress then falls back to the peer's address.
+  std::string network_address;
 };
+
+// The address per-address rate limits key on: network_address, else the peer's address.
+std::string KeyAddress(const ClientInfo& client);
 
 // "anonymous", "account:<id>", "operator:<id>" or "service:<id>": the audit record's actor.
 std::string ActorName(const Caller& caller);

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/client_address.h"
 #include "common/daemon/token_roles.h"
 #include "common/file.h"
 #include "common/oids.h"
@@ -309,6 +310,14 @@ class Validator {
                          v.refresh_interval_ms(), ")"));
     }
 
+    {
+      const cfg::ClientAddress& a = c_.client_address();
+      auto resolver = ClientAddressResolver::New(
+          a.header(),
+          std::vector<std::string>(a.trusted_proxies().begin(), a.trusted_proxies().end()));
+      if (!resolver.ok()) errors_.emplace_back(resolver.status().message());
+    }
+
     Peer("signer", c_.peers().signer());
     Peer("identity", c_.peers().identity());
     Peer("consent", c_.peers().consent());
@@ -412,6 +421,8 @@ class Validator {
           1'000'000);
     Range("consent.approvals_per_device_per_minute", s.approvals_per_device_per_minute(), 0,
           1'000'000);
+    Range("consent.authorizations_per_account_per_minute",
+          s.authorizations_per_account_per_minute(), 0, 1'000'000);
     SecretFile("consent.client_secret_file", s.client_secret_file());
     // Written with create_missing_keys when missing; otherwise read and checked at start-up.
     if (!c_.create_missing_keys()) {
@@ -439,11 +450,25 @@ class Validator {
     Ids("identity.session_key_ids", s.session_key_ids());
     SecretFile("identity.client_secret_file", s.client_secret_file());
     NeedsPeer("identity", "consent");
+    Range("identity.logins_per_account_per_minute", s.logins_per_account_per_minute(), 0,
+          1'000'000);
+    Range("identity.logins_per_address_per_minute", s.logins_per_address_per_minute(), 0,
+          1'000'000);
+    Range("identity.registrations_per_address_per_hour", s.registrations_per_address_per_hour(), 0,
+          1'000'000);
+    if (!s.smtp_url().empty()) Url("identity.smtp_url", s.smtp_url(), {"smtp", "smtps"});
+    if (!s.smtp_url().empty() && !s.mail_drop_dir().empty()) {
+      Error("identity.mail_drop_dir", "set smtp_url or mail_drop_dir, not both");
+    }
+    if (!s.registration_url().empty()) {
+      Url("identity.registration_url", s.registration_url(), {"http", "https"});
+    }
   }
 
   void Lifecycle() {
     const cfg::LifecycleService& s = c_.lifecycle();
     HostPort("lifecycle.http_listen", s.http_listen());
+    Range("lifecycle.ocsp_signatures_per_second", s.ocsp_signatures_per_second(), 0, 1'000'000);
     Url("lifecycle.public_base_url", s.public_base_url(), {"http", "https"});
     if (auto type = hsm::ParseKeyType(s.ca_key_type()); !type.ok()) {
       Error("lifecycle.ca_key_type", absl::StrCat("\"", s.ca_key_type(), "\": unknown key type"));
@@ -620,11 +645,17 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     DefaultString(s.mutable_device_ca_key_id(), kDefaultDeviceCaKey);
     if (!s.has_enrollments_per_address_per_minute()) s.set_enrollments_per_address_per_minute(30);
     if (!s.has_approvals_per_device_per_minute()) s.set_approvals_per_device_per_minute(20);
+    if (!s.has_authorizations_per_account_per_minute()) {
+      s.set_authorizations_per_account_per_minute(10);
+    }
   }
   if (c.has_identity()) {
     cfg::IdentityService& s = *c.mutable_identity();
     if (s.session_key_ids().empty()) s.add_session_key_ids(kDefaultSessionKey);
     DefaultString(s.mutable_consent_client_id(), "consent");
+    if (!s.has_logins_per_account_per_minute()) s.set_logins_per_account_per_minute(5);
+    if (!s.has_logins_per_address_per_minute()) s.set_logins_per_address_per_minute(60);
+    if (!s.has_registrations_per_address_per_hour()) s.set_registrations_per_address_per_hour(20);
   }
   if (c.has_lifecycle()) {
     cfg::LifecycleService& s = *c.mutable_lifecycle();
@@ -635,6 +666,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     DefaultString(s.mutable_consent_client_id(), "consent");
     DefaultString(s.mutable_mail_from(), "qsign@localhost");
     DefaultString(s.mutable_tsa_client_id(), "tsa");
+    if (!s.has_ocsp_signatures_per_second()) s.set_ocsp_signatures_per_second(100);
   }
   if (c.has_gateway()) {
     cfg::GatewayService& s = *c.mutable_gateway();

@@ -177,6 +177,13 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.gateway().http_threads(), 64);
   EXPECT_EQ(c.gateway().name(), "qsign");
   EXPECT_EQ(c.gateway().region(), "RS");
+  // The abuse limits (0 turns one off).
+  EXPECT_EQ(c.consent().enrollments_per_address_per_minute(), 30);
+  EXPECT_EQ(c.consent().authorizations_per_account_per_minute(), 10);
+  EXPECT_EQ(c.identity().logins_per_account_per_minute(), 5);
+  EXPECT_EQ(c.identity().logins_per_address_per_minute(), 60);
+  EXPECT_EQ(c.identity().registrations_per_address_per_hour(), 20);
+  EXPECT_EQ(c.lifecycle().ocsp_signatures_per_second(), 100);
 }
 
 TEST_F(ConfigTest, DefaultsKeepWhatIsSet) {
@@ -499,6 +506,26 @@ TEST_F(ConfigTest, IdentityRules) {
   const std::string e = Errors(c);
   EXPECT_THAT(e, HasSubstr("identity.session_key_ids[1]: empty"));
   EXPECT_THAT(e, HasSubstr("identity.client_secret_file: " + Path("empty") + ": empty"));
+}
+
+TEST_F(ConfigTest, LimitsAndTheClientAddressHeader) {
+  cfg::ServerConfig c = Laptop();
+  c.mutable_identity()->set_logins_per_account_per_minute(-1);
+  c.mutable_consent()->set_authorizations_per_account_per_minute(-1);
+  c.mutable_identity()->set_smtp_url("http://mail");
+  c.mutable_client_address()->set_header("X-Forwarded-For");
+  c.mutable_client_address()->add_trusted_proxies("10.0.0.0/8");
+  std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("identity.logins_per_account_per_minute"));
+  EXPECT_THAT(e, HasSubstr("consent.authorizations_per_account_per_minute"));
+  EXPECT_THAT(e, HasSubstr("identity.smtp_url"));
+  EXPECT_THAT(e, HasSubstr("client_address.header"));
+  c = Laptop();
+  c.mutable_client_address()->set_header("x-forwarded-for");
+  c.mutable_client_address()->add_trusted_proxies("10.0.0.0/40");
+  EXPECT_THAT(Errors(c), HasSubstr("client_address.trusted_proxies[0]"));
+  c.mutable_client_address()->set_trusted_proxies(0, "10.0.0.0/8");
+  EXPECT_EQ(Errors(c), "");
 }
 
 TEST_F(ConfigTest, LifecycleRules) {

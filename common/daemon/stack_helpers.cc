@@ -76,4 +76,11 @@ absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::Server
   return pub;
 }
 
+absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(
+    const config::v1::ServerConfig& config) {
+  const config::v1::ClientAddress& c = config.client_address();
+  return ClientAddressResolver::New(
+      c.header(), std::vector<std::string>(c.trusted_proxies().begin(), c.trusted_proxies().end()));
+}
+
 }  // namespace qsign::daemon

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "common/auth/credential_table.h"
 #include "common/auth/session_key_cache.h"
+#include "common/client_address.h"
 #include "common/clock.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
@@ -36,6 +37,10 @@ absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
 
 // The tokens of the config's hsm section, for hsm::OpenPkcs11Tokens.
 hsm::Pkcs11TokensConfig HsmTokensConfig(const config::v1::Hsm& hsm);
+
+// The client_address section: whose header names the end user's address (common/client_address.h).
+absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(
+    const config::v1::ServerConfig& config);
 
 // The key exists in the HSM, or is made there (EC P-256) when create_missing_keys allows it.
 // `what` names it in the log line and the error ("SAD key").

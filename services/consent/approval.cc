@@ -74,9 +74,9 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
   if (approve && in.pin.empty()) return absl::InvalidArgumentError("pin: required to approve");
   const absl::Time now = Now();
   // Counted before anything else, so that no answer is cheaper to get than the limit allows.
-  if (!approve_limiter_.Allow(in.device_id, now)) {
-    return absl::ResourceExhaustedError(
-        "too many approvals from this device; try again in a minute");
+  if (auto s = approve_limiter_.Acquire(in.device_id, now, "too many approvals from this device");
+      !s.ok()) {
+    return s;
   }
 
   // 1. The request belongs to the device's account (one query brings request, device and PIN).

@@ -130,6 +130,12 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
         "hashes", absl::StrCat("the credential allows at most ",
                                credential->max_hashes_per_authorization, " per authorization"));
   }
+  // Counted per account whoever asks (the user or an e-service for them), before the push.
+  if (auto s = authorize_limiter_.Acquire(credential->account_id, now,
+                                          "too many signing requests for this account");
+      !s.ok()) {
+    return s;
+  }
   Statement st{.kind = RequestKind::kSign,
                .created_at = now,
                .expires_at = TruncateToMicros(now + config_.sign_lifetime),

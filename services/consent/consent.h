@@ -25,6 +25,7 @@
 #include "common/auth/caller.h"
 #include "common/auth/credential_table.h"
 #include "common/clock.h"
+#include "common/rate_limit.h"
 #include "common/secret.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
@@ -33,7 +34,6 @@
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
-#include "services/consent/rate_limit.h"
 
 namespace qsign::consent {
 
@@ -106,11 +106,15 @@ struct ConsentConfig {
   // this time of it, and only while its PIN was never tried.
   absl::Duration enrollment_retry_window = absl::Minutes(10);
   int max_pin_failures = 5;
-  // Approve calls per device per minute, counted before any check; 0: unlimited.
-  int approvals_per_device_per_minute = 20;
-  // EnrollDevice attempts per client (gRPC peer) address per minute, counted before any check;
+  // Approve, ChangePin and ResetPin calls per device per minute, counted before any check;
   // 0: unlimited.
+  int approvals_per_device_per_minute = 20;
+  // EnrollDevice attempts per client address (common/client_address.h: the peer's, or the
+  // trusted proxy's header) per minute, counted before any check; 0: unlimited.
   int enrollments_per_address_per_minute = 30;
+  // Authorize calls per account (the credential's owner) per minute, counted before the push;
+  // 0: unlimited.
+  int authorizations_per_account_per_minute = 10;
   absl::Duration sad_lifetime = kDefaultSadLifetime;
 };
 
@@ -297,7 +301,8 @@ class Consent {
         authenticator_(std::move(operators), std::move(services), deps.sessions, "consent"),
         config_(config),
         enroll_limiter_(config.enrollments_per_address_per_minute, absl::Minutes(1)),
-        approve_limiter_(config.approvals_per_device_per_minute, absl::Minutes(1)) {}
+        approve_limiter_(config.approvals_per_device_per_minute, absl::Minutes(1)),
+        authorize_limiter_(config.authorizations_per_account_per_minute, absl::Minutes(1)) {}
 
   absl::Time Now() const;
   RequestState EffectiveState(const RequestRecord& r, absl::Time now) const;
@@ -339,6 +344,7 @@ class Consent {
   const ConsentConfig config_;
   RateLimiter enroll_limiter_;
   RateLimiter approve_limiter_;
+  RateLimiter authorize_limiter_;
 };
 
 }  // namespace qsign::consent

@@ -77,10 +77,12 @@ void ToProto(const PendingRequest& p, pb::ConsentRequest* out) {
   }
 }
 
-ClientInfo ClientOf(const grpc::ServerContext* ctx, const pb::ClientContext& client) {
+ClientInfo ClientOf(const ClientAddressResolver& resolver, const grpc::ServerContext* ctx,
+                    const pb::ClientContext& client) {
   return ClientInfo{.client_address = client.client_address(),
                     .user_agent = client.user_agent(),
-                    .peer = ctx->peer()};
+                    .peer = ctx->peer(),
+                    .network_address = resolver.Resolve(*ctx)};
 }
 
 // Logs what the client does not get to see, then converts.
@@ -112,7 +114,7 @@ grpc::Status ConsentGrpc::EnrollDevice(grpc::ServerContext* ctx, const pb::Enrol
                  .device_name = req->device_name(),
                  .pin = SecretString(req->pin()),
                  .push_token = req->push_token()};
-  auto out = consent_->EnrollDevice(in, ClientOf(ctx, req->client()));
+  auto out = consent_->EnrollDevice(in, ClientOf(client_address_, ctx, req->client()));
   if (!out.ok()) return Reply("EnrollDevice", out.status());
   resp->set_device_id(out->device_id);
   resp->set_account_id(out->account_id);
@@ -169,7 +171,7 @@ grpc::Status ConsentGrpc::ChangePin(grpc::ServerContext* ctx, const pb::ChangePi
                        .device_signature = req->device_signature(),
                        .old_pin = SecretString(req->old_pin()),
                        .new_pin = SecretString(req->new_pin())};
-  auto out = consent_->ChangePin(in, ClientOf(ctx, req->client()));
+  auto out = consent_->ChangePin(in, ClientOf(client_address_, ctx, req->client()));
   if (!out.ok()) return Reply("ChangePin", out.status());
   switch (out->result) {
     case ChangePinResult::kChanged:
@@ -192,7 +194,7 @@ grpc::Status ConsentGrpc::ResetPin(grpc::ServerContext* ctx, const pb::ResetPinR
                        .challenge = req->challenge(),
                        .device_signature = req->device_signature(),
                        .new_pin = SecretString(req->new_pin())};
-  return Reply("ResetPin", consent_->ResetPin(in, ClientOf(ctx, req->client())));
+  return Reply("ResetPin", consent_->ResetPin(in, ClientOf(client_address_, ctx, req->client())));
 }
 
 grpc::Status ConsentGrpc::Approve(grpc::ServerContext* ctx, const pb::ApproveRequest* req,
@@ -204,7 +206,7 @@ grpc::Status ConsentGrpc::Approve(grpc::ServerContext* ctx, const pb::ApproveReq
                   .challenge = req->challenge()};
   if (req->decision() == pb::CONSENT_DECISION_APPROVE) in.decision = Decision::kApprove;
   if (req->decision() == pb::CONSENT_DECISION_DENY) in.decision = Decision::kDeny;
-  auto out = consent_->Approve(in, ClientOf(ctx, req->client()));
+  auto out = consent_->Approve(in, ClientOf(client_address_, ctx, req->client()));
   if (!out.ok()) return Reply("Approve", out.status());
   switch (out->result) {
     case ApproveResult::kApproved:
@@ -241,7 +243,8 @@ grpc::Status ConsentGrpc::CreateRequest(grpc::ServerContext* ctx,
                        .login = {.verification_code = req->login().verification_code(),
                                  .client_description = req->login().client_description()}};
   if (req->has_lifetime()) in.lifetime = FromProto(req->lifetime());
-  auto out = consent_->CreateLoginRequest(*caller, in, ClientOf(ctx, pb::ClientContext()));
+  auto out = consent_->CreateLoginRequest(*caller, in,
+                                          ClientOf(client_address_, ctx, pb::ClientContext()));
   if (!out.ok()) return Reply("CreateRequest", out.status());
   ToProto(*out, resp);
   return grpc::Status::OK;
@@ -286,7 +289,7 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
                             .document_digest = d.document_digest(),
                             .page_count = d.page_count()});
   }
-  auto out = consent_->Authorize(*caller, in, ClientOf(ctx, req->client()));
+  auto out = consent_->Authorize(*caller, in, ClientOf(client_address_, ctx, req->client()));
   if (!out.ok()) return Reply("Authorize", out.status());
   resp->set_request_id(out->request_id);
   *resp->mutable_expires_at() = ToProto(out->expires_at);
@@ -315,7 +318,7 @@ grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::Unblock
   auto caller = CallerOf(consent_, ctx);
   if (!caller.ok()) return Reply("UnblockPin", caller.status());
   auto until =
-      consent_->UnblockPin(*caller, req->account_id(), req->note(), ClientOf(ctx, req->client()));
+      consent_->UnblockPin(*caller, req->account_id(), req->note(), ClientOf(client_address_, ctx, req->client()));
   if (!until.ok()) return Reply("UnblockPin", until.status());
   *resp->mutable_reset_expires_at() = ToProto(*until);
   return grpc::Status::OK;
@@ -327,7 +330,7 @@ grpc::Status ConsentGrpc::DeactivateDevices(grpc::ServerContext* ctx,
   auto caller = CallerOf(consent_, ctx);
   if (!caller.ok()) return Reply("DeactivateDevices", caller.status());
   auto out = consent_->DeactivateDevices(*caller, req->account_id(), req->reason(),
-                                         ClientOf(ctx, pb::ClientContext()));
+                                         ClientOf(client_address_, ctx, pb::ClientContext()));
   if (!out.ok()) return Reply("DeactivateDevices", out.status());
   for (auto& id : out->device_ids) resp->add_device_ids(id);
   resp->set_requests_cancelled(static_cast<uint32_t>(out->requests_cancelled));

@@ -3,6 +3,9 @@
 #ifndef QSIGN_SERVICES_CONSENT_CONSENT_GRPC_H_
 #define QSIGN_SERVICES_CONSENT_CONSENT_GRPC_H_
 
+#include <utility>
+
+#include "common/client_address.h"
 #include "qsign/v1/consent.grpc.pb.h"
 #include "services/consent/consent.h"
 
@@ -10,8 +13,10 @@ namespace qsign::consent {
 
 class ConsentGrpc final : public qsign::v1::Consent::Service {
  public:
-  // `consent` is not owned and must outlive this service.
-  explicit ConsentGrpc(Consent* consent) : consent_(consent) {}
+  // `consent` is not owned and must outlive this service. `client_address` resolves the end
+  // user's address for per-address limits.
+  explicit ConsentGrpc(Consent* consent, ClientAddressResolver client_address = {})
+      : consent_(consent), client_address_(std::move(client_address)) {}
 
   grpc::Status EnrollDevice(grpc::ServerContext* ctx, const qsign::v1::EnrollDeviceRequest* req,
                             qsign::v1::EnrollDeviceResponse* resp) override;
@@ -47,6 +52,7 @@ class ConsentGrpc final : public qsign::v1::Consent::Service {
 
  private:
   Consent* consent_;  // Not owned.
+  const ClientAddressResolver client_address_;
 };
 
 }  // namespace qsign::consent

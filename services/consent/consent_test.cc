@@ -31,6 +31,7 @@
 #include "common/grpc_status.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
+#include "common/rate_limit.h"
 #include "common/refusal.h"
 #include "consent/app_simulator.h"
 #include "consent/sad.h"
@@ -49,7 +50,6 @@
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
-#include "services/consent/rate_limit.h"
 #include "tests/testing/fake_identity_server.h"
 #include "tests/testing/metrics.h"
 #include "tests/testing/service_test.h"
@@ -120,6 +120,9 @@ class ConsentTest : public qsign::testing::ServiceTest {
                   config.mutable_signer()->set_max_hashes_per_authorization(3);
                   config.mutable_consent()->set_approvals_per_device_per_minute(
                       approvals_per_device_per_minute_);
+                  // The test's calls come from 127.0.0.1, as an ingress's would.
+                  config.mutable_client_address()->set_header("x-forwarded-for");
+                  config.mutable_client_address()->add_trusted_proxies("127.0.0.0/8");
                 }});
     ASSERT_TRUE(stacks.ok()) << stacks.status();
     stacks_ = *std::move(stacks);
@@ -318,10 +321,30 @@ TEST_F(ConsentTest, EnrolmentIsRateLimitedPerAddress) {
   EXPECT_TRUE((*app)->Enroll(code, "Phone", kPin).ok());
 }
 
-TEST(RateLimitTest, PeerAddresses) {
-  EXPECT_EQ(PeerAddress("ipv4:203.0.113.7:51234"), "203.0.113.7");
-  EXPECT_EQ(PeerAddress("ipv6:[2001:db8::1]:443"), "2001:db8::1");
-  EXPECT_EQ(PeerAddress("unix:/tmp/sock"), "unix:/tmp/sock");
+// Behind an ingress every call has the ingress's address: the limit is per end user, as the
+// trusted proxy's header names them, so junk from one address blocks nobody else.
+TEST_F(ConsentTest, EnrolmentLimitIsPerAddressBehindATrustedProxy) {
+  for (int i = 0; i < 31; ++i) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-forwarded-for", "198.51.100.66");
+    pb::EnrollDeviceRequest req;
+    req.set_activation_code("NOT-A-CODE");
+    pb::EnrollDeviceResponse resp;
+    grpc::Status s = stub_->EnrollDevice(&ctx, req, &resp);
+    if (i < 30) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << i << s.error_message();
+      continue;
+    }
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    absl::Status back = FromGrpcStatus(s);
+    ASSERT_TRUE(RetryDelay(back).has_value());
+    EXPECT_GT(*RetryDelay(back), absl::ZeroDuration());
+    EXPECT_LE(*RetryDelay(back), absl::Minutes(1));
+  }
+  // Another citizen through the same ingress (the proxy's own address, no header) enrols.
+  auto app = ConsentAppSimulator::New(channel_);
+  ASSERT_TRUE(app.ok());
+  EXPECT_TRUE((*app)->Enroll(identity_->NewCode("alice"), "Phone", kPin).ok());
 }
 
 TEST_F(ConsentTest, EnrolmentRefusesBadInputBeforeSpendingTheCode) {
@@ -543,6 +566,33 @@ TEST_F(ConsentTest, ExpiredLoginCannotBeApproved) {
   pb::AuthorizeResponse auth;
   ASSERT_TRUE(Authorize("cred-1", {Hash('a')}, &auth).ok());
   EXPECT_EQ(auth.expires_at().seconds() - absl::ToUnixSeconds(clock_.Now()), 300);
+}
+
+// No push bombing: Authorize is limited per account (whoever asks for it), before the push.
+TEST_F(ConsentTest, AuthorizeIsLimitedPerAccountBeforeThePush) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  Credential("cred-1", "alice");
+  const double pushed_before = MetricValue("qsign_consent_requests_created_total{kind=\"sign\"}");
+  for (int i = 0; i < 10; ++i) {
+    pb::AuthorizeResponse auth;
+    grpc::Status s = Authorize("cred-1", {Hash(static_cast<char>('a' + i))}, &auth);
+    ASSERT_TRUE(s.ok()) << i << " " << s.error_message();
+  }
+  pb::AuthorizeResponse refused;
+  grpc::Status s = Authorize("cred-1", {Hash('z')}, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("too many signing requests for this account"));
+  absl::Status back = FromGrpcStatus(s);
+  ASSERT_TRUE(RetryDelay(back).has_value());
+  EXPECT_EQ(*RetryDelay(back), absl::Minutes(1));
+  // The user's own session is counted on the same account.
+  s = Authorize("cred-1", {Hash('y')}, &refused, alice_token_.c_str());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Ten pushes, not twelve.
+  EXPECT_EQ(MetricValue("qsign_consent_requests_created_total{kind=\"sign\"}") - pushed_before, 10);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_TRUE(Authorize("cred-1", {Hash('z')}, &refused).ok());
 }
 
 TEST_F(ConsentTest, FiveWrongPinsBlockUntilAnOperatorUnblocksAfterReproofing) {
@@ -828,6 +878,10 @@ TEST_F(ConsentRateLimitTest, ApproveIsRateLimitedPerDevice) {
   }
   auto limited = app->Approve(pushed, kPin);
   EXPECT_EQ(limited.status().code(), absl::StatusCode::kResourceExhausted);
+  // The answer says when to come back (google.rpc.RetryInfo), as every limit's does.
+  ASSERT_TRUE(RetryDelay(limited.status()).has_value()) << limited.status();
+  EXPECT_GT(*RetryDelay(limited.status()), absl::ZeroDuration());
+  EXPECT_LE(*RetryDelay(limited.status()), absl::Minutes(1));
   EXPECT_EQ(store_->GetPin("alice")->failures, 3) << "a limited attempt is never counted";
   // Per device: Bob's app is not affected.
   pb::ConsentRequest bobs = Receive(*bob, Login("bob").request_id());

@@ -14,9 +14,10 @@ namespace qsign::consent {
 
 absl::StatusOr<EnrollResult> Consent::EnrollDevice(const EnrollInput& in,
                                                    const ClientInfo& client) {
-  if (!enroll_limiter_.Allow(PeerAddress(client.peer), Now())) {
-    return absl::ResourceExhaustedError(
-        "too many enrolment attempts from this address; try again in a minute");
+  if (auto s = enroll_limiter_.Acquire(auth::KeyAddress(client), Now(),
+                                       "too many enrolment attempts from this address");
+      !s.ok()) {
+    return s;
   }
   // Every check before the activation code is consumed.
   if (auto s = ValidateDeviceKey(in.device_public_key); !s.ok()) return s;

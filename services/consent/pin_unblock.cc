@@ -55,9 +55,10 @@ absl::StatusOr<PinAttempt> Consent::StartPinOperation(const PinOperationInput& i
                                                       std::string* new_verifier) {
   if (auto s = ValidateDeviceId(in.device_id); !s.ok()) return s;
   const absl::Time now = Now();
-  if (!approve_limiter_.Allow(in.device_id, now)) {
-    return absl::ResourceExhaustedError(
-        "too many PIN attempts from this device; try again in a minute");
+  if (auto s =
+          approve_limiter_.Acquire(in.device_id, now, "too many PIN attempts from this device");
+      !s.ok()) {
+    return s;
   }
   if (auto s = ValidateApprovalChallenge(in.challenge); !s.ok()) return s;
   if (in.device_signature.empty()) {

@@ -93,6 +93,9 @@ ConsentConfig ConsentTuning(const cfg::ConsentService& c) {
   if (c.has_approvals_per_device_per_minute()) {
     config.approvals_per_device_per_minute = c.approvals_per_device_per_minute();
   }
+  if (c.has_authorizations_per_account_per_minute()) {
+    config.authorizations_per_account_per_minute = c.authorizations_per_account_per_minute();
+  }
   return config;
 }
 
@@ -215,7 +218,9 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
                               *std::move(operators), *std::move(services), ConsentTuning(c));
   if (!service.ok()) return service.status();
   stack->consent_ = *std::move(service);
-  stack->grpc_ = std::make_unique<ConsentGrpc>(stack->consent_.get());
+  auto client_address = daemon::ClientAddressResolverOf(config);
+  if (!client_address.ok()) return client_address.status();
+  stack->grpc_ = std::make_unique<ConsentGrpc>(stack->consent_.get(), *std::move(client_address));
   return stack;
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "services/gateway/errors.h"
@@ -98,7 +99,7 @@ absl::StatusOr<Gateway::Result> Gateway::Dispatch(std::string_view method,
   if (method == "signatures/signDoc") return SignaturesSignDoc(request);
   if (IsKnownUnimplemented(method)) {
     return absl::UnimplementedError(
-        absl::StrCat("Method ", Av(method), " is not implemented; info lists the methods"));
+        absl::StrCat("Method ", Echo(method), " is not implemented; info lists the methods"));
   }
   return CscStatus(absl::StatusCode::kNotFound, "invalid_request",
                    "No such method; info lists the methods", 404);

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/echo.h"
 #include "common/log.h"
 #include "common/oids.h"
 #include "common/strings.h"
@@ -85,8 +86,7 @@ absl::StatusOr<Gateway::Result> Gateway::Token(const CscRequest& request) const 
       return absl::InvalidArgumentError("Malformed application/x-www-form-urlencoded body");
     for (auto& [name, value] : *form) {
       if (!params.emplace(name, value).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Parameter ", Av(std::string_view(name).substr(0, 64)), " repeated"));
+        return absl::InvalidArgumentError(absl::StrCat("Parameter ", Echo(name), " repeated"));
       }
     }
   }

@@ -26,7 +26,7 @@ constexpr std::string_view kCrockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 constexpr size_t kActivationCodeSymbols = 16;
 constexpr size_t kLoginIdChars = 43;  // 32 bytes, base64url without padding.
 constexpr int kRevocationPageSize = 1000;
-// A StartLogin for an unknown username never waits longer than this to mimic a real one.
+// A StartLogin that pushed nothing never waits longer than this to mimic one that did.
 constexpr absl::Duration kMaxLatencyPadding = absl::Milliseconds(500);
 constexpr char kHandedOut[] =
     "login_id: this login completed before; its session token is handed out only once";
@@ -147,7 +147,10 @@ Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* cl
       config_(std::move(config)),
       minter_(std::move(minter)),
       verifier_(std::move(verifier)),
-      keys_(std::move(keys)) {}
+      keys_(std::move(keys)),
+      login_account_limiter_(config_.logins_per_account_per_minute, absl::Minutes(1)),
+      login_address_limiter_(config_.logins_per_address_per_minute, absl::Minutes(1)),
+      register_address_limiter_(config_.registrations_per_address_per_hour, absl::Hours(1)) {}
 
 absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityStore* store,
                                                         ConsentClient* consent, const Clock* clock,
@@ -198,8 +201,8 @@ absl::StatusOr<Caller> Identity::Authenticate(std::string_view authorization, bo
   return authenticator_.Authenticate(authorization, allow_revoked);
 }
 
-absl::StatusOr<Account> Identity::RegisterAccount(const RegisterAccountInput& in,
-                                                  const ClientInfo& client) {
+absl::StatusOr<RegistrationAnswer> Identity::RegisterAccount(const RegisterAccountInput& in,
+                                                             const ClientInfo& client) {
   const absl::Time now = TruncateToMicros(clock_->Now());
   if (auto s = ValidateEmail("username", in.username); !s.ok()) return s;
   if (auto s = ValidatePersonName("given_name", in.given_name); !s.ok()) return s;
@@ -212,23 +215,84 @@ absl::StatusOr<Account> Identity::RegisterAccount(const RegisterAccountInput& in
   if (!in.certificate_email.empty()) {
     if (auto s = ValidateEmail("certificate_email", in.certificate_email); !s.ok()) return s;
   }
-  auto id = NewAccountId();
-  if (!id.ok()) return id.status();
-  Account account{.account_id = *id,
-                  .username = NormalizeUsername(in.username),
-                  .given_name = in.given_name,
-                  .surname = in.surname,
-                  .national_id = in.national_id,
-                  .certificate_email = in.certificate_email,
-                  .assurance_level = AssuranceLevel::kLow,
-                  .created_at = now};
-  if (auto s = store_->CreateAccount(
-          account, auth::AuditEventOf(Caller{}, "identity.account.register", account.account_id,
-                                      client, "ok", absl::StrCat("username=", account.username)));
+  // Counted once the request is well-formed: what it costs is a row and an e-mail.
+  if (auto s = register_address_limiter_.Acquire(auth::KeyAddress(client), clock_->Now(),
+                                                 "too many registrations from this address");
       !s.ok()) {
     return s;
   }
-  return account;
+  const std::string username = NormalizeUsername(in.username);
+  const RegistrationAnswer answer{.link_expires_at = now + config_.registration_link_lifetime};
+  auto existing = store_->GetAccountByUsername(username);
+  if (!existing.ok() && existing.status().code() != absl::StatusCode::kNotFound) {
+    return existing.status();
+  }
+  // The same answer and the same work (one transaction: a mail queued, an audit record) whether
+  // or not the address is registered; only its mailbox learns which.
+  OutboxMessage mail{.recipient = username, .created_at = now};
+  std::optional<PendingRegistration> registration;
+  std::string outcome = "ok";
+  if (existing.ok()) {
+    mail.kind = "registration_exists";
+    mail.subject = "qsign: you already have an account";
+    mail.body =
+        "Someone (perhaps you) asked to register a qsign account with this address, which "
+        "already has one. Log in with it instead; if it was not you, ignore this message.\n";
+    outcome = "username_taken";
+  } else {
+    auto token = NewLoginId();  // 256 bits, base64url: the same shape as a login id.
+    if (!token.ok()) return token.status();
+    SecretString secret(*std::move(token));
+    registration = PendingRegistration{.token_sha256 = Sha256(secret.value()),
+                                       .username = username,
+                                       .given_name = in.given_name,
+                                       .surname = in.surname,
+                                       .national_id = in.national_id,
+                                       .certificate_email = in.certificate_email,
+                                       .created_at = now,
+                                       .expires_at = answer.link_expires_at};
+    mail.kind = "registration_link";
+    mail.subject = "qsign: confirm your registration";
+    mail.body = absl::StrCat(
+        "To finish registering your qsign account, open this link before ",
+        absl::FormatTime("%Y-%m-%d %H:%M UTC", answer.link_expires_at, absl::UTCTimeZone()),
+        ":\n\n  ", config_.registration_url, "?token=", Av(secret.value()),
+        "\n\n(or: qsign confirm-registration --token=", Av(secret.value()),
+        ")\n\nThen a registration officer verifies your identity document. If you did not ask "
+        "for this, ignore this message: nothing is registered without the link.\n");
+  }
+  if (auto s = store_->QueueRegistration(
+          registration ? &*registration : nullptr, mail,
+          auth::AuditEventOf(Caller{}, "identity.registration.request", "", client, outcome,
+                             absl::StrCat("username=", username)));
+      !s.ok()) {
+    return s;
+  }
+  return answer;
+}
+
+absl::StatusOr<Account> Identity::ConfirmRegistration(std::string_view token,
+                                                      const ClientInfo& client) {
+  if (token.empty()) return absl::InvalidArgumentError("token: required");
+  if (token.size() != kLoginIdChars) {
+    return absl::NotFoundError("token: unknown, used or expired; register again");
+  }
+  auto id = NewAccountId();
+  if (!id.ok()) return id.status();
+  Account account{.account_id = *id,
+                  .assurance_level = AssuranceLevel::kLow,
+                  .created_at = TruncateToMicros(clock_->Now())};
+  return store_->ConfirmRegistration(
+      Sha256(token), std::move(account),
+      auth::AuditEventOf(Caller{}, "identity.account.register", "", client, "ok", ""));
+}
+
+absl::StatusOr<OutboxRun> Identity::DeliverOutbox(Mailer& mailer, int max) {
+  return ::qsign::DeliverOutbox(
+      mailer, max, "identity",
+      [&](int64_t after, absl::FunctionRef<absl::Status(const OutboxMessage&)> send) {
+        return store_->DeliverNextOutbox(after, clock_->Now(), send);
+      });
 }
 
 absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller,
@@ -332,6 +396,18 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
                                                 const ClientInfo& client) {
   if (username.empty()) return absl::InvalidArgumentError("username: required");
   if (username.size() > 254) return absl::InvalidArgumentError("username: at most 254 characters");
+  const std::string normalized = NormalizeUsername(username);
+  // Both limits count before anything is looked up: the answer is the same for every username.
+  if (auto s = login_address_limiter_.Acquire(auth::KeyAddress(client), clock_->Now(),
+                                              "too many logins from this address");
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = login_account_limiter_.Acquire(normalized, clock_->Now(),
+                                              "too many logins for this username");
+      !s.ok()) {
+    return s;
+  }
   auto login_id = NewLoginId();
   if (!login_id.ok()) return login_id.status();
   auto code = NewVerificationCode();
@@ -342,22 +418,45 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
                     .created_at = now,
                     .expires_at = now + config_.login_lifetime};
 
-  std::string target, outcome;
-  auto account = store_->GetAccountByUsername(NormalizeUsername(username));
-  if (account.ok()) {
-    target = account->account_id;
-    const absl::Time started = absl::Now();
-    auto request = consent_->CreateLoginRequest({.account_id = account->account_id,
-                                                 .verification_code = *code,
-                                                 .client_description = DescribeClient(client),
-                                                 .lifetime = config_.login_lifetime});
-    if (request.ok() || request.status().code() == absl::StatusCode::kFailedPrecondition) {
-      RecordConsentLatency(absl::Now() - started);
-    }
-    if (request.ok()) {
-      login.account_id = account->account_id;
-      login.consent_request_id = request->request_id;
-      outcome = "ok";
+  auto account = store_->GetAccountByUsername(normalized);
+  if (!account.ok() && account.status().code() != absl::StatusCode::kNotFound) {
+    return account.status();
+  }
+  const bool known = account.ok();
+  // The same work whatever the username: one consent call. For an unknown username it names an
+  // account id nobody has, which consent answers exactly as an account without a device.
+  std::string consent_account;
+  if (known) {
+    consent_account = account->account_id;
+  } else {
+    auto nobody = NewAccountId();
+    if (!nobody.ok()) return nobody.status();
+    consent_account = *std::move(nobody);
+  }
+  const absl::Time started = absl::Now();
+  auto request = consent_->CreateLoginRequest({.account_id = consent_account,
+                                               .verification_code = *code,
+                                               .client_description = DescribeClient(client),
+                                               .lifetime = config_.login_lifetime});
+  const absl::Duration took = absl::Now() - started;
+  std::string target = known ? account->account_id : "";
+  std::string outcome;
+  if (request.ok() && known) {
+    RecordConsentLatency(took);
+    login.account_id = account->account_id;
+    login.consent_request_id = request->request_id;
+    outcome = "ok";
+  } else {
+    // Nothing was pushed: wait as long as a push takes, so that timing does not tell an unknown
+    // username, an account without a device and a real push apart.
+    const absl::Duration pad = TypicalConsentLatency() - took;
+    if (pad > absl::ZeroDuration()) absl::SleepFor(pad);
+    if (!known) {
+      outcome = "unknown_username";
+      if (request.ok()) {
+        Log(LogLevel::kError, "identity", "consent pushed a login for an account id nobody has",
+            {{"request_id", request->request_id}});
+      }
     } else if (request.status().code() == absl::StatusCode::kFailedPrecondition) {
       outcome = "no_active_device";
     } else {
@@ -367,11 +466,6 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
           {{"account_id", account->account_id}, {"status", request.status().ToString()}});
       outcome = absl::StrCat("consent_error:", absl::StatusCodeToString(request.status().code()));
     }
-  } else if (account.status().code() == absl::StatusCode::kNotFound) {
-    absl::SleepFor(TypicalConsentLatency());
-    outcome = "unknown_username";
-  } else {
-    return account.status();
   }
   if (auto s =
           store_->CreateLogin(login, auth::AuditEventOf(Caller{}, "identity.login.start", target,
@@ -566,6 +660,25 @@ absl::StatusOr<RevocationPage> Identity::ListSessionRevocations(const Caller& ca
   page.last_sequence = entries->empty() ? after_sequence : entries->back().sequence;
   page.revocations = *std::move(entries);
   return page;
+}
+
+absl::StatusOr<int> Identity::ExpireUnproofedAccounts() {
+  constexpr int kBatch = 1000;
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  // Links nobody opened: their registrations never became accounts.
+  if (auto links = store_->DeleteExpiredRegistrations(now); !links.ok()) return links.status();
+  int total = 0;
+  for (;;) {
+    auto expired = store_->ExpireUnproofedAccounts(
+        now - config_.unproofed_account_lifetime, kBatch, now,
+        auth::AuditEventOf(Caller{.kind = CallerKind::kService, .id = "identity"},
+                           "identity.account.expire", "", ClientInfo{}, "ok",
+                           absl::StrCat("never proofed within ",
+                                        absl::FormatDuration(config_.unproofed_account_lifetime))));
+    if (!expired.ok()) return expired.status();
+    total += static_cast<int>(expired->size());
+    if (static_cast<int>(expired->size()) < kBatch) return total;
+  }
 }
 
 absl::StatusOr<RedeemedActivationCode> Identity::RedeemActivationCode(

@@ -23,6 +23,8 @@
 #include "common/auth/caller.h"
 #include "common/auth/credential_table.h"
 #include "common/clock.h"
+#include "common/mail/outbox.h"
+#include "common/rate_limit.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
 #include "services/identity/identity_store.h"
@@ -85,6 +87,11 @@ struct RegisterAccountInput {
   std::string certificate_email;
 };
 
+// The one answer to every well-formed RegisterAccount.
+struct RegistrationAnswer {
+  absl::Time link_expires_at;
+};
+
 struct ProofIdentityInput {
   std::string account_id;
   AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
@@ -143,6 +150,19 @@ struct IdentityConfig {
   absl::Duration max_await = absl::Seconds(30);
   // The service client id of the consent service: the only caller of RedeemActivationCode.
   std::string consent_client_id = "consent";
+  // StartLogin calls per username per minute, counted whether or not the account exists (so
+  // the limit tells nothing) and before any push: no push bombing. 0: unlimited.
+  int logins_per_account_per_minute = 5;
+  // StartLogin calls per client address (ClientInfo.network_address) per minute; 0: unlimited.
+  int logins_per_address_per_minute = 60;
+  // RegisterAccount calls per client address per hour; 0: unlimited.
+  int registrations_per_address_per_hour = 20;
+  // How long a registration's e-mail link works.
+  absl::Duration registration_link_lifetime = absl::Hours(24);
+  // The portal page the link opens ("?token=..." appended).
+  std::string registration_url = "https://localhost/register/confirm";
+  // A registration nobody proofed within this long is deleted (ExpireUnproofedAccounts).
+  absl::Duration unproofed_account_lifetime = absl::Hours(24 * 30);
 };
 
 // Identity verifies Bearer tokens itself, authoritatively: its keys and its own table of ended
@@ -164,9 +184,16 @@ class Identity final : public auth::SessionVerifier {
   // auth::SessionVerifier: signature, expiry and, unless `allow_revoked`, the database.
   absl::StatusOr<SessionClaims> Verify(std::string_view token, bool allow_revoked) override;
 
-  // Anyone.
-  absl::StatusOr<Account> RegisterAccount(const RegisterAccountInput& input,
-                                          const ClientInfo& client);
+  // Anyone. The same answer for every well-formed request: an e-mail to the username holds the
+  // link that finishes the registration (ConfirmRegistration), or, for a registered username,
+  // says so. Nothing is reserved by it.
+  absl::StatusOr<RegistrationAnswer> RegisterAccount(const RegisterAccountInput& input,
+                                                     const ClientInfo& client);
+  // Whoever holds the e-mailed token: creates the account at level LOW.
+  absl::StatusOr<Account> ConfirmRegistration(std::string_view token, const ClientInfo& client);
+  // Sends up to `max` queued e-mails through `mailer`, oldest first (a failure is retried on the
+  // next run).
+  absl::StatusOr<OutboxRun> DeliverOutbox(Mailer& mailer, int max);
   // Operators.
   absl::StatusOr<ProofIdentityResult> ProofIdentity(const Caller& caller,
                                                     const ProofIdentityInput& input,
@@ -174,7 +201,9 @@ class Identity final : public auth::SessionVerifier {
   // A user (own account), operators and services (exactly one of account_id, username).
   absl::StatusOr<Account> GetAccount(const Caller& caller, std::string_view account_id,
                                      std::string_view username);
-  // Anyone. Same answer shape and timing whether or not the username exists.
+  // Anyone. Same answer shape, and the same work (one consent call), whether or not the username
+  // exists or has a device. RESOURCE_EXHAUSTED (with a retry delay) past the per-username or
+  // per-address limit.
   absl::StatusOr<LoginStart> StartLogin(std::string_view username, const ClientInfo& client);
   // Whoever holds the login id. Waits at most min(max_wait, config max_await).
   absl::StatusOr<LoginOutcome> AwaitLogin(std::string_view login_id, absl::Duration max_wait);
@@ -192,6 +221,11 @@ class Identity final : public auth::SessionVerifier {
                                                               std::string_view activation_code,
                                                               std::string_view device_key_sha256,
                                                               const ClientInfo& client);
+
+  // The scheduled cleanup: deletes accounts registered more than unproofed_account_lifetime ago
+  // and never proofed (an unproofed registration reserves nothing, not even for long), each with
+  // an `identity.account.expire` audit record. Answers how many.
+  absl::StatusOr<int> ExpireUnproofedAccounts();
 
   // Public keys of the session-token keys, for a local SessionTokenVerifier.
   const SessionTokenVerifier& verifier() const { return *verifier_; }
@@ -218,10 +252,13 @@ class Identity final : public auth::SessionVerifier {
   std::unique_ptr<SessionTokenMinter> minter_;
   std::unique_ptr<SessionTokenVerifier> verifier_;
   std::vector<SessionKeyInfo> keys_;  // Without not_after; filled per call.
+  RateLimiter login_account_limiter_;
+  RateLimiter login_address_limiter_;
+  RateLimiter register_address_limiter_;
 
   absl::Mutex mu_;
-  // Moving average of Consent.CreateRequest's latency: a StartLogin for an unknown username
-  // waits this long, so that timing does not tell the two apart.
+  // Moving average of the latency of a Consent.CreateRequest that pushed a request: a StartLogin
+  // that pushed nothing (unknown username, no device) is padded to it.
   absl::Duration consent_latency_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(2);
 };
 

@@ -65,10 +65,12 @@ std::string_view Authorization(const grpc::ServerContext* ctx) {
   return std::string_view(it->second.data(), it->second.size());
 }
 
-ClientInfo ClientOf(const grpc::ServerContext* ctx, const pb::ClientContext& client) {
+ClientInfo ClientOf(const ClientAddressResolver& resolver, const grpc::ServerContext* ctx,
+                    const pb::ClientContext& client) {
   return ClientInfo{.client_address = client.client_address().substr(0, 128),
                     .user_agent = client.user_agent().substr(0, 256),
-                    .peer = ctx->peer()};
+                    .peer = ctx->peer(),
+                    .network_address = resolver.Resolve(*ctx)};
 }
 
 // Logs what the client does not get to see, then converts.
@@ -80,14 +82,27 @@ grpc::Status Reply(std::string_view rpc, const absl::Status& status) {
 
 grpc::Status IdentityGrpc::RegisterAccount(grpc::ServerContext* ctx,
                                            const pb::RegisterAccountRequest* req,
-                                           pb::Account* resp) {
-  auto account = identity_->RegisterAccount({.username = req->username(),
-                                             .given_name = req->given_name(),
-                                             .surname = req->surname(),
-                                             .national_id = req->national_id(),
-                                             .certificate_email = req->certificate_email()},
-                                            ClientOf(ctx, req->client()));
-  if (!account.ok()) return Reply("RegisterAccount", account.status());
+                                           pb::RegisterAccountResponse* resp) {
+  auto answer = identity_->RegisterAccount({.username = req->username(),
+                                            .given_name = req->given_name(),
+                                            .surname = req->surname(),
+                                            .national_id = req->national_id(),
+                                            .certificate_email = req->certificate_email()},
+                                           ClientOf(client_address_, ctx, req->client()));
+  if (!answer.ok()) return Reply("RegisterAccount", answer.status());
+  resp->set_next_step(
+      "check your e-mail: open the link in it to finish the registration, then a registration "
+      "officer verifies your identity document");
+  *resp->mutable_link_expires_at() = ToProto(answer->link_expires_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status IdentityGrpc::ConfirmRegistration(grpc::ServerContext* ctx,
+                                               const pb::ConfirmRegistrationRequest* req,
+                                               pb::Account* resp) {
+  auto account =
+      identity_->ConfirmRegistration(req->token(), ClientOf(client_address_, ctx, req->client()));
+  if (!account.ok()) return Reply("ConfirmRegistration", account.status());
   ToProto(*account, resp);
   return grpc::Status::OK;
 }
@@ -104,7 +119,7 @@ grpc::Status IdentityGrpc::ProofIdentity(grpc::ServerContext* ctx,
                                 .document_type = FromProto(req->evidence().document_type()),
                                 .document_number = req->evidence().document_number(),
                                 .note = req->evidence().note()},
-                               ClientOf(ctx, req->client()));
+                               ClientOf(client_address_, ctx, req->client()));
   if (!result.ok()) return Reply("ProofIdentity", result.status());
   ToProto(result->account, resp->mutable_account());
   resp->set_activation_code(std::string(result->activation_code.value()));
@@ -124,7 +139,8 @@ grpc::Status IdentityGrpc::GetAccount(grpc::ServerContext* ctx, const pb::GetAcc
 
 grpc::Status IdentityGrpc::StartLogin(grpc::ServerContext* ctx, const pb::StartLoginRequest* req,
                                       pb::StartLoginResponse* resp) {
-  auto start = identity_->StartLogin(req->username(), ClientOf(ctx, req->client()));
+  auto start =
+      identity_->StartLogin(req->username(), ClientOf(client_address_, ctx, req->client()));
   if (!start.ok()) return Reply("StartLogin", start.status());
   resp->set_login_id(std::move(start->login_id));
   resp->set_verification_code(std::move(start->verification_code));
@@ -156,7 +172,8 @@ grpc::Status IdentityGrpc::Logout(grpc::ServerContext* ctx, const pb::LogoutRequ
   // A revoked token still logs out (idempotent); an expired or forged one does not.
   auto caller = identity_->Authenticate(Authorization(ctx), /*allow_revoked=*/true);
   if (!caller.ok()) return Reply("Logout", caller.status());
-  return Reply("Logout", identity_->Logout(*caller, ClientOf(ctx, pb::ClientContext())));
+  return Reply("Logout",
+               identity_->Logout(*caller, ClientOf(client_address_, ctx, pb::ClientContext())));
 }
 
 grpc::Status IdentityGrpc::ValidateSession(grpc::ServerContext* ctx,
@@ -180,7 +197,8 @@ grpc::Status IdentityGrpc::RevokeSessions(grpc::ServerContext* ctx,
                                           pb::RevokeSessionsResponse* resp) {
   auto caller = identity_->Authenticate(Authorization(ctx));
   if (!caller.ok()) return Reply("RevokeSessions", caller.status());
-  auto ended = identity_->RevokeSessions(*caller, req->account_id(), ClientOf(ctx, req->client()));
+  auto ended = identity_->RevokeSessions(*caller, req->account_id(),
+                                         ClientOf(client_address_, ctx, req->client()));
   if (!ended.ok()) return Reply("RevokeSessions", ended.status());
   resp->set_sessions_ended(static_cast<uint32_t>(*ended));
   return grpc::Status::OK;
@@ -228,7 +246,7 @@ grpc::Status IdentityGrpc::RedeemActivationCode(grpc::ServerContext* ctx,
   if (!caller.ok()) return Reply("RedeemActivationCode", caller.status());
   auto redeemed =
       identity_->RedeemActivationCode(*caller, req->activation_code(), req->device_key_sha256(),
-                                      ClientOf(ctx, pb::ClientContext()));
+                                      ClientOf(client_address_, ctx, pb::ClientContext()));
   if (!redeemed.ok()) return Reply("RedeemActivationCode", redeemed.status());
   resp->set_account_id(redeemed->account_id);
   resp->set_assurance_level(ToProto(redeemed->assurance_level));

@@ -3,6 +3,9 @@
 #ifndef QSIGN_SERVICES_IDENTITY_IDENTITY_GRPC_H_
 #define QSIGN_SERVICES_IDENTITY_IDENTITY_GRPC_H_
 
+#include <utility>
+
+#include "common/client_address.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/identity/identity.h"
 
@@ -10,12 +13,17 @@ namespace qsign::identity {
 
 class IdentityGrpc final : public qsign::v1::Identity::Service {
  public:
-  // `identity` is not owned and must outlive this service.
-  explicit IdentityGrpc(Identity* identity) : identity_(identity) {}
+  // `identity` is not owned and must outlive this service. `client_address` resolves the end
+  // user's address for per-address limits.
+  explicit IdentityGrpc(Identity* identity, ClientAddressResolver client_address = {})
+      : identity_(identity), client_address_(std::move(client_address)) {}
 
   grpc::Status RegisterAccount(grpc::ServerContext* ctx,
                                const qsign::v1::RegisterAccountRequest* req,
-                               qsign::v1::Account* resp) override;
+                               qsign::v1::RegisterAccountResponse* resp) override;
+  grpc::Status ConfirmRegistration(grpc::ServerContext* ctx,
+                                   const qsign::v1::ConfirmRegistrationRequest* req,
+                                   qsign::v1::Account* resp) override;
   grpc::Status ProofIdentity(grpc::ServerContext* ctx, const qsign::v1::ProofIdentityRequest* req,
                              qsign::v1::ProofIdentityResponse* resp) override;
   grpc::Status GetAccount(grpc::ServerContext* ctx, const qsign::v1::GetAccountRequest* req,
@@ -42,6 +50,7 @@ class IdentityGrpc final : public qsign::v1::Identity::Service {
 
  private:
   Identity* identity_;  // Not owned.
+  const ClientAddressResolver client_address_;
 };
 
 }  // namespace qsign::identity

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/db/journal.h"
 #include "common/db/migrate.h"
+#include "common/echo.h"
 #include "common/strings.h"
 
 namespace qsign::identity {
@@ -86,7 +87,13 @@ absl::StatusOr<Account> ReadAccount(const db::Result& r, int row) {
 }
 
 absl::Status NoAccount(std::string_view account_id) {
-  return absl::NotFoundError(absl::StrCat("account_id: no account ", Av(account_id)));
+  return absl::NotFoundError(absl::StrCat("account_id: no account ", Echo(account_id)));
+}
+
+absl::Status NationalIdBound() {
+  return absl::FailedPreconditionError(
+      "national_id: already bound to another proofed account (one proofed account per person; "
+      "that account's holder must be re-proofed or the duplicate closed)");
 }
 
 absl::Status CodeNotValid() {
@@ -117,33 +124,141 @@ class PostgresIdentityStore final : public IdentityStore {
  public:
   explicit PostgresIdentityStore(db::Pool* pool) : pool_(pool) {}
 
-  absl::Status CreateAccount(const Account& a, const db::AuditEvent& audit) override {
+  absl::Status QueueRegistration(const PendingRegistration* r, const OutboxMessage& m,
+                                 const db::AuditEvent& audit) override {
     return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      if (r != nullptr) {
+        auto ins = tx.Exec(
+            "INSERT INTO identity.registrations (token_sha256, username, given_name, surname, "
+            "national_id, certificate_email, created_at, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            {Param::Bytes(r->token_sha256), Param::Text(r->username), Param::Text(r->given_name),
+             Param::Text(r->surname), Param::Text(r->national_id),
+             Param::Text(r->certificate_email), Param::Time(r->created_at),
+             Param::Time(r->expires_at)});
+        if (!ins.ok()) return ins.status();
+      }
+      auto mail = tx.Exec(
+          "INSERT INTO identity.outbox (kind, recipient, subject, body, created_at) "
+          "VALUES ($1, $2, $3, $4, $5)",
+          {Param::Text(m.kind), Param::Text(m.recipient), Param::Text(m.subject),
+           Param::Text(m.body), Param::Time(m.created_at)});
+      if (!mail.ok()) return mail.status();
+      return db::AppendAudit(tx, kSchema, audit, m.created_at);
+    });
+  }
+
+  absl::StatusOr<Account> ConfirmRegistration(std::string_view token_sha256, Account a,
+                                              const db::AuditEvent& audit) override {
+    absl::Status taken;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      taken = absl::OkStatus();
+      auto reg = tx.Exec(
+          "DELETE FROM identity.registrations WHERE token_sha256 = $1 AND expires_at > $2 "
+          "RETURNING username, given_name, surname, national_id, certificate_email",
+          {Param::Bytes(token_sha256), Param::Time(a.created_at)});
+      if (!reg.ok()) return reg.status();
+      if (reg->rows() == 0) {
+        return absl::NotFoundError("token: unknown, used or expired; register again");
+      }
+      a.username = std::string(reg->Get(0, 0));
+      a.given_name = std::string(reg->Get(0, 1));
+      a.surname = std::string(reg->Get(0, 2));
+      a.national_id = std::string(reg->Get(0, 3));
+      a.certificate_email = std::string(reg->Get(0, 4));
       auto res = tx.Exec(
           "INSERT INTO identity.accounts (account_id, username, given_name, surname, "
           "national_id, certificate_email, assurance_level, created_at) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1",
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (username) DO NOTHING RETURNING 1",
           {Param::Text(a.account_id), Param::Text(a.username), Param::Text(a.given_name),
            Param::Text(a.surname), Param::Text(a.national_id), Param::Text(a.certificate_email),
            Param::Int(static_cast<int>(a.assurance_level)), Param::Time(a.created_at)});
       if (!res.ok()) return res.status();
+      db::AuditEvent event = audit;
+      event.target = a.account_id;
       if (res->rows() == 0) {
-        auto taken = tx.Exec(
-            "SELECT bool_or(username = $1) FROM identity.accounts "
-            "WHERE username = $1 OR national_id = $2",
-            {Param::Text(a.username), Param::Text(a.national_id)});
-        if (!taken.ok()) return taken.status();
-        if (!taken->IsNull(0, 0) && taken->Get(0, 0) == "t") {
-          return absl::AlreadyExistsError("username: already registered");
-        }
-        if (!taken->IsNull(0, 0)) {
-          return absl::AlreadyExistsError("national_id: already registered");
-        }
-        // An account id collision (128 random bits): never in practice; let the caller retry.
-        return absl::AbortedError("account_id: collision, try again");
+        // Consumed anyway: the link is single-use whatever happens.
+        taken = absl::AlreadyExistsError("username: already registered; log in instead");
+        event.target.clear();
+        event.outcome = "username_taken";
       }
-      return db::AppendAudit(tx, kSchema, audit, a.created_at);
+      event.details = absl::StrCat("username=", a.username);
+      return db::AppendAudit(tx, kSchema, event, a.created_at);
     });
+    if (!s.ok()) return s;
+    if (!taken.ok()) return taken;
+    return a;
+  }
+
+  absl::StatusOr<int> DeleteExpiredRegistrations(absl::Time now) override {
+    auto res = pool_->Exec("DELETE FROM identity.registrations WHERE expires_at <= $1",
+                           {Param::Time(now)});
+    if (!res.ok()) return res.status();
+    return res->affected_rows();
+  }
+
+  absl::StatusOr<std::optional<OutboxAttempt>> DeliverNextOutbox(
+      int64_t after_id, absl::Time now,
+      absl::FunctionRef<absl::Status(const OutboxMessage&)> send) override {
+    std::optional<OutboxAttempt> attempt;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      attempt.reset();
+      auto res = tx.Exec(
+          "SELECT id, kind, recipient, subject, body, created_at FROM identity.outbox "
+          "WHERE sent_at IS NULL AND id > $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+          {Param::Int(after_id)});
+      if (!res.ok()) return res.status();
+      if (res->rows() == 0) return absl::OkStatus();
+      OutboxMessage m;
+      auto id = res->GetInt64(0, 0);
+      if (!id.ok()) return id.status();
+      m.id = *id;
+      m.kind = std::string(res->Get(0, 1));
+      m.recipient = std::string(res->Get(0, 2));
+      m.subject = std::string(res->Get(0, 3));
+      m.body = std::string(res->Get(0, 4));
+      absl::Status sent = send(m);
+      attempt = OutboxAttempt{.id = m.id, .result = sent};
+      if (sent.ok()) {
+        return tx
+            .Exec("UPDATE identity.outbox SET sent_at = $2, body = '', attempts = attempts + 1 "
+                  "WHERE id = $1",
+                  {Param::Int(m.id), Param::Time(now)})
+            .status();
+      }
+      return tx
+          .Exec("UPDATE identity.outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                {Param::Int(m.id), Param::Text(sent.ToString())})
+          .status();
+    });
+    if (!s.ok()) return s;
+    return attempt;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ExpireUnproofedAccounts(
+      absl::Time created_before, int limit, absl::Time now, const db::AuditEvent& audit) override {
+    std::vector<std::string> expired;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      expired.clear();
+      // Never proofed, so no code, device, session or approved login hangs on them.
+      auto res = tx.Exec(
+          "DELETE FROM identity.accounts WHERE account_id IN ("
+          "SELECT a.account_id FROM identity.accounts a WHERE a.proofed_at IS NULL "
+          "AND a.created_at < $1 AND NOT EXISTS (SELECT 1 FROM identity.logins l "
+          "WHERE l.account_id = a.account_id) ORDER BY a.created_at LIMIT $2 FOR UPDATE) "
+          "RETURNING account_id",
+          {Param::Time(created_before), Param::Int(limit)});
+      if (!res.ok()) return res.status();
+      for (int i = 0; i < res->rows(); ++i) {
+        expired.emplace_back(res->Get(i, 0));
+        db::AuditEvent event = audit;
+        event.target = expired.back();
+        if (auto a = db::AppendAudit(tx, kSchema, event, now); !a.ok()) return a;
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    return expired;
   }
 
   absl::StatusOr<Account> GetAccountById(std::string_view account_id) override {
@@ -177,6 +292,13 @@ class PostgresIdentityStore final : public IdentityStore {
       auto account = ReadAccount(*cur, 0);
       if (!account.ok()) return account.status();
       if (auto c = check(*account); !c.ok()) return c;
+      // The proofing binds the national id: one proofed account per person.
+      auto bound = tx.Exec(
+          "SELECT 1 FROM identity.accounts WHERE national_id = $1 AND proofed_at IS NOT NULL "
+          "AND account_id <> $2",
+          {Param::Text(account->national_id), Param::Text(p.account_id)});
+      if (!bound.ok()) return bound.status();
+      if (bound->rows() > 0) return NationalIdBound();
       const auto level = Param::Int(static_cast<int>(p.assurance_level));
       const auto at = Param::Time(p.proofed_at);
       const auto id = Param::Text(p.account_id);
@@ -184,6 +306,8 @@ class PostgresIdentityStore final : public IdentityStore {
                            "WHERE account_id = $1",
                            {id, level, at});
           !r.ok()) {
+        // A concurrent proofing of another account with the same national id won.
+        if (r.status().code() == absl::StatusCode::kAlreadyExists) return NationalIdBound();
         return r.status();
       }
       if (auto r =
@@ -586,6 +710,44 @@ CREATE INDEX login_journal_login ON login_journal (login_id_sha256);
 CREATE INDEX login_journal_at ON login_journal (at);
 )sql";
 
+// The national id is bound by proofing, not by registration: an unproofed registration reserves
+// nothing (nobody can squat a citizen's JMBG), a proofed account holds it alone.
+constexpr char kV3[] = R"sql(
+ALTER TABLE accounts DROP CONSTRAINT accounts_national_id_key;
+CREATE UNIQUE INDEX accounts_national_id_proofed ON accounts (national_id)
+  WHERE proofed_at IS NOT NULL;
+CREATE INDEX accounts_unproofed ON accounts (created_at) WHERE proofed_at IS NULL;
+)sql";
+
+// Registration by e-mail link: the pending registrations (only SHA-256 of each link's token) and
+// the outbox their e-mail goes through, written in the registering transaction.
+constexpr char kV4[] = R"sql(
+CREATE TABLE registrations (
+  token_sha256      bytea PRIMARY KEY CHECK (octet_length(token_sha256) = 32),
+  username          text NOT NULL CHECK (username = lower(username)),
+  given_name        text NOT NULL,
+  surname           text NOT NULL,
+  national_id       text NOT NULL CHECK (national_id ~ '^[0-9]{13}$'),
+  certificate_email text NOT NULL,
+  created_at        timestamptz NOT NULL,
+  expires_at        timestamptz NOT NULL
+);
+CREATE INDEX registrations_expiry ON registrations (expires_at);
+
+CREATE TABLE outbox (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind       text NOT NULL,
+  recipient  text NOT NULL,
+  subject    text NOT NULL,
+  body       text NOT NULL,
+  created_at timestamptz NOT NULL,
+  sent_at    timestamptz,
+  attempts   int NOT NULL DEFAULT 0,
+  last_error text
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE sent_at IS NULL;
+)sql";
+
 }  // namespace
 
 std::string_view AssuranceLevelName(AssuranceLevel level) {
@@ -633,7 +795,9 @@ absl::Status MigrateIdentitySchema(db::Pool& pool) {
   static const std::string v2 = absl::StrCat(kV2, db::AppendOnlySql("login_journal"));
   const db::Migration migrations[] = {
       {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1},
-      {2, "login journal", v2}};
+      {2, "login journal", v2},
+      {3, "national id bound at proofing; unproofed accounts by age", kV3},
+      {4, "registrations by e-mail link, outbox", kV4}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -17,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
+#include "common/mail/outbox.h"
 #include "services/identity/session_token.h"
 
 namespace qsign::identity {
@@ -44,6 +46,18 @@ struct Account {
   AssuranceLevel assurance_level = AssuranceLevel::kLow;
   std::optional<absl::Time> proofed_at;
   absl::Time created_at;
+};
+
+// A registration waiting for its e-mail link (RegisterAccount → ConfirmRegistration).
+struct PendingRegistration {
+  std::string token_sha256;  // SHA-256 of the link's token; the token itself is never stored.
+  std::string username;      // Lower-cased.
+  std::string given_name;
+  std::string surname;
+  std::string national_id;
+  std::string certificate_email;
+  absl::Time created_at;
+  absl::Time expires_at;
 };
 
 struct ProofingRecord {
@@ -92,15 +106,40 @@ class IdentityStore {
  public:
   virtual ~IdentityStore() = default;
 
-  // ALREADY_EXISTS "username: ..." or "national_id: ..." when either is registered.
-  virtual absl::Status CreateAccount(const Account& account, const db::AuditEvent& audit) = 0;
+  // Queues `mail` and, unless null, stores `registration`, with the audit record, in one
+  // transaction.
+  virtual absl::Status QueueRegistration(const PendingRegistration* registration,
+                                         const OutboxMessage& mail,
+                                         const db::AuditEvent& audit) = 0;
+  // Consumes the registration with this token (unexpired at `account.created_at`) and creates
+  // `account` from it (account_id, level and created_at from `account`, the rest from the
+  // registration), with the audit record. NOT_FOUND "token: ..." when there is none;
+  // ALREADY_EXISTS "username: ..." when the username was registered meanwhile (the registration
+  // is consumed anyway).
+  virtual absl::StatusOr<Account> ConfirmRegistration(std::string_view token_sha256,
+                                                      Account account,
+                                                      const db::AuditEvent& audit) = 0;
+  // Deletes registrations whose link expired before `now`; answers how many.
+  virtual absl::StatusOr<int> DeleteExpiredRegistrations(absl::Time now) = 0;
+  // Hands the oldest unsent mail after `after_id` to `send` (rows locked: one sender per message
+  // across replicas) and records the outcome (sent: the body, which may hold a registration
+  // link, cleared). nullopt when none is left.
+  virtual absl::StatusOr<std::optional<OutboxAttempt>> DeliverNextOutbox(
+      int64_t after_id, absl::Time now,
+      absl::FunctionRef<absl::Status(const OutboxMessage&)> send) = 0;
+
+  // Deletes up to `limit` accounts never proofed and created before `created_before`, each with
+  // its audit record (`audit` with the account id as target) at `now`; answers their ids.
+  virtual absl::StatusOr<std::vector<std::string>> ExpireUnproofedAccounts(
+      absl::Time created_before, int limit, absl::Time now, const db::AuditEvent& audit) = 0;
   // NOT_FOUND when there is no such account.
   virtual absl::StatusOr<Account> GetAccountById(std::string_view account_id) = 0;
   virtual absl::StatusOr<Account> GetAccountByUsername(std::string_view username) = 0;
 
   // With the account row locked: `check(current account)`, then raise the level, record the
   // proofing, cancel every earlier activation code of the account and store the new one.
-  // Answers the updated account. NOT_FOUND when there is no such account; `check`'s error as is.
+  // Answers the updated account. NOT_FOUND when there is no such account; FAILED_PRECONDITION
+  // "national_id: ..." when another proofed account holds its national id; `check`'s error as is.
   virtual absl::StatusOr<Account> RecordProofing(
       const ProofingRecord& proofing, absl::FunctionRef<absl::Status(const Account&)> check,
       const db::AuditEvent& audit) = 0;

@@ -18,11 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/credential_table.h"
+#include "common/client_address.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
+#include "common/mail/mailer.h"
+#include "common/rate_limit.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -34,7 +37,9 @@
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
 #include "services/identity/testing/fake_consent_client.h"
+#include "tests/testing/registration.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/test_data.h"
 
 namespace qsign::identity {
 namespace {
@@ -86,7 +91,10 @@ class IdentityTest : public qsign::testing::ServiceTest {
                       std::move(services), IdentityConfig{.session_key_ids = {kSessionKey}});
     ASSERT_TRUE(identity.ok()) << identity.status();
     identity_ = *std::move(identity);
-    grpc_ = std::make_unique<IdentityGrpc>(identity_.get());
+    // The test's calls come from 127.0.0.1, as an ingress's would; x-forwarded-for names the user.
+    auto client_address = ClientAddressResolver::New("x-forwarded-for", {"127.0.0.0/8"});
+    ASSERT_TRUE(client_address.ok());
+    grpc_ = std::make_unique<IdentityGrpc>(identity_.get(), *std::move(client_address));
     auto server = GrpcServer::Start({}, {grpc_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -101,9 +109,11 @@ class IdentityTest : public qsign::testing::ServiceTest {
   template <typename Req, typename Resp>
   grpc::Status Call(grpc::Status (pb::Identity::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                Resp*),
-                    const Req& req, Resp* resp, const std::string& authorization = "") {
+                    const Req& req, Resp* resp, const std::string& authorization = "",
+                    const std::string& forwarded_for = "") {
     grpc::ClientContext ctx;
     if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+    if (!forwarded_for.empty()) ctx.AddMetadata("x-forwarded-for", forwarded_for);
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     return (stub_.get()->*method)(&ctx, req, resp);
   }
@@ -119,13 +129,13 @@ class IdentityTest : public qsign::testing::ServiceTest {
     return req;
   }
 
+  // RegisterAccount, then the e-mailed link (read from the outbox) through ConfirmRegistration.
   pb::Account Register(const std::string& username = "ana@example.rs",
                        const std::string& national_id = "0101990710008") {
-    pb::Account account;
-    grpc::Status s =
-        Call(&pb::Identity::Stub::RegisterAccount, Registration(username, national_id), &account);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return account;
+    auto account = qsign::testing::RegisterAndConfirm(*stub_, pool(),
+                                                      Registration(username, national_id));
+    EXPECT_TRUE(account.ok()) << account.status();
+    return account.value_or(pb::Account());
   }
 
   static pb::ProofIdentityRequest Proofing(const std::string& account_id,
@@ -241,9 +251,9 @@ class IdentityTest : public qsign::testing::ServiceTest {
 TEST_F(IdentityTest, RegisterCreatesALowAccountWithTheUsernameLowerCased) {
   pb::RegisterAccountRequest req = Registration("Ana.Petrovic@Example.RS");
   req.set_certificate_email("ana.petrovic@posao.example.rs");
-  pb::Account account;
-  grpc::Status s = Call(&pb::Identity::Stub::RegisterAccount, req, &account);
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  auto confirmed = qsign::testing::RegisterAndConfirm(*stub_, pool(), req);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.status();
+  const pb::Account& account = *confirmed;
   EXPECT_THAT(account.account_id(),
               MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"));
   EXPECT_EQ(account.username(), "ana.petrovic@example.rs");
@@ -303,8 +313,8 @@ TEST_F(IdentityTest, RegisterRefusesEachBadFieldNamingTheFieldAndRule) {
   for (const auto& c : cases) {
     pb::RegisterAccountRequest req = Registration();
     c.mutate(req);
-    pb::Account account;
-    grpc::Status s = Call(&pb::Identity::Stub::RegisterAccount, req, &account);
+    pb::RegisterAccountResponse answer;
+    grpc::Status s = Call(&pb::Identity::Stub::RegisterAccount, req, &answer);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.message;
     EXPECT_THAT(s.error_message(), HasSubstr(c.message));
   }
@@ -314,16 +324,139 @@ TEST_F(IdentityTest, RegisterRefusesEachBadFieldNamingTheFieldAndRule) {
   EXPECT_EQ(rows->Get(0, 0), "0");
 }
 
-TEST_F(IdentityTest, UsernamesAreUniqueCaseInsensitively) {
+// The answer never tells whether an address is registered: one generic outcome (check your
+// e-mail), and only the mailbox learns which (a link, or "you already have an account").
+TEST_F(IdentityTest, RegisterAnswersTheSameWhetherOrNotTheUsernameIsRegistered) {
   Register("ana@example.rs", "0101990710008");
-  pb::Account account;
+  pb::RegisterAccountResponse fresh, taken;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RegisterAccount,
+                   Registration("bob@example.rs", "0202990710009"), &fresh)
+                  .ok());
+  // Case-insensitively the same address: the same answer, no error.
   grpc::Status s = Call(&pb::Identity::Stub::RegisterAccount,
-                        Registration("ANA@Example.rs", "0202990710009"), &account);
-  ExpectStatus(s, grpc::StatusCode::ALREADY_EXISTS, "username: already registered");
-  s = Call(&pb::Identity::Stub::RegisterAccount, Registration("bob@example.rs", "0101990710008"),
-           &account);
-  ExpectStatus(s, grpc::StatusCode::ALREADY_EXISTS, "national_id: already registered");
-  Register("bob@example.rs", "0202990710009");
+                        Registration("ANA@Example.rs", "0202990710009"), &taken);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(taken.next_step(), fresh.next_step());
+  EXPECT_EQ(taken.link_expires_at().SerializeAsString(),
+            fresh.link_expires_at().SerializeAsString());
+  EXPECT_EQ(taken.ByteSizeLong(), fresh.ByteSizeLong());
+  EXPECT_THAT(fresh.next_step(), HasSubstr("check your e-mail"));
+  EXPECT_EQ(FromProto(fresh.link_expires_at()), kStart + absl::Hours(24));
+  auto mail = pool().Exec(
+      "SELECT kind FROM identity.outbox WHERE recipient = 'ana@example.rs' ORDER BY id");
+  ASSERT_TRUE(mail.ok());
+  ASSERT_EQ(mail->rows(), 2);
+  EXPECT_EQ(mail->Get(1, 0), "registration_exists");
+  // Nothing is registered until the link is opened; the link works once.
+  auto token = qsign::testing::RegistrationToken(pool(), "bob@example.rs");
+  ASSERT_TRUE(token.ok()) << token.status();
+  pb::GetAccountRequest get;
+  get.set_username("bob@example.rs");
+  pb::Account out;
+  ExpectStatus(Call(&pb::Identity::Stub::GetAccount, get, &out, kOperator),
+               grpc::StatusCode::NOT_FOUND, "no such account");
+  pb::ConfirmRegistrationRequest confirm;
+  confirm.set_token(*token);
+  ASSERT_TRUE(Call(&pb::Identity::Stub::ConfirmRegistration, confirm, &out).ok());
+  EXPECT_EQ(out.username(), "bob@example.rs");
+  ExpectStatus(Call(&pb::Identity::Stub::ConfirmRegistration, confirm, &out),
+               grpc::StatusCode::NOT_FOUND, "token: unknown, used or expired");
+  // Two pending registrations of one address: the first link opened wins, the second says so.
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RegisterAccount,
+                   Registration("cara@example.rs", "0202990710009"), &fresh)
+                  .ok());
+  auto first = qsign::testing::RegistrationToken(pool(), "cara@example.rs");
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RegisterAccount,
+                   Registration("cara@example.rs", "0202990710009"), &fresh)
+                  .ok());
+  auto second = qsign::testing::RegistrationToken(pool(), "cara@example.rs");
+  ASSERT_TRUE(first.ok() && second.ok());
+  confirm.set_token(*second);
+  ASSERT_TRUE(Call(&pb::Identity::Stub::ConfirmRegistration, confirm, &out).ok());
+  confirm.set_token(*first);
+  ExpectStatus(Call(&pb::Identity::Stub::ConfirmRegistration, confirm, &out),
+               grpc::StatusCode::ALREADY_EXISTS, "username: already registered");
+}
+
+TEST_F(IdentityTest, RegistrationLinksExpireAndTheMailIsSentThroughTheRelay) {
+  pb::RegisterAccountResponse answer;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RegisterAccount, Registration(), &answer).ok());
+  auto link = qsign::testing::RegistrationToken(pool(), "ana@example.rs");
+  ASSERT_TRUE(link.ok());
+  // Delivered to the relay (a mail drop directory here); the stored body is then cleared.
+  MailDropMailer mailbox(absl::StrCat(token().dir(), "/mail"), "qsign@example.rs");
+  auto run = identity_->DeliverOutbox(mailbox, 10);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->sent, 1);
+  auto left = pool().Exec("SELECT body, sent_at IS NOT NULL FROM identity.outbox");
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->Get(0, 0), "");
+  EXPECT_EQ(left->Get(0, 1), "t");
+  // A day later the link is dead, and the cleanup forgets it.
+  clock_.Advance(absl::Hours(24));
+  pb::ConfirmRegistrationRequest confirm;
+  confirm.set_token(*link);
+  pb::Account out;
+  ExpectStatus(Call(&pb::Identity::Stub::ConfirmRegistration, confirm, &out),
+               grpc::StatusCode::NOT_FOUND, "token: unknown, used or expired");
+  ASSERT_TRUE(identity_->ExpireUnproofedAccounts().ok());
+  auto pending = pool().Exec("SELECT count(*) FROM identity.registrations");
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->Get(0, 0), "0");
+}
+
+// Nobody can squat a citizen's JMBG: a registration reserves nothing; the proofing (the officer
+// saw the ID card) binds it, one proofed account per person.
+TEST_F(IdentityTest, TheNationalIdIsBoundAtProofingNotAtRegistration) {
+  pb::Account squatter = Register("squatter@example.rs", "0101990710008");
+  pb::Account ana = Register("ana@example.rs", "0101990710008");
+  EXPECT_FALSE(ana.account_id().empty());
+  Proof(ana.account_id());
+  pb::ProofIdentityResponse resp;
+  ExpectStatus(
+      Call(&pb::Identity::Stub::ProofIdentity, Proofing(squatter.account_id()), &resp, kOperator),
+      grpc::StatusCode::FAILED_PRECONDITION, "national_id: already bound");
+  // Ana can be re-proofed; the squatter's registration stays LOW and unbound.
+  Proof(ana.account_id());
+  auto level = pool().Exec("SELECT assurance_level FROM identity.accounts WHERE account_id = $1",
+                           {db::Param::Text(squatter.account_id())});
+  ASSERT_TRUE(level.ok());
+  EXPECT_EQ(level->Get(0, 0), "1");
+}
+
+// Unproofed registrations expire (the scheduled cleanup), audited; proofed accounts stay.
+TEST_F(IdentityTest, UnproofedRegistrationsExpire) {
+  pb::Account stale = Register("stale@example.rs", "0101990710008");
+  pb::Account proofed = Register("ana@example.rs", "0202990710009");
+  Proof(proofed.account_id());
+  clock_.Advance(absl::Hours(24 * 29));
+  pb::Account recent = Register("recent@example.rs", "0101990710008");
+  auto none = identity_->ExpireUnproofedAccounts();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, 0);
+  clock_.Advance(absl::Hours(24 * 1 + 1));
+  auto expired = identity_->ExpireUnproofedAccounts();
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1);
+  pb::GetAccountRequest req;
+  pb::Account out;
+  req.set_account_id(stale.account_id());
+  ExpectStatus(Call(&pb::Identity::Stub::GetAccount, req, &out, kOperator),
+               grpc::StatusCode::NOT_FOUND, "no account");
+  for (const pb::Account* kept : {&proofed, &recent}) {
+    req.set_account_id(kept->account_id());
+    EXPECT_TRUE(Call(&pb::Identity::Stub::GetAccount, req, &out, kOperator).ok());
+  }
+  auto audit = pool().Exec(
+      "SELECT actor, outcome FROM identity.audit_log WHERE action = 'identity.account.expire' "
+      "AND target = $1",
+      {db::Param::Text(stale.account_id())});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->rows(), 1);
+  EXPECT_EQ(audit->Get(0, 0), "service:identity");
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "identity").ok());
+  // The username is free again.
+  Register("stale@example.rs", "0101990710008");
 }
 
 // ---- Proofing and activation codes. ----
@@ -448,8 +581,9 @@ TEST_F(IdentityTest, ActivationCodeIsSingleUse) {
   ASSERT_TRUE(Redeem(proof.activation_code(), kDeviceKey, &again).ok());
   EXPECT_EQ(again.account_id(), account.account_id());
   EXPECT_TRUE(again.repeated());
-  EXPECT_EQ(AuditActions(), (std::vector<std::string>{"identity.account.register", "identity.proof",
-                                                      "identity.activation_code.redeem"}));
+  EXPECT_EQ(AuditActions(),
+            (std::vector<std::string>{"identity.registration.request", "identity.account.register",
+                                      "identity.proof", "identity.activation_code.redeem"}));
 }
 
 TEST_F(IdentityTest, ActivationCodeIgnoresCaseAndSeparatorsAsTyped) {
@@ -662,6 +796,77 @@ TEST_F(IdentityTest, UnknownUsernamesAreIndistinguishable) {
       "target LIKE '%nobody%')");
   ASSERT_TRUE(leak.ok());
   EXPECT_EQ(leak->Get(0, 0), "0");
+}
+
+// An unknown username and an account without a device do the same work: one consent call that
+// pushes nothing, then the same wait. (Timing by work done, not by a stopwatch: robust on a busy
+// machine.)
+TEST_F(IdentityTest, UnknownUsernameAndAccountWithoutDeviceDoTheSameWork) {
+  Register("bob@example.rs", "0202990710009");
+  const int before = consent_->create_calls();
+  StartLogin("nobody@example.rs");
+  EXPECT_EQ(consent_->create_calls() - before, 1);
+  StartLogin("bob@example.rs");
+  EXPECT_EQ(consent_->create_calls() - before, 2);
+  EXPECT_TRUE(consent_->created().empty());  // Nothing was pushed for either.
+}
+
+// The StartLogin limits count every username alike (an unknown one too, so the limit tells
+// nothing), and the pushes stop with them.
+TEST_F(IdentityTest, StartLoginIsLimitedPerUsernameAndPerAddress) {
+  pb::Account ana = Register("ana@example.rs", "0101990710008");
+  consent_->AddDevice(ana.account_id());
+  for (const std::string username : {"ana@example.rs", "nobody@example.rs"}) {
+    pb::StartLoginRequest req;
+    req.set_username(username);
+    pb::StartLoginResponse resp;
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(Call(&pb::Identity::Stub::StartLogin, req, &resp, "", "198.51.100.1").ok());
+    }
+    req.set_username(absl::AsciiStrToUpper(username));  // Same account.
+    grpc::Status s = Call(&pb::Identity::Stub::StartLogin, req, &resp, "", "198.51.100.2");
+    ExpectStatus(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "too many logins for this username");
+    absl::Status back = FromGrpcStatus(s);
+    ASSERT_TRUE(RetryDelay(back).has_value());
+    EXPECT_EQ(*RetryDelay(back), absl::Minutes(1));
+  }
+  EXPECT_EQ(consent_->created().size(), 5u);  // Five pushes, not six.
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_FALSE(StartLogin("ana@example.rs").login_id().empty());
+
+  // Per address: the trusted proxy's header names the address; another one is not affected.
+  pb::StartLoginResponse resp;
+  for (int i = 0; i < 60; ++i) {
+    pb::StartLoginRequest req;
+    req.set_username(absl::StrCat("user", i, "@example.rs"));
+    ASSERT_TRUE(Call(&pb::Identity::Stub::StartLogin, req, &resp, "", "203.0.113.9").ok()) << i;
+  }
+  pb::StartLoginRequest req;
+  req.set_username("late@example.rs");
+  ExpectStatus(Call(&pb::Identity::Stub::StartLogin, req, &resp, "", "203.0.113.9"),
+               grpc::StatusCode::RESOURCE_EXHAUSTED, "too many logins from this address");
+  EXPECT_TRUE(Call(&pb::Identity::Stub::StartLogin, req, &resp, "", "203.0.113.10").ok());
+}
+
+TEST_F(IdentityTest, RegistrationIsLimitedPerAddress) {
+  pb::RegisterAccountResponse account;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(Call(&pb::Identity::Stub::RegisterAccount,
+                     Registration(absl::StrCat("user", i, "@example.rs"),
+                                  qsign::testing::NationalId(i + 1)),
+                     &account, "", "203.0.113.9")
+                    .ok())
+        << i;
+  }
+  grpc::Status s = Call(&pb::Identity::Stub::RegisterAccount,
+                        Registration("late@example.rs", qsign::testing::NationalId(40)), &account,
+                        "", "203.0.113.9");
+  ExpectStatus(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "too many registrations from this address");
+  EXPECT_TRUE(RetryDelay(FromGrpcStatus(s)).has_value());
+  EXPECT_TRUE(Call(&pb::Identity::Stub::RegisterAccount,
+                   Registration("late@example.rs", qsign::testing::NationalId(40)), &account, "",
+                   "203.0.113.10")
+                  .ok());
 }
 
 TEST_F(IdentityTest, AwaitLoginForAnUnknownUsernameWaitsLikeARealOne) {
@@ -921,6 +1126,7 @@ TEST_F(IdentityTest, NoTokenSurvivesARevokeAllRacingItsApproval) {
   revoke.set_account_id(account.account_id());
   int issued = 0;
   for (int i = 0; i < 20; ++i) {
+    clock_.Advance(absl::Seconds(12));  // Five logins a minute per username.
     pb::StartLoginResponse start = StartLogin("ana@example.rs");
     ASSERT_TRUE(consent_->Approve(LastConsentRequest()).ok());
     pb::AwaitLoginResponse await;
@@ -999,6 +1205,19 @@ TEST_F(IdentityTest, GetAccountShowsUsersOnlyTheirOwnAccount) {
                grpc::StatusCode::NOT_FOUND, "username: no such account");
 }
 
+// Input is echoed as a short prefix only: the status message is a header the client must be able
+// to receive.
+TEST_F(IdentityTest, GetAccountEchoesOnlyAShortPrefixOfTheId) {
+  pb::GetAccountRequest req;
+  req.set_account_id(std::string(20000, 'a'));
+  pb::Account out;
+  grpc::Status s = Call(&pb::Identity::Stub::GetAccount, req, &out, kOperator);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message().size();
+  EXPECT_THAT(s.error_message(), HasSubstr("account_id: no account aaaa"));
+  EXPECT_THAT(s.error_message(), HasSubstr("(20000 bytes)"));
+  EXPECT_LT(s.error_message().size(), 200u);
+}
+
 // ---- Audit. ----
 
 TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
@@ -1019,16 +1238,19 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
 
   // Administrative acts in the hash chain ...
   EXPECT_THAT(AuditActions(),
-              ElementsAre("identity.account.register", "identity.proof", "identity.session.logout",
+              ElementsAre("identity.registration.request", "identity.account.register",
+                          "identity.proof", "identity.session.logout",
                           "identity.session.revoke_all"));
   auto rows = pool().Exec(
       "SELECT actor, target, outcome, client_address FROM identity.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->Get(0, 0), "anonymous");
   EXPECT_THAT(std::string(rows->Get(0, 3)), HasSubstr("203.0.113.7 via ipv"));
-  EXPECT_EQ(rows->Get(1, 0), "operator:ra-ana");
+  EXPECT_EQ(rows->Get(1, 0), "anonymous");  // The e-mailed link opened.
   EXPECT_EQ(rows->Get(1, 1), account.account_id());
-  EXPECT_EQ(rows->Get(3, 0), "service:lifecycle");
+  EXPECT_EQ(rows->Get(2, 0), "operator:ra-ana");
+  EXPECT_EQ(rows->Get(2, 1), account.account_id());
+  EXPECT_EQ(rows->Get(4, 0), "service:lifecycle");
   // ... login events in the logins journal, written with the change they record.
   EXPECT_THAT(JournalEvents(),
               ElementsAre("identity.login.start ok", "identity.session.issue ok",

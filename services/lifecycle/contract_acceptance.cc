@@ -1,6 +1,7 @@
 // The account holder reads and accepts the current contract (mailed to them, audited).
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/strings.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_internal.h"
@@ -25,7 +26,7 @@ absl::StatusOr<ContractAcceptance> Lifecycle::AcceptContract(const Caller& calle
   auto contract = contracts_->Find(version);
   if (!contract.ok()) return contract.status();
   if ((*contract)->version != contracts_->current().version) {
-    return absl::FailedPreconditionError(absl::StrCat("version: ", Av(version),
+    return absl::FailedPreconditionError(absl::StrCat("version: ", Echo(version),
                                                       " is not the current contract; accept ",
                                                       contracts_->current().version));
   }

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/strings.h"
 
 namespace qsign::lifecycle {
@@ -40,7 +41,7 @@ absl::StatusOr<const ContractText*> ContractRegistry::Find(std::string_view vers
   for (const ContractText& c : contracts_) {
     if (c.version == version) return &c;
   }
-  return absl::NotFoundError(absl::StrCat("version: no contract \"", Av(version), "\""));
+  return absl::NotFoundError(absl::StrCat("version: no contract \"", Echo(version), "\""));
 }
 
 }  // namespace qsign::lifecycle

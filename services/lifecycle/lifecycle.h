@@ -23,7 +23,7 @@
 #include "services/lifecycle/ca/ocsp.h"
 #include "services/lifecycle/contracts.h"
 #include "services/lifecycle/lifecycle_store.h"
-#include "services/lifecycle/mailer.h"
+#include "common/mail/outbox.h"
 
 namespace qsign::lifecycle {
 
@@ -232,10 +232,6 @@ class Lifecycle {
   absl::StatusOr<int> QueueRenewalReminders();
   // Sends up to `max` undelivered outbox messages through `mailer`, oldest first. A failed send
   // stays queued with its attempt count and error for the next run. A store error stops the run.
-  struct OutboxRun {
-    int sent = 0;
-    int failed = 0;
-  };
   absl::StatusOr<OutboxRun> DeliverOutbox(Mailer& mailer, int max);
 
   const ContractText& current_contract() const { return contracts_->current(); }

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/strings.h"
 #include "services/lifecycle/schema.h"
 
@@ -332,7 +333,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
     if (!c.ok()) return c.status();
     if (!c->has_value()) {
       return absl::NotFoundError(
-          absl::StrCat("certificate_id: no certificate ", Av(certificate_id)));
+          absl::StrCat("certificate_id: no certificate ", Echo(certificate_id)));
     }
     return **std::move(c);
   }
@@ -343,7 +344,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
         {Param::Text(serial_hex)}));
     if (!c.ok()) return c.status();
     if (!c->has_value()) {
-      return absl::NotFoundError(absl::StrCat("serial_hex: no certificate ", Av(serial_hex)));
+      return absl::NotFoundError(absl::StrCat("serial_hex: no certificate ", Echo(serial_hex)));
     }
     return **std::move(c);
   }
@@ -477,7 +478,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
       if (!res.ok()) return res.status();
       if (res->affected_rows() != 1) {
         return absl::FailedPreconditionError(
-            absl::StrCat("certificate ", Av(certificate_id), " is no longer pending"));
+            absl::StrCat("certificate ", Echo(certificate_id), " is no longer pending"));
       }
       return db::AppendAudit(tx, kSchema, audit, at);
     });
@@ -503,7 +504,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
       if (!res.ok()) return res.status();
       if (!res->has_value()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("certificate ", Av(certificate_id), " is not issued"));
+            absl::StrCat("certificate ", Echo(certificate_id), " is not issued"));
       }
       out = **std::move(res);
       return db::AppendAudit(tx, kSchema, audit, at);

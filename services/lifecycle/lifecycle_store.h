@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
+#include "common/mail/outbox.h"
 #include "hsm/hsm.h"
 #include "services/lifecycle/ca/crl.h"
 #include "services/lifecycle/ca/profile.h"
@@ -68,24 +69,6 @@ struct ContractAcceptance {
   std::string text_sha256;
   absl::Time accepted_at;
   std::string client_address;
-};
-
-struct OutboxMessage {
-  int64_t id = 0;
-  std::string kind;  // "contract", "renewal_reminder"
-  std::string recipient;
-  std::string subject;
-  std::string body;
-  absl::Time created_at;
-  // Delivery: failed attempts so far and the last error (empty when none failed).
-  int attempts = 0;
-  std::string last_error;
-};
-
-// One DeliverNextOutbox step: which message was tried and how it went.
-struct OutboxAttempt {
-  int64_t id = 0;
-  absl::Status result;
 };
 
 struct LegalPersonApproval {

@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/grpc_server.h"
+#include "common/mail/mailer.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
 #include "common/strings.h"
@@ -44,7 +45,6 @@
 #include "services/lifecycle/contracts.h"
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
-#include "services/lifecycle/mailer.h"
 #include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
@@ -439,6 +439,28 @@ TEST_F(LifecycleTest, GetContractNeedsNoCredential) {
   req.set_version("2024-01");
   ASSERT_TRUE(stub_->GetContract(As("").get(), req, &contract).ok());
   EXPECT_FALSE(contract.current());
+}
+
+// A 20,000-character version is echoed as a short prefix: the status message is a header the
+// client must be able to receive.
+TEST_F(LifecycleTest, ContractRefusalsEchoOnlyAShortPrefixOfTheVersion) {
+  const std::string huge(20000, 'v');
+  pb::GetContractRequest get;
+  get.set_version(huge);
+  pb::Contract contract;
+  grpc::Status s = stub_->GetContract(As("").get(), get, &contract);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message().size();
+  EXPECT_THAT(s.error_message(), HasSubstr("version: no contract \"vvvv"));
+  EXPECT_LT(s.error_message().size(), 200u);
+
+  pb::AcceptContractRequest accept;
+  accept.set_version(huge);
+  accept.set_text_sha256(Sha256("current terms\n"));
+  pb::ContractAcceptance acceptance;
+  s = stub_->AcceptContract(As(Bearer("alice")).get(), accept, &acceptance);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message().size();
+  EXPECT_THAT(s.error_message(), HasSubstr("(20000 bytes)"));
+  EXPECT_LT(s.error_message().size(), 200u);
 }
 
 TEST_F(LifecycleTest, AcceptContractIsRecordedOnceAndMailed) {
@@ -1647,6 +1669,35 @@ TEST_F(LifecycleTest, OcspReusesNoncelessResponsesUntilARevocation) {
   // "unknown" is never cached: it may be a certificate being issued.
   const std::string unknown = OcspRequest(*cas_, RandomSerial(), /*nonce=*/false);
   EXPECT_NE(ocsp_->Respond(unknown), ocsp_->Respond(unknown));
+}
+
+// Requests with a nonce cost an HSM signature each: past the budget the responder answers with the
+// cached nonce-less response (or tryLater), so a flood cannot take the HSM from citizens' signing.
+TEST_F(LifecycleTest, OcspNoncesHaveASignatureBudget) {
+  OcspResponder ocsp(cas_.get(), lifecycle_->status_source(), &clock_,
+                     OcspConfig{.signatures_per_second = 3});
+  pb::Certificate cert = IssueFor("alice");
+  const std::string serial = absl::HexStringToBytes(cert.serial_hex());
+  const std::string plain = OcspRequest(*cas_, serial, /*nonce=*/false);
+  const std::string cached = ocsp.Respond(plain);  // Signature 1.
+  EXPECT_EQ(ResponseCertStatus(plain, cached), V_OCSP_CERTSTATUS_GOOD);
+  for (int i = 0; i < 2; ++i) {  // Signatures 2 and 3: the nonce echoed.
+    const std::string with_nonce = OcspRequest(*cas_, serial);
+    EXPECT_EQ(ResponseCertStatus(with_nonce, ocsp.Respond(with_nonce)), V_OCSP_CERTSTATUS_GOOD);
+  }
+  const double before = MetricValue("qsign_ocsp_over_budget_total{answer=\"cached\"}");
+  for (int i = 0; i < 20; ++i) {
+    // Spent: the cached nonce-less bytes, no new signature.
+    EXPECT_EQ(ocsp.Respond(OcspRequest(*cas_, serial)), cached);
+  }
+  EXPECT_EQ(MetricValue("qsign_ocsp_over_budget_total{answer=\"cached\"}") - before, 20);
+  // Nothing cached to fall back on: try later.
+  const std::string unknown = OcspRequest(*cas_, RandomSerial());
+  EXPECT_EQ(ocsp.Respond(unknown), OcspResponder::ErrorResponse(OcspResponseStatus::kTryLater));
+  // A second later the budget is back.
+  clock_.Advance(absl::Seconds(1));
+  const std::string with_nonce = OcspRequest(*cas_, serial);
+  EXPECT_EQ(ResponseCertStatus(with_nonce, ocsp.Respond(with_nonce)), V_OCSP_CERTSTATUS_GOOD);
 }
 
 TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {

@@ -36,25 +36,13 @@ absl::StatusOr<int> Lifecycle::QueueRenewalReminders() {
   return queued;
 }
 
-absl::StatusOr<Lifecycle::OutboxRun> Lifecycle::DeliverOutbox(Mailer& mailer, int max) {
-  OutboxRun run;
-  int64_t after = 0;
-  while (run.sent + run.failed < max) {
-    auto attempt = store_->DeliverNextOutbox(after, Now(), [&](const OutboxMessage& m) {
-      return mailer.Send(m.recipient, m.subject, m.body);
-    });
-    if (!attempt.ok()) return attempt.status();
-    if (!attempt->has_value()) break;
-    after = (*attempt)->id;
-    if ((*attempt)->result.ok()) {
-      ++run.sent;
-    } else {
-      ++run.failed;
-      Log(LogLevel::kWarning, "lifecycle", "outbox mail not delivered",
-          {{"id", std::to_string(after)}, {"status", (*attempt)->result.ToString()}});
-    }
-  }
-  return run;
+absl::StatusOr<OutboxRun> Lifecycle::DeliverOutbox(Mailer& mailer, int max) {
+  return ::qsign::DeliverOutbox(
+      mailer, max, "lifecycle",
+      [&](int64_t after, absl::FunctionRef<absl::Status(const OutboxMessage&)> send) {
+        return store_->DeliverNextOutbox(after, Now(),
+                                         [&](const OutboxMessage& m) { return send(m); });
+      });
 }
 
 }  // namespace qsign::lifecycle

@@ -3,6 +3,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/strings.h"
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_internal.h"
@@ -25,7 +26,8 @@ absl::StatusOr<CertView> Lifecycle::Renew(const Caller& caller, const RenewInput
   auto old = store_->GetCertificate(in.certificate_id);
   if (!old.ok() || old->account_id != caller.id) {
     if (!old.ok() && old.status().code() != absl::StatusCode::kNotFound) return old.status();
-    return absl::NotFoundError(absl::StrCat("certificate_id: no certificate ", in.certificate_id));
+    return absl::NotFoundError(
+        absl::StrCat("certificate_id: no certificate ", Echo(in.certificate_id)));
   }
   const hsm::KeyType type = in.key_type.value_or(old->key_type);
   const std::string fingerprint =

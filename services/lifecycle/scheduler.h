@@ -13,7 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "services/lifecycle/lifecycle.h"
-#include "services/lifecycle/mailer.h"
+#include "common/mail/mailer.h"
 
 namespace qsign::lifecycle {
 

@@ -21,7 +21,7 @@
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
-#include "services/lifecycle/mailer.h"
+#include "common/mail/mailer.h"
 #include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
@@ -124,8 +124,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
       *std::move(operators), *std::move(services), stack->sessions_.get(), "lifecycle");
   stack->grpc_ =
       std::make_unique<LifecycleGrpc>(stack->lifecycle_.get(), stack->authenticator_.get());
-  stack->ocsp_ = std::make_unique<OcspResponder>(stack->cas_.get(),
-                                                 stack->lifecycle_->status_source(), env.clock);
+  OcspConfig ocsp_config;
+  if (c.has_ocsp_signatures_per_second()) {
+    ocsp_config.signatures_per_second = c.ocsp_signatures_per_second();
+  }
+  stack->ocsp_ = std::make_unique<OcspResponder>(
+      stack->cas_.get(), stack->lifecycle_->status_source(), env.clock, ocsp_config);
   auto http =
       StatusHttpServer::Start({.host = host_port->first, .port = host_port->second},
                               stack->ocsp_.get(), stack->lifecycle_.get(), stack->cas_.get());

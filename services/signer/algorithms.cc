@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/oids.h"
 #include "common/strings.h"
 
@@ -31,7 +32,7 @@ absl::StatusOr<HashAlgorithm> ParseHashOid(std::string_view oid) {
   if (oid == oid::kSha512) return HashAlgorithm::kSha512;
   if (oid.empty()) return absl::InvalidArgumentError("hash_algorithm_oid: required");
   return absl::InvalidArgumentError(absl::StrCat(
-      "hash_algorithm_oid: '", Av(oid.substr(0, 64)), "' is not supported (SHA-256, SHA-384, SHA-512)"));
+      "hash_algorithm_oid: '", Echo(oid), "' is not supported (SHA-256, SHA-384, SHA-512)"));
 }
 
 absl::StatusOr<SignAlgorithm> ParseSignOid(std::string_view oid) {
@@ -42,7 +43,7 @@ absl::StatusOr<SignAlgorithm> ParseSignOid(std::string_view oid) {
   }
   if (oid.empty()) return absl::InvalidArgumentError("sign_algorithm_oid: required");
   return absl::InvalidArgumentError(
-      absl::StrCat("sign_algorithm_oid: '", Av(oid.substr(0, 64)), "' is not supported"));
+      absl::StrCat("sign_algorithm_oid: '", Echo(oid), "' is not supported"));
 }
 
 std::vector<std::string> SignOidsFor(hsm::KeyType type) {

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/echo.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ossl.h"
@@ -243,7 +244,7 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
   if (auto existing = store_->GetCredential(credential_id); existing.ok()) {
     if (existing->account_id != account_id || existing->key_type != key_type) {
       return absl::AlreadyExistsError(
-          absl::StrCat("credential_id: ", Av(credential_id), " exists with other parameters"));
+          absl::StrCat("credential_id: ", Echo(credential_id), " exists with other parameters"));
     }
     return existing;
   } else if (existing.status().code() != absl::StatusCode::kNotFound) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/db/migrate.h"
+#include "common/echo.h"
 #include "common/refusal.h"
 #include "common/strings.h"
 
@@ -29,7 +30,7 @@ absl::StatusOr<CredentialStatus> ParseStatus(std::string_view s) {
 
 absl::Status NoCredential(std::string_view credential_id) {
   return Refuse(absl::StatusCode::kNotFound, v1::Refusal::CREDENTIAL_NOT_FOUND, "credential_id",
-                absl::StrCat("no credential ", Av(credential_id)));
+                absl::StrCat("no credential ", Echo(credential_id)));
 }
 
 constexpr char kCredentialColumns[] =
@@ -77,7 +78,7 @@ class PostgresSignerStore final : public SignerStore {
       if (!res.ok()) {
         if (res.status().code() == absl::StatusCode::kAlreadyExists) {
           return absl::AlreadyExistsError(
-              absl::StrCat("credential_id: ", c.credential_id, " exists"));
+              absl::StrCat("credential_id: ", Echo(c.credential_id), " exists"));
         }
         return res.status();
       }
@@ -96,7 +97,7 @@ class PostgresSignerStore final : public SignerStore {
       if (!res.ok()) return res.status();
       if (res->rows() == 0) {
         return absl::FailedPreconditionError(
-            absl::StrCat("credential ", Av(credential_id), " is disabled, expired or gone"));
+            absl::StrCat("credential ", Echo(credential_id), " is disabled, expired or gone"));
       }
       auto at = res->GetTime(0, 0);
       if (!at.ok()) return at.status();

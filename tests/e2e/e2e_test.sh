@@ -90,7 +90,10 @@ consent {
   pin_argon2_m_kib: 256
   client_secret_file: "$T/secrets/consent.secret"
 }
-identity { client_secret_file: "$T/secrets/identity.secret" }
+identity {
+  client_secret_file: "$T/secrets/identity.secret"
+  mail_drop_dir: "$T/mail"
+}
 lifecycle {
   http_listen: "127.0.0.1:$HTTP_PORT"
   client_secret_file: "$T/secrets/lifecycle.secret"
@@ -141,8 +144,18 @@ printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); ass
 OUT=$(as portal --state_dir="$T/none" --json register \
   --username=json.check@example.rs --given_name=Đorđe --surname="Petrović-O'Neil" \
   --national_id=0101990710008)
-printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert d["username"] == "json.check@example.rs" and d["account_id"], d' \
+printf '%s' "$OUT" | python3 -c 'import json, sys; d = json.load(sys.stdin); assert "check your e-mail" in d["next_step"] and d["link_expires_at"], d' \
   || { echo "e2e: --json register output is not the expected JSON: $OUT"; exit 1; }
+# The same answer for an address that already asked (nothing tells whether it is registered).
+OUT2=$(as portal --state_dir="$T/none" --json register \
+  --username=json.check@example.rs --given_name=Đorđe --surname="Petrović-O'Neil" \
+  --national_id=0101990710008)
+[ "$(printf '%s' "$OUT2" | python3 -c 'import json, sys; print(json.load(sys.stdin)["next_step"])')" = \
+  "$(printf '%s' "$OUT" | python3 -c 'import json, sys; print(json.load(sys.stdin)["next_step"])')" ] \
+  || { echo "e2e: a second registration of one address answered differently: $OUT2"; exit 1; }
+# A made-up token finishes nothing.
+OUT=$(as portal --state_dir="$T/none" confirm-registration --token="$(printf 'A%.0s' $(seq 1 43))" 2>&1)
+expect $? 2 "$OUT" "token: unknown, used or expired" "confirm-registration with a made-up token"
 
 # Mutual TLS as a user sees it. The consent app's certificate may not call the portal's RPCs.
 OUT=$(as app --state_dir="$T/none" "${REGISTER[@]}" 2>&1)
@@ -178,7 +191,7 @@ mkdir -p "$T/journey"
 if ! QSIGN="$QSIGN" QSIGN_SERVER="127.0.0.1:$PORT" OCSP_URL="http://127.0.0.1:$HTTP_PORT/ocsp" \
   QSIGN_TSA_URL="http://127.0.0.1:$TSA_PORT/tsa" \
   OPERATOR_FILE="$T/secrets/operator.credential" TLS_DIR="$T/tls" WORK="$T/journey" \
-  "$SRC/scripts/journey.sh"; then
+  MAIL_DIR="$T/mail" "$SRC/scripts/journey.sh"; then
   echo "e2e: journey failed; qsignd log:"
   tail -n 40 "$T/qsignd.log"
   exit 1

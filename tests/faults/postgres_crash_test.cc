@@ -94,6 +94,9 @@ class PostgresCrashTest : public testing::ServiceTest {
     config.mutable_consent()->set_pin_argon2_m_kib(256);
     config.mutable_consent()->set_enrollments_per_address_per_minute(0);
     config.mutable_consent()->set_approvals_per_device_per_minute(0);
+    // The portals log in again and again, all from 127.0.0.1.
+    config.mutable_identity()->set_logins_per_account_per_minute(0);
+    config.mutable_identity()->set_logins_per_address_per_minute(0);
     auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, dir);
     ASSERT_TRUE(q.ok()) << q.status();
     qsignd_ = *std::move(q);
@@ -131,7 +134,7 @@ class PostgresCrashTest : public testing::ServiceTest {
 TEST_F(PostgresCrashTest, KillNineUnderLoginAndSigningLoadRecoversWithoutLosingWrites) {
   std::vector<testing::Person> people;
   for (int i = 0; i < kPeople; ++i) {
-    auto p = testing::EnrolPerson(*identity_, channel_, 500 + i);
+    auto p = testing::EnrolPerson(*identity_, conninfo(), channel_, 500 + i);
     ASSERT_TRUE(p.ok()) << p.status();
     p->app->SetAutoDecision(consent::Decision::kApprove, testing::kPin);
     ASSERT_TRUE(p->app->StartWatching().ok());

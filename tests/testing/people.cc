@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/testing/registration.h"
 #include "tests/testing/test_data.h"
 
 namespace qsign::testing {
@@ -19,7 +20,7 @@ void Deadline(grpc::ClientContext& ctx) {
 
 }  // namespace
 
-absl::StatusOr<Person> EnrolPerson(v1::Identity::Stub& identity,
+absl::StatusOr<Person> EnrolPerson(v1::Identity::Stub& identity, std::string_view conninfo,
                                    std::shared_ptr<grpc::Channel> consent_channel, int n) {
   Person person;
   person.username = absl::StrCat("person", n, "@example.rs");
@@ -28,12 +29,9 @@ absl::StatusOr<Person> EnrolPerson(v1::Identity::Stub& identity,
   reg.set_given_name("Ana");
   reg.set_surname("Petrović");
   reg.set_national_id(NationalId(n));
-  v1::Account account;
-  grpc::ClientContext register_ctx;
-  Deadline(register_ctx);
-  if (grpc::Status s = identity.RegisterAccount(&register_ctx, reg, &account); !s.ok()) {
-    return Failed("RegisterAccount", s);
-  }
+  auto registered = RegisterAndConfirm(identity, conninfo, reg);
+  if (!registered.ok()) return registered.status();
+  const v1::Account& account = *registered;
   person.account_id = account.account_id();
   v1::ProofIdentityRequest proof;
   proof.set_account_id(account.account_id());

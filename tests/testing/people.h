@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "consent/app_simulator.h"
@@ -20,8 +21,10 @@ struct Person {
   std::unique_ptr<consent::ConsentAppSimulator> app;  // Enrolled, not yet watching.
 };
 
-// Person number `n` (NationalId(n)), through `identity` and consent at `consent_channel`.
-absl::StatusOr<Person> EnrolPerson(v1::Identity::Stub& identity,
+// Person number `n` (NationalId(n)), through `identity` and consent at `consent_channel`; the
+// registration finished by the e-mailed link, read from identity.outbox in the database at
+// `conninfo`.
+absl::StatusOr<Person> EnrolPerson(v1::Identity::Stub& identity, std::string_view conninfo,
                                    std::shared_ptr<grpc::Channel> consent_channel, int n);
 
 }  // namespace qsign::testing

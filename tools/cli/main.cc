@@ -27,6 +27,8 @@ constexpr char kUsageText[] =
 
 portal (a user; the session is kept in DIR/session, mode 0600):
   register --username=EMAIL --given_name=G --surname=S --national_id=13DIGITS [--email=E]
+                                              e-mails a link to EMAIL that finishes it:
+  confirm-registration --token=TOKEN          the token= part of that link
   login --username=EMAIL [--timeout=120]      prints the verification code, waits for the app
   status
   contract accept [--version=V]               the current contract unless --version

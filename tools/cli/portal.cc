@@ -67,6 +67,11 @@ void PortalCommands::Add(CLI::App* qsign, Command* selected) {
   AddOption(reg, "email", &email_, "the e-mail address in the certificate");
   select(reg, &PortalCommands::Register);
 
+  CLI::App* confirm = AddCommand(qsign, "confirm-registration",
+                                 "finish a registration with the token from its e-mail link");
+  AddOption(confirm, "token", &token_, "the token= part of the e-mailed link");
+  select(confirm, &PortalCommands::ConfirmRegistration);
+
   CLI::App* login = AddCommand(qsign, "login", "log in, approved in the consent app");
   AddOption(login, "username", &username_, "the username");
   AddOption(login, "timeout", &timeout_, "seconds to wait for the approval");
@@ -107,9 +112,26 @@ Result PortalCommands::Register(Context& ctx) const {
   req.set_surname(surname_);
   req.set_national_id(national_id_);
   req.set_certificate_email(email_);
-  pb::Account account;
-  if (Result f = ctx.Unary("register", &pb::Identity::Stub::RegisterAccount, req, &account))
+  pb::RegisterAccountResponse answer;
+  if (Result f = ctx.Unary("register", &pb::Identity::Stub::RegisterAccount, req, &answer))
     return f;
+  ctx.out.Add("next_step", answer.next_step());
+  ctx.out.Add("link_expires_at", FormatTime(answer.link_expires_at()));
+  ctx.out.Print(
+      "registration asked for; next: open the link e-mailed to the username (or qsign "
+      "confirm-registration --token=...)");
+  return std::nullopt;
+}
+
+Result PortalCommands::ConfirmRegistration(Context& ctx) const {
+  if (Result f = Required("token", token_)) return f;
+  pb::ConfirmRegistrationRequest req;
+  req.set_token(token_);
+  pb::Account account;
+  if (Result f = ctx.Unary("confirm-registration", &pb::Identity::Stub::ConfirmRegistration, req,
+                           &account)) {
+    return f;
+  }
   ctx.out.Add("account_id", account.account_id());
   ctx.out.Add("username", account.username());
   ctx.out.Print("registered; next: an operator proofs the identity (qsign proof-identity)");

@@ -1,4 +1,4 @@
-// The user's commands, as a portal offers them: register, login (approved in the consent app),
+// The user's commands, as a portal offers them: register, confirm-registration, login (approved in the consent app),
 // status, contract accept, cert issue|renew|revoke|revoke-all. The session is kept in the state
 // directory.
 #ifndef QSIGN_TOOLS_CLI_PORTAL_H_
@@ -20,6 +20,7 @@ class PortalCommands {
 
  private:
   Result Register(Context& ctx) const;
+  Result ConfirmRegistration(Context& ctx) const;
   Result Login(Context& ctx) const;
   Result Status(Context& ctx) const;
   Result ContractAccept(Context& ctx) const;
@@ -36,6 +37,7 @@ class PortalCommands {
   std::string surname_;
   std::string national_id_;
   std::string email_;
+  std::string token_;
   std::string timeout_ = "120";
   std::string version_;
   std::string key_algorithm_ = "EC_P256";

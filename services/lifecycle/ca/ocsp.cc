@@ -4,11 +4,13 @@
 #include <openssl/evp.h>
 #include <openssl/ocsp.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/oids.h"
 #include "common/ossl.h"
 #include "services/lifecycle/ca/certificate.h"
@@ -79,6 +81,32 @@ std::string OcspResponder::ErrorResponse(OcspResponseStatus status) {
   return der::Sequence({der::Enumerated(static_cast<int>(status))});
 }
 
+std::optional<std::string> OcspResponder::CachedResponse(const std::string& key, absl::Time now) {
+  const uint64_t generation = source_->Generation();
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(key);
+  if (it != cache_.end() && it->second.generation == generation &&
+      now - it->second.produced_at < config_.cache_ttl) {
+    return it->second.response;
+  }
+  return std::nullopt;
+}
+
+bool OcspResponder::TakeSignature(absl::Time now) {
+  if (config_.signatures_per_second <= 0) return true;
+  const double capacity = config_.signatures_per_second;
+  absl::MutexLock lock(&mu_);
+  if (budget_at_ == absl::InfinitePast()) {
+    budget_ = capacity;
+  } else if (now > budget_at_) {
+    budget_ = std::min(capacity, budget_ + absl::ToDoubleSeconds(now - budget_at_) * capacity);
+  }
+  budget_at_ = std::max(budget_at_, now);
+  if (budget_ < 1) return false;
+  budget_ -= 1;
+  return true;
+}
+
 std::string OcspResponder::Respond(std::string_view request_der) {
   const unsigned char* p = Bytes(request_der);
   OsslPtr<OCSP_REQUEST> req(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
@@ -86,27 +114,39 @@ std::string OcspResponder::Respond(std::string_view request_der) {
     ERR_clear_error();
     return ErrorResponse(OcspResponseStatus::kMalformedRequest);
   }
+  const bool caching = config_.cache_ttl > absl::ZeroDuration();
+  const bool one = OCSP_request_onereq_count(req.get()) == 1;
   // Cacheable: one certificate, no extensions (a nonce makes every response unique).
-  const bool cacheable = config_.cache_ttl > absl::ZeroDuration() &&
-                         OCSP_request_onereq_count(req.get()) == 1 &&
-                         OCSP_REQUEST_get_ext_count(req.get()) == 0;
-  bool reusable = false;
-  if (!cacheable) return Build(req.get(), &reusable);
+  const bool cacheable = caching && one && OCSP_REQUEST_get_ext_count(req.get()) == 0;
   const std::string key =
-      ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID);
+      one ? ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID)
+          : "";
   const uint64_t generation = source_->Generation();
   const absl::Time now = clock_->Now();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.generation == generation &&
-        now - it->second.produced_at < config_.cache_ttl) {
-      return it->second.response;
-    }
+  if (cacheable) {
+    if (auto cached = CachedResponse(key, now)) return *std::move(cached);
   }
+  if (!TakeSignature(now)) {
+    // Out of budget: the HSM is for citizens' signatures first.
+    if (one && caching) {
+      if (auto cached = CachedResponse(key, now)) {
+        metrics::Registry::Global().AddCounter(
+            "qsign_ocsp_over_budget_total",
+            "OCSP requests past the signature budget, by answer (cached nonce-less or tryLater).",
+            {{"answer", "cached"}});
+        return *std::move(cached);
+      }
+    }
+    metrics::Registry::Global().AddCounter(
+        "qsign_ocsp_over_budget_total",
+        "OCSP requests past the signature budget, by answer (cached nonce-less or tryLater).",
+        {{"answer", "try_later"}});
+    return ErrorResponse(OcspResponseStatus::kTryLater);
+  }
+  bool reusable = false;
   std::string response = Build(req.get(), &reusable);
   // Errors may be transient and "unknown" may be a certificate being issued right now.
-  if (reusable) {
+  if (cacheable && reusable) {
     absl::MutexLock lock(&mu_);
     if (cache_.size() >= config_.cache_max_entries) cache_.clear();
     cache_[key] = Cached{.response = response, .produced_at = now, .generation = generation};

@@ -6,6 +6,7 @@
 #include <openssl/ocsp.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,12 @@ struct OcspConfig {
   // process takes effect at once; one made by another replica within this time.
   absl::Duration cache_ttl = absl::Seconds(60);
   size_t cache_max_entries = 100'000;
+  // Budget of freshly signed responses (each one an HSM signature on a public port): at most this
+  // many per second, with a burst of as many. A request the cache cannot answer (a nonce, several
+  // certificates, an unknown serial, a cache miss) takes one. Out of budget, a one-certificate
+  // request gets that certificate's cached nonce-less response (its nonce ignored, as RFC 5019
+  // allows), anything else tryLater. 0: unlimited.
+  int signatures_per_second = 100;
 };
 
 // OCSPResponseStatus values (RFC 6960 4.2.1).
@@ -91,6 +98,10 @@ class OcspResponder {
   };
   // `cacheable` is set when the answer is successful and every status in it known.
   std::string Build(const OCSP_REQUEST* req, bool* cacheable);
+  // The cached response under `key`, if fresh.
+  std::optional<std::string> CachedResponse(const std::string& key, absl::Time now);
+  // Takes one signature from the budget; false when it is spent.
+  bool TakeSignature(absl::Time now);
 
   const CaSet* cas_;          // Not owned.
   CertStatusSource* source_;  // Not owned.
@@ -100,6 +111,8 @@ class OcspResponder {
   absl::Mutex mu_;
   // Key: the request's CertID, DER.
   absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  double budget_ ABSL_GUARDED_BY(mu_) = 0;  // Signatures left; refilled by the second.
+  absl::Time budget_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace qsign::lifecycle

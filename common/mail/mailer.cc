@@ -1,8 +1,14 @@
-#include "services/lifecycle/mailer.h"
+#include "common/mail/mailer.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -11,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
 
-namespace qsign::lifecycle {
+namespace qsign {
 namespace {
 
 // Header values never carry CR or LF (no header injection).
@@ -113,4 +119,35 @@ absl::Status SmtpMailer::Send(std::string_view to, std::string_view subject,
   return absl::OkStatus();
 }
 
-}  // namespace qsign::lifecycle
+absl::Status MailDropMailer::Send(std::string_view to, std::string_view subject,
+                                  std::string_view body) {
+  static std::atomic<uint64_t> sequence{0};
+  const std::string name =
+      absl::StrCat(dir_, "/", absl::ToUnixMicros(absl::Now()), "-", sequence++, ".eml");
+  const std::string partial = absl::StrCat(name, ".part");
+  const std::string message = FormatMail(from_, to, subject, body, absl::Now());
+  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ENOENT && ::mkdir(dir_.c_str(), 0700) == 0) {
+    fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("mail drop: ", partial, ": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < message.size()) {
+    const ssize_t n = ::write(fd, message.data() + written, message.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("mail drop: ", partial, ": ", std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0 || ::rename(partial.c_str(), name.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("mail drop: ", name, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qsign
