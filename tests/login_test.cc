@@ -42,6 +42,8 @@ class LoginTest : public testing::ServiceTest {
                   // 127.0.0.1 enrols everyone here.
                   config.mutable_consent()->set_enrollments_per_address_per_minute(0);
                   config.mutable_identity()->set_logins_per_address_per_minute(0);
+                  // And registers 200 people from it.
+                  config.mutable_identity()->set_registrations_per_address_per_hour(0);
                 }});
     ASSERT_TRUE(stacks.ok()) << stacks.status();
     stacks_ = *std::move(stacks);

@@ -317,8 +317,8 @@ grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::Unblock
                                      pb::UnblockPinResponse* resp) {
   auto caller = CallerOf(consent_, ctx);
   if (!caller.ok()) return Reply("UnblockPin", caller.status());
-  auto until =
-      consent_->UnblockPin(*caller, req->account_id(), req->note(), ClientOf(client_address_, ctx, req->client()));
+  auto until = consent_->UnblockPin(*caller, req->account_id(), req->note(),
+                                    ClientOf(client_address_, ctx, req->client()));
   if (!until.ok()) return Reply("UnblockPin", until.status());
   *resp->mutable_reset_expires_at() = ToProto(*until);
   return grpc::Status::OK;

@@ -132,8 +132,8 @@ class IdentityTest : public qsign::testing::ServiceTest {
   // RegisterAccount, then the e-mailed link (read from the outbox) through ConfirmRegistration.
   pb::Account Register(const std::string& username = "ana@example.rs",
                        const std::string& national_id = "0101990710008") {
-    auto account = qsign::testing::RegisterAndConfirm(*stub_, pool(),
-                                                      Registration(username, national_id));
+    auto account =
+        qsign::testing::RegisterAndConfirm(*stub_, pool(), Registration(username, national_id));
     EXPECT_TRUE(account.ok()) << account.status();
     return account.value_or(pb::Account());
   }
@@ -1237,10 +1237,10 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   ASSERT_TRUE(Call(&pb::Identity::Stub::RevokeSessions, revoke, &revoked, kLifecycle).ok());
 
   // Administrative acts in the hash chain ...
-  EXPECT_THAT(AuditActions(),
-              ElementsAre("identity.registration.request", "identity.account.register",
-                          "identity.proof", "identity.session.logout",
-                          "identity.session.revoke_all"));
+  EXPECT_THAT(
+      AuditActions(),
+      ElementsAre("identity.registration.request", "identity.account.register", "identity.proof",
+                  "identity.session.logout", "identity.session.revoke_all"));
   auto rows = pool().Exec(
       "SELECT actor, target, outcome, client_address FROM identity.audit_log ORDER BY seq");
   ASSERT_TRUE(rows.ok());
