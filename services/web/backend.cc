@@ -67,8 +67,13 @@ Backend::Backend(std::shared_ptr<const daemon::DeferredChannel> identity,
 
 Backend::~Backend() = default;
 
-absl::StatusOr<pb::Account> Backend::RegisterAccount(const pb::RegisterAccountRequest& req) {
+absl::StatusOr<pb::RegisterAccountResponse> Backend::RegisterAccount(
+    const pb::RegisterAccountRequest& req) {
   return Unary(stubs_->identity, &pb::Identity::Stub::RegisterAccount, "", req, timeout_);
+}
+absl::StatusOr<pb::Account> Backend::ConfirmRegistration(
+    const pb::ConfirmRegistrationRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::ConfirmRegistration, "", req, timeout_);
 }
 absl::StatusOr<pb::StartLoginResponse> Backend::StartLogin(const pb::StartLoginRequest& req) {
   return Unary(stubs_->identity, &pb::Identity::Stub::StartLogin, "", req, timeout_);

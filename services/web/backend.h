@@ -42,7 +42,9 @@ class Backend {
   ~Backend();
 
   // `auth` is the whole authorization metadata value ("Bearer ...", "Operator ...") or empty.
-  absl::StatusOr<pb::Account> RegisterAccount(const pb::RegisterAccountRequest& req);
+  absl::StatusOr<pb::RegisterAccountResponse> RegisterAccount(
+      const pb::RegisterAccountRequest& req);
+  absl::StatusOr<pb::Account> ConfirmRegistration(const pb::ConfirmRegistrationRequest& req);
   absl::StatusOr<pb::StartLoginResponse> StartLogin(const pb::StartLoginRequest& req);
   absl::StatusOr<pb::AwaitLoginResponse> AwaitLogin(const pb::AwaitLoginRequest& req);
   absl::Status Logout(std::string_view auth);

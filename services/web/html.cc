@@ -117,6 +117,10 @@ std::string LangSwitch(const Frame& f) {
 
 }  // namespace
 
+std::string Hidden(std::string_view name, std::string_view value) {
+  return Cat("<input type=\"hidden\" name=\"", name, "\" value=\"", Esc(value), "\">");
+}
+
 std::string Form(const Frame& frame, std::string_view action, std::string_view inner,
                  std::string_view extra_attributes) {
   return Cat("<form method=\"post\" action=\"", Esc(action), "\" ", extra_attributes,

@@ -53,6 +53,9 @@ struct Frame {
 // The whole page: <!doctype html> ... with `body` inside <main>.
 std::string Page(const Frame& frame, std::string_view title, std::string_view body);
 
+// <input type="hidden"> with the value escaped.
+std::string Hidden(std::string_view name, std::string_view value);
+
 // A POST form with the CSRF token; `inner` holds the fields and buttons.
 std::string Form(const Frame& frame, std::string_view action, std::string_view inner,
                  std::string_view extra_attributes = "");

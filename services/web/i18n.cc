@@ -58,11 +58,20 @@ constexpr Message kMessages[] = {
     {"register.email", "Е-пошта у сертификату (необавезно)",
      "E-mail in the certificate (optional)"},
     {"register.submit", "Региструј се", "Register"},
-    {"register.done.title", "Регистрација је примљена", "Registration received"},
+    {"register.done.title", "Проверите е-пошту", "Check your e-mail"},
     {"register.done",
-     "Захтев за регистрацију је примљен. Следећи корак: лична провера идентитета у регистрационом "
-     "центру.",
-     "Your registration was received. Next step: identity check in person at a registration "
+     "Ако регистрација може да се настави, на наведену адресу стиже порука са линком који је "
+     "довршава (важи 24 сата).",
+     "If the registration can go ahead, a message with a link that finishes it arrives at that "
+     "address (valid for 24 hours)."},
+    {"register.confirm.title", "Потврда регистрације", "Confirm your registration"},
+    {"register.confirm.intro", "Потврдите регистрацију налога из поруке коју сте добили.",
+     "Confirm the registration of the account from the message you received."},
+    {"register.confirm.submit", "Потврди", "Confirm"},
+    {"register.confirmed.title", "Регистрација је довршена", "Registration complete"},
+    {"register.confirmed",
+     "Налог је регистрован. Следећи корак: лична провера идентитета у регистрационом центру.",
+     "Your account is registered. Next step: identity check in person at a registration "
      "office."},
 
     {"login.title", "Пријава", "Log in"},

@@ -16,10 +16,6 @@ namespace {
 // A username that cannot exist: identity answers NOT_FOUND to a valid credential.
 constexpr char kProbeUsername[] = "officer-sign-in@invalid.invalid";
 
-std::string Hidden(std::string_view name, std::string_view value) {
-  return Cat("<input type=\"hidden\" name=\"", name, "\" value=\"", Esc(value), "\">");
-}
-
 }  // namespace
 
 bool Web::Officer(Call& c, std::string* auth) {

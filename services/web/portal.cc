@@ -73,14 +73,40 @@ void Web::RegisterPost(Call& c) {
   req.set_national_id(std::string(c.req.Param("national_id")));
   req.set_certificate_email(std::string(c.req.Param("email")));
   *req.mutable_client() = ClientOf(c.req);
-  auto account = backend_->RegisterAccount(req);
+  // One answer whether or not the username is registered (identity says nothing either way).
+  auto answer = backend_->RegisterAccount(req);
+  if (!answer.ok()) {
+    Flash(c, ErrorText(c.lang, answer.status()), true);
+    Redirect(c, "/register");
+    return;
+  }
+  Html(c, T(c.lang, "register.done.title"),
+       Cat("<p id=\"registered\">", Esc(T(c.lang, "register.done")), "</p>"));
+}
+
+// The page the e-mailed link opens (identity.registration_url): a button, so that a mail
+// scanner fetching the link confirms nothing.
+void Web::ConfirmRegistrationPage(Call& c) {
+  const Lang l = c.lang;
+  const Frame f = FrameOf(c);
+  Html(c, T(l, "register.confirm.title"),
+       Cat("<p>", Esc(T(l, "register.confirm.intro")), "</p>",
+           Form(f, "/register/confirm",
+                Cat(Hidden("token", c.req.Param("token")),
+                    Button(l, "confirm", "register.confirm.submit")))));
+}
+
+void Web::ConfirmRegistrationPost(Call& c) {
+  pb::ConfirmRegistrationRequest req;
+  req.set_token(std::string(c.req.Param("token")));
+  auto account = backend_->ConfirmRegistration(req);
   if (!account.ok()) {
     Flash(c, ErrorText(c.lang, account.status()), true);
     Redirect(c, "/register");
     return;
   }
-  Html(c, T(c.lang, "register.done.title"),
-       Cat("<p id=\"registered\">", Esc(T(c.lang, "register.done")), "</p>",
+  Html(c, T(c.lang, "register.confirmed.title"),
+       Cat("<p id=\"confirmed\">", Esc(T(c.lang, "register.confirmed")), "</p>",
            "<p><a href=\"/login\">", Esc(T(c.lang, "nav.login")), "</a></p>"));
 }
 

@@ -315,6 +315,8 @@ std::vector<http::Route> Web::Routes() {
   get("/", Area::kPortal, &Web::Home);
   get("/register", Area::kPortal, &Web::RegisterPage);
   post("/register", Area::kPortal, &Web::RegisterPost);
+  get("/register/confirm", Area::kPortal, &Web::ConfirmRegistrationPage);
+  post("/register/confirm", Area::kPortal, &Web::ConfirmRegistrationPost);
   get("/login", Area::kPortal, &Web::LoginPage);
   post("/login", Area::kPortal, &Web::LoginPost);
   get("/login/wait", Area::kPortal, &Web::LoginWait);

@@ -80,6 +80,8 @@ class Web {
   void Home(Call& c);
   void RegisterPage(Call& c);
   void RegisterPost(Call& c);
+  void ConfirmRegistrationPage(Call& c);
+  void ConfirmRegistrationPost(Call& c);
   void LoginPage(Call& c);
   void LoginPost(Call& c);
   void LoginWait(Call& c);

@@ -27,6 +27,7 @@
 #include "services/web/html.h"
 #include "services/web/i18n.h"
 #include "services/web/stack.h"
+#include "tests/testing/registration.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/shell.h"
 #include "tests/testing/stacks.h"
@@ -286,6 +287,16 @@ class WebTest : public testing::ServiceTest {
     EXPECT_TRUE(reg && reg->status == 200);
     if (!reg) return "";
     EXPECT_THAT(reg->body, HasSubstr("id=\"registered\""));
+    // The e-mailed link (identity's outbox) opens the confirmation page; its button finishes it.
+    auto token = testing::RegistrationToken(pool(), username);
+    EXPECT_TRUE(token.ok()) << token.status();
+    if (!token.ok()) return "";
+    auto page = portal.Get("/register/confirm?token=" + *token);
+    EXPECT_TRUE(page && page->status == 200);
+    auto confirmed = portal.Post("/register/confirm", {{"token", *token}});
+    EXPECT_TRUE(confirmed && confirmed->status == 200);
+    if (!confirmed) return "";
+    EXPECT_THAT(confirmed->body, HasSubstr("id=\"confirmed\""));
 
     Browser office(port_);
     office.Get("/office/login");
@@ -427,10 +438,12 @@ TEST_F(WebTest, EveryPageInEveryLanguage) {
   for (Lang lang : AllLangs()) {
     Browser b(port_);
     b.SetLang(std::string(LangTag(lang)));
-    const std::pair<const char*, const char*> pages[] = {{"/login", "login.intro"},
-                                                         {"/register", "register.intro"},
-                                                         {"/app", "app.enrol.intro"},
-                                                         {"/office/login", "office.login.intro"}};
+    const std::pair<const char*, const char*> pages[] = {
+        {"/login", "login.intro"},
+        {"/register", "register.intro"},
+        {"/register/confirm?token=x", "register.confirm.intro"},
+        {"/app", "app.enrol.intro"},
+        {"/office/login", "office.login.intro"}};
     for (const auto& [path, key] : pages) {
       auto res = b.Get(path);
       ASSERT_TRUE(res) << path;
