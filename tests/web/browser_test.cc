@@ -76,10 +76,13 @@ TEST_F(BrowserTest, JourneyClickedThroughInChromium) {
   std::ofstream(token().dir() + "/relying-parties")
       << "e-uprava " << Sha256Hex(eservice_secret) << " e-Управа\n"
       << "+redirect_uri e-uprava http://localhost:" << eservice_port << "/callback\n";
+  const std::string mail_dir = token().dir() + "/mail";
   auto stacks = testing::Stacks::Start(
       env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web"},
-              .configure = [](config::v1::ServerConfig& c) {
+              .configure = [&](config::v1::ServerConfig& c) {
                 c.mutable_consent()->set_enrollments_per_address_per_minute(0);
+                // The citizen's mailbox, where the registration link arrives.
+                c.mutable_identity()->set_mail_drop_dir(mail_dir);
               }});
   ASSERT_TRUE(stacks.ok()) << stacks.status();
   const int port = web::HttpPort((*stacks)->server().stack("web"));
@@ -96,8 +99,9 @@ TEST_F(BrowserTest, JourneyClickedThroughInChromium) {
       "/usr/bin/python3 ", JOURNEY_PY, " --base=http://localhost:", port, " --texts=", texts,
       " --artifacts=", BROWSER_ARTIFACTS_DIR, " --operator_id=", testing::kOperatorId,
       " --operator_secret=", testing::kOperatorSecret, " --national_id=", testing::NationalId(21),
-      " --pin=", testing::kPin, " --gateway=http://localhost:", gateway_port,
-      " --eservice_port=", eservice_port, " --eservice_secret=", eservice_secret, " --pdf=", pdf);
+      " --mail_dir=", mail_dir, " --pin=", testing::kPin,
+      " --gateway=http://localhost:", gateway_port, " --eservice_port=", eservice_port,
+      " --eservice_secret=", eservice_secret, " --pdf=", pdf);
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << command;
   EXPECT_EQ(WEXITSTATUS(status), 0) << command;

@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -124,6 +125,24 @@ def expect(cond, message):
         raise Failure(message)
 
 
+def registration_token(mail_dir, username, timeout=30):
+    """The token of the newest registration link mailed to username (one .eml file a message)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        names = sorted(n for n in os.listdir(mail_dir) if n.endswith(".eml")) \
+            if os.path.isdir(mail_dir) else []
+        for name in reversed(names):
+            with open(os.path.join(mail_dir, name), encoding="utf-8", errors="replace") as f:
+                body = f.read()
+            if f"To: <{username}>" not in body:
+                continue
+            m = re.search(r"[?]token=([A-Za-z0-9_-]{43})", body)
+            if m:
+                return m.group(1)
+        time.sleep(0.2)
+    raise Failure(f"no registration link for {username} arrived in {mail_dir}")
+
+
 def journey(args, texts):
     t = texts["sr-Cyrl"]
     pc = Browser("portal", args.base, args.artifacts)
@@ -137,6 +156,11 @@ def journey(args, texts):
         pc.click("#register")
         pc.visible("#registered")
         pc.shot("registered")
+        # The e-mailed link (identity's mail_drop_dir: the citizen's mailbox) finishes it.
+        pc.go("/register/confirm?token=" + registration_token(args.mail_dir, args.username))
+        pc.shot("confirm")
+        pc.click("#confirm")
+        pc.visible("#confirmed")
 
         # 2. The registration office proofs the identity; the code is shown once.
         pc.go("/office/login")
@@ -482,6 +506,7 @@ def main():
     p.add_argument("--operator_secret", required=True)
     p.add_argument("--username", default="ana.browser@example.rs")
     p.add_argument("--national_id", required=True)
+    p.add_argument("--mail_dir", required=True)
     p.add_argument("--pin", default="240913")
     p.add_argument("--new_pin", default="13572468")
     p.add_argument("--pdf", required=True)
