@@ -103,6 +103,7 @@ void Web::AppPage(Call& c) {
       Esc(T(l, "app.back")), "</button></section>",
       "<section id=\"decide\" hidden class=\"card\"><h2 id=\"req-title\"></h2>",
       "<p id=\"req-text\"></p><p id=\"req-code\" class=\"code\"></p><ul id=\"req-docs\"></ul>",
+      "<p id=\"req-statement\" class=\"muted\"></p>",
       "<div id=\"pin-display\" class=\"pin-display\" aria-live=\"polite\"></div>",
       "<div id=\"pinpad\" class=\"pinpad\">");
   std::string pad;
@@ -119,12 +120,12 @@ void Web::AppPage(Call& c) {
       Esc(T(l, "app.reset")), "</button></section></div>");
   (void)f;
   Html(c, T(l, "app.heading"), Cat(body, pad, tail), "app.js",
-       {"app.pin_mismatch", "app.enrolled_as", "app.kind.login", "app.kind.sign",
-        "app.code_is",      "app.requester",   "app.approved",   "app.denied",
-        "app.pin_wrong",    "app.pin_blocked", "app.none",       "app.no_webcrypto",
-        "err.unavailable",  "app.open",        "app.sha256",     "app.from_portal",
-        "app.expired",      "app.pin_changed", "app.pin_reset",  "app.from",
-        "app.pages"});
+       {"app.pin_mismatch", "app.enrolled_as",   "app.kind.login",   "app.kind.sign",
+        "app.code_is",      "app.requester",     "app.approved",     "app.denied",
+        "app.pin_wrong",    "app.pin_blocked",   "app.none",         "app.no_webcrypto",
+        "err.unavailable",  "app.open",          "app.sha256",       "app.from_portal",
+        "app.expired",      "app.pin_changed",   "app.pin_reset",    "app.from",
+        "app.pages",        "app.login_summary", "app.sign_summary", "app.statement"});
 }
 
 void Web::AppEnroll(Call& c) {

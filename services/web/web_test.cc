@@ -411,6 +411,21 @@ TEST_F(WebTest, PagesCarryStrictHeadersAndCookies) {
   EXPECT_EQ(missing->status, 404);
 }
 
+// Every text the app's script looks up by name is in the page's #texts (else the app shows
+// "undefined" or throws).
+TEST_F(WebTest, TheAppPageCarriesEveryTextItsScriptNames) {
+  Browser b(port_);
+  auto page = b.Get("/app");
+  auto js = b.Get("/static/app.js");
+  ASSERT_TRUE(page && js);
+  static const std::regex kUse(R"re(texts\['([a-z_.]+)'\])re");
+  int n = 0;
+  for (std::sregex_iterator it(js->body.begin(), js->body.end(), kUse), end; it != end; ++it, ++n) {
+    EXPECT_THAT(page->body, HasSubstr(Cat("\"", (*it)[1].str(), "\":"))) << (*it)[1];
+  }
+  EXPECT_GT(n, 20);
+}
+
 TEST_F(WebTest, EveryChangeNeedsTheSessionsCsrfTokenAndThisOrigin) {
   Browser b(port_);
   b.Get("/login");

@@ -207,6 +207,10 @@ def journey(args, texts):
         app_code = phone.visible("#req-code").text
         app_shot = phone.shot("login-request")
         expect(app_code.endswith(portal_code), f"codes differ: portal {portal_code}, app {app_code}")
+        # The request in the app's language (the service's own line is shown below it).
+        summary = phone.text("#req-text")
+        expect(summary == t["app.login_summary"].replace("{code}", portal_code),
+               f"app: the request's text {summary!r}")
         for digit in args.pin:
             phone.click(f"#pinpad .key[data-key='{digit}']")
         phone.click("#approve")

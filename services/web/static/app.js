@@ -174,13 +174,20 @@
       button.type = 'button';
       button.className = 'request';
       button.dataset.id = id;
-      button.textContent = (r.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign']) +
-        ': ' + r.display_text;
+      button.textContent = summary(r);
       button.addEventListener('click', () => openRequest(id));
       li.appendChild(button);
       list.appendChild(li);
     }
     $('idle').hidden = pending.size > 0;
+  }
+
+  // The request in the page's language, from its details (each of them inside the statement).
+  function summary(r) {
+    if (r.kind === 'login') return texts['app.login_summary'].replace('{code}', r.code || '');
+    const names = (r.documents || []).map((d) => d.name || d.label).join(', ');
+    return texts['app.sign_summary'].replace('{count}', String(r.hashes || 0))
+      .replace('{names}', names || r.display_text);
   }
 
   function openRequest(id) {
@@ -190,7 +197,9 @@
     $('pin-display').textContent = '';
     $('decide-status').textContent = '';
     $('req-title').textContent = current.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign'];
-    $('req-text').textContent = current.display_text;
+    $('req-text').textContent = summary(current);
+    // The service's own line, as it is inside the signed statement.
+    $('req-statement').textContent = texts['app.statement'] + ' ' + current.display_text;
     $('req-code').textContent = current.code ? texts['app.code_is'] + ' ' + current.code : '';
     const docs = $('req-docs');
     docs.textContent = '';
