@@ -1,7 +1,8 @@
 -- qsign: one PostgreSQL role and one schema per service, in the qsign database.
 --
---   identity, consent, lifecycle, signer   login roles; each owns the schema of its name and
---                                          nothing else. The gateway has no database role.
+--   identity, consent, lifecycle, signer, tsa   login roles; each owns the schema of its name
+--                                               and nothing else. The gateway has no database
+--                                               role.
 --   qsign_audit                            NOLOGIN; owns every <schema>.audit_log, so that a
 --                                          service may only SELECT and INSERT its audit log.
 --
@@ -38,7 +39,7 @@ DO $roles$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer'] LOOP
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE '
                      'NOREPLICATION NOBYPASSRLS', r);
@@ -57,7 +58,7 @@ $roles$;
 DO $database$
 BEGIN
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer',
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer, tsa',
                  current_database());
 END
 $database$;
@@ -68,7 +69,7 @@ DO $schemas$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer'] LOOP
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa'] LOOP
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', r, r);
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r, r);
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', r);
@@ -93,7 +94,7 @@ BEGIN
     SELECT n.nspname AS schema_name, pg_get_userbyid(n.nspowner) AS service_role
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relname = 'audit_log' AND c.relkind = 'r'
-      AND n.nspname IN ('identity', 'consent', 'lifecycle', 'signer')
+      AND n.nspname IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
       AND c.relowner <> 'qsign_audit'::regrole
       AND (SELECT count(*) FROM pg_trigger g
            WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'
@@ -134,8 +135,8 @@ BEGIN
   FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
     -- Triggers carry no schema_name; their identity ends in "on <schema>.audit_log".
     IF position('audit_log' IN o.object_identity) > 0
-       AND (o.schema_name IN ('identity', 'consent', 'lifecycle', 'signer')
-            OR o.object_identity ~ ' on (identity|consent|lifecycle|signer)\.audit_log$') THEN
+       AND (o.schema_name IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
+            OR o.object_identity ~ ' on (identity|consent|lifecycle|signer|tsa)\.audit_log$') THEN
       RAISE EXCEPTION 'qsign: % % is part of the append-only audit log; only a superuser may drop it',
         o.object_type, o.object_identity
         USING ERRCODE = 'insufficient_privilege';

@@ -20,13 +20,14 @@
 #include "services/identity/identity_store.h"
 #include "services/lifecycle/schema.h"
 #include "services/signer/signer_store.h"
+#include "services/tsa/tsa_store.h"
 
 namespace qsign {
 namespace {
 
 using db::Pool;
 
-constexpr const char* kServices[] = {"identity", "consent", "lifecycle", "signer"};
+constexpr const char* kServices[] = {"identity", "consent", "lifecycle", "signer", "tsa"};
 
 // PostgreSQL refused for lack of privilege (insufficient_privilege, also what roles.sql's event
 // triggers raise), as opposed to any other failure.
@@ -49,6 +50,7 @@ absl::Status Migrate(std::string_view service, Pool& pool) {
   if (service == "identity") return identity::MigrateIdentitySchema(pool);
   if (service == "consent") return consent::MigrateConsentSchema(pool);
   if (service == "lifecycle") return lifecycle::MigrateLifecycleSchema(pool);
+  if (service == "tsa") return tsa::MigrateTsaSchema(pool);
   return signer::MigrateSignerSchema(pool);
 }
 

@@ -29,7 +29,7 @@ The invariants:
   * PodDisruptionBudgets select existing pods and leave room for an eviction;
   * ConfigMaps and ServiceAccounts that pods reference exist;
   * the CloudNativePG Cluster has >= 3 instances, a managed role per service with a database
-    (identity, consent, lifecycle, signer; none for the gateway or the web), and its bootstrap SQL is
+    (identity, consent, lifecycle, signer, tsa; none for the gateway or the web), and its bootstrap SQL is
     deploy/postgres/roles.sql verbatim;
   * every Deployment runs --config=<file> from a mounted ConfigMap, and that file parses as a
     qsign.config.v1.ServerConfig (schema read from proto/qsign/config/v1/config.proto): exactly
@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover - environment problem, reported plainly.
     sys.exit("check_manifests: PyYAML is missing: apt-get install python3-yaml (scripts/setup)")
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
-SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer")
+SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer", "tsa")
 # HTTP-only processes: no gRPC listener (so no grpc.health.v1: httpGet probes), no database.
 SERVICES_WITHOUT_GRPC = ("gateway", "web")
 # Kinds that live in a namespace (enough for what these manifests hold).
@@ -531,7 +531,7 @@ def check_overlay(objs, errors):
 
 CONFIG_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                             "proto", "qsign", "config", "v1", "config.proto")
-SERVICE_SECTIONS = ("signer", "consent", "identity", "lifecycle", "gateway", "web")
+SERVICE_SECTIONS = ("signer", "consent", "identity", "lifecycle", "gateway", "web", "tsa")
 # Client identities (subjectAltName DNS) of the allow-lists: "<component>.qsign.internal" is the
 # pods labelled app.kubernetes.io/component=<component>; "<route>.ingress.qsign.internal" is the
 # ingress controller, in namespace INGRESS_NAMESPACE.
@@ -1177,6 +1177,7 @@ spec:
       - {name: identity, login: true}
       - {name: consent, login: true}
       - {name: lifecycle, login: true}
+      - {name: tsa, login: true}
       - {name: signer, login: true}
 """,
 }
