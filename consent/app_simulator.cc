@@ -232,7 +232,14 @@ void ConsentAppSimulator::ReadLoop(std::unique_ptr<grpc::ClientContext> ctx,
       ctx = std::make_unique<grpc::ClientContext>();
       {
         absl::MutexLock lock(&mu_);
-        stream_ctx_ = ctx.get();  // StopWatching may cancel the reopening stream.
+        // StopWatching during the delay found no stream to cancel: stop here, or the reopened
+        // stream would be read forever.
+        if (stopping_) {
+          watch_status_ = absl::CancelledError("app: stopped");
+          watching_ = false;
+          return;
+        }
+        stream_ctx_ = ctx.get();  // From here StopWatching cancels the reopening stream.
       }
       auto reopened = OpenStream(ctx.get());
       if (reopened.ok()) {

@@ -64,6 +64,10 @@ class Hsm {
   // Destroys both halves. NOT_FOUND when there is no such key.
   virtual absl::Status DestroyKeyPair(std::string_view key_id) = 0;
 
+  // The ids of the keys (either half) whose id starts with `prefix`, sorted, each once. For
+  // reconciling the token with a service's records (the signer's orphan-key sweep).
+  virtual absl::StatusOr<std::vector<std::string>> ListKeyIds(std::string_view prefix) = 0;
+
   // Signs each digest with the key, results in input order. Each digest must be exactly
   // DigestLength(params.hash) bytes (INVALID_ARGUMENT otherwise); the scheme must fit the key
   // type (FAILED_PRECONDITION otherwise). One session is used for the whole batch.

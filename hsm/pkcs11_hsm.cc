@@ -2,6 +2,9 @@
 
 #include <array>
 #include <chrono>
+#include <set>
+#include <string>
+#include <vector>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -491,6 +494,30 @@ absl::StatusOr<PublicKey> Pkcs11Hsm::GetPublicKey(std::string_view key_id) {
     return WithContext(status, absl::StrCat("reading public key \"", Av(key_id), "\""));
   }
   return result;
+}
+
+absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::ListKeyIds(std::string_view prefix) {
+  // A token holds a few keys per user: far fewer than this.
+  constexpr size_t kMaxObjects = 65536;
+  std::set<std::string> ids;
+  absl::Status status = pool_->Run([&](CK_SESSION_HANDLE session) -> absl::Status {
+    for (CK_OBJECT_CLASS object_class : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+      CK_ATTRIBUTE match[] = {{CKA_CLASS, &object_class, sizeof(object_class)}};
+      absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> found =
+          FindObjects(fns(), session, match, kMaxObjects);
+      if (!found.ok()) return found.status();
+      for (CK_OBJECT_HANDLE object : *found) {
+        absl::StatusOr<std::string> id = GetAttributeBytes(fns(), session, object, CKA_ID);
+        if (!id.ok()) return id.status();
+        if (std::string_view(*id).starts_with(prefix)) ids.insert(*std::move(id));
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return WithContext(status, absl::StrCat("listing the keys of token \"", token_label_, "\""));
+  }
+  return std::vector<std::string>(ids.begin(), ids.end());
 }
 
 absl::Status Pkcs11Hsm::DestroyKeyPair(std::string_view key_id) {

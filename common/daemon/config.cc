@@ -408,6 +408,7 @@ class Validator {
     }
     Range("signer.max_batch", s.max_batch(), 1, 1000);
     Range("signer.max_hashes_per_authorization", s.max_hashes_per_authorization(), 1, 1000);
+    Range("signer.orphan_key_sweep_seconds", s.orphan_key_sweep_seconds(), 0, 86400);
   }
 
   void Consent() {
@@ -634,6 +635,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     cfg::SignerService& s = *c.mutable_signer();
     s.set_max_batch(Or(s.max_batch(), 100));
     s.set_max_hashes_per_authorization(Or(s.max_hashes_per_authorization(), 100));
+    if (!s.has_orphan_key_sweep_seconds()) s.set_orphan_key_sweep_seconds(300);
   }
   if (c.has_consent()) {
     cfg::ConsentService& s = *c.mutable_consent();

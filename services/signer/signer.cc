@@ -292,6 +292,51 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
   return cred;
 }
 
+absl::StatusOr<int> Signer::SweepOrphanKeys() {
+  absl::MutexLock lock(&sweep_mu_);
+  const std::string prefix = UserKeyId("");
+  auto key_ids = hsm_->ListKeyIds(prefix);
+  if (!key_ids.ok()) return key_ids.status();
+  absl::flat_hash_set<std::string> unrecorded;
+  int destroyed = 0;
+  absl::Status first_error;
+  for (const std::string& key_id : *key_ids) {
+    const std::string credential_id = key_id.substr(prefix.size());
+    auto credential = store_->GetCredential(credential_id);
+    if (credential.ok()) continue;
+    if (credential.status().code() != absl::StatusCode::kNotFound) {
+      first_error.Update(credential.status());
+      continue;
+    }
+    if (!orphan_suspects_.contains(key_id)) {
+      unrecorded.insert(key_id);  // Perhaps a CreateKey in flight: decided at the next sweep.
+      continue;
+    }
+    // Recorded first: a destruction is never unaudited (a failed one is recorded again when
+    // the next sweep retries it).
+    if (auto s = store_->RecordAudit(Audit(Actor{.name = "signer"}, "signer.destroy_orphan_key",
+                                           credential_id, "a key without a credential record"),
+                                     clock_->Now());
+        !s.ok()) {
+      unrecorded.insert(key_id);
+      first_error.Update(s);
+      continue;
+    }
+    if (auto s = hsm_->DestroyKeyPair(key_id);
+        !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+      unrecorded.insert(key_id);
+      first_error.Update(s);
+      continue;
+    }
+    Log(LogLevel::kWarning, "signer", "orphan key destroyed",
+        {{"credential_id", credential_id}, {"why", "no credential record"}});
+    ++destroyed;
+  }
+  orphan_suspects_ = std::move(unrecorded);
+  if (!first_error.ok()) return first_error;
+  return destroyed;
+}
+
 absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id,
                                                   std::vector<std::string> chain_der,
                                                   const Actor& actor) {

@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -72,6 +73,14 @@ class Signer {
   absl::StatusOr<Credential> DestroyKey(std::string_view credential_id, const Actor& actor,
                                         DestroyReason reason = DestroyReason::kRevoked);
 
+  // Destroys the user keys in the HSM that have no credential record, left by a CreateKey
+  // interrupted between the key generation and its record (a crash, a lost database). A key is
+  // destroyed only if it was unrecorded at the previous sweep too, so a CreateKey in flight on
+  // any replica is never touched as long as sweeps are further apart than a CreateKey takes.
+  // Each destruction is audited (signer.destroy_orphan_key) before the key goes. The number
+  // destroyed.
+  absl::StatusOr<int> SweepOrphanKeys();
+
   const SignerConfig& config() const { return config_; }
 
  private:
@@ -93,6 +102,9 @@ class Signer {
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, KeyRef> keys_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex sweep_mu_;
+  // Key ids without a credential record at the last sweep.
+  absl::flat_hash_set<std::string> orphan_suspects_ ABSL_GUARDED_BY(sweep_mu_);
 };
 
 // "credential_id: ..." unless 1..64 characters of [A-Za-z0-9._-].

@@ -152,6 +152,11 @@ class PostgresSignerStore final : public SignerStore {
     });
   }
 
+  absl::Status RecordAudit(const db::AuditEvent& audit, absl::Time at) override {
+    return pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status { return db::AppendAudit(tx, kSchema, audit, at); });
+  }
+
   absl::Status ConsumeSad(const SadUse& u) override {
     Pending pending{.use = &u};
     {

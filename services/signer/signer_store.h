@@ -78,6 +78,8 @@ class SignerStore {
   // Records that the HSM key is gone, with `audit`, once (later calls change nothing).
   virtual absl::Status MarkKeyDestroyed(std::string_view credential_id, absl::Time at,
                                         const db::AuditEvent& audit) = 0;
+  // An audit record of an act that changes no credential row (an orphan key's destruction).
+  virtual absl::Status RecordAudit(const db::AuditEvent& audit, absl::Time at) = 0;
   // Records the use of a SAD, atomically with the check that the credential is ACTIVE and that
   // `use.used_at` lies within its certificate's validity (valid_from..valid_to, inclusive).
   // FAILED_PRECONDITION "sad: already used" when any replica recorded it before;

@@ -63,6 +63,9 @@ class CountingHsm final : public hsm::Hsm {
     return inner_->GetPublicKey(id);
   }
   absl::Status DestroyKeyPair(std::string_view id) override { return inner_->DestroyKeyPair(id); }
+  absl::StatusOr<std::vector<std::string>> ListKeyIds(std::string_view prefix) override {
+    return inner_->ListKeyIds(prefix);
+  }
   absl::StatusOr<std::vector<std::string>> SignDigests(std::string_view id,
                                                        const hsm::SignParams& p,
                                                        std::span<const std::string> d) override {
@@ -394,6 +397,40 @@ TEST_F(SignerTest, RetriedCreateKeyReturnsTheSameKey) {
   pb::CredentialInfo third;
   c3.AddMetadata("authorization", kLifecycle);
   EXPECT_EQ(stub_->CreateKey(&c3, create, &third).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(SignerTest, OrphanKeysAreDestroyedAtTheSecondSweepAndAudited) {
+  // A CreateKey that died between the key generation and its record left "user/cred-lost".
+  ASSERT_TRUE(hsm("signer").GenerateKeyPair(UserKeyId("cred-lost"), hsm::KeyType::kEcP256).ok());
+  pb::CredentialInfo kept;
+  ASSERT_TRUE(CreateKey("cred-kept", "alice", &kept).ok());
+  // Infrastructure keys are outside the user namespace: never swept.
+  ASSERT_TRUE(hsm("signer").GenerateKeyPair("qsign-other", hsm::KeyType::kEcP256).ok());
+  auto listed = hsm("signer").ListKeyIds("user/");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(*listed, ::testing::ElementsAre("user/cred-kept", "user/cred-lost"));
+
+  // First sweep: only suspected (it could be a CreateKey in flight).
+  auto first = signer_->SweepOrphanKeys();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, 0);
+  EXPECT_TRUE(hsm("signer").GetPublicKey(UserKeyId("cred-lost")).ok());
+  auto second = signer_->SweepOrphanKeys();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, 1);
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-lost")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(hsm("signer").GetPublicKey(UserKeyId("cred-kept")).ok());
+  EXPECT_TRUE(hsm("signer").GetPublicKey("qsign-other").ok());
+  auto audited = pool().Exec(
+      "SELECT count(*) FROM signer.audit_log WHERE action = 'signer.destroy_orphan_key' AND "
+      "target = 'cred-lost'");
+  ASSERT_TRUE(audited.ok()) << audited.status();
+  EXPECT_EQ(audited->GetInt64(0, 0).value_or(0), 1);
+  // Nothing left to do.
+  auto third = signer_->SweepOrphanKeys();
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, 0);
 }
 
 TEST_F(SignerTest, SetCertificateRefusesACertificateForAnotherKey) {

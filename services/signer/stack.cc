@@ -3,9 +3,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/auth/credential_table.h"
 #include "common/daemon/stack_helpers.h"
 #include "common/log.h"
@@ -27,12 +30,33 @@ class SignerStack final : public daemon::Stack {
     return {{qsign::v1::Signer::service_full_name(), grpc_.get()}};
   }
 
+  // The orphan-key sweep, every sweep_period_ on its own thread (none when zero).
+  void Start() override {
+    if (sweep_period_ <= absl::ZeroDuration()) return;
+    sweeper_ = std::thread([this] {
+      while (!stop_.WaitForNotificationWithTimeout(sweep_period_)) {
+        if (auto swept = signer_->SweepOrphanKeys(); !swept.ok()) {
+          Log(LogLevel::kError, "signer", "orphan key sweep failed",
+              {{"status", swept.status().ToString()}});
+        }
+      }
+    });
+  }
+  void Stop() override {
+    if (!stop_.HasBeenNotified()) stop_.Notify();
+    if (sweeper_.joinable()) sweeper_.join();
+  }
+  ~SignerStack() override { Stop(); }
+
  private:
   std::unique_ptr<consent::SadVerifier> verifier_;
   std::unique_ptr<SignerStore> store_;
   std::unique_ptr<Signer> signer_;
   auth::CredentialTable clients_;
   std::unique_ptr<SignerGrpc> grpc_;
+  absl::Duration sweep_period_;
+  absl::Notification stop_;
+  std::thread sweeper_;
 };
 
 absl::StatusOr<std::unique_ptr<daemon::Stack>> SignerStack::New(const daemon::StackEnv& env) {
@@ -73,6 +97,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> SignerStack::New(const daemon::St
         "no service credentials (services_file missing or empty): "
         "Signer.CreateKey/SetCertificate/DestroyKey refuse every call");
   }
+  stack->sweep_period_ = absl::Seconds(c.orphan_key_sweep_seconds());
   stack->grpc_ = std::make_unique<SignerGrpc>(stack->signer_.get(),
                                               SignerAccess{.services = &stack->clients_});
   return stack;

@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <deque>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -15,17 +14,16 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/auth/credential_table.h"
 #include "common/db/pg.h"
 #include "consent/app_simulator.h"
 #include "gtest/gtest.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
+#include "tests/faults/fault_stack.h"
 #include "tests/testing/people.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
@@ -69,34 +67,8 @@ class PostgresCrashTest : public testing::ServiceTest {
                       .ok());
     }
     const std::string dir = token().dir();
-    std::ofstream(dir + "/pepper") << std::string(32, 'p');
-    std::ofstream(dir + "/operators")
-        << testing::kOperatorId << " "
-        << absl::BytesToHexString(auth::Sha256(testing::kOperatorSecret)) << "\n";
-    config::v1::ServerConfig config = testing::LaptopConfig(conninfo(), env().TokensConfig(4),
-                                                            {"signer", "consent", "identity"}, dir);
-    // identity and consent call each other with their own credentials, even in one process.
-    const std::string services = testing::WriteLifecycleServicesFile(dir);
-    for (const char* service : {"identity", "consent"}) {
-      std::ofstream(services, std::ios::app)
-          << service << " " << absl::BytesToHexString(auth::Sha256(testing::ServiceSecret(service)))
-          << "\n";
-      std::ofstream(absl::StrCat(dir, "/", service, ".secret"))
-          << testing::ServiceSecret(service) << "\n";
-    }
-    config.set_services_file(services);
-    config.mutable_identity()->set_client_secret_file(dir + "/identity.secret");
-    config.mutable_consent()->set_client_secret_file(dir + "/consent.secret");
-    config.set_operators_file(dir + "/operators");
-    config.mutable_database()->set_pool_size(8);
-    config.mutable_consent()->set_pin_pepper_file(dir + "/pepper");
-    config.mutable_consent()->set_device_ca_cert_file(dir + "/device-ca.der");
-    config.mutable_consent()->set_pin_argon2_m_kib(256);
-    config.mutable_consent()->set_enrollments_per_address_per_minute(0);
-    config.mutable_consent()->set_approvals_per_device_per_minute(0);
-    // The portals log in again and again, all from 127.0.0.1.
-    config.mutable_identity()->set_logins_per_account_per_minute(0);
-    config.mutable_identity()->set_logins_per_address_per_minute(0);
+    config::v1::ServerConfig config =
+        testing::FaultStackConfig(env(), {"signer", "consent", "identity"});
     auto q = testing::QsigndProcess::Start(QSIGND_PATH, config, dir);
     ASSERT_TRUE(q.ok()) << q.status();
     qsignd_ = *std::move(q);
@@ -105,25 +77,8 @@ class PostgresCrashTest : public testing::ServiceTest {
     ASSERT_TRUE(OpenHsm(4).ok());  // consent's token, to mint SADs (the test plays consent).
   }
 
-  // One login of `person` on the portal's side: the token, or empty when it failed.
   std::string Login(const testing::Person& person) {
-    pb::StartLoginRequest start;
-    start.set_username(person.username);
-    start.mutable_client()->set_client_address("198.51.100.23");
-    pb::StartLoginResponse started;
-    {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-      if (!identity_->StartLogin(&ctx, start, &started).ok()) return "";
-    }
-    pb::AwaitLoginRequest await;
-    await.set_login_id(started.login_id());
-    await.mutable_max_wait()->set_seconds(5);
-    pb::AwaitLoginResponse done;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(8)));
-    if (!identity_->AwaitLogin(&ctx, await, &done).ok()) return "";
-    return done.state() == pb::LOGIN_STATE_APPROVED ? done.session_token() : "";
+    return testing::Login(*identity_, person.username);
   }
 
   std::unique_ptr<testing::QsigndProcess> qsignd_;
