@@ -230,6 +230,13 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
       {.scheme = algo->scheme, .hash = *hash, .ecdsa_der = !in.ecdsa_raw_signature}, in.hashes);
   if (signatures.ok()) {
     counted.signatures(key->key_type)->Increment(static_cast<double>(signatures->size()));
+    return signatures;
+  }
+  // The HSM made no signature: the journal must not say the SAD signed. If the release fails too
+  // the SAD stays used (never twice, at worst once for nothing).
+  if (auto released = store_->ReleaseSad(grant->sad_id); !released.ok()) {
+    Log(LogLevel::kError, "signer", "SAD not released after an HSM failure",
+        {{"credential_id", in.credential_id}, {"status", released.ToString()}});
   }
   return signatures;
 }
@@ -322,8 +329,7 @@ absl::StatusOr<int> Signer::SweepOrphanKeys() {
       first_error.Update(s);
       continue;
     }
-    if (auto s = hsm_->DestroyKeyPair(key_id);
-        !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok() && s.code() != absl::StatusCode::kNotFound) {
       unrecorded.insert(key_id);
       first_error.Update(s);
       continue;

@@ -57,7 +57,8 @@ class Signer {
   absl::StatusOr<Credential> GetCredentialInfo(std::string_view credential_id);
 
   // Every check of the SAD and the request happens before the key is touched; the SAD is
-  // consumed (recorded as used, for every replica) just before signing.
+  // consumed (recorded as used, for every replica) just before signing, and released again if
+  // the HSM then fails (the error goes back; the SAD may be sent again).
   absl::StatusOr<std::vector<std::string>> SignHash(const SignHashInput& input);
 
   absl::StatusOr<Credential> CreateKey(std::string_view credential_id, std::string_view account_id,

@@ -152,6 +152,11 @@ class PostgresSignerStore final : public SignerStore {
     });
   }
 
+  absl::Status ReleaseSad(std::string_view sad_id) override {
+    return pool_->Exec("DELETE FROM signer.sad_uses WHERE sad_id = $1", {Param::Bytes(sad_id)})
+        .status();
+  }
+
   absl::Status RecordAudit(const db::AuditEvent& audit, absl::Time at) override {
     return pool_->InTransaction(
         [&](db::Tx& tx) -> absl::Status { return db::AppendAudit(tx, kSchema, audit, at); });

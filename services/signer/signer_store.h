@@ -86,6 +86,9 @@ class SignerStore {
   // FAILED_PRECONDITION naming the state (CREDENTIAL_INACTIVE) or the validity
   // (CREDENTIAL_EXPIRED, CREDENTIAL_NOT_YET_VALID) otherwise.
   virtual absl::Status ConsumeSad(const SadUse& use) = 0;
+  // Takes back a use ConsumeSad recorded when the HSM then made no signature: the journal holds
+  // only SADs that signed, and the relying party may send the SAD again. Idempotent.
+  virtual absl::Status ReleaseSad(std::string_view sad_id) = 0;
 };
 
 // Migrations of the "signer" schema.

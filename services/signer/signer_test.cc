@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include <atomic>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
+#include "hsm/testing/faulty_hsm.h"
 #include "qsign/v1/sad.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/signer/algorithms.h"
@@ -96,7 +98,13 @@ std::string Hash(char fill, size_t len = 32) { return std::string(len, fill); }
 
 class SignerTest : public qsign::testing::ServiceTest {
  protected:
-  SignerTest() : ServiceTest({.pool_size = 4}) {}
+  explicit SignerTest(qsign::testing::ServiceEnvOptions options = {.pool_size = 4})
+      : ServiceTest(options) {}
+
+  // The signer's token as the signer sees it, and the one consent's SAD key is in (both the
+  // module patched with faults in SignerHsmFaultTest).
+  virtual hsm::Hsm& SignerToken() { return hsm("signer"); }
+  virtual hsm::Hsm& SadToken() { return hsm("consent"); }
 
   void SetUp() override {
     ServiceTest::SetUp();
@@ -105,13 +113,13 @@ class SignerTest : public qsign::testing::ServiceTest {
   }
 
   void StartSigner(SignerConfig config) {
-    counting_ = std::make_unique<CountingHsm>(&hsm("signer"));
+    counting_ = std::make_unique<CountingHsm>(&SignerToken());
     ASSERT_TRUE(MigrateSignerSchema(pool()).ok());
     store_ = NewPostgresSignerStore(&pool());
 
     // consent's key, in consent's token: the signer only knows its public key.
-    ASSERT_TRUE(hsm("consent").GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
-    auto minter = consent::SadMinter::New(&hsm("consent"), "sad-key");
+    ASSERT_TRUE(SadToken().GenerateKeyPair("sad-key", hsm::KeyType::kEcP256).ok());
+    auto minter = consent::SadMinter::New(&SadToken(), "sad-key");
     ASSERT_TRUE(minter.ok()) << minter.status();
     minter_ = *std::move(minter);
     auto verifier = consent::SadVerifier::New({{"sad-key", minter_->public_key_spki()}});
@@ -862,6 +870,163 @@ TEST_F(SignerTest, EverySignatureIsJournaledWithItsSad) {
   EXPECT_EQ(rows->Get(0, 0), "alice");
   EXPECT_EQ(rows->Get(0, 1), "2");
   EXPECT_EQ(rows->Get(0, 2), "req-1");
+}
+
+// ---- The HSM failing calls (hsm/'s function-list patch): errors are answered, and nothing is
+// recorded as done that the HSM did not do. ----
+
+// The signer on its token with a faulty module (hsm/testing/faulty_hsm.h; the only module user
+// of this process: no other token is opened, the SAD key lives in the same token).
+class SignerHsmFaultTest : public SignerTest {
+ protected:
+  SignerHsmFaultTest() : SignerTest({.pool_size = 8, .hsm_sessions = 0}) {}
+
+  void SetUp() override {
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    for (const hsm::Pkcs11TokenConfig& t : env().TokensConfig(4).tokens) {
+      if (t.role != "signer") continue;
+      auto patched =
+          hsm::testing::NewFaultyPkcs11Hsm({.module_path = env().TokensConfig().module_path,
+                                            .token_label = t.token_label,
+                                            .pin_file = t.pin_file,
+                                            .session_pool_size = 4},
+                                           &faults_);
+      ASSERT_TRUE(patched.ok()) << patched.status();
+      patched_ = *std::move(patched);
+    }
+    ASSERT_NE(patched_, nullptr);
+    StartSigner(SignerConfig{.max_batch = 8});
+  }
+  hsm::Hsm& SignerToken() override { return *patched_; }
+  hsm::Hsm& SadToken() override { return *patched_; }
+
+  bool Journaled(const std::string& sad) {
+    auto decoded = verifier_->Verify(sad, clock_.Now());
+    EXPECT_TRUE(decoded.ok()) << decoded.status();
+    if (!decoded.ok()) return false;
+    auto rows = pool().Exec("SELECT 1 FROM signer.sad_uses WHERE sad_id = $1",
+                            {db::Param::Bytes(decoded->sad_id)});
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    return rows.ok() && rows->rows() == 1;
+  }
+
+  hsm::testing::HsmFaults faults_;
+  std::unique_ptr<hsm::Hsm> patched_;
+};
+
+TEST_F(SignerHsmFaultTest, FailedSignaturesAreAnsweredAndTheirSadsStayUnused) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 10;
+  const pb::CredentialInfo cred = ActiveCredential("cred-f", "alice");
+  // SADs first: minting signs in the same (soon failing) token.
+  std::vector<pb::SignHashRequest> requests;
+  for (int i = 0; i < kThreads * kPerThread; ++i) {
+    const std::string h = Hash(static_cast<char>('A' + i));
+    requests.push_back(Request("cred-f", {h}, Sad("alice", "cred-f", {h})));
+  }
+  faults_.sign = true;
+  std::vector<std::vector<std::pair<int, grpc::Status>>> outcomes(kThreads);
+  std::vector<pb::SignHashResponse> responses(requests.size());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
+        outcomes[t].emplace_back(i, Sign(requests[i], &responses[i]));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  faults_.sign = false;
+
+  int acknowledged = 0, verified = 0, refused = 0, released = 0, signed_on_retry = 0, lost = 0;
+  for (const auto& mine : outcomes) {
+    for (const auto& [i, status] : mine) {
+      const pb::SignHashRequest& req = requests[i];
+      if (status.ok()) {
+        ++acknowledged;
+        if (responses[i].signatures_size() == 1 &&
+            VerifyDigest(cred.public_key_spki(), req.hashes(0), responses[i].signatures(0),
+                         EVP_sha256())) {
+          ++verified;
+        }
+        if (!Journaled(req.sad())) ++lost;
+        continue;
+      }
+      ++refused;
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+      // Not recorded as used: the relying party sends the same SAD again and gets its signature.
+      if (!Journaled(req.sad())) ++released;
+      pb::SignHashResponse again;
+      grpc::Status s = Sign(req, &again);
+      if (s.ok() && again.signatures_size() == 1 &&
+          VerifyDigest(cred.public_key_spki(), req.hashes(0), again.signatures(0), EVP_sha256())) {
+        ++signed_on_retry;
+      }
+    }
+  }
+  EXPECT_GT(refused, 0) << "the patched module failed nothing";
+  EXPECT_GT(acknowledged, 0);
+  EXPECT_EQ(verified, acknowledged);
+  EXPECT_EQ(released, refused);
+  EXPECT_EQ(signed_on_retry, refused);
+  EXPECT_EQ(lost, 0);
+  std::cout << "[ counts   ] HSM failing C_Sign: acknowledged=" << acknowledged
+            << " verified=" << verified << " refused=" << refused
+            << " (SAD not recorded used: " << released << ", signed on retry: " << signed_on_retry
+            << ") lost=" << lost << "\n";
+}
+
+TEST_F(SignerHsmFaultTest, FailedKeyGenerationKeepsNothing) {
+  faults_.generate = true;
+  pb::CredentialInfo created;
+  grpc::Status s = CreateKey("cred-g", "alice", &created);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  auto rows = pool().Exec("SELECT 1 FROM signer.credentials WHERE credential_id = 'cred-g'");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->rows(), 0);
+  auto keys = patched_->ListKeyIds("user/");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_TRUE(keys->empty());
+  faults_.generate = false;
+  EXPECT_TRUE(CreateKey("cred-g", "alice", &created).ok());
+}
+
+TEST_F(SignerHsmFaultTest, FailedKeyDestructionIsNotRecordedAsDone) {
+  ActiveCredential("cred-d", "alice");
+  faults_.destroy = true;
+  pb::DestroyKeyRequest destroy;
+  destroy.set_credential_id("cred-d");
+  pb::CredentialInfo out;
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kLifecycle);
+    grpc::Status s = stub_->DestroyKey(&ctx, destroy, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  }
+  const auto destroyed_at = [&] {
+    auto rows = pool().Exec(
+        "SELECT status, key_destroyed_at IS NOT NULL FROM signer.credentials "
+        "WHERE credential_id = 'cred-d'");
+    EXPECT_TRUE(rows.ok() && rows->rows() == 1);
+    return rows.ok() && rows->rows() == 1
+               ? absl::StrCat(std::string(rows->Get(0, 0)), " ",
+                              rows->GetBool(0, 1).value_or(false) ? 1 : 0)
+               : std::string("?");
+  };
+  // Disabled first (it signs no more), but the key is there and not recorded as destroyed.
+  EXPECT_EQ(destroyed_at(), "DISABLED 0");
+  EXPECT_TRUE(patched_->GetPublicKey(UserKeyId("cred-d")).ok());
+  faults_.destroy = false;
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kLifecycle);
+    grpc::Status s = stub_->DestroyKey(&ctx, destroy, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(destroyed_at(), "DISABLED 1");
+  EXPECT_EQ(patched_->GetPublicKey(UserKeyId("cred-d")).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace
