@@ -239,7 +239,8 @@ class Validator {
 
   void Top() {
     if (ConfiguredServices(c_).empty()) {
-      Error("config", "no service section (signer, consent, identity, lifecycle, gateway, tsa, web)");
+      Error("config",
+            "no service section (signer, consent, identity, lifecycle, gateway, tsa, web)");
     }
     HostPort("listen", c_.listen());
     if (c_.has_tls() && c_.insecure_dev()) {
@@ -341,11 +342,16 @@ class Validator {
         return absl::StrCat("hsm.token[", it->second, "] (role \"",
                             c_.hsm().token(it->second).role(), "\")");
       };
-      bool known = false;
-      for (const daemon::TokenRole& role : daemon::kTokenRoles) known |= role.role == t.role();
+      const daemon::TokenRole* known = nullptr;
+      for (const daemon::TokenRole& role : daemon::kTokenRoles) {
+        if (role.role == t.role()) known = &role;
+      }
       if (t.role().empty()) {
         Error(field + ".role", "required");
-      } else if (!known) {
+      } else if (known != nullptr && known->section.empty()) {
+        Error(field + ".role", absl::StrCat("\"", t.role(), "\": no service opens this token (",
+                                            Av(known->holds), ")"));
+      } else if (known == nullptr) {
         std::vector<std::string> names;
         for (const daemon::TokenRole& role : daemon::kTokenRoles) names.emplace_back(role.role);
         Error(field + ".role",

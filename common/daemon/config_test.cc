@@ -393,6 +393,11 @@ TEST_F(ConfigTest, EveryRoleItsOwnTokenAndPin) {
   c = Laptop();
   c.mutable_hsm()->mutable_token(3)->set_role("auditor");
   EXPECT_THAT(Errors(c), HasSubstr("hsm.token[3].role: \"auditor\": unknown role (signer, "));
+  // The audit key is the audit tool's alone (qsign-audit sign-heads): no service holds its PIN.
+  c = Laptop();
+  c.mutable_hsm()->mutable_token(3)->set_role("audit");
+  EXPECT_THAT(Errors(c), HasSubstr("hsm.token[3].role: \"audit\": no service opens this token "
+                                   "(the audit key"));
   // A process opens only its own roles' tokens: a signer does not hold consent's PIN.
   c = Laptop();
   c.clear_consent();

@@ -12,7 +12,7 @@ namespace qsign::daemon {
 struct TokenRole {
   // The name of hsm.token.role in the config and of the token in logs.
   std::string_view role;
-  // The config section whose presence needs this role's token.
+  // The config section whose presence needs this role's token; empty: no service's (a tool's).
   std::string_view section;
   // What the token holds, and nothing else.
   std::string_view holds;
@@ -26,6 +26,12 @@ inline constexpr TokenRole kTokenRoles[] = {
      .section = "lifecycle",
      .holds = "the root and issuing CA, device CA and OCSP responder keys"},
     {.role = "tsa", .section = "tsa", .holds = "the timestamp authority's key"},
+    // No section: no service opens it. `qsign-audit sign-heads` (docs/audit.md) signs the audit
+    // chains' heads with it, so that a database administrator who rewrites a whole chain is
+    // caught by the public key alone.
+    {.role = "audit",
+     .section = "",
+     .holds = "the audit key (qsign-audit sign-heads only, never a service)"},
 };
 
 }  // namespace qsign::daemon

@@ -7,16 +7,19 @@
 
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/db/audit.h"
 #include "common/db/journal.h"
@@ -24,8 +27,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
-#include "hsm/testing/softhsm_token.h"
 #include "tests/testing/service_test.h"
+#include "tests/testing/shell.h"
 
 namespace qsign::audit {
 namespace {
@@ -39,19 +42,15 @@ std::string Lines(const Report& r) { return absl::StrJoin(r.lines, "\n"); }
 
 class AuditToolTest : public testing::ServiceTest {
  protected:
-  // The database from ServiceTest; the audit role's own token (label qsign-audit), as
-  // qsign-audit sign-heads opens it, instead of the services' tokens.
+  // The database and the audit role's token (label qsign-audit) from ServiceTest, opened once
+  // the other processes of a test are done with the module.
   AuditToolTest() : ServiceTest({.pool_size = 4, .hsm_sessions = 0}) {}
 
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
-    auto token = hsm::testing::SoftHsmToken::Create("qsign-audit");
-    ASSERT_TRUE(token.ok()) << token.status();
-    audit_token_ = *std::move(token);
-    auto opened = hsm::NewPkcs11Hsm(audit_token_->config(1));
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    audit_hsm_ = *std::move(opened);
+    // The audit role's own token (kTokenRoles "audit"), as qsign-audit sign-heads opens it.
+    ASSERT_TRUE(OpenHsm(1).ok());
     static const std::string sql =
         absl::StrCat(std::string(db::AuditTableSql()),
                      "CREATE TABLE events (id bigint PRIMARY KEY);", db::AppendOnlySql("events"));
@@ -60,11 +59,11 @@ class AuditToolTest : public testing::ServiceTest {
       ASSERT_TRUE(db::ApplyMigrations(pool(), schema, migrations).ok());
       for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Append(schema, i).ok());
     }
-    auto heads = SignHeads(pool(), *audit_hsm_, "qsign-audit-1", /*create_key=*/true,
+    auto heads = SignHeads(pool(), hsm("audit"), "qsign-audit-1", /*create_key=*/true,
                            kT0 + absl::Minutes(10));
     ASSERT_TRUE(heads.ok()) << heads.status();
     ASSERT_EQ(heads->size(), 2u);
-    auto key = audit_hsm_->GetPublicKey("qsign-audit-1");
+    auto key = hsm("audit").GetPublicKey("qsign-audit-1");
     ASSERT_TRUE(key.ok());
     spki_ = key->spki_der;
   }
@@ -95,14 +94,75 @@ class AuditToolTest : public testing::ServiceTest {
             .ok());
   }
 
+  // A database administrator's forgery: record `from` of alpha edited and every hash from there
+  // on recomputed, so that the chain itself is consistent again.
+  void RewriteFrom(int from) {
+    Tamper(absl::StrCat("UPDATE alpha.audit_log SET target = 'serial-999' WHERE seq = ", from));
+    auto rows = pool().Exec(
+        "SELECT seq, at, actor, action, target, client_address, outcome, details FROM "
+        "alpha.audit_log WHERE seq >= $1 ORDER BY seq",
+        {db::Param::Int(from)});
+    ASSERT_TRUE(rows.ok());
+    std::string prev_hash(32, '\0');  // The genesis link.
+    if (from > 1) {
+      auto prev = pool().Exec("SELECT hash FROM alpha.audit_log WHERE seq = $1",
+                              {db::Param::Int(from - 1)});
+      ASSERT_TRUE(prev.ok());
+      prev_hash = prev->GetBytes(0, 0).value();
+    } else {
+      auto first = pool().Exec("SELECT prev_hash FROM alpha.audit_log WHERE seq = 1");
+      ASSERT_TRUE(first.ok());
+      prev_hash = first->GetBytes(0, 0).value();
+    }
+    for (int i = 0; i < rows->rows(); ++i) {
+      const int64_t seq = rows->GetInt64(i, 0).value();
+      const db::AuditEvent e{.actor = std::string(rows->Get(i, 2)),
+                             .action = std::string(rows->Get(i, 3)),
+                             .target = std::string(rows->Get(i, 4)),
+                             .client_address = std::string(rows->Get(i, 5)),
+                             .outcome = std::string(rows->Get(i, 6)),
+                             .details = std::string(rows->Get(i, 7))};
+      const std::string hash = db::AuditRecordHash(prev_hash, seq, e, rows->GetTime(i, 1).value());
+      ASSERT_TRUE(
+          pool()
+              .InTransaction([&](db::Tx& tx) -> absl::Status {
+                if (auto s = tx.ExecScript("ALTER TABLE alpha.audit_log DISABLE TRIGGER "
+                                           "audit_log_no_update_delete");
+                    !s.ok()) {
+                  return s;
+                }
+                return tx
+                    .Exec(
+                        "UPDATE alpha.audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3",
+                        {db::Param::Bytes(prev_hash), db::Param::Bytes(hash), db::Param::Int(seq)})
+                    .status();
+              })
+              .ok());
+      prev_hash = hash;
+    }
+  }
+
   std::string ExportAll() {
     std::ostringstream out;
     EXPECT_TRUE(Export(pool(), kT0, kT0 + absl::Hours(1), "", out).ok());
     return out.str();
   }
 
-  std::unique_ptr<hsm::testing::SoftHsmToken> audit_token_;
-  std::unique_ptr<hsm::Hsm> audit_hsm_;  // Closed before its token goes.
+  // The audit token as the tool is pointed at it (module, label, PIN file).
+  hsm::Pkcs11Config AuditTokenConfig() const {
+    const hsm::Pkcs11TokensConfig all = env().TokensConfig(1);
+    for (const hsm::Pkcs11TokenConfig& t : all.tokens) {
+      if (t.role == "audit") {
+        return {.module_path = all.module_path,
+                .token_label = t.token_label,
+                .pin_file = t.pin_file,
+                .session_pool_size = 1};
+      }
+    }
+    ADD_FAILURE() << "no audit role in kTokenRoles";
+    return {};
+  }
+
   std::string spki_;
 };
 
@@ -148,44 +208,56 @@ TEST_F(AuditToolTest, ReorderedRecordsAreNamed) {
 
 TEST_F(AuditToolTest, RehashedChainIsCaughtByTheSignedHead) {
   // Edit record 3 and recompute every hash from there on: the chain itself is consistent again.
-  Tamper("UPDATE alpha.audit_log SET target = 'serial-999' WHERE seq = 3");
-  auto rows = pool().Exec(
-      "SELECT seq, at, actor, action, target, client_address, outcome, details FROM "
-      "alpha.audit_log WHERE seq >= 3 ORDER BY seq");
-  ASSERT_TRUE(rows.ok());
-  auto prev = pool().Exec("SELECT hash FROM alpha.audit_log WHERE seq = 2");
-  ASSERT_TRUE(prev.ok());
-  std::string prev_hash = prev->GetBytes(0, 0).value();
-  for (int i = 0; i < rows->rows(); ++i) {
-    const int64_t seq = rows->GetInt64(i, 0).value();
-    const db::AuditEvent e{.actor = std::string(rows->Get(i, 2)),
-                           .action = std::string(rows->Get(i, 3)),
-                           .target = std::string(rows->Get(i, 4)),
-                           .client_address = std::string(rows->Get(i, 5)),
-                           .outcome = std::string(rows->Get(i, 6)),
-                           .details = std::string(rows->Get(i, 7))};
-    const std::string hash = db::AuditRecordHash(prev_hash, seq, e, rows->GetTime(i, 1).value());
-    ASSERT_TRUE(
-        pool()
-            .InTransaction([&](db::Tx& tx) -> absl::Status {
-              if (auto s = tx.ExecScript("ALTER TABLE alpha.audit_log DISABLE TRIGGER "
-                                         "audit_log_no_update_delete");
-                  !s.ok()) {
-                return s;
-              }
-              return tx
-                  .Exec("UPDATE alpha.audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3",
-                        {db::Param::Bytes(prev_hash), db::Param::Bytes(hash), db::Param::Int(seq)})
-                  .status();
-            })
-            .ok());
-    prev_hash = hash;
-  }
+  ASSERT_NO_FATAL_FAILURE(RewriteFrom(3));
   ASSERT_TRUE(db::VerifyAuditChain(pool(), "alpha").ok()) << "the forgery is self-consistent";
   const Report r = Verify(pool(), spki_);
   EXPECT_FALSE(r.ok);
   EXPECT_THAT(Lines(r), HasSubstr("BROKEN alpha.audit_log seq 5: hash "));
   EXPECT_THAT(Lines(r), HasSubstr("the chain was rewritten"));
+}
+
+// The scheduler (qsign-audit sign-heads --every) signs the heads again and again while the
+// services append; a database administrator who then rewrites the whole chain, every hash
+// recomputed from the first record, is caught by the newest signed head.
+TEST_F(AuditToolTest, PeriodicallySignedHeadsCatchAWholeChainRewrite) {
+  const hsm::Pkcs11Config token = AuditTokenConfig();
+  std::atomic<bool> done{false};
+  std::atomic<int> appended{5};
+  std::thread services([&] {
+    while (!done.load()) {
+      if (Append("alpha", appended + 1).ok()) ++appended;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  });
+  std::string output;
+  const int status = testing::RunCommand(
+      absl::StrCat("timeout --preserve-status -s TERM 3.5 ", QSIGN_AUDIT_PATH,
+                   " sign-heads --every=1s --db=", testing::ShellQuote(conninfo()),
+                   " --pkcs11_module=", token.module_path, " --token_label=", token.token_label,
+                   " --pin_file=", token.pin_file),
+      &output);
+  done.store(true);
+  services.join();
+  EXPECT_EQ(status, 0) << output;  // SIGTERM ends it cleanly between rounds.
+  auto heads =
+      pool().Exec("SELECT count(*), max(seq) FROM audit.chain_heads WHERE schema_name = 'alpha'");
+  ASSERT_TRUE(heads.ok()) << heads.status();
+  const int64_t signed_heads = heads->GetInt64(0, 0).value_or(0);
+  const int64_t newest_signed = heads->GetInt64(0, 1).value_or(0);
+  EXPECT_GE(signed_heads, 3) << output;  // SetUp's, then a round a second.
+  EXPECT_GT(newest_signed, 5) << "no head signed after the services appended\n" << output;
+  ASSERT_TRUE(Verify(pool(), spki_).ok);
+
+  ASSERT_NO_FATAL_FAILURE(RewriteFrom(1));
+  ASSERT_TRUE(db::VerifyAuditChain(pool(), "alpha").ok()) << "the forgery is self-consistent";
+  const Report r = Verify(pool(), spki_);
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(Lines(r), HasSubstr("the chain was rewritten"));
+  std::printf(
+      "[ counts   ] audit heads: %lld signed for alpha (newest seq %lld of %d), whole "
+      "chain rewritten: caught=%d\n",
+      static_cast<long long>(signed_heads), static_cast<long long>(newest_signed), appended.load(),
+      r.ok ? 0 : 1);
 }
 
 TEST_F(AuditToolTest, DroppedNewestRecordsAreCaughtByTheSignedHead) {
@@ -263,7 +335,7 @@ TEST_F(AuditToolTest, ExportVerifiesOfflineAndTamperedExportsDoNot) {
 }
 
 TEST_F(AuditToolTest, TheBinaryExitsZeroWhenIntactAndOneWhenBroken) {
-  const std::string key_file = audit_token_->dir() + "/audit.pub";
+  const std::string key_file = token().dir() + "/audit.pub";
   {
     std::ofstream f(key_file, std::ios::binary);
     f << spki_;

@@ -3,7 +3,11 @@
 //   qsign-audit verify --db=... [--audit_public_key=audit.pub]      the database; exit 1 if broken
 //   qsign-audit verify --file=export.jsonl [--audit_public_key=...]  an export, offline
 //   qsign-audit sign-heads --db=... --pin_file=... [--token_label=qsign-audit] [--key_id=...]
+//                          [--every=10m]   again and again, until SIGTERM (the scheduler)
 //   qsign-audit export --db=... --from=2026-01-01T00:00:00Z --to=2026-02-01T00:00:00Z [--schema=]
+#include <pthread.h>
+#include <signal.h>
+
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -32,6 +36,9 @@ ABSL_FLAG(std::string, key_id, "qsign-audit-1", "sign-heads: the audit key's id 
 ABSL_FLAG(bool, create_key, false, "sign-heads: generate the audit key when missing");
 ABSL_FLAG(std::string, public_key_out, "",
           "sign-heads: also write the audit key's public key (DER) here, to pin it");
+ABSL_FLAG(absl::Duration, every, absl::ZeroDuration(),
+          "sign-heads: sign again every this long (e.g. 10m) until SIGTERM or SIGINT; a failed "
+          "round is reported and the next one tried. 0: once");
 ABSL_FLAG(std::string, from, "", "export: first instant (RFC 3339), inclusive");
 ABSL_FLAG(std::string, to, "", "export: last instant (RFC 3339), exclusive");
 ABSL_FLAG(std::string, schema, "", "export: only this schema");
@@ -77,6 +84,14 @@ int Run(const std::string& command) {
     if (absl::GetFlag(FLAGS_pin_file).empty()) {
       return fail(absl::InvalidArgumentError("--pin_file: required"));
     }
+    const absl::Duration every = absl::GetFlag(FLAGS_every);
+    if (every < absl::ZeroDuration()) return fail(absl::InvalidArgumentError("--every: negative"));
+    // The scheduler stops between rounds on SIGTERM/SIGINT (blocked here, waited for below).
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    if (every > absl::ZeroDuration()) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     auto pool = OpenDb();
     if (!pool.ok()) return fail(pool.status());
     auto hsm = hsm::NewPkcs11Hsm({.module_path = absl::GetFlag(FLAGS_pkcs11_module),
@@ -84,12 +99,22 @@ int Run(const std::string& command) {
                                   .pin_file = absl::GetFlag(FLAGS_pin_file),
                                   .session_pool_size = 1});
     if (!hsm.ok()) return fail(hsm.status());
-    auto heads = SignHeads(**pool, **hsm, absl::GetFlag(FLAGS_key_id),
-                           absl::GetFlag(FLAGS_create_key), absl::Now());
-    if (!heads.ok()) return fail(heads.status());
-    for (const SignedHead& h : *heads) {
-      std::cout << h.schema << "\tseq " << h.seq << "\t" << absl::BytesToHexString(h.hash) << "\t"
-                << absl::FormatTime(h.signed_at, absl::UTCTimeZone()) << "\n";
+    for (bool create_key = absl::GetFlag(FLAGS_create_key);; create_key = false) {
+      auto heads = SignHeads(**pool, **hsm, absl::GetFlag(FLAGS_key_id), create_key, absl::Now());
+      if (!heads.ok()) {
+        if (every == absl::ZeroDuration()) return fail(heads.status());
+        std::cerr << "qsign-audit: sign-heads failed, next round in " << absl::FormatDuration(every)
+                  << ": " << heads.status() << "\n";
+      } else {
+        for (const SignedHead& h : *heads) {
+          std::cout << h.schema << "\tseq " << h.seq << "\t" << absl::BytesToHexString(h.hash)
+                    << "\t" << absl::FormatTime(h.signed_at, absl::UTCTimeZone()) << "\n";
+        }
+        std::cout.flush();
+      }
+      if (every == absl::ZeroDuration()) break;
+      const timespec wait = absl::ToTimespec(every);
+      if (sigtimedwait(&stop_signals, nullptr, &wait) > 0) return 0;
     }
     if (const std::string out = absl::GetFlag(FLAGS_public_key_out); !out.empty()) {
       auto key = (*hsm)->GetPublicKey(absl::GetFlag(FLAGS_key_id));
