@@ -317,7 +317,13 @@ TEST_F(LifecycleCrashTest, KillNineDuringIssueAndRevokeLeavesNoHalfDoneCertifica
       ADD_FAILURE() << "acknowledged issuance not ISSUED: " << i->certificate_id;
     }
     pb::Certificate again;
-    grpc::Status s = Issue(tokens[i->person], i->client_request_id, &again);
+    grpc::Status s;
+    // UNAVAILABLE while the new process has not yet read identity's session keys: retried.
+    for (int attempt = 0; attempt < 300; ++attempt) {
+      s = Issue(tokens[i->person], i->client_request_id, &again);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
     if (s.ok() && again.certificate_id() == i->certificate_id) {
       ++same_on_retry;
     } else {
