@@ -46,6 +46,7 @@ config::v1::ServerConfig FaultStackConfig(const ServiceEnv& env,
     c.set_pin_argon2_m_kib(256);
     c.set_enrollments_per_address_per_minute(0);
     c.set_approvals_per_device_per_minute(0);
+    c.set_authorizations_per_account_per_minute(0);
   }
   if (config.has_lifecycle()) {
     config.mutable_lifecycle()->set_client_secret_file(dir + "/lifecycle.secret");
