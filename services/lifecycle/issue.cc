@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -135,8 +136,11 @@ absl::StatusOr<std::optional<CertView>> Lifecycle::AnswerRetry(const Caller& cal
 absl::StatusOr<CertView> Lifecycle::RecordIntentAndComplete(
     const CertRecord& intent, const IntentChecks& checks, std::string action,
     std::string_view fingerprint, std::string_view client_address, const Caller& caller) {
+  IntentChecks checked = checks;
+  // What the user's login authorised: void once a revoke-all ran after it.
+  if (caller.kind == CallerKind::kUser) checked.authorized_at = caller.session.auth_time;
   auto created = store_->CreateIntent(
-      intent, checks,
+      intent, checked,
       Audit(caller, std::move(action), intent.serial_hex,
             absl::StrCat("certificate_id=", intent.certificate_id, " ", Av(fingerprint),
                          " client_address=", Av(client_address))));
@@ -177,10 +181,19 @@ absl::StatusOr<CertView> Lifecycle::Complete(CertRecord record, const Caller& ca
                 "certificate_id=", record.certificate_id, " not_after=", TimeText(record.not_after),
                 record.renewal_of.empty() ? "" : absl::StrCat(" renews=", record.renewal_of))));
     if (marked.code() == absl::StatusCode::kFailedPrecondition) {
-      // A concurrent retry stored it first, or a newer Issue abandoned this intent.
+      // A concurrent retry stored it first, or a newer Issue or a revoke-all abandoned this
+      // intent.
       auto now_stored = store_->GetCertificate(record.certificate_id);
       if (!now_stored.ok()) return now_stored.status();
       if (now_stored->state == CertState::kAbandoned) {
+        // The key was made above, maybe after whoever abandoned the intent destroyed "its" key
+        // (then nothing would again): destroyed here; the sweeper retries if this fails.
+        if (auto s = signer_->DestroyKey(record.certificate_id, KeyEnd::kRevoked);
+            !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+          Log(LogLevel::kWarning, "lifecycle", "destroying an abandoned issuance's key failed",
+              {{"certificate_id", record.certificate_id}, {"status", s.ToString()}});
+        }
+        if (absl::StrContains(marked.message(), "revoke-all")) return marked;
         return absl::AbortedError("this issuance was abandoned by a newer request");
       }
       record = *std::move(now_stored);

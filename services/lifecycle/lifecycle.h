@@ -139,9 +139,10 @@ struct RevokeAllResult {
 struct SweepResult {
   int jobs_resumed = 0;
   int jobs_finished = 0;
-  int keys_destroyed = 0;  // Of revoked or abandoned certificates.
-  int keys_expired = 0;    // Of certificates past notAfter.
-  int failures = 0;        // Steps that failed and are retried next time.
+  int revocations_finished = 0;  // Revocations a failed Revoke left unfinished.
+  int keys_destroyed = 0;        // Of revoked or abandoned certificates.
+  int keys_expired = 0;          // Of certificates past notAfter.
+  int failures = 0;              // Steps that failed and are retried next time.
 };
 
 enum class AccountCertState { kNone, kActive, kRevoked, kExpired };
@@ -220,7 +221,8 @@ class Lifecycle {
   // validity. NOT_FOUND for an unknown CA.
   absl::StatusOr<std::string> CurrentCrl(std::string_view ca_name);
   // The sweeper (lifecycle's scheduler calls it every few seconds): resumes every unfinished
-  // revoke-all job, destroys the keys of revoked and abandoned certificates left behind by a
+  // revoke-all job, finishes every revocation a failed Revoke left behind (disabled at the signer,
+  // then marked revoked), destroys the keys of revoked and abandoned certificates left behind by a
   // failed call, and expires the credentials of qualified certificates past notAfter (the signer
   // marks them EXPIRED and destroys their keys; the audit record here is written with the
   // change). Every step is idempotent, so replicas may run it concurrently. A store error stops
@@ -277,6 +279,12 @@ class Lifecycle {
   // certificate at the signer and records it, with `audit` when given, once.
   absl::Status DestroyKey(const CertRecord& record, KeyEnd why = KeyEnd::kRevoked,
                           std::optional<db::AuditEvent> audit = std::nullopt);
+  // The steps of one recorded revocation: the credential disabled at the signer, the
+  // certificate marked revoked (finishing the request, with `audit`), a new CRL, the key
+  // destroyed. UNAVAILABLE (the failure recorded on the request) when the signer could not
+  // disable the credential; the sweeper retries.
+  absl::StatusOr<CertRecord> FinishRevocation(const CertRecord& record, int reason,
+                                              db::AuditEvent audit);
   // Runs the steps of a revoke-all job that are not done yet, in order: devices deactivated and
   // sessions ended, then each qualified credential disabled at the signer before its certificate
   // is marked revoked (device certificates revoked, pending intents abandoned), then the keys

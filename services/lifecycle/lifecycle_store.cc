@@ -238,6 +238,16 @@ constexpr char kInsertCert[] =
     "issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, CASE WHEN $4 = 'ISSUED' THEN $24::timestamptz END)";
 
+// Serializes an account's issuance decisions and the start of its revoke-all across replicas.
+constexpr char kLockAccount[] =
+    "SELECT pg_advisory_xact_lock(hashtext('lifecycle.account:' || $1))";
+
+// A revoke-all of account $1 that is unfinished, or finished at or after $2 (a login time): the
+// job's id, if any.
+constexpr char kRevokeAllSince[] =
+    "SELECT id FROM lifecycle.revoke_all_jobs WHERE account_id = $1 AND "
+    "(finished_at IS NULL OR finished_at >= $2) ORDER BY id DESC LIMIT 1";
+
 class PostgresLifecycleStore final : public LifecycleStore {
  public:
   explicit PostgresLifecycleStore(db::Pool* pool) : pool_(pool) {}
@@ -375,9 +385,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
       out = IntentResult{};
       in_progress.clear();
       // Serializes issuance decisions per account across replicas.
-      if (auto lock = tx.Exec("SELECT pg_advisory_xact_lock(hashtext('lifecycle.account:' || $1))",
-                              {Param::Text(intent.account_id)});
-          !lock.ok()) {
+      if (auto lock = tx.Exec(kLockAccount, {Param::Text(intent.account_id)}); !lock.ok()) {
         return lock.status();
       }
       auto same = ReadOptionalCert(
@@ -455,9 +463,25 @@ class PostgresLifecycleStore final : public LifecycleStore {
               (*successor)->certificate_id, " (serial ", (*successor)->serial_hex, ")"));
         }
       }
+      if (checks.authorized_at.has_value()) {
+        auto job = tx.Exec(kRevokeAllSince, {Param::Text(intent.account_id),
+                                             Param::Time(*checks.authorized_at)});
+        if (!job.ok()) return job.status();
+        if (job->rows() > 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("account: revoke-all job ", job->Get(0, 0),
+                           " ran after this login or is still running; log in again"));
+        }
+      }
       std::vector<Param> params = CertParams(intent);
       auto ins = tx.Exec(kInsertCert, params);
       if (!ins.ok()) return ins.status();
+      if (checks.authorized_at.has_value()) {
+        auto at = tx.Exec(
+            "UPDATE lifecycle.certificates SET authorized_at = $2 WHERE certificate_id = $1",
+            {Param::Text(intent.certificate_id), Param::Time(*checks.authorized_at)});
+        if (!at.ok()) return at.status();
+      }
       out.record = intent;
       return db::AppendAudit(tx, kSchema, audit, intent.created_at);
     });
@@ -469,7 +493,46 @@ class PostgresLifecycleStore final : public LifecycleStore {
   absl::Status MarkIssued(std::string_view certificate_id, std::string_view der,
                           std::string_view subject_dn, absl::Time at,
                           const db::AuditEvent& audit) override {
-    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+    std::string revoked_by_job;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      revoked_by_job.clear();
+      auto row = tx.Exec(
+          "SELECT account_id, authorized_at, serial_hex FROM lifecycle.certificates "
+          "WHERE certificate_id = $1",
+          {Param::Text(certificate_id)});
+      if (!row.ok()) return row.status();
+      if (row->rows() == 1) {
+        const std::string account(row->Get(0, 0));
+        // Under the account's lock, which a revoke-all takes to start: a job that started before
+        // this is seen here, and one that starts after sees this certificate ISSUED.
+        if (auto lock = tx.Exec(kLockAccount, {Param::Text(account)}); !lock.ok()) {
+          return lock.status();
+        }
+        if (!row->IsNull(0, 1)) {
+          auto authorized = row->GetTime(0, 1);
+          if (!authorized.ok()) return authorized.status();
+          auto job = tx.Exec(kRevokeAllSince, {Param::Text(account), Param::Time(*authorized)});
+          if (!job.ok()) return job.status();
+          if (job->rows() > 0) {
+            revoked_by_job = std::string(job->Get(0, 0));
+            auto up = tx.Exec(
+                "UPDATE lifecycle.certificates SET state = 'ABANDONED', abandoned_at = $2 "
+                "WHERE certificate_id = $1 AND state = 'PENDING'",
+                {Param::Text(certificate_id), Param::Time(at)});
+            if (!up.ok()) return up.status();
+            if (up->affected_rows() == 0) return absl::OkStatus();
+            return db::AppendAudit(
+                tx, kSchema,
+                {.actor = "lifecycle",
+                 .action = "certificate.abandon",
+                 .target = std::string(row->Get(0, 2)),
+                 .outcome = "ok",
+                 .details = absl::StrCat("certificate_id=", certificate_id, " revoke_all job=",
+                                         revoked_by_job, " since the request's login")},
+                at);
+          }
+        }
+      }
       auto res = tx.Exec(
           "UPDATE lifecycle.certificates SET state = 'ISSUED', certificate_der = $2, "
           "subject_dn = $3, issued_at = $4 WHERE certificate_id = $1 AND state = 'PENDING'",
@@ -482,6 +545,13 @@ class PostgresLifecycleStore final : public LifecycleStore {
       }
       return db::AppendAudit(tx, kSchema, audit, at);
     });
+    if (!s.ok()) return s;
+    if (!revoked_by_job.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("account: revoke-all job ", revoked_by_job,
+                       " ran after this login; the issuance is abandoned, log in again"));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status MarkAttached(std::string_view certificate_id) override {
@@ -507,6 +577,13 @@ class PostgresLifecycleStore final : public LifecycleStore {
             absl::StrCat("certificate ", Echo(certificate_id), " is not issued"));
       }
       out = **std::move(res);
+      if (auto done = tx.Exec(
+              "UPDATE lifecycle.revocation_requests SET finished_at = $2 "
+              "WHERE certificate_id = $1 AND finished_at IS NULL",
+              {Param::Text(certificate_id), Param::Time(at)});
+          !done.ok()) {
+        return done.status();
+      }
       return db::AppendAudit(tx, kSchema, audit, at);
     });
     if (!s.ok()) return s;
@@ -604,10 +681,82 @@ class PostgresLifecycleStore final : public LifecycleStore {
         {Param::Text(CertKindName(kind)), Param::Bytes(public_key)}));
   }
 
+  absl::Status RequestRevocation(const RevocationRequest& r, const db::AuditEvent& audit) override {
+    return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto issued = tx.Exec(
+          "SELECT 1 FROM lifecycle.certificates WHERE certificate_id = $1 AND state = 'ISSUED' "
+          "FOR UPDATE",
+          {Param::Text(r.certificate_id)});
+      if (!issued.ok()) return issued.status();
+      if (issued->rows() == 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("certificate ", Echo(r.certificate_id), " is not issued"));
+      }
+      auto res = tx.Exec(
+          "INSERT INTO lifecycle.revocation_requests (certificate_id, reason, requested_by, "
+          "client_address, requested_at) VALUES ($1, $2, $3, $4, $5) "
+          "ON CONFLICT (certificate_id) DO UPDATE SET reason = EXCLUDED.reason, "
+          "requested_by = EXCLUDED.requested_by, client_address = EXCLUDED.client_address "
+          "WHERE lifecycle.revocation_requests.finished_at IS NULL",
+          {Param::Text(r.certificate_id), Param::Int(r.reason), Param::Text(r.requested_by),
+           Param::Text(r.client_address), Param::Time(r.requested_at)});
+      if (!res.ok()) return res.status();
+      return db::AppendAudit(tx, kSchema, audit, r.requested_at);
+    });
+  }
+
+  absl::StatusOr<std::vector<RevocationRequest>> ListUnfinishedRevocations(
+      absl::Time requested_before, int limit) override {
+    auto res = pool_->Exec(
+        "SELECT certificate_id, reason, requested_by, client_address, requested_at "
+        "FROM lifecycle.revocation_requests WHERE finished_at IS NULL AND requested_at < $2 "
+        "ORDER BY requested_at, certificate_id LIMIT $1",
+        {Param::Int(limit), Param::Time(requested_before)});
+    if (!res.ok()) return res.status();
+    std::vector<RevocationRequest> out;
+    for (int i = 0; i < res->rows(); ++i) {
+      RevocationRequest r{.certificate_id = std::string(res->Get(i, 0)),
+                          .requested_by = std::string(res->Get(i, 2)),
+                          .client_address = std::string(res->Get(i, 3))};
+      auto reason = res->GetInt64(i, 1);
+      if (!reason.ok()) return reason.status();
+      r.reason = static_cast<int>(*reason);
+      auto at = res->GetTime(i, 4);
+      if (!at.ok()) return at.status();
+      r.requested_at = *at;
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  absl::Status FinishRevocationRequest(std::string_view certificate_id, absl::Time at) override {
+    return pool_
+        ->Exec(
+            "UPDATE lifecycle.revocation_requests SET finished_at = $2 "
+            "WHERE certificate_id = $1 AND finished_at IS NULL",
+            {Param::Text(certificate_id), Param::Time(at)})
+        .status();
+  }
+
+  absl::Status RecordRevocationFailure(std::string_view certificate_id,
+                                       std::string_view error) override {
+    return pool_
+        ->Exec(
+            "UPDATE lifecycle.revocation_requests SET attempts = attempts + 1, last_error = $2 "
+            "WHERE certificate_id = $1 AND finished_at IS NULL",
+            {Param::Text(certificate_id), Param::Text(error.substr(0, 1000))})
+        .status();
+  }
+
   absl::StatusOr<std::pair<RevokeAllJob, bool>> StartRevokeAllJob(
       const RevokeAllJob& job, const db::AuditEvent& audit) override {
     std::pair<RevokeAllJob, bool> out;
     auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      // The lock MarkIssued takes: an issuance stored before this job is listed by it, one
+      // stored after it sees the job (and is abandoned).
+      if (auto lock = tx.Exec(kLockAccount, {Param::Text(job.account_id)}); !lock.ok()) {
+        return lock.status();
+      }
       // One unfinished job per account: a second request resumes it.
       auto res = tx.Exec(
           "INSERT INTO lifecycle.revoke_all_jobs (account_id, reason, requested_by, "

@@ -89,6 +89,22 @@ struct IntentChecks {
   // A PENDING qualified intent of another request younger than this is ABORTED ("in
   // progress"); older ones are abandoned and returned so their keys can be destroyed.
   absl::Duration stale_after = absl::Minutes(2);
+  // When the request's login was approved (the user's session auth_time). Stored with the
+  // intent; FAILED_PRECONDITION here, and the intent ABANDONED at MarkIssued, while a revoke-all
+  // of the account is unfinished or finished at or after it: a request authorised before a
+  // revoke-all never yields an active credential after it. Unset: not checked.
+  std::optional<absl::Time> authorized_at;
+};
+
+// A revocation asked for and not yet finished (lifecycle.revocation_requests): recorded before
+// the credential is disabled at the signer, finished by MarkRevoked; the sweeper finishes those a
+// failure left behind.
+struct RevocationRequest {
+  std::string certificate_id;
+  int reason = 0;
+  std::string requested_by;
+  std::string client_address;
+  absl::Time requested_at;
 };
 
 struct IntentResult {
@@ -165,12 +181,15 @@ class LifecycleStore {
   virtual absl::StatusOr<IntentResult> CreateIntent(const CertRecord& intent,
                                                     const IntentChecks& checks,
                                                     const db::AuditEvent& audit) = 0;
-  // PENDING -> ISSUED with the certificate. FAILED_PRECONDITION when no longer PENDING.
+  // PENDING -> ISSUED with the certificate. FAILED_PRECONDITION when no longer PENDING; also
+  // when a revoke-all of the account ran since the intent's authorized_at (IntentChecks), and
+  // then the intent is ABANDONED, audited, in the same transaction.
   virtual absl::Status MarkIssued(std::string_view certificate_id, std::string_view der,
                                   std::string_view subject_dn, absl::Time at,
                                   const db::AuditEvent& audit) = 0;
   virtual absl::Status MarkAttached(std::string_view certificate_id) = 0;
-  // ISSUED -> REVOKED. FAILED_PRECONDITION when not ISSUED (the record tells why).
+  // ISSUED -> REVOKED, finishing the certificate's revocation request if any. FAILED_PRECONDITION
+  // when not ISSUED (the record tells why).
   virtual absl::StatusOr<CertRecord> MarkRevoked(std::string_view certificate_id, int reason,
                                                  absl::Time at, const db::AuditEvent& audit) = 0;
   // key_destroyed = true; with `audit` (in the same transaction) only when it was false.
@@ -199,6 +218,19 @@ class LifecycleStore {
                                                 const db::AuditEvent& audit) = 0;
   virtual absl::StatusOr<std::optional<CertRecord>> FindServiceCertificate(
       CertKind kind, std::string_view public_key) = 0;
+
+  // Revocation requests. RequestRevocation records (or, while unfinished, updates) the request of
+  // an ISSUED certificate with `audit` in one transaction; FAILED_PRECONDITION when the
+  // certificate is not ISSUED. Unfinished ones asked for before `requested_before`, oldest first;
+  // Finish closes one whose certificate
+  // is no longer ISSUED; a failure is counted with its error for operators.
+  virtual absl::Status RequestRevocation(const RevocationRequest& request,
+                                         const db::AuditEvent& audit) = 0;
+  virtual absl::StatusOr<std::vector<RevocationRequest>> ListUnfinishedRevocations(
+      absl::Time requested_before, int limit) = 0;
+  virtual absl::Status FinishRevocationRequest(std::string_view certificate_id, absl::Time at) = 0;
+  virtual absl::Status RecordRevocationFailure(std::string_view certificate_id,
+                                               std::string_view error) = 0;
 
   // Revoke-all jobs. StartRevokeAllJob inserts a job with `audit` in one transaction, or, when
   // the account has an unfinished job, returns that one (second = false, no audit written).

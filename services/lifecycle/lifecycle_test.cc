@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -24,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/grpc_server.h"
@@ -102,6 +104,7 @@ class FakeIdentity final : public IdentityClient, public auth::SessionVerifier {
   }
 
   absl::StatusOr<Account> GetAccount(std::string_view account_id) override {
+    if (on_get_account) on_get_account(account_id);
     absl::MutexLock lock(&mu_);
     auto it = accounts_.find(std::string(account_id));
     if (it == accounts_.end()) return absl::NotFoundError("account_id: no such account");
@@ -113,6 +116,9 @@ class FakeIdentity final : public IdentityClient, public auth::SessionVerifier {
     if (it == sessions_.end()) return absl::UnauthenticatedError("session token: not valid");
     return it->second;
   }
+  // Called first by GetAccount (to hold a call there); set before the calls start.
+  std::function<void(std::string_view)> on_get_account;
+
   absl::StatusOr<int> RevokeSessions(std::string_view account_id, std::string_view) override {
     absl::MutexLock lock(&mu_);
     int n = 0;
@@ -169,6 +175,7 @@ class FaultySigner final : public SignerClient {
   explicit FaultySigner(SignerClient* inner) : inner_(inner) {}
   absl::StatusOr<std::string> CreateKey(std::string_view id, std::string_view account,
                                         hsm::KeyType type) override {
+    if (before_create_key) before_create_key();
     {
       absl::MutexLock lock(&mu_);
       ++create_key_calls_[std::string(id)];
@@ -198,6 +205,7 @@ class FaultySigner final : public SignerClient {
     return create_key_calls_[id];
   }
   absl::Status SetCertificate(std::string_view id, const std::vector<std::string>& chain) override {
+    if (before_set_certificate) before_set_certificate();
     if (fail_set_certificate.exchange(false)) {
       return absl::UnavailableError("injected failure of SetCertificate");
     }
@@ -216,6 +224,10 @@ class FaultySigner final : public SignerClient {
     calls.push_back(absl::StrCat("destroy ", std::string(id)));
     return inner_->DestroyKey(id, why);
   }
+  // Called first by CreateKey and SetCertificate (to hold an issuance there); set before the
+  // calls start.
+  std::function<void()> before_create_key;
+  std::function<void()> before_set_certificate;
   std::atomic<bool> crash_after_create_key{false};
   // Every call fails UNAVAILABLE, as when the signer's process is gone.
   std::atomic<bool> down{false};
@@ -1186,6 +1198,65 @@ TEST_F(LifecycleTest, RevokeNeverLeavesARevokedCertificateWhoseKeyCanSign) {
   EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
 }
 
+// The gap between the two steps of a revocation: the signer disabled the credential, then marking
+// the certificate revoked failed (a crash, the database gone). The certificate must not stay GOOD
+// with a dead key and nobody to finish it: the recorded request is finished by the scheduler.
+TEST_F(LifecycleTest, ARevocationInterruptedAfterTheSignerDisabledTheKeyIsFinishedByTheScheduler) {
+  pb::Certificate cert = IssueFor("alice");
+  const std::string id = cert.certificate_id();
+  // The database refuses to mark it revoked, once.
+  ASSERT_TRUE(pool()
+                  .Exec("CREATE FUNCTION lifecycle.test_refuse_revoked() RETURNS trigger "
+                        "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected: the database "
+                        "went away'; END $$")
+                  .ok());
+  ASSERT_TRUE(pool()
+                  .Exec("CREATE TRIGGER test_refuse_revoked BEFORE UPDATE ON "
+                        "lifecycle.certificates FOR EACH ROW WHEN (NEW.state = 'REVOKED') "
+                        "EXECUTE FUNCTION lifecycle.test_refuse_revoked()")
+                  .ok());
+  pb::Certificate revoked;
+  grpc::Status s = Revoke(Bearer("alice"), id, pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked);
+  EXPECT_FALSE(s.ok());
+  // The state the issue names: disabled at the signer, not (yet) revoked.
+  EXPECT_EQ(StateOf(id), CertState::kIssued);
+  EXPECT_EQ(Credential(id).status(), pb::CREDENTIAL_STATUS_DISABLED);
+  ASSERT_TRUE(pool().Exec("DROP TRIGGER test_refuse_revoked ON lifecycle.certificates").ok());
+  ASSERT_TRUE(pool().Exec("DROP FUNCTION lifecycle.test_refuse_revoked()").ok());
+
+  // The scheduler's own thread finishes it once the call that asked can no longer be at it.
+  clock_.Advance(absl::Seconds(11));
+  Scheduler background(lifecycle_.get(), nullptr, "lifecycle-test", absl::Minutes(10),
+                       absl::Milliseconds(50));
+  background.Start();
+  for (int i = 0; i < 200; ++i) {
+    auto r = store_->GetCertificate(id);
+    if (r.ok() && r->state == CertState::kRevoked && r->key_destroyed) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  background.Stop();
+  auto record = store_->GetCertificate(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, CertState::kRevoked);
+  EXPECT_EQ(record->revocation_reason, 1);
+  EXPECT_TRUE(record->key_destroyed);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(id)).status().code(),
+            absl::StatusCode::kNotFound);
+  auto audit = pool().Exec(
+      "SELECT actor, details FROM lifecycle.audit_log WHERE action = 'certificate.revoke'");
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->rows(), 1);
+  EXPECT_EQ(audit->Get(0, 0), "service:lifecycle-sweeper");
+  EXPECT_THAT(std::string(audit->Get(0, 1)), HasSubstr("requested_by=account:alice"));
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
+  std::string crl = HttpGet("/crl/qualified.crl");
+  EXPECT_THAT(crl, HasSubstr(absl::HexStringToBytes(cert.serial_hex())));
+  // Nothing is left to finish.
+  auto again = lifecycle_->Sweep();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->revocations_finished, 0);
+}
+
 // --- Device certificates and revoke-all --------------------------------------------------------
 
 std::string DeviceKey() {
@@ -1376,6 +1447,76 @@ TEST_F(LifecycleTest, RevokeAllWithTheSignerDownEndsPhoneAndSessionsAtOnceAndFin
   // OCSP and the CRL say revoked.
   std::string crl = HttpGet("/crl/qualified.crl");
   EXPECT_THAT(crl, HasSubstr(absl::HexStringToBytes(qualified.serial_hex())));
+}
+
+// An Issue whose login came before a revoke-all, held at each step while the revoke-all runs to
+// the end (before its intent is recorded, while its key is made, before the signer gets the
+// certificate): it never yields an active credential, and no key of it is left.
+TEST_F(LifecycleTest, AnIssueInFlightDuringRevokeAllNeverYieldsAnActiveCredential) {
+  enum Hold { kBeforeIntent, kInKeyGeneration, kBeforeAttaching };
+  for (Hold hold : {kBeforeIntent, kInKeyGeneration, kBeforeAttaching}) {
+    SCOPED_TRACE(::testing::Message() << "held at step " << hold);
+    clock_.Advance(absl::Seconds(1));  // A login after the previous round's revoke-all.
+    const std::string auth = Bearer("alice");
+    ASSERT_TRUE(Accept(auth).ok());
+    absl::Notification held, resume;
+    std::atomic<bool> once{false};
+    auto hold_here = [&] {
+      if (once.exchange(true)) return;
+      held.Notify();
+      resume.WaitForNotification();
+    };
+    if (hold == kBeforeIntent) {
+      identity_.on_get_account = [&](std::string_view id) {
+        if (id == "alice") hold_here();
+      };
+    }
+    if (hold == kInKeyGeneration) faulty_signer_->before_create_key = hold_here;
+    if (hold == kBeforeAttaching) faulty_signer_->before_set_certificate = hold_here;
+    const std::string request_id = absl::StrCat("in-flight-", hold);
+    grpc::Status issued;
+    std::thread issue([&] {
+      pb::Certificate cert;
+      issued = Issue(auth, request_id, &cert);
+    });
+    held.WaitForNotification();
+
+    pb::RevokeAllRequest req;
+    req.set_account_id("alice");
+    req.set_reason(pb::REVOCATION_REASON_KEY_COMPROMISE);
+    pb::RevokeAllResponse done;
+    grpc::Status s = stub_->RevokeAll(As(Operator()).get(), req, &done);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(done.complete());
+    resume.Notify();
+    issue.join();
+    identity_.on_get_account = nullptr;
+    faulty_signer_->before_create_key = nullptr;
+    faulty_signer_->before_set_certificate = nullptr;
+
+    EXPECT_FALSE(issued.ok());
+    auto certs = store_->ListCertificates("alice");
+    ASSERT_TRUE(certs.ok());
+    for (const CertRecord& c : *certs) {
+      EXPECT_NE(c.state, CertState::kIssued) << c.certificate_id << " is active";
+      if (c.client_request_id != request_id) continue;
+      if (hold != kBeforeIntent) {
+        // Whatever the signer has of it never signs.
+        pb::GetCredentialInfoRequest info_req;
+        info_req.set_credential_id(c.certificate_id);
+        pb::CredentialInfo info;
+        grpc::ClientContext ctx;
+        if (signer_stub_->GetCredentialInfo(&ctx, info_req, &info).ok()) {
+          EXPECT_NE(info.status(), pb::CREDENTIAL_STATUS_ACTIVE);
+        }
+      }
+      auto swept = lifecycle_->Sweep();
+      ASSERT_TRUE(swept.ok()) << swept.status();
+      EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(c.certificate_id)).status().code(),
+                absl::StatusCode::kNotFound);
+    }
+  }
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), kSchema).ok());
 }
 
 TEST_F(LifecycleTest, ASecondRevokeAllResumesTheUnfinishedJob) {

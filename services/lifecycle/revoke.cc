@@ -108,33 +108,69 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
     if (auto s = DestroyKey(*record); !s.ok()) return s;
     return AlreadyRevoked(*record);
   }
-  // 1. Disabled at the signer first: a certificate marked revoked never has a key that signs.
-  if (auto s = signer_->DisableCredential(record->certificate_id);
-      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
-    Log(LogLevel::kError, "lifecycle", "disabling the credential before revocation failed",
-        {{"certificate_id", record->certificate_id}, {"status", s.ToString()}});
-    return absl::UnavailableError(
-        "certificate: not revoked, the signer could not disable its key now; call Revoke again");
+  // 0. The request, recorded: whatever fails below, the sweeper finishes it.
+  const std::string details =
+      absl::StrCat("certificate_id=", record->certificate_id, " account=", record->account_id,
+                   " reason=", Av(RevocationReasonName(in.reason)),
+                   " client_address=", Av(in.client_address));
+  if (auto s = store_->RequestRevocation(
+          RevocationRequest{.certificate_id = record->certificate_id,
+                            .reason = in.reason,
+                            .requested_by = auth::ActorName(caller),
+                            .client_address = std::string(in.client_address),
+                            .requested_at = Now()},
+          Audit(caller, "certificate.revoke.request", record->serial_hex, details));
+      !s.ok()) {
+    if (s.code() != absl::StatusCode::kFailedPrecondition) return s;
+    // Revoked concurrently: answer as for a second revocation.
+    auto again = store_->GetCertificate(record->certificate_id);
+    if (!again.ok()) return again.status();
+    if (again->state == CertState::kRevoked) return AlreadyRevoked(*again);
+    return s;
   }
-  // 2. Revoked, with its audit record.
-  auto revoked = store_->MarkRevoked(
-      record->certificate_id, in.reason, Now(),
-      Audit(caller, "certificate.revoke", record->serial_hex,
-            absl::StrCat("certificate_id=", record->certificate_id, " account=", record->account_id,
-                         " reason=", Av(RevocationReasonName(in.reason)),
-                         " client_address=", in.client_address)));
-  status_source_.Changed();
+  auto revoked = FinishRevocation(*record, in.reason,
+                                  Audit(caller, "certificate.revoke", record->serial_hex, details));
   if (revoked.status().code() == absl::StatusCode::kFailedPrecondition) {
     // Revoked concurrently: answer as for a second revocation.
     auto again = store_->GetCertificate(record->certificate_id);
     if (!again.ok()) return again.status();
-    if (again->state == CertState::kRevoked) {
-      return AlreadyRevoked(*again);
-    }
+    if (again->state == CertState::kRevoked) return AlreadyRevoked(*again);
     return revoked.status();
   }
   if (!revoked.ok()) return revoked.status();
-  CountRevoked(revoked->ca_name, RevocationReasonName(in.reason));
+  return View(*std::move(revoked));
+}
+
+absl::StatusOr<CertRecord> Lifecycle::FinishRevocation(const CertRecord& record, int reason,
+                                                       db::AuditEvent audit) {
+  // 1. Disabled at the signer first: a certificate marked revoked never has a key that signs.
+  if (auto s = signer_->DisableCredential(record.certificate_id);
+      !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    Log(LogLevel::kError, "lifecycle", "disabling the credential before revocation failed",
+        {{"certificate_id", record.certificate_id}, {"status", s.ToString()}});
+    if (auto r = store_->RecordRevocationFailure(record.certificate_id, s.ToString()); !r.ok()) {
+      return r;
+    }
+    return absl::UnavailableError(
+        "certificate: not revoked yet, the signer could not disable its key now; the revocation "
+        "is recorded and finished in the background (or call Revoke again)");
+  }
+  // 2. Revoked, with its audit record; the request finished in the same transaction. Until this
+  // commits the certificate is GOOD with a disabled key: the request makes the sweeper finish it.
+  auto revoked = store_->MarkRevoked(record.certificate_id, reason, Now(), std::move(audit));
+  status_source_.Changed();
+  if (!revoked.ok()) {
+    if (revoked.status().code() != absl::StatusCode::kFailedPrecondition) {
+      if (auto r = store_->RecordRevocationFailure(record.certificate_id,
+                                                   revoked.status().ToString());
+          !r.ok()) {
+        Log(LogLevel::kError, "lifecycle", "recording a revocation failure failed",
+            {{"certificate_id", record.certificate_id}, {"status", r.ToString()}});
+      }
+    }
+    return revoked.status();
+  }
+  CountRevoked(revoked->ca_name, RevocationReasonName(reason));
   if (auto s = IssueCrl(revoked->ca_name); !s.ok()) {
     // OCSP already answers revoked; the scheduled CRL picks it up.
     Log(LogLevel::kError, "lifecycle", "CRL after revocation failed", {{"status", s.ToString()}});
@@ -148,7 +184,7 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
   } else {
     revoked->key_destroyed = true;
   }
-  return View(*std::move(revoked));
+  return revoked;
 }
 
 absl::StatusOr<RevokeAllResult> Lifecycle::RevokeAll(const Caller& caller,

@@ -172,6 +172,27 @@ ALTER TABLE certificates ADD CONSTRAINT certificates_kind_check
   CHECK (kind IN ('QUALIFIED', 'DEVICE', 'TSA'));
 )sql";
 
+// Revocation finishes whatever happens after it is asked for (issue 11): the request is
+// recorded before the signer disables the credential, and the sweeper finishes an unfinished one
+// (credential disabled, certificate marked revoked, key destroyed). An issuance remembers the
+// login (session auth_time) that asked for it: a revoke-all running or finished since then
+// abandons it instead of letting it become active.
+constexpr char kV6[] = R"sql(
+CREATE TABLE revocation_requests (
+  certificate_id text PRIMARY KEY REFERENCES certificates (certificate_id),
+  reason         int NOT NULL,
+  requested_by   text NOT NULL,
+  client_address text NOT NULL,
+  requested_at   timestamptz NOT NULL,
+  attempts       int NOT NULL DEFAULT 0,
+  last_error     text NOT NULL DEFAULT '',
+  finished_at    timestamptz
+);
+CREATE INDEX revocation_requests_unfinished ON revocation_requests (requested_at)
+  WHERE finished_at IS NULL;
+ALTER TABLE certificates ADD COLUMN authorized_at timestamptz;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
@@ -181,7 +202,8 @@ absl::Status MigrateLifecycleSchema(db::Pool& pool) {
       {2, "certificates, contracts, legal persons, revoke-all, outbox", kV2},
       {3, "outbox delivery attempts", kV3},
       {4, "revoke-all jobs, keys left to destroy", kV4},
-      {5, "TSA certificates", kV5}};
+      {5, "TSA certificates", kV5},
+      {6, "revocation requests, issuance's login time", kV6}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

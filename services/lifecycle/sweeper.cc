@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/strings.h"
@@ -17,6 +18,8 @@ namespace {
 
 // At most this many jobs and keys a run; the next run takes the rest.
 constexpr int kBatch = 100;
+// A revocation younger than this is still in the hands of the call that asked for it.
+constexpr absl::Duration kRevocationGrace = absl::Seconds(10);
 
 // The actor of what the sweeper does, in the audit records.
 Caller SweeperCaller() {
@@ -39,6 +42,34 @@ absl::StatusOr<SweepResult> Lifecycle::Sweep() {
     } else {
       ++out.failures;
     }
+  }
+
+  // Revocations a failed call left between "disabled at the signer" and "marked revoked" (or
+  // before the signer could disable): finished, so that no GOOD certificate keeps a dead key.
+  auto revocations = store_->ListUnfinishedRevocations(Now() - kRevocationGrace, kBatch);
+  if (!revocations.ok()) return revocations.status();
+  for (const RevocationRequest& r : *revocations) {
+    auto record = store_->GetCertificate(r.certificate_id);
+    if (!record.ok()) return record.status();
+    if (record->state != CertState::kIssued) {
+      // Revoked meanwhile (by a retry or a revoke-all): nothing left to do.
+      if (auto s = store_->FinishRevocationRequest(r.certificate_id, Now()); !s.ok()) return s;
+      continue;
+    }
+    auto revoked = FinishRevocation(
+        *record, r.reason,
+        Audit(actor, "certificate.revoke", record->serial_hex,
+              absl::StrCat("certificate_id=", record->certificate_id, " account=",
+                           record->account_id, " reason=", Av(RevocationReasonName(r.reason)),
+                           " requested_by=", Av(r.requested_by), " requested_at=",
+                           TimeText(r.requested_at), " (finished by the sweeper)")));
+    if (!revoked.ok()) {
+      ++out.failures;
+      Log(LogLevel::kWarning, "lifecycle", "sweeper: revocation unfinished; retried next run",
+          {{"certificate_id", r.certificate_id}, {"status", revoked.status().ToString()}});
+      continue;
+    }
+    ++out.revocations_finished;
   }
 
   const absl::Time now = Now();
