@@ -469,7 +469,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
         if (!job.ok()) return job.status();
         if (job->rows() > 0) {
           return absl::FailedPreconditionError(
-              absl::StrCat("account: revoke-all job ", job->Get(0, 0),
+              absl::StrCat("account: revoke-all job ", Av(job->Get(0, 0)),
                            " ran after this login or is still running; log in again"));
         }
       }
@@ -527,7 +527,7 @@ class PostgresLifecycleStore final : public LifecycleStore {
                  .action = "certificate.abandon",
                  .target = std::string(row->Get(0, 2)),
                  .outcome = "ok",
-                 .details = absl::StrCat("certificate_id=", certificate_id, " revoke_all job=",
+                 .details = absl::StrCat("certificate_id=", Av(certificate_id), " revoke_all job=",
                                          revoked_by_job, " since the request's login")},
                 at);
           }
