@@ -24,6 +24,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -81,6 +82,25 @@ class Browser:
 
     def visible(self, css, timeout=30):
         return self.wait(EC.visibility_of_element_located((By.CSS_SELECTOR, css)), timeout, css)
+
+    def tap(self, css, timeout=30):
+        """Clicks css once visible. The app re-renders its lists on live updates, so an element
+        found a moment ago may be gone when clicked: find it again (a few times) then."""
+        return self.fresh(lambda: self.tap(css, timeout))
+
+    def read(self, css, timeout=30):
+        """The text of css once visible, found again if a live update replaced it meanwhile."""
+        return self.fresh(lambda: self.read(css, timeout))
+
+    @staticmethod
+    def fresh(action, attempts=5):
+        for attempt in range(attempts):
+            try:
+                return action()
+            except StaleElementReferenceException:
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(0.2)
 
     def fill(self, values):
         for name, value in values.items():
@@ -174,7 +194,7 @@ def journey(args, texts):
         pc.d.execute_script("document.getElementById('document_expiry').value='2031-01-01'")
         pc.shot("office-account")
         pc.click("#proof")
-        code = pc.visible("#activation-code").text
+        code = pc.read("#activation-code")
         pc.shot("office-proofed")
         expect(len(code) >= 8, "office: an activation code")
 
@@ -201,10 +221,10 @@ def journey(args, texts):
         pc.go("/login")
         pc.fill({"username": args.username})
         pc.click("#login")
-        portal_code = pc.visible("#code").text
+        portal_code = pc.read("#code")
         portal_shot = pc.shot("login-code")
-        phone.visible("#requests .request").click()
-        app_code = phone.visible("#req-code").text
+        phone.tap("#requests .request")
+        app_code = phone.read("#req-code")
         app_shot = phone.shot("login-request")
         expect(app_code.endswith(portal_code), f"codes differ: portal {portal_code}, app {app_code}")
         # The request in the app's language (the service's own line is shown below it).
@@ -228,7 +248,7 @@ def journey(args, texts):
         pc.visible("#contract-text")
         pc.shot("contract")
         pc.click("#accept-contract")
-        pc.visible("#go-issue").click()
+        pc.tap("#go-issue")
         pc.visible("#confirm-text")
         pc.shot("issue-confirm")
         pc.click("#confirm")
@@ -267,8 +287,8 @@ def journey(args, texts):
         pc.visible("#sign-status")
         expect(pc.text("#file-sha256") == digest, "portal: SHA-256")
         pc.shot("sign-wait")
-        phone.visible("#requests .request").click()
-        docs = phone.visible("#req-docs .document").text
+        phone.tap("#requests .request")
+        docs = phone.read("#req-docs .document")
         expect(digest in docs and "ugovor" in docs and "2 " + t["app.pages"] in docs,
                f"app: the document's name, pages and SHA-256: {docs!r}")
         phone.shot("sign-request")
@@ -302,7 +322,7 @@ def journey(args, texts):
                                    ("/register", "h1", "register.title"),
                                    ("/office", "#find", "office.find")]:
                 pc.go(path)
-                got = pc.visible(css).text
+                got = pc.read(css)
                 expect(got == texts[lang][key], f"{lang} {path}: {got!r} != {texts[lang][key]!r}")
             pc.go("/account")
             pc.shot(f"account-{lang}")
@@ -332,7 +352,7 @@ def journey(args, texts):
             for path, css, key in [("/login", "h1", "login.title"),
                                    ("/office/login", "h1", "office.login.title")]:
                 pc.go(path)
-                got = pc.visible(css).text
+                got = pc.read(css)
                 expect(got == texts[lang][key], f"{lang} {path}: {got!r}")
         pc.check_log()
         phone.check_log()
@@ -472,11 +492,11 @@ def eservice(args, pc, phone):
         pc.shot("oauth-signin")
         pc.fill({"username": args.username})
         pc.click("#continue")
-        portal_code = pc.visible("#code").text
+        portal_code = pc.read("#code")
         pc.shot("oauth-code")
-        phone.visible("#requests .request").click()
-        expect(phone.visible("#req-code").text.endswith(portal_code), "oauth: the same code")
-        expect("e-Управа" in phone.visible("#req-client").text, "app: which e-service asks")
+        phone.tap("#requests .request")
+        expect(phone.read("#req-code").endswith(portal_code), "oauth: the same code")
+        expect("e-Управа" in phone.read("#req-client"), "app: which e-service asks")
         phone.shot("oauth-login-request")
         for digit in args.pin:
             phone.click(f"#pinpad .key[data-key='{digit}']")
@@ -484,12 +504,12 @@ def eservice(args, pc, phone):
         pc.visible("#signed-in", timeout=40)
         pc.shot("eservice-signed-in")
         pc.click("#sign")
-        expect(pc.visible("#description").text == "Захтев за упис", "gateway: the description")
+        expect(pc.read("#description") == "Захтев за упис", "gateway: the description")
         pc.shot("oauth-credential")
         pc.click("#continue")
         pc.visible("#approve")
-        phone.visible("#requests .request").click()
-        expect("e-Управа" in phone.visible("#req-docs").text, "app: the e-service asks to sign")
+        phone.tap("#requests .request")
+        expect("e-Управа" in phone.read("#req-docs"), "app: the e-service asks to sign")
         phone.shot("oauth-sign-request")
         for digit in args.pin:
             phone.click(f"#pinpad .key[data-key='{digit}']")
