@@ -3,9 +3,6 @@
 // (no hang, no INTERNAL), nothing is left half done, and everything works again once the peer is
 // back, without restarting the caller.
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <iostream>
 #include <memory>
@@ -32,23 +29,6 @@ namespace {
 
 namespace pb = ::qsign::v1;
 
-// A loopback port free right now (the peers of two processes must know each other's ports
-// before either starts).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
 
 // Two processes: `front` runs the services that call the peer, `back` runs the peer (and
@@ -61,8 +41,8 @@ class PeerDownTest : public testing::ServiceTest {
                  const std::vector<std::string>& back_services) {
     // Consent makes the SAD key and pins it; with the signer elsewhere the test pins it first.
     ASSERT_TRUE(env().SadPublicKeyFile().ok());
-    front_port_ = FreePort();
-    back_port_ = FreePort();
+    front_port_ = testing::FreeLoopbackPort();
+    back_port_ = testing::FreeLoopbackPort();
     front_ = testing::FaultStackConfig(env(), front_services);
     back_ = testing::FaultStackConfig(env(), back_services);
     front_.set_listen(Loopback(front_port_));

@@ -30,6 +30,10 @@ std::string OperatorAuthorization();                         // "Operator ra-ana
 // The consent service's PIN-hashing key (32 bytes).
 std::string PinHashKey();
 
+// A loopback TCP port nobody listens on at the moment of the call, for a process that must be
+// told its port before it starts (a child binds it a moment later).
+int FreeLoopbackPort();
+
 }  // namespace qsign::testing
 
 #endif  // QSIGN_TESTS_TESTING_TEST_DATA_H_

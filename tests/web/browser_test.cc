@@ -4,12 +4,8 @@
 // the Selenium script and expects it to pass. The gateway runs too, for journey.py's small
 // e-service that signs its user in (authorization code + PKCE) and gets a signature.
 // Screenshots: BROWSER_ARTIFACTS_DIR.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/sha.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -31,22 +27,6 @@ namespace qsign {
 namespace {
 
 class BrowserTest : public testing::ServiceTest {};
-
-// A port nobody listens on right now (journey.py's e-service binds it).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string Sha256Hex(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -70,7 +50,7 @@ TEST_F(BrowserTest, JourneyClickedThroughInChromium) {
     ASSERT_EQ(access(tool, X_OK), 0) << tool << " is missing: scripts/setup installs it";
   }
   // The test e-service's port (journey.py serves it) and its registration at the gateway.
-  const int eservice_port = FreePort();
+  const int eservice_port = testing::FreeLoopbackPort();
   ASSERT_GT(eservice_port, 0);
   const std::string eservice_secret = "e-uprava-browser-test-secret";
   std::ofstream(token().dir() + "/relying-parties")
