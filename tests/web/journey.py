@@ -86,11 +86,11 @@ class Browser:
     def tap(self, css, timeout=30):
         """Clicks css once visible. The app re-renders its lists on live updates, so an element
         found a moment ago may be gone when clicked: find it again (a few times) then."""
-        return self.fresh(lambda: self.tap(css, timeout))
+        return self.fresh(lambda: self.visible(css, timeout).click())
 
     def read(self, css, timeout=30):
         """The text of css once visible, found again if a live update replaced it meanwhile."""
-        return self.fresh(lambda: self.read(css, timeout))
+        return self.fresh(lambda: self.visible(css, timeout).text)
 
     @staticmethod
     def fresh(action, attempts=5):
