@@ -227,14 +227,23 @@ absl::Status BeginAttempt(db::Tx& tx, const PinAttempt& at, bool lock_pin, Attem
   return absl::OkStatus();
 }
 
+// An UPDATE ... RETURNING of the PIN row this attempt locked: exactly one row, or INTERNAL.
+absl::StatusOr<db::Result> UpdateLockedPin(db::Tx& tx, std::string_view sql,
+                                           std::initializer_list<Param> params) {
+  auto res = tx.Exec(sql, params);
+  if (!res.ok()) return res.status();
+  if (res->rows() != 1) return absl::InternalError("pin attempt: the locked PIN row is gone");
+  return res;
+}
+
 // Records the attempt before its PIN is checked: failures + 1. Answers the new count.
 absl::StatusOr<int> CountAttempt(db::Tx& tx, const PinAttempt& at) {
-  auto res = tx.Exec(
+  auto res = UpdateLockedPin(
+      tx,
       "UPDATE consent.pins SET failures = failures + 1, updated_at = $2 WHERE account_id = $1 "
       "RETURNING failures",
       {Param::Text(at.account_id), Param::Time(at.now)});
   if (!res.ok()) return res.status();
-  if (res->rows() != 1) return absl::InternalError("pin attempt: the locked PIN row is gone");
   auto failures = res->GetInt64(0, 0);
   if (!failures.ok()) return failures.status();
   return static_cast<int>(*failures);
@@ -256,12 +265,12 @@ absl::Status DenyForBlock(db::Tx& tx, const PinAttempt& at, const db::AuditEvent
 absl::Status RecordWrong(db::Tx& tx, const PinAttempt& at, const db::AuditEvent& event,
                          const db::AuditEvent& audit, AttemptResult* out) {
   out->outcome = AttemptOutcome::kWrong;
-  auto upd = tx.Exec(
-      "UPDATE consent.pins SET blocked = failures >= $2 WHERE account_id = $1 "
-      "RETURNING failures, blocked",
-      {Param::Text(at.account_id), Param::Int(at.max_failures)});
+  auto upd =
+      UpdateLockedPin(tx,
+                      "UPDATE consent.pins SET blocked = failures >= $2 WHERE account_id = $1 "
+                      "RETURNING failures, blocked",
+                      {Param::Text(at.account_id), Param::Int(at.max_failures)});
   if (!upd.ok()) return upd.status();
-  if (upd->rows() != 1) return absl::InternalError("pin attempt: the locked PIN row is gone");
   auto failures = upd->GetInt64(0, 0);
   if (!failures.ok()) return failures.status();
   auto blocked = upd->GetBool(0, 1);
