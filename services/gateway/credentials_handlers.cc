@@ -105,11 +105,7 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsInfo(const CscRequest& reque
   req.set_credential_id(*credential_id);
   auto info = backend_->GetCredentialInfo(req);
   if (!info.ok()) return FromService("signer", info.status());
-  if (!call->token.account_id.empty() &&
-      (info->account_id() != call->token.account_id ||
-       (call->token.scope == "credential" && *credential_id != call->token.credential_id))) {
-    return InvalidParameter("credentialID", "no such credential");
-  }
+  if (auto s = CheckCredentialOwner(*call, *credential_id, *info); !s.ok()) return s;
   auto out = CredentialJson(*info, *options, config_.lang, clock_->Now());
   if (!out.ok()) return out.status();
   return Result{.body = *std::move(out)};

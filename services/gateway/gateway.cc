@@ -152,15 +152,23 @@ absl::StatusOr<Gateway::Call> Gateway::Begin(const CscRequest& request) const {
 absl::Status Gateway::CheckCredentialOwner(const Call& call,
                                            const std::string& credential_id) const {
   if (call.token.account_id.empty()) return absl::OkStatus();  // Client credentials.
-  const absl::Status no_such = InvalidParameter("credentialID", "no such credential");
   if (call.token.scope == "credential" && credential_id != call.token.credential_id) {
-    return no_such;
+    return InvalidParameter("credentialID", "no such credential");
   }
   qsign::v1::GetCredentialInfoRequest req;
   req.set_credential_id(credential_id);
   auto info = backend_->GetCredentialInfo(req);
   if (!info.ok()) return FromService("signer", info.status());
-  if (info->account_id() != call.token.account_id) return no_such;
+  return CheckCredentialOwner(call, credential_id, *info);
+}
+
+absl::Status Gateway::CheckCredentialOwner(const Call& call, const std::string& credential_id,
+                                           const qsign::v1::CredentialInfo& info) {
+  if (call.token.account_id.empty()) return absl::OkStatus();  // Client credentials.
+  if (info.account_id() != call.token.account_id ||
+      (call.token.scope == "credential" && credential_id != call.token.credential_id)) {
+    return InvalidParameter("credentialID", "no such credential");
+  }
   return absl::OkStatus();
 }
 

@@ -152,6 +152,9 @@ class Gateway {
   // its credential): NOT_FOUND-like "no such credential" otherwise, so that existence does not
   // leak.
   absl::Status CheckCredentialOwner(const Call& call, const std::string& credential_id) const;
+  // The same check on an already fetched `info` of `credential_id`.
+  static absl::Status CheckCredentialOwner(const Call& call, const std::string& credential_id,
+                                           const qsign::v1::CredentialInfo& info);
   // Waits up to `wait` for the consent request and turns its state into the CSC answer.
   absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
                                       absl::Duration wait) const;
