@@ -1152,6 +1152,41 @@ TEST_F(LifecycleTest, RevokeDestroysTheKeyAndIsAnsweredClearlyTheSecondTime) {
   ASSERT_TRUE(Issue(Bearer("alice"), "after-revoke", &next).ok());
 }
 
+TEST_F(LifecycleTest, ConcurrentRevokesOfOneCertificateRevokeItOnceAndAnswerTheRestClearly) {
+  pb::Certificate cert = IssueFor("alice");
+  constexpr int kCallers = 6;
+  std::vector<grpc::Status> answers(kCallers);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      pb::Certificate revoked;
+      answers[i] = Revoke(Bearer("alice"), cert.certificate_id(),
+                          pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked);
+    });
+  }
+  for (std::thread& t : callers) t.join();
+
+  int ok = 0;
+  for (const grpc::Status& s : answers) {
+    if (s.ok()) {
+      ++ok;
+      continue;
+    }
+    // Every other caller hears that it was revoked, and when: never an internal error.
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("already revoked at"));
+  }
+  EXPECT_EQ(ok, 1);
+  auto recorded = pool().Exec(
+      "SELECT count(*) FROM lifecycle.audit_log WHERE action = 'certificate.revoke' AND "
+      "details LIKE $1",
+      {db::Param::Text(absl::StrCat("%certificate_id=", cert.certificate_id(), " %"))});
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_EQ(recorded->GetInt64(0, 0).value_or(-1), 1);
+  EXPECT_EQ(hsm("signer").GetPublicKey(SignerKeyId(cert.certificate_id())).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(LifecycleTest, OperatorRevokesAnyCertificate) {
   pb::Certificate cert = IssueFor("bob");
   pb::Certificate revoked;

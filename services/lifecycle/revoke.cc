@@ -108,11 +108,18 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
     if (auto s = DestroyKey(*record); !s.ok()) return s;
     return AlreadyRevoked(*record);
   }
+  // A FAILED_PRECONDITION from the store below means the certificate was revoked concurrently
+  // (by a retry or a revoke-all): answer as for a second revocation.
+  auto revoked_meanwhile = [&](absl::Status refused) -> absl::Status {
+    auto again = store_->GetCertificate(record->certificate_id);
+    if (!again.ok()) return again.status();
+    if (again->state == CertState::kRevoked) return AlreadyRevoked(*again);
+    return refused;
+  };
   // 0. The request, recorded: whatever fails below, the sweeper finishes it.
-  const std::string details =
-      absl::StrCat("certificate_id=", record->certificate_id, " account=", record->account_id,
-                   " reason=", Av(RevocationReasonName(in.reason)),
-                   " client_address=", Av(in.client_address));
+  const std::string details = absl::StrCat(
+      "certificate_id=", record->certificate_id, " account=", record->account_id,
+      " reason=", Av(RevocationReasonName(in.reason)), " client_address=", Av(in.client_address));
   if (auto s = store_->RequestRevocation(
           RevocationRequest{.certificate_id = record->certificate_id,
                             .reason = in.reason,
@@ -122,20 +129,12 @@ absl::StatusOr<CertView> Lifecycle::Revoke(const Caller& caller, const RevokeInp
           Audit(caller, "certificate.revoke.request", record->serial_hex, details));
       !s.ok()) {
     if (s.code() != absl::StatusCode::kFailedPrecondition) return s;
-    // Revoked concurrently: answer as for a second revocation.
-    auto again = store_->GetCertificate(record->certificate_id);
-    if (!again.ok()) return again.status();
-    if (again->state == CertState::kRevoked) return AlreadyRevoked(*again);
-    return s;
+    return revoked_meanwhile(s);
   }
   auto revoked = FinishRevocation(*record, in.reason,
                                   Audit(caller, "certificate.revoke", record->serial_hex, details));
   if (revoked.status().code() == absl::StatusCode::kFailedPrecondition) {
-    // Revoked concurrently: answer as for a second revocation.
-    auto again = store_->GetCertificate(record->certificate_id);
-    if (!again.ok()) return again.status();
-    if (again->state == CertState::kRevoked) return AlreadyRevoked(*again);
-    return revoked.status();
+    return revoked_meanwhile(revoked.status());
   }
   if (!revoked.ok()) return revoked.status();
   return View(*std::move(revoked));
@@ -161,8 +160,8 @@ absl::StatusOr<CertRecord> Lifecycle::FinishRevocation(const CertRecord& record,
   status_source_.Changed();
   if (!revoked.ok()) {
     if (revoked.status().code() != absl::StatusCode::kFailedPrecondition) {
-      if (auto r = store_->RecordRevocationFailure(record.certificate_id,
-                                                   revoked.status().ToString());
+      if (auto r =
+              store_->RecordRevocationFailure(record.certificate_id, revoked.status().ToString());
           !r.ok()) {
         Log(LogLevel::kError, "lifecycle", "recording a revocation failure failed",
             {{"certificate_id", record.certificate_id}, {"status", r.ToString()}});
