@@ -90,23 +90,15 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsList(const CscRequest& reque
 // ---- credentials/info ----
 
 absl::StatusOr<Gateway::Result> Gateway::CredentialsInfo(const CscRequest& request) const {
-  auto call = Begin(request);
+  auto call = BeginOnCredential(request, /*fetch_info=*/true);
   if (!call.ok()) return call.status();
   Params p(call->body);
-  auto credential_id = CredentialIdParam(p);
-  if (!credential_id.ok()) return credential_id.status();
   auto options = ParseInfoOptions(p);
   if (!options.ok()) return options.status();
   for (const char* text : {"lang", "clientData"}) {
     if (auto s = CheckOptionalText(p, text, kMaxClientDataBytes); !s.ok()) return s;
   }
-
-  pb::GetCredentialInfoRequest req;
-  req.set_credential_id(*credential_id);
-  auto info = backend_->GetCredentialInfo(req);
-  if (!info.ok()) return FromService("signer", info.status());
-  if (auto s = CheckCredentialOwner(*call, *credential_id, *info); !s.ok()) return s;
-  auto out = CredentialJson(*info, *options, config_.lang, clock_->Now());
+  auto out = CredentialJson(*call->credential, *options, config_.lang, clock_->Now());
   if (!out.ok()) return out.status();
   return Result{.body = *std::move(out)};
 }
@@ -114,13 +106,10 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsInfo(const CscRequest& reque
 // ---- credentials/authorize (SCAL2, explicit authorization on the consent app) ----
 
 absl::StatusOr<Gateway::Result> Gateway::CredentialsAuthorize(const CscRequest& request) const {
-  auto call = Begin(request);
+  auto call = BeginOnCredential(request, /*fetch_info=*/false);
   if (!call.ok()) return call.status();
   const RelyingParty* client = &call->client;
   Params p(call->body);
-  auto credential_id = CredentialIdParam(p);
-  if (!credential_id.ok()) return credential_id.status();
-  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
   auto num_signatures = p.OptInteger("numSignatures");
   if (!num_signatures.ok()) return num_signatures.status();
   if (!num_signatures->has_value()) return MissingParameter("integer", "numSignatures");
@@ -168,7 +157,7 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsAuthorize(const CscRequest& 
   if (auto s = CheckOptionalText(p, "clientData", kMaxClientDataBytes); !s.ok()) return s;
 
   pb::AuthorizeRequest req;
-  req.set_credential_id(*credential_id);
+  req.set_credential_id(call->credential_id);
   req.set_hash_algorithm_oid(hash->oid);
   for (auto& h : *hashes) req.add_hashes(std::move(h));
   req.set_num_signatures(static_cast<uint32_t>(**num_signatures));

@@ -149,27 +149,28 @@ absl::StatusOr<Gateway::Call> Gateway::Begin(const CscRequest& request) const {
   return call;
 }
 
-absl::Status Gateway::CheckCredentialOwner(const Call& call,
-                                           const std::string& credential_id) const {
-  if (call.token.account_id.empty()) return absl::OkStatus();  // Client credentials.
-  if (call.token.scope == "credential" && credential_id != call.token.credential_id) {
+absl::StatusOr<Gateway::Call> Gateway::BeginOnCredential(const CscRequest& request,
+                                                         bool fetch_info) const {
+  auto call = Begin(request);
+  if (!call.ok()) return call.status();
+  auto credential_id = CredentialIdParam(Params(call->body));
+  if (!credential_id.ok()) return credential_id.status();
+  call->credential_id = *std::move(credential_id);
+  const bool user_bound = !call->token.account_id.empty();  // Not client credentials.
+  if (user_bound && call->token.scope == "credential" &&
+      call->credential_id != call->token.credential_id) {
     return InvalidParameter("credentialID", "no such credential");
   }
+  if (!user_bound && !fetch_info) return call;
   qsign::v1::GetCredentialInfoRequest req;
-  req.set_credential_id(credential_id);
+  req.set_credential_id(call->credential_id);
   auto info = backend_->GetCredentialInfo(req);
   if (!info.ok()) return FromService("signer", info.status());
-  return CheckCredentialOwner(call, credential_id, *info);
-}
-
-absl::Status Gateway::CheckCredentialOwner(const Call& call, const std::string& credential_id,
-                                           const qsign::v1::CredentialInfo& info) {
-  if (call.token.account_id.empty()) return absl::OkStatus();  // Client credentials.
-  if (info.account_id() != call.token.account_id ||
-      (call.token.scope == "credential" && credential_id != call.token.credential_id)) {
+  if (user_bound && info->account_id() != call->token.account_id) {
     return InvalidParameter("credentialID", "no such credential");
   }
-  return absl::OkStatus();
+  call->credential = *std::move(info);
+  return call;
 }
 
 }  // namespace qsign::gateway

@@ -148,13 +148,11 @@ class Gateway {
   absl::StatusOr<Result> SignaturesSignHash(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesTimestamp(const CscRequest& request) const;
   absl::StatusOr<Result> SignaturesSignDoc(const CscRequest& request) const;  // signdoc_handlers.cc
-  // A user-bound token may only touch its user's credentials (and a credential-scope token only
-  // its credential): NOT_FOUND-like "no such credential" otherwise, so that existence does not
-  // leak.
-  absl::Status CheckCredentialOwner(const Call& call, const std::string& credential_id) const;
-  // The same check on an already fetched `info` of `credential_id`.
-  static absl::Status CheckCredentialOwner(const Call& call, const std::string& credential_id,
-                                           const qsign::v1::CredentialInfo& info);
+  // Begin, then the body's credentialID. A user-bound token may only name its user's credentials
+  // (and a credential-scope token only its credential): "no such credential" otherwise, so that
+  // existence does not leak. The credential's info is fetched for that check, and always when
+  // `fetch_info` (the caller needs it): one GetCredentialInfo at most per call.
+  absl::StatusOr<Call> BeginOnCredential(const CscRequest& request, bool fetch_info) const;
   // Waits up to `wait` for the consent request and turns its state into the CSC answer.
   absl::StatusOr<Result> AwaitOutcome(const RelyingParty& client, const std::string& request_id,
                                       absl::Duration wait) const;

@@ -3,6 +3,7 @@
 #ifndef QSIGN_SERVICES_GATEWAY_RESULT_H_
 #define QSIGN_SERVICES_GATEWAY_RESULT_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,10 @@ struct Gateway::Call {
   RelyingParty client;
   VerifiedToken token;
   Json body;
+  // For the methods on one credential (BeginOnCredential): the body's credentialID, and the
+  // credential's info when it was fetched.
+  std::string credential_id;
+  std::optional<qsign::v1::CredentialInfo> credential;
 };
 
 struct Gateway::Result {

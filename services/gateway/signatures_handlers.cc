@@ -19,12 +19,9 @@ namespace pb = ::qsign::v1;
 // ---- signatures/signHash ----
 
 absl::StatusOr<Gateway::Result> Gateway::SignaturesSignHash(const CscRequest& request) const {
-  auto call = Begin(request);
+  auto call = BeginOnCredential(request, /*fetch_info=*/false);
   if (!call.ok()) return call.status();
   Params p(call->body);
-  auto credential_id = CredentialIdParam(p);
-  if (!credential_id.ok()) return credential_id.status();
-  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
   // A credential-scope token carries the SAD of the user's approval (CSC §8.3.2): SAD optional.
   const bool credential_scope = call->token.scope == "credential";
   auto given_sad = p.OptString("SAD", kMaxSadBytes);
@@ -70,7 +67,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignHash(const CscRequest& re
   if (auto s = CheckOptionalText(p, "clientData", kMaxClientDataBytes); !s.ok()) return s;
 
   pb::SignHashRequest req;
-  req.set_credential_id(*credential_id);
+  req.set_credential_id(call->credential_id);
   req.set_hash_algorithm_oid(hash->oid);
   req.set_sign_algorithm_oid(sign->oid);
   for (auto& h : *hashes) req.add_hashes(std::move(h));

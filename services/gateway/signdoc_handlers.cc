@@ -59,13 +59,10 @@ Json SignDocLevelsInfo(bool with_tsa) {
 
 absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& request) const {
   const absl::Time started = absl::Now();
-  auto call = Begin(request);
+  auto call = BeginOnCredential(request, /*fetch_info=*/true);
   if (!call.ok()) return call.status();
   const RelyingParty* client = &call->client;
   Params p(call->body);
-  auto credential_id = CredentialIdParam(p);
-  if (!credential_id.ok()) return credential_id.status();
-  if (auto s = CheckCredentialOwner(*call, *credential_id); !s.ok()) return s;
   if (p.Find("SAD") != nullptr) {
     return InvalidParameter("SAD",
                             "signDoc asks the user itself (the user approves the signed "
@@ -164,10 +161,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   }
 
   // The credential's certificate chain and key.
-  pb::GetCredentialInfoRequest info_req;
-  info_req.set_credential_id(*credential_id);
-  auto info = backend_->GetCredentialInfo(info_req);
-  if (!info.ok()) return FromService("signer", info.status());
+  const pb::CredentialInfo* info = &*call->credential;
   if (info->certificate_chain_der_size() == 0) {
     return InvalidParameter("credentialID", "the credential has no certificate yet");
   }
@@ -190,7 +184,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
 
   // One approval for every document.
   pb::AuthorizeRequest auth;
-  auth.set_credential_id(*credential_id);
+  auth.set_credential_id(call->credential_id);
   auth.set_hash_algorithm_oid(oid::kSha256);
   for (const std::string& h : signdoc.hashes()) auth.add_hashes(h);
   auth.set_num_signatures(static_cast<uint32_t>(signdoc.hashes().size()));
@@ -233,7 +227,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   const absl::Duration approval = absl::Now() - asked;
 
   pb::SignHashRequest sign;
-  sign.set_credential_id(*credential_id);
+  sign.set_credential_id(call->credential_id);
   sign.set_hash_algorithm_oid(oid::kSha256);
   sign.set_sign_algorithm_oid(ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
   for (const std::string& h : signdoc.hashes()) sign.add_hashes(h);
