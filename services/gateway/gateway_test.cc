@@ -1208,17 +1208,119 @@ std::string SignatureValue(const std::string& cms_der) {
 
 // An RFC 3161 TSA that is not qsign's: `openssl ts -reply` behind a loopback HTTP listener, with
 // its own self-signed certificate (extendedKeyUsage timeStamping, critical).
-class OpensslTsa {
+// A CA made with the openssl CLI, and its OCSP responder (`openssl ocsp -index`) behind an HTTP
+// port: certificates it issues name that responder in their AIA, so a B-LT signature can fetch
+// their status from a judge qsign did not write.
+class OpensslCa {
  public:
-  static std::unique_ptr<OpensslTsa> Start(const std::string& dir) {
-    auto tsa = std::unique_ptr<OpensslTsa>(new OpensslTsa(dir));
+  static std::unique_ptr<OpensslCa> Start(const std::string& dir) {
+    auto ca = std::unique_ptr<OpensslCa>(new OpensslCa(dir));
+    ca->server_.Post(
+        "/ocsp", [raw = ca.get()](const httplib::Request& req, httplib::Response& res) {
+          absl::MutexLock lock(&raw->mu_);
+          ++raw->queries_;
+          WriteFile(raw->dir_ + "/q.ocsp", req.body);
+          int rc = 0;
+          const std::string out = RunShell(
+              absl::StrCat("cd ", raw->dir_, " && openssl ocsp -index index.txt -CA ca.pem ",
+                           "-rsigner ca.pem -rkey ca.key -reqin q.ocsp -respout r.ocsp 2>&1"),
+              &rc);
+          EXPECT_EQ(rc, 0) << out;
+          std::ifstream in(raw->dir_ + "/r.ocsp", std::ios::binary);
+          res.set_content(std::string(std::istreambuf_iterator<char>(in), {}),
+                          "application/ocsp-response");
+        });
+    ca->port_ = ca->server_.bind_to_any_port("127.0.0.1");
+    ca->thread_ = std::thread([raw = ca.get()] { raw->server_.listen_after_bind(); });
     int status = 0;
     const std::string out = RunShell(
         absl::StrCat(
             "cd ", dir, " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 ",
-            "-nodes -keyout tsa.key -out tsa.pem -days 30 -subj '/CN=test TSA' ",
-            "-addext 'extendedKeyUsage=critical,timeStamping' 2>&1 && printf '",
-            "[tsa]\\ndefault_tsa = t\\n[t]\\nserial = ", dir, "/tsa.serial\\n",
+            "-nodes -keyout ca.key -out ca.pem -days 30 -subj '/CN=Test Root CA' 2>&1 && ",
+            ": > index.txt && printf '[leaf]\nkeyUsage = critical,nonRepudiation\n",
+            "authorityInfoAccess = OCSP;URI:", ca->ocsp_url(), "\n[tsa]\n",
+            "keyUsage = critical,digitalSignature\n", "extendedKeyUsage = critical,timeStamping\n",
+            "authorityInfoAccess = OCSP;URI:", ca->ocsp_url(), "\n' > ext.cnf"),
+        &status);
+    EXPECT_EQ(status, 0) << out;
+    return ca;
+  }
+  ~OpensslCa() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string ocsp_url() const { return absl::StrCat("http://127.0.0.1:", port_, "/ocsp"); }
+  std::string ca_pem_path() const { return dir_ + "/ca.pem"; }
+  int queries() {
+    absl::MutexLock lock(&mu_);
+    return queries_;
+  }
+
+  // A certificate over `spki_der` (`extensions`: "leaf" or "tsa" of ext.cnf) with serial
+  // `serial_hex`, written to <dir>/<name>.pem and listed as valid in the responder's index; its
+  // DER, or "" when openssl failed (the test's EXPECT says why).
+  std::string Issue(const std::string& name, const std::string& spki_der,
+                    const std::string& serial_hex, const std::string& extensions) {
+    WriteFile(absl::StrCat(dir_, "/", name, ".spki"), spki_der);
+    int status = 0;
+    const std::string out = RunShell(
+        absl::StrCat("cd ", dir_, " && openssl pkey -pubin -inform DER -in ", name, ".spki -out ",
+                     name, ".pub && openssl req -new -newkey ec -pkeyopt ",
+                     "ec_paramgen_curve:P-256 -nodes -keyout ", name, ".throwaway -subj '/CN=",
+                     name, "' -out ", name, ".csr 2>&1 && openssl x509 -req -in ", name,
+                     ".csr -CA ca.pem -CAkey ca.key -force_pubkey ", name, ".pub -set_serial 0x",
+                     serial_hex, " -days 30 -extfile ext.cnf -extensions ", extensions, " -out ",
+                     name, ".pem 2>&1 && printf 'V\\t", "351231000000Z\\t\\t", serial_hex,
+                     "\\tunknown\\t/CN=", name, "\\n' >> index.txt && ", "openssl x509 -in ", name,
+                     ".pem -outform DER -out ", name, ".der"),
+        &status);
+    EXPECT_EQ(status, 0) << out;
+    std::ifstream in(absl::StrCat(dir_, "/", name, ".der"), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string RootDer() {
+    int status = 0;
+    RunShell(absl::StrCat("cd ", dir_, " && openssl x509 -in ca.pem -outform DER -out ca.der"),
+             &status);
+    std::ifstream in(dir_ + "/ca.der", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  explicit OpensslCa(std::string dir) : dir_(std::move(dir)) {}
+  const std::string dir_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  int queries_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class OpensslTsa {
+ public:
+  // Its certificate self-signed, or issued by `ca` (then `dir` is the CA's directory).
+  static std::unique_ptr<OpensslTsa> Start(const std::string& dir, OpensslCa* ca = nullptr) {
+    auto tsa = std::unique_ptr<OpensslTsa>(new OpensslTsa(dir));
+    int status = 0;
+    if (ca != nullptr) {
+      const std::string out = RunShell(
+          absl::StrCat("cd ", dir, " && openssl genpkey -algorithm EC -pkeyopt ",
+                       "ec_paramgen_curve:P-256 -out tsa.key 2>&1 && openssl pkey -in tsa.key ",
+                       "-pubout -outform DER -out tsa-key.spki 2>&1"),
+          &status);
+      EXPECT_EQ(status, 0) << out;
+      std::ifstream spki(dir + "/tsa-key.spki", std::ios::binary);
+      ca->Issue("tsa", std::string(std::istreambuf_iterator<char>(spki), {}), "1002", "tsa");
+    }
+    const std::string out = RunShell(
+        absl::StrCat(
+            "cd ", dir, " && ",
+            ca != nullptr
+                ? std::string("true")
+                : std::string("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                              "-nodes -keyout tsa.key -out tsa.pem -days 30 -subj '/CN=test TSA' "
+                              "-addext 'extendedKeyUsage=critical,timeStamping'"),
+            " 2>&1 && printf '", "[tsa]\\ndefault_tsa = t\\n[t]\\nserial = ", dir, "/tsa.serial\\n",
             "signer_digest = sha256\\ndefault_policy = 1.3.6.1.4.1.99999.1\\n",
             "digests = sha256\\n", "ess_cert_id_alg = sha256\\naccuracy = secs:1\\n' > ts.cnf && ",
             "echo 01 > tsa.serial"),
@@ -1347,6 +1449,88 @@ TEST_F(GatewayTest, SignDocBTHasTheTsaTimestampPdfsigAndOpensslAccept) {
       Token());
   ASSERT_TRUE(second.get().ok());
   ExpectError(bad, 502, "server_error", "timestamp");
+}
+
+TEST_F(GatewayTest, SignDocBLTCarriesTheChainsOcspAnswersThatOpensslAccepts) {
+  // A CA made with openssl, its OCSP responder (openssl ocsp), and a TSA it certified.
+  const std::string dir = ServiceTest::token().dir() + "/pki";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  std::unique_ptr<OpensslCa> ca = OpensslCa::Start(dir);
+  std::unique_ptr<OpensslTsa> tsa = OpensslTsa::Start(dir, ca.get());
+  const std::string root = ca->RootDer();
+  ASSERT_FALSE(root.empty());
+  auto credential = stack_->ActiveCredential(
+      kCredential, kAccount,
+      [&](const std::string& spki) -> absl::StatusOr<std::vector<std::string>> {
+        return std::vector<std::string>{ca->Issue("signer", spki, "1001", "leaf"), root};
+      });
+  ASSERT_TRUE(credential.ok()) << credential.status();
+  GatewayConfig config{.authorize_wait = absl::Seconds(10)};
+  config.tsa_url = tsa->url();
+  StartGateway(config, nullptr, 1 << 20);
+  auto app = stack_->EnrolledApp(kAccount, kPin);
+  ASSERT_TRUE(app.ok()) << app.status();
+
+  const std::string contract = qsign::pades::testing::SimplePdf(1, "Ugovor");
+  const std::string text = "Izjava, dugoročno proverljiva.\n";
+  qsign::v1::ConsentRequest shown;
+  auto approval = ApproveDocuments(app->get(), &shown);
+  Response r = Call("signatures/signDoc",
+                    {{"credentialID", kCredential},
+                     {"returnValidationInfo", true},
+                     {"documents",
+                      {{{"document", B64(contract)},
+                        {"signature_format", "P"},
+                        {"conformance_level", "Ades-B-LT"}},
+                       {{"document", B64(text)},
+                        {"signature_format", "C"},
+                        {"conformance_level", "Ades-B-LT"}}}}},
+                    Token());
+  ASSERT_TRUE(approval.get().ok());
+  ASSERT_EQ(r.status, 200) << r.raw;
+  // The signer's and the TSA's certificates, each asked of the responder, per document.
+  EXPECT_GE(ca->queries(), 2);
+  ASSERT_TRUE(r.body.contains("validationInfo")) << r.raw;
+  ASSERT_GE(r.body["validationInfo"]["ocsp"].size(), 2u) << r.raw;
+
+  // Every OCSP answer given back verifies with openssl against the root, and says the signer's
+  // certificate is good.
+  int good = 0;
+  for (const auto& o : r.body["validationInfo"]["ocsp"]) {
+    WriteFile(dir + "/answer.ocsp", Unb64(o.get<std::string>()));
+    int status = 0;
+    const std::string out =
+        RunShell(absl::StrCat("cd ", dir, " && openssl ocsp -respin answer.ocsp -CAfile ca.pem ",
+                              "-issuer ca.pem -cert signer.pem 2>&1"),
+                 &status);
+    EXPECT_THAT(out, HasSubstr("Response verify OK")) << out;
+    if (out.find("signer.pem: good") != std::string::npos) ++good;
+  }
+  EXPECT_EQ(good, 2);  // One per document.
+
+  // The PDF: a DSS with the responder's answers, and pdfsig accepts the signature.
+  const std::string signed_pdf = Unb64(r.body["DocumentWithSignature"][0]);
+  absl::StatusOr<qsign::pades::PdfFacts> facts = qsign::pades::ReadPdf(signed_pdf);
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_GE(facts->dss.ocsp_responses_der.size(), 2u);
+  EXPECT_GE(facts->dss.certificates_der.size(), 2u);
+  const std::string report = Pdfsig(dir, "contract.pdf", signed_pdf);
+  EXPECT_THAT(report, HasSubstr("Signature Validation: Signature is Valid.")) << report;
+  // The .p7s: the answers travel inside it, and openssl cms verifies it with the chain to the
+  // root (not -noverify).
+  const std::string p7s = Unb64(r.body["SignatureObject"][0]);
+  absl::StatusOr<qsign::cades::ValidationData> embedded = qsign::cades::EmbeddedValidationData(p7s);
+  ASSERT_TRUE(embedded.ok()) << embedded.status();
+  EXPECT_GE(embedded->ocsp_responses_der.size(), 2u);
+  WriteFile(dir + "/izjava.txt", text);
+  WriteFile(dir + "/izjava.p7s", p7s);
+  int status = 0;
+  const std::string cms = RunShell(
+      absl::StrCat("cd ", dir, " && openssl cms -verify -binary -inform DER -in izjava.p7s ",
+                   "-content izjava.txt -CAfile ca.pem -purpose any -out /dev/null 2>&1"),
+      &status);
+  EXPECT_EQ(status, 0) << cms;
+  EXPECT_THAT(cms, HasSubstr("Verification successful"));
 }
 
 TEST_F(GatewayTest, SignDocRefusesOversizedDocumentsWith413AndBadInputByName) {

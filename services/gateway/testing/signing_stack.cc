@@ -73,6 +73,21 @@ absl::StatusOr<std::unique_ptr<consent::ConsentAppSimulator>> SigningStack::Enro
 absl::StatusOr<pb::CredentialInfo> SigningStack::ActiveCredential(const std::string& credential_id,
                                                                   const std::string& account_id,
                                                                   pb::KeyAlgorithm algorithm) {
+  return Activate(credential_id, account_id, algorithm,
+                  [](const std::string& spki_der) -> absl::StatusOr<std::vector<std::string>> {
+                    return std::vector<std::string>{qsign::testing::CertificateFor(spki_der)};
+                  });
+}
+
+absl::StatusOr<pb::CredentialInfo> SigningStack::ActiveCredential(
+    const std::string& credential_id, const std::string& account_id,
+    const std::function<absl::StatusOr<std::vector<std::string>>(const std::string&)>& chain_for) {
+  return Activate(credential_id, account_id, pb::KEY_ALGORITHM_EC_P256, chain_for);
+}
+
+absl::StatusOr<pb::CredentialInfo> SigningStack::Activate(
+    const std::string& credential_id, const std::string& account_id, pb::KeyAlgorithm algorithm,
+    const std::function<absl::StatusOr<std::vector<std::string>>(const std::string&)>& chain_for) {
   pb::CreateKeyRequest create;
   create.set_credential_id(credential_id);
   create.set_account_id(account_id);
@@ -87,7 +102,9 @@ absl::StatusOr<pb::CredentialInfo> SigningStack::ActiveCredential(const std::str
   }
   pb::SetCertificateRequest set;
   set.set_credential_id(credential_id);
-  set.add_certificate_chain_der(qsign::testing::CertificateFor(created.public_key_spki()));
+  auto chain = chain_for(created.public_key_spki());
+  if (!chain.ok()) return chain.status();
+  for (std::string& der : *chain) set.add_certificate_chain_der(std::move(der));
   pb::CredentialInfo active;
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", qsign::testing::ServiceAuthorization("lifecycle"));

@@ -11,9 +11,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "consent/app_simulator.h"
@@ -53,10 +55,21 @@ class SigningStack {
   absl::StatusOr<qsign::v1::CredentialInfo> ActiveCredential(
       const std::string& credential_id, const std::string& account_id,
       qsign::v1::KeyAlgorithm algorithm = qsign::v1::KEY_ALGORITHM_EC_P256);
+  // The same with the certificate chain (leaf first) `chain_for` makes for the key's
+  // SubjectPublicKeyInfo, e.g. one issued by a test CA whose OCSP responder the test runs.
+  absl::StatusOr<qsign::v1::CredentialInfo> ActiveCredential(
+      const std::string& credential_id, const std::string& account_id,
+      const std::function<absl::StatusOr<std::vector<std::string>>(const std::string& spki_der)>&
+          chain_for);
 
  private:
   struct Impl;
   explicit SigningStack(std::unique_ptr<Impl> impl);
+  absl::StatusOr<qsign::v1::CredentialInfo> Activate(
+      const std::string& credential_id, const std::string& account_id,
+      qsign::v1::KeyAlgorithm algorithm,
+      const std::function<absl::StatusOr<std::vector<std::string>>(const std::string& spki_der)>&
+          chain_for);
   std::unique_ptr<Impl> impl_;
 };
 
