@@ -25,7 +25,14 @@ std::shared_ptr<const DeferredChannel> Channels::To(std::string_view service) {
   // A peer's certificate must name the target's host.
   const std::string target = PeerTarget(config_, service);
   auto& channel = peers_[target];
-  if (channel == nullptr) channel = grpc::CreateChannel(target, credentials_);
+  if (channel == nullptr) {
+    grpc::ChannelArguments args;
+    // Every call to the next ready replica of the target (peers.load_balancing).
+    args.SetLoadBalancingPolicyName(config_.peers().load_balancing().empty()
+                                        ? "round_robin"
+                                        : config_.peers().load_balancing());
+    channel = grpc::CreateCustomChannel(target, credentials_, args);
+  }
   return DeferredChannel::Connected(std::string(service), channel);
 }
 

@@ -225,15 +225,23 @@ class Validator {
     }
     if (absl::StartsWith(target, "unix:")) return;
     std::string_view rest = target;
+    bool list = false;  // ipv4:/ipv6: name one or more addresses (replicas), comma-separated.
     for (std::string_view scheme : {"dns:///", "ipv4:", "ipv6:"}) {
       if (absl::StartsWith(Av(rest), Av(scheme))) {
         rest.remove_prefix(scheme.size());
+        list = scheme != "dns:///";
         break;
       }
     }
-    if (auto hp = ParseHostPort(rest); !hp.ok()) {
-      Error(field,
-            absl::StrCat("\"", target, "\": expected host:port, dns:///host:port or unix:path"));
+    std::vector<std::string> addresses = {std::string(rest)};
+    if (list) addresses = absl::StrSplit(Av(rest), ',');
+    for (const std::string& address : addresses) {
+      if (auto hp = ParseHostPort(address); !hp.ok()) {
+        Error(field, absl::StrCat("\"", target,
+                                  "\": expected host:port, dns:///host:port, "
+                                  "ipv4:host:port[,host:port...] or unix:path"));
+        return;
+      }
     }
   }
 
@@ -324,6 +332,11 @@ class Validator {
     Peer("consent", c_.peers().consent());
     Peer("lifecycle", c_.peers().lifecycle());
     Peer("tsa", c_.peers().tsa());
+    const std::string& lb = c_.peers().load_balancing();
+    if (!lb.empty() && lb != "round_robin" && lb != "pick_first") {
+      Error("peers.load_balancing",
+            absl::StrCat("\"", lb, "\": expected \"round_robin\" or \"pick_first\""));
+    }
   }
 
   // One token per role this process needs, each its own label and PIN file (key separation).
@@ -633,6 +646,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
   if (!c.hsm().has_serialize_object_creation()) {
     c.mutable_hsm()->set_serialize_object_creation(hsm::IsSoftHsm2(c.hsm().module()));
   }
+  DefaultString(c.mutable_peers()->mutable_load_balancing(), "round_robin");
   c.mutable_observability()->set_grace_seconds(Or(c.observability().grace_seconds(), 10));
   cfg::SessionVerification& v = *c.mutable_session_verification();
   v.set_refresh_interval_ms(Or(v.refresh_interval_ms(), 500));

@@ -184,6 +184,7 @@ TEST_F(ConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.identity().logins_per_address_per_minute(), 60);
   EXPECT_EQ(c.identity().registrations_per_address_per_hour(), 20);
   EXPECT_EQ(c.lifecycle().ocsp_signatures_per_second(), 100);
+  EXPECT_EQ(c.peers().load_balancing(), "round_robin");  // Calls spread over a peer's replicas.
 }
 
 TEST_F(ConfigTest, DefaultsKeepWhatIsSet) {
@@ -674,11 +675,22 @@ TEST_F(ConfigTest, PeersAreTargetsOfServicesElsewhere) {
   KeepOwnTokens(c);
   c.mutable_peers()->set_signer("signer qsign");
   EXPECT_THAT(Errors(c), HasSubstr("peers.signer: \"signer qsign\": expected host:port"));
-  for (const char* ok : {"dns:///signer.qsign.internal:7443", "unix:/run/qsign/signer.sock",
-                         "ipv4:10.0.0.1:7443", "signer:7443"}) {
+  for (const char* ok :
+       {"dns:///signer.qsign.internal:7443", "unix:/run/qsign/signer.sock", "ipv4:10.0.0.1:7443",
+        "signer:7443", "ipv4:10.0.0.1:7443,10.0.0.2:7443", "ipv6:[::1]:7443,[::1]:7444"}) {
     c.mutable_peers()->set_signer(ok);
     EXPECT_EQ(Errors(c), "") << ok;
   }
+  // A static list of replicas: every address checked.
+  c.mutable_peers()->set_signer("ipv4:10.0.0.1:7443,10.0.0.2");
+  EXPECT_THAT(Errors(c), HasSubstr("peers.signer: \"ipv4:10.0.0.1:7443,10.0.0.2\": expected"));
+  c.mutable_peers()->set_signer("ipv4:10.0.0.1:7443,10.0.0.2:7443");
+  for (const char* ok : {"round_robin", "pick_first"}) {
+    c.mutable_peers()->set_load_balancing(ok);
+    EXPECT_EQ(Errors(c), "") << ok;
+  }
+  c.mutable_peers()->set_load_balancing("grpclb");
+  EXPECT_THAT(Errors(c), HasSubstr("peers.load_balancing: \"grpclb\": expected \"round_robin\""));
 }
 
 TEST_F(ConfigTest, ConfiguredServicesAndRunsHere) {

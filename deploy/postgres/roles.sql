@@ -5,6 +5,11 @@
 --                                               role.
 --   qsign_audit                            NOLOGIN; owns every <schema>.audit_log, so that a
 --                                          service may only SELECT and INSERT its audit log.
+--   audit                                  login role of `qsign-audit` (sign-heads, verify,
+--                                          export): SELECT on every service's audit_log (the
+--                                          chains) and nothing else of theirs; owns schema
+--                                          audit, where it writes the signed chain heads
+--                                          (audit.chain_heads, append-only).
 --
 -- Each service creates its tables itself: versioned migrations run at start-up, as the service's
 -- role, serialized across replicas by an advisory lock (common/db/migrate.h). This file only sets
@@ -51,6 +56,12 @@ BEGIN
       NOBYPASSRLS;
   END IF;
   COMMENT ON ROLE qsign_audit IS 'qsign: owns the append-only audit_log tables; never logs in';
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit') THEN
+    CREATE ROLE audit LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+      NOBYPASSRLS;
+  END IF;
+  COMMENT ON ROLE audit IS
+    'qsign-audit: reads every audit_log, writes the signed heads in schema audit';
 END
 $roles$;
 
@@ -58,18 +69,19 @@ $roles$;
 DO $database$
 BEGIN
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer, tsa',
-                 current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer, tsa, '
+                 'audit', current_database());
 END
 $database$;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
--- One schema per service, owned by its role; other roles have no access to it.
+-- One schema per service, owned by its role; other roles have no access to it (but for the audit
+-- role's SELECT on each audit_log, granted below). Schema audit holds the signed chain heads.
 DO $schemas$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa'] LOOP
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa', 'audit'] LOOP
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', r, r);
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r, r);
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', r);
@@ -111,6 +123,18 @@ BEGIN
                    t.service_role);
     RAISE NOTICE 'qsign: %.audit_log handed to qsign_audit; % keeps SELECT, INSERT',
       t.schema_name, t.service_role;
+  END LOOP;
+  -- The audit role reads every chain (sign-heads signs their heads, verify and export read
+  -- them): USAGE on the schema, SELECT on its audit_log; no other table of the schema.
+  FOR t IN
+    SELECT n.nspname AS schema_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = 'audit_log' AND c.relkind = 'r'
+      AND n.nspname IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
+      AND NOT has_table_privilege('audit', c.oid, 'SELECT')
+  LOOP
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO audit', t.schema_name);
+    EXECUTE format('GRANT SELECT ON TABLE %I.audit_log TO audit', t.schema_name);
   END LOOP;
 END
 $fn$;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "common/db/audit.h"
@@ -16,11 +17,14 @@
 #include "common/db/pg.h"
 #include "common/db/testing/pg_test.h"
 #include "gtest/gtest.h"
+#include "hsm/hsm.h"
+#include "hsm/testing/softhsm_token.h"
 #include "services/consent/consent_store.h"
 #include "services/identity/identity_store.h"
 #include "services/lifecycle/schema.h"
 #include "services/signer/signer_store.h"
 #include "services/tsa/tsa_store.h"
+#include "tools/audit/audit_tool.h"
 
 namespace qsign {
 namespace {
@@ -168,6 +172,59 @@ TEST_F(RolesSqlTest, RerunningHandsOverAuditLogsMigratedBeforeIt) {
   ASSERT_NE(as_signer, nullptr);
   EXPECT_TRUE(Append(*as_signer, "signer", "after hand-over").ok());
   EXPECT_TRUE(Refused(as_signer->Exec("DELETE FROM signer.audit_log").status()));
+}
+
+// qsign-audit's role: it reads every chain and signs its head (writing only schema audit), and
+// reaches nothing else of any service.
+TEST_F(RolesSqlTest, TheAuditRoleSignsEveryChainsHeadAndReadsNothingElse) {
+  for (const char* service : kServices) {
+    std::unique_ptr<Pool> as_service = PoolAs(service);
+    ASSERT_NE(as_service, nullptr);
+    ASSERT_TRUE(Migrate(service, *as_service).ok());
+    ASSERT_TRUE(Append(*as_service, service, "before the heads are signed").ok());
+  }
+  auto token = hsm::testing::SoftHsmToken::Create("qsign-audit");
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto hsm = hsm::NewPkcs11Hsm((*token)->config(1));
+  ASSERT_TRUE(hsm.ok()) << hsm.status();
+  std::unique_ptr<Pool> as_audit = PoolAs("audit");
+  ASSERT_NE(as_audit, nullptr);
+  auto heads =
+      audit::SignHeads(*as_audit, **hsm, "qsign-audit-1", /*create_key=*/true, absl::Now());
+  ASSERT_TRUE(heads.ok()) << heads.status();
+  std::vector<std::string> signed_schemas;
+  for (const audit::SignedHead& h : *heads) signed_schemas.push_back(h.schema);
+  EXPECT_EQ(signed_schemas,
+            std::vector<std::string>({"consent", "identity", "lifecycle", "signer", "tsa"}));
+  auto spki = (*hsm)->GetPublicKey("qsign-audit-1");
+  ASSERT_TRUE(spki.ok()) << spki.status();
+  const audit::Report report = audit::Verify(*as_audit, spki->spki_der);
+  EXPECT_TRUE(report.ok) << absl::StrJoin(report.lines, "\n");
+  EXPECT_EQ(Owner("audit.chain_heads"), "audit");
+
+  for (const char* service : kServices) {
+    SCOPED_TRACE(service);
+    const std::string log = absl::StrCat(service, ".audit_log");
+    EXPECT_TRUE(Refused(
+        as_audit->Exec(absl::StrCat("INSERT INTO ", log, " SELECT * FROM ", log, " LIMIT 1"))
+            .status()));
+    EXPECT_TRUE(Refused(as_audit->Exec(absl::StrCat("DELETE FROM ", log)).status()));
+    EXPECT_TRUE(
+        Refused(as_audit->Exec(absl::StrCat("SELECT count(*) FROM ", service, ".schema_migrations"))
+                    .status()));
+    EXPECT_TRUE(Refused(
+        as_audit->Exec(absl::StrCat("CREATE TABLE ", service, ".intruder (a int)")).status()));
+  }
+  // Not the PIN verifiers, the sessions, the SAD journal, the keys' records.
+  for (const char* table : {"consent.devices", "identity.sessions", "signer.credentials"}) {
+    SCOPED_TRACE(table);
+    EXPECT_TRUE(Refused(as_audit->Exec(absl::StrCat("SELECT count(*) FROM ", table)).status()));
+  }
+  EXPECT_TRUE(Refused(as_audit->Exec("CREATE SCHEMA elsewhere").status()));
+  // No service reads or writes the signed heads.
+  std::unique_ptr<Pool> as_identity = PoolAs("identity");
+  ASSERT_NE(as_identity, nullptr);
+  EXPECT_TRUE(Refused(as_identity->Exec("SELECT count(*) FROM audit.chain_heads").status()));
 }
 
 TEST_F(RolesSqlTest, ASuperuserMayStillRepairTheAuditLog) {
