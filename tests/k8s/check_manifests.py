@@ -35,7 +35,8 @@ The invariants:
     qsign.config.v1.ServerConfig (schema read from proto/qsign/config/v1/config.proto): exactly
     its own service section, tls set, no insecure_dev, every *_file (and conninfo ssl*/passfile)
     mounted in the container from a Secret or ConfigMap, probes on observability.health_listen,
-    its listen ports declared; its allow-list clients (<component>.qsign.internal: those pods;
+    its listen ports declared; its peers' Services headless (round_robin over every pod); its
+    allow-list clients (<component>.qsign.internal: those pods;
     *.ingress.qsign.internal: the ingress namespace) admitted by NetworkPolicy ingress, its peers
     (dns:///<Service>:<port>) reachable by NetworkPolicy egress;
   * overlays: one namespace for every namespaced object; every image pinned (a tag other than
@@ -876,7 +877,9 @@ def check_service_configs(objs, errors, schema=None):
                         errors.append("%s: allow %s lets %s call, but no NetworkPolicy admits %s "
                                       "to port %s" % (what, allow.get("group"), client, source,
                                                       listen_port))
-            for peer, target in sorted((config.get("peers") or {}).items()):
+            peers = dict(config.get("peers") or {})
+            peers.pop("load_balancing", None)
+            for peer, target in sorted(peers.items()):
                 host, port = target.replace("dns:///", "", 1).rsplit(":", 1)[0], port_of(target)
                 svc = next((s for s in objs if s.get("kind") == "Service" and namespace(s) == ns and
                             (s.get("metadata") or {}).get("name") == host.split(".")[0]), None)
@@ -884,6 +887,12 @@ def check_service_configs(objs, errors, schema=None):
                     errors.append("%s: peers.%s %s names no Service in the manifests" %
                                   (what, peer, target))
                     continue
+                if (svc.get("spec") or {}).get("clusterIP") != "None":
+                    # A ClusterIP resolves to one virtual address: round_robin would pin each
+                    # caller's HTTP/2 connection to one pod.
+                    errors.append("%s: peers.%s %s: Service %s is not headless (clusterIP: None), "
+                                  "so its callers cannot balance over its pods" %
+                                  (what, peer, target, host))
                 selector = (svc.get("spec") or {}).get("selector")
                 targets = [(w, l, p) for w, l, p in wl if namespace(w) == ns and
                            plain_selector_matches(selector, l)]
@@ -1294,6 +1303,8 @@ BREAKAGES = [
      lambda o: find(o, "NetworkPolicy", "demo")["spec"]["ingress"][0].update({"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "demo"}}}]}), "allow signer.read lets job.qsign.internal call, but no NetworkPolicy admits CronJob/demo-job's pods"),
     ("peer no NetworkPolicy egress reaches",
      lambda o: find(o, "NetworkPolicy", "demo")["spec"].pop("egress"), "peers.identity dns:///demo:7443, but no NetworkPolicy lets its pods reach Deployment/demo"),
+    ("peer Service not headless",
+     lambda o: find(o, "Service", "demo")["spec"].pop("clusterIP"), "peers.identity dns:///demo:7443: Service demo is not headless"),
     ("peer naming no Service",
      lambda o: demo_config(o, lambda c: c.replace("dns:///demo:7443", "dns:///nowhere:7443")), "peers.identity dns:///nowhere:7443 names no Service"),
     ("bootstrap SQL out of date",
