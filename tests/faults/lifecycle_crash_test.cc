@@ -91,6 +91,8 @@ class LifecycleCrashTest : public testing::ServiceTest {
       config_.mutable_peers()->set_signer(signer_config_.listen());
     }
     config_.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
+    // SIGTERM waits this long for the apps' open WatchRequests streams.
+    config_.mutable_observability()->set_grace_seconds(1);
   }
 
   void Start(const std::string& name) {
