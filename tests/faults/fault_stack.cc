@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/credential_table.h"
+#include "common/db/pg.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/signing_load.h"
 #include "tests/testing/test_data.h"
@@ -72,6 +73,29 @@ std::string Login(v1::Identity::Stub& identity, const std::string& username) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(8)));
   if (!identity.AwaitLogin(&ctx, await, &done).ok()) return "";
   return done.state() == v1::LOGIN_STATE_APPROVED ? done.session_token() : "";
+}
+
+bool AwaitAtLeast(const std::atomic<int>& n, int want, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (n.load() < want && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  return n.load() >= want;
+}
+
+absl::StatusOr<int> SessionsMissing(const std::string& conninfo,
+                                    const std::map<std::string, int>& logins_of) {
+  auto conn = db::Connection::Open(conninfo);
+  if (!conn.ok()) return conn.status();
+  int missing = 0;
+  for (const auto& [account, acknowledged] : logins_of) {
+    auto rows = (*conn)->Exec(
+        "SELECT count(*) FROM identity.sessions s JOIN identity.logins l USING (session_id) "
+        "WHERE s.account_id = $1 AND l.state = 'APPROVED'",
+        {db::Param::Text(account)});
+    if (!rows.ok()) return rows.status();
+    const int64_t stored = rows->GetInt64(0, 0).value_or(-1);
+    if (stored < acknowledged) missing += static_cast<int>(acknowledged - stored);
+  }
+  return missing;
 }
 
 }  // namespace qsign::testing

@@ -4,9 +4,13 @@
 #ifndef QSIGN_TESTS_FAULTS_FAULT_STACK_H_
 #define QSIGN_TESTS_FAULTS_FAULT_STACK_H_
 
+#include <atomic>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "tests/testing/service_env.h"
@@ -24,6 +28,15 @@ config::v1::ServerConfig FaultStackConfig(const ServiceEnv& env,
 // StartLogin + AwaitLogin of `username` (its app approves on its own): the session token, or
 // empty when the login failed or was not approved within a few seconds.
 std::string Login(v1::Identity::Stub& identity, const std::string& username);
+
+// Polls until `n` >= `want`: false after `timeout`.
+bool AwaitAtLeast(const std::atomic<int>& n, int want, absl::Duration timeout);
+
+// How many of the logins the portals were told succeeded (account_id -> count) have no session
+// in the database at `conninfo` (a session of an APPROVED login of that account): 0 when every
+// acknowledged login was recorded.
+absl::StatusOr<int> SessionsMissing(const std::string& conninfo,
+                                    const std::map<std::string, int>& logins_of);
 
 }  // namespace qsign::testing
 

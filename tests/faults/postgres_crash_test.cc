@@ -141,18 +141,13 @@ TEST_F(PostgresCrashTest, KillNineUnderLoginAndSigningLoadRecoversWithoutLosingW
       }
     });
   }
-  const auto await = [](const std::atomic<int>& n, int want, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (n.load() < want && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
-    return n.load() >= want;
-  };
   const auto stop_clients = [&] {
     stop.store(true);
     for (std::thread& c : clients) c.join();
   };
 
-  EXPECT_TRUE(await(before.logins, 5, absl::Seconds(30)) &&
-              await(before.signatures, 20, absl::Seconds(30)))
+  EXPECT_TRUE(testing::AwaitAtLeast(before.logins, 5, absl::Seconds(30)) &&
+              testing::AwaitAtLeast(before.signatures, 20, absl::Seconds(30)))
       << qsignd_->log();
   EXPECT_EQ(testing::Health(qsignd_->target()), HealthStatus::SERVING);
 
@@ -171,8 +166,8 @@ TEST_F(PostgresCrashTest, KillNineUnderLoginAndSigningLoadRecoversWithoutLosingW
       testing::AwaitHealth(qsignd_->target(), HealthStatus::SERVING, absl::Seconds(20));
   const absl::Duration outage = absl::Now() - killed_at;
   // The same process, with no restart, logs people in and signs again.
-  const bool recovered =
-      await(after.logins, 5, absl::Seconds(30)) && await(after.signatures, 20, absl::Seconds(30));
+  const bool recovered = testing::AwaitAtLeast(after.logins, 5, absl::Seconds(30)) &&
+                         testing::AwaitAtLeast(after.signatures, 20, absl::Seconds(30));
   stop_clients();
   EXPECT_TRUE(serving_again) << qsignd_->log();
   EXPECT_TRUE(recovered) << qsignd_->log();
@@ -180,17 +175,11 @@ TEST_F(PostgresCrashTest, KillNineUnderLoginAndSigningLoadRecoversWithoutLosingW
   // Every acknowledged write is there: each session issued, each SAD use recorded.
   auto conn = db::Connection::Open(conninfo());
   ASSERT_TRUE(conn.ok()) << conn.status();
-  int logins_acknowledged = 0, sessions_missing = 0;
-  for (const auto& [account, acknowledged] : sessions_of) {
-    logins_acknowledged += acknowledged;
-    auto rows = (*conn)->Exec(
-        "SELECT count(*) FROM identity.sessions s JOIN identity.logins l USING (session_id) "
-        "WHERE s.account_id = $1 AND l.state = 'APPROVED'",
-        {db::Param::Text(account)});
-    ASSERT_TRUE(rows.ok()) << rows.status();
-    const int64_t stored = rows->GetInt64(0, 0).value_or(-1);
-    if (stored < acknowledged) sessions_missing += static_cast<int>(acknowledged - stored);
-  }
+  int logins_acknowledged = 0;
+  for (const auto& [account, acknowledged] : sessions_of) logins_acknowledged += acknowledged;
+  auto missing = testing::SessionsMissing(conninfo(), sessions_of);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  const int sessions_missing = *missing;
   auto journal = testing::SadJournal(conninfo(), kCredential);
   ASSERT_TRUE(journal.ok()) << journal.status();
   int sad_uses_missing = 0, verified = 0;

@@ -343,14 +343,9 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
     if (stop.exchange(true)) return;
     for (std::thread& c : clients) c.join();
   };
-  const auto await = [](const std::atomic<int>& n, int want, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (n.load() < want && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
-    return n.load() >= want;
-  };
 
-  const bool loaded =
-      await(before.logins, 4, absl::Seconds(30)) && await(before.signatures, 20, absl::Seconds(30));
+  const bool loaded = testing::AwaitAtLeast(before.logins, 4, absl::Seconds(30)) &&
+                      testing::AwaitAtLeast(before.signatures, 20, absl::Seconds(30));
   // round_robin: every replica has had its share of the load.
   std::map<std::string, double> served_before_kills;
   for (const auto& r : replicas_) {
@@ -372,8 +367,8 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
     const int logins0 = during.logins.load(), signatures0 = during.signatures.load();
     const absl::Time killed_at = absl::Now();
     victim.process->Kill();
-    const bool ok = await(during.logins, logins0 + 2, absl::Seconds(20)) &&
-                    await(during.signatures, signatures0 + 5, absl::Seconds(20));
+    const bool ok = testing::AwaitAtLeast(during.logins, logins0 + 2, absl::Seconds(20)) &&
+                    testing::AwaitAtLeast(during.signatures, signatures0 + 5, absl::Seconds(20));
     carried_on = carried_on && ok;
     through_the_other[victim.name()] = {during.logins.load() - logins0,
                                         during.signatures.load() - signatures0};
@@ -387,8 +382,8 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
   }
   phase.store(&after);
   const absl::Time restarted_at = absl::Now();
-  bool recovered =
-      await(after.logins, 2, absl::Seconds(20)) && await(after.signatures, 10, absl::Seconds(20));
+  bool recovered = testing::AwaitAtLeast(after.logins, 2, absl::Seconds(20)) &&
+                   testing::AwaitAtLeast(after.signatures, 10, absl::Seconds(20));
   // The restarted replicas are back in every caller's rotation (gRPC reconnects with backoff).
   std::map<std::string, double> served_after_restart;
   const absl::Time rejoin_deadline = absl::Now() + absl::Seconds(15);
@@ -441,17 +436,11 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
   // Every acknowledged login has its session; no login issued two; no approval made two logins.
   auto conn = db::Connection::Open(conninfo());
   ASSERT_TRUE(conn.ok()) << conn.status();
-  int logins_acknowledged = 0, sessions_missing = 0;
-  for (const auto& [account, acknowledged] : logins_of) {
-    logins_acknowledged += acknowledged;
-    auto rows = (*conn)->Exec(
-        "SELECT count(*) FROM identity.sessions s JOIN identity.logins l USING (session_id) "
-        "WHERE s.account_id = $1 AND l.state = 'APPROVED'",
-        {db::Param::Text(account)});
-    ASSERT_TRUE(rows.ok()) << rows.status();
-    const int64_t stored = rows->GetInt64(0, 0).value_or(-1);
-    if (stored < acknowledged) sessions_missing += static_cast<int>(acknowledged - stored);
-  }
+  int logins_acknowledged = 0;
+  for (const auto& [account, acknowledged] : logins_of) logins_acknowledged += acknowledged;
+  auto missing = testing::SessionsMissing(conninfo(), logins_of);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  const int sessions_missing = *missing;
   const auto count = [&](const char* sql) {
     auto rows = (*conn)->Exec(sql);
     EXPECT_TRUE(rows.ok()) << rows.status() << " " << sql;
