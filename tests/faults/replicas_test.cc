@@ -55,12 +55,12 @@ namespace pb = ::qsign::v1;
 constexpr int kPeople = 3;          // One portal thread each, logging in again and again.
 constexpr int kSigningThreads = 3;  // Relying parties, each signing again and again.
 constexpr char kCredential[] = "cred-replicas";
-// The services with two replicas, in start order (the signer needs nobody; identity and consent
-// call each other, and consent the signer, only once serving).
-constexpr const char* kServices[] = {"signer", "consent", "identity"};
+// The services with two replicas, in start order: consent reads identity's session keys as it
+// starts; identity calls consent only for a login.
+constexpr const char* kServices[] = {"signer", "identity", "consent"};
 // Each service's calls that show a replica served the load.
-constexpr const char* kLoadMethods[] = {"/qsign.v1.Signer/SignHash", "/qsign.v1.Consent/",
-                                        "/qsign.v1.Identity/"};
+constexpr const char* kLoadMethods[] = {"/qsign.v1.Signer/SignHash", "/qsign.v1.Identity/",
+                                        "/qsign.v1.Consent/"};
 
 // One replica: its own config (fixed port), process and name.
 struct Replica {
@@ -124,7 +124,8 @@ class ReplicasTest : public testing::ServiceTest {
     }
     // One after the other: the first replica of a service makes its keys, the second finds them.
     for (auto& r : replicas_) ASSERT_NO_FATAL_FAILURE(Start(*r));
-    // Consent started before identity: its channel to identity connects after gRPC's backoff.
+    // Should consent have tried identity before it listened: its channel connects after gRPC's
+    // reconnect backoff.
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     for (int i = 1; i <= 2; ++i) {
       const testing::QsigndProcess& consent = *Get("consent", i).process;
@@ -389,8 +390,8 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
   const absl::Time rejoin_deadline = absl::Now() + absl::Seconds(15);
   for (const auto& [service, index, method] :
        std::vector<std::tuple<std::string, int, std::string>>{{"signer", 1, kLoadMethods[0]},
-                                                              {"consent", 2, kLoadMethods[1]},
-                                                              {"identity", 1, kLoadMethods[2]}}) {
+                                                              {"consent", 2, kLoadMethods[2]},
+                                                              {"identity", 1, kLoadMethods[1]}}) {
     const Replica& r = Get(service, index);
     double served = ServedOk(r, method);
     while (served <= 0 && absl::Now() < rejoin_deadline) {
