@@ -327,6 +327,14 @@ class Validator {
       if (!resolver.ok()) errors_.emplace_back(resolver.status().message());
     }
 
+    {
+      const cfg::HttpLimits& h = c_.http();
+      Range("http.max_connections", h.max_connections(), 16, 1000000);
+      Range("http.max_connections_per_address", h.max_connections_per_address(), 0, 1000000);
+      Range("http.max_header_bytes", h.max_header_bytes(), 1024, 1 << 20);
+      Range("http.idle_timeout_seconds", h.idle_timeout_seconds(), 1, 3600);
+    }
+
     Peer("signer", c_.peers().signer());
     Peer("identity", c_.peers().identity());
     Peer("consent", c_.peers().consent());
@@ -648,6 +656,11 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
   }
   DefaultString(c.mutable_peers()->mutable_load_balancing(), "round_robin");
   c.mutable_observability()->set_grace_seconds(Or(c.observability().grace_seconds(), 10));
+  cfg::HttpLimits& h = *c.mutable_http();
+  h.set_max_connections(Or(h.max_connections(), 4096));
+  if (!h.has_max_connections_per_address()) h.set_max_connections_per_address(256);
+  h.set_max_header_bytes(Or(h.max_header_bytes(), 16384));
+  h.set_idle_timeout_seconds(Or(h.idle_timeout_seconds(), 5));
   cfg::SessionVerification& v = *c.mutable_session_verification();
   v.set_refresh_interval_ms(Or(v.refresh_interval_ms(), 500));
   v.set_max_staleness_ms(Or(v.max_staleness_ms(), 5000));

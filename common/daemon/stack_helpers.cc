@@ -83,4 +83,16 @@ absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(
       c.header(), std::vector<std::string>(c.trusted_proxies().begin(), c.trusted_proxies().end()));
 }
 
+http::ConnectionLimits HttpLimitsOf(const config::v1::ServerConfig& config) {
+  const config::v1::HttpLimits& h = config.http();
+  http::ConnectionLimits limits;
+  if (h.max_connections() > 0) limits.max_connections = h.max_connections();
+  if (h.has_max_connections_per_address()) {
+    limits.max_connections_per_address = h.max_connections_per_address();
+  }
+  if (h.max_header_bytes() > 0) limits.max_header_bytes = static_cast<size_t>(h.max_header_bytes());
+  if (h.idle_timeout_seconds() > 0) limits.idle_timeout = absl::Seconds(h.idle_timeout_seconds());
+  return limits;
+}
+
 }  // namespace qsign::daemon

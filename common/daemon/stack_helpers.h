@@ -11,6 +11,7 @@
 #include "common/auth/session_key_cache.h"
 #include "common/client_address.h"
 #include "common/clock.h"
+#include "common/http/server.h"
 #include "common/secret.h"
 #include "hsm/hsm.h"
 #include "qsign/config/v1/config.pb.h"
@@ -34,6 +35,9 @@ absl::StatusOr<auth::CredentialTable> OptionalCredentialTable(const std::string&
 absl::StatusOr<std::unique_ptr<auth::SessionKeyCache>> NewSessionKeyCache(
     const config::v1::ServerConfig& config, const Clock* clock, auth::SessionFeed* feed,
     std::string component);
+
+// The config's http section (defaults applied) as every HTTP listener of the process takes it.
+http::ConnectionLimits HttpLimitsOf(const config::v1::ServerConfig& config);
 
 // The tokens of the config's hsm section, for hsm::OpenPkcs11Tokens.
 hsm::Pkcs11TokensConfig HsmTokensConfig(const config::v1::Hsm& hsm);

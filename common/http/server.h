@@ -1,7 +1,7 @@
 // The one HTTP server of qsign: /metrics, lifecycle's OCSP/CRL and the CSC gateway all listen
 // through it. Callers see only the types below (requests, responses, routes, options and the
-// Server interface); the engine behind StartServer (today cpp-httplib, a thread per open
-// connection) can be replaced without touching them.
+// Server interface); the engine behind StartServer (Boost.Asio's epoll loop with Beast's HTTP/1.1
+// parser and a bounded worker pool, docs/decisions/http-server.md) is private to common/http.
 #ifndef QSIGN_COMMON_HTTP_SERVER_H_
 #define QSIGN_COMMON_HTTP_SERVER_H_
 
@@ -83,6 +83,20 @@ struct TlsFiles {
   std::string client_ca_field = "tls.client_ca_file";
 };
 
+// What one listener lets its clients hold (ServerConfig.http, config.proto HttpLimits).
+struct ConnectionLimits {
+  // Open connections at once; a connection beyond is closed at once.
+  int max_connections = 4096;
+  // Open connections from one client address at once (0: no limit); a connection beyond gets a
+  // 429 with a plain-text body and is closed. Behind a proxy every client has the proxy's
+  // address: raise it or set 0 there.
+  int max_connections_per_address = 256;
+  // Larger request lines + header fields (all of them) are refused with 431.
+  size_t max_header_bytes = 16 * 1024;
+  // A kept-alive connection without its next request this long after the last answer is closed.
+  absl::Duration idle_timeout = absl::Seconds(5);
+};
+
 struct ServerOptions {
   // Log component of the server's own lines ("metrics", "gateway-http", ...).
   std::string name = "http";
@@ -91,26 +105,31 @@ struct ServerOptions {
   // Plain HTTP when absent (insecure_dev, or TLS terminated in front).
   bool tls = false;
   TlsFiles tls_files;
-  // Every connection has a thread of its own while it is open, so an idle or slow client holds
-  // up no one else: `threads` are kept ready, more start on demand up to `max_connections`
-  // (beyond that a new connection waits until one ends; a proxy in front is the defence against
-  // more). Threads above `threads` end after 10 s without a connection.
+  // Handlers run on a fixed pool of `threads` worker threads; no thread is tied to an open
+  // connection (I/O runs on `io_threads` event-loop threads). A handler that waits (an HSM
+  // signature, a gRPC call) holds one worker while it runs; requests beyond the workers queue.
   int threads = 8;
-  int max_connections = 1024;
-  // Larger request bodies are refused with 413 before they are read.
+  int io_threads = 1;
+  ConnectionLimits limits;
+  // Larger request bodies are refused with 413 (from Content-Length, before they are read).
   size_t max_body_bytes = 64 * 1024;
+  // A new connection's first request header, and any request body, must arrive within
+  // read_timeout (else the connection is closed: slow clients); see also limits.idle_timeout.
   absl::Duration read_timeout = absl::Seconds(5);
   absl::Duration write_timeout = absl::Seconds(5);
-  // No Nagle delay (small requests and answers).
+  // Kept for callers; every connection is TCP_NODELAY (an answer is written in one piece).
   bool tcp_nodelay = false;
   // Requests served on one kept-alive connection before it is closed.
-  int keep_alive_max_requests = 5;
+  int keep_alive_max_requests = 10000;
   // Every request gets an id (X-Request-Id when well-formed, else a fresh one): set for the
   // handler's log lines and outgoing gRPC calls (common/request_id.h), echoed in the response.
   bool request_ids = false;
   // Called for every answer with status >= 400 and an empty body, whether a handler or the
-  // server made it (no route: 404, body over max_body_bytes: 413, malformed HTTP: 400, a
-  // handler that threw: 500), to write the error body. Unset: the status goes out bodiless.
+  // server made it (no route: 404, body over max_body_bytes: 413, header over
+  // limits.max_header_bytes: 431, too many connections from the address: 429, malformed HTTP: 400,
+  // a handler that threw: 500), to write the error body. The server's own 400/413/431/429 that
+  // on_error leaves empty get a one-line plain-text body; other statuses without a body go out
+  // bodiless.
   Handler on_error;
 };
 

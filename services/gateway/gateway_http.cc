@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<GatewayHttpServer>> GatewayHttpServer::Start(
                     .cert_field = "gateway.http_cert_file",
                     .key_field = "gateway.http_key_file"},
       .threads = options.threads,
+      .limits = options.limits,
       .max_body_bytes = options.max_body_bytes,
       .read_timeout = absl::Seconds(options.read_timeout_seconds),
       .write_timeout = absl::Seconds(options.read_timeout_seconds),

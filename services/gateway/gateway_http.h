@@ -31,6 +31,7 @@ struct GatewayHttpOptions {
   // both empty: plain HTTP (insecure_dev, or TLS terminated in front).
   std::string cert_file;
   std::string key_file;
+  http::ConnectionLimits limits;
 };
 
 class GatewayHttpServer {

@@ -96,7 +96,8 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> GatewayStack::New(const daemon::S
                                         .max_body_bytes = static_cast<size_t>(c.max_body_bytes()),
                                         .public_url = c.public_url(),
                                         .cert_file = c.http_cert_file(),
-                                        .key_file = c.http_key_file()},
+                                        .key_file = c.http_key_file(),
+                                        .limits = daemon::HttpLimitsOf(env.config)},
                                        stack->gateway_.get());
   if (!http.ok()) return Field("gateway.http_listen", http.status());
   stack->http_ = *std::move(http);

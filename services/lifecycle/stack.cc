@@ -13,6 +13,7 @@
 #include "common/daemon/stack_helpers.h"
 #include "common/file.h"
 #include "common/log.h"
+#include "common/mail/mailer.h"
 #include "services/lifecycle/ca/ca_setup.h"
 #include "services/lifecycle/ca/ca_store.h"
 #include "services/lifecycle/ca/ocsp.h"
@@ -21,7 +22,6 @@
 #include "services/lifecycle/lifecycle.h"
 #include "services/lifecycle/lifecycle_grpc.h"
 #include "services/lifecycle/lifecycle_store.h"
-#include "common/mail/mailer.h"
 #include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
@@ -131,7 +131,9 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
   stack->ocsp_ = std::make_unique<OcspResponder>(
       stack->cas_.get(), stack->lifecycle_->status_source(), env.clock, ocsp_config);
   auto http =
-      StatusHttpServer::Start({.host = host_port->first, .port = host_port->second},
+      StatusHttpServer::Start({.host = host_port->first,
+                               .port = host_port->second,
+                               .limits = daemon::HttpLimitsOf(env.config)},
                               stack->ocsp_.get(), stack->lifecycle_.get(), stack->cas_.get());
   if (!http.ok()) return Field("lifecycle.http_listen", http.status());
   stack->http_ = *std::move(http);

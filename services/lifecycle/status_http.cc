@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<StatusHttpServer>> StatusHttpServer::Start(
                                    .host = options.host,
                                    .port = options.port,
                                    .threads = options.threads,
+                                   .limits = options.limits,
                                    .max_body_bytes = kMaxOcspRequest,
                                    .read_timeout = absl::Seconds(5),
                                    .write_timeout = absl::Seconds(5),

@@ -22,6 +22,7 @@ struct StatusHttpOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port (tests).
   int threads = 8;
+  http::ConnectionLimits limits;
 };
 
 class StatusHttpServer {

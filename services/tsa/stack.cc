@@ -111,9 +111,11 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> TsaStack::New(const daemon::Stack
   stack->lifecycle_ =
       std::make_unique<GrpcLifecycleClient>(env.channels->To("lifecycle"), "tsa", *secret);
   stack->grpc_ = std::make_unique<TsaGrpc>(stack->authority_.get());
-  auto http = StartTsaHttp(
-      {.host = host_port->first, .port = host_port->second, .threads = c.http_threads()},
-      stack->authority_.get());
+  auto http = StartTsaHttp({.host = host_port->first,
+                            .port = host_port->second,
+                            .threads = c.http_threads(),
+                            .limits = daemon::HttpLimitsOf(env.config)},
+                           stack->authority_.get());
   if (!http.ok()) return Field("tsa.http_listen", http.status());
   stack->http_ = *std::move(http);
   Log(LogLevel::kInfo, env.component, "TSA listener",

@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<http::Server>> StartTsaHttp(const TsaHttpOptions&
        .host = options.host,
        .port = options.port,
        .threads = options.threads,
+       .limits = options.limits,
        .max_body_bytes = kMaxQueryBytes,
        .tcp_nodelay = true,
        .keep_alive_max_requests = 100,

@@ -17,6 +17,7 @@ struct TsaHttpOptions {
   std::string host = "127.0.0.1";
   int port = 0;
   int threads = 16;
+  http::ConnectionLimits limits;
 };
 
 // Serves `authority` (not owned, outlives the server) until the server is destroyed.

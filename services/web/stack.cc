@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
                     .cert_field = "web.http_cert_file",
                     .key_field = "web.http_key_file"},
       .threads = c.http_threads(),
+      .limits = daemon::HttpLimitsOf(env.config),
       // An upload to sign, as multipart form data, plus its envelope.
       .max_body_bytes = static_cast<size_t>(c.max_upload_bytes()) + 64 * 1024,
       .read_timeout = absl::Seconds(30),
