@@ -55,6 +55,7 @@ class LifecycleStack final : public daemon::Stack {
     scheduler_->Stop();
     sessions_->Stop();
   }
+  int http_port() const { return http_->port(); }
 
  private:
   std::unique_ptr<CaStore> ca_store_;
@@ -151,5 +152,10 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
 }  // namespace
 
 const daemon::StackFactory kStack{.section = "lifecycle", .build = &LifecycleStack::New};
+
+int HttpPort(daemon::Stack* stack) {
+  auto* lifecycle = dynamic_cast<LifecycleStack*>(stack);
+  return lifecycle == nullptr ? 0 : lifecycle->http_port();
+}
 
 }  // namespace qsign::lifecycle

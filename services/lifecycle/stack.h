@@ -10,6 +10,10 @@ namespace qsign::lifecycle {
 
 extern const daemon::StackFactory kStack;
 
+// The port of the OCSP/CRL listener of a lifecycle stack (tests and benchmarks bind port 0); 0
+// for another kind of stack.
+int HttpPort(daemon::Stack* stack);
+
 }  // namespace qsign::lifecycle
 
 #endif  // QSIGN_SERVICES_LIFECYCLE_STACK_H_
