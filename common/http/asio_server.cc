@@ -445,7 +445,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // Answers `status` to a request that is not served (its body may be unread), then closes.
   void Refuse(int status) {
     Request request;
-    if (parser_.has_value() && parser_->is_header_done()) {
+    if (parser_.has_value() && !parser_->get().target().empty()) {
       method_ = std::string(Bv(parser_->get().method_string()));
       path_ = std::string(Bv(parser_->get().target()));
       path_ = Decode(path_.substr(0, path_.find('?')), false);
@@ -456,7 +456,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     Response res{.status = status};
     FillError(*shared_, request, res);
     if (shared_->options.request_ids) {
-      res.SetHeader(request_id::kHttpHeader, request_id::Generate());
+      // The client's id when its header was read (a 413 is refused after the header).
+      std::string_view given;
+      // (Beast refuses a Content-Length over the limit before it marks the header done, with
+      // the fields already stored.)
+      if (parser_.has_value()) given = Bv(parser_->get()[request_id::kHttpHeader]);
+      res.SetHeader(request_id::kHttpHeader, request_id::AcceptOrGenerate(given));
     }
     out_ = Serialize(res, /*keep_alive=*/false, /*head=*/false);
     Write(/*keep_alive=*/false);
