@@ -36,15 +36,11 @@
 #include "consent/sad.h"
 #include "nlohmann/json.hpp"
 #include "qsign/v1/signer.grpc.pb.h"
-#include "services/gateway/backend_grpc.h"
-#include "services/gateway/gateway.h"
-#include "services/gateway/gateway_http.h"
-#include "services/gateway/relying_parties.h"
 #include "services/gateway/testing/signing_stack.h"
 #include "services/gateway/text.h"
-#include "services/gateway/tokens.h"
 #include "services/lifecycle/stack.h"
 #include "tests/testing/service_env.h"
+#include "tests/testing/shell.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 
@@ -122,7 +118,7 @@ int Main() {
   const int calls_per_path = std::max(clients, absl::GetFlag(FLAGS_calls));
   const double seconds = absl::GetFlag(FLAGS_seconds);
   std::string out;
-  if (Shell("command -v wrk", &out) != 0) Fail("wrk not found (Debian package wrk)");
+  if (testing::RunCommand("command -v wrk", &out) != 0) Fail("wrk not found (Debian package wrk)");
 
   auto env = testing::ServiceEnv::Start({.pool_size = 16, .hsm_sessions = 8});
   Check(env.status(), "postgresql and softhsm");
@@ -170,22 +166,11 @@ int Main() {
   }
 
   // The gateway as gateway::kStack builds it, over the same signer channel.
-  gateway::GrpcBackend backend(
-      daemon::DeferredChannel::Connected("signer", (*stack)->signer_channel()),
-      daemon::DeferredChannel::Connected("consent", (*stack)->consent_channel()), "gateway",
-      SecretString("gateway-secret"), absl::Seconds(30));
-  gateway::RelyingPartyTable parties;
-  Check(parties.Add("bench", "bench-secret", "Bench e-service"), "relying party");
-  Check(parties.AllowClientCredentials("bench"), "relying party");
-  auto tokens = gateway::TokenSealer::New(SecretString(std::string(32, 'k')));
-  Check(tokens.status(), "tokens");
-  RealClock clock;
-  auto gw = gateway::Gateway::New(&backend, std::move(parties), *std::move(tokens), &clock, {});
-  Check(gw.status(), "gateway");
   gateway::GatewayHttpOptions http_options{.threads = 64};
   http_options.limits.max_connections_per_address = 0;
-  auto server = gateway::GatewayHttpServer::Start(http_options, gw->get());
-  Check(server.status(), "gateway http");
+  auto server =
+      gateway::testing::GatewayOverStack::Start(**stack, {}, http_options, "bench", "bench-secret");
+  Check(server.status(), "gateway");
 
   const std::string service_auth = "Service gateway.gateway-secret";
   std::vector<std::unique_ptr<pb::Signer::Stub>> stubs;
@@ -195,6 +180,7 @@ int Main() {
     stubs.push_back(pb::Signer::NewStub((*stack)->signer_channel()));
     http.push_back(std::make_unique<httplib::Client>("127.0.0.1", (*server)->port()));
     http.back()->set_keep_alive(true);
+    http.back()->set_tcp_nodelay(true);  // As curl: no Nagle wait between header and body.
     http.back()->set_read_timeout(30, 0);
   }
   {
@@ -271,16 +257,18 @@ int Main() {
   const std::string base = absl::StrCat("http://127.0.0.1:", ocsp_port);
   const std::string dir = (*env)->token().dir();
   const std::string issuer = dir + "/bench-gw-issuer.pem";
-  if (Shell(absl::StrCat("curl -sf ", base, "/ca/qualified.crt | openssl x509 -inform DER -out ",
-                         issuer),
-            &out) != 0) {
+  if (testing::RunCommand(
+          absl::StrCat("curl -sf ", base, "/ca/qualified.crt | openssl x509 -inform DER -out ",
+                       issuer),
+          &out) != 0) {
     Fail(absl::StrCat("the qualified CA's certificate: ", out));
   }
   const std::string nonce = dir + "/bench-gw-nonce.der";
   Check(MakeOcspRequest(issuer, "0x51A7E5C0FFEE", true, nonce), "OCSP request");
-  if (Shell(absl::StrCat("openssl ocsp -issuer ", issuer, " -serial 0x51A7E5C0FFEE -reqin ", nonce,
-                         " -url ", base, "/ocsp -noverify"),
-            &out) != 0 ||
+  if (testing::RunCommand(
+          absl::StrCat("openssl ocsp -issuer ", issuer, " -serial 0x51A7E5C0FFEE -reqin ", nonce,
+                       " -url ", base, "/ocsp -noverify"),
+          &out) != 0 ||
       out.find("0x51A7E5C0FFEE: unknown") == std::string::npos) {
     Fail(absl::StrCat("openssl ocsp: ", out));
   }

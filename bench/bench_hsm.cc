@@ -100,15 +100,14 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "bench: %s\n", k.status().ToString().c_str());
       return 1;
     }
-    hsm::SignParams params{.scheme = hsm::IsEc(type) ? hsm::SignScheme::kEcdsa
-                                                     : hsm::SignScheme::kRsaPkcs1,
-                           .hash = hsm::HashAlgorithm::kSha256,
-                           .ecdsa_der = false};
+    hsm::SignParams params{
+        .scheme = hsm::IsEc(type) ? hsm::SignScheme::kEcdsa : hsm::SignScheme::kRsaPkcs1,
+        .hash = hsm::HashAlgorithm::kSha256,
+        .ecdsa_der = false};
     const std::vector<std::string> digest = {std::string(32, '\x5a')};
     for (int threads : thread_counts) {
-      double ours = Rate(threads, d, [&](int) {
-        return (*hsm)->SignDigests(id, params, digest).ok();
-      });
+      double ours =
+          Rate(threads, d, [&](int) { return (*hsm)->SignDigests(id, params, digest).ok(); });
       auto bare = hsm::testing::BarePkcs11SignRate((*token)->config(8), id, threads, d);
       if (!bare.ok()) {
         std::fprintf(stderr, "bench: %s\n", bare.status().ToString().c_str());

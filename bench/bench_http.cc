@@ -49,6 +49,7 @@
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
 #include "tests/testing/service_env.h"
+#include "tests/testing/shell.h"
 
 ABSL_FLAG(double, seconds, 4.0, "duration of each case");
 ABSL_FLAG(std::vector<std::string>, connections, std::vector<std::string>({"8", "32", "1000"}),
@@ -83,7 +84,7 @@ int Main() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const int sessions = absl::GetFlag(FLAGS_hsm_sessions);
   std::string out;
-  if (Shell("command -v wrk", &out) != 0) {
+  if (testing::RunCommand("command -v wrk", &out) != 0) {
     Fail("wrk not found (Debian package wrk; scripts/setup installs it)");
   }
   auto env = testing::ServiceEnv::Start({.pool_size = 2, .hsm_sessions = sessions});
@@ -123,7 +124,8 @@ int Main() {
   for (const std::string& file : {plain, nonce}) {
     const std::string command = absl::StrCat("openssl ocsp -issuer ", issuer, " -serial ", serial,
                                              " -reqin ", file, " -url ", url, " -noverify");
-    if (Shell(command, &out) != 0 || out.find(serial + ": good") == std::string::npos ||
+    if (testing::RunCommand(command, &out) != 0 ||
+        out.find(serial + ": good") == std::string::npos ||
         out.find("WARNING") != std::string::npos) {
       Fail(absl::StrCat(command, ": ", out));
     }

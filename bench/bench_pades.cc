@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/http_load.h"
 #include "common/cades/signed_data.h"
 #include "common/cades/timestamp.h"
 #include "common/clock.h"
@@ -102,27 +103,6 @@ absl::Status WaitForTsa(int port) {
     absl::SleepFor(absl::Milliseconds(100));
   }
   return absl::DeadlineExceededError("no timestamp granted within 30 s");
-}
-
-// Bare ECDSA P-256 signatures per second through hsm/ on `hsm`, `threads` threads for `seconds`.
-double BareSignRate(hsm::Hsm& hsm, int threads, double seconds) {
-  Check(hsm.GenerateKeyPair("bench-pades-bare", hsm::KeyType::kEcP256).status(), "bare key");
-  const std::string digest = cades::Sha256("bare");
-  std::atomic<int64_t> done{0};
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + absl::Seconds(seconds);
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&] {
-      while (absl::Now() < end) {
-        if (hsm.SignDigest("bench-pades-bare", {.scheme = hsm::SignScheme::kEcdsa}, digest).ok()) {
-          done.fetch_add(1);
-        }
-      }
-    });
-  }
-  for (auto& w : workers) w.join();
-  return static_cast<double>(done.load()) / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
 struct RunResult {
@@ -248,23 +228,12 @@ int Run() {
     apps.push_back(*std::move(app));
   }
 
-  gateway::GrpcBackend backend(
-      daemon::DeferredChannel::Connected("signer", (*stack)->signer_channel()),
-      daemon::DeferredChannel::Connected("consent", (*stack)->consent_channel()), "gateway",
-      SecretString("gateway-secret"), absl::Seconds(30));
-  gateway::RelyingPartyTable parties;
-  Check(parties.Add("bench", "bench-secret", "Bench e-service"), "relying party");
-  Check(parties.AllowClientCredentials("bench"), "relying party");
-  auto tokens = gateway::TokenSealer::New(SecretString(std::string(32, 'k')));
-  Check(tokens.status(), "tokens");
-  RealClock clock;
   gateway::GatewayConfig config;
   config.tsa_url = tsa_url;
-  auto gw = gateway::Gateway::New(&backend, std::move(parties), *std::move(tokens), &clock, config);
-  Check(gw.status(), "gateway");
-  auto server = gateway::GatewayHttpServer::Start(
-      {.threads = 2 * clients + 4, .max_body_bytes = 64 << 20}, gw->get());
-  Check(server.status(), "gateway http");
+  auto server = gateway::testing::GatewayOverStack::Start(
+      **stack, config, {.threads = 2 * clients + 4, .max_body_bytes = 64 << 20}, "bench",
+      "bench-secret");
+  Check(server.status(), "gateway");
 
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -275,7 +244,9 @@ int Run() {
     pdf = pades::testing::SimplePdf(absl::GetFlag(FLAGS_pages), absl::StrCat("Ugovor o radu ", d));
     pdfs_b64.push_back(gateway::EncodeBase64(pdf));
   }
-  const double bare = BareSignRate((*env)->hsm("signer"), clients, seconds);
+  auto bare_rate = bench::BareP256SignRate(&(*env)->hsm("signer"), clients, seconds);
+  Check(bare_rate.status(), "bare signing");
+  const double bare = *bare_rate;
   const RunResult single = RunOnce((*server)->port(), credentials, 1, level, pdfs_b64, seconds);
   const RunResult batched =
       RunOnce((*server)->port(), credentials, batch, level, pdfs_b64, seconds);

@@ -1,7 +1,5 @@
 #include "bench/http_load.h"
 
-#include <sys/wait.h>
-
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "tests/testing/shell.h"
 
 namespace qsign::bench {
 
@@ -23,17 +22,6 @@ double Load1() {
   double load = 0;
   in >> load;
   return load;
-}
-
-int Shell(const std::string& command, std::string* output) {
-  output->clear();
-  FILE* p = popen(absl::StrCat(command, " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 absl::StatusOr<WrkResult> RunWrk(const WrkRun& run) {
@@ -58,7 +46,7 @@ end
       "wrk -t%d -c%d -d%.0fs --timeout 10s -s %s %s", std::min(run.threads, run.connections),
       run.connections, std::max(1.0, run.seconds), script, run.url);
   std::string out;
-  const int status = Shell(command, &out);
+  const int status = testing::RunCommand(command, &out);
   const size_t at = out.find("WRKSUMMARY ");
   if (status != 0 || at == std::string::npos) {
     return absl::UnavailableError(absl::StrCat(command, ": exit ", status, ":\n", out));
@@ -80,7 +68,8 @@ absl::Status MakeOcspRequest(const std::string& issuer_pem, const std::string& s
   std::string out;
   const std::string command = absl::StrCat("openssl ocsp -issuer ", issuer_pem, " -serial ", serial,
                                            nonce ? "" : " -no_nonce", " -reqout ", out_file);
-  if (Shell(command, &out) != 0) return absl::InternalError(absl::StrCat(command, ": ", out));
+  if (testing::RunCommand(command, &out) != 0)
+    return absl::InternalError(absl::StrCat(command, ": ", out));
   return absl::OkStatus();
 }
 

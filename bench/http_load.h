@@ -43,9 +43,6 @@ absl::Status MakeOcspRequest(const std::string& issuer_pem, const std::string& s
 // `threads` threads for `seconds`: the ceiling of anything that signs once per answer.
 absl::StatusOr<double> BareP256SignRate(hsm::Hsm* hsm, int threads, double seconds);
 
-// Runs `command` with sh, its stdout and stderr in *output; the exit status.
-int Shell(const std::string& command, std::string* output);
-
 }  // namespace qsign::bench
 
 #endif  // QSIGN_BENCH_HTTP_LOAD_H_

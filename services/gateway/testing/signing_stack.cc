@@ -2,9 +2,14 @@
 
 #include <utility>
 
+#include "common/clock.h"
+#include "common/daemon/deferred_channel.h"
 #include "common/grpc_status.h"
+#include "common/secret.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
+#include "services/gateway/relying_parties.h"
+#include "services/gateway/tokens.h"
 #include "tests/testing/fake_identity_server.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
@@ -112,6 +117,29 @@ absl::StatusOr<pb::CredentialInfo> SigningStack::Activate(
     return FromGrpcStatus(s);
   }
   return active;
+}
+
+absl::StatusOr<std::unique_ptr<GatewayOverStack>> GatewayOverStack::Start(
+    const SigningStack& stack, GatewayConfig config, const GatewayHttpOptions& http_options,
+    const std::string& client_id, const std::string& client_secret) {
+  auto out = std::unique_ptr<GatewayOverStack>(new GatewayOverStack());
+  out->backend_ = std::make_unique<GrpcBackend>(
+      daemon::DeferredChannel::Connected("signer", stack.signer_channel()),
+      daemon::DeferredChannel::Connected("consent", stack.consent_channel()), "gateway",
+      SecretString("gateway-secret"), absl::Seconds(30));
+  RelyingPartyTable parties;
+  if (auto s = parties.Add(client_id, client_secret, "Test e-service"); !s.ok()) return s;
+  if (auto s = parties.AllowClientCredentials(client_id); !s.ok()) return s;
+  auto tokens = TokenSealer::New(SecretString(std::string(32, 'k')));
+  if (!tokens.ok()) return tokens.status();
+  auto gateway = Gateway::New(out->backend_.get(), std::move(parties), *std::move(tokens),
+                              &RealClock::Get(), std::move(config));
+  if (!gateway.ok()) return gateway.status();
+  out->gateway_ = *std::move(gateway);
+  auto http = GatewayHttpServer::Start(http_options, out->gateway_.get());
+  if (!http.ok()) return http.status();
+  out->http_ = *std::move(http);
+  return out;
 }
 
 }  // namespace qsign::gateway::testing

@@ -21,6 +21,9 @@
 #include "consent/app_simulator.h"
 #include "qsign/v1/common.pb.h"
 #include "qsign/v1/signer.pb.h"
+#include "services/gateway/backend_grpc.h"
+#include "services/gateway/gateway.h"
+#include "services/gateway/gateway_http.h"
 #include "tests/testing/service_env.h"
 
 namespace qsign::gateway::testing {
@@ -71,6 +74,23 @@ class SigningStack {
       const std::function<absl::StatusOr<std::vector<std::string>>(const std::string& spki_der)>&
           chain_for);
   std::unique_ptr<Impl> impl_;
+};
+
+// The CSC gateway over a SigningStack's signer and consent, wired as gateway::kStack wires it
+// (gRPC backend with the gateway's service credential), with one relying party `client_id` /
+// `client_secret` allowed client credentials, and its HTTP listener (`http_options`) on loopback.
+class GatewayOverStack {
+ public:
+  static absl::StatusOr<std::unique_ptr<GatewayOverStack>> Start(
+      const SigningStack& stack, GatewayConfig config, const GatewayHttpOptions& http_options,
+      const std::string& client_id, const std::string& client_secret);
+  int port() const { return http_->port(); }
+
+ private:
+  GatewayOverStack() = default;
+  std::unique_ptr<GrpcBackend> backend_;
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<GatewayHttpServer> http_;  // Declared last: stops first.
 };
 
 }  // namespace qsign::gateway::testing
