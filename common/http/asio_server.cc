@@ -569,6 +569,24 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     scope.reset();
     out_ = Serialize(res, keep_alive_ && !malformed, head);
     const bool keep_alive = keep_alive_ && !malformed;
+    if constexpr (!kTls) {
+      // Plain TCP: the worker writes the answer itself when the socket takes all of it at once
+      // (an answer smaller than the socket buffer: the usual case) and starts the next read,
+      // which saves the I/O thread a wake-up per request. The socket is non-blocking: nothing
+      // here waits for the client; what does not fit goes to the I/O thread as before.
+      ErrorCode ec;
+      const size_t n = Lowest().socket().write_some(asio::buffer(out_), ec);
+      if (!ec && n == out_.size()) {
+        // The last use of this session on this thread: the read may complete on the I/O
+        // thread at once.
+        return Written(ErrorCode(), keep_alive);
+      }
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        return asio::post(stream_.get_executor(),
+                          [self = this->shared_from_this()] { self->Close(); });
+      }
+      out_.erase(0, n);
+    }
     asio::post(stream_.get_executor(),
                [self = this->shared_from_this(), keep_alive] { self->Write(keep_alive); });
   }
@@ -708,6 +726,15 @@ class AsioServer final : public Server {
     acceptor_.async_accept(asio::make_strand(io_), [this](const ErrorCode& ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (!ec) Serve(std::move(socket));
+      // Then everything else already waiting (a burst of new clients), without a trip through
+      // the event loop each: their first requests are already in their sockets.
+      ErrorCode more;
+      acceptor_.non_blocking(true, more);
+      for (int i = 0; i < 256 && !more; ++i) {
+        tcp::socket next(asio::make_strand(io_));
+        acceptor_.accept(next, more);
+        if (!more) Serve(std::move(next));
+      }
       Accept();
     });
   }
@@ -717,6 +744,8 @@ class AsioServer final : public Server {
     const tcp::endpoint peer = socket.remote_endpoint(ec);
     if (ec) return;
     socket.set_option(tcp::no_delay(true), ec);
+    // Synchronous writes (a worker's, in Session::Handle) return would_block instead of waiting.
+    socket.non_blocking(true, ec);
     std::string address =
         peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()
             ? asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string()
