@@ -31,6 +31,7 @@
 #include "qsign/v1/identity.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "tests/faults/fault_stack.h"
+#include "tests/faults/issuance_load.h"
 #include "tests/testing/people.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
@@ -44,15 +45,6 @@ namespace pb = ::qsign::v1;
 constexpr int kPeople = 4;
 constexpr int kOrphanSweepSeconds = 2;
 constexpr char kPlantedOrphan[] = "cred-left-by-a-crash";
-
-// One citizen's Issue (then Revoke) as the client saw it.
-struct Issuance {
-  int person = 0;
-  std::string client_request_id;
-  std::string certificate_id;  // Set once Issue was acknowledged.
-  bool revoke_sent = false;
-  bool revoke_acknowledged = false;
-};
 
 // Which process the test kills.
 enum class Victim {
@@ -123,102 +115,6 @@ class LifecycleCrashTest : public testing::ServiceTest {
     return channel_;
   }
 
-  static void Bearer(grpc::ClientContext& ctx, const std::string& token) {
-    ctx.AddMetadata("authorization", "Bearer " + token);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  }
-
-  grpc::Status Issue(const std::string& token, const std::string& request_id,
-                     pb::Certificate* out) {
-    pb::IssueRequest req;
-    req.set_client_request_id(request_id);
-    grpc::ClientContext ctx;
-    Bearer(ctx, token);
-    return pb::Lifecycle::NewStub(channel())->Issue(&ctx, req, out);
-  }
-
-  grpc::Status Revoke(const std::string& token, const std::string& certificate_id) {
-    pb::RevokeRequest req;
-    req.set_certificate_id(certificate_id);
-    grpc::ClientContext ctx;
-    Bearer(ctx, token);
-    pb::Certificate out;
-    return pb::Lifecycle::NewStub(channel())->Revoke(&ctx, req, &out);
-  }
-
-  grpc::Status AcceptContract(const std::string& token) {
-    pb::Contract contract;
-    {
-      grpc::ClientContext ctx;
-      grpc::Status s =
-          pb::Lifecycle::NewStub(channel())->GetContract(&ctx, pb::GetContractRequest(), &contract);
-      if (!s.ok()) return s;
-    }
-    pb::AcceptContractRequest req;
-    req.set_version(contract.version());
-    req.set_text_sha256(contract.text_sha256());
-    grpc::ClientContext ctx;
-    Bearer(ctx, token);
-    pb::ContractAcceptance out;
-    return pb::Lifecycle::NewStub(channel())->AcceptContract(&ctx, req, &out);
-  }
-
-  // A citizen's loop: Issue, retried with the same client_request_id until acknowledged, then
-  // Revoke, retried until acknowledged (or answered "already revoked": an earlier try got
-  // through); again with the next request id, until `stop`.
-  void Citizen(int person, const std::string& token, const std::atomic<bool>& stop) {
-    for (int k = 0; !stop.load(); ++k) {
-      Issuance* mine;
-      {
-        absl::MutexLock lock(&mu_);
-        issuances_.push_back(std::make_unique<Issuance>(
-            Issuance{.person = person, .client_request_id = absl::StrCat("p", person, "-", k)}));
-        mine = issuances_.back().get();
-      }
-      while (!stop.load()) {
-        pb::Certificate cert;
-        grpc::Status s = Issue(token, mine->client_request_id, &cert);
-        if (s.ok()) {
-          absl::MutexLock lock(&mu_);
-          mine->certificate_id = cert.certificate_id();
-          ++issues_acknowledged_;
-          break;
-        }
-        ++failed_calls_;
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-      if (mine->certificate_id.empty()) return;
-      while (!stop.load()) {
-        {
-          absl::MutexLock lock(&mu_);
-          mine->revoke_sent = true;
-        }
-        grpc::Status s = Revoke(token, mine->certificate_id);
-        if (s.ok() || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-          absl::MutexLock lock(&mu_);
-          mine->revoke_acknowledged = true;
-          break;
-        }
-        ++failed_calls_;
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-    }
-  }
-
-  int IssuesAcknowledged() {
-    absl::MutexLock lock(&mu_);
-    return issues_acknowledged_;
-  }
-
-  bool AwaitIssues(int n, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (IssuesAcknowledged() < n) {
-      if (absl::Now() > deadline) return false;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return true;
-  }
-
   // One column of a query's rows.
   std::set<std::string> Column(db::Connection& conn, const std::string& sql) {
     std::set<std::string> out;
@@ -241,9 +137,7 @@ class LifecycleCrashTest : public testing::ServiceTest {
   std::unique_ptr<testing::QsigndProcess> signer_;
   absl::Mutex mu_;
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<Issuance>> issuances_ ABSL_GUARDED_BY(mu_);
-  int issues_acknowledged_ ABSL_GUARDED_BY(mu_) = 0;
-  std::atomic<int> failed_calls_{0};
+  testing::IssuanceLoad load_{[this] { return channel(); }};
 };
 
 Holdings LifecycleCrashTest::Hold() {
@@ -313,23 +207,15 @@ void LifecycleCrashTest::KillDuringIssueAndRevoke() {
     ASSERT_TRUE(p->app->StartWatching().ok());
     const std::string token = testing::Login(*identity, p->username);
     ASSERT_FALSE(token.empty()) << Logs();
-    grpc::Status accepted = AcceptContract(token);
+    grpc::Status accepted = load_.AcceptContract(token);
     ASSERT_TRUE(accepted.ok()) << accepted.error_message();
     tokens.push_back(token);
     people.push_back(*std::move(p));
   }
 
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> citizens;
-  for (int i = 0; i < kPeople; ++i) {
-    citizens.emplace_back([&, i] { Citizen(i, tokens[i], stop); });
-  }
-  const auto stop_citizens = [&] {
-    stop.store(true);
-    for (std::thread& t : citizens) t.join();
-  };
-  const bool loaded = AwaitIssues(6, absl::Seconds(60));
-  const int issued_before_kill = IssuesAcknowledged();
+  load_.Start(tokens);
+  const bool loaded = load_.AwaitIssues(6, absl::Seconds(60));
+  const int issued_before_kill = load_.IssuesAcknowledged();
   if (victim_ == Victim::kSigner) {
     signer_->Kill();
   } else {
@@ -350,11 +236,11 @@ void LifecycleCrashTest::KillDuringIssueAndRevoke() {
     Start("qsignd-2");
   }
   if (HasFatalFailure()) {
-    stop_citizens();
+    load_.Stop();
     return;
   }
-  const bool recovered = AwaitIssues(issued_before_kill + 6, absl::Seconds(60));
-  stop_citizens();
+  const bool recovered = load_.AwaitIssues(issued_before_kill + 6, absl::Seconds(60));
+  load_.Stop();
   ASSERT_TRUE(loaded) << Logs();
   ASSERT_TRUE(planted.ok()) << planted;
   ASSERT_TRUE(recovered) << Logs();
@@ -377,54 +263,17 @@ void LifecycleCrashTest::KillDuringIssueAndRevoke() {
     qsignd_->Stop();
     ASSERT_NO_FATAL_FAILURE(Start("qsignd-3"));
   }
-  std::vector<Issuance> seen;  // The citizens' threads have ended.
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& i : issuances_) seen.push_back(*i);
-  }
-  int acknowledged = 0, revokes_acknowledged = 0, same_on_retry = 0, lost = 0;
-  for (const Issuance& issuance : seen) {
-    const Issuance* i = &issuance;
-    if (i->certificate_id.empty()) continue;
-    ++acknowledged;
-    const bool is_issued = h.issued.contains(i->certificate_id);
-    if (i->revoke_acknowledged) {
-      ++revokes_acknowledged;
-      if (is_issued || h.active.contains(i->certificate_id)) {
-        ++lost;
-        ADD_FAILURE() << "acknowledged revocation not recorded: " << i->certificate_id;
-      }
-    } else if (!i->revoke_sent && !is_issued) {
-      ++lost;
-      ADD_FAILURE() << "acknowledged issuance not ISSUED: " << i->certificate_id;
-    }
-    pb::Certificate again;
-    grpc::Status s;
-    // UNAVAILABLE while the new process has not yet read identity's session keys: retried.
-    for (int attempt = 0; attempt < 300; ++attempt) {
-      s = Issue(tokens[i->person], i->client_request_id, &again);
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    if (s.ok() && again.certificate_id() == i->certificate_id) {
-      ++same_on_retry;
-    } else {
-      ADD_FAILURE() << i->client_request_id << " again: " << s.error_code() << " "
-                    << s.error_message() << " " << again.certificate_id() << " vs "
-                    << i->certificate_id;
-    }
-  }
-  EXPECT_EQ(same_on_retry, acknowledged);
-  std::cout << "[ counts   ] " << what << " kill -9: issues acknowledged=" << acknowledged << " ("
+  const testing::IssuanceLoad::Checked c = load_.Check(h.issued, h.active);
+  std::cout << "[ counts   ] " << what << " kill -9: issues acknowledged=" << c.acknowledged << " ("
             << issued_before_kill
-            << " before the kill), revocations acknowledged=" << revokes_acknowledged
-            << ", same certificate for the same request id=" << same_on_retry
-            << ", failed calls (retried)=" << failed_calls_.load()
+            << " before the kill), revocations acknowledged=" << c.revokes_acknowledged
+            << ", same certificate for the same request id=" << c.same_on_retry
+            << ", failed calls (retried)=" << load_.failed_calls()
             << ", certificates ISSUED=" << h.issued.size() << " other=" << h.not_issued.size()
             << ", orphan keys destroyed=" << h.orphan_audit.size()
             << ", ISSUED without key=" << h.issued_without_key
             << ", ACTIVE credential not ISSUED=" << h.active_not_issued
-            << ", key without record=" << h.key_without_record << ", lost=" << lost << "\n";
+            << ", key without record=" << h.key_without_record << ", lost=" << c.lost << "\n";
 }
 
 TEST_F(LifecycleCrashTest, KillNineDuringIssueAndRevokeLeavesNoHalfDoneCertificate) {
