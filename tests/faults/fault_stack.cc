@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/credential_table.h"
 #include "common/db/pg.h"
+#include "gtest/gtest.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/signing_load.h"
 #include "tests/testing/test_data.h"
@@ -73,6 +74,15 @@ std::string Login(v1::Identity::Stub& identity, const std::string& username) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(8)));
   if (!identity.AwaitLogin(&ctx, await, &done).ok()) return "";
   return done.state() == v1::LOGIN_STATE_APPROVED ? done.session_token() : "";
+}
+
+std::set<std::string> Column(db::Connection& conn, const std::string& sql) {
+  std::set<std::string> out;
+  auto rows = conn.Exec(sql);
+  EXPECT_TRUE(rows.ok()) << rows.status() << " " << sql;
+  if (!rows.ok()) return out;
+  for (int r = 0; r < rows->rows(); ++r) out.insert(std::string(rows->Get(r, 0)));
+  return out;
 }
 
 bool AwaitAtLeast(const std::atomic<int>& n, int want, absl::Duration timeout) {

@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/db/pg.h"
 #include "qsign/config/v1/config.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "tests/testing/service_env.h"
@@ -28,6 +30,9 @@ config::v1::ServerConfig FaultStackConfig(const ServiceEnv& env,
 // StartLogin + AwaitLogin of `username` (its app approves on its own): the session token, or
 // empty when the login failed or was not approved within a few seconds.
 std::string Login(v1::Identity::Stub& identity, const std::string& username);
+
+// The first column of every row `sql` returns (a test failure, and empty, when it fails).
+std::set<std::string> Column(db::Connection& conn, const std::string& sql);
 
 // Polls until `n` >= `want`: false after `timeout`.
 bool AwaitAtLeast(const std::atomic<int>& n, int want, absl::Duration timeout);

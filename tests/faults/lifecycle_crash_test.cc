@@ -115,16 +115,6 @@ class LifecycleCrashTest : public testing::ServiceTest {
     return channel_;
   }
 
-  // One column of a query's rows.
-  std::set<std::string> Column(db::Connection& conn, const std::string& sql) {
-    std::set<std::string> out;
-    auto rows = conn.Exec(sql);
-    EXPECT_TRUE(rows.ok()) << rows.status() << " " << sql;
-    if (!rows.ok()) return out;
-    for (int r = 0; r < rows->rows(); ++r) out.insert(std::string(rows->Get(r, 0)));
-    return out;
-  }
-
   // The database and the HSM as they are now, with every violation of the invariants.
   Holdings Hold();
   // The whole scenario: `victim_` killed under Issue and Revoke load, restarted, then checked.
@@ -158,15 +148,17 @@ Holdings LifecycleCrashTest::Hold() {
     return h;
   }
   for (const std::string& id : *listed) h.hsm_keys.insert(id.substr(5));
-  h.issued = Column(**conn,
-                    "SELECT certificate_id FROM lifecycle.certificates WHERE kind = 'QUALIFIED' "
-                    "AND state = 'ISSUED'");
-  h.not_issued = Column(**conn,
-                        "SELECT certificate_id FROM lifecycle.certificates WHERE kind = "
-                        "'QUALIFIED' AND state <> 'ISSUED'");
-  h.active = Column(**conn, "SELECT credential_id FROM signer.credentials WHERE status = 'ACTIVE'");
-  h.credentials = Column(**conn, "SELECT credential_id FROM signer.credentials");
-  h.orphan_audit = Column(
+  h.issued =
+      testing::Column(**conn,
+                      "SELECT certificate_id FROM lifecycle.certificates WHERE kind = 'QUALIFIED' "
+                      "AND state = 'ISSUED'");
+  h.not_issued = testing::Column(**conn,
+                                 "SELECT certificate_id FROM lifecycle.certificates WHERE kind = "
+                                 "'QUALIFIED' AND state <> 'ISSUED'");
+  h.active = testing::Column(
+      **conn, "SELECT credential_id FROM signer.credentials WHERE status = 'ACTIVE'");
+  h.credentials = testing::Column(**conn, "SELECT credential_id FROM signer.credentials");
+  h.orphan_audit = testing::Column(
       **conn, "SELECT target FROM signer.audit_log WHERE action = 'signer.destroy_orphan_key'");
   for (const std::string& id : h.issued) {
     if (!h.active.contains(id) || !h.hsm_keys.contains(id)) {

@@ -41,6 +41,7 @@
 #include "qsign/v1/identity.grpc.pb.h"
 #include "qsign/v1/refusal.pb.h"
 #include "tests/faults/fault_stack.h"
+#include "tests/faults/issuance_load.h"
 #include "tests/testing/people.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
@@ -55,12 +56,13 @@ namespace pb = ::qsign::v1;
 constexpr int kPeople = 3;          // One portal thread each, logging in again and again.
 constexpr int kSigningThreads = 3;  // Relying parties, each signing again and again.
 constexpr char kCredential[] = "cred-replicas";
-// The services with two replicas, in start order: consent reads identity's session keys as it
-// starts; identity calls consent only for a login.
-constexpr const char* kServices[] = {"signer", "identity", "consent"};
 // Each service's calls that show a replica served the load.
-constexpr const char* kLoadMethods[] = {"/qsign.v1.Signer/SignHash", "/qsign.v1.Identity/",
-                                        "/qsign.v1.Consent/"};
+std::string LoadMethod(std::string_view service) {
+  if (service == "signer") return "/qsign.v1.Signer/SignHash";
+  if (service == "identity") return "/qsign.v1.Identity/";
+  if (service == "consent") return "/qsign.v1.Consent/";
+  return "/qsign.v1.Lifecycle/Issue";
+}
 
 // One replica: its own config (fixed port), process and name.
 struct Replica {
@@ -94,14 +96,17 @@ std::shared_ptr<grpc::Channel> Balanced(const std::string& target) {
 
 class ReplicasTest : public testing::ServiceTest {
  protected:
-  ReplicasTest() : ServiceTest({.pool_size = 0, .hsm_sessions = 0}) {}
+  // The services with two replicas, in start order: consent reads identity's session keys as it
+  // starts; identity calls consent only for a login; lifecycle calls all three.
+  explicit ReplicasTest(std::vector<std::string> services = {"signer", "identity", "consent"})
+      : ServiceTest({.pool_size = 0, .hsm_sessions = 0}), services_(std::move(services)) {}
 
   void SetUp() override {
     ServiceTest::SetUp();
     if (HasFatalFailure()) return;
     // Consent makes and pins the SAD key only when the signer runs in its process.
     ASSERT_TRUE(env().SadPublicKeyFile().ok());
-    for (const char* service : kServices) {
+    for (const std::string& service : services_) {
       for (int i = 1; i <= 2; ++i) {
         auto r = std::make_unique<Replica>();
         r->service = service;
@@ -119,6 +124,12 @@ class ReplicasTest : public testing::ServiceTest {
       if (r->service == "consent") {
         peers.set_identity(Target("identity"));
         peers.set_signer(Target("signer"));
+      }
+      if (r->service == "lifecycle") {
+        peers.set_signer(Target("signer"));
+        peers.set_identity(Target("identity"));
+        peers.set_consent(Target("consent"));
+        r->config.mutable_lifecycle()->set_http_listen("127.0.0.1:0");
       }
       // peers.load_balancing: the default, round_robin.
     }
@@ -187,7 +198,14 @@ class ReplicasTest : public testing::ServiceTest {
     return all;
   }
 
+  const std::vector<std::string> services_;
   std::vector<std::unique_ptr<Replica>> replicas_;
+};
+
+// The same with two lifecycle replicas too.
+class LifecycleReplicasTest : public ReplicasTest {
+ protected:
+  LifecycleReplicasTest() : ReplicasTest({"signer", "identity", "consent", "lifecycle"}) {}
 };
 
 // A portal's login that survives a replica's death: StartLogin again while no identity answers,
@@ -349,12 +367,8 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
                       testing::AwaitAtLeast(before.signatures, 20, absl::Seconds(30));
   // round_robin: every replica has had its share of the load.
   std::map<std::string, double> served_before_kills;
-  for (const auto& r : replicas_) {
-    for (int k = 0; k < 3; ++k) {
-      if (r->service == kServices[k])
-        served_before_kills[r->name()] = ServedOk(*r, kLoadMethods[k]);
-    }
-  }
+  for (const auto& r : replicas_)
+    served_before_kills[r->name()] = ServedOk(*r, LoadMethod(r->service));
 
   // kill -9 of one replica of each service in turn; the load goes on through the other, then
   // the killed one comes back.
@@ -389,9 +403,10 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
   std::map<std::string, double> served_after_restart;
   const absl::Time rejoin_deadline = absl::Now() + absl::Seconds(15);
   for (const auto& [service, index, method] :
-       std::vector<std::tuple<std::string, int, std::string>>{{"signer", 1, kLoadMethods[0]},
-                                                              {"consent", 2, kLoadMethods[2]},
-                                                              {"identity", 1, kLoadMethods[1]}}) {
+       std::vector<std::tuple<std::string, int, std::string>>{
+           {"signer", 1, LoadMethod("signer")},
+           {"consent", 2, LoadMethod("consent")},
+           {"identity", 1, LoadMethod("identity")}}) {
     const Replica& r = Get(service, index);
     double served = ServedOk(r, method);
     while (served <= 0 && absl::Now() < rejoin_deadline) {
@@ -489,6 +504,86 @@ TEST_F(ReplicasTest, KillNineOfOneReplicaOfEachServiceInTurnLosesNothingAndDoesN
             << absl::StrJoin(timings, ", ")
             << "; SAD used twice=0 (journal), session twice=" << sessions_without_login
             << ", lost=" << sessions_missing + sad_uses_missing << "\n";
+}
+
+// Two lifecycle replicas (and two of each service it calls): kill -9 of one under Issue and
+// Revoke load. The citizens' retries with the same client_request_id go to the other replica,
+// which finishes or repeats the same issuance: every acknowledged Issue is ISSUED with an ACTIVE
+// credential (or revoked, when its Revoke was acknowledged), the same request id returns the same
+// certificate, and nothing is half done once lifecycle's sweeper has run (every 10 s).
+TEST_F(LifecycleReplicasTest, KillNineOfOneLifecycleReplicaUnderIssueAndRevokeLosesNothing) {
+  auto identity = pb::Identity::NewStub(Balanced(Target("identity")));
+  auto consent_channel = Balanced(Target("consent"));
+  auto lifecycle_channel = Balanced(Target("lifecycle"));
+  testing::IssuanceLoad load([&] { return lifecycle_channel; });
+  std::vector<testing::Person> people;
+  std::vector<std::string> tokens;
+  for (int i = 0; i < kPeople; ++i) {
+    auto p = testing::EnrolPerson(*identity, conninfo(), consent_channel, 950 + i);
+    ASSERT_TRUE(p.ok()) << p.status() << Logs();
+    p->app->SetAutoDecision(consent::Decision::kApprove, testing::kPin);
+    ASSERT_TRUE(p->app->StartWatching().ok());
+    tokens.push_back(testing::Login(*identity, p->username));
+    ASSERT_FALSE(tokens.back().empty()) << Logs();
+    grpc::Status accepted = load.AcceptContract(tokens.back());
+    ASSERT_TRUE(accepted.ok()) << accepted.error_message();
+    people.push_back(*std::move(p));
+  }
+
+  load.Start(tokens);
+  const bool loaded = load.AwaitIssues(4, absl::Seconds(30));
+  std::map<std::string, double> served;
+  for (int i = 1; i <= 2; ++i) {
+    served[Get("lifecycle", i).name()] = ServedOk(Get("lifecycle", i), LoadMethod("lifecycle"));
+  }
+  const int before_kill = load.IssuesAcknowledged();
+  const absl::Time killed_at = absl::Now();
+  Get("lifecycle", 1).process->Kill();
+  const bool carried_on = load.AwaitIssues(before_kill + 4, absl::Seconds(30));
+  const absl::Duration carried_on_in = absl::Now() - killed_at;
+  Start(Get("lifecycle", 1));
+  const bool recovered =
+      !HasFatalFailure() && load.AwaitIssues(load.IssuesAcknowledged() + 2, absl::Seconds(30));
+  load.Stop();
+  EXPECT_TRUE(loaded) << Logs();
+  EXPECT_TRUE(carried_on) << Logs();
+  EXPECT_TRUE(recovered) << Logs();
+  for (const auto& [name, n] : served) {
+    EXPECT_GT(n, 0) << name << " issued nothing before the kill";
+  }
+
+  // No certificate ISSUED without an ACTIVE credential, none ACTIVE for one not ISSUED, within
+  // one sweep of lifecycle's (what the kill left half done is finished there).
+  auto conn = db::Connection::Open(conninfo());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  std::set<std::string> issued, active;
+  std::vector<std::string> violations;
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  do {
+    if (!violations.empty()) absl::SleepFor(absl::Milliseconds(500));
+    issued = testing::Column(**conn,
+                             "SELECT certificate_id FROM lifecycle.certificates WHERE kind = "
+                             "'QUALIFIED' AND state = 'ISSUED'");
+    active = testing::Column(
+        **conn, "SELECT credential_id FROM signer.credentials WHERE status = 'ACTIVE'");
+    violations.clear();
+    for (const std::string& id : issued) {
+      if (!active.contains(id)) violations.push_back("ISSUED without an active credential: " + id);
+    }
+    for (const std::string& id : active) {
+      if (!issued.contains(id)) violations.push_back("ACTIVE credential not ISSUED: " + id);
+    }
+  } while (!violations.empty() && absl::Now() < deadline);
+  for (const std::string& v : violations) ADD_FAILURE() << v;
+  const testing::IssuanceLoad::Checked c = load.Check(issued, active);
+  std::cout << "[ counts   ] lifecycle replicas: lifecycle-1 kill -9: issues acknowledged="
+            << c.acknowledged << " (" << before_kill << " before the kill; the other replica "
+            << "carried on in " << absl::FormatDuration(carried_on_in)
+            << "), revocations acknowledged=" << c.revokes_acknowledged
+            << ", same certificate for the same request id=" << c.same_on_retry
+            << ", failed calls (retried)=" << load.failed_calls()
+            << ", ISSUED without credential or ACTIVE not ISSUED=" << violations.size()
+            << ", lost=" << c.lost << "\n";
 }
 
 }  // namespace
