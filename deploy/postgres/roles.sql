@@ -8,8 +8,9 @@
 --   audit                                  login role of `qsign-audit` (sign-heads, verify,
 --                                          export): SELECT on every service's audit_log (the
 --                                          chains) and nothing else of theirs; owns schema
---                                          audit, where it writes the signed chain heads
---                                          (audit.chain_heads, append-only).
+--                                          audit, where it appends the signed chain heads
+--                                          (audit.chain_heads: handed to qsign_audit like the
+--                                          audit logs; audit keeps SELECT, INSERT).
 --
 -- Each service creates its tables itself: versioned migrations run at start-up, as the service's
 -- role, serialized across replicas by an advisory lock (common/db/migrate.h). This file only sets
@@ -124,6 +125,21 @@ BEGIN
     RAISE NOTICE 'qsign: %.audit_log handed to qsign_audit; % keeps SELECT, INSERT',
       t.schema_name, t.service_role;
   END LOOP;
+  -- The signed chain heads (qsign-audit's migration: audit.chain_heads and its two refusal
+  -- triggers) are handed over the same way: the audit role keeps SELECT and INSERT, so that it
+  -- cannot rewrite or drop a head it signed either.
+  IF (SELECT count(*) FROM pg_class c JOIN pg_trigger g ON g.tgrelid = c.oid
+      WHERE c.oid = to_regclass('audit.chain_heads') AND c.relowner <> 'qsign_audit'::regrole
+        AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+        AND g.tgname IN ('chain_heads_no_update_delete', 'chain_heads_no_truncate')) = 2 THEN
+    ALTER TABLE audit.chain_heads OWNER TO qsign_audit;
+    IF to_regprocedure('audit.chain_heads_refuse_change()') IS NOT NULL THEN
+      ALTER FUNCTION audit.chain_heads_refuse_change() OWNER TO qsign_audit;
+    END IF;
+    REVOKE ALL ON TABLE audit.chain_heads FROM PUBLIC, audit;
+    GRANT SELECT, INSERT ON TABLE audit.chain_heads TO audit;
+    RAISE NOTICE 'qsign: audit.chain_heads handed to qsign_audit; audit keeps SELECT, INSERT';
+  END IF;
   -- The audit role reads every chain (sign-heads signs their heads, verify and export read
   -- them): USAGE on the schema, SELECT on its audit_log; no other table of the schema.
   FOR t IN
@@ -158,9 +174,11 @@ BEGIN
   END IF;
   FOR o IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
     -- Triggers carry no schema_name; their identity ends in "on <schema>.audit_log".
-    IF position('audit_log' IN o.object_identity) > 0
-       AND (o.schema_name IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
-            OR o.object_identity ~ ' on (identity|consent|lifecycle|signer|tsa)\.audit_log$') THEN
+    IF (position('audit_log' IN o.object_identity) > 0
+        AND (o.schema_name IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
+             OR o.object_identity ~ ' on (identity|consent|lifecycle|signer|tsa)\.audit_log$'))
+       OR (position('chain_heads' IN o.object_identity) > 0
+           AND (o.schema_name = 'audit' OR o.object_identity ~ ' on audit\.chain_heads$')) THEN
       RAISE EXCEPTION 'qsign: % % is part of the append-only audit log; only a superuser may drop it',
         o.object_type, o.object_identity
         USING ERRCODE = 'insufficient_privilege';

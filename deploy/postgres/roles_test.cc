@@ -200,7 +200,17 @@ TEST_F(RolesSqlTest, TheAuditRoleSignsEveryChainsHeadAndReadsNothingElse) {
   ASSERT_TRUE(spki.ok()) << spki.status();
   const audit::Report report = audit::Verify(*as_audit, spki->spki_der);
   EXPECT_TRUE(report.ok) << absl::StrJoin(report.lines, "\n");
-  EXPECT_EQ(Owner("audit.chain_heads"), "audit");
+  // The signed heads are append-only for the audit role too: it cannot rewrite what it signed.
+  EXPECT_EQ(Owner("audit.chain_heads"), "qsign_audit");
+  for (const std::string& sql : std::vector<std::string>{
+           "UPDATE audit.chain_heads SET seq = 0", "DELETE FROM audit.chain_heads",
+           "TRUNCATE audit.chain_heads", "ALTER TABLE audit.chain_heads DISABLE TRIGGER USER",
+           "DROP TABLE audit.chain_heads", "DROP SCHEMA audit CASCADE"}) {
+    SCOPED_TRACE(sql);
+    EXPECT_TRUE(Refused(as_audit->Exec(sql).status()));
+  }
+  // The next round appends.
+  ASSERT_TRUE(audit::SignHeads(*as_audit, **hsm, "qsign-audit-1", false, absl::Now()).ok());
 
   for (const char* service : kServices) {
     SCOPED_TRACE(service);
