@@ -10,7 +10,7 @@
 //                   signed-response budget off), ratio to bare P-256 signing on its token.
 // SADs are minted beforehand with consent's SAD key (what Authorize would return after the
 // user's approval), so that neither path waits for an approval.
-//   build/bench/bench_gateway [--clients=4] [--calls=1500] [--seconds=4] [--connections=32]
+//   build/bench/bench_gateway [--clients=4] [--calls=4000] [--seconds=4] [--connections=32]
 // Prints a table, then one JSON line per case (contracts.md: bench JSON lines).
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -45,7 +45,7 @@
 #include "tests/testing/test_data.h"
 
 ABSL_FLAG(int, clients, 4, "concurrent signHash clients (one credential each)");
-ABSL_FLAG(int, calls, 1500, "signHash calls per path, spread over the clients");
+ABSL_FLAG(int, calls, 4000, "signHash calls per path, spread over the clients");
 ABSL_FLAG(double, seconds, 4.0, "duration of the OCSP case and of the bare signing rate");
 ABSL_FLAG(int, connections, 32, "keep-alive connections of the OCSP case (wrk)");
 

@@ -39,7 +39,7 @@ absl::StatusOr<WrkResult> RunWrk(const WrkRun& run);
 absl::Status MakeOcspRequest(const std::string& issuer_pem, const std::string& serial, bool nonce,
                              const std::string& out_file);
 
-// ECDSA P-256 signatures per second through hsm/ on `hsm` (a key "bench-bare" made there),
+// ECDSA P-256 signatures per second through hsm/ on `hsm` (a key "bench-bare", made there once),
 // `threads` threads for `seconds`: the ceiling of anything that signs once per answer.
 absl::StatusOr<double> BareP256SignRate(hsm::Hsm* hsm, int threads, double seconds);
 
