@@ -577,6 +577,14 @@ class Validator {
     Range("web.max_upload_bytes", s.max_upload_bytes(), 1024, 256 << 20);
     Range("web.http_threads", s.http_threads(), 1, 1024);
     Range("web.max_sessions", s.max_sessions(), 1, 10'000'000);
+    {
+      const cfg::ClientAddress& a = s.client_address();
+      auto resolver = ClientAddressResolver::New(
+          a.header(),
+          std::vector<std::string>(a.trusted_proxies().begin(), a.trusted_proxies().end()),
+          "web.client_address");
+      if (!resolver.ok()) errors_.emplace_back(resolver.status().message());
+    }
     NeedsPeer("web", "identity");
     NeedsPeer("web", "consent");
     NeedsPeer("web", "lifecycle");

@@ -78,9 +78,14 @@ absl::StatusOr<hsm::PublicKey> EnsureKey(hsm::Hsm* hsm, const config::v1::Server
 
 absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(
     const config::v1::ServerConfig& config) {
-  const config::v1::ClientAddress& c = config.client_address();
+  return ClientAddressResolverOf(config.client_address(), "client_address");
+}
+
+absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(const config::v1::ClientAddress& c,
+                                                              std::string_view field) {
   return ClientAddressResolver::New(
-      c.header(), std::vector<std::string>(c.trusted_proxies().begin(), c.trusted_proxies().end()));
+      c.header(), std::vector<std::string>(c.trusted_proxies().begin(), c.trusted_proxies().end()),
+      field);
 }
 
 http::ConnectionLimits HttpLimitsOf(const config::v1::ServerConfig& config) {

@@ -45,6 +45,9 @@ hsm::Pkcs11TokensConfig HsmTokensConfig(const config::v1::Hsm& hsm);
 // The client_address section: whose header names the end user's address (common/client_address.h).
 absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(
     const config::v1::ServerConfig& config);
+// The same for another ClientAddress message (e.g. web.client_address); errors name `field`.
+absl::StatusOr<ClientAddressResolver> ClientAddressResolverOf(const config::v1::ClientAddress& c,
+                                                              std::string_view field);
 
 // The key exists in the HSM, or is made there (EC P-256) when create_missing_keys allows it.
 // `what` names it in the log line and the error ("SAD key").

@@ -135,8 +135,8 @@ void Web::AppEnroll(Call& c) {
   req.set_device_public_key(Bytes(body, "public_key"));
   req.set_device_name(Str(body, "device_name"));
   req.set_pin(Str(body, "pin"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->EnrollDevice(req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->EnrollDevice({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;
@@ -148,7 +148,7 @@ void Web::AppChallenge(Call& c) {
   const json body = BodyOf(c.req);
   pb::GetChallengeRequest req;
   req.set_device_id(Str(body, "device_id"));
-  auto resp = backend_->GetChallenge(req);
+  auto resp = backend_->GetChallenge({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;
@@ -168,7 +168,7 @@ void Web::AppWatch(Call& c) {
       if (id.is_string() && known.size() < 1000) known.insert(id.get<std::string>());
     }
   }
-  auto result = backend_->Watch(req, known, options_.poll_wait);
+  auto result = backend_->Watch({.address = c.address}, req, known, options_.poll_wait);
   if (!result.ok()) {
     Json(c, 503, ErrorJson(ErrorText(c.lang, result.status())));
     return;
@@ -183,7 +183,7 @@ void Web::AppApprovalChallenge(Call& c) {
   pb::GetApprovalChallengeRequest req;
   req.set_request_id(Str(body, "request_id"));  // Empty: for a PIN operation.
   req.set_device_id(Str(body, "device_id"));
-  auto resp = backend_->GetApprovalChallenge(req);
+  auto resp = backend_->GetApprovalChallenge({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;
@@ -205,8 +205,8 @@ void Web::AppDecide(Call& c) {
   req.set_pin(Str(body, "pin"));
   req.set_challenge(Bytes(body, "challenge"));
   req.set_device_signature(Bytes(body, "signature"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->Approve(req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->Approve({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;
@@ -238,8 +238,8 @@ void Web::AppChangePin(Call& c) {
   req.set_device_signature(Bytes(body, "signature"));
   req.set_old_pin(Str(body, "old_pin"));
   req.set_new_pin(Str(body, "new_pin"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->ChangePin(req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->ChangePin({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;
@@ -257,8 +257,8 @@ void Web::AppResetPin(Call& c) {
   req.set_challenge(Bytes(body, "challenge"));
   req.set_device_signature(Bytes(body, "signature"));
   req.set_new_pin(Str(body, "new_pin"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->ResetPin(req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->ResetPin({.address = c.address}, req);
   if (!resp.ok()) {
     Json(c, 400, ErrorJson(ErrorText(c.lang, resp.status())));
     return;

@@ -20,10 +20,17 @@ namespace {
 // After the first new request on the stream, how long the rest of a burst may take to arrive.
 constexpr absl::Duration kBurst = absl::Milliseconds(150);
 
-std::unique_ptr<grpc::ClientContext> NewContext(std::string_view auth, absl::Duration timeout) {
+void AddCaller(grpc::ClientContext& ctx, const Caller& caller) {
+  if (!caller.auth.empty()) ctx.AddMetadata("authorization", std::string(caller.auth));
+  if (!caller.address.empty()) {
+    ctx.AddMetadata(std::string(kForwardedFor), std::string(caller.address));
+  }
+}
+
+std::unique_ptr<grpc::ClientContext> NewContext(const Caller& caller, absl::Duration timeout) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  if (!auth.empty()) ctx->AddMetadata("authorization", std::string(auth));
+  AddCaller(*ctx, caller);
   return ctx;
 }
 
@@ -31,10 +38,10 @@ template <typename Service, typename Req, typename Resp>
 absl::StatusOr<Resp> Unary(const daemon::DeferredStub<Service>& stub,
                            grpc::Status (Service::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                  Resp*),
-                           std::string_view auth, const Req& req, absl::Duration timeout) {
+                           const Caller& caller, const Req& req, absl::Duration timeout) {
   auto s = stub.get();
   if (!s.ok()) return s.status();
-  auto ctx = NewContext(auth, timeout);
+  auto ctx = NewContext(caller, timeout);
   Resp resp;
   grpc::Status status = ((*s)->*method)(ctx.get(), req, &resp);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -68,112 +75,121 @@ Backend::Backend(std::shared_ptr<const daemon::DeferredChannel> identity,
 Backend::~Backend() = default;
 
 absl::StatusOr<pb::RegisterAccountResponse> Backend::RegisterAccount(
-    const pb::RegisterAccountRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::RegisterAccount, "", req, timeout_);
+    const Caller& caller, const pb::RegisterAccountRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::RegisterAccount, caller, req, timeout_);
 }
 absl::StatusOr<pb::Account> Backend::ConfirmRegistration(
-    const pb::ConfirmRegistrationRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::ConfirmRegistration, "", req, timeout_);
+    const Caller& caller, const pb::ConfirmRegistrationRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::ConfirmRegistration, caller, req, timeout_);
 }
-absl::StatusOr<pb::StartLoginResponse> Backend::StartLogin(const pb::StartLoginRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::StartLogin, "", req, timeout_);
+absl::StatusOr<pb::StartLoginResponse> Backend::StartLogin(const Caller& caller,
+                                                           const pb::StartLoginRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::StartLogin, caller, req, timeout_);
 }
-absl::StatusOr<pb::AwaitLoginResponse> Backend::AwaitLogin(const pb::AwaitLoginRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::AwaitLogin, "", req,
+absl::StatusOr<pb::AwaitLoginResponse> Backend::AwaitLogin(const Caller& caller,
+                                                           const pb::AwaitLoginRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::AwaitLogin, caller, req,
                WaitOf(req.max_wait(), timeout_));
 }
-absl::Status Backend::Logout(std::string_view auth) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::Logout, auth, pb::LogoutRequest(), timeout_)
+absl::Status Backend::Logout(const Caller& caller) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::Logout, caller, pb::LogoutRequest(), timeout_)
       .status();
 }
-absl::StatusOr<pb::Account> Backend::GetAccount(std::string_view auth,
+absl::StatusOr<pb::Account> Backend::GetAccount(const Caller& caller,
                                                 const pb::GetAccountRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::GetAccount, auth, req, timeout_);
+  return Unary(stubs_->identity, &pb::Identity::Stub::GetAccount, caller, req, timeout_);
 }
 absl::StatusOr<pb::ProofIdentityResponse> Backend::ProofIdentity(
-    std::string_view auth, const pb::ProofIdentityRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::ProofIdentity, auth, req, timeout_);
+    const Caller& caller, const pb::ProofIdentityRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::ProofIdentity, caller, req, timeout_);
 }
 
-absl::StatusOr<pb::GetStatusResponse> Backend::GetStatus(std::string_view auth,
+absl::StatusOr<pb::GetStatusResponse> Backend::GetStatus(const Caller& caller,
                                                          const pb::GetStatusRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::GetStatus, auth, req, timeout_);
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::GetStatus, caller, req, timeout_);
 }
 absl::StatusOr<pb::ListCertificatesResponse> Backend::ListCertificates(
-    std::string_view auth, const pb::ListCertificatesRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::ListCertificates, auth, req, timeout_);
+    const Caller& caller, const pb::ListCertificatesRequest& req) {
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::ListCertificates, caller, req, timeout_);
 }
-absl::StatusOr<pb::Contract> Backend::GetContract(std::string_view auth,
+absl::StatusOr<pb::Contract> Backend::GetContract(const Caller& caller,
                                                   const pb::GetContractRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::GetContract, auth, req, timeout_);
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::GetContract, caller, req, timeout_);
 }
 absl::StatusOr<pb::ContractAcceptance> Backend::AcceptContract(
-    std::string_view auth, const pb::AcceptContractRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::AcceptContract, auth, req, timeout_);
+    const Caller& caller, const pb::AcceptContractRequest& req) {
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::AcceptContract, caller, req, timeout_);
 }
 // Issuing, renewing and revoking generate or destroy HSM keys: more time than a lookup.
-absl::StatusOr<pb::Certificate> Backend::Issue(std::string_view auth, const pb::IssueRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Issue, auth, req, 6 * timeout_);
+absl::StatusOr<pb::Certificate> Backend::Issue(const Caller& caller, const pb::IssueRequest& req) {
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Issue, caller, req, 6 * timeout_);
 }
-absl::StatusOr<pb::Certificate> Backend::Renew(std::string_view auth, const pb::RenewRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Renew, auth, req, 6 * timeout_);
+absl::StatusOr<pb::Certificate> Backend::Renew(const Caller& caller, const pb::RenewRequest& req) {
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Renew, caller, req, 6 * timeout_);
 }
-absl::StatusOr<pb::Certificate> Backend::Revoke(std::string_view auth,
+absl::StatusOr<pb::Certificate> Backend::Revoke(const Caller& caller,
                                                 const pb::RevokeRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Revoke, auth, req, 6 * timeout_);
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::Revoke, caller, req, 6 * timeout_);
 }
-absl::StatusOr<pb::RevokeAllResponse> Backend::RevokeAll(std::string_view auth,
+absl::StatusOr<pb::RevokeAllResponse> Backend::RevokeAll(const Caller& caller,
                                                          const pb::RevokeAllRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::RevokeAll, auth, req, 6 * timeout_);
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::RevokeAll, caller, req, 6 * timeout_);
 }
 absl::StatusOr<pb::LegalPersonApproval> Backend::ApproveLegalPerson(
-    std::string_view auth, const pb::ApproveLegalPersonRequest& req) {
-  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::ApproveLegalPerson, auth, req, timeout_);
+    const Caller& caller, const pb::ApproveLegalPersonRequest& req) {
+  return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::ApproveLegalPerson, caller, req, timeout_);
 }
 
-absl::StatusOr<pb::EnrollDeviceResponse> Backend::EnrollDevice(const pb::EnrollDeviceRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::EnrollDevice, "", req, timeout_);
+absl::StatusOr<pb::EnrollDeviceResponse> Backend::EnrollDevice(const Caller& caller,
+                                                               const pb::EnrollDeviceRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::EnrollDevice, caller, req, timeout_);
 }
-absl::StatusOr<pb::GetChallengeResponse> Backend::GetChallenge(const pb::GetChallengeRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::GetChallenge, "", req, timeout_);
+absl::StatusOr<pb::GetChallengeResponse> Backend::GetChallenge(const Caller& caller,
+                                                               const pb::GetChallengeRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::GetChallenge, caller, req, timeout_);
 }
 absl::StatusOr<pb::GetApprovalChallengeResponse> Backend::GetApprovalChallenge(
-    const pb::GetApprovalChallengeRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::GetApprovalChallenge, "", req, timeout_);
+    const Caller& caller, const pb::GetApprovalChallengeRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::GetApprovalChallenge, caller, req, timeout_);
 }
-absl::StatusOr<pb::ApproveResponse> Backend::Approve(const pb::ApproveRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::Approve, "", req, timeout_);
+absl::StatusOr<pb::ApproveResponse> Backend::Approve(const Caller& caller,
+                                                     const pb::ApproveRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::Approve, caller, req, timeout_);
 }
-absl::StatusOr<pb::ChangePinResponse> Backend::ChangePin(const pb::ChangePinRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::ChangePin, "", req, timeout_);
+absl::StatusOr<pb::ChangePinResponse> Backend::ChangePin(const Caller& caller,
+                                                         const pb::ChangePinRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::ChangePin, caller, req, timeout_);
 }
-absl::StatusOr<pb::ResetPinResponse> Backend::ResetPin(const pb::ResetPinRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::ResetPin, "", req, timeout_);
+absl::StatusOr<pb::ResetPinResponse> Backend::ResetPin(const Caller& caller,
+                                                       const pb::ResetPinRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::ResetPin, caller, req, timeout_);
 }
-absl::StatusOr<pb::AuthorizeResponse> Backend::Authorize(std::string_view auth,
+absl::StatusOr<pb::AuthorizeResponse> Backend::Authorize(const Caller& caller,
                                                          const pb::AuthorizeRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::Authorize, auth, req, timeout_);
+  return Unary(stubs_->consent, &pb::Consent::Stub::Authorize, caller, req, timeout_);
 }
 absl::StatusOr<pb::AwaitAuthorizationResponse> Backend::AwaitAuthorization(
-    std::string_view auth, const pb::AwaitAuthorizationRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::AwaitAuthorization, auth, req,
+    const Caller& caller, const pb::AwaitAuthorizationRequest& req) {
+  return Unary(stubs_->consent, &pb::Consent::Stub::AwaitAuthorization, caller, req,
                WaitOf(req.max_wait(), timeout_));
 }
-absl::StatusOr<pb::UnblockPinResponse> Backend::UnblockPin(std::string_view auth,
+absl::StatusOr<pb::UnblockPinResponse> Backend::UnblockPin(const Caller& caller,
                                                            const pb::UnblockPinRequest& req) {
-  return Unary(stubs_->consent, &pb::Consent::Stub::UnblockPin, auth, req, timeout_);
+  return Unary(stubs_->consent, &pb::Consent::Stub::UnblockPin, caller, req, timeout_);
 }
-absl::StatusOr<pb::SignHashResponse> Backend::SignHash(std::string_view auth,
+absl::StatusOr<pb::SignHashResponse> Backend::SignHash(const Caller& caller,
                                                        const pb::SignHashRequest& req) {
-  return Unary(stubs_->signer, &pb::Signer::Stub::SignHash, auth, req, timeout_);
+  return Unary(stubs_->signer, &pb::Signer::Stub::SignHash, caller, req, timeout_);
 }
 
-absl::StatusOr<WatchResult> Backend::Watch(const pb::WatchRequestsRequest& req,
+absl::StatusOr<WatchResult> Backend::Watch(const Caller& caller,
+                                           const pb::WatchRequestsRequest& req,
                                            const absl::flat_hash_set<std::string>& known,
                                            absl::Duration wait) {
   auto stub = stubs_->consent.get();
   if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
+  AddCaller(ctx, caller);
   const absl::Time deadline = absl::Now() + wait;
   ctx.set_deadline(absl::ToChronoTime(deadline + timeout_));
   auto reader = (*stub)->WatchRequests(&ctx, req);

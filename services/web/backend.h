@@ -33,6 +33,19 @@ struct WatchResult {
   std::vector<pb::ConsentRequest> requests;
 };
 
+// Whom one call is made for.
+struct Caller {
+  // The whole authorization metadata value ("Bearer ...", "Operator ...") or empty.
+  std::string_view auth;
+  // The browser's address (the web's ClientAddressResolver over the HTTP request), sent as
+  // metadata kForwardedFor: the services' per-address limits count browsers, not the web.
+  std::string_view address;
+};
+
+// The gRPC metadata key the browser's address travels in. The services believe it only from
+// peers in their ServerConfig.client_address.trusted_proxies (header "x-forwarded-for").
+inline constexpr std::string_view kForwardedFor = "x-forwarded-for";
+
 class Backend {
  public:
   Backend(std::shared_ptr<const daemon::DeferredChannel> identity,
@@ -41,53 +54,58 @@ class Backend {
           std::shared_ptr<const daemon::DeferredChannel> signer, absl::Duration timeout);
   ~Backend();
 
-  // `auth` is the whole authorization metadata value ("Bearer ...", "Operator ...") or empty.
   absl::StatusOr<pb::RegisterAccountResponse> RegisterAccount(
-      const pb::RegisterAccountRequest& req);
-  absl::StatusOr<pb::Account> ConfirmRegistration(const pb::ConfirmRegistrationRequest& req);
-  absl::StatusOr<pb::StartLoginResponse> StartLogin(const pb::StartLoginRequest& req);
-  absl::StatusOr<pb::AwaitLoginResponse> AwaitLogin(const pb::AwaitLoginRequest& req);
-  absl::Status Logout(std::string_view auth);
-  absl::StatusOr<pb::Account> GetAccount(std::string_view auth, const pb::GetAccountRequest& req);
-  absl::StatusOr<pb::ProofIdentityResponse> ProofIdentity(std::string_view auth,
+      const Caller& caller, const pb::RegisterAccountRequest& req);
+  absl::StatusOr<pb::Account> ConfirmRegistration(const Caller& caller,
+                                                  const pb::ConfirmRegistrationRequest& req);
+  absl::StatusOr<pb::StartLoginResponse> StartLogin(const Caller& caller,
+                                                    const pb::StartLoginRequest& req);
+  absl::StatusOr<pb::AwaitLoginResponse> AwaitLogin(const Caller& caller,
+                                                    const pb::AwaitLoginRequest& req);
+  absl::Status Logout(const Caller& caller);
+  absl::StatusOr<pb::Account> GetAccount(const Caller& caller, const pb::GetAccountRequest& req);
+  absl::StatusOr<pb::ProofIdentityResponse> ProofIdentity(const Caller& caller,
                                                           const pb::ProofIdentityRequest& req);
 
-  absl::StatusOr<pb::GetStatusResponse> GetStatus(std::string_view auth,
+  absl::StatusOr<pb::GetStatusResponse> GetStatus(const Caller& caller,
                                                   const pb::GetStatusRequest& req);
   absl::StatusOr<pb::ListCertificatesResponse> ListCertificates(
-      std::string_view auth, const pb::ListCertificatesRequest& req);
-  absl::StatusOr<pb::Contract> GetContract(std::string_view auth,
-                                           const pb::GetContractRequest& req);
-  absl::StatusOr<pb::ContractAcceptance> AcceptContract(std::string_view auth,
+      const Caller& caller, const pb::ListCertificatesRequest& req);
+  absl::StatusOr<pb::Contract> GetContract(const Caller& caller, const pb::GetContractRequest& req);
+  absl::StatusOr<pb::ContractAcceptance> AcceptContract(const Caller& caller,
                                                         const pb::AcceptContractRequest& req);
-  absl::StatusOr<pb::Certificate> Issue(std::string_view auth, const pb::IssueRequest& req);
-  absl::StatusOr<pb::Certificate> Renew(std::string_view auth, const pb::RenewRequest& req);
-  absl::StatusOr<pb::Certificate> Revoke(std::string_view auth, const pb::RevokeRequest& req);
-  absl::StatusOr<pb::RevokeAllResponse> RevokeAll(std::string_view auth,
+  absl::StatusOr<pb::Certificate> Issue(const Caller& caller, const pb::IssueRequest& req);
+  absl::StatusOr<pb::Certificate> Renew(const Caller& caller, const pb::RenewRequest& req);
+  absl::StatusOr<pb::Certificate> Revoke(const Caller& caller, const pb::RevokeRequest& req);
+  absl::StatusOr<pb::RevokeAllResponse> RevokeAll(const Caller& caller,
                                                   const pb::RevokeAllRequest& req);
   absl::StatusOr<pb::LegalPersonApproval> ApproveLegalPerson(
-      std::string_view auth, const pb::ApproveLegalPersonRequest& req);
+      const Caller& caller, const pb::ApproveLegalPersonRequest& req);
 
-  absl::StatusOr<pb::EnrollDeviceResponse> EnrollDevice(const pb::EnrollDeviceRequest& req);
-  absl::StatusOr<pb::GetChallengeResponse> GetChallenge(const pb::GetChallengeRequest& req);
+  absl::StatusOr<pb::EnrollDeviceResponse> EnrollDevice(const Caller& caller,
+                                                        const pb::EnrollDeviceRequest& req);
+  absl::StatusOr<pb::GetChallengeResponse> GetChallenge(const Caller& caller,
+                                                        const pb::GetChallengeRequest& req);
   // Opens WatchRequests and answers the requests not in `known` that arrive within `wait`
   // (once one has come, a short moment more for the rest of a burst), then closes the stream.
-  absl::StatusOr<WatchResult> Watch(const pb::WatchRequestsRequest& req,
+  absl::StatusOr<WatchResult> Watch(const Caller& caller, const pb::WatchRequestsRequest& req,
                                     const absl::flat_hash_set<std::string>& known,
                                     absl::Duration wait);
   absl::StatusOr<pb::GetApprovalChallengeResponse> GetApprovalChallenge(
-      const pb::GetApprovalChallengeRequest& req);
-  absl::StatusOr<pb::ApproveResponse> Approve(const pb::ApproveRequest& req);
-  absl::StatusOr<pb::ChangePinResponse> ChangePin(const pb::ChangePinRequest& req);
-  absl::StatusOr<pb::ResetPinResponse> ResetPin(const pb::ResetPinRequest& req);
-  absl::StatusOr<pb::AuthorizeResponse> Authorize(std::string_view auth,
+      const Caller& caller, const pb::GetApprovalChallengeRequest& req);
+  absl::StatusOr<pb::ApproveResponse> Approve(const Caller& caller, const pb::ApproveRequest& req);
+  absl::StatusOr<pb::ChangePinResponse> ChangePin(const Caller& caller,
+                                                  const pb::ChangePinRequest& req);
+  absl::StatusOr<pb::ResetPinResponse> ResetPin(const Caller& caller,
+                                                const pb::ResetPinRequest& req);
+  absl::StatusOr<pb::AuthorizeResponse> Authorize(const Caller& caller,
                                                   const pb::AuthorizeRequest& req);
   absl::StatusOr<pb::AwaitAuthorizationResponse> AwaitAuthorization(
-      std::string_view auth, const pb::AwaitAuthorizationRequest& req);
-  absl::StatusOr<pb::UnblockPinResponse> UnblockPin(std::string_view auth,
+      const Caller& caller, const pb::AwaitAuthorizationRequest& req);
+  absl::StatusOr<pb::UnblockPinResponse> UnblockPin(const Caller& caller,
                                                     const pb::UnblockPinRequest& req);
 
-  absl::StatusOr<pb::SignHashResponse> SignHash(std::string_view auth,
+  absl::StatusOr<pb::SignHashResponse> SignHash(const Caller& caller,
                                                 const pb::SignHashRequest& req);
 
  private:

@@ -40,7 +40,7 @@ void Web::OfficeLoginPost(Call& c) {
   SecretString auth(Cat("Operator ", id, ".", c.req.Param("secret")));
   pb::GetAccountRequest probe;
   probe.set_username(kProbeUsername);
-  auto answer = backend_->GetAccount(auth.value(), probe);
+  auto answer = backend_->GetAccount({auth.value(), c.address}, probe);
   const absl::StatusCode code = answer.status().code();
   if (id.empty() || code == absl::StatusCode::kUnauthenticated ||
       code == absl::StatusCode::kPermissionDenied) {
@@ -89,7 +89,7 @@ void Web::OfficeHome(Call& c) {
   } else {
     get.set_account_id(q);
   }
-  auto account = backend_->GetAccount(auth, get);
+  auto account = backend_->GetAccount({auth, c.address}, get);
   if (!account.ok()) {
     Append(&body, "<p class=\"flash error\" id=\"not-found\">",
            Esc(account.status().code() == absl::StatusCode::kNotFound
@@ -113,7 +113,7 @@ void Web::OfficeHome(Call& c) {
 
   pb::GetStatusRequest status_req;
   status_req.set_account_id(id);
-  auto status = backend_->GetStatus(auth, status_req);
+  auto status = backend_->GetStatus({auth, c.address}, status_req);
   if (status.ok() && status->has_certificate()) {
     Append(
         &body, "<p>", Esc(T(l, "cert.state")), ": <span id=\"office-cert\">",
@@ -202,8 +202,8 @@ void Web::OfficeProof(Call& c) {
   evidence->set_note(Cat("expires ", c.req.Param("document_expiry").substr(0, 10), "; place ",
                          c.req.Param("place").substr(0, 100), "; officer ", officer,
                          "; web console"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->ProofIdentity(auth, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->ProofIdentity({auth, c.address}, req);
   if (!resp.ok()) {
     Flash(c, ErrorText(c.lang, resp.status()), true);
     Redirect(c, BackTo(c.req));
@@ -229,8 +229,8 @@ void Web::OfficeLegal(Call& c) {
   req.mutable_legal_person()->set_pib(std::string(c.req.Param("pib")));
   req.set_note(Cat("MB ", c.req.Param("mb").substr(0, 8), "; authorization ",
                    c.req.Param("document_ref").substr(0, 200), "; web console"));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->ApproveLegalPerson(auth, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->ApproveLegalPerson({auth, c.address}, req);
   Done(c, resp.status(), "office.legal.done", BackTo(c.req));
 }
 
@@ -240,8 +240,8 @@ void Web::OfficeUnblock(Call& c) {
   pb::UnblockPinRequest req;
   req.set_account_id(std::string(c.req.Param("account_id")));
   req.set_note(std::string(c.req.Param("note").substr(0, 200)));
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->UnblockPin(auth, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->UnblockPin({auth, c.address}, req);
   Done(c, resp.status(), "office.unblock.done", BackTo(c.req));
 }
 
@@ -251,8 +251,8 @@ void Web::OfficeRevoke(Call& c) {
   pb::RevokeRequest req;
   req.set_certificate_id(std::string(c.req.Param("certificate_id")));
   req.set_reason(pb::REVOCATION_REASON_CESSATION_OF_OPERATION);
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->Revoke(auth, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->Revoke({auth, c.address}, req);
   Done(c, resp.status(), "cert.revoke.done", BackTo(c.req));
 }
 
@@ -262,8 +262,8 @@ void Web::OfficeRevokeAll(Call& c) {
   pb::RevokeAllRequest req;
   req.set_account_id(std::string(c.req.Param("account_id")));
   req.set_reason(pb::REVOCATION_REASON_CESSATION_OF_OPERATION);
-  *req.mutable_client() = ClientOf(c.req);
-  auto resp = backend_->RevokeAll(auth, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->RevokeAll({auth, c.address}, req);
   Done(c, resp.status(), "cert.revoke-all.done", BackTo(c.req));
 }
 

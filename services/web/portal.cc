@@ -72,9 +72,9 @@ void Web::RegisterPost(Call& c) {
   req.set_surname(std::string(c.req.Param("surname")));
   req.set_national_id(std::string(c.req.Param("national_id")));
   req.set_certificate_email(std::string(c.req.Param("email")));
-  *req.mutable_client() = ClientOf(c.req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
   // One answer whether or not the username is registered (identity says nothing either way).
-  auto answer = backend_->RegisterAccount(req);
+  auto answer = backend_->RegisterAccount({.address = c.address}, req);
   if (!answer.ok()) {
     Flash(c, ErrorText(c.lang, answer.status()), true);
     Redirect(c, "/register");
@@ -99,7 +99,7 @@ void Web::ConfirmRegistrationPage(Call& c) {
 void Web::ConfirmRegistrationPost(Call& c) {
   pb::ConfirmRegistrationRequest req;
   req.set_token(std::string(c.req.Param("token")));
-  auto account = backend_->ConfirmRegistration(req);
+  auto account = backend_->ConfirmRegistration({.address = c.address}, req);
   if (!account.ok()) {
     Flash(c, ErrorText(c.lang, account.status()), true);
     Redirect(c, "/register");
@@ -124,8 +124,8 @@ void Web::LoginPage(Call& c) {
 void Web::LoginPost(Call& c) {
   pb::StartLoginRequest req;
   req.set_username(std::string(c.req.Param("username")));
-  *req.mutable_client() = ClientOf(c.req);
-  auto started = backend_->StartLogin(req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto started = backend_->StartLogin({.address = c.address}, req);
   if (!started.ok()) {
     Flash(c, ErrorText(c.lang, started.status()), true);
     Redirect(c, "/login");
@@ -174,7 +174,7 @@ void Web::LoginPoll(Call& c) {
   pb::AwaitLoginRequest req;
   req.set_login_id(login_id);
   req.mutable_max_wait()->set_seconds(absl::ToInt64Seconds(options_.poll_wait));
-  auto resp = backend_->AwaitLogin(req);
+  auto resp = backend_->AwaitLogin({.address = c.address}, req);
   if (!resp.ok()) {
     // A login handed out or forgotten by identity is over; anything else may pass.
     Json(c, 200,
@@ -222,7 +222,7 @@ void Web::Logout(Call& c) {
     absl::MutexLock lock(&c.session->mu);
     bearer = std::string(c.session->bearer.value());
   }
-  if (!bearer.empty()) (void)backend_->Logout(bearer);  // Ends it at every service.
+  if (!bearer.empty()) (void)backend_->Logout({bearer, c.address});  // Ends it at every service.
   sessions_.Remove(c.session);
   ClearSessionCookie(c.res);
   Redirect(c, "/login");
@@ -231,12 +231,12 @@ void Web::Logout(Call& c) {
 void Web::AccountPage(Call& c) {
   std::string bearer;
   if (!Bearer(c, &bearer)) return;
-  auto account = backend_->GetAccount(bearer, pb::GetAccountRequest());
+  auto account = backend_->GetAccount({bearer, c.address}, pb::GetAccountRequest());
   if (!account.ok() && account.status().code() == absl::StatusCode::kUnauthenticated) {
     SessionEnded(c);
     return;
   }
-  auto status = backend_->GetStatus(bearer, pb::GetStatusRequest());
+  auto status = backend_->GetStatus({bearer, c.address}, pb::GetStatusRequest());
   if (!status.ok() && status.status().code() == absl::StatusCode::kUnauthenticated) {
     SessionEnded(c);
     return;
@@ -313,7 +313,7 @@ void Web::AccountPage(Call& c) {
 void Web::ContractPage(Call& c) {
   std::string bearer;
   if (!Bearer(c, &bearer)) return;
-  auto contract = backend_->GetContract(bearer, pb::GetContractRequest());
+  auto contract = backend_->GetContract({bearer, c.address}, pb::GetContractRequest());
   const Lang l = c.lang;
   const Frame f = FrameOf(c);
   if (!contract.ok()) {
@@ -334,7 +334,7 @@ void Web::ContractAccept(Call& c) {
   if (!Bearer(c, &bearer)) return;
   pb::GetContractRequest get;
   get.set_version(std::string(c.req.Param("version")));
-  auto contract = backend_->GetContract(bearer, get);
+  auto contract = backend_->GetContract({bearer, c.address}, get);
   if (!contract.ok()) {
     Flash(c, ErrorText(c.lang, contract.status()), true);
     Redirect(c, "/account");
@@ -343,8 +343,8 @@ void Web::ContractAccept(Call& c) {
   pb::AcceptContractRequest req;
   req.set_version(contract->version());
   req.set_text_sha256(Sha256(contract->text()));
-  *req.mutable_client() = ClientOf(c.req);
-  auto accepted = backend_->AcceptContract(bearer, req);
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto accepted = backend_->AcceptContract({bearer, c.address}, req);
   if (!accepted.ok() && accepted.status().code() == absl::StatusCode::kUnauthenticated) {
     SessionEnded(c);
     return;
@@ -386,13 +386,13 @@ void Web::CertAction(Call& c) {
   if (action == "issue") {
     pb::IssueRequest req;
     req.set_client_request_id(SessionStore::RandomToken().substr(0, 32));
-    *req.mutable_client() = ClientOf(c.req);
-    result = backend_->Issue(bearer, req).status();
+    *req.mutable_client() = ClientOf(c.req, c.address);
+    result = backend_->Issue({bearer, c.address}, req).status();
   } else if (action == "revoke-all") {
     pb::RevokeAllRequest req;
     req.set_reason(reason);
-    *req.mutable_client() = ClientOf(c.req);
-    auto done = backend_->RevokeAll(bearer, req);
+    *req.mutable_client() = ClientOf(c.req, c.address);
+    auto done = backend_->RevokeAll({bearer, c.address}, req);
     if (done.ok()) {
       // Every session ended with it, this one too.
       {
@@ -410,7 +410,7 @@ void Web::CertAction(Call& c) {
     }
     result = done.status();
   } else {
-    auto status = backend_->GetStatus(bearer, pb::GetStatusRequest());
+    auto status = backend_->GetStatus({bearer, c.address}, pb::GetStatusRequest());
     if (!status.ok()) {
       result = status.status();
     } else if (status->state() != pb::ACCOUNT_CERTIFICATE_STATE_ACTIVE) {
@@ -419,14 +419,14 @@ void Web::CertAction(Call& c) {
       pb::RenewRequest req;
       req.set_client_request_id(SessionStore::RandomToken().substr(0, 32));
       req.set_certificate_id(status->certificate().certificate_id());
-      *req.mutable_client() = ClientOf(c.req);
-      result = backend_->Renew(bearer, req).status();
+      *req.mutable_client() = ClientOf(c.req, c.address);
+      result = backend_->Renew({bearer, c.address}, req).status();
     } else {
       pb::RevokeRequest req;
       req.set_certificate_id(status->certificate().certificate_id());
       req.set_reason(reason);
-      *req.mutable_client() = ClientOf(c.req);
-      result = backend_->Revoke(bearer, req).status();
+      *req.mutable_client() = ClientOf(c.req, c.address);
+      result = backend_->Revoke({bearer, c.address}, req).status();
     }
   }
   if (result.code() == absl::StatusCode::kUnauthenticated) {

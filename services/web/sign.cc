@@ -96,7 +96,7 @@ void Web::SignUpload(Call& c) {
     Done(c, absl::InvalidArgumentError(T(c.lang, "sign.too_large")), "", "/sign");
     return;
   }
-  auto status = backend_->GetStatus(bearer, pb::GetStatusRequest());
+  auto status = backend_->GetStatus({bearer, c.address}, pb::GetStatusRequest());
   if (!status.ok()) {
     if (status.status().code() == absl::StatusCode::kUnauthenticated) return SessionEnded(c);
     Done(c, status.status(), "", "/sign");
@@ -156,8 +156,8 @@ void Web::SignUpload(Call& c) {
   doc->set_document_name(job.file_name);
   doc->set_document_digest(job.content_sha256);
   doc->set_page_count(pages);
-  *auth.mutable_client() = ClientOf(c.req);
-  auto authorized = backend_->Authorize(bearer, auth);
+  *auth.mutable_client() = ClientOf(c.req, c.address);
+  auto authorized = backend_->Authorize({bearer, c.address}, auth);
   if (!authorized.ok()) {
     if (authorized.status().code() == absl::StatusCode::kUnauthenticated) return SessionEnded(c);
     Done(c, authorized.status(), "", "/sign");
@@ -230,7 +230,7 @@ void Web::SignPoll(Call& c) {
   pb::AwaitAuthorizationRequest await;
   await.set_request_id(request_id);
   await.mutable_max_wait()->set_seconds(absl::ToInt64Seconds(options_.poll_wait));
-  auto outcome = backend_->AwaitAuthorization(bearer, await);
+  auto outcome = backend_->AwaitAuthorization({bearer, c.address}, await);
   if (!outcome.ok()) {
     Json(c, 200, R"({"state":"error"})");
     return;
@@ -264,7 +264,7 @@ void Web::SignPoll(Call& c) {
   sign.set_sign_algorithm_oid(ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
   sign.add_hashes(to_be_signed);
   sign.set_sad(outcome->sad());
-  auto signed_hash = backend_->SignHash(bearer, sign);
+  auto signed_hash = backend_->SignHash({bearer, c.address}, sign);
   std::shared_ptr<PendingSignature> pending;
   {
     absl::MutexLock lock(&c.session->mu);

@@ -40,12 +40,15 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
       env.channels->To("identity"), env.channels->To("consent"), env.channels->To("lifecycle"),
       env.channels->To("signer"), absl::Seconds(c.rpc_timeout_seconds()));
   const bool https = !c.http_cert_file().empty();
+  auto client_address = daemon::ClientAddressResolverOf(c.client_address(), "web.client_address");
+  if (!client_address.ok()) return client_address.status();
   stack->web_ = std::make_unique<Web>(
       stack->backend_.get(), env.clock,
       WebOptions{.session_idle = absl::Minutes(c.session_idle_minutes()),
                  .max_sessions = static_cast<size_t>(c.max_sessions()),
                  .max_upload_bytes = static_cast<size_t>(c.max_upload_bytes()),
-                 .https = https});
+                 .https = https,
+                 .client_address = *std::move(client_address)});
   http::ServerOptions options{
       .name = "web",
       .host = host_port->first,

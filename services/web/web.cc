@@ -93,9 +93,9 @@ std::string Button(Lang lang, std::string_view id, std::string_view key, std::st
              cls.empty() ? "" : Cat(" class=\"", cls, "\""), ">", Esc(T(lang, key)), "</button>");
 }
 
-qsign::v1::ClientContext ClientOf(const http::Request& req) {
+qsign::v1::ClientContext ClientOf(const http::Request& req, std::string_view address) {
   qsign::v1::ClientContext client;
-  client.set_client_address(req.remote_address);
+  client.set_client_address(std::string(address));
   client.set_user_agent(std::string(req.Header("User-Agent").substr(0, 200)));
   return client;
 }
@@ -124,6 +124,16 @@ void Web::Begin(Call& c) {
   SecurityHeaders(c.res, options_.https);
   c.res.SetHeader("Cache-Control", "no-store");
   c.lang = ParseLang(CookieValue(c.req, kLangCookie));
+  // A browser's own X-Forwarded-For counts only when the socket's peer is a trusted proxy.
+  std::vector<std::string_view> forwarded;
+  if (!options_.client_address.header().empty()) {
+    for (const auto& [name, value] : c.req.headers) {
+      if (absl::EqualsIgnoreCase(Av(name), options_.client_address.header())) {
+        forwarded.push_back(value);
+      }
+    }
+  }
+  c.address = options_.client_address.Resolve(c.req.remote_address, forwarded);
   c.session = sessions_.Find(CookieValue(c.req, kSessionCookie));
 }
 

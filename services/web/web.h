@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/client_address.h"
 #include "common/clock.h"
 #include "common/http/server.h"
 #include "common/secret.h"
@@ -39,6 +40,9 @@ struct WebOptions {
   bool https = false;
   // How long one poll of a waiting page (login, signing, the app's stream) may wait.
   absl::Duration poll_wait = absl::Seconds(20);
+  // Whose X-Forwarded-For (or other header) names the browser (web.client_address); default:
+  // nobody's, the socket's peer is the browser.
+  ClientAddressResolver client_address;
 };
 
 class Web {

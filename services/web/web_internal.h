@@ -24,6 +24,9 @@ struct Web::Call {
   Lang lang = Lang::kSrCyrl;
   std::shared_ptr<Session> session;
   std::string csrf;  // The session's token when the request began.
+  // The browser's address: the socket's peer, or what a trusted proxy in front of the web wrote
+  // (web.client_address). Sent to the services with every call (Caller.address).
+  std::string address;
   // The session's one-shot message, taken by the first FrameOf of this request.
   bool flash_taken = false;
   std::string flash;
@@ -42,8 +45,8 @@ std::string DateOf(Lang lang, const google::protobuf::Timestamp& t);
 std::string Field(Lang lang, std::string_view name, std::string_view key, std::string_view type,
                   std::string_view extra = "");
 std::string Button(Lang lang, std::string_view id, std::string_view key, std::string_view cls = "");
-// The end user's address and browser, for the services' audit records.
-qsign::v1::ClientContext ClientOf(const http::Request& req);
+// The end user's address (Call.address) and browser, for the services' audit records.
+qsign::v1::ClientContext ClientOf(const http::Request& req, std::string_view address);
 
 }  // namespace qsign::web
 

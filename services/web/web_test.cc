@@ -42,7 +42,11 @@ using ::testing::Not;
 // A browser's share of HTTP: a cookie jar, the page's CSRF token, form posts.
 class Browser {
  public:
-  explicit Browser(int port) : client_("127.0.0.1", port) { client_.set_read_timeout(60, 0); }
+  // `from`: the loopback address the browser connects from (e.g. "127.0.0.2"), or the default.
+  explicit Browser(int port, const std::string& from = "") : client_("127.0.0.1", port) {
+    client_.set_read_timeout(60, 0);
+    if (!from.empty()) client_.set_interface(from);
+  }
 
   httplib::Result Get(const std::string& path) {
     auto res = client_.Get(path, Headers());
@@ -81,6 +85,8 @@ class Browser {
   }
 
   void SetLang(const std::string& tag) { cookies_["qsign_lang"] = tag; }
+  // A header sent with every request from now on (e.g. a forged X-Forwarded-For).
+  void SetHeader(const std::string& name, const std::string& value) { extra_[name] = value; }
   const std::string& csrf() const { return csrf_; }
   std::string cookie(const std::string& name) const {
     auto it = cookies_.find(name);
@@ -92,7 +98,9 @@ class Browser {
   httplib::Headers Headers() const {
     std::string jar;
     for (const auto& [name, value] : cookies_) absl::StrAppend(&jar, name, "=", value, "; ");
-    return {{"Cookie", jar}, {"User-Agent", "web_test"}};
+    httplib::Headers headers = {{"Cookie", jar}, {"User-Agent", "web_test"}};
+    for (const auto& [name, value] : extra_) headers.emplace(name, value);
+    return headers;
   }
 
   void Keep(const httplib::Result& res) {
@@ -117,6 +125,7 @@ class Browser {
 
   httplib::Client client_;
   std::map<std::string, std::string> cookies_;
+  std::map<std::string, std::string> extra_;
   std::string csrf_;
   std::vector<std::string> set_cookie_lines_;
 };
@@ -135,8 +144,9 @@ class WebTest : public testing::ServiceTest {
         << "+client_credentials legacy\n";
     auto stacks = testing::Stacks::Start(
         env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web"},
-                .configure = [](config::v1::ServerConfig& c) {
+                .configure = [this](config::v1::ServerConfig& c) {
                   c.mutable_consent()->set_enrollments_per_address_per_minute(0);
+                  Configure(c);
                 }});
     ASSERT_TRUE(stacks.ok()) << stacks.status();
     stacks_ = *std::move(stacks);
@@ -146,6 +156,9 @@ class WebTest : public testing::ServiceTest {
     ASSERT_GT(gateway_port_, 0);
     WaitForSessionFeeds();
   }
+
+  // A test fixture's own settings, after the defaults above.
+  virtual void Configure(config::v1::ServerConfig& c) {}
 
   // Lifecycle and consent verify session tokens from identity's feed, read in the background:
   // until the first read they answer UNAVAILABLE (a loaded machine takes a moment).
@@ -559,6 +572,65 @@ TEST_F(WebTest, RegisterProofEnrolLogInIssueRevokeAll) {
   EXPECT_FALSE((*app)->watch_status().ok());
   auto after = portal.Get("/account");
   EXPECT_EQ(after->status, 303);
+}
+
+// Identity believes the web's x-forwarded-for (the web at 127.0.0.1 is its trusted proxy, as
+// deploy/ and k8s/ configure it) and allows two logins per address a minute. The web itself
+// trusts only an ingress at 127.0.0.9 to name the browser.
+class WebAddressTest : public WebTest {
+ protected:
+  void Configure(config::v1::ServerConfig& c) override {
+    c.mutable_client_address()->set_header("x-forwarded-for");
+    c.mutable_client_address()->add_trusted_proxies("127.0.0.1");
+    c.mutable_identity()->set_logins_per_address_per_minute(2);
+    c.mutable_identity()->set_logins_per_account_per_minute(0);
+    c.mutable_web()->mutable_client_address()->set_header("x-forwarded-for");
+    c.mutable_web()->mutable_client_address()->add_trusted_proxies("127.0.0.9");
+  }
+
+  // Starts a login for a fresh username; true when the page went on to the code, false when
+  // it came back with the "too many attempts" message.
+  bool Started(Browser& b) {
+    static int n = 0;
+    b.Get("/login");
+    auto started = b.Post("/login", {{"username", Cat("nobody", ++n, "@example.rs")}});
+    EXPECT_TRUE(started && started->status == 303);
+    if (!started) return false;
+    if (started->get_header_value("Location") == "/login/wait") return true;
+    auto page = b.Get("/login");
+    EXPECT_THAT(page->body, HasSubstr(Esc(T(Lang::kSrCyrl, "err.too_many"))));
+    return false;
+  }
+};
+
+TEST_F(WebAddressTest, IdentityLimitsEachBrowsersAddressNotTheWebs) {
+  // Two browsers on two addresses: each has its own two logins a minute.
+  Browser a(port_, "127.0.0.2");
+  Browser b(port_, "127.0.0.3");
+  EXPECT_TRUE(Started(a));
+  EXPECT_TRUE(Started(a));
+  EXPECT_FALSE(Started(a));
+  EXPECT_TRUE(Started(b));
+  // A browser's own X-Forwarded-For is not believed: the web names its socket's address.
+  b.SetHeader("X-Forwarded-For", "203.0.113.50");
+  EXPECT_TRUE(Started(b));
+  b.SetHeader("X-Forwarded-For", "203.0.113.51");
+  EXPECT_FALSE(Started(b));
+
+  // Through the trusted ingress, the address it names counts.
+  Browser via_ingress(port_, "127.0.0.9");
+  via_ingress.SetHeader("X-Forwarded-For", "198.51.100.7");
+  EXPECT_TRUE(Started(via_ingress));
+  EXPECT_TRUE(Started(via_ingress));
+  EXPECT_FALSE(Started(via_ingress));
+  via_ingress.SetHeader("X-Forwarded-For", "198.51.100.8");
+  EXPECT_TRUE(Started(via_ingress));
+
+  // Identity's login journal names the browser's address, as the web passed it on.
+  auto rows = pool().Exec(
+      "SELECT count(*) FROM identity.login_journal WHERE client_address LIKE '198.51.100.8 via %'");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->Get(0, 0), "1");
 }
 
 TEST_F(WebTest, OfficerSignInNeedsTheOfficersCredential) {
