@@ -238,21 +238,54 @@ std::string EncodeChallenge(std::string_view device_id, absl::Time expires_at,
   return out;
 }
 
-std::string LoginDisplayText(const LoginDetails& login) {
-  return absl::StrCat("Log in to eID portal, code ", login.verification_code);
+absl::StatusOr<DisplayLanguage> ParseDisplayLanguage(std::string_view tag, std::string_view field) {
+  if (tag.empty() || tag == "sr-Cyrl") return DisplayLanguage::kSrCyrl;
+  if (tag == "sr-Latn") return DisplayLanguage::kSrLatn;
+  if (tag == "en") return DisplayLanguage::kEn;
+  return absl::InvalidArgumentError(
+      absl::StrCat(std::string(field), ": sr-Cyrl, sr-Latn or en (empty: sr-Cyrl)"));
 }
 
-std::string SignDisplayText(const SignDetails& sign) {
+std::string LoginDisplayText(const LoginDetails& login, DisplayLanguage lang) {
+  switch (lang) {
+    case DisplayLanguage::kSrLatn:
+      return absl::StrCat("Prijava na eID portal, kod ", login.verification_code);
+    case DisplayLanguage::kEn:
+      return absl::StrCat("Log in to eID portal, code ", login.verification_code);
+    case DisplayLanguage::kSrCyrl:
+      break;
+  }
+  return absl::StrCat("Пријава на еИД портал, код ", login.verification_code);
+}
+
+namespace {
+
+// Serbian counts: 1, 21 документ; 2-4, 22-24 документа; 0, 5-20, 25-30 докумената.
+const char* SerbianDocuments(size_t n, bool latin) {
+  const size_t ones = n % 10, tens = n % 100;
+  if (ones == 1 && tens != 11) return latin ? "dokument" : "документ";
+  if (ones >= 2 && ones <= 4 && (tens < 12 || tens > 14)) return latin ? "dokumenta" : "документа";
+  return latin ? "dokumenata" : "докумената";
+}
+
+}  // namespace
+
+std::string SignDisplayText(const SignDetails& sign, DisplayLanguage lang) {
+  const bool en = lang == DisplayLanguage::kEn;
+  const bool latin = lang == DisplayLanguage::kSrLatn;
   std::string what;
   if (sign.documents.size() == 1) {
-    what = absl::StrCat("\"", sign.documents[0].label, "\"");
-  } else if (sign.hashes.size() == 1) {
-    what = "1 document";
+    what = en ? absl::StrCat("\"", sign.documents[0].label, "\"")
+              : absl::StrCat("„", sign.documents[0].label, "“");
   } else {
-    what = absl::StrCat(sign.hashes.size(), " documents");
+    const size_t n = sign.documents.empty() ? sign.hashes.size() : sign.documents.size();
+    what =
+        absl::StrCat(n, " ", en ? (n == 1 ? "document" : "documents") : SerbianDocuments(n, latin));
   }
-  if (sign.relying_party_name.empty()) return absl::StrCat("Sign ", what);
-  return absl::StrCat("Sign ", what, " for ", sign.relying_party_name);
+  const char* verb = en ? "Sign " : latin ? "Potpiši " : "Потпиши ";
+  const char* for_ = en ? " for " : latin ? " za " : " за ";
+  if (sign.relying_party_name.empty()) return absl::StrCat(verb, what);
+  return absl::StrCat(verb, what, for_, sign.relying_party_name);
 }
 
 }  // namespace qsign::consent

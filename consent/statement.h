@@ -96,9 +96,22 @@ std::string PinOperationMessage(PinOperation op, std::string_view device_id,
 std::string EncodeChallenge(std::string_view device_id, absl::Time expires_at,
                             std::string_view nonce);
 
-// The one-line text shown with a request ("Log in to eID portal, code 4721").
-std::string LoginDisplayText(const LoginDetails& login);
-std::string SignDisplayText(const SignDetails& sign);
+// The language of a request's display text (inside the statement: the app shows and signs it).
+enum class DisplayLanguage { kSrCyrl, kSrLatn, kEn };
+
+// "sr-Cyrl" (also empty: the default), "sr-Latn", "en"; anything else INVALID_ARGUMENT naming
+// `field`.
+absl::StatusOr<DisplayLanguage> ParseDisplayLanguage(std::string_view tag,
+                                                     std::string_view field = "language");
+
+// The one-line text shown with a request, in `lang`: "Пријава на еИД портал, код 4721",
+// "Prijava na eID portal, kod 4721", "Log in to eID portal, code 4721".
+std::string LoginDisplayText(const LoginDetails& login,
+                             DisplayLanguage lang = DisplayLanguage::kSrCyrl);
+// "Потпиши „Уговор“ за е-Управа", "Potpiši „Ugovor“ za e-Uprava", "Sign "Ugovor" for e-Uprava"
+// (the label and the relying party's name as given).
+std::string SignDisplayText(const SignDetails& sign,
+                            DisplayLanguage lang = DisplayLanguage::kSrCyrl);
 
 // Drops what finer than a microsecond: the precision of statements and of PostgreSQL.
 absl::Time TruncateToMicros(absl::Time t);

@@ -484,6 +484,8 @@ class Validator {
           1'000'000);
     Range("identity.registrations_per_address_per_hour", s.registrations_per_address_per_hour(), 0,
           1'000'000);
+    Range("identity.corrections_per_operator_per_hour", s.corrections_per_operator_per_hour(), 0,
+          1'000'000);
     if (!s.smtp_url().empty()) Url("identity.smtp_url", s.smtp_url(), {"smtp", "smtps"});
     if (!s.smtp_url().empty() && !s.mail_drop_dir().empty()) {
       Error("identity.mail_drop_dir", "set smtp_url or mail_drop_dir, not both");
@@ -699,6 +701,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     if (!s.has_logins_per_account_per_minute()) s.set_logins_per_account_per_minute(5);
     if (!s.has_logins_per_address_per_minute()) s.set_logins_per_address_per_minute(60);
     if (!s.has_registrations_per_address_per_hour()) s.set_registrations_per_address_per_hour(20);
+    if (!s.has_corrections_per_operator_per_hour()) s.set_corrections_per_operator_per_hour(30);
   }
   if (c.has_lifecycle()) {
     cfg::LifecycleService& s = *c.mutable_lifecycle();

@@ -2,9 +2,13 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/db/journal.h"
 #include "common/strings.h"
 
@@ -186,6 +190,90 @@ absl::StatusOr<AuditHead> AuditChainHead(Pool& pool, std::string_view schema) {
   head.seq = *seq;
   head.hash = *std::move(hash);
   return head;
+}
+
+absl::StatusOr<AuditPage> ListAuditRecords(Pool& pool, const AuditQuery& q) {
+  if (q.tables.empty() || (q.targets.empty() && q.actors.empty())) {
+    return absl::InvalidArgumentError("audit query: a table and a target or actor required");
+  }
+  if (q.page_size < 1 || q.page_size > 1000) {
+    return absl::InvalidArgumentError("page_size: 1..1000");
+  }
+  // The token: "<unix micros>.<table index>.<seq>" of the last record answered.
+  bool first_page = true;
+  int64_t after_at = 0, after_src = 0, after_seq = 0;
+  if (!q.page_token.empty()) {
+    std::vector<absl::string_view> parts = absl::StrSplit(Av(q.page_token), '.');
+    if (q.page_token.size() > 64 || parts.size() != 3 || !absl::SimpleAtoi(parts[0], &after_at) ||
+        !absl::SimpleAtoi(parts[1], &after_src) || !absl::SimpleAtoi(parts[2], &after_seq) ||
+        after_src < 0 || after_src >= static_cast<int64_t>(q.tables.size())) {
+      return absl::InvalidArgumentError("page_token: not one this call answered");
+    }
+    first_page = false;
+  }
+  std::vector<Param> params;
+  std::vector<std::string> targets, actors;
+  for (const std::string& t : q.targets) {
+    params.push_back(Param::Text(t));
+    targets.push_back(absl::StrCat("$", params.size()));
+  }
+  for (const std::string& a : q.actors) {
+    params.push_back(Param::Text(a));
+    actors.push_back(absl::StrCat("$", params.size()));
+  }
+  std::string where;
+  if (!targets.empty()) absl::StrAppend(&where, "target IN (", absl::StrJoin(targets, ", "), ")");
+  if (!actors.empty()) {
+    absl::StrAppend(&where, where.empty() ? "" : " OR ", "actor IN (", absl::StrJoin(actors, ", "),
+                    ")");
+  }
+  std::vector<std::string> selects;
+  for (size_t i = 0; i < q.tables.size(); ++i) {
+    selects.push_back(
+        absl::StrCat("SELECT at, ", i,
+                     " AS src, seq, actor, action, target, client_address, outcome, details FROM ",
+                     q.tables[i], " WHERE ", where));
+  }
+  std::string sql =
+      absl::StrCat("SELECT at, src, seq, actor, action, target, client_address, ",
+                   "outcome, details FROM (", absl::StrJoin(selects, " UNION ALL "), ") r");
+  if (!first_page) {
+    params.push_back(Param::Time(absl::FromUnixMicros(after_at)));
+    params.push_back(Param::Int(after_src));
+    params.push_back(Param::Int(after_seq));
+    const size_t n = params.size();
+    absl::StrAppend(&sql, " WHERE (at, src, seq) < ($", n - 2, ", $", n - 1, ", $", n, ")");
+  }
+  params.push_back(Param::Int(q.page_size + 1));
+  absl::StrAppend(&sql, " ORDER BY at DESC, src DESC, seq DESC LIMIT $", params.size());
+  auto rows = pool.Exec(sql, params);
+  if (!rows.ok()) return rows.status();
+  AuditPage page;
+  for (int r = 0; r < rows->rows() && r < q.page_size; ++r) {
+    auto at = rows->GetTime(r, 0);
+    auto src = rows->GetInt64(r, 1);
+    auto seq = rows->GetInt64(r, 2);
+    if (!at.ok()) return at.status();
+    if (!src.ok()) return src.status();
+    if (!seq.ok()) return seq.status();
+    AuditRecord rec{.at = *at,
+                    .event = {.actor = std::string(rows->Get(r, 3)),
+                              .action = std::string(rows->Get(r, 4)),
+                              .target = std::string(rows->Get(r, 5)),
+                              .client_address = std::string(rows->Get(r, 6)),
+                              .outcome = std::string(rows->Get(r, 7)),
+                              .details = std::string(rows->Get(r, 8))},
+                    .source = q.tables[static_cast<size_t>(*src)],
+                    .seq = *seq};
+    page.records.push_back(std::move(rec));
+  }
+  if (rows->rows() > q.page_size && !page.records.empty()) {
+    const AuditRecord& last = page.records.back();
+    const size_t src = static_cast<size_t>(
+        std::find(q.tables.begin(), q.tables.end(), last.source) - q.tables.begin());
+    page.next_page_token = absl::StrCat(absl::ToUnixMicros(last.at), ".", src, ".", last.seq);
+  }
+  return page;
 }
 
 }  // namespace qsign::db

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -53,6 +54,36 @@ struct AuditHead {
 };
 // The newest record, to anchor outside the database (e.g. signed and shipped to an external log).
 absl::StatusOr<AuditHead> AuditChainHead(Pool& pool, std::string_view schema);
+
+// One stored record, as ListAuditRecords reads it.
+struct AuditRecord {
+  absl::Time at;
+  AuditEvent event;
+  std::string source;  // The table, e.g. "identity.audit_log".
+  int64_t seq = 0;
+};
+
+struct AuditPage {
+  std::vector<AuditRecord> records;  // Newest first.
+  std::string next_page_token;       // Empty: nothing older.
+};
+
+// Which records: those in any of `tables` (schema-qualified names written in code, never input,
+// each with an audit record's columns seq, at, actor, action, target, client_address, outcome,
+// details: audit_log, or a journal kept beside it) whose target is one of `targets` or whose
+// actor is one of `actors`.
+struct AuditQuery {
+  std::vector<std::string> tables;
+  std::vector<std::string> targets;
+  std::vector<std::string> actors;
+  int page_size = 50;           // 1..1000.
+  std::string_view page_token;  // Empty, or a next_page_token of the same query.
+};
+
+// The matching records of every table merged, newest first (ties: the later table, the higher
+// seq first), at most page_size; the token continues after the last one. INVALID_ARGUMENT
+// "page_token: ..." for a token this function did not make for these tables.
+absl::StatusOr<AuditPage> ListAuditRecords(Pool& pool, const AuditQuery& query);
 
 // The record hash: SHA-256 over "qsign.audit.v1", prev_hash (32 bytes), seq and the time in Unix
 // microseconds (8-byte big-endian each), then each field of `event` in declaration order as an

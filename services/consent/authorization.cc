@@ -91,6 +91,8 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
   if (auto s = ValidateText(in.relying_party_name, "relying_party_name", 0, 200); !s.ok()) {
     return s;
   }
+  auto lang = ParseDisplayLanguage(in.language);
+  if (!lang.ok()) return lang.status();
 
   // The credential: a user's own only (another's does not exist for them), and usable.
   const absl::Status no_credential =
@@ -144,7 +146,7 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
                         .hash_algorithm_oid = in.hash_algorithm_oid,
                         .hashes = in.hashes,
                         .documents = in.documents}};
-  st.display_text = SignDisplayText(st.sign);
+  st.display_text = SignDisplayText(st.sign, *lang);
   auto record = CreateRequest(std::move(st), credential->account_id, RequesterOf(caller));
   if (!record.ok()) {
     if (record.status().code() == absl::StatusCode::kFailedPrecondition) {

@@ -189,6 +189,8 @@ struct RequestStatus {
 struct LoginRequestInput {
   std::string account_id;
   LoginDetails login;
+  // The display text's language tag (consent/statement.h ParseDisplayLanguage).
+  std::string language;
   absl::Duration lifetime = absl::ZeroDuration();  // Zero: the default.
 };
 
@@ -199,6 +201,8 @@ struct AuthorizeInput {
   uint32_t num_signatures = 0;
   std::vector<DocumentInfo> documents;
   std::string relying_party_name;
+  // The display text's language tag (consent/statement.h ParseDisplayLanguage).
+  std::string language;
 };
 
 struct AuthorizeResult {

@@ -241,7 +241,8 @@ grpc::Status ConsentGrpc::CreateRequest(grpc::ServerContext* ctx,
   }
   LoginRequestInput in{.account_id = req->account_id(),
                        .login = {.verification_code = req->login().verification_code(),
-                                 .client_description = req->login().client_description()}};
+                                 .client_description = req->login().client_description()},
+                       .language = req->language()};
   if (req->has_lifetime()) in.lifetime = FromProto(req->lifetime());
   auto out = consent_->CreateLoginRequest(*caller, in,
                                           ClientOf(client_address_, ctx, pb::ClientContext()));
@@ -282,7 +283,8 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
                     .hash_algorithm_oid = req->hash_algorithm_oid(),
                     .hashes = {req->hashes().begin(), req->hashes().end()},
                     .num_signatures = req->num_signatures(),
-                    .relying_party_name = req->relying_party_name()};
+                    .relying_party_name = req->relying_party_name(),
+                    .language = req->language()};
   for (const auto& d : req->documents()) {
     in.documents.push_back({.label = d.label(),
                             .document_name = d.document_name(),

@@ -165,8 +165,9 @@ class ConsentTest : public qsign::testing::ServiceTest {
   }
 
   grpc::Status CreateLogin(const std::string& account, pb::ConsentRequestStatus* out,
-                           const std::string& code = "4721") {
+                           const std::string& code = "4721", const std::string& language = "") {
     pb::CreateRequestRequest req;
+    req.set_language(language);
     req.set_account_id(account);
     req.set_kind(pb::CONSENT_REQUEST_KIND_LOGIN);
     req.mutable_login()->set_verification_code(code);
@@ -234,8 +235,10 @@ class ConsentTest : public qsign::testing::ServiceTest {
   }
 
   grpc::Status Authorize(const std::string& credential, std::vector<std::string> hashes,
-                         pb::AuthorizeResponse* out, const char* authorization = kGatewayAuth) {
+                         pb::AuthorizeResponse* out, const char* authorization = kGatewayAuth,
+                         const std::string& language = "") {
     pb::AuthorizeRequest req;
+    req.set_language(language);
     req.set_credential_id(credential);
     req.set_hash_algorithm_oid(kSha256Oid);
     for (auto& h : hashes) {
@@ -447,7 +450,7 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   std::cout << "CreateRequest -> request on the app's stream: " << push_latency << "\n";
   EXPECT_LT(push_latency, kPushLatencyBudget);
   EXPECT_EQ(pushed.kind(), pb::CONSENT_REQUEST_KIND_LOGIN);
-  EXPECT_EQ(pushed.display_text(), "Log in to eID portal, code 4721");
+  EXPECT_EQ(pushed.display_text(), "Пријава на еИД портал, код 4721");
   EXPECT_EQ(pushed.login().verification_code(), "4721");
   EXPECT_EQ(created.state(), pb::CONSENT_REQUEST_STATE_PENDING);
   EXPECT_EQ(created.expires_at().seconds() - created.created_at().seconds(), 120);
@@ -1118,7 +1121,7 @@ TEST_F(ConsentTest, SadFromAnApprovedAuthorizationSignsHashAAndIsRefusedForHashB
 
   pb::ConsentRequest pushed = Receive(*app, auth.request_id());
   EXPECT_EQ(pushed.kind(), pb::CONSENT_REQUEST_KIND_SIGN);
-  EXPECT_EQ(pushed.display_text(), "Sign \"Contract a\" for e-Uprava");
+  EXPECT_EQ(pushed.display_text(), "Потпиши „Contract a“ за e-Uprava");
   ASSERT_EQ(pushed.sign().hashes_size(), 1);
   EXPECT_EQ(pushed.sign().hashes(0), hash_a);
   EXPECT_EQ(pushed.sign().documents(0).document_name(), "ugovor.pdf");
@@ -1369,6 +1372,70 @@ TEST(StatementTest, RoundTripsAndRefusesAnythingNonCanonical) {
             "QSIGN-CONSENT-APPROVAL-V2\n" + tl(1, 1) + "S" + tl(2, 1) + "\x01" + tl(3, 1) + "C");
   EXPECT_EQ(PinOperationMessage(PinOperation::kReset, "dev-1", "C"),
             "QSIGN-CONSENT-PIN-V1\n" + tl(1, 1) + "\x02" + tl(2, 5) + "dev-1" + tl(3, 1) + "C");
+}
+
+// The requester's language goes into the statement the app shows and signs; the approval's
+// signature over that statement verifies (the server rebuilds it from its own record).
+TEST_F(ConsentTest, DisplayTextInTheRequestersLanguageIsSignedWithTheStatement) {
+  Credential("cred-1", "alice");
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  const std::pair<std::string, std::string> logins[] = {
+      {"", "Пријава на еИД портал, код 4721"},
+      {"sr-Cyrl", "Пријава на еИД портал, код 4721"},
+      {"sr-Latn", "Prijava na eID portal, kod 4721"},
+      {"en", "Log in to eID portal, code 4721"}};
+  for (const auto& [language, text] : logins) {
+    pb::ConsentRequestStatus created;
+    ASSERT_TRUE(CreateLogin("alice", &created, "4721", language).ok()) << language;
+    pb::ConsentRequest pushed = Receive(*app, created.request_id());
+    EXPECT_EQ(pushed.display_text(), text);
+    auto statement = DecodeStatement(pushed.statement());
+    ASSERT_TRUE(statement.ok());
+    EXPECT_EQ(statement->display_text, text);
+    auto approved = app->Approve(pushed, kPin);
+    ASSERT_TRUE(approved.ok()) << approved.status();
+    EXPECT_EQ(approved->result(), pb::APPROVE_RESULT_APPROVED) << language;
+  }
+  const std::pair<std::string, std::string> signs[] = {
+      {"sr-Cyrl", "Потпиши „Contract a“ за e-Uprava"},
+      {"sr-Latn", "Potpiši „Contract b“ za e-Uprava"},
+      {"en", "Sign \"Contract c\" for e-Uprava"}};
+  char h = 'a';
+  for (const auto& [language, text] : signs) {
+    pb::AuthorizeResponse auth;
+    ASSERT_TRUE(Authorize("cred-1", {Hash(h++)}, &auth, kGatewayAuth, language).ok());
+    pb::ConsentRequest pushed = Receive(*app, auth.request_id());
+    EXPECT_EQ(pushed.display_text(), text);
+    EXPECT_EQ(DecodeStatement(pushed.statement())->display_text, text);
+    auto approved = app->Approve(pushed, kPin);
+    ASSERT_TRUE(approved.ok()) << approved.status();
+    EXPECT_EQ(approved->result(), pb::APPROVE_RESULT_APPROVED) << language;
+  }
+  pb::ConsentRequestStatus created;
+  grpc::Status s = CreateLogin("alice", &created, "4721", "de");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("language"));
+  pb::AuthorizeResponse auth;
+  s = Authorize("cred-1", {Hash('z')}, &auth, kGatewayAuth, "sr");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("language"));
+}
+
+TEST(StatementTest, DisplayTextsCountDocumentsInSerbian) {
+  SignDetails sign{.relying_party_name = "е-Управа"};
+  auto text = [&](size_t n, DisplayLanguage lang) {
+    sign.hashes.assign(n, "h");
+    return SignDisplayText(sign, lang);
+  };
+  EXPECT_EQ(text(1, DisplayLanguage::kSrCyrl), "Потпиши 1 документ за е-Управа");
+  EXPECT_EQ(text(3, DisplayLanguage::kSrCyrl), "Потпиши 3 документа за е-Управа");
+  EXPECT_EQ(text(5, DisplayLanguage::kSrLatn), "Potpiši 5 dokumenata za е-Управа");
+  EXPECT_EQ(text(12, DisplayLanguage::kSrLatn), "Potpiši 12 dokumenata za е-Управа");
+  EXPECT_EQ(text(21, DisplayLanguage::kSrCyrl), "Потпиши 21 документ за е-Управа");
+  EXPECT_EQ(text(2, DisplayLanguage::kEn), "Sign 2 documents for е-Управа");
+  EXPECT_EQ(text(1, DisplayLanguage::kEn), "Sign 1 document for е-Управа");
+  EXPECT_FALSE(ParseDisplayLanguage("sr-Cyrl-RS").ok());
 }
 
 TEST(StatementTest, PageCountIsSignedOnlyWhenGiven) {

@@ -80,6 +80,8 @@ absl::StatusOr<RequestStatus> Consent::CreateLoginRequest(const Caller& caller,
       !s.ok()) {
     return s;
   }
+  auto lang = ParseDisplayLanguage(in.language);
+  if (!lang.ok()) return lang.status();
   if (in.lifetime < absl::ZeroDuration() || in.lifetime > config_.max_lifetime) {
     return absl::InvalidArgumentError(absl::StrCat("lifetime: between 0 (the default) and ",
                                                    absl::FormatDuration(config_.max_lifetime)));
@@ -90,7 +92,7 @@ absl::StatusOr<RequestStatus> Consent::CreateLoginRequest(const Caller& caller,
       .created_at = now,
       .expires_at = TruncateToMicros(
           now + (in.lifetime == absl::ZeroDuration() ? config_.login_lifetime : in.lifetime)),
-      .display_text = LoginDisplayText(in.login),
+      .display_text = LoginDisplayText(in.login, *lang),
       .login = in.login};
   auto record = CreateRequest(std::move(st), in.account_id, RequesterOf(caller));
   if (!record.ok()) return record.status();

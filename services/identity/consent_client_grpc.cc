@@ -71,6 +71,7 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
   *req.mutable_lifetime() = ToProto(params.lifetime);
   req.mutable_login()->set_verification_code(params.verification_code);
   req.mutable_login()->set_client_description(params.client_description);
+  req.set_language(params.language);
   auto stub = stub_.get();
   if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;

@@ -12,11 +12,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "common/auth/audit_event.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "consent/statement.h"
 #include "services/identity/validation.h"
 
 namespace qsign::identity {
@@ -150,7 +152,8 @@ Identity::Identity(IdentityStore* store, ConsentClient* consent, const Clock* cl
       keys_(std::move(keys)),
       login_account_limiter_(config_.logins_per_account_per_minute, absl::Minutes(1)),
       login_address_limiter_(config_.logins_per_address_per_minute, absl::Minutes(1)),
-      register_address_limiter_(config_.registrations_per_address_per_hour, absl::Hours(1)) {}
+      register_address_limiter_(config_.registrations_per_address_per_hour, absl::Hours(1)),
+      correction_limiter_(config_.corrections_per_operator_per_hour, absl::Hours(1)) {}
 
 absl::StatusOr<std::unique_ptr<Identity>> Identity::New(hsm::Hsm* hsm, IdentityStore* store,
                                                         ConsentClient* consent, const Clock* clock,
@@ -357,6 +360,67 @@ absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller
       .activation_code_expires_at = code_expires};
 }
 
+absl::StatusOr<Account> Identity::CorrectIdentity(const Caller& caller,
+                                                  const CorrectIdentityInput& in,
+                                                  const ClientInfo& client) {
+  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
+  if (in.account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (in.account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  const absl::Time now = TruncateToMicros(clock_->Now());
+  if (auto s = ValidatePersonName("given_name", in.given_name); !s.ok()) return s;
+  if (auto s = ValidatePersonName("surname", in.surname); !s.ok()) return s;
+  if (auto s = ValidateCommonNameLength(in.given_name, in.surname); !s.ok()) return s;
+  if (auto s = ValidateNationalId(in.national_id, absl::ToCivilDay(now, absl::UTCTimeZone()));
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = ValidateFreeText("note", in.note, 500); !s.ok()) return s;
+  if (auto s = correction_limiter_.Acquire(caller.id, now, "too many corrections by this operator");
+      !s.ok()) {
+    return s;
+  }
+  const Account corrected{.account_id = in.account_id,
+                          .given_name = in.given_name,
+                          .surname = in.surname,
+                          .national_id = in.national_id};
+  return store_->CorrectIdentity(
+      corrected, now, [&](const Account& current) -> absl::StatusOr<db::AuditEvent> {
+        if (current.proofed_at.has_value()) {
+          return absl::FailedPreconditionError(
+              "account_id: already proofed; the name and national id are bound to the document "
+              "checked then");
+        }
+        std::vector<std::string> changes;
+        auto change = [&](std::string_view field, const std::string& from, const std::string& to) {
+          if (from != to) changes.push_back(absl::StrCat(Av(field), ": ", from, " -> ", to));
+        };
+        change("given_name", current.given_name, in.given_name);
+        change("surname", current.surname, in.surname);
+        change("national_id", current.national_id, in.national_id);
+        if (changes.empty()) {
+          return absl::InvalidArgumentError(
+              "given_name, surname, national_id: nothing to correct (all as registered)");
+        }
+        if (!in.note.empty()) changes.push_back(absl::StrCat("note: ", in.note));
+        return auth::AuditEventOf(caller, "identity.correct", in.account_id, client, "ok",
+                                  absl::StrJoin(changes, "; "));
+      });
+}
+
+absl::StatusOr<AuditPage> Identity::ListAccountAudit(const Caller& caller,
+                                                     std::string_view account_id, int page_size,
+                                                     std::string_view page_token) {
+  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
+  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  if (page_size < 0 || page_size > 200) {
+    return absl::InvalidArgumentError("page_size: 0..200 (0: 50)");
+  }
+  if (page_token.size() > 64) return absl::InvalidArgumentError("page_token: too long");
+  if (auto account = store_->GetAccountById(account_id); !account.ok()) return account.status();
+  return store_->ListAccountAudit(account_id, page_size == 0 ? 50 : page_size, page_token);
+}
+
 absl::StatusOr<Account> Identity::GetAccount(const Caller& caller, std::string_view account_id,
                                              std::string_view username) {
   if (auto s = Require(caller, {CallerKind::kUser, CallerKind::kOperator, CallerKind::kService},
@@ -392,10 +456,11 @@ absl::Duration Identity::TypicalConsentLatency() {
   return consent_latency_;
 }
 
-absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
-                                                const ClientInfo& client) {
+absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username, const ClientInfo& client,
+                                                std::string_view language) {
   if (username.empty()) return absl::InvalidArgumentError("username: required");
   if (username.size() > 254) return absl::InvalidArgumentError("username: at most 254 characters");
+  if (auto lang = consent::ParseDisplayLanguage(language); !lang.ok()) return lang.status();
   const std::string normalized = NormalizeUsername(username);
   // Both limits count before anything is looked up: the answer is the same for every username.
   if (auto s = login_address_limiter_.Acquire(auth::KeyAddress(client), clock_->Now(),
@@ -437,6 +502,7 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username,
   auto request = consent_->CreateLoginRequest({.account_id = consent_account,
                                                .verification_code = *code,
                                                .client_description = DescribeClient(client),
+                                               .language = std::string(language),
                                                .lifetime = config_.login_lifetime});
   const absl::Duration took = absl::Now() - started;
   std::string target = known ? account->account_id : "";

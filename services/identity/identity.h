@@ -32,6 +32,8 @@
 
 namespace qsign::identity {
 
+using ::qsign::db::AuditPage;
+
 // Operator and service credentials are checked the same way by every service (common/auth).
 using ::qsign::auth::CredentialTable;
 using ::qsign::auth::ParseAuthorization;
@@ -62,6 +64,8 @@ struct LoginRequestParams {
   std::string verification_code;
   // Where the login was started, shown so that the user can spot a stranger.
   std::string client_description;
+  // The language of the app's text (consent/statement.h ParseDisplayLanguage).
+  std::string language;
   absl::Duration lifetime;
 };
 
@@ -97,6 +101,14 @@ struct ProofIdentityInput {
   AssuranceLevel assurance_level = AssuranceLevel::kUnspecified;
   DocumentType document_type = DocumentType::kUnspecified;
   std::string document_number;
+  std::string note;
+};
+
+struct CorrectIdentityInput {
+  std::string account_id;
+  std::string given_name;
+  std::string surname;
+  std::string national_id;
   std::string note;
 };
 
@@ -157,6 +169,8 @@ struct IdentityConfig {
   int logins_per_address_per_minute = 60;
   // RegisterAccount calls per client address per hour; 0: unlimited.
   int registrations_per_address_per_hour = 20;
+  // CorrectIdentity calls per operator per hour; 0: unlimited.
+  int corrections_per_operator_per_hour = 30;
   // How long a registration's e-mail link works.
   absl::Duration registration_link_lifetime = absl::Hours(24);
   // The portal page the link opens ("?token=..." appended).
@@ -198,13 +212,21 @@ class Identity final : public auth::SessionVerifier {
   absl::StatusOr<ProofIdentityResult> ProofIdentity(const Caller& caller,
                                                     const ProofIdentityInput& input,
                                                     const ClientInfo& client);
+  // Operators. The corrected name and national id of an account never proofed.
+  absl::StatusOr<Account> CorrectIdentity(const Caller& caller, const CorrectIdentityInput& input,
+                                          const ClientInfo& client);
+  // Operators. The account's records in the audit chain and the logins journal, newest first.
+  absl::StatusOr<AuditPage> ListAccountAudit(const Caller& caller, std::string_view account_id,
+                                             int page_size, std::string_view page_token);
   // A user (own account), operators and services (exactly one of account_id, username).
   absl::StatusOr<Account> GetAccount(const Caller& caller, std::string_view account_id,
                                      std::string_view username);
   // Anyone. Same answer shape, and the same work (one consent call), whether or not the username
   // exists or has a device. RESOURCE_EXHAUSTED (with a retry delay) past the per-username or
   // per-address limit.
-  absl::StatusOr<LoginStart> StartLogin(std::string_view username, const ClientInfo& client);
+  // `language`: of the app's text ("sr-Cyrl", empty, "sr-Latn", "en").
+  absl::StatusOr<LoginStart> StartLogin(std::string_view username, const ClientInfo& client,
+                                        std::string_view language = "");
   // Whoever holds the login id. Waits at most min(max_wait, config max_await).
   absl::StatusOr<LoginOutcome> AwaitLogin(std::string_view login_id, absl::Duration max_wait);
   // A user (authenticated with allow_revoked, so that a repeated logout succeeds).
@@ -255,6 +277,7 @@ class Identity final : public auth::SessionVerifier {
   RateLimiter login_account_limiter_;
   RateLimiter login_address_limiter_;
   RateLimiter register_address_limiter_;
+  RateLimiter correction_limiter_;
 
   absl::Mutex mu_;
   // Moving average of the latency of a Consent.CreateRequest that pushed a request: a StartLogin

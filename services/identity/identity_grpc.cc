@@ -127,6 +127,47 @@ grpc::Status IdentityGrpc::ProofIdentity(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status IdentityGrpc::CorrectIdentity(grpc::ServerContext* ctx,
+                                           const pb::CorrectIdentityRequest* req,
+                                           pb::Account* resp) {
+  auto caller = identity_->Authenticate(Authorization(ctx));
+  if (!caller.ok()) return Reply("CorrectIdentity", caller.status());
+  auto account = identity_->CorrectIdentity(*caller,
+                                            {.account_id = req->account_id(),
+                                             .given_name = req->given_name(),
+                                             .surname = req->surname(),
+                                             .national_id = req->national_id(),
+                                             .note = req->note()},
+                                            ClientOf(client_address_, ctx, req->client()));
+  if (!account.ok()) return Reply("CorrectIdentity", account.status());
+  ToProto(*account, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status IdentityGrpc::ListAccountAudit(grpc::ServerContext* ctx,
+                                            const pb::ListAccountAuditRequest* req,
+                                            pb::ListAccountAuditResponse* resp) {
+  auto caller = identity_->Authenticate(Authorization(ctx));
+  if (!caller.ok()) return Reply("ListAccountAudit", caller.status());
+  auto page =
+      identity_->ListAccountAudit(*caller, req->account_id(), req->page_size(), req->page_token());
+  if (!page.ok()) return Reply("ListAccountAudit", page.status());
+  for (const db::AuditRecord& r : page->records) {
+    pb::AuditRecord* out = resp->add_records();
+    *out->mutable_at() = ToProto(r.at);
+    out->set_actor(r.event.actor);
+    out->set_action(r.event.action);
+    out->set_target(r.event.target);
+    out->set_client_address(r.event.client_address);
+    out->set_outcome(r.event.outcome);
+    out->set_details(r.event.details);
+    out->set_source(r.source);
+    out->set_seq(r.seq);
+  }
+  resp->set_next_page_token(page->next_page_token);
+  return grpc::Status::OK;
+}
+
 grpc::Status IdentityGrpc::GetAccount(grpc::ServerContext* ctx, const pb::GetAccountRequest* req,
                                       pb::Account* resp) {
   auto caller = identity_->Authenticate(Authorization(ctx));
@@ -139,8 +180,8 @@ grpc::Status IdentityGrpc::GetAccount(grpc::ServerContext* ctx, const pb::GetAcc
 
 grpc::Status IdentityGrpc::StartLogin(grpc::ServerContext* ctx, const pb::StartLoginRequest* req,
                                       pb::StartLoginResponse* resp) {
-  auto start =
-      identity_->StartLogin(req->username(), ClientOf(client_address_, ctx, req->client()));
+  auto start = identity_->StartLogin(req->username(), ClientOf(client_address_, ctx, req->client()),
+                                     req->language());
   if (!start.ok()) return Reply("StartLogin", start.status());
   resp->set_login_id(std::move(start->login_id));
   resp->set_verification_code(std::move(start->verification_code));

@@ -26,6 +26,12 @@ class IdentityGrpc final : public qsign::v1::Identity::Service {
                                    qsign::v1::Account* resp) override;
   grpc::Status ProofIdentity(grpc::ServerContext* ctx, const qsign::v1::ProofIdentityRequest* req,
                              qsign::v1::ProofIdentityResponse* resp) override;
+  grpc::Status CorrectIdentity(grpc::ServerContext* ctx,
+                               const qsign::v1::CorrectIdentityRequest* req,
+                               qsign::v1::Account* resp) override;
+  grpc::Status ListAccountAudit(grpc::ServerContext* ctx,
+                                const qsign::v1::ListAccountAuditRequest* req,
+                                qsign::v1::ListAccountAuditResponse* resp) override;
   grpc::Status GetAccount(grpc::ServerContext* ctx, const qsign::v1::GetAccountRequest* req,
                           qsign::v1::Account* resp) override;
   grpc::Status StartLogin(grpc::ServerContext* ctx, const qsign::v1::StartLoginRequest* req,

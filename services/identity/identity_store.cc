@@ -221,9 +221,10 @@ class PostgresIdentityStore final : public IdentityStore {
       attempt = OutboxAttempt{.id = m.id, .result = sent};
       if (sent.ok()) {
         return tx
-            .Exec("UPDATE identity.outbox SET sent_at = $2, body = '', attempts = attempts + 1 "
-                  "WHERE id = $1",
-                  {Param::Int(m.id), Param::Time(now)})
+            .Exec(
+                "UPDATE identity.outbox SET sent_at = $2, body = '', attempts = attempts + 1 "
+                "WHERE id = $1",
+                {Param::Int(m.id), Param::Time(now)})
             .status();
       }
       return tx
@@ -277,6 +278,46 @@ class PostgresIdentityStore final : public IdentityStore {
     if (!res.ok()) return res.status();
     if (res->rows() == 0) return absl::NotFoundError("username: no such account");
     return ReadAccount(*res, 0);
+  }
+
+  absl::StatusOr<Account> CorrectIdentity(
+      const Account& corrected, absl::Time at,
+      absl::FunctionRef<absl::StatusOr<db::AuditEvent>(const Account&)> decide) override {
+    Account updated;
+    auto s = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
+      auto cur = tx.Exec(absl::StrCat("SELECT ", kAccountColumns,
+                                      " FROM identity.accounts WHERE account_id = $1 FOR UPDATE"),
+                         {Param::Text(corrected.account_id)});
+      if (!cur.ok()) return cur.status();
+      if (cur->rows() == 0) return NoAccount(corrected.account_id);
+      auto account = ReadAccount(*cur, 0);
+      if (!account.ok()) return account.status();
+      auto audit = decide(*account);
+      if (!audit.ok()) return audit.status();
+      if (auto r = tx.Exec("UPDATE identity.accounts SET given_name = $2, surname = $3, "
+                           "national_id = $4 WHERE account_id = $1",
+                           {Param::Text(corrected.account_id), Param::Text(corrected.given_name),
+                            Param::Text(corrected.surname), Param::Text(corrected.national_id)});
+          !r.ok()) {
+        return r.status();
+      }
+      updated = *std::move(account);
+      updated.given_name = corrected.given_name;
+      updated.surname = corrected.surname;
+      updated.national_id = corrected.national_id;
+      return db::AppendAudit(tx, kSchema, *audit, at);
+    });
+    if (!s.ok()) return s;
+    return updated;
+  }
+
+  absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                 std::string_view page_token) override {
+    return db::ListAuditRecords(*pool_, {.tables = {"identity.audit_log", "identity.login_journal"},
+                                         .targets = {std::string(account_id)},
+                                         .actors = {absl::StrCat("account:", Av(account_id))},
+                                         .page_size = page_size,
+                                         .page_token = page_token});
   }
 
   absl::StatusOr<Account> RecordProofing(const ProofingRecord& p,
@@ -748,6 +789,13 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (id) WHERE sent_at IS NULL;
 )sql";
 
+// The account's audit trail (ListAccountAudit) reads by target and actor.
+constexpr char kV5[] = R"sql(
+CREATE INDEX audit_log_target ON audit_log (target, at);
+CREATE INDEX audit_log_actor ON audit_log (actor, at);
+CREATE INDEX login_journal_target ON login_journal (target, at);
+)sql";
+
 }  // namespace
 
 std::string_view AssuranceLevelName(AssuranceLevel level) {
@@ -797,7 +845,8 @@ absl::Status MigrateIdentitySchema(db::Pool& pool) {
       {1, "accounts, proofings, activation codes, logins, sessions, revocations, audit log", v1},
       {2, "login journal", v2},
       {3, "national id bound at proofing; unproofed accounts by age", kV3},
-      {4, "registrations by e-mail link, outbox", kV4}};
+      {4, "registrations by e-mail link, outbox", kV4},
+      {5, "audit trail of an account: by target and actor", kV5}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

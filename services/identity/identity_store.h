@@ -144,6 +144,19 @@ class IdentityStore {
       const ProofingRecord& proofing, absl::FunctionRef<absl::Status(const Account&)> check,
       const db::AuditEvent& audit) = 0;
 
+  // With the account row locked: `decide(current account)` answers the audit record of the
+  // correction (or its refusal, answered as is); then sets the names and national id of
+  // `corrected` (account_id names the account) and appends the record at `at`. Answers the
+  // updated account. NOT_FOUND when there is no such account.
+  virtual absl::StatusOr<Account> CorrectIdentity(
+      const Account& corrected, absl::Time at,
+      absl::FunctionRef<absl::StatusOr<db::AuditEvent>(const Account&)> decide) = 0;
+
+  // The account's records in the audit chain and the logins journal (target the account, or
+  // actor "account:<id>"), newest first (common/db/audit.h ListAuditRecords).
+  virtual absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                         std::string_view page_token) = 0;
+
   // Consumes the code: unused, not cancelled, not expired at `now`. A repeat with the same
   // device_key_sha256 after success answers again (while the code is current and unexpired).
   // NOT_FOUND "activation_code: ..." otherwise. `audit.target` is set to the account id.

@@ -1271,6 +1271,149 @@ TEST_F(IdentityTest, EveryStateChangeIsInTheAuditChain) {
   EXPECT_EQ(db::VerifyAuditChain(pool(), "identity").code(), absl::StatusCode::kDataLoss);
 }
 
+pb::CorrectIdentityRequest Correction(const std::string& account_id, const std::string& given,
+                                      const std::string& surname, const std::string& national_id) {
+  pb::CorrectIdentityRequest req;
+  req.set_account_id(account_id);
+  req.set_given_name(given);
+  req.set_surname(surname);
+  req.set_national_id(national_id);
+  return req;
+}
+
+TEST_F(IdentityTest, AnOperatorCorrectsTheNameAndNationalIdUntilProofing) {
+  pb::Account account = Register();  // Ana Petrović, 0101990710008.
+  const std::string id = account.account_id();
+  const std::string corrected_id = qsign::testing::NationalId(7);
+  pb::Account out;
+  // Operators only.
+  auto req = Correction(id, "Ana", "Petrović-Jovanović", corrected_id);
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity, req, &out),
+               grpc::StatusCode::UNAUTHENTICATED, "operator");
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity, req, &out, kConsent),
+               grpc::StatusCode::PERMISSION_DENIED, "operator");
+  // Each field validated as at registration, named in the status.
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity,
+                    Correction(id, "Ana", "Petrović", "0101990710009"), &out, kOperator),
+               grpc::StatusCode::INVALID_ARGUMENT, "national_id");
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity,
+                    Correction(id, "", "Petrović", corrected_id), &out, kOperator),
+               grpc::StatusCode::INVALID_ARGUMENT, "given_name");
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity,
+                    Correction(id, "Ana", "Petrović", "0101990710008"), &out, kOperator),
+               grpc::StatusCode::INVALID_ARGUMENT, "nothing to correct");
+  ExpectStatus(
+      Call(&pb::Identity::Stub::CorrectIdentity,
+           Correction("no-such-account", "Ana", "Petrović", corrected_id), &out, kOperator),
+      grpc::StatusCode::NOT_FOUND, "");
+
+  req.set_note("surname as on the ID card");
+  ASSERT_TRUE(Call(&pb::Identity::Stub::CorrectIdentity, req, &out, kOperator).ok());
+  EXPECT_EQ(out.surname(), "Petrović-Jovanović");
+  EXPECT_EQ(out.national_id(), corrected_id);
+  pb::GetAccountRequest get;
+  get.set_account_id(id);
+  pb::Account stored;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::GetAccount, get, &stored, kOperator).ok());
+  EXPECT_EQ(stored.surname(), "Petrović-Jovanović");
+  EXPECT_EQ(stored.national_id(), corrected_id);
+  // Audited with the old and the new values, by the operator.
+  auto rows = pool().Exec(
+      "SELECT actor, target, details FROM identity.audit_log WHERE action = 'identity.correct'");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->rows(), 1);
+  EXPECT_EQ(rows->Get(0, 0), "operator:ra-ana");
+  EXPECT_EQ(rows->Get(0, 1), id);
+  EXPECT_EQ(rows->Get(0, 2),
+            absl::StrCat("surname: Petrović -> Petrović-Jovanović; national_id: 0101990710008 -> ",
+                         corrected_id, "; note: surname as on the ID card"));
+  EXPECT_TRUE(db::VerifyAuditChain(pool(), "identity").ok());
+
+  // Once proofed, the data is bound to the document checked.
+  Proof(id);
+  ExpectStatus(Call(&pb::Identity::Stub::CorrectIdentity,
+                    Correction(id, "Ana", "Petrović", corrected_id), &out, kOperator),
+               grpc::StatusCode::FAILED_PRECONDITION, "already proofed");
+}
+
+TEST_F(IdentityTest, CorrectionsAreLimitedPerOperator) {
+  pb::Account account = Register();
+  pb::Account out;
+  for (int i = 0; i < 30; ++i) {
+    auto req = Correction(account.account_id(), "Ana", absl::StrCat("Petrović", i % 2 ? "" : "a"),
+                          "0101990710008");
+    ASSERT_TRUE(Call(&pb::Identity::Stub::CorrectIdentity, req, &out, kOperator).ok()) << i;
+  }
+  ExpectStatus(
+      Call(&pb::Identity::Stub::CorrectIdentity,
+           Correction(account.account_id(), "Ana", "Petrović", "0101990710008"), &out, kOperator),
+      grpc::StatusCode::RESOURCE_EXHAUSTED, "too many corrections");
+}
+
+TEST_F(IdentityTest, OperatorsReadAnAccountsAuditTrailNewestFirst) {
+  pb::Account account = Register();
+  const std::string id = account.account_id();
+  Register("marko@example.rs", qsign::testing::NationalId(8));  // Not in Ana's trail.
+  clock_.Advance(absl::Minutes(1));
+  pb::Account corrected;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::CorrectIdentity,
+                   Correction(id, "Ana", "Petrović", qsign::testing::NationalId(9)), &corrected,
+                   kOperator)
+                  .ok());
+  clock_.Advance(absl::Minutes(1));
+  Proof(id);
+  consent_->AddDevice(id);
+  clock_.Advance(absl::Minutes(1));
+  const std::string token = Login();
+
+  // Pages of two, newest first, until the end.
+  std::vector<std::string> actions;
+  std::vector<int64_t> times;
+  std::string page_token;
+  for (int page = 0; page < 10; ++page) {
+    pb::ListAccountAuditRequest req;
+    req.set_account_id(id);
+    req.set_page_size(2);
+    req.set_page_token(page_token);
+    pb::ListAccountAuditResponse resp;
+    ASSERT_TRUE(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp, kOperator).ok());
+    EXPECT_LE(resp.records_size(), 2);
+    for (const auto& r : resp.records()) {
+      actions.push_back(absl::StrCat(r.source(), " ", r.action()));
+      times.push_back(r.at().seconds());
+      EXPECT_TRUE(r.target() == id || r.actor() == "account:" + id) << r.action();
+    }
+    page_token = resp.next_page_token();
+    if (page_token.empty()) break;
+  }
+  EXPECT_THAT(actions, ElementsAre("identity.login_journal identity.session.issue",
+                                   "identity.login_journal identity.login.start",
+                                   "identity.audit_log identity.proof",
+                                   "identity.audit_log identity.correct",
+                                   "identity.audit_log identity.account.register"));
+  EXPECT_TRUE(std::is_sorted(times.rbegin(), times.rend()));
+
+  // Operators only; the page token is checked.
+  pb::ListAccountAuditRequest req;
+  req.set_account_id(id);
+  pb::ListAccountAuditResponse resp;
+  ExpectStatus(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp, Bearer(token)),
+               grpc::StatusCode::PERMISSION_DENIED, "operator");
+  ExpectStatus(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp),
+               grpc::StatusCode::UNAUTHENTICATED, "operator");
+  req.set_page_token("1.9.1");
+  ExpectStatus(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp, kOperator),
+               grpc::StatusCode::INVALID_ARGUMENT, "page_token");
+  req.set_page_token("");
+  req.set_page_size(201);
+  ExpectStatus(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp, kOperator),
+               grpc::StatusCode::INVALID_ARGUMENT, "page_size");
+  req.set_page_size(0);
+  req.set_account_id("no-such-account");
+  ExpectStatus(Call(&pb::Identity::Stub::ListAccountAudit, req, &resp, kOperator),
+               grpc::StatusCode::NOT_FOUND, "");
+}
+
 TEST_F(IdentityTest, EveryLoginIsInTheLoginJournalForAnAuditor) {
   pb::Account account = Register();
   Proof(account.account_id());

@@ -102,6 +102,9 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> IdentityStack::New(const daemon::
   if (c.has_registrations_per_address_per_hour()) {
     identity_config.registrations_per_address_per_hour = c.registrations_per_address_per_hour();
   }
+  if (c.has_corrections_per_operator_per_hour()) {
+    identity_config.corrections_per_operator_per_hour = c.corrections_per_operator_per_hour();
+  }
   if (!c.registration_url().empty()) identity_config.registration_url = c.registration_url();
   const std::string from = c.mail_from().empty() ? "qsign@localhost" : c.mail_from();
   if (!c.smtp_url().empty()) {

@@ -104,6 +104,15 @@ absl::StatusOr<pb::ProofIdentityResponse> Backend::ProofIdentity(
   return Unary(stubs_->identity, &pb::Identity::Stub::ProofIdentity, caller, req, timeout_);
 }
 
+absl::StatusOr<pb::Account> Backend::CorrectIdentity(const Caller& caller,
+                                                     const pb::CorrectIdentityRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::CorrectIdentity, caller, req, timeout_);
+}
+absl::StatusOr<pb::ListAccountAuditResponse> Backend::ListAccountAudit(
+    const Caller& caller, const pb::ListAccountAuditRequest& req) {
+  return Unary(stubs_->identity, &pb::Identity::Stub::ListAccountAudit, caller, req, timeout_);
+}
+
 absl::StatusOr<pb::GetStatusResponse> Backend::GetStatus(const Caller& caller,
                                                          const pb::GetStatusRequest& req) {
   return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::GetStatus, caller, req, timeout_);

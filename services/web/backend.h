@@ -64,6 +64,10 @@ class Backend {
                                                     const pb::AwaitLoginRequest& req);
   absl::Status Logout(const Caller& caller);
   absl::StatusOr<pb::Account> GetAccount(const Caller& caller, const pb::GetAccountRequest& req);
+  absl::StatusOr<pb::Account> CorrectIdentity(const Caller& caller,
+                                              const pb::CorrectIdentityRequest& req);
+  absl::StatusOr<pb::ListAccountAuditResponse> ListAccountAudit(
+      const Caller& caller, const pb::ListAccountAuditRequest& req);
   absl::StatusOr<pb::ProofIdentityResponse> ProofIdentity(const Caller& caller,
                                                           const pb::ProofIdentityRequest& req);
 

@@ -69,6 +69,23 @@ void Web::OfficeLogout(Call& c) {
   Redirect(c, "/office/login");
 }
 
+namespace {
+
+// A query parameter's value, percent-encoded.
+std::string UrlEncode(std::string_view value) {
+  std::string out;
+  for (unsigned char ch : value) {
+    if (absl::ascii_isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+      out += static_cast<char>(ch);
+    } else {
+      out += Cat("%", absl::Hex(ch, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void Web::OfficeHome(Call& c) {
   std::string auth;
   if (!Officer(c, &auth)) return;
@@ -122,6 +139,28 @@ void Web::OfficeHome(Call& c) {
         "</span> <span class=\"mono\">", Esc(status->certificate().serial_hex()), "</span></p>");
   }
 
+  Append(&body, "<p><a href=\"",
+         Esc(Cat("/office/audit?account_id=", UrlEncode(id), "&q=", UrlEncode(q))),
+         "\" id=\"go-audit\">", Esc(T(l, "office.audit")), "</a></p>");
+
+  // Before proofing, a typo in what the person typed at registration can be corrected.
+  if (!account->has_proofed_at()) {
+    Append(&body, "<section class=\"card\"><h2>", Esc(T(l, "office.correct")), "</h2><p>",
+           Esc(T(l, "office.correct.intro")), "</p>",
+           Form(f, "/office/correct",
+                Cat(Hidden("account_id", id), back,
+                    Field(l, "given_name", "register.given_name", "text",
+                          Cat("required value=\"", Esc(account->given_name()), "\"")),
+                    Field(l, "surname", "register.surname", "text",
+                          Cat("required value=\"", Esc(account->surname()), "\"")),
+                    Field(l, "national_id", "register.national_id", "text",
+                          Cat("required inputmode=\"numeric\" pattern=\"[0-9]{13}\" value=\"",
+                              Esc(account->national_id()), "\"")),
+                    Field(l, "correct_note", "office.note", "text"),
+                    Button(l, "correct", "office.correct.submit"))),
+           "</section>");
+  }
+
   // Proofing: what the officer checked goes into the audit record.
   Append(&body, "<section class=\"card\"><h2>", Esc(T(l, "office.proof")), "</h2>",
          Form(f, "/office/proof",
@@ -170,15 +209,7 @@ void Web::OfficeHome(Call& c) {
 namespace {
 
 std::string BackTo(const http::Request& req) {
-  std::string out = "/office?q=";
-  for (unsigned char ch : req.Param("q").substr(0, 200)) {
-    if (absl::ascii_isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '@') {
-      out += static_cast<char>(ch);
-    } else {
-      out += Cat("%", absl::Hex(ch, absl::kZeroPad2));
-    }
-  }
-  return out;
+  return Cat("/office?q=", UrlEncode(req.Param("q").substr(0, 200)));
 }
 
 }  // namespace
@@ -218,6 +249,68 @@ void Web::OfficeProof(Call& c) {
            Esc(resp->activation_code()), "</p><p>", Esc(T(l, "office.code_expires")), " ",
            Esc(DateOf(l, resp->activation_code_expires_at())), "</p><p><a href=\"",
            Esc(BackTo(c.req)), "\" id=\"back-to-account\">", Esc(T(l, "office.back")), "</a></p>"));
+}
+
+void Web::OfficeCorrect(Call& c) {
+  std::string auth;
+  if (!Officer(c, &auth)) return;
+  pb::CorrectIdentityRequest req;
+  req.set_account_id(std::string(c.req.Param("account_id")));
+  req.set_given_name(std::string(c.req.Param("given_name")));
+  req.set_surname(std::string(c.req.Param("surname")));
+  req.set_national_id(std::string(c.req.Param("national_id")));
+  req.set_note(Cat(c.req.Param("correct_note").substr(0, 200), "; web console"));
+  *req.mutable_client() = ClientOf(c.req, c.address);
+  auto resp = backend_->CorrectIdentity({auth, c.address}, req);
+  Done(c, resp.status(), "office.correct.done", BackTo(c.req));
+}
+
+// The account's audit trail as identity keeps it, a page at a time, newest first.
+void Web::OfficeAudit(Call& c) {
+  std::string auth;
+  if (!Officer(c, &auth)) return;
+  const Lang l = c.lang;
+  const std::string id(c.req.Param("account_id"));
+  pb::ListAccountAuditRequest req;
+  req.set_account_id(id);
+  req.set_page_size(50);
+  req.set_page_token(std::string(c.req.Param("page")));
+  auto page = backend_->ListAccountAudit({auth, c.address}, req);
+  std::string body =
+      Cat("<p class=\"mono\">", Esc(T(l, "office.account_id")), ": ", Esc(id), "</p><p><a href=\"",
+          Esc(BackTo(c.req)), "\" id=\"back-to-account\">", Esc(T(l, "office.back")), "</a></p>");
+  if (!page.ok()) {
+    Append(&body, "<p class=\"flash error\" id=\"audit-error\">",
+           Esc(page.status().code() == absl::StatusCode::kNotFound ? T(l, "office.not_found")
+                                                                   : ErrorText(l, page.status())),
+           "</p>");
+    Html(c, T(l, "office.audit"), body);
+    return;
+  }
+  Append(&body, "<table id=\"audit\"><thead><tr><th>", Esc(T(l, "audit.at")), "</th><th>",
+         Esc(T(l, "audit.action")), "</th><th>", Esc(T(l, "audit.actor")), "</th><th>",
+         Esc(T(l, "audit.outcome")), "</th><th>", Esc(T(l, "audit.address")), "</th><th>",
+         Esc(T(l, "audit.details")), "</th></tr></thead><tbody>");
+  for (const pb::AuditRecord& r : page->records()) {
+    // A known event by its name in the page's language; any other by its code.
+    const std::string key = Cat("audit.", r.action());
+    std::string what = T(l, key);
+    if (what == key) what = r.action();
+    Append(&body, "<tr class=\"audit-record\" data-action=\"", Esc(r.action()), "\"><td>",
+           Esc(DateOf(l, r.at())), "</td><td>", Esc(what), "</td><td class=\"mono\">",
+           Esc(r.actor()), "</td><td>", Esc(r.outcome()), "</td><td class=\"mono\">",
+           Esc(r.client_address()), "</td><td>", Esc(r.details()), "</td></tr>");
+  }
+  Append(&body, "</tbody></table>");
+  if (page->records().empty()) Append(&body, "<p>", Esc(T(l, "audit.none")), "</p>");
+  if (!page->next_page_token().empty()) {
+    Append(&body, "<p><a id=\"audit-older\" href=\"",
+           Esc(Cat("/office/audit?account_id=", UrlEncode(id),
+                   "&q=", UrlEncode(c.req.Param("q").substr(0, 200)),
+                   "&page=", UrlEncode(page->next_page_token()))),
+           "\">", Esc(T(l, "audit.older")), "</a></p>");
+  }
+  Html(c, T(l, "office.audit"), body);
 }
 
 void Web::OfficeLegal(Call& c) {

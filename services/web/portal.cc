@@ -124,6 +124,8 @@ void Web::LoginPage(Call& c) {
 void Web::LoginPost(Call& c) {
   pb::StartLoginRequest req;
   req.set_username(std::string(c.req.Param("username")));
+  // The app shows the request in the language of the page that asked.
+  req.set_language(std::string(LangTag(c.lang)));
   *req.mutable_client() = ClientOf(c.req, c.address);
   auto started = backend_->StartLogin({.address = c.address}, req);
   if (!started.ok()) {

@@ -157,6 +157,7 @@ void Web::SignUpload(Call& c) {
   doc->set_document_digest(job.content_sha256);
   doc->set_page_count(pages);
   *auth.mutable_client() = ClientOf(c.req, c.address);
+  auth.set_language(std::string(LangTag(c.lang)));
   auto authorized = backend_->Authorize({bearer, c.address}, auth);
   if (!authorized.ok()) {
     if (authorized.status().code() == absl::StatusCode::kUnauthenticated) return SessionEnded(c);

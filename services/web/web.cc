@@ -361,6 +361,8 @@ std::vector<http::Route> Web::Routes() {
   post("/office/unblock", Area::kOffice, &Web::OfficeUnblock);
   post("/office/revoke", Area::kOffice, &Web::OfficeRevoke);
   post("/office/revoke-all", Area::kOffice, &Web::OfficeRevokeAll);
+  post("/office/correct", Area::kOffice, &Web::OfficeCorrect);
+  get("/office/audit", Area::kOffice, &Web::OfficeAudit);
   return r;
 }
 

@@ -127,6 +127,8 @@ class Web {
   void OfficeUnblock(Call& c);
   void OfficeRevoke(Call& c);
   void OfficeRevokeAll(Call& c);
+  void OfficeCorrect(Call& c);
+  void OfficeAudit(Call& c);
   bool Officer(Call& c, std::string* auth);
 
   void LangSwitch(Call& c);

@@ -291,6 +291,12 @@ class WebTest : public testing::ServiceTest {
   // Registers through the portal and proofs through the office console; answers the
   // activation code shown to the officer.
   std::string RegisterAndProof(const std::string& username, int n) {
+    if (!Register(username, n)) return "";
+    return Proof(username);
+  }
+
+  // Registers through the portal: the form, then the e-mailed link's page.
+  bool Register(const std::string& username, int n) {
     Browser portal(port_);
     portal.Get("/register");
     auto reg = portal.Post("/register", {{"username", username},
@@ -298,19 +304,23 @@ class WebTest : public testing::ServiceTest {
                                          {"surname", "Петровић"},
                                          {"national_id", testing::NationalId(n)}});
     EXPECT_TRUE(reg && reg->status == 200);
-    if (!reg) return "";
+    if (!reg) return false;
     EXPECT_THAT(reg->body, HasSubstr("id=\"registered\""));
     // The e-mailed link (identity's outbox) opens the confirmation page; its button finishes it.
     auto token = testing::RegistrationToken(pool(), username);
     EXPECT_TRUE(token.ok()) << token.status();
-    if (!token.ok()) return "";
+    if (!token.ok()) return false;
     auto page = portal.Get("/register/confirm?token=" + *token);
     EXPECT_TRUE(page && page->status == 200);
     auto confirmed = portal.Post("/register/confirm", {{"token", *token}});
     EXPECT_TRUE(confirmed && confirmed->status == 200);
-    if (!confirmed) return "";
+    if (!confirmed) return false;
     EXPECT_THAT(confirmed->body, HasSubstr("id=\"confirmed\""));
+    return true;
+  }
 
+  // Proofs the account through the office console; answers the activation code shown.
+  std::string Proof(const std::string& username) {
     Browser office(port_);
     office.Get("/office/login");
     auto in = office.Post("/office/login", {{"operator_id", testing::kOperatorId},
@@ -631,6 +641,114 @@ TEST_F(WebAddressTest, IdentityLimitsEachBrowsersAddressNotTheWebs) {
       "SELECT count(*) FROM identity.login_journal WHERE client_address LIKE '198.51.100.8 via %'");
   ASSERT_TRUE(rows.ok()) << rows.status();
   EXPECT_EQ(rows->Get(0, 0), "1");
+}
+
+TEST_F(WebTest, TheOfficeCorrectsATypoBeforeProofingAndReadsTheAuditTrail) {
+  const std::string username = "typo.web@example.rs";
+  ASSERT_TRUE(Register(username, 21));
+  auto office = Officer();
+  auto found = office->Get("/office?q=" + username);
+  ASSERT_TRUE(found && found->status == 200);
+  // Before proofing the console offers the correction, filled with what was registered.
+  EXPECT_THAT(found->body, HasSubstr("id=\"correct\""));
+  EXPECT_THAT(found->body, HasSubstr(Cat("value=\"", testing::NationalId(21), "\"")));
+  std::smatch m;
+  static const std::regex kAccount("name=\"account_id\" value=\"([^\"]+)\"");
+  ASSERT_TRUE(std::regex_search(found->body, m, kAccount));
+  const std::string account_id = m[1];
+
+  // A JMBG with a wrong check digit is refused, naming the field.
+  std::string bad = testing::NationalId(22);
+  bad.back() = bad.back() == '9' ? '0' : static_cast<char>(bad.back() + 1);
+  auto refused = office->Post("/office/correct", {{"account_id", account_id},
+                                                  {"q", username},
+                                                  {"given_name", "Ана"},
+                                                  {"surname", "Петровић"},
+                                                  {"national_id", bad}});
+  ASSERT_TRUE(refused && refused->status == 303);
+  auto page = office->Get(refused->get_header_value("Location"));
+  EXPECT_THAT(page->body, HasSubstr("class=\"flash error\""));
+  EXPECT_THAT(page->body, HasSubstr("national_id"));
+
+  auto corrected = office->Post("/office/correct", {{"account_id", account_id},
+                                                    {"q", username},
+                                                    {"given_name", "Ана"},
+                                                    {"surname", "Петровић-Јовановић"},
+                                                    {"national_id", testing::NationalId(22)},
+                                                    {"correct_note", "као у личној карти"}});
+  ASSERT_TRUE(corrected && corrected->status == 303);
+  page = office->Get(corrected->get_header_value("Location"));
+  EXPECT_THAT(page->body, HasSubstr(Esc(T(Lang::kSrCyrl, "office.correct.done"))));
+  EXPECT_THAT(page->body, HasSubstr("Ана Петровић-Јовановић"));
+  EXPECT_THAT(page->body, HasSubstr(testing::NationalId(22)));
+
+  // Proofed: the data is bound to the document, the console no longer offers the correction.
+  ASSERT_FALSE(Proof(username).empty());
+  page = office->Get("/office?q=" + username);
+  EXPECT_THAT(page->body, Not(HasSubstr("id=\"correct\"")));
+  ASSERT_THAT(page->body, HasSubstr("id=\"go-audit\""));
+
+  // The audit trail lists what the test did, newest first, in the page's language.
+  for (Lang lang : AllLangs()) {
+    office->SetLang(std::string(LangTag(lang)));
+    auto audit = office->Get(Cat("/office/audit?account_id=", account_id, "&q=", username));
+    ASSERT_TRUE(audit && audit->status == 200);
+    EXPECT_THAT(audit->body, HasSubstr(Esc(T(lang, "audit.action"))));
+    EXPECT_THAT(audit->body, HasSubstr(Esc(T(lang, "audit.identity.correct"))));
+    EXPECT_THAT(audit->body, HasSubstr(Esc(T(lang, "audit.identity.proof"))));
+    static const std::regex kAction("data-action=\"([a-z_.]+)\"");
+    std::vector<std::string> actions;
+    for (std::sregex_iterator it(audit->body.begin(), audit->body.end(), kAction), end; it != end;
+         ++it) {
+      actions.push_back((*it)[1]);
+    }
+    EXPECT_THAT(actions, ::testing::ElementsAre("identity.proof", "identity.correct",
+                                                "identity.account.register"));
+    EXPECT_THAT(audit->body,
+                HasSubstr(Esc(Cat("surname: Петровић -> Петровић-Јовановић; "
+                                  "national_id: ",
+                                  testing::NationalId(21), " -> ", testing::NationalId(22)))));
+  }
+
+  // Not for anyone but a signed-in officer.
+  Browser citizen(port_);
+  auto away = citizen.Get(Cat("/office/audit?account_id=", account_id));
+  ASSERT_TRUE(away);
+  EXPECT_EQ(away->status, 303);
+  EXPECT_EQ(away->get_header_value("Location"), "/office/login");
+}
+
+// The portal asks for the login in its page's language: the app receives the request's text in
+// Cyrillic, Latin or English, inside the statement its signature covers.
+TEST_F(WebTest, TheAppGetsTheRequestInThePortalsLanguage) {
+  const std::string username = "lang.web@example.rs";
+  const std::string code = RegisterAndProof(username, 23);
+  ASSERT_FALSE(code.empty());
+  auto app = consent::ConsentAppSimulator::New(stacks_->NewChannel());
+  ASSERT_TRUE(app.ok());
+  ASSERT_TRUE((*app)->Enroll(code, "phone", testing::kPin).ok());
+  ASSERT_TRUE((*app)->StartWatching().ok());
+  const std::pair<Lang, const char*> expected[] = {{Lang::kSrCyrl, "Пријава на еИД портал, код "},
+                                                   {Lang::kSrLatn, "Prijava na eID portal, kod "},
+                                                   {Lang::kEn, "Log in to eID portal, code "}};
+  for (const auto& [lang, text] : expected) {
+    Browser portal(port_);
+    portal.SetLang(std::string(LangTag(lang)));
+    auto request = StartLogin(portal, **app, username);
+    ASSERT_TRUE(request.ok()) << request.status();
+    const std::string shown = Cat(text, request->login().verification_code());
+    EXPECT_EQ(request->display_text(), shown);
+    auto statement = consent::DecodeStatement(request->statement());
+    ASSERT_TRUE(statement.ok());
+    EXPECT_EQ(statement->display_text, shown);
+    // Consent checks the device's signature over this statement.
+    auto approved = (*app)->Approve(*request, testing::kPin);
+    ASSERT_TRUE(approved.ok()) << approved.status();
+    EXPECT_EQ(approved->result(), qsign::v1::APPROVE_RESULT_APPROVED);
+    auto polled = portal.PostJson("/login/poll", "");
+    ASSERT_TRUE(polled && polled->status == 200);
+    EXPECT_EQ(polled->body, R"({"state":"approved"})");
+  }
 }
 
 TEST_F(WebTest, OfficerSignInNeedsTheOfficersCredential) {
