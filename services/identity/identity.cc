@@ -104,6 +104,14 @@ absl::Status Require(const Caller& caller, std::initializer_list<CallerKind> all
   return absl::PermissionDeniedError(absl::StrCat("this call is for ", Av(who), " only"));
 }
 
+// An operator's act on one account: the caller an operator, account_id well-formed.
+absl::Status RequireOperatorOn(const Caller& caller, std::string_view account_id) {
+  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
+  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
+  if (account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  return absl::OkStatus();
+}
+
 // What the phone shows about where the login was started.
 std::string DescribeClient(const ClientInfo& client) {
   std::string where = client.client_address.empty() ? client.peer : client.client_address;
@@ -208,10 +216,8 @@ absl::StatusOr<RegistrationAnswer> Identity::RegisterAccount(const RegisterAccou
                                                              const ClientInfo& client) {
   const absl::Time now = TruncateToMicros(clock_->Now());
   if (auto s = ValidateEmail("username", in.username); !s.ok()) return s;
-  if (auto s = ValidatePersonName("given_name", in.given_name); !s.ok()) return s;
-  if (auto s = ValidatePersonName("surname", in.surname); !s.ok()) return s;
-  if (auto s = ValidateCommonNameLength(in.given_name, in.surname); !s.ok()) return s;
-  if (auto s = ValidateNationalId(in.national_id, absl::ToCivilDay(now, absl::UTCTimeZone()));
+  if (auto s = ValidatePersonData(in.given_name, in.surname, in.national_id,
+                                  absl::ToCivilDay(now, absl::UTCTimeZone()));
       !s.ok()) {
     return s;
   }
@@ -301,9 +307,7 @@ absl::StatusOr<OutboxRun> Identity::DeliverOutbox(Mailer& mailer, int max) {
 absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller,
                                                             const ProofIdentityInput& in,
                                                             const ClientInfo& client) {
-  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
-  if (in.account_id.empty()) return absl::InvalidArgumentError("account_id: required");
-  if (in.account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  if (auto s = RequireOperatorOn(caller, in.account_id); !s.ok()) return s;
   if (in.assurance_level != AssuranceLevel::kSubstantial &&
       in.assurance_level != AssuranceLevel::kHigh) {
     return absl::InvalidArgumentError(
@@ -363,14 +367,10 @@ absl::StatusOr<ProofIdentityResult> Identity::ProofIdentity(const Caller& caller
 absl::StatusOr<Account> Identity::CorrectIdentity(const Caller& caller,
                                                   const CorrectIdentityInput& in,
                                                   const ClientInfo& client) {
-  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
-  if (in.account_id.empty()) return absl::InvalidArgumentError("account_id: required");
-  if (in.account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  if (auto s = RequireOperatorOn(caller, in.account_id); !s.ok()) return s;
   const absl::Time now = TruncateToMicros(clock_->Now());
-  if (auto s = ValidatePersonName("given_name", in.given_name); !s.ok()) return s;
-  if (auto s = ValidatePersonName("surname", in.surname); !s.ok()) return s;
-  if (auto s = ValidateCommonNameLength(in.given_name, in.surname); !s.ok()) return s;
-  if (auto s = ValidateNationalId(in.national_id, absl::ToCivilDay(now, absl::UTCTimeZone()));
+  if (auto s = ValidatePersonData(in.given_name, in.surname, in.national_id,
+                                  absl::ToCivilDay(now, absl::UTCTimeZone()));
       !s.ok()) {
     return s;
   }
@@ -410,9 +410,7 @@ absl::StatusOr<Account> Identity::CorrectIdentity(const Caller& caller,
 absl::StatusOr<AuditPage> Identity::ListAccountAudit(const Caller& caller,
                                                      std::string_view account_id, int page_size,
                                                      std::string_view page_token) {
-  if (auto s = Require(caller, {CallerKind::kOperator}, "operator"); !s.ok()) return s;
-  if (account_id.empty()) return absl::InvalidArgumentError("account_id: required");
-  if (account_id.size() > 64) return absl::InvalidArgumentError("account_id: too long");
+  if (auto s = RequireOperatorOn(caller, account_id); !s.ok()) return s;
   if (page_size < 0 || page_size > 200) {
     return absl::InvalidArgumentError("page_size: 0..200 (0: 50)");
   }

@@ -223,6 +223,14 @@ absl::Status ValidateCommonNameLength(std::string_view given_name, std::string_v
   return absl::OkStatus();
 }
 
+absl::Status ValidatePersonData(std::string_view given_name, std::string_view surname,
+                                std::string_view national_id, absl::CivilDay today) {
+  if (auto s = ValidatePersonName("given_name", given_name); !s.ok()) return s;
+  if (auto s = ValidatePersonName("surname", surname); !s.ok()) return s;
+  if (auto s = ValidateCommonNameLength(given_name, surname); !s.ok()) return s;
+  return ValidateNationalId(national_id, today);
+}
+
 bool IsValidUtf8(std::string_view text) { return DecodeUtf8(text).has_value(); }
 
 absl::Status ValidateFreeText(std::string_view field, std::string_view text, size_t max_bytes) {

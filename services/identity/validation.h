@@ -41,6 +41,11 @@ absl::Status ValidatePersonName(std::string_view field, std::string_view name);
 // Both names together, as the certificate's CN "<given_name> <surname>", fit in 64 characters.
 absl::Status ValidateCommonNameLength(std::string_view given_name, std::string_view surname);
 
+// What a person states at registration (and an officer may correct before proofing): both names
+// (ValidatePersonName, ValidateCommonNameLength) and the national id (ValidateNationalId).
+absl::Status ValidatePersonData(std::string_view given_name, std::string_view surname,
+                                std::string_view national_id, absl::CivilDay today);
+
 // Number of Unicode code points in valid UTF-8 text.
 int Utf8Length(std::string_view text);
 
