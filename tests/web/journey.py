@@ -168,10 +168,10 @@ def journey(args, texts):
     pc = Browser("portal", args.base, args.artifacts)
     phone = Browser("app", args.base, args.artifacts)
     try:
-        # 1. Registration at the portal.
+        # 1. Registration at the portal (with a typo in the surname).
         pc.go("/register")
         pc.shot("register")
-        pc.fill({"username": args.username, "given_name": "Ана", "surname": "Петровић",
+        pc.fill({"username": args.username, "given_name": "Ана", "surname": "Петровиц",
                  "national_id": args.national_id})
         pc.click("#register")
         pc.visible("#registered")
@@ -189,6 +189,12 @@ def journey(args, texts):
         pc.visible("#q")
         pc.fill({"q": args.username})
         pc.click("#find")
+        # The typo is corrected before proofing; the console says so and shows the new name.
+        expect(pc.text("#account-name") == "Ана Петровиц", "office: the name as registered")
+        pc.fill({"surname": "Петровић", "correct_note": "као у личној карти"})
+        pc.shot("office-correct")
+        pc.click("#correct")
+        expect(pc.text(".flash") == t["office.correct.done"], f"office: {pc.text('.flash')!r}")
         expect(pc.text("#account-name") == "Ана Петровић", "office: the account's name")
         pc.fill({"document_number": "009876543", "place": "Београд"})
         pc.d.execute_script("document.getElementById('document_expiry').value='2031-01-01'")
@@ -197,6 +203,13 @@ def journey(args, texts):
         code = pc.read("#activation-code")
         pc.shot("office-proofed")
         expect(len(code) >= 8, "office: an activation code")
+        # The account's audit trail lists the correction and the proofing, newest first.
+        pc.click("#back-to-account")
+        pc.click("#go-audit")
+        actions = [r.get_attribute("data-action")
+                   for r in pc.d.find_elements(By.CSS_SELECTOR, "#audit .audit-record")]
+        expect(actions[:2] == ["identity.proof", "identity.correct"], f"office: audit {actions!r}")
+        pc.shot("office-audit")
 
         # 3. The consent app, on the phone: enrol with the code and a PIN.
         phone.go("/app")
