@@ -34,6 +34,7 @@ struct OsslDeleter {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
   void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
   void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+  void operator()(EVP_MD* p) const { EVP_MD_free(p); }
   void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
   void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
   void operator()(BIGNUM* p) const { BN_free(p); }

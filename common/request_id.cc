@@ -26,11 +26,20 @@ bool IsWellFormed(std::string_view id) {
 }
 
 std::string Generate() {
-  unsigned char bytes[16];
-  // Without randomness nothing else in the process works either.
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+  // Random bytes for 256 ids at a time: one RAND_bytes call (a DRBG lock and a provider
+  // look-up in OpenSSL 3) per 256 calls instead of per call; each id still takes 16 bytes no
+  // other id has used.
+  constexpr size_t kIdBytes = 16;
+  thread_local unsigned char buffer[256 * kIdBytes];
+  thread_local size_t used = sizeof(buffer);
+  if (used == sizeof(buffer)) {
+    // Without randomness nothing else in the process works either.
+    if (RAND_bytes(buffer, sizeof(buffer)) != 1) std::abort();
+    used = 0;
+  }
+  const char* id = reinterpret_cast<const char*>(buffer + used);
+  used += kIdBytes;
+  return absl::BytesToHexString(absl::string_view(id, kIdBytes));
 }
 
 std::string AcceptOrGenerate(std::string_view incoming) {

@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -71,6 +73,25 @@ TEST(RequestIdTest, GeneratedIdsAre128BitHexAndDiffer) {
   EXPECT_NE(a, Generate());
   EXPECT_EQ(AcceptOrGenerate("given-1"), "given-1");
   EXPECT_THAT(AcceptOrGenerate("not ok"), MatchesRegex("[0-9a-f]{32}"));
+}
+
+// Ids come from a per-thread buffer of random bytes refilled every 256 ids: across refills and
+// across threads no id repeats.
+TEST(RequestIdTest, NoIdRepeatsAcrossBufferRefillsAndThreads) {
+  std::vector<std::string> ids[2];
+  std::thread other([&] {
+    for (int i = 0; i < 1000; ++i) ids[1].push_back(Generate());
+  });
+  for (int i = 0; i < 1000; ++i) ids[0].push_back(Generate());
+  other.join();
+  std::set<std::string> distinct;
+  for (const auto& list : ids) {
+    for (const auto& id : list) {
+      EXPECT_THAT(id, MatchesRegex("[0-9a-f]{32}"));
+      distinct.insert(id);
+    }
+  }
+  EXPECT_EQ(distinct.size(), 2000u);
 }
 
 TEST(RequestIdTest, LogLinesCarryTheCurrentIdOnlyInsideItsScope) {

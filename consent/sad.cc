@@ -1,6 +1,7 @@
 #include "consent/sad.h"
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/echo.h"
 #include "common/file.h"
@@ -107,11 +109,37 @@ absl::StatusOr<std::string> SadMinter::Mint(SadGrant grant, absl::Time now,
   return absl::WebSafeBase64Escape(signed_sad.SerializeAsString());
 }
 
+// A trusted key and its idle verify contexts: EVP_PKEY_CTX_new_from_pkey + EVP_PKEY_verify_init
+// fetch the key management and the ECDSA implementation from the provider, so a context is made
+// once and reused by one thread at a time (an ECDSA verify context keeps no state between calls).
 struct SadVerifier::Key {
   OsslPtr<EVP_PKEY> pkey;
+  absl::Mutex mu;
+  std::vector<OsslPtr<EVP_PKEY_CTX>> idle ABSL_GUARDED_BY(mu);
+
+  static constexpr size_t kMaxIdle = 64;
+
+  OsslPtr<EVP_PKEY_CTX> Acquire() {
+    {
+      absl::MutexLock lock(&mu);
+      if (!idle.empty()) {
+        OsslPtr<EVP_PKEY_CTX> ctx = std::move(idle.back());
+        idle.pop_back();
+        return ctx;
+      }
+    }
+    OsslPtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
+    if (ctx == nullptr || EVP_PKEY_verify_init(ctx.get()) != 1) return nullptr;
+    return ctx;
+  }
+  void Release(OsslPtr<EVP_PKEY_CTX> ctx) {
+    absl::MutexLock lock(&mu);
+    if (idle.size() < kMaxIdle) idle.push_back(std::move(ctx));
+  }
 };
 
-SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys) {
+SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys, OsslPtr<EVP_MD> sha256)
+    : sha256_(std::move(sha256)) {
   for (auto& [id, key] : keys) keys_.emplace(id, std::move(key));
 }
 SadVerifier::~SadVerifier() = default;
@@ -123,9 +151,12 @@ absl::StatusOr<std::unique_ptr<SadVerifier>> SadVerifier::New(
   for (const auto& [id, spki] : trusted_keys) {
     auto pkey = ParseP256Spki(spki);
     if (!pkey.ok()) return pkey.status();
-    keys[id] = std::make_unique<Key>(Key{*std::move(pkey)});
+    keys[id] = std::make_unique<Key>();
+    keys[id]->pkey = *std::move(pkey);
   }
-  return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys)));
+  OsslPtr<EVP_MD> sha256(EVP_MD_fetch(nullptr, "SHA256", nullptr));
+  if (sha256 == nullptr) return absl::InternalError("EVP_MD_fetch(SHA256) failed");
+  return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys), std::move(sha256)));
 }
 
 absl::StatusOr<std::string> ReadSadPublicKeyFile(const std::string& path) {
@@ -184,16 +215,23 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
     return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_UNKNOWN_KEY, "sad",
                   "signed by an unknown key");
   }
-  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
-  if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
-                                             it->second->pkey.get()) != 1) {
-    return absl::InternalError("EVP_DigestVerifyInit failed");
-  }
   const auto& sig = signed_sad.signature();
   const auto& claims_bytes = signed_sad.claims();
-  if (EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                       reinterpret_cast<const unsigned char*>(claims_bytes.data()),
-                       claims_bytes.size()) != 1) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(claims_bytes.data(), claims_bytes.size(), digest, &digest_len, sha256_.get(),
+                 nullptr) != 1) {
+    return absl::InternalError("EVP_Digest(SHA-256) failed");
+  }
+  Key& key = *it->second;
+  OsslPtr<EVP_PKEY_CTX> ctx = key.Acquire();
+  if (ctx == nullptr) return absl::InternalError("EVP_PKEY_verify_init failed");
+  const int verified =
+      EVP_PKEY_verify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                      digest, digest_len);
+  if (verified >= 0) key.Release(std::move(ctx));  // Below 0: an error; the context goes.
+  if (verified != 1) ERR_clear_error();
+  if (verified != 1) {
     return Refuse(absl::StatusCode::kPermissionDenied, Refusal::SAD_BAD_SIGNATURE, "sad",
                   "signature does not verify");
   }

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ossl.h"
 #include "hsm/hsm.h"
 
 namespace qsign::consent {
@@ -59,7 +60,9 @@ class SadMinter {
   std::string spki_der_;
 };
 
-// Verifies SADs against a fixed set of trusted SAD public keys (by key id). Thread-safe.
+// Verifies SADs against a fixed set of trusted SAD public keys (by key id). Thread-safe. The
+// OpenSSL objects a verification needs (SHA-256, a verify context per key) are fetched once and
+// reused, so a call does no provider look-up: only the hash and the ECDSA verification.
 class SadVerifier {
  public:
   // `trusted_keys`: key id -> SubjectPublicKeyInfo DER (P-256).
@@ -76,8 +79,9 @@ class SadVerifier {
 
  private:
   struct Key;
-  explicit SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys);
+  SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys, OsslPtr<EVP_MD> sha256);
   std::map<std::string, std::unique_ptr<Key>, std::less<>> keys_;
+  OsslPtr<EVP_MD> sha256_;  // Fetched once; immutable, shared by every thread.
 };
 
 // The pinned public key of a SAD key (signer.sad_keys, consent.sad_public_key_file): a PEM file

@@ -1,7 +1,10 @@
 #include "consent/sad.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
@@ -110,6 +113,47 @@ TEST_F(SadTest, SadFromAnotherKeyIsRefused) {
   signed_sad.set_key_id("sad-1");
   auto forged = verifier_->Verify(absl::WebSafeBase64Escape(signed_sad.SerializeAsString()), kNow);
   EXPECT_EQ(forged.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// The verifier reuses its OpenSSL verify contexts across calls and threads: a context that
+// just refused a forged or garbled signature must still accept a genuine one, and a context that
+// accepted must still refuse. Four threads interleave genuine, forged (claims altered) and
+// garbled-signature SADs; every verdict must be the right one.
+TEST_F(SadTest, VerdictsStayRightWhenVerifyContextsAreReusedAcrossThreads) {
+  auto genuine = minter_->Mint(Grant(), kNow);
+  ASSERT_TRUE(genuine.ok());
+  std::string raw;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(*genuine, &raw));
+  qsign::v1::SignedSad signed_sad;
+  ASSERT_TRUE(signed_sad.ParseFromString(raw));
+  qsign::v1::SignedSad altered = signed_sad;
+  qsign::v1::SadClaims claims;
+  ASSERT_TRUE(claims.ParseFromString(altered.claims()));
+  claims.set_account_id("acct-2");
+  altered.set_claims(claims.SerializeAsString());
+  qsign::v1::SignedSad garbled = signed_sad;
+  garbled.set_signature("\x30\x03\x02\x01");  // Not a DER ECDSA signature.
+  const std::string forged = absl::WebSafeBase64Escape(altered.SerializeAsString());
+  const std::string bad_der = absl::WebSafeBase64Escape(garbled.SerializeAsString());
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        if (!verifier_->Verify(*genuine, kNow).ok()) ++wrong;
+        if (verifier_->Verify(forged, kNow).status().code() !=
+            absl::StatusCode::kPermissionDenied) {
+          ++wrong;
+        }
+        if (verifier_->Verify(bad_der, kNow).status().code() !=
+            absl::StatusCode::kPermissionDenied) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST_F(SadTest, GarbageAndEmptyAreInvalidArgument) {
