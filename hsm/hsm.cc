@@ -61,6 +61,10 @@ size_t DigestLength(HashAlgorithm hash) {
   return 0;
 }
 
+absl::Status Hsm::RenameKeyPair(std::string_view from_id, std::string_view to_id) {
+  return absl::UnimplementedError("this HSM cannot rename keys");
+}
+
 absl::StatusOr<std::string> Hsm::SignDigest(std::string_view key_id, const SignParams& params,
                                             std::string digest) {
   absl::StatusOr<std::vector<std::string>> signatures =

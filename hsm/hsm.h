@@ -64,6 +64,12 @@ class Hsm {
   // Destroys both halves. NOT_FOUND when there is no such key.
   virtual absl::Status DestroyKeyPair(std::string_view key_id) = 0;
 
+  // Gives both halves of key `from_id` the id (CKA_ID and CKA_LABEL) `to_id`; nothing else of
+  // the key changes (it stays sensitive, never extractable). NOT_FOUND when there is no key
+  // `from_id`, ALREADY_EXISTS when a key `to_id` exists. For the signer's pool of pre-generated
+  // keys; UNIMPLEMENTED unless an implementation says otherwise.
+  virtual absl::Status RenameKeyPair(std::string_view from_id, std::string_view to_id);
+
   // The ids of the keys (either half) whose id starts with `prefix`, sorted, each once. For
   // reconciling the token with a service's records (the signer's orphan-key sweep).
   virtual absl::StatusOr<std::vector<std::string>> ListKeyIds(std::string_view prefix) = 0;

@@ -4,8 +4,8 @@
 #include <chrono>
 #include <set>
 #include <string>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -550,6 +550,46 @@ absl::Status Pkcs11Hsm::DestroyKeyPair(std::string_view key_id) {
   // A signer racing with us may have cached the handles again in between.
   ForgetKey(key_id);
   return WithContext(status, absl::StrCat("destroying key \"", Av(key_id), "\""));
+}
+
+absl::Status Pkcs11Hsm::RenameKeyPair(std::string_view from_id, std::string_view to_id) {
+  absl::Status status = ValidateKeyId(from_id);
+  if (status.ok()) status = ValidateKeyId(to_id);
+  if (!status.ok()) return status;
+  std::string from(from_id);
+  std::string to(to_id);
+  ForgetKey(from_id);
+  ForgetKey(to_id);
+  status = pool_->Run([&](CK_SESSION_HANDLE session) -> absl::Status {
+    // Under the object lock, as creation: a generation of `to_id` cannot slip in between.
+    absl::MutexLockMaybe serialized(module_->object_creation_mutex());
+    CK_ATTRIBUTE taken[] = {{CKA_ID, to.data(), to.size()}};
+    absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> existing = FindObjects(fns(), session, taken, 1);
+    if (!existing.ok()) return existing.status();
+    if (!existing->empty()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "a key with id \"", Av(to_id), "\" already exists in token \"", token_label_, "\""));
+    }
+    CK_ATTRIBUTE match[] = {{CKA_ID, from.data(), from.size()}};
+    absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> found = FindObjects(fns(), session, match, 8);
+    if (!found.ok()) return found.status();
+    if (found->empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("no key \"", Av(from_id), "\" in token \"", token_label_, "\""));
+    }
+    CK_ATTRIBUTE rename[] = {{CKA_ID, to.data(), to.size()}, {CKA_LABEL, to.data(), to.size()}};
+    for (CK_OBJECT_HANDLE object : *found) {
+      absl::Status s =
+          CkrToStatus("C_SetAttributeValue",
+                      fns().C_SetAttributeValue(session, object, rename, std::size(rename)));
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+  ForgetKey(from_id);
+  ForgetKey(to_id);
+  return WithContext(status,
+                     absl::StrCat("renaming key \"", Av(from_id), "\" to \"", Av(to_id), "\""));
 }
 
 absl::Status Pkcs11Hsm::SignBatch(CK_SESSION_HANDLE session, const KeyInfo& key,

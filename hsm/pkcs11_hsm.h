@@ -45,6 +45,7 @@ class Pkcs11Hsm final : public Hsm {
   absl::StatusOr<PublicKey> GenerateKeyPair(std::string_view key_id, KeyType type) override;
   absl::StatusOr<PublicKey> GetPublicKey(std::string_view key_id) override;
   absl::Status DestroyKeyPair(std::string_view key_id) override;
+  absl::Status RenameKeyPair(std::string_view from_id, std::string_view to_id) override;
   absl::StatusOr<std::vector<std::string>> ListKeyIds(std::string_view prefix) override;
   absl::StatusOr<std::vector<std::string>> SignDigests(
       std::string_view key_id, const SignParams& params,

@@ -436,6 +436,17 @@ class Validator {
     Range("signer.max_batch", s.max_batch(), 1, 1000);
     Range("signer.max_hashes_per_authorization", s.max_hashes_per_authorization(), 1, 1000);
     Range("signer.orphan_key_sweep_seconds", s.orphan_key_sweep_seconds(), 0, 86400);
+    Range("signer.key_pool_size", s.key_pool_size(), 0, 64);
+    Range("signer.key_pool_max_age_seconds", s.key_pool_max_age_seconds(), 60, 86400);
+    std::set<std::string> pool_types;
+    for (int i = 0; i < s.key_pool_key_types_size(); ++i) {
+      const std::string field = absl::StrCat("signer.key_pool_key_types[", i, "]");
+      if (auto type = hsm::ParseKeyType(s.key_pool_key_types(i)); !type.ok()) {
+        Error(field, Sv(type.status().message()));
+      } else if (!pool_types.insert(s.key_pool_key_types(i)).second) {
+        Error(field, absl::StrCat("\"", s.key_pool_key_types(i), "\": listed twice"));
+      }
+    }
   }
 
   void Consent() {
@@ -679,6 +690,9 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_max_batch(Or(s.max_batch(), 100));
     s.set_max_hashes_per_authorization(Or(s.max_hashes_per_authorization(), 100));
     if (!s.has_orphan_key_sweep_seconds()) s.set_orphan_key_sweep_seconds(300);
+    if (!s.has_key_pool_size()) s.set_key_pool_size(0);
+    if (!s.has_key_pool_max_age_seconds()) s.set_key_pool_max_age_seconds(3600);
+    if (s.key_pool_key_types().empty()) s.add_key_pool_key_types("EC_P256");
   }
   if (c.has_consent()) {
     cfg::ConsentService& s = *c.mutable_consent();

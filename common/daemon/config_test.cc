@@ -469,6 +469,27 @@ TEST_F(ConfigTest, SignerKeysAndBatch) {
   EXPECT_THAT(e, HasSubstr("signer.max_batch: 1001: must be 1..1000"));
 }
 
+TEST_F(ConfigTest, SignerKeyPoolDefaultsAndRules) {
+  cfg::ServerConfig c = Laptop();
+  EXPECT_EQ(Errors(c), "");
+  cfg::ServerConfig defaults = c;
+  ApplyConfigDefaults(defaults);
+  EXPECT_EQ(defaults.signer().key_pool_size(), 0);  // Off unless asked for.
+  EXPECT_EQ(defaults.signer().key_pool_max_age_seconds(), 3600);
+  EXPECT_THAT(defaults.signer().key_pool_key_types(), ::testing::ElementsAre("EC_P256"));
+  c.mutable_signer()->set_key_pool_size(65);
+  c.mutable_signer()->set_key_pool_max_age_seconds(59);
+  c.mutable_signer()->clear_key_pool_key_types();
+  c.mutable_signer()->add_key_pool_key_types("EC_P256");
+  c.mutable_signer()->add_key_pool_key_types("EC_P999");
+  c.mutable_signer()->add_key_pool_key_types("EC_P256");
+  const std::string e = Errors(c);
+  EXPECT_THAT(e, HasSubstr("signer.key_pool_size: 65: must be 0..64"));
+  EXPECT_THAT(e, HasSubstr("signer.key_pool_max_age_seconds: 59: must be 60..86400"));
+  EXPECT_THAT(e, HasSubstr("signer.key_pool_key_types[1]: unknown key type \"EC_P999\""));
+  EXPECT_THAT(e, HasSubstr("signer.key_pool_key_types[2]: \"EC_P256\": listed twice"));
+}
+
 TEST_F(ConfigTest, ConsentRules) {
   cfg::ServerConfig c = Laptop();
   c.mutable_consent()->clear_pin_pepper_file();

@@ -29,6 +29,12 @@ struct PrivateKeyCensus {
   int can_decrypt = 0;        // CKA_DECRYPT, CKA_UNWRAP or CKA_DERIVE true.
 };
 absl::StatusOr<PrivateKeyCensus> CountPrivateKeys(const Pkcs11Config& config);
+// Every private key counted is sensitive, always was, never was extractable and cannot decrypt,
+// unwrap or derive: what hsm/ promises for every key it makes.
+inline bool AllSensitiveSignOnly(const PrivateKeyCensus& c) {
+  return c.sensitive == c.total && c.always_sensitive == c.total &&
+         c.never_extractable == c.total && c.extractable == 0 && c.can_decrypt == 0;
+}
 
 }  // namespace qsign::hsm::testing
 

@@ -102,8 +102,13 @@ std::string UserKeyId(std::string_view credential_id) {
 }
 
 Signer::Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sad_verifier,
-               const Clock* clock, SignerConfig config)
-    : hsm_(hsm), store_(store), sad_verifier_(sad_verifier), clock_(clock), config_(config) {}
+               const Clock* clock, SignerConfig config, KeyPool* key_pool)
+    : hsm_(hsm),
+      store_(store),
+      sad_verifier_(sad_verifier),
+      clock_(clock),
+      config_(config),
+      key_pool_(key_pool) {}
 
 absl::StatusOr<std::vector<Credential>> Signer::ListCredentials(std::string_view account_id,
                                                                 bool only_active) {
@@ -241,6 +246,36 @@ absl::StatusOr<std::vector<std::string>> Signer::SignHash(const SignHashInput& i
   return signatures;
 }
 
+absl::StatusOr<hsm::PublicKey> Signer::NewUserKey(const std::string& key_id,
+                                                  hsm::KeyType key_type) {
+  if (key_pool_ != nullptr) {
+    // Taken out of the pool for good: whatever happens next, no other call gets this key.
+    if (std::optional<PooledKey> pooled = key_pool_->Take(key_type)) {
+      absl::Status renamed = hsm_->RenameKeyPair(pooled->key_id, key_id);
+      if (renamed.code() == absl::StatusCode::kAlreadyExists) {
+        // A key from an attempt that crashed before it was recorded: never reuse it. Only ever
+        // a user key: the id is in the user namespace.
+        absl::Status destroyed = hsm_->DestroyKeyPair(key_id);
+        if (destroyed.ok() || destroyed.code() == absl::StatusCode::kNotFound) {
+          renamed = hsm_->RenameKeyPair(pooled->key_id, key_id);
+        }
+      }
+      if (renamed.ok()) return pooled->public_key;
+      Log(LogLevel::kWarning, "signer", "pool key not renamed; generating the key instead",
+          {{"key_id", pooled->key_id}, {"status", renamed.ToString()}});
+      // Whatever is left of it; a half renamed to `key_id` goes with the ALREADY_EXISTS below.
+      (void)hsm_->DestroyKeyPair(pooled->key_id);
+    }
+  }
+  auto pub = hsm_->GenerateKeyPair(key_id, key_type);
+  if (pub.status().code() == absl::StatusCode::kAlreadyExists) {
+    // A key from an attempt that crashed before it was recorded: never reuse it.
+    if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok()) return s;
+    pub = hsm_->GenerateKeyPair(key_id, key_type);
+  }
+  return pub;
+}
+
 absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
                                              std::string_view account_id, hsm::KeyType key_type,
                                              const Actor& actor) {
@@ -259,13 +294,7 @@ absl::StatusOr<Credential> Signer::CreateKey(std::string_view credential_id,
   }
 
   const std::string key_id = UserKeyId(credential_id);
-  auto pub = hsm_->GenerateKeyPair(key_id, key_type);
-  if (pub.status().code() == absl::StatusCode::kAlreadyExists) {
-    // A key from an attempt that crashed before it was recorded: never reuse it. Only ever a
-    // user key: the id is in the user namespace.
-    if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok()) return s;
-    pub = hsm_->GenerateKeyPair(key_id, key_type);
-  }
+  auto pub = NewUserKey(key_id, key_type);
   if (!pub.ok()) {
     const absl::StatusCode code = pub.status().code();
     if (code != absl::StatusCode::kInternal && code != absl::StatusCode::kUnknown &&
@@ -319,28 +348,53 @@ absl::StatusOr<int> Signer::SweepOrphanKeys() {
       unrecorded.insert(key_id);  // Perhaps a CreateKey in flight: decided at the next sweep.
       continue;
     }
-    // Recorded first: a destruction is never unaudited (a failed one is recorded again when
-    // the next sweep retries it).
-    if (auto s = store_->RecordAudit(Audit(Actor{.name = "signer"}, "signer.destroy_orphan_key",
-                                           credential_id, "a key without a credential record"),
-                                     clock_->Now());
-        !s.ok()) {
-      unrecorded.insert(key_id);
-      first_error.Update(s);
+    if (!DestroyOrphan(key_id, credential_id, "a key without a credential record", first_error)) {
+      unrecorded.insert(key_id);  // Retried at the next sweep.
       continue;
     }
-    if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok() && s.code() != absl::StatusCode::kNotFound) {
-      unrecorded.insert(key_id);
-      first_error.Update(s);
-      continue;
-    }
-    Log(LogLevel::kWarning, "signer", "orphan key destroyed",
-        {{"credential_id", credential_id}, {"why", "no credential record"}});
     ++destroyed;
   }
   orphan_suspects_ = std::move(unrecorded);
+
+  // Pool keys no running pool keeps: a pool destroys its keys at max_age (and when it stops), so
+  // one made more than twice max_age ago was left by a process that died.
+  const absl::Duration pool_max_age =
+      key_pool_ != nullptr ? key_pool_->config().max_age : KeyPoolConfig{}.max_age;
+  auto pool_ids = hsm_->ListKeyIds(KeyPool::Prefix());
+  if (!pool_ids.ok()) {
+    first_error.Update(pool_ids.status());
+  } else {
+    const absl::Time oldest_kept = clock_->Now() - 2 * pool_max_age;
+    for (const std::string& key_id : *pool_ids) {
+      std::optional<absl::Time> made_at = KeyPool::MadeAt(key_id);
+      if (!made_at.has_value() || *made_at >= oldest_kept) continue;
+      if (DestroyOrphan(key_id, key_id, "an unused pool key no running pool keeps", first_error)) {
+        ++destroyed;
+      }
+    }
+  }
   if (!first_error.ok()) return first_error;
   return destroyed;
+}
+
+bool Signer::DestroyOrphan(const std::string& key_id, const std::string& target,
+                           std::string_view why, absl::Status& error) {
+  // Recorded first: a destruction is never unaudited (a failed one is recorded again when the
+  // next sweep retries it).
+  if (auto s = store_->RecordAudit(
+          Audit(Actor{.name = "signer"}, "signer.destroy_orphan_key", target, std::string(why)),
+          clock_->Now());
+      !s.ok()) {
+    error.Update(s);
+    return false;
+  }
+  if (auto s = hsm_->DestroyKeyPair(key_id); !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    error.Update(s);
+    return false;
+  }
+  Log(LogLevel::kWarning, "signer", "orphan key destroyed",
+      {{"key_id", key_id}, {"why", std::string(why)}});
+  return true;
 }
 
 absl::StatusOr<Credential> Signer::SetCertificate(std::string_view credential_id,

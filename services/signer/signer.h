@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "consent/sad.h"
 #include "hsm/hsm.h"
+#include "services/signer/key_pool.h"
 #include "services/signer/signer_store.h"
 
 namespace qsign::signer {
@@ -48,9 +49,10 @@ struct Actor {
 
 class Signer {
  public:
-  // None of the pointers is owned; all must outlive the Signer.
+  // None of the pointers is owned; all must outlive the Signer. With a `key_pool`, CreateKey
+  // takes a pre-generated key from it (renamed to the user's key id) when one is ready.
   Signer(hsm::Hsm* hsm, SignerStore* store, const consent::SadVerifier* sad_verifier,
-         const Clock* clock, SignerConfig config);
+         const Clock* clock, SignerConfig config, KeyPool* key_pool = nullptr);
 
   absl::StatusOr<std::vector<Credential>> ListCredentials(std::string_view account_id,
                                                           bool only_active);
@@ -78,8 +80,10 @@ class Signer {
   // interrupted between the key generation and its record (a crash, a lost database). A key is
   // destroyed only if it was unrecorded at the previous sweep too, so a CreateKey in flight on
   // any replica is never touched as long as sweeps are further apart than a CreateKey takes.
-  // Each destruction is audited (signer.destroy_orphan_key) before the key goes. The number
-  // destroyed.
+  // Also destroys pool keys ("pool/...") older than twice the pool's max_age, which no running
+  // pool keeps (a process that stopped without destroying its pool); a live pool's keys are
+  // never touched. Each destruction is audited (signer.destroy_orphan_key) before the key goes.
+  // The number destroyed.
   absl::StatusOr<int> SweepOrphanKeys();
 
   const SignerConfig& config() const { return config_; }
@@ -94,12 +98,21 @@ class Signer {
     std::optional<absl::Time> valid_to;
   };
   absl::StatusOr<KeyRef> LookupKey(std::string_view credential_id);
+  // The new key of a credential under `key_id`: a pool key renamed to it when one is ready, else
+  // generated now. A stale key under `key_id` (an attempt that crashed before its record) is
+  // destroyed first, never reused.
+  absl::StatusOr<hsm::PublicKey> NewUserKey(const std::string& key_id, hsm::KeyType key_type);
+  // Destroys `key_id` after auditing it as an orphan; false (and `error` updated) when either
+  // fails.
+  bool DestroyOrphan(const std::string& key_id, const std::string& target, std::string_view why,
+                     absl::Status& error);
 
   hsm::Hsm* hsm_;                             // Not owned.
   SignerStore* store_;                        // Not owned.
   const consent::SadVerifier* sad_verifier_;  // Not owned.
   const Clock* clock_;                        // Not owned.
   const SignerConfig config_;
+  KeyPool* const key_pool_;  // Not owned; may be null.
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, KeyRef> keys_ ABSL_GUARDED_BY(mu_);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,10 +30,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/hsm.h"
+#include "hsm/testing/bare_pkcs11.h"
 #include "hsm/testing/faulty_hsm.h"
 #include "qsign/v1/sad.pb.h"
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/signer/algorithms.h"
+#include "services/signer/key_pool.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
 #include "tests/testing/metrics.h"
@@ -65,6 +68,9 @@ class CountingHsm final : public hsm::Hsm {
     return inner_->GetPublicKey(id);
   }
   absl::Status DestroyKeyPair(std::string_view id) override { return inner_->DestroyKeyPair(id); }
+  absl::Status RenameKeyPair(std::string_view from, std::string_view to) override {
+    return inner_->RenameKeyPair(from, to);
+  }
   absl::StatusOr<std::vector<std::string>> ListKeyIds(std::string_view prefix) override {
     return inner_->ListKeyIds(prefix);
   }
@@ -439,6 +445,143 @@ TEST_F(SignerTest, OrphanKeysAreDestroyedAtTheSecondSweepAndAudited) {
   auto third = signer_->SweepOrphanKeys();
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(*third, 0);
+}
+
+// The signer's token as a plain PKCS#11 config, for checks that read the token directly.
+hsm::Pkcs11Config SignerTokenConfig(qsign::testing::ServiceEnv& env) {
+  hsm::Pkcs11Config config{.module_path = env.TokensConfig().module_path};
+  for (const hsm::Pkcs11TokenConfig& t : env.TokensConfig().tokens) {
+    if (t.role != "signer") continue;
+    config.token_label = t.token_label;
+    config.pin_file = t.pin_file;
+  }
+  return config;
+}
+
+TEST_F(SignerTest, PoolKeysAreHandedOutOnceAndBecomeTheCredentialsKeys) {
+  KeyPool key_pool(&hsm("signer"), &clock_, {.size = 2});
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  auto pool_ids = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(pool_ids.ok()) << pool_ids.status();
+  ASSERT_EQ(pool_ids->size(), 2u);
+  std::set<std::string> pool_spkis;
+  for (const std::string& id : *pool_ids) {
+    auto pub = hsm("signer").GetPublicKey(id);
+    ASSERT_TRUE(pub.ok()) << pub.status();
+    pool_spkis.insert(pub->spki_der);
+  }
+  Signer pooled(counting_.get(), store_.get(), verifier_.get(), &clock_, {}, &key_pool);
+  const Actor lifecycle{.name = "lifecycle"};
+  std::set<std::string> spkis;
+  for (const char* id : {"cred-p1", "cred-p2", "cred-p3"}) {
+    auto cred = pooled.CreateKey(id, "alice", hsm::KeyType::kEcP256, lifecycle);
+    ASSERT_TRUE(cred.ok()) << cred.status();
+    // The credential's key is the key in the HSM under the user's key id.
+    auto in_token = hsm("signer").GetPublicKey(UserKeyId(id));
+    ASSERT_TRUE(in_token.ok()) << in_token.status();
+    EXPECT_EQ(in_token->spki_der, cred->public_key_spki);
+    spkis.insert(cred->public_key_spki);
+  }
+  // Three different keys: the two pool keys (each once), then one generated on the spot.
+  EXPECT_EQ(spkis.size(), 3u);
+  int from_pool = 0;
+  for (const std::string& spki : spkis) from_pool += pool_spkis.count(spki);
+  EXPECT_EQ(from_pool, 2);
+  EXPECT_EQ(key_pool.Ready(hsm::KeyType::kEcP256), 0);
+  auto left = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+  // A retried CreateKey finds its credential and takes nothing from the pool.
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  auto again = pooled.CreateKey("cred-p1", "alice", hsm::KeyType::kEcP256, lifecycle);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(spkis.contains(again->public_key_spki));
+  EXPECT_EQ(key_pool.Ready(hsm::KeyType::kEcP256), 2);
+}
+
+TEST_F(SignerTest, PoolKeysAreSensitiveNeverExtractableAndSignOnly) {
+  KeyPool key_pool(&hsm("signer"), &clock_, {.size = 3});
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  Signer pooled(counting_.get(), store_.get(), verifier_.get(), &clock_, {}, &key_pool);
+  ASSERT_TRUE(
+      pooled.CreateKey("cred-p1", "alice", hsm::KeyType::kEcP256, {.name = "lifecycle"}).ok());
+  // What the token itself says about every private key in it: the pool's and the renamed one.
+  auto census = hsm::testing::CountPrivateKeys(SignerTokenConfig(env()));
+  ASSERT_TRUE(census.ok()) << census.status();
+  EXPECT_EQ(census->total, 3);
+  EXPECT_TRUE(hsm::testing::AllSensitiveSignOnly(*census))
+      << census->sensitive << " sensitive, " << census->always_sensitive << " always sensitive, "
+      << census->never_extractable << " never extractable, " << census->extractable
+      << " extractable, " << census->can_decrypt << " can decrypt";
+}
+
+TEST_F(SignerTest, TakeNeverHandsOutAKeyTwiceAcrossThreads) {
+  KeyPool key_pool(&hsm("signer"), &clock_, {.size = 12});
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  std::vector<std::string> taken[4];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      while (auto key = key_pool.Take(hsm::KeyType::kEcP256)) taken[t].push_back(key->key_id);
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> distinct;
+  size_t total = 0;
+  for (const auto& list : taken) {
+    total += list.size();
+    distinct.insert(list.begin(), list.end());
+  }
+  EXPECT_EQ(total, 12u);
+  EXPECT_EQ(distinct.size(), 12u);
+  for (const std::string& id : distinct) (void)hsm("signer").DestroyKeyPair(id);
+}
+
+TEST_F(SignerTest, PoolKeysPastTheirAgeAreNeverHandedOutAndStopDestroysTheRest) {
+  KeyPool key_pool(&hsm("signer"), &clock_, {.size = 2, .max_age = absl::Hours(1)});
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  clock_.Advance(absl::Minutes(61));
+  EXPECT_FALSE(key_pool.Take(hsm::KeyType::kEcP256).has_value());
+  auto left = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());  // Destroyed, not just skipped.
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  key_pool.Stop();
+  left = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+}
+
+TEST_F(SignerTest, TheSweepKeepsLivePoolKeysAndDestroysLeftoversAndTrueOrphans) {
+  KeyPool key_pool(&hsm("signer"), &clock_, {.size = 2, .max_age = absl::Hours(1)});
+  ASSERT_TRUE(key_pool.FillNow().ok());
+  auto live = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(live.ok());
+  ASSERT_EQ(live->size(), 2u);
+  // Left by a process that died 3 hours ago with its pool, and a CreateKey that died too.
+  const std::string leftover =
+      absl::StrCat("pool/EC_P256/", absl::ToUnixSeconds(clock_.Now() - absl::Hours(3)), "/00aa");
+  ASSERT_TRUE(hsm("signer").GenerateKeyPair(leftover, hsm::KeyType::kEcP256).ok());
+  ASSERT_TRUE(hsm("signer").GenerateKeyPair(UserKeyId("cred-lost"), hsm::KeyType::kEcP256).ok());
+  Signer pooled(counting_.get(), store_.get(), verifier_.get(), &clock_, {}, &key_pool);
+  auto first = pooled.SweepOrphanKeys();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, 1);  // The leftover; the user key only at the second sweep.
+  auto second = pooled.SweepOrphanKeys();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, 1);
+  auto after = hsm("signer").ListKeyIds(KeyPool::Prefix());
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, *live);
+  EXPECT_EQ(hsm("signer").GetPublicKey(UserKeyId("cred-lost")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(key_pool.Ready(hsm::KeyType::kEcP256), 2);
+  auto audited = pool().Exec(
+      "SELECT count(*) FROM signer.audit_log WHERE action = 'signer.destroy_orphan_key' AND "
+      "target = $1",
+      {db::Param::Text(leftover)});
+  ASSERT_TRUE(audited.ok()) << audited.status();
+  EXPECT_EQ(audited->GetInt64(0, 0).value_or(0), 1);
 }
 
 TEST_F(SignerTest, SetCertificateRefusesACertificateForAnotherKey) {

@@ -13,6 +13,7 @@
 #include "common/daemon/stack_helpers.h"
 #include "common/log.h"
 #include "consent/sad.h"
+#include "services/signer/key_pool.h"
 #include "services/signer/signer.h"
 #include "services/signer/signer_grpc.h"
 #include "services/signer/signer_store.h"
@@ -30,8 +31,10 @@ class SignerStack final : public daemon::Stack {
     return {{qsign::v1::Signer::service_full_name(), grpc_.get()}};
   }
 
-  // The orphan-key sweep, every sweep_period_ on its own thread (none when zero).
+  // The key pool's refill, and the orphan-key sweep every sweep_period_ on its own thread (none
+  // when zero).
   void Start() override {
+    if (key_pool_ != nullptr) key_pool_->Start();
     if (sweep_period_ <= absl::ZeroDuration()) return;
     sweeper_ = std::thread([this] {
       while (!stop_.WaitForNotificationWithTimeout(sweep_period_)) {
@@ -45,12 +48,15 @@ class SignerStack final : public daemon::Stack {
   void Stop() override {
     if (!stop_.HasBeenNotified()) stop_.Notify();
     if (sweeper_.joinable()) sweeper_.join();
+    // The pool's unused keys are destroyed: none outlives the process that made it.
+    if (key_pool_ != nullptr) key_pool_->Stop();
   }
   ~SignerStack() override { Stop(); }
 
  private:
   std::unique_ptr<consent::SadVerifier> verifier_;
   std::unique_ptr<SignerStore> store_;
+  std::unique_ptr<KeyPool> key_pool_;  // Before signer_: outlives it.
   std::unique_ptr<Signer> signer_;
   auth::CredentialTable clients_;
   std::unique_ptr<SignerGrpc> grpc_;
@@ -83,10 +89,24 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> SignerStack::New(const daemon::St
   if (!verifier.ok()) return verifier.status();
   stack->verifier_ = *std::move(verifier);
   stack->store_ = NewPostgresSignerStore(env.pool);
+  if (c.key_pool_size() > 0) {
+    KeyPoolConfig pool{.size = c.key_pool_size(),
+                       .types = {},
+                       .max_age = absl::Seconds(c.key_pool_max_age_seconds())};
+    for (int i = 0; i < c.key_pool_key_types_size(); ++i) {
+      auto type = hsm::ParseKeyType(c.key_pool_key_types(i));
+      if (!type.ok()) {
+        return Field(absl::StrCat("signer.key_pool_key_types[", i, "]"), type.status());
+      }
+      pool.types.push_back(*type);
+    }
+    stack->key_pool_ = std::make_unique<KeyPool>(*hsm, env.clock, std::move(pool));
+  }
   stack->signer_ = std::make_unique<Signer>(
       *hsm, stack->store_.get(), stack->verifier_.get(), env.clock,
       SignerConfig{.max_batch = c.max_batch(),
-                   .max_hashes_per_authorization = c.max_hashes_per_authorization()});
+                   .max_hashes_per_authorization = c.max_hashes_per_authorization()},
+      stack->key_pool_.get());
   // Only the lifecycle service may create, certify and destroy user keys; without service
   // credentials nobody may.
   auto clients = daemon::OptionalCredentialTable(env.config.services_file(), "services_file");
