@@ -3,17 +3,41 @@
 # with a throwaway PostgreSQL server and SoftHSM2 token: what scripts/run shows, as a test.
 # Mutual TLS as in production (scripts/gen-certs, one client certificate per role, allow-lists),
 # plus what a user sees when a certificate is not allowed or not from the CA.
-# Usage: e2e_test.sh QSIGND QSIGN_CLI SOURCE_DIR
+# Usage: e2e_test.sh QSIGND QSIGN_CLI SOURCE_DIR [ARTIFACTS_DIR]
+# On failure the logs (qsignd's, PostgreSQL's, the journey's outputs and the app's watch log) are
+# copied to ARTIFACTS_DIR/<UTC time>-<pid> (ctest: build/tests/e2e/artifacts) and their tails
+# printed; the work dir itself is removed unless KEEP=1.
 set -euo pipefail
 QSIGND=$1
 QSIGN=$2
 SRC=$3
+ARTIFACTS=${4:-}
 T=$(mktemp -d /tmp/qsign-e2e.XXXXXX)
 chmod 755 "$T"
 QSIGND_PID=""
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# keep_logs: the logs of a failed run, kept and shown (no secrets, keys, state dirs or mail:
+# those hold the run's credentials).
+keep_logs() {
+  local f
+  for f in "$T/qsignd.log" "$T/journey/app.log" "$T/pg/server.log"; do
+    [ -s "$f" ] || continue
+    echo "e2e: --- tail of ${f#"$T"/} ---"
+    tail -n 30 "$f"
+  done
+  [ -n "$ARTIFACTS" ] || return 0
+  local dir
+  dir="$ARTIFACTS/$(date -u +%Y%m%dT%H%M%SZ)-$$"
+  mkdir -p "$dir/journey"
+  cp "$T/qsignd.log" "$T/qsignd.textproto" "$dir/" 2>/dev/null || true
+  cp "$T/pg/server.log" "$dir/postgresql.log" 2>/dev/null || true
+  cp "$T"/journey/*.log "$T"/journey/*.txt "$dir/journey/" 2>/dev/null || true
+  echo "e2e: logs kept in $dir"
+}
 cleanup() {
+  local rc=$?
+  [ "$rc" -ne 0 ] && keep_logs
   [ -n "$QSIGND_PID" ] && kill -TERM "$QSIGND_PID" 2>/dev/null && wait "$QSIGND_PID" 2>/dev/null
   as_pg "$PG_BIN/pg_ctl" -D "$T/pg/data" -m immediate stop >/dev/null 2>&1 || true
   if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $T"; else rm -rf "$T"; fi
@@ -107,12 +131,14 @@ CONFIG
   || { echo "e2e: the config does not validate"; exit 1; }
 "$QSIGND" --config="$T/qsignd.textproto" 2>"$T/qsignd.log" &
 QSIGND_PID=$!
-for _ in $(seq 1 300); do
-  grep -q '"msg":"ready"' "$T/qsignd.log" 2>/dev/null && break
+# Ready within 120 s of wall clock (it makes its keys in SoftHSM2 first; slow on a loaded machine).
+START=$SECONDS
+until grep -q '"msg":"ready"' "$T/qsignd.log" 2>/dev/null; do
   kill -0 "$QSIGND_PID" 2>/dev/null || { echo "e2e: qsignd failed:"; cat "$T/qsignd.log"; exit 1; }
+  [ $((SECONDS - START)) -lt 120 ] \
+    || { echo "e2e: qsignd not ready in 120 s"; cat "$T/qsignd.log"; exit 1; }
   sleep 0.1
 done
-grep -q '"msg":"ready"' "$T/qsignd.log" || { echo "e2e: qsignd not ready"; cat "$T/qsignd.log"; exit 1; }
 
 # as ROLE ARGS...: the CLI with ROLE's client certificate.
 as() {
@@ -192,7 +218,6 @@ if ! QSIGN="$QSIGN" QSIGN_SERVER="127.0.0.1:$PORT" OCSP_URL="http://127.0.0.1:$H
   QSIGN_TSA_URL="http://127.0.0.1:$TSA_PORT/tsa" \
   OPERATOR_FILE="$T/secrets/operator.credential" TLS_DIR="$T/tls" WORK="$T/journey" \
   MAIL_DIR="$T/mail" "$SRC/scripts/journey.sh"; then
-  echo "e2e: journey failed; qsignd log:"
-  tail -n 40 "$T/qsignd.log"
+  echo "e2e: journey failed"
   exit 1
 fi
