@@ -1208,53 +1208,83 @@ std::string SignatureValue(const std::string& cms_der) {
 
 // An RFC 3161 TSA that is not qsign's: `openssl ts -reply` behind a loopback HTTP listener, with
 // its own self-signed certificate (extendedKeyUsage timeStamping, critical).
-// A CA made with the openssl CLI, and its OCSP responder (`openssl ocsp -index`) behind an HTTP
-// port: certificates it issues name that responder in their AIA, so a B-LT signature can fetch
-// their status from a judge qsign did not write.
-class OpensslCa {
+// An openssl command behind an HTTP POST endpoint on loopback: each request's body is written to
+// <dir>/<name>.in, `command` runs in `dir` and writes <dir>/<name>.out, which is the answer.
+class OpensslResponder {
  public:
-  static std::unique_ptr<OpensslCa> Start(const std::string& dir) {
-    auto ca = std::unique_ptr<OpensslCa>(new OpensslCa(dir));
-    ca->server_.Post(
-        "/ocsp", [raw = ca.get()](const httplib::Request& req, httplib::Response& res) {
-          absl::MutexLock lock(&raw->mu_);
-          ++raw->queries_;
-          WriteFile(raw->dir_ + "/q.ocsp", req.body);
-          int rc = 0;
-          const std::string out = RunShell(
-              absl::StrCat("cd ", raw->dir_, " && openssl ocsp -index index.txt -CA ca.pem ",
-                           "-rsigner ca.pem -rkey ca.key -reqin q.ocsp -respout r.ocsp 2>&1"),
-              &rc);
-          EXPECT_EQ(rc, 0) << out;
-          std::ifstream in(raw->dir_ + "/r.ocsp", std::ios::binary);
-          res.set_content(std::string(std::istreambuf_iterator<char>(in), {}),
-                          "application/ocsp-response");
-        });
-    ca->port_ = ca->server_.bind_to_any_port("127.0.0.1");
-    ca->thread_ = std::thread([raw = ca.get()] { raw->server_.listen_after_bind(); });
-    int status = 0;
-    const std::string out = RunShell(
-        absl::StrCat(
-            "cd ", dir, " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 ",
-            "-nodes -keyout ca.key -out ca.pem -days 30 -subj '/CN=Test Root CA' 2>&1 && ",
-            ": > index.txt && printf '[leaf]\nkeyUsage = critical,nonRepudiation\n",
-            "authorityInfoAccess = OCSP;URI:", ca->ocsp_url(), "\n[tsa]\n",
-            "keyUsage = critical,digitalSignature\n", "extendedKeyUsage = critical,timeStamping\n",
-            "authorityInfoAccess = OCSP;URI:", ca->ocsp_url(), "\n' > ext.cnf"),
-        &status);
-    EXPECT_EQ(status, 0) << out;
-    return ca;
+  OpensslResponder(std::string dir, std::string name, std::string content_type, std::string command)
+      : dir_(std::move(dir)),
+        name_(std::move(name)),
+        content_type_(std::move(content_type)),
+        command_(std::move(command)) {
+    server_.Post("/" + name_, [this](const httplib::Request& req, httplib::Response& res) {
+      absl::MutexLock lock(&mu_);
+      ++queries_;
+      if (broken_) {
+        res.set_content("not an answer", content_type_);
+        return;
+      }
+      WriteFile(absl::StrCat(dir_, "/", name_, ".in"), req.body);
+      int rc = 0;
+      const std::string out = RunShell(absl::StrCat("cd ", dir_, " && ", command_, " 2>&1"), &rc);
+      EXPECT_EQ(rc, 0) << out;
+      std::ifstream in(absl::StrCat(dir_, "/", name_, ".out"), std::ios::binary);
+      res.set_content(std::string(std::istreambuf_iterator<char>(in), {}), content_type_);
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
-  ~OpensslCa() {
+  ~OpensslResponder() {
     server_.stop();
     if (thread_.joinable()) thread_.join();
   }
-  std::string ocsp_url() const { return absl::StrCat("http://127.0.0.1:", port_, "/ocsp"); }
-  std::string ca_pem_path() const { return dir_ + "/ca.pem"; }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/", name_); }
   int queries() {
     absl::MutexLock lock(&mu_);
     return queries_;
   }
+  // From now on every reply is garbage.
+  void Break() {
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
+  }
+
+ private:
+  const std::string dir_;
+  const std::string name_;
+  const std::string content_type_;
+  const std::string command_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  int queries_ ABSL_GUARDED_BY(mu_) = 0;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A CA made with the openssl CLI, and its OCSP responder (`openssl ocsp -index`): certificates
+// it issues name that responder in their AIA, so a B-LT signature can fetch their status from a
+// judge qsign did not write.
+class OpensslCa {
+ public:
+  explicit OpensslCa(std::string dir)
+      : dir_(std::move(dir)),
+        ocsp_(dir_, "ocsp", "application/ocsp-response",
+              "openssl ocsp -index index.txt -CA ca.pem -rsigner ca.pem -rkey ca.key "
+              "-reqin ocsp.in -respout ocsp.out") {
+    int status = 0;
+    const std::string out = RunShell(
+        absl::StrCat(
+            "cd ", dir_, " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 ",
+            "-nodes -keyout ca.key -out ca.pem -days 30 -subj '/CN=Test Root CA' 2>&1 && ",
+            ": > index.txt && printf '[leaf]\nkeyUsage = critical,nonRepudiation\n",
+            "authorityInfoAccess = OCSP;URI:", ocsp_.url(), "\n[tsa]\n",
+            "keyUsage = critical,digitalSignature\n", "extendedKeyUsage = critical,timeStamping\n",
+            "authorityInfoAccess = OCSP;URI:", ocsp_.url(), "\n' > ext.cnf"),
+        &status);
+    EXPECT_EQ(status, 0) << out;
+  }
+  int queries() { return ocsp_.queries(); }
 
   // A certificate over `spki_der` (`extensions`: "leaf" or "tsa" of ext.cnf) with serial
   // `serial_hex`, written to <dir>/<name>.pem and listed as valid in the responder's index; its
@@ -1287,20 +1317,15 @@ class OpensslCa {
   }
 
  private:
-  explicit OpensslCa(std::string dir) : dir_(std::move(dir)) {}
   const std::string dir_;
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  absl::Mutex mu_;
-  int queries_ ABSL_GUARDED_BY(mu_) = 0;
+  OpensslResponder ocsp_;
 };
 
+// An RFC 3161 TSA made of `openssl ts -reply`.
 class OpensslTsa {
  public:
   // Its certificate self-signed, or issued by `ca` (then `dir` is the CA's directory).
   static std::unique_ptr<OpensslTsa> Start(const std::string& dir, OpensslCa* ca = nullptr) {
-    auto tsa = std::unique_ptr<OpensslTsa>(new OpensslTsa(dir));
     int status = 0;
     if (ca != nullptr) {
       const std::string out = RunShell(
@@ -1326,51 +1351,19 @@ class OpensslTsa {
             "echo 01 > tsa.serial"),
         &status);
     EXPECT_EQ(status, 0) << out;
-    tsa->server_.Post("/tsa", [raw = tsa.get()](const httplib::Request& req,
-                                                httplib::Response& res) {
-      absl::MutexLock lock(&raw->mu_);
-      ++raw->queries_;
-      if (raw->broken_) {
-        res.set_content("not a TimeStampResp", "application/timestamp-reply");
-        return;
-      }
-      WriteFile(raw->dir_ + "/q.tsq", req.body);
-      int rc = 0;
-      RunShell(absl::StrCat("cd ", raw->dir_, " && openssl ts -reply -config ts.cnf -section t ",
-                            "-queryfile q.tsq -signer tsa.pem -inkey tsa.key -out r.tsr 2>&1"),
-               &rc);
-      std::ifstream in(raw->dir_ + "/r.tsr", std::ios::binary);
-      res.set_content(std::string(std::istreambuf_iterator<char>(in), {}),
-                      "application/timestamp-reply");
-    });
-    tsa->port_ = tsa->server_.bind_to_any_port("127.0.0.1");
-    tsa->thread_ = std::thread([raw = tsa.get()] { raw->server_.listen_after_bind(); });
-    return tsa;
+    return std::make_unique<OpensslTsa>(dir);
   }
-  ~OpensslTsa() {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/tsa"); }
-  int queries() {
-    absl::MutexLock lock(&mu_);
-    return queries_;
-  }
+  explicit OpensslTsa(const std::string& dir)
+      : responder_(dir, "tsa", "application/timestamp-reply",
+                   "openssl ts -reply -config ts.cnf -section t -queryfile tsa.in -signer "
+                   "tsa.pem -inkey tsa.key -out tsa.out") {}
+  std::string url() const { return responder_.url(); }
+  int queries() { return responder_.queries(); }
   // From now on every reply is garbage.
-  void Break() {
-    absl::MutexLock lock(&mu_);
-    broken_ = true;
-  }
+  void Break() { responder_.Break(); }
 
  private:
-  explicit OpensslTsa(std::string dir) : dir_(std::move(dir)) {}
-  const std::string dir_;
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  absl::Mutex mu_;
-  int queries_ ABSL_GUARDED_BY(mu_) = 0;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  OpensslResponder responder_;
 };
 
 TEST_F(GatewayTest, SignDocBTHasTheTsaTimestampPdfsigAndOpensslAccept) {
@@ -1455,7 +1448,7 @@ TEST_F(GatewayTest, SignDocBLTCarriesTheChainsOcspAnswersThatOpensslAccepts) {
   // A CA made with openssl, its OCSP responder (openssl ocsp), and a TSA it certified.
   const std::string dir = ServiceTest::token().dir() + "/pki";
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
-  std::unique_ptr<OpensslCa> ca = OpensslCa::Start(dir);
+  auto ca = std::make_unique<OpensslCa>(dir);
   std::unique_ptr<OpensslTsa> tsa = OpensslTsa::Start(dir, ca.get());
   const std::string root = ca->RootDer();
   ASSERT_FALSE(root.empty());
