@@ -70,10 +70,13 @@ class Stats {
     std::printf("%-18s %8s %7s %10s %10s\n", "operation", "ok", "errors", "p50 ms", "p99 ms");
     for (auto& [name, o] : ops_) {
       std::sort(o.took.begin(), o.took.end());
-      const auto at = [&](double q) {
-        return o.took.empty() ? 0.0
-                              : absl::ToDoubleMilliseconds(o.took[std::min(
-                                    o.took.size() - 1, static_cast<size_t>(q * o.took.size()))]);
+      // A named reference: clang 14 cannot capture a structured binding in a lambda.
+      const std::vector<absl::Duration>& took = o.took;
+      const auto at = [&took](double q) {
+        return took.empty()
+                   ? 0.0
+                   : absl::ToDoubleMilliseconds(
+                         took[std::min(took.size() - 1, static_cast<size_t>(q * took.size()))]);
       };
       std::printf("%-18s %8zu %7lld %10.1f %10.1f\n", name.c_str(), o.took.size(),
                   static_cast<long long>(o.errors), at(0.5), at(0.99));
