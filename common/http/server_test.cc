@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/file.h"
 #include "common/http/html.h"
 #include "common/request_id.h"
 #include "common/strings.h"
@@ -28,6 +29,9 @@
 
 namespace qsign::http {
 namespace {
+
+// A file curl wrote; empty when it is missing (the assertion on it then says what differs).
+std::string Read(const std::string& path) { return ReadFileToString(path).value_or(""); }
 
 std::unique_ptr<Server> StartOrDie(ServerOptions options, std::vector<Route> routes) {
   auto server = StartServer(options, std::move(routes));
@@ -417,18 +421,8 @@ TEST(HttpServerTest, CurlReusesTheConnectionAndGetsContinue) {
   const std::string twice =
       absl::StrCat("curl -sv --http1.1 ", url, " ", url, " >", out, " 2>", err);
   ASSERT_EQ(std::system(twice.c_str()), 0);
-  auto read = [](const std::string& path) {
-    std::string text;
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-      char buf[4096];
-      size_t n;
-      while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
-      std::fclose(f);
-    }
-    return text;
-  };
-  EXPECT_EQ(read(out), "hellohello");
-  EXPECT_THAT(read(err), ::testing::HasSubstr("Re-using existing connection"));
+  EXPECT_EQ(Read(out), "hellohello");
+  EXPECT_THAT(Read(err), ::testing::HasSubstr("Re-using existing connection"));
   const std::string body = dir + "/body.bin";
   {
     FILE* f = std::fopen(body.c_str(), "wb");
@@ -443,8 +437,8 @@ TEST(HttpServerTest, CurlReusesTheConnectionAndGetsContinue) {
                    server->base_url(), "/in >", out, " 2>", err);
   ASSERT_EQ(std::system(post.c_str()), 0);
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(900));
-  EXPECT_EQ(read(out), "5000");
-  EXPECT_THAT(read(err), ::testing::HasSubstr("100 Continue"));
+  EXPECT_EQ(Read(out), "5000");
+  EXPECT_THAT(Read(err), ::testing::HasSubstr("100 Continue"));
 }
 
 // HTTPS through the same engine, checked by curl: the certificate is served, two requests share
@@ -468,24 +462,14 @@ TEST(HttpServerTest, HttpsWithCurl) {
   const std::string twice = absl::StrCat("curl -sv --cacert ", dir, "/cert.pem ", url, " ", url,
                                          " >", dir, "/out 2>", dir, "/err");
   ASSERT_EQ(std::system(twice.c_str()), 0);
-  auto read = [](const std::string& path) {
-    std::string text;
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-      char buf[4096];
-      size_t n;
-      while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
-      std::fclose(f);
-    }
-    return text;
-  };
-  EXPECT_EQ(read(dir + "/out"), "hellohello");
-  EXPECT_THAT(read(dir + "/err"), ::testing::HasSubstr("Re-using existing connection"));
+  EXPECT_EQ(Read(dir + "/out"), "hellohello");
+  EXPECT_THAT(Read(dir + "/err"), ::testing::HasSubstr("Re-using existing connection"));
   const std::string big =
       absl::StrCat("curl -s -o ", dir, "/out -w '%{http_code}' --cacert ", dir,
                    "/cert.pem -H 'X-Big: ", std::string(5000, 'a'), "' ", url, " >", dir, "/code");
   ASSERT_EQ(std::system(big.c_str()), 0);
-  EXPECT_EQ(read(dir + "/code"), "431");
-  EXPECT_THAT(read(dir + "/out"), ::testing::HasSubstr("Request header fields larger than 4096"));
+  EXPECT_EQ(Read(dir + "/code"), "431");
+  EXPECT_THAT(Read(dir + "/out"), ::testing::HasSubstr("Request header fields larger than 4096"));
 }
 
 TEST(HttpServerTest, HtmlEscapeCoversTextAndQuotedAttributes) {
