@@ -40,7 +40,10 @@ class Failure(Exception):
 
 
 class Browser:
-    def __init__(self, name, base, artifacts):
+    def __init__(self, name, base, artifacts, pages=False):
+        """pages: every click on this browser submits a form or follows a link (the portal, the
+        console, the gateway's sign-in, the test e-service), so click() waits for the next page;
+        the app's clicks are handled by its script on the same page."""
         opts = webdriver.ChromeOptions()
         opts.binary_location = "/usr/bin/chromium"
         for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
@@ -55,6 +58,7 @@ class Browser:
         self.artifacts = artifacts
         self.shots = 0
         self.js_errors = []
+        self.pages = pages
 
     def quit(self):
         self.d.quit()
@@ -109,7 +113,18 @@ class Browser:
             field.send_keys(value)
 
     def click(self, css):
+        if not self.pages:
+            self.el(css).click()
+            self.check_log()
+            return
+        # A form's submit returns before the next page has loaded, and the old page may hold the
+        # same ids (#account-name before and after a correction): mark this document, then wait
+        # until a new one has replaced it and finished loading.
+        self.d.execute_script("window.__qsignLeft = true")
         self.el(css).click()
+        self.wait(lambda d: d.execute_script(
+            "return !window.__qsignLeft && document.readyState === 'complete'"),
+            30, f"the page after {css}")
         self.check_log()
 
     def shot(self, label):
@@ -165,7 +180,7 @@ def registration_token(mail_dir, username, timeout=30):
 
 def journey(args, texts):
     t = texts["sr-Cyrl"]
-    pc = Browser("portal", args.base, args.artifacts)
+    pc = Browser("portal", args.base, args.artifacts, pages=True)
     phone = Browser("app", args.base, args.artifacts)
     try:
         # 1. Registration at the portal (with a typo in the surname).
