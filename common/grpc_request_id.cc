@@ -18,17 +18,22 @@ namespace {
 // the handler's thread.
 thread_local std::optional<ScopedRequestId> handler_scope;
 
+// The call's id, accepted or generated, echoed in its initial metadata.
+std::string AcceptFrom(grpc::ServerContextBase* context) {
+  std::string_view incoming;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find(kMetadataKey); it != metadata.end()) {
+    incoming = std::string_view(it->second.data(), it->second.size());
+  }
+  std::string id = AcceptOrGenerate(incoming);
+  context->AddInitialMetadata(kMetadataKey, id);
+  return id;
+}
+
 class RequestIdCallbacks final : public grpc::Server::GlobalCallbacks {
  public:
   void PreSynchronousRequest(grpc::ServerContext* context) override {
-    std::string_view incoming;
-    const auto& metadata = context->client_metadata();
-    if (auto it = metadata.find(kMetadataKey); it != metadata.end()) {
-      incoming = std::string_view(it->second.data(), it->second.size());
-    }
-    std::string id = AcceptOrGenerate(incoming);
-    context->AddInitialMetadata(kMetadataKey, id);
-    handler_scope.emplace(std::move(id));
+    handler_scope.emplace(AcceptFrom(context));
   }
 
   void PostSynchronousRequest(grpc::ServerContext* /*context*/) override { handler_scope.reset(); }
@@ -40,6 +45,10 @@ void InstallServerHooks() {
   static absl::once_flag once;
   // gRPC keeps the object for the life of the process.
   absl::call_once(once, [] { grpc::Server::SetGlobalCallbacks(new RequestIdCallbacks()); });
+}
+
+std::string AcceptCallbackRequestId(grpc::CallbackServerContext* context) {
+  return AcceptFrom(context);
 }
 
 void ForwardRequestId(grpc::ClientContext* ctx) {

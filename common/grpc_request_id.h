@@ -6,6 +6,9 @@
 #define QSIGN_COMMON_GRPC_REQUEST_ID_H_
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/server_context.h>
+
+#include <string>
 
 namespace qsign::request_id {
 
@@ -15,6 +18,11 @@ namespace qsign::request_id {
 // before and after the handler; interceptor hooks are not used because when they run relative
 // to the handler is an implementation detail.
 void InstallServerHooks();
+
+// For a handler of gRPC's callback API, which those hooks do not see: the call's id (from the
+// metadata when well-formed, else fresh), added to its initial metadata. The handler makes it
+// current (ScopedRequestId) on each thread that works on the call.
+std::string AcceptCallbackRequestId(grpc::CallbackServerContext* context);
 
 // Adds the current id, if there is one, to an outgoing call's metadata. Call it wherever a
 // ClientContext is prepared for a call to another qsign service.

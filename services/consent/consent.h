@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -27,8 +28,10 @@
 #include "common/clock.h"
 #include "common/rate_limit.h"
 #include "common/secret.h"
+#include "common/task_runner.h"
 #include "consent/sad.h"
 #include "consent/statement.h"
+#include "services/consent/account_wait.h"
 #include "services/consent/consent_store.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
@@ -216,6 +219,20 @@ struct AuthorizationOutcome {
   std::optional<absl::Time> sad_expires_at;
 };
 
+// The gRPC edge's end of an open WatchRequests stream; called on the consent runner.
+class RequestStream {
+ public:
+  virtual ~RequestStream() = default;
+  // The device is authenticated: tell the app the stream is open.
+  virtual void Opened() = 0;
+  // Queues one request for the app; never blocks.
+  virtual void Send(PendingRequest request) = 0;
+  // Once, last: how the stream ends.
+  virtual void Done(absl::Status status) = 0;
+};
+
+using RequestStatusDone = absl::AnyInvocable<void(absl::StatusOr<RequestStatus>) &&>;
+
 struct ConsentDeps {
   ConsentStore* store = nullptr;
   AccountNotifier* notifier = nullptr;
@@ -229,6 +246,8 @@ struct ConsentDeps {
   SessionVerifier* sessions = nullptr;
   // Optional: without it no push wake-ups are sent (the outbox still fills).
   PushDispatcher* push = nullptr;
+  // Runs the waits that hold no thread (WatchRequests, AwaitRequest) and their database reads.
+  TaskRunner* runner = nullptr;
   const Clock* clock = nullptr;
 };
 
@@ -250,14 +269,13 @@ class Consent {
   // The consent app (authenticated by the activation code).
   absl::StatusOr<EnrollResult> EnrollDevice(const EnrollInput& input, const ClientInfo& client);
   absl::StatusOr<ChallengeResult> GetChallenge(std::string_view device_id);
-  // Once the device is authenticated calls `opened()`, then sends every pending request and each
-  // new one through `send` (false: the client is gone) until `cancelled()`, the device is
-  // deactivated (PERMISSION_DENIED) or Shutdown (UNAVAILABLE). Authentication failures are
-  // UNAUTHENTICATED.
-  absl::Status WatchRequests(std::string_view device_id, std::string_view challenge,
-                             std::string_view signature, absl::FunctionRef<void()> opened,
-                             absl::FunctionRef<bool(const PendingRequest&)> send,
-                             absl::FunctionRef<bool()> cancelled);
+  // The app's stream, holding no thread while it waits: on `deps.runner` authenticates the device
+  // (failures UNAUTHENTICATED), calls stream->Opened(), then stream->Send()s every pending
+  // request and each new one, until the handle is cancelled (CANCELLED), the device is
+  // deactivated (PERMISSION_DENIED) or Shutdown (UNAVAILABLE): then stream->Done(status), once.
+  // `stream` must stay valid until Done.
+  std::shared_ptr<WaitHandle> WatchRequests(std::string device_id, std::string challenge,
+                                            std::string signature, RequestStream* stream);
   // A one-time challenge for one Approve of `request_id` by `device_id`, or (request_id empty)
   // one ChangePin / ResetPin by it.
   absl::StatusOr<ChallengeResult> GetApprovalChallenge(std::string_view request_id,
@@ -274,9 +292,11 @@ class Consent {
                                                    const LoginRequestInput& input,
                                                    const ClientInfo& client);
   absl::StatusOr<RequestStatus> GetRequest(const Caller& caller, std::string_view request_id);
-  absl::StatusOr<RequestStatus> AwaitRequest(const Caller& caller, std::string_view request_id,
-                                             absl::Duration max_wait,
-                                             absl::FunctionRef<bool()> cancelled);
+  // Authenticates the `authorization` header value (a service), then answers the request's
+  // status once it leaves PENDING or after max_wait (at most config.max_await), holding no
+  // thread while it waits: `done` runs once, on `deps.runner`.
+  std::shared_ptr<WaitHandle> AwaitRequest(std::string authorization, std::string request_id,
+                                           absl::Duration max_wait, RequestStatusDone done);
   absl::StatusOr<Deactivation> DeactivateDevices(const Caller& caller, std::string_view account_id,
                                                  std::string_view reason, const ClientInfo& client);
 
@@ -292,7 +312,7 @@ class Consent {
   absl::StatusOr<absl::Time> UnblockPin(const Caller& caller, std::string_view account_id,
                                         std::string_view note, const ClientInfo& client);
 
-  // Ends open streams and waits (server shutdown).
+  // Ends open streams and waits (server shutdown): each ends UNAVAILABLE.
   void Shutdown();
   bool shutting_down() const { return deps_.notifier->closed(); }
 
@@ -320,6 +340,11 @@ class Consent {
   absl::Status WaitOnAccount(std::string_view account_id, absl::Time deadline,
                              absl::FunctionRef<bool()> cancelled,
                              absl::FunctionRef<absl::StatusOr<bool>()> look);
+  // The checks WatchRequests makes before it streams: the device's signature over a fresh
+  // challenge of its own, and the device active.
+  absl::StatusOr<DeviceRecord> AuthenticateWatch(std::string_view device_id,
+                                                 std::string_view challenge,
+                                                 std::string_view signature);
   absl::StatusOr<RequestRecord> AwaitDecision(
       std::string_view request_id, absl::Duration max_wait, absl::FunctionRef<bool()> cancelled,
       absl::FunctionRef<absl::Status(const RequestRecord&)> may_see);

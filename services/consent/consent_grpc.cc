@@ -1,11 +1,16 @@
 #include "services/consent/consent_grpc.h"
 
+#include <deque>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
+#include "common/request_id.h"
 
 namespace qsign::consent {
 namespace {
@@ -98,12 +103,134 @@ absl::StatusOr<Caller> CallerOf(Consent* consent, const grpc::ServerContext* ctx
 }
 
 // max_wait, shortened so that the answer still reaches the caller before its deadline.
-absl::Duration WaitWithin(const grpc::ServerContext* ctx, absl::Duration max_wait) {
+absl::Duration WaitWithin(const grpc::ServerContextBase* ctx, absl::Duration max_wait) {
   if (ctx->deadline() == std::chrono::system_clock::time_point::max()) return max_wait;
   const absl::Time deadline = absl::FromChrono(ctx->deadline());
   const absl::Duration left = deadline - absl::Now() - absl::Milliseconds(50);
   return std::max(absl::ZeroDuration(), std::min(max_wait, left));
 }
+
+std::string AuthorizationOf(const grpc::ServerContextBase* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+// One open WatchRequests stream. Consent calls Opened/Send/Done on its runner; gRPC calls the
+// On* reactions on its own threads. Writes go out one at a time, in order; the status follows
+// the last of them. Deletes itself when gRPC is done with the call.
+class WatchReactor final : public grpc::ServerWriteReactor<pb::ConsentRequest>,
+                           public RequestStream {
+ public:
+  WatchReactor(Consent* consent, grpc::CallbackServerContext* ctx,
+               const pb::WatchRequestsRequest& req)
+      : consent_(consent), ctx_(ctx), request_id_(request_id::AcceptCallbackRequestId(ctx)) {
+    handle_ = consent->WatchRequests(req.device_id(), req.challenge(), req.signature(), this);
+  }
+
+  void Opened() override {
+    // Tells the app at once that the stream is open (consent/app_simulator.h relies on it).
+    ctx_->AddInitialMetadata(std::string(kWatchOpenMetadata), "open");
+    StartSendInitialMetadata();
+  }
+
+  void Send(PendingRequest request) override {
+    const pb::ConsentRequest* next = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (failed_) return;
+      ToProto(request, &queue_.emplace_back());
+      if (writing_) return;
+      writing_ = true;
+      next = &queue_.front();
+    }
+    StartWrite(next);
+  }
+
+  void Done(absl::Status status) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_) {
+        finish_after_writes_ = std::move(status);
+        return;
+      }
+    }
+    End(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const pb::ConsentRequest* next = nullptr;
+    std::optional<absl::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.pop_front();
+      if (!ok) {
+        failed_ = true;  // The app went away; what is queued stays pending for its next stream.
+        queue_.clear();
+      }
+      if (!queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        finish = std::move(finish_after_writes_);
+        finish_after_writes_.reset();
+      }
+    }
+    if (!ok) handle_->Cancel();
+    if (next != nullptr) StartWrite(next);
+    if (finish) End(*finish);
+  }
+
+  void OnCancel() override { handle_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void End(const absl::Status& status) {
+    request_id::ScopedRequestId scope(request_id_);
+    // Streams ending because the server stops are expected: the app reconnects elsewhere.
+    if (status.code() == absl::StatusCode::kUnavailable && consent_->shutting_down()) {
+      return Finish(ToGrpcStatus(status));
+    }
+    Finish(Reply("WatchRequests", status));
+  }
+
+  Consent* const consent_;                  // Not owned.
+  grpc::CallbackServerContext* const ctx_;  // Owned by gRPC; alive until OnDone.
+  const std::string request_id_;
+  std::shared_ptr<WaitHandle> handle_;  // Set in the constructor, before any reaction.
+  absl::Mutex mu_;
+  std::deque<pb::ConsentRequest> queue_ ABSL_GUARDED_BY(mu_);  // Front: being written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> finish_after_writes_ ABSL_GUARDED_BY(mu_);
+};
+
+// One AwaitRequest: answered from Consent's runner once the request is decided, max_wait has
+// passed (shortened to the caller's deadline), the caller went away or the server stops.
+class AwaitRequestReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AwaitRequestReactor(Consent* consent, grpc::CallbackServerContext* ctx,
+                      const pb::AwaitRequestRequest& req, pb::ConsentRequestStatus* resp)
+      : request_id_(request_id::AcceptCallbackRequestId(ctx)) {
+    const absl::Duration max_wait = FromProto(req.max_wait());
+    handle_ = consent->AwaitRequest(
+        AuthorizationOf(ctx), req.request_id(),
+        max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
+        [this, resp](absl::StatusOr<RequestStatus> out) {
+          request_id::ScopedRequestId scope(request_id_);
+          if (!out.ok()) return Finish(Reply("AwaitRequest", out.status()));
+          ToProto(*out, resp);
+          Finish(grpc::Status::OK);
+        });
+  }
+
+  void OnCancel() override { handle_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::string request_id_;
+  std::shared_ptr<WaitHandle> handle_;  // Set in the constructor, before any reaction.
+};
 
 }  // namespace
 
@@ -131,27 +258,9 @@ grpc::Status ConsentGrpc::GetChallenge(grpc::ServerContext*, const pb::GetChalle
   return grpc::Status::OK;
 }
 
-grpc::Status ConsentGrpc::WatchRequests(grpc::ServerContext* ctx,
-                                        const pb::WatchRequestsRequest* req,
-                                        grpc::ServerWriter<pb::ConsentRequest>* writer) {
-  absl::Status st = consent_->WatchRequests(
-      req->device_id(), req->challenge(), req->signature(),
-      [&] {
-        // Tells the app at once that the stream is open (consent/app_simulator.h relies on it).
-        ctx->AddInitialMetadata(std::string(kWatchOpenMetadata), "open");
-        writer->SendInitialMetadata();
-      },
-      [&](const PendingRequest& p) {
-        pb::ConsentRequest msg;
-        ToProto(p, &msg);
-        return writer->Write(msg);
-      },
-      [&] { return ctx->IsCancelled(); });
-  // Streams ending because the server stops are expected: the app reconnects elsewhere.
-  if (st.code() == absl::StatusCode::kUnavailable && consent_->shutting_down()) {
-    return ToGrpcStatus(st);
-  }
-  return Reply("WatchRequests", st);
+grpc::ServerWriteReactor<pb::ConsentRequest>* ConsentGrpc::WatchRequests(
+    grpc::CallbackServerContext* ctx, const pb::WatchRequestsRequest* req) {
+  return new WatchReactor(consent_, ctx, *req);
 }
 
 grpc::Status ConsentGrpc::GetApprovalChallenge(grpc::ServerContext*,
@@ -261,18 +370,10 @@ grpc::Status ConsentGrpc::GetRequest(grpc::ServerContext* ctx, const pb::GetRequ
   return grpc::Status::OK;
 }
 
-grpc::Status ConsentGrpc::AwaitRequest(grpc::ServerContext* ctx, const pb::AwaitRequestRequest* req,
-                                       pb::ConsentRequestStatus* resp) {
-  auto caller = CallerOf(consent_, ctx);
-  if (!caller.ok()) return Reply("AwaitRequest", caller.status());
-  const absl::Duration max_wait = FromProto(req->max_wait());
-  auto out =
-      consent_->AwaitRequest(*caller, req->request_id(),
-                             max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
-                             [&] { return ctx->IsCancelled(); });
-  if (!out.ok()) return Reply("AwaitRequest", out.status());
-  ToProto(*out, resp);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* ConsentGrpc::AwaitRequest(grpc::CallbackServerContext* ctx,
+                                                    const pb::AwaitRequestRequest* req,
+                                                    pb::ConsentRequestStatus* resp) {
+  return new AwaitRequestReactor(consent_, ctx, *req, resp);
 }
 
 grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::AuthorizeRequest* req,

@@ -11,7 +11,13 @@
 
 namespace qsign::consent {
 
-class ConsentGrpc final : public qsign::v1::Consent::Service {
+// WatchRequests and AwaitRequest wait (for the app's next request, for a decision) holding no
+// thread: they use gRPC's callback API and Consent's runner; every other method stays
+// synchronous (docs/decisions/callback-long-waits.md).
+using ConsentService = qsign::v1::Consent::WithCallbackMethod_WatchRequests<
+    qsign::v1::Consent::WithCallbackMethod_AwaitRequest<qsign::v1::Consent::Service>>;
+
+class ConsentGrpc final : public ConsentService {
  public:
   // `consent` is not owned and must outlive this service. `client_address` resolves the end
   // user's address for per-address limits.
@@ -22,16 +28,17 @@ class ConsentGrpc final : public qsign::v1::Consent::Service {
                             qsign::v1::EnrollDeviceResponse* resp) override;
   grpc::Status GetChallenge(grpc::ServerContext* ctx, const qsign::v1::GetChallengeRequest* req,
                             qsign::v1::GetChallengeResponse* resp) override;
-  grpc::Status WatchRequests(grpc::ServerContext* ctx, const qsign::v1::WatchRequestsRequest* req,
-                             grpc::ServerWriter<qsign::v1::ConsentRequest>* writer) override;
+  grpc::ServerWriteReactor<qsign::v1::ConsentRequest>* WatchRequests(
+      grpc::CallbackServerContext* ctx, const qsign::v1::WatchRequestsRequest* req) override;
   grpc::Status Approve(grpc::ServerContext* ctx, const qsign::v1::ApproveRequest* req,
                        qsign::v1::ApproveResponse* resp) override;
   grpc::Status CreateRequest(grpc::ServerContext* ctx, const qsign::v1::CreateRequestRequest* req,
                              qsign::v1::ConsentRequestStatus* resp) override;
   grpc::Status GetRequest(grpc::ServerContext* ctx, const qsign::v1::GetRequestRequest* req,
                           qsign::v1::ConsentRequestStatus* resp) override;
-  grpc::Status AwaitRequest(grpc::ServerContext* ctx, const qsign::v1::AwaitRequestRequest* req,
-                            qsign::v1::ConsentRequestStatus* resp) override;
+  grpc::ServerUnaryReactor* AwaitRequest(grpc::CallbackServerContext* ctx,
+                                         const qsign::v1::AwaitRequestRequest* req,
+                                         qsign::v1::ConsentRequestStatus* resp) override;
   grpc::Status Authorize(grpc::ServerContext* ctx, const qsign::v1::AuthorizeRequest* req,
                          qsign::v1::AuthorizeResponse* resp) override;
   grpc::Status AwaitAuthorization(grpc::ServerContext* ctx,

@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -43,8 +45,9 @@ std::string NotifyPayload(std::string_view account_id) {
 
 struct AccountNotifier::Entry {
   uint64_t seq = 0;
-  int subscribers = 0;
+  int subscribers = 0;  // Subscriptions and listeners.
   absl::CondVar cv;
+  std::vector<Listener*> listeners;  // Not owned.
 };
 
 AccountNotifier::AccountNotifier() = default;
@@ -58,6 +61,26 @@ std::unique_ptr<AccountNotifier::Subscription> AccountNotifier::Subscribe(
   ++slot->subscribers;
   return std::unique_ptr<Subscription>(
       new Subscription(this, std::string(account_id), slot.get(), slot->seq));
+}
+
+std::unique_ptr<AccountNotifier::Listener> AccountNotifier::Listen(
+    std::string_view account_id, absl::AnyInvocable<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  auto& slot = entries_[Av(account_id)];
+  if (!slot) slot = std::make_unique<Entry>();
+  ++slot->subscribers;
+  std::unique_ptr<Listener> listener(
+      new Listener(this, std::string(account_id), slot.get(), std::move(wake)));
+  slot->listeners.push_back(listener.get());
+  if (closed_) listener->wake_();
+  return listener;
+}
+
+AccountNotifier::Listener::~Listener() {
+  absl::MutexLock lock(&notifier_->mu_);
+  auto& listeners = entry_->listeners;
+  listeners.erase(std::find(listeners.begin(), listeners.end(), this));
+  if (--entry_->subscribers == 0) notifier_->entries_.erase(account_id_);
 }
 
 AccountNotifier::Subscription::~Subscription() {
@@ -81,12 +104,16 @@ void AccountNotifier::Notify(std::string_view account_id) {
   if (it == entries_.end()) return;
   it->second->seq = ++next_seq_;
   it->second->cv.SignalAll();
+  for (Listener* l : it->second->listeners) l->wake_();
 }
 
 void AccountNotifier::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
-  for (auto& [id, entry] : entries_) entry->cv.SignalAll();
+  for (auto& [id, entry] : entries_) {
+    entry->cv.SignalAll();
+    for (Listener* l : entry->listeners) l->wake_();
+  }
 }
 
 bool AccountNotifier::closed() const {

@@ -1,7 +1,8 @@
-// Wake-ups for the threads that wait on an account (open WatchRequests streams, AwaitRequest,
-// AwaitAuthorization): in-process after each of our own commits, and from every other replica
-// through PostgreSQL LISTEN/NOTIFY (PgAccountListener). Waiters still re-read the database on a
-// slow timer, so a lost notification costs latency, never correctness.
+// Wake-ups for what waits on an account (open WatchRequests streams and AwaitRequest, which
+// listen without a thread (account_wait.h); AwaitAuthorization, a thread that waits): in-process
+// after each of our own commits, and from every other replica through PostgreSQL LISTEN/NOTIFY
+// (PgAccountListener). Waiters still re-read the database on a slow timer, so a lost notification
+// costs latency, never correctness.
 #ifndef QSIGN_SERVICES_CONSENT_NOTIFIER_H_
 #define QSIGN_SERVICES_CONSENT_NOTIFIER_H_
 
@@ -13,6 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -45,10 +47,35 @@ class AccountNotifier {
     uint64_t seen_;
   };
 
+  // Interest in one account without a waiting thread: `wake` runs after each Notify of the
+  // account and at Close (at once when closed already), until the Listener is destroyed. It runs
+  // under the notifier's lock, so it must only hand the work over (TaskRunner::Post), never
+  // block or call the notifier.
+  class Listener {
+   public:
+    ~Listener();
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+
+   private:
+    friend class AccountNotifier;
+    Listener(AccountNotifier* notifier, std::string account_id, Entry* entry,
+             absl::AnyInvocable<void()> wake)
+        : notifier_(notifier),
+          account_id_(std::move(account_id)),
+          entry_(entry),
+          wake_(std::move(wake)) {}
+    AccountNotifier* notifier_;  // Not owned.
+    std::string account_id_;
+    Entry* entry_;  // Owned by the notifier; alive while it has subscribers.
+    absl::AnyInvocable<void()> wake_;
+  };
+
   AccountNotifier();
   ~AccountNotifier();
 
   std::unique_ptr<Subscription> Subscribe(std::string_view account_id);
+  std::unique_ptr<Listener> Listen(std::string_view account_id, absl::AnyInvocable<void()> wake);
   void Notify(std::string_view account_id);
   // Wakes every waiter for good (server shutdown); later Waits return at once.
   void Close();

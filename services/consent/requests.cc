@@ -130,19 +130,44 @@ absl::StatusOr<RequestRecord> Consent::AwaitDecision(
   return record;
 }
 
-absl::StatusOr<RequestStatus> Consent::AwaitRequest(const Caller& caller,
-                                                    std::string_view request_id,
-                                                    absl::Duration max_wait,
-                                                    absl::FunctionRef<bool()> cancelled) {
-  if (auto s = RequireService(caller); !s.ok()) return s;
-  if (auto s = ValidateRequestId(request_id); !s.ok()) return s;
-  if (max_wait < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("max_wait: must not be negative");
-  }
-  auto record = AwaitDecision(request_id, max_wait, cancelled,
-                              [](const RequestRecord&) { return absl::OkStatus(); });
-  if (!record.ok()) return record.status();
-  return StatusOf(*record, Now());
+std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std::string request_id,
+                                                  absl::Duration max_wait, RequestStatusDone done) {
+  auto handle = std::make_shared<WaitHandle>();
+  deps_.runner->Post([this, handle, authorization = std::move(authorization),
+                      request_id = std::move(request_id), max_wait,
+                      done = std::move(done)]() mutable {
+    if (handle->cancelled()) return std::move(done)(absl::CancelledError("the caller went away"));
+    auto caller = Authenticate(authorization);
+    if (!caller.ok()) return std::move(done)(caller.status());
+    if (auto s = RequireService(*caller); !s.ok()) return std::move(done)(s);
+    if (auto s = ValidateRequestId(request_id); !s.ok()) return std::move(done)(s);
+    if (max_wait < absl::ZeroDuration()) {
+      return std::move(done)(absl::InvalidArgumentError("max_wait: must not be negative"));
+    }
+    auto record = deps_.store->GetRequest(request_id);
+    if (!record.ok()) return std::move(done)(record.status());
+    if (EffectiveState(*record, Now()) != RequestState::kPending ||
+        max_wait <= absl::ZeroDuration()) {
+      return std::move(done)(StatusOf(*record, Now()));
+    }
+    const absl::Time deadline = absl::Now() + std::min(max_wait, config_.max_await);
+    // The latest read, shared by the look that refreshes it and the answer.
+    auto latest = std::make_shared<RequestRecord>(*std::move(record));
+    const std::string account_id = latest->account_id;
+    auto look = [this, request_id, latest]() -> absl::StatusOr<bool> {
+      auto again = deps_.store->GetRequest(request_id);
+      if (!again.ok()) return again.status();
+      *latest = *std::move(again);
+      return EffectiveState(*latest, Now()) != RequestState::kPending;
+    };
+    auto answer = [this, latest, done = std::move(done)](absl::Status st) mutable {
+      if (!st.ok()) return std::move(done)(st);
+      std::move(done)(StatusOf(*latest, Now()));
+    };
+    handle->Attach(AccountWait::Start(deps_.notifier, deps_.runner, account_id, deadline,
+                                      config_.poll_interval, std::move(look), std::move(answer)));
+  });
+  return handle;
 }
 
 }  // namespace qsign::consent

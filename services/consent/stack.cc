@@ -15,6 +15,7 @@
 #include "common/daemon/stack_helpers.h"
 #include "common/file.h"
 #include "common/secret.h"
+#include "common/task_runner.h"
 #include "consent/sad.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent.h"
@@ -99,6 +100,10 @@ ConsentConfig ConsentTuning(const cfg::ConsentService& c) {
   return config;
 }
 
+// Workers of the waits that hold no thread: they run a database read when a wait is woken, so a
+// few serve thousands of open streams.
+constexpr int kWaitThreads = 4;
+
 class ConsentStack final : public daemon::Stack {
  public:
   static absl::StatusOr<std::unique_ptr<daemon::Stack>> New(const daemon::StackEnv& env);
@@ -129,6 +134,9 @@ class ConsentStack final : public daemon::Stack {
   std::unique_ptr<HttpWebhookPushGateway> push_gateway_;
   std::unique_ptr<PushDispatcher> push_;
   std::unique_ptr<Consent> consent_;
+  // The waits that hold no thread (ConsentGrpc's WatchRequests, AwaitRequest). After consent_:
+  // its workers stop before what their tasks use goes.
+  std::unique_ptr<TaskRunner> runner_ = std::make_unique<TaskRunner>(kWaitThreads);
   std::unique_ptr<ConsentGrpc> grpc_;
   std::string sad_key_id_;
 };
@@ -214,6 +222,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> ConsentStack::New(const daemon::S
                                .credentials = stack->credentials_.get(),
                                .sessions = stack->sessions_.get(),
                                .push = stack->push_.get(),
+                               .runner = stack->runner_.get(),
                                .clock = env.clock},
                               *std::move(operators), *std::move(services), ConsentTuning(c));
   if (!service.ok()) return service.status();

@@ -30,10 +30,9 @@ absl::StatusOr<ChallengeResult> Consent::GetChallenge(std::string_view device_id
   return ChallengeResult{.challenge = std::move(challenge), .expires_at = expires_at};
 }
 
-absl::Status Consent::WatchRequests(std::string_view device_id, std::string_view challenge,
-                                    std::string_view signature, absl::FunctionRef<void()> opened,
-                                    absl::FunctionRef<bool(const PendingRequest&)> send,
-                                    absl::FunctionRef<bool()> cancelled) {
+absl::StatusOr<DeviceRecord> Consent::AuthenticateWatch(std::string_view device_id,
+                                                        std::string_view challenge,
+                                                        std::string_view signature) {
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (challenge.empty() || challenge.size() > 1024) {
     return absl::InvalidArgumentError("challenge: required, as received from GetChallenge");
@@ -58,45 +57,48 @@ absl::Status Consent::WatchRequests(std::string_view device_id, std::string_view
     return absl::UnauthenticatedError("signature: does not verify with the device key");
   }
   if (!device->active) return absl::UnauthenticatedError("device_id: not an active device");
-  opened();
+  return device;
+}
 
-  absl::flat_hash_set<std::string> sent;
-  bool deactivated = false;
-  absl::Status send_status;
-  absl::Status st = WaitOnAccount(
-      device->account_id, absl::InfiniteFuture(), cancelled, [&]() -> absl::StatusOr<bool> {
-        auto snap = deps_.store->Watch(device_id, Now());
-        if (!snap.ok()) return snap.status();
-        if (!snap->device_active) {
-          deactivated = true;
-          return true;
+std::shared_ptr<WaitHandle> Consent::WatchRequests(std::string device_id, std::string challenge,
+                                                   std::string signature, RequestStream* stream) {
+  auto handle = std::make_shared<WaitHandle>();
+  deps_.runner->Post([this, handle, stream, device_id = std::move(device_id),
+                      challenge = std::move(challenge), signature = std::move(signature)] {
+    if (handle->cancelled()) return stream->Done(absl::CancelledError("the caller went away"));
+    auto device = AuthenticateWatch(device_id, challenge, signature);
+    if (!device.ok()) return stream->Done(device.status());
+    stream->Opened();
+    // Requests sent and still pending; only the one running look uses it.
+    auto look = [this, stream, device_id,
+                 sent = absl::flat_hash_set<std::string>()]() mutable -> absl::StatusOr<bool> {
+      auto snap = deps_.store->Watch(device_id, Now());
+      if (!snap.ok()) return snap.status();
+      if (!snap->device_active) {
+        return absl::PermissionDeniedError(
+            "device_id: the device was deactivated (replaced or revoked)");
+      }
+      absl::flat_hash_set<std::string> still_pending;
+      for (RequestRecord& r : snap->pending) {
+        still_pending.insert(r.request_id);
+        if (sent.contains(r.request_id)) continue;
+        auto decoded = DecodeStatement(r.statement);
+        if (!decoded.ok()) {
+          return absl::InternalError(
+              absl::StrCat("stored statement of ", r.request_id, ": ", decoded.status().message()));
         }
-        absl::flat_hash_set<std::string> still_pending;
-        for (RequestRecord& r : snap->pending) {
-          still_pending.insert(r.request_id);
-          if (sent.contains(r.request_id)) continue;
-          auto decoded = DecodeStatement(r.statement);
-          if (!decoded.ok()) {
-            return absl::InternalError(absl::StrCat("stored statement of ", r.request_id, ": ",
-                                                    decoded.status().message()));
-          }
-          if (!send(PendingRequest{.statement_bytes = std::move(r.statement),
-                                   .statement = *std::move(decoded)})) {
-            send_status = absl::CancelledError("the device went away");
-            return true;
-          }
-          sent.insert(r.request_id);
-        }
-        sent = std::move(still_pending);
-        return false;
-      });
-  if (!st.ok()) return st;
-  if (!send_status.ok()) return send_status;
-  if (deactivated) {
-    return absl::PermissionDeniedError(
-        "device_id: the device was deactivated (replaced or revoked)");
-  }
-  return absl::OkStatus();
+        stream->Send(PendingRequest{.statement_bytes = std::move(r.statement),
+                                    .statement = *std::move(decoded)});
+      }
+      sent = std::move(still_pending);
+      return false;
+    };
+    handle->Attach(AccountWait::Start(deps_.notifier, deps_.runner, device->account_id,
+                                      absl::InfiniteFuture(), config_.poll_interval,
+                                      std::move(look),
+                                      [stream](absl::Status st) { stream->Done(std::move(st)); }));
+  });
+  return handle;
 }
 
 }  // namespace qsign::consent

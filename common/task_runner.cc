@@ -1,0 +1,79 @@
+#include "common/task_runner.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace qsign {
+
+TaskRunner::TaskRunner(int threads) {
+  const int n = std::max(1, threads);
+  threads_.reserve(n);
+  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+TaskRunner::~TaskRunner() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    cv_.SignalAll();
+  }
+  for (std::thread& t : threads_) t.join();
+  // Destroyed here, outside the lock: a task's captures may post (and are dropped) in turn.
+  std::deque<Task> ready;
+  std::map<std::pair<absl::Time, uint64_t>, Task> timed;
+  {
+    absl::MutexLock lock(&mu_);
+    ready.swap(ready_);
+    timed.swap(timed_);
+  }
+}
+
+void TaskRunner::Post(Task task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  ready_.push_back(std::move(task));
+  cv_.Signal();
+}
+
+void TaskRunner::PostAt(absl::Time when, Task task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  auto it = timed_.emplace(std::make_pair(when, next_seq_++), std::move(task)).first;
+  // A worker asleep until a later time must recompute its deadline.
+  if (it == timed_.begin()) cv_.SignalAll();
+}
+
+size_t TaskRunner::queued() const {
+  absl::MutexLock lock(&mu_);
+  return ready_.size() + timed_.size();
+}
+
+void TaskRunner::Work() {
+  while (true) {
+    Task task;
+    {
+      absl::MutexLock lock(&mu_);
+      while (true) {
+        if (stopping_) return;
+        if (!timed_.empty() && timed_.begin()->first.first <= absl::Now()) {
+          task = std::move(timed_.begin()->second);
+          timed_.erase(timed_.begin());
+          break;
+        }
+        if (!ready_.empty()) {
+          task = std::move(ready_.front());
+          ready_.pop_front();
+          break;
+        }
+        // Woken by a new task, a new earliest timed one, or when the earliest is due.
+        cv_.WaitWithDeadline(&mu_,
+                             timed_.empty() ? absl::InfiniteFuture() : timed_.begin()->first.first);
+      }
+    }
+    std::move(task)();
+  }
+}
+
+}  // namespace qsign

@@ -1,0 +1,57 @@
+// A fixed set of worker threads that run posted tasks, at once or at a given time. Waits that
+// must not hold a thread each (gRPC callback handlers waiting on a notification or a timer) post
+// their next step here, and so do the short blocking steps (a database read) that must not run on
+// gRPC's own callback threads.
+#ifndef QSIGN_COMMON_TASK_RUNNER_H_
+#define QSIGN_COMMON_TASK_RUNNER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace qsign {
+
+class TaskRunner {
+ public:
+  using Task = absl::AnyInvocable<void() &&>;
+
+  // `threads` workers (at least 1), started at once.
+  explicit TaskRunner(int threads);
+  // Joins the workers after the task each is running; tasks not yet run are destroyed unrun.
+  ~TaskRunner();
+  TaskRunner(const TaskRunner&) = delete;
+  TaskRunner& operator=(const TaskRunner&) = delete;
+
+  // Runs `task` on a worker as soon as one is free (in posting order).
+  void Post(Task task);
+  // Runs `task` on a worker once real time `when` has come (at once when it has).
+  void PostAt(absl::Time when, Task task);
+
+  // Tasks posted and not yet started, timed ones included (for tests and metrics).
+  size_t queued() const;
+
+ private:
+  void Work();
+
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<Task> ready_ ABSL_GUARDED_BY(mu_);
+  // By due time, then posting order.
+  std::map<std::pair<absl::Time, uint64_t>, Task> timed_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace qsign
+
+#endif  // QSIGN_COMMON_TASK_RUNNER_H_

@@ -1,0 +1,141 @@
+// The long waits hold no thread each (issue 15): 1,000 open Consent.WatchRequests streams in
+// identity + consent as qsignd runs them (tests/testing/stacks.h, real gRPC, PostgreSQL,
+// SoftHSM2) leave the process's thread count bounded, each stream still receives its requests,
+// a normal push login still completes in time, and shutdown ends every stream at once with
+// UNAVAILABLE. gRPC's synchronous server held one thread per open stream.
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "consent/app_simulator.h"
+#include "gtest/gtest.h"
+#include "qsign/v1/identity.grpc.pb.h"
+#include "tests/testing/people.h"
+#include "tests/testing/service_test.h"
+#include "tests/testing/stacks.h"
+#include "tests/testing/test_data.h"
+#include "tests/testing/watch_streams.h"
+
+namespace qsign {
+namespace {
+
+namespace pb = ::qsign::v1;
+using ::qsign::testing::kPin;
+
+constexpr int kStreams = 1000;
+// The whole test process: gRPC's, PostgreSQL pool's, HSM's and the services' own threads.
+constexpr int kMaxThreads = 100;
+
+class LongWaitsTest : public testing::ServiceTest {
+ protected:
+  LongWaitsTest() : ServiceTest({.pool_size = 8, .hsm_sessions = 4}) {}
+
+  void SetUp() override {
+    ServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    auto stacks = testing::Stacks::Start(
+        env(), {.services = {"identity", "consent"}, .configure = [](auto& config) {
+                  config.mutable_consent()->set_enrollments_per_address_per_minute(0);
+                  config.mutable_identity()->set_logins_per_address_per_minute(0);
+                }});
+    ASSERT_TRUE(stacks.ok()) << stacks.status();
+    stacks_ = *std::move(stacks);
+    identity_ = pb::Identity::NewStub(stacks_->channel());
+  }
+
+  void TearDown() override {
+    streams_.reset();
+    if (stacks_) stacks_->Shutdown(absl::Seconds(2));
+  }
+
+  testing::Person Enrol(int n) {
+    auto person = testing::EnrolPerson(*identity_, conninfo(), stacks_->channel(), n);
+    EXPECT_TRUE(person.ok()) << person.status();
+    return person.ok() ? *std::move(person) : testing::Person{};
+  }
+
+  pb::StartLoginResponse StartLogin(const std::string& username) {
+    pb::StartLoginRequest req;
+    req.set_username(username);
+    pb::StartLoginResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::Status s = identity_->StartLogin(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  // Opens kStreams streams of `app` on a channel of their own.
+  void OpenStreams(const testing::Person& person) {
+    auto streams = testing::WatchStreams::Open(stacks_->NewChannel(), {person.app.get()}, kStreams,
+                                               absl::Seconds(120));
+    ASSERT_TRUE(streams.ok()) << streams.status();
+    streams_ = *std::move(streams);
+  }
+
+  std::unique_ptr<testing::Stacks> stacks_;
+  std::unique_ptr<pb::Identity::Stub> identity_;
+  std::unique_ptr<testing::WatchStreams> streams_;
+};
+
+TEST_F(LongWaitsTest, AThousandOpenStreamsHoldNoThreadsAndALoginStillCompletesInTime) {
+  testing::Person watcher = Enrol(1);
+  testing::Person citizen = Enrol(2);
+  ASSERT_TRUE(watcher.app && citizen.app);
+  ASSERT_TRUE(citizen.app->StartWatching().ok());
+  const int threads_before = testing::ThreadCount();
+
+  OpenStreams(watcher);
+  ASSERT_TRUE(streams_);
+  const int threads_open = testing::ThreadCount();
+  std::cout << "threads: " << threads_before << " before, " << threads_open << " with " << kStreams
+            << " open WatchRequests streams\n";
+  EXPECT_LT(threads_open, kMaxThreads);
+
+  // A normal login of someone else completes in time beside them.
+  const absl::Time started = absl::Now();
+  pb::StartLoginResponse start = StartLogin(citizen.username);
+  auto pushed = citizen.app->NextRequest(absl::Seconds(5));
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  auto approved = citizen.app->Approve(*pushed, kPin);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  pb::AwaitLoginRequest await;
+  await.set_login_id(start.login_id());
+  await.mutable_max_wait()->set_seconds(10);
+  pb::AwaitLoginResponse done;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  ASSERT_TRUE(identity_->AwaitLogin(&ctx, await, &done).ok());
+  EXPECT_EQ(done.state(), pb::LOGIN_STATE_APPROVED);
+  const absl::Duration login_took = absl::Now() - started;
+  std::cout << "login beside them: " << absl::FormatDuration(login_took) << "\n";
+  EXPECT_LT(login_took, absl::Seconds(3));
+
+  // And every one of the thousand streams is live: the watcher's login request reaches each.
+  StartLogin(watcher.username);
+  EXPECT_EQ(streams_->AwaitReceived(1, absl::Seconds(20)), kStreams);
+  EXPECT_LT(testing::ThreadCount(), kMaxThreads);
+}
+
+TEST_F(LongWaitsTest, ShutdownEndsEveryOpenStreamAtOnceWithUnavailable) {
+  testing::Person watcher = Enrol(1);
+  ASSERT_TRUE(watcher.app);
+  OpenStreams(watcher);
+  ASSERT_TRUE(streams_);
+
+  const absl::Time started = absl::Now();
+  stacks_->Shutdown(absl::Seconds(5));
+  const absl::Duration shutdown_took = absl::Now() - started;
+  auto codes = streams_->AwaitEnded(absl::Seconds(1));
+  std::cout << "shutdown with " << kStreams
+            << " open streams: " << absl::FormatDuration(shutdown_took) << "\n";
+  EXPECT_EQ(codes[grpc::StatusCode::UNAVAILABLE], kStreams);
+  // Well within the grace period: nothing had to be cancelled by gRPC.
+  EXPECT_LT(shutdown_took, absl::Seconds(3));
+}
+
+}  // namespace
+}  // namespace qsign
