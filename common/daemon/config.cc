@@ -590,6 +590,7 @@ class Validator {
     Range("web.max_upload_bytes", s.max_upload_bytes(), 1024, 256 << 20);
     Range("web.http_threads", s.http_threads(), 1, 1024);
     Range("web.max_sessions", s.max_sessions(), 1, 10'000'000);
+    Range("web.audit_page_size", s.audit_page_size(), 1, 200);
     {
       const cfg::ClientAddress& a = s.client_address();
       auto resolver = ClientAddressResolver::New(
@@ -761,6 +762,7 @@ void ApplyConfigDefaults(cfg::ServerConfig& c) {
     s.set_max_upload_bytes(Or(s.max_upload_bytes(), 20 << 20));
     s.set_http_threads(Or(s.http_threads(), 64));
     s.set_max_sessions(Or(s.max_sessions(), 10000));
+    s.set_audit_page_size(Or(s.audit_page_size(), 50));
   }
 }
 

@@ -221,18 +221,20 @@ absl::StatusOr<AuditPage> ListAuditRecords(Pool& pool, const AuditQuery& q) {
     params.push_back(Param::Text(a));
     actors.push_back(absl::StrCat("$", params.size()));
   }
-  std::string where;
-  if (!targets.empty()) absl::StrAppend(&where, "target IN (", absl::StrJoin(targets, ", "), ")");
-  if (!actors.empty()) {
-    absl::StrAppend(&where, where.empty() ? "" : " OR ", "actor IN (", absl::StrJoin(actors, ", "),
-                    ")");
-  }
   std::vector<std::string> selects;
   for (size_t i = 0; i < q.tables.size(); ++i) {
-    selects.push_back(
-        absl::StrCat("SELECT at, ", i,
-                     " AS src, seq, actor, action, target, client_address, outcome, details FROM ",
-                     q.tables[i], " WHERE ", where));
+    const std::string& target = q.tables[i].target_column;
+    std::string where;
+    if (!targets.empty()) {
+      absl::StrAppend(&where, target, " IN (", absl::StrJoin(targets, ", "), ")");
+    }
+    if (!actors.empty()) {
+      absl::StrAppend(&where, where.empty() ? "" : " OR ", "actor IN (",
+                      absl::StrJoin(actors, ", "), ")");
+    }
+    selects.push_back(absl::StrCat("SELECT at, ", i, " AS src, seq, actor, action, ", target,
+                                   " AS target, client_address, outcome, details FROM ",
+                                   q.tables[i].name, " WHERE ", where));
   }
   std::string sql =
       absl::StrCat("SELECT at, src, seq, actor, action, target, client_address, ",
@@ -263,17 +265,42 @@ absl::StatusOr<AuditPage> ListAuditRecords(Pool& pool, const AuditQuery& q) {
                               .client_address = std::string(rows->Get(r, 6)),
                               .outcome = std::string(rows->Get(r, 7)),
                               .details = std::string(rows->Get(r, 8))},
-                    .source = q.tables[static_cast<size_t>(*src)],
+                    .source = q.tables[static_cast<size_t>(*src)].name,
                     .seq = *seq};
     page.records.push_back(std::move(rec));
   }
   if (rows->rows() > q.page_size && !page.records.empty()) {
     const AuditRecord& last = page.records.back();
     const size_t src = static_cast<size_t>(
-        std::find(q.tables.begin(), q.tables.end(), last.source) - q.tables.begin());
+        std::find_if(q.tables.begin(), q.tables.end(),
+                     [&](const AuditTable& t) { return t.name == last.source; }) -
+        q.tables.begin());
     page.next_page_token = absl::StrCat(absl::ToUnixMicros(last.at), ".", src, ".", last.seq);
   }
   return page;
+}
+
+absl::StatusOr<int> AccountAuditPageSize(int page_size, std::string_view page_token) {
+  if (page_size < 0 || page_size > 200) {
+    return absl::InvalidArgumentError("page_size: 0..200 (0: 50)");
+  }
+  if (page_token.size() > 64) return absl::InvalidArgumentError("page_token: too long");
+  return page_size == 0 ? 50 : page_size;
+}
+
+std::string_view AuditIndexSql() {
+  // pg_has_role: the migrating role owns audit_log (or is a superuser); roles.sql's owner,
+  // qsign_audit, is a role no service is a member of.
+  return R"sql(
+DO $qsign_audit_index$
+BEGIN
+  IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = 'audit_log'::regclass), 'USAGE') THEN
+    CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target, at);
+    CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, at);
+  END IF;
+END
+$qsign_audit_index$;
+)sql";
 }
 
 }  // namespace qsign::db

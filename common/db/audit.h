@@ -68,12 +68,18 @@ struct AuditPage {
   std::string next_page_token;       // Empty: nothing older.
 };
 
-// Which records: those in any of `tables` (schema-qualified names written in code, never input,
-// each with an audit record's columns seq, at, actor, action, target, client_address, outcome,
-// details: audit_log, or a journal kept beside it) whose target is one of `targets` or whose
-// actor is one of `actors`.
+// A table holding audit records: its schema-qualified name, written in code (never input), and
+// the column that plays the target (consent's decisions journal keeps it as request_id). It has
+// an audit record's other columns: seq, at, actor, action, client_address, outcome, details.
+struct AuditTable {
+  std::string name;
+  std::string target_column = "target";
+};
+
+// Which records: those in any of `tables` (audit_log, or a journal kept beside it) whose target
+// is one of `targets` or whose actor is one of `actors`.
 struct AuditQuery {
-  std::vector<std::string> tables;
+  std::vector<AuditTable> tables;
   std::vector<std::string> targets;
   std::vector<std::string> actors;
   int page_size = 50;           // 1..1000.
@@ -84,6 +90,18 @@ struct AuditQuery {
 // seq first), at most page_size; the token continues after the last one. INVALID_ARGUMENT
 // "page_token: ..." for a token this function did not make for these tables.
 absl::StatusOr<AuditPage> ListAuditRecords(Pool& pool, const AuditQuery& query);
+
+// The paging of an account's audit trail as each service's ListAccountAudit RPC takes it:
+// page_size 0..200 (0: 50), page_token at most 64 bytes (ListAuditRecords checks the rest).
+// Answers the page size to ask for; INVALID_ARGUMENT naming the field otherwise.
+absl::StatusOr<int> AccountAuditPageSize(int page_size, std::string_view page_token);
+
+// SQL for a service migration (search_path = the service schema): indexes audit_log by target
+// and by actor, for ListAuditRecords. Only the table's owner may index it: with
+// deploy/postgres/roles.sql installed, audit_log belongs to qsign_audit and roles.sql makes the
+// same two indexes; without it (a laptop, the tests) the service owns the table and this makes
+// them. Either way they exist once both have run; neither fails for lack of the other.
+std::string_view AuditIndexSql();
 
 // The record hash: SHA-256 over "qsign.audit.v1", prev_hash (32 bytes), seq and the time in Unix
 // microseconds (8-byte big-endian each), then each field of `event` in declaration order as an

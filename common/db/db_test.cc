@@ -850,5 +850,58 @@ TEST_F(AuditTest, SerializableAppendsRetryOnConflict) {
   EXPECT_EQ(head.seq, kThreads * kEach);
 }
 
+// An account's trail over the audit log and a journal whose target column is named otherwise,
+// merged newest first and paged; the owner's migration indexes the log by target and actor.
+TEST_F(AuditTest, ListsRecordsOfTwoTablesByTargetOrActorNewestFirst) {
+  static const std::string sql = absl::StrCat(
+      "CREATE TABLE decisions (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+      "request_id text NOT NULL, at timestamptz NOT NULL, actor text NOT NULL, "
+      "action text NOT NULL, client_address text NOT NULL, outcome text NOT NULL, "
+      "details text NOT NULL);",
+      std::string(AuditIndexSql()));
+  const Migration migrations[] = {{1, "audit and certs", "-- SetUp applied it"},
+                                  {2, "decisions, indexes", sql}};
+  ASSERT_OK(ApplyMigrations(pool(), "ca", migrations));
+  ASSERT_OK_AND_ASSIGN(
+      indexes, pool().Exec("SELECT string_agg(indexname, ' ' ORDER BY indexname) "
+                           "FROM pg_indexes WHERE schemaname = 'ca' AND tablename = 'audit_log'"));
+  EXPECT_EQ(indexes.Get(0, 0), "audit_log_actor audit_log_pkey audit_log_target");
+  for (int i = 1; i <= 4; ++i) ASSERT_OK(Append(i));  // Targets serial-1..4, at +1..4 us.
+  ASSERT_OK(pool()
+                .Exec("INSERT INTO ca.decisions (request_id, at, actor, action, client_address, "
+                      "outcome, details) VALUES ('req-1', $1, 'operator-2', 'sign.approve', '', "
+                      "'ok', ''), ('req-2', $2, 'device:x', 'sign.deny', '', 'ok', '')",
+                      {Param::Time(absl::FromUnixMicros(1700000000000003)),
+                       Param::Time(absl::FromUnixMicros(1700000000000005))})
+                .status());
+  const AuditQuery query{.tables = {{"ca.audit_log"}, {"ca.decisions", "request_id"}},
+                         .targets = {"serial-1", "req-2"},
+                         .actors = {"operator-2"},
+                         .page_size = 2};
+  ASSERT_OK_AND_ASSIGN(first, ListAuditRecords(pool(), query));
+  std::vector<std::string> seen;
+  for (const AuditRecord& r : first.records) {
+    seen.push_back(absl::StrCat(r.source, " ", r.event.target));
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("ca.decisions req-2", "ca.decisions req-1"));
+  ASSERT_FALSE(first.next_page_token.empty());
+  AuditQuery next = query;
+  next.page_token = first.next_page_token;
+  ASSERT_OK_AND_ASSIGN(second, ListAuditRecords(pool(), next));
+  seen.clear();
+  for (const AuditRecord& r : second.records) {
+    seen.push_back(absl::StrCat(r.source, " ", r.event.target));
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("ca.audit_log serial-2", "ca.audit_log serial-1"));
+  EXPECT_TRUE(second.next_page_token.empty());
+
+  next.page_token = "1.9.1";  // No third table.
+  EXPECT_THAT(ListAuditRecords(pool(), next).status().message(), HasSubstr("page_token"));
+  EXPECT_THAT(AccountAuditPageSize(201, "").status().message(), HasSubstr("page_size"));
+  EXPECT_THAT(AccountAuditPageSize(10, std::string(65, '1')).status().message(),
+              HasSubstr("page_token"));
+  EXPECT_EQ(AccountAuditPageSize(0, "").value(), 50);
+}
+
 }  // namespace
 }  // namespace qsign::db

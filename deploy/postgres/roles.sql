@@ -18,6 +18,7 @@
 --
 --   * when a migration has created <schema>.audit_log with its two refusal triggers, the table
 --     and its trigger function are handed to qsign_audit; the service keeps SELECT and INSERT.
+--     The table gets its indexes by target and by actor here too (the owner's job).
 --     Without ownership it can neither UPDATE, DELETE, TRUNCATE, ALTER (DISABLE TRIGGER) nor
 --     GRANT itself anything on it.
 --   * a schema owner may DROP any object in its schema, so drops of an audit log, its triggers
@@ -124,6 +125,25 @@ BEGIN
                    t.service_role);
     RAISE NOTICE 'qsign: %.audit_log handed to qsign_audit; % keeps SELECT, INSERT',
       t.schema_name, t.service_role;
+  END LOOP;
+  -- Each service reads its audit log by target and by actor (ListAccountAudit: an account's
+  -- trail in the RA console). Only the owner may index a table, so the indexes of the logs
+  -- qsign_audit owns are made here; a service makes them itself only while it still owns its log
+  -- (common/db/audit.h AuditIndexSql). Building them on a large log blocks its appends meanwhile.
+  FOR t IN
+    SELECT n.nspname AS schema_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = 'audit_log' AND c.relkind = 'r'
+      AND n.nspname IN ('identity', 'consent', 'lifecycle', 'signer', 'tsa')
+      AND c.relowner = 'qsign_audit'::regrole
+      AND (to_regclass(format('%I.audit_log_target', n.nspname)) IS NULL
+           OR to_regclass(format('%I.audit_log_actor', n.nspname)) IS NULL)
+  LOOP
+    EXECUTE format('CREATE INDEX IF NOT EXISTS audit_log_target ON %I.audit_log (target, at)',
+                   t.schema_name);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS audit_log_actor ON %I.audit_log (actor, at)',
+                   t.schema_name);
+    RAISE NOTICE 'qsign: %.audit_log indexed by target and by actor', t.schema_name;
   END LOOP;
   -- The signed chain heads (qsign-audit's migration: audit.chain_heads and its two refusal
   -- triggers) are handed over the same way: the audit role keeps SELECT and INSERT, so that it

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/db/audit.h"
 #include "common/db/migrate.h"
@@ -89,6 +90,17 @@ class RolesSqlTest : public db::testing::PgTest {
         [&](db::Tx& tx) { return db::AppendAudit(tx, schema, Event(action), absl::Now()); });
   }
 
+  // The names of the indexes on `qualified_table`, sorted.
+  std::vector<std::string> Indexes(std::string_view qualified_table) {
+    auto r = pool().Exec(
+        "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass",
+        {db::Param::Text(qualified_table)});
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || r->rows() != 1) return {};
+    return absl::StrSplit(std::string(r->Get(0, 0)), ' ', absl::SkipEmpty());
+  }
+
   std::string Owner(std::string_view qualified_table) {
     auto r = pool().Exec("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = $1::regclass",
                          {db::Param::Text(qualified_table)});
@@ -108,6 +120,9 @@ TEST_F(RolesSqlTest, EachServiceMigratesItsSchemaAndAppendsToAnAuditLogItCannotR
 
     const std::string log = absl::StrCat(service, ".audit_log");
     EXPECT_EQ(Owner(log), "qsign_audit");
+    // Indexed by its owner for ListAccountAudit (the service's own attempt is skipped).
+    EXPECT_EQ(Indexes(log),
+              std::vector<std::string>({"audit_log_actor", "audit_log_pkey", "audit_log_target"}));
     EXPECT_EQ(Owner(absl::StrCat(service, ".schema_migrations")), service);
     ASSERT_TRUE(Append(*as_service, service, "first").ok());
     ASSERT_TRUE(Append(*as_service, service, "second").ok());
@@ -168,6 +183,8 @@ TEST_F(RolesSqlTest, RerunningHandsOverAuditLogsMigratedBeforeIt) {
   EXPECT_EQ(Owner("signer.audit_log"), "postgres");
   ASSERT_TRUE(pool().InTransaction([](db::Tx& tx) { return tx.ExecScript(ReadRolesSql()); }).ok());
   EXPECT_EQ(Owner("signer.audit_log"), "qsign_audit");
+  EXPECT_EQ(Indexes("signer.audit_log"),
+            std::vector<std::string>({"audit_log_actor", "audit_log_pkey", "audit_log_target"}));
   std::unique_ptr<Pool> as_signer = PoolAs("signer");
   ASSERT_NE(as_signer, nullptr);
   EXPECT_TRUE(Append(*as_signer, "signer", "after hand-over").ok());

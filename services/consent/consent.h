@@ -312,6 +312,11 @@ class Consent {
   absl::StatusOr<absl::Time> UnblockPin(const Caller& caller, std::string_view account_id,
                                         std::string_view note, const ClientInfo& client);
 
+  // Operators: the account's records in consent's audit chain and decisions journal
+  // (account_audit.cc).
+  absl::StatusOr<db::AuditPage> ListAccountAudit(const Caller& caller, std::string_view account_id,
+                                                 int page_size, std::string_view page_token);
+
   // Ends open streams and waits (server shutdown): each ends UNAVAILABLE.
   void Shutdown();
   bool shutting_down() const { return deps_.notifier->closed(); }

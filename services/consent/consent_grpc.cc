@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/audit_proto.h"
 #include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
@@ -437,6 +438,18 @@ grpc::Status ConsentGrpc::DeactivateDevices(grpc::ServerContext* ctx,
   if (!out.ok()) return Reply("DeactivateDevices", out.status());
   for (auto& id : out->device_ids) resp->add_device_ids(id);
   resp->set_requests_cancelled(static_cast<uint32_t>(out->requests_cancelled));
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentGrpc::ListAccountAudit(grpc::ServerContext* ctx,
+                                           const pb::ListAccountAuditRequest* req,
+                                           pb::ListAccountAuditResponse* resp) {
+  auto caller = CallerOf(consent_, ctx);
+  if (!caller.ok()) return Reply("ListAccountAudit", caller.status());
+  auto page =
+      consent_->ListAccountAudit(*caller, req->account_id(), req->page_size(), req->page_token());
+  if (!page.ok()) return Reply("ListAccountAudit", page.status());
+  ToProto(*page, resp);
   return grpc::Status::OK;
 }
 

@@ -56,6 +56,9 @@ class ConsentGrpc final : public ConsentService {
   grpc::Status DeactivateDevices(grpc::ServerContext* ctx,
                                  const qsign::v1::DeactivateDevicesRequest* req,
                                  qsign::v1::DeactivateDevicesResponse* resp) override;
+  grpc::Status ListAccountAudit(grpc::ServerContext* ctx,
+                                const qsign::v1::ListAccountAuditRequest* req,
+                                qsign::v1::ListAccountAuditResponse* resp) override;
 
  private:
   Consent* consent_;  // Not owned.

@@ -77,6 +77,16 @@ absl::Status ValidateRequestId(std::string_view id) {
   return absl::OkStatus();
 }
 
+absl::Status RequireOperator(const Caller& caller) {
+  if (caller.kind == CallerKind::kAnonymous) {
+    return absl::UnauthenticatedError("authorization: an operator credential is required");
+  }
+  if (caller.kind != CallerKind::kOperator) {
+    return absl::PermissionDeniedError("only operators may call this");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateAccountId(std::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError("account_id: required");
   if (id.size() > 128) return absl::InvalidArgumentError("account_id: at most 128 characters");

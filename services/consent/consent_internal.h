@@ -1,6 +1,6 @@
 // Helpers shared by the consent service's workflow files (enrolment.cc, watch.cc, approval.cc,
-// requests.cc, authorization.cc, devices.cc, pin_unblock.cc). Not part of the service's
-// interface: only services/consent/*.cc include it.
+// requests.cc, authorization.cc, devices.cc, pin_unblock.cc, account_audit.cc). Not part of the
+// service's interface: only services/consent/*.cc include it.
 #ifndef QSIGN_SERVICES_CONSENT_CONSENT_INTERNAL_H_
 #define QSIGN_SERVICES_CONSENT_CONSENT_INTERNAL_H_
 
@@ -34,6 +34,9 @@ absl::StatusOr<std::string> NewId(std::string_view prefix);
 absl::Status ValidateDeviceId(std::string_view id);
 absl::Status ValidateRequestId(std::string_view id);
 absl::Status ValidateAccountId(std::string_view id);
+
+// UNAUTHENTICATED without credentials, PERMISSION_DENIED for anyone but an operator.
+absl::Status RequireOperator(const Caller& caller);
 // UTF-8 without control characters, `min_chars` to `max_chars` characters; errors name `field`.
 absl::Status ValidateText(std::string_view value, std::string_view field, int min_chars,
                           int max_chars);

@@ -687,6 +687,24 @@ class PostgresConsentStore final : public ConsentStore {
     return out;
   }
 
+  absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                 std::string_view page_token) override {
+    auto devices = pool_->Exec(
+        "SELECT device_id FROM consent.devices WHERE account_id = $1 ORDER BY enrolled_at",
+        {Param::Text(account_id)});
+    if (!devices.ok()) return devices.status();
+    db::AuditQuery query{.tables = {{"consent.audit_log"}, {"consent.decisions", "request_id"}},
+                         .targets = {std::string(account_id)},
+                         .actors = {absl::StrCat("account:", Av(account_id))},
+                         .page_size = page_size,
+                         .page_token = page_token};
+    for (int r = 0; r < devices->rows(); ++r) {
+      query.targets.emplace_back(devices->Get(r, 0));
+      query.actors.push_back(absl::StrCat("device:", Av(devices->Get(r, 0))));
+    }
+    return db::ListAuditRecords(*pool_, query);
+  }
+
   absl::Status DeletePushJob(int64_t id) override {
     return pool_->Exec("DELETE FROM consent.push_outbox WHERE id = $1", {Param::Int(id)}).status();
   }
@@ -787,6 +805,12 @@ ALTER TABLE challenges ADD COLUMN request_id text NOT NULL DEFAULT '';
 ALTER TABLE pins ADD COLUMN reset_until timestamptz;
 )sql";
 
+// An account's audit trail (ListAccountAudit) reads the decisions its devices made by actor;
+// AuditIndexSql indexes audit_log where consent owns it (else deploy/postgres/roles.sql does).
+constexpr char kV4[] = R"sql(
+CREATE INDEX decisions_actor ON decisions (actor, at);
+)sql";
+
 }  // namespace
 
 std::string_view RequestStateName(RequestState state) {
@@ -808,10 +832,12 @@ std::string_view RequestStateName(RequestState state) {
 absl::Status MigrateConsentSchema(db::Pool& pool) {
   static const std::string v1 = absl::StrCat(kV1, Av(db::AuditTableSql()));
   static const std::string v2 = absl::StrCat(kV2, db::AppendOnlySql("decisions"));
+  static const std::string v4 = absl::StrCat(kV4, Av(db::AuditIndexSql()));
   const db::Migration migrations[] = {
       {1, "devices, pins, requests, challenges, push outbox, audit log", v1},
       {2, "decisions journal", v2},
-      {3, "approval and PIN challenges, PIN reset window", kV3}};
+      {3, "approval and PIN challenges, PIN reset window", kV3},
+      {4, "audit trail of an account: audit log and decisions by actor", v4}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

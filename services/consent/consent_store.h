@@ -223,6 +223,12 @@ class ConsentStore {
   virtual absl::StatusOr<std::optional<DeviceRecord>> FindDeviceByKey(
       std::string_view account_id, std::string_view public_key_spki) = 0;
 
+  // The audit records about the account, from the audit chain and the decisions journal: target
+  // the account or one of its devices (any state), or actor the account or one of its devices;
+  // newest first (db::ListAuditRecords).
+  virtual absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                         std::string_view page_token) = 0;
+
   // Push jobs due at `now`, marked as attempted (next try at `retry_at`), at most `limit`. Every
   // replica may call this; a job goes to one of them at a time.
   virtual absl::StatusOr<std::vector<PushJob>> ClaimPushJobs(absl::Time now, absl::Time retry_at,

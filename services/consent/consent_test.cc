@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <map>
@@ -74,6 +75,7 @@ constexpr absl::Duration kPushLatencyBudget = absl::Milliseconds(100);
 #endif
 
 namespace pb = ::qsign::v1;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -927,6 +929,87 @@ TEST_F(ConsentTest, MetricsCountRequestsAndEveryOutcome) {
   EXPECT_NE(
       metrics::Registry::Global().Render().find("# HELP qsign_consent_request_outcomes_total "),
       std::string::npos);
+}
+
+// The RA console's view of consent's records about one account: enrolments, the decisions its
+// apps sent (also from a device replaced since), wrong PINs; newest first; nothing of another.
+TEST_F(ConsentTest, AnOperatorReadsOneAccountsAuditTrailNewestFirst) {
+  auto first = EnrolledApp("alice");
+  ASSERT_TRUE(first);
+  clock_.Advance(absl::Seconds(1));
+  pb::ConsentRequest approved = Receive(*first, Login("alice").request_id());
+  ASSERT_EQ(first->Approve(approved, "999999")->result(), pb::APPROVE_RESULT_PIN_WRONG);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_EQ(first->Approve(approved, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+  clock_.Advance(absl::Seconds(1));
+  auto bobs = EnrolledApp("bob");
+  ASSERT_TRUE(bobs);
+  ASSERT_EQ(bobs->Approve(Receive(*bobs, Login("bob").request_id()), kPin)->result(),
+            pb::APPROVE_RESULT_APPROVED);
+  clock_.Advance(absl::Seconds(1));
+  auto second = EnrolledApp("alice");  // A new phone: the first is deactivated.
+  ASSERT_TRUE(second);
+  clock_.Advance(absl::Seconds(1));
+  pb::ConsentRequest denied = Receive(*second, Login("alice").request_id());
+  ASSERT_EQ(second->Deny(denied)->result(), pb::APPROVE_RESULT_DENIED);
+
+  std::vector<std::string> seen;
+  std::vector<int64_t> times;
+  std::string page_token;
+  for (int page = 0; page < 20; ++page) {
+    pb::ListAccountAuditRequest req;
+    req.set_account_id("alice");
+    req.set_page_size(2);
+    req.set_page_token(page_token);
+    pb::ListAccountAuditResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, kOperatorAuth);
+    grpc::Status s = stub_->ListAccountAudit(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_LE(resp.records_size(), 2);
+    for (const pb::AuditRecord& r : resp.records()) {
+      seen.push_back(absl::StrCat(r.source(), " ", r.action(), " ", r.outcome()));
+      times.push_back(r.at().seconds());
+      EXPECT_TRUE(r.target() == "alice" || r.actor() == "device:" + first->device_id() ||
+                  r.actor() == "device:" + second->device_id())
+          << r.action() << " " << r.actor() << " " << r.target();
+    }
+    page_token = resp.next_page_token();
+    if (page_token.empty()) break;
+  }
+  EXPECT_TRUE(page_token.empty());
+  EXPECT_TRUE(std::is_sorted(times.rbegin(), times.rend()));
+  EXPECT_THAT(
+      seen,
+      ElementsAre("consent.decisions login.deny ok", "consent.audit_log device.enroll ok",
+                  "consent.decisions login.approve ok", "consent.audit_log login.approve pin_wrong",
+                  "consent.audit_log device.enroll ok"));
+
+  // Operators only; each bad field named.
+  auto call = [&](const char* authorization, const std::string& account, int page_size,
+                  const std::string& token) {
+    pb::ListAccountAuditRequest req;
+    req.set_account_id(account);
+    req.set_page_size(page_size);
+    req.set_page_token(token);
+    pb::ListAccountAuditResponse resp;
+    grpc::ClientContext ctx;
+    if (authorization) Auth(&ctx, authorization);
+    return stub_->ListAccountAudit(&ctx, req, &resp);
+  };
+  EXPECT_EQ(call(nullptr, "alice", 0, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call(alice_token_.c_str(), "alice", 0, "").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(kIdentityAuth, "alice", 0, "").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status s = call(kOperatorAuth, "alice", 0, "1.9.1");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_token"));
+  s = call(kOperatorAuth, "alice", 201, "");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_size"));
+  s = call(kOperatorAuth, "", 0, "");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("account_id"));
 }
 
 TEST_F(ConsentTest, ApprovalSignedByAnotherDevicesKeyIsRefused) {

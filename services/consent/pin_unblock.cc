@@ -8,19 +8,6 @@
 #include "services/consent/consent_internal.h"
 
 namespace qsign::consent {
-namespace {
-
-absl::Status RequireOperator(const Caller& caller) {
-  if (caller.kind == CallerKind::kAnonymous) {
-    return absl::UnauthenticatedError("authorization: an operator credential is required");
-  }
-  if (caller.kind != CallerKind::kOperator) {
-    return absl::PermissionDeniedError("only operators may call this");
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<absl::Time> Consent::UnblockPin(const Caller& caller, std::string_view account_id,
                                                std::string_view note, const ClientInfo& client) {

@@ -411,12 +411,10 @@ absl::StatusOr<AuditPage> Identity::ListAccountAudit(const Caller& caller,
                                                      std::string_view account_id, int page_size,
                                                      std::string_view page_token) {
   if (auto s = RequireOperatorOn(caller, account_id); !s.ok()) return s;
-  if (page_size < 0 || page_size > 200) {
-    return absl::InvalidArgumentError("page_size: 0..200 (0: 50)");
-  }
-  if (page_token.size() > 64) return absl::InvalidArgumentError("page_token: too long");
+  auto size = db::AccountAuditPageSize(page_size, page_token);
+  if (!size.ok()) return size.status();
   if (auto account = store_->GetAccountById(account_id); !account.ok()) return account.status();
-  return store_->ListAccountAudit(account_id, page_size == 0 ? 50 : page_size, page_token);
+  return store_->ListAccountAudit(account_id, *size, page_token);
 }
 
 absl::StatusOr<Account> Identity::GetAccount(const Caller& caller, std::string_view account_id,

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/audit_proto.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
 
@@ -152,19 +153,7 @@ grpc::Status IdentityGrpc::ListAccountAudit(grpc::ServerContext* ctx,
   auto page =
       identity_->ListAccountAudit(*caller, req->account_id(), req->page_size(), req->page_token());
   if (!page.ok()) return Reply("ListAccountAudit", page.status());
-  for (const db::AuditRecord& r : page->records) {
-    pb::AuditRecord* out = resp->add_records();
-    *out->mutable_at() = ToProto(r.at);
-    out->set_actor(r.event.actor);
-    out->set_action(r.event.action);
-    out->set_target(r.event.target);
-    out->set_client_address(r.event.client_address);
-    out->set_outcome(r.event.outcome);
-    out->set_details(r.event.details);
-    out->set_source(r.source);
-    out->set_seq(r.seq);
-  }
-  resp->set_next_page_token(page->next_page_token);
+  ToProto(*page, resp);
   return grpc::Status::OK;
 }
 

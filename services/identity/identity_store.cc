@@ -313,11 +313,12 @@ class PostgresIdentityStore final : public IdentityStore {
 
   absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
                                                  std::string_view page_token) override {
-    return db::ListAuditRecords(*pool_, {.tables = {"identity.audit_log", "identity.login_journal"},
-                                         .targets = {std::string(account_id)},
-                                         .actors = {absl::StrCat("account:", Av(account_id))},
-                                         .page_size = page_size,
-                                         .page_token = page_token});
+    return db::ListAuditRecords(*pool_,
+                                {.tables = {{"identity.audit_log"}, {"identity.login_journal"}},
+                                 .targets = {std::string(account_id)},
+                                 .actors = {absl::StrCat("account:", Av(account_id))},
+                                 .page_size = page_size,
+                                 .page_token = page_token});
   }
 
   absl::StatusOr<Account> RecordProofing(const ProofingRecord& p,
@@ -791,7 +792,7 @@ CREATE INDEX outbox_pending ON outbox (id) WHERE sent_at IS NULL;
 
 // The account's audit trail (ListAccountAudit) reads the logins journal by target. (audit_log
 // belongs to qsign_audit in production, deploy/postgres/roles.sql: the service cannot index it;
-// it holds administrative acts only, a few per account.)
+// roles.sql does, and migration 6 where identity owns it.)
 constexpr char kV5[] = R"sql(
 CREATE INDEX login_journal_target ON login_journal (target, at);
 )sql";
@@ -846,7 +847,8 @@ absl::Status MigrateIdentitySchema(db::Pool& pool) {
       {2, "login journal", v2},
       {3, "national id bound at proofing; unproofed accounts by age", kV3},
       {4, "registrations by e-mail link, outbox", kV4},
-      {5, "audit trail of an account: the logins journal by target", kV5}};
+      {5, "audit trail of an account: the logins journal by target", kV5},
+      {6, "audit log by target and actor", db::AuditIndexSql()}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

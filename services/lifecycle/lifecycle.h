@@ -207,6 +207,9 @@ class Lifecycle {
                                                          const LegalPersonSubject& legal_person,
                                                          std::string_view note,
                                                          std::string_view client_address);
+  // The account's records in lifecycle's audit chain (account_audit.cc): operators only.
+  absl::StatusOr<db::AuditPage> ListAccountAudit(const Caller& caller, std::string_view account_id,
+                                                 int page_size, std::string_view page_token);
   absl::StatusOr<CertView> IssueDeviceCertificate(const Caller& caller, std::string_view account_id,
                                                   std::string_view device_id,
                                                   std::string_view device_public_key,

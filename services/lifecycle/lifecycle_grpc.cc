@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/audit_proto.h"
 #include "common/grpc_status.h"
 #include "common/proto_key.h"
 #include "common/proto_time.h"
@@ -233,6 +234,18 @@ grpc::Status LifecycleGrpc::ApproveLegalPerson(grpc::ServerContext* ctx,
   resp->mutable_legal_person()->set_pib(a->legal_person.pib);
   resp->set_approved_by(a->approved_by);
   *resp->mutable_approved_at() = ToProto(a->approved_at);
+  return grpc::Status::OK;
+}
+
+grpc::Status LifecycleGrpc::ListAccountAudit(grpc::ServerContext* ctx,
+                                             const pb::ListAccountAuditRequest* req,
+                                             pb::ListAccountAuditResponse* resp) {
+  auto caller = CallerOf(ctx);
+  if (!caller.ok()) return Reply("ListAccountAudit", caller.status());
+  auto page =
+      lifecycle_->ListAccountAudit(*caller, req->account_id(), req->page_size(), req->page_token());
+  if (!page.ok()) return Reply("ListAccountAudit", page.status());
+  ToProto(*page, resp);
   return grpc::Status::OK;
 }
 

@@ -46,6 +46,9 @@ class LifecycleGrpc final : public qsign::v1::Lifecycle::Service {
   grpc::Status IssueTsaCertificate(grpc::ServerContext* ctx,
                                    const qsign::v1::IssueTsaCertificateRequest* req,
                                    qsign::v1::Certificate* resp) override;
+  grpc::Status ListAccountAudit(grpc::ServerContext* ctx,
+                                const qsign::v1::ListAccountAuditRequest* req,
+                                qsign::v1::ListAccountAuditResponse* resp) override;
 
  private:
   absl::StatusOr<Caller> CallerOf(const grpc::ServerContext* ctx);

@@ -368,6 +368,21 @@ class PostgresLifecycleStore final : public LifecycleStore {
     return ReadCerts(*res);
   }
 
+  absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                 std::string_view page_token) override {
+    auto serials = pool_->Exec(
+        "SELECT serial_hex FROM lifecycle.certificates WHERE account_id = $1 ORDER BY seq",
+        {Param::Text(account_id)});
+    if (!serials.ok()) return serials.status();
+    std::vector<std::string> targets = {std::string(account_id)};
+    for (int r = 0; r < serials->rows(); ++r) targets.emplace_back(serials->Get(r, 0));
+    return db::ListAuditRecords(*pool_, {.tables = {{"lifecycle.audit_log"}},
+                                         .targets = std::move(targets),
+                                         .actors = {absl::StrCat("account:", Av(account_id))},
+                                         .page_size = page_size,
+                                         .page_token = page_token});
+  }
+
   absl::StatusOr<std::optional<CertRecord>> FindRenewalOf(
       std::string_view certificate_id) override {
     return ReadOptionalCert(

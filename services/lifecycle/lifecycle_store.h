@@ -170,6 +170,10 @@ class LifecycleStore {
   virtual absl::StatusOr<CertRecord> GetBySerial(std::string_view serial_hex) = 0;
   // Newest first (by created_at); PENDING and ABANDONED intents included.
   virtual absl::StatusOr<std::vector<CertRecord>> ListCertificates(std::string_view account_id) = 0;
+  // The audit records about the account: target the account or the serial of one of its
+  // certificates (any kind), or actor the account; newest first (db::ListAuditRecords).
+  virtual absl::StatusOr<db::AuditPage> ListAccountAudit(std::string_view account_id, int page_size,
+                                                         std::string_view page_token) = 0;
   // The certificate a renewal of `certificate_id` produced (or is producing), if any.
   virtual absl::StatusOr<std::optional<CertRecord>> FindRenewalOf(
       std::string_view certificate_id) = 0;

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -1352,6 +1353,79 @@ TEST_F(LifecycleTest, DeviceCertificateIsIdempotentAndSupersededByANewEnrolment)
   s = stub_->IssueDeviceCertificate(As(ConsentService()).get(), req, &second);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("device_public_key"));
+}
+
+// The RA console's view of lifecycle's records about one account: its contract, certificates
+// (qualified and the app's) and their revocation, newest first; nothing of another account.
+TEST_F(LifecycleTest, AnOperatorReadsOneAccountsAuditTrailNewestFirst) {
+  pb::Certificate cert = IssueFor("alice");
+  clock_.Advance(absl::Seconds(1));
+  pb::Certificate phone = EnrolledPhone("alice", "phone-1");
+  clock_.Advance(absl::Seconds(1));
+  pb::Certificate bobs = IssueFor("bob", "bob-1");
+  clock_.Advance(absl::Seconds(1));
+  pb::Certificate revoked;
+  ASSERT_TRUE(
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked)
+          .ok());
+
+  std::vector<std::string> actions;
+  std::vector<int64_t> times;
+  std::string page_token;
+  for (int page = 0; page < 20; ++page) {
+    pb::ListAccountAuditRequest req;
+    req.set_account_id("alice");
+    req.set_page_size(2);
+    req.set_page_token(page_token);
+    pb::ListAccountAuditResponse resp;
+    grpc::Status s = stub_->ListAccountAudit(As(Operator()).get(), req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_LE(resp.records_size(), 2);
+    for (const pb::AuditRecord& r : resp.records()) {
+      actions.push_back(r.action());
+      times.push_back(r.at().seconds() * 1'000'000'000LL + r.at().nanos());
+      EXPECT_EQ(r.source(), "lifecycle.audit_log");
+      EXPECT_TRUE(r.target() == "alice" || r.target() == cert.serial_hex() ||
+                  r.target() == phone.serial_hex() || r.actor() == "account:alice")
+          << r.action() << " " << r.target();
+      EXPECT_NE(r.target(), bobs.serial_hex());
+    }
+    page_token = resp.next_page_token();
+    if (page_token.empty()) break;
+  }
+  EXPECT_TRUE(page_token.empty());
+  EXPECT_TRUE(std::is_sorted(times.rbegin(), times.rend()));
+  EXPECT_THAT(actions, ElementsAre("certificate.revoke", "certificate.revoke.request",
+                                   "device_certificate.issue", "certificate.issue",
+                                   "certificate.issue.intent", "contract.accept"));
+
+  // Operators only; each bad field named.
+  pb::ListAccountAuditRequest req;
+  req.set_account_id("alice");
+  pb::ListAccountAuditResponse resp;
+  EXPECT_EQ(stub_->ListAccountAudit(As(Bearer("alice")).get(), req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->ListAccountAudit(As("").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub_->ListAccountAudit(As(ConsentService()).get(), req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  req.set_page_token("1.9.1");
+  grpc::Status s = stub_->ListAccountAudit(As(Operator()).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_token"));
+  req.set_page_token("");
+  req.set_page_size(201);
+  s = stub_->ListAccountAudit(As(Operator()).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_size"));
+  req.set_page_size(0);
+  req.set_account_id("");
+  s = stub_->ListAccountAudit(As(Operator()).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("account_id"));
+  req.set_account_id("nobody");
+  EXPECT_EQ(stub_->ListAccountAudit(As(Operator()).get(), req, &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(LifecycleTest, RevokeAllEndsEverything) {

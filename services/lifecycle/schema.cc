@@ -203,7 +203,8 @@ absl::Status MigrateLifecycleSchema(db::Pool& pool) {
       {3, "outbox delivery attempts", kV3},
       {4, "revoke-all jobs, keys left to destroy", kV4},
       {5, "TSA certificates", kV5},
-      {6, "revocation requests, issuance's login time", kV6}};
+      {6, "revocation requests, issuance's login time", kV6},
+      {7, "audit log by target and actor", db::AuditIndexSql()}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

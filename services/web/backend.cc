@@ -109,8 +109,17 @@ absl::StatusOr<pb::Account> Backend::CorrectIdentity(const Caller& caller,
   return Unary(stubs_->identity, &pb::Identity::Stub::CorrectIdentity, caller, req, timeout_);
 }
 absl::StatusOr<pb::ListAccountAuditResponse> Backend::ListAccountAudit(
-    const Caller& caller, const pb::ListAccountAuditRequest& req) {
-  return Unary(stubs_->identity, &pb::Identity::Stub::ListAccountAudit, caller, req, timeout_);
+    AuditSource source, const Caller& caller, const pb::ListAccountAuditRequest& req) {
+  switch (source) {
+    case AuditSource::kIdentity:
+      return Unary(stubs_->identity, &pb::Identity::Stub::ListAccountAudit, caller, req, timeout_);
+    case AuditSource::kLifecycle:
+      return Unary(stubs_->lifecycle, &pb::Lifecycle::Stub::ListAccountAudit, caller, req,
+                   timeout_);
+    case AuditSource::kConsent:
+      return Unary(stubs_->consent, &pb::Consent::Stub::ListAccountAudit, caller, req, timeout_);
+  }
+  return absl::InvalidArgumentError("audit source: unknown");
 }
 
 absl::StatusOr<pb::GetStatusResponse> Backend::GetStatus(const Caller& caller,

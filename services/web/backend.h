@@ -20,6 +20,7 @@
 #include "qsign/v1/identity.pb.h"
 #include "qsign/v1/lifecycle.pb.h"
 #include "qsign/v1/signer.pb.h"
+#include "services/web/audit_trail.h"
 
 namespace qsign::web {
 
@@ -66,8 +67,9 @@ class Backend {
   absl::StatusOr<pb::Account> GetAccount(const Caller& caller, const pb::GetAccountRequest& req);
   absl::StatusOr<pb::Account> CorrectIdentity(const Caller& caller,
                                               const pb::CorrectIdentityRequest& req);
+  // `source`'s ListAccountAudit (identity's, lifecycle's or consent's records of the account).
   absl::StatusOr<pb::ListAccountAuditResponse> ListAccountAudit(
-      const Caller& caller, const pb::ListAccountAuditRequest& req);
+      AuditSource source, const Caller& caller, const pb::ListAccountAuditRequest& req);
   absl::StatusOr<pb::ProofIdentityResponse> ProofIdentity(const Caller& caller,
                                                           const pb::ProofIdentityRequest& req);
 

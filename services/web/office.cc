@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/secret.h"
 #include "common/strings.h"
 #include "services/web/web_internal.h"
@@ -15,6 +16,18 @@ namespace {
 
 // A username that cannot exist: identity answers NOT_FOUND to a valid credential.
 constexpr char kProbeUsername[] = "officer-sign-in@invalid.invalid";
+
+// An audit record's time: to the second on screen (acts on one account come seconds apart), to
+// the microsecond in the datetime attribute, which sorts as text.
+std::string AuditTime(Lang l, const google::protobuf::Timestamp& t) {
+  const absl::Time time = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return Cat(
+      "<time datetime=\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", time, absl::UTCTimeZone()),
+      "\">",
+      Esc(absl::FormatTime(l == Lang::kEn ? "%Y-%m-%d %H:%M:%S UTC" : "%d.%m.%Y. %H:%M:%S UTC",
+                           time, absl::UTCTimeZone())),
+      "</time>");
+}
 
 }  // namespace
 
@@ -265,17 +278,17 @@ void Web::OfficeCorrect(Call& c) {
   Done(c, resp.status(), "office.correct.done", BackTo(c.req));
 }
 
-// The account's audit trail as identity keeps it, a page at a time, newest first.
+// The account's audit trail as identity, lifecycle and consent keep it, merged newest first, a
+// page at a time.
 void Web::OfficeAudit(Call& c) {
   std::string auth;
   if (!Officer(c, &auth)) return;
   const Lang l = c.lang;
   const std::string id(c.req.Param("account_id"));
-  pb::ListAccountAuditRequest req;
-  req.set_account_id(id);
-  req.set_page_size(50);
-  req.set_page_token(std::string(c.req.Param("page")));
-  auto page = backend_->ListAccountAudit({auth, c.address}, req);
+  auto page = MergedAuditTrail(id, c.req.Param("page"), options_.audit_page_size,
+                               [&](AuditSource source, const pb::ListAccountAuditRequest& req) {
+                                 return backend_->ListAccountAudit(source, {auth, c.address}, req);
+                               });
   std::string body =
       Cat("<p class=\"mono\">", Esc(T(l, "office.account_id")), ": ", Esc(id), "</p><p><a href=\"",
           Esc(BackTo(c.req)), "\" id=\"back-to-account\">", Esc(T(l, "office.back")), "</a></p>");
@@ -287,27 +300,34 @@ void Web::OfficeAudit(Call& c) {
     Html(c, T(l, "office.audit"), body);
     return;
   }
+  for (const auto& [source, status] : page->failures) {
+    Append(&body, "<p class=\"flash error\" data-source=\"", AuditSourceName(source), "\">",
+           Esc(T(l, "audit.unavailable")), " (", AuditSourceName(source),
+           "): ", Esc(ErrorText(l, status)), "</p>");
+  }
   Append(&body, "<table id=\"audit\"><thead><tr><th>", Esc(T(l, "audit.at")), "</th><th>",
          Esc(T(l, "audit.action")), "</th><th>", Esc(T(l, "audit.actor")), "</th><th>",
          Esc(T(l, "audit.outcome")), "</th><th>", Esc(T(l, "audit.address")), "</th><th>",
-         Esc(T(l, "audit.details")), "</th></tr></thead><tbody>");
-  for (const pb::AuditRecord& r : page->records()) {
+         Esc(T(l, "audit.details")), "</th><th>", Esc(T(l, "audit.source")),
+         "</th></tr></thead><tbody>");
+  for (const pb::AuditRecord& r : page->records) {
     // A known event by its name in the page's language; any other by its code.
     const std::string key = Cat("audit.", r.action());
     std::string what = T(l, key);
     if (what == key) what = r.action();
-    Append(&body, "<tr class=\"audit-record\" data-action=\"", Esc(r.action()), "\"><td>",
-           Esc(DateOf(l, r.at())), "</td><td>", Esc(what), "</td><td class=\"mono\">",
-           Esc(r.actor()), "</td><td>", Esc(r.outcome()), "</td><td class=\"mono\">",
-           Esc(r.client_address()), "</td><td>", Esc(r.details()), "</td></tr>");
+    Append(&body, "<tr class=\"audit-record\" data-action=\"", Esc(r.action()), "\" data-source=\"",
+           Esc(r.source()), "\" data-seq=\"", r.seq(), "\"><td>", AuditTime(l, r.at()), "</td><td>",
+           Esc(what), "</td><td class=\"mono\">", Esc(r.actor()), "</td><td>", Esc(r.outcome()),
+           "</td><td class=\"mono\">", Esc(r.client_address()), "</td><td>", Esc(r.details()),
+           "</td><td class=\"mono\">", Esc(r.source()), " #", r.seq(), "</td></tr>");
   }
   Append(&body, "</tbody></table>");
-  if (page->records().empty()) Append(&body, "<p>", Esc(T(l, "audit.none")), "</p>");
-  if (!page->next_page_token().empty()) {
+  if (page->records.empty()) Append(&body, "<p>", Esc(T(l, "audit.none")), "</p>");
+  if (!page->next_page.empty()) {
     Append(&body, "<p><a id=\"audit-older\" href=\"",
            Esc(Cat("/office/audit?account_id=", UrlEncode(id),
                    "&q=", UrlEncode(c.req.Param("q").substr(0, 200)),
-                   "&page=", UrlEncode(page->next_page_token()))),
+                   "&page=", UrlEncode(page->next_page))),
            "\">", Esc(T(l, "audit.older")), "</a></p>");
   }
   Html(c, T(l, "office.audit"), body);

@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
       stack->backend_.get(), env.clock,
       WebOptions{.session_idle = absl::Minutes(c.session_idle_minutes()),
                  .max_sessions = static_cast<size_t>(c.max_sessions()),
+                 .audit_page_size = c.audit_page_size(),
                  .max_upload_bytes = static_cast<size_t>(c.max_upload_bytes()),
                  .https = https,
                  .client_address = *std::move(client_address)});

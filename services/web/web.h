@@ -35,6 +35,8 @@ namespace qsign::web {
 struct WebOptions {
   absl::Duration session_idle = absl::Minutes(30);
   size_t max_sessions = 10000;
+  // Records per page of the console's audit trail.
+  int audit_page_size = 50;
   size_t max_upload_bytes = 20 << 20;
   // The listener is HTTPS (adds Strict-Transport-Security).
   bool https = false;

@@ -396,6 +396,32 @@ class WebTest : public testing::ServiceTest {
     EXPECT_EQ(polled->body, R"({"state":"approved"})");
   }
 
+  // One row of the console's audit trail page.
+  struct AuditRow {
+    std::string at;  // The datetime attribute: RFC 3339 to the microsecond, sorts as text.
+    std::string source;
+    std::string seq;
+    std::string action;
+  };
+  // The rows of one audit trail page, in page order; `older` gets the next page's link.
+  static std::vector<AuditRow> AuditRows(const std::string& page, std::string* older = nullptr) {
+    static const std::regex kRow(
+        "<tr class=\"audit-record\" data-action=\"([a-z_.]+)\" data-source=\"([a-z_.]+)\" "
+        "data-seq=\"([0-9]+)\"><td><time datetime=\"([^\"]+)\">");
+    std::vector<AuditRow> rows;
+    for (std::sregex_iterator it(page.begin(), page.end(), kRow), end; it != end; ++it) {
+      rows.push_back({.at = (*it)[4], .source = (*it)[2], .seq = (*it)[3], .action = (*it)[1]});
+    }
+    if (older != nullptr) {
+      std::smatch m;
+      static const std::regex kOlder("id=\"audit-older\" href=\"([^\"]+)\"");
+      *older = std::regex_search(page, m, kOlder)
+                   ? std::regex_replace(m[1].str(), std::regex("&amp;"), "&")
+                   : "";
+    }
+    return rows;
+  }
+
   static std::string Sha256(std::string_view data) {
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
@@ -582,6 +608,110 @@ TEST_F(WebTest, RegisterProofEnrolLogInIssueRevokeAll) {
   EXPECT_FALSE((*app)->watch_status().ok());
   auto after = portal.Get("/account");
   EXPECT_EQ(after->status, 303);
+
+  // The officer reads the account's whole trail on one page: identity's, lifecycle's
+  // (certificates) and consent's (the app: enrolment, approvals), newest first.
+  auto office = Officer();
+  auto found = office->Get("/office?q=" + username);
+  ASSERT_TRUE(found && found->status == 200);
+  static const std::regex kAccount("name=\"account_id\" value=\"([^\"]+)\"");
+  ASSERT_TRUE(std::regex_search(found->body, m, kAccount));
+  auto trail = office->Get(Cat("/office/audit?account_id=", m[1].str(), "&q=", username));
+  ASSERT_TRUE(trail && trail->status == 200);
+  std::vector<AuditRow> rows = AuditRows(trail->body);
+  std::set<std::string> seen;
+  for (const AuditRow& r : rows) seen.insert(Cat(r.source, " ", r.action));
+  for (const char* expected :
+       {"identity.audit_log identity.proof", "lifecycle.audit_log contract.accept",
+        "lifecycle.audit_log certificate.issue", "lifecycle.audit_log certificate.revoke",
+        "lifecycle.audit_log account.revoke_all.done", "consent.audit_log device.enroll",
+        "consent.decisions login.approve", "consent.audit_log device.deactivate_all"}) {
+    EXPECT_TRUE(seen.count(expected)) << expected;
+  }
+  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end(),
+                             [](const AuditRow& a, const AuditRow& b) { return a.at > b.at; }));
+  EXPECT_THAT(trail->body, HasSubstr(Esc(T(Lang::kSrCyrl, "audit.certificate.issue"))));
+  EXPECT_THAT(trail->body, HasSubstr(Esc(T(Lang::kSrCyrl, "audit.device.enroll"))));
+  EXPECT_THAT(trail->body, HasSubstr(Esc(T(Lang::kSrCyrl, "audit.login.approve"))));
+}
+
+// The console pages through the merged trail: each record once, newest first across pages,
+// exactly the three services' own answers together.
+class WebAuditPagesTest : public WebTest {
+ protected:
+  void Configure(config::v1::ServerConfig& c) override { c.mutable_web()->set_audit_page_size(3); }
+};
+
+TEST_F(WebAuditPagesTest, OlderPagesContinueEachServicesTrailWithoutGapsOrRepeats) {
+  const std::string username = "pages.web@example.rs";
+  const std::string code = RegisterAndProof(username, 24);
+  ASSERT_FALSE(code.empty());
+  auto app = consent::ConsentAppSimulator::New(stacks_->NewChannel());
+  ASSERT_TRUE(app.ok());
+  ASSERT_TRUE((*app)->Enroll(code, "phone", testing::kPin).ok());
+  ASSERT_TRUE((*app)->StartWatching().ok());
+  Browser portal(port_);
+  LogIn(portal, **app, username);
+  if (HasFatalFailure()) return;
+  LogIn(portal, **app, username);
+  if (HasFatalFailure()) return;
+
+  // What each service answers the officer, all at once.
+  std::set<std::string> expected;
+  const std::string account_id = (*app)->account_id();
+  {
+    qsign::v1::ListAccountAuditRequest req;
+    req.set_account_id(account_id);
+    req.set_page_size(200);
+    qsign::v1::ListAccountAuditResponse identity, lifecycle, consent;
+    grpc::ClientContext a, b, c;
+    for (grpc::ClientContext* ctx : {&a, &b, &c}) {
+      ctx->AddMetadata("authorization", testing::OperatorAuthorization());
+    }
+    ASSERT_TRUE(qsign::v1::Identity::NewStub(stacks_->channel())
+                    ->ListAccountAudit(&a, req, &identity)
+                    .ok());
+    ASSERT_TRUE(qsign::v1::Lifecycle::NewStub(stacks_->channel())
+                    ->ListAccountAudit(&b, req, &lifecycle)
+                    .ok());
+    ASSERT_TRUE(
+        qsign::v1::Consent::NewStub(stacks_->channel())->ListAccountAudit(&c, req, &consent).ok());
+    for (const auto* resp : {&identity, &lifecycle, &consent}) {
+      for (const qsign::v1::AuditRecord& r : resp->records()) {
+        expected.insert(Cat(r.source(), " #", r.seq()));
+      }
+    }
+    EXPECT_GT(lifecycle.records_size(), 0);  // The app's certificate.
+    EXPECT_GT(consent.records_size(), 2);    // Enrolment, two approvals.
+  }
+
+  auto office = Officer();
+  std::string next = Cat("/office/audit?account_id=", account_id);
+  std::vector<AuditRow> all;
+  int pages = 0;
+  while (!next.empty() && pages < 50) {
+    auto page = office->Get(next);
+    ASSERT_TRUE(page && page->status == 200);
+    std::vector<AuditRow> rows = AuditRows(page->body, &next);
+    EXPECT_LE(rows.size(), 3u);
+    all.insert(all.end(), rows.begin(), rows.end());
+    ++pages;
+  }
+  EXPECT_GT(pages, 3);
+  std::set<std::string> shown;
+  for (const AuditRow& r : all) {
+    EXPECT_TRUE(shown.insert(Cat(r.source, " #", r.seq)).second)
+        << "twice: " << r.source << " #" << r.seq;
+  }
+  EXPECT_EQ(shown, expected);
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(),
+                             [](const AuditRow& a, const AuditRow& b) { return a.at > b.at; }));
+
+  // A page token the console did not make is refused, naming it.
+  auto bad = office->Get(Cat("/office/audit?account_id=", account_id, "&page=x~y"));
+  ASSERT_TRUE(bad && bad->status == 200);
+  EXPECT_THAT(bad->body, HasSubstr("id=\"audit-error\""));
+  EXPECT_THAT(bad->body, HasSubstr("page: not a page of this audit trail"));
 }
 
 // Identity believes the web's x-forwarded-for (the web at 127.0.0.1 is its trusted proxy, as

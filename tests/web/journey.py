@@ -294,6 +294,23 @@ def journey(args, texts):
         pc.visible(".flash")
         expect(pc.text(".flash") == t["office.unblock.done"], f"office: {pc.text('.flash')!r}")
         pc.shot("office-unblock")
+        # The account's whole trail in the console: the unblock just opened and the app's
+        # enrolment and login approval (consent), the contract and the certificate (lifecycle),
+        # the proofing (identity), newest first.
+        pc.click("#go-audit")
+        rows = [(r.get_attribute("data-source"), r.get_attribute("data-action"))
+                for r in pc.d.find_elements(By.CSS_SELECTOR, "#audit .audit-record")]
+        for want in [("consent.audit_log", "pin.unblock"), ("consent.decisions", "login.approve"),
+                     ("consent.audit_log", "device.enroll"),
+                     ("lifecycle.audit_log", "certificate.issue"),
+                     ("lifecycle.audit_log", "contract.accept"),
+                     ("identity.audit_log", "identity.proof")]:
+            expect(want in rows, f"office: {want} not in the audit trail {rows!r}")
+        expect(rows[0] == ("consent.audit_log", "pin.unblock"), f"office: newest first {rows!r}")
+        times = [r.get_attribute("datetime")
+                 for r in pc.d.find_elements(By.CSS_SELECTOR, "#audit .audit-record time")]
+        expect(times == sorted(times, reverse=True), f"office: audit times {times!r}")
+        pc.shot("office-audit-all")
         phone.click("#pin-menu")
         phone.visible("#reset-pin-form")
         phone.fill({"reset_pin": args.new_pin, "reset_pin2": args.new_pin})
