@@ -51,6 +51,7 @@
 #include "services/consent/notifier.h"
 #include "services/consent/pin.h"
 #include "services/consent/push.h"
+#include "tests/testing/audit_pages.h"
 #include "tests/testing/fake_identity_server.h"
 #include "tests/testing/metrics.h"
 #include "tests/testing/service_test.h"
@@ -955,29 +956,18 @@ TEST_F(ConsentTest, AnOperatorReadsOneAccountsAuditTrailNewestFirst) {
 
   std::vector<std::string> seen;
   std::vector<int64_t> times;
-  std::string page_token;
-  for (int page = 0; page < 20; ++page) {
-    pb::ListAccountAuditRequest req;
-    req.set_account_id("alice");
-    req.set_page_size(2);
-    req.set_page_token(page_token);
-    pb::ListAccountAuditResponse resp;
+  auto list = [&](const pb::ListAccountAuditRequest& req, pb::ListAccountAuditResponse* resp) {
     grpc::ClientContext ctx;
     Auth(&ctx, kOperatorAuth);
-    grpc::Status s = stub_->ListAccountAudit(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_LE(resp.records_size(), 2);
-    for (const pb::AuditRecord& r : resp.records()) {
-      seen.push_back(absl::StrCat(r.source(), " ", r.action(), " ", r.outcome()));
-      times.push_back(r.at().seconds());
-      EXPECT_TRUE(r.target() == "alice" || r.actor() == "device:" + first->device_id() ||
-                  r.actor() == "device:" + second->device_id())
-          << r.action() << " " << r.actor() << " " << r.target();
-    }
-    page_token = resp.next_page_token();
-    if (page_token.empty()) break;
+    return stub_->ListAccountAudit(&ctx, req, resp);
+  };
+  for (const pb::AuditRecord& r : qsign::testing::AllAuditPages(list, "alice", 2)) {
+    seen.push_back(absl::StrCat(r.source(), " ", r.action(), " ", r.outcome()));
+    times.push_back(r.at().seconds());
+    EXPECT_TRUE(r.target() == "alice" || r.actor() == "device:" + first->device_id() ||
+                r.actor() == "device:" + second->device_id())
+        << r.action() << " " << r.actor() << " " << r.target();
   }
-  EXPECT_TRUE(page_token.empty());
   EXPECT_TRUE(std::is_sorted(times.rbegin(), times.rend()));
   EXPECT_THAT(
       seen,

@@ -52,6 +52,7 @@
 #include "services/lifecycle/schema.h"
 #include "services/lifecycle/status_http.h"
 #include "services/lifecycle/testing/cert_testing.h"
+#include "tests/testing/audit_pages.h"
 #include "tests/testing/metrics.h"
 #include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
@@ -1371,29 +1372,18 @@ TEST_F(LifecycleTest, AnOperatorReadsOneAccountsAuditTrailNewestFirst) {
 
   std::vector<std::string> actions;
   std::vector<int64_t> times;
-  std::string page_token;
-  for (int page = 0; page < 20; ++page) {
-    pb::ListAccountAuditRequest req;
-    req.set_account_id("alice");
-    req.set_page_size(2);
-    req.set_page_token(page_token);
-    pb::ListAccountAuditResponse resp;
-    grpc::Status s = stub_->ListAccountAudit(As(Operator()).get(), req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_LE(resp.records_size(), 2);
-    for (const pb::AuditRecord& r : resp.records()) {
-      actions.push_back(r.action());
-      times.push_back(r.at().seconds() * 1'000'000'000LL + r.at().nanos());
-      EXPECT_EQ(r.source(), "lifecycle.audit_log");
-      EXPECT_TRUE(r.target() == "alice" || r.target() == cert.serial_hex() ||
-                  r.target() == phone.serial_hex() || r.actor() == "account:alice")
-          << r.action() << " " << r.target();
-      EXPECT_NE(r.target(), bobs.serial_hex());
-    }
-    page_token = resp.next_page_token();
-    if (page_token.empty()) break;
+  auto list = [&](const pb::ListAccountAuditRequest& req, pb::ListAccountAuditResponse* resp) {
+    return stub_->ListAccountAudit(As(Operator()).get(), req, resp);
+  };
+  for (const pb::AuditRecord& r : qsign::testing::AllAuditPages(list, "alice", 2)) {
+    actions.push_back(r.action());
+    times.push_back(r.at().seconds() * 1'000'000'000LL + r.at().nanos());
+    EXPECT_EQ(r.source(), "lifecycle.audit_log");
+    EXPECT_TRUE(r.target() == "alice" || r.target() == cert.serial_hex() ||
+                r.target() == phone.serial_hex() || r.actor() == "account:alice")
+        << r.action() << " " << r.target();
+    EXPECT_NE(r.target(), bobs.serial_hex());
   }
-  EXPECT_TRUE(page_token.empty());
   EXPECT_TRUE(std::is_sorted(times.rbegin(), times.rend()));
   EXPECT_THAT(actions, ElementsAre("certificate.revoke", "certificate.revoke.request",
                                    "device_certificate.issue", "certificate.issue",
