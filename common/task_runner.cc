@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/request_id.h"
 
 namespace qsign {
 
@@ -21,8 +22,8 @@ TaskRunner::~TaskRunner() {
   }
   for (std::thread& t : threads_) t.join();
   // Destroyed here, outside the lock: a task's captures may post (and are dropped) in turn.
-  std::deque<Task> ready;
-  std::map<std::pair<absl::Time, uint64_t>, Task> timed;
+  std::deque<Entry> ready;
+  std::map<std::pair<absl::Time, uint64_t>, Entry> timed;
   {
     absl::MutexLock lock(&mu_);
     ready.swap(ready_);
@@ -33,14 +34,17 @@ TaskRunner::~TaskRunner() {
 void TaskRunner::Post(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  ready_.push_back(std::move(task));
+  ready_.push_back({std::string(request_id::Current()), std::move(task)});
   cv_.Signal();
 }
 
 void TaskRunner::PostAt(absl::Time when, Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  auto it = timed_.emplace(std::make_pair(when, next_seq_++), std::move(task)).first;
+  auto it = timed_
+                .emplace(std::make_pair(when, next_seq_++),
+                         Entry{std::string(request_id::Current()), std::move(task)})
+                .first;
   // A worker asleep until a later time must recompute its deadline.
   if (it == timed_.begin()) cv_.SignalAll();
 }
@@ -52,18 +56,18 @@ size_t TaskRunner::queued() const {
 
 void TaskRunner::Work() {
   while (true) {
-    Task task;
+    Entry entry;
     {
       absl::MutexLock lock(&mu_);
       while (true) {
         if (stopping_) return;
         if (!timed_.empty() && timed_.begin()->first.first <= absl::Now()) {
-          task = std::move(timed_.begin()->second);
+          entry = std::move(timed_.begin()->second);
           timed_.erase(timed_.begin());
           break;
         }
         if (!ready_.empty()) {
-          task = std::move(ready_.front());
+          entry = std::move(ready_.front());
           ready_.pop_front();
           break;
         }
@@ -72,7 +76,12 @@ void TaskRunner::Work() {
                              timed_.empty() ? absl::InfiniteFuture() : timed_.begin()->first.first);
       }
     }
-    std::move(task)();
+    if (entry.request_id.empty()) {
+      std::move(entry.task)();
+    } else {
+      request_id::ScopedRequestId scope(std::move(entry.request_id));
+      std::move(entry.task)();
+    }
   }
 }
 

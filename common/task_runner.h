@@ -31,22 +31,28 @@ class TaskRunner {
   TaskRunner(const TaskRunner&) = delete;
   TaskRunner& operator=(const TaskRunner&) = delete;
 
-  // Runs `task` on a worker as soon as one is free (in posting order).
+  // Runs `task` on a worker as soon as one is free (in posting order). The request id current on
+  // the posting thread (common/request_id.h) is current while the task runs.
   void Post(Task task);
-  // Runs `task` on a worker once real time `when` has come (at once when it has).
+  // Runs `task` on a worker once real time `when` has come (at once when it has); likewise.
   void PostAt(absl::Time when, Task task);
 
   // Tasks posted and not yet started, timed ones included (for tests and metrics).
   size_t queued() const;
 
  private:
+  // A task and the request id it was posted under.
+  struct Entry {
+    std::string request_id;
+    Task task;
+  };
   void Work();
 
   mutable absl::Mutex mu_;
   absl::CondVar cv_;
-  std::deque<Task> ready_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> ready_ ABSL_GUARDED_BY(mu_);
   // By due time, then posting order.
-  std::map<std::pair<absl::Time, uint64_t>, Task> timed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<absl::Time, uint64_t>, Entry> timed_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -1,11 +1,13 @@
 #include "common/task_runner.h"
 
 #include <atomic>
+#include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/request_id.h"
 #include "gtest/gtest.h"
 
 namespace qsign {
@@ -47,6 +49,21 @@ TEST(TaskRunnerTest, TasksNotYetDueAreDroppedUnrunAtDestruction) {
     EXPECT_EQ(runner.queued(), 1u);
   }
   EXPECT_FALSE(ran);
+}
+
+TEST(TaskRunnerTest, ATaskRunsUnderTheRequestIdItWasPostedUnder) {
+  TaskRunner runner(1);
+  std::string seen = "unset";
+  absl::Notification ran;
+  {
+    request_id::ScopedRequestId scope("req-42");
+    runner.Post([&] {
+      seen = std::string(request_id::Current());
+      ran.Notify();
+    });
+  }
+  ASSERT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(seen, "req-42");
 }
 
 }  // namespace

@@ -1,14 +1,17 @@
 // The long waits hold no thread each (issue 15): 1,000 open Consent.WatchRequests streams in
-// identity + consent as qsignd runs them (tests/testing/stacks.h, real gRPC, PostgreSQL,
-// SoftHSM2) leave the process's thread count bounded, each stream still receives its requests,
-// a normal push login still completes in time, and shutdown ends every stream at once with
-// UNAVAILABLE. gRPC's synchronous server held one thread per open stream.
+// identity + consent as qsignd runs them, and 1,000 AwaitLogin calls waiting on one login,
+// (tests/testing/stacks.h, real gRPC, PostgreSQL, SoftHSM2) leave the process's thread count
+// bounded, each stream still receives its requests, a normal push login still completes in time,
+// and shutdown ends every stream at once with UNAVAILABLE. gRPC's synchronous server held one
+// thread per open stream.
 #include <grpcpp/grpcpp.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "consent/app_simulator.h"
 #include "gtest/gtest.h"
@@ -135,6 +138,65 @@ TEST_F(LongWaitsTest, ShutdownEndsEveryOpenStreamAtOnceWithUnavailable) {
   EXPECT_EQ(codes[grpc::StatusCode::UNAVAILABLE], kStreams);
   // Well within the grace period: nothing had to be cancelled by gRPC.
   EXPECT_LT(shutdown_took, absl::Seconds(3));
+}
+
+TEST_F(LongWaitsTest, AThousandWaitingAwaitLoginsHoldNoThreadsAndExactlyOneGetsTheToken) {
+  testing::Person citizen = Enrol(1);
+  ASSERT_TRUE(citizen.app);
+  ASSERT_TRUE(citizen.app->StartWatching().ok());
+  pb::StartLoginResponse start = StartLogin(citizen.username);
+  auto pushed = citizen.app->NextRequest(absl::Seconds(5));
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+
+  // A thousand portals (or retries) wait on the same login, on gRPC's callback client API.
+  struct Call {
+    grpc::ClientContext ctx;
+    pb::AwaitLoginResponse resp;
+  };
+  absl::Mutex mu;
+  std::map<grpc::StatusCode, int> codes;
+  int tokens = 0;
+  int answered = 0;
+  pb::AwaitLoginRequest await;
+  await.set_login_id(start.login_id());
+  await.mutable_max_wait()->set_seconds(30);
+  std::vector<std::unique_ptr<Call>> calls;
+  auto channel = stacks_->NewChannel();
+  auto stub = pb::Identity::NewStub(channel);
+  for (int i = 0; i < kStreams; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* call = calls.back().get();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    stub->async()->AwaitLogin(&call->ctx, &await, &call->resp, [&, call](grpc::Status st) {
+      absl::MutexLock lock(&mu);
+      ++codes[st.error_code()];
+      if (st.ok() && !call->resp.session_token().empty()) ++tokens;
+      ++answered;
+    });
+  }
+  absl::SleepFor(absl::Seconds(2));  // Every call reached the server and waits.
+  const int threads_waiting = testing::ThreadCount();
+  std::cout << "threads with " << kStreams << " waiting AwaitLogin calls: " << threads_waiting
+            << "\n";
+  EXPECT_LT(threads_waiting, kMaxThreads);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(answered, 0) << "answered before the decision";
+  }
+
+  const absl::Time approved_at = absl::Now();
+  auto approved = citizen.app->Approve(*pushed, kPin);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  absl::MutexLock lock(&mu);
+  mu.AwaitWithTimeout(absl::Condition(
+                          +[](int* n) { return *n == kStreams; }, &answered),
+                      absl::Seconds(20));
+  std::cout << "all answered " << absl::FormatDuration(absl::Now() - approved_at)
+            << " after the approval\n";
+  EXPECT_EQ(answered, kStreams);
+  EXPECT_EQ(tokens, 1);
+  EXPECT_EQ(codes[grpc::StatusCode::OK], 1);
+  EXPECT_EQ(codes[grpc::StatusCode::FAILED_PRECONDITION], kStreams - 1);
 }
 
 }  // namespace

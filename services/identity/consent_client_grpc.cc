@@ -83,20 +83,52 @@ absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::CreateLoginRequest(
   return FromProto(resp);
 }
 
+// One AwaitRequest call: what it sends and where the answer lands, alive until it is answered.
+struct GrpcConsentClient::AwaitCall {
+  grpc::ClientContext ctx;
+  pb::AwaitRequestRequest req;
+  pb::ConsentRequestStatus resp;
+};
+
+std::shared_ptr<GrpcConsentClient::AwaitCall> GrpcConsentClient::NewAwaitCall(
+    std::string_view request_id, absl::Duration max_wait) const {
+  auto call = std::make_shared<AwaitCall>();
+  call->req.set_request_id(std::string(request_id));
+  *call->req.mutable_max_wait() = ToProto(max_wait);
+  call->ctx.AddMetadata("authorization", std::string(authorization_.value()));
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + max_wait + kCallTimeout));
+  request_id::ForwardRequestId(&call->ctx);
+  return call;
+}
+
 absl::StatusOr<ConsentRequestStatus> GrpcConsentClient::AwaitRequest(std::string_view request_id,
                                                                      absl::Duration max_wait) {
-  pb::AwaitRequestRequest req;
-  req.set_request_id(std::string(request_id));
-  *req.mutable_max_wait() = ToProto(max_wait);
   auto stub = stub_.get();
   if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", std::string(authorization_.value()));
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + max_wait + kCallTimeout));
-  request_id::ForwardRequestId(&ctx);
-  pb::ConsentRequestStatus resp;
-  if (grpc::Status s = (*stub)->AwaitRequest(&ctx, req, &resp); !s.ok()) return FromGrpcStatus(s);
-  return FromProto(resp);
+  auto call = NewAwaitCall(request_id, max_wait);
+  if (grpc::Status s = (*stub)->AwaitRequest(&call->ctx, call->req, &call->resp); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return FromProto(call->resp);
+}
+
+absl::AnyInvocable<void()> GrpcConsentClient::StartAwaitRequest(std::string_view request_id,
+                                                                absl::Duration max_wait,
+                                                                ConsentStatusDone done) {
+  auto stub = stub_.get();
+  if (!stub.ok()) {
+    std::move(done)(stub.status());
+    return [] {};
+  }
+  auto call = NewAwaitCall(request_id, max_wait);
+  // std::function must be copyable; the answer is given once.
+  (*stub)->async()->AwaitRequest(
+      &call->ctx, &call->req, &call->resp,
+      [call, done = std::make_shared<ConsentStatusDone>(std::move(done))](grpc::Status s) {
+        if (!s.ok()) return std::move(*done)(FromGrpcStatus(s));
+        std::move(*done)(FromProto(call->resp));
+      });
+  return [call] { call->ctx.TryCancel(); };
 }
 
 }  // namespace qsign::identity

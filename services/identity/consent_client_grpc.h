@@ -27,8 +27,15 @@ class GrpcConsentClient final : public ConsentClient {
       const LoginRequestParams& params) override;
   absl::StatusOr<ConsentRequestStatus> AwaitRequest(std::string_view request_id,
                                                     absl::Duration max_wait) override;
+  // On gRPC's callback client API: no thread waits for the answer.
+  absl::AnyInvocable<void()> StartAwaitRequest(std::string_view request_id, absl::Duration max_wait,
+                                               ConsentStatusDone done) override;
 
  private:
+  struct AwaitCall;
+  std::shared_ptr<AwaitCall> NewAwaitCall(std::string_view request_id,
+                                          absl::Duration max_wait) const;
+
   daemon::DeferredStub<qsign::v1::Consent> stub_;
   SecretString authorization_;  // "Service <id>.<secret>".
 };

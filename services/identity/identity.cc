@@ -7,6 +7,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -17,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/audit_event.h"
 #include "common/log.h"
+#include "common/request_id.h"
 #include "common/strings.h"
 #include "consent/statement.h"
 #include "services/identity/validation.h"
@@ -618,52 +620,85 @@ absl::StatusOr<LoginOutcome> Identity::FinishLogin(const LoginRecord& login, Log
   return out;
 }
 
-absl::StatusOr<LoginOutcome> Identity::AwaitLogin(std::string_view login_id,
-                                                  absl::Duration max_wait) {
-  if (login_id.empty()) return absl::InvalidArgumentError("login_id: required");
-  if (login_id.size() != kLoginIdChars) {
-    return absl::InvalidArgumentError("login_id: not a login id from StartLogin");
-  }
-  max_wait = std::clamp(max_wait, absl::ZeroDuration(), config_.max_await);
-  auto login = store_->GetLogin(Sha256(login_id));
-  if (!login.ok()) return login.status();
-  if (login->state == LoginState::kApproved) return absl::FailedPreconditionError(kHandedOut);
-  if (login->state != LoginState::kPending) {
-    LoginOutcome out;
-    out.state = login->state;
-    return out;
-  }
-
-  const absl::Duration remaining = login->expires_at - clock_->Now();
-  if (login->consent_request_id.empty()) {
-    // Nobody can approve this login. Wait as a real one would, then let it expire.
-    const absl::Duration wait = std::min(max_wait, remaining);
-    if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
-    if (clock_->Now() >= login->expires_at) {
-      return FinishLogin(*login, LoginState::kExpired, nullptr);
+std::shared_ptr<LoginWait> Identity::AwaitLogin(std::string login_id, absl::Duration max_wait,
+                                                TaskRunner* runner, LoginOutcomeDone done) {
+  auto wait = std::make_shared<LoginWait>();
+  runner->Post([this, wait, runner, login_id = std::move(login_id), max_wait,
+                done = std::move(done)]() mutable {
+    if (login_id.empty()) {
+      return std::move(done)(absl::InvalidArgumentError("login_id: required"));
     }
-    return LoginOutcome{};
-  }
+    if (login_id.size() != kLoginIdChars) {
+      return std::move(done)(
+          absl::InvalidArgumentError("login_id: not a login id from StartLogin"));
+    }
+    max_wait = std::clamp(max_wait, absl::ZeroDuration(), config_.max_await);
+    auto login = store_->GetLogin(Sha256(login_id));
+    if (!login.ok()) return std::move(done)(login.status());
+    if (login->state == LoginState::kApproved) {
+      return std::move(done)(absl::FailedPreconditionError(kHandedOut));
+    }
+    if (login->state != LoginState::kPending) {
+      LoginOutcome out;
+      out.state = login->state;
+      return std::move(done)(std::move(out));
+    }
 
-  auto status = consent_->AwaitRequest(login->consent_request_id,
-                                       std::clamp(remaining, absl::ZeroDuration(), max_wait));
+    const absl::Duration remaining = login->expires_at - clock_->Now();
+    if (login->consent_request_id.empty()) {
+      // Nobody can approve this login. Wait as a real one would (a timer, or until the caller
+      // goes away), then let it expire.
+      auto answer = std::make_shared<absl::AnyInvocable<void() &&>>(
+          [this, login = *login, done = std::move(done)]() mutable {
+            if (clock_->Now() >= login.expires_at) {
+              return std::move(done)(FinishLogin(login, LoginState::kExpired, nullptr));
+            }
+            std::move(done)(LoginOutcome{});
+          });
+      auto once = std::make_shared<absl::once_flag>();
+      auto run = [answer, once] { absl::call_once(*once, [&] { std::move (*answer)(); }); };
+      const absl::Duration wait_for = std::min(max_wait, remaining);
+      if (wait_for <= absl::ZeroDuration()) return run();
+      runner->PostAt(absl::Now() + wait_for, run);
+      wait->SetCancel([runner, run] { runner->Post(run); });
+      return;
+    }
+    // gRPC's thread answers; the login's database work goes back to the runner.
+    auto answered = [this, runner, login = *login, done = std::move(done),
+                     id = std::string(request_id::Current())](
+                        absl::StatusOr<ConsentRequestStatus> status) mutable {
+      request_id::ScopedRequestId scope(std::move(id));
+      runner->Post([this, login = std::move(login), status = std::move(status),
+                    done = std::move(done)]() mutable {
+        std::move(done)(LoginAfterConsent(login, status));
+      });
+    };
+    wait->SetCancel(consent_->StartAwaitRequest(
+        login->consent_request_id, std::clamp(remaining, absl::ZeroDuration(), max_wait),
+        std::move(answered)));
+  });
+  return wait;
+}
+
+absl::StatusOr<LoginOutcome> Identity::LoginAfterConsent(
+    const LoginRecord& login, const absl::StatusOr<ConsentRequestStatus>& status) {
   if (!status.ok()) return status.status();
-  if (!status->account_id.empty() && status->account_id != login->account_id) {
+  if (!status->account_id.empty() && status->account_id != login.account_id) {
     return absl::InternalError(
-        absl::StrCat("consent request ", login->consent_request_id, " belongs to another account"));
+        absl::StrCat("consent request ", login.consent_request_id, " belongs to another account"));
   }
   switch (status->state) {
     case ConsentState::kApproved:
-      return FinishLogin(*login, LoginState::kApproved, &*status);
+      return FinishLogin(login, LoginState::kApproved, &*status);
     case ConsentState::kDenied:
     case ConsentState::kCancelled:
-      return FinishLogin(*login, LoginState::kDenied, nullptr);
+      return FinishLogin(login, LoginState::kDenied, nullptr);
     case ConsentState::kExpired:
-      return FinishLogin(*login, LoginState::kExpired, nullptr);
+      return FinishLogin(login, LoginState::kExpired, nullptr);
     case ConsentState::kPending:
       // Consent decides expiry; this only guards against a consent service that never does.
-      if (clock_->Now() >= login->expires_at + kMaxClockSkew) {
-        return FinishLogin(*login, LoginState::kExpired, nullptr);
+      if (clock_->Now() >= login.expires_at + kMaxClockSkew) {
+        return FinishLogin(login, LoginState::kExpired, nullptr);
       }
       return LoginOutcome{};
   }

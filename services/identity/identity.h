@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -26,6 +27,7 @@
 #include "common/mail/outbox.h"
 #include "common/rate_limit.h"
 #include "common/secret.h"
+#include "common/task_runner.h"
 #include "hsm/hsm.h"
 #include "services/identity/identity_store.h"
 #include "services/identity/session_token.h"
@@ -69,6 +71,8 @@ struct LoginRequestParams {
   absl::Duration lifetime;
 };
 
+using ConsentStatusDone = absl::AnyInvocable<void(absl::StatusOr<ConsentRequestStatus>) &&>;
+
 class ConsentClient {
  public:
   virtual ~ConsentClient() = default;
@@ -79,6 +83,15 @@ class ConsentClient {
   // Waits up to `max_wait` for the request to leave PENDING and answers its state.
   virtual absl::StatusOr<ConsentRequestStatus> AwaitRequest(std::string_view request_id,
                                                             absl::Duration max_wait) = 0;
+  // The same without blocking while it waits: `done` runs once, on a thread of the client's
+  // (gRPC's for GrpcConsentClient, so it must hand blocking work over). Answers what cancels the
+  // call (any time, also after `done`). By default the blocking call on this thread (fakes).
+  virtual absl::AnyInvocable<void()> StartAwaitRequest(std::string_view request_id,
+                                                       absl::Duration max_wait,
+                                                       ConsentStatusDone done) {
+    std::move(done)(AwaitRequest(request_id, max_wait));
+    return [] {};
+  }
 };
 
 // ---- Inputs and results. ----
@@ -179,6 +192,39 @@ struct IdentityConfig {
   absl::Duration unproofed_account_lifetime = absl::Hours(24 * 30);
 };
 
+using LoginOutcomeDone = absl::AnyInvocable<void(absl::StatusOr<LoginOutcome>) &&>;
+
+// An AwaitLogin in progress.
+class LoginWait {
+ public:
+  // The caller went away: the wait ends soon (its `done` still runs, once).
+  void Cancel() {
+    absl::AnyInvocable<void()> cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      cancel = std::move(cancel_);
+    }
+    if (cancel) cancel();
+  }
+  // What ends the step in flight early; run at once when cancelled already.
+  void SetCancel(absl::AnyInvocable<void()> cancel) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_) {
+        cancel_ = std::move(cancel);
+        return;
+      }
+    }
+    cancel();
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::AnyInvocable<void()> cancel_ ABSL_GUARDED_BY(mu_);
+};
+
 // Identity verifies Bearer tokens itself, authoritatively: its keys and its own table of ended
 // sessions (every other service uses a SessionKeyCache over GetSessionKeys and the feed).
 class Identity final : public auth::SessionVerifier {
@@ -227,8 +273,11 @@ class Identity final : public auth::SessionVerifier {
   // `language`: of the app's text ("sr-Cyrl", empty, "sr-Latn", "en").
   absl::StatusOr<LoginStart> StartLogin(std::string_view username, const ClientInfo& client,
                                         std::string_view language = "");
-  // Whoever holds the login id. Waits at most min(max_wait, config max_await).
-  absl::StatusOr<LoginOutcome> AwaitLogin(std::string_view login_id, absl::Duration max_wait);
+  // Whoever holds the login id. Waits at most min(max_wait, config max_await), holding no thread:
+  // the checks and the database work run on `runner`, the wait for the decision is consent's
+  // AwaitRequest called asynchronously. `done` runs once, on `runner`; `runner` must outlive it.
+  std::shared_ptr<LoginWait> AwaitLogin(std::string login_id, absl::Duration max_wait,
+                                        TaskRunner* runner, LoginOutcomeDone done);
   // A user (authenticated with allow_revoked, so that a repeated logout succeeds).
   absl::Status Logout(const Caller& caller, const ClientInfo& client);
   // Services.
@@ -261,6 +310,9 @@ class Identity final : public auth::SessionVerifier {
 
   absl::StatusOr<LoginOutcome> FinishLogin(const LoginRecord& login, LoginState state,
                                            const ConsentRequestStatus* approval);
+  // What AwaitLogin answers once consent answered for the pending `login`.
+  absl::StatusOr<LoginOutcome> LoginAfterConsent(
+      const LoginRecord& login, const absl::StatusOr<ConsentRequestStatus>& status);
   // The final state of a login another call completed first.
   absl::StatusOr<LoginOutcome> CompletedLogin(std::string_view login_id_sha256);
   void RecordConsentLatency(absl::Duration d);

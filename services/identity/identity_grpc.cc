@@ -6,8 +6,10 @@
 
 #include "absl/time/clock.h"
 #include "common/audit_proto.h"
+#include "common/grpc_request_id.h"
 #include "common/grpc_status.h"
 #include "common/proto_time.h"
+#include "common/request_id.h"
 
 namespace qsign::identity {
 namespace {
@@ -178,23 +180,48 @@ grpc::Status IdentityGrpc::StartLogin(grpc::ServerContext* ctx, const pb::StartL
   return grpc::Status::OK;
 }
 
-grpc::Status IdentityGrpc::AwaitLogin(grpc::ServerContext* ctx, const pb::AwaitLoginRequest* req,
-                                      pb::AwaitLoginResponse* resp) {
-  absl::Duration max_wait =
-      absl::Seconds(req->max_wait().seconds()) + absl::Nanoseconds(req->max_wait().nanos());
-  if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-    max_wait =
-        std::min(max_wait, absl::FromChrono(ctx->deadline()) - absl::Now() - kDeadlineMargin);
+namespace {
+
+// One AwaitLogin: answered from the runner once the login is decided, max_wait has passed
+// (shortened to the caller's deadline) or the caller went away.
+class AwaitLoginReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AwaitLoginReactor(Identity* identity, TaskRunner* runner, grpc::CallbackServerContext* ctx,
+                    const pb::AwaitLoginRequest& req, pb::AwaitLoginResponse* resp) {
+    // Current while the first step is posted, so that every step carries it.
+    request_id::ScopedRequestId scope(request_id::AcceptCallbackRequestId(ctx));
+    absl::Duration max_wait =
+        absl::Seconds(req.max_wait().seconds()) + absl::Nanoseconds(req.max_wait().nanos());
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+      max_wait =
+          std::min(max_wait, absl::FromChrono(ctx->deadline()) - absl::Now() - kDeadlineMargin);
+    }
+    wait_ = identity->AwaitLogin(
+        req.login_id(), max_wait, runner, [this, resp](absl::StatusOr<LoginOutcome> outcome) {
+          if (!outcome.ok()) return Finish(Reply("AwaitLogin", outcome.status()));
+          resp->set_state(static_cast<pb::LoginState>(static_cast<int>(outcome->state)));
+          if (outcome->state == LoginState::kApproved) {
+            resp->set_session_token(std::string(outcome->session_token.value()));
+            *resp->mutable_session_expires_at() = ToProto(outcome->session_expires_at);
+            resp->set_account_id(outcome->account_id);
+          }
+          Finish(grpc::Status::OK);
+        });
   }
-  auto outcome = identity_->AwaitLogin(req->login_id(), max_wait);
-  if (!outcome.ok()) return Reply("AwaitLogin", outcome.status());
-  resp->set_state(static_cast<pb::LoginState>(static_cast<int>(outcome->state)));
-  if (outcome->state == LoginState::kApproved) {
-    resp->set_session_token(std::string(outcome->session_token.value()));
-    *resp->mutable_session_expires_at() = ToProto(outcome->session_expires_at);
-    resp->set_account_id(outcome->account_id);
-  }
-  return grpc::Status::OK;
+
+  void OnCancel() override { wait_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<LoginWait> wait_;  // Set in the constructor, before any reaction.
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* IdentityGrpc::AwaitLogin(grpc::CallbackServerContext* ctx,
+                                                   const pb::AwaitLoginRequest* req,
+                                                   pb::AwaitLoginResponse* resp) {
+  return new AwaitLoginReactor(identity_, &runner_, ctx, *req, resp);
 }
 
 grpc::Status IdentityGrpc::Logout(grpc::ServerContext* ctx, const pb::LogoutRequest*,

@@ -6,15 +6,25 @@
 #include <utility>
 
 #include "common/client_address.h"
+#include "common/task_runner.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "services/identity/identity.h"
 
 namespace qsign::identity {
 
-class IdentityGrpc final : public qsign::v1::Identity::Service {
+inline constexpr int kAwaitLoginThreads = 4;
+
+// AwaitLogin waits for the user's decision holding no thread: it uses gRPC's callback API and a
+// runner of this service's own; every other method stays synchronous
+// (docs/decisions/callback-long-waits.md).
+using IdentityService =
+    qsign::v1::Identity::WithCallbackMethod_AwaitLogin<qsign::v1::Identity::Service>;
+
+class IdentityGrpc final : public IdentityService {
  public:
   // `identity` is not owned and must outlive this service. `client_address` resolves the end
-  // user's address for per-address limits.
+  // user's address for per-address limits. Destroy it only after the server serving it has shut
+  // down (its runner finishes AwaitLogin calls).
   explicit IdentityGrpc(Identity* identity, ClientAddressResolver client_address = {})
       : identity_(identity), client_address_(std::move(client_address)) {}
 
@@ -36,8 +46,9 @@ class IdentityGrpc final : public qsign::v1::Identity::Service {
                           qsign::v1::Account* resp) override;
   grpc::Status StartLogin(grpc::ServerContext* ctx, const qsign::v1::StartLoginRequest* req,
                           qsign::v1::StartLoginResponse* resp) override;
-  grpc::Status AwaitLogin(grpc::ServerContext* ctx, const qsign::v1::AwaitLoginRequest* req,
-                          qsign::v1::AwaitLoginResponse* resp) override;
+  grpc::ServerUnaryReactor* AwaitLogin(grpc::CallbackServerContext* ctx,
+                                       const qsign::v1::AwaitLoginRequest* req,
+                                       qsign::v1::AwaitLoginResponse* resp) override;
   grpc::Status Logout(grpc::ServerContext* ctx, const qsign::v1::LogoutRequest* req,
                       qsign::v1::LogoutResponse* resp) override;
   grpc::Status ValidateSession(grpc::ServerContext* ctx,
@@ -57,6 +68,8 @@ class IdentityGrpc final : public qsign::v1::Identity::Service {
  private:
   Identity* identity_;  // Not owned.
   const ClientAddressResolver client_address_;
+  // AwaitLogin's checks and database work; a few workers serve every waiting portal.
+  TaskRunner runner_{kAwaitLoginThreads};
 };
 
 }  // namespace qsign::identity
