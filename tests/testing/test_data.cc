@@ -34,6 +34,18 @@ std::string NationalId(int n) {
   }
 }
 
+std::string ManyNationalId(int n) {
+  const int day = 1 + n / 1000 % 28;
+  const int month = 1 + n / 28000 % 12;
+  // A region whose check digit is not 10 (the sum changes with the region).
+  for (int region = 71;; ++region) {
+    const std::string first12 =
+        absl::StrFormat("%02d%02d985%02d%03d", day, month, region, n % 1000);
+    const int check = CheckDigit(first12);
+    if (check >= 0) return absl::StrCat(first12, check);
+  }
+}
+
 std::string ServiceSecret(std::string_view service) {
   return absl::StrCat(std::string(service), "-secret");
 }

@@ -13,6 +13,9 @@ namespace qsign::testing {
 // the serial taken from `n`. Distinct for distinct n in [0, 1000); NationalId(0) is
 // "0101990710008".
 std::string NationalId(int n);
+// A valid national ID number, distinct for distinct n in [0, 336000) and from every NationalId
+// (born in 1985: day, month and serial from `n`), for benchmarks that register many people.
+std::string ManyNationalId(int n);
 
 // The PIN the tests' consent apps are enrolled with.
 inline constexpr char kPin[] = "240913";
