@@ -5,6 +5,7 @@
 // and shutdown ends every stream at once with UNAVAILABLE. gRPC's synchronous server held one
 // thread per open stream.
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 
 #include <map>
 #include <memory>
@@ -16,7 +17,9 @@
 #include "consent/app_simulator.h"
 #include "gtest/gtest.h"
 #include "qsign/v1/identity.grpc.pb.h"
+#include "tests/faults/fault_stack.h"
 #include "tests/testing/people.h"
+#include "tests/testing/qsignd_process.h"
 #include "tests/testing/service_test.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
@@ -197,6 +200,42 @@ TEST_F(LongWaitsTest, AThousandWaitingAwaitLoginsHoldNoThreadsAndExactlyOneGetsT
   EXPECT_EQ(tokens, 1);
   EXPECT_EQ(codes[grpc::StatusCode::OK], 1);
   EXPECT_EQ(codes[grpc::StatusCode::FAILED_PRECONDITION], kStreams - 1);
+}
+
+// The real binary: SIGTERM with 1,000 open streams ends each with UNAVAILABLE and qsignd exits
+// cleanly well within its grace period.
+class QsigndLongWaitsTest : public testing::ServiceTest {
+ protected:
+  QsigndLongWaitsTest() : ServiceTest({.pool_size = 0, .hsm_sessions = 0}) {}
+};
+
+TEST_F(QsigndLongWaitsTest, SigtermEndsEveryOpenStreamWithUnavailableAndExitsWithinItsGrace) {
+  config::v1::ServerConfig config =
+      testing::FaultStackConfig(env(), {"identity", "consent", "signer"});
+  auto qsignd = testing::QsigndProcess::Start(QSIGND_PATH, config, token().dir());
+  ASSERT_TRUE(qsignd.ok()) << qsignd.status();
+  auto channel = grpc::CreateChannel((*qsignd)->target(), grpc::InsecureChannelCredentials());
+  auto identity = pb::Identity::NewStub(channel);
+  auto person = testing::EnrolPerson(*identity, conninfo(), channel, 1);
+  ASSERT_TRUE(person.ok()) << person.status();
+  auto streams = testing::WatchStreams::Open(
+      grpc::CreateChannel((*qsignd)->target(), grpc::InsecureChannelCredentials()),
+      {person->app.get()}, kStreams, absl::Seconds(120));
+  ASSERT_TRUE(streams.ok()) << streams.status();
+  const int threads = testing::ThreadCount((*qsignd)->pid());
+  std::cout << "qsignd threads with " << kStreams << " open streams: " << threads << "\n";
+  EXPECT_LT(threads, kMaxThreads);
+
+  const absl::Time started = absl::Now();
+  const int status = (*qsignd)->Stop();
+  const absl::Duration took = absl::Now() - started;
+  std::cout << "SIGTERM to exit with " << kStreams
+            << " open streams: " << absl::FormatDuration(took) << "\n";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // The grace period (observability.grace_seconds, 10 s in this config) is not needed.
+  EXPECT_LT(took, absl::Seconds(3));
+  auto codes = (*streams)->AwaitEnded(absl::Seconds(2));
+  EXPECT_EQ(codes[grpc::StatusCode::UNAVAILABLE], kStreams);
 }
 
 }  // namespace
