@@ -8,11 +8,14 @@
 //   build/bench/bench_memory [--accounts=10000] [--streams=1000] [--apps=50] [--clients=8]
 //                            [--qsignd=PATH]
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,6 +65,23 @@ double Load1() {
     std::fclose(f);
   }
   return load;
+}
+
+// User + system CPU time of `pid` so far, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(text.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 struct Sample {
@@ -165,6 +185,11 @@ int Main() {
   const Sample with_streams = sample();
   print(absl::StrFormat("%d streams open (%.1f s)", opened, open_s).c_str(), with_streams);
 
+  // What the open streams cost while nothing happens: the safety-net re-reads (poll_interval).
+  const double cpu0 = CpuSeconds(pid);
+  absl::SleepFor(absl::Seconds(5));
+  const double idle_cpu_pct = (CpuSeconds(pid) - cpu0) / 5 * 100;
+  std::printf("qsignd CPU with the streams open and idle: %.1f %% of one core\n", idle_cpu_pct);
   const double kib_per_stream =
       static_cast<double>(with_streams.rss_kib - with_accounts.rss_kib) / opened;
   const double kib_per_account =
@@ -177,13 +202,14 @@ int Main() {
       "\"streams\":%d,\"apps\":%zu,\"rss_kib\":%lld,\"rss_kib_started\":%lld,"
       "\"rss_kib_accounts\":%lld,\"kib_per_stream\":%.1f,\"kib_per_account\":%.2f,"
       "\"threads_started\":%d,\"threads_accounts\":%d,\"threads\":%d,\"accounts_s\":%.1f,"
-      "\"streams_open_s\":%.1f,\"per_s\":null,\"ref\":null,\"ref_per_s\":null,\"ratio\":null,"
+      "\"streams_open_s\":%.1f,\"idle_cpu_pct\":%.1f,\"per_s\":null,\"ref\":null,\"ref_per_s\":"
+      "null,\"ratio\":null,"
       "\"failures\":%d,\"load1\":%.2f}\n",
       accounts / 1000, opened, accounts, opened, watching.size(),
       static_cast<long long>(with_streams.rss_kib), static_cast<long long>(started.rss_kib),
       static_cast<long long>(with_accounts.rss_kib), kib_per_stream, kib_per_account,
       started.threads, with_accounts.threads, with_streams.threads, accounts_s, open_s,
-      failures.load(), load1);
+      idle_cpu_pct, failures.load(), load1);
   open->reset();
   return failures.load() == 0 ? 0 : 1;
 }
