@@ -535,6 +535,112 @@ TEST_F(DbTest, CachedStatementSurvivesSchemaChange) {
   EXPECT_EQ(after.GetInt64(0, 1).value(), 7);
 }
 
+// BEGIN travels with the first statement: BEGIN; statement; COMMIT is two round trips.
+TEST_F(DbTest, TransactionOfOneStatementIsTwoRoundTrips) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE counts (n bigint)").status());
+  auto insert = [&](int64_t n) {
+    return single->InTransaction([&](Tx& tx) -> absl::Status {
+      return tx.Exec("INSERT INTO counts VALUES ($1)", {Param::Int(n)}).status();
+    });
+  };
+  ASSERT_OK(insert(1));  // Prepares the statement on this connection.
+  const int64_t before = single->Stats().round_trips;
+  ASSERT_OK(insert(2));
+  EXPECT_EQ(single->Stats().round_trips - before, 2);
+  // A transaction that ran nothing costs nothing.
+  ASSERT_OK(single->InTransaction([](Tx&) { return absl::OkStatus(); }));
+  EXPECT_EQ(single->Stats().round_trips - before, 2);
+  ASSERT_OK_AND_ASSIGN(r, single->Exec("SELECT count(*), sum(n) FROM counts"));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 2);
+  EXPECT_EQ(r.GetInt64(0, 1).value(), 3);
+}
+
+// The first statement fails inside the pipeline with BEGIN: rolled back, the right code, and the
+// connection serves the next transaction.
+TEST_F(DbTest, FirstStatementErrorInPipelineRollsBack) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE keys (id bigint PRIMARY KEY)").status());
+  ASSERT_OK(single->Exec("INSERT INTO keys VALUES (1)").status());
+  for (int i = 0; i < 2; ++i) {  // Unprepared, then prepared.
+    absl::Status st = single->InTransaction([](Tx& tx) -> absl::Status {
+      return tx.Exec("INSERT INTO keys VALUES ($1)", {Param::Int(1)}).status();
+    });
+    EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  }
+  // An error the server finds while parsing the first statement.
+  absl::Status syntax = single->InTransaction(
+      [](Tx& tx) -> absl::Status { return tx.Exec("INSERT INTO nowhere VALUES (1)").status(); });
+  EXPECT_EQ(syntax.code(), absl::StatusCode::kInternal) << syntax;
+  // A script as the first thing in a transaction carries BEGIN too, and rolls back with it.
+  absl::Status script = single->InTransaction(
+      [](Tx& tx) -> absl::Status {
+        if (absl::Status s = tx.ExecScript("INSERT INTO keys VALUES (7)"); !s.ok()) return s;
+        return absl::AbortedError("no");
+      },
+      {.max_retries = 0});
+  EXPECT_EQ(script.code(), absl::StatusCode::kAborted);
+  ASSERT_OK(single->InTransaction([](Tx& tx) -> absl::Status {
+    return tx.Exec("INSERT INTO keys VALUES ($1)", {Param::Int(2)}).status();
+  }));
+  ASSERT_OK_AND_ASSIGN(r, single->Exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM keys"));
+  EXPECT_EQ(r.Get(0, 0), "1,2");
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
+TEST_F(DbTest, LockTimeoutEndsAWaitAndStaysInItsTransaction) {
+  ASSERT_OK(pool().Exec("CREATE TABLE slots (id bigint PRIMARY KEY, v bigint)").status());
+  ASSERT_OK(pool().Exec("INSERT INTO slots VALUES (1, 0)").status());
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  absl::Notification locked, release;
+  std::thread holder([&] {
+    ASSERT_OK(pool().InTransaction([&](Tx& tx) -> absl::Status {
+      auto r = tx.Exec("SELECT v FROM slots WHERE id = 1 FOR UPDATE");
+      locked.Notify();
+      release.WaitForNotification();
+      return r.status();
+    }));
+  });
+  locked.WaitForNotification();
+  const absl::Time start = absl::Now();
+  absl::Status st = single->InTransaction(
+      [](Tx& tx) -> absl::Status {
+        return tx.Exec("UPDATE slots SET v = v + 1 WHERE id = 1").status();
+      },
+      {.max_retries = 0, .lock_timeout = absl::Milliseconds(200)});
+  const absl::Duration waited = absl::Now() - start;
+  release.Notify();
+  holder.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kAborted) << st;  // 55P03 lock_not_available
+  EXPECT_GE(waited, absl::Milliseconds(150));
+  EXPECT_LT(waited, absl::Seconds(5));
+  // SET LOCAL: the next transaction on the same connection waits as long as it must.
+  ASSERT_OK_AND_ASSIGN(shown, single->Exec("SHOW lock_timeout"));
+  EXPECT_EQ(shown.Get(0, 0), "0");
+  ASSERT_OK(single->InTransaction([](Tx& tx) -> absl::Status {
+    return tx.Exec("UPDATE slots SET v = v + 1 WHERE id = 1").status();
+  }));
+}
+
+// More $n placeholders than parameters: a clear INTERNAL error (a bug in our SQL), not a
+// protocol violation reported as a lost connection; the connection stays usable.
+TEST_F(DbTest, WrongParameterCountIsAClearError) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  for (int i = 0; i < 2; ++i) {  // Preparing, then from the cache.
+    absl::Status st = single->Exec("SELECT $1::bigint + $2::bigint", {Param::Int(1)}).status();
+    EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+    EXPECT_THAT(st.message(), HasSubstr("has 2 parameters ($1..$2), 1 given")) << st;
+  }
+  absl::Status in_tx = single->InTransaction([](Tx& tx) -> absl::Status {
+    return tx.Exec("SELECT $1::bigint + $2::bigint", {Param::Int(1)}).status();
+  });
+  EXPECT_EQ(in_tx.code(), absl::StatusCode::kInternal) << in_tx;
+  ASSERT_OK_AND_ASSIGN(
+      r, single->Exec("SELECT $1::bigint + $2::bigint", {Param::Int(1), Param::Int(2)}));
+  EXPECT_EQ(r.GetInt64(0, 0).value(), 3);
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
 // ---- migrations ----
 
 constexpr Migration kV1{1, "create widgets", "CREATE TABLE widgets (id bigint PRIMARY KEY);"};

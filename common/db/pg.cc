@@ -1,5 +1,6 @@
 #include "common/db/pg.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -10,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/strings.h"
@@ -149,6 +151,17 @@ const char* BeginSql(const TxOptions& options) {
                                : "BEGIN ISOLATION LEVEL SERIALIZABLE";
   }
   Die("unknown isolation level");
+}
+
+// BEGIN and the transaction's SET LOCALs, one statement each (they go out in a pipeline).
+std::vector<std::string> BeginStatements(const TxOptions& options) {
+  std::vector<std::string> out = {BeginSql(options)};
+  if (options.lock_timeout > absl::ZeroDuration()) {
+    const int64_t ms = std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(options.lock_timeout, absl::Milliseconds(1))));
+    out.push_back(absl::StrCat("SET LOCAL lock_timeout = ", ms));
+  }
+  return out;
 }
 
 }  // namespace
@@ -348,49 +361,147 @@ absl::StatusOr<Result> Connection::Finish(PgResultPtr res, bool cached_statement
   return error;
 }
 
-absl::StatusOr<Result> Connection::Exec(std::string_view sql, std::span<const Param> params) {
-  const int n = static_cast<int>(params.size());
-  std::vector<Oid> types(params.size());
-  std::vector<const char*> values(params.size());
-  std::vector<int> lengths(params.size());
-  std::vector<int> formats(params.size());
-  std::string key(sql);
-  key.push_back('\0');
+struct Connection::Bound {
+  std::string sql_z;  // libpq wants it NUL-terminated.
+  // The cache key: SQL text, '\0', the parameter type OIDs.
+  std::string key;
+  std::vector<Oid> types;
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  int n() const { return static_cast<int>(types.size()); }
+};
+
+absl::Status Connection::Bind(std::string_view sql, std::span<const Param> params, Bound* b) {
+  b->types.resize(params.size());
+  b->values.resize(params.size());
+  b->lengths.resize(params.size());
+  b->formats.resize(params.size());
+  b->key.assign(sql);
+  b->key.push_back('\0');
   for (size_t i = 0; i < params.size(); ++i) {
     const Param& p = params[i];
     if (!p.is_binary() && p.value().find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("SQL parameter $", i + 1, " contains a NUL byte; use Param::Bytes"));
     }
-    types[i] = p.type();
-    values[i] = p.is_null() ? nullptr : p.value().data();
-    lengths[i] = static_cast<int>(p.value().size());
-    formats[i] = p.is_binary() ? 1 : 0;
-    key.append(reinterpret_cast<const char*>(&types[i]), sizeof(Oid));
+    b->types[i] = p.type();
+    b->values[i] = p.is_null() ? nullptr : p.value().data();
+    b->lengths[i] = static_cast<int>(p.value().size());
+    b->formats[i] = p.is_binary() ? 1 : 0;
+    b->key.append(reinterpret_cast<const char*>(&b->types[i]), sizeof(Oid));
   }
-  const std::string sql_z(sql);  // libpq wants it NUL-terminated.
+  b->sql_z.assign(sql);
+  return absl::OkStatus();
+}
 
-  auto it = statements_.find(key);
+absl::StatusOr<Result> Connection::Exec(std::string_view sql, std::span<const Param> params) {
+  return ExecAfter({}, sql, params);
+}
+
+absl::StatusOr<Result> Connection::ExecAfter(std::span<const std::string> prefix,
+                                             std::string_view sql, std::span<const Param> params) {
+  if (broken_) return absl::UnavailableError("database connection lost in a pipeline");
+  Bound b;
+  if (absl::Status st = Bind(sql, params, &b); !st.ok()) return st;
+
+  auto it = statements_.find(b.key);
   if (it == statements_.end() && statements_.size() < kMaxCachedStatements) {
+    // Prepared and described once per connection (a new connection starts with none).
     std::string name = absl::StrCat("qsign_", next_statement_++);
-    PgResultPtr prep(PQprepare(conn_.get(), name.c_str(), sql_z.c_str(), n, types.data()));
+    ++round_trips_;
+    PgResultPtr prep(PQprepare(conn_.get(), name.c_str(), b.sql_z.c_str(), b.n(), b.types.data()));
     if (prep == nullptr || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
       return ErrorStatus(prep.get());
     }
-    it = statements_.emplace(key, std::move(name)).first;
+    ++round_trips_;
+    PgResultPtr desc(PQdescribePrepared(conn_.get(), name.c_str()));
+    if (desc == nullptr || PQresultStatus(desc.get()) != PGRES_COMMAND_OK) {
+      return ErrorStatus(desc.get());
+    }
+    it = statements_.emplace(b.key, Prepared{std::move(name), PQnparams(desc.get())}).first;
   }
   if (it != statements_.end()) {
-    PgResultPtr res(PQexecPrepared(conn_.get(), it->second.c_str(), n, values.data(),
-                                   lengths.data(), formats.data(), /*resultFormat=*/0));
-    return Finish(std::move(res), /*cached_statement=*/true, key);
+    if (it->second.params != b.n()) {
+      // The server infers types for placeholders beyond the ones given, then refuses to bind.
+      return absl::InternalError(absl::StrCat("SQL statement has ", it->second.params,
+                                              " parameters ($1..$", it->second.params, "), ", b.n(),
+                                              " given: ", Av(sql.substr(0, 80))));
+    }
+    if (!prefix.empty()) return ExecPipelined(prefix, b, &it->second.name);
+    ++round_trips_;
+    PgResultPtr res(PQexecPrepared(conn_.get(), it->second.name.c_str(), b.n(), b.values.data(),
+                                   b.lengths.data(), b.formats.data(), /*resultFormat=*/0));
+    return Finish(std::move(res), /*cached_statement=*/true, b.key);
   }
-  PgResultPtr res(PQexecParams(conn_.get(), sql_z.c_str(), n, types.data(), values.data(),
-                               lengths.data(), formats.data(), /*resultFormat=*/0));
-  return Finish(std::move(res), /*cached_statement=*/false, key);
+  if (!prefix.empty()) return ExecPipelined(prefix, b, nullptr);
+  ++round_trips_;
+  PgResultPtr res(PQexecParams(conn_.get(), b.sql_z.c_str(), b.n(), b.types.data(), b.values.data(),
+                               b.lengths.data(), b.formats.data(),
+                               /*resultFormat=*/0));
+  return Finish(std::move(res), /*cached_statement=*/false, b.key);
+}
+
+absl::StatusOr<Result> Connection::ExecPipelined(std::span<const std::string> prefix,
+                                                 const Bound& b, const std::string* name) {
+  PGconn* c = conn_.get();
+  if (PQenterPipelineMode(c) != 1) return ErrorStatus(nullptr);
+  bool sent = true;
+  for (const std::string& sql : prefix) {
+    sent = sent && PQsendQueryParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
+                                     /*resultFormat=*/0) == 1;
+  }
+  if (sent) {
+    sent = name != nullptr
+               ? PQsendQueryPrepared(c, name->c_str(), b.n(), b.values.data(), b.lengths.data(),
+                                     b.formats.data(), /*resultFormat=*/0) == 1
+               : PQsendQueryParams(c, b.sql_z.c_str(), b.n(), b.types.data(), b.values.data(),
+                                   b.lengths.data(), b.formats.data(), /*resultFormat=*/0) == 1;
+  }
+  // The Sync ends the pipeline and flushes it: one write, one wait for the answers.
+  if (sent) sent = PQpipelineSync(c) == 1;
+  ++round_trips_;
+  // Each query answers one result (its rows, its error, or PGRES_PIPELINE_ABORTED after an
+  // earlier error) and then NULL; the Sync answers PGRES_PIPELINE_SYNC.
+  const size_t queries = prefix.size() + 1;
+  std::vector<PgResultPtr> results;
+  bool in_step = sent;
+  while (in_step && results.size() < queries) {
+    PgResultPtr r(PQgetResult(c));
+    if (r == nullptr) break;
+    int extra = 0;
+    while (PGresult* more = PQgetResult(c)) {
+      PQclear(more);
+      if (++extra > 4) break;
+    }
+    in_step = extra <= 4;
+    results.push_back(std::move(r));
+  }
+  if (in_step && results.size() == queries) {
+    PgResultPtr sync(PQgetResult(c));
+    in_step = sync != nullptr && PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC &&
+              PQexitPipelineMode(c) == 1;
+  }
+  if (!in_step || results.size() != queries) {
+    // Whatever went wrong (usually a lost connection), libpq is not where this code can go on.
+    broken_ = true;
+    absl::Status error = ErrorStatus(results.empty() ? nullptr : results.back().get());
+    if (error.code() != absl::StatusCode::kUnavailable) {
+      error = absl::UnavailableError(absl::StrCat("database pipeline failed: ", error.message()));
+    }
+    return error;
+  }
+  for (size_t i = 0; i + 1 < queries; ++i) {
+    absl::StatusOr<Result> r = Finish(std::move(results[i]), /*cached_statement=*/false, "");
+    if (!r.ok()) return r.status();
+  }
+  return Finish(std::move(results.back()), /*cached_statement=*/name != nullptr, b.key);
 }
 
 absl::Status Connection::ExecScript(std::string_view sql) {
+  if (broken_) return absl::UnavailableError("database connection lost in a pipeline");
   std::string sql_z(sql);
+  ++round_trips_;
   PgResultPtr res(PQexec(conn_.get(), sql_z.c_str()));
   return Finish(std::move(res), /*cached_statement=*/false, "").status();
 }
@@ -399,6 +510,7 @@ bool Connection::Healthy() {
   // The socket is non-blocking inside libpq, so these reads never wait. A server that ended the
   // session sent a FATAL message and then EOF: the first read takes the message, the second
   // sees the EOF.
+  if (broken_) return false;
   for (int i = 0; i < 2; ++i) {
     if (PQstatus(conn_.get()) != CONNECTION_OK || PQconsumeInput(conn_.get()) == 0) return false;
   }
@@ -406,6 +518,7 @@ bool Connection::Healthy() {
 }
 
 PGTransactionStatusType Connection::transaction_status() const {
+  if (broken_) return PQTRANS_UNKNOWN;
   return PQtransactionStatus(conn_.get());
 }
 
@@ -416,13 +529,19 @@ void Tx::Record(const absl::Status& status) {
 }
 
 absl::StatusOr<Result> Tx::Exec(std::string_view sql, std::span<const Param> params) {
-  absl::StatusOr<Result> res = conn_->Exec(sql, params);
+  absl::StatusOr<Result> res =
+      begin_.empty() ? conn_->Exec(sql, params) : conn_->ExecAfter(begin_, sql, params);
+  // BEGIN went out unless the statement failed before anything was sent.
+  if (!begin_.empty() && conn_->transaction_status() != PQTRANS_IDLE) begin_.clear();
   if (!res.ok()) Record(res.status());
   return res;
 }
 
 absl::Status Tx::ExecScript(std::string_view sql) {
-  absl::Status st = conn_->ExecScript(sql);
+  absl::Status st =
+      begin_.empty() ? conn_->ExecScript(sql)
+                     : conn_->ExecScript(absl::StrCat(absl::StrJoin(begin_, "; "), "; ", Av(sql)));
+  if (!begin_.empty() && conn_->transaction_status() != PQTRANS_IDLE) begin_.clear();
   Record(st);
   return st;
 }
@@ -501,9 +620,11 @@ absl::StatusOr<std::unique_ptr<Connection>> Pool::Acquire() {
 }
 
 void Pool::Release(std::unique_ptr<Connection> conn) {
+  const int64_t round_trips = conn->TakeRoundTrips();
   // Anything but an idle, healthy connection (broken, or left inside a transaction) is closed.
   if (conn->transaction_status() != PQTRANS_IDLE) conn.reset();
   absl::MutexLock lock(&mu_);
+  round_trips_ += round_trips;
   --in_use_;
   if (conn != nullptr) {
     idle_.push_back(std::move(conn));
@@ -541,14 +662,15 @@ absl::Status Pool::TryTransaction(absl::FunctionRef<absl::Status(Tx&)> fn, const
   Lease lease(this, *std::move(acquired));
   Connection& conn = lease.conn();
 
-  if (absl::Status st = conn.ExecScript(BeginSql(options)); !st.ok()) {
-    // Nothing ran yet, so a broken connection is worth another try on a fresh one.
-    retryable = st.code() == absl::StatusCode::kUnavailable;
-    return st;
-  }
-  Tx tx(&conn);
+  // BEGIN goes with the first statement (a broken connection then fails that one: retried).
+  Tx tx(&conn, BeginStatements(options));
   absl::Status st = fn(tx);
   if (st.ok() && !tx.first_error_.ok()) st = tx.first_error_;
+  if (!tx.begin_.empty()) {
+    // Nothing reached the server: nothing to commit or roll back.
+    retryable = st.code() == absl::StatusCode::kAborted;
+    return st;
+  }
   if (st.ok() && conn.transaction_status() != PQTRANS_INTRANS) {
     st = absl::InternalError("the transaction was ended or failed inside InTransaction");
   }
@@ -592,6 +714,7 @@ PoolStats Pool::Stats() const {
   s.in_use = in_use_;
   s.acquire_timeouts = acquire_timeouts_;
   s.retries = retries_;
+  s.round_trips = round_trips_;
   return s;
 }
 

@@ -17,6 +17,11 @@
 //    executed by name, so write SQL with $1..$n placeholders, never with values pasted in.
 //    A cached statement invalidated by a schema change is dropped and the attempt reported as
 //    ABORTED, which Pool::Exec and Pool::InTransaction retry. Never DISCARD ALL or DEALLOCATE.
+//    A connection that breaks is replaced by a new one, which prepares its statements again on
+//    first use. A statement given fewer or more parameters than its $n placeholders is INTERNAL
+//    (a bug in our SQL), named as such.
+//  - Round trips: a transaction's BEGIN (and its SET LOCALs) travels with its first statement in
+//    one round trip (libpq pipeline mode), so BEGIN; statement; COMMIT costs two, not three.
 //  - Errors: every server error goes through SqlstateToStatus. A lost connection is UNAVAILABLE.
 //    Status messages carry the server's primary message and SQLSTATE, never the DETAIL (which
 //    may quote row values).
@@ -31,6 +36,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -140,9 +146,18 @@ class Connection {
   absl::StatusOr<Result> Exec(std::string_view sql, std::initializer_list<Param> params) {
     return Exec(sql, std::span<const Param>(params.begin(), params.size()));
   }
+  // The statements of `prefix` (no parameters, one statement each: BEGIN, SET LOCAL ...) and
+  // then `sql`, sent together and answered in one round trip (libpq pipeline mode). A failing
+  // prefix statement's error is returned and `sql` does not run.
+  absl::StatusOr<Result> ExecAfter(std::span<const std::string> prefix, std::string_view sql,
+                                   std::span<const Param> params);
   // Any number of statements separated by ';', no parameters, nothing cached (migrations,
   // BEGIN/COMMIT). Returns the last statement's error, if any.
   absl::Status ExecScript(std::string_view sql);
+
+  // Requests answered by the server on this connection (each a wait for its reply) since the
+  // last call; resets the count.
+  int64_t TakeRoundTrips() { return std::exchange(round_trips_, 0); }
 
   // False once the connection is known to be broken. Reads whatever the server sent without
   // blocking, so a connection the server closed while idle is noticed here.
@@ -151,14 +166,27 @@ class Connection {
   PGTransactionStatusType transaction_status() const;
 
  private:
+  struct Bound;
+  struct Prepared {
+    std::string name;  // The server-side statement name.
+    int params = 0;    // Its $n placeholders, as the server counted them.
+  };
+
   explicit Connection(PgConnPtr conn) : conn_(std::move(conn)) {}
   absl::Status ErrorStatus(const PGresult* res) const;
   absl::StatusOr<Result> Finish(PgResultPtr res, bool cached_statement, const std::string& key);
+  static absl::Status Bind(std::string_view sql, std::span<const Param> params, Bound* out);
+  // The pipeline behind ExecAfter (prefix non-empty); `name` null runs the statement unprepared.
+  absl::StatusOr<Result> ExecPipelined(std::span<const std::string> prefix, const Bound& bound,
+                                       const std::string* name);
 
   PgConnPtr conn_;
-  // Key: SQL text, '\0', the parameter type OIDs. Value: the server-side statement name.
-  absl::flat_hash_map<std::string, std::string> statements_;
+  // Key: SQL text, '\0', the parameter type OIDs.
+  absl::flat_hash_map<std::string, Prepared> statements_;
   int64_t next_statement_ = 0;
+  int64_t round_trips_ = 0;
+  // Set when a pipeline left libpq in a state this class cannot recover; never used again.
+  bool broken_ = false;
 };
 
 // A transaction in progress, handed to the function given to Pool::InTransaction. Any database
@@ -178,10 +206,12 @@ class Tx {
 
  private:
   friend class Pool;
-  explicit Tx(Connection* conn) : conn_(conn) {}
+  Tx(Connection* conn, std::vector<std::string> begin) : conn_(conn), begin_(std::move(begin)) {}
   void Record(const absl::Status& status);
 
   Connection* conn_;  // Not owned: checked out of the pool for the life of the transaction.
+  // BEGIN and its SET LOCALs, not sent yet: they go with the first statement.
+  std::vector<std::string> begin_;
   absl::Status first_error_;
 };
 
@@ -199,6 +229,9 @@ struct TxOptions {
   bool read_only = false;
   // Extra attempts after an ABORTED outcome (serialization failure, deadlock).
   int max_retries = 5;
+  // If positive, a statement waiting longer than this for a lock fails with ABORTED
+  // (SET LOCAL lock_timeout, sent with BEGIN; milliseconds are kept).
+  absl::Duration lock_timeout = absl::ZeroDuration();
 };
 
 // Counters for metrics.
@@ -208,6 +241,9 @@ struct PoolStats {
   int in_use = 0;  // Checked out now.
   int64_t acquire_timeouts = 0;
   int64_t retries = 0;  // Statement or transaction attempts repeated after ABORTED/UNAVAILABLE.
+  // Requests answered by the server (each a wait for a reply), counted as connections come back
+  // to the pool: what a call costs in round trips, for tests and metrics.
+  int64_t round_trips = 0;
 };
 
 // A fixed-size, thread-safe pool of connections to one database. Connections are opened lazily up
@@ -253,6 +289,7 @@ class Pool {
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t acquire_timeouts_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t retries_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t round_trips_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace qsign::db
