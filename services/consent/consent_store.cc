@@ -168,15 +168,15 @@ absl::Status DecideIn(db::Tx& tx, const PinAttempt& at, RequestState state,
   return Notify(tx, at.account_id);
 }
 
+// Attempts on one account queue on its PIN row; none waits for long (every transaction that
+// runs BeginAttempt or kFastAttempt sets it).
+constexpr absl::Duration kAttemptLockTimeout = absl::Seconds(5);
+
 // The start of every attempt that presents a challenge, inside `tx`: the challenge consumed,
 // the PIN row (lock_pin) and the request (kApprove) locked and looked at. Leaves
 // out->outcome kDone when the attempt may go on (`pin` set when lock_pin), else the refusal.
 absl::Status BeginAttempt(db::Tx& tx, const PinAttempt& at, bool lock_pin, AttemptResult* out,
                           std::optional<PinRecord>* pin, bool reset = false) {
-  // Attempts on one account queue on its PIN row; none waits for long.
-  if (auto r = tx.Exec("SELECT set_config('lock_timeout', '5s', true)"); !r.ok()) {
-    return r.status();
-  }
   auto taken = tx.Exec(
       "DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 AND "
       "purpose = $3 AND request_id = $4 AND expires_at > $5 RETURNING 1",
@@ -290,6 +290,67 @@ absl::Status RecordWrong(db::Tx& tx, const PinAttempt& at, const db::AuditEvent&
   return Notify(tx, at.account_id);
 }
 
+// The common path of an approval, inside `tx`, in one statement: the challenge consumed, the
+// PIN row locked and the attempt counted (failures + 1) if the PIN is not blocked, then the
+// request locked if it is still PENDING and unexpired, in that order (as BeginAttempt takes
+// them). One row (verifier, failures, request expiry) if the attempt may go on; none if any
+// step refused, and then the caller rolls back and takes BeginAttempt's path to learn why.
+constexpr char kFastAttempt[] =
+    "WITH ch AS (DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 "
+    "AND purpose = $3 AND request_id = $4 AND expires_at > $5 RETURNING 1), "
+    "p AS (UPDATE consent.pins SET failures = failures + 1, updated_at = $5 "
+    "WHERE account_id = $6 AND NOT blocked AND EXISTS (SELECT 1 FROM ch) "
+    "RETURNING verifier, failures), "
+    "r AS (SELECT expires_at FROM consent.requests WHERE request_id = $4 AND state = 'PENDING' "
+    "AND expires_at > $5 AND EXISTS (SELECT 1 FROM p) FOR UPDATE) "
+    "SELECT p.verifier, p.failures, r.expires_at FROM p, r";
+
+// The approval of a PENDING request whose PIN was right, inside `tx`: the request APPROVED,
+// the failures reset, the journal row and the NOTIFY, in one statement.
+absl::Status ApproveIn(db::Tx& tx, const PinAttempt& at, const RequestDecision& d,
+                       const db::AuditEvent& event, AttemptResult* out) {
+  auto res = tx.Exec(
+      "WITH upd AS (UPDATE consent.requests SET state = 'APPROVED', decided_at = $2, "
+      "decided_by_device = $3, sad = $4, sad_expires_at = $5 "
+      "WHERE request_id = $1 AND state = 'PENDING' RETURNING request_id), "
+      "pin AS (UPDATE consent.pins SET failures = 0 WHERE account_id = $6 AND "
+      "EXISTS (SELECT 1 FROM upd) RETURNING 1), "
+      "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, "
+      "client_address, outcome, details) SELECT upd.request_id, $2, $7, $8, $9, $10, $11 "
+      "FROM upd RETURNING 1) "
+      "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), "
+      "(SELECT count(*) FROM j), pg_notify($12, $13)",
+      {Param::Text(at.request_id), Param::Time(d.decided_at), Param::Text(d.device_id),
+       d.sad.empty() ? Param::Null() : Param::Text(d.sad),
+       d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
+       Param::Text(at.account_id), Param::Text(event.actor), Param::Text(event.action),
+       Param::Text(event.client_address), Param::Text(event.outcome), Param::Text(event.details),
+       Param::Text(kNotifyChannel), Param::Text(NotifyPayload(at.account_id))});
+  if (!res.ok()) return res.status();
+  auto decided = res->GetInt64(0, 0);
+  if (!decided.ok()) return decided.status();
+  // The request row is locked by this transaction and was PENDING: it cannot fail.
+  if (*decided != 1) return absl::InternalError("approval: the locked request moved");
+  out->request_state = RequestState::kApproved;
+  return absl::OkStatus();
+}
+
+// Checks the PIN of an attempt already counted (row locked); a wrong one is recorded
+// (RecordWrong). Answers whether the PIN was right.
+absl::StatusOr<bool> CheckCounted(db::Tx& tx, const PinAttempt& at, const std::string& verifier,
+                                  PinCheck check, const db::AuditEvent& event,
+                                  const db::AuditEvent& audit, AttemptResult* out) {
+  // Only now, with the attempt counted and the row locked, is the PIN checked.
+  auto right = check(verifier);
+  if (!right.ok()) return right.status();
+  if (!*right) {
+    if (auto s = RecordWrong(tx, at, event, audit, out); !s.ok()) return s;
+    return false;
+  }
+  out->failures = 0;
+  return true;
+}
+
 // Counts the attempt, then checks the PIN (`pin` locked); a wrong one is recorded
 // (RecordWrong). Answers whether the PIN was right.
 absl::StatusOr<bool> CountThenCheck(db::Tx& tx, const PinAttempt& at, const PinRecord& pin,
@@ -298,15 +359,7 @@ absl::StatusOr<bool> CountThenCheck(db::Tx& tx, const PinAttempt& at, const PinR
   auto counted = CountAttempt(tx, at);
   if (!counted.ok()) return counted.status();
   out->failures = *counted;
-  // Only now, with the attempt counted and the row locked, is the PIN checked.
-  auto right = check(pin.verifier);
-  if (!right.ok()) return right.status();
-  if (!*right) {
-    if (auto s = RecordWrong(tx, at, event, audit, out); !s.ok()) return s;
-    return false;
-  }
-  out->failures = 0;
-  return true;
+  return CheckCounted(tx, at, pin.verifier, check, event, audit, out);
 }
 
 class PostgresConsentStore final : public ConsentStore {
@@ -505,8 +558,43 @@ class PostgresConsentStore final : public ConsentStore {
                                                const RequestDecision& d,
                                                const db::AuditEvent& event,
                                                const db::AuditEvent& audit) override {
+    // The common case in three round trips: BEGIN with kFastAttempt, the approval, COMMIT. Any
+    // refusal rolls that back untouched (the PIN unchecked) and takes the full path below,
+    // which consumes the challenge and answers exactly why.
     AttemptResult out;
+    bool refused = false;
     absl::Status st = pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status {
+          out = AttemptResult{};
+          refused = false;
+          auto begun = tx.Exec(kFastAttempt,
+                               {Param::Bytes(at.challenge_sha256), Param::Text(at.device_id),
+                                Param::Text(PurposeName(at.purpose)), Param::Text(at.request_id),
+                                Param::Time(at.now), Param::Text(at.account_id)});
+          if (!begun.ok()) return begun.status();
+          if (begun->rows() != 1) {
+            refused = true;
+            return absl::CancelledError("attempt refused; rolled back for the full path");
+          }
+          auto failures = begun->GetInt64(0, 1);
+          if (!failures.ok()) return failures.status();
+          auto expires = begun->GetTime(0, 2);
+          if (!expires.ok()) return expires.status();
+          out.outcome = AttemptOutcome::kDone;
+          out.failures = static_cast<int>(*failures);
+          out.request_expires_at = *expires;
+          auto right =
+              CheckCounted(tx, at, std::string(begun->Get(0, 0)), check, event, audit, &out);
+          if (!right.ok() || !*right) return right.status();
+          return ApproveIn(tx, at, d, event, &out);
+        },
+        // A retried transaction would check a PIN a second time.
+        {.max_retries = 0, .lock_timeout = kAttemptLockTimeout});
+    if (!refused) {
+      if (!st.ok()) return st;
+      return out;
+    }
+    st = pool_->InTransaction(
         [&](db::Tx& tx) -> absl::Status {
           out = AttemptResult{};
           std::optional<PinRecord> pin;
@@ -517,37 +605,13 @@ class PostgresConsentStore final : public ConsentStore {
             }
             return absl::OkStatus();
           }
+          // Between the two transactions the refusal went away (e.g. a PIN unblocked): the
+          // attempt goes on here as it would have there.
           auto right = CountThenCheck(tx, at, *pin, check, event, audit, &out);
           if (!right.ok() || !*right) return right.status();
-          // The approval, the count reset, the journal row and the NOTIFY: one statement.
-          auto res = tx.Exec(
-              "WITH upd AS (UPDATE consent.requests SET state = 'APPROVED', decided_at = $2, "
-              "decided_by_device = $3, sad = $4, sad_expires_at = $5 "
-              "WHERE request_id = $1 AND state = 'PENDING' RETURNING request_id), "
-              "pin AS (UPDATE consent.pins SET failures = 0 WHERE account_id = $6 AND "
-              "EXISTS (SELECT 1 FROM upd) RETURNING 1), "
-              "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, "
-              "client_address, outcome, details) SELECT upd.request_id, $2, $7, $8, $9, $10, $11 "
-              "FROM upd RETURNING 1) "
-              "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), "
-              "(SELECT count(*) FROM j), pg_notify($12, $13)",
-              {Param::Text(at.request_id), Param::Time(d.decided_at), Param::Text(d.device_id),
-               d.sad.empty() ? Param::Null() : Param::Text(d.sad),
-               d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
-               Param::Text(at.account_id), Param::Text(event.actor), Param::Text(event.action),
-               Param::Text(event.client_address), Param::Text(event.outcome),
-               Param::Text(event.details), Param::Text(kNotifyChannel),
-               Param::Text(NotifyPayload(at.account_id))});
-          if (!res.ok()) return res.status();
-          auto decided = res->GetInt64(0, 0);
-          if (!decided.ok()) return decided.status();
-          // The request row is locked by this transaction and was PENDING: it cannot fail.
-          if (*decided != 1) return absl::InternalError("approval: the locked request moved");
-          out.request_state = RequestState::kApproved;
-          return absl::OkStatus();
+          return ApproveIn(tx, at, d, event, &out);
         },
-        // A retried transaction would check a PIN a second time.
-        {.max_retries = 0});
+        {.max_retries = 0, .lock_timeout = kAttemptLockTimeout});
     if (!st.ok()) return st;
     return out;
   }
@@ -555,15 +619,17 @@ class PostgresConsentStore final : public ConsentStore {
   absl::StatusOr<AttemptResult> DenyWithChallenge(const PinAttempt& at,
                                                   const db::AuditEvent& event) override {
     AttemptResult out;
-    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      out = AttemptResult{};
-      std::optional<PinRecord> pin;
-      if (auto s = BeginAttempt(tx, at, /*lock_pin=*/false, &out, &pin); !s.ok()) return s;
-      if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
-      if (auto s = DecideIn(tx, at, RequestState::kDenied, event); !s.ok()) return s;
-      out.request_state = RequestState::kDenied;
-      return absl::OkStatus();
-    });
+    absl::Status st = pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status {
+          out = AttemptResult{};
+          std::optional<PinRecord> pin;
+          if (auto s = BeginAttempt(tx, at, /*lock_pin=*/false, &out, &pin); !s.ok()) return s;
+          if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
+          if (auto s = DecideIn(tx, at, RequestState::kDenied, event); !s.ok()) return s;
+          out.request_state = RequestState::kDenied;
+          return absl::OkStatus();
+        },
+        {.lock_timeout = kAttemptLockTimeout});
     if (!st.ok()) return st;
     return out;
   }
@@ -587,7 +653,7 @@ class PostgresConsentStore final : public ConsentStore {
           if (!upd.ok()) return upd.status();
           return db::AppendAudit(tx, kSchema, audit, at.now);
         },
-        {.max_retries = 0});
+        {.max_retries = 0, .lock_timeout = kAttemptLockTimeout});
     if (!st.ok()) return st;
     return out;
   }
@@ -595,26 +661,29 @@ class PostgresConsentStore final : public ConsentStore {
   absl::StatusOr<AttemptResult> ResetPin(const PinAttempt& at, std::string_view new_verifier,
                                          const db::AuditEvent& audit) override {
     AttemptResult out;
-    absl::Status st = pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
-      out = AttemptResult{};
-      std::optional<PinRecord> pin;
-      if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin, /*reset=*/true); !s.ok()) {
-        return s;
-      }
-      if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
-      auto upd = tx.Exec(
-          "UPDATE consent.pins SET verifier = $2, failures = 0, blocked = false, "
-          "reset_until = NULL, updated_at = $3 WHERE account_id = $1 AND reset_until > $3 "
-          "RETURNING 1",
-          {Param::Text(at.account_id), Param::Text(new_verifier), Param::Time(at.now)});
-      if (!upd.ok()) return upd.status();
-      if (upd->rows() == 0) {
-        out.outcome = AttemptOutcome::kNotOpen;
-        return absl::OkStatus();
-      }
-      if (auto s = db::AppendAudit(tx, kSchema, audit, at.now); !s.ok()) return s;
-      return Notify(tx, at.account_id);
-    });
+    absl::Status st = pool_->InTransaction(
+        [&](db::Tx& tx) -> absl::Status {
+          out = AttemptResult{};
+          std::optional<PinRecord> pin;
+          if (auto s = BeginAttempt(tx, at, /*lock_pin=*/true, &out, &pin, /*reset=*/true);
+              !s.ok()) {
+            return s;
+          }
+          if (out.outcome != AttemptOutcome::kDone) return absl::OkStatus();
+          auto upd = tx.Exec(
+              "UPDATE consent.pins SET verifier = $2, failures = 0, blocked = false, "
+              "reset_until = NULL, updated_at = $3 WHERE account_id = $1 AND reset_until > $3 "
+              "RETURNING 1",
+              {Param::Text(at.account_id), Param::Text(new_verifier), Param::Time(at.now)});
+          if (!upd.ok()) return upd.status();
+          if (upd->rows() == 0) {
+            out.outcome = AttemptOutcome::kNotOpen;
+            return absl::OkStatus();
+          }
+          if (auto s = db::AppendAudit(tx, kSchema, audit, at.now); !s.ok()) return s;
+          return Notify(tx, at.account_id);
+        },
+        {.lock_timeout = kAttemptLockTimeout});
     if (!st.ok()) return st;
     return out;
   }

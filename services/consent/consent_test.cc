@@ -493,6 +493,69 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_FALSE(pool().Exec("DELETE FROM consent.decisions").ok());
 }
 
+// An approval with the right PIN costs three database round trips (BEGIN with the challenge,
+// the PIN row's count and the request's lock in one statement; the approval; COMMIT), and
+// checks the PIN once. It took eight before.
+TEST_F(ConsentTest, ApprovalWithTheRightPinTakesThreeRoundTrips) {
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  auto own = db::Pool::New({.conninfo = conninfo(), .size = 1});
+  ASSERT_TRUE(own.ok()) << own.status();
+  auto store = NewPostgresConsentStore(own->get());
+  for (int i = 0; i < 2; ++i) {  // The first prepares the statements on the connection.
+    pb::ConsentRequestStatus created = Login("alice");
+    const std::string challenge(32, static_cast<char>('a' + i));
+    const absl::Time now = clock_.Now();
+    ASSERT_TRUE(store
+                    ->AddChallenge(challenge, app->device_id(), ChallengePurpose::kApprove,
+                                   created.request_id(), now + absl::Minutes(1), now)
+                    .ok());
+    const db::AuditEvent event{.actor = absl::StrCat("device:", app->device_id()),
+                               .action = "login.approve",
+                               .target = created.request_id(),
+                               .outcome = "ok"};
+    int checks = 0;
+    const int64_t before = (*own)->Stats().round_trips;
+    auto out = store->ApproveWithPin(
+        {.account_id = "alice",
+         .device_id = app->device_id(),
+         .challenge_sha256 = challenge,
+         .purpose = ChallengePurpose::kApprove,
+         .request_id = created.request_id(),
+         .now = now},
+        [&](const std::string&) -> absl::StatusOr<bool> {
+          ++checks;
+          return true;
+        },
+        {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now}, event,
+        event);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->outcome, AttemptOutcome::kDone);
+    EXPECT_EQ(checks, 1);
+    if (i == 1) {
+      EXPECT_EQ((*own)->Stats().round_trips - before, 3);
+    }
+    EXPECT_EQ(GetRequest(created.request_id()).state(), pb::CONSENT_REQUEST_STATE_APPROVED);
+    // The same challenge again: refused (used), the PIN not checked.
+    out = store->ApproveWithPin(
+        {.account_id = "alice",
+         .device_id = app->device_id(),
+         .challenge_sha256 = challenge,
+         .purpose = ChallengePurpose::kApprove,
+         .request_id = created.request_id(),
+         .now = now},
+        [&](const std::string&) -> absl::StatusOr<bool> {
+          ++checks;
+          return true;
+        },
+        {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now}, event,
+        event);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->outcome, AttemptOutcome::kChallengeInvalid);
+    EXPECT_EQ(checks, 1);
+  }
+}
+
 TEST_F(ConsentTest, ListenerWakesForOtherReplicasNotForItsOwnCommits) {
   auto notify = [&](const std::string& payload) {
     ASSERT_TRUE(pool()
