@@ -21,6 +21,10 @@ struct GrpcServerOptions {
   int max_receive_message_bytes = 4 << 20;
   // Worker threads of the synchronous server (0 = gRPC's default).
   int max_threads = 0;
+  // Idle worker threads the synchronous server keeps waiting for the next call. gRPC's default
+  // (2) ends every thread beyond two as soon as its call returns and starts a new one for the
+  // next: under concurrent calls most CPU went to creating and ending threads.
+  int idle_threads = 32;
   // Server reflection (grpcurl and friends); off unless asked for.
   bool reflection = false;
   // Where per-RPC counts and latencies go; nullptr: metrics::Registry::Global().
