@@ -264,13 +264,22 @@ class WorkerPool {
 struct CompiledRoute {
   std::string method;
   std::regex pattern;
+  // The pattern itself when it has no regular-expression characters: compared, not matched.
+  std::string literal;
   Handler handler;
+  QuickHandler quick;  // Only with a literal.
 };
+
+// A pattern that matches only itself.
+bool IsLiteral(std::string_view pattern) {
+  return !pattern.empty() && pattern.find_first_of("\\^$.|?*+()[]{}") == std::string_view::npos;
+}
 
 // What every connection of one server shares; sessions keep it alive.
 struct Shared {
   ServerOptions options;
   std::vector<CompiledRoute> routes;
+  bool has_quick = false;      // Some route has a quick handler.
   WorkerPool* pool = nullptr;  // Owned by the server; outlives every session's request.
   std::optional<asio::ssl::context> tls;
 
@@ -417,6 +426,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                           });
         return;
       }
+      // Usually the body came with the header: parse what is buffered at once, without another
+      // trip through the event loop.
+      if (buffer_.size() > 0) {
+        ErrorCode put_error;
+        parser_->eager(true);
+        buffer_.consume(parser_->put(buffer_.data(), put_error));
+        if (put_error && put_error != bhttp::error::need_more) return OnReadError(put_error);
+        if (parser_->is_done()) return Dispatch();
+      }
       return ReadBody();
     }
     Dispatch();
@@ -469,6 +487,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   void Dispatch() {
     if (shared_->stopping.load()) return Close();
+    if (Quick()) return;
     {
       std::lock_guard<std::mutex> lock(shared_->mu);
       ++shared_->in_flight;
@@ -480,6 +499,70 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // Nothing is read from the connection until the answer is written.
     Lowest().expires_never();
     shared_->pool->Submit([self = this->shared_from_this()] { self->Handle(); });
+  }
+
+  // The route's quick handler on this (I/O) thread, if it has one and answers; then the answer
+  // is written from here. False: the request goes to the workers.
+  bool Quick() {
+    if (!shared_->has_quick) return false;
+    const auto& msg = parser_->get();
+    const std::string_view method = Bv(msg.method_string());
+    const std::string_view target = Bv(msg.target());
+    const CompiledRoute* route = nullptr;
+    for (const CompiledRoute& r : shared_->routes) {
+      // A literal path is its own decoding (no '%'), without a query.
+      if (r.quick && r.method == method && r.literal == target) {
+        route = &r;
+        break;
+      }
+    }
+    if (route == nullptr) return false;
+    const ServerOptions& o = shared_->options;
+    Request request;
+    request.method = method;
+    request.path = target;
+    request.body = msg.body();
+    request.remote_address = address_;
+    request.matches.push_back(target);
+    for (const auto& field : msg) {
+      request.headers.emplace_back(Bv(field.name_string()), Bv(field.value()));
+    }
+    std::optional<request_id::ScopedRequestId> scope;
+    std::string id;
+    if (o.request_ids) {
+      id = request_id::AcceptOrGenerate(request.Header(request_id::kHttpHeader));
+      scope.emplace(id);
+    }
+    Response res;
+    try {
+      if (!route->quick(request, res)) return false;
+    } catch (const std::exception& e) {
+      LogException(o.name, request.path, e.what());
+      return false;  // The handler on a worker answers (or fails) as usual.
+    }
+    if (o.request_ids && !res.HasHeader(request_id::kHttpHeader)) {
+      res.SetHeader(request_id::kHttpHeader, id);
+    }
+    ++served_;
+    const bool keep_alive = msg.keep_alive() && served_ < std::max(1, o.keep_alive_max_requests);
+    out_ = Serialize(res, keep_alive, /*head=*/false);
+    Lowest().expires_never();
+    if constexpr (!kTls) {
+      // As a worker does: the whole answer at once when the socket takes it.
+      ErrorCode ec;
+      const size_t n = Lowest().socket().write_some(asio::buffer(out_), ec);
+      if (!ec && n == out_.size()) {
+        Written(ErrorCode(), keep_alive);
+        return true;
+      }
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        Close();
+        return true;
+      }
+      out_.erase(0, n);
+    }
+    Write(keep_alive);
+    return true;
   }
 
   // On a worker thread.
@@ -526,7 +609,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     } else {
       const std::string_view routed_method = head ? "GET" : std::string_view(method_);
       for (const CompiledRoute& r : shared_->routes) {
-        if (r.method == routed_method && std::regex_match(path_, groups, r.pattern)) {
+        if (r.method != routed_method) continue;
+        if (!r.literal.empty() ? path_ == r.literal : std::regex_match(path_, groups, r.pattern)) {
           route = &r;
           break;
         }
@@ -542,6 +626,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         request.matches.push_back(std::string_view(path_).substr(
             static_cast<size_t>(groups.position(i)), static_cast<size_t>(groups.length(i))));
       }
+      if (!route->literal.empty()) request.matches.push_back(path_);  // Compared, not matched.
       try {
         route->handler(request, res);
       } catch (const std::exception& e) {
@@ -793,10 +878,18 @@ absl::StatusOr<std::unique_ptr<Server>> StartServer(const ServerOptions& options
       return absl::InvalidArgumentError(
           absl::StrCat("HTTP route ", route.pattern, ": unknown method ", route.method));
     }
+    const bool literal = IsLiteral(route.pattern);
+    if (route.quick && !literal) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTP route ", route.pattern, ": a quick handler needs a literal path pattern"));
+    }
+    shared->has_quick = shared->has_quick || route.quick != nullptr;
     try {
       shared->routes.push_back({.method = route.method,
                                 .pattern = std::regex(route.pattern, std::regex::ECMAScript),
-                                .handler = std::move(route.handler)});
+                                .literal = literal ? route.pattern : "",
+                                .handler = std::move(route.handler),
+                                .quick = std::move(route.quick)});
     } catch (const std::regex_error& e) {
       return absl::InvalidArgumentError(
           absl::StrCat("HTTP route ", route.pattern, ": not a regular expression: ", e.what()));

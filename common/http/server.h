@@ -66,10 +66,19 @@ struct Response {
 
 using Handler = std::function<void(const Request&, Response&)>;
 
+// Answers on the I/O thread when it can do so at once; false hands the request to the route's
+// handler on a worker.
+using QuickHandler = std::function<bool(const Request&, Response&)>;
+
 struct Route {
   std::string method;   // GET, POST, PUT, DELETE or PATCH.
   std::string pattern;  // ECMAScript regular expression matched against the whole path.
   Handler handler;
+  // Optional, for a pattern without regular-expression characters (a literal path): tried first,
+  // on the I/O thread, before any worker is involved (e.g. an answer from a cache). It must never
+  // wait (no HSM, no database, no lock held by a waiting thread): every connection of the
+  // listener waits while it runs. The request it sees has no params, files or matches.
+  QuickHandler quick;
 };
 
 // HTTPS: PEM files; the *_field names are what errors call them (config field paths).

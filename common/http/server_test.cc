@@ -369,6 +369,57 @@ TEST(HttpServerTest, ASlowBodyHoldsNoWorker) {
   for (Conn& c : slow) EXPECT_THAT(c.Receive(), ::testing::HasSubstr("\r\n\r\n100"));
 }
 
+// A route's quick handler answers on the I/O thread: with the only worker busy (a handler that
+// waits), a cached answer still goes out at once; what it declines goes to the workers.
+TEST(HttpServerTest, QuickHandlersAnswerWhileEveryWorkerIsBusy) {
+  std::atomic<bool> release{false};
+  auto server = StartOrDie(
+      {.threads = 1},
+      {{.method = "GET",
+        .pattern = "/wait",
+        .handler =
+            [&](const Request&, Response& res) {
+              while (!release.load()) absl::SleepFor(absl::Milliseconds(5));
+              res.SetContent("waited", "text/plain");
+            }},
+       {.method = "POST",
+        .pattern = "/answer",
+        .handler = [](const Request& req,
+                      Response& res) { res.SetContent("worker " + std::string(req.body), "x/y"); },
+        .quick =
+            [](const Request& req, Response& res) {
+              if (req.body != "cached") return false;
+              res.SetContent(absl::StrCat("quick ", Av(req.path), " ", Av(req.Header("x-k"))),
+                             "x/y");
+              return true;
+            }}});
+  ASSERT_NE(server, nullptr);
+  Conn waiting(server->port());
+  ASSERT_TRUE(waiting.Send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
+  absl::SleepFor(absl::Milliseconds(50));  // The worker is now held.
+  Conn c(server->port());
+  for (int i = 0; i < 3; ++i) {  // On one kept-alive connection.
+    const absl::Time start = absl::Now();
+    ASSERT_TRUE(
+        c.Send("POST /answer HTTP/1.1\r\nHost: x\r\nX-K: v\r\nContent-Length: 6\r\n\r\ncached"));
+    const std::string answer = c.Receive();
+    EXPECT_TRUE(absl::StartsWith(answer, "HTTP/1.1 200 ")) << answer;
+    EXPECT_THAT(answer, ::testing::HasSubstr("\r\n\r\nquick /answer v"));
+    EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  }
+  // Declined: it waits for the worker like any request.
+  ASSERT_TRUE(c.Send("POST /answer HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nnew"));
+  release = true;
+  EXPECT_THAT(c.Receive(), ::testing::HasSubstr("\r\n\r\nworker new"));
+  EXPECT_THAT(waiting.Receive(), ::testing::HasSubstr("\r\n\r\nwaited"));
+  // Only a literal path may have one.
+  auto regex = StartServer({}, {{.method = "POST",
+                                 .pattern = "/a/(.+)",
+                                 .handler = [](const Request&, Response&) {},
+                                 .quick = [](const Request&, Response&) { return false; }}});
+  EXPECT_EQ(regex.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(HttpServerTest, QueryFormAndMultipartParametersAndHead) {
   auto server = StartOrDie(
       {}, {{.method = "POST",

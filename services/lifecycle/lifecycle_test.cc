@@ -1911,6 +1911,36 @@ TEST_F(LifecycleTest, OcspReusesNoncelessResponsesUntilARevocation) {
   EXPECT_NE(ocsp_->Respond(unknown), ocsp_->Respond(unknown));
 }
 
+// The HTTP listener answers from the cache on its I/O thread by the request's bytes alone: the
+// same answers Respond gives, never a signature, and never past a revocation or the lifetime.
+TEST_F(LifecycleTest, OcspCachedAnswersByTheRequestsBytes) {
+  pb::Certificate cert = IssueFor("alice");
+  const std::string serial = absl::HexStringToBytes(cert.serial_hex());
+  const std::string plain = OcspRequest(*cas_, serial, /*nonce=*/false);
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), std::nullopt);  // Nothing signed yet.
+  const std::string first = ocsp_->Respond(plain);
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), first);
+  // A nonce makes every answer unique: never from the cache.
+  const std::string with_nonce = OcspRequest(*cas_, serial);
+  EXPECT_EQ(ResponseCertStatus(with_nonce, ocsp_->Respond(with_nonce)), V_OCSP_CERTSTATUS_GOOD);
+  EXPECT_EQ(ocsp_->CachedAnswer(with_nonce), std::nullopt);
+  EXPECT_EQ(ocsp_->CachedAnswer("not DER"), std::nullopt);
+  // Past the cache lifetime: nothing, until Respond signs again.
+  clock_.Advance(absl::Seconds(61));
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), std::nullopt);
+  const std::string second = ocsp_->Respond(plain);
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), second);
+  // A revocation here: the good answer is never served again.
+  pb::Certificate revoked;
+  ASSERT_TRUE(
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_UNSPECIFIED, &revoked)
+          .ok());
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), std::nullopt);
+  const std::string after = ocsp_->Respond(plain);
+  EXPECT_EQ(ResponseCertStatus(plain, after), V_OCSP_CERTSTATUS_REVOKED);
+  EXPECT_EQ(ocsp_->CachedAnswer(plain), after);
+}
+
 // Requests with a nonce cost an HSM signature each: past the budget the responder answers with the
 // cached nonce-less response (or tryLater), so a flood cannot take the HSM from citizens' signing.
 TEST_F(LifecycleTest, OcspNoncesHaveASignatureBudget) {

@@ -1,5 +1,7 @@
 #include "services/lifecycle/status_http.h"
 
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,11 +30,19 @@ void OcspReply(http::Response& res, std::string der) {
 absl::StatusOr<std::unique_ptr<StatusHttpServer>> StatusHttpServer::Start(
     const StatusHttpOptions& options, OcspResponder* ocsp, Lifecycle* lifecycle, const CaSet* cas) {
   std::vector<http::Route> routes;
-  routes.push_back({.method = "POST",
-                    .pattern = "/ocsp",
-                    .handler = [ocsp](const http::Request& req, http::Response& res) {
-                      OcspReply(res, ocsp->Respond(req.body));
-                    }});
+  routes.push_back(
+      {.method = "POST",
+       .pattern = "/ocsp",
+       .handler = [ocsp](const http::Request& req,
+                         http::Response& res) { OcspReply(res, ocsp->Respond(req.body)); },
+       // A pre-signed answer goes out from the I/O thread, no worker involved.
+       .quick =
+           [ocsp](const http::Request& req, http::Response& res) {
+             std::optional<std::string> cached = ocsp->CachedAnswer(req.body);
+             if (!cached.has_value()) return false;
+             OcspReply(res, *std::move(cached));
+             return true;
+           }});
   routes.push_back(
       {.method = "GET",
        .pattern = R"(/ocsp/(.+))",

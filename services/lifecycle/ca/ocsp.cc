@@ -13,6 +13,7 @@
 #include "common/metrics.h"
 #include "common/oids.h"
 #include "common/ossl.h"
+#include "common/strings.h"
 #include "services/lifecycle/ca/certificate.h"
 #include "services/lifecycle/ca/der.h"
 
@@ -92,6 +93,19 @@ std::optional<std::string> OcspResponder::CachedResponse(const std::string& key,
   return std::nullopt;
 }
 
+std::optional<std::string> OcspResponder::CachedAnswer(std::string_view request_der) {
+  if (config_.cache_ttl <= absl::ZeroDuration()) return std::nullopt;
+  const uint64_t generation = source_->Generation();
+  const absl::Time now = clock_->Now();
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = by_request_.find(Av(request_der));
+  if (it != by_request_.end() && it->second.generation == generation &&
+      now - it->second.produced_at < config_.cache_ttl) {
+    return it->second.response;
+  }
+  return std::nullopt;
+}
+
 bool OcspResponder::TakeSignature(absl::Time now) {
   if (config_.signatures_per_second <= 0) return true;
   const double capacity = config_.signatures_per_second;
@@ -124,7 +138,15 @@ std::string OcspResponder::Respond(std::string_view request_der) {
   const uint64_t generation = source_->Generation();
   const absl::Time now = clock_->Now();
   if (cacheable) {
-    if (auto cached = CachedResponse(key, now)) return *std::move(cached);
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && it->second.generation == generation &&
+        now - it->second.produced_at < config_.cache_ttl) {
+      // Another encoding of a cached request, or the first since a restart of by_request_.
+      if (by_request_.size() >= config_.cache_max_entries) by_request_.clear();
+      by_request_.insert_or_assign(std::string(request_der), it->second);
+      return it->second.response;
+    }
   }
   if (!TakeSignature(now)) {
     // Out of budget: the HSM is for citizens' signatures first.
@@ -149,7 +171,9 @@ std::string OcspResponder::Respond(std::string_view request_der) {
   if (cacheable && reusable) {
     absl::MutexLock lock(&mu_);
     if (cache_.size() >= config_.cache_max_entries) cache_.clear();
+    if (by_request_.size() >= config_.cache_max_entries) by_request_.clear();
     cache_[key] = Cached{.response = response, .produced_at = now, .generation = generation};
+    by_request_.insert_or_assign(std::string(request_der), cache_[key]);
   }
   return response;
 }

@@ -80,6 +80,12 @@ class OcspResponder {
   // about is from our CAs, internalError / tryLater when the store or the HSM fails.
   std::string Respond(std::string_view request_der);
 
+  // The answer Respond would give from its cache, found by the request's exact bytes without
+  // decoding them (a request Respond answered before and could cache: one certificate, no
+  // nonce), or nullopt. Never signs, never waits for the status source: the HTTP listener calls
+  // it on its I/O thread.
+  std::optional<std::string> CachedAnswer(std::string_view request_der);
+
   // The bare error response.
   static std::string ErrorResponse(OcspResponseStatus status);
 
@@ -111,6 +117,8 @@ class OcspResponder {
   absl::Mutex mu_;
   // Key: the request's CertID, DER.
   absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  // The same answers by the exact request bytes (CachedAnswer).
+  absl::flat_hash_map<std::string, Cached> by_request_ ABSL_GUARDED_BY(mu_);
   double budget_ ABSL_GUARDED_BY(mu_) = 0;  // Signatures left; refilled by the second.
   absl::Time budget_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
