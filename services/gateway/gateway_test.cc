@@ -131,6 +131,23 @@ TEST(TextTest, DisplayText) {
   EXPECT_FALSE(IsDisplayText(std::string(201, 'a'), 1, 200));
 }
 
+TEST(TextTest, ConsentLanguageOfCscLang) {
+  EXPECT_EQ(ConsentLanguage("sr-Latn"), "sr-Latn");
+  EXPECT_EQ(ConsentLanguage("SR-latn-rs"), "sr-Latn");
+  EXPECT_EQ(ConsentLanguage("en"), "en");
+  EXPECT_EQ(ConsentLanguage("en-US"), "en");
+  EXPECT_EQ(ConsentLanguage("sr-Cyrl-RS"), "sr-Cyrl");
+  EXPECT_EQ(ConsentLanguage("sr"), "sr-Cyrl");
+  EXPECT_EQ(ConsentLanguage(""), "sr-Cyrl");
+  EXPECT_EQ(ConsentLanguage("hu-HU"), "sr-Cyrl");  // No texts in Hungarian: the default.
+  EXPECT_EQ(ConsentLanguage("de-Latn"), "sr-Cyrl");
+  for (const std::string& bad :
+       std::vector<std::string>{"en_US", "e", "1sr", "sr--Latn", "sr-", "en-toolongsubtag", "срп",
+                                "en US", std::string(36, 'a')}) {
+    EXPECT_EQ(ConsentLanguage(bad), std::nullopt) << bad;
+  }
+}
+
 TEST(TokenSealerTest, AccessTokensVerifyUntilTheyExpireAndNotWhenTampered) {
   auto sealer = TokenSealer::New(SecretString(std::string(32, 'k')));
   ASSERT_TRUE(sealer.ok());
@@ -540,6 +557,46 @@ TEST_F(GatewayTest, RelyingPartyJourneyTokenListInfoAuthorizeSignHash) {
   // The SAD is single-use.
   ExpectError(Call("signatures/signHash", SignBody(hash, sad), token), 400, "invalid_request",
               "already used");
+}
+
+// credentials/authorize's `lang` chooses the language of the text the app shows (and the approval
+// signs): Serbian Latin, English, and Serbian Cyrillic for Serbian, for none and for a language
+// qsign has no texts in; a malformed tag is refused by name before anything reaches the app.
+TEST_F(GatewayTest, CredentialsAuthorizeAsksTheAppInTheRequestedLanguage) {
+  ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
+  auto app = stack_->EnrolledApp(kAccount, kPin);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const std::string token = Token();
+  ASSERT_FALSE(token.empty());
+  const std::string hash = Sha256("Ugovor o radu, Ana Anić");
+  for (const auto& [lang, shown] :
+       std::vector<std::pair<std::string, std::string>>{{"sr-Latn-RS", "Potpiši „Ugovor o radu“"},
+                                                        {"EN-gb", "Sign \"Ugovor o radu\""},
+                                                        {"sr", "Потпиши „Ugovor o radu“"},
+                                                        {"de-DE", "Потпиши „Ugovor o radu“"},
+                                                        {"", "Потпиши „Ugovor o radu“"}}) {
+    SCOPED_TRACE(lang);
+    consent::ConsentAppSimulator* phone = app->get();
+    auto approval = std::async(std::launch::async, [phone]() -> absl::StatusOr<std::string> {
+      auto request = phone->NextRequest(absl::Seconds(15));
+      if (!request.ok()) return request.status();
+      auto decided = phone->Approve(*request, kPin);
+      if (!decided.ok()) return decided.status();
+      return request->display_text();
+    });
+    Json body = AuthorizeBody(hash);
+    if (!lang.empty()) body["lang"] = lang;
+    Response auth = Call("credentials/authorize", body, token);
+    auto text = approval.get();
+    ASSERT_TRUE(text.ok()) << text.status();
+    EXPECT_THAT(*text, ::testing::StartsWith(shown));
+    EXPECT_EQ(auth.status, 200) << auth.raw;
+  }
+  for (const char* bad : {"en_US", "sr-Latn-RS-toolongsubtag", "1sr", "x", "српски"}) {
+    Json body = AuthorizeBody(hash);
+    body["lang"] = bad;
+    ExpectError(Call("credentials/authorize", body, token), 400, "invalid_request", "lang");
+  }
 }
 
 TEST_F(GatewayTest, SlowUserGetsA202HandleAndAuthorizeCheckAnswersTheSad) {

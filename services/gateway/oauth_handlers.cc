@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -86,11 +87,16 @@ const char* Tr(Lang lang, std::string_view key) {
   return "";
 }
 
+// The sign-in page's language, which is also the language of the request's text in the app:
+// CSC's `lang` (ConsentLanguage; a malformed one is refused before this matters), else the
+// browser's first Accept-Language, else Serbian Cyrillic.
 Lang LangOf(std::string_view tag, std::string_view accept_language) {
-  if (tag.empty()) tag = accept_language.substr(0, accept_language.find_first_of(",;"));
-  if (absl::StartsWithIgnoreCase(Av(tag), "sr-Latn")) return kLatn;
-  if (absl::StartsWithIgnoreCase(Av(tag), "en")) return kEn;
-  return kCyrl;
+  if (tag.empty()) {
+    tag = Sv(absl::StripAsciiWhitespace(
+        Av(accept_language.substr(0, accept_language.find_first_of(",;")))));
+  }
+  const std::string_view language = ConsentLanguage(tag).value_or("sr-Cyrl");
+  return language == "sr-Latn" ? kLatn : language == "en" ? kEn : kCyrl;
 }
 
 std::string_view TagOf(Lang lang) {
@@ -214,6 +220,9 @@ CscReply Gateway::SignInPage(const SignInRequest& request) const {
   if (Param(request, "response_type") != "code") {
     return fail("unsupported_response_type", "response_type must be code");
   }
+  if (!ConsentLanguage(Param(request, "lang")).has_value()) {
+    return fail("invalid_request", "lang: not an RFC 5646 language tag (e.g. sr-Latn, en)");
+  }
   AuthRequest a{.client_id = std::string(client_id),
                 .redirect_uri = std::string(redirect_uri),
                 .challenge = std::string(Param(request, "code_challenge")),
@@ -294,6 +303,7 @@ CscReply Gateway::SignInStart(const SignInRequest& request) const {
     if (username.empty() || username.size() > 254) return ErrorPage(lang, "username: required");
     pb::StartLoginRequest req;
     req.set_username(std::string(username));
+    req.set_language(std::string(TagOf(lang)));
     req.mutable_client()->set_client_address(request.remote_address);
     // Shown in the app next to the request: which e-service asks.
     req.mutable_client()->set_user_agent(absl::StrCat("e-service: ", client->name));
@@ -308,6 +318,7 @@ CscReply Gateway::SignInStart(const SignInRequest& request) const {
                          Esc(started->verification_code()), "</p>");
   } else {
     pb::AuthorizeRequest req;
+    req.set_language(std::string(TagOf(lang)));
     req.set_credential_id(a->credential_id);
     req.set_hash_algorithm_oid(a->hash_oid);
     for (const std::string& h : a->hashes) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/secret.h"
@@ -127,6 +128,30 @@ bool IsUnreserved(std::string_view s) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> ConsentLanguage(std::string_view lang) {
+  if (lang.empty()) return "sr-Cyrl";
+  if (lang.size() > 35) return std::nullopt;
+  std::vector<absl::string_view> subtags = absl::StrSplit(Av(lang), '-');
+  for (size_t i = 0; i < subtags.size(); ++i) {
+    const absl::string_view t = subtags[i];
+    if (t.empty() || t.size() > 8) return std::nullopt;
+    for (char c : t) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+          (i == 0 && !absl::ascii_isalpha(static_cast<unsigned char>(c)))) {
+        return std::nullopt;
+      }
+    }
+  }
+  if (subtags[0].size() < 2) return std::nullopt;
+  if (absl::EqualsIgnoreCase(subtags[0], "en")) return "en";
+  if (absl::EqualsIgnoreCase(subtags[0], "sr")) {
+    for (absl::string_view t : subtags) {
+      if (absl::EqualsIgnoreCase(t, "Latn")) return "sr-Latn";
+    }
+  }
+  return "sr-Cyrl";
+}
 
 bool IsPkceChallenge(std::string_view challenge) {
   return challenge.size() == 43 && OnlyAlphabet(challenge, /*url_safe=*/true);

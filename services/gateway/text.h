@@ -38,6 +38,15 @@ bool IsPkceChallenge(std::string_view challenge);
 // `verifier` is 43..128 unreserved characters and base64url(SHA-256(verifier)) == `challenge`.
 bool PkceMatches(std::string_view verifier, std::string_view challenge);
 
+// CSC's `lang` (an RFC 5646 language tag, matched case-insensitively) as the language consent
+// writes a request's text in (what the app shows and the approval signs): "sr-Latn" for Serbian
+// in Latin script ("sr-Latn", "sr-Latn-RS"), "en" for English ("en", "en-GB"), "sr-Cyrl" for
+// Serbian otherwise ("sr", "sr-Cyrl", "sr-RS"), for an empty tag, and for a language qsign has no
+// texts in (CSC: the language is used "if supported"). nullopt when `lang` is not a language tag:
+// subtags of 1..8 ASCII letters or digits joined by '-', the first 2..8 letters, 35 characters
+// at most.
+std::optional<std::string_view> ConsentLanguage(std::string_view lang);
+
 }  // namespace qsign::gateway
 
 #endif  // QSIGN_SERVICES_GATEWAY_TEXT_H_

@@ -211,8 +211,10 @@ class WebTest : public testing::ServiceTest {
 
   // The e-service's side of the authorization code grant: the sign-in in the browser (pages of
   // the gateway), the approval on the app, the code at the redirect URI, the token.
+  // `shown` (optional) gets the request's text as the app showed it.
   nlohmann::json SignInAtTheGateway(consent::ConsentAppSimulator& app, const std::string& query,
-                                    const std::string& username, std::string* redirect) {
+                                    const std::string& username, std::string* redirect,
+                                    std::string* shown = nullptr) {
     const std::string verifier = "a-pkce-verifier-of-at-least-43-characters-0123456789";
     const std::string challenge = absl::WebSafeBase64Escape(Sha256(verifier));
     httplib::Client gw("127.0.0.1", gateway_port_);
@@ -240,6 +242,7 @@ class WebTest : public testing::ServiceTest {
     auto request = app.NextRequest(absl::Seconds(10));
     EXPECT_TRUE(request.ok()) << request.status();
     if (!request.ok()) return {};
+    if (shown != nullptr) *shown = request->display_text();
     if (request->has_login()) {
       static const std::regex kCode("id=\"code\" class=\"code\">([0-9]+)<");
       EXPECT_TRUE(std::regex_search(started->body, m, kCode));
@@ -1006,9 +1009,12 @@ TEST_F(WebTest, OAuthSignInBindsTheTokenToTheCitizenAndCredentialScopeSigns) {
   ASSERT_NE(app, nullptr);
   if (HasFatalFailure()) return;
 
-  // scope=service: the push login; the token lists this citizen's credentials only.
-  std::string redirect;
-  auto token = SignInAtTheGateway(*app, "&scope=service", "oauth.citizen@example.rs", &redirect);
+  // scope=service: the push login; the token lists this citizen's credentials only. The
+  // e-service asked for English (CSC lang): the app's text is English.
+  std::string redirect, shown;
+  auto token = SignInAtTheGateway(*app, "&scope=service&lang=en-GB", "oauth.citizen@example.rs",
+                                  &redirect, &shown);
+  EXPECT_THAT(shown, ::testing::StartsWith("Log in")) << shown;
   ASSERT_TRUE(token.contains("access_token")) << token;
   EXPECT_EQ(token["scope"], "service");
   const std::string access = token["access_token"];
@@ -1045,6 +1051,13 @@ TEST_F(WebTest, OAuthSignInBindsTheTokenToTheCitizenAndCredentialScopeSigns) {
                             "&redirect_uri=", kRedirect, "&state=s1"));
   EXPECT_EQ(no_pkce->status, 302);
   EXPECT_THAT(no_pkce->get_header_value("Location"), HasSubstr("error=invalid_request"));
+  // A `lang` that is not a language tag: back to the e-service, naming it.
+  auto bad_lang = gw.Get(Cat("/csc/v2/oauth2/authorize?response_type=code&client_id=e-uprava",
+                             "&redirect_uri=", kRedirect, "&code_challenge=", std::string(43, 'A'),
+                             "&code_challenge_method=S256&state=s2&lang=en_US"));
+  EXPECT_EQ(bad_lang->status, 302);
+  EXPECT_THAT(bad_lang->get_header_value("Location"), HasSubstr("error=invalid_request"));
+  EXPECT_THAT(bad_lang->get_header_value("Location"), HasSubstr("lang"));
 
   // scope=credential: the approval of exactly these hashes is the authorization; the token
   // carries the SAD and signHash needs nothing else.
@@ -1053,8 +1066,9 @@ TEST_F(WebTest, OAuthSignInBindsTheTokenToTheCitizenAndCredentialScopeSigns) {
       *app,
       Cat("&scope=credential&credentialID=", credential,
           "&hashAlgorithmOID=2.16.840.1.101.3.4.2.1&numSignatures=1&description=Ugovor&hashes=",
-          absl::WebSafeBase64Escape(hash)),
-      "", &redirect);
+          absl::WebSafeBase64Escape(hash), "&lang=sr-Latn"),
+      "", &redirect, &shown);
+  EXPECT_EQ(shown, "Potpiši „Ugovor“ za e-Управа");
   ASSERT_TRUE(signing.contains("access_token")) << signing;
   EXPECT_EQ(signing["scope"], "credential");
   auto signed_hashes = Csc("signatures/signHash",
