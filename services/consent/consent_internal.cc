@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <memory>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/ossl.h"
 #include "common/strings.h"
 #include "hsm/key_encoding.h"
@@ -138,9 +141,52 @@ absl::Status ValidateApprovalChallenge(std::string_view challenge) {
 
 namespace {
 
+// Device keys parsed from their SubjectPublicKeyInfo, by those exact bytes. OpenSSL 3's
+// d2i_PUBKEY costs about two ECDSA verifications (its decoder looks up providers every time),
+// and a device signs every approval with the same key. Emptied when full.
+class DeviceKeyCache {
+ public:
+  static DeviceKeyCache& Global() {
+    static auto* cache = new DeviceKeyCache;
+    return *cache;
+  }
+
+  // A reference of its own to the key of `spki`, parsed now or before; null if it does not parse.
+  OsslPtr<EVP_PKEY> Key(std::string_view spki) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = keys_.find(Av(spki)); it != keys_.end()) return Ref(it->second.get());
+    }
+    OsslPtr<EVP_PKEY> key = ParseSpki(spki);
+    if (!key) return key;
+    absl::MutexLock lock(&mu_);
+    if (keys_.size() >= kMaxKeys) keys_.clear();
+    if (!keys_.contains(Av(spki))) keys_.emplace(std::string(spki), Ref(key.get()));
+    return key;
+  }
+
+ private:
+  static constexpr size_t kMaxKeys = 4096;
+
+  static OsslPtr<EVP_PKEY> Ref(EVP_PKEY* key) {
+    EVP_PKEY_up_ref(key);
+    return OsslPtr<EVP_PKEY>(key);
+  }
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, OsslPtr<EVP_PKEY>> keys_ ABSL_GUARDED_BY(mu_);
+};
+
+// SHA-256 fetched once, not looked up on every verification.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
 bool VerifyDer(EVP_PKEY* key, std::string_view message, std::string_view signature) {
   OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1) {
+  if (!ctx || Sha256Md() == nullptr ||
+      EVP_DigestVerifyInit(ctx.get(), nullptr, Sha256Md(), nullptr, key) != 1) {
     return false;
   }
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
@@ -153,7 +199,7 @@ bool VerifyDer(EVP_PKEY* key, std::string_view message, std::string_view signatu
 bool VerifyDeviceSignature(std::string_view spki, std::string_view message,
                            std::string_view signature) {
   if (signature.empty() || signature.size() > 80) return false;
-  OsslPtr<EVP_PKEY> key = ParseSpki(spki);
+  OsslPtr<EVP_PKEY> key = DeviceKeyCache::Global().Key(spki);
   if (!key) return false;
   if (VerifyDer(key.get(), message, signature)) return true;
   if (signature.size() != 64) return false;

@@ -46,6 +46,7 @@
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent_grpc.h"
+#include "services/consent/consent_internal.h"
 #include "services/consent/consent_store.h"
 #include "services/consent/device_certificate.h"
 #include "services/consent/notifier.h"
@@ -515,20 +516,23 @@ TEST_F(ConsentTest, ApprovalWithTheRightPinTakesThreeRoundTrips) {
                                .target = created.request_id(),
                                .outcome = "ok"};
     int checks = 0;
+    auto approve = [&] {
+      return store->ApproveWithPin(
+          {.account_id = "alice",
+           .device_id = app->device_id(),
+           .challenge_sha256 = challenge,
+           .purpose = ChallengePurpose::kApprove,
+           .request_id = created.request_id(),
+           .now = now},
+          [&](const std::string&) -> absl::StatusOr<bool> {
+            ++checks;
+            return true;
+          },
+          {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now},
+          event, event);
+    };
     const int64_t before = (*own)->Stats().round_trips;
-    auto out = store->ApproveWithPin(
-        {.account_id = "alice",
-         .device_id = app->device_id(),
-         .challenge_sha256 = challenge,
-         .purpose = ChallengePurpose::kApprove,
-         .request_id = created.request_id(),
-         .now = now},
-        [&](const std::string&) -> absl::StatusOr<bool> {
-          ++checks;
-          return true;
-        },
-        {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now}, event,
-        event);
+    auto out = approve();
     ASSERT_TRUE(out.ok()) << out.status();
     EXPECT_EQ(out->outcome, AttemptOutcome::kDone);
     EXPECT_EQ(checks, 1);
@@ -537,19 +541,7 @@ TEST_F(ConsentTest, ApprovalWithTheRightPinTakesThreeRoundTrips) {
     }
     EXPECT_EQ(GetRequest(created.request_id()).state(), pb::CONSENT_REQUEST_STATE_APPROVED);
     // The same challenge again: refused (used), the PIN not checked.
-    out = store->ApproveWithPin(
-        {.account_id = "alice",
-         .device_id = app->device_id(),
-         .challenge_sha256 = challenge,
-         .purpose = ChallengePurpose::kApprove,
-         .request_id = created.request_id(),
-         .now = now},
-        [&](const std::string&) -> absl::StatusOr<bool> {
-          ++checks;
-          return true;
-        },
-        {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now}, event,
-        event);
+    out = approve();
     ASSERT_TRUE(out.ok()) << out.status();
     EXPECT_EQ(out->outcome, AttemptOutcome::kChallengeInvalid);
     EXPECT_EQ(checks, 1);
@@ -1598,6 +1590,48 @@ TEST(StatementTest, PageCountIsSignedOnlyWhenGiven) {
   std::string zero = with;
   zero[zero.size() - 1] = 0;
   EXPECT_FALSE(DecodeStatement(zero).ok());
+}
+
+// A device signature verifies against its own key only, however often that key was used before
+// and from however many threads (parsed keys are kept by their exact SPKI bytes).
+TEST(DeviceSignatureTest, VerifiesAgainstItsOwnKeyOnlyAcrossRepeatedUse) {
+  OsslPtr<EVP_PKEY> a(EVP_EC_gen("P-256"));
+  OsslPtr<EVP_PKEY> b(EVP_EC_gen("P-256"));
+  ASSERT_TRUE(a && b);
+  auto spki_of = [](EVP_PKEY* key) {
+    unsigned char* der = nullptr;
+    const int n = i2d_PUBKEY(key, &der);
+    std::string out(reinterpret_cast<char*>(der), n > 0 ? n : 0);
+    OPENSSL_free(der);
+    return out;
+  };
+  const std::string spki_a = spki_of(a.get());
+  const std::string spki_b = spki_of(b.get());
+  const std::string message = "approve req-1 with challenge c";
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  ASSERT_EQ(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, a.get()), 1);
+  size_t len = 80;
+  std::string sig(len, '\0');
+  ASSERT_EQ(EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                           reinterpret_cast<const unsigned char*>(message.data()), message.size()),
+            1);
+  sig.resize(len);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        if (!VerifyDeviceSignature(spki_a, message, sig)) ++wrong;
+        if (VerifyDeviceSignature(spki_b, message, sig)) ++wrong;
+        if (VerifyDeviceSignature(spki_a, message + "!", sig)) ++wrong;
+        // Trailing bytes after a known key: not that key.
+        if (VerifyDeviceSignature(spki_a + std::string(1, '\0'), message, sig)) ++wrong;
+        if (VerifyDeviceSignature(spki_a.substr(0, spki_a.size() - 1), message, sig)) ++wrong;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(PinTest, RulesAndVerifier) {
