@@ -156,15 +156,11 @@ absl::StatusOr<Gateway::Result> Gateway::CredentialsAuthorize(const CscRequest& 
   }
   if (auto s = CheckOptionalText(p, "clientData", kMaxClientDataBytes); !s.ok()) return s;
   // The language of the text the user is shown in the app (and approves), as on oauth2/authorize.
-  auto lang = p.OptString("lang", 64);
-  if (!lang.ok()) return lang.status();
-  const std::optional<std::string_view> language = ConsentLanguage(lang->value_or(""));
-  if (!language.has_value()) {
-    return InvalidParameter("lang", "an RFC 5646 language tag, e.g. sr-Cyrl, sr-Latn, en");
-  }
+  auto language = ConsentLanguageParam(p);
+  if (!language.ok()) return language.status();
 
   pb::AuthorizeRequest req;
-  req.set_language(std::string(*language));
+  req.set_language(*std::move(language));
   req.set_credential_id(call->credential_id);
   req.set_hash_algorithm_oid(hash->oid);
   for (auto& h : *hashes) req.add_hashes(std::move(h));

@@ -1190,6 +1190,35 @@ void ExpectOpensslCmsVerifies(const std::string& dir, const std::string& content
   EXPECT_THAT(cms, HasSubstr("Verification successful"));
 }
 
+TEST_F(GatewayTest, SignDocAsksTheAppInTheRequestedLanguage) {
+  ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
+  auto app = stack_->EnrolledApp(kAccount, kPin);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const std::string token = Token();
+  const auto body = [&](std::string_view lang) {
+    Json b = {{"credentialID", kCredential},
+              {"description", "Izjava"},
+              {"documents",
+               {{{"document", B64("Izjava: saglasan sam.\n")},
+                 {"signature_format", "C"},
+                 {"conformance_level", "Ades-B-B"},
+                 {"signed_envelope_property", "Detached"}}}}};
+    if (!lang.empty()) b["lang"] = lang;
+    return b;
+  };
+  for (const auto& [lang, verb] : std::vector<std::pair<std::string, std::string>>{
+           {"sr-Latn-RS", "Potpiši "}, {"EN-gb", "Sign "}, {"", "Потпиши "}}) {
+    SCOPED_TRACE(lang);
+    qsign::v1::ConsentRequest shown;
+    auto approval = ApproveDocuments(app->get(), &shown);
+    Response r = Call("signatures/signDoc", body(lang), token);
+    ASSERT_TRUE(approval.get().ok());
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_THAT(shown.display_text(), ::testing::StartsWith(verb));
+  }
+  ExpectError(Call("signatures/signDoc", body("en_US"), token), 400, "invalid_request", "lang");
+}
+
 TEST_F(GatewayTest, SignDocPadesAndCadesUnderOneApprovalAreValidForPdfsigAndOpenssl) {
   ASSERT_TRUE(stack_->ActiveCredential(kCredential, kAccount).ok());
   auto app = stack_->EnrolledApp(kAccount, kPin);

@@ -125,4 +125,14 @@ absl::Status CheckOptionalText(const Params& p, std::string_view name, size_t ma
   return v.status();
 }
 
+absl::StatusOr<std::string> ConsentLanguageParam(const Params& p) {
+  auto lang = p.OptString("lang", 64);
+  if (!lang.ok()) return lang.status();
+  const std::optional<std::string_view> language = ConsentLanguage(lang->value_or(""));
+  if (!language.has_value()) {
+    return InvalidParameter("lang", "an RFC 5646 language tag, e.g. sr-Cyrl, sr-Latn, en");
+  }
+  return std::string(*language);
+}
+
 }  // namespace qsign::gateway

@@ -79,6 +79,10 @@ absl::StatusOr<std::vector<std::string>> DecodeHashes(const std::vector<std::str
 // An optional string parameter of at most `max_bytes`, not used further.
 absl::Status CheckOptionalText(const Params& p, std::string_view name, size_t max_bytes);
 
+// CSC's optional `lang` as the language of the text the user approves in the consent app
+// (ConsentLanguage: sr-Latn*, en*, else sr-Cyrl); a malformed tag is refused naming `lang`.
+absl::StatusOr<std::string> ConsentLanguageParam(const Params& p);
+
 }  // namespace qsign::gateway
 
 #endif  // QSIGN_SERVICES_GATEWAY_PARAMS_H_

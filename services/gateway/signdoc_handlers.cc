@@ -86,6 +86,9 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   auto return_validation = p.Bool("returnValidationInfo", false);
   if (!return_validation.ok()) return return_validation.status();
   if (auto s = CheckOptionalText(p, "clientData", kMaxClientDataBytes); !s.ok()) return s;
+  // The language of the text the user approves in the app, as on credentials/authorize.
+  auto language = ConsentLanguageParam(p);
+  if (!language.ok()) return language.status();
 
   const Json* docs = p.Find("documents");
   if (docs == nullptr || !docs->is_array() || docs->empty()) {
@@ -184,6 +187,7 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
 
   // One approval for every document.
   pb::AuthorizeRequest auth;
+  auth.set_language(*std::move(language));
   auth.set_credential_id(call->credential_id);
   auth.set_hash_algorithm_oid(oid::kSha256);
   for (const std::string& h : signdoc.hashes()) auth.add_hashes(h);
