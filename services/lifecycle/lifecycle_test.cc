@@ -29,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
+#include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/mail/mailer.h"
 #include "common/metrics.h"
@@ -1968,6 +1969,169 @@ TEST_F(LifecycleTest, OcspNoncesHaveASignatureBudget) {
   clock_.Advance(absl::Seconds(1));
   const std::string with_nonce = OcspRequest(*cas_, serial);
   EXPECT_EQ(ResponseCertStatus(with_nonce, ocsp.Respond(with_nonce)), V_OCSP_CERTSTATUS_GOOD);
+}
+
+// `openssl ocsp` (the judge) checks the signed answer for every status, with and without a
+// nonce: the signature chains to the root through the delegated responder, the status and the
+// nonce are what was asked. Its requests are in the shape Respond reads in place.
+TEST_F(LifecycleTest, OpensslOcspJudgesEveryStatusWithAndWithoutANonce) {
+  pb::Certificate cert = IssueFor("alice");
+  const std::string issuer = Pem(cas_->qualified().cert_der());
+  const std::string ca_file = Pem(cas_->root().cert_der());
+  const std::string unknown_serial = "0x" + absl::BytesToHexString(RandomSerial());
+  auto judge = [&](const std::string& serial, bool nonce, std::string* out) {
+    const std::string request = Temp("", ".der");
+    const std::string command =
+        absl::StrCat("openssl ocsp -issuer ", issuer, " -serial ", serial,
+                     nonce ? "" : " -no_nonce", " -reqout ", request, " -url ", http_->base_url(),
+                     "/ocsp -CAfile ", ca_file, " -resp_text");
+    EXPECT_EQ(testing::RunCommand(command, out), 0) << *out;
+    EXPECT_TRUE(OcspResponder::ReadsInPlace(ReadFileToString(request).value_or("")));
+    EXPECT_THAT(*out, HasSubstr("Response verify OK"));
+    EXPECT_THAT(*out, ::testing::Not(HasSubstr("WARNING")));
+    if (nonce) {
+      EXPECT_THAT(*out, HasSubstr("OCSP Nonce"));
+    } else {
+      EXPECT_THAT(*out, ::testing::Not(HasSubstr("OCSP Nonce")));
+    }
+  };
+  const std::string serial = "0x" + cert.serial_hex();
+  std::string out;
+  for (bool nonce : {true, false}) {
+    SCOPED_TRACE(nonce ? "nonce" : "no nonce");
+    judge(serial, nonce, &out);
+    EXPECT_THAT(out, HasSubstr(serial + ": good"));
+    judge(unknown_serial, nonce, &out);
+    EXPECT_THAT(out, HasSubstr(unknown_serial + ": unknown"));
+  }
+  pb::Certificate revoked;
+  ASSERT_TRUE(
+      Revoke(Bearer("alice"), cert.certificate_id(), pb::REVOCATION_REASON_KEY_COMPROMISE, &revoked)
+          .ok());
+  for (bool nonce : {true, false}) {
+    SCOPED_TRACE(nonce ? "nonce" : "no nonce");
+    judge(serial, nonce, &out);
+    EXPECT_THAT(out, HasSubstr(serial + ": revoked"));
+    EXPECT_THAT(out, HasSubstr("Reason: keyCompromise"));
+  }
+}
+
+// The request with a requestor name added: the same question in a shape Respond decodes with
+// OpenSSL (the general way).
+std::string WithRequestorName(const std::string& request_der) {
+  const unsigned char* p = Bytes(request_der);
+  OsslPtr<OCSP_REQUEST> req(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
+  OsslPtr<X509_NAME> name(X509_NAME_new());
+  X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>("relying party"), -1, -1, 0);
+  OCSP_request_set1_name(req.get(), name.get());
+  return ToDer(req.get(), i2d_OCSP_REQUEST);
+}
+
+// The ResponseData (what the responder signs) of a successful OCSPResponse; empty otherwise.
+std::string SignedResponseData(const std::string& response_der) {
+  auto response = der::ReadAll(response_der);
+  if (!response.ok()) return "";
+  auto parts = der::Children(response->content);  // responseStatus, [0] responseBytes.
+  if (!parts.ok() || parts->size() != 2) return "";
+  auto bytes = der::ReadAll((*parts)[1].content);  // ResponseBytes.
+  if (!bytes.ok()) return "";
+  auto type_and_value = der::Children(bytes->content);
+  if (!type_and_value.ok() || type_and_value->size() != 2) return "";
+  auto basic = der::ReadAll((*type_and_value)[1].content);  // BasicOCSPResponse.
+  if (!basic.ok()) return "";
+  auto fields = der::Children(basic->content);
+  if (!fields.ok() || fields->empty()) return "";
+  return std::string((*fields)[0].encoded);
+}
+
+// Requests in the usual shape are read in place and the answer spliced from parts encoded once;
+// every other shape goes through OpenSSL's decoder. Both must sign the same ResponseData for
+// the same question: good, revoked, unknown, with and without a nonce, and an issuer that is not
+// ours (unauthorized, nothing signed).
+TEST_F(LifecycleTest, OcspSignsTheSameAnswerWhicheverWayTheRequestIsRead) {
+  OcspResponder ocsp(cas_.get(), lifecycle_->status_source(), &clock_,
+                     OcspConfig{.cache_ttl = absl::ZeroDuration(), .signatures_per_second = 0});
+  pb::Certificate cert = IssueFor("alice");
+  const std::string serial = absl::HexStringToBytes(cert.serial_hex());
+  auto same_answer = [&](const std::string& simple, int status) {
+    const std::string general = WithRequestorName(simple);
+    ASSERT_TRUE(OcspResponder::ReadsInPlace(simple));
+    ASSERT_FALSE(OcspResponder::ReadsInPlace(general));
+    const std::string fast = ocsp.Respond(simple);
+    const std::string slow = ocsp.Respond(general);
+    EXPECT_EQ(ResponseCertStatus(simple, fast), status);
+    EXPECT_EQ(ResponseCertStatus(general, slow), status);
+    const std::string signed_fast = SignedResponseData(fast);
+    EXPECT_FALSE(signed_fast.empty());
+    EXPECT_EQ(signed_fast, SignedResponseData(slow));
+  };
+  for (bool nonce : {true, false}) {
+    SCOPED_TRACE(nonce ? "nonce" : "no nonce");
+    same_answer(OcspRequest(*cas_, serial, nonce), V_OCSP_CERTSTATUS_GOOD);
+    same_answer(OcspRequest(*cas_, RandomSerial(), nonce), V_OCSP_CERTSTATUS_UNKNOWN);
+    // A serial with its high bit set (a leading zero octet in DER).
+    same_answer(OcspRequest(*cas_, "\x80" + RandomSerial(), nonce), V_OCSP_CERTSTATUS_UNKNOWN);
+  }
+  pb::Certificate revoked;
+  ASSERT_TRUE(Revoke(Bearer("alice"), cert.certificate_id(),
+                     pb::REVOCATION_REASON_CESSATION_OF_OPERATION, &revoked)
+                  .ok());
+  for (bool nonce : {true, false}) {
+    SCOPED_TRACE(nonce ? "nonce" : "no nonce");
+    same_answer(OcspRequest(*cas_, serial, nonce), V_OCSP_CERTSTATUS_REVOKED);
+  }
+
+  // Issued by the root (no responder of ours answers for it): unauthorized either way.
+  const X509* root = cas_->root().cert();
+  OsslPtr<BIGNUM> bn(BN_bin2bn(Bytes(serial), static_cast<int>(serial.size()), nullptr));
+  OsslPtr<ASN1_INTEGER> number(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  OsslPtr<OCSP_REQUEST> req(OCSP_REQUEST_new());
+  OCSP_request_add0_id(req.get(), OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(root),
+                                                   X509_get0_pubkey_bitstr(root), number.get()));
+  OCSP_request_add1_nonce(req.get(), nullptr, 16);
+  const std::string foreign = ToDer(req.get(), i2d_OCSP_REQUEST);
+  ASSERT_TRUE(OcspResponder::ReadsInPlace(foreign));
+  const std::string unauthorized = OcspResponder::ErrorResponse(OcspResponseStatus::kUnauthorized);
+  EXPECT_EQ(ocsp.Respond(foreign), unauthorized);
+  EXPECT_EQ(ocsp.Respond(WithRequestorName(foreign)), unauthorized);
+}
+
+// RFC 9654 2.1: a nonce of 0 or more than 128 octets is refused with malformedRequest (nothing
+// signed), whichever way the request is read; 1 and 128 octets are echoed.
+TEST_F(LifecycleTest, OcspRefusesNoncesOutsideOneTo128Octets) {
+  OcspResponder ocsp(cas_.get(), lifecycle_->status_source(), &clock_,
+                     OcspConfig{.signatures_per_second = 0});
+  pb::Certificate cert = IssueFor("alice");
+  const std::string serial = absl::HexStringToBytes(cert.serial_hex());
+  const std::string plain = OcspRequest(*cas_, serial, /*nonce=*/false);
+  // The CertID of that request: OCSPRequest / tbsRequest / requestList / Request / CertID.
+  auto tbs = der::ReadAll(der::ReadAll(plain)->content);
+  auto request = der::ReadAll(der::ReadAll(tbs->content)->content);
+  const std::string cert_id(der::ReadAll(request->content)->encoded);
+  auto with_nonce = [&](const std::string& nonce) {
+    const std::string extension = der::Sequence(
+        {der::Oid("1.3.6.1.5.5.7.48.1.2"), der::OctetString(der::OctetString(nonce))});
+    return der::Sequence({der::Sequence({
+        der::Sequence({der::Sequence({cert_id})}),
+        der::Explicit(2, der::Sequence({extension})),
+    })});
+  };
+  const std::string malformed = OcspResponder::ErrorResponse(OcspResponseStatus::kMalformedRequest);
+  for (size_t length : {size_t{1}, size_t{16}, size_t{32}, size_t{128}}) {
+    SCOPED_TRACE(length);
+    const std::string simple = with_nonce(std::string(length, '\x5a'));
+    ASSERT_TRUE(OcspResponder::ReadsInPlace(simple));
+    EXPECT_EQ(ResponseCertStatus(simple, ocsp.Respond(simple)), V_OCSP_CERTSTATUS_GOOD);
+    const std::string general = WithRequestorName(simple);
+    EXPECT_EQ(ResponseCertStatus(general, ocsp.Respond(general)), V_OCSP_CERTSTATUS_GOOD);
+  }
+  for (size_t length : {size_t{0}, size_t{129}, size_t{4000}}) {
+    SCOPED_TRACE(length);
+    const std::string simple = with_nonce(std::string(length, '\x5a'));
+    EXPECT_EQ(ocsp.Respond(simple), malformed);
+    EXPECT_EQ(ocsp.Respond(WithRequestorName(simple)), malformed);
+  }
 }
 
 TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {

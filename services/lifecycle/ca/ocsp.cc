@@ -5,10 +5,13 @@
 #include <openssl/ocsp.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/oids.h"
@@ -62,6 +65,53 @@ std::string CertStatusDer(const CertStatus& s) {
   return der::Tlv(der::ContextPrimitive(2), "");
 }
 
+// der::GeneralizedTime of whole second `t`, formatted once per second per thread and `slot`
+// (0: thisUpdate/producedAt, 1: nextUpdate): absl::FormatTime was a tenth of the responder's
+// own CPU per signed answer.
+const std::string& TimeDer(absl::Time t, int slot) {
+  struct Entry {
+    int64_t second = std::numeric_limits<int64_t>::min();
+    std::string der;
+  };
+  thread_local Entry cache[2];
+  Entry& e = cache[slot];
+  const int64_t second = absl::ToUnixSeconds(t);
+  if (e.second != second) {
+    e.der = der::GeneralizedTime(absl::FromUnixSeconds(second));
+    e.second = second;
+  }
+  return e.der;
+}
+
+// id-pkix-ocsp-nonce (RFC 6960 4.4.1) and id-pkix-ocsp-basic, DER.
+const std::string& NonceOidDer() {
+  static const std::string* const oid = new std::string(der::Oid("1.3.6.1.5.5.7.48.1.2"));
+  return *oid;
+}
+const std::string& BasicOidDer() {
+  static const std::string* const oid = new std::string(der::Oid(oid::kOcspBasic));
+  return *oid;
+}
+
+// A nonce extension's extnValue holds the nonce as an OCTET STRING (RFC 6960 4.4.1 as RFC 9654
+// restates it); older clients put the bytes there bare. Either way 1..kMaxOcspNonceBytes octets.
+bool NonceLengthOk(std::string_view extn_value) {
+  std::string_view nonce = extn_value;
+  auto inner = der::ReadAll(extn_value);
+  if (inner.ok() && inner->tag == der::kOctetString) nonce = inner->content;
+  return !nonce.empty() && nonce.size() <= kMaxOcspNonceBytes;
+}
+
+std::string SingleResponse(std::string_view cert_id_der, const CertStatus& status, absl::Time now,
+                           absl::Duration validity) {
+  return der::Sequence({
+      cert_id_der,
+      CertStatusDer(status),
+      TimeDer(now, 0),
+      der::Explicit(0, TimeDer(now + validity, 1)),
+  });
+}
+
 }  // namespace
 
 OcspResponder::OcspResponder(const CaSet* cas, CertStatusSource* source, const Clock* clock,
@@ -73,9 +123,96 @@ OcspResponder::OcspResponder(const CaSet* cas, CertStatusSource* source, const C
     for (auto [nid, md] :
          {std::pair{NID_sha1, EVP_sha1()}, std::pair{NID_sha256, EVP_sha256()},
           std::pair{NID_sha384, EVP_sha384()}, std::pair{NID_sha512, EVP_sha512()}}) {
-      issuers_.push_back({ca, nid, Digest(md, name), Digest(md, key)});
+      issuers_.push_back(
+          {ca, nid, ToDer(OBJ_nid2obj(nid), i2d_ASN1_OBJECT), Digest(md, name), Digest(md, key)});
     }
+    ResponderParts parts{.ca = ca, .responder = cas->ResponderFor(ca->name())};
+    if (parts.responder != nullptr) {
+      parts.responder_id_der = der::Explicit(
+          2, der::OctetString(Digest(EVP_sha1(), PublicKeyBits(parts.responder->cert()))));
+      parts.certs_der = der::Explicit(0, der::Sequence({parts.responder->cert_der()}));
+    }
+    responders_.push_back(std::move(parts));
   }
+}
+
+const OcspResponder::ResponderParts* OcspResponder::PartsFor(const Ca* ca) const {
+  for (const ResponderParts& parts : responders_) {
+    if (parts.ca == ca) return parts.responder != nullptr ? &parts : nullptr;
+  }
+  return nullptr;
+}
+
+std::optional<OcspResponder::SimpleRequest> OcspResponder::ParseSimple(
+    std::string_view request_der) {
+  // OCSPRequest ::= SEQUENCE { tbsRequest, [0] optionalSignature OPTIONAL }
+  auto top = der::ReadAll(request_der);
+  if (!top.ok() || top->tag != der::kSequence) return std::nullopt;
+  auto tbs = der::ReadAll(top->content);  // A signature: the general way.
+  if (!tbs.ok() || tbs->tag != der::kSequence) return std::nullopt;
+  // TBSRequest ::= SEQUENCE { [0] version DEFAULT v1, [1] requestorName OPTIONAL,
+  //                           requestList SEQUENCE OF Request, [2] requestExtensions OPTIONAL }
+  std::string_view in = tbs->content;
+  auto list = der::Read(in);  // A version or a requestor name: the general way.
+  if (!list.ok() || list->tag != der::kSequence) return std::nullopt;
+  std::optional<der::Element> extensions;
+  if (!in.empty()) {
+    auto e = der::ReadAll(in);
+    if (!e.ok() || e->tag != der::ContextConstructed(2)) return std::nullopt;
+    extensions = *e;
+  }
+  // Request ::= SEQUENCE { reqCert CertID, [0] singleRequestExtensions OPTIONAL }: exactly one.
+  auto request = der::ReadAll(list->content);
+  if (!request.ok() || request->tag != der::kSequence) return std::nullopt;
+  auto cert_id = der::ReadAll(request->content);
+  if (!cert_id.ok() || cert_id->tag != der::kSequence) return std::nullopt;
+  // CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber }
+  std::string_view c = cert_id->content;
+  auto alg = der::Read(c);
+  auto name_hash = der::Read(c);
+  auto key_hash = der::Read(c);
+  auto serial = der::Read(c);
+  if (!alg.ok() || !name_hash.ok() || !key_hash.ok() || !serial.ok() || !c.empty() ||
+      alg->tag != der::kSequence || name_hash->tag != der::kOctetString ||
+      key_hash->tag != der::kOctetString || serial->tag != der::kInteger) {
+    return std::nullopt;
+  }
+  std::string_view a = alg->content;
+  auto hash_oid = der::Read(a);
+  if (!hash_oid.ok() || hash_oid->tag != der::kOid) return std::nullopt;
+  if (!a.empty()) {  // Parameters: NULL or absent.
+    auto params = der::ReadAll(a);
+    if (!params.ok() || params->tag != der::kNull || !params->content.empty()) return std::nullopt;
+  }
+  // A positive serial in minimal form (zero, negative or padded ones: the general way).
+  std::string_view v = serial->content;
+  if (v.empty() || (static_cast<uint8_t>(v[0]) & 0x80) != 0) return std::nullopt;
+  if (v[0] == '\0') {
+    if (v.size() == 1 || (static_cast<uint8_t>(v[1]) & 0x80) == 0) return std::nullopt;
+    v.remove_prefix(1);
+  }
+  SimpleRequest out{.cert_id_der = cert_id->encoded,
+                    .hash_oid_der = hash_oid->encoded,
+                    .name_hash = name_hash->content,
+                    .key_hash = key_hash->content,
+                    .serial_hex = absl::AsciiStrToUpper(absl::BytesToHexString(Av(v)))};
+  if (extensions.has_value()) {
+    // Extensions ::= SEQUENCE OF Extension: exactly one, the nonce, not marked critical.
+    auto list_of = der::ReadAll(extensions->content);
+    if (!list_of.ok() || list_of->tag != der::kSequence) return std::nullopt;
+    auto ext = der::ReadAll(list_of->content);
+    if (!ext.ok() || ext->tag != der::kSequence) return std::nullopt;
+    std::string_view x = ext->content;
+    auto id = der::Read(x);
+    auto value = der::Read(x);
+    if (!id.ok() || !value.ok() || !x.empty() || id->encoded != NonceOidDer() ||
+        value->tag != der::kOctetString) {
+      return std::nullopt;
+    }
+    out.nonce_ext_der = ext->encoded;
+    out.nonce_ok = NonceLengthOk(value->content);
+  }
+  return out;
 }
 
 std::string OcspResponder::ErrorResponse(OcspResponseStatus status) {
@@ -122,19 +259,36 @@ bool OcspResponder::TakeSignature(absl::Time now) {
 }
 
 std::string OcspResponder::Respond(std::string_view request_der) {
-  const unsigned char* p = Bytes(request_der);
-  OsslPtr<OCSP_REQUEST> req(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
-  if (req == nullptr || p != Bytes(request_der) + request_der.size()) {
-    ERR_clear_error();
-    return ErrorResponse(OcspResponseStatus::kMalformedRequest);
+  // The usual shape is read in place; anything else is decoded by OpenSSL.
+  const std::optional<SimpleRequest> simple = ParseSimple(request_der);
+  OsslPtr<OCSP_REQUEST> req;
+  bool one = true;
+  bool extensions = false;
+  std::string key;  // The request's CertID, DER (one certificate only).
+  if (simple.has_value()) {
+    if (!simple->nonce_ok) return ErrorResponse(OcspResponseStatus::kMalformedRequest);
+    extensions = !simple->nonce_ext_der.empty();
+    key = std::string(simple->cert_id_der);
+  } else {
+    const unsigned char* p = Bytes(request_der);
+    req.reset(d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())));
+    if (req == nullptr || p != Bytes(request_der) + request_der.size()) {
+      ERR_clear_error();
+      return ErrorResponse(OcspResponseStatus::kMalformedRequest);
+    }
+    const int nonce_at = OCSP_REQUEST_get_ext_by_NID(req.get(), NID_id_pkix_OCSP_Nonce, -1);
+    if (nonce_at >= 0 && !NonceLengthOk(AsString(
+                             X509_EXTENSION_get_data(OCSP_REQUEST_get_ext(req.get(), nonce_at))))) {
+      return ErrorResponse(OcspResponseStatus::kMalformedRequest);
+    }
+    one = OCSP_request_onereq_count(req.get()) == 1;
+    extensions = OCSP_REQUEST_get_ext_count(req.get()) != 0;
+    if (one)
+      key = ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID);
   }
   const bool caching = config_.cache_ttl > absl::ZeroDuration();
-  const bool one = OCSP_request_onereq_count(req.get()) == 1;
   // Cacheable: one certificate, no extensions (a nonce makes every response unique).
-  const bool cacheable = caching && one && OCSP_REQUEST_get_ext_count(req.get()) == 0;
-  const std::string key =
-      one ? ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID)
-          : "";
+  const bool cacheable = caching && one && !extensions;
   const uint64_t generation = source_->Generation();
   const absl::Time now = clock_->Now();
   if (cacheable) {
@@ -166,7 +320,8 @@ std::string OcspResponder::Respond(std::string_view request_der) {
     return ErrorResponse(OcspResponseStatus::kTryLater);
   }
   bool reusable = false;
-  std::string response = Build(req.get(), &reusable);
+  std::string response =
+      simple.has_value() ? BuildSimple(*simple, &reusable) : Build(req.get(), &reusable);
   // Errors may be transient and "unknown" may be a certificate being issued right now.
   if (cacheable && reusable) {
     absl::MutexLock lock(&mu_);
@@ -227,41 +382,74 @@ std::string OcspResponder::Build(const OCSP_REQUEST* request, bool* cacheable) {
       }
     }
     if (status.kind == CertStatus::Kind::kUnknown) all_known = false;
-    single_responses.push_back(der::Sequence({
-        ToDer(cid, i2d_OCSP_CERTID),
-        CertStatusDer(status),
-        der::GeneralizedTime(now),
-        der::Explicit(0, der::GeneralizedTime(now + config_.validity)),
-    }));
+    single_responses.push_back(
+        SingleResponse(ToDer(cid, i2d_OCSP_CERTID), status, now, config_.validity));
   }
   if (signing_ca == nullptr) return ErrorResponse(OcspResponseStatus::kUnauthorized);
-  const Ca* responder = cas_->ResponderFor(signing_ca->name());
-  if (responder == nullptr) return ErrorResponse(OcspResponseStatus::kUnauthorized);
+  const ResponderParts* parts = PartsFor(signing_ca);
+  if (parts == nullptr) return ErrorResponse(OcspResponseStatus::kUnauthorized);
 
-  std::string extensions;
+  std::string nonce;
   const int nonce_at = OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1);
-  if (nonce_at >= 0) {
-    // Echoed as sent (RFC 6960 4.4.1), extnValue and all.
-    extensions = der::Explicit(
-        1, der::Sequence({ToDer(OCSP_REQUEST_get_ext(req, nonce_at), i2d_X509_EXTENSION)}));
+  // Echoed as sent (RFC 6960 4.4.1), extnValue and all.
+  if (nonce_at >= 0) nonce = ToDer(OCSP_REQUEST_get_ext(req, nonce_at), i2d_X509_EXTENSION);
+  std::optional<std::string> signed_response =
+      Sign(*parts, ResponseData(*parts, now, single_responses, nonce));
+  if (!signed_response.has_value()) return ErrorResponse(OcspResponseStatus::kTryLater);
+  *cacheable = all_known;
+  return *std::move(signed_response);
+}
+
+std::string OcspResponder::BuildSimple(const SimpleRequest& req, bool* cacheable) {
+  *cacheable = false;
+  const Ca* ca = nullptr;
+  for (const IssuerHashes& h : issuers_) {
+    if (h.hash_oid_der == req.hash_oid_der && h.name_hash == req.name_hash &&
+        h.key_hash == req.key_hash) {
+      ca = h.ca;
+      break;
+    }
   }
-  const std::string response_data = der::Sequence({
-      // responderID byKey [2]: SHA-1 of the responder's public key bits.
-      der::Explicit(2, der::OctetString(Digest(EVP_sha1(), PublicKeyBits(responder->cert())))),
-      der::GeneralizedTime(now),
+  const ResponderParts* parts = ca == nullptr ? nullptr : PartsFor(ca);
+  if (parts == nullptr) return ErrorResponse(OcspResponseStatus::kUnauthorized);
+  auto status = source_->Status(ca->name(), req.serial_hex);
+  if (!status.ok()) {
+    Log(LogLevel::kError, "ocsp", "status lookup failed", {{"status", status.status().ToString()}});
+    return ErrorResponse(status.status().code() == absl::StatusCode::kUnavailable
+                             ? OcspResponseStatus::kTryLater
+                             : OcspResponseStatus::kInternalError);
+  }
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(clock_->Now()));
+  const std::vector<std::string> single{
+      SingleResponse(req.cert_id_der, *status, now, config_.validity)};
+  std::optional<std::string> signed_response =
+      Sign(*parts, ResponseData(*parts, now, single, req.nonce_ext_der));
+  if (!signed_response.has_value()) return ErrorResponse(OcspResponseStatus::kTryLater);
+  *cacheable = status->kind != CertStatus::Kind::kUnknown;
+  return *std::move(signed_response);
+}
+
+std::string OcspResponder::ResponseData(const ResponderParts& parts, absl::Time now,
+                                        const std::vector<std::string>& single_responses,
+                                        std::string_view nonce_ext_der) const {
+  return der::Sequence({
+      parts.responder_id_der,
+      TimeDer(now, 0),
       der::SequenceOf(single_responses),
-      extensions,
+      nonce_ext_der.empty() ? std::string() : der::Explicit(1, der::Sequence({nonce_ext_der})),
   });
-  auto basic = responder->key().SignStructure(
-      response_data, der::Explicit(0, der::Sequence({responder->cert_der()})));
+}
+
+std::optional<std::string> OcspResponder::Sign(const ResponderParts& parts,
+                                               std::string_view response_data) const {
+  auto basic = parts.responder->key().SignStructure(response_data, parts.certs_der);
   if (!basic.ok()) {
     Log(LogLevel::kError, "ocsp", "signing failed", {{"status", basic.status().ToString()}});
-    return ErrorResponse(OcspResponseStatus::kTryLater);
+    return std::nullopt;
   }
-  *cacheable = all_known;
   return der::Sequence({
       der::Enumerated(static_cast<int>(OcspResponseStatus::kSuccessful)),
-      der::Explicit(0, der::Sequence({der::Oid(oid::kOcspBasic), der::OctetString(*basic)})),
+      der::Explicit(0, der::Sequence({BasicOidDer(), der::OctetString(*basic)})),
   });
 }
 

@@ -41,6 +41,10 @@ class CertStatusSource {
   virtual uint64_t Generation() const { return 0; }
 };
 
+// Longest nonce a request may carry (RFC 9654 2.1: 1 to 128 octets; a request outside that is
+// answered malformedRequest).
+inline constexpr size_t kMaxOcspNonceBytes = 128;
+
 struct OcspConfig {
   // nextUpdate = thisUpdate + validity: how long a relying party may cache a response.
   absl::Duration validity = absl::Hours(1);
@@ -89,12 +93,38 @@ class OcspResponder {
   // The bare error response.
   static std::string ErrorResponse(OcspResponseStatus status);
 
+  // Whether Respond reads this request in place (one certificate, at most a nonce: what nearly
+  // every client sends) rather than through OpenSSL's decoder. For tests and benches.
+  static bool ReadsInPlace(std::string_view request_der) {
+    return ParseSimple(request_der).has_value();
+  }
+
  private:
   struct IssuerHashes {
     const Ca* ca;
     int hash_nid;
+    std::string hash_oid_der;  // The hash algorithm's OBJECT IDENTIFIER, DER.
     std::string name_hash;
     std::string key_hash;
+  };
+  // What every response of one CA's delegated responder carries, encoded once.
+  struct ResponderParts {
+    const Ca* ca = nullptr;         // The issuing CA.
+    const Ca* responder = nullptr;  // Its delegated responder; nullptr: none.
+    std::string responder_id_der;   // [2] EXPLICIT byKey: SHA-1 of the responder's key bits.
+    std::string certs_der;          // [0] EXPLICIT SEQUENCE { responder certificate }.
+  };
+  // A request in the shape nearly every client sends (openssl, browsers, RFC 5019 clients): one
+  // CertID, no requestor name, no signature, no per-certificate extensions, and no request
+  // extension but a nonce. Views into the request bytes.
+  struct SimpleRequest {
+    std::string_view cert_id_der;  // The CertID as received (DER, so as OpenSSL re-encodes it).
+    std::string_view hash_oid_der;
+    std::string_view name_hash;
+    std::string_view key_hash;
+    std::string serial_hex;          // Upper-case hex, as SerialHexOf gives it.
+    std::string_view nonce_ext_der;  // The whole nonce Extension; empty without one.
+    bool nonce_ok = true;            // The nonce is 1..kMaxOcspNonceBytes octets.
   };
 
   struct Cached {
@@ -104,6 +134,20 @@ class OcspResponder {
   };
   // `cacheable` is set when the answer is successful and every status in it known.
   std::string Build(const OCSP_REQUEST* req, bool* cacheable);
+  // The same answer as Build for a SimpleRequest, without decoding the request into OpenSSL
+  // objects: the response is spliced from the parts encoded once.
+  std::string BuildSimple(const SimpleRequest& req, bool* cacheable);
+  // The request in the simple shape, or nullopt (then Respond decodes it with OpenSSL). Strict
+  // DER only; anything else goes the general way.
+  static std::optional<SimpleRequest> ParseSimple(std::string_view request_der);
+  // The ResponseData of a one-certificate answer, DER.
+  std::string ResponseData(const ResponderParts& parts, absl::Time now,
+                           const std::vector<std::string>& single_responses,
+                           std::string_view nonce_ext_der) const;
+  // The signed OCSPResponse around `response_data`; nullopt (logged) when the HSM fails.
+  std::optional<std::string> Sign(const ResponderParts& parts,
+                                  std::string_view response_data) const;
+  const ResponderParts* PartsFor(const Ca* ca) const;
   // The cached response under `key`, if fresh.
   std::optional<std::string> CachedResponse(const std::string& key, absl::Time now);
   // Takes one signature from the budget; false when it is spent.
@@ -114,6 +158,7 @@ class OcspResponder {
   const Clock* clock_;        // Not owned.
   const OcspConfig config_;
   std::vector<IssuerHashes> issuers_;
+  std::vector<ResponderParts> responders_;
   absl::Mutex mu_;
   // Key: the request's CertID, DER.
   absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
