@@ -1,5 +1,7 @@
 #include "bench/http_load.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -16,6 +18,18 @@
 #include "tests/testing/shell.h"
 
 namespace qsign::bench {
+
+namespace {
+
+// CPU time (user + system) of the finished children this process waited for.
+double ChildrenCpuSeconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+}  // namespace
 
 double Load1() {
   std::ifstream in("/proc/loadavg");
@@ -46,7 +60,10 @@ end
       "wrk -t%d -c%d -d%.0fs --timeout 10s -s %s %s", std::min(run.threads, run.connections),
       run.connections, std::max(1.0, run.seconds), script, run.url);
   std::string out;
+  const double children_cpu = ChildrenCpuSeconds();
   const int status = testing::RunCommand(command, &out);
+  // wrk runs under `sh -c`, which waits for it: both are counted once popen's shell is reaped.
+  const double wrk_cpu = ChildrenCpuSeconds() - children_cpu;
   const size_t at = out.find("WRKSUMMARY ");
   if (status != 0 || at == std::string::npos) {
     return absl::UnavailableError(absl::StrCat(command, ": exit ", status, ":\n", out));
@@ -60,6 +77,7 @@ end
     return absl::InternalError(absl::StrCat("cannot read wrk's summary: ", out));
   }
   result.per_s = duration_us > 0 ? requests / (duration_us / 1e6) : 0;
+  result.wrk_cpu_us = requests > 0 ? 1e6 * wrk_cpu / requests : 0;
   return result;
 }
 

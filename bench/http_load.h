@@ -30,6 +30,9 @@ struct WrkResult {
   double p99_ms = 0;
   long failures = 0;  // Connect/read/write errors, timeouts and non-2xx answers.
   double load1 = 0;   // At the start.
+  // wrk's own CPU time (user + system, its threads and the kernel work done for them) per
+  // request: on two cores the load generator's share is CPU the server cannot have.
+  double wrk_cpu_us = 0;
 };
 
 // Runs wrk; an error when it cannot run or its summary cannot be read.
