@@ -16,6 +16,9 @@
 //                       each connection count (the ratios divide by the one next to them).
 //   ocsp_cached         no nonce: the pre-signed response from the responder's cache.
 //   ocsp_nonce          a nonce: signed in the HSM for every request.
+// Beside each case: this process's CPU per answer (cpu us), wrk's (wrk us), and the ratio those
+// predict when the case has both cores to itself (cpu ratio = bare cpu us / (cpu us + wrk us));
+// docs/PERFORMANCE.md ("The OCSP nonce path") shows why wrk's share bounds ocsp_nonce here.
 // Targets (issue 15): ocsp_nonce per_s / bare >= 0.8; ocsp_cached p99 <= 20 ms at 32 and 1,000.
 // Prints a table, then one JSON line per case (contracts.md: bench JSON lines).
 #include <openssl/ocsp.h>
