@@ -24,7 +24,6 @@
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -86,14 +85,6 @@ struct Result {
   double cpu_us = 0;
   double bare_cpu_us = 0;  // The bare rate's CPU per signature, measured with bare_per_s.
 };
-
-// CPU time of this process, user + system.
-double ProcessCpuSeconds() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "bench_http: %s\n", what.c_str());

@@ -31,6 +31,13 @@ double ChildrenCpuSeconds() {
 
 }  // namespace
 
+double ProcessCpuSeconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 double Load1() {
   std::ifstream in("/proc/loadavg");
   double load = 0;

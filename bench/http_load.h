@@ -14,6 +14,9 @@ namespace qsign::bench {
 // The 1-minute load average (/proc/loadavg).
 double Load1();
 
+// CPU time of this process so far, user + system, in seconds.
+double ProcessCpuSeconds();
+
 struct WrkRun {
   std::string url;
   std::string body_file;     // POSTed as is on every request.

@@ -873,13 +873,27 @@ class PostgresLifecycleStore final : public LifecycleStore {
     return out;
   }
 
-  absl::StatusOr<std::optional<CertRecord>> FindIssued(std::string_view ca_name,
-                                                       std::string_view serial_hex) override {
-    return ReadOptionalCert(pool_->Exec(
-        absl::StrCat("SELECT ", kCertColumns,
-                     " FROM lifecycle.certificates WHERE ca_name = $1 AND serial_hex = $2 "
-                     "AND state IN ('ISSUED', 'REVOKED')"),
-        {Param::Text(ca_name), Param::Text(serial_hex)}));
+  absl::StatusOr<std::optional<IssuedStatus>> FindIssued(std::string_view ca_name,
+                                                         std::string_view serial_hex) override {
+    auto res = pool_->Exec(
+        "SELECT state, revoked_at, revocation_reason FROM lifecycle.certificates "
+        "WHERE ca_name = $1 AND serial_hex = $2 AND state IN ('ISSUED', 'REVOKED')",
+        {Param::Text(ca_name), Param::Text(serial_hex)});
+    if (!res.ok()) return res.status();
+    if (res->rows() == 0) return std::nullopt;
+    IssuedStatus out;
+    auto state = ParseState(res->Get(0, 0));
+    if (!state.ok()) return state.status();
+    out.state = *state;
+    if (!res->IsNull(0, 1)) {
+      auto at = res->GetTime(0, 1);
+      if (!at.ok()) return at.status();
+      out.revoked_at = *at;
+    }
+    auto reason = res->GetInt64(0, 2);
+    if (!reason.ok()) return reason.status();
+    out.revocation_reason = static_cast<int>(*reason);
+    return std::optional<IssuedStatus>(out);
   }
 
   absl::StatusOr<CrlSnapshot> NextCrl(std::string_view ca_name) override {

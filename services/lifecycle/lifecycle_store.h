@@ -63,6 +63,13 @@ struct CertRecord {
   bool key_destroyed = false;
 };
 
+// What OCSP needs of an issued certificate.
+struct IssuedStatus {
+  CertState state = CertState::kIssued;  // kIssued or kRevoked.
+  std::optional<absl::Time> revoked_at;  // kRevoked only.
+  int revocation_reason = 0;             // RFC 5280 CRLReason; 0 = none given.
+};
+
 struct ContractAcceptance {
   std::string account_id;
   std::string version;
@@ -253,9 +260,10 @@ class LifecycleStore {
   // Unfinished jobs, oldest first.
   virtual absl::StatusOr<std::vector<RevokeAllJob>> ListUnfinishedRevokeAllJobs(int limit) = 0;
 
-  // OCSP: the status of what `ca_name` issued with this serial.
-  virtual absl::StatusOr<std::optional<CertRecord>> FindIssued(std::string_view ca_name,
-                                                               std::string_view serial_hex) = 0;
+  // OCSP: the status of what `ca_name` issued with this serial (ISSUED or REVOKED; nullopt for
+  // anything else). Three columns only: it is read for every signed OCSP answer.
+  virtual absl::StatusOr<std::optional<IssuedStatus>> FindIssued(std::string_view ca_name,
+                                                                 std::string_view serial_hex) = 0;
 
   // CRLs. NextCrl takes the CA's next CRL number and, in the same transaction, the revoked
   // certificates it issued; SaveCrl stores the signed CRL; LatestCrl is the highest number.
