@@ -283,8 +283,9 @@ std::string OcspResponder::Respond(std::string_view request_der) {
     }
     one = OCSP_request_onereq_count(req.get()) == 1;
     extensions = OCSP_REQUEST_get_ext_count(req.get()) != 0;
-    if (one)
+    if (one) {
       key = ToDer(OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), 0)), i2d_OCSP_CERTID);
+    }
   }
   const bool caching = config_.cache_ttl > absl::ZeroDuration();
   // Cacheable: one certificate, no extensions (a nonce makes every response unique).
