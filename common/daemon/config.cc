@@ -591,6 +591,7 @@ class Validator {
     Range("web.http_threads", s.http_threads(), 1, 1024);
     Range("web.max_sessions", s.max_sessions(), 1, 10'000'000);
     Range("web.audit_page_size", s.audit_page_size(), 1, 200);
+    Url("web.tsa_url", s.tsa_url(), {"http", "https"});
     {
       const cfg::ClientAddress& a = s.client_address();
       auto resolver = ClientAddressResolver::New(

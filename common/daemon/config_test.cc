@@ -589,11 +589,15 @@ TEST_F(ConfigTest, WebAloneNeedsItsPeersAndTlsUnlessInsecureDev) {
   c.mutable_web()->set_http_key_file(Path("key.pem"));
   EXPECT_EQ(Errors(c), "");
   EXPECT_EQ(ConfiguredServices(c), std::vector<std::string>{"web"});
+  c.mutable_web()->set_tsa_url("http://tsa.qsign.internal:8318/tsa");
+  EXPECT_EQ(Errors(c), "");
   c.mutable_web()->set_session_idle_minutes(-1);
   c.mutable_web()->set_http_listen("nowhere");
+  c.mutable_web()->set_tsa_url("tsa.qsign.internal");
   e = Errors(c);
   EXPECT_THAT(e, HasSubstr("web.session_idle_minutes: -1: must be 1..720"));
   EXPECT_THAT(e, HasSubstr("web.http_listen: \"nowhere\""));
+  EXPECT_THAT(e, HasSubstr("web.tsa_url: \"tsa.qsign.internal\""));
   ApplyConfigDefaults(c);
   EXPECT_EQ(c.web().rpc_timeout_seconds(), 10);
   EXPECT_EQ(c.web().max_upload_bytes(), 20 << 20);

@@ -11,7 +11,7 @@
 //
 // Where things are: gateway.cc dispatch, bearer check and replies; info_handlers.cc info and
 // oauth2/token; credentials_handlers.cc credentials/*; signatures_handlers.cc signHash;
-// signdoc_handlers.cc signDoc (the documents' side in signdoc.h);
+// signdoc_handlers.cc signDoc (the documents' side in common/signdoc/signdoc.h);
 // params.h request parsing; errors.h error mapping; credential_json.h credential rendering.
 #ifndef QSIGN_SERVICES_GATEWAY_GATEWAY_H_
 #define QSIGN_SERVICES_GATEWAY_GATEWAY_H_

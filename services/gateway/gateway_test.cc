@@ -1276,22 +1276,6 @@ TEST_F(GatewayTest, SignDocPadesAndCadesUnderOneApprovalAreValidForPdfsigAndOpen
   ExpectOpensslCmsVerifies(dir, text, Unb64(r.body["SignatureObject"][0]));
 }
 
-// The signature value of the only SignerInfo of a DER CMS (what a signature timestamp stamps).
-std::string SignatureValue(const std::string& cms_der) {
-  const unsigned char* p = reinterpret_cast<const unsigned char*>(cms_der.data());
-  CMS_ContentInfo* cms = d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cms_der.size()));
-  if (cms == nullptr) return "";
-  std::string value;
-  STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms);
-  if (infos != nullptr && sk_CMS_SignerInfo_num(infos) == 1) {
-    ASN1_OCTET_STRING* sig = CMS_SignerInfo_get0_signature(sk_CMS_SignerInfo_value(infos, 0));
-    value.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(sig)),
-                 ASN1_STRING_length(sig));
-  }
-  CMS_ContentInfo_free(cms);
-  return value;
-}
-
 // An RFC 3161 TSA that is not qsign's: `openssl ts -reply` behind a loopback HTTP listener, with
 // its own self-signed certificate (extendedKeyUsage timeStamping, critical).
 // An openssl command behind an HTTP POST endpoint on loopback: each request's body is written to
@@ -1508,7 +1492,7 @@ TEST_F(GatewayTest, SignDocBTHasTheTsaTimestampPdfsigAndOpensslAccept) {
     EXPECT_GE(token->gen_time, before);
     EXPECT_LE(token->gen_time, absl::Now() + absl::Seconds(2));
     WriteFile(absl::StrCat(dir, "/", name, ".tst"), token->der);
-    WriteFile(absl::StrCat(dir, "/", name, ".sig"), SignatureValue(cms_der));
+    WriteFile(absl::StrCat(dir, "/", name, ".sig"), testing::SignatureValue(cms_der));
     const std::string verified =
         RunShell(absl::StrCat("openssl ts -verify -token_in -in ", dir, "/", name, ".tst -data ",
                               dir, "/", name, ".sig -CAfile ", dir, "/tsa.pem 2>&1"),

@@ -12,19 +12,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "common/http/client.h"
 #include "common/oids.h"
+#include "common/signdoc/signdoc.h"
 #include "services/gateway/errors.h"
 #include "services/gateway/gateway.h"
 #include "services/gateway/params.h"
 #include "services/gateway/result.h"
-#include "services/gateway/signdoc.h"
 #include "services/gateway/text.h"
 
 namespace qsign::gateway {
 namespace {
 
 namespace pb = ::qsign::v1;
+using signdoc::DocFormat;
+using signdoc::DocLevel;
+using signdoc::DocumentToSign;
+using signdoc::SignDoc;
+using signdoc::SignDocTimings;
+using signdoc::SignedDocument;
 
 // CSC 2.0 conformance levels this gateway makes, as info lists them.
 constexpr const char* kLevels[] = {"Ades-B-B", "Ades-B-T", "Ades-B-LT"};
@@ -241,17 +246,9 @@ absl::StatusOr<Gateway::Result> Gateway::SignaturesSignDoc(const CscRequest& req
   if (!signed_hashes.ok()) return FromSignHash(signed_hashes.status());
   const absl::Duration signer = absl::Now() - signing;
 
-  const std::string tsa_url = config_.tsa_url;
   auto done =
       signdoc.Finish({signed_hashes->signatures().begin(), signed_hashes->signatures().end()},
-                     [&tsa_url](const std::string& query) {
-                       return http::Post(tsa_url, "application/timestamp-query", query);
-                     },
-                     {.ocsp =
-                          [](const std::string& url, const std::string& req) {
-                            return http::Post(url, "application/ocsp-request", req);
-                          },
-                      .crl = [](const std::string& url) { return http::Get(url); }});
+                     signdoc::HttpTimestamp(config_.tsa_url), signdoc::HttpFetcher());
   if (!done.ok()) {
     // The user approved and the signer signed: what failed now is the TSA, an OCSP/CRL
     // responder or the server, never the caller's request.

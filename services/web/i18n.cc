@@ -160,10 +160,10 @@ constexpr Message kMessages[] = {
 
     {"sign.title", "Потпиши документ", "Sign a document"},
     {"sign.intro",
-     "Изаберите датотеку. PDF потписујемо у самом документу (PAdES), сваку другу датотеку "
-     "одвојеним потписом CAdES (.p7s). Потпис одобравате у апликацији.",
-     "Choose a file. A PDF is signed inside the document (PAdES), any other file with a detached "
-     "CAdES signature (.p7s). You approve the signature in your app."},
+     "Изаберите датотеку и ниво потписа. PDF потписујемо у самом документу (PAdES), сваку другу "
+     "датотеку одвојеним потписом CAdES (.p7s). Потпис одобравате у апликацији.",
+     "Choose a file and the signature level. A PDF is signed inside the document (PAdES), any "
+     "other file with a detached CAdES signature (.p7s). You approve the signature in your app."},
     {"sign.file", "Датотека", "File"},
     {"sign.submit", "Потпиши", "Sign"},
     {"sign.no_file", "Изаберите датотеку.", "Choose a file."},
@@ -179,6 +179,28 @@ constexpr Message kMessages[] = {
     {"sign.denied", "Потпис је одбијен у апликацији.", "The signature was refused in the app."},
     {"sign.expired", "Потпис није одобрен на време.", "The signature was not approved in time."},
     {"sign.failed", "Потписивање није успело; покушајте поново.", "Signing failed; try again."},
+    {"sign.level", "Ниво потписа", "Signature level"},
+    {"sign.level.b-t", "B-T — са временским жигом (препоручено)",
+     "B-T — with a timestamp (recommended)"},
+    {"sign.level.b-lt",
+     "B-LT — са временским жигом и подацима за дугорочну проверу (сертификати, OCSP)",
+     "B-LT — with a timestamp and the data for long-term validation (certificates, OCSP)"},
+    {"sign.level.b-b", "B-B — основни, без временског жига", "B-B — basic, no timestamp"},
+    {"sign.no_tsa", "Овај портал нема службу временског жига: могућ је само ниво B-B.",
+     "This portal has no timestamp authority: only level B-B is available."},
+    {"sign.bad_level", "Непознат ниво потписа.", "Unknown signature level."},
+    {"sign.failed.title", "Потписивање није успело", "Signing failed"},
+    {"sign.tsa_failed",
+     "Потпис сте одобрили, али служба временског жига (TSA) није одговорила, па потписана "
+     "датотека није направљена. Покушајте поново касније или изаберите ниво B-B.",
+     "You approved the signature, but the timestamp authority (TSA) did not answer, so no signed "
+     "file was made. Try again later or choose level B-B."},
+    {"sign.ocsp_failed",
+     "Потпис сте одобрили, али служба за проверу статуса сертификата (OCSP) није одговорила, па "
+     "потписана датотека B-LT није направљена. Покушајте поново касније или изаберите ниво B-T.",
+     "You approved the signature, but the certificate status service (OCSP) did not answer, so "
+     "no B-LT signed file was made. Try again later or choose level B-T."},
+    {"sign.again", "Потпиши поново", "Sign again"},
 
     {"app.heading", "Апликација за сагласност", "Consent app"},
     {"app.loading", "Учитавање…", "Loading…"},

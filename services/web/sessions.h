@@ -6,11 +6,14 @@
 #ifndef QSIGN_SERVICES_WEB_SESSIONS_H_
 #define QSIGN_SERVICES_WEB_SESSIONS_H_
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -21,22 +24,32 @@
 
 namespace qsign::web {
 
-// sign.cc's state of a signature between its hash and its signature value.
-struct PendingSignature;
-
-// A file being signed from the portal, from upload to download.
+// A file being signed from the portal, from upload to download. The job keeps what the
+// signature is made of (the file, the PDF with its placeholder, the level, the certificate
+// chain, the time), not the prepared CMS itself: sign.cc rebuilds that (common/signdoc) when the
+// approval arrives and checks that it is exactly the hash the user approved.
 struct SignJob {
   std::string file_name;
+  std::string content;         // The upload; dropped once signed.
   std::string content_sha256;  // Raw.
-  std::string request_id;      // Consent's SIGN request.
+  bool pdf = false;            // PAdES inside the PDF, else a detached CAdES .p7s.
+  std::string prepared_pdf;    // PAdES: the PDF with the signature's placeholder.
+  std::array<int64_t, 4> byte_range{};
+  std::string pdf_sha256;  // SHA-256 over the byte ranges.
+  std::string field_name;
+  std::string level = "B-T";           // B-B, B-T or B-LT.
+  std::vector<std::string> chain_der;  // The signer's certificate, then its issuers.
+  absl::Time signing_time;             // The PDF's /M, the CMS signingTime.
+  std::string request_id;              // Consent's SIGN request.
   std::string credential_id;
   bool ec = true;            // The credential's key is EC (else RSA).
   std::string to_be_signed;  // SHA-256 of the CMS signed attributes: what the SAD covers.
-  std::shared_ptr<PendingSignature> pending;  // Released once done.
-  std::string result;                         // The signed PDF, or the .p7s, once done.
+  std::string result;        // The signed PDF, or the .p7s, once done.
   std::string result_name;
   std::string result_type;
-  std::string state = "pending";  // pending, done, denied, expired, failed
+  // pending, done, denied, expired, failed, tsa_failed (the timestamp authority did not
+  // answer after the approval), ocsp_failed (no OCSP/CRL answer for B-LT).
+  std::string state = "pending";
 };
 
 struct Session {

@@ -1,35 +1,55 @@
 // Signing a file from the portal: upload, approval on the consent app, download. A PDF gets a
-// PAdES B-B signature inside it (common/pades: a signature field over the /ByteRange, the CMS
-// without signingTime); any other file a detached CAdES B-B (.p7s, CMS SignedData with
-// signingTime and signingCertificateV2, common/cades). Either way the SHA-256 of the CMS signed
-// attributes is what Consent.Authorize binds the SAD to and what the signer signs with the
-// user's HSM key (Signer.SignHash, with the user's own session token): the web holds no key and
-// no power. The file stays in this process (the session's job); the app shows its name, page
-// count and SHA-256.
+// PAdES signature inside it, any other file a detached CAdES (.p7s), at the level the user
+// chose: B-T (the default: a timestamp from web.tsa_url over the signature), B-LT (also the
+// certificates and OCSP answers a verifier needs later) or B-B. common/signdoc builds them, as
+// for the gateway's signDoc. The SHA-256 of the CMS signed attributes is what Consent.Authorize
+// binds the SAD to and what the signer signs with the user's HSM key (Signer.SignHash, with the
+// user's own session token): the web holds no key and no power. The file stays in the session's
+// job; the app shows its name, page count and SHA-256.
+#include <algorithm>
+#include <iterator>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
-#include "common/cades/signed_data.h"
+#include "common/log.h"
 #include "common/oids.h"
-#include "common/pades/pdf_signature.h"
+#include "common/signdoc/signdoc.h"
 #include "common/strings.h"
 #include "services/web/web_internal.h"
 
 namespace qsign::web {
 
-// The format's state between the hash and the signature value.
-struct PendingSignature {
-  std::unique_ptr<cades::PreparedSignature> cms;
-  std::optional<pades::PreparedPdf> pdf;  // PAdES: the PDF with its placeholder.
-};
-
 namespace {
+
+constexpr std::string_view kLevels[] = {"B-T", "B-LT", "B-B"};
+
+signdoc::DocLevel DocLevelOf(std::string_view level) {
+  if (level == "B-B") return signdoc::DocLevel::kBB;
+  return level == "B-LT" ? signdoc::DocLevel::kBLT : signdoc::DocLevel::kBT;
+}
+
+// The job's signature prepared again from the same PDF placeholder, chain and time: the same
+// hash as at the upload (the caller checks).
+absl::StatusOr<std::unique_ptr<signdoc::SignDoc>> Prepare(const SignJob& job) {
+  std::vector<signdoc::DocumentToSign> documents;
+  documents.push_back({.content = job.content,
+                       .format = job.pdf ? signdoc::DocFormat::kPades : signdoc::DocFormat::kCades,
+                       .level = DocLevelOf(job.level)});
+  if (!job.prepared_pdf.empty()) {
+    documents[0].prepared_pdf = pades::PreparedPdf{.pdf = job.prepared_pdf,
+                                                   .byte_range = job.byte_range,
+                                                   .sha256 = job.pdf_sha256,
+                                                   .field_name = job.field_name};
+  }
+  return signdoc::SignDoc::Prepare(std::move(documents), job.chain_der, job.signing_time,
+                                   job.file_name.substr(0, 64));
+}
 
 bool IsPdf(std::string_view name, std::string_view content) {
   return absl::StartsWith(Av(content), "%PDF-") && absl::EndsWithIgnoreCase(Av(name), ".pdf");
@@ -75,11 +95,25 @@ void Web::SignPage(Call& c) {
   if (!Bearer(c, &bearer)) return;
   const Lang l = c.lang;
   const Frame f = FrameOf(c);
+  // The level: B-T by default; without a timestamp authority (web.tsa_url) B-B only.
+  const bool tsa = !options_.tsa_url.empty();
+  std::string levels =
+      Cat("<fieldset id=\"levels\"><legend>", Esc(T(l, "sign.level")), "</legend>");
+  for (std::string_view level : kLevels) {
+    const bool enabled = tsa || level == "B-B";
+    const bool checked = level == (tsa ? "B-T" : "B-B");
+    const std::string id = Cat("level-", absl::AsciiStrToLower(Av(level)));
+    Append(&levels, "<label><input type=\"radio\" name=\"level\" id=\"", id, "\" value=\"", level,
+           "\"", checked ? " checked" : "", enabled ? "" : " disabled", "> ",
+           Esc(T(l, Cat("sign.level.", absl::AsciiStrToLower(Av(level))))), "</label>");
+  }
+  if (!tsa) Append(&levels, "<p id=\"no-tsa\">", Esc(T(l, "sign.no_tsa")), "</p>");
+  Append(&levels, "</fieldset>");
   Html(c, T(l, "sign.title"),
        Cat("<p>", Esc(T(l, "sign.intro")), "</p>",
            Form(f, "/sign",
                 Cat("<label>", Esc(T(l, "sign.file")),
-                    "<input type=\"file\" name=\"file\" id=\"file\" required></label>",
+                    "<input type=\"file\" name=\"file\" id=\"file\" required></label>", levels,
                     Button(l, "upload", "sign.submit")),
                 "enctype=\"multipart/form-data\"")));
 }
@@ -96,6 +130,17 @@ void Web::SignUpload(Call& c) {
     Done(c, absl::InvalidArgumentError(T(c.lang, "sign.too_large")), "", "/sign");
     return;
   }
+  // An old form without the choice signs at the default.
+  std::string level(FormField(c.req, "level"));
+  if (level.empty()) level = options_.tsa_url.empty() ? "B-B" : "B-T";
+  if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels)) {
+    Done(c, absl::InvalidArgumentError(T(c.lang, "sign.bad_level")), "", "/sign");
+    return;
+  }
+  if (level != "B-B" && options_.tsa_url.empty()) {
+    Done(c, absl::FailedPreconditionError(T(c.lang, "sign.no_tsa")), "", "/sign");
+    return;
+  }
   auto status = backend_->GetStatus({bearer, c.address}, pb::GetStatusRequest());
   if (!status.ok()) {
     if (status.status().code() == absl::StatusCode::kUnauthenticated) return SessionEnded(c);
@@ -109,42 +154,40 @@ void Web::SignUpload(Call& c) {
   const pb::Certificate& cert = status->certificate();
   SignJob job;
   job.file_name = CleanName(file->filename);
+  job.content = file->content;
   job.content_sha256 = Sha256(file->content);
+  job.pdf = IsPdf(job.file_name, file->content);
+  job.level = level;
+  job.chain_der.push_back(cert.certificate_der());
+  job.chain_der.insert(job.chain_der.end(), cert.issuer_chain_der().begin(),
+                       cert.issuer_chain_der().end());
+  // PAdES: the signing time is the PDF's /M, not a CMS attribute.
+  job.signing_time = clock_->Now();
   job.credential_id = cert.certificate_id();
   job.ec = cert.key_algorithm() == pb::KEY_ALGORITHM_EC_P256 ||
            cert.key_algorithm() == pb::KEY_ALGORITHM_EC_P384;
-  auto pending = std::make_shared<PendingSignature>();
-  cades::SignerInput input{
-      .signer_cert_der = cert.certificate_der(),
-      .chain_der = {cert.issuer_chain_der().begin(), cert.issuer_chain_der().end()}};
-  int pages = 0;
-  if (IsPdf(job.file_name, file->content)) {
-    // PAdES B-B: the signing time is the PDF's /M, not a CMS attribute.
-    auto count = pades::PageCount(file->content);
-    auto pdf = pades::PrepareSignature(file->content, {.signing_time = clock_->Now()});
-    if (!count.ok() || !pdf.ok()) {
-      Done(c, absl::InvalidArgumentError(T(c.lang, "sign.bad_pdf")), "", "/sign");
-      return;
-    }
-    pages = *count;
-    input.content_sha256 = pdf->sha256;
-    pending->pdf = *std::move(pdf);
+  auto prepared = Prepare(job);
+  if (!prepared.ok()) {
+    Done(c,
+         job.pdf ? absl::InvalidArgumentError(T(c.lang, "sign.bad_pdf"))
+                 : absl::InternalError("signdoc"),
+         "", "/sign");
+    return;
+  }
+  job.to_be_signed = (*prepared)->hashes()[0];
+  if (const auto& pdf = (*prepared)->prepared_pdf(0); pdf.has_value()) {
+    job.prepared_pdf = pdf->pdf;
+    job.byte_range = pdf->byte_range;
+    job.pdf_sha256 = pdf->sha256;
+    job.field_name = pdf->field_name;
+  }
+  if (job.pdf) {
     job.result_name = job.file_name;
     job.result_type = "application/pdf";
   } else {
-    input.content_sha256 = job.content_sha256;
-    input.signing_time = clock_->Now();
     job.result_name = Cat(job.file_name, ".p7s");
     job.result_type = "application/pkcs7-signature";
   }
-  auto prepared = cades::PreparedSignature::New(input);
-  if (!prepared.ok()) {
-    Done(c, absl::InternalError("cades"), "", "/sign");
-    return;
-  }
-  job.to_be_signed = (*prepared)->to_be_signed();
-  pending->cms = *std::move(prepared);
-  job.pending = std::move(pending);
 
   pb::AuthorizeRequest auth;
   auth.set_credential_id(job.credential_id);
@@ -152,10 +195,8 @@ void Web::SignUpload(Call& c) {
   auth.add_hashes(job.to_be_signed);
   auth.set_num_signatures(1);
   pb::DocumentInfo* doc = auth.add_documents();
-  doc->set_label(job.file_name.substr(0, 64));
+  *doc = (*prepared)->descriptions()[0];  // Label, page count (PDF), SHA-256 of the file.
   doc->set_document_name(job.file_name);
-  doc->set_document_digest(job.content_sha256);
-  doc->set_page_count(pages);
   *auth.mutable_client() = ClientOf(c.req, c.address);
   auth.set_language(std::string(LangTag(c.lang)));
   auto authorized = backend_->Authorize({bearer, c.address}, auth);
@@ -178,7 +219,7 @@ void Web::SignWait(Call& c) {
   std::string bearer;
   if (!Bearer(c, &bearer)) return;
   const std::string id(c.req.Param("job"));
-  std::string name, digest;
+  std::string name, digest, level, state;
   {
     absl::MutexLock lock(&c.session->mu);
     SignJob* job = JobOf(*c.session, id);
@@ -188,15 +229,30 @@ void Web::SignWait(Call& c) {
     }
     name = job->file_name;
     digest = absl::BytesToHexString(Av(job->content_sha256));
+    level = job->level;
+    state = job->state;
   }
   const Lang l = c.lang;
+  const std::string facts =
+      Cat("<dl><dt>", Esc(T(l, "sign.file")), "</dt><dd id=\"file-name\">", Esc(name),
+          "</dd><dt>SHA-256</dt><dd class=\"mono\" id=\"file-sha256\">", digest, "</dd><dt>",
+          Esc(T(l, "sign.level")), "</dt><dd id=\"file-level\">", level, "</dd></dl>");
+  if (state == "tsa_failed" || state == "ocsp_failed") {
+    // After the approval the TSA (or an OCSP responder) did not answer: an error page naming
+    // it, 503 as the gateway's signDoc answers (the signature itself was made and is dropped).
+    Html(c, T(l, "sign.failed.title"),
+         Cat(facts, "<p id=\"sign-error\" class=\"error\">", Esc(T(l, Cat("sign.", state))),
+             "</p><p><a href=\"/sign\" id=\"sign-again\">", Esc(T(l, "sign.again")), "</a></p>"));
+    c.res.status = 503;
+    return;
+  }
   Html(c, T(l, "sign.wait.title"),
-       Cat("<dl><dt>", Esc(T(l, "sign.file")), "</dt><dd id=\"file-name\">", Esc(name),
-           "</dd><dt>SHA-256</dt><dd class=\"mono\" id=\"file-sha256\">", digest,
-           "</dd></dl><p id=\"sign-status\" data-poll=\"/sign/poll?job=", id, "\">",
-           Esc(T(l, "sign.waiting")), "</p><p><a id=\"download\" hidden>",
-           Esc(T(l, "sign.download")), "</a></p>"),
-       "portal.js", {"sign.done", "sign.denied", "sign.expired", "sign.failed", "err.unavailable"});
+       Cat(facts, "<p id=\"sign-status\" data-poll=\"/sign/poll?job=", id,
+           "\" data-page=\"/sign/wait?job=", id, "\">", Esc(T(l, "sign.waiting")),
+           "</p><p><a id=\"download\" hidden>", Esc(T(l, "sign.download")), "</a></p>"),
+       "portal.js",
+       {"sign.done", "sign.denied", "sign.expired", "sign.failed", "sign.tsa_failed",
+        "sign.ocsp_failed", "err.unavailable"});
 }
 
 void Web::SignPoll(Call& c) {
@@ -206,8 +262,7 @@ void Web::SignPoll(Call& c) {
     bearer = std::string(c.session->bearer.value());
   }
   const std::string id(c.req.Param("job"));
-  std::string request_id, credential_id, to_be_signed;
-  bool ec = true;
+  SignJob copy;
   {
     absl::MutexLock lock(&c.session->mu);
     SignJob* job = JobOf(*c.session, id);
@@ -223,13 +278,10 @@ void Web::SignPoll(Call& c) {
       Json(c, 200, Cat(R"({"state":")", job->state, "\"}"));
       return;
     }
-    request_id = job->request_id;
-    credential_id = job->credential_id;
-    to_be_signed = job->to_be_signed;
-    ec = job->ec;
+    copy = *job;
   }
   pb::AwaitAuthorizationRequest await;
-  await.set_request_id(request_id);
+  await.set_request_id(copy.request_id);
   await.mutable_max_wait()->set_seconds(absl::ToInt64Seconds(options_.poll_wait));
   auto outcome = backend_->AwaitAuthorization({bearer, c.address}, await);
   if (!outcome.ok()) {
@@ -241,8 +293,12 @@ void Web::SignPoll(Call& c) {
     if (SignJob* job = JobOf(*c.session, id)) {
       job->state = state;
       job->result = std::move(result);
-      job->pending.reset();
+      job->content.clear();
+      job->prepared_pdf.clear();
     }
+    Json(c, 200,
+         state == "done" ? Cat(R"({"state":"done","download":"/sign/download?job=)", id, "\"}")
+                         : Cat(R"({"state":")", state, "\"}"));
   };
   switch (outcome->state()) {
     case pb::CONSENT_REQUEST_STATE_PENDING:
@@ -251,42 +307,46 @@ void Web::SignPoll(Call& c) {
     case pb::CONSENT_REQUEST_STATE_APPROVED:
       break;
     case pb::CONSENT_REQUEST_STATE_DENIED:
-      finish("denied");
-      Json(c, 200, R"({"state":"denied"})");
-      return;
+      return finish("denied");
     default:
-      finish("expired");
-      Json(c, 200, R"({"state":"expired"})");
-      return;
+      return finish("expired");
+  }
+  auto prepared = Prepare(copy);
+  if (!prepared.ok() || (*prepared)->hashes()[0] != copy.to_be_signed) {
+    Log(LogLevel::kError, "web", "sign: the signature prepared again differs from the approved",
+        {{"status", prepared.status().ToString()}});
+    return finish("failed");
   }
   pb::SignHashRequest sign;
-  sign.set_credential_id(credential_id);
+  sign.set_credential_id(copy.credential_id);
   sign.set_hash_algorithm_oid(oid::kSha256);
-  sign.set_sign_algorithm_oid(ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
-  sign.add_hashes(to_be_signed);
+  sign.set_sign_algorithm_oid(copy.ec ? oid::kEcdsaWithSha256 : oid::kSha256WithRsa);
+  sign.add_hashes(copy.to_be_signed);
   sign.set_sad(outcome->sad());
   auto signed_hash = backend_->SignHash({bearer, c.address}, sign);
-  std::shared_ptr<PendingSignature> pending;
-  {
-    absl::MutexLock lock(&c.session->mu);
-    if (SignJob* job = JobOf(*c.session, id)) pending = job->pending;
+  if (!signed_hash.ok() || signed_hash->signatures_size() != 1) {
+    Log(LogLevel::kWarning, "web", "sign: the signer refused",
+        {{"status", signed_hash.status().ToString()}});
+    return finish("failed");
   }
-  if (!signed_hash.ok() || signed_hash->signatures_size() != 1 || pending == nullptr) {
-    finish("failed");
-    Json(c, 200, R"({"state":"failed"})");
-    return;
+  signdoc::SignDoc& doc = **prepared;
+  auto signed_files = doc.Finish({signed_hash->signatures(0)},
+                                 signdoc::HttpTimestamp(options_.tsa_url), signdoc::HttpFetcher());
+  if (!signed_files.ok()) {
+    // The page names the party; the log has its answer (no secret in it: URLs and statuses).
+    Log(LogLevel::kWarning, "web", "sign: finishing the signature failed",
+        {{"status", signed_files.status().ToString()}, {"level", copy.level}});
+    switch (doc.failed_step()) {
+      case signdoc::FinishStep::kTimestamp:
+        return finish("tsa_failed");
+      case signdoc::FinishStep::kValidationData:
+        return finish("ocsp_failed");
+      default:
+        return finish("failed");
+    }
   }
-  absl::StatusOr<std::string> signed_file = pending->cms->Finish(signed_hash->signatures(0));
-  if (signed_file.ok() && pending->pdf.has_value()) {
-    signed_file = pades::EmbedSignature(*pending->pdf, *signed_file);
-  }
-  if (!signed_file.ok()) {
-    finish("failed");
-    Json(c, 200, R"({"state":"failed"})");
-    return;
-  }
-  finish("done", *std::move(signed_file));
-  Json(c, 200, Cat(R"({"state":"done","download":"/sign/download?job=)", id, "\"}"));
+  signdoc::SignedDocument& out = (*signed_files)[0];
+  finish("done", copy.pdf ? std::move(out.signed_document) : std::move(out.signature));
 }
 
 void Web::SignDownload(Call& c) {

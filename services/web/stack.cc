@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
                  .max_sessions = static_cast<size_t>(c.max_sessions()),
                  .audit_page_size = c.audit_page_size(),
                  .max_upload_bytes = static_cast<size_t>(c.max_upload_bytes()),
+                 .tsa_url = c.tsa_url(),
                  .https = https,
                  .client_address = *std::move(client_address)});
   http::ServerOptions options{

@@ -153,15 +153,20 @@ http::Handler Web::Page(Area area, Body body) {
   };
 }
 
+std::string_view FormField(const http::Request& req, std::string_view name) {
+  std::string_view value = req.Param(name);
+  if (const http::Request::FilePart* part = req.File(name); value.empty() && part != nullptr) {
+    value = part->content;
+  }
+  return value;
+}
+
 http::Handler Web::Action(Area area, Body body) {
   return [this, area, body](const http::Request& req, http::Response& res) {
     Call c{.req = req, .res = res, .area = area};
     Begin(c);
-    std::string_view token = req.Param("csrf");
+    std::string_view token = FormField(req, "csrf");
     if (token.empty()) token = req.Header("X-CSRF-Token");
-    if (const http::Request::FilePart* part = req.File("csrf"); token.empty() && part != nullptr) {
-      token = part->content;
-    }
     bool ok = c.session != nullptr && !token.empty();
     if (ok) {
       absl::MutexLock lock(&c.session->mu);

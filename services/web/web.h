@@ -38,6 +38,8 @@ struct WebOptions {
   // Records per page of the console's audit trail.
   int audit_page_size = 50;
   size_t max_upload_bytes = 20 << 20;
+  // The RFC 3161 timestamp authority over HTTP for B-T and B-LT; empty: the portal signs at B-B.
+  std::string tsa_url;
   // The listener is HTTPS (adds Strict-Transport-Security).
   bool https = false;
   // How long one poll of a waiting page (login, signing, the app's stream) may wait.

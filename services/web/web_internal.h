@@ -39,6 +39,8 @@ void SetSessionCookie(http::Response& res, Session& session);
 void ClearSessionCookie(http::Response& res);
 
 std::string Sha256(std::string_view data);
+// A form field of a urlencoded or a multipart/form-data body.
+std::string_view FormField(const http::Request& req, std::string_view name);
 // A time as the page shows it in `lang`.
 std::string DateOf(Lang lang, const google::protobuf::Timestamp& t);
 // <label>text<input name=...></label>; the input's id is its name.

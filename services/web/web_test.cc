@@ -15,7 +15,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/cades/timestamp.h"
+#include "common/cades/validation_data.h"
+#include "common/pades/pdf_signature.h"
 #include "common/pades/testing/test_pdfs.h"
+#include "common/signdoc/signdoc.h"
 #include "consent/app_simulator.h"
 #include "consent/statement.h"
 #include "gmock/gmock.h"
@@ -24,6 +28,7 @@
 #include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/lifecycle.grpc.pb.h"
 #include "services/gateway/stack.h"
+#include "services/lifecycle/stack.h"
 #include "services/web/html.h"
 #include "services/web/i18n.h"
 #include "services/web/stack.h"
@@ -32,6 +37,7 @@
 #include "tests/testing/shell.h"
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
+#include "tests/testing/test_pki.h"
 
 namespace qsign::web {
 namespace {
@@ -67,9 +73,11 @@ class Browser {
 
   // A form with one file (multipart/form-data) and the CSRF token.
   httplib::Result Upload(const std::string& path, const std::string& filename,
-                         const std::string& content, const std::string& type) {
+                         const std::string& content, const std::string& type,
+                         const std::string& level = "") {
     httplib::MultipartFormDataItems items = {{"csrf", csrf_, "", ""},
                                              {"file", content, filename, type}};
+    if (!level.empty()) items.push_back({"level", level, "", ""});
     auto res = client_.Post(path, Headers(), items);
     Keep(res);
     return res;
@@ -142,9 +150,11 @@ class WebTest : public testing::ServiceTest {
         << "+redirect_uri e-uprava " << kRedirect << "\n"
         << "legacy " << absl::BytesToHexString(Sha256(kRpSecret)) << " Legacy\n"
         << "+client_credentials legacy\n";
+    std::vector<std::string> services = {"signer",    "consent", "identity",
+                                         "lifecycle", "gateway", "web"};
+    if (with_tsa_) services.push_back("tsa");
     auto stacks = testing::Stacks::Start(
-        env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web"},
-                .configure = [this](config::v1::ServerConfig& c) {
+        env(), {.services = services, .configure = [this](config::v1::ServerConfig& c) {
                   c.mutable_consent()->set_enrollments_per_address_per_minute(0);
                   Configure(c);
                 }});
@@ -159,6 +169,63 @@ class WebTest : public testing::ServiceTest {
 
   // A test fixture's own settings, after the defaults above.
   virtual void Configure(config::v1::ServerConfig& c) {}
+  // Set by a fixture's constructor: the TSA runs too (its own config in Configure).
+  bool with_tsa_ = false;
+  // How long the user reads a request on the app before approving it.
+  absl::Duration reading_time_ = absl::ZeroDuration();
+
+  // Uploads `content` as `name` on the sign page at `level` ("" leaves the form's choice out),
+  // approves the request on `app` (checking what it shows) and polls once: the poll's JSON
+  // answer; `job` gets the job's id.
+  std::string UploadApprovePoll(Browser& portal, consent::ConsentAppSimulator& app,
+                                const std::string& name, const std::string& content,
+                                const std::string& type, uint32_t pages, const std::string& level,
+                                std::string* job) {
+    portal.Get("/sign");
+    auto up = portal.Upload("/sign", name, content, type, level);
+    EXPECT_TRUE(up && up->status == 303);
+    if (!up) return "";
+    const std::string wait_url = up->get_header_value("Location");
+    EXPECT_THAT(wait_url, HasSubstr("/sign/wait?job="));
+    auto wait = portal.Get(wait_url);
+    EXPECT_TRUE(wait && wait->status == 200);
+    if (!wait) return "";
+    EXPECT_THAT(wait->body, HasSubstr(absl::BytesToHexString(Sha256(content))));
+    auto request = app.NextRequest(absl::Seconds(10));
+    EXPECT_TRUE(request.ok()) << request.status();
+    if (!request.ok()) return "";
+    EXPECT_EQ(request->kind(), qsign::v1::CONSENT_REQUEST_KIND_SIGN);
+    EXPECT_EQ(request->sign().documents(0).document_name(), name);
+    EXPECT_EQ(request->sign().documents(0).document_digest(), Sha256(content));
+    EXPECT_EQ(request->sign().documents(0).page_count(), pages);
+    absl::SleepFor(reading_time_);
+    auto approved = app.Approve(*request, testing::kPin);
+    EXPECT_TRUE(approved.ok() && approved->result() == qsign::v1::APPROVE_RESULT_APPROVED);
+    *job = wait_url.substr(wait_url.find("job=") + 4);
+    auto polled = portal.PostJson("/sign/poll?job=" + *job, "");
+    EXPECT_TRUE(polled && polled->status == 200);
+    return polled ? polled->body : "";
+  }
+
+  // As UploadApprovePoll, expecting the signed file: its download.
+  std::string SignThroughThePortal(Browser& portal, consent::ConsentAppSimulator& app,
+                                   const std::string& name, const std::string& content,
+                                   const std::string& type, uint32_t pages,
+                                   const std::string& level = "") {
+    std::string job;
+    const std::string polled =
+        UploadApprovePoll(portal, app, name, content, type, pages, level, &job);
+    EXPECT_EQ(polled, Cat(R"({"state":"done","download":"/sign/download?job=)", job, "\"}"));
+    auto download = portal.Get("/sign/download?job=" + job);
+    EXPECT_TRUE(download && download->status == 200);
+    if (!download) return "";
+    EXPECT_THAT(download->get_header_value("Content-Disposition"), HasSubstr("filename*=UTF-8''"));
+    // Another browser cannot fetch it.
+    Browser other(port_);
+    auto stolen = other.Get("/sign/download?job=" + job);
+    EXPECT_TRUE(stolen && stolen->status != 200);
+    return download->body;
+  }
 
   // Lifecycle and consent verify session tokens from identity's feed, read in the background:
   // until the first read they answer UNAVAILABLE (a loaded machine takes a moment).
@@ -1087,50 +1154,35 @@ TEST_F(WebTest, OAuthSignInBindsTheTokenToTheCitizenAndCredentialScopeSigns) {
   EXPECT_EQ(status, 400) << other_hash;
 }
 
-// Signing from the portal: a text file gets a detached CAdES .p7s (openssl cms verifies it over
-// the file), a PDF a PAdES signature inside it (pdfsig finds it valid); the app is shown the
-// file's name, SHA-256 and, for the PDF, its page count.
+// Signing from the portal without a timestamp authority (web.tsa_url empty): the page offers
+// B-B only and a B-T upload is refused; a text file gets a detached CAdES .p7s (openssl cms
+// verifies it over the file), a PDF a PAdES signature inside it (pdfsig finds it valid); the
+// app is shown the file's name, SHA-256 and, for the PDF, its page count.
 TEST_F(WebTest, SignAFileFromThePortal) {
   Browser portal(port_);
   auto app = CitizenWithCertificate("sign.web@example.rs", 33, &portal);
   ASSERT_NE(app, nullptr);
   if (HasFatalFailure()) return;
+  auto page = portal.Get("/sign");
+  ASSERT_TRUE(page && page->status == 200);
+  EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-b" value="B-B" checked>)"));
+  EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-t" value="B-T" disabled>)"));
+  EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-lt" value="B-LT" disabled>)"));
+  EXPECT_THAT(page->body, HasSubstr(Esc(T(Lang::kSrCyrl, "sign.no_tsa"))));
+  for (const std::string level : {"B-T", "B-X"}) {
+    auto refused = portal.Upload("/sign", "a.txt", "a", "text/plain", level);
+    ASSERT_TRUE(refused && refused->status == 303);
+    EXPECT_EQ(refused->get_header_value("Location"), "/sign");
+    auto again = portal.Get("/sign");
+    EXPECT_THAT(
+        again->body,
+        HasSubstr(Esc(T(Lang::kSrCyrl, level == "B-T" ? "sign.no_tsa" : "sign.bad_level"))));
+  }
+  EXPECT_FALSE(app->NextRequest(absl::Milliseconds(300)).ok());  // Nothing was asked.
 
   auto sign = [&](const std::string& name, const std::string& content, const std::string& type,
-                  uint32_t pages) -> std::string {
-    portal.Get("/sign");
-    auto up = portal.Upload("/sign", name, content, type);
-    EXPECT_TRUE(up && up->status == 303);
-    if (!up) return "";
-    const std::string wait_url = up->get_header_value("Location");
-    EXPECT_THAT(wait_url, HasSubstr("/sign/wait?job="));
-    auto wait = portal.Get(wait_url);
-    EXPECT_TRUE(wait && wait->status == 200);
-    if (!wait) return "";
-    EXPECT_THAT(wait->body, HasSubstr(absl::BytesToHexString(Sha256(content))));
-    auto request = app->NextRequest(absl::Seconds(10));
-    EXPECT_TRUE(request.ok()) << request.status();
-    if (!request.ok()) return "";
-    EXPECT_EQ(request->kind(), qsign::v1::CONSENT_REQUEST_KIND_SIGN);
-    EXPECT_EQ(request->sign().documents(0).document_name(), name);
-    EXPECT_EQ(request->sign().documents(0).document_digest(), Sha256(content));
-    EXPECT_EQ(request->sign().documents(0).page_count(), pages);
-    auto approved = app->Approve(*request, testing::kPin);
-    EXPECT_TRUE(approved.ok() && approved->result() == qsign::v1::APPROVE_RESULT_APPROVED);
-    const std::string job = wait_url.substr(wait_url.find("job=") + 4);
-    auto polled = portal.PostJson("/sign/poll?job=" + job, "");
-    EXPECT_TRUE(polled && polled->status == 200);
-    if (!polled) return "";
-    EXPECT_EQ(polled->body, Cat(R"({"state":"done","download":"/sign/download?job=)", job, "\"}"));
-    auto download = portal.Get("/sign/download?job=" + job);
-    EXPECT_TRUE(download && download->status == 200);
-    if (!download) return "";
-    EXPECT_THAT(download->get_header_value("Content-Disposition"), HasSubstr("filename*=UTF-8''"));
-    // Another browser cannot fetch it.
-    Browser other(port_);
-    auto stolen = other.Get("/sign/download?job=" + job);
-    EXPECT_TRUE(stolen && stolen->status != 200);
-    return download->body;
+                  uint32_t pages) {
+    return SignThroughThePortal(portal, *app, name, content, type, pages);
   };
 
   const std::string dir = token().dir();
@@ -1153,6 +1205,194 @@ TEST_F(WebTest, SignAFileFromThePortal) {
   std::ofstream(dir + "/ugovor-signed.pdf", std::ios::binary) << signed_pdf;
   EXPECT_EQ(testing::RunCommand(Cat("pdfsig ", dir, "/ugovor-signed.pdf"), &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("Signature is Valid."));
+}
+
+// The portal with qsign's own TSA (web.tsa_url = the tsa service's HTTP listener).
+class WebTsaTest : public WebTest {
+ protected:
+  WebTsaTest() { with_tsa_ = true; }
+  void Configure(config::v1::ServerConfig& c) override {
+    tsa_port_ = testing::FreeLoopbackPort();
+    c.mutable_tsa()->set_http_listen(Cat("127.0.0.1:", tsa_port_));
+    // The OCSP URL in the certificates is lifecycle's listener's (B-LT fetches it).
+    const int lifecycle_port = testing::FreeLoopbackPort();
+    c.mutable_lifecycle()->set_http_listen(Cat("127.0.0.1:", lifecycle_port));
+    c.mutable_web()->set_tsa_url(Cat("http://127.0.0.1:", tsa_port_, "/tsa"));
+  }
+
+  void SetUp() override {
+    WebTest::SetUp();
+    if (HasFatalFailure()) return;
+    // The TSA grants once lifecycle certified its key (in the background at start).
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (!cades::RequestTimestamp(Sha256("ready"), signdoc::HttpTimestamp(Cat(
+                                                         "http://127.0.0.1:", tsa_port_, "/tsa")))
+                .ok()) {
+      ASSERT_LT(absl::Now(), give_up) << "the TSA never granted a timestamp";
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    // The root of qsign's PKI (the citizen's and the TSA's), for openssl.
+    httplib::Client ca("127.0.0.1", lifecycle::HttpPort(stacks_->server().stack("lifecycle")));
+    auto root = ca.Get("/ca/root.crt");
+    ASSERT_TRUE(root && root->status == 200);
+    dir_ = token().dir();
+    std::ofstream(dir_ + "/root.der", std::ios::binary) << root->body;
+    std::string out;
+    ASSERT_EQ(
+        testing::RunCommand(
+            Cat("openssl x509 -inform DER -in ", dir_, "/root.der -out ", dir_, "/root.pem"), &out),
+        0)
+        << out;
+  }
+
+  // The single signature timestamp of `cms_der`, verified by `openssl ts -verify` over the
+  // signature value it stamps, against qsign's root; its time.
+  absl::Time ExpectOneTimestampOpensslVerifies(const std::string& cms_der,
+                                               const std::string& name) {
+    auto tokens = cades::SignatureTimestampTokens(cms_der);
+    EXPECT_TRUE(tokens.ok() && tokens->size() == 1u);
+    if (!tokens.ok() || tokens->size() != 1u) return absl::InfinitePast();
+    auto token = cades::ReadTimestampToken((*tokens)[0]);
+    EXPECT_TRUE(token.ok());
+    if (!token.ok()) return absl::InfinitePast();
+    // The stamped data: the SignerInfo's signature value (read with plain OpenSSL).
+    std::ofstream(Cat(dir_, "/", name, ".tst"), std::ios::binary) << token->der;
+    std::ofstream(Cat(dir_, "/", name, ".sig"), std::ios::binary)
+        << testing::SignatureValue(cms_der);
+    std::string out;
+    const int status =
+        testing::RunCommand(Cat("openssl ts -verify -token_in -in ", dir_, "/", name, ".tst -data ",
+                                dir_, "/", name, ".sig -CAfile ", dir_, "/root.pem 2>&1"),
+                            &out);
+    EXPECT_EQ(status, 0) << out;
+    EXPECT_THAT(out, HasSubstr("Verification: OK"));
+    return token->gen_time;
+  }
+
+  int tsa_port_ = 0;
+  std::string dir_;
+};
+
+// The level is the user's choice, B-T by default: a PDF at B-T (pdfsig: valid; its timestamp
+// from qsign's TSA, openssl ts verifies it), a text file at B-T (openssl cms and ts), a PDF at
+// B-LT (the DSS holds the chains and the OCSP answers) and at B-B (no timestamp).
+TEST_F(WebTsaTest, ThePortalSignsAtTheLevelTheUserChoosesBTByDefault) {
+  Browser portal(port_);
+  auto app = CitizenWithCertificate("level.web@example.rs", 34, &portal);
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+  for (Lang lang : AllLangs()) {
+    portal.SetLang(std::string(LangTag(lang)));
+    auto page = portal.Get("/sign");
+    ASSERT_TRUE(page && page->status == 200);
+    EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-t" value="B-T" checked>)"));
+    EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-lt" value="B-LT">)"));
+    EXPECT_THAT(page->body, HasSubstr(R"(id="level-b-b" value="B-B">)"));
+    for (const char* key : {"sign.level", "sign.level.b-t", "sign.level.b-lt", "sign.level.b-b"}) {
+      EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, key)))) << key;
+    }
+    EXPECT_THAT(page->body, Not(HasSubstr("no-tsa")));
+  }
+  portal.SetLang("sr-Cyrl");
+  const absl::Time before = absl::Now() - absl::Seconds(2);
+
+  // The form's default (no level field from an old form): B-T as well. The user takes a while
+  // to approve: the PDF signed is the one prepared at the upload, not one written later.
+  const std::string pdf = pades::testing::SimplePdf(2, "Ugovor o radu");
+  reading_time_ = absl::Milliseconds(1100);
+  const std::string bt_pdf =
+      SignThroughThePortal(portal, *app, "ugovor.pdf", pdf, "application/pdf", 2);
+  reading_time_ = absl::ZeroDuration();
+  ASSERT_FALSE(bt_pdf.empty());
+  std::ofstream(dir_ + "/bt.pdf", std::ios::binary) << bt_pdf;
+  std::string out;
+  EXPECT_EQ(testing::RunCommand(Cat("pdfsig ", dir_, "/bt.pdf"), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("Signature is Valid."));
+  auto facts = pades::ReadPdf(bt_pdf);
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  ASSERT_EQ(facts->signatures.size(), 1u);
+  const absl::Time stamped = ExpectOneTimestampOpensslVerifies(facts->signatures[0].cms_der, "bt");
+  EXPECT_GE(stamped, before);
+  EXPECT_LE(stamped, absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(facts->dss.ocsp_responses_der.empty());  // B-T: no validation data.
+
+  const std::string text = "Изјава са временским жигом.\n";
+  const std::string p7s =
+      SignThroughThePortal(portal, *app, "izjava.txt", text, "text/plain", 0, "B-T");
+  ASSERT_FALSE(p7s.empty());
+  std::ofstream(dir_ + "/izjava.txt", std::ios::binary) << text;
+  std::ofstream(dir_ + "/izjava.txt.p7s", std::ios::binary) << p7s;
+  EXPECT_EQ(testing::RunCommand(Cat("openssl cms -verify -binary -inform DER -in ", dir_,
+                                    "/izjava.txt.p7s -content ", dir_, "/izjava.txt -CAfile ", dir_,
+                                    "/root.pem -purpose any -out /dev/null"),
+                                &out),
+            0)
+      << out;
+  ExpectOneTimestampOpensslVerifies(p7s, "izjava");
+
+  // B-LT: the DSS carries the certificates and an OCSP answer from lifecycle's responder.
+  const std::string blt_pdf =
+      SignThroughThePortal(portal, *app, "ugovor-lt.pdf", pdf, "application/pdf", 2, "B-LT");
+  ASSERT_FALSE(blt_pdf.empty());
+  std::ofstream(dir_ + "/blt.pdf", std::ios::binary) << blt_pdf;
+  EXPECT_EQ(testing::RunCommand(Cat("pdfsig ", dir_, "/blt.pdf"), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("Signature is Valid."));
+  auto lt = pades::ReadPdf(blt_pdf);
+  ASSERT_TRUE(lt.ok()) << lt.status();
+  EXPECT_FALSE(lt->dss.certificates_der.empty());
+  EXPECT_FALSE(lt->dss.ocsp_responses_der.empty());
+  ASSERT_EQ(lt->signatures.size(), 1u);
+  ExpectOneTimestampOpensslVerifies(lt->signatures[0].cms_der, "blt");
+
+  // B-B: no timestamp.
+  const std::string bb_pdf =
+      SignThroughThePortal(portal, *app, "ugovor-b.pdf", pdf, "application/pdf", 2, "B-B");
+  auto bb = pades::ReadPdf(bb_pdf);
+  ASSERT_TRUE(bb.ok()) << bb.status();
+  ASSERT_EQ(bb->signatures.size(), 1u);
+  auto none = cades::SignatureTimestampTokens(bb->signatures[0].cms_der);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+// The TSA does not answer (web.tsa_url names a port nobody listens on): after the approval the
+// page says, in the user's language, that the timestamp authority failed (503, like signDoc),
+// and no file can be downloaded.
+class WebTsaDownTest : public WebTest {
+ protected:
+  void Configure(config::v1::ServerConfig& c) override {
+    c.mutable_web()->set_tsa_url(Cat("http://127.0.0.1:", testing::FreeLoopbackPort(), "/tsa"));
+  }
+};
+
+TEST_F(WebTsaDownTest, AfterTheApprovalTheErrorPageNamesTheTimestampAuthority) {
+  Browser portal(port_);
+  auto app = CitizenWithCertificate("tsa.down.web@example.rs", 35, &portal);
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+  portal.SetLang("en");
+  std::string job;
+  const std::string polled =
+      UploadApprovePoll(portal, *app, "ugovor.pdf", pades::testing::SimplePdf(1, "Ugovor"),
+                        "application/pdf", 1, "B-T", &job);
+  EXPECT_EQ(polled, R"({"state":"tsa_failed"})");
+  for (Lang lang : AllLangs()) {
+    portal.SetLang(std::string(LangTag(lang)));
+    auto page = portal.Get("/sign/wait?job=" + job);
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->status, 503);
+    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.failed.title"))));
+    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.tsa_failed"))));
+    EXPECT_THAT(page->body, HasSubstr(R"(id="sign-again")"));
+  }
+  EXPECT_THAT(T(Lang::kEn, "sign.tsa_failed"), HasSubstr("timestamp authority (TSA)"));
+  auto download = portal.Get("/sign/download?job=" + job);
+  ASSERT_TRUE(download);
+  EXPECT_EQ(download->status, 404);
+  // Polling again says the same.
+  auto again = portal.PostJson("/sign/poll?job=" + job, "");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body, R"({"state":"tsa_failed"})");
 }
 
 }  // namespace

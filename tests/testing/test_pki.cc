@@ -1,6 +1,7 @@
 #include "tests/testing/test_pki.h"
 
 #include <openssl/bn.h>
+#include <openssl/cms.h>
 #include <openssl/ec.h>
 #include <openssl/x509.h>
 
@@ -68,6 +69,17 @@ std::string SpkiOfCertificate(const std::string& certificate_der) {
   OsslPtr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(certificate_der.size())));
   if (cert == nullptr) return "";
   return ToDer(X509_get0_pubkey(cert.get()), i2d_PUBKEY);
+}
+
+std::string SignatureValue(const std::string& cms_der) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(cms_der.data());
+  OsslPtr<CMS_ContentInfo> cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cms_der.size())));
+  if (cms == nullptr) return "";
+  STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
+  if (infos == nullptr || sk_CMS_SignerInfo_num(infos) != 1) return "";
+  ASN1_OCTET_STRING* sig = CMS_SignerInfo_get0_signature(sk_CMS_SignerInfo_value(infos, 0));
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(sig)),
+                     ASN1_STRING_length(sig));
 }
 
 }  // namespace qsign::testing

@@ -26,6 +26,10 @@ std::string CertificateFor(const std::string& spki_der);
 // The SubjectPublicKeyInfo (DER) of a DER certificate; empty if it does not parse.
 std::string SpkiOfCertificate(const std::string& certificate_der);
 
+// The signature value of the only SignerInfo of a DER CMS (what a signature timestamp stamps);
+// empty if it does not parse or has another number of SignerInfos.
+std::string SignatureValue(const std::string& cms_der);
+
 }  // namespace qsign::testing
 
 #endif  // QSIGN_TESTS_TESTING_TEST_PKI_H_

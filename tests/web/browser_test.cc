@@ -2,7 +2,8 @@
 // binary starts identity, consent, lifecycle and signer (PostgreSQL, SoftHSM2) and the web stack
 // through tests/testing Stacks, writes the pages' expected texts in every language, then runs
 // the Selenium script and expects it to pass. The gateway runs too, for journey.py's small
-// e-service that signs its user in (authorization code + PKCE) and gets a signature.
+// e-service that signs its user in (authorization code + PKCE) and gets a signature, and qsign's
+// TSA, for the portal's B-T signature (checked by pdfsig and openssl cms/ts in journey.py).
 // Screenshots: BROWSER_ARTIFACTS_DIR.
 #include <openssl/sha.h>
 #include <sys/wait.h>
@@ -57,12 +58,21 @@ TEST_F(BrowserTest, JourneyClickedThroughInChromium) {
       << "e-uprava " << Sha256Hex(eservice_secret) << " e-Управа\n"
       << "+redirect_uri e-uprava http://localhost:" << eservice_port << "/callback\n";
   const std::string mail_dir = token().dir() + "/mail";
+  // The portal signs at B-T with qsign's own TSA; lifecycle's listener (the CA's root, OCSP) on
+  // a known port, as the certificates name it.
+  const int tsa_port = testing::FreeLoopbackPort();
+  const int lifecycle_port = testing::FreeLoopbackPort();
+  ASSERT_GT(tsa_port, 0);
+  ASSERT_GT(lifecycle_port, 0);
   auto stacks = testing::Stacks::Start(
-      env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web"},
+      env(), {.services = {"signer", "consent", "identity", "lifecycle", "gateway", "web", "tsa"},
               .configure = [&](config::v1::ServerConfig& c) {
                 c.mutable_consent()->set_enrollments_per_address_per_minute(0);
                 // The citizen's mailbox, where the registration link arrives.
                 c.mutable_identity()->set_mail_drop_dir(mail_dir);
+                c.mutable_lifecycle()->set_http_listen(absl::StrCat("127.0.0.1:", lifecycle_port));
+                c.mutable_tsa()->set_http_listen(absl::StrCat("127.0.0.1:", tsa_port));
+                c.mutable_web()->set_tsa_url(absl::StrCat("http://127.0.0.1:", tsa_port, "/tsa"));
               }});
   ASSERT_TRUE(stacks.ok()) << stacks.status();
   const int port = web::HttpPort((*stacks)->server().stack("web"));
@@ -81,7 +91,8 @@ TEST_F(BrowserTest, JourneyClickedThroughInChromium) {
       " --operator_secret=", testing::kOperatorSecret, " --national_id=", testing::NationalId(21),
       " --mail_dir=", mail_dir, " --pin=", testing::kPin,
       " --gateway=http://localhost:", gateway_port, " --eservice_port=", eservice_port,
-      " --eservice_secret=", eservice_secret, " --pdf=", pdf);
+      " --eservice_secret=", eservice_secret, " --pdf=", pdf,
+      " --ca_root=http://127.0.0.1:", lifecycle_port, "/ca/root.crt");
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << command;
   EXPECT_EQ(WEXITSTATUS(status), 0) << command;

@@ -327,6 +327,10 @@ def journey(args, texts):
         digest = hashlib.sha256(content).hexdigest()
         pc.go("/sign")
         pc.el("#file").send_keys(args.pdf)
+        # The level: B-T (a timestamp from the TSA) is the default; the user could choose.
+        expect(pc.el("#level-b-t").is_selected(), "sign page: B-T is the default level")
+        expect(pc.el("#level-b-lt").is_enabled() and pc.el("#level-b-b").is_enabled(),
+               "sign page: B-LT and B-B can be chosen")
         pc.shot("sign-upload")
         pc.click("#upload")
         pc.visible("#sign-status")
@@ -349,6 +353,7 @@ def journey(args, texts):
         check = subprocess.run(["pdfsig", signed_path], capture_output=True, text=True)
         expect(check.returncode == 0 and "Signature is Valid." in check.stdout,
                f"pdfsig: {check.stdout}{check.stderr}")
+        check_timestamp(args, signed, signed_path)
         args.pin = args.new_pin
 
         # 8. The OAuth flow from a small e-service page to a signature.
@@ -406,6 +411,84 @@ def journey(args, texts):
     finally:
         pc.quit()
         phone.quit()
+
+
+def der_children(der, start, end):
+    """The DER TLVs in der[start:end]: (tag, header start, content start, content end)."""
+    out = []
+    i = start
+    while i < end:
+        tag, first = der[i], i
+        length = der[i + 1]
+        i += 2
+        if length & 0x80:
+            n = length & 0x7F
+            length = int.from_bytes(der[i:i + n], "big")
+            i += n
+        out.append((tag, first, i, i + length))
+        i += length
+    return out
+
+
+# id-aa-signatureTimeStampToken (1.2.840.113549.1.9.16.2.14), DER with its tag and length.
+TIMESTAMP_ATTRIBUTE = bytes.fromhex("060b2a864886f70d010910020e")
+
+
+def check_timestamp(args, pdf, pdf_path):
+    """PAdES B-T, checked with openssl: the CMS in the PDF verifies over the signed byte ranges
+    (openssl cms), and its signature timestamp token verifies over the signature value against
+    qsign's root (openssl ts -verify)."""
+    ranges = re.findall(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", pdf)
+    expect(ranges, "signed PDF: a /ByteRange")
+    a, b, c, d = (int(x) for x in ranges[-1])
+    cms = bytes.fromhex(pdf[a + b + 1:c - 1].decode("ascii"))
+    cms = cms[:der_children(cms, 0, 4)[0][3]]  # Without the placeholder's zero padding.
+    base = os.path.splitext(pdf_path)[0]
+    with open(base + ".p7s", "wb") as f:
+        f.write(cms)
+    with open(base + ".signed-ranges", "wb") as f:
+        f.write(pdf[a:a + b] + pdf[c:c + d])
+    with urllib.request.urlopen(args.ca_root, timeout=30) as res:
+        root = res.read()
+    with open(base + ".root.der", "wb") as f:
+        f.write(root)
+    subprocess.run(["openssl", "x509", "-inform", "DER", "-in", base + ".root.der", "-out",
+                    base + ".root.pem"], check=True)
+    check = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", base + ".p7s",
+         "-content", base + ".signed-ranges", "-CAfile", base + ".root.pem", "-purpose", "any",
+         "-out", "/dev/null"], capture_output=True, text=True)
+    expect(check.returncode == 0, f"openssl cms -verify of the PDF's CMS: {check.stderr}")
+    # ContentInfo { oid, [0] { SignedData { ..., signerInfos SET { SignerInfo } } } }
+    (_, _, ci, ci_end), = der_children(cms, 0, len(cms))
+    _, content = der_children(cms, ci, ci_end)
+    signed_data = der_children(cms, content[2], content[3])[0]
+    signer_infos = der_children(cms, signed_data[2], signed_data[3])[-1]
+    signer_info = der_children(cms, signer_infos[2], signer_infos[3])[0]
+    fields = der_children(cms, signer_info[2], signer_info[3])
+    signature = next(f for f in fields if f[0] == 0x04)
+    unsigned = [f for f in fields if f[0] == 0xA1]
+    expect(unsigned, "the PDF's CMS has unsigned attributes (B-T: the signature timestamp)")
+    token = None
+    for attr in der_children(cms, unsigned[0][2], unsigned[0][3]):
+        oid, values = der_children(cms, attr[2], attr[3])
+        if cms[oid[1]:oid[3]] == TIMESTAMP_ATTRIBUTE:
+            first = der_children(cms, values[2], values[3])[0]
+            token = cms[first[1]:first[3]]
+    expect(token is not None, "the PDF's CMS has a signature timestamp token")
+    with open(base + ".tst", "wb") as f:
+        f.write(token)
+    with open(base + ".signature-value", "wb") as f:
+        f.write(cms[signature[2]:signature[3]])
+    check = subprocess.run(
+        ["openssl", "ts", "-verify", "-token_in", "-in", base + ".tst", "-data",
+         base + ".signature-value", "-CAfile", base + ".root.pem"],
+        capture_output=True, text=True)
+    expect(check.returncode == 0 and "Verification: OK" in check.stdout,
+           f"openssl ts -verify of the timestamp: {check.stdout}{check.stderr}")
+    reply = subprocess.run(["openssl", "ts", "-reply", "-token_in", "-in", base + ".tst",
+                            "-token_out", "-text"], capture_output=True, text=True)
+    expect("Time stamp:" in reply.stdout, f"openssl ts -text: {reply.stdout}{reply.stderr}")
 
 
 def fetch_with_cookies(browser, url):
@@ -579,6 +662,7 @@ def main():
     p.add_argument("--pin", default="240913")
     p.add_argument("--new_pin", default="13572468")
     p.add_argument("--pdf", required=True)
+    p.add_argument("--ca_root", required=True, help="qsign's root certificate (DER) URL")
     p.add_argument("--gateway", default="")
     p.add_argument("--eservice_port", type=int, default=0)
     p.add_argument("--eservice_secret", default="")

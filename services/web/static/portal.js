@@ -34,6 +34,9 @@
       } else if (answer.state === finalState) {
         el.textContent = texts[prefix + 'done'];
         done(answer);
+      } else if (el.dataset.page && /_failed$/.test(answer.state)) {
+        // The TSA or an OCSP responder failed after the approval: the page says which.
+        window.location.assign(el.dataset.page);
       } else {
         el.textContent = texts[prefix + answer.state] || texts[prefix + 'expired'];
         el.classList.add('error');

@@ -1,4 +1,4 @@
-#include "services/gateway/signdoc.h"
+#include "common/signdoc/signdoc.h"
 
 #include <optional>
 #include <utility>
@@ -6,9 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/cades/signed_data.h"
+#include "common/http/client.h"
 #include "common/pades/pdf_signature.h"
 
-namespace qsign::gateway {
+namespace qsign::signdoc {
 
 struct SignDoc::Item {
   DocumentToSign input;
@@ -56,16 +57,21 @@ absl::StatusOr<std::unique_ptr<SignDoc>> SignDoc::Prepare(std::vector<DocumentTo
         return absl::InvalidArgumentError(absl::StrCat(field, ": ", pages.status().message()));
       }
       info.set_page_count(static_cast<uint32_t>(*pages));
-      pades::PrepareOptions options{.signing_time = now};
-      if (item->input.visible) {
-        options.appearance = pades::AppearanceFor(out->chain_der_[0], now);
+      if (item->input.prepared_pdf.has_value()) {
+        item->pdf = *std::move(item->input.prepared_pdf);
+        item->input.prepared_pdf.reset();
+      } else {
+        pades::PrepareOptions options{.signing_time = now};
+        if (item->input.visible) {
+          options.appearance = pades::AppearanceFor(out->chain_der_[0], now);
+        }
+        absl::StatusOr<pades::PreparedPdf> pdf = pades::PrepareSignature(content, options);
+        if (!pdf.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ": ", pdf.status().message()));
+        }
+        item->pdf = *std::move(pdf);
       }
-      absl::StatusOr<pades::PreparedPdf> pdf = pades::PrepareSignature(content, options);
-      if (!pdf.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ": ", pdf.status().message()));
-      }
-      content_sha256 = pdf->sha256;
-      item->pdf = *std::move(pdf);
+      content_sha256 = item->pdf->sha256;
     } else {
       content_sha256 = info.document_digest();
     }
@@ -90,6 +96,10 @@ absl::StatusOr<std::unique_ptr<SignDoc>> SignDoc::Prepare(std::vector<DocumentTo
   return out;
 }
 
+const std::optional<pades::PreparedPdf>& SignDoc::prepared_pdf(size_t i) const {
+  return items_[i]->pdf;
+}
+
 absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
     const std::vector<std::string>& signatures, const cades::TimestampFn& tsa,
     const cades::Fetcher& fetch) {
@@ -106,17 +116,17 @@ absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
       Stopwatch watch(&timings_.finish);
       cms = item.cms->Finish(signatures[i]);
     }
-    if (!cms.ok()) return cms.status();
+    if (!cms.ok()) return Failed(FinishStep::kAssembly, cms.status());
     if (item.input.level != DocLevel::kBB) {
       Stopwatch watch(&timings_.tsa);
       cms = cades::AddSignatureTimestamp(*cms, tsa);
-      if (!cms.ok()) return cms.status();
+      if (!cms.ok()) return Failed(FinishStep::kTimestamp, cms.status());
     }
     if (item.input.level == DocLevel::kBLT) {
       Stopwatch watch(&timings_.validation);
       absl::StatusOr<cades::ValidationData> data =
           cades::CollectValidationData(*cms, anchors, fetch);
-      if (!data.ok()) return data.status();
+      if (!data.ok()) return Failed(FinishStep::kValidationData, data.status());
       doc.validation_data = *std::move(data);
     }
     Stopwatch watch(&timings_.finish);
@@ -125,12 +135,12 @@ absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
       if (pdf.ok() && item.input.level == DocLevel::kBLT) {
         pdf = pades::AddDss(*pdf, doc.validation_data);
       }
-      if (!pdf.ok()) return pdf.status();
+      if (!pdf.ok()) return Failed(FinishStep::kAssembly, pdf.status());
       doc.signed_document = *std::move(pdf);
     } else {
       if (item.input.level == DocLevel::kBLT) {
         cms = cades::AddValidationData(*cms, doc.validation_data);
-        if (!cms.ok()) return cms.status();
+        if (!cms.ok()) return Failed(FinishStep::kAssembly, cms.status());
       }
       doc.signature = *std::move(cms);
     }
@@ -139,4 +149,26 @@ absl::StatusOr<std::vector<SignedDocument>> SignDoc::Finish(
   return out;
 }
 
-}  // namespace qsign::gateway
+absl::Status SignDoc::Failed(FinishStep step, const absl::Status& status) {
+  failed_step_ = step;
+  const char* what = step == FinishStep::kTimestamp        ? "timestamp authority"
+                     : step == FinishStep::kValidationData ? "validation data (OCSP/CRL)"
+                                                           : "signed document";
+  return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+}
+
+cades::TimestampFn HttpTimestamp(std::string tsa_url) {
+  return [tsa_url = std::move(tsa_url)](const std::string& query) {
+    return http::Post(tsa_url, "application/timestamp-query", query);
+  };
+}
+
+cades::Fetcher HttpFetcher() {
+  return {.ocsp =
+              [](const std::string& url, const std::string& request) {
+                return http::Post(url, "application/ocsp-request", request);
+              },
+          .crl = [](const std::string& url) { return http::Get(url); }};
+}
+
+}  // namespace qsign::signdoc
