@@ -1492,7 +1492,7 @@ TEST_F(GatewayTest, SignDocBTHasTheTsaTimestampPdfsigAndOpensslAccept) {
     EXPECT_GE(token->gen_time, before);
     EXPECT_LE(token->gen_time, absl::Now() + absl::Seconds(2));
     WriteFile(absl::StrCat(dir, "/", name, ".tst"), token->der);
-    WriteFile(absl::StrCat(dir, "/", name, ".sig"), testing::SignatureValue(cms_der));
+    WriteFile(absl::StrCat(dir, "/", name, ".sig"), qsign::testing::SignatureValue(cms_der));
     const std::string verified =
         RunShell(absl::StrCat("openssl ts -verify -token_in -in ", dir, "/", name, ".tst -data ",
                               dir, "/", name, ".sig -CAfile ", dir, "/tsa.pem 2>&1"),
