@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/bench_json.h"
+#include "common/db/pg.h"
 #include "common/log.h"
 #include "consent/app_simulator.h"
 #include "qsign/config/v1/config.pb.h"
@@ -41,6 +42,9 @@ ABSL_FLAG(double, seconds, 10, "how long to run the closed loop");
 ABSL_FLAG(int, pin_t, 1, "argon2id passes of the PIN verifier");
 ABSL_FLAG(int, pin_m_kib, 1024, "argon2id memory of the PIN verifier, KiB");
 ABSL_FLAG(int, db_pool_size, 32, "PostgreSQL connections (shared by both services)");
+ABSL_FLAG(bool, pg_stat_statements, false,
+          "profile: load pg_stat_statements in the bench's PostgreSQL and print, after the run, "
+          "each statement's calls and execution + planning time per login");
 
 namespace qsign {
 namespace {
@@ -111,9 +115,40 @@ absl::Duration Percentile(std::vector<absl::Duration>& v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+// The statements of the timed loop, most expensive first: calls and time per login.
+void PrintStatements(const std::string& conninfo, size_t logins) {
+  auto conn = db::Connection::Open(conninfo);
+  Check(conn.status(), "pg_stat_statements connection");
+  auto rows = (*conn)->Exec(
+      "SELECT calls, total_exec_time, total_plan_time, rows, "
+      "regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+      "ORDER BY total_exec_time + total_plan_time DESC LIMIT 30");
+  Check(rows.status(), "pg_stat_statements");
+  const double n = static_cast<double>(std::max<size_t>(logins, 1));
+  double total = 0, calls = 0;
+  for (int i = 0; i < rows->rows(); ++i) {
+    total += (std::stod(std::string(rows->Get(i, 1))) + std::stod(std::string(rows->Get(i, 2))));
+    calls += std::stod(std::string(rows->Get(i, 0)));
+  }
+  absl::PrintF("pg_stat_statements (top 30: %.2f statements, %.0f us exec+plan per login):\n",
+               calls / n, total * 1000 / n);
+  absl::PrintF("%9s %9s %9s %9s  %s\n", "calls/lg", "exec us", "plan us", "us/call", "query");
+  for (int i = 0; i < rows->rows(); ++i) {
+    const double c = std::stod(std::string(rows->Get(i, 0)));
+    const double exec = std::stod(std::string(rows->Get(i, 1))) * 1000;
+    const double plan = std::stod(std::string(rows->Get(i, 2))) * 1000;
+    absl::PrintF("%9.2f %9.1f %9.1f %9.1f  %s\n", c / n, exec / n, plan / n,
+                 (exec + plan) / std::max(c, 1.0), rows->Get(i, 4).substr(0, 150));
+  }
+}
+
 int Run() {
   SetMinLogLevel(LogLevel::kError);
   const int apps = absl::GetFlag(FLAGS_apps);
+  if (absl::GetFlag(FLAGS_pg_stat_statements)) {
+    setenv("QSIGN_PG_SETTINGS",
+           "shared_preload_libraries=pg_stat_statements pg_stat_statements.track_planning=on", 1);
+  }
   auto env = testing::ServiceEnv::Start(
       {.pool_size = absl::GetFlag(FLAGS_db_pool_size), .hsm_sessions = 8});
   Check(env.status(), "postgresql and softhsm");
@@ -155,6 +190,14 @@ int Run() {
   absl::Mutex mu;
   std::vector<absl::Duration> latencies;
   std::atomic<int64_t> failures{0};
+  const bool profile = absl::GetFlag(FLAGS_pg_stat_statements);
+  if (profile) {
+    auto conn = db::Connection::Open((*env)->conninfo());
+    Check(conn.status(), "pg_stat_statements connection");
+    Check((*conn)->ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; "
+                              "SELECT pg_stat_statements_reset()"),
+          "pg_stat_statements");
+  }
   const double load1 = bench::Load1();
   const Cpu cpu_start = CpuOfTree();
   const absl::Time start = absl::Now();
@@ -215,6 +258,7 @@ int Run() {
       absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)), failures.load(), cpu_us, pg_cpu_us,
       load1);
 
+  if (profile) PrintStatements((*env)->conninfo(), n);
   for (auto& sim : sims) sim->StopWatching();
   (*stacks)->Shutdown(absl::Seconds(1));
   return 0;

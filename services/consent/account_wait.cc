@@ -11,14 +11,50 @@ std::shared_ptr<AccountWait> AccountWait::Start(AccountNotifier* notifier, TaskR
                                                 std::string_view account_id, absl::Time deadline,
                                                 absl::Duration poll_interval, Look look,
                                                 Done done) {
+  return Begin(notifier, runner, account_id, std::nullopt, deadline, poll_interval,
+               std::move(look), std::move(done));
+}
+
+std::shared_ptr<AccountWait> AccountWait::StartAfterRead(AccountNotifier* notifier,
+                                                         TaskRunner* runner,
+                                                         std::string_view account_id,
+                                                         uint64_t read_at, absl::Time deadline,
+                                                         absl::Duration poll_interval, Look look,
+                                                         Done done) {
+  return Begin(notifier, runner, account_id, read_at, deadline, poll_interval, std::move(look),
+               std::move(done));
+}
+
+std::shared_ptr<AccountWait> AccountWait::Begin(AccountNotifier* notifier, TaskRunner* runner,
+                                                std::string_view account_id,
+                                                std::optional<uint64_t> read_at,
+                                                absl::Time deadline, absl::Duration poll_interval,
+                                                Look look, Done done) {
   std::shared_ptr<AccountWait> wait(
       new AccountWait(notifier, runner, deadline, poll_interval, std::move(look), std::move(done)));
-  // Subscribed before the first look, so a change after that look is never missed.
   std::weak_ptr<AccountWait> weak = wait;
-  wait->listener_ = notifier->Listen(account_id, [weak] {
-    if (auto w = weak.lock()) w->Wake(/*dirty=*/true);
-  });
-  wait->Wake(/*dirty=*/true);
+  auto wake = [weak](std::shared_ptr<const AccountEvent> event) {
+    if (auto w = weak.lock()) {
+      const bool read = event == nullptr;
+      w->Wake(read, std::move(event));
+    }
+  };
+  {
+    absl::MutexLock lock(&wait->mu_);
+    // No Step runs before listener_ is set: wake-ups meanwhile only collect in woken_.
+    wait->scheduled_ = true;
+    // Without read_at, the first look reads: listening before it, so a change after that read
+    // is never missed. With it, the first look comes with the first wake-up (Listen wakes at
+    // once if the account was notified since the caller's read) or the poll interval.
+    if (read_at.has_value()) {
+      wait->next_look_ = absl::Now() + poll_interval;
+    } else {
+      wait->woken_.read = true;
+    }
+  }
+  wait->listener_ = read_at.has_value() ? notifier->Listen(account_id, std::move(wake), *read_at)
+                                        : notifier->Listen(account_id, std::move(wake));
+  runner->Post([wait] { wait->Step(); });
   return wait;
 }
 
@@ -27,13 +63,15 @@ void AccountWait::Cancel() {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
   }
-  Wake(/*dirty=*/false);
+  Wake(/*read=*/false);
 }
 
-void AccountWait::Wake(bool dirty) {
+void AccountWait::Wake(bool read, std::shared_ptr<const AccountEvent> event) {
   absl::MutexLock lock(&mu_);
-  if (dirty) dirty_ = true;
   if (finished_) return;
+  if (read) woken_.read = true;
+  // Events after a read-wake are kept too: the look may read before or after they committed.
+  if (event != nullptr) woken_.events.push_back(std::move(event));
   if (scheduled_) {
     again_ = true;  // The Step queued or running goes round once more.
     return;
@@ -55,31 +93,35 @@ void AccountWait::ArmTimer(absl::Time when) {
       if (generation != self->timer_generation_) return;  // Replaced by an earlier one.
       self->timer_at_ = absl::InfiniteFuture();
     }
-    self->Wake(/*dirty=*/false);
+    self->Wake(/*read=*/false);
   });
 }
 
 void AccountWait::Step() {
   while (true) {
     bool cancelled = false;
-    bool look_now = false;
+    AccountWake woken;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       again_ = false;
       cancelled = cancelled_;
-      look_now = dirty_ || absl::Now() >= next_look_;
-      dirty_ = false;
+      woken = std::move(woken_);
+      woken_ = AccountWake{};
+      // The safety net: a read every poll interval whatever came (or did not) meanwhile.
+      if (absl::Now() >= next_look_) woken.read = true;
     }
     if (cancelled) return Finish(absl::CancelledError("the caller went away"));
     if (notifier_->closed()) return Finish(absl::UnavailableError("the server is shutting down"));
-    if (look_now) {
+    if (woken.read || !woken.events.empty()) {
       const absl::Time looked_at = absl::Now();
-      absl::StatusOr<bool> done = look_();
+      absl::StatusOr<bool> done = look_(woken);
       if (!done.ok()) return Finish(done.status());
       if (*done) return Finish(absl::OkStatus());
-      absl::MutexLock lock(&mu_);
-      next_look_ = looked_at + poll_interval_;
+      if (woken.read) {
+        absl::MutexLock lock(&mu_);
+        next_look_ = looked_at + poll_interval_;
+      }
     }
     if (absl::Now() >= deadline_) return Finish(absl::OkStatus());
     absl::MutexLock lock(&mu_);

@@ -1,13 +1,14 @@
 // One wait on an account that holds no thread while it waits (an open WatchRequests stream, an
-// AwaitRequest): its `look` runs on a TaskRunner now, after each notification of the account and
-// every poll interval, until it answers true, fails, the deadline passes, the waiter is
-// cancelled (the caller went away) or the notifier closes (server shutdown). The same rules as
-// Consent::WaitOnAccount, the threaded wait, which AwaitAuthorization still uses.
+// AwaitRequest, an AwaitAuthorization): its `look` runs on a TaskRunner after each notification
+// of the account (with what woke it: events this process committed, or "read") and every poll
+// interval (a read), until it answers true, fails, the deadline passes, the waiter is cancelled
+// (the caller went away) or the notifier closes (server shutdown).
 #ifndef QSIGN_SERVICES_CONSENT_ACCOUNT_WAIT_H_
 #define QSIGN_SERVICES_CONSENT_ACCOUNT_WAIT_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,17 +25,28 @@ namespace qsign::consent {
 
 class AccountWait : public std::enable_shared_from_this<AccountWait> {
  public:
-  // True: done (the wait ends OK). An error ends the wait with it.
-  using Look = absl::AnyInvocable<absl::StatusOr<bool>()>;
+  // True: done (the wait ends OK). An error ends the wait with it. `wake.read`: read the
+  // database (the first look unless Start was given `read_at`, each poll, any wake-up without
+  // an event); otherwise `wake.events` say everything that happened since the last look.
+  using Look = absl::AnyInvocable<absl::StatusOr<bool>(const AccountWake& wake)>;
   // Once: OK (look answered true, or `deadline` passed), look's error, CANCELLED (Cancel) or
   // UNAVAILABLE (the notifier closed).
   using Done = absl::AnyInvocable<void(absl::Status) &&>;
 
-  // Starts at once (the first look is posted). `look` and `done` run on `runner`, one at a time,
-  // never after `done`. `notifier` and `runner` must outlive every step posted.
+  // Starts at once: the first look, a read, is posted. `look` and `done` run on `runner`, one
+  // at a time, never after `done`. `notifier` and `runner` must outlive every step posted.
   static std::shared_ptr<AccountWait> Start(AccountNotifier* notifier, TaskRunner* runner,
                                             std::string_view account_id, absl::Time deadline,
                                             absl::Duration poll_interval, Look look, Done done);
+  // The caller read the database just now, after notifier->Version(account_id) answered
+  // `read_at`: the first look comes with the first wake-up (a read if the account was notified
+  // since `read_at`), or at the poll interval.
+  static std::shared_ptr<AccountWait> StartAfterRead(AccountNotifier* notifier,
+                                                     TaskRunner* runner,
+                                                     std::string_view account_id,
+                                                     uint64_t read_at, absl::Time deadline,
+                                                     absl::Duration poll_interval, Look look,
+                                                     Done done);
 
   // The caller went away: ends the wait with CANCELLED (unless it ended before).
   void Cancel();
@@ -49,8 +61,13 @@ class AccountWait : public std::enable_shared_from_this<AccountWait> {
         look_(std::move(look)),
         done_(std::move(done)) {}
 
-  // Posts a Step unless one is posted or running (which then goes round once more).
-  void Wake(bool dirty);
+  static std::shared_ptr<AccountWait> Begin(AccountNotifier* notifier, TaskRunner* runner,
+                                            std::string_view account_id,
+                                            std::optional<uint64_t> read_at, absl::Time deadline,
+                                            absl::Duration poll_interval, Look look, Done done);
+  // Posts a Step unless one is posted or running (which then goes round once more). `read`: a
+  // wake-up without an event; `event`: one with.
+  void Wake(bool read, std::shared_ptr<const AccountEvent> event = nullptr);
   void Step();
   // Posts a timer for `when` unless an earlier one is pending.
   void ArmTimer(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -67,7 +84,7 @@ class AccountWait : public std::enable_shared_from_this<AccountWait> {
   absl::Mutex mu_;
   bool scheduled_ ABSL_GUARDED_BY(mu_) = false;  // A Step is posted or running.
   bool again_ ABSL_GUARDED_BY(mu_) = false;      // Woken while scheduled_.
-  bool dirty_ ABSL_GUARDED_BY(mu_) = true;       // Notified since the last look.
+  AccountWake woken_ ABSL_GUARDED_BY(mu_);       // Since the last look.
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_look_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

@@ -118,7 +118,9 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
         attempt, auth::AuditEventOf(actor, absl::StrCat(action, ".deny"), in.request_id, client));
     if (!out.ok()) return out.status();
     if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
-    deps_.notifier->Notify(request->account_id);
+    NotifyDecided(*request, RequestDecision{.state = RequestState::kDenied,
+                                            .device_id = in.device_id,
+                                            .decided_at = now});
     CountOutcome(request->kind, "denied");
     return ApproveOutcome{.result = ApproveResult::kDenied, .state = RequestState::kDenied};
   }
@@ -148,7 +150,11 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
     return absl::InternalError(absl::StrCat("account ", request->account_id, " has no PIN"));
   }
   if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
-  deps_.notifier->Notify(request->account_id);
+  if (out->outcome == AttemptOutcome::kDone) {
+    NotifyDecided(*request, decision);
+  } else {
+    deps_.notifier->Notify(request->account_id);
+  }
   switch (out->outcome) {
     case AttemptOutcome::kDone:
       CountOutcome(request->kind, "approved");
@@ -168,6 +174,23 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
       CountOutcome(request->kind, "blocked");
       return ApproveOutcome{.result = ApproveResult::kPinBlocked, .state = RequestState::kDenied};
   }
+}
+
+void Consent::NotifyDecided(const RequestRecord& request, const RequestDecision& decision) {
+  // As stored: PostgreSQL keeps microseconds (Now() is truncated already).
+  auto event = std::make_shared<AccountEvent>(AccountEvent{
+      .kind = AccountEvent::Kind::kRequestDecided,
+      .request = {.request_id = request.request_id,
+                  .account_id = request.account_id,
+                  .kind = request.kind,
+                  .state = decision.state,
+                  .decided_at = TruncateToMicros(decision.decided_at),
+                  .decided_by_device = decision.device_id,
+                  .sad = decision.sad}});
+  if (decision.sad_expires_at) {
+    event->request.sad_expires_at = TruncateToMicros(*decision.sad_expires_at);
+  }
+  deps_.notifier->Notify(request.account_id, std::move(event));
 }
 
 absl::Status Consent::RequireOpen(const RequestRecord& request, RequestState state) const {

@@ -158,44 +158,55 @@ absl::StatusOr<AuthorizeResult> Consent::Authorize(const Caller& caller, const A
   return AuthorizeResult{.request_id = record->request_id, .expires_at = record->expires_at};
 }
 
-absl::StatusOr<AuthorizationOutcome> Consent::AwaitAuthorization(
-    const Caller& caller, std::string_view request_id, absl::Duration max_wait,
-    absl::FunctionRef<bool()> cancelled) {
-  if (caller.kind == CallerKind::kAnonymous) {
-    return absl::UnauthenticatedError("authorization: a session or service credential is required");
-  }
-  if (caller.kind == CallerKind::kOperator) {
-    return absl::PermissionDeniedError("operators cannot authorize signatures");
-  }
-  if (auto s = ValidateRequestId(request_id); !s.ok()) return s;
-  if (max_wait < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("max_wait: must not be negative");
-  }
-  const std::string requester = RequesterOf(caller);
-  auto record =
-      AwaitDecision(request_id, max_wait, cancelled, [&](const RequestRecord& r) -> absl::Status {
-        if (r.requester != requester) {
-          return absl::NotFoundError("request_id: no such request");
-        }
-        if (r.kind != RequestKind::kSign) {
-          return absl::FailedPreconditionError("request_id: not a SIGN request");
-        }
-        return absl::OkStatus();
-      });
-  if (!record.ok()) {
-    if (record.status().code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError("request_id: no such request");
+std::shared_ptr<WaitHandle> Consent::AwaitAuthorization(std::string authorization,
+                                                        std::string request_id,
+                                                        absl::Duration max_wait,
+                                                        AuthorizationDone done) {
+  auto handle = std::make_shared<WaitHandle>();
+  deps_.runner->Post([this, handle, authorization = std::move(authorization),
+                      request_id = std::move(request_id), max_wait,
+                      done = std::move(done)]() mutable {
+    if (handle->cancelled()) return std::move(done)(absl::CancelledError("the caller went away"));
+    auto caller = Authenticate(authorization);
+    if (!caller.ok()) return std::move(done)(caller.status());
+    if (caller->kind == CallerKind::kAnonymous) {
+      return std::move(done)(absl::UnauthenticatedError(
+          "authorization: a session or service credential is required"));
     }
-    return record.status();
-  }
-  const absl::Time now = Now();
-  AuthorizationOutcome out{.state = EffectiveState(*record, now)};
-  if (out.state == RequestState::kApproved && record->sad_expires_at &&
-      now < *record->sad_expires_at) {
-    out.sad = record->sad;
-    out.sad_expires_at = record->sad_expires_at;
-  }
-  return out;
+    if (caller->kind == CallerKind::kOperator) {
+      return std::move(done)(absl::PermissionDeniedError("operators cannot authorize signatures"));
+    }
+    if (auto s = ValidateRequestId(request_id); !s.ok()) return std::move(done)(s);
+    if (max_wait < absl::ZeroDuration()) {
+      return std::move(done)(absl::InvalidArgumentError("max_wait: must not be negative"));
+    }
+    AwaitDecision(
+        handle, std::move(request_id), max_wait,
+        [requester = RequesterOf(*caller)](const RequestRecord& r) -> absl::Status {
+          if (r.requester != requester) return absl::NotFoundError("request_id: no such request");
+          if (r.kind != RequestKind::kSign) {
+            return absl::FailedPreconditionError("request_id: not a SIGN request");
+          }
+          return absl::OkStatus();
+        },
+        [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
+          if (!record.ok()) {
+            if (record.status().code() == absl::StatusCode::kNotFound) {
+              return std::move(done)(absl::NotFoundError("request_id: no such request"));
+            }
+            return std::move(done)(record.status());
+          }
+          const absl::Time now = Now();
+          AuthorizationOutcome out{.state = EffectiveState(*record, now)};
+          if (out.state == RequestState::kApproved && record->sad_expires_at &&
+              now < *record->sad_expires_at) {
+            out.sad = record->sad;
+            out.sad_expires_at = record->sad_expires_at;
+          }
+          std::move(done)(std::move(out));
+        });
+  });
+  return handle;
 }
 
 absl::Status Consent::MintSad(std::string_view request_id, const RequestRecord& request,

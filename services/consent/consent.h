@@ -232,6 +232,7 @@ class RequestStream {
 };
 
 using RequestStatusDone = absl::AnyInvocable<void(absl::StatusOr<RequestStatus>) &&>;
+using AuthorizationDone = absl::AnyInvocable<void(absl::StatusOr<AuthorizationOutcome>) &&>;
 
 struct ConsentDeps {
   ConsentStore* store = nullptr;
@@ -246,7 +247,8 @@ struct ConsentDeps {
   SessionVerifier* sessions = nullptr;
   // Optional: without it no push wake-ups are sent (the outbox still fills).
   PushDispatcher* push = nullptr;
-  // Runs the waits that hold no thread (WatchRequests, AwaitRequest) and their database reads.
+  // Runs the waits that hold no thread (WatchRequests, AwaitRequest, AwaitAuthorization) and
+  // their database reads.
   TaskRunner* runner = nullptr;
   const Clock* clock = nullptr;
 };
@@ -303,10 +305,13 @@ class Consent {
   // Users (their own credentials) and services.
   absl::StatusOr<AuthorizeResult> Authorize(const Caller& caller, const AuthorizeInput& input,
                                             const ClientInfo& client);
-  absl::StatusOr<AuthorizationOutcome> AwaitAuthorization(const Caller& caller,
-                                                          std::string_view request_id,
-                                                          absl::Duration max_wait,
-                                                          absl::FunctionRef<bool()> cancelled);
+  // Authenticates the `authorization` header value (a user's session or a service: the one
+  // that asked, else NOT_FOUND), then answers the SIGN request's state (and its SAD once
+  // APPROVED) once it leaves PENDING or after max_wait (at most config.max_await), holding no
+  // thread while it waits: `done` runs once, on `deps.runner`.
+  std::shared_ptr<WaitHandle> AwaitAuthorization(std::string authorization,
+                                                 std::string request_id, absl::Duration max_wait,
+                                                 AuthorizationDone done);
 
   // Operators: opens a PIN reset (the user sets the new PIN on the app); answers until when.
   absl::StatusOr<absl::Time> UnblockPin(const Caller& caller, std::string_view account_id,
@@ -340,19 +345,18 @@ class Consent {
   // (FAILED_PRECONDITION when it has none).
   absl::StatusOr<RequestRecord> CreateRequest(Statement statement, std::string_view account_id,
                                               std::string requester);
-  // Calls `look` now and again whenever the account is notified or poll_interval passes, until it
-  // answers true, `deadline` (real time) passes, `cancelled()` or Shutdown.
-  absl::Status WaitOnAccount(std::string_view account_id, absl::Time deadline,
-                             absl::FunctionRef<bool()> cancelled,
-                             absl::FunctionRef<absl::StatusOr<bool>()> look);
   // The checks WatchRequests makes before it streams: the device's signature over a fresh
   // challenge of its own, and the device active.
   absl::StatusOr<DeviceRecord> AuthenticateWatch(std::string_view device_id,
                                                  std::string_view challenge,
                                                  std::string_view signature);
-  absl::StatusOr<RequestRecord> AwaitDecision(
-      std::string_view request_id, absl::Duration max_wait, absl::FunctionRef<bool()> cancelled,
-      absl::FunctionRef<absl::Status(const RequestRecord&)> may_see);
+  using MaySee = absl::AnyInvocable<absl::Status(const RequestRecord&) &&>;
+  using DecisionDone = absl::AnyInvocable<void(absl::StatusOr<RequestRecord>) &&>;
+  // On the runner: reads the request, lets `may_see` refuse it, then waits without a thread
+  // (attached to `handle`) until it leaves PENDING or max_wait (at most config.max_await)
+  // passes, and answers its latest record.
+  void AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string request_id,
+                     absl::Duration max_wait, MaySee may_see, DecisionDone done);
   // For an approved SIGN request: the SAD bound to exactly the stored statement's hashes, set in
   // `decision`, and the audit details.
   absl::Status MintSad(std::string_view request_id, const RequestRecord& request, absl::Time now,
@@ -360,6 +364,8 @@ class Consent {
   // A repeated enrolment of `device` (same code, same key): its enrolment as committed when this
   // is a retry after a lost reply (device active, recent, PIN never tried); nullopt otherwise.
   absl::StatusOr<std::optional<EnrollResult>> RetriedEnrolment(const DeviceRecord& device) const;
+  // Wakes the account's waiters with `decision`, just committed on `request`.
+  void NotifyDecided(const RequestRecord& request, const RequestDecision& decision);
   // OK while `state` is PENDING; else the FAILED_PRECONDITION an attempt on it gets.
   absl::Status RequireOpen(const RequestRecord& request, RequestState state) const;
   // The refusal for an attempt the store refused before its PIN was checked (challenge not

@@ -233,6 +233,35 @@ class AwaitRequestReactor final : public grpc::ServerUnaryReactor {
   std::shared_ptr<WaitHandle> handle_;  // Set in the constructor, before any reaction.
 };
 
+// One AwaitAuthorization, like AwaitRequest: answered from Consent's runner.
+class AwaitAuthorizationReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AwaitAuthorizationReactor(Consent* consent, grpc::CallbackServerContext* ctx,
+                            const pb::AwaitAuthorizationRequest& req,
+                            pb::AwaitAuthorizationResponse* resp)
+      : request_id_(request_id::AcceptCallbackRequestId(ctx)) {
+    const absl::Duration max_wait = FromProto(req.max_wait());
+    handle_ = consent->AwaitAuthorization(
+        AuthorizationOf(ctx), req.request_id(),
+        max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
+        [this, resp](absl::StatusOr<AuthorizationOutcome> out) {
+          request_id::ScopedRequestId scope(request_id_);
+          if (!out.ok()) return Finish(Reply("AwaitAuthorization", out.status()));
+          resp->set_state(ToProto(out->state));
+          resp->set_sad(out->sad);
+          if (out->sad_expires_at) *resp->mutable_sad_expires_at() = ToProto(*out->sad_expires_at);
+          Finish(grpc::Status::OK);
+        });
+  }
+
+  void OnCancel() override { handle_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::string request_id_;
+  std::shared_ptr<WaitHandle> handle_;  // Set in the constructor, before any reaction.
+};
+
 }  // namespace
 
 grpc::Status ConsentGrpc::EnrollDevice(grpc::ServerContext* ctx, const pb::EnrollDeviceRequest* req,
@@ -400,21 +429,10 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
   return grpc::Status::OK;
 }
 
-grpc::Status ConsentGrpc::AwaitAuthorization(grpc::ServerContext* ctx,
-                                             const pb::AwaitAuthorizationRequest* req,
-                                             pb::AwaitAuthorizationResponse* resp) {
-  auto caller = CallerOf(consent_, ctx);
-  if (!caller.ok()) return Reply("AwaitAuthorization", caller.status());
-  const absl::Duration max_wait = FromProto(req->max_wait());
-  auto out = consent_->AwaitAuthorization(
-      *caller, req->request_id(),
-      max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
-      [&] { return ctx->IsCancelled(); });
-  if (!out.ok()) return Reply("AwaitAuthorization", out.status());
-  resp->set_state(ToProto(out->state));
-  resp->set_sad(out->sad);
-  if (out->sad_expires_at) *resp->mutable_sad_expires_at() = ToProto(*out->sad_expires_at);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* ConsentGrpc::AwaitAuthorization(
+    grpc::CallbackServerContext* ctx, const pb::AwaitAuthorizationRequest* req,
+    pb::AwaitAuthorizationResponse* resp) {
+  return new AwaitAuthorizationReactor(consent_, ctx, *req, resp);
 }
 
 grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::UnblockPinRequest* req,

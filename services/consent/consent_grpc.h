@@ -11,11 +11,12 @@
 
 namespace qsign::consent {
 
-// WatchRequests and AwaitRequest wait (for the app's next request, for a decision) holding no
-// thread: they use gRPC's callback API and Consent's runner; every other method stays
-// synchronous (docs/decisions/callback-long-waits.md).
+// WatchRequests, AwaitRequest and AwaitAuthorization wait (for the app's next request, for a
+// decision) holding no thread: they use gRPC's callback API and Consent's runner; every other
+// method stays synchronous (docs/decisions/callback-long-waits.md).
 using ConsentService = qsign::v1::Consent::WithCallbackMethod_WatchRequests<
-    qsign::v1::Consent::WithCallbackMethod_AwaitRequest<qsign::v1::Consent::Service>>;
+    qsign::v1::Consent::WithCallbackMethod_AwaitRequest<
+        qsign::v1::Consent::WithCallbackMethod_AwaitAuthorization<qsign::v1::Consent::Service>>>;
 
 class ConsentGrpc final : public ConsentService {
  public:
@@ -41,9 +42,9 @@ class ConsentGrpc final : public ConsentService {
                                          qsign::v1::ConsentRequestStatus* resp) override;
   grpc::Status Authorize(grpc::ServerContext* ctx, const qsign::v1::AuthorizeRequest* req,
                          qsign::v1::AuthorizeResponse* resp) override;
-  grpc::Status AwaitAuthorization(grpc::ServerContext* ctx,
-                                  const qsign::v1::AwaitAuthorizationRequest* req,
-                                  qsign::v1::AwaitAuthorizationResponse* resp) override;
+  grpc::ServerUnaryReactor* AwaitAuthorization(
+      grpc::CallbackServerContext* ctx, const qsign::v1::AwaitAuthorizationRequest* req,
+      qsign::v1::AwaitAuthorizationResponse* resp) override;
   grpc::Status GetApprovalChallenge(grpc::ServerContext* ctx,
                                     const qsign::v1::GetApprovalChallengeRequest* req,
                                     qsign::v1::GetApprovalChallengeResponse* resp) override;

@@ -469,18 +469,19 @@ class PostgresConsentStore final : public ConsentStore {
     return res->GetTime(0, 0);
   }
 
-  absl::StatusOr<bool> CreateRequest(const RequestRecord& q) override {
+  absl::StatusOr<CreatedRequest> CreateRequest(const RequestRecord& q) override {
     // One round trip: the insert happens only for an account with an active device, whose push
     // token (if any) queues a wake-up; the NOTIFY goes out at COMMIT.
     auto res = pool_->Exec(
-        "WITH dev AS (SELECT push_token FROM consent.devices WHERE account_id = $2 AND active), "
+        "WITH dev AS (SELECT device_id, push_token FROM consent.devices "
+        "WHERE account_id = $2 AND active), "
         "ins AS (INSERT INTO consent.requests (request_id, account_id, kind, state, statement, "
         "created_at, expires_at, requester) SELECT $1, $2, $3, 'PENDING', $4, $5, $6, $7 "
         "FROM dev RETURNING request_id), "
         "push AS (INSERT INTO consent.push_outbox (push_token, request_id, kind, attempts, "
         "next_attempt_at) SELECT dev.push_token, ins.request_id, $3, 0, $5 FROM dev, ins "
         "WHERE dev.push_token <> '' RETURNING 1) "
-        "SELECT (SELECT count(*) FROM push) > 0, pg_notify($8, $9) FROM ins",
+        "SELECT (SELECT count(*) FROM push) > 0, dev.device_id, pg_notify($8, $9) FROM ins, dev",
         {Param::Text(q.request_id), Param::Text(q.account_id), Param::Text(KindName(q.kind)),
          Param::Bytes(q.statement), Param::Time(q.created_at), Param::Time(q.expires_at),
          Param::Text(q.requester), Param::Text(kNotifyChannel),
@@ -489,7 +490,9 @@ class PostgresConsentStore final : public ConsentStore {
     if (res->rows() == 0) {
       return absl::FailedPreconditionError("account_id: the account has no active consent app");
     }
-    return res->GetBool(0, 0);
+    auto pushed = res->GetBool(0, 0);
+    if (!pushed.ok()) return pushed.status();
+    return CreatedRequest{.device_id = std::string(res->Get(0, 1)), .pushed = *pushed};
   }
 
   absl::StatusOr<ApprovalContext> GetApprovalContext(std::string_view request_id,

@@ -74,6 +74,11 @@ struct ApprovalContext {
   std::optional<PinRecord> pin;  // Of the request's account.
 };
 
+struct CreatedRequest {
+  std::string device_id;  // The account's active device, which the request is for.
+  bool pushed = false;    // A push job was queued.
+};
+
 // What an open WatchRequests stream needs on each look.
 struct WatchSnapshot {
   bool device_active = false;
@@ -169,10 +174,11 @@ class ConsentStore {
                                                    std::string_view device_id) = 0;
 
   // Inserts the request for the account's active device, and a push job when that device has a
-  // push token; answers whether a push job was queued. FAILED_PRECONDITION when the account has
-  // no active device. One statement, not audited: the requests table is the journal of
-  // requests (who asked, when, the statement); decisions are audited (docs/consent.md).
-  virtual absl::StatusOr<bool> CreateRequest(const RequestRecord& request) = 0;
+  // push token; answers that device and whether a push job was queued. FAILED_PRECONDITION when
+  // the account has no active device. One statement, not audited: the requests table is the
+  // journal of requests (who asked, when, the statement); decisions are audited
+  // (docs/consent.md).
+  virtual absl::StatusOr<CreatedRequest> CreateRequest(const RequestRecord& request) = 0;
   // NOT_FOUND "request_id: ..." when unknown.
   virtual absl::StatusOr<RequestRecord> GetRequest(std::string_view request_id) = 0;
   // What Approve needs, in one query: the request, the device and the PIN of the request's

@@ -46,6 +46,7 @@
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent_grpc.h"
+#include "tests/testing/watch_streams.h"
 #include "services/consent/consent_internal.h"
 #include "services/consent/consent_store.h"
 #include "services/consent/device_certificate.h"
@@ -103,6 +104,36 @@ OsslPtr<X509> ParseCert(const std::string& der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   return OsslPtr<X509>(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
 }
+
+// Counts an AccountNotifier listener's wake-ups.
+class WakeCounter {
+ public:
+  AccountNotifier::Wake Wake() {
+    return [this](std::shared_ptr<const AccountEvent> event) {
+      absl::MutexLock lock(&mu_);
+      ++wakes_;
+      if (event != nullptr) all_null_ = false;
+    };
+  }
+  // True once `n` wake-ups came, false after `timeout` without.
+  bool WaitFor(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&] {
+      mu_.AssertHeld();
+      return wakes_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  }
+  bool all_null() {
+    absl::MutexLock lock(&mu_);
+    return all_null_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool all_null_ ABSL_GUARDED_BY(mu_) = true;
+};
 
 class ConsentTest : public qsign::testing::ServiceTest {
  protected:
@@ -555,15 +586,32 @@ TEST_F(ConsentTest, ListenerWakesForOtherReplicasNotForItsOwnCommits) {
                           {db::Param::Text(kNotifyChannel), db::Param::Text(payload)})
                     .ok());
   };
-  auto sub = notifier_.Subscribe("bob");
+  WakeCounter bob;
+  auto listening = notifier_.Listen("bob", bob.Wake());
   // Another replica (another origin tag, or none from an older one) wakes the account ...
   notify("bob\tffffffffffffffff");
-  EXPECT_TRUE(sub->Wait(absl::Now() + absl::Seconds(5)));
+  EXPECT_TRUE(bob.WaitFor(1, absl::Seconds(5)));
   notify("bob");
-  EXPECT_TRUE(sub->Wait(absl::Now() + absl::Seconds(5)));
+  EXPECT_TRUE(bob.WaitFor(2, absl::Seconds(5)));
   // ... this process's own payload does not: Consent notified in-process at that commit.
   notify(NotifyPayload("bob"));
-  EXPECT_FALSE(sub->Wait(absl::Now() + absl::Milliseconds(300)));
+  EXPECT_FALSE(bob.WaitFor(3, absl::Milliseconds(300)));
+}
+
+TEST_F(ConsentTest, ListenerWakesEveryWaiterAfterItReconnects) {
+  // A NOTIFY sent while the listener's connection is down is lost: after reconnecting it wakes
+  // every waiter (each reads again), on every account, whatever was or was not notified.
+  WakeCounter bob, carol;
+  auto b = notifier_.Listen("bob", bob.Wake());
+  auto c = notifier_.Listen("carol", carol.Wake());
+  auto ended = pool().Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND query ILIKE 'LISTEN %'");
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_GE(ended->rows(), 1);  // The test's listener and the consent stack's.
+  EXPECT_TRUE(bob.WaitFor(1, absl::Seconds(10)));
+  EXPECT_TRUE(carol.WaitFor(1, absl::Seconds(10)));
+  EXPECT_TRUE(bob.all_null());
 }
 
 TEST_F(ConsentTest, PendingRequestsAreSentOnConnectAndAgainOnReconnect) {
@@ -1280,6 +1328,72 @@ TEST_F(ConsentTest, SadFromAnApprovedAuthorizationSignsHashAAndIsRefusedForHashB
   EXPECT_EQ(SignHash("cred-1", hash_a, approved.sad(), &again).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION)
       << "a SAD is used once";
+}
+
+// AwaitAuthorization on gRPC's callback API (issue 15): a thousand e-services (or retries)
+// waiting on one SIGN request hold no thread each; the approval answers every one of them, each
+// with the SAD, at once. The synchronous handler held one thread per waiting call.
+TEST_F(ConsentTest, AThousandWaitingAwaitAuthorizationsHoldNoThreadsAndAllGetTheSad) {
+  constexpr int kCalls = 1000;
+  constexpr int kMaxThreads = 100;  // The whole test process.
+  Credential("cred-1", "alice");
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  pb::AuthorizeResponse auth;
+  ASSERT_TRUE(Authorize("cred-1", {Hash('a')}, &auth).ok());
+  pb::ConsentRequest pushed = Receive(*app, auth.request_id());
+
+  struct Call {
+    grpc::ClientContext ctx;
+    pb::AwaitAuthorizationResponse resp;
+  };
+  absl::Mutex mu;
+  std::map<grpc::StatusCode, int> codes;
+  std::map<std::string, int> sads;
+  int answered = 0;
+  pb::AwaitAuthorizationRequest req;
+  req.set_request_id(auth.request_id());
+  req.mutable_max_wait()->set_seconds(30);
+  std::vector<std::unique_ptr<Call>> calls;
+  auto stub = pb::Consent::NewStub(stacks_->NewChannel());
+  const int threads_before = testing::ThreadCount();
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* call = calls.back().get();
+    Auth(&call->ctx, kGatewayAuth);
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    stub->async()->AwaitAuthorization(&call->ctx, &req, &call->resp, [&, call](grpc::Status st) {
+      absl::MutexLock lock(&mu);
+      ++codes[st.error_code()];
+      if (st.ok() && call->resp.state() == pb::CONSENT_REQUEST_STATE_APPROVED) {
+        ++sads[call->resp.sad()];
+      }
+      ++answered;
+    });
+  }
+  absl::SleepFor(absl::Seconds(2));  // Every call reached the server and waits.
+  const int threads_waiting = testing::ThreadCount();
+  std::cout << "threads: " << threads_before << " before, " << threads_waiting << " with "
+            << kCalls << " waiting AwaitAuthorization calls\n";
+  EXPECT_LT(threads_waiting, kMaxThreads);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(answered, 0) << "answered before the decision";
+  }
+
+  const absl::Time approved_at = absl::Now();
+  ASSERT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+  absl::MutexLock lock(&mu);
+  mu.AwaitWithTimeout(absl::Condition(
+                          +[](int* n) { return *n == kCalls; }, &answered),
+                      absl::Seconds(20));
+  std::cout << "all answered " << absl::FormatDuration(absl::Now() - approved_at)
+            << " after the approval\n";
+  EXPECT_EQ(answered, kCalls);
+  EXPECT_EQ(codes[grpc::StatusCode::OK], kCalls);
+  ASSERT_EQ(sads.size(), 1u) << "one SAD, the same for every caller";
+  EXPECT_FALSE(sads.begin()->first.empty());
+  EXPECT_EQ(sads.begin()->second, kCalls);
 }
 
 TEST_F(ConsentTest, DeniedAndExpiredAuthorizationsYieldNoSad) {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -44,35 +45,42 @@ std::string NotifyPayload(std::string_view account_id) {
 // ---- AccountNotifier ----
 
 struct AccountNotifier::Entry {
-  uint64_t seq = 0;
-  int subscribers = 0;  // Subscriptions and listeners.
-  absl::CondVar cv;
   std::vector<Listener*> listeners;  // Not owned.
 };
 
 AccountNotifier::AccountNotifier() = default;
 AccountNotifier::~AccountNotifier() = default;
 
-std::unique_ptr<AccountNotifier::Subscription> AccountNotifier::Subscribe(
-    std::string_view account_id) {
-  absl::MutexLock lock(&mu_);
-  auto& slot = entries_[Av(account_id)];
-  if (!slot) slot = std::make_unique<Entry>();
-  ++slot->subscribers;
-  return std::unique_ptr<Subscription>(
-      new Subscription(this, std::string(account_id), slot.get(), slot->seq));
+size_t AccountNotifier::Slot(std::string_view account_id) {
+  return absl::HashOf(Av(account_id)) % kVersionSlots;
 }
 
-std::unique_ptr<AccountNotifier::Listener> AccountNotifier::Listen(
-    std::string_view account_id, absl::AnyInvocable<void()> wake) {
+AccountNotifier::Versions AccountNotifier::Snapshot() const {
+  Versions out;
+  for (size_t i = 0; i < kVersionSlots; ++i) out[i] = versions_[i].load(std::memory_order_acquire);
+  return out;
+}
+
+std::unique_ptr<AccountNotifier::Listener> AccountNotifier::Listen(std::string_view account_id,
+                                                                   Wake wake) {
   absl::MutexLock lock(&mu_);
   auto& slot = entries_[Av(account_id)];
   if (!slot) slot = std::make_unique<Entry>();
-  ++slot->subscribers;
   std::unique_ptr<Listener> listener(
       new Listener(this, std::string(account_id), slot.get(), std::move(wake)));
   slot->listeners.push_back(listener.get());
-  if (closed_) listener->wake_();
+  if (closed_) listener->wake_(nullptr);
+  return listener;
+}
+
+std::unique_ptr<AccountNotifier::Listener> AccountNotifier::Listen(std::string_view account_id,
+                                                                   Wake wake, uint64_t read_at) {
+  auto listener = Listen(account_id, std::move(wake));
+  absl::MutexLock lock(&mu_);
+  // Notify bumps the version under mu_: a notification before the listener was in place shows.
+  if (!closed_ && versions_[Slot(account_id)].load(std::memory_order_acquire) != read_at) {
+    listener->wake_(nullptr);
+  }
   return listener;
 }
 
@@ -80,39 +88,31 @@ AccountNotifier::Listener::~Listener() {
   absl::MutexLock lock(&notifier_->mu_);
   auto& listeners = entry_->listeners;
   listeners.erase(std::find(listeners.begin(), listeners.end(), this));
-  if (--entry_->subscribers == 0) notifier_->entries_.erase(account_id_);
+  if (listeners.empty()) notifier_->entries_.erase(account_id_);
 }
 
-AccountNotifier::Subscription::~Subscription() {
-  absl::MutexLock lock(&notifier_->mu_);
-  if (--entry_->subscribers == 0) notifier_->entries_.erase(account_id_);
-}
-
-bool AccountNotifier::Subscription::Wait(absl::Time deadline) {
-  absl::MutexLock lock(&notifier_->mu_);
-  while (entry_->seq == seen_ && !notifier_->closed_) {
-    if (entry_->cv.WaitWithDeadline(&notifier_->mu_, deadline)) break;  // Timed out.
-  }
-  const bool woken = entry_->seq != seen_ || notifier_->closed_;
-  seen_ = entry_->seq;
-  return woken;
-}
-
-void AccountNotifier::Notify(std::string_view account_id) {
+void AccountNotifier::Notify(std::string_view account_id,
+                             std::shared_ptr<const AccountEvent> event) {
   absl::MutexLock lock(&mu_);
+  versions_[Slot(account_id)].fetch_add(1, std::memory_order_acq_rel);
   auto it = entries_.find(Av(account_id));
   if (it == entries_.end()) return;
-  it->second->seq = ++next_seq_;
-  it->second->cv.SignalAll();
-  for (Listener* l : it->second->listeners) l->wake_();
+  for (Listener* l : it->second->listeners) l->wake_(event);
+}
+
+void AccountNotifier::NotifyAll() {
+  absl::MutexLock lock(&mu_);
+  for (auto& v : versions_) v.fetch_add(1, std::memory_order_acq_rel);
+  for (auto& [id, entry] : entries_) {
+    for (Listener* l : entry->listeners) l->wake_(nullptr);
+  }
 }
 
 void AccountNotifier::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
   for (auto& [id, entry] : entries_) {
-    entry->cv.SignalAll();
-    for (Listener* l : entry->listeners) l->wake_();
+    for (Listener* l : entry->listeners) l->wake_(nullptr);
   }
 }
 
@@ -179,6 +179,8 @@ void PgAccountListener::Run(void* first_conn) {
       auto reconnected = ConnectAndListen(conninfo_, channel_);
       if (reconnected.ok()) {
         conn = *reconnected;
+        // What other replicas notified while this connection was down is lost: everyone reads.
+        notifier_->NotifyAll();
       } else {
         Log(LogLevel::kWarning, "consent", "listener: reconnect failed",
             {{"status", reconnected.status().ToString()}});

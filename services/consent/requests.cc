@@ -12,9 +12,6 @@
 namespace qsign::consent {
 namespace {
 
-// How often a waiting thread looks at its cancellation flag when nothing else wakes it.
-constexpr absl::Duration kCancelCheck = absl::Milliseconds(100);
-
 void CountCreated(RequestKind kind) {
   metrics::Registry::Global().AddCounter("qsign_consent_requests_created_total",
                                          "Consent requests pushed to a device, by kind.",
@@ -22,27 +19,6 @@ void CountCreated(RequestKind kind) {
 }
 
 }  // namespace
-
-absl::Status Consent::WaitOnAccount(std::string_view account_id, absl::Time deadline,
-                                    absl::FunctionRef<bool()> cancelled,
-                                    absl::FunctionRef<absl::StatusOr<bool>()> look) {
-  auto sub = deps_.notifier->Subscribe(account_id);
-  bool dirty = true;
-  absl::Time next_look = absl::Now();
-  while (true) {
-    if (cancelled()) return absl::CancelledError("the caller went away");
-    if (deps_.notifier->closed()) return absl::UnavailableError("the server is shutting down");
-    const absl::Time real_now = absl::Now();
-    if (dirty || real_now >= next_look) {
-      auto done = look();
-      if (!done.ok()) return done.status();
-      if (*done) return absl::OkStatus();
-      next_look = real_now + config_.poll_interval;
-    }
-    if (absl::Now() >= deadline) return absl::OkStatus();
-    dirty = sub->Wait(std::min({deadline, next_look, absl::Now() + kCancelCheck}));
-  }
-}
 
 absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
                                                      std::string_view account_id,
@@ -59,11 +35,16 @@ absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
                        .created_at = statement.created_at,
                        .expires_at = statement.expires_at,
                        .requester = std::move(requester)};
-  auto pushed = deps_.store->CreateRequest(record);
-  if (!pushed.ok()) return pushed.status();
+  auto created = deps_.store->CreateRequest(record);
+  if (!created.ok()) return created.status();
   CountCreated(record.kind);
-  deps_.notifier->Notify(account_id);
-  if (*pushed && deps_.push != nullptr) deps_.push->Kick();
+  // The account's open stream sends it from this event, without reading it back.
+  auto event = std::make_shared<AccountEvent>(AccountEvent{
+      .kind = AccountEvent::Kind::kRequestCreated,
+      .request = record,
+      .active_device_id = std::move(created->device_id)});
+  deps_.notifier->Notify(account_id, std::move(event));
+  if (created->pushed && deps_.push != nullptr) deps_.push->Kick();
   return record;
 }
 
@@ -108,26 +89,50 @@ absl::StatusOr<RequestStatus> Consent::GetRequest(const Caller& caller,
   return StatusOf(*record, Now());
 }
 
-absl::StatusOr<RequestRecord> Consent::AwaitDecision(
-    std::string_view request_id, absl::Duration max_wait, absl::FunctionRef<bool()> cancelled,
-    absl::FunctionRef<absl::Status(const RequestRecord&)> may_see) {
+void Consent::AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string request_id,
+                            absl::Duration max_wait, MaySee may_see, DecisionDone done) {
+  // The account is learnt from this read; the notifier's versions, taken before it, tell
+  // whether the account was notified between the read and the listening (then it reads again).
+  const AccountNotifier::Versions versions = deps_.notifier->Snapshot();
   auto record = deps_.store->GetRequest(request_id);
-  if (!record.ok()) return record.status();
-  if (auto s = may_see(*record); !s.ok()) return s;
+  if (!record.ok()) return std::move(done)(record.status());
+  if (auto s = std::move(may_see)(*record); !s.ok()) return std::move(done)(s);
   if (EffectiveState(*record, Now()) != RequestState::kPending ||
       max_wait <= absl::ZeroDuration()) {
-    return record;
+    return std::move(done)(*std::move(record));
   }
   const absl::Time deadline = absl::Now() + std::min(max_wait, config_.max_await);
-  absl::Status st =
-      WaitOnAccount(record->account_id, deadline, cancelled, [&]() -> absl::StatusOr<bool> {
-        auto again = deps_.store->GetRequest(request_id);
-        if (!again.ok()) return again.status();
-        *record = *std::move(again);
-        return EffectiveState(*record, Now()) != RequestState::kPending;
-      });
-  if (!st.ok()) return st;
-  return record;
+  // The latest state, shared by the look that refreshes it and the answer.
+  auto latest = std::make_shared<RequestRecord>(*std::move(record));
+  const std::string account_id = latest->account_id;
+  auto look = [this, latest](const AccountWake& wake) -> absl::StatusOr<bool> {
+    if (wake.read) {
+      auto again = deps_.store->GetRequest(latest->request_id);
+      if (!again.ok()) return again.status();
+      *latest = *std::move(again);
+    } else {
+      // This process decided it: the event holds the decision as committed.
+      for (const auto& event : wake.events) {
+        if (event->kind != AccountEvent::Kind::kRequestDecided ||
+            event->request.request_id != latest->request_id) {
+          continue;
+        }
+        latest->state = event->request.state;
+        latest->decided_at = event->request.decided_at;
+        latest->decided_by_device = event->request.decided_by_device;
+        latest->sad = event->request.sad;
+        latest->sad_expires_at = event->request.sad_expires_at;
+      }
+    }
+    return EffectiveState(*latest, Now()) != RequestState::kPending;
+  };
+  auto answer = [latest, done = std::move(done)](absl::Status st) mutable {
+    if (!st.ok()) return std::move(done)(st);
+    std::move(done)(*latest);
+  };
+  handle->Attach(AccountWait::StartAfterRead(
+      deps_.notifier, deps_.runner, account_id, AccountNotifier::VersionOf(versions, account_id),
+      deadline, config_.poll_interval, std::move(look), std::move(answer)));
 }
 
 std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std::string request_id,
@@ -144,28 +149,13 @@ std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std
     if (max_wait < absl::ZeroDuration()) {
       return std::move(done)(absl::InvalidArgumentError("max_wait: must not be negative"));
     }
-    auto record = deps_.store->GetRequest(request_id);
-    if (!record.ok()) return std::move(done)(record.status());
-    if (EffectiveState(*record, Now()) != RequestState::kPending ||
-        max_wait <= absl::ZeroDuration()) {
-      return std::move(done)(StatusOf(*record, Now()));
-    }
-    const absl::Time deadline = absl::Now() + std::min(max_wait, config_.max_await);
-    // The latest read, shared by the look that refreshes it and the answer.
-    auto latest = std::make_shared<RequestRecord>(*std::move(record));
-    const std::string account_id = latest->account_id;
-    auto look = [this, request_id, latest]() -> absl::StatusOr<bool> {
-      auto again = deps_.store->GetRequest(request_id);
-      if (!again.ok()) return again.status();
-      *latest = *std::move(again);
-      return EffectiveState(*latest, Now()) != RequestState::kPending;
-    };
-    auto answer = [this, latest, done = std::move(done)](absl::Status st) mutable {
-      if (!st.ok()) return std::move(done)(st);
-      std::move(done)(StatusOf(*latest, Now()));
-    };
-    handle->Attach(AccountWait::Start(deps_.notifier, deps_.runner, account_id, deadline,
-                                      config_.poll_interval, std::move(look), std::move(answer)));
+    AwaitDecision(
+        handle, std::move(request_id), max_wait,
+        [](const RequestRecord&) { return absl::OkStatus(); },
+        [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
+          if (!record.ok()) return std::move(done)(record.status());
+          std::move(done)(StatusOf(*record, Now()));
+        });
   });
   return handle;
 }

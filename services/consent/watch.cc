@@ -70,8 +70,40 @@ std::shared_ptr<WaitHandle> Consent::WatchRequests(std::string device_id, std::s
     if (!device.ok()) return stream->Done(device.status());
     stream->Opened();
     // Requests sent and still pending; only the one running look uses it.
-    auto look = [this, stream, device_id,
-                 sent = absl::flat_hash_set<std::string>()]() mutable -> absl::StatusOr<bool> {
+    auto look = [this, stream, device_id, sent = absl::flat_hash_set<std::string>()](
+                    const AccountWake& wake) mutable -> absl::StatusOr<bool> {
+      // What this process created for this device, and decided, needs no read.
+      bool read = wake.read;
+      for (const auto& event : wake.events) {
+        if (event->kind == AccountEvent::Kind::kRequestCreated &&
+            event->active_device_id != device_id) {
+          read = true;  // Created for another device of the account: this one was replaced.
+        }
+      }
+      if (!read) {
+        absl::flat_hash_set<std::string> decided;
+        for (const auto& event : wake.events) {
+          if (event->kind == AccountEvent::Kind::kRequestDecided) {
+            decided.insert(event->request.request_id);
+          }
+        }
+        for (const auto& event : wake.events) {
+          const RequestRecord& r = event->request;
+          if (event->kind != AccountEvent::Kind::kRequestCreated ||
+              decided.contains(r.request_id) || !sent.insert(r.request_id).second) {
+            continue;
+          }
+          auto decoded = DecodeStatement(r.statement);
+          if (!decoded.ok()) {
+            return absl::InternalError(absl::StrCat("statement of ", r.request_id, ": ",
+                                                    decoded.status().message()));
+          }
+          stream->Send(
+              PendingRequest{.statement_bytes = r.statement, .statement = *std::move(decoded)});
+        }
+        for (const std::string& id : decided) sent.erase(id);
+        return false;
+      }
       auto snap = deps_.store->Watch(device_id, Now());
       if (!snap.ok()) return snap.status();
       if (!snap->device_active) {

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/db/pg.h"
@@ -313,12 +314,18 @@ absl::Status PgServer::StartPostgres() {
   if (!as.ok()) return as.status();
   // postgres itself rather than pg_ctl, whose readiness and shutdown polls sleep 100 ms a turn.
   const std::string log = dir_ + "/postgres.log";
-  absl::StatusOr<pid_t> pid =
-      Spawn(AsServerUser(*as, {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
-                               absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off",
-                               "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                               "max_connections=200", "-c", "deadlock_timeout=100ms"}),
-            dir_, log);
+  std::vector<std::string> args = {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
+                                   absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off",
+                                   "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                                   "-c", "max_connections=200", "-c", "deadlock_timeout=100ms"};
+  // Extra settings for a profiling run (bench_login --pg_stat_statements), never for tests.
+  if (const char* extra = std::getenv("QSIGN_PG_SETTINGS"); extra != nullptr) {
+    for (absl::string_view setting : absl::StrSplit(extra, ' ', absl::SkipEmpty())) {
+      args.push_back("-c");
+      args.push_back(std::string(setting));
+    }
+  }
+  absl::StatusOr<pid_t> pid = Spawn(AsServerUser(*as, std::move(args)), dir_, log);
   if (!pid.ok()) return pid.status();
   server_pid_ = *pid;
 

@@ -9,7 +9,8 @@
 // The directory is under $TMPDIR if set, else /dev/shm when it is a tmpfs with 2 GiB free, else
 // /tmp. The first server of a user and PostgreSQL build runs initdb (~1.2 s) and keeps the result
 // there as qsign-pg-template-*; later ones copy it (~0.2 s to ready). QSIGN_PG_NO_TEMPLATE=1
-// always runs initdb.
+// always runs initdb. QSIGN_PG_SETTINGS="name=value name=value" adds server settings (`-c`),
+// for profiling runs only (bench_login --pg_stat_statements).
 #ifndef QSIGN_COMMON_DB_TESTING_PG_SERVER_H_
 #define QSIGN_COMMON_DB_TESTING_PG_SERVER_H_
 
