@@ -5,15 +5,14 @@
 // gRPC), with a throwaway PostgreSQL and a SoftHSM2 token, as in tests/login_test.cc.
 //   bench_login --apps=16 --seconds=10 --pin_m_kib=1024
 #include <grpcpp/grpcpp.h>
-
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <atomic>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -245,8 +244,7 @@ int Run() {
       "process + %.0f us in PostgreSQL\n",
       apps, absl::GetFlag(FLAGS_pin_t), absl::GetFlag(FLAGS_pin_m_kib), n, secs,
       static_cast<double>(n) / secs, absl::ToDoubleMilliseconds(Percentile(latencies, 0.5)),
-      absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)), failures.load(), cpu_us,
-      pg_cpu_us);
+      absl::ToDoubleMilliseconds(Percentile(latencies, 0.99)), failures.load(), cpu_us, pg_cpu_us);
   // The target: >= 500 logins/s with p99 <= 100 ms (at 16 apps); no reference rate.
   absl::PrintF(
       "{\"bench\":\"login\",\"case\":\"apps_%d\",\"apps\":%d,\"per_s\":%.0f,"

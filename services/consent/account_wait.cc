@@ -11,16 +11,13 @@ std::shared_ptr<AccountWait> AccountWait::Start(AccountNotifier* notifier, TaskR
                                                 std::string_view account_id, absl::Time deadline,
                                                 absl::Duration poll_interval, Look look,
                                                 Done done) {
-  return Begin(notifier, runner, account_id, std::nullopt, deadline, poll_interval,
-               std::move(look), std::move(done));
+  return Begin(notifier, runner, account_id, std::nullopt, deadline, poll_interval, std::move(look),
+               std::move(done));
 }
 
-std::shared_ptr<AccountWait> AccountWait::StartAfterRead(AccountNotifier* notifier,
-                                                         TaskRunner* runner,
-                                                         std::string_view account_id,
-                                                         uint64_t read_at, absl::Time deadline,
-                                                         absl::Duration poll_interval, Look look,
-                                                         Done done) {
+std::shared_ptr<AccountWait> AccountWait::StartAfterRead(
+    AccountNotifier* notifier, TaskRunner* runner, std::string_view account_id, uint64_t read_at,
+    absl::Time deadline, absl::Duration poll_interval, Look look, Done done) {
   return Begin(notifier, runner, account_id, read_at, deadline, poll_interval, std::move(look),
                std::move(done));
 }

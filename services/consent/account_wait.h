@@ -41,10 +41,9 @@ class AccountWait : public std::enable_shared_from_this<AccountWait> {
   // The caller read the database just now, after notifier->Version(account_id) answered
   // `read_at`: the first look comes with the first wake-up (a read if the account was notified
   // since `read_at`), or at the poll interval.
-  static std::shared_ptr<AccountWait> StartAfterRead(AccountNotifier* notifier,
-                                                     TaskRunner* runner,
-                                                     std::string_view account_id,
-                                                     uint64_t read_at, absl::Time deadline,
+  static std::shared_ptr<AccountWait> StartAfterRead(AccountNotifier* notifier, TaskRunner* runner,
+                                                     std::string_view account_id, uint64_t read_at,
+                                                     absl::Time deadline,
                                                      absl::Duration poll_interval, Look look,
                                                      Done done);
 

@@ -178,15 +178,15 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
 
 void Consent::NotifyDecided(const RequestRecord& request, const RequestDecision& decision) {
   // As stored: PostgreSQL keeps microseconds (Now() is truncated already).
-  auto event = std::make_shared<AccountEvent>(AccountEvent{
-      .kind = AccountEvent::Kind::kRequestDecided,
-      .request = {.request_id = request.request_id,
-                  .account_id = request.account_id,
-                  .kind = request.kind,
-                  .state = decision.state,
-                  .decided_at = TruncateToMicros(decision.decided_at),
-                  .decided_by_device = decision.device_id,
-                  .sad = decision.sad}});
+  auto event = std::make_shared<AccountEvent>(
+      AccountEvent{.kind = AccountEvent::Kind::kRequestDecided,
+                   .request = {.request_id = request.request_id,
+                               .account_id = request.account_id,
+                               .kind = request.kind,
+                               .state = decision.state,
+                               .decided_at = TruncateToMicros(decision.decided_at),
+                               .decided_by_device = decision.device_id,
+                               .sad = decision.sad}});
   if (decision.sad_expires_at) {
     event->request.sad_expires_at = TruncateToMicros(*decision.sad_expires_at);
   }

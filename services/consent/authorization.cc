@@ -170,8 +170,8 @@ std::shared_ptr<WaitHandle> Consent::AwaitAuthorization(std::string authorizatio
     auto caller = Authenticate(authorization);
     if (!caller.ok()) return std::move(done)(caller.status());
     if (caller->kind == CallerKind::kAnonymous) {
-      return std::move(done)(absl::UnauthenticatedError(
-          "authorization: a session or service credential is required"));
+      return std::move(done)(
+          absl::UnauthenticatedError("authorization: a session or service credential is required"));
     }
     if (caller->kind == CallerKind::kOperator) {
       return std::move(done)(absl::PermissionDeniedError("operators cannot authorize signatures"));

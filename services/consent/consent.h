@@ -309,9 +309,8 @@ class Consent {
   // that asked, else NOT_FOUND), then answers the SIGN request's state (and its SAD once
   // APPROVED) once it leaves PENDING or after max_wait (at most config.max_await), holding no
   // thread while it waits: `done` runs once, on `deps.runner`.
-  std::shared_ptr<WaitHandle> AwaitAuthorization(std::string authorization,
-                                                 std::string request_id, absl::Duration max_wait,
-                                                 AuthorizationDone done);
+  std::shared_ptr<WaitHandle> AwaitAuthorization(std::string authorization, std::string request_id,
+                                                 absl::Duration max_wait, AuthorizationDone done);
 
   // Operators: opens a PIN reset (the user sets the new PIN on the app); answers until when.
   absl::StatusOr<absl::Time> UnblockPin(const Caller& caller, std::string_view account_id,

@@ -429,9 +429,9 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
   return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* ConsentGrpc::AwaitAuthorization(
-    grpc::CallbackServerContext* ctx, const pb::AwaitAuthorizationRequest* req,
-    pb::AwaitAuthorizationResponse* resp) {
+grpc::ServerUnaryReactor* ConsentGrpc::AwaitAuthorization(grpc::CallbackServerContext* ctx,
+                                                          const pb::AwaitAuthorizationRequest* req,
+                                                          pb::AwaitAuthorizationResponse* resp) {
   return new AwaitAuthorizationReactor(consent_, ctx, *req, resp);
 }
 

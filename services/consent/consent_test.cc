@@ -46,7 +46,6 @@
 #include "qsign/v1/signer.grpc.pb.h"
 #include "services/consent/clients.h"
 #include "services/consent/consent_grpc.h"
-#include "tests/testing/watch_streams.h"
 #include "services/consent/consent_internal.h"
 #include "services/consent/consent_store.h"
 #include "services/consent/device_certificate.h"
@@ -60,6 +59,7 @@
 #include "tests/testing/stacks.h"
 #include "tests/testing/test_data.h"
 #include "tests/testing/test_pki.h"
+#include "tests/testing/watch_streams.h"
 
 namespace qsign::consent {
 namespace {
@@ -1373,8 +1373,8 @@ TEST_F(ConsentTest, AThousandWaitingAwaitAuthorizationsHoldNoThreadsAndAllGetThe
   }
   absl::SleepFor(absl::Seconds(2));  // Every call reached the server and waits.
   const int threads_waiting = testing::ThreadCount();
-  std::cout << "threads: " << threads_before << " before, " << threads_waiting << " with "
-            << kCalls << " waiting AwaitAuthorization calls\n";
+  std::cout << "threads: " << threads_before << " before, " << threads_waiting << " with " << kCalls
+            << " waiting AwaitAuthorization calls\n";
   EXPECT_LT(threads_waiting, kMaxThreads);
   {
     absl::MutexLock lock(&mu);

@@ -39,10 +39,10 @@ absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
   if (!created.ok()) return created.status();
   CountCreated(record.kind);
   // The account's open stream sends it from this event, without reading it back.
-  auto event = std::make_shared<AccountEvent>(AccountEvent{
-      .kind = AccountEvent::Kind::kRequestCreated,
-      .request = record,
-      .active_device_id = std::move(created->device_id)});
+  auto event = std::make_shared<AccountEvent>(
+      AccountEvent{.kind = AccountEvent::Kind::kRequestCreated,
+                   .request = record,
+                   .active_device_id = std::move(created->device_id)});
   deps_.notifier->Notify(account_id, std::move(event));
   if (created->pushed && deps_.push != nullptr) deps_.push->Kick();
   return record;

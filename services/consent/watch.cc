@@ -95,8 +95,8 @@ std::shared_ptr<WaitHandle> Consent::WatchRequests(std::string device_id, std::s
           }
           auto decoded = DecodeStatement(r.statement);
           if (!decoded.ok()) {
-            return absl::InternalError(absl::StrCat("statement of ", r.request_id, ": ",
-                                                    decoded.status().message()));
+            return absl::InternalError(
+                absl::StrCat("statement of ", r.request_id, ": ", decoded.status().message()));
           }
           stream->Send(
               PendingRequest{.statement_bytes = r.statement, .statement = *std::move(decoded)});

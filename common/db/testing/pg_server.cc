@@ -314,10 +314,14 @@ absl::Status PgServer::StartPostgres() {
   if (!as.ok()) return as.status();
   // postgres itself rather than pg_ctl, whose readiness and shutdown polls sleep 100 ms a turn.
   const std::string log = dir_ + "/postgres.log";
-  std::vector<std::string> args = {PgBin("postgres"), "-D", dir_ + "/data", "-k", dir_, "-p",
-                                   absl::StrCat(kPort), "-c", "listen_addresses=", "-c", "fsync=off",
-                                   "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                                   "-c", "max_connections=200", "-c", "deadlock_timeout=100ms"};
+  std::vector<std::string> args = {PgBin("postgres"),  "-D", dir_ + "/data", "-k", dir_, "-p",
+                                   absl::StrCat(kPort)};
+  for (const char* setting :
+       {"listen_addresses=", "fsync=off", "synchronous_commit=off", "full_page_writes=off",
+        "max_connections=200", "deadlock_timeout=100ms"}) {
+    args.push_back("-c");
+    args.push_back(setting);
+  }
   // Extra settings for a profiling run (bench_login --pg_stat_statements), never for tests.
   if (const char* extra = std::getenv("QSIGN_PG_SETTINGS"); extra != nullptr) {
     for (absl::string_view setting : absl::StrSplit(extra, ' ', absl::SkipEmpty())) {
