@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -27,6 +28,7 @@
 #include "common/auth/credential_table.h"
 #include "common/clock.h"
 #include "common/rate_limit.h"
+#include "common/recent_map.h"
 #include "common/secret.h"
 #include "common/task_runner.h"
 #include "consent/sad.h"
@@ -384,6 +386,9 @@ class Consent {
   RateLimiter enroll_limiter_;
   RateLimiter approve_limiter_;
   RateLimiter authorize_limiter_;
+  // Requests created here lately, each with its account's notifier version right after the
+  // creation was notified, for the wait that usually follows (AwaitDecision).
+  RecentMap<std::pair<RequestRecord, uint64_t>> recent_{1024};
 };
 
 }  // namespace qsign::consent

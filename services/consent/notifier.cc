@@ -91,13 +91,14 @@ AccountNotifier::Listener::~Listener() {
   if (listeners.empty()) notifier_->entries_.erase(account_id_);
 }
 
-void AccountNotifier::Notify(std::string_view account_id,
-                             std::shared_ptr<const AccountEvent> event) {
+uint64_t AccountNotifier::Notify(std::string_view account_id,
+                                 std::shared_ptr<const AccountEvent> event) {
   absl::MutexLock lock(&mu_);
-  versions_[Slot(account_id)].fetch_add(1, std::memory_order_acq_rel);
+  const uint64_t version = versions_[Slot(account_id)].fetch_add(1, std::memory_order_acq_rel) + 1;
   auto it = entries_.find(Av(account_id));
-  if (it == entries_.end()) return;
+  if (it == entries_.end()) return version;
   for (Listener* l : it->second->listeners) l->wake_(event);
+  return version;
 }
 
 void AccountNotifier::NotifyAll() {

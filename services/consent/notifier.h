@@ -86,16 +86,22 @@ class AccountNotifier {
   // database (when the account is not known yet), then pass the account's (VersionOf) to Listen,
   // which wakes at once (null event) if the account was notified between the read and the
   // listening. (Accounts share numbers by hash: another's notification may wake too.)
-  static constexpr size_t kVersionSlots = 256;
+  static constexpr size_t kVersionSlots = 1024;
   using Versions = std::array<uint64_t, kVersionSlots>;
   Versions Snapshot() const;
   static uint64_t VersionOf(const Versions& versions, std::string_view account_id) {
     return versions[Slot(account_id)];
   }
+  // The account's version now.
+  uint64_t Version(std::string_view account_id) const {
+    return versions_[Slot(account_id)].load(std::memory_order_acquire);
+  }
   std::unique_ptr<Listener> Listen(std::string_view account_id, Wake wake);
   std::unique_ptr<Listener> Listen(std::string_view account_id, Wake wake, uint64_t read_at);
-  // `event`, if any, must be what this process just committed on the account.
-  void Notify(std::string_view account_id, std::shared_ptr<const AccountEvent> event = nullptr);
+  // `event`, if any, must be what this process just committed on the account. Answers the
+  // account's version (VersionOf) right after this notification.
+  uint64_t Notify(std::string_view account_id,
+                  std::shared_ptr<const AccountEvent> event = nullptr);
   // Wakes every listener of every account (null event): notifications may have been lost
   // (PgAccountListener after a reconnect).
   void NotifyAll();

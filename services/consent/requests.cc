@@ -43,7 +43,8 @@ absl::StatusOr<RequestRecord> Consent::CreateRequest(Statement statement,
       AccountEvent{.kind = AccountEvent::Kind::kRequestCreated,
                    .request = record,
                    .active_device_id = std::move(created->device_id)});
-  deps_.notifier->Notify(account_id, std::move(event));
+  recent_.Add(record.request_id,
+              std::make_pair(record, deps_.notifier->Notify(account_id, std::move(event))));
   if (created->pushed && deps_.push != nullptr) deps_.push->Kick();
   return record;
 }
@@ -91,11 +92,22 @@ absl::StatusOr<RequestStatus> Consent::GetRequest(const Caller& caller,
 
 void Consent::AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string request_id,
                             absl::Duration max_wait, MaySee may_see, DecisionDone done) {
-  // The account is learnt from this read; the notifier's versions, taken before it, tell
+  // A request this process created lately needs no read: its record as created, and the
+  // account's version right after, make the listening read if anything happened since.
+  // Otherwise the account is learnt from a read; the notifier's versions, taken before it, tell
   // whether the account was notified between the read and the listening (then it reads again).
-  const AccountNotifier::Versions versions = deps_.notifier->Snapshot();
-  auto record = deps_.store->GetRequest(request_id);
-  if (!record.ok()) return std::move(done)(record.status());
+  absl::StatusOr<RequestRecord> record = absl::NotFoundError("");
+  uint64_t read_at = 0;
+  auto recent = recent_.Take(request_id);
+  if (recent.has_value() && deps_.notifier->Version(recent->first.account_id) == recent->second) {
+    record = std::move(recent->first);
+    read_at = recent->second;
+  } else {
+    const AccountNotifier::Versions versions = deps_.notifier->Snapshot();
+    record = deps_.store->GetRequest(request_id);
+    if (!record.ok()) return std::move(done)(record.status());
+    read_at = AccountNotifier::VersionOf(versions, record->account_id);
+  }
   if (auto s = std::move(may_see)(*record); !s.ok()) return std::move(done)(s);
   if (EffectiveState(*record, Now()) != RequestState::kPending ||
       max_wait <= absl::ZeroDuration()) {
@@ -130,9 +142,9 @@ void Consent::AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string requ
     if (!st.ok()) return std::move(done)(st);
     std::move(done)(*latest);
   };
-  handle->Attach(AccountWait::StartAfterRead(
-      deps_.notifier, deps_.runner, account_id, AccountNotifier::VersionOf(versions, account_id),
-      deadline, config_.poll_interval, std::move(look), std::move(answer)));
+  handle->Attach(AccountWait::StartAfterRead(deps_.notifier, deps_.runner, account_id, read_at,
+                                             deadline, config_.poll_interval, std::move(look),
+                                             std::move(answer)));
 }
 
 std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std::string request_id,

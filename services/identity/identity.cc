@@ -537,6 +537,9 @@ absl::StatusOr<LoginStart> Identity::StartLogin(std::string_view username, const
       !s.ok()) {
     return s;
   }
+  // What GetLogin would read back (it reads the level with the login).
+  if (!login.account_id.empty()) login.assurance_level = account->assurance_level;
+  recent_logins_.Add(login.login_id_sha256, login);
   return LoginStart{.login_id = *std::move(login_id),
                     .verification_code = *std::move(code),
                     .expires_at = login.expires_at};
@@ -633,7 +636,16 @@ std::shared_ptr<LoginWait> Identity::AwaitLogin(std::string login_id, absl::Dura
           absl::InvalidArgumentError("login_id: not a login id from StartLogin"));
     }
     max_wait = std::clamp(max_wait, absl::ZeroDuration(), config_.max_await);
-    auto login = store_->GetLogin(Sha256(login_id));
+    // A login started here lately is taken as it was stored (the first AwaitLogin only; any
+    // other reads). Whatever happened to it since is still found: FinishLogin changes only a
+    // PENDING login, and a login ended meanwhile makes consent's request end too.
+    const std::string login_id_sha256 = Sha256(login_id);
+    absl::StatusOr<LoginRecord> login = absl::NotFoundError("");
+    if (auto recent = recent_logins_.Take(login_id_sha256); recent.has_value()) {
+      login = *std::move(recent);
+    } else {
+      login = store_->GetLogin(login_id_sha256);
+    }
     if (!login.ok()) return std::move(done)(login.status());
     if (login->state == LoginState::kApproved) {
       return std::move(done)(absl::FailedPreconditionError(kHandedOut));

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/mail/outbox.h"
 #include "common/rate_limit.h"
+#include "common/recent_map.h"
 #include "common/secret.h"
 #include "common/task_runner.h"
 #include "hsm/hsm.h"
@@ -330,6 +331,10 @@ class Identity final : public auth::SessionVerifier {
   RateLimiter login_address_limiter_;
   RateLimiter register_address_limiter_;
   RateLimiter correction_limiter_;
+
+  // Logins started here lately, as stored (with the account's level), for the AwaitLogin that
+  // usually follows; every later step is guarded in its statement (state PENDING, the level).
+  RecentMap<LoginRecord> recent_logins_{1024};
 
   absl::Mutex mu_;
   // Moving average of the latency of a Consent.CreateRequest that pushed a request: a StartLogin
