@@ -525,6 +525,48 @@ TEST_F(ConsentTest, LoginHappyPathPushedWithin100msApprovedWithPin) {
   EXPECT_FALSE(pool().Exec("DELETE FROM consent.decisions").ok());
 }
 
+// A wait on a request this process just created starts from the record it stored: no read,
+// unless something was notified on the account since (then it reads, as it does on a request
+// created elsewhere, and as a second wait on the same request does).
+TEST_F(ConsentTest, AwaitOnARequestCreatedHereReadsNothingUnlessTheAccountMovedSince) {
+  auto app = EnrolledApp("alice", kPin, /*watch=*/false);
+  ASSERT_TRUE(app);
+  auto await_now = [&](const std::string& id) {
+    pb::AwaitRequestRequest req;
+    req.set_request_id(id);
+    pb::ConsentRequestStatus out;
+    grpc::ClientContext ctx;
+    Auth(&ctx, kIdentityAuth);
+    grpc::Status s = stub_->AwaitRequest(&ctx, req, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(out.state(), pb::CONSENT_REQUEST_STATE_PENDING);
+    EXPECT_EQ(out.account_id(), "alice");
+    return out;
+  };
+  auto round_trips = [&] { return pool().Stats().round_trips; };
+  for (int i = 0; i < 2; ++i) {  // Every statement prepared on the connection.
+    const std::string id = Login("alice").request_id();
+    await_now(id);
+    await_now(id);
+  }
+
+  pb::ConsentRequestStatus first = Login("alice");
+  int64_t before = round_trips();
+  pb::ConsentRequestStatus seen = await_now(first.request_id());
+  EXPECT_EQ(round_trips() - before, 0) << "the record as created";
+  EXPECT_EQ(seen.created_at().seconds(), first.created_at().seconds());
+  EXPECT_EQ(seen.expires_at().seconds(), first.expires_at().seconds());
+  before = round_trips();
+  await_now(first.request_id());
+  EXPECT_EQ(round_trips() - before, 1) << "a second wait on it reads";
+
+  pb::ConsentRequestStatus second = Login("alice");
+  Login("alice");  // Notifies alice's account after `second` was created.
+  before = round_trips();
+  await_now(second.request_id());
+  EXPECT_EQ(round_trips() - before, 1) << "the account moved since: read";
+}
+
 // An approval with the right PIN costs three database round trips (BEGIN with the challenge,
 // the PIN row's count and the request's lock in one statement; the approval; COMMIT), and
 // checks the PIN once. It took eight before.
