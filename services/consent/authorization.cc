@@ -162,51 +162,40 @@ std::shared_ptr<WaitHandle> Consent::AwaitAuthorization(std::string authorizatio
                                                         std::string request_id,
                                                         absl::Duration max_wait,
                                                         AuthorizationDone done) {
-  auto handle = std::make_shared<WaitHandle>();
-  deps_.runner->Post([this, handle, authorization = std::move(authorization),
-                      request_id = std::move(request_id), max_wait,
-                      done = std::move(done)]() mutable {
-    if (handle->cancelled()) return std::move(done)(absl::CancelledError("the caller went away"));
-    auto caller = Authenticate(authorization);
-    if (!caller.ok()) return std::move(done)(caller.status());
-    if (caller->kind == CallerKind::kAnonymous) {
-      return std::move(done)(
-          absl::UnauthenticatedError("authorization: a session or service credential is required"));
-    }
-    if (caller->kind == CallerKind::kOperator) {
-      return std::move(done)(absl::PermissionDeniedError("operators cannot authorize signatures"));
-    }
-    if (auto s = ValidateRequestId(request_id); !s.ok()) return std::move(done)(s);
-    if (max_wait < absl::ZeroDuration()) {
-      return std::move(done)(absl::InvalidArgumentError("max_wait: must not be negative"));
-    }
-    AwaitDecision(
-        handle, std::move(request_id), max_wait,
-        [requester = RequesterOf(*caller)](const RequestRecord& r) -> absl::Status {
+  return AwaitAsCaller(
+      std::move(authorization), std::move(request_id), max_wait,
+      [](const Caller& caller) -> absl::StatusOr<MaySee> {
+        if (caller.kind == CallerKind::kAnonymous) {
+          return absl::UnauthenticatedError(
+              "authorization: a session or service credential is required");
+        }
+        if (caller.kind == CallerKind::kOperator) {
+          return absl::PermissionDeniedError("operators cannot authorize signatures");
+        }
+        return MaySee([requester = RequesterOf(caller)](const RequestRecord& r) -> absl::Status {
           if (r.requester != requester) return absl::NotFoundError("request_id: no such request");
           if (r.kind != RequestKind::kSign) {
             return absl::FailedPreconditionError("request_id: not a SIGN request");
           }
           return absl::OkStatus();
-        },
-        [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
-          if (!record.ok()) {
-            if (record.status().code() == absl::StatusCode::kNotFound) {
-              return std::move(done)(absl::NotFoundError("request_id: no such request"));
-            }
-            return std::move(done)(record.status());
-          }
-          const absl::Time now = Now();
-          AuthorizationOutcome out{.state = EffectiveState(*record, now)};
-          if (out.state == RequestState::kApproved && record->sad_expires_at &&
-              now < *record->sad_expires_at) {
-            out.sad = record->sad;
-            out.sad_expires_at = record->sad_expires_at;
-          }
-          std::move(done)(std::move(out));
         });
-  });
-  return handle;
+      },
+      [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
+        if (!record.ok()) {
+          if (record.status().code() == absl::StatusCode::kNotFound) {
+            return std::move(done)(absl::NotFoundError("request_id: no such request"));
+          }
+          return std::move(done)(record.status());
+        }
+        const absl::Time now = Now();
+        AuthorizationOutcome out{.state = EffectiveState(*record, now)};
+        if (out.state == RequestState::kApproved && record->sad_expires_at &&
+            now < *record->sad_expires_at) {
+          out.sad = record->sad;
+          out.sad_expires_at = record->sad_expires_at;
+        }
+        std::move(done)(std::move(out));
+      });
 }
 
 absl::Status Consent::MintSad(std::string_view request_id, const RequestRecord& request,

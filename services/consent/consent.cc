@@ -16,6 +16,7 @@ absl::StatusOr<std::unique_ptr<Consent>> Consent::New(ConsentDeps deps, Credenti
     return absl::InvalidArgumentError("consent: a required dependency is missing");
   }
   if (config.max_pin_failures < 1 || config.poll_interval <= absl::ZeroDuration() ||
+      config.stream_poll_interval <= absl::ZeroDuration() ||
       config.login_lifetime <= absl::ZeroDuration() ||
       config.sign_lifetime <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("consent: bad configuration");

@@ -100,9 +100,14 @@ struct ConsentConfig {
   absl::Duration challenge_lifetime = absl::Seconds(60);
   // Longest AwaitRequest / AwaitAuthorization wait.
   absl::Duration max_await = absl::Seconds(30);
-  // How often a waiter re-reads the database when no notification came (a safety net: commits
-  // of this process and, through LISTEN/NOTIFY, of every replica wake waiters at once).
+  // How often an AwaitRequest / AwaitAuthorization re-reads the database when no notification
+  // came: commits of this process and, through LISTEN/NOTIFY, of every replica wake waiters at
+  // once; this also answers EXPIRED within a second of a request's expiry.
   absl::Duration poll_interval = absl::Seconds(1);
+  // The same for an open WatchRequests stream, which waits for hours and needs no expiry: only a
+  // safety net, since a NOTIFY lost while the listener was down is made good when it reconnects
+  // (it wakes every waiter). At 1 s, 1,000 idle streams read 1,000 times a second.
+  absl::Duration stream_poll_interval = absl::Seconds(30);
   // An operator's UnblockPin needs a proofing at most this old.
   absl::Duration reproof_window = absl::Hours(1);
   // After UnblockPin the user may set a new PIN on the app (ResetPin) for this long.
@@ -358,6 +363,14 @@ class Consent {
   // passes, and answers its latest record.
   void AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string request_id,
                      absl::Duration max_wait, MaySee may_see, DecisionDone done);
+  // Who may wait, from the caller: what they may see of a request, or the refusal.
+  using Admit = absl::AnyInvocable<absl::StatusOr<MaySee>(const Caller&) &&>;
+  // AwaitRequest's and AwaitAuthorization's common start: on the runner, authenticates
+  // `authorization`, lets `admit` refuse the caller, validates request_id and max_wait, then
+  // AwaitDecision.
+  std::shared_ptr<WaitHandle> AwaitAsCaller(std::string authorization, std::string request_id,
+                                            absl::Duration max_wait, Admit admit,
+                                            DecisionDone done);
   // For an approved SIGN request: the SAD bound to exactly the stored statement's hashes, set in
   // `decision`, and the audit details.
   absl::Status MintSad(std::string_view request_id, const RequestRecord& request, absl::Time now,

@@ -206,52 +206,33 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::ConsentRequest>,
   std::optional<absl::Status> finish_after_writes_ ABSL_GUARDED_BY(mu_);
 };
 
-// One AwaitRequest: answered from Consent's runner once the request is decided, max_wait has
-// passed (shortened to the caller's deadline), the caller went away or the server stops.
-class AwaitRequestReactor final : public grpc::ServerUnaryReactor {
+void ToProto(const AuthorizationOutcome& out, pb::AwaitAuthorizationResponse* resp) {
+  resp->set_state(ToProto(out.state));
+  resp->set_sad(out.sad);
+  if (out.sad_expires_at) *resp->mutable_sad_expires_at() = ToProto(*out.sad_expires_at);
+}
+
+// One AwaitRequest or AwaitAuthorization: answered from Consent's runner once the request is
+// decided, max_wait has passed (shortened to the caller's deadline), the caller went away or
+// the server stops.
+template <typename Outcome, typename Response>
+class AwaitReactor final : public grpc::ServerUnaryReactor {
  public:
-  AwaitRequestReactor(Consent* consent, grpc::CallbackServerContext* ctx,
-                      const pb::AwaitRequestRequest& req, pb::ConsentRequestStatus* resp)
+  using Done = absl::AnyInvocable<void(absl::StatusOr<Outcome>) &&>;
+  // `start(authorization, max_wait, done)` is Consent's AwaitRequest or AwaitAuthorization.
+  template <typename Request, typename StartFn>
+  AwaitReactor(std::string_view rpc, grpc::CallbackServerContext* ctx, const Request& req,
+               Response* resp, StartFn start)
       : request_id_(request_id::AcceptCallbackRequestId(ctx)) {
     const absl::Duration max_wait = FromProto(req.max_wait());
-    handle_ = consent->AwaitRequest(
-        AuthorizationOf(ctx), req.request_id(),
-        max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
-        [this, resp](absl::StatusOr<RequestStatus> out) {
-          request_id::ScopedRequestId scope(request_id_);
-          if (!out.ok()) return Finish(Reply("AwaitRequest", out.status()));
-          ToProto(*out, resp);
-          Finish(grpc::Status::OK);
-        });
-  }
-
-  void OnCancel() override { handle_->Cancel(); }
-  void OnDone() override { delete this; }
-
- private:
-  const std::string request_id_;
-  std::shared_ptr<WaitHandle> handle_;  // Set in the constructor, before any reaction.
-};
-
-// One AwaitAuthorization, like AwaitRequest: answered from Consent's runner.
-class AwaitAuthorizationReactor final : public grpc::ServerUnaryReactor {
- public:
-  AwaitAuthorizationReactor(Consent* consent, grpc::CallbackServerContext* ctx,
-                            const pb::AwaitAuthorizationRequest& req,
-                            pb::AwaitAuthorizationResponse* resp)
-      : request_id_(request_id::AcceptCallbackRequestId(ctx)) {
-    const absl::Duration max_wait = FromProto(req.max_wait());
-    handle_ = consent->AwaitAuthorization(
-        AuthorizationOf(ctx), req.request_id(),
-        max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
-        [this, resp](absl::StatusOr<AuthorizationOutcome> out) {
-          request_id::ScopedRequestId scope(request_id_);
-          if (!out.ok()) return Finish(Reply("AwaitAuthorization", out.status()));
-          resp->set_state(ToProto(out->state));
-          resp->set_sad(out->sad);
-          if (out->sad_expires_at) *resp->mutable_sad_expires_at() = ToProto(*out->sad_expires_at);
-          Finish(grpc::Status::OK);
-        });
+    handle_ = start(AuthorizationOf(ctx), req.request_id(),
+                    max_wait < absl::ZeroDuration() ? max_wait : WaitWithin(ctx, max_wait),
+                    Done([this, rpc, resp](absl::StatusOr<Outcome> out) {
+                      request_id::ScopedRequestId scope(request_id_);
+                      if (!out.ok()) return Finish(Reply(rpc, out.status()));
+                      ToProto(*out, resp);
+                      Finish(grpc::Status::OK);
+                    }));
   }
 
   void OnCancel() override { handle_->Cancel(); }
@@ -403,7 +384,10 @@ grpc::Status ConsentGrpc::GetRequest(grpc::ServerContext* ctx, const pb::GetRequ
 grpc::ServerUnaryReactor* ConsentGrpc::AwaitRequest(grpc::CallbackServerContext* ctx,
                                                     const pb::AwaitRequestRequest* req,
                                                     pb::ConsentRequestStatus* resp) {
-  return new AwaitRequestReactor(consent_, ctx, *req, resp);
+  return new AwaitReactor<RequestStatus, pb::ConsentRequestStatus>(
+      "AwaitRequest", ctx, *req, resp, [this](auto&&... args) {
+        return consent_->AwaitRequest(std::forward<decltype(args)>(args)...);
+      });
 }
 
 grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::AuthorizeRequest* req,
@@ -432,7 +416,10 @@ grpc::Status ConsentGrpc::Authorize(grpc::ServerContext* ctx, const pb::Authoriz
 grpc::ServerUnaryReactor* ConsentGrpc::AwaitAuthorization(grpc::CallbackServerContext* ctx,
                                                           const pb::AwaitAuthorizationRequest* req,
                                                           pb::AwaitAuthorizationResponse* resp) {
-  return new AwaitAuthorizationReactor(consent_, ctx, *req, resp);
+  return new AwaitReactor<AuthorizationOutcome, pb::AwaitAuthorizationResponse>(
+      "AwaitAuthorization", ctx, *req, resp, [this](auto&&... args) {
+        return consent_->AwaitAuthorization(std::forward<decltype(args)>(args)...);
+      });
 }
 
 grpc::Status ConsentGrpc::UnblockPin(grpc::ServerContext* ctx, const pb::UnblockPinRequest* req,

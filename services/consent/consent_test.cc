@@ -656,6 +656,44 @@ TEST_F(ConsentTest, ListenerWakesEveryWaiterAfterItReconnects) {
   EXPECT_TRUE(bob.all_null());
 }
 
+// An open stream no longer re-reads every second (1,000 idle streams read 1,000 times a second):
+// a request whose NOTIFY was lost stays unseen for a while, and arrives when the listener
+// reconnects, which wakes every waiter. (The test's own store commits the request: its NOTIFY
+// carries this process's origin, so the listener skips it, as if it had been lost.)
+TEST_F(ConsentTest, ARequestWhoseNotifyWasLostArrivesWhenTheListenerReconnects) {
+  auto app = EnrolledApp("alice");
+  ASSERT_TRUE(app);
+  Receive(*app, Login("alice").request_id());  // The stream is open and has read.
+  const absl::Time now = clock_.Now();
+  Statement st{.kind = RequestKind::kLogin,
+               .request_id = "req-0123456789abcdef0123456789abcdef",
+               .account_id = "alice",
+               .created_at = now,
+               .expires_at = now + absl::Minutes(2),
+               .display_text = "Log in",
+               .login = {.verification_code = "4721", .client_description = "Firefox"}};
+  auto created = store_->CreateRequest({.request_id = st.request_id,
+                                        .account_id = "alice",
+                                        .kind = RequestKind::kLogin,
+                                        .state = RequestState::kPending,
+                                        .statement = EncodeStatement(st),
+                                        .created_at = st.created_at,
+                                        .expires_at = st.expires_at,
+                                        .requester = "service:identity"});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->device_id, app->device_id());
+  auto early = app->NextRequest(absl::Milliseconds(2500));
+  EXPECT_FALSE(early.ok()) << "read again without a notification: " << early->request_id();
+
+  auto ended = pool().Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND query ILIKE 'LISTEN %'");
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  auto arrived = app->NextRequest(absl::Seconds(10));
+  ASSERT_TRUE(arrived.ok()) << arrived.status();
+  EXPECT_EQ(arrived->request_id(), st.request_id);
+}
+
 TEST_F(ConsentTest, PendingRequestsAreSentOnConnectAndAgainOnReconnect) {
   auto app = EnrolledApp("alice", kPin, /*watch=*/false);
   ASSERT_TRUE(app);

@@ -100,8 +100,7 @@ class AccountNotifier {
   std::unique_ptr<Listener> Listen(std::string_view account_id, Wake wake, uint64_t read_at);
   // `event`, if any, must be what this process just committed on the account. Answers the
   // account's version (VersionOf) right after this notification.
-  uint64_t Notify(std::string_view account_id,
-                  std::shared_ptr<const AccountEvent> event = nullptr);
+  uint64_t Notify(std::string_view account_id, std::shared_ptr<const AccountEvent> event = nullptr);
   // Wakes every listener of every account (null event): notifications may have been lost
   // (PgAccountListener after a reconnect).
   void NotifyAll();

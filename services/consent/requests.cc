@@ -147,29 +147,40 @@ void Consent::AwaitDecision(std::shared_ptr<WaitHandle> handle, std::string requ
                                              std::move(answer)));
 }
 
-std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std::string request_id,
-                                                  absl::Duration max_wait, RequestStatusDone done) {
+std::shared_ptr<WaitHandle> Consent::AwaitAsCaller(std::string authorization,
+                                                   std::string request_id, absl::Duration max_wait,
+                                                   Admit admit, DecisionDone done) {
   auto handle = std::make_shared<WaitHandle>();
   deps_.runner->Post([this, handle, authorization = std::move(authorization),
-                      request_id = std::move(request_id), max_wait,
+                      request_id = std::move(request_id), max_wait, admit = std::move(admit),
                       done = std::move(done)]() mutable {
     if (handle->cancelled()) return std::move(done)(absl::CancelledError("the caller went away"));
     auto caller = Authenticate(authorization);
     if (!caller.ok()) return std::move(done)(caller.status());
-    if (auto s = RequireService(*caller); !s.ok()) return std::move(done)(s);
+    auto may_see = std::move(admit)(*caller);
+    if (!may_see.ok()) return std::move(done)(may_see.status());
     if (auto s = ValidateRequestId(request_id); !s.ok()) return std::move(done)(s);
     if (max_wait < absl::ZeroDuration()) {
       return std::move(done)(absl::InvalidArgumentError("max_wait: must not be negative"));
     }
-    AwaitDecision(
-        handle, std::move(request_id), max_wait,
-        [](const RequestRecord&) { return absl::OkStatus(); },
-        [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
-          if (!record.ok()) return std::move(done)(record.status());
-          std::move(done)(StatusOf(*record, Now()));
-        });
+    AwaitDecision(handle, std::move(request_id), max_wait, *std::move(may_see), std::move(done));
   });
   return handle;
+}
+
+std::shared_ptr<WaitHandle> Consent::AwaitRequest(std::string authorization, std::string request_id,
+                                                  absl::Duration max_wait, RequestStatusDone done) {
+  return AwaitAsCaller(
+      std::move(authorization), std::move(request_id), max_wait,
+      [this](const Caller& caller) -> absl::StatusOr<MaySee> {
+        if (auto s = RequireService(caller); !s.ok()) return s;
+        // Any service may see any request (identity waits on its logins' requests).
+        return MaySee([service = caller.id](const RequestRecord&) { return absl::OkStatus(); });
+      },
+      [this, done = std::move(done)](absl::StatusOr<RequestRecord> record) mutable {
+        if (!record.ok()) return std::move(done)(record.status());
+        std::move(done)(StatusOf(*record, Now()));
+      });
 }
 
 }  // namespace qsign::consent

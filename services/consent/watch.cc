@@ -126,7 +126,7 @@ std::shared_ptr<WaitHandle> Consent::WatchRequests(std::string device_id, std::s
       return false;
     };
     handle->Attach(AccountWait::Start(deps_.notifier, deps_.runner, device->account_id,
-                                      absl::InfiniteFuture(), config_.poll_interval,
+                                      absl::InfiniteFuture(), config_.stream_poll_interval,
                                       std::move(look),
                                       [stream](absl::Status st) { stream->Done(std::move(st)); }));
   });
