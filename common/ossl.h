@@ -114,6 +114,14 @@ std::string ToDer(T* obj, F i2d) {
   return std::string(reinterpret_cast<const char*>(buf), static_cast<size_t>(len));
 }
 
+// SHA-256, fetched from the default provider once and kept for the life of the process: every
+// EVP_sha256() use makes OpenSSL 3 look the implementation up again (a lock and a hash-table
+// search per call). nullptr only if the default provider has no SHA-256. Thread-safe.
+inline const EVP_MD* Sha256Md() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
 // The subjectKeyIdentifier's bytes; empty when the certificate has none.
 inline std::string SubjectKeyId(const X509* cert) {
   // OpenSSL 3.0 takes a non-const X509 here because it caches the parsed extensions.

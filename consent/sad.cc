@@ -34,8 +34,9 @@ using ::qsign::v1::Refusal;
 absl::StatusOr<std::string> Sha256(std::string_view data) {
   std::string out(32, '\0');
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-                 EVP_sha256(), nullptr) != 1) {
+  if (Sha256Md() == nullptr ||
+      EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                 Sha256Md(), nullptr) != 1) {
     return absl::InternalError("EVP_Digest(SHA-256) failed");
   }
   return out;
@@ -138,8 +139,7 @@ struct SadVerifier::Key {
   }
 };
 
-SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys, OsslPtr<EVP_MD> sha256)
-    : sha256_(std::move(sha256)) {
+SadVerifier::SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys) {
   for (auto& [id, key] : keys) keys_.emplace(id, std::move(key));
 }
 SadVerifier::~SadVerifier() = default;
@@ -154,9 +154,8 @@ absl::StatusOr<std::unique_ptr<SadVerifier>> SadVerifier::New(
     keys[id] = std::make_unique<Key>();
     keys[id]->pkey = *std::move(pkey);
   }
-  OsslPtr<EVP_MD> sha256(EVP_MD_fetch(nullptr, "SHA256", nullptr));
-  if (sha256 == nullptr) return absl::InternalError("EVP_MD_fetch(SHA256) failed");
-  return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys), std::move(sha256)));
+  if (Sha256Md() == nullptr) return absl::InternalError("EVP_MD_fetch(SHA256) failed");
+  return std::unique_ptr<SadVerifier>(new SadVerifier(std::move(keys)));
 }
 
 absl::StatusOr<std::string> ReadSadPublicKeyFile(const std::string& path) {
@@ -219,7 +218,7 @@ absl::StatusOr<SadGrant> SadVerifier::Verify(std::string_view sad, absl::Time no
   const auto& claims_bytes = signed_sad.claims();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
-  if (EVP_Digest(claims_bytes.data(), claims_bytes.size(), digest, &digest_len, sha256_.get(),
+  if (EVP_Digest(claims_bytes.data(), claims_bytes.size(), digest, &digest_len, Sha256Md(),
                  nullptr) != 1) {
     return absl::InternalError("EVP_Digest(SHA-256) failed");
   }

@@ -79,9 +79,8 @@ class SadVerifier {
 
  private:
   struct Key;
-  SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys, OsslPtr<EVP_MD> sha256);
+  explicit SadVerifier(std::map<std::string, std::unique_ptr<Key>> keys);
   std::map<std::string, std::unique_ptr<Key>, std::less<>> keys_;
-  OsslPtr<EVP_MD> sha256_;  // Fetched once; immutable, shared by every thread.
 };
 
 // The pinned public key of a SAD key (signer.sad_keys, consent.sad_public_key_file): a PEM file

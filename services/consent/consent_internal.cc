@@ -177,12 +177,6 @@ class DeviceKeyCache {
   absl::flat_hash_map<std::string, OsslPtr<EVP_PKEY>> keys_ ABSL_GUARDED_BY(mu_);
 };
 
-// SHA-256 fetched once, not looked up on every verification.
-const EVP_MD* Sha256Md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
-
 bool VerifyDer(EVP_PKEY* key, std::string_view message, std::string_view signature) {
   OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (!ctx || Sha256Md() == nullptr ||
