@@ -5,7 +5,9 @@
 // first writes a well-formed request about one of our CAs' serials (the rest's first 20 bytes)
 // with the rest as its nonce, so that the signing path runs too. The CAs are real
 // (keys in a SoftHSM2 token made at start-up, certificates from CaSet::Init); statuses come from a
-// fake source (serial ending in 0: revoked, 1: unknown, else good).
+// fake source (serial ending in 0: revoked, 1: unknown, else good). A POSTed request the responder
+// reads in place (OcspResponder::ReadsInPlace) must be one OpenSSL decodes and re-encodes to the
+// same bytes.
 #include <httplib.h>
 #include <openssl/bn.h>
 #include <openssl/ocsp.h>
@@ -165,6 +167,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string response;
   if ((data[0] & 1) == 0) {
     response = env.ocsp->Respond(rest);
+    if (lc::OcspResponder::ReadsInPlace(rest)) {
+      // What the responder reads in place (not through OpenSSL) is a request OpenSSL's decoder
+      // accepts whole, about one certificate, and re-encodes to the same bytes: the fast way
+      // answers nothing the general way would call malformed, and caches under the same CertID.
+      const auto* p = reinterpret_cast<const unsigned char*>(rest.data());
+      qsign::OsslPtr<OCSP_REQUEST> req(
+          d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(rest.size())));
+      if (req == nullptr ||
+          p != reinterpret_cast<const unsigned char*>(rest.data()) + rest.size() ||
+          OCSP_request_onereq_count(req.get()) != 1) {
+        std::abort();
+      }
+      unsigned char* der = nullptr;
+      const int n = i2d_OCSP_REQUEST(req.get(), &der);
+      const bool same = n > 0 && std::string_view(reinterpret_cast<char*>(der), n) == rest;
+      OPENSSL_free(der);
+      if (!same) std::abort();
+    }
   } else {
     const std::string path =
         (data[0] & 2) != 0 ? std::string(rest) : absl::Base64Escape(std::string(rest));

@@ -180,6 +180,15 @@ std::optional<OcspResponder::SimpleRequest> OcspResponder::ParseSimple(
   std::string_view a = alg->content;
   auto hash_oid = der::Read(a);
   if (!hash_oid.ok() || hash_oid->tag != der::kOid) return std::nullopt;
+  // One of the hashes issuers are matched by (others, and malformed OIDs: the general way).
+  static const std::vector<std::string>* const kHashOids =
+      new std::vector<std::string>{ToDer(OBJ_nid2obj(NID_sha1), i2d_ASN1_OBJECT),
+                                   ToDer(OBJ_nid2obj(NID_sha256), i2d_ASN1_OBJECT),
+                                   ToDer(OBJ_nid2obj(NID_sha384), i2d_ASN1_OBJECT),
+                                   ToDer(OBJ_nid2obj(NID_sha512), i2d_ASN1_OBJECT)};
+  if (std::find(kHashOids->begin(), kHashOids->end(), hash_oid->encoded) == kHashOids->end()) {
+    return std::nullopt;
+  }
   if (!a.empty()) {  // Parameters: NULL or absent.
     auto params = der::ReadAll(a);
     if (!params.ok() || params->tag != der::kNull || !params->content.empty()) return std::nullopt;

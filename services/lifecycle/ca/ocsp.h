@@ -138,7 +138,8 @@ class OcspResponder {
   // objects: the response is spliced from the parts encoded once.
   std::string BuildSimple(const SimpleRequest& req, bool* cacheable);
   // The request in the simple shape, or nullopt (then Respond decodes it with OpenSSL). Strict
-  // DER only; anything else goes the general way.
+  // DER only, so whatever it accepts OpenSSL's decoder accepts too and re-encodes to the same
+  // bytes (ocsp_fuzz checks that); anything else goes the general way.
   static std::optional<SimpleRequest> ParseSimple(std::string_view request_der);
   // The ResponseData of a one-certificate answer, DER.
   std::string ResponseData(const ResponderParts& parts, absl::Time now,
