@@ -297,6 +297,9 @@ class Validator {
         ReadableFile("hsm.module", c_.hsm().module());
       }
       Range("hsm.sessions", c_.hsm().sessions(), 1, 1024);
+    } else if (c_.has_web() && !c_.database().conninfo().empty()) {
+      // The web alone: a database shares its browser sessions between replicas (optional).
+      Range("database.pool_size", c_.database().pool_size(), 1, 1000);
     }
     Tokens();
     ReadableFile("operators_file", c_.operators_file());

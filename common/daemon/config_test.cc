@@ -591,6 +591,12 @@ TEST_F(ConfigTest, WebAloneNeedsItsPeersAndTlsUnlessInsecureDev) {
   EXPECT_EQ(ConfiguredServices(c), std::vector<std::string>{"web"});
   c.mutable_web()->set_tsa_url("http://tsa.qsign.internal:8318/tsa");
   EXPECT_EQ(Errors(c), "");
+  // A database: the replicas share their browser sessions through it.
+  c.mutable_database()->set_conninfo("host=db dbname=qsign user=web");
+  EXPECT_EQ(Errors(c), "");
+  c.mutable_database()->set_pool_size(-1);
+  EXPECT_THAT(Errors(c), HasSubstr("database.pool_size"));
+  c.clear_database();
   c.mutable_web()->set_session_idle_minutes(-1);
   c.mutable_web()->set_http_listen("nowhere");
   c.mutable_web()->set_tsa_url("tsa.qsign.internal");

@@ -126,6 +126,9 @@ absl::Status Run(const cfg::ServerConfig& config, std::string_view component_vie
     auto t = hsm::OpenPkcs11Tokens(HsmTokensConfig(config.hsm()));
     if (!t.ok()) return fail("hsm", t.status());
     tokens = *std::move(t);
+  }
+  // The web alone uses a database only to share browser sessions between its replicas.
+  if (backend || (config.has_web() && !config.database().conninfo().empty())) {
     auto p = db::Pool::New(
         {.conninfo = config.database().conninfo(), .size = config.database().pool_size()});
     if (!p.ok()) return fail("postgresql", p.status());

@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/aead.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "services/gateway/text.h"
@@ -97,8 +98,6 @@ std::optional<TokenClaims> ClaimsOf(const Json& j) {
   return c;
 }
 
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
-
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 }  // namespace
@@ -178,26 +177,9 @@ absl::StatusOr<std::string> TokenSealer::OpenHandle(std::string_view client_id,
 }
 
 std::string TokenSealer::SealTicket(std::string_view plaintext) const {
-  unsigned char iv[12];
-  if (RAND_bytes(iv, sizeof(iv)) != 1) return "";
-  std::string out(reinterpret_cast<char*>(iv), sizeof(iv));
-  out.resize(sizeof(iv) + plaintext.size() + 16);
-  auto* dst = reinterpret_cast<unsigned char*>(out.data());
-  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
-  int len = 0, final_len = 0;
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
-                         reinterpret_cast<const unsigned char*>(ticket_key_.value().data()),
-                         iv) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), dst + sizeof(iv), &len,
-                        reinterpret_cast<const unsigned char*>(plaintext.data()),
-                        static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), dst + sizeof(iv) + len, &final_len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, 16,
-                          dst + sizeof(iv) + len + final_len) != 1) {
-    return "";
-  }
-  return absl::StrCat(kTicketPrefix, EncodeBase64Url(out));
+  absl::StatusOr<std::string> sealed = SealAes256Gcm(ticket_key_.value(), plaintext);
+  if (!sealed.ok()) return "";
+  return absl::StrCat(kTicketPrefix, EncodeBase64Url(*sealed));
 }
 
 absl::StatusOr<std::string> TokenSealer::OpenTicket(std::string_view ticket) const {
@@ -205,26 +187,10 @@ absl::StatusOr<std::string> TokenSealer::OpenTicket(std::string_view ticket) con
   const std::string_view prefix = kTicketPrefix;
   if (ticket.size() > kMaxTokenBytes || ticket.substr(0, prefix.size()) != prefix) return invalid;
   auto raw = DecodeBase64Url(ticket.substr(prefix.size()));
-  if (!raw || raw->size() < 12 + 16) return invalid;
-  const auto* src = reinterpret_cast<const unsigned char*>(raw->data());
-  const size_t ct_len = raw->size() - 12 - 16;
-  std::string out(ct_len, '\0');
-  CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
-  int len = 0, final_len = 0;
-  std::string tag = raw->substr(12 + ct_len);
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
-                         reinterpret_cast<const unsigned char*>(ticket_key_.value().data()),
-                         src) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, src + 12,
-                        static_cast<int>(ct_len)) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, 16, tag.data()) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len,
-                          &final_len) != 1) {
-    return invalid;
-  }
-  out.resize(static_cast<size_t>(len + final_len));
-  return out;
+  if (!raw) return invalid;
+  absl::StatusOr<std::string> out = OpenAes256Gcm(ticket_key_.value(), *raw);
+  if (!out.ok()) return invalid;
+  return *std::move(out);
 }
 
 }  // namespace qsign::gateway

@@ -1,8 +1,15 @@
-// Browser sessions of the web front ends, kept in this process: a random id in an HttpOnly,
-// Secure, SameSite=Lax cookie, a CSRF token per session, and what the session holds for each
-// area (the portal's pending login and session token, the officer's credential, signing jobs).
-// Secrets in a session never leave this process (never in a page, a log or a URL).
-// One replica holds a session: behind a load balancer, route a cookie to one replica (docs/web.md).
+// Browser sessions of the web front ends: a random 256-bit id in an HttpOnly, Secure, SameSite=Lax
+// cookie, a CSRF token per session, and what the session holds for each area (the portal's
+// pending login and session token, the officer's credential, signing jobs). Secrets in a session
+// never appear in a page, a log or a URL.
+//
+// With a database (web replicas behind a plain round-robin balancer) every request reads its
+// session from PostgreSQL (schema "web"): a row keyed by SHA-256 of the cookie's id, its content
+// sealed with AES-256-GCM under a key derived from the id itself (HMAC-SHA256), so the table
+// alone neither names a cookie nor reveals a session token; a request's changes are merged into
+// the row field by field (two requests of one browser at once do not undo each other); signing
+// jobs are rows of their own, sealed the same way. Logout deletes the row, idle rows expire.
+// Without a database the sessions live in this process (one replica).
 #ifndef QSIGN_SERVICES_WEB_SESSIONS_H_
 #define QSIGN_SERVICES_WEB_SESSIONS_H_
 
@@ -20,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/db/pg.h"
 #include "common/secret.h"
 
 namespace qsign::web {
@@ -71,34 +79,54 @@ struct Session {
   // One-shot message for the next page (a message key, or text from a service).
   std::string flash ABSL_GUARDED_BY(mu);
   bool flash_error ABSL_GUARDED_BY(mu) = false;
-  // Signing jobs by their id (a random token in their URLs).
+  // Without a database: signing jobs by their id (a random token in their URLs).
   std::map<std::string, SignJob> jobs ABSL_GUARDED_BY(mu);
+  // With a database: the fields as read (CBOR), to write back only what a request changed.
+  std::string stored ABSL_GUARDED_BY(mu);
 };
 
 class SessionStore {
  public:
-  SessionStore(const Clock* clock, absl::Duration idle, size_t max_sessions)
-      : clock_(clock), idle_(idle), max_sessions_(max_sessions) {}
+  // `pool`: the database the replicas share (nullptr: sessions in this process only). Not owned.
+  SessionStore(db::Pool* pool, const Clock* clock, absl::Duration idle, size_t max_sessions)
+      : pool_(pool), clock_(clock), idle_(idle), max_sessions_(max_sessions) {}
 
-  // The live session with this cookie value, its last_seen refreshed; nullptr when unknown or
-  // idle for too long.
+  // Creates or updates the schema "web" (sessions, sign_jobs).
+  static absl::Status Migrate(db::Pool& pool);
+
+  // The live session with this cookie value, its last_seen refreshed; nullptr when unknown,
+  // idle for too long, or not readable (a forged cookie, a database error).
   std::shared_ptr<Session> Find(std::string_view id);
   // A new empty session with a fresh id and CSRF token (evicting the oldest when full).
   std::shared_ptr<Session> Create();
-  // Gives `session` a new id and CSRF token (after a sign-in: no session fixation).
+  // Gives `session` a new id and CSRF token (after a sign-in: no session fixation). Its signing
+  // jobs do not follow it.
   void Rotate(const std::shared_ptr<Session>& session);
   void Remove(const std::shared_ptr<Session>& session);
+  // After a request: writes what it changed in `session` (with a database; nothing otherwise).
+  void Save(const std::shared_ptr<Session>& session);
+
+  // Signing jobs of a session (at most 8: the oldest goes).
+  absl::Status PutJob(Session& session, const std::string& job_id, const SignJob& job);
+  // NOT_FOUND when the session has no such job.
+  absl::StatusOr<SignJob> GetJob(Session& session, std::string_view job_id);
+  absl::Status UpdateJob(Session& session, std::string_view job_id, const SignJob& job);
 
   static std::string RandomToken();
 
  private:
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Database: the row's insertion (a new id) and the expired rows' deletion (once a minute).
+  absl::Status Insert(Session& session);
+  void DeleteExpired();
 
-  const Clock* clock_;  // Not owned.
+  db::Pool* const pool_;  // Not owned; nullptr: in this process.
+  const Clock* clock_;    // Not owned.
   const absl::Duration idle_;
   const size_t max_sessions_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_cleanup_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace qsign::web

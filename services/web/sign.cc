@@ -82,12 +82,6 @@ std::string ContentDisposition(std::string_view name) {
   return Cat("attachment; filename=\"", ascii, "\"; filename*=UTF-8''", encoded);
 }
 
-// The job of this session named by ?job=; nullptr when there is none.
-SignJob* JobOf(Session& s, std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
-  auto it = s.jobs.find(std::string(id));
-  return it == s.jobs.end() ? nullptr : &it->second;
-}
-
 }  // namespace
 
 void Web::SignPage(Call& c) {
@@ -207,10 +201,9 @@ void Web::SignUpload(Call& c) {
   }
   job.request_id = authorized->request_id();
   const std::string id = SessionStore::RandomToken().substr(0, 22);
-  {
-    absl::MutexLock lock(&c.session->mu);
-    if (c.session->jobs.size() >= 8) c.session->jobs.erase(c.session->jobs.begin());
-    c.session->jobs.emplace(id, std::move(job));
+  if (absl::Status put = sessions_.PutJob(*c.session, id, job); !put.ok()) {
+    Done(c, absl::UnavailableError("sessions"), "", "/sign");
+    return;
   }
   Redirect(c, Cat("/sign/wait?job=", id));
 }
@@ -219,19 +212,15 @@ void Web::SignWait(Call& c) {
   std::string bearer;
   if (!Bearer(c, &bearer)) return;
   const std::string id(c.req.Param("job"));
-  std::string name, digest, level, state;
-  {
-    absl::MutexLock lock(&c.session->mu);
-    SignJob* job = JobOf(*c.session, id);
-    if (job == nullptr) {
-      Redirect(c, "/sign");
-      return;
-    }
-    name = job->file_name;
-    digest = absl::BytesToHexString(Av(job->content_sha256));
-    level = job->level;
-    state = job->state;
+  absl::StatusOr<SignJob> job = sessions_.GetJob(*c.session, id);
+  if (!job.ok()) {
+    Redirect(c, "/sign");
+    return;
   }
+  const std::string& name = job->file_name;
+  const std::string digest = absl::BytesToHexString(Av(job->content_sha256));
+  const std::string& level = job->level;
+  const std::string& state = job->state;
   const Lang l = c.lang;
   const std::string facts =
       Cat("<dl><dt>", Esc(T(l, "sign.file")), "</dt><dd id=\"file-name\">", Esc(name),
@@ -262,24 +251,20 @@ void Web::SignPoll(Call& c) {
     bearer = std::string(c.session->bearer.value());
   }
   const std::string id(c.req.Param("job"));
-  SignJob copy;
-  {
-    absl::MutexLock lock(&c.session->mu);
-    SignJob* job = JobOf(*c.session, id);
-    if (job == nullptr || bearer.empty()) {
-      Json(c, 200, R"({"state":"expired"})");
-      return;
-    }
-    if (job->state == "done") {
-      Json(c, 200, Cat(R"({"state":"done","download":"/sign/download?job=)", id, "\"}"));
-      return;
-    }
-    if (job->state != "pending") {
-      Json(c, 200, Cat(R"({"state":")", job->state, "\"}"));
-      return;
-    }
-    copy = *job;
+  absl::StatusOr<SignJob> job = sessions_.GetJob(*c.session, id);
+  if (!job.ok() || bearer.empty()) {
+    Json(c, 200, R"({"state":"expired"})");
+    return;
   }
+  if (job->state == "done") {
+    Json(c, 200, Cat(R"({"state":"done","download":"/sign/download?job=)", id, "\"}"));
+    return;
+  }
+  if (job->state != "pending") {
+    Json(c, 200, Cat(R"({"state":")", job->state, "\"}"));
+    return;
+  }
+  const SignJob& copy = *job;
   pb::AwaitAuthorizationRequest await;
   await.set_request_id(copy.request_id);
   await.mutable_max_wait()->set_seconds(absl::ToInt64Seconds(options_.poll_wait));
@@ -289,12 +274,14 @@ void Web::SignPoll(Call& c) {
     return;
   }
   auto finish = [&](std::string state, std::string result = "") {
-    absl::MutexLock lock(&c.session->mu);
-    if (SignJob* job = JobOf(*c.session, id)) {
-      job->state = state;
-      job->result = std::move(result);
-      job->content.clear();
-      job->prepared_pdf.clear();
+    SignJob ended = *job;
+    ended.state = state;
+    ended.result = std::move(result);
+    ended.content.clear();
+    ended.prepared_pdf.clear();
+    if (absl::Status st = sessions_.UpdateJob(*c.session, id, ended); !st.ok()) {
+      Log(LogLevel::kWarning, "web", "sign: the job could not be saved",
+          {{"status", st.ToString()}});
     }
     Json(c, 200,
          state == "done" ? Cat(R"({"state":"done","download":"/sign/download?job=)", id, "\"}")
@@ -352,9 +339,8 @@ void Web::SignPoll(Call& c) {
 void Web::SignDownload(Call& c) {
   std::string bearer;
   if (!Bearer(c, &bearer)) return;
-  absl::MutexLock lock(&c.session->mu);
-  SignJob* job = JobOf(*c.session, c.req.Param("job"));
-  if (job == nullptr || job->state != "done") {
+  absl::StatusOr<SignJob> job = sessions_.GetJob(*c.session, c.req.Param("job"));
+  if (!job.ok() || job->state != "done") {
     c.res.status = 404;
     c.res.SetContent("not found\n", "text/plain; charset=utf-8");
     return;

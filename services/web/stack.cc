@@ -40,6 +40,10 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
       env.channels->To("identity"), env.channels->To("consent"), env.channels->To("lifecycle"),
       env.channels->To("signer"), absl::Seconds(c.rpc_timeout_seconds()));
   const bool https = !c.http_cert_file().empty();
+  // With a database the replicas share the browser sessions (schema "web").
+  if (env.pool != nullptr) {
+    if (absl::Status s = SessionStore::Migrate(*env.pool); !s.ok()) return s;
+  }
   auto client_address = daemon::ClientAddressResolverOf(c.client_address(), "web.client_address");
   if (!client_address.ok()) return client_address.status();
   stack->web_ = std::make_unique<Web>(
@@ -50,6 +54,7 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> WebStack::New(const daemon::Stack
                  .max_upload_bytes = static_cast<size_t>(c.max_upload_bytes()),
                  .tsa_url = c.tsa_url(),
                  .https = https,
+                 .session_db = env.pool,
                  .client_address = *std::move(client_address)});
   http::ServerOptions options{
       .name = "web",

@@ -104,7 +104,7 @@ Web::Web(Backend* backend, const Clock* clock, WebOptions options)
     : backend_(backend),
       clock_(clock),
       options_(options),
-      sessions_(clock, options.session_idle, options.max_sessions) {}
+      sessions_(options.session_db, clock, options.session_idle, options.max_sessions) {}
 
 void Web::SecurityHeaders(http::Response& res, bool https) {
   // Nothing but this origin: no inline script or style, no frames, forms post here only.
@@ -150,6 +150,7 @@ http::Handler Web::Page(Area area, Body body) {
       c.csrf = c.session->csrf;
     }
     (this->*body)(c);
+    sessions_.Save(c.session);
   };
 }
 
@@ -185,6 +186,7 @@ http::Handler Web::Action(Area area, Body body) {
       return;
     }
     (this->*body)(c);
+    sessions_.Save(c.session);
   };
 }
 

@@ -44,6 +44,9 @@ struct WebOptions {
   bool https = false;
   // How long one poll of a waiting page (login, signing, the app's stream) may wait.
   absl::Duration poll_wait = absl::Seconds(20);
+  // The database the replicas share the browser sessions through (web/sessions.h); nullptr:
+  // sessions in this process (one replica). Not owned.
+  db::Pool* session_db = nullptr;
   // Whose X-Forwarded-For (or other header) names the browser (web.client_address); default:
   // nobody's, the socket's peer is the browser.
   ClientAddressResolver client_address;

@@ -31,6 +31,7 @@
 #include "services/lifecycle/stack.h"
 #include "services/web/html.h"
 #include "services/web/i18n.h"
+#include "services/web/sessions.h"
 #include "services/web/stack.h"
 #include "tests/testing/registration.h"
 #include "tests/testing/service_test.h"
@@ -49,13 +50,18 @@ using ::testing::Not;
 class Browser {
  public:
   // `from`: the loopback address the browser connects from (e.g. "127.0.0.2"), or the default.
-  explicit Browser(int port, const std::string& from = "") : client_("127.0.0.1", port) {
-    client_.set_read_timeout(60, 0);
-    if (!from.empty()) client_.set_interface(from);
+  explicit Browser(int port, const std::string& from = "") : from_(from) { Use(port); }
+
+  // From now on this browser's requests go to the web listening on `port` (another replica:
+  // the same cookies, as behind a round-robin balancer).
+  void Use(int port) {
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", port);
+    client_->set_read_timeout(60, 0);
+    if (!from_.empty()) client_->set_interface(from_);
   }
 
   httplib::Result Get(const std::string& path) {
-    auto res = client_.Get(path, Headers());
+    auto res = client_->Get(path, Headers());
     Keep(res);
     return res;
   }
@@ -66,7 +72,7 @@ class Browser {
     if (with_csrf) params.emplace("csrf", csrf_);
     httplib::Headers headers = Headers();
     if (!origin.empty()) headers.emplace("Origin", origin);
-    auto res = client_.Post(path, headers, params);
+    auto res = client_->Post(path, headers, params);
     Keep(res);
     return res;
   }
@@ -78,7 +84,7 @@ class Browser {
     httplib::MultipartFormDataItems items = {{"csrf", csrf_, "", ""},
                                              {"file", content, filename, type}};
     if (!level.empty()) items.push_back({"level", level, "", ""});
-    auto res = client_.Post(path, Headers(), items);
+    auto res = client_->Post(path, Headers(), items);
     Keep(res);
     return res;
   }
@@ -87,12 +93,13 @@ class Browser {
   httplib::Result PostJson(const std::string& path, const std::string& body) {
     httplib::Headers headers = Headers();
     headers.emplace("X-CSRF-Token", csrf_);
-    auto res = client_.Post(path, headers, body, "application/json");
+    auto res = client_->Post(path, headers, body, "application/json");
     Keep(res);
     return res;
   }
 
   void SetLang(const std::string& tag) { cookies_["qsign_lang"] = tag; }
+  void SetCookie(const std::string& name, const std::string& value) { cookies_[name] = value; }
   // A header sent with every request from now on (e.g. a forged X-Forwarded-For).
   void SetHeader(const std::string& name, const std::string& value) { extra_[name] = value; }
   const std::string& csrf() const { return csrf_; }
@@ -131,7 +138,8 @@ class Browser {
     if (std::regex_search(res->body, m, kCsrf)) csrf_ = m[1];
   }
 
-  httplib::Client client_;
+  std::string from_;
+  std::unique_ptr<httplib::Client> client_;
   std::map<std::string, std::string> cookies_;
   std::map<std::string, std::string> extra_;
   std::string csrf_;
@@ -1393,6 +1401,136 @@ TEST_F(WebTsaDownTest, AfterTheApprovalTheErrorPageNamesTheTimestampAuthority) {
   auto again = portal.PostJson("/sign/poll?job=" + job, "");
   ASSERT_TRUE(again);
   EXPECT_EQ(again->body, R"({"state":"tsa_failed"})");
+}
+
+// Two web replicas on one database behind a plain round-robin balancer: a browser's requests
+// land on either. The session is PostgreSQL's (web.sessions): log in through one, use it (pages,
+// CSRF-checked posts, a signing job) through the other, log out through the other; the row
+// names no cookie and shows no session token; a stolen cookie after logout, the row's key used
+// as a cookie, a made-up cookie and an idle session are refused.
+class WebReplicasTest : public WebTest {
+ protected:
+  void SetUp() override {
+    WebTest::SetUp();
+    if (HasFatalFailure()) return;
+    const std::string services = stacks_->target();
+    auto second = testing::Stacks::Start(
+        env(), {.services = {"web"}, .configure = [&](config::v1::ServerConfig& c) {
+                  c.mutable_peers()->set_identity(services);
+                  c.mutable_peers()->set_consent(services);
+                  c.mutable_peers()->set_lifecycle(services);
+                  c.mutable_peers()->set_signer(services);
+                }});
+    ASSERT_TRUE(second.ok()) << second.status();
+    second_ = *std::move(second);
+    second_port_ = HttpPort(second_->server().stack("web"));
+    ASSERT_GT(second_port_, 0);
+    ASSERT_NE(second_port_, port_);
+  }
+
+  // The rows of web.sessions: (id_hash, sealed).
+  std::vector<std::pair<std::string, std::string>> Rows() {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto rows = env().pool().Exec("SELECT id_hash, sealed FROM web.sessions");
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (!rows.ok()) return out;
+    for (int i = 0; i < rows->rows(); ++i) {
+      out.emplace_back(*rows->GetBytes(i, 0), *rows->GetBytes(i, 1));
+    }
+    return out;
+  }
+
+  std::unique_ptr<testing::Stacks> second_;
+  int second_port_ = 0;
+};
+
+TEST_F(WebReplicasTest, OneSessionOnEitherReplicaLogoutOnTheOtherForgedAndStolenCookiesRefused) {
+  Browser portal(port_);
+  const std::string username = "replicas.web@example.rs";
+  auto app = CitizenWithCertificate(username, 36, &portal);  // Logged in through replica 1.
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+  const std::string cookie = portal.cookie("qsign_sid");
+  ASSERT_FALSE(cookie.empty());
+
+  // The table: SHA-256 of the cookie, never the cookie; the sealed fields show neither the
+  // username nor a session token.
+  bool found = false;
+  for (const auto& [id_hash, sealed] : Rows()) {
+    EXPECT_NE(id_hash, cookie);
+    EXPECT_THAT(sealed, Not(HasSubstr(username)));
+    EXPECT_THAT(sealed, Not(HasSubstr("Bearer")));
+    found = found || id_hash == Sha256(cookie);
+  }
+  EXPECT_TRUE(found);
+
+  // Replica 2 knows the session: the account page, and a post with the CSRF token of a page
+  // replica 1 rendered.
+  portal.Get("/sign");  // Replica 1's page (its CSRF token).
+  portal.Use(second_port_);
+  auto account = portal.Get("/account");
+  ASSERT_TRUE(account);
+  EXPECT_EQ(account->status, 200);
+  EXPECT_THAT(account->body, HasSubstr(username));
+  // A signing job across the two: upload on 2, the poll on 1, the download on 2.
+  auto up = portal.Upload("/sign", "izjava.txt", "Изјава.\n", "text/plain", "B-B");
+  ASSERT_TRUE(up && up->status == 303) << (up ? up->body : "");
+  const std::string wait_url = up->get_header_value("Location");
+  ASSERT_THAT(wait_url, HasSubstr("/sign/wait?job="));
+  auto request = app->NextRequest(absl::Seconds(10));
+  ASSERT_TRUE(request.ok()) << request.status();
+  ASSERT_TRUE(app->Approve(*request, testing::kPin).ok());
+  const std::string job = wait_url.substr(wait_url.find("job=") + 4);
+  portal.Use(port_);
+  auto polled = portal.PostJson("/sign/poll?job=" + job, "");
+  ASSERT_TRUE(polled);
+  EXPECT_EQ(polled->body, Cat(R"({"state":"done","download":"/sign/download?job=)", job, "\"}"));
+  portal.Use(second_port_);
+  auto download = portal.Get("/sign/download?job=" + job);
+  ASSERT_TRUE(download);
+  EXPECT_EQ(download->status, 200);
+  EXPECT_GT(download->body.size(), 500u);  // The .p7s.
+
+  // A cookie nobody was given, and the table's key used as a cookie: no session (the login page).
+  for (const std::string& forged : std::vector<std::string>{
+           SessionStore::RandomToken(), absl::WebSafeBase64Escape(Sha256(cookie))}) {
+    Browser other(second_port_);
+    other.SetCookie("qsign_sid", forged);
+    auto page = other.Get("/account");
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->status, 303);
+    EXPECT_EQ(page->get_header_value("Location"), "/login");
+  }
+
+  // Logout through replica 2 (the CSRF token of its page); replica 1 no longer knows the cookie.
+  portal.Get("/account");
+  auto out = portal.Post("/logout", {});
+  ASSERT_TRUE(out && out->status == 303);
+  for (int port : {port_, second_port_}) {
+    Browser thief(port);
+    thief.SetCookie("qsign_sid", cookie);
+    auto page = thief.Get("/account");
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->status, 303) << port;
+    EXPECT_EQ(page->get_header_value("Location"), "/login");
+  }
+  for (const auto& row : Rows()) EXPECT_NE(row.first, Sha256(cookie));
+
+  // Idle for longer than web.session_idle_minutes: refused on either replica, and deleted.
+  Browser idle(port_);
+  LogIn(idle, *app, username);
+  const std::string idle_cookie = idle.cookie("qsign_sid");
+  ASSERT_TRUE(env()
+                  .pool()
+                  .Exec("UPDATE web.sessions SET last_seen = now() - interval '31 minutes' "
+                        "WHERE id_hash = $1",
+                        {db::Param::Bytes(Sha256(idle_cookie))})
+                  .ok());
+  idle.Use(second_port_);
+  auto expired = idle.Get("/account");
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->status, 303);
+  for (const auto& row : Rows()) EXPECT_NE(row.first, Sha256(idle_cookie));
 }
 
 }  // namespace
