@@ -120,12 +120,15 @@ void Web::AppPage(Call& c) {
       Esc(T(l, "app.reset")), "</button></section></div>");
   (void)f;
   Html(c, T(l, "app.heading"), Cat(body, pad, tail), "app.js",
-       {"app.pin_mismatch", "app.enrolled_as",   "app.kind.login",   "app.kind.sign",
-        "app.code_is",      "app.requester",     "app.approved",     "app.denied",
-        "app.pin_wrong",    "app.pin_blocked",   "app.none",         "app.no_webcrypto",
-        "err.unavailable",  "app.open",          "app.sha256",       "app.from_portal",
-        "app.expired",      "app.pin_changed",   "app.pin_reset",    "app.from",
-        "app.pages",        "app.login_summary", "app.sign_summary", "app.statement"});
+       {"app.pin_mismatch",      "app.enrolled_as",  "app.kind.login",
+        "app.kind.sign",         "app.code_is",      "app.requester",
+        "app.approved",          "app.denied",       "app.pin_wrong",
+        "app.pin_blocked",       "app.none",         "app.no_webcrypto",
+        "err.unavailable",       "app.open",         "app.sha256",
+        "app.from_portal",       "app.expired",      "app.pin_changed",
+        "app.pin_reset",         "app.from",         "app.pages",
+        "app.login_summary",     "app.sign_summary", "app.statement",
+        "app.statement_mismatch"});
 }
 
 void Web::AppEnroll(Call& c) {

@@ -225,6 +225,11 @@ constexpr Message kMessages[] = {
     {"app.login_summary", "Пријава, верификациони код {code}", "Log in, verification code {code}"},
     {"app.sign_summary", "Потписивање ({count}): {names}", "Signature ({count}): {names}"},
     {"app.statement", "Текст захтева:", "The request's text:"},
+    {"app.statement_mismatch",
+     "Захтев није исправан: оно што је приказано не одговара ономе што би се потписало. Апликација "
+     "га не потписује.",
+     "This request is not valid: what is shown differs from what would be signed. The app does not "
+     "sign it."},
     {"app.sha256", "SHA-256", "SHA-256"},
     {"app.approve", "Одобри", "Approve"},
     {"app.deny", "Одбиј", "Deny"},

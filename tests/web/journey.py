@@ -325,6 +325,13 @@ def journey(args, texts):
         with open(args.pdf, "rb") as f:
             content = f.read()
         digest = hashlib.sha256(content).hexdigest()
+        # The app shows what it signs: first the server's display fields are changed on their
+        # way to the app (the document's name): it decodes the statement itself, refuses the
+        # request and signs nothing. Then, without the change, the same request signs.
+        tamper = phone.d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                         {"source": TAMPER_JS})
+        phone.go("/app")
+        phone.visible("#watching")
         pc.go("/sign")
         pc.el("#file").send_keys(args.pdf)
         # The level: B-T (a timestamp from the TSA) is the default; the user could choose.
@@ -336,6 +343,20 @@ def journey(args, texts):
         pc.visible("#sign-status")
         expect(pc.text("#file-sha256") == digest, "portal: SHA-256")
         pc.shot("sign-wait")
+        phone.tap("#requests .request")
+        phone.wait(lambda d: phone.text("#decide-status") == t["app.statement_mismatch"], 30,
+                   "the app's refusal of a display that is not the statement")
+        expect(not phone.el("#approve").is_enabled() and not phone.el("#deny").is_enabled(),
+               "app: no approve or deny for a request whose display is not its statement")
+        expect(phone.d.execute_script("return window.__qsignTampered") > 0,
+               "the display fields were changed")
+        phone.shot("tampered-refused")
+        expect(phone.d.execute_script("return window.__qsignSigned") == 0,
+               "app: nothing signed for the changed request")
+        phone.d.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                                {"identifier": tamper["identifier"]})
+        phone.go("/app")
+        phone.visible("#watching")
         phone.tap("#requests .request")
         docs = phone.read("#req-docs .document")
         expect(digest in docs and "ugovor" in docs and "2 " + t["app.pages"] in docs,
@@ -411,6 +432,29 @@ def journey(args, texts):
     finally:
         pc.quit()
         phone.quit()
+
+
+# Installed in the phone's page before its script (CDP): changes the document names in the
+# requests the server sends (/app/api/watch), and counts the app's signing calls.
+TAMPER_JS = """
+(() => {
+  window.__qsignTampered = 0;
+  window.__qsignSigned = 0;
+  const original = window.fetch.bind(window);
+  window.fetch = async (url, options) => {
+    const path = String(url);
+    if (path.endsWith('/decide') || path.endsWith('/approval-challenge')) window.__qsignSigned++;
+    const res = await original(url, options);
+    if (!path.endsWith('/watch') || !res.ok) return res;
+    const body = await res.json();
+    for (const r of body.requests || []) {
+      for (const d of r.documents || []) { d.name = 'drugi-ugovor.pdf'; window.__qsignTampered++; }
+    }
+    return new Response(JSON.stringify(body),
+                        { status: res.status, headers: { 'Content-Type': 'application/json' } });
+  };
+})();
+"""
 
 
 def der_children(der, start, end):

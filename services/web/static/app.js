@@ -14,6 +14,10 @@
 //   message over a challenge with no request id:
 //     "QSIGN-CONSENT-PIN-V1\n" || 0x01 u32be(1) op (0x01 change, 0x02 reset)
 //     || 0x02 u32be(len) device id || 0x03 u32be(len) challenge
+// - The app shows what it signs: it decodes the request's statement (the canonical bytes of
+//   consent/statement.h, the bytes it signs) itself and builds the screen from it; when the
+//   server's display fields (the code, who asks, the documents' names, pages and SHA-256, the
+//   text) differ from the statement, it refuses to sign (approve or deny) and says so.
 // WebCrypto signs ECDSA as r || s (IEEE P1363); the protocol wants DER (RFC 3279), so we convert.
 'use strict';
 
@@ -87,6 +91,97 @@
   const pinMessage = (op, deviceId, challenge) =>
     message('QSIGN-CONSENT-PIN-V1\n', [[1, Uint8Array.of(op === 'change' ? 1 : 2)],
       [2, utf8(deviceId)], [3, challenge]]);
+
+  // ---- the statement (consent/statement.h), decoded here: the app shows what it signs ----
+  //   "QSIGN-CONSENT-STATEMENT-V1\n" || (tag, u32be length, value)*: kind 0x01, request id 0x02,
+  //   account id 0x03, created 0x04, expires 0x05 (8 bytes each), text 0x06; login: code 0x10,
+  //   client 0x11; sign: credential 0x20, relying party 0x21, hash algorithm 0x22, hashes 0x23*,
+  //   documents 0x24* (label 0x01, name 0x02, SHA-256 0x03, pages 0x04 u32be if given).
+  function fields(bytes) {
+    const out = [];
+    let at = 0;
+    while (at < bytes.length) {
+      if (bytes.length - at < 5) throw new Error('statement: truncated');
+      const tag = bytes[at];
+      const len = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
+      at += 5;
+      if (len > bytes.length - at) throw new Error('statement: truncated');
+      out.push([tag, bytes.subarray(at, at + len)]);
+      at += len;
+    }
+    return out;
+  }
+  const text = (b) => new TextDecoder('utf-8', { fatal: true }).decode(b);
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+  function decodeStatement(bytes) {
+    const label = utf8('QSIGN-CONSENT-STATEMENT-V1\n');
+    if (bytes.length < label.length || label.some((c, i) => bytes[i] !== c)) {
+      throw new Error('statement: wrong label');
+    }
+    const f = fields(bytes.subarray(label.length));
+    let i = 0;
+    const next = (tag) => {
+      if (i >= f.length || f[i][0] !== tag) throw new Error('statement: fields out of order');
+      return f[i++][1];
+    };
+    const kind = next(0x01);
+    if (kind.length !== 1 || (kind[0] !== 1 && kind[0] !== 2)) throw new Error('statement: kind');
+    const s = { kind: kind[0] === 1 ? 'login' : 'sign', request_id: text(next(0x02)) };
+    s.account_id = text(next(0x03));
+    if (next(0x04).length !== 8 || next(0x05).length !== 8) throw new Error('statement: time');
+    s.display_text = text(next(0x06));
+    if (s.kind === 'login') {
+      s.code = text(next(0x10));
+      s.client = text(next(0x11));
+    } else {
+      s.credential_id = text(next(0x20));
+      s.requester = text(next(0x21));
+      s.hash_algorithm = text(next(0x22));
+      s.hashes = [];
+      while (i < f.length && f[i][0] === 0x23) s.hashes.push(f[i++][1]);
+      s.documents = [];
+      while (i < f.length && f[i][0] === 0x24) {
+        const d = fields(f[i++][1]);
+        const ok = (d.length === 3 || d.length === 4) && d[0][0] === 1 && d[1][0] === 2 &&
+          d[2][0] === 3 && (d.length === 3 || (d[3][0] === 4 && d[3][1].length === 4));
+        if (!ok) throw new Error('statement: malformed document');
+        s.documents.push({
+          label: text(d[0][1]), name: text(d[1][1]), digest: hex(d[2][1]),
+          pages: d.length === 4 ? new DataView(d[3][1].buffer, d[3][1].byteOffset, 4).getUint32(0) : 0,
+        });
+      }
+      if (s.hashes.length === 0) throw new Error('statement: no hashes');
+      if (s.documents.length && s.documents.length !== s.hashes.length) {
+        throw new Error('statement: documents do not match hashes');
+      }
+    }
+    if (i !== f.length) throw new Error('statement: unexpected field');
+    return s;
+  }
+
+  // What the app shows of request `r`, decoded from its statement; null when the statement does
+  // not decode or the server's display fields say anything else than the statement.
+  function shown(r) {
+    let s;
+    try {
+      s = decodeStatement(unb64(r.statement));
+    } catch (e) {
+      return null;
+    }
+    if (s.request_id !== r.request_id || s.kind !== r.kind || s.display_text !== r.display_text) {
+      return null;
+    }
+    if (s.kind === 'login') {
+      return s.code === (r.code || '') && s.client === (r.client || '') ? s : null;
+    }
+    const docs = r.documents || [];
+    const same = s.requester === (r.requester || '') && s.hashes.length === r.hashes &&
+      s.documents.length === docs.length &&
+      s.documents.every((d, k) => d.label === docs[k].label && d.name === docs[k].name &&
+        d.pages === (docs[k].pages || 0) && d.digest === docs[k].digest);
+    return same ? s : null;
+  }
 
   // r || s (32 + 32 bytes) -> DER SEQUENCE { INTEGER r, INTEGER s }.
   function p1363ToDer(sig) {
@@ -182,12 +277,14 @@
     $('idle').hidden = pending.size > 0;
   }
 
-  // The request in the page's language, from its details (each of them inside the statement).
+  // The request in the page's language, from its statement (what the app signs).
   function summary(r) {
-    if (r.kind === 'login') return texts['app.login_summary'].replace('{code}', r.code || '');
-    const names = (r.documents || []).map((d) => d.name || d.label).join(', ');
-    return texts['app.sign_summary'].replace('{count}', String(r.hashes || 0))
-      .replace('{names}', names || r.display_text);
+    const s = shown(r);
+    if (!s) return texts['app.statement_mismatch'];
+    if (s.kind === 'login') return texts['app.login_summary'].replace('{code}', s.code);
+    const names = s.documents.map((d) => d.name || d.label).join(', ');
+    return texts['app.sign_summary'].replace('{count}', String(s.hashes.length))
+      .replace('{names}', names || s.display_text);
   }
 
   function openRequest(id) {
@@ -196,24 +293,37 @@
     pin = '';
     $('pin-display').textContent = '';
     $('decide-status').textContent = '';
-    $('req-title').textContent = current.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign'];
+    const s = shown(current);
+    $('req-docs').textContent = '';
+    $('approve').disabled = !s;
+    $('deny').disabled = !s;
+    if (!s) {
+      // The server's fields and the signed statement disagree: nothing to show, nothing to sign.
+      $('req-title').textContent = texts['app.statement_mismatch'];
+      $('req-text').textContent = '';
+      $('req-statement').textContent = '';
+      $('req-code').textContent = '';
+      $('decide-status').textContent = texts['app.statement_mismatch'];
+      show('decide');
+      return;
+    }
+    $('req-title').textContent = s.kind === 'login' ? texts['app.kind.login'] : texts['app.kind.sign'];
     $('req-text').textContent = summary(current);
     // The service's own line, as it is inside the signed statement.
-    $('req-statement').textContent = texts['app.statement'] + ' ' + current.display_text;
-    $('req-code').textContent = current.code ? texts['app.code_is'] + ' ' + current.code : '';
+    $('req-statement').textContent = texts['app.statement'] + ' ' + s.display_text;
+    $('req-code').textContent = s.code ? texts['app.code_is'] + ' ' + s.code : '';
     const docs = $('req-docs');
-    docs.textContent = '';
-    if (current.kind === 'login' && current.client) {
+    if (s.kind === 'login' && s.client) {
       const from = document.createElement('li');
       from.id = 'req-client';
-      from.textContent = texts['app.from'] + ' ' + current.client;
+      from.textContent = texts['app.from'] + ' ' + s.client;
       docs.appendChild(from);
     }
-    if (current.kind === 'sign') {
+    if (s.kind === 'sign') {
       const who = document.createElement('li');
-      who.textContent = texts['app.requester'] + ' ' + (current.requester || texts['app.from_portal']);
+      who.textContent = texts['app.requester'] + ' ' + (s.requester || texts['app.from_portal']);
       docs.appendChild(who);
-      for (const d of current.documents || []) {
+      for (const d of s.documents) {
         const li = document.createElement('li');
         li.className = 'document';
         li.textContent = (d.name || d.label) + (d.pages ? ' (' + d.pages + ' ' + texts['app.pages'] + ')' : '') +
@@ -227,6 +337,11 @@
   async function decide(decision) {
     if (!current) return;
     const r = current;
+    // Sign only a statement that says what the screen showed (checked again on these bytes).
+    if (!shown(r)) {
+      $('decide-status').textContent = texts['app.statement_mismatch'];
+      return;
+    }
     try {
       const { challenge } = await call('approval-challenge', {
         device_id: device.deviceId, request_id: r.request_id,
