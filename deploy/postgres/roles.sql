@@ -1,7 +1,8 @@
 -- qsign: one PostgreSQL role and one schema per service, in the qsign database.
 --
---   identity, consent, lifecycle, signer, tsa   login roles; each owns the schema of its name
---                                               and nothing else. The gateway has no database
+--   identity, consent, lifecycle, signer, tsa,  login roles; each owns the schema of its name
+--   web                                         and nothing else (web: the browser sessions its
+--                                               replicas share). The gateway has no database
 --                                               role.
 --   qsign_audit                            NOLOGIN; owns every <schema>.audit_log, so that a
 --                                          service may only SELECT and INSERT its audit log.
@@ -46,7 +47,7 @@ DO $roles$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa'] LOOP
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa', 'web'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE '
                      'NOREPLICATION NOBYPASSRLS', r);
@@ -72,7 +73,7 @@ DO $database$
 BEGIN
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO identity, consent, lifecycle, signer, tsa, '
-                 'audit', current_database());
+                 'web, audit', current_database());
 END
 $database$;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -83,7 +84,7 @@ DO $schemas$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa', 'audit'] LOOP
+  FOREACH r IN ARRAY ARRAY['identity', 'consent', 'lifecycle', 'signer', 'tsa', 'web', 'audit'] LOOP
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', r, r);
     EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r, r);
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', r);

@@ -25,6 +25,7 @@
 #include "services/lifecycle/schema.h"
 #include "services/signer/signer_store.h"
 #include "services/tsa/tsa_store.h"
+#include "services/web/sessions.h"
 #include "tools/audit/audit_tool.h"
 
 namespace qsign {
@@ -173,6 +174,29 @@ TEST_F(RolesSqlTest, NoServiceReachesAnotherServicesSchema) {
     EXPECT_TRUE(Refused(as_service->Exec("CREATE SCHEMA elsewhere").status()));
     EXPECT_TRUE(Refused(as_service->Exec("CREATE TABLE public.intruder (a int)").status()));
   }
+}
+
+// The web's role keeps the browser sessions its replicas share (schema web, no audit log): it
+// migrates its own schema and reaches no service's, and no service reaches its sessions.
+TEST_F(RolesSqlTest, TheWebRoleOwnsTheSessionsAndNothingElse) {
+  std::unique_ptr<Pool> as_web = PoolAs("web");
+  ASSERT_NE(as_web, nullptr);
+  ASSERT_TRUE(web::SessionStore::Migrate(*as_web).ok()) << web::SessionStore::Migrate(*as_web);
+  ASSERT_TRUE(web::SessionStore::Migrate(*as_web).ok());
+  EXPECT_EQ(Owner("web.sessions"), "web");
+  EXPECT_EQ(Owner("web.sign_jobs"), "web");
+  for (const char* service : kServices) {
+    SCOPED_TRACE(service);
+    std::unique_ptr<Pool> as_service = PoolAs(service);
+    ASSERT_NE(as_service, nullptr);
+    ASSERT_TRUE(Migrate(service, *as_service).ok());
+    EXPECT_TRUE(Refused(as_service->Exec("SELECT count(*) FROM web.sessions").status()));
+    EXPECT_TRUE(Refused(
+        as_web->Exec(absl::StrCat("SELECT count(*) FROM ", service, ".audit_log")).status()));
+    EXPECT_TRUE(Refused(
+        as_web->Exec(absl::StrCat("CREATE TABLE ", service, ".intruder (a int)")).status()));
+  }
+  EXPECT_TRUE(Refused(as_web->Exec("CREATE SCHEMA elsewhere").status()));
 }
 
 TEST_F(RolesSqlTest, RerunningHandsOverAuditLogsMigratedBeforeIt) {

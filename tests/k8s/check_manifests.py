@@ -29,7 +29,7 @@ The invariants:
   * PodDisruptionBudgets select existing pods and leave room for an eviction;
   * ConfigMaps and ServiceAccounts that pods reference exist;
   * the CloudNativePG Cluster has >= 3 instances, a managed role per service with a database
-    (identity, consent, lifecycle, signer, tsa; none for the gateway or the web), and its bootstrap SQL is
+    (identity, consent, lifecycle, signer, tsa, web; none for the gateway), and its bootstrap SQL is
     deploy/postgres/roles.sql verbatim;
   * every Deployment runs --config=<file> from a mounted ConfigMap, and that file parses as a
     qsign.config.v1.ServerConfig (schema read from proto/qsign/config/v1/config.proto): exactly
@@ -56,8 +56,8 @@ except ImportError:  # pragma: no cover - environment problem, reported plainly.
     sys.exit("check_manifests: PyYAML is missing: apt-get install python3-yaml (scripts/setup)")
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
-SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer", "tsa")
-# HTTP-only processes: no gRPC listener (so no grpc.health.v1: httpGet probes), no database.
+SERVICES_WITH_DATABASE = ("identity", "consent", "lifecycle", "signer", "tsa", "web")
+# HTTP-only processes: no gRPC listener (so no grpc.health.v1: httpGet probes).
 SERVICES_WITHOUT_GRPC = ("gateway", "web")
 # Kinds that live in a namespace (enough for what these manifests hold).
 CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -481,7 +481,7 @@ def check_database(objs, errors, roles_sql):
                     r.get("bypassrls") or r.get("replication"):
                 errors.append("%s: role %s has more than login" % (ref(c), svc))
         for svc in SERVICES_WITHOUT_GRPC:
-            if svc in roles:
+            if svc in roles and svc not in SERVICES_WITH_DATABASE:
                 errors.append("%s: the %s has a database role; it must have none" % (ref(c), svc))
         refs = ((((spec.get("bootstrap") or {}).get("initdb") or {})
                  .get("postInitApplicationSQLRefs") or {}).get("configMapRefs") or [])
@@ -1187,6 +1187,7 @@ spec:
       - {name: consent, login: true}
       - {name: lifecycle, login: true}
       - {name: tsa, login: true}
+      - {name: web, login: true}
       - {name: signer, login: true}
 """,
 }
