@@ -69,6 +69,11 @@ RowKeys KeysOf(std::string_view id) {
   return {.id_hash = Sha256Of(id), .key = std::string(reinterpret_cast<char*>(mac), len)};
 }
 
+RowKeys KeysOfSession(Session& s) {
+  absl::MutexLock lock(&s.mu);
+  return KeysOf(s.id);
+}
+
 std::string SessionAad(const RowKeys& k) { return absl::StrCat("session\n", k.id_hash); }
 std::string JobAad(const RowKeys& k, std::string_view job_id) {
   return absl::StrCat("job\n", k.id_hash, "\n", Av(job_id));
@@ -395,11 +400,7 @@ absl::Status SessionStore::PutJob(Session& session, const std::string& job_id, c
     session.jobs.emplace(job_id, job);
     return absl::OkStatus();
   }
-  RowKeys k;
-  {
-    absl::MutexLock lock(&session.mu);
-    k = KeysOf(session.id);
-  }
+  const RowKeys k = KeysOfSession(session);
   absl::StatusOr<std::string> box = Seal(k, JobAad(k, job_id), JobJson(job));
   if (!box.ok()) return box.status();
   return pool_->InTransaction([&](db::Tx& tx) -> absl::Status {
@@ -426,11 +427,7 @@ absl::StatusOr<SignJob> SessionStore::GetJob(Session& session, std::string_view 
     return it->second;
   }
   if (job_id.empty() || job_id.size() > 64) return unknown;
-  RowKeys k;
-  {
-    absl::MutexLock lock(&session.mu);
-    k = KeysOf(session.id);
-  }
+  const RowKeys k = KeysOfSession(session);
   auto row = pool_->Exec("SELECT sealed FROM web.sign_jobs WHERE id_hash = $1 AND job_id = $2",
                          {Param::Bytes(k.id_hash), Param::Text(job_id)});
   if (!row.ok()) return row.status();
@@ -450,11 +447,7 @@ absl::Status SessionStore::UpdateJob(Session& session, std::string_view job_id,
     if (it != session.jobs.end()) it->second = job;
     return absl::OkStatus();
   }
-  RowKeys k;
-  {
-    absl::MutexLock lock(&session.mu);
-    k = KeysOf(session.id);
-  }
+  const RowKeys k = KeysOfSession(session);
   absl::StatusOr<std::string> box = Seal(k, JobAad(k, job_id), JobJson(job));
   if (!box.ok()) return box.status();
   return pool_
