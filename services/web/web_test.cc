@@ -1403,6 +1403,40 @@ TEST_F(WebTsaDownTest, AfterTheApprovalTheErrorPageNamesTheTimestampAuthority) {
   EXPECT_EQ(again->body, R"({"state":"tsa_failed"})");
 }
 
+// B-LT with no OCSP answer (the certificates name a responder nobody listens on): after the
+// approval the page names the certificate status service (OCSP), 503; nothing to download.
+class WebOcspDownTest : public WebTsaTest {
+ protected:
+  void Configure(config::v1::ServerConfig& c) override {
+    WebTsaTest::Configure(c);
+    c.mutable_lifecycle()->set_public_base_url(
+        Cat("http://127.0.0.1:", testing::FreeLoopbackPort()));
+  }
+};
+
+TEST_F(WebOcspDownTest, BLTWithoutOcspAnswersIsAnErrorPageNamingOcsp) {
+  Browser portal(port_);
+  auto app = CitizenWithCertificate("ocsp.down.web@example.rs", 37, &portal);
+  ASSERT_NE(app, nullptr);
+  if (HasFatalFailure()) return;
+  std::string job;
+  const std::string polled =
+      UploadApprovePoll(portal, *app, "ugovor.pdf", pades::testing::SimplePdf(1, "Ugovor"),
+                        "application/pdf", 1, "B-LT", &job);
+  EXPECT_EQ(polled, R"({"state":"ocsp_failed"})");
+  for (Lang lang : AllLangs()) {
+    portal.SetLang(std::string(LangTag(lang)));
+    auto page = portal.Get("/sign/wait?job=" + job);
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->status, 503);
+    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.ocsp_failed"))));
+  }
+  EXPECT_THAT(T(Lang::kEn, "sign.ocsp_failed"), HasSubstr("certificate status service (OCSP)"));
+  auto download = portal.Get("/sign/download?job=" + job);
+  ASSERT_TRUE(download);
+  EXPECT_EQ(download->status, 404);
+}
+
 // Two web replicas on one database behind a plain round-robin balancer: a browser's requests
 // land on either. The session is PostgreSQL's (web.sessions): log in through one, use it (pages,
 // CSRF-checked posts, a signing job) through the other, log out through the other; the row
