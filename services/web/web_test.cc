@@ -215,6 +215,28 @@ class WebTest : public testing::ServiceTest {
     return polled ? polled->body : "";
   }
 
+  // A PDF signed at `level`, approved, whose poll answers `state` (tsa_failed, ocsp_failed): the
+  // waiting page is then a 503 error page in every language, its text the state's. The job.
+  std::string ExpectFailurePage(Browser& portal, consent::ConsentAppSimulator& app,
+                                const std::string& level, const std::string& state) {
+    std::string job;
+    const std::string polled =
+        UploadApprovePoll(portal, app, "ugovor.pdf", pades::testing::SimplePdf(1, "Ugovor"),
+                          "application/pdf", 1, level, &job);
+    EXPECT_EQ(polled, Cat(R"({"state":")", state, "\"}"));
+    for (Lang lang : AllLangs()) {
+      portal.SetLang(std::string(LangTag(lang)));
+      auto page = portal.Get("/sign/wait?job=" + job);
+      EXPECT_TRUE(page);
+      if (!page) continue;
+      EXPECT_EQ(page->status, 503);
+      EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.failed.title"))));
+      EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, Cat("sign.", state)))));
+      EXPECT_THAT(page->body, HasSubstr(R"(id="sign-again")"));
+    }
+    return job;
+  }
+
   // As UploadApprovePoll, expecting the signed file: its download.
   std::string SignThroughThePortal(Browser& portal, consent::ConsentAppSimulator& app,
                                    const std::string& name, const std::string& content,
@@ -1378,21 +1400,7 @@ TEST_F(WebTsaDownTest, AfterTheApprovalTheErrorPageNamesTheTimestampAuthority) {
   auto app = CitizenWithCertificate("tsa.down.web@example.rs", 35, &portal);
   ASSERT_NE(app, nullptr);
   if (HasFatalFailure()) return;
-  portal.SetLang("en");
-  std::string job;
-  const std::string polled =
-      UploadApprovePoll(portal, *app, "ugovor.pdf", pades::testing::SimplePdf(1, "Ugovor"),
-                        "application/pdf", 1, "B-T", &job);
-  EXPECT_EQ(polled, R"({"state":"tsa_failed"})");
-  for (Lang lang : AllLangs()) {
-    portal.SetLang(std::string(LangTag(lang)));
-    auto page = portal.Get("/sign/wait?job=" + job);
-    ASSERT_TRUE(page);
-    EXPECT_EQ(page->status, 503);
-    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.failed.title"))));
-    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.tsa_failed"))));
-    EXPECT_THAT(page->body, HasSubstr(R"(id="sign-again")"));
-  }
+  const std::string job = ExpectFailurePage(portal, *app, "B-T", "tsa_failed");
   EXPECT_THAT(T(Lang::kEn, "sign.tsa_failed"), HasSubstr("timestamp authority (TSA)"));
   auto download = portal.Get("/sign/download?job=" + job);
   ASSERT_TRUE(download);
@@ -1419,18 +1427,7 @@ TEST_F(WebOcspDownTest, BLTWithoutOcspAnswersIsAnErrorPageNamingOcsp) {
   auto app = CitizenWithCertificate("ocsp.down.web@example.rs", 37, &portal);
   ASSERT_NE(app, nullptr);
   if (HasFatalFailure()) return;
-  std::string job;
-  const std::string polled =
-      UploadApprovePoll(portal, *app, "ugovor.pdf", pades::testing::SimplePdf(1, "Ugovor"),
-                        "application/pdf", 1, "B-LT", &job);
-  EXPECT_EQ(polled, R"({"state":"ocsp_failed"})");
-  for (Lang lang : AllLangs()) {
-    portal.SetLang(std::string(LangTag(lang)));
-    auto page = portal.Get("/sign/wait?job=" + job);
-    ASSERT_TRUE(page);
-    EXPECT_EQ(page->status, 503);
-    EXPECT_THAT(page->body, HasSubstr(Esc(T(lang, "sign.ocsp_failed"))));
-  }
+  const std::string job = ExpectFailurePage(portal, *app, "B-LT", "ocsp_failed");
   EXPECT_THAT(T(Lang::kEn, "sign.ocsp_failed"), HasSubstr("certificate status service (OCSP)"));
   auto download = portal.Get("/sign/download?job=" + job);
   ASSERT_TRUE(download);
