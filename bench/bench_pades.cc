@@ -10,10 +10,7 @@
 //   bench_pades [--seconds=10] [--clients=4] [--batch=10] [--level=B-T|B-B] [--tsa_url=URL]
 // Without --tsa_url, B-T uses qsign's own TSA (lifecycle + tsa stacks in this process, its HTTP
 // listener on loopback), as signDoc reaches it in a deployment.
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -71,22 +68,6 @@ void Check(const absl::Status& s, std::string_view what) {
     std::cerr << what << ": " << s << "\n";
     std::exit(1);
   }
-}
-
-// A loopback TCP port free right now (the TSA listener binds it a moment later).
-int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::cerr << "bench_pades: no free loopback port\n";
-    std::exit(1);
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // Until the TSA grants a timestamp (it asks lifecycle for its certificate after start-up).
@@ -197,7 +178,7 @@ int Run() {
   std::unique_ptr<testing::Stacks> tsa_stacks;
   if (level == "B-T" && tsa_url.empty()) {
     // qsign's TSA (its certificate from lifecycle) on a loopback HTTP port of its own.
-    const int port = FreeLoopbackPort();
+    const int port = testing::FreeLoopbackPort();
     auto stacks = testing::Stacks::Start(
         **env, {.services = {"lifecycle", "tsa"}, .configure = [port](auto& c) {
                   c.mutable_tsa()->set_http_listen(absl::StrCat("127.0.0.1:", port));

@@ -4,8 +4,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <fstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 
 namespace qsign::testing {
 namespace {
@@ -61,18 +67,36 @@ std::string OperatorAuthorization() {
 std::string PinHashKey() { return std::string(32, 'p'); }
 
 int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  // Not from the kernel's ephemeral range: a port taken there (bind to port 0) is free again once
+  // this socket closes, and the next bind to port 0 anywhere on the machine (an HTTP or metrics
+  // listener the same child opens first, another test) can be handed the very same port before
+  // the child binds it. So: a random port below that range, checked free, never given out twice
+  // by this process. Above 10000 to stay clear of well-known services.
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* const given = new absl::flat_hash_set<int>();
+  static auto* const bitgen = new absl::BitGen();
+  int below = 32768;  // Linux's default; the machine's own setting when readable.
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> below;
+  constexpr int kFirst = 10000;
+  if (below - kFirst < 1000) below = 65536;  // No room below: take any unreserved port.
+  absl::MutexLock lock(&mu);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = absl::Uniform(*bitgen, kFirst, below);
+    if (given->contains(port)) continue;
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (free) {
+      given->insert(port);
+      return port;
+    }
   }
-  close(fd);
-  return port;
+  return 0;
 }
 
 }  // namespace qsign::testing

@@ -34,7 +34,9 @@ std::string OperatorAuthorization();                         // "Operator ra-ana
 std::string PinHashKey();
 
 // A loopback TCP port nobody listens on at the moment of the call, for a process that must be
-// told its port before it starts (a child binds it a moment later).
+// told its port before it starts (a child binds it a moment later). Taken below the kernel's
+// ephemeral port range, so no listener bound to port 0 meanwhile can be given it; never the same
+// port twice in one process. 0 if none was found.
 int FreeLoopbackPort();
 
 }  // namespace qsign::testing
