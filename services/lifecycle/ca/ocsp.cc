@@ -83,6 +83,26 @@ const std::string& TimeDer(absl::Time t, int slot) {
   return e.der;
 }
 
+// The hash algorithms a request's CertID may name: issuers are matched by their name and key
+// hashed with each; a request reads in place only with one of these.
+struct CertIdHash {
+  int nid;
+  const EVP_MD* md;
+  std::string oid_der;  // The algorithm's OBJECT IDENTIFIER, DER.
+};
+const std::vector<CertIdHash>& CertIdHashes() {
+  static const std::vector<CertIdHash>* const hashes = [] {
+    auto* out = new std::vector<CertIdHash>;
+    for (auto [nid, md] :
+         {std::pair{NID_sha1, EVP_sha1()}, std::pair{NID_sha256, EVP_sha256()},
+          std::pair{NID_sha384, EVP_sha384()}, std::pair{NID_sha512, EVP_sha512()}}) {
+      out->push_back({nid, md, ToDer(OBJ_nid2obj(nid), i2d_ASN1_OBJECT)});
+    }
+    return out;
+  }();
+  return *hashes;
+}
+
 // id-pkix-ocsp-nonce (RFC 6960 4.4.1) and id-pkix-ocsp-basic, DER.
 const std::string& NonceOidDer() {
   static const std::string* const oid = new std::string(der::Oid("1.3.6.1.5.5.7.48.1.2"));
@@ -120,11 +140,8 @@ OcspResponder::OcspResponder(const CaSet* cas, CertStatusSource* source, const C
   for (const Ca* ca : {&cas->qualified(), &cas->device()}) {
     const std::string name = ToDer(X509_get_subject_name(ca->cert()), i2d_X509_NAME);
     const std::string key = PublicKeyBits(ca->cert());
-    for (auto [nid, md] :
-         {std::pair{NID_sha1, EVP_sha1()}, std::pair{NID_sha256, EVP_sha256()},
-          std::pair{NID_sha384, EVP_sha384()}, std::pair{NID_sha512, EVP_sha512()}}) {
-      issuers_.push_back(
-          {ca, nid, ToDer(OBJ_nid2obj(nid), i2d_ASN1_OBJECT), Digest(md, name), Digest(md, key)});
+    for (const CertIdHash& h : CertIdHashes()) {
+      issuers_.push_back({ca, h.nid, h.oid_der, Digest(h.md, name), Digest(h.md, key)});
     }
     ResponderParts parts{.ca = ca, .responder = cas->ResponderFor(ca->name())};
     if (parts.responder != nullptr) {
@@ -181,12 +198,9 @@ std::optional<OcspResponder::SimpleRequest> OcspResponder::ParseSimple(
   auto hash_oid = der::Read(a);
   if (!hash_oid.ok() || hash_oid->tag != der::kOid) return std::nullopt;
   // One of the hashes issuers are matched by (others, and malformed OIDs: the general way).
-  static const std::vector<std::string>* const kHashOids =
-      new std::vector<std::string>{ToDer(OBJ_nid2obj(NID_sha1), i2d_ASN1_OBJECT),
-                                   ToDer(OBJ_nid2obj(NID_sha256), i2d_ASN1_OBJECT),
-                                   ToDer(OBJ_nid2obj(NID_sha384), i2d_ASN1_OBJECT),
-                                   ToDer(OBJ_nid2obj(NID_sha512), i2d_ASN1_OBJECT)};
-  if (std::find(kHashOids->begin(), kHashOids->end(), hash_oid->encoded) == kHashOids->end()) {
+  const std::vector<CertIdHash>& hashes = CertIdHashes();
+  if (std::none_of(hashes.begin(), hashes.end(),
+                   [&](const CertIdHash& h) { return h.oid_der == hash_oid->encoded; })) {
     return std::nullopt;
   }
   if (!a.empty()) {  // Parameters: NULL or absent.
