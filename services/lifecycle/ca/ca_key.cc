@@ -14,20 +14,20 @@ namespace qsign::lifecycle {
 namespace {
 
 // Fetched from the providers once: EVP_sha256() and its kin make every EVP_Digest look the
-// algorithm up again (a provider query under a lock per signed OCSP response).
+// algorithm up again (a provider query under a lock per signed OCSP response). SHA-256 is the
+// process-wide Sha256Md() of common/ossl.h.
 const EVP_MD* DigestFor(hsm::HashAlgorithm hash) {
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
   static EVP_MD* const sha384 = EVP_MD_fetch(nullptr, "SHA2-384", nullptr);
   static EVP_MD* const sha512 = EVP_MD_fetch(nullptr, "SHA2-512", nullptr);
   switch (hash) {
     case hsm::HashAlgorithm::kSha256:
-      return sha256;
+      return Sha256Md();
     case hsm::HashAlgorithm::kSha384:
       return sha384;
     case hsm::HashAlgorithm::kSha512:
       return sha512;
   }
-  return sha256;
+  return Sha256Md();
 }
 
 }  // namespace
