@@ -2,7 +2,6 @@
 
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <cstdlib>
 #include <utility>
@@ -14,6 +13,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
+#include "services/web/web_internal.h"
 
 namespace qsign::web {
 namespace {
@@ -48,12 +48,6 @@ CREATE TABLE sign_jobs (
 
 constexpr db::Migration kMigrations[] = {{1, "browser sessions and signing jobs", kV1}};
 
-std::string Sha256Of(std::string_view data) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
-  return std::string(reinterpret_cast<const char*>(md), sizeof(md));
-}
-
 // The row's key and its sealing key, both one-way from the cookie's id.
 struct RowKeys {
   std::string id_hash;
@@ -66,7 +60,7 @@ RowKeys KeysOf(std::string_view id) {
   unsigned int len = 0;
   HMAC(EVP_sha256(), id.data(), static_cast<int>(id.size()),
        reinterpret_cast<const unsigned char*>(kLabel), sizeof(kLabel) - 1, mac, &len);
-  return {.id_hash = Sha256Of(id), .key = std::string(reinterpret_cast<char*>(mac), len)};
+  return {.id_hash = Sha256(id), .key = std::string(reinterpret_cast<char*>(mac), len)};
 }
 
 RowKeys KeysOfSession(Session& s) {
