@@ -399,8 +399,10 @@ std::atomic<int> logins_ok{0};  // Logins that really logged in (not CKR_USER_AL
 std::atomic<bool> close_all_on_next_sign_init{false};
 std::atomic<int> generate_in_flight{0};
 std::atomic<int> generate_overlaps{0};
+std::atomic<int> sign_delay_ms{0};
 
 void Reset() {
+  sign_delay_ms = 0;
   generate_in_flight = 0;
   generate_overlaps = 0;
   sign_failures_left = 0;
@@ -428,6 +430,7 @@ CK_RV Sign(CK_SESSION_HANDLE session, CK_BYTE* data, CK_ULONG data_len, CK_BYTE*
   int max = max_sign_in_flight.load();
   while (now > max && !max_sign_in_flight.compare_exchange_weak(max, now)) {
   }
+  if (sign_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sign_delay_ms));
   CK_RV rv = real.C_Sign(session, data, data_len, signature, signature_len);
   --sign_in_flight;
   return rv;
@@ -558,6 +561,38 @@ TEST_F(HsmTest, ConcurrentSigningThroughSmallPoolAllVerifies) {
   EXPECT_EQ(verified, kThreads * kPerThread);
   EXPECT_LE(fault::max_sign_in_flight, 2);  // The pool bounds concurrent HSM operations.
   EXPECT_EQ(hsm_->sessions_reopened(), 0);
+}
+
+// SoftHSM2 computes on this process's CPUs: however many sessions and callers there are, no more
+// threads sign inside it at once than there are CPUs (more only contend for its locks and caches).
+TEST_F(HsmTest, SoftHsm2SigningIsBoundedByTheCpuCount) {
+  ASSERT_TRUE(IsSoftHsm2(token_->config().module_path));
+  const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int callers = cpus + 4;
+  OpenHsm(callers, &fault::Patch);  // A session for every caller: only the bound can hold them.
+  const PublicKey key = Generate("ec", KeyType::kEcP256);
+  fault::sign_delay_ms = 2;  // Every caller is inside C_Sign long enough to meet the others.
+  std::atomic<int> verified{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < callers; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::string> digests;
+      for (int i = 0; i < 5; ++i)
+        digests.push_back(Digest(HashAlgorithm::kSha256, absl::StrCat(t, "/", i)));
+      absl::StatusOr<std::vector<std::string>> signatures = hsm_->SignDigests("ec", {}, digests);
+      if (!signatures.ok()) {
+        ADD_FAILURE() << signatures.status();
+        return;
+      }
+      for (size_t i = 0; i < digests.size(); ++i) {
+        if (Verifies(key, {}, digests[i], (*signatures)[i])) ++verified;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(verified, callers * 5);
+  EXPECT_LE(fault::max_sign_in_flight, cpus);
+  EXPECT_GE(fault::max_sign_in_flight, 1);
 }
 
 class LostSessionTest : public HsmTest, public ::testing::WithParamInterface<int> {};

@@ -23,6 +23,19 @@ constexpr char kSha384Prefix[] =
 constexpr char kSha512Prefix[] =
     "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40";
 
+// A DER length: short form below 128, else the long form with as few bytes as it needs.
+void AppendDerLength(size_t length, std::string* out) {
+  if (length < 0x80) {
+    out->push_back(static_cast<char>(length));
+    return;
+  }
+  char bytes[sizeof(size_t)];
+  size_t count = 0;
+  for (; length > 0; length >>= 8) bytes[count++] = static_cast<char>(length & 0xff);
+  out->push_back(static_cast<char>(0x80 | count));
+  while (count > 0) out->push_back(bytes[--count]);
+}
+
 size_t EcCoordinateLength(KeyType type) { return type == KeyType::kEcP256 ? 32 : 48; }
 
 absl::StatusOr<std::string> PublicKeyToSpki(const char* algorithm, const OSSL_PARAM* params) {
@@ -132,27 +145,25 @@ absl::StatusOr<std::string> EcdsaRawToDer(std::string_view raw) {
   if (raw.empty() || raw.size() % 2 != 0) {
     return absl::InvalidArgumentError("ECDSA signature r||s has odd or zero length");
   }
-  const size_t half = raw.size() / 2;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
-  OsslPtr<BIGNUM> r(BN_bin2bn(bytes, static_cast<int>(half), nullptr));
-  OsslPtr<BIGNUM> s(BN_bin2bn(bytes + half, static_cast<int>(half), nullptr));
-  OsslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
-  if (r == nullptr || s == nullptr || sig == nullptr) {
-    return absl::InternalError("out of memory converting an ECDSA signature");
+  // Written directly (no BIGNUM, no ECDSA_SIG): this runs once per signature on the signing path.
+  const std::string_view halves[] = {raw.substr(0, raw.size() / 2), raw.substr(raw.size() / 2)};
+  std::string integers;
+  integers.reserve(raw.size() + 12);
+  for (std::string_view n : halves) {
+    // DER INTEGER of an unsigned magnitude: minimal (leading zero bytes dropped, one kept for
+    // zero), and a zero byte in front when the top bit is set, so that it stays positive.
+    while (n.size() > 1 && n.front() == '\0') n.remove_prefix(1);
+    const bool pad = (static_cast<unsigned char>(n.front()) & 0x80) != 0;
+    integers.push_back('\x02');
+    AppendDerLength(n.size() + (pad ? 1 : 0), &integers);
+    if (pad) integers.push_back('\0');
+    integers.append(n);
   }
-  // ECDSA_SIG_set0 takes ownership of r and s on success.
-  if (ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) {
-    return absl::InternalError("cannot convert an ECDSA signature");
-  }
-  (void)r.release();
-  (void)s.release();
-  int len = i2d_ECDSA_SIG(sig.get(), nullptr);
-  if (len <= 0) return absl::InternalError("cannot encode an ECDSA signature");
-  std::string der(static_cast<size_t>(len), '\0');
-  auto* out = reinterpret_cast<unsigned char*>(der.data());
-  if (i2d_ECDSA_SIG(sig.get(), &out) != len) {
-    return absl::InternalError("cannot encode an ECDSA signature");
-  }
+  std::string der;
+  der.reserve(integers.size() + 6);
+  der.push_back('\x30');
+  AppendDerLength(integers.size(), &der);
+  der.append(integers);
   return der;
 }
 

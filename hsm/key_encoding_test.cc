@@ -5,6 +5,10 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
 #include "common/ossl.h"
 
 namespace qsign::hsm {
@@ -62,6 +66,43 @@ TEST(KeyEncodingTest, EcdsaRawToDerKeepsRAndS) {
   EXPECT_TRUE(BN_is_word(ECDSA_SIG_get0_r(sig.get()), 5));
   EXPECT_EQ(BN_num_bits(ECDSA_SIG_get0_s(sig.get())), 249);
   EXPECT_FALSE(EcdsaRawToDer("abc").ok());
+}
+
+// The DER written without OpenSSL is exactly what OpenSSL writes for the same r and s: top bits
+// set (a zero byte in front), leading zeros (dropped), zero, and halves long enough for the
+// long length form.
+TEST(KeyEncodingTest, EcdsaRawToDerMatchesOpenSsl) {
+  std::vector<std::string> raws;
+  for (size_t half : {1, 32, 48, 66, 100}) {
+    for (unsigned char first : {0x00, 0x01, 0x7f, 0x80, 0xff}) {
+      std::string raw(2 * half, '\x5a');
+      raw[0] = static_cast<char>(first);
+      raw[half] = static_cast<char>(0xff - first);
+      raws.push_back(raw);
+      raws.push_back(std::string(2 * half, '\0'));
+      std::string leading_zeros(2 * half, '\0');
+      leading_zeros[half - 1] = static_cast<char>(first);
+      leading_zeros[2 * half - 1] = '\x80';
+      raws.push_back(leading_zeros);
+    }
+  }
+  for (const std::string& raw : raws) {
+    const size_t half = raw.size() / 2;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
+    OsslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
+    ASSERT_EQ(ECDSA_SIG_set0(sig.get(), BN_bin2bn(bytes, static_cast<int>(half), nullptr),
+                             BN_bin2bn(bytes + half, static_cast<int>(half), nullptr)),
+              1);
+    unsigned char* expected = nullptr;
+    const int length = i2d_ECDSA_SIG(sig.get(), &expected);
+    ASSERT_GT(length, 0);
+    const std::string want(reinterpret_cast<char*>(expected), static_cast<size_t>(length));
+    OPENSSL_free(expected);
+    absl::StatusOr<std::string> der = EcdsaRawToDer(raw);
+    ASSERT_TRUE(der.ok()) << der.status();
+    EXPECT_EQ(absl::BytesToHexString(*der), absl::BytesToHexString(want))
+        << "raw " << absl::BytesToHexString(raw);
+  }
 }
 
 TEST(KeyEncodingTest, UnwrapEcPointAcceptsDerAndBare) {

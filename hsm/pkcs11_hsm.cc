@@ -1,9 +1,11 @@
 #include "hsm/pkcs11_hsm.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -134,6 +136,14 @@ class SignMetrics {
   std::array<metrics::Counter*, 17> errors_{};  // Indexed by absl::StatusCode (0..16).
 };
 
+// SoftHSM2 signs on this process's CPUs: more threads inside it than CPUs only contend for its
+// locks and caches (docs/PERFORMANCE.md, "Signer at batch 100: the margin"). Any other module
+// (a network HSM) is bounded by its sessions alone.
+int DefaultMaxConcurrentSigning(std::string_view module_path) {
+  if (!IsSoftHsm2(module_path)) return 0;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 size_t SignatureLength(KeyType type) {
   if (IsEc(type)) return 2 * static_cast<size_t>((KeyBits(type) + 7) / 8);
   return static_cast<size_t>(KeyBits(type) / 8);
@@ -200,6 +210,7 @@ absl::StatusOr<std::unique_ptr<HsmTokens>> OpenPkcs11Tokens(const Pkcs11TokensCo
   std::shared_ptr<Pkcs11Module> module = *std::move(loaded);
   module->set_serialize_object_creation(
       config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
+  module->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
   auto tokens = std::make_unique<HsmTokens>();
   for (const Pkcs11TokenConfig& token : config.tokens) {
     absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> hsm = Pkcs11Hsm::OnModule(module, token);
@@ -229,6 +240,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
   if (!module.ok()) return module.status();
   (*module)->set_serialize_object_creation(
       config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
+  (*module)->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
   return OnModule(*std::move(module), {.token_label = config.token_label,
                                        .pin_file = config.pin_file,
                                        .session_pool_size = config.session_pool_size});
@@ -673,6 +685,7 @@ absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::SignDigestsUncounted(
   }
   std::vector<std::string> signatures;
   signatures.reserve(digests.size());
+  const Pkcs11Module::SigningPlace place = module_->EnterSigning();
   status = pool_->Run([&](CK_SESSION_HANDLE session) {
     return WithKey(session, key_id, [&](const KeyInfo& key) -> absl::Status {
       if (IsEc(key.type) != (params.scheme == SignScheme::kEcdsa)) {

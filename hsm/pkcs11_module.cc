@@ -51,6 +51,22 @@ absl::StatusOr<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(std::string_vie
   return module;
 }
 
+Pkcs11Module::SigningPlace Pkcs11Module::EnterSigning() {
+  if (max_concurrent_signing_ <= 0) return SigningPlace(nullptr);
+  auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(signing_mu_) {
+    return signing_ < max_concurrent_signing_;
+  };
+  absl::MutexLock lock(&signing_mu_, absl::Condition(&has_room));
+  ++signing_;
+  return SigningPlace(this);
+}
+
+Pkcs11Module::SigningPlace::~SigningPlace() {
+  if (module_ == nullptr) return;
+  absl::MutexLock lock(&module_->signing_mu_);
+  --module_->signing_;
+}
+
 Pkcs11Module::~Pkcs11Module() {
   if (initialized_by_us_) functions_.C_Finalize(nullptr);
   if (dl_handle_ != nullptr) dlclose(dl_handle_);

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -58,6 +59,28 @@ class Pkcs11Module {
     return serialize_object_creation_ ? &object_creation_mu_ : nullptr;
   }
 
+  // At most `limit` threads of this process sign with the module at once, across its tokens;
+  // 0: no bound but the sessions. For a module that computes on this machine's CPUs (SoftHSM2),
+  // threads beyond the CPU count only contend for its locks and evict each other's caches.
+  // Set before any token is opened.
+  void set_max_concurrent_signing(int limit) { max_concurrent_signing_ = limit; }
+  int max_concurrent_signing() const { return max_concurrent_signing_; }
+
+  // Holds one of the max_concurrent_signing places while it lives (none when unbounded).
+  class SigningPlace {
+   public:
+    SigningPlace(const SigningPlace&) = delete;
+    SigningPlace& operator=(const SigningPlace&) = delete;
+    ~SigningPlace();
+
+   private:
+    friend class Pkcs11Module;
+    explicit SigningPlace(Pkcs11Module* module) : module_(module) {}
+    Pkcs11Module* const module_;  // Not owned; nullptr when unbounded.
+  };
+  // Waits for a place; take it before a session, so that a waiting thread holds none.
+  SigningPlace EnterSigning();
+
  private:
   explicit Pkcs11Module(std::string path) : path_(std::move(path)) {}
 
@@ -66,6 +89,9 @@ class Pkcs11Module {
   bool initialized_by_us_ = false;
   bool serialize_object_creation_ = false;  // Set before any token is opened.
   absl::Mutex object_creation_mu_;
+  int max_concurrent_signing_ = 0;  // Set before any token is opened.
+  absl::Mutex signing_mu_;
+  int signing_ ABSL_GUARDED_BY(signing_mu_) = 0;
   CK_FUNCTION_LIST functions_{};  // A copy of the module's list, so patches stay local.
 };
 
