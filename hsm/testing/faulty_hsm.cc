@@ -2,6 +2,9 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include <chrono>
+#include <thread>
+
 #include "hsm/pkcs11_hsm.h"
 
 namespace qsign::hsm::testing {
@@ -21,8 +24,30 @@ bool Fail(std::atomic<bool> HsmFaults::*which) {
   return true;
 }
 
+// Counts the C_Sign calls in progress (and the most at once), each made `sign_delay_ms` slower.
+class Signing {
+ public:
+  Signing() : faults_(active.load()) {
+    if (faults_ == nullptr) return;
+    const int now = ++faults_->signing;
+    int most = faults_->max_signing.load();
+    while (now > most && !faults_->max_signing.compare_exchange_weak(most, now)) {
+    }
+    if (const int ms = faults_->sign_delay_ms.load(); ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
+  }
+  ~Signing() {
+    if (faults_ != nullptr) --faults_->signing;
+  }
+
+ private:
+  HsmFaults* const faults_;  // Not owned.
+};
+
 CK_RV Sign(CK_SESSION_HANDLE session, CK_BYTE* data, CK_ULONG data_len, CK_BYTE* signature,
            CK_ULONG* signature_len) {
+  const Signing counted;
   const CK_RV rv = real.C_Sign(session, data, data_len, signature, signature_len);
   // A length query (no buffer) goes through: the failure comes on the call that signs, which
   // (as PKCS#11 says of every failed C_Sign) has ended the operation, the signature lost.

@@ -7,6 +7,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <memory>
@@ -1033,7 +1034,9 @@ class SignerHsmFaultTest : public SignerTest {
           hsm::testing::NewFaultyPkcs11Hsm({.module_path = env().TokensConfig().module_path,
                                             .token_label = t.token_label,
                                             .pin_file = t.pin_file,
-                                            .session_pool_size = 4},
+                                            // More sessions than CPUs: see
+                                            // ConcurrentCallsSignOnOneThreadPerCpuInSoftHsm2.
+                                            .session_pool_size = Cpus() + 4},
                                            &faults_);
       ASSERT_TRUE(patched.ok()) << patched.status();
       patched_ = *std::move(patched);
@@ -1054,9 +1057,45 @@ class SignerHsmFaultTest : public SignerTest {
     return rows.ok() && rows->rows() == 1;
   }
 
+  static int Cpus() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+
   hsm::testing::HsmFaults faults_;
   std::unique_ptr<hsm::Hsm> patched_;
 };
+
+// Many callers at once, more sessions than CPUs, a slow C_Sign: every caller gets signatures
+// that verify, and SoftHSM2 never has more threads signing inside it than there are CPUs (more
+// only contend for its locks and caches: docs/PERFORMANCE.md, "Signer at batch 100").
+TEST_F(SignerHsmFaultTest, ConcurrentCallsSignOnOneThreadPerCpuInSoftHsm2) {
+  const int callers = Cpus() + 4;
+  const pb::CredentialInfo cred = ActiveCredential("cred-c", "alice");
+  std::vector<pb::SignHashRequest> requests;
+  for (int i = 0; i < callers; ++i) {
+    const std::vector<std::string> hashes = {Hash(static_cast<char>('a' + i)),
+                                             Hash(static_cast<char>('A' + i))};
+    requests.push_back(Request("cred-c", hashes, Sad("alice", "cred-c", hashes)));
+  }
+  faults_.sign_delay_ms = 2;  // Each caller is inside C_Sign long enough to meet the others.
+  faults_.max_signing = 0;
+  std::vector<pb::SignHashResponse> responses(requests.size());
+  std::vector<grpc::Status> statuses(requests.size());
+  std::vector<std::thread> threads;
+  for (int i = 0; i < callers; ++i) {
+    threads.emplace_back([&, i] { statuses[i] = Sign(requests[i], &responses[i]); });
+  }
+  for (std::thread& t : threads) t.join();
+  faults_.sign_delay_ms = 0;
+  for (int i = 0; i < callers; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+    ASSERT_EQ(responses[i].signatures_size(), 2);
+    for (int h = 0; h < 2; ++h) {
+      EXPECT_TRUE(VerifyDigest(cred.public_key_spki(), requests[i].hashes(h),
+                               responses[i].signatures(h), EVP_sha256()));
+    }
+  }
+  EXPECT_GE(faults_.max_signing, 1);
+  EXPECT_LE(faults_.max_signing, Cpus());
+}
 
 TEST_F(SignerHsmFaultTest, FailedSignaturesAreAnsweredAndTheirSadsStayUnused) {
   constexpr int kThreads = 4;
