@@ -447,11 +447,13 @@ absl::Status PgServer::Restart() {
   if (server_pid_ > 0) return absl::FailedPreconditionError("postgres is running; Stop it first");
   // A postmaster killed with SIGKILL under runuser is reparented, and stays a zombie until its new
   // parent reaps it; a new postmaster takes the lock file for a live server meanwhile ("another
-  // postmaster running"). It is dead: its lock file goes.
+  // postmaster running"). It is dead: its lock files go, the data directory's and the socket's
+  // (the socket's names the zombie too: "lock file .s.PGSQL.5432.lock already exists").
   const std::string data = dir_ + "/data";
   if (const pid_t old = PostmasterPid(data); old > 0 && !Alive(old)) {
     std::error_code ignored;
     std::filesystem::remove(data + "/postmaster.pid", ignored);
+    std::filesystem::remove(absl::StrCat(dir_, "/.s.PGSQL.", kPort, ".lock"), ignored);
   }
   return StartPostgres();
 }
