@@ -136,12 +136,13 @@ class SignMetrics {
   std::array<metrics::Counter*, 17> errors_{};  // Indexed by absl::StatusCode (0..16).
 };
 
-// SoftHSM2 signs on this process's CPUs: more threads inside it than CPUs only contend for its
-// locks and caches (docs/PERFORMANCE.md, "Signer at batch 100: the margin"). Any other module
-// (a network HSM) is bounded by its sessions alone.
+// SoftHSM2 signs on this process's CPUs: many more threads inside it than CPUs only contend for
+// its locks and caches; two a CPU keep one ready to run whenever the other blocks or waits to be
+// scheduled after a hand-off, so no CPU idles (docs/PERFORMANCE.md, "Signer at batch 100: the
+// margin"). Any other module (a network HSM) is bounded by its sessions alone.
 int DefaultMaxConcurrentSigning(std::string_view module_path) {
   if (!IsSoftHsm2(module_path)) return 0;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return 2 * std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 size_t SignatureLength(KeyType type) {

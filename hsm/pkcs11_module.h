@@ -61,7 +61,7 @@ class Pkcs11Module {
 
   // At most `limit` threads of this process sign with the module at once, across its tokens;
   // 0: no bound but the sessions. For a module that computes on this machine's CPUs (SoftHSM2),
-  // threads beyond the CPU count only contend for its locks and evict each other's caches.
+  // threads well beyond the CPU count only contend for its locks and evict each other's caches.
   // Set before any token is opened.
   void set_max_concurrent_signing(int limit) { max_concurrent_signing_ = limit; }
   int max_concurrent_signing() const { return max_concurrent_signing_; }
