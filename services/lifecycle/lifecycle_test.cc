@@ -51,6 +51,7 @@
 #include "services/lifecycle/lifecycle_store.h"
 #include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
+#include "services/lifecycle/status_cache.h"
 #include "services/lifecycle/status_http.h"
 #include "services/lifecycle/testing/cert_testing.h"
 #include "tests/testing/audit_pages.h"
@@ -2132,6 +2133,190 @@ TEST_F(LifecycleTest, OcspRefusesNoncesOutsideOneTo128Octets) {
     EXPECT_EQ(ocsp.Respond(simple), malformed);
     EXPECT_EQ(ocsp.Respond(WithRequestorName(simple)), malformed);
   }
+}
+
+// --- The status cache of signed (nonce) OCSP answers -------------------------------------------
+
+// Counts the lookups that reach lifecycle's store.
+class CountingStatusSource final : public CertStatusSource {
+ public:
+  explicit CountingStatusSource(CertStatusSource* inner) : inner_(inner) {}
+  absl::StatusOr<CertStatus> Status(std::string_view ca_name,
+                                    std::string_view serial_hex) override {
+    calls_.fetch_add(1);
+    return inner_->Status(ca_name, serial_hex);
+  }
+  uint64_t Generation() const override { return inner_->Generation(); }
+  int calls() const { return calls_.load(); }
+
+ private:
+  CertStatusSource* inner_;
+  std::atomic<int> calls_{0};
+};
+
+class OcspStatusCacheTest : public LifecycleTest {
+ protected:
+  void SetUp() override {
+    LifecycleTest::SetUp();
+    if (HasFatalFailure()) return;
+    counting_ = std::make_unique<CountingStatusSource>(lifecycle_->status_source());
+    auto cache = CachedStatusSource::Start(conninfo(), counting_.get());
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    cache_ = *std::move(cache);
+    // As qsignd's lifecycle stack builds it: the cache between the responder and the store.
+    cached_ocsp_ = std::make_unique<OcspResponder>(cas_.get(), cache_.get(), &clock_);
+    auto http = StatusHttpServer::Start({}, cached_ocsp_.get(), lifecycle_.get(), cas_.get());
+    ASSERT_TRUE(http.ok()) << http.status();
+    cached_http_ = *std::move(http);
+    // Another replica: its own store on the same database, nothing shared with this process.
+    replica_store_ = NewPostgresLifecycleStore(&pool());
+  }
+  void TearDown() override {
+    cached_http_.reset();
+    cache_.reset();
+    LifecycleTest::TearDown();
+  }
+
+  // `openssl ocsp` with a nonce (its default) against the cached listener; its output.
+  std::string OpensslOcsp(const pb::Certificate& cert) {
+    const std::string command =
+        absl::StrCat("openssl ocsp -issuer ", Pem(cas_->qualified().cert_der()), " -cert ",
+                     Pem(cert.certificate_der()), " -url ", cached_http_->base_url(),
+                     "/ocsp -CAfile ", Pem(cas_->root().cert_der()), " -resp_text");
+    std::string out;
+    EXPECT_EQ(testing::RunCommand(command, &out), 0) << out;
+    EXPECT_THAT(out, HasSubstr("Response verify OK"));
+    EXPECT_THAT(out, HasSubstr("OCSP Nonce"));
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("WARNING")));
+    return out;
+  }
+  // What another replica does when it revokes: the store's transaction, nothing in this process.
+  void RevokeOnAnotherReplica(const pb::Certificate& cert) {
+    auto revoked = replica_store_->MarkRevoked(cert.certificate_id(), 5, clock_.Now(),
+                                               {.actor = "op1",
+                                                .action = "certificate.revoke",
+                                                .target = cert.serial_hex(),
+                                                .outcome = "ok"});
+    ASSERT_TRUE(revoked.ok()) << revoked.status();
+  }
+  template <class Done>
+  static bool WaitFor(Done done) {
+    for (int i = 0; i < 500 && !done(); ++i) absl::SleepFor(absl::Milliseconds(10));
+    return done();
+  }
+
+  std::unique_ptr<CountingStatusSource> counting_;
+  std::unique_ptr<CachedStatusSource> cache_;
+  std::unique_ptr<OcspResponder> cached_ocsp_;
+  std::unique_ptr<StatusHttpServer> cached_http_;
+  std::unique_ptr<LifecycleStore> replica_store_;
+};
+
+TEST_F(OcspStatusCacheTest, NonceAnswersComeFromTheCacheAndSeeAnotherReplicasRevocation) {
+  const pb::Certificate cert = IssueFor("alice");
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_EQ(counting_->calls(), 1);
+  // The next signed answer (a new nonce) takes the status from the cache, not PostgreSQL.
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_EQ(counting_->calls(), 1);
+
+  const uint64_t heard = cache_->notifications();
+  RevokeOnAnotherReplica(cert);
+  // The trigger's NOTIFY, sent with the revocation's commit, empties the cache.
+  ASSERT_TRUE(WaitFor([&] { return cache_->notifications() > heard; }));
+  const std::string out = OpensslOcsp(cert);
+  EXPECT_THAT(out, HasSubstr(": revoked"));
+  EXPECT_THAT(out, HasSubstr("Reason: cessationOfOperation"));
+  EXPECT_EQ(counting_->calls(), 2);
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": revoked"));
+  EXPECT_EQ(counting_->calls(), 2);
+}
+
+TEST_F(OcspStatusCacheTest, ARevocationInThisProcessIsSeenWithoutWaitingForTheNotify) {
+  const pb::Certificate cert = IssueFor("alice");
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  pb::Certificate revoked;
+  ASSERT_TRUE(Revoke(Bearer("alice"), cert.certificate_id(),
+                     pb::REVOCATION_REASON_CESSATION_OF_OPERATION, &revoked)
+                  .ok());
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": revoked"));
+}
+
+TEST_F(OcspStatusCacheTest, ALostListenConnectionEmptiesTheCache) {
+  const pb::Certificate cert = IssueFor("alice");
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  // A notification lost: the trigger off while another replica revokes. The cache still says
+  // good, which shows it answers without PostgreSQL (and why it must trust nothing after a loss).
+  ASSERT_TRUE(pool()
+                  .Exec("ALTER TABLE lifecycle.certificates DISABLE TRIGGER "
+                        "certificates_status_changed")
+                  .ok());
+  RevokeOnAnotherReplica(cert);
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  ASSERT_TRUE(pool()
+                  .Exec("ALTER TABLE lifecycle.certificates ENABLE TRIGGER "
+                        "certificates_status_changed")
+                  .ok());
+
+  // The listener's connection dies (as in a PostgreSQL restart or a network cut).
+  auto killed = pool().Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE application_name = 'qsign listen lifecycle_cert_status' AND datname = "
+      "current_database()");
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  ASSERT_EQ(killed->rows(), 1);
+  ASSERT_TRUE(WaitFor([&] { return cache_->reconnects() >= 1 && cache_->live(); }));
+  const std::string out = OpensslOcsp(cert);
+  EXPECT_THAT(out, HasSubstr(": revoked"));
+  EXPECT_THAT(out, HasSubstr("Reason: cessationOfOperation"));
+}
+
+TEST_F(OcspStatusCacheTest, AnUnknownSerialIsNeverCached) {
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  const std::string request = OcspRequest(*cas_, std::string("\x7a\x11\x22\x33", 4));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ResponseCertStatus(request, cached_ocsp_->Respond(request)),
+              V_OCSP_CERTSTATUS_UNKNOWN);
+  }
+  EXPECT_EQ(counting_->calls(), 3);
+  EXPECT_EQ(cache_->misses(), 3u);
+}
+
+TEST_F(OcspStatusCacheTest, TheCacheIsOffWhileTheListenerIsDown) {
+  const pb::Certificate cert = IssueFor("alice");
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_EQ(counting_->calls(), 1);
+  // No new connection to this database (from another one: PostgreSQL refuses it for the
+  // current one): the listener cannot come back.
+  auto db = pool().Exec("SELECT current_database()");
+  ASSERT_TRUE(db.ok()) << db.status();
+  const std::string name(db->Get(0, 0));
+  auto admin = db::Connection::Open(absl::StrCat(conninfo(), " dbname=postgres"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  const auto allow = [&](bool on) {
+    auto res = (*admin)->Exec(
+        absl::StrCat("ALTER DATABASE \"", name, "\" ALLOW_CONNECTIONS ", on ? "true" : "false"));
+    EXPECT_TRUE(res.ok()) << res.status();
+  };
+  allow(false);
+  ASSERT_TRUE(pool()
+                  .Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'qsign listen lifecycle_cert_status' AND "
+                        "datname = current_database()")
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return !cache_->live(); }));
+  // Every answer reads PostgreSQL now, so this replica's revocation is seen without a NOTIFY.
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_EQ(counting_->calls(), 3);
+  RevokeOnAnotherReplica(cert);
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": revoked"));
+  allow(true);
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
 }
 
 TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {

@@ -193,6 +193,32 @@ CREATE INDEX revocation_requests_unfinished ON revocation_requests (requested_at
 ALTER TABLE certificates ADD COLUMN authorized_at timestamptz;
 )sql";
 
+// Every change of what OCSP answers about a certificate (its state, revocation time or reason,
+// or the row itself), whoever makes it, is announced on the channel status_cache.h's
+// kStatusChannel names, in the same transaction: replicas that answer from a status cache empty
+// it when the change commits.
+constexpr char kV8[] = R"sql(
+CREATE FUNCTION certificates_notify_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify('lifecycle_cert_status', OLD.ca_name || ' ' || OLD.serial_hex);
+  ELSE
+    PERFORM pg_notify('lifecycle_cert_status', NEW.ca_name || ' ' || NEW.serial_hex);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER certificates_status_changed
+  AFTER UPDATE OF state, revoked_at, revocation_reason, ca_name, serial_hex ON certificates
+  FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+                     OR OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
+                     OR OLD.revocation_reason IS DISTINCT FROM NEW.revocation_reason
+                     OR OLD.ca_name IS DISTINCT FROM NEW.ca_name
+                     OR OLD.serial_hex IS DISTINCT FROM NEW.serial_hex)
+  EXECUTE FUNCTION certificates_notify_status();
+CREATE TRIGGER certificates_status_deleted AFTER DELETE ON certificates
+  FOR EACH ROW EXECUTE FUNCTION certificates_notify_status();
+)sql";
+
 }  // namespace
 
 absl::Status MigrateLifecycleSchema(db::Pool& pool) {
@@ -204,7 +230,8 @@ absl::Status MigrateLifecycleSchema(db::Pool& pool) {
       {4, "revoke-all jobs, keys left to destroy", kV4},
       {5, "TSA certificates", kV5},
       {6, "revocation requests, issuance's login time", kV6},
-      {7, "audit log by target and actor", db::AuditIndexSql()}};
+      {7, "audit log by target and actor", db::AuditIndexSql()},
+      {8, "NOTIFY on certificate status changes", kV8}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 

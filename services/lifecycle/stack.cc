@@ -24,6 +24,7 @@
 #include "services/lifecycle/lifecycle_store.h"
 #include "services/lifecycle/scheduler.h"
 #include "services/lifecycle/schema.h"
+#include "services/lifecycle/status_cache.h"
 #include "services/lifecycle/status_http.h"
 
 namespace qsign::lifecycle {
@@ -70,6 +71,8 @@ class LifecycleStack final : public daemon::Stack {
   std::unique_ptr<auth::SessionKeyCache> sessions_;
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<LifecycleGrpc> grpc_;
+  // Statuses for signed OCSP answers, emptied by every replica's status changes (NOTIFY).
+  std::unique_ptr<CachedStatusSource> statuses_;
   std::unique_ptr<OcspResponder> ocsp_;
   std::unique_ptr<StatusHttpServer> http_;
   std::unique_ptr<Scheduler> scheduler_;  // Before http_ and lifecycle_ go.
@@ -129,8 +132,12 @@ absl::StatusOr<std::unique_ptr<daemon::Stack>> LifecycleStack::New(const daemon:
   if (c.has_ocsp_signatures_per_second()) {
     ocsp_config.signatures_per_second = c.ocsp_signatures_per_second();
   }
-  stack->ocsp_ = std::make_unique<OcspResponder>(
-      stack->cas_.get(), stack->lifecycle_->status_source(), env.clock, ocsp_config);
+  auto statuses =
+      CachedStatusSource::Start(config.database().conninfo(), stack->lifecycle_->status_source());
+  if (!statuses.ok()) return statuses.status();
+  stack->statuses_ = *std::move(statuses);
+  stack->ocsp_ = std::make_unique<OcspResponder>(stack->cas_.get(), stack->statuses_.get(),
+                                                 env.clock, ocsp_config);
   auto http =
       StatusHttpServer::Start({.host = host_port->first,
                                .port = host_port->second,
