@@ -2274,15 +2274,40 @@ TEST_F(OcspStatusCacheTest, ALostListenConnectionEmptiesTheCache) {
   EXPECT_THAT(out, HasSubstr("Reason: cessationOfOperation"));
 }
 
-TEST_F(OcspStatusCacheTest, AnUnknownSerialIsNeverCached) {
+TEST_F(OcspStatusCacheTest, AnUnknownSerialIsUnknownOnlyUntilACertificateWithItCommits) {
   ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
   const std::string request = OcspRequest(*cas_, std::string("\x7a\x11\x22\x33", 4));
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(ResponseCertStatus(request, cached_ocsp_->Respond(request)),
               V_OCSP_CERTSTATUS_UNKNOWN);
   }
-  EXPECT_EQ(counting_->calls(), 3);
-  EXPECT_EQ(cache_->misses(), 3u);
+  EXPECT_EQ(counting_->calls(), 1);  // Unknown is cached too, until a row with the serial commits.
+
+  // Another replica stores a certificate with that serial (the row's INSERT notifies).
+  const uint64_t heard = cache_->notifications();
+  const absl::Time now = clock_.Now();
+  auto stored = replica_store_->InsertDeviceCertificate(
+      {.certificate_id = "replica-device-1",
+       .account_id = "bob",
+       .kind = CertKind::kDevice,
+       .state = CertState::kIssued,
+       .ca_name = std::string(kQualifiedCa),
+       .serial_hex = "7A112233",
+       .client_request_id = "replica-1",
+       .request_fingerprint = "replica-1",
+       .device_id = "phone-1",
+       .device_name = "phone",
+       .device_public_key = "spki",
+       .certificate_der = "der",
+       .subject_dn = "CN=phone",
+       .not_before = now,
+       .not_after = now + absl::Hours(24),
+       .created_at = now},
+      {.actor = "lifecycle", .action = "certificate.issue", .target = "7A112233", .outcome = "ok"});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_TRUE(WaitFor([&] { return cache_->notifications() > heard; }));
+  EXPECT_EQ(ResponseCertStatus(request, cached_ocsp_->Respond(request)), V_OCSP_CERTSTATUS_GOOD);
+  EXPECT_EQ(counting_->calls(), 2);
 }
 
 TEST_F(OcspStatusCacheTest, TheCacheIsOffWhileTheListenerIsDown) {

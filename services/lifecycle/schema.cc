@@ -193,8 +193,8 @@ CREATE INDEX revocation_requests_unfinished ON revocation_requests (requested_at
 ALTER TABLE certificates ADD COLUMN authorized_at timestamptz;
 )sql";
 
-// Every change of what OCSP answers about a certificate (its state, revocation time or reason,
-// or the row itself), whoever makes it, is announced on the channel status_cache.h's
+// Every change of what OCSP answers about a certificate (a new row, its state, revocation time or
+// reason, or the row gone), whoever makes it, is announced on the channel status_cache.h's
 // kStatusChannel names, in the same transaction: replicas that answer from a status cache empty
 // it when the change commits.
 constexpr char kV8[] = R"sql(
@@ -215,7 +215,7 @@ CREATE TRIGGER certificates_status_changed
                      OR OLD.ca_name IS DISTINCT FROM NEW.ca_name
                      OR OLD.serial_hex IS DISTINCT FROM NEW.serial_hex)
   EXECUTE FUNCTION certificates_notify_status();
-CREATE TRIGGER certificates_status_deleted AFTER DELETE ON certificates
+CREATE TRIGGER certificates_status_inserted_or_deleted AFTER INSERT OR DELETE ON certificates
   FOR EACH ROW EXECUTE FUNCTION certificates_notify_status();
 )sql";
 

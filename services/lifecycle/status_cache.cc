@@ -53,7 +53,7 @@ absl::StatusOr<CertStatus> CachedStatusSource::Status(std::string_view ca_name,
   }
   misses_.fetch_add(1);
   absl::StatusOr<CertStatus> status = source_->Status(ca_name, serial_hex);
-  if (!live || !status.ok() || status->kind == CertStatus::Kind::kUnknown) return status;
+  if (!live || !status.ok()) return status;
   absl::MutexLock lock(&mu_);
   // Not after a Clear that came while the source was read (its answer may predate the change
   // the notification announced), nor when the listener died meanwhile.

@@ -5,8 +5,9 @@
 // only while its LISTEN connection is alive (db::PgListener: connected, LISTEN in effect, a
 // heartbeat round trip within the last two seconds); otherwise every lookup goes to the source,
 // and a reconnect starts from an empty cache, since notifications sent while it was down are
-// lost. Only good and revoked statuses are kept: an unknown serial may be a certificate being
-// issued, and a lookup error is never cached. docs/PERFORMANCE.md ("the status cache") has the
+// lost. Good, revoked and unknown are kept alike (a new certificate row is a change like any other:
+// an unknown serial stays unknown only until the issuance commits and notifies); a lookup error is
+// never cached. docs/PERFORMANCE.md ("the status cache") has the
 // freshness argument.
 #ifndef QSIGN_SERVICES_LIFECYCLE_STATUS_CACHE_H_
 #define QSIGN_SERVICES_LIFECYCLE_STATUS_CACHE_H_
