@@ -60,7 +60,6 @@ ABSL_FLAG(std::vector<std::string>, connections, std::vector<std::string>({"8", 
           "keep-alive connections wrk holds open, one run per value");
 ABSL_FLAG(int, wrk_threads, 2, "wrk threads");
 ABSL_FLAG(int, http_threads, 8, "worker threads of the OCSP listener (lifecycle's default)");
-ABSL_FLAG(int, http_io_threads, 1, "event-loop threads of the OCSP listener (lifecycle's default)");
 ABSL_FLAG(int, hsm_sessions, 8, "PKCS#11 sessions of the token (and threads of the bare rate)");
 
 namespace qsign::bench {
@@ -110,8 +109,7 @@ int Main() {
   lifecycle::OcspConfig ocsp_config;
   ocsp_config.signatures_per_second = 0;
   lifecycle::OcspResponder ocsp(cas->get(), &status, &RealClock::Get(), ocsp_config);
-  lifecycle::StatusHttpOptions http_options{.threads = absl::GetFlag(FLAGS_http_threads),
-                                            .io_threads = absl::GetFlag(FLAGS_http_io_threads)};
+  lifecycle::StatusHttpOptions http_options{.threads = absl::GetFlag(FLAGS_http_threads)};
   // wrk's connections all come from 127.0.0.1.
   http_options.limits.max_connections_per_address = 0;
   auto http = lifecycle::StatusHttpServer::Start(http_options, &ocsp, nullptr, cas->get());

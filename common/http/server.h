@@ -115,10 +115,9 @@ struct ServerOptions {
   bool tls = false;
   TlsFiles tls_files;
   // Handlers run on a fixed pool of `threads` worker threads; no thread is tied to an open
-  // connection (I/O runs on `io_threads` event-loop threads). A handler that waits (an HSM
+  // connection (I/O runs on one event-loop thread). A handler that waits (an HSM
   // signature, a gRPC call) holds one worker while it runs; requests beyond the workers queue.
   int threads = 8;
-  int io_threads = 1;
   ConnectionLimits limits;
   // Larger request bodies are refused with 413 (from Content-Length, before they are read).
   size_t max_body_bytes = 64 * 1024;

@@ -88,7 +88,6 @@ absl::StatusOr<std::unique_ptr<StatusHttpServer>> StatusHttpServer::Start(
                                    .host = options.host,
                                    .port = options.port,
                                    .threads = options.threads,
-                                   .io_threads = options.io_threads,
                                    .limits = options.limits,
                                    .max_body_bytes = kMaxOcspRequest,
                                    .read_timeout = absl::Seconds(5),

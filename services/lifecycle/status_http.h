@@ -22,7 +22,6 @@ struct StatusHttpOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port (tests).
   int threads = 8;
-  int io_threads = 1;  // Event-loop threads (http::ServerOptions.io_threads).
   http::ConnectionLimits limits;
 };
 
