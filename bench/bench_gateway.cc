@@ -6,8 +6,10 @@
 //                   bearer token of a relying party, then the same gRPC call), keep-alive HTTP;
 //                   ratio = csc / grpc (the gateway should cost little: close to 1);
 //   ocsp_nonce      POST /ocsp with a nonce (wrk, keep-alive) to the lifecycle stack's listener as
-//                   qsignd builds it (status from PostgreSQL, signed in SoftHSM2 each time; the
-//                   signed-response budget off), ratio to bare P-256 signing on its token.
+//                   qsignd builds it (the status from lifecycle's status cache over PostgreSQL,
+//                   kept exact by LISTEN/NOTIFY; signed in SoftHSM2 each time; the signed-response
+//                   budget off) for a serial never issued (unknown), ratio to bare P-256 signing
+//                   on its token.
 // SADs are minted beforehand with consent's SAD key (what Authorize would return after the
 // user's approval), so that neither path waits for an approval.
 //   build/bench/bench_gateway [--clients=4] [--calls=4000] [--seconds=4] [--connections=32]
