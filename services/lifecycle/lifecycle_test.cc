@@ -2344,6 +2344,36 @@ TEST_F(OcspStatusCacheTest, TheCacheIsOffWhileTheListenerIsDown) {
   ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
 }
 
+TEST_F(OcspStatusCacheTest, AListenerThatStopsAnsweringTurnsTheCacheOffWithinSeconds) {
+  const pb::Certificate cert = IssueFor("alice");
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));
+  EXPECT_EQ(counting_->calls(), 1);
+  // The listener's server process stops answering (a hung server, a silent network cut): its
+  // socket stays open, so only the missing heartbeat tells.
+  auto backend = pool().Exec(
+      "SELECT pid FROM pg_stat_activity WHERE application_name = "
+      "'qsign listen lifecycle_cert_status' AND datname = current_database()");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ASSERT_EQ(backend->rows(), 1);
+  auto pid = backend->GetInt64(0, 0);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(kill(static_cast<pid_t>(*pid), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(*pid)};
+  const absl::Time stopped = absl::Now();
+  ASSERT_TRUE(WaitFor([&] { return !cache_->live(); }));
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(3));
+  // Its NOTIFY cannot arrive; the cache is off, so the answer reads PostgreSQL.
+  RevokeOnAnotherReplica(cert);
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": revoked"));
+  kill(resume.pid, SIGCONT);
+  ASSERT_TRUE(WaitFor([&] { return cache_->live(); }));
+  EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": revoked"));
+}
+
 TEST_F(LifecycleTest, RenewalRemindersAreQueuedOncePerCertificate) {
   pb::Certificate cert = IssueFor("alice");
   auto none = lifecycle_->QueueRenewalReminders();
