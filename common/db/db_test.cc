@@ -588,6 +588,168 @@ TEST_F(DbTest, FirstStatementErrorInPipelineRollsBack) {
   EXPECT_EQ(single->Stats().open, 1);
 }
 
+// ExecAndCommit sends the transaction's last statement with COMMIT: BEGIN; statement;
+// statement + COMMIT is two round trips (three with a separate COMMIT), a transaction of one
+// statement one, and what it wrote is there for everyone.
+TEST_F(DbTest, ExecAndCommitSendsTheLastStatementWithCommit) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE counts (n bigint)").status());
+  auto two = [&](int64_t n) {
+    return single->InTransaction([&](Tx& tx) -> absl::Status {
+      if (auto r = tx.Exec("INSERT INTO counts VALUES ($1)", {Param::Int(n)}); !r.ok()) {
+        return r.status();
+      }
+      auto last =
+          tx.ExecAndCommit("INSERT INTO counts VALUES ($1) RETURNING n * 10", {Param::Int(n + 1)});
+      if (!last.ok()) return last.status();
+      EXPECT_EQ(last->GetInt64(0, 0).value(), (n + 1) * 10);  // Its result comes back.
+      return absl::OkStatus();
+    });
+  };
+  auto one = [&](int64_t n) {
+    return single->InTransaction([&](Tx& tx) -> absl::Status {
+      return tx.ExecAndCommit("INSERT INTO counts VALUES ($1)", {Param::Int(n)}).status();
+    });
+  };
+  ASSERT_OK(two(1));  // Prepares the statements on this connection.
+  int64_t before = single->Stats().round_trips;
+  ASSERT_OK(two(3));
+  EXPECT_EQ(single->Stats().round_trips - before, 2);
+  before = single->Stats().round_trips;
+  ASSERT_OK(one(5));
+  EXPECT_EQ(single->Stats().round_trips - before, 1);
+  ASSERT_OK_AND_ASSIGN(r, pool().Exec("SELECT string_agg(n::text, ',' ORDER BY n) FROM counts"));
+  EXPECT_EQ(r.Get(0, 0), "1,2,3,4,5");
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
+// A statement that fails in the pipeline before COMMIT: the server skips the COMMIT, the whole
+// transaction rolls back (what ran before it too), the statement's own error comes back, nothing
+// is retried unless ABORTED, and the connection serves the next transaction.
+TEST_F(DbTest, AStatementFailingBeforeItsCommitRollsBackEverything) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE keys (id bigint PRIMARY KEY)").status());
+  ASSERT_OK(single->Exec("INSERT INTO keys VALUES (1)").status());
+  ASSERT_OK(single->Exec("CREATE TABLE log (what text)").status());
+  int runs = 0;
+  for (int i = 0; i < 2; ++i) {  // Unprepared, then prepared.
+    absl::Status st = single->InTransaction([&](Tx& tx) -> absl::Status {
+      ++runs;
+      if (auto r = tx.Exec("INSERT INTO log VALUES ($1)", {Param::Text("half")}); !r.ok()) {
+        return r.status();
+      }
+      return tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(1)}).status();
+    });
+    EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  }
+  EXPECT_EQ(runs, 2);
+  // A statement that raises by itself (as the approval does when its request moved), also as the
+  // transaction's only statement (BEGIN, it and COMMIT in one pipeline).
+  for (bool first : {false, true}) {
+    absl::Status st = single->InTransaction([&](Tx& tx) -> absl::Status {
+      if (!first) {
+        if (auto r = tx.Exec("INSERT INTO log VALUES ('half')"); !r.ok()) return r.status();
+      }
+      return tx
+          .ExecAndCommit(
+              "WITH w AS (INSERT INTO keys VALUES ($1) RETURNING id) "
+              "SELECT CASE WHEN (SELECT count(*) FROM w) = 2 THEN 1 ELSE 1 / 0 END",
+              {Param::Int(9)})
+          .status();
+    });
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(st.message(), HasSubstr("division by zero"));
+  }
+  // A serialization failure (ABORTED) in the last statement rolls back and runs fn again.
+  ASSERT_OK(single
+                ->Exec("CREATE FUNCTION abort_if(yes boolean) RETURNS int LANGUAGE plpgsql AS $$ "
+                       "BEGIN IF yes THEN RAISE EXCEPTION 'try again' USING ERRCODE = "
+                       "'serialization_failure'; END IF; RETURN 1; END $$")
+                .status());
+  int attempts = 0;
+  ASSERT_OK(single->InTransaction([&](Tx& tx) -> absl::Status {
+    ++attempts;
+    if (auto r = tx.Exec("INSERT INTO log VALUES ('retried')"); !r.ok()) return r.status();
+    return tx.ExecAndCommit("SELECT abort_if($1)", {Param::Bool(attempts == 1)}).status();
+  }));
+  EXPECT_EQ(attempts, 2);
+  ASSERT_OK_AND_ASSIGN(keys, pool().Exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM keys"));
+  EXPECT_EQ(keys.Get(0, 0), "1");
+  ASSERT_OK_AND_ASSIGN(log, pool().Exec("SELECT string_agg(what, ',') FROM log"));
+  EXPECT_EQ(log.Get(0, 0), "retried") << "nothing half-written";
+  ASSERT_OK(single->InTransaction([](Tx& tx) -> absl::Status {
+    return tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(3)}).status();
+  }));
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
+// A transaction that failed is never committed: fn swallowing an earlier error and then calling
+// ExecAndCommit gets that error back, nothing is sent, nothing is written. After ExecAndCommit the
+// transaction takes no statement; an error fn returns after it does not undo or repeat it.
+TEST_F(DbTest, ACommitAfterAnErrorIsNotACommit) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE keys (id bigint PRIMARY KEY)").status());
+  // Prepares the statement on the connection.
+  ASSERT_OK(single->Exec("INSERT INTO keys VALUES ($1)", {Param::Int(1)}).status());
+  const int64_t before = single->Stats().round_trips;
+  absl::Status st = single->InTransaction([&](Tx& tx) -> absl::Status {
+    if (auto r = tx.Exec("INSERT INTO keys VALUES ($1)", {Param::Int(2)}); !r.ok()) {
+      return r.status();
+    }
+    auto dup = tx.Exec("INSERT INTO keys VALUES ($1)", {Param::Int(1)});
+    EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+    // Swallowed (a bug in fn): the commit is refused with the first error.
+    auto commit = tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(3)});
+    EXPECT_EQ(commit.status().code(), absl::StatusCode::kAlreadyExists) << commit.status();
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  // BEGIN with the first insert, the second, ROLLBACK: the COMMIT's pipeline never went out.
+  EXPECT_EQ(single->Stats().round_trips - before, 3);
+  ASSERT_OK_AND_ASSIGN(keys, pool().Exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM keys"));
+  EXPECT_EQ(keys.Get(0, 0), "1");
+
+  int runs = 0;
+  st = single->InTransaction([&](Tx& tx) -> absl::Status {
+    ++runs;
+    auto r = tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(4)});
+    if (!r.ok()) return r.status();
+    auto after = tx.Exec("INSERT INTO keys VALUES ($1)", {Param::Int(5)});
+    EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition) << after.status();
+    return absl::AbortedError("fn's own error after its commit");
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(runs, 1) << "a committed transaction is not run again";
+  ASSERT_OK_AND_ASSIGN(now, pool().Exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM keys"));
+  EXPECT_EQ(now.Get(0, 0), "1,4");
+  EXPECT_EQ(single->Stats().open, 1);
+}
+
+// The connection lost while the statement and its COMMIT are on their way: UNKNOWN (it may or may
+// not have committed), never run again; the pool opens a new connection for the next call.
+TEST_F(DbTest, ConnectionLostWithTheCommitIsUnknownAndNotRetried) {
+  ASSERT_OK_AND_ASSIGN(single, Pool::New({.conninfo = database().conninfo, .size = 1}));
+  ASSERT_OK(single->Exec("CREATE TABLE keys (id bigint PRIMARY KEY)").status());
+  int runs = 0;
+  absl::Status st = single->InTransaction([&](Tx& tx) -> absl::Status {
+    ++runs;
+    auto pid = tx.Exec("SELECT pg_backend_pid()");
+    if (!pid.ok()) return pid.status();
+    auto killed =
+        pool().Exec("SELECT pg_terminate_backend($1::int, 5000)", {Param::Text(pid->Get(0, 0))});
+    EXPECT_TRUE(killed.ok()) << killed.status();
+    return tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(1)}).status();
+  });
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnknown) << st;
+  EXPECT_THAT(st.message(), HasSubstr("may or may not have committed"));
+  EXPECT_EQ(runs, 1);
+  ASSERT_OK(single->InTransaction([](Tx& tx) -> absl::Status {
+    return tx.ExecAndCommit("INSERT INTO keys VALUES ($1)", {Param::Int(2)}).status();
+  }));
+  ASSERT_OK_AND_ASSIGN(keys, pool().Exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM keys"));
+  EXPECT_EQ(keys.Get(0, 0), "2");
+}
+
 TEST_F(DbTest, LockTimeoutEndsAWaitAndStaysInItsTransaction) {
   ASSERT_OK(pool().Exec("CREATE TABLE slots (id bigint PRIMARY KEY, v bigint)").status());
   ASSERT_OK(pool().Exec("INSERT INTO slots VALUES (1, 0)").status());

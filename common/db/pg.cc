@@ -401,6 +401,18 @@ absl::StatusOr<Result> Connection::Exec(std::string_view sql, std::span<const Pa
 
 absl::StatusOr<Result> Connection::ExecAfter(std::span<const std::string> prefix,
                                              std::string_view sql, std::span<const Param> params) {
+  return ExecInPipeline(prefix, sql, params, /*commit=*/false);
+}
+
+absl::StatusOr<Result> Connection::ExecAfterThenCommit(std::span<const std::string> prefix,
+                                                       std::string_view sql,
+                                                       std::span<const Param> params) {
+  return ExecInPipeline(prefix, sql, params, /*commit=*/true);
+}
+
+absl::StatusOr<Result> Connection::ExecInPipeline(std::span<const std::string> prefix,
+                                                  std::string_view sql,
+                                                  std::span<const Param> params, bool commit) {
   if (broken_) return absl::UnavailableError("database connection lost in a pipeline");
   Bound b;
   if (absl::Status st = Bind(sql, params, &b); !st.ok()) return st;
@@ -428,13 +440,13 @@ absl::StatusOr<Result> Connection::ExecAfter(std::span<const std::string> prefix
                                               " parameters ($1..$", it->second.params, "), ", b.n(),
                                               " given: ", Av(sql.substr(0, 80))));
     }
-    if (!prefix.empty()) return ExecPipelined(prefix, b, &it->second.name);
+    if (!prefix.empty() || commit) return ExecPipelined(prefix, b, &it->second.name, commit);
     ++round_trips_;
     PgResultPtr res(PQexecPrepared(conn_.get(), it->second.name.c_str(), b.n(), b.values.data(),
                                    b.lengths.data(), b.formats.data(), /*resultFormat=*/0));
     return Finish(std::move(res), /*cached_statement=*/true, b.key);
   }
-  if (!prefix.empty()) return ExecPipelined(prefix, b, nullptr);
+  if (!prefix.empty() || commit) return ExecPipelined(prefix, b, nullptr, commit);
   ++round_trips_;
   PgResultPtr res(PQexecParams(conn_.get(), b.sql_z.c_str(), b.n(), b.types.data(), b.values.data(),
                                b.lengths.data(), b.formats.data(),
@@ -443,7 +455,8 @@ absl::StatusOr<Result> Connection::ExecAfter(std::span<const std::string> prefix
 }
 
 absl::StatusOr<Result> Connection::ExecPipelined(std::span<const std::string> prefix,
-                                                 const Bound& b, const std::string* name) {
+                                                 const Bound& b, const std::string* name,
+                                                 bool commit) {
   PGconn* c = conn_.get();
   if (PQenterPipelineMode(c) != 1) return ErrorStatus(nullptr);
   bool sent = true;
@@ -458,12 +471,16 @@ absl::StatusOr<Result> Connection::ExecPipelined(std::span<const std::string> pr
                : PQsendQueryParams(c, b.sql_z.c_str(), b.n(), b.types.data(), b.values.data(),
                                    b.lengths.data(), b.formats.data(), /*resultFormat=*/0) == 1;
   }
+  if (sent && commit) {
+    sent = PQsendQueryParams(c, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr,
+                             /*resultFormat=*/0) == 1;
+  }
   // The Sync ends the pipeline and flushes it: one write, one wait for the answers.
   if (sent) sent = PQpipelineSync(c) == 1;
   ++round_trips_;
   // Each query answers one result (its rows, its error, or PGRES_PIPELINE_ABORTED after an
   // earlier error) and then NULL; the Sync answers PGRES_PIPELINE_SYNC.
-  const size_t queries = prefix.size() + 1;
+  const size_t queries = prefix.size() + 1 + (commit ? 1 : 0);
   std::vector<PgResultPtr> results;
   bool in_step = sent;
   while (in_step && results.size() < queries) {
@@ -491,11 +508,23 @@ absl::StatusOr<Result> Connection::ExecPipelined(std::span<const std::string> pr
     }
     return error;
   }
-  for (size_t i = 0; i + 1 < queries; ++i) {
+  // The first error wins: the statements after it were skipped (PGRES_PIPELINE_ABORTED).
+  for (size_t i = 0; i < prefix.size(); ++i) {
     absl::StatusOr<Result> r = Finish(std::move(results[i]), /*cached_statement=*/false, "");
     if (!r.ok()) return r.status();
   }
-  return Finish(std::move(results.back()), /*cached_statement=*/name != nullptr, b.key);
+  absl::StatusOr<Result> main =
+      Finish(std::move(results[prefix.size()]), /*cached_statement=*/name != nullptr, b.key);
+  if (!main.ok() || !commit) return main;
+  // COMMIT of a transaction that had failed before answers "ROLLBACK", not an error.
+  const std::string tag = PQcmdStatus(results.back().get());
+  absl::StatusOr<Result> committed =
+      Finish(std::move(results.back()), /*cached_statement=*/false, "");
+  if (!committed.ok()) return committed.status();
+  if (tag != "COMMIT") {
+    return absl::AbortedError(absl::StrCat("COMMIT answered ", tag, ": nothing was committed"));
+  }
+  return main;
 }
 
 absl::Status Connection::ExecScript(std::string_view sql) {
@@ -528,7 +557,16 @@ void Tx::Record(const absl::Status& status) {
   if (!status.ok() && first_error_.ok()) first_error_ = status;
 }
 
+absl::Status Tx::RequireOpen() const {
+  if (!commit_sent_) return absl::OkStatus();
+  return absl::FailedPreconditionError("the transaction ended with ExecAndCommit");
+}
+
 absl::StatusOr<Result> Tx::Exec(std::string_view sql, std::span<const Param> params) {
+  if (absl::Status s = RequireOpen(); !s.ok()) {
+    Record(s);
+    return s;
+  }
   absl::StatusOr<Result> res =
       begin_.empty() ? conn_->Exec(sql, params) : conn_->ExecAfter(begin_, sql, params);
   // BEGIN went out unless the statement failed before anything was sent.
@@ -537,7 +575,34 @@ absl::StatusOr<Result> Tx::Exec(std::string_view sql, std::span<const Param> par
   return res;
 }
 
+absl::StatusOr<Result> Tx::ExecAndCommit(std::string_view sql, std::span<const Param> params) {
+  if (absl::Status s = RequireOpen(); !s.ok()) {
+    Record(s);
+    return s;
+  }
+  commit_sent_ = true;
+  // A transaction that failed before is not committed: nothing more is sent.
+  if (!first_error_.ok()) return first_error_;
+  absl::StatusOr<Result> res = conn_->ExecAfterThenCommit(begin_, sql, params);
+  if (res.ok()) {
+    committed_ = true;
+    begin_.clear();
+    return res;
+  }
+  if (conn_->transaction_status() == PQTRANS_UNKNOWN) {
+    res = absl::UnknownError(absl::StrCat(
+        "connection lost during COMMIT; the transaction may or may not have committed: ",
+        res.status().message()));
+  }
+  Record(res.status());
+  return res;
+}
+
 absl::Status Tx::ExecScript(std::string_view sql) {
+  if (absl::Status s = RequireOpen(); !s.ok()) {
+    Record(s);
+    return s;
+  }
   absl::Status st =
       begin_.empty() ? conn_->ExecScript(sql)
                      : conn_->ExecScript(absl::StrCat(absl::StrJoin(begin_, "; "), "; ", Av(sql)));
@@ -666,6 +731,17 @@ absl::Status Pool::TryTransaction(absl::FunctionRef<absl::Status(Tx&)> fn, const
   Tx tx(&conn, BeginStatements(options));
   absl::Status st = fn(tx);
   if (st.ok() && !tx.first_error_.ok()) st = tx.first_error_;
+  if (tx.commit_sent_) {
+    // ExecAndCommit ended the transaction: committed, or rolled back by the server (the COMMIT
+    // failed), or still open and failed (its statement failed, or it was refused before sending).
+    const PGTransactionStatusType open = conn.transaction_status();
+    if (open == PQTRANS_INTRANS || open == PQTRANS_INERROR) {
+      conn.ExecScript("ROLLBACK").IgnoreError();
+    }
+    if (tx.committed_) return st;
+    retryable = st.code() == absl::StatusCode::kAborted;
+    return st;
+  }
   if (!tx.begin_.empty()) {
     // Nothing reached the server: nothing to commit or roll back.
     retryable = st.code() == absl::StatusCode::kAborted;

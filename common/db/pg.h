@@ -21,7 +21,9 @@
 //    first use. A statement given fewer or more parameters than its $n placeholders is INTERNAL
 //    (a bug in our SQL), named as such.
 //  - Round trips: a transaction's BEGIN (and its SET LOCALs) travels with its first statement in
-//    one round trip (libpq pipeline mode), so BEGIN; statement; COMMIT costs two, not three.
+//    one round trip (libpq pipeline mode), so BEGIN; statement; COMMIT costs two, not three; a
+//    transaction that ends with Tx::ExecAndCommit sends its last statement and COMMIT together
+//    too (BEGIN; statement; statement + COMMIT: two).
 //  - Errors: every server error goes through SqlstateToStatus. A lost connection is UNAVAILABLE.
 //    Status messages carry the server's primary message and SQLSTATE, never the DETAIL (which
 //    may quote row values).
@@ -151,6 +153,13 @@ class Connection {
   // prefix statement's error is returned and `sql` does not run.
   absl::StatusOr<Result> ExecAfter(std::span<const std::string> prefix, std::string_view sql,
                                    std::span<const Param> params);
+  // As ExecAfter, with COMMIT sent after `sql` in the same pipeline (one round trip). The server
+  // runs the COMMIT only if every statement before it succeeded (a pipeline skips everything
+  // after its first error, and the transaction stays aborted): the first error is returned, so a
+  // failing `sql` never commits what the transaction did before it. A COMMIT that the server
+  // answers with ROLLBACK (the transaction had failed earlier) is ABORTED, never OK.
+  absl::StatusOr<Result> ExecAfterThenCommit(std::span<const std::string> prefix,
+                                             std::string_view sql, std::span<const Param> params);
   // Any number of statements separated by ';', no parameters, nothing cached (migrations,
   // BEGIN/COMMIT). Returns the last statement's error, if any.
   absl::Status ExecScript(std::string_view sql);
@@ -176,9 +185,12 @@ class Connection {
   absl::Status ErrorStatus(const PGresult* res) const;
   absl::StatusOr<Result> Finish(PgResultPtr res, bool cached_statement, const std::string& key);
   static absl::Status Bind(std::string_view sql, std::span<const Param> params, Bound* out);
-  // The pipeline behind ExecAfter (prefix non-empty); `name` null runs the statement unprepared.
+  absl::StatusOr<Result> ExecInPipeline(std::span<const std::string> prefix, std::string_view sql,
+                                        std::span<const Param> params, bool commit);
+  // The pipeline behind ExecAfter (prefix non-empty) and ExecAfterThenCommit (`commit`); `name`
+  // null runs the statement unprepared.
   absl::StatusOr<Result> ExecPipelined(std::span<const std::string> prefix, const Bound& bound,
-                                       const std::string* name);
+                                       const std::string* name, bool commit);
 
   PgConnPtr conn_;
   // Key: SQL text, '\0', the parameter type OIDs.
@@ -203,16 +215,31 @@ class Tx {
     return Exec(sql, std::span<const Param>(params.begin(), params.size()));
   }
   absl::Status ExecScript(std::string_view sql);
+  // The transaction's last statement and its COMMIT, sent together: one round trip instead of
+  // two. The COMMIT runs only if `sql` (and everything before it in the transaction) succeeded;
+  // otherwise the transaction rolls back and the first error is returned. Answers `sql`'s result
+  // once committed; a COMMIT that fails is that error (UNKNOWN when the connection was lost after
+  // sending it: it may or may not have committed). Call it last and return what it answers: the
+  // transaction takes no statement after it (FAILED_PRECONDITION), and an error fn returns after
+  // a successful ExecAndCommit is returned as is, over a transaction that committed.
+  absl::StatusOr<Result> ExecAndCommit(std::string_view sql, std::span<const Param> params = {});
+  absl::StatusOr<Result> ExecAndCommit(std::string_view sql, std::initializer_list<Param> params) {
+    return ExecAndCommit(sql, std::span<const Param>(params.begin(), params.size()));
+  }
 
  private:
   friend class Pool;
   Tx(Connection* conn, std::vector<std::string> begin) : conn_(conn), begin_(std::move(begin)) {}
   void Record(const absl::Status& status);
+  // FAILED_PRECONDITION once ExecAndCommit ran.
+  absl::Status RequireOpen() const;
 
   Connection* conn_;  // Not owned: checked out of the pool for the life of the transaction.
   // BEGIN and its SET LOCALs, not sent yet: they go with the first statement.
   std::vector<std::string> begin_;
   absl::Status first_error_;
+  bool commit_sent_ = false;  // ExecAndCommit ran (whatever its outcome).
+  bool committed_ = false;    // ... and the server answered COMMIT.
 };
 
 struct PoolConfig {
