@@ -305,11 +305,14 @@ constexpr char kFastAttempt[] =
     "AND expires_at > $5 AND EXISTS (SELECT 1 FROM p) FOR UPDATE) "
     "SELECT p.verifier, p.failures, r.expires_at FROM p, r";
 
-// The approval of a PENDING request whose PIN was right, inside `tx`: the request APPROVED,
-// the failures reset, the journal row and the NOTIFY, in one statement.
+// The approval of a PENDING request whose PIN was right, the last statement of `tx`: the
+// request APPROVED, the failures reset, the journal row and the NOTIFY, in one statement sent
+// with COMMIT. The request row is locked by this transaction and was PENDING, so it cannot have
+// moved; if it did anyway, the statement raises (consent.ensure) and the COMMIT sent with it
+// never runs: nothing of the attempt is committed.
 absl::Status ApproveIn(db::Tx& tx, const PinAttempt& at, const RequestDecision& d,
                        const db::AuditEvent& event, AttemptResult* out) {
-  auto res = tx.Exec(
+  auto res = tx.ExecAndCommit(
       "WITH upd AS (UPDATE consent.requests SET state = 'APPROVED', decided_at = $2, "
       "decided_by_device = $3, sad = $4, sad_expires_at = $5 "
       "WHERE request_id = $1 AND state = 'PENDING' RETURNING request_id), "
@@ -318,8 +321,8 @@ absl::Status ApproveIn(db::Tx& tx, const PinAttempt& at, const RequestDecision& 
       "j AS (INSERT INTO consent.decisions (request_id, at, actor, action, "
       "client_address, outcome, details) SELECT upd.request_id, $2, $7, $8, $9, $10, $11 "
       "FROM upd RETURNING 1) "
-      "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM pin), "
-      "(SELECT count(*) FROM j), pg_notify($12, $13)",
+      "SELECT consent.ensure((SELECT count(*) FROM upd) = 1 AND (SELECT count(*) FROM j) = 1, "
+      "'approval: the locked request moved'), pg_notify($12, $13)",
       {Param::Text(at.request_id), Param::Time(d.decided_at), Param::Text(d.device_id),
        d.sad.empty() ? Param::Null() : Param::Text(d.sad),
        d.sad_expires_at ? Param::Time(*d.sad_expires_at) : Param::Null(),
@@ -327,10 +330,6 @@ absl::Status ApproveIn(db::Tx& tx, const PinAttempt& at, const RequestDecision& 
        Param::Text(event.client_address), Param::Text(event.outcome), Param::Text(event.details),
        Param::Text(kNotifyChannel), Param::Text(NotifyPayload(at.account_id))});
   if (!res.ok()) return res.status();
-  auto decided = res->GetInt64(0, 0);
-  if (!decided.ok()) return decided.status();
-  // The request row is locked by this transaction and was PENDING: it cannot fail.
-  if (*decided != 1) return absl::InternalError("approval: the locked request moved");
   out->request_state = RequestState::kApproved;
   return absl::OkStatus();
 }
@@ -561,7 +560,7 @@ class PostgresConsentStore final : public ConsentStore {
                                                const RequestDecision& d,
                                                const db::AuditEvent& event,
                                                const db::AuditEvent& audit) override {
-    // The common case in three round trips: BEGIN with kFastAttempt, the approval, COMMIT. Any
+    // The common case in two round trips: BEGIN with kFastAttempt, the approval with COMMIT. Any
     // refusal rolls that back untouched (the PIN unchecked) and takes the full path below,
     // which consumes the challenge and answers exactly why.
     AttemptResult out;
@@ -883,6 +882,19 @@ constexpr char kV4[] = R"sql(
 CREATE INDEX decisions_actor ON decisions (actor, at);
 )sql";
 
+// A statement that must not go on raises by itself (SQLSTATE P0001 with `message`: INTERNAL), so
+// the COMMIT sent with it in one pipeline (db::Tx::ExecAndCommit) never runs.
+constexpr char kV5[] = R"sql(
+CREATE FUNCTION ensure(ok boolean, message text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF ok IS NOT TRUE THEN
+    RAISE EXCEPTION '%', message;
+  END IF;
+  RETURN true;
+END
+$$;
+)sql";
+
 }  // namespace
 
 std::string_view RequestStateName(RequestState state) {
@@ -909,7 +921,8 @@ absl::Status MigrateConsentSchema(db::Pool& pool) {
       {1, "devices, pins, requests, challenges, push outbox, audit log", v1},
       {2, "decisions journal", v2},
       {3, "approval and PIN challenges, PIN reset window", kV3},
-      {4, "audit trail of an account: audit log and decisions by actor", v4}};
+      {4, "audit trail of an account: audit log and decisions by actor", v4},
+      {5, "ensure(): a statement that raises by itself before its pipelined COMMIT", kV5}};
   return db::ApplyMigrations(pool, kSchema, migrations);
 }
 
