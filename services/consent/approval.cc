@@ -78,100 +78,122 @@ absl::StatusOr<ApproveOutcome> Consent::Approve(const ApproveInput& in, const Cl
       !s.ok()) {
     return s;
   }
+  const std::string actor = absl::StrCat("device:", in.device_id);
+  PinAttempt attempt{.device_id = in.device_id,
+                     .challenge_sha256 = Sha256(in.challenge),
+                     .purpose = ChallengePurpose::kApprove,
+                     .request_id = in.request_id,
+                     .max_failures = config_.max_pin_failures,
+                     .now = now};
+  // The request as read (by the approval's first statement, or by GetApprovalContext).
+  RequestRecord request;
+  db::AuditEvent event;
+  auto admit = [&](const ApprovalContext& context) -> absl::Status {
+    if (auto s = AdmitApproval(context, in); !s.ok()) return s;
+    request = context.request;
+    const std::string action = request.kind == RequestKind::kSign ? "sign" : "login";
+    event = auth::AuditEventOf(actor, absl::StrCat(action, approve ? ".approve" : ".deny"),
+                               in.request_id, client);
+    return absl::OkStatus();
+  };
+  // 4. The PIN: counted under the PIN row's lock, then checked; for a sign request, the SAD
+  // bound to exactly the stored hashes is minted once the PIN is right.
+  RequestDecision decision{
+      .state = RequestState::kApproved, .device_id = in.device_id, .decided_at = now};
+  auto check = [&](const std::string& verifier) -> absl::StatusOr<bool> {
+    auto right = CheckPin(in.pin, verifier);
+    if (!right.ok() || !*right) return right;
+    if (request.kind == RequestKind::kSign) {
+      if (auto s = MintSad(in.request_id, request, now, &decision, &event.details); !s.ok()) {
+        return s;
+      }
+    }
+    return true;
+  };
+
+  if (approve) {
+    // The common case: steps 1-3 on what the approval's own first statement read, under its
+    // locks. Any refusal there changed nothing; the full path below says why.
+    auto out = deps_.store->ApproveAsRead(attempt, admit, check, decision, event);
+    if (!out.ok()) return out.status();
+    if (out->has_value()) return AfterApproval(**out, request, decision);
+  }
 
   // 1. The request belongs to the device's account (one query brings request, device and PIN).
-  const absl::Status not_found = absl::NotFoundError("request_id: no such request");
   auto context = deps_.store->GetApprovalContext(in.request_id, in.device_id);
   if (!context.ok()) {
-    return context.status().code() == absl::StatusCode::kNotFound ? not_found : context.status();
+    return context.status().code() == absl::StatusCode::kNotFound
+               ? absl::NotFoundError("request_id: no such request")
+               : context.status();
   }
-  const RequestRecord* request = &context->request;
-  if (context->device_account_id != request->account_id) return not_found;
-
   // 2. Signed by the account's active device, over the statement as we stored it, the decision
   // and this attempt's challenge.
-  const std::string actor = absl::StrCat("device:", in.device_id);
-  if (!context->device_active) {
+  if (auto s = admit(*context); !s.ok()) return s;
+  // 3. Still open (checked again, under lock, in the attempt's transaction).
+  if (auto s = RequireOpen(request, EffectiveState(request, now)); !s.ok()) return s;
+  attempt.account_id = request.account_id;
+
+  if (!approve) {
+    auto out = deps_.store->DenyWithChallenge(attempt, event);
+    if (!out.ok()) return out.status();
+    if (auto s = RefusalOf(*out, request); !s.ok()) return s;
+    NotifyDecided(
+        request, RequestDecision{
+                     .state = RequestState::kDenied, .device_id = in.device_id, .decided_at = now});
+    CountOutcome(request.kind, "denied");
+    return ApproveOutcome{.result = ApproveResult::kDenied, .state = RequestState::kDenied};
+  }
+  auto out = deps_.store->ApproveWithPin(attempt, check, decision, event, event);
+  if (!out.ok()) return out.status();
+  return AfterApproval(*out, request, decision);
+}
+
+absl::Status Consent::AdmitApproval(const ApprovalContext& context, const ApproveInput& in) const {
+  if (context.device_account_id != context.request.account_id) {
+    return absl::NotFoundError("request_id: no such request");
+  }
+  if (!context.device_active) {
     return absl::PermissionDeniedError("device_signature: not the account's active device");
   }
-  if (!VerifyDeviceSignature(context->device_public_key_spki,
-                             ApprovalMessage(request->statement, *in.decision, in.challenge),
+  if (!VerifyDeviceSignature(context.device_public_key_spki,
+                             ApprovalMessage(context.request.statement, *in.decision, in.challenge),
                              in.device_signature)) {
     return absl::PermissionDeniedError(
         "device_signature: does not verify over the request's statement, decision and "
         "challenge");
   }
+  return absl::OkStatus();
+}
 
-  // 3. Still open (checked again, under lock, in the attempt's transaction).
-  if (auto s = RequireOpen(*request, EffectiveState(*request, now)); !s.ok()) return s;
-  const std::string action = request->kind == RequestKind::kSign ? "sign" : "login";
-  const PinAttempt attempt{.account_id = request->account_id,
-                           .device_id = in.device_id,
-                           .challenge_sha256 = Sha256(in.challenge),
-                           .purpose = ChallengePurpose::kApprove,
-                           .request_id = in.request_id,
-                           .max_failures = config_.max_pin_failures,
-                           .now = now};
-
-  if (!approve) {
-    auto out = deps_.store->DenyWithChallenge(
-        attempt, auth::AuditEventOf(actor, absl::StrCat(action, ".deny"), in.request_id, client));
-    if (!out.ok()) return out.status();
-    if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
-    NotifyDecided(*request, RequestDecision{.state = RequestState::kDenied,
-                                            .device_id = in.device_id,
-                                            .decided_at = now});
-    CountOutcome(request->kind, "denied");
-    return ApproveOutcome{.result = ApproveResult::kDenied, .state = RequestState::kDenied};
+absl::StatusOr<ApproveOutcome> Consent::AfterApproval(const AttemptResult& out,
+                                                      const RequestRecord& request,
+                                                      const RequestDecision& decision) {
+  if (out.outcome == AttemptOutcome::kNoPin) {
+    return absl::InternalError(absl::StrCat("account ", request.account_id, " has no PIN"));
   }
-
-  // 4. The PIN: counted under the PIN row's lock, then checked; for a sign request, the SAD
-  // bound to exactly the stored hashes is minted once the PIN is right.
-  RequestDecision decision{
-      .state = RequestState::kApproved, .device_id = in.device_id, .decided_at = now};
-  std::string details;
-  const db::AuditEvent event =
-      auth::AuditEventOf(actor, absl::StrCat(action, ".approve"), in.request_id, client, "ok");
-  auto out = deps_.store->ApproveWithPin(
-      attempt,
-      [&](const std::string& verifier) -> absl::StatusOr<bool> {
-        auto right = CheckPin(in.pin, verifier);
-        if (!right.ok() || !*right) return right;
-        if (request->kind == RequestKind::kSign) {
-          if (auto s = MintSad(in.request_id, *request, now, &decision, &details); !s.ok()) {
-            return s;
-          }
-        }
-        return true;
-      },
-      decision, event, event);
-  if (!out.ok()) return out.status();
-  if (out->outcome == AttemptOutcome::kNoPin) {
-    return absl::InternalError(absl::StrCat("account ", request->account_id, " has no PIN"));
-  }
-  if (auto s = RefusalOf(*out, *request); !s.ok()) return s;
-  if (out->outcome == AttemptOutcome::kDone) {
-    NotifyDecided(*request, decision);
+  if (auto s = RefusalOf(out, request); !s.ok()) return s;
+  if (out.outcome == AttemptOutcome::kDone) {
+    NotifyDecided(request, decision);
   } else {
-    deps_.notifier->Notify(request->account_id);
+    deps_.notifier->Notify(request.account_id);
   }
-  switch (out->outcome) {
+  switch (out.outcome) {
     case AttemptOutcome::kDone:
-      CountOutcome(request->kind, "approved");
+      CountOutcome(request.kind, "approved");
       return ApproveOutcome{.result = ApproveResult::kApproved, .state = RequestState::kApproved};
     case AttemptOutcome::kWrong:
-      if (!out->blocked) {
-        CountOutcome(request->kind, "pin_failed");
+      if (!out.blocked) {
+        CountOutcome(request.kind, "pin_failed");
         return ApproveOutcome{.result = ApproveResult::kPinWrong,
-                              .remaining_pin_attempts = config_.max_pin_failures - out->failures,
+                              .remaining_pin_attempts = config_.max_pin_failures - out.failures,
                               .state = RequestState::kPending};
       }
       Log(LogLevel::kWarning, "consent", "PIN blocked after wrong attempts",
-          {{"account_id", request->account_id}});
+          {{"account_id", request.account_id}});
       [[fallthrough]];
     default:
       // Blocked, now or before: the same answer whatever PIN came with the attempt.
-      CountOutcome(request->kind, "blocked");
+      CountOutcome(request.kind, "blocked");
       return ApproveOutcome{.result = ApproveResult::kPinBlocked, .state = RequestState::kDenied};
   }
 }

@@ -378,6 +378,14 @@ class Consent {
   // A repeated enrolment of `device` (same code, same key): its enrolment as committed when this
   // is a retry after a lost reply (device active, recent, PIN never tried); nullopt otherwise.
   absl::StatusOr<std::optional<EnrollResult>> RetriedEnrolment(const DeviceRecord& device) const;
+  // Approve's checks of what it read: the request is the device's account's (else NOT_FOUND),
+  // the device active, its signature over the stored statement, the decision and the challenge.
+  absl::Status AdmitApproval(const ApprovalContext& context, const ApproveInput& in) const;
+  // Approve's answer once the store has answered its attempt (decided, PIN wrong or blocked, or
+  // refused before the PIN).
+  absl::StatusOr<ApproveOutcome> AfterApproval(const AttemptResult& out,
+                                               const RequestRecord& request,
+                                               const RequestDecision& decision);
   // Wakes the account's waiters with `decision`, just committed on `request`.
   void NotifyDecided(const RequestRecord& request, const RequestDecision& decision);
   // OK while `state` is PENDING; else the FAILED_PRECONDITION an attempt on it gets.

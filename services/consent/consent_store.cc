@@ -169,7 +169,7 @@ absl::Status DecideIn(db::Tx& tx, const PinAttempt& at, RequestState state,
 }
 
 // Attempts on one account queue on its PIN row; none waits for long (every transaction that
-// runs BeginAttempt or kFastAttempt sets it).
+// runs BeginAttempt or ApproveAsReadSql sets it).
 constexpr absl::Duration kAttemptLockTimeout = absl::Seconds(5);
 
 // The start of every attempt that presents a challenge, inside `tx`: the challenge consumed,
@@ -290,20 +290,31 @@ absl::Status RecordWrong(db::Tx& tx, const PinAttempt& at, const db::AuditEvent&
   return Notify(tx, at.account_id);
 }
 
-// The common path of an approval, inside `tx`, in one statement: the challenge consumed, the
-// PIN row locked and the attempt counted (failures + 1) if the PIN is not blocked, then the
-// request locked if it is still PENDING and unexpired, in that order (as BeginAttempt takes
-// them). One row (verifier, failures, request expiry) if the attempt may go on; none if any
-// step refused, and then the caller rolls back and takes BeginAttempt's path to learn why.
-constexpr char kFastAttempt[] =
-    "WITH ch AS (DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 "
-    "AND purpose = $3 AND request_id = $4 AND expires_at > $5 RETURNING 1), "
-    "p AS (UPDATE consent.pins SET failures = failures + 1, updated_at = $5 "
-    "WHERE account_id = $6 AND NOT blocked AND EXISTS (SELECT 1 FROM ch) "
-    "RETURNING verifier, failures), "
-    "r AS (SELECT expires_at FROM consent.requests WHERE request_id = $4 AND state = 'PENDING' "
-    "AND expires_at > $5 AND EXISTS (SELECT 1 FROM p) FOR UPDATE) "
-    "SELECT p.verifier, p.failures, r.expires_at FROM p, r";
+// The start of an approval's common case, inside `tx`, in one statement: the challenge
+// consumed, the PIN row of the request's account locked and the attempt counted (failures + 1)
+// if the PIN is not blocked, then the request locked if it is still PENDING and unexpired, in
+// that order (as BeginAttempt takes them), and read with the signing device's key: the device
+// must be active and of the request's account. One row (verifier, failures, the device's key,
+// the request's columns) if the attempt may go on; none if any step refused, and then the caller
+// rolls back and takes the full path to learn why.
+const std::string& ApproveAsReadSql() {
+  static const std::string* const sql = new std::string(absl::StrCat(
+      "WITH ch AS (DELETE FROM consent.challenges WHERE challenge_sha256 = $1 AND device_id = $2 "
+      "AND purpose = $3 AND request_id = $4 AND expires_at > $5 RETURNING 1), "
+      "dev AS (SELECT d.account_id, d.public_key_spki FROM consent.devices d "
+      "JOIN consent.requests q ON q.account_id = d.account_id AND q.request_id = $4 "
+      "WHERE d.device_id = $2 AND d.active), "
+      "p AS (UPDATE consent.pins SET failures = failures + 1, updated_at = $5 "
+      "WHERE account_id = (SELECT account_id FROM dev) AND NOT blocked "
+      "AND EXISTS (SELECT 1 FROM ch) RETURNING verifier, failures), "
+      "r AS (SELECT ",
+      kRequestColumns,
+      " FROM consent.requests WHERE request_id = $4 AND state = 'PENDING' AND expires_at > $5 "
+      "AND EXISTS (SELECT 1 FROM p) FOR UPDATE) "
+      "SELECT p.verifier, p.failures, dev.public_key_spki, ",
+      kRequestColumnsOfR, " FROM p, dev, r"));
+  return *sql;
+}
 
 // The approval of a PENDING request whose PIN was right, the last statement of `tx`: the
 // request APPROVED, the failures reset, the journal row and the NOTIFY, in one statement sent
@@ -556,47 +567,67 @@ class PostgresConsentStore final : public ConsentStore {
     return out;
   }
 
-  absl::StatusOr<AttemptResult> ApproveWithPin(const PinAttempt& at, PinCheck check,
-                                               const RequestDecision& d,
-                                               const db::AuditEvent& event,
-                                               const db::AuditEvent& audit) override {
-    // The common case in two round trips: BEGIN with kFastAttempt, the approval with COMMIT. Any
-    // refusal rolls that back untouched (the PIN unchecked) and takes the full path below,
-    // which consumes the challenge and answers exactly why.
+  absl::StatusOr<std::optional<AttemptResult>> ApproveAsRead(const PinAttempt& attempt,
+                                                             ApprovalAdmission admit,
+                                                             PinCheck check,
+                                                             const RequestDecision& d,
+                                                             const db::AuditEvent& event) override {
+    // Two round trips: BEGIN with ApproveAsReadSql, then the approval (or the wrong PIN's
+    // records) with COMMIT. Any refusal rolls back untouched, the PIN unchecked.
     AttemptResult out;
     bool refused = false;
     absl::Status st = pool_->InTransaction(
         [&](db::Tx& tx) -> absl::Status {
           out = AttemptResult{};
           refused = false;
-          auto begun = tx.Exec(kFastAttempt,
-                               {Param::Bytes(at.challenge_sha256), Param::Text(at.device_id),
-                                Param::Text(PurposeName(at.purpose)), Param::Text(at.request_id),
-                                Param::Time(at.now), Param::Text(at.account_id)});
+          auto begun =
+              tx.Exec(ApproveAsReadSql(),
+                      {Param::Bytes(attempt.challenge_sha256), Param::Text(attempt.device_id),
+                       Param::Text(PurposeName(ChallengePurpose::kApprove)),
+                       Param::Text(attempt.request_id), Param::Time(attempt.now)});
           if (!begun.ok()) return begun.status();
           if (begun->rows() != 1) {
             refused = true;
-            return absl::CancelledError("attempt refused; rolled back for the full path");
+            return absl::CancelledError("approval refused; rolled back for the full path");
           }
           auto failures = begun->GetInt64(0, 1);
           if (!failures.ok()) return failures.status();
-          auto expires = begun->GetTime(0, 2);
-          if (!expires.ok()) return expires.status();
+          auto spki = begun->GetBytes(0, 2);
+          if (!spki.ok()) return spki.status();
+          auto request = ReadRequest(*begun, 0, 3);
+          if (!request.ok()) return request.status();
+          ApprovalContext context{.request = *std::move(request),
+                                  .device_public_key_spki = *std::move(spki),
+                                  .device_active = true};
+          context.device_account_id = context.request.account_id;
+          if (absl::Status s = admit(context); !s.ok()) {
+            refused = true;
+            return absl::CancelledError("approval not admitted; rolled back for the full path");
+          }
+          PinAttempt at = attempt;
+          at.account_id = context.request.account_id;
           out.outcome = AttemptOutcome::kDone;
           out.failures = static_cast<int>(*failures);
-          out.request_expires_at = *expires;
+          out.request_expires_at = context.request.expires_at;
           auto right =
-              CheckCounted(tx, at, std::string(begun->Get(0, 0)), check, event, audit, &out);
+              CheckCounted(tx, at, std::string(begun->Get(0, 0)), check, event, event, &out);
           if (!right.ok() || !*right) return right.status();
           return ApproveIn(tx, at, d, event, &out);
         },
         // A retried transaction would check a PIN a second time.
         {.max_retries = 0, .lock_timeout = kAttemptLockTimeout});
-    if (!refused) {
-      if (!st.ok()) return st;
-      return out;
-    }
-    st = pool_->InTransaction(
+    if (refused) return std::nullopt;
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<AttemptResult> ApproveWithPin(const PinAttempt& at, PinCheck check,
+                                               const RequestDecision& d,
+                                               const db::AuditEvent& event,
+                                               const db::AuditEvent& audit) override {
+    // The full path: every step on its own, so a refusal says exactly why.
+    AttemptResult out;
+    absl::Status st = pool_->InTransaction(
         [&](db::Tx& tx) -> absl::Status {
           out = AttemptResult{};
           std::optional<PinRecord> pin;
@@ -607,8 +638,6 @@ class PostgresConsentStore final : public ConsentStore {
             }
             return absl::OkStatus();
           }
-          // Between the two transactions the refusal went away (e.g. a PIN unblocked): the
-          // attempt goes on here as it would have there.
           auto right = CountThenCheck(tx, at, *pin, check, event, audit, &out);
           if (!right.ok() || !*right) return right.status();
           return ApproveIn(tx, at, d, event, &out);

@@ -145,6 +145,10 @@ struct AttemptResult {
 // Called inside the attempt's transaction, with the PIN row locked and the attempt already
 // counted: whether the PIN matches `verifier`.
 using PinCheck = absl::FunctionRef<absl::StatusOr<bool>(const std::string& verifier)>;
+// Called inside an approval's transaction with what it read under the attempt's locks (the
+// request, PENDING and unexpired; the signing device, active, of the request's account): OK to
+// go on to the PIN, any error to roll the attempt back untouched.
+using ApprovalAdmission = absl::FunctionRef<absl::Status(const ApprovalContext& context)>;
 
 class ConsentStore {
  public:
@@ -188,6 +192,19 @@ class ConsentStore {
   // The device's state and its account's PENDING requests unexpired at `now`, in one query.
   // NOT_FOUND when the device is unknown.
   virtual absl::StatusOr<WatchSnapshot> Watch(std::string_view device_id, absl::Time now) = 0;
+  // An approval's common case in one transaction of two round trips, with nothing read before
+  // it: one statement consumes the challenge, counts the attempt on the PIN row of the request's
+  // account unless it is blocked, locks the request if it is PENDING and unexpired, and reads
+  // the request and the signing device's key (the device must be the account's active one);
+  // then `admit` (the device's signature over the request as read), `check` (the PIN) and, as
+  // ApproveWithPin, the decision or the wrong PIN. nullopt when any of that refuses before the
+  // PIN (the challenge, the device, the PIN blocked, the request no longer open, `admit`): the
+  // attempt rolled back untouched, the PIN not checked; the full path (GetApprovalContext,
+  // ApproveWithPin) then answers why. `attempt.account_id` is the request's, read here.
+  // `decision` and `event` are read after `check` returns true (it may complete them).
+  virtual absl::StatusOr<std::optional<AttemptResult>> ApproveAsRead(
+      const PinAttempt& attempt, ApprovalAdmission admit, PinCheck check,
+      const RequestDecision& decision, const db::AuditEvent& event) = 0;
   // Every PIN attempt, in one transaction (max one at a time per account: the PIN row is
   // locked): consumes the challenge (kChallengeInvalid, nothing else happens, when it is not
   // there); locks the PIN row and, for an approval, the request; a request no longer PENDING

@@ -567,10 +567,12 @@ TEST_F(ConsentTest, AwaitOnARequestCreatedHereReadsNothingUnlessTheAccountMovedS
   EXPECT_EQ(round_trips() - before, 1) << "the account moved since: read";
 }
 
-// An approval with the right PIN costs two database round trips (BEGIN with the challenge, the
-// PIN row's count and the request's lock in one statement; the approval with COMMIT), and checks
-// the PIN once. It took eight, then three (COMMIT on its own).
-TEST_F(ConsentTest, ApprovalWithTheRightPinTakesTwoRoundTrips) {
+// An approval with the right PIN costs two database round trips and no read before them (BEGIN
+// with one statement that takes the challenge, counts the attempt on the PIN row, locks the
+// request and reads it with the device's key; the approval with COMMIT), and checks the PIN
+// once. It took eight, then four (a read first; COMMIT on its own). A refusal of what was read
+// rolls back untouched: the same challenge then serves the attempt.
+TEST_F(ConsentTest, ApprovalWithTheRightPinTakesTwoRoundTripsAndNoReadBefore) {
   auto app = EnrolledApp("alice", kPin, /*watch=*/false);
   ASSERT_TRUE(app);
   auto own = db::Pool::New({.conninfo = conninfo(), .size = 1});
@@ -588,35 +590,73 @@ TEST_F(ConsentTest, ApprovalWithTheRightPinTakesTwoRoundTrips) {
                                .action = "login.approve",
                                .target = created.request_id(),
                                .outcome = "ok"};
+    const PinAttempt attempt{.device_id = app->device_id(),
+                             .challenge_sha256 = challenge,
+                             .purpose = ChallengePurpose::kApprove,
+                             .request_id = created.request_id(),
+                             .now = now};
+    const RequestDecision decision{
+        .state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now};
+    auto stored = store_->GetRequest(created.request_id());
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    const std::string stored_statement = stored->statement;
     int checks = 0;
+    std::vector<std::string> admitted;  // The requests admit saw, with their account.
+    absl::Status admission = absl::PermissionDeniedError("device_signature: no");
     auto approve = [&] {
-      return store->ApproveWithPin(
-          {.account_id = "alice",
-           .device_id = app->device_id(),
-           .challenge_sha256 = challenge,
-           .purpose = ChallengePurpose::kApprove,
-           .request_id = created.request_id(),
-           .now = now},
+      return store->ApproveAsRead(
+          attempt,
+          [&](const ApprovalContext& context) {
+            admitted.push_back(absl::StrCat(context.request.request_id, " ",
+                                            context.request.account_id, " ", context.device_active,
+                                            " ", context.request.statement == stored_statement));
+            return admission;
+          },
           [&](const std::string&) -> absl::StatusOr<bool> {
             ++checks;
             return true;
           },
-          {.state = RequestState::kApproved, .device_id = app->device_id(), .decided_at = now},
-          event, event);
+          decision, event);
     };
-    const int64_t before = (*own)->Stats().round_trips;
+    const std::string seen = absl::StrCat(created.request_id(), " alice 1 1");
+    // Not admitted: rolled back, nothing counted, the PIN not checked, the challenge still there.
     auto out = approve();
     ASSERT_TRUE(out.ok()) << out.status();
-    EXPECT_EQ(out->outcome, AttemptOutcome::kDone);
+    EXPECT_FALSE(out->has_value());
+    EXPECT_THAT(admitted, ElementsAre(seen));
+    EXPECT_EQ(checks, 0);
+    EXPECT_EQ(store_->GetPin("alice")->failures, 0);
+
+    admission = absl::OkStatus();
+    const int64_t before = (*own)->Stats().round_trips;
+    out = approve();
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_TRUE(out->has_value());
+    EXPECT_EQ((**out).outcome, AttemptOutcome::kDone);
     EXPECT_EQ(checks, 1);
     if (i == 1) {
       EXPECT_EQ((*own)->Stats().round_trips - before, 2);
     }
     EXPECT_EQ(GetRequest(created.request_id()).state(), pb::CONSENT_REQUEST_STATE_APPROVED);
-    // The same challenge again: refused (used), the PIN not checked.
+    EXPECT_EQ(store_->GetPin("alice")->failures, 0);
+    // The same challenge again: refused (used), the PIN not checked; the full path says why.
     out = approve();
     ASSERT_TRUE(out.ok()) << out.status();
-    EXPECT_EQ(out->outcome, AttemptOutcome::kChallengeInvalid);
+    EXPECT_FALSE(out->has_value());
+    auto full = store->ApproveWithPin(
+        {.account_id = "alice",
+         .device_id = app->device_id(),
+         .challenge_sha256 = challenge,
+         .purpose = ChallengePurpose::kApprove,
+         .request_id = created.request_id(),
+         .now = now},
+        [&](const std::string&) -> absl::StatusOr<bool> {
+          ++checks;
+          return true;
+        },
+        decision, event, event);
+    ASSERT_TRUE(full.ok()) << full.status();
+    EXPECT_EQ(full->outcome, AttemptOutcome::kChallengeInvalid);
     EXPECT_EQ(checks, 1);
   }
   // What the approval statement relies on to fail by itself, before the COMMIT sent with it.
@@ -1461,6 +1501,15 @@ TEST_F(ConsentTest, SadFromAnApprovedAuthorizationSignsHashAAndIsRefusedForHashB
   EXPECT_EQ(pushed.sign().documents(0).document_name(), "ugovor.pdf");
   EXPECT_EQ(pushed.sign().documents(0).page_count(), 2u);  // The app shows the pages.
   ASSERT_EQ(app->Approve(pushed, kPin)->result(), pb::APPROVE_RESULT_APPROVED);
+  // The decisions journal says what was authorized (docs/consent.md): credential and hashes.
+  auto journal =
+      pool().Exec("SELECT action, outcome, details FROM consent.decisions WHERE request_id = $1",
+                  {db::Param::Text(auth.request_id())});
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  ASSERT_EQ(journal->rows(), 1);
+  EXPECT_EQ(journal->Get(0, 0), "sign.approve");
+  EXPECT_EQ(journal->Get(0, 1), "ok");
+  EXPECT_EQ(journal->Get(0, 2), "credential cred-1, 1 hashes");
 
   pb::AwaitAuthorizationResponse approved;
   ASSERT_TRUE(
