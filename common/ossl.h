@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -120,6 +121,19 @@ std::string ToDer(T* obj, F i2d) {
 inline const EVP_MD* Sha256Md() {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   return md;
+}
+
+// SHA-256 of `data`: the 32 raw bytes. The one helper for it (the CMS digests, the hashed
+// secrets and contract texts, the web's row keys). Aborts only if OpenSSL cannot hash a buffer.
+inline std::string Sha256(std::string_view data) {
+  std::string out(32, '\0');
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                 Sha256Md(), nullptr) != 1 ||
+      len != out.size()) {
+    std::abort();
+  }
+  return out;
 }
 
 // The subjectKeyIdentifier's bytes; empty when the certificate has none.

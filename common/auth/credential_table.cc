@@ -1,7 +1,5 @@
 #include "common/auth/credential_table.h"
 
-#include <openssl/evp.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -31,17 +29,6 @@ bool IsLowerHex(absl::string_view s) {
 }
 
 }  // namespace
-
-std::string Sha256(std::string_view data) {
-  std::string out(32, '\0');
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-                 EVP_sha256(), nullptr) != 1) {
-    // SHA-256 over a memory buffer fails only with a broken OpenSSL.
-    std::abort();
-  }
-  return out;
-}
 
 absl::Status ValidateCredentialId(std::string_view id) {
   if (id.empty() || id.size() > 64) return absl::InvalidArgumentError("id: 1..64 characters");

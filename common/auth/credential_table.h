@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/ossl.h"
 #include "common/secret.h"
 
 namespace qsign::auth {
@@ -56,8 +57,8 @@ class CredentialTable {
 // OK when `id` is 1..64 characters of [A-Za-z0-9_-].
 absl::Status ValidateCredentialId(std::string_view id);
 
-// SHA-256 of `data` (32 bytes).
-std::string Sha256(std::string_view data);
+// SHA-256 of `data`, 32 bytes (common/ossl.h).
+using ::qsign::Sha256;
 
 }  // namespace qsign::auth
 

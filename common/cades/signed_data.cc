@@ -29,14 +29,6 @@ PreparedSignature::PreparedSignature(std::unique_ptr<State> state, std::string t
 
 PreparedSignature::~PreparedSignature() = default;
 
-std::string Sha256(std::string_view data) {
-  std::string out(32, '\0');
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-             EVP_sha256(), nullptr);
-  return out;
-}
-
 absl::StatusOr<std::string> CertificatePem(const std::string& der) {
   auto cert = CertificateOf(der);
   if (!cert.ok()) return cert.status();

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ossl.h"
 
 namespace qsign::cades {
 
@@ -67,8 +68,8 @@ class PreparedSignature {
 // Prepare + sign + Finish in one call.
 absl::StatusOr<std::string> Sign(const SignerInput& input, const RemoteSignFn& sign);
 
-// SHA-256 of `data`.
-std::string Sha256(std::string_view data);
+// SHA-256 of `data` (common/ossl.h).
+using ::qsign::Sha256;
 
 // PEM ("CERTIFICATE") of a DER certificate.
 absl::StatusOr<std::string> CertificatePem(const std::string& der);

@@ -1,7 +1,5 @@
 #include "services/lifecycle/contracts.h"
 
-#include <openssl/evp.h>
-
 #include <utility>
 
 #include "absl/status/status.h"
@@ -13,13 +11,6 @@ namespace qsign::lifecycle {
 
 // Generated from contracts/*.txt by CMake (contracts_data.cc).
 extern const std::vector<std::pair<std::string_view, std::string_view>>& EmbeddedContracts();
-
-std::string Sha256(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<char*>(md), len);
-}
 
 ContractRegistry::ContractRegistry(std::vector<ContractText> contracts)
     : contracts_(std::move(contracts)) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/ossl.h"
 
 namespace qsign::lifecycle {
 
@@ -32,8 +33,8 @@ class ContractRegistry {
   std::vector<ContractText> contracts_;
 };
 
-// SHA-256 (32 bytes).
-std::string Sha256(std::string_view data);
+// SHA-256, 32 bytes (common/ossl.h).
+using ::qsign::Sha256;
 
 }  // namespace qsign::lifecycle
 

@@ -1,7 +1,5 @@
 #include "services/web/web.h"
 
-#include <openssl/sha.h>
-
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -69,12 +67,6 @@ void SetSessionCookie(http::Response& res, Session& session) {
 }
 
 void ClearSessionCookie(http::Response& res) { SetCookie(res, kSessionCookie, "", "; Max-Age=0"); }
-
-std::string Sha256(std::string_view data) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
-  return std::string(reinterpret_cast<const char*>(md), sizeof(md));
-}
 
 std::string DateOf(Lang lang, const google::protobuf::Timestamp& t) {
   const absl::Time time = absl::FromUnixSeconds(t.seconds());

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "common/http/server.h"
+#include "common/ossl.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "qsign/v1/common.pb.h"
 #include "services/web/html.h"
@@ -38,7 +39,7 @@ void SetSessionCookie(http::Response& res, Session& session);
 // Deletes the session cookie.
 void ClearSessionCookie(http::Response& res);
 
-std::string Sha256(std::string_view data);
+using ::qsign::Sha256;  // common/ossl.h
 // A form field of a urlencoded or a multipart/form-data body.
 std::string_view FormField(const http::Request& req, std::string_view name);
 // A time as the page shows it in `lang`.
