@@ -725,6 +725,63 @@ TEST_F(IdentityTest, AwaitLoginWaitsForTheDecision) {
   EXPECT_LT(absl::Now() - before, absl::Seconds(5));
 }
 
+// The first AwaitLogin right after StartLogin starts from the login StartLogin just stored,
+// without reading it back; it still sees what happened after: a decision on the phone, a
+// revocation of the account's sessions. Any later AwaitLogin reads.
+TEST_F(IdentityTest, AwaitLoginRightAfterStartLoginSkipsTheReadAndSeesLaterDecisions) {
+  pb::Account account = Register();
+  consent_->AddDevice(account.account_id());
+  auto round_trips = [&] { return pool().Stats().round_trips; };
+
+  for (int i = 0; i < 2; ++i) {  // The first prepares the statements on the connection.
+    // Pending: answered with no database round trip; the next wait reads the login.
+    clock_.Advance(absl::Seconds(1));
+    pb::StartLoginResponse start = StartLogin("ana@example.rs");
+    int64_t before = round_trips();
+    pb::AwaitLoginResponse resp;
+    ASSERT_TRUE(AwaitLogin(start.login_id(), &resp).ok());
+    EXPECT_EQ(resp.state(), pb::LOGIN_STATE_PENDING);
+    EXPECT_EQ(round_trips() - before, 0) << "the login StartLogin stored is not read back";
+    before = round_trips();
+    ASSERT_TRUE(AwaitLogin(start.login_id(), &resp).ok());
+    EXPECT_EQ(resp.state(), pb::LOGIN_STATE_PENDING);
+    if (i == 1) {
+      EXPECT_EQ(round_trips() - before, 1) << "a second wait reads";
+    }
+
+    // Approved on the phone after StartLogin: the first wait hands out the token with one round
+    // trip, the session's (the login finished in the same statement).
+    clock_.Advance(absl::Seconds(1));
+    start = StartLogin("ana@example.rs");
+    clock_.Advance(absl::Seconds(3));
+    ASSERT_TRUE(consent_->Approve(LastConsentRequest()).ok());
+    before = round_trips();
+    ASSERT_TRUE(AwaitLogin(start.login_id(), &resp).ok());
+    if (i == 1) {
+      EXPECT_EQ(round_trips() - before, 1);
+    }
+    ASSERT_EQ(resp.state(), pb::LOGIN_STATE_APPROVED);
+    EXPECT_EQ(resp.account_id(), account.account_id());
+    pb::SessionInfo info;
+    ASSERT_TRUE(Validate(resp.session_token(), &info).ok());
+    EXPECT_EQ(FromProto(info.auth_time()), clock_.Now());
+  }
+
+  // Sessions revoked after StartLogin, then approved on the phone: the stored login was ended by
+  // the revocation, and the first wait, which did not read it, still hands out no token.
+  clock_.Advance(absl::Seconds(1));
+  pb::StartLoginResponse start = StartLogin("ana@example.rs");
+  pb::RevokeSessionsRequest revoke;
+  revoke.set_account_id(account.account_id());
+  pb::RevokeSessionsResponse revoked;
+  ASSERT_TRUE(Call(&pb::Identity::Stub::RevokeSessions, revoke, &revoked, kLifecycle).ok());
+  ASSERT_TRUE(consent_->Approve(LastConsentRequest()).ok());
+  pb::AwaitLoginResponse resp;
+  ASSERT_TRUE(AwaitLogin(start.login_id(), &resp).ok());
+  EXPECT_EQ(resp.state(), pb::LOGIN_STATE_DENIED);
+  EXPECT_TRUE(resp.session_token().empty());
+}
+
 TEST_F(IdentityTest, DeniedLoginStaysDenied) {
   pb::Account account = Register();
   consent_->AddDevice(account.account_id());
