@@ -34,7 +34,8 @@ class PgListener {
  public:
   // Connects to `conninfo`, LISTENs on `channel` (a plain identifier), calls
   // callbacks.listening, then serves the callbacks on its thread until destroyed. Fails when the
-  // first connection or LISTEN fails. The callbacks run on the listener's thread, one at a time.
+  // first connection or LISTEN fails. The callbacks run one at a time: the first `listening` in
+  // Start, on the caller's thread, every later call on the listener's thread.
   static absl::StatusOr<std::unique_ptr<PgListener>> Start(
       std::string conninfo, std::string channel, PgListenerCallbacks callbacks,
       absl::Duration heartbeat = absl::Seconds(1));
