@@ -694,7 +694,7 @@ TEST_F(ConsentTest, ListenerWakesEveryWaiterAfterItReconnects) {
   auto c = notifier_.Listen("carol", carol.Wake());
   auto ended = pool().Exec(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-      "WHERE datname = current_database() AND query ILIKE 'LISTEN %'");
+      "WHERE datname = current_database() AND application_name = 'qsign listen qsign_consent'");
   ASSERT_TRUE(ended.ok()) << ended.status();
   ASSERT_GE(ended->rows(), 1);  // The test's listener and the consent stack's.
   EXPECT_TRUE(bob.WaitFor(1, absl::Seconds(10)));
@@ -733,7 +733,7 @@ TEST_F(ConsentTest, ARequestWhoseNotifyWasLostArrivesWhenTheListenerReconnects) 
 
   auto ended = pool().Exec(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-      "WHERE datname = current_database() AND query ILIKE 'LISTEN %'");
+      "WHERE datname = current_database() AND application_name = 'qsign listen qsign_consent'");
   ASSERT_TRUE(ended.ok()) << ended.status();
   auto arrived = app->NextRequest(absl::Seconds(10));
   ASSERT_TRUE(arrived.ok()) << arrived.status();

@@ -1,10 +1,6 @@
 #include "services/consent/notifier.h"
 
-#include <fcntl.h>
-#include <libpq-fe.h>
 #include <openssl/rand.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -17,7 +13,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/db/pg.h"
-#include "common/log.h"
 #include "common/strings.h"
 
 namespace qsign::consent {
@@ -124,92 +119,26 @@ bool AccountNotifier::closed() const {
 
 // ---- PgAccountListener ----
 
-namespace {
-
-absl::StatusOr<PGconn*> ConnectAndListen(const std::string& conninfo, const std::string& channel) {
-  PGconn* conn = PQconnectdb(conninfo.c_str());
-  if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
-    std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
-    if (conn) PQfinish(conn);
-    return absl::UnavailableError(absl::StrCat("listener: cannot connect: ", msg));
-  }
-  PGresult* res = PQexec(conn, absl::StrCat("LISTEN ", channel).c_str());
-  const bool ok = res != nullptr && PQresultStatus(res) == PGRES_COMMAND_OK;
-  if (res) PQclear(res);
-  if (!ok) {
-    std::string msg = PQerrorMessage(conn);
-    PQfinish(conn);
-    return absl::UnavailableError(absl::StrCat("listener: LISTEN failed: ", msg));
-  }
-  return conn;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<PgAccountListener>> PgAccountListener::Start(
     std::string conninfo, std::string channel, AccountNotifier* notifier) {
-  if (auto s = db::ValidateIdentifier(channel); !s.ok()) return s;
-  auto first = ConnectAndListen(conninfo, channel);
-  if (!first.ok()) return first.status();
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    PQfinish(*first);
-    return absl::InternalError("listener: pipe failed");
-  }
-  std::unique_ptr<PgAccountListener> listener(
-      new PgAccountListener(std::move(conninfo), std::move(channel), notifier, fds[0], fds[1]));
-  PGconn* conn = *first;
-  listener->thread_ = std::thread([l = listener.get(), conn] { l->Run(conn); });
-  return listener;
-}
-
-PgAccountListener::~PgAccountListener() {
-  const char byte = 0;
-  if (write(wake_write_, &byte, 1) != 1) {
-    Log(LogLevel::kError, "consent", "listener: cannot wake the listener thread");
-  }
-  if (thread_.joinable()) thread_.join();
-  close(wake_read_);
-  close(wake_write_);
-}
-
-void PgAccountListener::Run(void* first_conn) {
-  auto* conn = static_cast<PGconn*>(first_conn);  // Owned by this loop.
-  while (true) {
-    if (conn == nullptr) {
-      auto reconnected = ConnectAndListen(conninfo_, channel_);
-      if (reconnected.ok()) {
-        conn = *reconnected;
-        // What other replicas notified while this connection was down is lost: everyone reads.
-        notifier_->NotifyAll();
-      } else {
-        Log(LogLevel::kWarning, "consent", "listener: reconnect failed",
-            {{"status", reconnected.status().ToString()}});
-      }
-    }
-    pollfd fds[2] = {{.fd = wake_read_, .events = POLLIN, .revents = 0},
-                     {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN, .revents = 0}};
-    const int n = poll(fds, conn ? 2 : 1, 1000);
-    if (n > 0 && (fds[0].revents & POLLIN)) break;
-    if (conn == nullptr || n <= 0) continue;
-    if (PQconsumeInput(conn) == 0) {
-      Log(LogLevel::kWarning, "consent", "listener: connection lost; reconnecting",
-          {{"error", PQerrorMessage(conn)}});
-      PQfinish(conn);
-      conn = nullptr;
-      continue;
-    }
-    while (PGnotify* note = PQnotifies(conn)) {
-      std::string_view payload(note->extra);
-      const size_t tab = payload.find(kOriginSeparator);
-      // Our own commits were notified in-process already: waking again costs a read each.
-      if (tab == std::string_view::npos || payload.substr(tab + 1) != Origin()) {
-        notifier_->Notify(payload.substr(0, tab));
-      }
-      PQfreemem(note);
-    }
-  }
-  if (conn) PQfinish(conn);
+  auto listener = db::PgListener::Start(
+      std::move(conninfo), std::move(channel),
+      {.notify =
+           [notifier](std::string_view payload) {
+             const size_t tab = payload.find(kOriginSeparator);
+             // Our own commits were notified in-process already: waking again costs a read each.
+             if (tab == std::string_view::npos || payload.substr(tab + 1) != Origin()) {
+               notifier->Notify(payload.substr(0, tab));
+             }
+           },
+       // The first call is Start's own (nobody waits yet); every later one is a reconnect.
+       .listening =
+           [notifier, first = true]() mutable {
+             if (!first) notifier->NotifyAll();
+             first = false;
+           }});
+  if (!listener.ok()) return listener.status();
+  return std::unique_ptr<PgAccountListener>(new PgAccountListener(*std::move(listener)));
 }
 
 }  // namespace qsign::consent

@@ -14,7 +14,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -23,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/db/listener.h"
 #include "services/consent/consent_store.h"
 
 namespace qsign::consent {
@@ -125,33 +125,23 @@ class AccountNotifier {
 // see the first one's changes only at its poll interval.
 std::string NotifyPayload(std::string_view account_id);
 
-// A dedicated libpq connection that LISTENs on a channel and calls notifier->Notify(payload) for
-// each notification from another process (a payload without an origin tag counts as another
-// process's), reconnecting after errors. Stops in the destructor.
+// LISTENs on a channel (a db::PgListener: its own connection, reconnects, heartbeat) and calls
+// notifier->Notify(payload) for each notification from another process (a payload without an
+// origin tag counts as another process's). After a reconnect it wakes every waiter
+// (notifier->NotifyAll): what was notified while the connection was down is lost. Stops in the
+// destructor.
 class PgAccountListener {
  public:
   // `notifier` must outlive the listener. Fails when the first connection cannot be made.
   static absl::StatusOr<std::unique_ptr<PgAccountListener>> Start(std::string conninfo,
                                                                   std::string channel,
                                                                   AccountNotifier* notifier);
-  ~PgAccountListener();
 
  private:
-  PgAccountListener(std::string conninfo, std::string channel, AccountNotifier* notifier,
-                    int wake_fd_read, int wake_fd_write)
-      : conninfo_(std::move(conninfo)),
-        channel_(std::move(channel)),
-        notifier_(notifier),
-        wake_read_(wake_fd_read),
-        wake_write_(wake_fd_write) {}
-  void Run(void* first_conn);
+  explicit PgAccountListener(std::unique_ptr<db::PgListener> listener)
+      : listener_(std::move(listener)) {}
 
-  const std::string conninfo_;
-  const std::string channel_;
-  AccountNotifier* notifier_;  // Not owned.
-  int wake_read_;              // A pipe that ends the loop when written to.
-  int wake_write_;
-  std::thread thread_;
+  std::unique_ptr<db::PgListener> listener_;
 };
 
 }  // namespace qsign::consent
