@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/db/pg.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace qsign::db {
 namespace {
@@ -32,10 +33,11 @@ absl::StatusOr<PGconn*> Connect(const std::string& conninfo, const std::string& 
     if (conn != nullptr) PQfinish(conn);
     return absl::UnavailableError(absl::StrCat("LISTEN ", channel, ": cannot connect: ", msg));
   }
-  // Named in pg_stat_activity, so that an operator (or a test) can tell the listener apart.
-  PGresult* res = PQexec(
-      conn, absl::StrCat("SET application_name TO 'qsign listen ", channel, "'; LISTEN ", channel)
-                .c_str());
+  // Named in pg_stat_activity (the channel is a plain identifier: no quoting needed).
+  PGresult* res =
+      PQexec(conn, absl::StrCat("SET application_name TO '", PgListener::ApplicationName(channel),
+                                "'; LISTEN ", channel)
+                       .c_str());
   const bool ok = res != nullptr && PQresultStatus(res) == PGRES_COMMAND_OK;
   if (res != nullptr) PQclear(res);
   if (!ok) {
@@ -88,6 +90,10 @@ PgListener::~PgListener() {
   if (thread_.joinable()) thread_.join();
   close(wake_read_);
   close(wake_write_);
+}
+
+std::string PgListener::ApplicationName(std::string_view channel) {
+  return absl::StrCat("qsign listen ", Av(channel));
 }
 
 bool PgListener::alive() const {

@@ -45,6 +45,10 @@ class PgListener {
 
   // LISTEN in effect and a round trip on the connection within 2 × heartbeat (steady clock).
   bool alive() const;
+  // The connection's application_name in pg_stat_activity ("qsign listen <channel>"), so that an
+  // operator (or a test) can tell the listener apart.
+  static std::string ApplicationName(std::string_view channel);
+
   // How many times the connection was re-established after a loss (tests wait on it).
   uint64_t reconnects() const { return reconnects_.load(std::memory_order_acquire); }
 

@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "common/db/audit.h"
 #include "common/db/pg.h"
+#include "common/db/testing/pg_test.h"
 #include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/grpc_status.h"
@@ -692,11 +693,9 @@ TEST_F(ConsentTest, ListenerWakesEveryWaiterAfterItReconnects) {
   WakeCounter bob, carol;
   auto b = notifier_.Listen("bob", bob.Wake());
   auto c = notifier_.Listen("carol", carol.Wake());
-  auto ended = pool().Exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-      "WHERE datname = current_database() AND application_name = 'qsign listen qsign_consent'");
+  auto ended = db::testing::EndListenerSessions(pool(), kNotifyChannel);
   ASSERT_TRUE(ended.ok()) << ended.status();
-  ASSERT_GE(ended->rows(), 1);  // The test's listener and the consent stack's.
+  ASSERT_GE(*ended, 1);  // The test's listener and the consent stack's.
   EXPECT_TRUE(bob.WaitFor(1, absl::Seconds(10)));
   EXPECT_TRUE(carol.WaitFor(1, absl::Seconds(10)));
   EXPECT_TRUE(bob.all_null());
@@ -731,9 +730,7 @@ TEST_F(ConsentTest, ARequestWhoseNotifyWasLostArrivesWhenTheListenerReconnects) 
   auto early = app->NextRequest(absl::Milliseconds(2500));
   EXPECT_FALSE(early.ok()) << "read again without a notification: " << early->request_id();
 
-  auto ended = pool().Exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-      "WHERE datname = current_database() AND application_name = 'qsign listen qsign_consent'");
+  auto ended = db::testing::EndListenerSessions(pool(), kNotifyChannel);
   ASSERT_TRUE(ended.ok()) << ended.status();
   auto arrived = app->NextRequest(absl::Seconds(10));
   ASSERT_TRUE(arrived.ok()) << arrived.status();

@@ -29,6 +29,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/db/audit.h"
+#include "common/db/testing/pg_test.h"
 #include "common/file.h"
 #include "common/grpc_server.h"
 #include "common/mail/mailer.h"
@@ -2262,12 +2263,9 @@ TEST_F(OcspStatusCacheTest, ALostListenConnectionEmptiesTheCache) {
                   .ok());
 
   // The listener's connection dies (as in a PostgreSQL restart or a network cut).
-  auto killed = pool().Exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-      "WHERE application_name = 'qsign listen lifecycle_cert_status' AND datname = "
-      "current_database()");
+  auto killed = db::testing::EndListenerSessions(pool(), kStatusChannel);
   ASSERT_TRUE(killed.ok()) << killed.status();
-  ASSERT_EQ(killed->rows(), 1);
+  ASSERT_EQ(*killed, 1);
   ASSERT_TRUE(WaitFor([&] { return cache_->reconnects() >= 1 && cache_->live(); }));
   const std::string out = OpensslOcsp(cert);
   EXPECT_THAT(out, HasSubstr(": revoked"));
@@ -2328,11 +2326,7 @@ TEST_F(OcspStatusCacheTest, TheCacheIsOffWhileTheListenerIsDown) {
     EXPECT_TRUE(res.ok()) << res.status();
   };
   allow(false);
-  ASSERT_TRUE(pool()
-                  .Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = 'qsign listen lifecycle_cert_status' AND "
-                        "datname = current_database()")
-                  .ok());
+  ASSERT_TRUE(db::testing::EndListenerSessions(pool(), kStatusChannel).ok());
   ASSERT_TRUE(WaitFor([&] { return !cache_->live(); }));
   // Every answer reads PostgreSQL now, so this replica's revocation is seen without a NOTIFY.
   EXPECT_THAT(OpensslOcsp(cert), HasSubstr(": good"));

@@ -2,6 +2,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/db/listener.h"
 
 namespace qsign::db::testing {
 namespace {
@@ -54,6 +55,15 @@ void PgTest::SetUp() {
 
 absl::StatusOr<std::unique_ptr<Pool>> PgTest::NewPool(int size) {
   return Pool::New(PoolConfig{.conninfo = database_.conninfo, .size = size});
+}
+
+absl::StatusOr<int> EndListenerSessions(Pool& pool, std::string_view channel) {
+  absl::StatusOr<Result> ended = pool.Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND application_name = $1",
+      {Param::Text(PgListener::ApplicationName(channel))});
+  if (!ended.ok()) return ended.status();
+  return ended->rows();
 }
 
 }  // namespace qsign::db::testing

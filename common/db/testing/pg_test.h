@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "common/db/pg.h"
@@ -36,6 +37,10 @@ class PgTest : public ::testing::Test {
   PgServer::Database database_;
   std::unique_ptr<Pool> pool_;
 };
+
+// Ends the PostgreSQL sessions of every db::PgListener on `channel` in `pool`'s database, as a
+// server restart or a network cut would; returns how many ended.
+absl::StatusOr<int> EndListenerSessions(Pool& pool, std::string_view channel);
 
 }  // namespace qsign::db::testing
 
