@@ -4,7 +4,13 @@
 // as qsignd runs them (built by their stacks, on one gRPC listener, calling each other over
 // gRPC), with a throwaway PostgreSQL and a SoftHSM2 token, as in tests/login_test.cc.
 //   bench_login --apps=16 --seconds=10 --pin_m_kib=1024
+// The load generator (the portals and the apps) shares the 2 cores with what it measures, so it
+// is kept cheap: the 16 portals and the 16 apps are state machines on one completion queue
+// driven by --client_threads threads (each portal one login at a time, each app one stream and
+// one call at a time: the same callers and concurrency as 16 blocking portal threads and 16
+// ConsentAppSimulator threads, which --client_threads=0 runs instead).
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,18 +24,22 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "bench/bench_json.h"
 #include "common/db/pg.h"
 #include "common/log.h"
 #include "consent/app_simulator.h"
 #include "qsign/config/v1/config.pb.h"
+#include "qsign/v1/consent.grpc.pb.h"
 #include "qsign/v1/identity.grpc.pb.h"
 #include "tests/testing/people.h"
 #include "tests/testing/service_env.h"
@@ -41,6 +51,9 @@ ABSL_FLAG(double, seconds, 10, "how long to run the closed loop");
 ABSL_FLAG(int, pin_t, 1, "argon2id passes of the PIN verifier");
 ABSL_FLAG(int, pin_m_kib, 1024, "argon2id memory of the PIN verifier, KiB");
 ABSL_FLAG(int, db_pool_size, 32, "PostgreSQL connections (shared by both services)");
+ABSL_FLAG(int, client_threads, 2,
+          "threads driving the portals and the apps through one completion queue; 0: a blocking "
+          "thread per portal and the apps' own ConsentAppSimulator threads (the old generator)");
 ABSL_FLAG(bool, pg_stat_statements, false,
           "profile: load pg_stat_statements in the bench's PostgreSQL and print, after the run, "
           "each statement's calls and execution + planning time per login");
@@ -141,6 +154,251 @@ void PrintStatements(const std::string& conninfo, size_t logins) {
   }
 }
 
+// One asynchronous step: run on a client thread when its operation completes.
+struct Step {
+  absl::AnyInvocable<void(bool ok)> then;
+};
+void* NewStep(absl::AnyInvocable<void(bool ok)> then) { return new Step{std::move(then)}; }
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+
+// The portals and the apps as state machines on one completion queue: each portal runs one login
+// at a time (StartLogin, then AwaitLogin, again until the end), each app keeps its WatchRequests
+// stream and decides one request at a time as ConsentAppSimulator's auto-approval does (the
+// statement checked, GetApprovalChallenge, the approval message signed with the device key,
+// Approve with the PIN), then reads on.
+class AsyncLoad {
+ public:
+  AsyncLoad(pb::Identity::Stub* identity, const std::shared_ptr<grpc::Channel>& consent_channel)
+      : identity_(identity), consent_(pb::Consent::NewStub(consent_channel)) {}
+
+  void Run(int threads) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "load-gen");
+        void* tag = nullptr;
+        bool ok = false;
+        while (cq_.Next(&tag, &ok)) {
+          std::unique_ptr<Step> step(static_cast<Step*>(tag));
+          step->then(ok);
+        }
+      });
+    }
+  }
+
+  // Opens the app's stream (GetChallenge, signed, WatchRequests) and reads on; returns once the
+  // server has accepted it.
+  void AddApp(consent::ConsentAppSimulator* sim) {
+    auto app = std::make_unique<App>();
+    app->sim = sim;
+    pb::GetChallengeRequest creq;
+    creq.set_device_id(sim->device_id());
+    pb::GetChallengeResponse challenge;
+    grpc::ClientContext cctx;
+    Check(FromGrpc(consent_->GetChallenge(&cctx, creq, &challenge)), "GetChallenge");
+    auto sig = sim->Sign(challenge.challenge());
+    Check(sig.status(), "challenge signature");
+    pb::WatchRequestsRequest wreq;
+    wreq.set_device_id(sim->device_id());
+    wreq.set_challenge(challenge.challenge());
+    wreq.set_signature(*sig);
+    app->stream_ctx = std::make_unique<grpc::ClientContext>();
+    app->reader = consent_->PrepareAsyncWatchRequests(app->stream_ctx.get(), wreq, &cq_);
+    absl::Notification opened;
+    App* a = app.get();
+    a->reader->StartCall(NewStep([this, a, &opened](bool ok) {
+      if (!ok) Fail("WatchRequests did not start");
+      a->reader->ReadInitialMetadata(NewStep([this, a, &opened](bool ok) {
+        const auto& md = a->stream_ctx->GetServerInitialMetadata();
+        if (!ok || md.find(std::string(consent::kWatchOpenMetadata)) == md.end()) {
+          Fail("WatchRequests was not opened");
+        }
+        opened.Notify();
+        Read(a);
+      }));
+    }));
+    opened.WaitForNotification();
+    apps_.push_back(std::move(app));
+  }
+
+  void AddPortal(std::string username) {
+    auto portal = std::make_unique<Portal>();
+    portal->username = std::move(username);
+    portals_.push_back(std::move(portal));
+  }
+
+  // Runs every portal's logins until `end`; then closes the apps' streams and stops.
+  std::vector<absl::Duration> Drive(absl::Time end) {
+    end_ = end;
+    {
+      absl::MutexLock lock(&mu_);
+      portals_running_ = static_cast<int>(portals_.size());
+    }
+    for (auto& p : portals_) StartLogin(p.get());
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](int* n) { return *n == 0; }, &portals_running_));
+      streams_open_ = static_cast<int>(apps_.size());
+      stopping_ = true;
+    }
+    for (auto& a : apps_) a->stream_ctx->TryCancel();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](int* n) { return *n == 0; }, &streams_open_));
+    }
+    cq_.Shutdown();
+    for (auto& t : threads_) t.join();
+    std::vector<absl::Duration> all;
+    for (auto& p : portals_) all.insert(all.end(), p->latencies.begin(), p->latencies.end());
+    return all;
+  }
+
+  int64_t failures() const { return failures_.load(); }
+
+ private:
+  struct Portal {
+    std::string username;
+    absl::Time t0;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    pb::StartLoginResponse started;
+    pb::AwaitLoginResponse done;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<pb::StartLoginResponse>> start_call;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<pb::AwaitLoginResponse>> await_call;
+    std::vector<absl::Duration> latencies;
+  };
+  struct App {
+    consent::ConsentAppSimulator* sim = nullptr;
+    std::unique_ptr<grpc::ClientContext> stream_ctx;
+    std::unique_ptr<grpc::ClientAsyncReader<pb::ConsentRequest>> reader;
+    pb::ConsentRequest msg;
+    absl::flat_hash_set<std::string> seen;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    pb::GetApprovalChallengeResponse challenge;
+    pb::ApproveResponse approved;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<pb::GetApprovalChallengeResponse>>
+        challenge_call;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<pb::ApproveResponse>> approve_call;
+  };
+
+  static absl::Status FromGrpc(const grpc::Status& s) {
+    return s.ok() ? absl::OkStatus()
+                  : absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  }
+  [[noreturn]] static void Fail(std::string_view what) {
+    std::cerr << what << "\n";
+    std::exit(1);
+  }
+  static std::unique_ptr<grpc::ClientContext> NewContext() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+    return ctx;
+  }
+
+  void StartLogin(Portal* p) {
+    p->t0 = absl::Now();
+    if (p->t0 >= end_) {
+      absl::MutexLock lock(&mu_);
+      --portals_running_;
+      return;
+    }
+    pb::StartLoginRequest req;
+    req.set_username(p->username);
+    p->ctx = std::make_unique<grpc::ClientContext>();
+    p->start_call = identity_->PrepareAsyncStartLogin(p->ctx.get(), req, &cq_);
+    p->start_call->StartCall();
+    p->start_call->Finish(&p->started, &p->status, NewStep([this, p](bool) {
+      if (!p->status.ok()) {
+        ++failures_;
+        return StartLogin(p);
+      }
+      pb::AwaitLoginRequest req;
+      req.set_login_id(p->started.login_id());
+      req.mutable_max_wait()->set_seconds(30);
+      p->ctx = std::make_unique<grpc::ClientContext>();
+      p->await_call = identity_->PrepareAsyncAwaitLogin(p->ctx.get(), req, &cq_);
+      p->await_call->StartCall();
+      p->await_call->Finish(&p->done, &p->status, NewStep([this, p](bool) {
+        if (!p->status.ok() || p->done.state() != pb::LOGIN_STATE_APPROVED) {
+          ++failures_;
+        } else {
+          p->latencies.push_back(absl::Now() - p->t0);
+        }
+        StartLogin(p);
+      }));
+    }));
+  }
+
+  void Read(App* a) {
+    a->reader->Read(&a->msg, NewStep([this, a](bool ok) {
+      if (!ok) return Finish(a);
+      if (!a->seen.insert(a->msg.request_id()).second) return Read(a);
+      if (!consent::ConsentAppSimulator::CheckStatement(a->msg).ok()) {
+        ++failures_;
+        return Read(a);
+      }
+      Decide(a);
+    }));
+  }
+
+  void Decide(App* a) {
+    pb::GetApprovalChallengeRequest req;
+    req.set_request_id(a->msg.request_id());
+    req.set_device_id(a->sim->device_id());
+    a->ctx = NewContext();
+    a->challenge_call = consent_->PrepareAsyncGetApprovalChallenge(a->ctx.get(), req, &cq_);
+    a->challenge_call->StartCall();
+    a->challenge_call->Finish(&a->challenge, &a->status, NewStep([this, a](bool) {
+      if (!a->status.ok()) {
+        ++failures_;
+        return Read(a);
+      }
+      auto sig = a->sim->Sign(consent::ApprovalMessage(
+          a->msg.statement(), consent::Decision::kApprove, a->challenge.challenge()));
+      if (!sig.ok()) Fail("approval signature");
+      pb::ApproveRequest req;
+      req.set_request_id(a->msg.request_id());
+      req.set_device_id(a->sim->device_id());
+      req.set_decision(pb::CONSENT_DECISION_APPROVE);
+      req.set_pin(std::string(kPin));
+      req.set_device_signature(*std::move(sig));
+      req.set_challenge(a->challenge.challenge());
+      a->ctx = NewContext();
+      a->approve_call = consent_->PrepareAsyncApprove(a->ctx.get(), req, &cq_);
+      a->approve_call->StartCall();
+      a->approve_call->Finish(&a->approved, &a->status, NewStep([this, a](bool) {
+        if (!a->status.ok()) ++failures_;
+        Read(a);
+      }));
+    }));
+  }
+
+  // The stream ended: expected once the portals are done, a failure before.
+  void Finish(App* a) {
+    a->reader->Finish(&a->status, NewStep([this](bool) {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_) Fail("an app's WatchRequests stream ended during the run");
+      --streams_open_;
+    }));
+  }
+
+  pb::Identity::Stub* const identity_;
+  std::unique_ptr<pb::Consent::Stub> consent_;
+  absl::Time end_;  // Set before the first login.
+  grpc::CompletionQueue cq_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Portal>> portals_;
+  std::vector<std::unique_ptr<App>> apps_;
+  std::atomic<int64_t> failures_{0};
+  absl::Mutex mu_;
+  int portals_running_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_open_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 int Run() {
   SetMinLogLevel(LogLevel::kError);
   const int apps = absl::GetFlag(FLAGS_apps);
@@ -173,6 +431,12 @@ int Run() {
   auto stub = pb::Identity::NewStub(identity_channel);
 
   // People: registered, proofed, enrolled, watching with auto-approval.
+  const int client_threads = absl::GetFlag(FLAGS_client_threads);
+  std::unique_ptr<AsyncLoad> load;
+  if (client_threads > 0) {
+    load = std::make_unique<AsyncLoad>(stub.get(), consent_channel);
+    load->Run(client_threads);
+  }
   std::vector<std::string> usernames;
   std::vector<std::unique_ptr<consent::ConsentAppSimulator>> sims;
   for (int i = 0; i < apps; ++i) {
@@ -180,8 +444,13 @@ int Run() {
     Check(person.status(), "person");
     usernames.push_back(person->username);
     auto sim = std::move(person->app);
-    sim->SetAutoDecision(consent::Decision::kApprove, kPin);
-    Check(sim->StartWatching(), "watch");
+    if (load) {
+      load->AddApp(sim.get());
+      load->AddPortal(person->username);
+    } else {
+      sim->SetAutoDecision(consent::Decision::kApprove, kPin);
+      Check(sim->StartWatching(), "watch");
+    }
     sims.push_back(std::move(sim));
   }
 
@@ -201,9 +470,14 @@ int Run() {
   const Cpu cpu_start = CpuOfTree();
   const absl::Time start = absl::Now();
   const absl::Time end = start + absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  if (load) {
+    latencies = load->Drive(end);
+    failures += load->failures();
+  }
   std::vector<std::thread> portals;
-  for (int i = 0; i < apps; ++i) {
+  for (int i = 0; i < apps && !load; ++i) {
     portals.emplace_back([&, i] {
+      pthread_setname_np(pthread_self(), "portal");
       std::vector<absl::Duration> mine;
       while (absl::Now() < end) {
         const absl::Time t0 = absl::Now();

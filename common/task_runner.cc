@@ -1,5 +1,7 @@
 #include "common/task_runner.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -8,10 +10,16 @@
 
 namespace qsign {
 
-TaskRunner::TaskRunner(int threads) {
+TaskRunner::TaskRunner(int threads, std::string name) {
   const int n = std::max(1, threads);
+  name.resize(std::min<size_t>(name.size(), 15));  // The kernel's limit.
   threads_.reserve(n);
-  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+  for (int i = 0; i < n; ++i) {
+    threads_.emplace_back([this, name] {
+      pthread_setname_np(pthread_self(), name.c_str());
+      Work();
+    });
+  }
 }
 
 TaskRunner::~TaskRunner() {

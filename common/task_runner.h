@@ -24,8 +24,9 @@ class TaskRunner {
  public:
   using Task = absl::AnyInvocable<void() &&>;
 
-  // `threads` workers (at least 1), started at once.
-  explicit TaskRunner(int threads);
+  // `threads` workers (at least 1), started at once, named `name` (at most 15 characters: what
+  // top -H, perf and /proc/<pid>/task/*/comm show).
+  explicit TaskRunner(int threads, std::string name = "task-runner");
   // Joins the workers after the task each is running; tasks not yet run are destroyed unrun.
   ~TaskRunner();
   TaskRunner(const TaskRunner&) = delete;

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 
 #include <utility>
 
@@ -30,8 +31,10 @@ void SetDeadline(grpc::ClientContext* ctx) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
 }
 
+}  // namespace
+
 // The app shows what it signs: the statement must say what the request message says.
-absl::Status CheckStatement(const pb::ConsentRequest& r) {
+absl::Status ConsentAppSimulator::CheckStatement(const pb::ConsentRequest& r) {
   auto s = DecodeStatement(r.statement());
   if (!s.ok()) return absl::FailedPreconditionError("app: the statement does not decode");
   const bool same_header = s->request_id == r.request_id() &&
@@ -50,8 +53,6 @@ absl::Status CheckStatement(const pb::ConsentRequest& r) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<ConsentAppSimulator>> ConsentAppSimulator::New(
     std::shared_ptr<grpc::ChannelInterface> channel) {
@@ -187,6 +188,7 @@ absl::Status ConsentAppSimulator::StartWatching() {
     stream_ctx_ = ctx.get();
   }
   thread_ = std::thread([this, c = std::move(ctx), r = *std::move(reader)]() mutable {
+    pthread_setname_np(pthread_self(), "consent-app");
     ReadLoop(std::move(c), std::move(r));
   });
   return absl::OkStatus();

@@ -72,6 +72,11 @@ class ConsentAppSimulator {
   void SetAutoDecision(std::optional<Decision> decision, std::string pin = "");
   int auto_decisions() const;
 
+  // What the app checks before it shows and signs a request: its statement decodes and says
+  // what the request message says. FAILED_PRECONDITION when not. (Approve and Deny check it;
+  // a load generator that drives the calls itself does too.)
+  static absl::Status CheckStatement(const qsign::v1::ConsentRequest& request);
+
   // Decides `request` after checking its statement: a fresh challenge (GetApprovalChallenge),
   // then the signed approval message (statement, decision, challenge) with the PIN.
   absl::StatusOr<qsign::v1::ApproveResponse> Approve(const qsign::v1::ConsentRequest& request,

@@ -136,7 +136,7 @@ class ConsentStack final : public daemon::Stack {
   std::unique_ptr<Consent> consent_;
   // The waits that hold no thread (ConsentGrpc's WatchRequests, AwaitRequest). After consent_:
   // its workers stop before what their tasks use goes.
-  std::unique_ptr<TaskRunner> runner_ = std::make_unique<TaskRunner>(kWaitThreads);
+  std::unique_ptr<TaskRunner> runner_ = std::make_unique<TaskRunner>(kWaitThreads, "consent-wait");
   std::unique_ptr<ConsentGrpc> grpc_;
   std::string sad_key_id_;
 };

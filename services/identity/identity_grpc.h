@@ -69,7 +69,7 @@ class IdentityGrpc final : public IdentityService {
   Identity* identity_;  // Not owned.
   const ClientAddressResolver client_address_;
   // AwaitLogin's checks and database work; a few workers serve every waiting portal.
-  TaskRunner runner_{kAwaitLoginThreads};
+  TaskRunner runner_{kAwaitLoginThreads, "identity-wait"};
 };
 
 }  // namespace qsign::identity
