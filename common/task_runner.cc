@@ -27,6 +27,7 @@ TaskRunner::~TaskRunner() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     cv_.SignalAll();
+    timer_cv_.SignalAll();
   }
   for (std::thread& t : threads_) t.join();
   // Destroyed here, outside the lock: a task's captures may post (and are dropped) in turn.
@@ -43,18 +44,45 @@ void TaskRunner::Post(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   ready_.push_back({std::string(request_id::Current()), std::move(task)});
-  cv_.Signal();
+  // An idle worker if there is one, else the timer waiter (if every worker is busy, the first
+  // to finish takes it).
+  if (idle_ > wakeups_) {
+    ++wakeups_;
+    cv_.Signal();
+  } else {
+    timer_cv_.Signal();
+  }
 }
 
-void TaskRunner::PostAt(absl::Time when, Task task) {
+TaskRunner::Timer TaskRunner::PostAt(absl::Time when, Task task) {
   absl::MutexLock lock(&mu_);
-  if (stopping_) return;
+  const Timer timer{.when = when, .seq = next_seq_++};
+  if (stopping_) return timer;
   auto it = timed_
-                .emplace(std::make_pair(when, next_seq_++),
+                .emplace(std::make_pair(when, timer.seq),
                          Entry{std::string(request_id::Current()), std::move(task)})
                 .first;
-  // A worker asleep until a later time must recompute its deadline.
-  if (it == timed_.begin()) cv_.SignalAll();
+  // The worker asleep until a later time must recompute its deadline; with none, an idle one
+  // becomes the timer waiter.
+  if (it == timed_.begin()) {
+    if (timer_waiter_) {
+      timer_cv_.Signal();
+    } else if (idle_ > wakeups_) {
+      ++wakeups_;
+      cv_.Signal();
+    }
+  }
+  return timer;
+}
+
+bool TaskRunner::Cancel(const Timer& timer) {
+  Entry dropped;  // Destroyed outside the lock: its captures may post in turn.
+  absl::MutexLock lock(&mu_);
+  auto it = timed_.find(std::make_pair(timer.when, timer.seq));
+  if (it == timed_.end()) return false;
+  dropped = std::move(it->second);
+  timed_.erase(it);
+  return true;
 }
 
 size_t TaskRunner::queued() const {
@@ -79,9 +107,23 @@ void TaskRunner::Work() {
           ready_.pop_front();
           break;
         }
-        // Woken by a new task, a new earliest timed one, or when the earliest is due.
-        cv_.WaitWithDeadline(&mu_,
-                             timed_.empty() ? absl::InfiniteFuture() : timed_.begin()->first.first);
+        // Woken by a new task, a new earliest timed one, or (the one timer waiter) when the
+        // earliest is due.
+        if (!timed_.empty() && !timer_waiter_) {
+          timer_waiter_ = true;
+          timer_cv_.WaitWithDeadline(&mu_, timed_.begin()->first.first);
+          timer_waiter_ = false;
+        } else {
+          ++idle_;
+          cv_.Wait(&mu_);
+          --idle_;
+          if (wakeups_ > 0) --wakeups_;
+        }
+      }
+      // Leaving with timed tasks pending and nobody waiting for them: an idle worker takes over.
+      if (!timed_.empty() && !timer_waiter_ && idle_ > wakeups_) {
+        ++wakeups_;
+        cv_.Signal();
       }
     }
     if (entry.request_id.empty()) {

@@ -35,8 +35,17 @@ class TaskRunner {
   // Runs `task` on a worker as soon as one is free (in posting order). The request id current on
   // the posting thread (common/request_id.h) is current while the task runs.
   void Post(Task task);
+  // A task posted with PostAt, for Cancel.
+  struct Timer {
+    absl::Time when;
+    uint64_t seq = 0;
+  };
   // Runs `task` on a worker once real time `when` has come (at once when it has); likewise.
-  void PostAt(absl::Time when, Task task);
+  Timer PostAt(absl::Time when, Task task);
+  // Drops a task posted with PostAt that has not started (destroyed unrun, after this returns
+  // true); false when it has started or was dropped before. A wait that ends before its timer
+  // cancels it, so that the runner neither holds nor wakes for it.
+  bool Cancel(const Timer& timer);
 
   // Tasks posted and not yet started, timed ones included (for tests and metrics).
   size_t queued() const;
@@ -56,6 +65,13 @@ class TaskRunner {
   std::map<std::pair<absl::Time, uint64_t>, Entry> timed_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // One idle worker (the timer waiter) sleeps on timer_cv_ until the earliest timed task; the
+  // others on cv_ until a Post, which wakes one of them first: a due timer or a new task wakes
+  // one worker, not all of them.
+  absl::CondVar timer_cv_;
+  bool timer_waiter_ ABSL_GUARDED_BY(mu_) = false;
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;     // Workers waiting on cv_,
+  int wakeups_ ABSL_GUARDED_BY(mu_) = 0;  // of which signalled and not yet awake.
   std::vector<std::thread> threads_;
 };
 

@@ -51,6 +51,16 @@ std::shared_ptr<AccountWait> AccountWait::Begin(AccountNotifier* notifier, TaskR
   }
   wait->listener_ = read_at.has_value() ? notifier->Listen(account_id, std::move(wake), *read_at)
                                         : notifier->Listen(account_id, std::move(wake));
+  if (read_at.has_value()) {
+    // Nothing to look at yet (no wake-up while listening began): the first Step would only arm
+    // the timer, so arm it here and save the runner a hop (an AwaitRequest's first).
+    absl::MutexLock lock(&wait->mu_);
+    if (!wait->again_ && !wait->woken_.read && wait->woken_.events.empty()) {
+      wait->scheduled_ = false;
+      wait->ArmTimer(std::min(deadline, wait->next_look_));
+      return wait;
+    }
+  }
   runner->Post([wait] { wait->Step(); });
   return wait;
 }
@@ -80,15 +90,17 @@ void AccountWait::Wake(bool read, std::shared_ptr<const AccountEvent> event) {
 void AccountWait::ArmTimer(absl::Time when) {
   if (when >= timer_at_) return;
   timer_at_ = when;
+  if (timer_.has_value()) runner_->Cancel(*timer_);
   const uint64_t generation = ++timer_generation_;
   // Weak: a timer alone does not keep an abandoned wait alive.
-  runner_->PostAt(when, [weak = weak_from_this(), generation] {
+  timer_ = runner_->PostAt(when, [weak = weak_from_this(), generation] {
     auto self = weak.lock();
     if (self == nullptr) return;
     {
       absl::MutexLock lock(&self->mu_);
       if (generation != self->timer_generation_) return;  // Replaced by an earlier one.
       self->timer_at_ = absl::InfiniteFuture();
+      self->timer_.reset();
     }
     self->Wake(/*read=*/false);
   });
@@ -130,10 +142,13 @@ void AccountWait::Step() {
 }
 
 void AccountWait::Finish(absl::Status status) {
+  std::optional<TaskRunner::Timer> timer;
   {
     absl::MutexLock lock(&mu_);
     finished_ = true;
+    timer.swap(timer_);
   }
+  if (timer.has_value()) runner_->Cancel(*timer);
   listener_.reset();
   std::move(done_)(std::move(status));
 }

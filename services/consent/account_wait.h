@@ -89,6 +89,9 @@ class AccountWait : public std::enable_shared_from_this<AccountWait> {
   absl::Time next_look_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   uint64_t timer_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // The pending timer, cancelled when replaced by an earlier one or when the wait ends: a wait
+  // answered before its poll leaves nothing in the runner to wake it.
+  std::optional<TaskRunner::Timer> timer_ ABSL_GUARDED_BY(mu_);
 };
 
 // What the caller holds while a wait starts and runs: the checks before an AccountWait (on the
