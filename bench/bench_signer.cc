@@ -3,8 +3,9 @@
 // signatures/s, p50/p99 latency, and the ratio to a bare PKCS#11 C_Sign loop on the same token
 // (2 threads): each case runs as pairs of a bare slice and a signer slice, and its ratio is the
 // median of the pairs' ratios. Also the CPU time this process (the load generator and the signer,
-// not PostgreSQL) spent per signature, and the bare loop's. One JSON line per batch size
-// (bench/run-all reads them).
+// not PostgreSQL) spent per signature, and the bare loop's, and how many of the machine's CPUs
+// each kept busy (`cpus`, `bare_cpus`: process CPU time over the slices' wall time; on 2 idle
+// CPUs the bare loop keeps ~1.95 busy). One JSON line per batch size (bench/run-all reads them).
 //   build/bench/bench_signer [--batch=1,10,100] [--concurrency=16] [--signatures=20000]
 //                            [--client_threads=2] [--pairs=3]
 #include <grpcpp/grpcpp.h>
@@ -240,7 +241,7 @@ int Main(int argc, char** argv) {
     double secs = 0, cpu = 0;
     // The bare loop's CPU per signature beside the signer's: on a busy machine the rates move with
     // the other processes, the CPU each signature costs much less.
-    double bare_cpu = 0, bare_sigs = 0;
+    double bare_cpu = 0, bare_sigs = 0, bare_secs = 0;
     const double load1 = Load1();
     for (int p = 0; p < pairs; ++p) {
       const size_t begin = static_cast<size_t>(calls_per_thread) * p / pairs;
@@ -250,6 +251,7 @@ int Main(int argc, char** argv) {
                                      hsm_config, signer::UserKeyId(credentials[0]), 2, bare_slice),
                                  "bare pkcs11");
       bare_cpu += ProcessCpuSeconds() - bare_cpu_start;
+      bare_secs += absl::ToDoubleSeconds(bare_slice);
       bare_sigs += bare * absl::ToDoubleSeconds(bare_slice);
       const double cpu_start = ProcessCpuSeconds();
       const absl::Time start = absl::Now();
@@ -278,11 +280,12 @@ int Main(int argc, char** argv) {
     // The issue's targets for the ratio: batch 1 >= 0.30, batch 100 >= 0.80.
     const std::string target = batch == 1 ? "0.30" : batch == 100 ? "0.80" : "null";
     json.push_back(absl::StrFormat(
-        R"({"bench":"signer","case":"batch_%d","batch":%d,"concurrency":%d,"client_threads":%d,"calls":%d,"failures":%d,"per_s":%.0f,"sig_per_s":%.0f,"p50_ms":%.3f,"p99_ms":%.3f,"ref":"bare_pkcs11_p256_2_threads","ref_per_s":%.0f,"bare_pkcs11_sig_per_s":%.0f,"ratio":%.3f,"ratio_to_bare":%.3f,"pair_ratios":[%s],"target":%s,"cpu_us_per_sig":%.1f,"bare_cpu_us_per_sig":%.1f,"load1":%.2f})",
+        R"({"bench":"signer","case":"batch_%d","batch":%d,"concurrency":%d,"client_threads":%d,"calls":%d,"failures":%d,"per_s":%.0f,"sig_per_s":%.0f,"p50_ms":%.3f,"p99_ms":%.3f,"ref":"bare_pkcs11_p256_2_threads","ref_per_s":%.0f,"bare_pkcs11_sig_per_s":%.0f,"ratio":%.3f,"ratio_to_bare":%.3f,"pair_ratios":[%s],"target":%s,"cpu_us_per_sig":%.1f,"bare_cpu_us_per_sig":%.1f,"cpus":%.2f,"bare_cpus":%.2f,"load1":%.2f})",
         batch, batch, concurrency, client_threads, static_cast<int>(all.size()), failures.load(),
         sigs, sigs, p50, p99, bare, bare, ratio, ratio, ratios_json, target,
         1e6 * cpu / (static_cast<double>(all.size()) * batch),
-        bare_sigs > 0 ? 1e6 * bare_cpu / bare_sigs : 0.0, load1));
+        bare_sigs > 0 ? 1e6 * bare_cpu / bare_sigs : 0.0, secs > 0 ? cpu / secs : 0.0,
+        bare_secs > 0 ? bare_cpu / bare_secs : 0.0, load1));
     if (failures > 0) {
       std::fprintf(stderr, "bench: %d calls failed\n", failures.load());
       return 1;

@@ -1,5 +1,7 @@
 #include "hsm/pkcs11_hsm.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -145,6 +147,21 @@ int DefaultMaxConcurrentSigning(std::string_view module_path) {
   return 2 * std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// The CPUs this process may run on, for a module that signs on them (SoftHSM2), when there is
+// more than one; else none (nothing to balance).
+std::vector<int> DefaultSigningCpus(std::string_view module_path) {
+  if (!IsSoftHsm2(module_path)) return {};
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return {};
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  if (cpus.size() < 2) return {};
+  return cpus;
+}
+
 size_t SignatureLength(KeyType type) {
   if (IsEc(type)) return 2 * static_cast<size_t>((KeyBits(type) + 7) / 8);
   return static_cast<size_t>(KeyBits(type) / 8);
@@ -212,6 +229,7 @@ absl::StatusOr<std::unique_ptr<HsmTokens>> OpenPkcs11Tokens(const Pkcs11TokensCo
   module->set_serialize_object_creation(
       config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
   module->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
+  module->set_signing_cpus(DefaultSigningCpus(config.module_path));
   auto tokens = std::make_unique<HsmTokens>();
   for (const Pkcs11TokenConfig& token : config.tokens) {
     absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> hsm = Pkcs11Hsm::OnModule(module, token);
@@ -242,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
   (*module)->set_serialize_object_creation(
       config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
   (*module)->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
+  (*module)->set_signing_cpus(DefaultSigningCpus(config.module_path));
   return OnModule(*std::move(module), {.token_label = config.token_label,
                                        .pin_file = config.pin_file,
                                        .session_pool_size = config.session_pool_size});
@@ -686,7 +705,7 @@ absl::StatusOr<std::vector<std::string>> Pkcs11Hsm::SignDigestsUncounted(
   }
   std::vector<std::string> signatures;
   signatures.reserve(digests.size());
-  const Pkcs11Module::SigningPlace place = module_->EnterSigning();
+  const Pkcs11Module::SigningPlace place = module_->EnterSigning(digests.size());
   status = pool_->Run([&](CK_SESSION_HANDLE session) {
     return WithKey(session, key_id, [&](const KeyInfo& key) -> absl::Status {
       if (IsEc(key.type) != (params.scheme == SignScheme::kEcdsa)) {

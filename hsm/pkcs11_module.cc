@@ -1,6 +1,7 @@
 #include "hsm/pkcs11_module.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -51,20 +52,57 @@ absl::StatusOr<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(std::string_vie
   return module;
 }
 
-Pkcs11Module::SigningPlace Pkcs11Module::EnterSigning() {
+void Pkcs11Module::set_signing_cpus(std::vector<int> cpus) {
+  signing_cpus_ = std::move(cpus);
+  absl::MutexLock lock(&signing_mu_);
+  signing_on_cpu_.assign(signing_cpus_.size(), 0);
+}
+
+Pkcs11Module::SigningPlace Pkcs11Module::EnterSigning(size_t digests) {
   if (max_concurrent_signing_ <= 0) return SigningPlace(nullptr);
+  // The thread's own affinity, read before waiting: only CPUs it may run on are candidates, and
+  // it gets it back when it leaves.
+  cpu_set_t saved;
+  CPU_ZERO(&saved);
+  const bool hold_to_cpu = digests >= kDigestsHeldToCpu && !signing_cpus_.empty() &&
+                           sched_getaffinity(0, sizeof(saved), &saved) == 0;
+  const int here = hold_to_cpu ? sched_getcpu() : -1;
   auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(signing_mu_) {
     return signing_ < max_concurrent_signing_;
   };
-  absl::MutexLock lock(&signing_mu_, absl::Condition(&has_room));
-  ++signing_;
-  return SigningPlace(this);
+  int cpu_index = -1;
+  {
+    absl::MutexLock lock(&signing_mu_, absl::Condition(&has_room));
+    ++signing_;
+    if (hold_to_cpu) {
+      // The CPU with the fewest signing threads held there; of equals, the one this thread runs
+      // on (no move). So no CPU holds more than one above another: with the bound at 2 x CPUs
+      // and every place taken by a long batch, two on each.
+      for (size_t i = 0; i < signing_cpus_.size(); ++i) {
+        const int cpu = signing_cpus_[i];
+        if (!CPU_ISSET(cpu, &saved)) continue;
+        if (cpu_index < 0 || signing_on_cpu_[i] < signing_on_cpu_[cpu_index] ||
+            (signing_on_cpu_[i] == signing_on_cpu_[cpu_index] && cpu == here)) {
+          cpu_index = static_cast<int>(i);
+        }
+      }
+      if (cpu_index >= 0) ++signing_on_cpu_[cpu_index];
+    }
+  }
+  if (cpu_index < 0) return SigningPlace(this);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(signing_cpus_[cpu_index], &one);
+  const bool pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+  return SigningPlace(this, cpu_index, pinned, saved);
 }
 
 Pkcs11Module::SigningPlace::~SigningPlace() {
   if (module_ == nullptr) return;
+  if (pinned_) sched_setaffinity(0, sizeof(saved_), &saved_);
   absl::MutexLock lock(&module_->signing_mu_);
   --module_->signing_;
+  if (cpu_index_ >= 0) --module_->signing_on_cpu_[cpu_index_];
 }
 
 Pkcs11Module::~Pkcs11Module() {
