@@ -15,7 +15,8 @@ namespace qsign::hsm::testing {
 // The ceiling under Pkcs11Hsm: `threads` threads, one session each, each looping
 // C_SignInit + C_Sign for `duration` on a fixed digest (CKM_ECDSA on 32 bytes for EC keys,
 // CKM_RSA_PKCS on a SHA-256 DigestInfo for RSA keys). The key handle is found once, before the
-// loop. Returns signatures per second over all threads.
+// loop, and each session signs once before the clock (set-up, not rate). Returns signatures per
+// second over all threads.
 absl::StatusOr<double> BarePkcs11SignRate(const Pkcs11Config& config, std::string_view key_id,
                                           int threads, absl::Duration duration);
 
