@@ -118,6 +118,22 @@ class HsmTest : public ::testing::Test {
     hsm_ = std::move(*hsm);
   }
 
+  // Caller `caller` signs `count` digests of its own with key "ec" (ECDSA); those that verify
+  // under `key` are added to `verified`, a failed call fails the test.
+  void SignAsCaller(const PublicKey& key, int caller, size_t count, std::atomic<int>& verified) {
+    std::vector<std::string> digests;
+    for (size_t i = 0; i < count; ++i)
+      digests.push_back(Digest(HashAlgorithm::kSha256, absl::StrCat(caller, "/", i)));
+    absl::StatusOr<std::vector<std::string>> signatures = hsm_->SignDigests("ec", {}, digests);
+    if (!signatures.ok()) {
+      ADD_FAILURE() << signatures.status();
+      return;
+    }
+    for (size_t i = 0; i < digests.size(); ++i) {
+      if (Verifies(key, {}, digests[i], (*signatures)[i])) ++verified;
+    }
+  }
+
   PublicKey Generate(std::string_view id, KeyType type) {
     absl::StatusOr<PublicKey> key = hsm_->GenerateKeyPair(id, type);
     EXPECT_TRUE(key.ok()) << key.status();
@@ -602,19 +618,7 @@ TEST_F(HsmTest, SoftHsm2SigningIsBoundedByTheCpuCount) {
   std::atomic<int> verified{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < callers; ++t) {
-    threads.emplace_back([&, t] {
-      std::vector<std::string> digests;
-      for (int i = 0; i < 5; ++i)
-        digests.push_back(Digest(HashAlgorithm::kSha256, absl::StrCat(t, "/", i)));
-      absl::StatusOr<std::vector<std::string>> signatures = hsm_->SignDigests("ec", {}, digests);
-      if (!signatures.ok()) {
-        ADD_FAILURE() << signatures.status();
-        return;
-      }
-      for (size_t i = 0; i < digests.size(); ++i) {
-        if (Verifies(key, {}, digests[i], (*signatures)[i])) ++verified;
-      }
-    });
+    threads.emplace_back([&, t] { SignAsCaller(key, t, 5, verified); });
   }
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(verified, callers * 5);
@@ -642,23 +646,13 @@ TEST_F(HsmTest, SoftHsm2SigningThreadsAreSpreadOverTheCpus) {
   std::vector<std::thread> threads;
   for (int t = 0; t < callers; ++t) {
     threads.emplace_back([&, t] {
-      std::vector<std::string> digests;
-      for (size_t i = 0; i < Pkcs11Module::kDigestsHeldToCpu; ++i)
-        digests.push_back(Digest(HashAlgorithm::kSha256, absl::StrCat(t, "/", i)));
       cpu_set_t before, after;
       CPU_ZERO(&before);
       CPU_ZERO(&after);
       sched_getaffinity(0, sizeof(before), &before);
-      absl::StatusOr<std::vector<std::string>> signatures = hsm_->SignDigests("ec", {}, digests);
+      SignAsCaller(key, t, Pkcs11Module::kDigestsHeldToCpu, verified);
       sched_getaffinity(0, sizeof(after), &after);
       if (!CPU_EQUAL(&before, &after)) ++affinity_changed;
-      if (!signatures.ok()) {
-        ADD_FAILURE() << signatures.status();
-        return;
-      }
-      for (size_t i = 0; i < digests.size(); ++i) {
-        if (Verifies(key, {}, digests[i], (*signatures)[i])) ++verified;
-      }
     });
   }
   for (std::thread& thread : threads) thread.join();
