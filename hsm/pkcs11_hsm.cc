@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -162,6 +163,16 @@ std::vector<int> DefaultSigningCpus(std::string_view module_path) {
   return cpus;
 }
 
+// What qsign sets on a module it has just loaded, from its path: SoftHSM2's object creation
+// serialized unless the config says otherwise, and the bound and CPUs of its signing threads.
+void ConfigureModule(Pkcs11Module& module, std::string_view module_path,
+                     std::optional<bool> serialize_object_creation) {
+  module.set_serialize_object_creation(
+      serialize_object_creation.value_or(IsSoftHsm2(module_path)));
+  module.set_max_concurrent_signing(DefaultMaxConcurrentSigning(module_path));
+  module.set_signing_cpus(DefaultSigningCpus(module_path));
+}
+
 size_t SignatureLength(KeyType type) {
   if (IsEc(type)) return 2 * static_cast<size_t>((KeyBits(type) + 7) / 8);
   return static_cast<size_t>(KeyBits(type) / 8);
@@ -226,10 +237,7 @@ absl::StatusOr<std::unique_ptr<HsmTokens>> OpenPkcs11Tokens(const Pkcs11TokensCo
       Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive);
   if (!loaded.ok()) return loaded.status();
   std::shared_ptr<Pkcs11Module> module = *std::move(loaded);
-  module->set_serialize_object_creation(
-      config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
-  module->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
-  module->set_signing_cpus(DefaultSigningCpus(config.module_path));
+  ConfigureModule(*module, config.module_path, config.serialize_object_creation);
   auto tokens = std::make_unique<HsmTokens>();
   for (const Pkcs11TokenConfig& token : config.tokens) {
     absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> hsm = Pkcs11Hsm::OnModule(module, token);
@@ -257,10 +265,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Hsm>> Pkcs11Hsm::New(const Pkcs11Config& co
   absl::StatusOr<std::unique_ptr<Pkcs11Module>> module =
       Pkcs11Module::Load(config.module_path, Pkcs11Module::InitMode::kExclusive, patch);
   if (!module.ok()) return module.status();
-  (*module)->set_serialize_object_creation(
-      config.serialize_object_creation.value_or(IsSoftHsm2(config.module_path)));
-  (*module)->set_max_concurrent_signing(DefaultMaxConcurrentSigning(config.module_path));
-  (*module)->set_signing_cpus(DefaultSigningCpus(config.module_path));
+  ConfigureModule(**module, config.module_path, config.serialize_object_creation);
   return OnModule(*std::move(module), {.token_label = config.token_label,
                                        .pin_file = config.pin_file,
                                        .session_pool_size = config.session_pool_size});
