@@ -191,19 +191,10 @@ class AsyncLoad {
   void AddApp(consent::ConsentAppSimulator* sim) {
     auto app = std::make_unique<App>();
     app->sim = sim;
-    pb::GetChallengeRequest creq;
-    creq.set_device_id(sim->device_id());
-    pb::GetChallengeResponse challenge;
-    grpc::ClientContext cctx;
-    Check(FromGrpc(consent_->GetChallenge(&cctx, creq, &challenge)), "GetChallenge");
-    auto sig = sim->Sign(challenge.challenge());
-    Check(sig.status(), "challenge signature");
-    pb::WatchRequestsRequest wreq;
-    wreq.set_device_id(sim->device_id());
-    wreq.set_challenge(challenge.challenge());
-    wreq.set_signature(*sig);
+    absl::StatusOr<pb::WatchRequestsRequest> wreq = sim->SignedWatchRequest();
+    Check(wreq.status(), "WatchRequests challenge");
     app->stream_ctx = std::make_unique<grpc::ClientContext>();
-    app->reader = consent_->PrepareAsyncWatchRequests(app->stream_ctx.get(), wreq, &cq_);
+    app->reader = consent_->PrepareAsyncWatchRequests(app->stream_ctx.get(), *wreq, &cq_);
     absl::Notification opened;
     App* a = app.get();
     a->reader->StartCall(NewStep([this, a, &opened](bool ok) {
@@ -284,10 +275,6 @@ class AsyncLoad {
     std::unique_ptr<grpc::ClientAsyncResponseReader<pb::ApproveResponse>> approve_call;
   };
 
-  static absl::Status FromGrpc(const grpc::Status& s) {
-    return s.ok() ? absl::OkStatus()
-                  : absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-  }
   [[noreturn]] static void Fail(std::string_view what) {
     std::cerr << what << "\n";
     std::exit(1);
@@ -359,13 +346,9 @@ class AsyncLoad {
       auto sig = a->sim->Sign(consent::ApprovalMessage(
           a->msg.statement(), consent::Decision::kApprove, a->challenge.challenge()));
       if (!sig.ok()) Fail("approval signature");
-      pb::ApproveRequest req;
-      req.set_request_id(a->msg.request_id());
-      req.set_device_id(a->sim->device_id());
-      req.set_decision(pb::CONSENT_DECISION_APPROVE);
-      req.set_pin(std::string(kPin));
-      req.set_device_signature(*std::move(sig));
-      req.set_challenge(a->challenge.challenge());
+      const pb::ApproveRequest req = consent::ConsentAppSimulator::ApproveRequestFor(
+          a->msg.request_id(), a->sim->device_id(), consent::Decision::kApprove, kPin,
+          a->challenge.challenge(), *sig);
       a->ctx = NewContext();
       a->approve_call = consent_->PrepareAsyncApprove(a->ctx.get(), req, &cq_);
       a->approve_call->StartCall();

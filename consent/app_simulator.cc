@@ -145,6 +145,20 @@ absl::Status ConsentAppSimulator::Enroll(std::string_view activation_code,
 
 absl::StatusOr<std::unique_ptr<grpc::ClientReader<pb::ConsentRequest>>>
 ConsentAppSimulator::OpenStream(grpc::ClientContext* ctx) {
+  absl::StatusOr<pb::WatchRequestsRequest> wreq = SignedWatchRequest();
+  if (!wreq.ok()) return wreq.status();
+  auto reader = stub_->WatchRequests(ctx, *wreq);
+  // Wait until the server has accepted (or refused) the stream.
+  reader->WaitForInitialMetadata();
+  const auto& md = ctx->GetServerInitialMetadata();
+  if (md.find(std::string(kWatchOpenMetadata)) == md.end()) {
+    absl::Status st = FromGrpcStatus(reader->Finish());
+    return st.ok() ? absl::UnknownError("app: the stream closed before opening") : st;
+  }
+  return reader;
+}
+
+absl::StatusOr<pb::WatchRequestsRequest> ConsentAppSimulator::SignedWatchRequest() {
   pb::GetChallengeRequest creq;
   creq.set_device_id(device_id_);
   grpc::ClientContext cctx;
@@ -159,15 +173,7 @@ ConsentAppSimulator::OpenStream(grpc::ClientContext* ctx) {
   wreq.set_device_id(device_id_);
   wreq.set_challenge(challenge.challenge());
   wreq.set_signature(*sig);
-  auto reader = stub_->WatchRequests(ctx, wreq);
-  // Wait until the server has accepted (or refused) the stream.
-  reader->WaitForInitialMetadata();
-  const auto& md = ctx->GetServerInitialMetadata();
-  if (md.find(std::string(kWatchOpenMetadata)) == md.end()) {
-    absl::Status st = FromGrpcStatus(reader->Finish());
-    return st.ok() ? absl::UnknownError("app: the stream closed before opening") : st;
-  }
-  return reader;
+  return wreq;
 }
 
 absl::Status ConsentAppSimulator::StartWatching() {
@@ -365,9 +371,11 @@ absl::Status ConsentAppSimulator::ResetPin(std::string_view new_pin) {
   return FromGrpcStatus(stub_->ResetPin(&ctx, req, &resp));
 }
 
-absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(
-    std::string_view request_id, std::string_view device_id, Decision decision,
-    std::string_view pin, std::string_view challenge, std::string_view signature) {
+pb::ApproveRequest ConsentAppSimulator::ApproveRequestFor(std::string_view request_id,
+                                                          std::string_view device_id,
+                                                          Decision decision, std::string_view pin,
+                                                          std::string_view challenge,
+                                                          std::string_view signature) {
   pb::ApproveRequest req;
   req.set_request_id(std::string(request_id));
   req.set_device_id(std::string(device_id));
@@ -376,6 +384,14 @@ absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(
   req.set_pin(std::string(pin));
   req.set_device_signature(std::string(signature));
   req.set_challenge(std::string(challenge));
+  return req;
+}
+
+absl::StatusOr<pb::ApproveResponse> ConsentAppSimulator::SendApprove(
+    std::string_view request_id, std::string_view device_id, Decision decision,
+    std::string_view pin, std::string_view challenge, std::string_view signature) {
+  const pb::ApproveRequest req =
+      ApproveRequestFor(request_id, device_id, decision, pin, challenge, signature);
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   pb::ApproveResponse resp;

@@ -67,6 +67,11 @@ class ConsentAppSimulator {
   // How the stream ended; OK while it is open.
   absl::Status watch_status() const;
 
+  // A WatchRequests request for this device: a fresh GetChallenge, signed with the device key
+  // (StartWatching opens its stream with it; so does a load generator that reads the stream
+  // itself).
+  absl::StatusOr<qsign::v1::WatchRequestsRequest> SignedWatchRequest();
+
   // When set, every request that arrives on the stream is decided at once with this PIN
   // (load tests, demos); outcomes are counted.
   void SetAutoDecision(std::optional<Decision> decision, std::string pin = "");
@@ -88,6 +93,12 @@ class ConsentAppSimulator {
                                                     std::string_view pin);
   // GetApprovalChallenge for `request_id` (empty: for a PIN operation) as this device.
   absl::StatusOr<std::string> GetApprovalChallenge(std::string_view request_id);
+  // The Approve request SendApprove sends (for a load generator that makes the call itself).
+  static qsign::v1::ApproveRequest ApproveRequestFor(std::string_view request_id,
+                                                     std::string_view device_id,
+                                                     Decision decision, std::string_view pin,
+                                                     std::string_view challenge,
+                                                     std::string_view signature);
   // The raw call with a caller-made challenge and signature.
   absl::StatusOr<qsign::v1::ApproveResponse> SendApprove(std::string_view request_id,
                                                          std::string_view device_id,
